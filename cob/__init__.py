@@ -1,0 +1,65 @@
+"""Signed collaborative objects over Git: generic, knows nothing of jobs.
+
+An object is a DAG of signed change commits under
+``refs/namespaces/<NID>/refs/cobs/<TYPENAME>/<object-id>``; loading verifies every change and
+folds them in a deterministic order (see ``docs/FORMAT.md``).
+"""
+
+from .change import Change, InvalidChange
+from .cobtype import CobType, EvalContext, Reject
+from .errors import (
+    CobError,
+    Conflict,
+    InvalidNid,
+    InvalidOps,
+    KeyFileError,
+    NoKeyError,
+    RepositoryError,
+    SignatureError,
+    TransportError,
+    UnknownObject,
+)
+from .evaluate import Evaluation, Rejection
+from .identity import (
+    allowed_signers_line,
+    is_nid,
+    nid_from_public_key,
+    normalize_nid,
+    public_key_from_nid,
+    ssh_public_key_line,
+)
+from .refs import object_ref
+from .signer import Signer, default_key_path, resolve_key_path
+from .store import Store, open_repository
+
+__all__ = [
+    "Change",
+    "CobError",
+    "CobType",
+    "Conflict",
+    "EvalContext",
+    "Evaluation",
+    "InvalidChange",
+    "InvalidNid",
+    "InvalidOps",
+    "KeyFileError",
+    "NoKeyError",
+    "Reject",
+    "Rejection",
+    "RepositoryError",
+    "SignatureError",
+    "Signer",
+    "Store",
+    "TransportError",
+    "UnknownObject",
+    "allowed_signers_line",
+    "default_key_path",
+    "is_nid",
+    "nid_from_public_key",
+    "normalize_nid",
+    "object_ref",
+    "open_repository",
+    "public_key_from_nid",
+    "resolve_key_path",
+    "ssh_public_key_line",
+]

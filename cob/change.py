@@ -1,0 +1,240 @@
+"""A change is one signed Git commit: ``manifest`` + ``ops`` blobs, parents = known tips.
+
+This module writes changes and reads them back *verified*. Reading never trusts the commit:
+sizes are bounded, the SSHSIG must verify over the exact commit buffer and name the author's
+NID, the manifest must be this type's, and the ops must decode. Any failure is an
+:class:`InvalidChange` with a reason, which the evaluator turns into a reported rejection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import pygit2
+
+from . import canonical, sshsig
+from .cobtype import CobType
+from .errors import SignatureError
+from .identity import nid_from_public_key
+
+MANIFEST = "manifest"
+OPS = "ops"
+EMBEDS = "embeds"
+# Fixed identity and time of a content-addressed root: its oid then depends on its ops alone.
+ROOT_NAME = "git-jobs"
+ROOT_EMAIL = "content-addressed-root"
+ROOT_TIME = 0
+
+MAX_OPS_BYTES = 1 << 20  # 1 MiB of ops per change
+MAX_MANIFEST_BYTES = 1024
+MAX_PARENTS = 256
+MAX_EMBEDS = 64
+GIT_FILEMODE_BLOB = pygit2.enums.FileMode.BLOB
+GIT_FILEMODE_TREE = pygit2.enums.FileMode.TREE
+
+
+class InvalidChange(Exception):
+    """A commit that is not a valid change; ``str(e)`` is the reason reported to the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A verified change. ``author`` is the signer's NID, or None for a content-addressed root."""
+
+    oid: str
+    parents: tuple[str, ...]
+    author: str | None
+    timestamp: int
+    ops: tuple[Any, ...]
+    message: str = ""
+    version: int = 1
+    embeds: Mapping[str, str] = field(default_factory=dict)  # name -> blob oid
+
+    @property
+    def key(self) -> tuple[int, str]:
+        """The tie-break among changes ready at once: (commit time, oid)."""
+        return (self.timestamp, self.oid)
+
+
+class Codec:
+    """Per-type encoders/decoders, built once (msgspec decoders are worth reusing)."""
+
+    __slots__ = ("cobtype", "manifest", "ops_decoder", "_manifests")
+
+    def __init__(self, cobtype: CobType[Any]) -> None:
+        self.cobtype = cobtype
+        self.manifest = canonical.dumps({"type": cobtype.typename, "version": cobtype.version})
+        self.ops_decoder = msgspec.json.Decoder(list[cobtype.op_type])  # type: ignore[name-defined]
+        self._manifests = {
+            canonical.dumps({"type": cobtype.typename, "version": v}): v for v in cobtype.versions
+        }
+
+    def encode_ops(self, ops: Sequence[Any]) -> bytes:
+        try:
+            return canonical.dumps(list(ops))
+        except (TypeError, msgspec.EncodeError) as e:
+            raise InvalidChange(f"ops do not encode: {e}") from None
+
+    def decode_ops(self, data: bytes) -> tuple[Any, ...]:
+        if len(data) > MAX_OPS_BYTES:
+            raise InvalidChange(f"ops blob is {len(data)} bytes (limit {MAX_OPS_BYTES})")
+        try:
+            ops = self.ops_decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            raise InvalidChange(f"ops do not decode: {e}") from None
+        if not ops:
+            raise InvalidChange("a change carries no ops")
+        return tuple(ops)
+
+    def manifest_version(self, data: bytes) -> int:
+        version = self._manifests.get(data)
+        if version is not None:
+            return version
+        try:
+            decoded = msgspec.json.decode(data[:MAX_MANIFEST_BYTES])
+        except msgspec.DecodeError:
+            raise InvalidChange("manifest is not JSON") from None
+        if not isinstance(decoded, dict) or decoded.get("type") != self.cobtype.typename:
+            kind = decoded.get("type") if isinstance(decoded, dict) else None
+            raise InvalidChange(f"manifest type is {kind!r}, expected {self.cobtype.typename!r}")
+        raise InvalidChange(f"unsupported manifest {decoded!r}")
+
+
+def _tree(
+    repo: pygit2.Repository, codec: Codec, ops_blob: bytes, embeds: Mapping[str, bytes] | None
+) -> pygit2.Oid:
+    builder = repo.TreeBuilder()
+    builder.insert(MANIFEST, repo.create_blob(codec.manifest), GIT_FILEMODE_BLOB)
+    builder.insert(OPS, repo.create_blob(ops_blob), GIT_FILEMODE_BLOB)
+    if embeds:
+        sub = repo.TreeBuilder()
+        for name, content in sorted(embeds.items()):
+            if not name or "/" in name or name in (".", "..") or "\0" in name:
+                raise InvalidChange(f"bad embed name {name!r}")
+            sub.insert(name, repo.create_blob(content), GIT_FILEMODE_BLOB)
+        builder.insert(EMBEDS, sub.write(), GIT_FILEMODE_TREE)
+    oid: pygit2.Oid = builder.write()
+    return oid
+
+
+def root_commit_buffer(
+    repo: pygit2.Repository, codec: Codec, ops: Sequence[Any], tree: pygit2.Oid
+) -> str:
+    """The commit text of a content-addressed root (unsigned, fixed identity and time)."""
+    ident = pygit2.Signature(ROOT_NAME, ROOT_EMAIL, ROOT_TIME, 0)
+    message = codec.cobtype.summary(ops) + "\n"
+    buffer: str = repo.create_commit_string(ident, ident, message, tree, [])
+    return buffer
+
+
+def write_root(repo: pygit2.Repository, codec: Codec, ops: Sequence[Any]) -> str:
+    """Write a content-addressed root; its oid is the object id on every node."""
+    tree = _tree(repo, codec, codec.encode_ops(ops), None)
+    buffer = root_commit_buffer(repo, codec, ops, tree)
+    return str(repo.odb.write(pygit2.enums.ObjectType.COMMIT, buffer.encode()))
+
+
+def write_change(
+    repo: pygit2.Repository,
+    codec: Codec,
+    signer: sshsig.RawSigner,
+    nid: str,
+    ops: Sequence[Any],
+    parents: Sequence[str],
+    *,
+    timestamp: int | None = None,
+    embeds: Mapping[str, bytes] | None = None,
+) -> str:
+    """Write a signed change commit and return its oid (no ref is touched)."""
+    tree = _tree(repo, codec, codec.encode_ops(ops), embeds)
+    when = int(time.time()) if timestamp is None else timestamp
+    ident = pygit2.Signature(nid, nid, when, 0)
+    message = codec.cobtype.summary(ops) + "\n"
+    parent_oids = [pygit2.Oid(hex=p) for p in parents]
+    buffer: str = repo.create_commit_string(ident, ident, message, tree, parent_oids)
+    signature = sshsig.sign(signer, buffer.encode())
+    return str(repo.create_commit_with_signature(buffer, signature))
+
+
+def read_change(repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: bool) -> Change:
+    """Read and verify one change. Raises :class:`InvalidChange` with the reason."""
+    try:
+        obj = repo[oid]
+    except (KeyError, ValueError):
+        raise InvalidChange("object is missing from the repository") from None
+    if not isinstance(obj, pygit2.Commit):
+        raise InvalidChange(f"not a commit but a {obj.type_str}")
+    commit = obj
+    parents = tuple(str(p) for p in commit.parent_ids)
+    if len(parents) > MAX_PARENTS:
+        raise InvalidChange(f"{len(parents)} parents (limit {MAX_PARENTS})")
+    tree = commit.tree
+    manifest_entry = ops_entry = embeds_entry = None
+    for entry in tree:
+        name = entry.name
+        if name == MANIFEST:
+            manifest_entry = entry
+        elif name == OPS:
+            ops_entry = entry
+        elif name == EMBEDS:
+            embeds_entry = entry
+        else:
+            raise InvalidChange(f"unexpected tree entry {name!r}")
+    if manifest_entry is None or ops_entry is None:
+        raise InvalidChange("tree lacks a manifest or ops blob")
+    if not isinstance(manifest_entry, pygit2.Blob) or not isinstance(ops_entry, pygit2.Blob):
+        raise InvalidChange("manifest and ops must be blobs")
+    if manifest_entry.size > MAX_MANIFEST_BYTES:
+        raise InvalidChange("manifest too large")
+    version = codec.manifest_version(manifest_entry.data)
+    if ops_entry.size > MAX_OPS_BYTES:
+        raise InvalidChange(f"ops blob is {ops_entry.size} bytes (limit {MAX_OPS_BYTES})")
+    ops = codec.decode_ops(ops_entry.data)
+    embeds: dict[str, str] = {}
+    if embeds_entry is not None:
+        if not isinstance(embeds_entry, pygit2.Tree) or len(embeds_entry) > MAX_EMBEDS:
+            raise InvalidChange("embeds must be a tree of at most 64 blobs")
+        for e in embeds_entry:
+            if not isinstance(e, pygit2.Blob):
+                raise InvalidChange("embeds must hold blobs only")
+            embeds[e.name or ""] = str(e.id)
+
+    signature, payload = commit.gpg_signature
+    author_name = commit.author.name
+    if is_root and codec.cobtype.content_addressed_root:
+        if signature is not None:
+            raise InvalidChange("a content-addressed root must not be signed")
+        if parents:
+            raise InvalidChange("a root has no parents")
+        if (
+            embeds_entry is not None
+            or manifest_entry.data != codec.manifest
+            or codec.encode_ops(ops) != ops_entry.data
+        ):
+            raise InvalidChange("root does not re-derive from its ops")
+        expected = root_commit_buffer(repo, codec, ops, commit.tree_id)
+        if commit_oid(expected.encode()) != oid:
+            raise InvalidChange("root does not re-derive from its ops")
+        return Change(oid, (), None, ROOT_TIME, ops, commit.message, version)
+    if signature is None:
+        raise InvalidChange("change is not signed")
+    try:
+        public_key = sshsig.verify(signature, payload)
+    except SignatureError as e:
+        raise InvalidChange(f"bad signature: {e}") from None
+    signer_nid = nid_from_public_key(public_key)
+    if author_name != signer_nid or commit.committer.name != signer_nid:
+        raise InvalidChange(f"signed by {signer_nid} but authored as {author_name!r}")
+    if is_root and parents:
+        raise InvalidChange("a root has no parents")
+    return Change(oid, parents, signer_nid, commit.commit_time, ops, commit.message, version, embeds)
+
+
+def commit_oid(data: bytes) -> str:
+    """The SHA-1 object id git gives a commit with this content (without writing it)."""
+    return hashlib.sha1(b"commit %d\0" % len(data) + data).hexdigest()

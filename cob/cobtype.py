@@ -1,0 +1,79 @@
+"""How a type plugs into `cob`: its name, its op structs, and its fold.
+
+A type is a small class (see ``jobs.model.JobType``). `cob` reads, verifies and orders changes;
+the type only says whether a change is acceptable (:meth:`CobType.validate`, raising
+:class:`Reject`) and how it changes the state (:meth:`CobType.apply`, which must not fail).
+Splitting the two keeps the fold atomic per change without copying the state.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from .change import Change
+
+S = TypeVar("S")
+
+
+class Reject(Exception):
+    """Raised by a type to refuse a change. The message is the reason that gets reported."""
+
+
+class EvalContext(Protocol):
+    """What a type may ask about the DAG while validating a change."""
+
+    def is_ancestor(self, ancestor: str, of: str) -> bool:
+        """True when change ``ancestor`` is ``of`` or one of its ancestors."""
+        ...
+
+
+class CobType(ABC, Generic[S]):
+    """A collaborative object type.
+
+    Class attributes a type sets:
+
+    - ``typename``: reverse-DNS name, e.g. ``"dev.gitjobs.job"``; also the ref path segment.
+    - ``version``: the manifest version this code writes; ``versions`` those it reads.
+    - ``op_type``: a msgspec type (usually a ``Union`` of structs tagged by ``"type"``).
+    - ``content_addressed_root``: the root is unsigned, with a fixed identity and time, so its
+      oid depends only on its ops (every node creating it gets the same object id).
+    - ``commutative``: ops commute and are idempotent, so a cached state plus only the new
+      changes equals a full fold. The cache only folds incrementally for such types.
+    """
+
+    typename: ClassVar[str]
+    version: ClassVar[int] = 1
+    versions: ClassVar[frozenset[int]] = frozenset({1})
+    op_type: ClassVar[Any]
+    content_addressed_root: ClassVar[bool] = False
+    commutative: ClassVar[bool] = False
+
+    @abstractmethod
+    def initial(self, root: Change) -> S:
+        """The state after the root change; raise :class:`Reject` if the root is invalid."""
+
+    @abstractmethod
+    def validate(self, state: S, change: Change, ctx: EvalContext) -> None:
+        """Raise :class:`Reject` if ``change`` may not apply to ``state``. Must not mutate.
+
+        For a commutative type the answer may depend only on the change and its ancestors
+        (ask ``ctx.is_ancestor``), never on concurrent changes folded earlier.
+        """
+
+    @abstractmethod
+    def apply(self, state: S, change: Change) -> None:
+        """Fold a validated change into ``state`` (in place). Must not raise."""
+
+    def summary(self, ops: Sequence[Any]) -> str:
+        """The one-line commit message of a change carrying ``ops`` (deterministic)."""
+        return f"{self.typename}: {len(ops)} op(s)"
+
+    def index_keys(self, root: Change) -> Iterable[tuple[str, str]]:
+        """(key, value) pairs the cache indexes this object under, e.g. ("commit", sha)."""
+        return ()
+
+    # State (de)serialisation for the cache; the default suits msgspec-encodable states.
+    state_type: ClassVar[Any] = None

@@ -1,0 +1,223 @@
+"""Loading an object: walk its DAG, verify every change, fold in a deterministic order.
+
+The order is topological; among changes ready at the same step, the least (commit time, oid)
+goes first, so every replica with the same DAG folds the same sequence. A change that fails
+verification or that the type rejects is dropped *with its descendants* and reported — peer data
+never raises out of here. Given a previous :class:`Evaluation` of a commutative type, only
+the changes not seen before are read and folded (the cache's incremental path).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import pygit2
+
+from .change import Change, Codec, InvalidChange, read_change
+from .cobtype import Reject
+
+S = TypeVar("S")
+
+# A DAG bigger than this is not walked further; the rest is reported, not read.
+MAX_CHANGES = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A change the load dropped: which object, which change, and why."""
+
+    object_id: str
+    change: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.object_id[:12]} change {self.change[:12]}: {self.reason}"
+
+
+@dataclass(slots=True)
+class Evaluation(Generic[S]):
+    """The folded state of one object and what it was built from.
+
+    ``changes`` holds the changes folded by the last evaluation, in fold order (all of them
+    for a full load). ``accepted``/``rejected`` cover the whole history, so the next
+    evaluation can stop where this one ended.
+    """
+
+    typename: str
+    object_id: str
+    state: S | None
+    tips: dict[str, str] = field(default_factory=dict)
+    changes: list[Change] = field(default_factory=list)
+    accepted: set[str] = field(default_factory=set)
+    rejected: dict[str, str] = field(default_factory=dict)
+    heads: set[str] = field(default_factory=set)
+
+    @property
+    def valid(self) -> bool:
+        return self.state is not None
+
+    def rejections(self) -> list[Rejection]:
+        return [Rejection(self.object_id, oid, why) for oid, why in sorted(self.rejected.items())]
+
+
+class _Context:
+    """Answers ``is_ancestor`` from the in-memory DAG, falling back to git for old changes."""
+
+    __slots__ = ("repo", "parents", "generation")
+
+    def __init__(self, repo: pygit2.Repository, parents: Mapping[str, tuple[str, ...]]) -> None:
+        self.repo = repo
+        self.parents = parents
+        self.generation: dict[str, int] = {}
+
+    def is_ancestor(self, ancestor: str, of: str) -> bool:
+        if ancestor == of:
+            return True
+        target_gen = self.generation.get(ancestor)
+        stack = [of]
+        seen = {of}
+        old: list[str] = []
+        while stack:
+            node = stack.pop()
+            for p in self.parents.get(node, ()):
+                if p == ancestor:
+                    return True
+                if p in seen:
+                    continue
+                seen.add(p)
+                gen = self.generation.get(p)
+                if gen is None:
+                    old.append(p)
+                elif target_gen is None or gen > target_gen:
+                    stack.append(p)
+        if target_gen is not None:
+            return False  # the ancestor is new: only new changes can lead to it
+        try:
+            a = pygit2.Oid(hex=ancestor)
+            return any(self.repo.descendant_of(pygit2.Oid(hex=p), a) for p in old)
+        except (pygit2.GitError, ValueError, KeyError):
+            return False
+
+
+def _parents_of_unreadable(repo: pygit2.Repository, oid: str) -> tuple[int, tuple[str, ...]]:
+    try:
+        obj = repo[oid]
+    except (KeyError, ValueError):
+        return 0, ()
+    if isinstance(obj, pygit2.Commit):
+        return obj.commit_time, tuple(str(p) for p in obj.parent_ids)
+    return 0, ()
+
+
+def evaluate(
+    repo: pygit2.Repository,
+    codec: Codec,
+    object_id: str,
+    tips: Mapping[str, str],
+    base: Evaluation[Any] | None = None,
+) -> Evaluation[Any]:
+    """Fold the object reachable from ``tips``. ``base`` (consumed) skips what it already saw."""
+    cobtype = codec.cobtype
+    if base is not None and base.state is not None:
+        ev = base
+        ev.changes = []
+    else:
+        ev = Evaluation(cobtype.typename, object_id, None)
+    ev.tips = dict(tips)
+    accepted, rejected = ev.accepted, ev.rejected
+
+    # 1. Collect the changes not seen before, reading and verifying each once.
+    read: dict[str, Change | None] = {}
+    why: dict[str, str] = {}
+    parents: dict[str, tuple[str, ...]] = {}
+    keys: dict[str, tuple[int, str]] = {}
+    stack = [t for t in set(tips.values()) if t not in accepted and t not in rejected]
+    seen = set(stack)
+    while stack:
+        oid = stack.pop()
+        if len(read) >= MAX_CHANGES:
+            why[oid] = f"history larger than {MAX_CHANGES} changes"
+            read[oid], parents[oid], keys[oid] = None, (), (0, oid)
+            continue
+        try:
+            change = read_change(repo, codec, oid, is_root=(oid == object_id))
+            read[oid], parents[oid], keys[oid] = change, change.parents, change.key
+        except InvalidChange as e:
+            read[oid], why[oid] = None, str(e)
+            ts, ps = _parents_of_unreadable(repo, oid)
+            parents[oid], keys[oid] = ps, (ts, oid)
+        for p in parents[oid]:
+            if p not in seen and p not in accepted and p not in rejected:
+                seen.add(p)
+                stack.append(p)
+
+    # 2. Topological order among new changes; parents seen before are already settled.
+    indegree = {oid: 0 for oid in read}
+    children: dict[str, list[str]] = {}
+    for oid, ps in parents.items():
+        for p in ps:
+            if p in read:
+                indegree[oid] += 1
+                children.setdefault(p, []).append(oid)
+    ready = [(keys[oid], oid) for oid, d in indegree.items() if d == 0]
+    heapq.heapify(ready)
+    ctx = _Context(repo, parents)
+    state = ev.state
+    while ready:
+        _, oid = heapq.heappop(ready)
+        for child in children.get(oid, ()):
+            indegree[child] -= 1
+            if indegree[child] == 0:
+                heapq.heappush(ready, (keys[child], child))
+        change = read[oid]
+        reason = why.get(oid)
+        if reason is None:
+            reason = _ancestry_problem(oid, object_id, parents[oid], accepted, rejected, read, state)
+        if reason is None and change is not None:
+            try:
+                if oid == object_id:
+                    state = cobtype.initial(change)
+                else:
+                    cobtype.validate(state, change, ctx)
+                    cobtype.apply(state, change)
+            except Reject as e:
+                reason = str(e) or "rejected by the type"
+        if reason is not None:
+            rejected[oid] = reason
+            continue
+        assert change is not None
+        ctx.generation[oid] = 1 + max((ctx.generation.get(p, 0) for p in change.parents), default=0)
+        accepted.add(oid)
+        ev.changes.append(change)
+        ev.heads.difference_update(change.parents)
+        ev.heads.add(oid)
+    ev.state = state
+    return ev
+
+
+def _ancestry_problem(
+    oid: str,
+    object_id: str,
+    parents: Iterable[str],
+    accepted: set[str],
+    rejected: Mapping[str, str],
+    read: Mapping[str, Change | None],
+    state: object,
+) -> str | None:
+    """Why a structurally fine change still cannot be folded (root, parents), or None."""
+    if oid == object_id:
+        return None
+    if state is None:
+        return "the object's root is missing or invalid"
+    ps = tuple(parents)
+    if not ps:
+        return "a second root (no parents) in the object's history"
+    for p in ps:
+        if p in rejected:
+            return f"descends from rejected change {p[:12]}"
+        if p not in accepted:
+            return f"parent {p[:12]} is missing" if p not in read else f"parent {p[:12]} not accepted"
+    return None

@@ -1,0 +1,237 @@
+"""The ref layout, and fast reads of it.
+
+``refs/namespaces/<NID>/refs/cobs/<TYPENAME>/<object-id>``: one ref per node per object.
+Listing goes straight to the loose ref files and ``packed-refs`` instead of asking libgit2 for
+every ref in the repository: a repository with 100,000 job refs and a few branches should not
+pay for the refs it does not ask about. Loose refs are read *before* packed-refs so that a
+concurrent ``git pack-refs`` (which writes packed-refs, then deletes the loose file) can never
+hide a ref from us. Repositories using reftable fall back to libgit2's iterator.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pygit2
+
+from .errors import Conflict, RepositoryError
+
+NAMESPACES = "refs/namespaces/"
+_HEX = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+
+
+def is_oid(text: str) -> bool:
+    return bool(_HEX.match(text))
+
+
+def object_ref(nid: str, typename: str, object_id: str) -> str:
+    return f"{NAMESPACES}{nid}/refs/cobs/{typename}/{object_id}"
+
+
+def type_prefix(nid: str, typename: str) -> str:
+    return f"{NAMESPACES}{nid}/refs/cobs/{typename}/"
+
+
+@dataclass(frozen=True, slots=True)
+class CobRef:
+    name: str
+    nid: str
+    typename: str
+    object_id: str
+    target: str
+
+
+def parse_ref(name: str) -> tuple[str, str, str] | None:
+    """(nid, typename, object_id) of a cob ref name, or None if it is not one."""
+    if not name.startswith(NAMESPACES):
+        return None
+    parts = name[len(NAMESPACES):].split("/")
+    if len(parts) != 5 or parts[1] != "refs" or parts[2] != "cobs":
+        return None
+    nid, _, _, typename, object_id = parts
+    if not is_oid(object_id):
+        return None
+    return nid, typename, object_id
+
+
+class RefReader:
+    """Reads cob refs of one repository, caching the parsed packed-refs by its stat."""
+
+    def __init__(self, repo: pygit2.Repository) -> None:
+        self.repo = repo
+        self.gitdir = repo.path.rstrip("/")
+        self._packed_stat: tuple[int, int, int] | None = None
+        self._packed: dict[str, str] = {}
+        self._reftable = os.path.isdir(os.path.join(self.gitdir, "reftable"))
+
+    # -- packed-refs -------------------------------------------------------------------
+    def _packed_refs(self) -> dict[str, str]:
+        path = os.path.join(self.gitdir, "packed-refs")
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            self._packed_stat, self._packed = None, {}
+            return self._packed
+        key = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if key != self._packed_stat:
+            refs: dict[str, str] = {}
+            with open(path, "rb") as f:
+                for raw in f:
+                    if raw[:1] in (b"#", b"^"):
+                        continue
+                    line = raw.decode("utf-8", "replace").rstrip("\n")
+                    oid, _, name = line.partition(" ")
+                    if name.startswith(NAMESPACES):
+                        refs[name] = oid
+            self._packed_stat, self._packed = key, refs
+        return self._packed
+
+    @staticmethod
+    def _read_loose(path: str) -> str | None:
+        try:
+            with open(path, "rb") as f:
+                text = f.read(100).decode("ascii", "replace").strip()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+        return text if is_oid(text) else None
+
+    # -- queries -----------------------------------------------------------------------
+    def namespaces(self) -> list[str]:
+        """Every NID with at least one ref (loose or packed)."""
+        if self._reftable:
+            return sorted({r.nid for r in self._iter_libgit2("")})
+        found: set[str] = set()
+        try:
+            found.update(os.listdir(os.path.join(self.gitdir, "refs", "namespaces")))
+        except FileNotFoundError:
+            pass
+        for name in self._packed_refs():
+            found.add(name[len(NAMESPACES):].split("/", 1)[0])
+        return sorted(found)
+
+    def tips(self, typename: str, object_id: str) -> dict[str, str]:
+        """{nid: target} of every namespace's ref for one object."""
+        if self._reftable:
+            return {r.nid: r.target for r in self._iter_libgit2(typename) if r.object_id == object_id}
+        out: dict[str, str] = {}
+        for nid in self.namespaces():
+            name = object_ref(nid, typename, object_id)
+            target = self._read_loose(os.path.join(self.gitdir, name))
+            if target is not None:
+                out[nid] = target
+        packed = self._packed_refs()
+        for nid in self.namespaces():
+            if nid not in out:
+                target = packed.get(object_ref(nid, typename, object_id))
+                if target is not None:
+                    out[nid] = target
+        return out
+
+    def refs_of_type(self, typename: str) -> list[CobRef]:
+        """Every ref of one type, in every namespace."""
+        if self._reftable:
+            return list(self._iter_libgit2(typename))
+        seen: dict[str, CobRef] = {}
+        base = os.path.join(self.gitdir, "refs", "namespaces")
+        try:
+            nids = os.listdir(base)
+        except FileNotFoundError:
+            nids = []
+        for nid in nids:
+            tdir = os.path.join(base, nid, "refs", "cobs", typename)
+            try:
+                entries = list(os.scandir(tdir))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for entry in entries:
+                if not is_oid(entry.name):
+                    continue
+                target = self._read_loose(entry.path)
+                if target is not None:
+                    name = object_ref(nid, typename, entry.name)
+                    seen[name] = CobRef(name, nid, typename, entry.name, target)
+        for name, target in self._packed_refs().items():
+            if name in seen:
+                continue
+            parsed = parse_ref(name)
+            if parsed and parsed[1] == typename:
+                seen[name] = CobRef(name, parsed[0], typename, parsed[2], target)
+        return list(seen.values())
+
+    def _iter_libgit2(self, typename: str) -> Iterator[CobRef]:
+        for name in self.repo.listall_references():
+            parsed = parse_ref(name)
+            if parsed is None or (typename and parsed[1] != typename):
+                continue
+            ref = self.repo.references.get(name)
+            if ref is not None and ref.type == pygit2.enums.ReferenceType.DIRECT:
+                yield CobRef(name, parsed[0], parsed[1], parsed[2], str(ref.target))
+
+    def fingerprint(self, typename: str) -> tuple[object, ...]:
+        """Cheap stat-based token that changes whenever a ref of ``typename`` may have moved.
+
+        Creating, moving or deleting a loose ref renames a file in its directory (changing the
+        directory's mtime); packing rewrites packed-refs. So stat-ing packed-refs, the
+        namespaces directory and each namespace's type directory is enough.
+        """
+        parts: list[object] = []
+        if self._reftable:
+            tdir = os.path.join(self.gitdir, "reftable")
+            return tuple((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in os.scandir(tdir))
+        for path in ("packed-refs", "refs/namespaces"):
+            try:
+                st = os.stat(os.path.join(self.gitdir, path))
+                parts.append((path, st.st_mtime_ns, st.st_size, st.st_ino))
+            except FileNotFoundError:
+                parts.append((path, None))
+        base = os.path.join(self.gitdir, "refs", "namespaces")
+        try:
+            nids = sorted(os.listdir(base))
+        except FileNotFoundError:
+            nids = []
+        for nid in nids:
+            try:
+                st = os.stat(os.path.join(base, nid, "refs", "cobs", typename))
+                parts.append((nid, st.st_mtime_ns, st.st_ino))
+            except (FileNotFoundError, NotADirectoryError):
+                parts.append((nid, None))
+        return tuple(parts)
+
+
+def compare_and_swap(repo: pygit2.Repository, name: str, new: str, old: str | None, message: str) -> bool:
+    """Move ``name`` from ``old`` (None: absent) to ``new`` atomically. False on a lost race.
+
+    libgit2 takes ``<ref>.lock`` with O_EXCL and re-checks the current value under the lock,
+    so two processes can never both win.
+    """
+    try:
+        if old is None:
+            repo.create_reference_direct(name, pygit2.Oid(hex=new), False, message=message)
+            return True
+        ref = repo.references.get(name)
+        if ref is None or str(ref.target) != old:
+            return False
+        ref.set_target(new, message)
+        return True
+    except pygit2.AlreadyExistsError:
+        return False
+    except pygit2.GitError as e:
+        text = str(e)
+        if "lock" in text or "modified" in text or "exists" in text or "old reference" in text:
+            return False
+        raise RepositoryError(f"cannot update {name}: {text}") from None
+    except ValueError as e:  # libgit2 reports GIT_EMODIFIED / GIT_ELOCKED this way in some builds
+        text = str(e)
+        if "lock" in text or "modified" in text or "changed" in text:
+            return False
+        raise RepositoryError(f"cannot update {name}: {text}") from None
+
+
+def delete_ref(repo: pygit2.Repository, name: str) -> None:
+    try:
+        repo.references.delete(name)
+    except (KeyError, pygit2.GitError) as e:
+        raise Conflict(f"cannot delete {name}: {e}") from None

@@ -1,0 +1,188 @@
+"""Ed25519 signers backed by OpenSSH key files, and the documented key resolution order.
+
+A node's whole identity is one OpenSSH ed25519 private key — the same file ``ssh-keygen -t
+ed25519`` writes — so a user can reuse the key git already signs with. Every failure to find or
+read it is a :class:`~cob.errors.KeyFileError` naming the path.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from .errors import KeyFileError, NoKeyError
+from .identity import allowed_signers_line, nid_from_public_key
+
+if TYPE_CHECKING:
+    import pygit2
+
+ENV_KEY = "GIT_JOBS_KEY"
+
+
+def default_key_path() -> Path:
+    """``$XDG_CONFIG_HOME/git-jobs/key``, by default ``~/.config/git-jobs/key``."""
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(Path.home(), ".config")
+    return Path(base) / "git-jobs" / "key"
+
+
+@dataclass(frozen=True, slots=True)
+class KeySource:
+    """Where a key was found: the path and which rule of the resolution order found it."""
+
+    path: Path
+    origin: str  # "argument", "GIT_JOBS_KEY", "jobs.key", "user.signingKey", "default"
+
+
+class Signer:
+    """Signs changes as one node. ``signer.nid`` is the node's id (``z6Mk…``)."""
+
+    __slots__ = ("_key", "public_key", "nid", "source")
+
+    def __init__(self, key: Ed25519PrivateKey, source: KeySource | None = None) -> None:
+        self._key = key
+        self.public_key: bytes = key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        self.nid: str = nid_from_public_key(self.public_key)
+        self.source = source
+
+    def __repr__(self) -> str:
+        return f"Signer({self.nid})"
+
+    @property
+    def path(self) -> Path | None:
+        return self.source.path if self.source else None
+
+    @classmethod
+    def generate(cls) -> Signer:
+        return cls(Ed25519PrivateKey.generate())
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], origin: str = "argument") -> Signer:
+        """Read an OpenSSH ed25519 private key (unencrypted)."""
+        p = Path(path).expanduser()
+        try:
+            data = p.read_bytes()
+        except FileNotFoundError:
+            raise KeyFileError(f"key file not found: {p}") from None
+        except OSError as e:
+            raise KeyFileError(f"cannot read key file {p}: {e.strerror or e}") from None
+        try:
+            key = serialization.load_ssh_private_key(data, password=None)
+        except TypeError:
+            raise KeyFileError(f"key file {p} is encrypted; use an unencrypted key") from None
+        except (ValueError, serialization.UnsupportedAlgorithm):
+            try:
+                key = serialization.load_pem_private_key(data, password=None)  # type: ignore[assignment]
+            except Exception:
+                raise KeyFileError(f"not an OpenSSH private key: {p}") from None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise KeyFileError(f"key file {p} is not an ed25519 key")
+        return cls(key, KeySource(p, origin))
+
+    @classmethod
+    def load(
+        cls,
+        repo: pygit2.Repository | str | os.PathLike[str] | None = None,
+        path: str | os.PathLike[str] | None = None,
+    ) -> Signer:
+        """Resolve the node's key: ``path`` → ``$GIT_JOBS_KEY`` → ``jobs.key`` →
+        ``user.signingKey`` (if an ed25519 key file) → :func:`default_key_path`."""
+        source = resolve_key_path(repo, path)
+        if source is None:
+            raise NoKeyError(
+                f"no key: set {ENV_KEY}, `git config jobs.key PATH`, or run `git jobs init` "
+                f"(which writes {default_key_path()})"
+            )
+        return cls.from_file(source.path, source.origin)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the private key in OpenSSH format, mode 0600 (and ``path.pub`` beside it)."""
+        p = Path(path).expanduser()
+        pem = self._key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+        pub = self._key.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(pem)
+            os.chmod(p, 0o600)
+            Path(str(p) + ".pub").write_bytes(pub + b" " + self.nid.encode() + b"\n")
+        except OSError as e:
+            raise KeyFileError(f"cannot write key file {p}: {e.strerror or e}") from None
+        object.__setattr__(self, "source", KeySource(p, "saved"))
+        return p
+
+    def sign_raw(self, data: bytes) -> bytes:
+        """A raw Ed25519 signature (used by :mod:`cob.sshsig`)."""
+        return self._key.sign(data)
+
+    @property
+    def allowed_signers_line(self) -> str:
+        return allowed_signers_line(self.nid)
+
+
+def _config_get(repo: object, name: str) -> str | None:
+    import pygit2
+
+    try:
+        if isinstance(repo, pygit2.Repository):
+            config = repo.config
+        elif repo is not None:
+            config = pygit2.Repository(os.fspath(repo)).config  # type: ignore[arg-type]
+        else:
+            config = pygit2.Config.get_global_config()
+        value = config[name]
+    except (KeyError, OSError, pygit2.GitError):
+        return None
+    return str(value) if value else None
+
+
+def _is_ed25519_private_key_file(path: Path) -> bool:
+    try:
+        data = path.read_bytes()[:65536]
+        key = serialization.load_ssh_private_key(data, password=None)
+    except Exception:
+        return False
+    return isinstance(key, Ed25519PrivateKey)
+
+
+def resolve_key_path(
+    repo: object = None, path: str | os.PathLike[str] | None = None
+) -> KeySource | None:
+    """Which key file the resolution order picks, or None when nothing resolves.
+
+    An explicitly named file (argument, environment, ``jobs.key``) is returned even if it is
+    missing, so that the caller's error names it; ``user.signingKey`` is only taken when it is an
+    ed25519 private key file (or a ``.pub`` whose private half sits beside it).
+    """
+    if path:
+        return KeySource(Path(path).expanduser(), "argument")
+    env = os.environ.get(ENV_KEY)
+    if env:
+        return KeySource(Path(env).expanduser(), ENV_KEY)
+    configured = _config_get(repo, "jobs.key")
+    if configured:
+        return KeySource(Path(configured).expanduser(), "jobs.key")
+    signing = _config_get(repo, "user.signingKey")
+    if signing and not signing.startswith(("key::", "ssh-")):
+        candidate = Path(signing).expanduser()
+        if candidate.suffix == ".pub":
+            candidate = candidate.with_suffix("")
+        if _is_ed25519_private_key_file(candidate):
+            return KeySource(candidate, "user.signingKey")
+    default = default_key_path()
+    if default.exists():
+        return KeySource(default, "default")
+    return None

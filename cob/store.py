@@ -1,0 +1,265 @@
+"""`cob.Store`: create, update, load and list collaborative objects in one repository.
+
+The store is the only writer of refs. It writes a change, then moves this node's ref with a
+compare-and-swap on its old value; a lost race (another process of this node wrote first)
+re-reads the tips, folds what changed, rebuilds the change on the new tips and tries again, so
+two processes writing one object lose no operation.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Generic, TypeVar
+
+import pygit2
+
+from .cache import Cache
+from .change import Change, Codec, InvalidChange, read_change, write_change, write_root
+from .cobtype import CobType, Reject
+from .errors import Conflict, InvalidOps, NoKeyError, RepositoryError, UnknownObject
+from .evaluate import Evaluation, evaluate
+from .refs import RefReader, compare_and_swap, is_oid, object_ref
+from .signer import Signer
+
+S = TypeVar("S")
+
+MAX_ATTEMPTS = 200
+
+
+def open_repository(repo: pygit2.Repository | str | os.PathLike[str]) -> pygit2.Repository:
+    """A pygit2 repository for a path (work tree or git dir), with a clear error otherwise."""
+    if isinstance(repo, pygit2.Repository):
+        return repo
+    path = os.fspath(repo)
+    try:
+        found = pygit2.discover_repository(path)
+        if found is None:
+            raise RepositoryError(f"not a git repository: {path}")
+        return pygit2.Repository(found)
+    except pygit2.GitError as e:
+        raise RepositoryError(f"not a git repository: {path} ({e})") from None
+
+
+class Store:
+    """Collaborative objects of any type in one Git repository, written as ``signer``."""
+
+    def __init__(
+        self,
+        repo: pygit2.Repository | str | os.PathLike[str],
+        signer: Signer | None = None,
+        *,
+        cache: bool = True,
+    ) -> None:
+        self.repo = open_repository(repo)
+        self.signer = signer
+        self.refs = RefReader(self.repo)
+        self.cache: Cache | None = Cache(self.repo.path.rstrip("/")) if cache else None
+        self._codecs: dict[str, Codec] = {}
+        self.evaluations = 0  # full or incremental folds computed (for tests and benches)
+
+    # -- plumbing ----------------------------------------------------------------------
+    def codec(self, cobtype: CobType[Any]) -> Codec:
+        codec = self._codecs.get(cobtype.typename)
+        if codec is None:
+            codec = self._codecs[cobtype.typename] = Codec(cobtype)
+        return codec
+
+    def _require_signer(self) -> Signer:
+        if self.signer is None:
+            raise NoKeyError("this store is read-only: open it with a signer to write")
+        return self.signer
+
+    def tips(self, cobtype: CobType[Any], object_id: str) -> dict[str, str]:
+        """{nid: change oid} of every namespace's ref for one object."""
+        return self.refs.tips(cobtype.typename, object_id)
+
+    def list(self, cobtype: CobType[Any]) -> list[str]:
+        """Object ids of every object of this type with a ref in any namespace (sorted)."""
+        if self.cache is not None:
+            self.cache.refresh(self.codec(cobtype), self.refs)
+            return self.cache.ids(cobtype.typename)
+        return sorted({r.object_id for r in self.refs.refs_of_type(cobtype.typename)})
+
+    def lookup(self, cobtype: CobType[Any], key: str, value: str) -> list[str]:
+        """Object ids whose root declares ``(key, value)`` in ``index_keys`` (sorted)."""
+        if self.cache is not None:
+            self.cache.refresh(self.codec(cobtype), self.refs)
+            return self.cache.lookup(cobtype.typename, key, value)
+        codec = self.codec(cobtype)
+        out = []
+        for object_id in self.list(cobtype):
+            try:
+                root = read_change(self.repo, codec, object_id, is_root=True)
+            except InvalidChange:
+                continue
+            if (key, value) in set(cobtype.index_keys(root)):
+                out.append(object_id)
+        return out
+
+    def resolve_prefix(self, cobtype: CobType[Any], prefix: str) -> list[str]:
+        """Object ids starting with a hex prefix."""
+        prefix = prefix.lower()
+        if self.cache is not None:
+            self.cache.refresh(self.codec(cobtype), self.refs)
+            return self.cache.lookup_prefix(cobtype.typename, prefix)
+        return [i for i in self.list(cobtype) if i.startswith(prefix)]
+
+    # -- reading -----------------------------------------------------------------------
+    def load(
+        self,
+        cobtype: CobType[S],
+        object_id: str,
+        base: Evaluation[S] | None = None,
+        *,
+        full: bool = False,
+    ) -> Evaluation[S] | None:
+        """Fold one object from all namespaces; None when no ref names it.
+
+        The result always returns: bad changes are in ``.rejected``, and ``.state`` is None
+        only when the root itself is invalid. With ``base`` (a previous evaluation, consumed)
+        or a cached one, a commutative type folds only the changes that are new since; then
+        ``.changes`` holds only those. ``full=True`` ignores both and lists every change.
+        """
+        if not is_oid(object_id):
+            raise UnknownObject(f"not an object id: {object_id!r}")
+        tips = self.tips(cobtype, object_id)
+        if not tips:
+            return None
+        codec = self.codec(cobtype)
+        if full:
+            base = None
+        elif base is None and self.cache is not None and cobtype.commutative:
+            base = self.cache.get(codec, object_id)
+        if base is not None and (not cobtype.commutative or base.object_id != object_id):
+            base = None
+        if base is not None and base.tips == tips and base.state is not None:
+            base.changes = []
+            return base
+        ev = evaluate(self.repo, codec, object_id, tips, base)
+        self.evaluations += 1
+        if self.cache is not None and cobtype.commutative and not full:
+            self.cache.put(codec, ev)
+        return ev
+
+    def get(self, cobtype: CobType[S], object_id: str) -> Evaluation[S]:
+        """Like :meth:`load`, but an unknown object is an :class:`UnknownObject` error."""
+        ev = self.load(cobtype, object_id)
+        if ev is None:
+            raise UnknownObject(f"no {cobtype.typename} object {object_id}")
+        return ev
+
+    def iter_objects(self, cobtype: CobType[S]) -> Iterator[Evaluation[S]]:
+        for object_id in self.list(cobtype):
+            ev = self.load(cobtype, object_id)
+            if ev is not None:
+                yield ev
+
+    # -- writing -----------------------------------------------------------------------
+    def _check_ops(self, cobtype: CobType[Any], ops: Sequence[Any]) -> None:
+        if not ops:
+            raise InvalidOps("a change needs at least one op")
+        codec = self.codec(cobtype)
+        try:
+            data = codec.encode_ops(ops)
+            codec.decode_ops(data)
+        except InvalidChange as e:
+            raise InvalidOps(f"ops do not fit {cobtype.typename}: {e}") from None
+
+    def create(
+        self,
+        cobtype: CobType[S],
+        ops: Sequence[Any],
+        *,
+        embeds: Mapping[str, bytes] | None = None,
+    ) -> Evaluation[S]:
+        """Create an object; returns its evaluation (``.object_id`` is the new id).
+
+        For a content-addressed type this is idempotent: the root is the same on every node,
+        and an existing ref of ours is left where it is.
+        """
+        signer = self._require_signer()
+        self._check_ops(cobtype, ops)
+        codec = self.codec(cobtype)
+        if cobtype.content_addressed_root:
+            if embeds:
+                raise InvalidOps("a content-addressed root carries no embeds")
+            root = write_root(self.repo, codec, ops)
+        else:
+            root = write_change(self.repo, codec, signer, signer.nid, ops, [], embeds=embeds)
+        ev = evaluate(self.repo, codec, root, {signer.nid: root})
+        if ev.state is None:
+            raise InvalidOps(f"root rejected: {ev.rejected.get(root, 'invalid')}")
+        name = object_ref(signer.nid, cobtype.typename, root)
+        if self.repo.references.get(name) is None:
+            compare_and_swap(self.repo, name, root, None, f"cob: create {cobtype.typename}")
+        return self.load(cobtype, root) or ev
+
+    def update(
+        self,
+        cobtype: CobType[S],
+        object_id: str,
+        ops: Sequence[Any],
+        *,
+        base: Evaluation[S] | None = None,
+        embeds: Mapping[str, bytes] | None = None,
+        timestamp: int | None = None,
+    ) -> tuple[Change, Evaluation[S]]:
+        """Append a change carrying ``ops`` to an object, as this store's signer.
+
+        Parents are every head of the accepted history. The change is checked against the
+        current state first: if the type would reject it, :class:`InvalidOps` is raised and
+        nothing is written. Returns the change and the evaluation including it.
+        """
+        signer = self._require_signer()
+        self._check_ops(cobtype, ops)
+        codec = self.codec(cobtype)
+        name = object_ref(signer.nid, cobtype.typename, object_id)
+        ev = base
+        for attempt in range(MAX_ATTEMPTS):
+            tips = self.tips(cobtype, object_id)
+            if not tips:
+                raise UnknownObject(f"no {cobtype.typename} object {object_id}")
+            if ev is None or ev.tips != tips or ev.state is None:
+                ev = self.load(cobtype, object_id, base=ev)
+            assert ev is not None
+            if ev.state is None:
+                raise UnknownObject(f"{cobtype.typename} object {object_id} has no valid root")
+            old = tips.get(signer.nid)
+            parents = sorted(ev.heads)
+            when = int(time.time()) if timestamp is None else timestamp
+            pending = Change("", tuple(parents), signer.nid, when, tuple(ops), "", cobtype.version)
+            try:
+                cobtype.validate(ev.state, pending, _NewChangeContext(ev))
+            except Reject as e:
+                raise InvalidOps(str(e)) from None
+            oid = write_change(
+                self.repo, codec, signer, signer.nid, ops, parents, timestamp=when, embeds=embeds
+            )
+            change = Change(oid, tuple(parents), signer.nid, when, tuple(ops), "", cobtype.version)
+            if compare_and_swap(self.repo, name, oid, old, f"cob: {cobtype.summary(ops)}"):
+                cobtype.apply(ev.state, change)
+                ev.accepted.add(oid)
+                ev.changes = [change]
+                ev.heads.difference_update(parents)
+                ev.heads.add(oid)
+                ev.tips = dict(tips)
+                ev.tips[signer.nid] = oid
+                return change, ev
+            time.sleep(random.uniform(0, min(0.05, 0.001 * (attempt + 1))))
+        raise Conflict(f"gave up updating {name} after {MAX_ATTEMPTS} lost races")
+
+
+class _NewChangeContext:
+    """Ancestry for a change about to be written: its parents are all accepted heads."""
+
+    __slots__ = ("ev",)
+
+    def __init__(self, ev: Evaluation[Any]) -> None:
+        self.ev = ev
+
+    def is_ancestor(self, ancestor: str, of: str) -> bool:
+        # Every accepted change is an ancestor of the new one (it builds on all heads).
+        return ancestor in self.ev.accepted or ancestor == of

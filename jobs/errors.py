@@ -1,0 +1,45 @@
+"""Typed errors of the `jobs` package: every one derives from :class:`JobsError`.
+
+They also derive from the matching `cob` error where there is one, so a caller catching
+``cob.CobError`` for a whole program still sees them.
+"""
+
+from __future__ import annotations
+
+import cob
+
+
+class JobsError(Exception):
+    """Base class of every error raised by `jobs`."""
+
+
+class ReadOnlyError(JobsError, cob.NoKeyError):
+    """A write on a store opened without a signer."""
+
+
+class MissingCommitError(JobsError):
+    """A job was requested for a commit that is not in the local repository."""
+
+
+class UnknownJobError(JobsError, cob.UnknownObject):
+    """No job with this id (or prefix, or REV:NAME)."""
+
+
+class AmbiguousJobError(JobsError):
+    """A job id prefix matches more than one job."""
+
+
+class InvalidInputError(JobsError, cob.InvalidOps):
+    """A bad URL, reason, run id, name or commit from the caller; nothing was written."""
+
+
+class UnknownRunError(JobsError):
+    """A run id that this job does not have (for this node)."""
+
+
+class AlreadyFinishedError(JobsError):
+    """Finishing a run that is already finished."""
+
+
+class DefinitionError(JobsError):
+    """An invalid ``.git-jobs.toml`` (names the file, commit and key)."""

@@ -1,0 +1,164 @@
+"""The Job type's rules: how changes fold into a :class:`~jobs.model.JobState`.
+
+Authorization is part of the type (radicle-job has none): a run belongs to the node that signed
+its start, and only that node may finish it — a finish is valid only if the same node started
+that run in an *ancestor* change. Deciding by ancestry rather than by what happened to be folded
+first is what makes the fold commutative: the verdict on a change depends on its own history
+alone, so a cached state plus new changes equals a full fold. Duplicates (a run id started
+twice, a run finished twice) keep the op with the least (commit time, change oid).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from cob import Change, CobType, EvalContext, Reject
+
+from .model import JobState, Reason, RunState
+from .ops import FinishRun, Op, Request, StartRun
+
+TYPENAME = "dev.gitjobs.job"
+MAX_NAME = 100
+MAX_URL = 2048
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/+-]*$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+_REASONS = frozenset(r.value for r in Reason)
+
+
+def check_name(name: str) -> str | None:
+    """Why ``name`` is not a valid job name, or None."""
+    if not isinstance(name, str) or not name:
+        return "a job name must not be empty"
+    if len(name) > MAX_NAME:
+        return f"a job name has at most {MAX_NAME} characters"
+    if not _NAME.match(name) or ".." in name or name.endswith("/"):
+        return f"invalid job name {name!r} (letters, digits and . _ / + - ; not starting with one)"
+    return None
+
+
+def check_log_url(url: str) -> str | None:
+    """Why ``url`` is not an absolute log URL, or None."""
+    if not isinstance(url, str) or not url or len(url) > MAX_URL:
+        return "a log URL must be a non-empty string of at most 2048 characters"
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        return f"a log URL must not contain spaces or control characters: {url!r}"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return f"not a URL: {url!r}"
+    if not parts.scheme or not re.match(r"^[a-z][a-z0-9+.-]*$", parts.scheme):
+        return f"not an absolute URL (no scheme): {url!r}"
+    if parts.scheme == "file":
+        if not parts.path.startswith("/"):
+            return f"a file: log URL needs an absolute path: {url!r}"
+    elif not parts.netloc:
+        return f"not an absolute URL (no host): {url!r}"
+    return None
+
+
+def check_run_id(run_id: str) -> str | None:
+    """Why ``run_id`` is not a canonical uuid7 string, or None."""
+    try:
+        parsed = uuid.UUID(run_id)
+    except (ValueError, TypeError, AttributeError):
+        return f"run id {run_id!r} is not a UUID"
+    if str(parsed) != run_id:
+        return f"run id {run_id!r} is not in canonical form"
+    if parsed.version != 7:
+        return f"run id {run_id} is not a uuid7"
+    return None
+
+
+class JobType(CobType[JobState]):
+    typename: ClassVar[str] = TYPENAME
+    op_type: ClassVar[Any] = Op
+    state_type: ClassVar[Any] = JobState
+    content_addressed_root: ClassVar[bool] = True
+    commutative: ClassVar[bool] = True
+
+    def initial(self, root: Change) -> JobState:
+        if len(root.ops) != 1 or not isinstance(root.ops[0], Request):
+            raise Reject("a job's root must carry exactly one request op")
+        req = root.ops[0]
+        if not _COMMIT.match(req.commit):
+            raise Reject(f"request names an invalid commit {req.commit!r}")
+        problem = check_name(req.name)
+        if problem:
+            raise Reject(problem)
+        return JobState(req.commit, req.name)
+
+    def validate(self, state: JobState, change: Change, ctx: EvalContext) -> None:
+        author = change.author
+        if author is None:
+            raise Reject("only the root may be unsigned")
+        mine = state.runs.get(author, {})
+        started_here: set[str] = set()
+        for op in change.ops:
+            if isinstance(op, Request):
+                raise Reject("a request op may only appear in the root")
+            if isinstance(op, StartRun):
+                problem = check_run_id(op.run_id) or check_log_url(op.log)
+                if problem:
+                    raise Reject(problem)
+                started_here.add(op.run_id)
+            elif isinstance(op, FinishRun):
+                problem = check_run_id(op.run_id)
+                if problem:
+                    raise Reject(problem)
+                if op.reason not in _REASONS:
+                    raise Reject(f"unknown reason {op.reason!r}")
+                if op.run_id in started_here:
+                    continue
+                run = mine.get(op.run_id)
+                if run is None or not any(ctx.is_ancestor(c, change.oid) for c in run.start_changes):
+                    owner = next(
+                        (nid for nid, rs in state.runs.items() if op.run_id in rs and nid != author),
+                        None,
+                    )
+                    if owner is not None:
+                        raise Reject(f"run {op.run_id} belongs to {owner}, not {author}")
+                    raise Reject(f"finish of unknown run {op.run_id}")
+
+    def apply(self, state: JobState, change: Change) -> None:
+        author = change.author
+        assert author is not None
+        mine = state.runs.setdefault(author, {})
+        key = change.key
+        for op in change.ops:
+            if isinstance(op, StartRun):
+                run = mine.get(op.run_id)
+                if run is None:
+                    mine[op.run_id] = RunState(op.log, change.timestamp, key, [change.oid])
+                else:
+                    if change.oid not in run.start_changes:
+                        run.start_changes.append(change.oid)
+                    if key < tuple(run.start_key):
+                        run.log, run.started_at, run.start_key = op.log, change.timestamp, key
+            elif isinstance(op, FinishRun):
+                run = mine[op.run_id]
+                if run.finish_key is None or key < tuple(run.finish_key):
+                    run.reason, run.finished_at, run.finish_key = op.reason, change.timestamp, key
+
+    def summary(self, ops: Sequence[Any]) -> str:
+        parts = []
+        for op in ops:
+            if isinstance(op, Request):
+                parts.append(f"Request {op.name} for {op.commit}")
+            elif isinstance(op, StartRun):
+                parts.append(f"Run {op.run_id}: started")
+            elif isinstance(op, FinishRun):
+                parts.append(f"Finish {op.run_id}: {op.reason}")
+        return "; ".join(parts) or "empty change"
+
+    def index_keys(self, root: Change) -> Iterable[tuple[str, str]]:
+        req = root.ops[0]
+        if isinstance(req, Request):
+            yield ("commit", req.commit)
+            yield ("name", req.name)
+
+
+JOB_TYPE = JobType()

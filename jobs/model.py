@@ -1,0 +1,250 @@
+"""Read-only views of a job: :class:`Job`, :class:`Runs`, :class:`Run` — radicle-job's API.
+
+The folded state (:class:`JobState`) is a plain msgspec struct so the cache can store it; the
+views wrap it without copying. Runs are keyed by node, then by uuid7 run id, and iterate in
+uuid7 order (which is start-time order).
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import msgspec
+
+from cob import Rejection
+
+
+class Status(enum.Enum):
+    STARTED = "started"
+    FINISHED = "finished"
+
+
+class Reason(enum.Enum):
+    """Why a run finished. ``ERROR`` is infrastructure trouble (retryable)."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+    SKIPPED = "skipped"
+
+    @classmethod
+    def parse(cls, value: Reason | str) -> Reason:
+        from .errors import InvalidInputError
+
+        if isinstance(value, Reason):
+            return value
+        text = str(value).strip().lower().replace("-", "_")
+        try:
+            return cls(text)
+        except ValueError:
+            names = ", ".join(r.value for r in cls)
+            raise InvalidInputError(f"unknown reason {value!r} (expected one of: {names})") from None
+
+
+# Finished runs that did not pass. SKIPPED is neither a pass nor a failure.
+FAILING = frozenset({Reason.FAILED, Reason.ERROR, Reason.TIMED_OUT, Reason.CANCELLED})
+
+
+class RunState(msgspec.Struct, array_like=True):
+    """One run in the fold. ``*_key`` = (commit time, change oid) of the winning op."""
+
+    log: str
+    started_at: int
+    start_key: tuple[int, str]
+    start_changes: list[str]
+    reason: str | None = None
+    finished_at: int | None = None
+    finish_key: tuple[int, str] | None = None
+
+
+class JobState(msgspec.Struct, array_like=True):
+    commit: str
+    name: str
+    runs: dict[str, dict[str, RunState]] = msgspec.field(default_factory=dict)
+
+
+def _utc(ts: int | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One execution attempt by one node."""
+
+    status: Status
+    reason: Reason | None
+    log: str
+    started_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def from_state(cls, s: RunState) -> Run:
+        reason = Reason(s.reason) if s.reason is not None else None
+        status = Status.FINISHED if reason is not None else Status.STARTED
+        return cls(status, reason, s.log, _utc(s.started_at) or datetime.min, _utc(s.finished_at))
+
+    @property
+    def is_started(self) -> bool:
+        return self.status is Status.STARTED
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status is Status.FINISHED
+
+    @property
+    def succeeded(self) -> bool:
+        return self.reason is Reason.SUCCEEDED
+
+    @property
+    def failed(self) -> bool:
+        return self.reason in FAILING
+
+
+class Runs(Mapping[uuid.UUID, Run]):
+    """A node's runs, ``run_id → Run``, in uuid7 (start) order. Read-only."""
+
+    __slots__ = ("_runs",)
+
+    def __init__(self, runs: Mapping[uuid.UUID, Run] | None = None) -> None:
+        self._runs: dict[uuid.UUID, Run] = dict(sorted((runs or {}).items()))
+
+    @classmethod
+    def from_state(cls, runs: Mapping[str, RunState]) -> Runs:
+        out = cls()
+        out._runs = {uuid.UUID(k): Run.from_state(runs[k]) for k in sorted(runs)}
+        return out
+
+    def __getitem__(self, key: uuid.UUID | str) -> Run:
+        return self._runs[key if isinstance(key, uuid.UUID) else uuid.UUID(key)]
+
+    def __iter__(self) -> Iterator[uuid.UUID]:
+        return iter(self._runs)
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def __repr__(self) -> str:
+        return f"Runs({self._runs!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Runs):
+            return self._runs == other._runs
+        return super().__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def _where(self, pred: Callable[[Run], bool]) -> Runs:
+        out = Runs()
+        out._runs = {k: v for k, v in self._runs.items() if pred(v)}
+        return out
+
+    def latest(self) -> tuple[uuid.UUID, Run] | None:
+        """The most recently started run (greatest uuid7)."""
+        if not self._runs:
+            return None
+        key = next(reversed(self._runs))
+        return key, self._runs[key]
+
+    def started(self) -> Runs:
+        return self._where(lambda r: r.status is Status.STARTED)
+
+    def finished(self) -> Runs:
+        return self._where(lambda r: r.status is Status.FINISHED)
+
+    def succeeded(self) -> Runs:
+        return self._where(lambda r: r.reason is Reason.SUCCEEDED)
+
+    def failed(self) -> Runs:
+        return self._where(lambda r: r.reason in FAILING)
+
+    def partition(self) -> tuple[Runs, Runs, Runs]:
+        """(started, succeeded, failed)."""
+        return self.started(), self.succeeded(), self.failed()
+
+
+class Job:
+    """A job: one unit of CI work (``name``) for one commit, with every node's runs."""
+
+    __slots__ = ("id", "commit", "name", "rejected", "_state", "_runs", "tips")
+
+    def __init__(
+        self,
+        job_id: str,
+        state: JobState,
+        rejected: list[Rejection] | None = None,
+        tips: Mapping[str, str] | None = None,
+    ) -> None:
+        self.id = job_id
+        self.commit = state.commit
+        self.name = state.name
+        self.rejected: list[Rejection] = list(rejected or [])
+        self.tips: dict[str, str] = dict(tips or {})
+        self._state = state
+        self._runs: dict[str, Runs] | None = None
+
+    def __repr__(self) -> str:
+        return f"Job({self.id[:12]} {self.name!r} @ {self.commit[:12]})"
+
+    def runs(self) -> dict[str, Runs]:
+        """{nid: Runs} for every node with at least one run."""
+        if self._runs is None:
+            self._runs = {
+                nid: Runs.from_state(rs) for nid, rs in sorted(self._state.runs.items()) if rs
+            }
+        return dict(self._runs)
+
+    def runs_of(self, nid: str) -> Runs:
+        return self.runs().get(nid, Runs())
+
+    def nodes(self) -> list[str]:
+        return list(self.runs())
+
+    def latest(self) -> tuple[str, uuid.UUID, Run] | None:
+        """The most recently started run of any node: (nid, run_id, Run)."""
+        best: tuple[str, uuid.UUID, Run] | None = None
+        for nid, runs in self.runs().items():
+            latest = runs.latest()
+            if latest and (best is None or latest[0] > best[1]):
+                best = (nid, latest[0], latest[1])
+        return best
+
+    def latest_of(self, nid: str) -> tuple[uuid.UUID, Run] | None:
+        return self.runs_of(nid).latest()
+
+    def _per_node(self, name: str) -> dict[str, Runs]:
+        out = {}
+        for nid, runs in self.runs().items():
+            sub: Runs = getattr(runs, name)()
+            if sub:
+                out[nid] = sub
+        return out
+
+    def started(self) -> dict[str, Runs]:
+        return self._per_node("started")
+
+    def finished(self) -> dict[str, Runs]:
+        return self._per_node("finished")
+
+    def succeeded(self) -> dict[str, Runs]:
+        return self._per_node("succeeded")
+
+    def failed(self) -> dict[str, Runs]:
+        return self._per_node("failed")
+
+    def partition(self) -> dict[str, tuple[Runs, Runs, Runs]]:
+        """{nid: (started, succeeded, failed)}."""
+        return {nid: runs.partition() for nid, runs in self.runs().items()}
+
+    def find_run(self, run_id: uuid.UUID | str) -> tuple[str, Run] | None:
+        """(nid, Run) of a run id, whichever node it belongs to."""
+        key = run_id if isinstance(run_id, uuid.UUID) else uuid.UUID(str(run_id))
+        for nid, runs in self.runs().items():
+            if key in runs:
+                return nid, runs[key]
+        return None

@@ -1,0 +1,34 @@
+"""The Job type's operations: the msgspec structs that go into a change's ``ops`` blob.
+
+Tagged by ``"type"`` and strict (unknown fields are a decode error): peer data that does not
+match exactly is rejected, not guessed at. Field values are validated by the type
+(:mod:`jobs.jobtype`), where a bad value rejects the change with a reason.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class Request(msgspec.Struct, tag="request", tag_field="type", forbid_unknown_fields=True):
+    """The root op: a job is a request to run ``name`` on ``commit``."""
+
+    commit: str
+    name: str
+
+
+class StartRun(msgspec.Struct, tag="run", tag_field="type", forbid_unknown_fields=True):
+    """The signer starts a run (one execution attempt); ``log`` is an absolute URL."""
+
+    run_id: str
+    log: str
+
+
+class FinishRun(msgspec.Struct, tag="finish", tag_field="type", forbid_unknown_fields=True):
+    """The signer finishes one of its own runs with a reason."""
+
+    run_id: str
+    reason: str
+
+
+Op = Request | StartRun | FinishRun

@@ -1,0 +1,214 @@
+"""`jobs.Jobs`: the Job type's store — create, run, finish, query — over a `cob.Store`."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pygit2
+import uuid6
+
+import cob
+from cob.evaluate import Evaluation
+
+from .errors import (
+    AlreadyFinishedError,
+    AmbiguousJobError,
+    InvalidInputError,
+    MissingCommitError,
+    ReadOnlyError,
+    UnknownJobError,
+    UnknownRunError,
+)
+from .jobtype import JOB_TYPE, check_log_url, check_name
+from .model import Job, JobState, Reason
+from .ops import FinishRun, Request, StartRun
+
+DEFAULT_NAME = "ci"
+
+
+def _job(ev: Evaluation[JobState]) -> Job:
+    assert ev.state is not None
+    return Job(ev.object_id, ev.state, ev.rejections(), ev.tips)
+
+
+class Jobs:
+    """All jobs of one repository. ``signer=None`` opens it read-only."""
+
+    def __init__(self, store: cob.Store) -> None:
+        self.store = store
+
+    @classmethod
+    def open(
+        cls,
+        repo: pygit2.Repository | str | os.PathLike[str],
+        signer: cob.Signer | None = None,
+        *,
+        cache: bool = True,
+    ) -> Jobs:
+        return cls(cob.Store(repo, signer, cache=cache))
+
+    @property
+    def repo(self) -> pygit2.Repository:
+        return self.store.repo
+
+    @property
+    def signer(self) -> cob.Signer | None:
+        return self.store.signer
+
+    def _signer(self) -> cob.Signer:
+        if self.store.signer is None:
+            raise ReadOnlyError("this job store is read-only: open it with a signer to write")
+        return self.store.signer
+
+    # -- resolving user input ------------------------------------------------------------
+    def resolve_commit(self, commit: str | pygit2.Oid, *, must_exist: bool = True) -> str:
+        """A full commit sha from an oid, a full or short hex sha, or (if present) any rev."""
+        text = str(commit).strip()
+        try:
+            obj = self.repo.revparse_single(text)
+            peeled = obj.peel(pygit2.Commit)
+            return str(peeled.id)
+        except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
+            pass
+        if not must_exist and cob.refs.is_oid(text.lower()):
+            return text.lower()
+        raise MissingCommitError(f"commit {text!r} is not in this repository")
+
+    def resolve(self, spec: str) -> str:
+        """A job id from a full id, a unique id prefix, or ``REV:NAME``."""
+        text = spec.strip()
+        if ":" in text:
+            rev, _, name = text.rpartition(":")
+            commit = self.resolve_commit(rev, must_exist=False)
+            for job_id in self.store.lookup(JOB_TYPE, "commit", commit):
+                job = self.get(job_id)
+                if job is not None and job.name == name:
+                    return job_id
+            raise UnknownJobError(f"no job {name!r} on commit {commit[:12]}")
+        lowered = text.lower()
+        if not lowered or any(c not in "0123456789abcdef" for c in lowered):
+            raise UnknownJobError(f"not a job id: {spec!r}")
+        matches = self.store.resolve_prefix(JOB_TYPE, lowered)
+        if not matches:
+            raise UnknownJobError(f"no job {spec!r}")
+        if len(matches) > 1:
+            shown = ", ".join(m[:12] for m in matches[:5])
+            raise AmbiguousJobError(f"job prefix {spec!r} is ambiguous: {shown}")
+        return matches[0]
+
+    # -- writing -------------------------------------------------------------------------
+    def create(self, commit: str | pygit2.Oid, name: str = DEFAULT_NAME) -> JobMut:
+        """The job for (commit, name): the same id on every node, created if needed."""
+        self._signer()
+        problem = check_name(name)
+        if problem:
+            raise InvalidInputError(problem)
+        sha = self.resolve_commit(commit)
+        try:
+            ev = self.store.create(JOB_TYPE, [Request(sha, name)])
+        except cob.NoKeyError as e:
+            raise ReadOnlyError(str(e)) from None
+        return JobMut(self, ev)
+
+    # -- reading -------------------------------------------------------------------------
+    def _load(self, job_id: str) -> Evaluation[JobState] | None:
+        if not cob.refs.is_oid(job_id):
+            return None
+        ev = self.store.load(JOB_TYPE, job_id)
+        if ev is None or ev.state is None:
+            return None
+        return ev
+
+    def get(self, job_id: str) -> Job | None:
+        ev = self._load(job_id)
+        return _job(ev) if ev is not None else None
+
+    def get_mut(self, job_id: str) -> JobMut | None:
+        ev = self._load(job_id)
+        return JobMut(self, ev) if ev is not None else None
+
+    def find_by_commit(self, commit: str | pygit2.Oid) -> list[Job]:
+        """Every job of one commit (given as an oid or a full/short hex sha), by name."""
+        sha = self.resolve_commit(commit, must_exist=False)
+        jobs = [self.get(i) for i in self.store.lookup(JOB_TYPE, "commit", sha)]
+        return sorted((j for j in jobs if j is not None), key=lambda j: (j.name, j.id))
+
+    def all(self) -> Iterator[Job]:
+        for job_id in self.store.list(JOB_TYPE):
+            job = self.get(job_id)
+            if job is not None:
+                yield job
+
+    def rejected(self) -> list[cob.Rejection]:
+        """Every change any job's load dropped, with the reason (re-verifies from scratch)."""
+        out: list[cob.Rejection] = []
+        for job_id in self.store.list(JOB_TYPE):
+            ev = self.store.load(JOB_TYPE, job_id, full=True)
+            if ev is not None:
+                out.extend(ev.rejections())
+        return out
+
+
+class JobMut(Job):
+    """A job this node can write to: :meth:`run`, :meth:`finish`, :meth:`reload`."""
+
+    __slots__ = ("_jobs", "_ev")
+
+    def __init__(self, jobs: Jobs, ev: Evaluation[JobState]) -> None:
+        assert ev.state is not None
+        super().__init__(ev.object_id, ev.state, ev.rejections(), ev.tips)
+        self._jobs = jobs
+        self._ev = ev
+
+    def _refresh(self, ev: Evaluation[JobState]) -> None:
+        assert ev.state is not None
+        self._ev = ev
+        self._state = ev.state
+        self._runs = None
+        self.rejected = ev.rejections()
+        self.tips = dict(ev.tips)
+
+    def reload(self) -> None:
+        """Fold whatever changed since (other nodes' runs, other processes' writes)."""
+        ev = self._jobs.store.load(JOB_TYPE, self.id, base=self._ev)
+        if ev is not None and ev.state is not None:
+            self._refresh(ev)
+
+    def _write(self, ops: list[Any]) -> None:
+        self._jobs._signer()
+        try:
+            _, ev = self._jobs.store.update(JOB_TYPE, self.id, ops, base=self._ev)
+        except cob.InvalidOps as e:
+            raise InvalidInputError(str(e)) from None
+        self._refresh(ev)
+
+    def run(self, log: str) -> uuid.UUID:
+        """Start a run on this node with its log URL; returns the new uuid7 run id."""
+        problem = check_log_url(log)
+        if problem:
+            raise InvalidInputError(problem)
+        run_id: uuid.UUID = uuid6.uuid7()
+        self._write([StartRun(str(run_id), log)])
+        return run_id
+
+    def finish(self, run_id: uuid.UUID | str, reason: Reason | str) -> None:
+        """Finish one of this node's runs."""
+        signer = self._jobs._signer()
+        why = Reason.parse(reason)
+        try:
+            key = str(uuid.UUID(str(run_id)))
+        except ValueError:
+            raise InvalidInputError(f"not a run id: {run_id!r}") from None
+        self.reload()
+        run = self._state.runs.get(signer.nid, {}).get(key)
+        if run is None:
+            owner = self.find_run(key)
+            if owner is not None:
+                raise UnknownRunError(f"run {key} belongs to node {owner[0]}, not to this node")
+            raise UnknownRunError(f"job {self.id[:12]} has no run {key}")
+        if run.reason is not None:
+            raise AlreadyFinishedError(f"run {key} already finished: {run.reason}")
+        self._write([FinishRun(key, why.value)])
