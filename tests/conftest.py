@@ -1,0 +1,95 @@
+"""Shared fixtures: isolated HOME/git config, temporary repositories, signers.
+
+Every test runs with its own HOME (so `~/.config/git-jobs/key` and `~/.gitconfig` are never the
+developer's) and with system git config ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pygit2
+import pytest
+
+import cob
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path_factory.mktemp("home")
+    (home / ".gitconfig").write_text(
+        "[user]\n\tname = Test User\n\temail = test@example.invalid\n"
+        "[init]\n\tdefaultBranch = main\n"
+        "[protocol]\n\tallow = always\n"
+    )
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.delenv("GIT_CONFIG_GLOBAL", raising=False)
+    monkeypatch.delenv("GIT_JOBS_KEY", raising=False)
+    monkeypatch.delenv("GIT_DIR", raising=False)
+    monkeypatch.setenv("NO_COLOR", "1")
+    return home
+
+
+def git(cwd: Path | str, *args: str, check: bool = True) -> str:
+    """Run stock git; return stdout."""
+    out = subprocess.run(
+        ["git", *args], cwd=cwd, check=check, capture_output=True, text=True, timeout=120
+    )
+    return out.stdout
+
+
+def init_repo(path: Path, commits: int = 1, bare: bool = False) -> pygit2.Repository:
+    """A repository with ``commits`` commits on main (files differ, so shas differ)."""
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q", *(["--bare"] if bare else []))
+    if not bare:
+        for i in range(commits):
+            (path / "file.txt").write_text(f"content {i} of {path.name}\n")
+            git(path, "add", "file.txt")
+            git(path, "commit", "-q", "-m", f"commit {i}")
+    return pygit2.Repository(str(path))
+
+
+@pytest.fixture
+def make_repo(tmp_path: Path) -> Callable[..., pygit2.Repository]:
+    counter = iter(range(1000))
+
+    def make(name: str | None = None, commits: int = 1, bare: bool = False) -> pygit2.Repository:
+        return init_repo(tmp_path / (name or f"repo{next(counter)}"), commits, bare)
+
+    return make
+
+
+@pytest.fixture
+def repo(make_repo: Callable[..., pygit2.Repository]) -> pygit2.Repository:
+    return make_repo("repo", commits=3)
+
+
+@pytest.fixture
+def signer() -> cob.Signer:
+    return cob.Signer.generate()
+
+
+@pytest.fixture
+def signers() -> Iterator[cob.Signer]:
+    """An endless supply of fresh signers: ``alice, bob = next(signers), next(signers)``."""
+
+    def gen() -> Iterator[cob.Signer]:
+        while True:
+            yield cob.Signer.generate()
+
+    return gen()
+
+
+def head(repo: pygit2.Repository) -> str:
+    return str(repo.head.target)
+
+
+def commits_of(repo: pygit2.Repository) -> list[str]:
+    """All commits on HEAD, newest first."""
+    return [str(c.id) for c in repo.walk(repo.head.target)]
