@@ -12,7 +12,7 @@ import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import pygit2
@@ -34,6 +34,13 @@ MAX_OPS_BYTES = 1 << 20  # 1 MiB of ops per change
 MAX_MANIFEST_BYTES = 1024
 MAX_PARENTS = 256
 MAX_EMBEDS = 64
+# Commit times a change may claim: 1970 .. the end of year 9999 (what datetime can show).
+# Times are the author's claim and only order ties; beyond these they are just hostile.
+MIN_TIMESTAMP = 0
+MAX_TIMESTAMP = 253402300799
+# What libgit2 and the decoders raise on malformed objects; read_change turns them into
+# InvalidChange so peer data is rejected, never crashes a load.
+_MALFORMED = (pygit2.GitError, KeyError, ValueError, TypeError, LookupError, OverflowError)
 GIT_FILEMODE_BLOB = pygit2.enums.FileMode.BLOB
 GIT_FILEMODE_TREE = pygit2.enums.FileMode.TREE
 
@@ -64,7 +71,7 @@ class Change:
 class Codec:
     """Per-type encoders/decoders, built once (msgspec decoders are worth reusing)."""
 
-    __slots__ = ("cobtype", "manifest", "ops_decoder", "_manifests")
+    __slots__ = ("_manifests", "cobtype", "manifest", "ops_decoder")
 
     def __init__(self, cobtype: CobType[Any]) -> None:
         self.cobtype = cobtype
@@ -118,8 +125,8 @@ def _tree(
                 raise InvalidChange(f"bad embed name {name!r}")
             sub.insert(name, repo.create_blob(content), GIT_FILEMODE_BLOB)
         builder.insert(EMBEDS, sub.write(), GIT_FILEMODE_TREE)
-    oid: pygit2.Oid = builder.write()
-    return oid
+    tree_oid: pygit2.Oid = builder.write()
+    return tree_oid
 
 
 def root_commit_buffer(
@@ -128,7 +135,7 @@ def root_commit_buffer(
     """The commit text of a content-addressed root (unsigned, fixed identity and time)."""
     ident = pygit2.Signature(ROOT_NAME, ROOT_EMAIL, ROOT_TIME, 0)
     message = codec.cobtype.summary(ops) + "\n"
-    buffer: str = repo.create_commit_string(ident, ident, message, tree, [])
+    buffer = cast(str, repo.create_commit_string(ident, ident, message, tree, []))
     return buffer
 
 
@@ -155,14 +162,35 @@ def write_change(
     when = int(time.time()) if timestamp is None else timestamp
     ident = pygit2.Signature(nid, nid, when, 0)
     message = codec.cobtype.summary(ops) + "\n"
-    parent_oids = [pygit2.Oid(hex=p) for p in parents]
-    buffer: str = repo.create_commit_string(ident, ident, message, tree, parent_oids)
+    parent_oids: list[str | pygit2.Oid] = [pygit2.Oid(hex=p) for p in parents]
+    buffer = cast(str, repo.create_commit_string(ident, ident, message, tree, parent_oids))
     signature = sshsig.sign(signer, buffer.encode())
     return str(repo.create_commit_with_signature(buffer, signature))
 
 
 def read_change(repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: bool) -> Change:
-    """Read and verify one change. Raises :class:`InvalidChange` with the reason."""
+    """Read and verify one change. Raises :class:`InvalidChange` with the reason.
+
+    Anything libgit2 or the decoders raise on a malformed object (unparseable commit, missing
+    tree or blob, bad file mode, undecodable text) is an :class:`InvalidChange` too.
+    """
+    try:
+        return _read_change(repo, codec, oid, is_root=is_root)
+    except InvalidChange:
+        raise
+    except _MALFORMED as e:
+        raise InvalidChange(f"malformed object: {type(e).__name__}: {e}"[:300]) from None
+
+
+def _blob_size(repo: pygit2.Repository, blob: pygit2.Object) -> int:
+    """A blob's size from its header: ``Blob.size`` would inflate the whole blob first."""
+    kind, size = repo.odb.read_header(blob.id)
+    if kind != pygit2.enums.ObjectType.BLOB:
+        raise InvalidChange("manifest and ops must be blobs")
+    return int(size)
+
+
+def _read_change(repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: bool) -> Change:
     try:
         obj = repo[oid]
     except (KeyError, ValueError):
@@ -189,11 +217,12 @@ def read_change(repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: boo
         raise InvalidChange("tree lacks a manifest or ops blob")
     if not isinstance(manifest_entry, pygit2.Blob) or not isinstance(ops_entry, pygit2.Blob):
         raise InvalidChange("manifest and ops must be blobs")
-    if manifest_entry.size > MAX_MANIFEST_BYTES:
+    if _blob_size(repo, manifest_entry) > MAX_MANIFEST_BYTES:
         raise InvalidChange("manifest too large")
     version = codec.manifest_version(manifest_entry.data)
-    if ops_entry.size > MAX_OPS_BYTES:
-        raise InvalidChange(f"ops blob is {ops_entry.size} bytes (limit {MAX_OPS_BYTES})")
+    ops_size = _blob_size(repo, ops_entry)
+    if ops_size > MAX_OPS_BYTES:
+        raise InvalidChange(f"ops blob is {ops_size} bytes (limit {MAX_OPS_BYTES})")
     ops = codec.decode_ops(ops_entry.data)
     embeds: dict[str, str] = {}
     if embeds_entry is not None:
@@ -232,6 +261,8 @@ def read_change(repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: boo
         raise InvalidChange(f"signed by {signer_nid} but authored as {author_name!r}")
     if is_root and parents:
         raise InvalidChange("a root has no parents")
+    if not MIN_TIMESTAMP <= commit.commit_time <= MAX_TIMESTAMP:
+        raise InvalidChange(f"commit time {commit.commit_time} is out of range")
     return Change(oid, parents, signer_nid, commit.commit_time, ops, commit.message, version, embeds)
 
 

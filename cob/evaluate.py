@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 
 import pygit2
 
-from .change import Change, Codec, InvalidChange, read_change
+from .change import MAX_PARENTS, Change, Codec, InvalidChange, read_change
 from .cobtype import Reject
 
 S = TypeVar("S")
@@ -66,7 +66,7 @@ class Evaluation(Generic[S]):
 class _Context:
     """Answers ``is_ancestor`` from the in-memory DAG, falling back to git for old changes."""
 
-    __slots__ = ("repo", "parents", "generation")
+    __slots__ = ("generation", "parents", "repo")
 
     def __init__(self, repo: pygit2.Repository, parents: Mapping[str, tuple[str, ...]]) -> None:
         self.repo = repo
@@ -103,12 +103,18 @@ class _Context:
 
 
 def _parents_of_unreadable(repo: pygit2.Repository, oid: str) -> tuple[int, tuple[str, ...]]:
+    """Time and parents of a rejected commit, to keep walking to what it builds on.
+
+    A commit with more than MAX_PARENTS parents is not followed: a hostile change with
+    10,000 parents must not make the walk read them all.
+    """
     try:
         obj = repo[oid]
-    except (KeyError, ValueError):
-        return 0, ()
-    if isinstance(obj, pygit2.Commit):
-        return obj.commit_time, tuple(str(p) for p in obj.parent_ids)
+        if isinstance(obj, pygit2.Commit):
+            ps = tuple(str(p) for p in obj.parent_ids)
+            return obj.commit_time, ps if len(ps) <= MAX_PARENTS else ()
+    except (pygit2.GitError, KeyError, ValueError, OverflowError):
+        pass
     return 0, ()
 
 
@@ -143,8 +149,8 @@ def evaluate(
             read[oid], parents[oid], keys[oid] = None, (), (0, oid)
             continue
         try:
-            change = read_change(repo, codec, oid, is_root=(oid == object_id))
-            read[oid], parents[oid], keys[oid] = change, change.parents, change.key
+            got = read_change(repo, codec, oid, is_root=(oid == object_id))
+            read[oid], parents[oid], keys[oid] = got, got.parents, got.key
         except InvalidChange as e:
             read[oid], why[oid] = None, str(e)
             ts, ps = _parents_of_unreadable(repo, oid)

@@ -10,6 +10,7 @@ hide a ref from us. Repositories using reftable fall back to libgit2's iterator.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Iterator
@@ -104,10 +105,8 @@ class RefReader:
         if self._reftable:
             return sorted({r.nid for r in self._iter_libgit2("")})
         found: set[str] = set()
-        try:
+        with contextlib.suppress(FileNotFoundError):
             found.update(os.listdir(os.path.join(self.gitdir, "refs", "namespaces")))
-        except FileNotFoundError:
-            pass
         for name in self._packed_refs():
             found.add(name[len(NAMESPACES):].split("/", 1)[0])
         return sorted(found)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -41,7 +42,7 @@ class KeySource:
 class Signer:
     """Signs changes as one node. ``signer.nid`` is the node's id (``z6Mk…``)."""
 
-    __slots__ = ("_key", "public_key", "nid", "source")
+    __slots__ = ("_key", "nid", "public_key", "source")
 
     def __init__(self, key: Ed25519PrivateKey, source: KeySource | None = None) -> None:
         self._key = key
@@ -76,7 +77,7 @@ class Signer:
             key = serialization.load_ssh_private_key(data, password=None)
         except TypeError:
             raise KeyFileError(f"key file {p} is encrypted; use an unencrypted key") from None
-        except (ValueError, serialization.UnsupportedAlgorithm):
+        except (ValueError, UnsupportedAlgorithm):
             try:
                 key = serialization.load_pem_private_key(data, password=None)  # type: ignore[assignment]
             except Exception:
@@ -136,11 +137,12 @@ class Signer:
 def _config_get(repo: object, name: str) -> str | None:
     import pygit2
 
+    config: pygit2.Config
     try:
         if isinstance(repo, pygit2.Repository):
             config = repo.config
-        elif repo is not None:
-            config = pygit2.Repository(os.fspath(repo)).config  # type: ignore[arg-type]
+        elif isinstance(repo, str | os.PathLike):
+            config = pygit2.Repository(os.fspath(repo)).config
         else:
             config = pygit2.Config.get_global_config()
         value = config[name]

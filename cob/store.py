@@ -8,11 +8,12 @@ two processes writing one object lose no operation.
 
 from __future__ import annotations
 
+import builtins
 import os
 import random
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import pygit2
 
@@ -59,6 +60,7 @@ class Store:
         self.cache: Cache | None = Cache(self.repo.path.rstrip("/")) if cache else None
         self._codecs: dict[str, Codec] = {}
         self.evaluations = 0  # full or incremental folds computed (for tests and benches)
+        self.loads = 0  # objects loaded, from the cache or folded (for tests and benches)
 
     # -- plumbing ----------------------------------------------------------------------
     def codec(self, cobtype: CobType[Any]) -> Codec:
@@ -74,16 +76,18 @@ class Store:
 
     def tips(self, cobtype: CobType[Any], object_id: str) -> dict[str, str]:
         """{nid: change oid} of every namespace's ref for one object."""
+        if not is_oid(object_id):  # also keeps "../" out of the ref paths read from disk
+            raise UnknownObject(f"not an object id: {object_id!r}")
         return self.refs.tips(cobtype.typename, object_id)
 
-    def list(self, cobtype: CobType[Any]) -> list[str]:
+    def list(self, cobtype: CobType[Any]) -> builtins.list[str]:
         """Object ids of every object of this type with a ref in any namespace (sorted)."""
         if self.cache is not None:
             self.cache.refresh(self.codec(cobtype), self.refs)
             return self.cache.ids(cobtype.typename)
         return sorted({r.object_id for r in self.refs.refs_of_type(cobtype.typename)})
 
-    def lookup(self, cobtype: CobType[Any], key: str, value: str) -> list[str]:
+    def lookup(self, cobtype: CobType[Any], key: str, value: str) -> builtins.list[str]:
         """Object ids whose root declares ``(key, value)`` in ``index_keys`` (sorted)."""
         if self.cache is not None:
             self.cache.refresh(self.codec(cobtype), self.refs)
@@ -99,7 +103,7 @@ class Store:
                 out.append(object_id)
         return out
 
-    def resolve_prefix(self, cobtype: CobType[Any], prefix: str) -> list[str]:
+    def resolve_prefix(self, cobtype: CobType[Any], prefix: str) -> builtins.list[str]:
         """Object ids starting with a hex prefix."""
         prefix = prefix.lower()
         if self.cache is not None:
@@ -128,6 +132,7 @@ class Store:
         tips = self.tips(cobtype, object_id)
         if not tips:
             return None
+        self.loads += 1
         codec = self.codec(cobtype)
         if full:
             base = None
@@ -158,13 +163,13 @@ class Store:
                 yield ev
 
     # -- writing -----------------------------------------------------------------------
-    def _check_ops(self, cobtype: CobType[Any], ops: Sequence[Any]) -> None:
+    def _check_ops(self, cobtype: CobType[Any], ops: Sequence[Any]) -> tuple[Any, ...]:
+        """The ops as a reader will decode them (structs, even if given as dicts)."""
         if not ops:
             raise InvalidOps("a change needs at least one op")
         codec = self.codec(cobtype)
         try:
-            data = codec.encode_ops(ops)
-            codec.decode_ops(data)
+            return codec.decode_ops(codec.encode_ops(ops))
         except InvalidChange as e:
             raise InvalidOps(f"ops do not fit {cobtype.typename}: {e}") from None
 
@@ -181,11 +186,16 @@ class Store:
         and an existing ref of ours is left where it is.
         """
         signer = self._require_signer()
-        self._check_ops(cobtype, ops)
+        ops = self._check_ops(cobtype, ops)
         codec = self.codec(cobtype)
+        if cobtype.content_addressed_root and embeds:
+            raise InvalidOps("a content-addressed root carries no embeds")
+        try:  # ask the type before writing anything, so a refused root leaves no objects
+            author = None if cobtype.content_addressed_root else signer.nid
+            cobtype.initial(Change("", (), author, int(time.time()), ops, "", cobtype.version))
+        except Reject as e:
+            raise InvalidOps(f"root rejected: {e}") from None
         if cobtype.content_addressed_root:
-            if embeds:
-                raise InvalidOps("a content-addressed root carries no embeds")
             root = write_root(self.repo, codec, ops)
         else:
             root = write_change(self.repo, codec, signer, signer.nid, ops, [], embeds=embeds)
@@ -214,7 +224,7 @@ class Store:
         nothing is written. Returns the change and the evaluation including it.
         """
         signer = self._require_signer()
-        self._check_ops(cobtype, ops)
+        ops = self._check_ops(cobtype, ops)
         codec = self.codec(cobtype)
         name = object_ref(signer.nid, cobtype.typename, object_id)
         ev = base

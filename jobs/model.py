@@ -171,7 +171,7 @@ class Runs(Mapping[uuid.UUID, Run]):
 class Job:
     """A job: one unit of CI work (``name``) for one commit, with every node's runs."""
 
-    __slots__ = ("id", "commit", "name", "rejected", "_state", "_runs", "tips")
+    __slots__ = ("_runs", "_state", "commit", "id", "name", "rejected", "tips")
 
     def __init__(
         self,

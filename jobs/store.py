@@ -155,7 +155,7 @@ class Jobs:
 class JobMut(Job):
     """A job this node can write to: :meth:`run`, :meth:`finish`, :meth:`reload`."""
 
-    __slots__ = ("_jobs", "_ev")
+    __slots__ = ("_ev", "_jobs")
 
     def __init__(self, jobs: Jobs, ev: Evaluation[JobState]) -> None:
         assert ev.state is not None
