@@ -140,6 +140,8 @@ class Store:
             base = self.cache.get(codec, object_id)
         if base is not None and (not cobtype.commutative or base.object_id != object_id):
             base = None
+        if base is not None and not self._only_moved_forward(base.tips, tips):
+            base = None  # a ref went backwards, sideways or away: what it reached may be gone
         if base is not None and base.tips == tips and base.state is not None:
             base.changes = []
             return base
@@ -148,6 +150,21 @@ class Store:
         if self.cache is not None and cobtype.commutative and not full:
             self.cache.put(codec, ev)
         return ev
+
+    def _only_moved_forward(self, old: Mapping[str, str], new: Mapping[str, str]) -> bool:
+        """True when every old tip is still reached from the same namespace's new tip."""
+        for nid, before in old.items():
+            after = new.get(nid)
+            if after == before:
+                continue
+            if after is None:
+                return False
+            try:
+                if not self.repo.descendant_of(pygit2.Oid(hex=after), pygit2.Oid(hex=before)):
+                    return False
+            except (pygit2.GitError, KeyError, ValueError):
+                return False
+        return True
 
     def get(self, cobtype: CobType[S], object_id: str) -> Evaluation[S]:
         """Like :meth:`load`, but an unknown object is an :class:`UnknownObject` error."""

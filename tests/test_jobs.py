@@ -302,3 +302,19 @@ def test_resolve_prefix_and_rev_name(repo: pygit2.Repository, signer: cob.Signer
     if common:
         with pytest.raises(jobs.AmbiguousJobError):
             store.resolve(common)
+
+
+def test_cached_state_follows_a_ref_moved_backwards_behind_its_back(
+    repo: pygit2.Repository, signer: cob.Signer
+) -> None:
+    """A ref rewound by plain git drops what only it reached; the index must not keep it."""
+    store = jobs.Jobs.open(repo.path, signer=signer)
+    job = store.create(head(repo))
+    job.run("https://ci.example/1")
+    assert len(jobs.Jobs.open(repo.path).get(job.id).runs_of(signer.nid)) == 1  # type: ignore[union-attr]
+    name = object_ref(signer.nid, jobs.TYPENAME, job.id)
+    git(Path(repo.workdir), "update-ref", name, job.id)  # back to the root
+    cached = jobs.Jobs.open(repo.path).get(job.id)
+    full = jobs.Jobs.open(repo.path, cache=False).get(job.id)
+    assert cached is not None and full is not None
+    assert cached.runs() == full.runs() == {}
