@@ -12,6 +12,7 @@ from .errors import (
     JobsError,
     MissingCommitError,
     ReadOnlyError,
+    SyncError,
     UnknownJobError,
     UnknownRunError,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "Runs",
     "StartRun",
     "Status",
+    "SyncError",
     "UnknownJobError",
     "UnknownRunError",
 ]

@@ -43,3 +43,11 @@ class AlreadyFinishedError(JobsError):
 
 class DefinitionError(JobsError):
     """An invalid ``.git-jobs.toml`` (names the file, commit and key)."""
+
+
+class SyncError(JobsError, cob.TransportError):
+    """A sync could not talk to the remote. ``report`` holds what was done before the failure."""
+
+    def __init__(self, message: str, report: object = None) -> None:
+        super().__init__(message)
+        self.report = report

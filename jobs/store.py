@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pygit2
 import uuid6
@@ -22,9 +22,12 @@ from .errors import (
     UnknownJobError,
     UnknownRunError,
 )
-from .jobtype import JOB_TYPE, check_log_url, check_name
+from .jobtype import JOB_TYPE, check_log_url, check_name, check_run_id
 from .model import Job, JobState, Reason
 from .ops import FinishRun, Request, StartRun
+
+if TYPE_CHECKING:
+    from .sync import SyncReport
 
 DEFAULT_NAME = "ci"
 
@@ -142,6 +145,25 @@ class Jobs:
             if job is not None:
                 yield job
 
+    def sync(self, remote: str, *, fetch: bool = True, push: bool = True) -> SyncReport:
+        """Fetch every node's jobs from ``remote`` (fast-forward only), push this node's own."""
+        from .sync import sync
+
+        return sync(self, remote, fetch=fetch, push=push)
+
+    def allowed_signers(self) -> str:
+        """An allowed-signers file for every NID seen, for stock ``git verify-commit``."""
+        from .sync import allowed_signers
+
+        return allowed_signers(self)
+
+    def rebuild_index(self) -> int:
+        """Throw the job index away and rebuild it from the refs; returns the number of jobs.
+
+        Never needed for correctness (the index notices ref moves by itself); it reclaims space
+        and makes the next queries warm."""
+        return self.store.rebuild_cache(JOB_TYPE)
+
     def rejected(self) -> list[cob.Rejection]:
         """Every change any job's load dropped, with the reason (re-verifies from scratch)."""
         out: list[cob.Rejection] = []
@@ -185,12 +207,16 @@ class JobMut(Job):
             raise InvalidInputError(str(e)) from None
         self._refresh(ev)
 
-    def run(self, log: str) -> uuid.UUID:
-        """Start a run on this node with its log URL; returns the new uuid7 run id."""
-        problem = check_log_url(log)
+    def run(self, log: str, *, run_id: uuid.UUID | None = None) -> uuid.UUID:
+        """Start a run on this node with its log URL; returns the new uuid7 run id.
+
+        ``run_id`` lets a caller that must name the run before starting it (the node puts it
+        in the log URL) pick the uuid7 itself.
+        """
+        problem = check_log_url(log) or (check_run_id(str(run_id)) if run_id is not None else None)
         if problem:
             raise InvalidInputError(problem)
-        run_id: uuid.UUID = uuid6.uuid7()
+        run_id = run_id if run_id is not None else uuid6.uuid7()
         self._write([StartRun(str(run_id), log)])
         return run_id
 

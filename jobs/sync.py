@@ -1,0 +1,187 @@
+"""Syncing jobs with a Git remote, and what it changed: :func:`sync`, :class:`SyncReport`.
+
+`cob.sync` moves refs; this module says what that meant for jobs. It snapshots every job's tips
+before the fetch, and after it folds only the jobs whose tips moved (incrementally, through the
+cache), comparing each folded state with the one before: a job is *changed* when its state
+differs, and the changes a load newly rejected are reported even when the state did not move
+(a forged change fetched from a peer changes nothing but must be seen).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import msgspec
+import pygit2
+
+import cob
+from cob import sync as cob_sync
+from cob.evaluate import Evaluation, evaluate
+from cob.sync import RefUpdate, Refusal
+
+from .errors import SyncError
+from .jobtype import JOB_TYPE, TYPENAME
+from .model import JobState
+
+if TYPE_CHECKING:
+    from .store import Jobs
+
+__all__ = ["RefUpdate", "Refusal", "SyncReport", "allowed_signers", "sync"]
+
+JSON_VERSION = 1
+
+
+@dataclass(slots=True)
+class SyncReport:
+    """What one sync did. ``to_json()`` is the stable, documented shape (README)."""
+
+    remote: str
+    fetched: list[RefUpdate] = field(default_factory=list)
+    pushed: list[RefUpdate] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    rejected: list[cob.Rejection] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing was refused and nothing fetched was rejected."""
+        return not self.refused and not self.rejected
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "version": JSON_VERSION,
+            "remote": self.remote,
+            "fetched": [u.to_json() for u in self.fetched],
+            "pushed": [u.to_json() for u in self.pushed],
+            "refused": [r.to_json() for r in self.refused],
+            "changed": list(self.changed),
+            "rejected": [{"job": r.object_id, "change": r.change, "reason": r.reason} for r in self.rejected],
+        }
+
+    def summary(self) -> str:
+        """One line for humans."""
+        return (
+            f"{cob_sync.describe(self.remote)}: fetched {len(self.fetched)}, "
+            f"pushed {len(self.pushed)}, refused {len(self.refused)}, "
+            f"jobs changed {len(self.changed)}, changes rejected {len(self.rejected)}"
+        )
+
+
+def _tips_by_job(jobs: Jobs) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for ref in jobs.store.refs.refs_of_type(TYPENAME):
+        out.setdefault(ref.object_id, {})[ref.nid] = ref.target
+    return out
+
+
+_state_encoder = msgspec.msgpack.Encoder(order="deterministic")
+
+
+def _state_bytes(ev: Evaluation[JobState] | None) -> bytes | None:
+    if ev is None or ev.state is None:
+        return None
+    return _state_encoder.encode(ev.state)
+
+
+def _before(jobs: Jobs, job_id: str, tips: dict[str, str]) -> Evaluation[JobState] | None:
+    """The evaluation of a job as it was at ``tips`` (from the cache when it matches)."""
+    if not tips:
+        return None
+    store = jobs.store
+    codec = store.codec(JOB_TYPE)
+    if store.cache is not None:
+        cached = store.cache.get(codec, job_id)
+        if cached is not None and cached.tips == tips and cached.state is not None:
+            return cached
+    ev: Evaluation[JobState] = evaluate(store.repo, codec, job_id, tips)
+    return ev
+
+
+def sync(
+    jobs: Jobs,
+    remote: str,
+    *,
+    fetch: bool = True,
+    push: bool = True,
+    timeout: float | None = cob_sync.DEFAULT_TIMEOUT,
+) -> SyncReport:
+    """Fetch every node's jobs from ``remote`` (fast-forward only), then push this node's.
+
+    A store opened without a signer only fetches. A transport failure raises
+    :class:`~jobs.errors.SyncError` (also a :class:`cob.TransportError`) carrying the partial
+    report in ``.report``: refs fetched before a failed push are kept and listed there.
+    """
+    report = SyncReport(remote)
+    repo = jobs.repo
+    own = jobs.signer.nid if jobs.signer is not None else None
+    before = _tips_by_job(jobs) if fetch else {}
+    remote_refs: dict[str, str] | None = None
+    try:
+        if fetch:
+            got = cob_sync.fetch(repo, remote, own_nid=own, typenames=(TYPENAME,), timeout=timeout)
+            report.fetched, remote_refs = got.updated, got.remote_refs
+            report.refused.extend(got.refused)
+            _changes(jobs, before, report)
+        if push and own is not None:
+            sent = cob_sync.push(
+                repo, remote, own, typenames=(TYPENAME,), remote_refs=remote_refs, timeout=timeout
+            )
+            report.pushed = sent.pushed
+            report.refused.extend(sent.refused)
+    except cob.TransportError as e:
+        raise SyncError(str(e), report) from None
+    return report
+
+
+def _changes(jobs: Jobs, before: dict[str, dict[str, str]], report: SyncReport) -> None:
+    after = _tips_by_job(jobs)
+    for job_id in sorted(after):
+        old_tips = before.get(job_id, {})
+        if after[job_id] == old_tips:
+            continue
+        old = _before(jobs, job_id, old_tips)
+        old_state, old_rejected = _state_bytes(old), dict(old.rejected) if old else {}
+        new = jobs.store.load(JOB_TYPE, job_id)
+        if new is None:
+            continue
+        if _state_bytes(new) != old_state and new.state is not None:
+            report.changed.append(job_id)
+        report.rejected.extend(r for r in new.rejections() if r.change not in old_rejected)
+
+
+def allowed_signers(jobs: Jobs) -> str:
+    """An allowed-signers file (``gpg.ssh.allowedSignersFile``) for every NID seen in jobs.
+
+    Every namespace, and every NID that authored a change reachable from a job ref (a peer's
+    ref may carry changes by nodes that have no namespace here), one line each, sorted.
+    """
+    return "".join(cob.allowed_signers_line(nid) + "\n" for nid in sorted(_nids(jobs)))
+
+
+def _nids(jobs: Jobs) -> set[str]:
+    found: set[str] = set()
+    repo = jobs.repo
+    tips: set[str] = set()
+    for ref in jobs.store.refs.refs_of_type(TYPENAME):
+        if cob.is_nid(ref.nid):
+            found.add(cob.normalize_nid(ref.nid))
+        tips.add(ref.target)
+    for commit in _walk(repo, tips):
+        name = commit.author.name
+        if cob.is_nid(name):
+            found.add(cob.normalize_nid(name))
+    return found
+
+
+def _walk(repo: pygit2.Repository, tips: set[str]) -> Iterator[pygit2.Commit]:
+    if not tips:
+        return
+    walker = repo.walk(None, pygit2.enums.SortMode.NONE)
+    for tip in sorted(tips):
+        try:
+            walker.push(pygit2.Oid(hex=tip))
+        except (KeyError, ValueError, pygit2.GitError):
+            continue
+    yield from walker
