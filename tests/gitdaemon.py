@@ -8,6 +8,9 @@ Serves every repository under ``base_dir`` with upload-pack and receive-pack ena
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -41,6 +44,7 @@ class GitDaemon:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: stop/kill reach git-daemon's children
         )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -54,20 +58,26 @@ class GitDaemon:
         self.stop()
         raise RuntimeError("git daemon did not start listening")
 
+    def _signal_group(self, sig: int) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, sig)
+
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+        if self.proc is not None:
+            self._signal_group(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                self._signal_group(signal.SIGKILL)
                 self.proc.wait()
+            self._signal_group(signal.SIGKILL)  # any child still serving a connection
         self.proc = None
 
     def kill(self) -> None:
-        """SIGKILL, as if the server died (for mid-sync failure tests)."""
+        """SIGKILL the whole daemon (wrapper, git-daemon and its children), as if it died."""
         if self.proc is not None:
-            self.proc.kill()
+            self._signal_group(signal.SIGKILL)
             self.proc.wait()
             self.proc = None
 

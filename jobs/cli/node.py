@@ -1,0 +1,229 @@
+"""`git jobs release`, `work any`, `work trigger`, `node`, `logs`: the peer node's commands.
+
+Thin wrappers over :mod:`jobs.node` (the library API): they parse flags, print, and map the
+result to an exit code. Exit codes of `work any`: 0 — every job of the commit has succeeded on
+this node; 1 — some job failed, was skipped or used up its retries; 8 — work remains (a retry
+is not due yet: run again later, or pass --comprehensive to wait for it); 130 — interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from typing import Any
+
+import cob
+
+from ..node import Workshop, parse_duration, release
+from ..node.daemon import Node
+from ..node.durations import DurationError
+from ..node.logs import find_log
+from ..node.trigger import trigger
+from .common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_PENDING,
+    CliError,
+    add_command,
+    add_json,
+    open_jobs,
+    open_repo,
+    print_json,
+)
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _release(args: argparse.Namespace) -> int:
+    store = open_jobs(args, write=True)
+    workshop = Workshop(store)
+    sha, defs = workshop.definitions(args.rev)
+    if defs is None:
+        print(f"no .git-jobs.toml in commit {sha[:12]}: no jobs to release", file=sys.stderr)
+        if args.json:
+            print_json({"commit": sha, "jobs": []})
+        return EXIT_OK
+    made = release(store, defs)
+    if args.json:
+        print_json({"commit": sha, "jobs": [{"id": j.id, "name": j.name, "new": new} for j, new in made]})
+    else:
+        for job, new in made:
+            print(f"{job.id}  {job.name:<16} {'released' if new else 'exists'}")
+    return EXIT_OK
+
+
+def _work_any(args: argparse.Namespace) -> int:
+    store = open_jobs(args, write=not args.dry_run)
+    if store.signer is None:
+        raise CliError("a dry run still needs this node's key, to know which runs are its own")
+    workshop = Workshop(store, out=None if args.json else _say)
+    sha, defs = workshop.definitions(args.rev)
+    if args.dry_run:
+        plan = workshop.plan(defs) if defs is not None else []
+        print_json(
+            {
+                "commit": sha,
+                "node": store.signer.nid,
+                "defined": defs is not None,
+                "work": [p.to_json() for p in plan if p.action in ("run", "skip", "wait")],
+                "jobs": [p.to_json() for p in plan],
+            }
+        )
+        return EXIT_OK
+    if defs is None:
+        print(f"no .git-jobs.toml in commit {sha[:12]}: nothing to do", file=sys.stderr)
+        return EXIT_OK
+    # Ctrl-C or SIGTERM: the job (in its own process group) is killed and finished `cancelled`.
+    previous = {sig: signal.signal(sig, lambda *_: workshop.cancel.set()) for sig in _STOP_SIGNALS}
+    try:
+        report = workshop.work_any(sha, comprehensive=args.comprehensive)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if args.json:
+        print_json(
+            {
+                "commit": report.commit,
+                "node": store.signer.nid,
+                "interrupted": report.interrupted,
+                "recovered": [_outcome(o) for o in report.recovered],
+                "runs": [_outcome(o) for o in report.outcomes],
+                "jobs": [p.to_json() for p in report.plan],
+            }
+        )
+    else:
+        for p in report.plan:
+            if p.action not in ("done",):
+                print(f"{p.name:<16} {p.action:<10} {p.reason}")
+    if report.interrupted:
+        return 130
+    if report.ok:
+        return EXIT_OK
+    if any(p.action in ("run", "skip", "wait", "blocked", "running") for p in report.plan):
+        return EXIT_PENDING
+    return EXIT_FAILED
+
+
+def _outcome(o: Any) -> dict[str, Any]:
+    return {
+        "job": o.job,
+        "name": o.name,
+        "run": o.run_id,
+        "reason": o.reason.value,
+        "log": o.log,
+        "detail": o.detail,
+    }
+
+
+def _work_trigger(args: argparse.Namespace) -> int:
+    store = open_jobs(args, write=False)
+    if store.signer is None:
+        raise CliError("`work trigger` needs this node's key, to know which work is outstanding here")
+    results = trigger(Workshop(store), intent=args.intent, out=None if args.json else _say)
+    if args.json:
+        print_json([{"commit": r.commit, "ok": r.ok, "detail": r.detail} for r in results])
+    elif not results:
+        print("no other commit has outstanding work", file=sys.stderr)
+    return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
+
+
+def _node(args: argparse.Namespace) -> int:
+    try:
+        interval = parse_duration(args.interval)
+    except DurationError as e:
+        raise CliError(f"--interval: {e}") from None
+    repo = open_repo()
+    signer = cob.Signer.load(repo, getattr(args, "key", None))
+    node = Node(repo.workdir or repo.path, signer, list(args.remote), interval)
+    return node.run()
+
+
+def _logs(args: argparse.Namespace) -> int:
+    path = find_log(open_repo(), args.run)
+    with open(path, "rb") as fh:
+        sys.stdout.buffer.write(fh.read())
+    sys.stdout.flush()
+    return EXIT_OK
+
+
+def _work_help(parser: argparse.ArgumentParser) -> Any:
+    def handler(args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 2
+
+    return handler
+
+
+def register(sub: Any) -> None:
+    p = add_command(
+        sub,
+        "release",
+        "create the jobs that .git-jobs.toml at REV defines (idempotent)",
+        "  git jobs release            # the jobs of HEAD\n  git jobs release v1.2 --json\n",
+        _release,
+    )
+    p.add_argument("rev", nargs="?", default="HEAD", metavar="REV", help="the commit (default HEAD)")
+    add_json(p)
+
+    work = add_command(
+        sub,
+        "work",
+        "run this node's outstanding jobs (`work any`), or trigger other commits",
+        "  git jobs work any\n  git jobs work any --dry-run\n  git jobs work trigger --intent\n",
+        None,
+    )
+    work.set_defaults(handler=_work_help(work))
+    inner = work.add_subparsers(dest="work_command", metavar="WHAT", parser_class=type(work))
+    p = add_command(
+        inner,
+        "any",
+        "for HEAD, run every job this node has not completed successfully, in needs order",
+        "  git jobs work any                  # one pass\n"
+        "  git jobs work any --comprehensive  # until nothing is left (waits for retries)\n"
+        "  git jobs work any --dry-run        # print the plan as JSON, run nothing\n",
+        _work_any,
+    )
+    p.add_argument("--rev", default="HEAD", help=argparse.SUPPRESS)
+    p.add_argument("--dry-run", action="store_true", help="print the work as JSON; write nothing")
+    p.add_argument("--comprehensive", action="store_true", help="repeat until nothing is left")
+    add_json(p)
+    p = add_command(
+        inner,
+        "trigger",
+        "call the [trigger] command of every other commit with outstanding work, once each",
+        "  git jobs work trigger\n  git jobs work trigger --intent   # branch tips only\n",
+        _work_trigger,
+    )
+    p.add_argument("--intent", action="store_true", help="only the tips of branches")
+    add_json(p)
+
+    p = add_command(
+        sub,
+        "node",
+        "run a long-running peer: preflights, then sync/release/work/heartbeat workers",
+        "  git jobs node --remote origin\n"
+        "  git jobs node --remote git://hub.example/repo.git --interval 10s\n",
+        _node,
+    )
+    p.add_argument(
+        "--remote",
+        action="append",
+        required=True,
+        metavar="R",
+        help="a remote name or URL to sync with (repeatable)",
+    )
+    p.add_argument("--interval", default="30s", help="how often each worker runs (default 30s)")
+
+    p = add_command(
+        sub,
+        "logs",
+        "print the log of a run this node executed",
+        "  git jobs logs 0190a4b2-…\n  git jobs logs 0190a4b2      # a unique prefix\n",
+        _logs,
+    )
+    p.add_argument("run", metavar="RUN", help="a run id or unique prefix")

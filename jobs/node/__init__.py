@@ -1,0 +1,30 @@
+"""The peer node: learn what to run from ``.git-jobs.toml``, run it, record every attempt.
+
+- :mod:`.definitions` — parse and validate ``.git-jobs.toml`` from a commit's own tree.
+- :mod:`.work` — ``release``, ``work any`` (plan, run, retry, skip) and crash recovery.
+- :mod:`.trigger` — ``work trigger``: ask other machines to work on other commits.
+- :mod:`.daemon` — ``git jobs node``: preflights, then workers on intervals.
+- :mod:`.retry`, :mod:`.durations`, :mod:`.logs` — small shared pieces.
+
+See ``docs/NODE.md`` for the user guide.
+"""
+
+from .definitions import DEFINITIONS_FILE, Definitions, JobDef, RetrySpec, load_definitions, parse_definitions
+from .durations import format_duration, parse_duration
+from .work import Outcome, PlanItem, WorkReport, Workshop, release
+
+__all__ = [
+    "DEFINITIONS_FILE",
+    "Definitions",
+    "JobDef",
+    "Outcome",
+    "PlanItem",
+    "RetrySpec",
+    "WorkReport",
+    "Workshop",
+    "format_duration",
+    "load_definitions",
+    "parse_definitions",
+    "parse_duration",
+    "release",
+]

@@ -1,0 +1,318 @@
+"""``git jobs node``: a long-running peer — preflights first, then workers on intervals.
+
+Phase 1 (autosolve's preflights): the key loads; the repository is readable and writable and no
+other worker of this node holds it; every remote answers for fetch (``git ls-remote``) and push
+(``git push --dry-run``). Any failure is one line and a non-zero exit *before any work*: a
+node that cannot publish its results should not produce them.
+
+Phase 2: crash recovery (runs a dead predecessor left ``started`` are finished ``error``), then
+one thread per worker — ``worker:sync:<remote>``, ``worker:release``, ``worker:work``,
+``worker:heartbeat`` — each on its interval. A failing worker backs off under the policy its
+error falls in (:mod:`.retry`) and keeps the others running. SIGTERM/SIGINT: the running job is
+killed and finished ``cancelled``, results are pushed one last time, and the node exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import pygit2
+
+import cob
+from cob import sync as cob_sync
+
+from ..errors import JobsError
+from ..store import Jobs
+from .definitions import load_definitions
+from .durations import format_duration
+from .journal import LockedError, WorkLock
+from .logs import state_dir
+from .retry import Backoff, policies
+from .work import Workshop, release
+
+PREFLIGHT_TIMEOUT = 30.0
+FINAL_SYNC_TIMEOUT = 30.0
+
+
+class PreflightError(JobsError):
+    """A preflight check failed; the node did no work."""
+
+
+@dataclass(slots=True)
+class TaskStatus:
+    runs: int = 0
+    failures: int = 0
+    last_ok: float | None = None
+    last_error: str | None = None
+
+
+@dataclass(slots=True)
+class Node:
+    """One node process in one repository. ``run()`` returns the exit code."""
+
+    path: str
+    signer: cob.Signer
+    remotes: list[str]
+    interval: float = 30.0
+    stream: TextIO = field(default_factory=lambda: sys.stderr)
+    rand: Callable[[], float] = random.random
+    stop: threading.Event = field(default_factory=threading.Event)
+    kill_grace: float = 2.0
+    status: dict[str, TaskStatus] = field(default_factory=dict)
+    _lock: WorkLock | None = None
+    _log_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # -- output ------------------------------------------------------------------------------
+    def log(self, task: str, message: str) -> None:
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        with self._log_lock:
+            self.stream.write(f"{stamp} {task} {message}\n")
+            self.stream.flush()
+
+    def _jobs(self) -> Jobs:
+        """A store of this thread's own (pygit2 repositories are not shared across threads)."""
+        return Jobs.open(self.path, self.signer)
+
+    # -- phase 1 -----------------------------------------------------------------------------
+    def preflight(self) -> None:
+        """Check everything the workers need; raise :class:`PreflightError` on the first failure."""
+        try:
+            repo = cob.open_repository(self.path)
+        except cob.RepositoryError as e:
+            raise PreflightError(f"preflight: {e}") from None
+        try:
+            head = str(repo.head.peel(pygit2.Commit).id)
+            list(repo.references)
+        except (pygit2.GitError, KeyError, ValueError) as e:
+            raise PreflightError(
+                f"preflight: repository {repo.path} has no readable HEAD commit ({e})"
+            ) from None
+        directory = state_dir(repo)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=directory, prefix=".preflight-"):
+                pass
+            for sub in ("objects", "refs"):
+                if not os.access(os.path.join(repo.path, sub), os.W_OK):
+                    raise PermissionError(f"{os.path.join(repo.path, sub)} is not writable")
+        except OSError as e:
+            raise PreflightError(f"preflight: repository {repo.path} is not writable: {e}") from None
+        if not self.remotes:
+            raise PreflightError("preflight: no remote given (use --remote R)")
+        for remote in self.remotes:
+            self._check_remote(repo, remote, head)
+        lock = WorkLock(repo)
+        try:
+            lock.acquire()
+        except LockedError as e:
+            raise PreflightError(f"preflight: {e}") from None
+        self._lock = lock
+
+    def _check_remote(self, repo: pygit2.Repository, remote: str, head: str) -> None:
+        name = cob_sync.describe(remote)
+        if not remote or remote.startswith("-"):
+            raise PreflightError(f"preflight: invalid remote {remote!r}")
+        gitdir = repo.path.rstrip("/")
+        probe = f"refs/namespaces/{self.signer.nid}/refs/git-jobs-preflight"
+        for what, args in (
+            ("fetch", ["ls-remote", "--heads", remote]),
+            ("push", ["push", "--dry-run", "--porcelain", remote, f"{head}:{probe}"]),
+        ):
+            try:
+                res = cob_sync.run_git(gitdir, args, timeout=PREFLIGHT_TIMEOUT)
+            except cob.TransportError as e:
+                raise PreflightError(f"preflight: remote {name} is not reachable for {what}: {e}") from None
+            if res.returncode != 0:
+                raise PreflightError(
+                    f"preflight: remote {name} is not reachable for {what}: {_first_line(res.stderr)}"
+                )
+
+    # -- phase 2 -----------------------------------------------------------------------------
+    def run(self) -> int:
+        """Preflight, recover, run the workers until stopped; 0 on a clean stop."""
+        self.preflight()
+        previous = self._install_signals()
+        try:
+            self.log(
+                "node",
+                f"started: node {self.signer.nid}, "
+                f"remotes {', '.join(map(cob_sync.describe, self.remotes))}, "
+                f"interval {format_duration(self.interval)}, pid {os.getpid()}",
+            )
+            workshop = self._workshop(self._jobs(), "worker:work")
+            recovered = workshop.recover()
+            if recovered:
+                self.log("node", f"recovered {len(recovered)} run(s) left started by a previous process")
+            work = self._spawn("worker:work", lambda: self._work(workshop))
+            others = [
+                self._spawn(f"worker:sync:{cob_sync.describe(r)}", self._syncer(r)) for r in self.remotes
+            ]
+            others.append(self._spawn("worker:release", self._releaser()))
+            others.append(self._spawn("worker:heartbeat", self._heartbeat))
+            while not self.stop.wait(0.2):
+                pass
+            self.log("node", "stopping: finishing the running job as cancelled")
+            work.join()
+            for t in others:
+                t.join(timeout=FINAL_SYNC_TIMEOUT)
+            self._final_sync()
+            self.log("node", "stopped cleanly")
+            return 0
+        finally:
+            self._restore_signals(previous)
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+
+    def _workshop(self, jobs: Jobs, task: str) -> Workshop:
+        return Workshop(
+            jobs,
+            cancel=self.stop,
+            lock=self._lock,
+            kill_grace=self.kill_grace,
+            out=lambda line: self.log(task, line),
+        )
+
+    def _install_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous: dict[int, Any] = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, lambda *_: self.stop.set())
+        return previous
+
+    @staticmethod
+    def _restore_signals(previous: dict[int, Any]) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    def _spawn(self, task: str, body: Callable[[], None]) -> threading.Thread:
+        thread = threading.Thread(target=self._loop, args=(task, body), name=task, daemon=True)
+        thread.start()
+        return thread
+
+    def _loop(self, task: str, body: Callable[[], None]) -> None:
+        """Run ``body`` every interval; on errors back off under the error's policy."""
+        backoff = Backoff(policies(self.interval), self.rand)
+        status = self.status.setdefault(task, TaskStatus())
+        while not self.stop.is_set():
+            status.runs += 1
+            try:
+                body()
+            except Exception as e:  # a worker must survive anything; the policy decides the pace
+                kind, wait = backoff.next_delay(e)
+                status.failures += 1
+                status.last_error = str(e) or type(e).__name__
+                hint = f", remote asked for {format_duration(kind.hint)}" if kind.hint else ""
+                self.log(
+                    task,
+                    f"error ({kind.policy} policy{hint}; retry in {format_duration(wait)}): "
+                    f"{_first_line(status.last_error)}",
+                )
+            else:
+                backoff.reset()
+                status.last_ok = time.time()
+                wait = self.interval
+            self.stop.wait(wait)
+
+    def _syncer(self, remote: str) -> Callable[[], None]:
+        task = f"worker:sync:{cob_sync.describe(remote)}"
+        jobs: list[Jobs] = []
+
+        def body() -> None:
+            if not jobs:
+                jobs.append(self._jobs())
+            report = jobs[0].sync(remote)
+            if report.fetched or report.pushed or report.refused or report.rejected:
+                self.log(task, report.summary())
+
+        return body
+
+    def _releaser(self) -> Callable[[], None]:
+        jobs: list[Jobs] = []
+        seen: set[str] = set()
+
+        def body() -> None:
+            if not jobs:
+                jobs.append(self._jobs())
+            store = jobs[0]
+            head = store.resolve_commit("HEAD")
+            defs = load_definitions(store.repo, head)
+            if defs is None:
+                if head not in seen:
+                    self.log("worker:release", f"no .git-jobs.toml at {head[:12]}: nothing to release")
+                    seen.add(head)
+                return
+            created = [job.name for job, new in release(store, defs) if new]
+            if created:
+                self.log("worker:release", f"released {', '.join(created)} for {head[:12]}")
+
+        return body
+
+    def _work(self, workshop: Workshop) -> None:
+        report = workshop.work_any("HEAD")
+        if not report.defined:
+            return
+        waiting = [p for p in report.plan if p.action == "wait"]
+        if waiting and not report.outcomes:
+            return
+        if report.outcomes:
+            done = sum(p.action == "done" for p in report.plan)
+            self.log(
+                "worker:work", f"{report.commit[:12]}: {done} of {len(report.plan)} jobs done on this node"
+            )
+
+    def _heartbeat(self) -> None:
+        """Say the node is alive, locally: ``<gitdir>/git-jobs/node.json`` and the log."""
+        beat = {
+            "nid": self.signer.nid,
+            "pid": os.getpid(),
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            "remotes": [cob_sync.describe(r) for r in self.remotes],
+            "interval": self.interval,
+            "workers": {
+                task: {
+                    "runs": s.runs,
+                    "failures": s.failures,
+                    "last_ok": s.last_ok,
+                    "last_error": s.last_error,
+                }
+                for task, s in sorted(self.status.items())
+            },
+        }
+        repo = cob.open_repository(self.path)
+        path = state_dir(repo) / "node.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(beat, indent=2, sort_keys=True))
+        os.replace(tmp, path)
+
+    def _final_sync(self) -> None:
+        """Push what the last moments produced (e.g. the cancelled run) — best effort."""
+        jobs = self._jobs()
+        for remote in self.remotes:
+            task = f"worker:sync:{cob_sync.describe(remote)}"
+            try:
+                report = jobs.sync(remote)
+                self.log(task, f"final sync: {report.summary()}")
+            except Exception as e:
+                self.log(task, f"final sync failed: {_first_line(str(e))}")
+
+
+def _first_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for prefix in ("fatal:", "error:"):
+        for ln in lines:
+            if ln.startswith(prefix):
+                return ln[len(prefix) :].strip()
+    return lines[-1] if lines else "failed"

@@ -1,0 +1,56 @@
+"""Where a node keeps what it runs: ``<gitdir>/git-jobs/`` — logs, checkouts, journal, lock.
+
+Logs live beside the repository (not in a temp dir) so that ``git jobs logs RUN`` works after a
+restart and the default log URL — a ``file://`` URL of the log — stays valid for as long as the
+repository does. A ``[log] url`` template in the definitions replaces the *recorded* URL (for a
+node whose logs are published elsewhere); the local file is kept either way.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pygit2
+
+from ..errors import JobsError
+
+
+def state_dir(repo: pygit2.Repository) -> Path:
+    return Path(repo.path) / "git-jobs"
+
+
+def logs_dir(repo: pygit2.Repository) -> Path:
+    return state_dir(repo) / "logs"
+
+
+def log_path(repo: pygit2.Repository, run_id: uuid.UUID | str) -> Path:
+    return logs_dir(repo) / f"{run_id}.log"
+
+
+def log_url(
+    repo: pygit2.Repository, run_id: uuid.UUID, commit: str, job: str, template: str | None
+) -> str:
+    """The URL recorded with a run: the definitions' template, else a file:// URL of the log."""
+    if template:
+        return template.format(run_id=run_id, commit=commit, job=job)
+    return log_path(repo, run_id).resolve().as_uri()
+
+
+def find_log(repo: pygit2.Repository, run: str) -> Path:
+    """The local log of a run id (full, or a unique prefix of this node's logs)."""
+    text = run.strip().lower()
+    directory = logs_dir(repo)
+    exact = directory / f"{text}.log"
+    if exact.is_file():
+        return exact
+    found = sorted(directory.glob(f"{text}*.log")) if text and directory.is_dir() else []
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        shown = ", ".join(p.stem for p in found[:5])
+        raise JobsError(f"run prefix {run!r} is ambiguous: {shown}")
+    raise JobsError(
+        f"no log for run {run!r} on this node (a log is kept only by the node that ran it; "
+        "`git jobs show` lists each run's log URL)"
+    )

@@ -1,0 +1,453 @@
+"""``release`` and ``work any``: turn a commit's definitions into jobs, and run them here.
+
+A :class:`Workshop` is this node at work in one repository. For a commit it
+
+1. recovers runs that a dead process of this node left ``started`` (see :mod:`.journal`),
+2. releases the jobs its definitions declare (idempotent: the job id is content-addressed),
+3. :func:`assess` es each job from *this node's runs in the ledger* — the ledger is the only
+   state, so a restarted node, another process, or a dry run all see the same plan — and
+4. runs what is ready in ``needs`` order: every attempt is a run recorded with its log URL,
+   its output streamed to the log, finished with a reason (exit 0 → succeeded, non-zero →
+   failed, timeout → timed_out, cannot start → error, interrupted → cancelled).
+
+Retries: an attempt after ``n`` failed ones waits µTask's pattern delay (:mod:`.retry`) after
+the last failure; ``retry.max`` bounds the failed attempts (failed, timed_out, error).
+A job whose need has settled without success is finished ``skipped`` with the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uuid6
+
+from ..errors import JobsError
+from ..model import Reason, Runs
+from ..store import JobMut, Jobs
+from .definitions import Definitions, JobDef, load_definitions
+from .durations import format_duration
+from .journal import Entry, Journal, WorkLock, kill_orphan, remove_checkout
+from .logs import log_path, log_url, state_dir
+from .retry import pattern_delay
+
+COUNTED = frozenset({Reason.FAILED, Reason.TIMED_OUT, Reason.ERROR})
+INTERRUPTED = frozenset({Reason.ERROR, Reason.CANCELLED})
+# Plan actions. The first three are work; the others are settled or waiting on something.
+WORK = ("run", "skip", "wait")
+SETTLED_BAD = frozenset({"exhausted", "held", "skip", "skipped"})
+KILL_GRACE = 2.0
+
+
+@dataclass(slots=True)
+class PlanItem:
+    """What this node would do next about one job of a commit, and why."""
+
+    name: str
+    action: str  # run | skip | wait | blocked | running | done | exhausted | held | skipped
+    reason: str
+    command: str
+    needs: list[str]
+    attempts: int
+    max_attempts: int
+    job: str | None = None
+    not_before: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """One run this node recorded (or recovered)."""
+
+    name: str
+    commit: str
+    job: str
+    run_id: str
+    reason: Reason
+    log: str
+    detail: str = ""
+
+    def line(self) -> str:
+        extra = f" ({self.detail})" if self.detail else ""
+        return f"{self.name:<16} {self.reason.value:<10} run {self.run_id}  {self.log}{extra}"
+
+
+@dataclass(slots=True)
+class WorkReport:
+    commit: str
+    defined: bool
+    outcomes: list[Outcome] = field(default_factory=list)
+    recovered: list[Outcome] = field(default_factory=list)
+    plan: list[PlanItem] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def remaining(self) -> list[PlanItem]:
+        return [p for p in self.plan if p.action in WORK or p.action == "blocked"]
+
+    @property
+    def ok(self) -> bool:
+        return all(p.action == "done" for p in self.plan)
+
+
+def _latest_id(runs: Runs) -> uuid.UUID | None:
+    latest = runs.latest()
+    return latest[0] if latest else None
+
+
+def assess(
+    defs: Definitions,
+    runs: dict[str, Runs],
+    now: float,
+    finished: dict[str, float] | None = None,
+    job_ids: dict[str, str] | None = None,
+    uncounted: set[str] | None = None,
+) -> dict[str, PlanItem]:
+    """The plan for every job of ``defs`` from this node's ``runs`` of each (by job name).
+
+    ``finished`` overrides, per job, when its last failure ended (the caller's clock), so that
+    retry delays are measured on one clock; otherwise the ledger's finish time is used.
+    ``uncounted``: run ids that do not use up a retry (runs ended by crash recovery).
+    """
+    skip_ids = uncounted or set()
+    out: dict[str, PlanItem] = {}
+    for d in defs:
+        rs = runs.get(d.name, Runs())
+        latest = rs.latest()
+        last = latest[1] if latest else None
+        attempts = sum(1 for i, r in rs.items() if r.reason in COUNTED and str(i) not in skip_ids)
+        item = PlanItem(
+            d.name,
+            "run",
+            "not run on this node yet",
+            d.run,
+            list(d.needs),
+            attempts,
+            d.retry.max,
+            (job_ids or {}).get(d.name),
+        )
+        out[d.name] = item
+        if last is not None and last.succeeded:
+            item.action, item.reason = "done", "succeeded on this node"
+            continue
+        if last is not None and last.is_started:
+            item.action, item.reason = "running", "a run of this node is in progress"
+            continue
+        if attempts >= d.retry.max:
+            item.action = "exhausted"
+            item.reason = f"{attempts} of {d.retry.max} attempts failed (retry.max)"
+            continue
+        if last is not None and last.reason in INTERRUPTED and not d.idempotent:
+            item.action = "held"
+            item.reason = f"the last run ended {last.reason.value} and the job is not idempotent"
+            continue
+        bad = [n for n in d.needs if out[n].action in SETTLED_BAD]
+        if bad:
+            need_ids = [i for i in (_latest_id(runs.get(n, Runs())) for n in d.needs) if i]
+            if (
+                latest is not None
+                and last is not None
+                and last.reason is Reason.SKIPPED
+                and all(latest[0] > i for i in need_ids)
+            ):
+                item.action = "skipped"
+            else:
+                item.action = "skip"
+            n = bad[0]
+            item.reason = f"need {n!r} did not succeed on this node ({out[n].action}: {out[n].reason})"
+            continue
+        waiting = [n for n in d.needs if out[n].action != "done"]
+        if waiting:
+            item.action = "blocked"
+            item.reason = f"waiting for need {waiting[0]!r} ({out[waiting[0]].action})"
+            continue
+        if (
+            latest is not None
+            and last is not None
+            and last.reason in COUNTED
+            and str(latest[0]) not in skip_ids
+        ):
+            ended = (finished or {}).get(d.name)
+            if ended is None:
+                ended = (last.finished_at or last.started_at).timestamp()
+            due = ended + pattern_delay(d.retry.pattern, attempts)
+            item.reason = f"retry {attempts + 1} of {d.retry.max} ({d.retry.pattern} pattern)"
+            if due > now:
+                item.action, item.not_before = "wait", due
+                item.reason += f", due in {format_duration(due - now)}"
+    return out
+
+
+def release(jobs: Jobs, defs: Definitions) -> list[tuple[JobMut, bool]]:
+    """Create every job ``defs`` declares (idempotent); ``(job, created)`` in needs order."""
+    existing = {j.name for j in jobs.find_by_commit(defs.commit)}
+    return [(jobs.create(defs.commit, d.name), d.name not in existing) for d in defs]
+
+
+def _clean_env(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(extra)
+    return env
+
+
+class Workshop:
+    """This node running jobs in one repository (the library API behind ``git jobs work``).
+
+    ``clock``/``sleep`` are injectable so tests can fake time; ``cancel`` (set by SIGTERM in the
+    node) interrupts a running job — it is killed and finished ``cancelled`` — and any wait.
+    ``lock``: a :class:`WorkLock` the caller already holds (the node holds one for its life).
+    """
+
+    def __init__(
+        self,
+        jobs: Jobs,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] | None = None,
+        cancel: threading.Event | None = None,
+        out: Callable[[str], None] | None = None,
+        lock: WorkLock | None = None,
+        kill_grace: float = KILL_GRACE,
+    ) -> None:
+        if jobs.signer is None:
+            raise JobsError("running jobs needs this node's key (see `git jobs init`)")
+        self.jobs = jobs
+        self.nid = jobs.signer.nid
+        self.clock = clock
+        self.cancel = cancel or threading.Event()
+        self.sleep = sleep or (lambda s: self.cancel.wait(max(0.0, s)) and None)
+        self.out = out or (lambda line: None)
+        self.kill_grace = kill_grace
+        self.journal = Journal(jobs.repo)
+        self._lock = lock
+        self._finished: dict[tuple[str, str], float] = {}
+
+    # -- reading ---------------------------------------------------------------------------
+    def definitions(self, commit: str = "HEAD") -> tuple[str, Definitions | None]:
+        sha = self.jobs.resolve_commit(commit)
+        return sha, load_definitions(self.jobs.repo, sha)
+
+    def _runs(self, defs: Definitions) -> tuple[dict[str, Runs], dict[str, str]]:
+        runs: dict[str, Runs] = {}
+        ids: dict[str, str] = {}
+        for job in self.jobs.find_by_commit(defs.commit):
+            if defs.get(job.name) is not None:
+                runs[job.name] = job.runs_of(self.nid)
+                ids[job.name] = job.id
+        return runs, ids
+
+    def plan(self, defs: Definitions) -> list[PlanItem]:
+        """What :meth:`work_any` would do now for these definitions (nothing is written)."""
+        runs, ids = self._runs(defs)
+        finished = {n: t for (c, n), t in self._finished.items() if c == defs.commit}
+        crashed = self.journal.recovered()
+        return list(assess(defs, runs, self.clock(), finished, ids, crashed).values())
+
+    # -- crash recovery --------------------------------------------------------------------
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        if self._lock is not None:
+            yield
+            return
+        with WorkLock(self.jobs.repo):
+            yield
+
+    def recover(self) -> list[Outcome]:
+        """Finish ``error`` every run a dead process of this node left started (needs the lock)."""
+        out = []
+        for entry in self.journal.entries():
+            kill_orphan(entry)
+            remove_checkout(self.jobs.repo, entry.checkout)
+            job = self.jobs.get_mut(entry.job_id)
+            run = job.runs_of(self.nid).get(uuid.UUID(entry.run_id)) if job is not None else None
+            if job is not None and run is not None and run.is_started:
+                detail = "the node stopped mid-run; finished as error"
+                with contextlib.suppress(OSError), open(log_path(self.jobs.repo, entry.run_id), "ab") as fh:
+                    fh.write(f"\ngit-jobs: {detail}\n".encode())
+                self.journal.mark_recovered(entry.run_id)
+                job.finish(entry.run_id, Reason.ERROR)
+                outcome = Outcome(entry.job, job.commit, job.id, entry.run_id, Reason.ERROR, run.log, detail)
+                out.append(outcome)
+                self.out(f"recovered: {outcome.line()}")
+            self.journal.remove(entry.run_id)
+        return out
+
+    # -- working ---------------------------------------------------------------------------
+    def work_any(self, commit: str = "HEAD", *, comprehensive: bool = False) -> WorkReport:
+        """Run this node's outstanding jobs of ``commit`` (one pass, or until none is left)."""
+        sha, defs = self.definitions(commit)
+        report = WorkReport(sha, defs is not None)
+        with self.locked():
+            report.recovered = self.recover()
+            if defs is None:
+                return report
+            mut = {job.name: job for job, _ in release(self.jobs, defs)}
+            while True:
+                if self._pass(defs, mut, report):
+                    report.interrupted = True
+                    break
+                if not comprehensive:
+                    break
+                plan = self.plan(defs)
+                if any(p.action in ("run", "skip") for p in plan):
+                    continue
+                due = [p.not_before for p in plan if p.action == "wait" and p.not_before is not None]
+                if not due:
+                    break
+                delay = min(due) - self.clock()
+                self.out(f"waiting {format_duration(max(delay, 0.0))} before the next retry")
+                self.sleep(max(delay, 0.0))
+                if self.cancel.is_set():
+                    report.interrupted = True
+                    break
+        report.plan = self.plan(defs)
+        return report
+
+    def _pass(self, defs: Definitions, mut: dict[str, JobMut], report: WorkReport) -> bool:
+        """One pass in needs order; True when interrupted."""
+        for d in defs:
+            if self.cancel.is_set():
+                return True
+            item = next(p for p in self.plan(defs) if p.name == d.name)
+            if item.action == "run":
+                outcome = self.attempt(mut[d.name], d, defs)
+            elif item.action == "skip":
+                outcome = self.skip(mut[d.name], d, defs, item.reason)
+            else:
+                continue
+            report.outcomes.append(outcome)
+            self.out(outcome.line())
+            if outcome.reason is Reason.CANCELLED:
+                return True
+        return False
+
+    def _start(self, job: JobMut, d: JobDef, defs: Definitions) -> tuple[uuid.UUID, str, Path]:
+        run_id: uuid.UUID = uuid6.uuid7()
+        url = log_url(self.jobs.repo, run_id, defs.commit, d.name, defs.log_url)
+        path = log_path(self.jobs.repo, run_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return run_id, url, path
+
+    def skip(self, job: JobMut, d: JobDef, defs: Definitions, why: str) -> Outcome:
+        """Record a run finished ``skipped``; its log says why."""
+        run_id, url, path = self._start(job, d, defs)
+        path.write_text(f"git-jobs: job {d.name} at {defs.commit} skipped: {why}\n")
+        self.journal.add(Entry(str(run_id), job.id, d.name, defs.commit))  # never left started
+        job.run(url, run_id=run_id)
+        job.finish(run_id, Reason.SKIPPED)
+        self.journal.remove(run_id)
+        return Outcome(d.name, defs.commit, job.id, str(run_id), Reason.SKIPPED, url, why)
+
+    def attempt(self, job: JobMut, d: JobDef, defs: Definitions) -> Outcome:
+        """One run of ``d``: record it, execute it in a checkout, finish it with a reason."""
+        run_id, url, path = self._start(job, d, defs)
+        checkout = state_dir(self.jobs.repo) / "checkouts" / str(run_id)
+        entry = Entry(str(run_id), job.id, d.name, defs.commit, 0, str(checkout))
+        self.journal.add(entry)
+        began = time.monotonic()
+        with open(path, "ab", buffering=0) as log:
+            log.write(f"git-jobs: run {run_id} of job {d.name} at {defs.commit} on {self.nid}\n".encode())
+            job.run(url, run_id=run_id)
+            try:
+                reason, detail = self._execute(d, defs, run_id, checkout, log, entry)
+            finally:
+                remove_checkout(self.jobs.repo, str(checkout))
+            took = format_duration(time.monotonic() - began)
+            log.write(f"git-jobs: {reason.value} after {took}{': ' + detail if detail else ''}\n".encode())
+        job.finish(run_id, reason)
+        self.journal.remove(run_id)
+        self._finished[(defs.commit, d.name)] = self.clock()
+        return Outcome(d.name, defs.commit, job.id, str(run_id), reason, url, detail)
+
+    def _execute(
+        self, d: JobDef, defs: Definitions, run_id: uuid.UUID, checkout: Path, log: Any, entry: Entry
+    ) -> tuple[Reason, str]:
+        checkout.parent.mkdir(parents=True, exist_ok=True)
+        made = subprocess.run(
+            [
+                "git",
+                "--git-dir",
+                self.jobs.repo.path,
+                "worktree",
+                "add",
+                "--detach",
+                "--force",
+                str(checkout),
+                defs.commit,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if made.returncode != 0:
+            why = (made.stderr.strip().splitlines() or ["git worktree add failed"])[-1]
+            log.write(f"git-jobs: cannot check out {defs.commit}: {why}\n".encode())
+            return Reason.ERROR, f"cannot check out the commit: {why}"
+        env = _clean_env(
+            {
+                "GIT_JOBS_COMMIT": defs.commit,
+                "GIT_JOBS_RUN_ID": str(run_id),
+                "GIT_JOBS_JOB": d.name,
+                "GIT_JOBS_NODE": self.nid,
+            }
+        )
+        env.pop("GIT_JOBS_KEY", None)
+        log.write(f"$ {d.run}\n".encode())
+        try:
+            proc = subprocess.Popen(
+                ["sh", "-c", d.run],
+                cwd=checkout,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as e:
+            return Reason.ERROR, f"cannot start: {e.strerror or e}"
+        entry.pid = proc.pid
+        self.journal.add(entry)
+        deadline = None if d.timeout is None else time.monotonic() + d.timeout
+        while True:
+            try:
+                code = proc.wait(timeout=0.05)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if self.cancel.is_set():
+                self._kill(proc)
+                return Reason.CANCELLED, "interrupted: the node is stopping"
+            if deadline is not None and time.monotonic() >= deadline:
+                self._kill(proc)
+                assert d.timeout is not None
+                return Reason.TIMED_OUT, f"timed out after {format_duration(d.timeout)}"
+        if code == 0:
+            return Reason.SUCCEEDED, ""
+        if code < 0:
+            return Reason.FAILED, f"killed by signal {-code}"
+        return Reason.FAILED, f"exit status {code}"
+
+    def _kill(self, proc: subprocess.Popen[bytes]) -> None:
+        """SIGTERM the job's process group, then SIGKILL after a grace period."""
+        for sig, wait in ((signal.SIGTERM, self.kill_grace), (signal.SIGKILL, 5.0)):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, sig)
+            try:
+                proc.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        # The leader may be gone while children linger in the group: make sure.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
