@@ -34,13 +34,15 @@ MAX_OPS_BYTES = 1 << 20  # 1 MiB of ops per change
 MAX_MANIFEST_BYTES = 1024
 MAX_PARENTS = 256
 MAX_EMBEDS = 64
+_NIDS: dict[bytes, str] = {}  # public key -> NID, memoised
+MAX_VERIFIED = 100_000  # verified changes a Codec remembers (see Codec.verified)
 # Commit times a change may claim: 1970 .. the end of year 9999 (what datetime can show).
 # Times are the author's claim and only order ties; beyond these they are just hostile.
 MIN_TIMESTAMP = 0
 MAX_TIMESTAMP = 253402300799
 # What libgit2 and the decoders raise on malformed objects; read_change turns them into
 # InvalidChange so peer data is rejected, never crashes a load.
-_MALFORMED = (pygit2.GitError, KeyError, ValueError, TypeError, LookupError, OverflowError)
+MALFORMED_ERRORS = (pygit2.GitError, KeyError, ValueError, TypeError, LookupError, OverflowError)
 GIT_FILEMODE_BLOB = pygit2.enums.FileMode.BLOB
 GIT_FILEMODE_TREE = pygit2.enums.FileMode.TREE
 
@@ -71,7 +73,7 @@ class Change:
 class Codec:
     """Per-type encoders/decoders, built once (msgspec decoders are worth reusing)."""
 
-    __slots__ = ("_manifests", "cobtype", "manifest", "ops_decoder")
+    __slots__ = ("_manifests", "cobtype", "manifest", "ops_decoder", "verified")
 
     def __init__(self, cobtype: CobType[Any]) -> None:
         self.cobtype = cobtype
@@ -80,6 +82,10 @@ class Codec:
         self._manifests = {
             canonical.dumps({"type": cobtype.typename, "version": v}): v for v in cobtype.versions
         }
+        # (oid, is_root) -> verified change. Git objects are immutable, so a change verified
+        # once stays verified: re-folding a non-commutative object after a concurrent write
+        # then costs the fold alone, not a signature check per change.
+        self.verified: dict[tuple[str, bool], Change] = {}
 
     def encode_ops(self, ops: Sequence[Any]) -> bytes:
         try:
@@ -174,12 +180,19 @@ def read_change(repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: boo
     Anything libgit2 or the decoders raise on a malformed object (unparseable commit, missing
     tree or blob, bad file mode, undecodable text) is an :class:`InvalidChange` too.
     """
+    hit = codec.verified.get((oid, is_root))
+    if hit is not None:
+        return hit
     try:
-        return _read_change(repo, codec, oid, is_root=is_root)
+        change = _read_change(repo, codec, oid, is_root=is_root)
     except InvalidChange:
         raise
-    except _MALFORMED as e:
+    except MALFORMED_ERRORS as e:
         raise InvalidChange(f"malformed object: {type(e).__name__}: {e}"[:300]) from None
+    if len(codec.verified) >= MAX_VERIFIED:
+        codec.verified.clear()
+    codec.verified[(oid, is_root)] = change
+    return change
 
 
 def _blob_size(repo: pygit2.Repository, blob: pygit2.Object) -> int:
@@ -256,9 +269,16 @@ def _read_change(repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: bo
         public_key = sshsig.verify(signature, payload)
     except SignatureError as e:
         raise InvalidChange(f"bad signature: {e}") from None
-    signer_nid = nid_from_public_key(public_key)
+    signer_nid = _NIDS.get(public_key)
+    if signer_nid is None:  # base58 is slow in Python, and a history has few distinct signers
+        if len(_NIDS) >= 4096:
+            _NIDS.clear()
+        signer_nid = _NIDS[public_key] = nid_from_public_key(public_key)
     if author_name != signer_nid or commit.committer.name != signer_nid:
-        raise InvalidChange(f"signed by {signer_nid} but authored as {author_name!r}")
+        raise InvalidChange(
+            f"signed by {signer_nid} but authored as {author_name!r}"
+            f" and committed as {commit.committer.name!r}"
+        )
     if is_root and parents:
         raise InvalidChange("a root has no parents")
     if not MIN_TIMESTAMP <= commit.commit_time <= MAX_TIMESTAMP:

@@ -23,6 +23,10 @@ S = TypeVar("S")
 
 # A DAG bigger than this is not walked further; the rest is reported, not read.
 MAX_CHANGES = 200_000
+# Changes per fold that get an ancestor bitset (memory ~ n^2/16 bytes: 6 MB at 10,000).
+BITSET_LIMIT = 20_000
+MISSING_ROOT = "the object's root is missing or invalid"
+MISSING_OBJECT = "object is missing from the repository"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,10 @@ class Evaluation(Generic[S]):
     def valid(self) -> bool:
         return self.state is not None
 
+    def curable(self) -> bool:
+        """Could objects arriving later (a fetch) change this result without any ref moving?"""
+        return any(_transient(r) for r in self.rejected.values())
+
     def rejections(self) -> list[Rejection]:
         return [Rejection(self.object_id, oid, why) for oid, why in sorted(self.rejected.items())]
 
@@ -66,16 +74,58 @@ class Evaluation(Generic[S]):
 class _Context:
     """Answers ``is_ancestor`` from the in-memory DAG, falling back to git for old changes."""
 
-    __slots__ = ("generation", "parents", "repo")
+    __slots__ = ("_desc", "_nondesc", "bits", "generation", "parents", "repo")
 
     def __init__(self, repo: pygit2.Repository, parents: Mapping[str, tuple[str, ...]]) -> None:
         self.repo = repo
         self.parents = parents
         self.generation: dict[str, int] = {}
+        # Ancestor bitsets of the changes accepted in this fold (bit i = i-th accepted change),
+        # kept for the first BITSET_LIMIT of them: answering "is S an ancestor of C" is then one
+        # shift, not a walk (a job with 10,000 changes asks this for every finish).
+        self.bits: dict[str, int] = {}
+        # Per ancestor, changes known to descend from it / known not to. The DAG never changes
+        # during a fold, so answers can be remembered: a chain of N changes that each ask about
+        # the same ancestor (a hostile run finished N times) costs O(N), not O(N^2).
+        self._desc: dict[str, set[str]] = {}
+        self._nondesc: dict[str, set[str]] = {}
+
+    def accept(self, oid: str, parents: tuple[str, ...]) -> None:
+        """Record an accepted change (its generation, and its ancestor bitset while small)."""
+        generation = self.generation
+        generation[oid] = 1 + max((generation.get(p, 0) for p in parents), default=0)
+        if len(self.bits) < BITSET_LIMIT:
+            acc = 1 << len(self.bits)
+            for p in parents:
+                if p in generation:  # accepted in this fold: must have bits to be exact
+                    b = self.bits.get(p)
+                    if b is None:
+                        return
+                    acc |= b
+            self.bits[oid] = acc
 
     def is_ancestor(self, ancestor: str, of: str) -> bool:
         if ancestor == of:
             return True
+        a_bits = self.bits.get(ancestor)
+        if a_bits is not None:
+            bit = a_bits.bit_length() - 1  # its own bit is its highest
+            for p in self.parents.get(of, ()):
+                b = self.bits.get(p)
+                if b is None:
+                    if p in self.generation:
+                        break  # a new parent beyond the bitsets: walk instead
+                    continue  # an older change: cannot lead to a new one
+                if b >> bit & 1:
+                    return True
+            else:
+                return False
+        desc = self._desc.setdefault(ancestor, set())
+        nondesc = self._nondesc.setdefault(ancestor, set())
+        if of in desc:
+            return True
+        if of in nondesc:
+            return False
         target_gen = self.generation.get(ancestor)
         stack = [of]
         seen = {of}
@@ -83,9 +133,10 @@ class _Context:
         while stack:
             node = stack.pop()
             for p in self.parents.get(node, ()):
-                if p == ancestor:
+                if p == ancestor or p in desc:
+                    desc.add(of)
                     return True
-                if p in seen:
+                if p in seen or p in nondesc:
                     continue
                 seen.add(p)
                 gen = self.generation.get(p)
@@ -94,12 +145,18 @@ class _Context:
                 elif target_gen is None or gen > target_gen:
                     stack.append(p)
         if target_gen is not None:
+            nondesc.update(seen)
             return False  # the ancestor is new: only new changes can lead to it
         try:
             a = pygit2.Oid(hex=ancestor)
-            return any(self.repo.descendant_of(pygit2.Oid(hex=p), a) for p in old)
+            found = any(self.repo.descendant_of(pygit2.Oid(hex=p), a) for p in old)
         except (pygit2.GitError, ValueError, KeyError):
-            return False
+            found = False
+        if found:
+            desc.add(of)
+        else:
+            nondesc.update(seen)
+        return found
 
 
 def _parents_of_unreadable(repo: pygit2.Repository, oid: str) -> tuple[int, tuple[str, ...]]:
@@ -125,10 +182,20 @@ def evaluate(
     tips: Mapping[str, str],
     base: Evaluation[Any] | None = None,
 ) -> Evaluation[Any]:
-    """Fold the object reachable from ``tips``. ``base`` (consumed) skips what it already saw."""
+    """Fold the object reachable from ``tips``. ``base`` (consumed) skips what it already saw.
+
+    ``base`` is only extended when that equals a full fold: its heads must all still be
+    reachable from ``tips`` (a ref moved backwards or sideways, or was deleted, drops history),
+    and none of its rejections may be one that new objects could cure (a missing parent).
+    Otherwise the object is folded from scratch.
+    """
     cobtype = codec.cobtype
+    if base is not None and base.curable():
+        base = None
+    old_heads: set[str] = set()
     if base is not None and base.state is not None:
         ev = base
+        old_heads = set(base.heads)
         ev.changes = []
     else:
         ev = Evaluation(cobtype.typename, object_id, None)
@@ -142,6 +209,7 @@ def evaluate(
     keys: dict[str, tuple[int, str]] = {}
     stack = [t for t in set(tips.values()) if t not in accepted and t not in rejected]
     seen = set(stack)
+    reached: set[str] = set()  # old heads the new tips still lead to
     while stack:
         oid = stack.pop()
         if len(read) >= MAX_CHANGES:
@@ -159,6 +227,12 @@ def evaluate(
             if p not in seen and p not in accepted and p not in rejected:
                 seen.add(p)
                 stack.append(p)
+            elif old_heads and p in old_heads:
+                reached.add(p)
+    if old_heads:
+        reached.update(t for t in tips.values() if t in old_heads)
+        if reached != old_heads:  # some old history is no longer reachable: fold from scratch
+            return evaluate(repo, codec, object_id, tips, None)
 
     # 2. Topological order among new changes; parents seen before are already settled.
     indegree = {oid: 0 for oid in read}
@@ -195,13 +269,22 @@ def evaluate(
             rejected[oid] = reason
             continue
         assert change is not None
-        ctx.generation[oid] = 1 + max((ctx.generation.get(p, 0) for p in change.parents), default=0)
+        ctx.accept(oid, change.parents)
         accepted.add(oid)
         ev.changes.append(change)
         ev.heads.difference_update(change.parents)
         ev.heads.add(oid)
     ev.state = state
     return ev
+
+
+def _transient(reason: str) -> bool:
+    """A rejection that more objects arriving (a later fetch) could undo."""
+    return (
+        reason in (MISSING_OBJECT, MISSING_ROOT)
+        or (reason.startswith("parent ") and reason.endswith(" is missing"))
+        or reason.startswith("history larger than")
+    )
 
 
 def _ancestry_problem(
@@ -216,14 +299,15 @@ def _ancestry_problem(
     """Why a structurally fine change still cannot be folded (root, parents), or None."""
     if oid == object_id:
         return None
-    if state is None:
-        return "the object's root is missing or invalid"
     ps = tuple(parents)
-    if not ps:
+    if not ps:  # before the state check: a second root may sort before the real one
         return "a second root (no parents) in the object's history"
     for p in ps:
         if p in rejected:
             return f"descends from rejected change {p[:12]}"
+    if state is None:
+        return MISSING_ROOT
+    for p in ps:
         if p not in accepted:
             return f"parent {p[:12]} is missing" if p not in read else f"parent {p[:12]} not accepted"
     return None

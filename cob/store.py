@@ -18,7 +18,15 @@ from typing import Any, TypeVar
 import pygit2
 
 from .cache import Cache
-from .change import Change, Codec, InvalidChange, read_change, write_change, write_root
+from .change import (
+    MAX_EMBEDS,
+    Change,
+    Codec,
+    InvalidChange,
+    read_change,
+    write_change,
+    write_root,
+)
 from .cobtype import CobType, Reject
 from .errors import Conflict, InvalidOps, NoKeyError, RepositoryError, UnknownObject
 from .evaluate import Evaluation, evaluate
@@ -142,7 +150,7 @@ class Store:
             base = None
         if base is not None and not self._only_moved_forward(base.tips, tips):
             base = None  # a ref went backwards, sideways or away: what it reached may be gone
-        if base is not None and base.tips == tips and base.state is not None:
+        if base is not None and base.tips == tips and base.state is not None and not base.curable():
             base.changes = []
             return base
         ev = evaluate(self.repo, codec, object_id, tips, base)
@@ -179,6 +187,25 @@ class Store:
             if ev is not None:
                 yield ev
 
+    def rebuild_cache(self, cobtype: CobType[Any]) -> int:
+        """Delete the index file and rebuild it for ``cobtype`` from the refs; returns the number
+        of objects indexed. Nothing is lost: the index only ever holds what Git can re-derive."""
+        cache = self.cache if self.cache is not None else Cache(self.repo.path.rstrip("/"))
+        cache.remove_files()
+        codec = self.codec(cobtype)
+        cache.refresh(codec, self.refs)
+        ids = cache.ids(cobtype.typename)
+        if cobtype.commutative:
+            for object_id in ids:
+                tips = self.tips(cobtype, object_id)
+                if tips:
+                    ev = evaluate(self.repo, codec, object_id, tips)
+                    self.evaluations += 1
+                    cache.put(codec, ev)
+        if cache is not self.cache:
+            cache.close()
+        return len(ids)
+
     # -- writing -----------------------------------------------------------------------
     def _check_ops(self, cobtype: CobType[Any], ops: Sequence[Any]) -> tuple[Any, ...]:
         """The ops as a reader will decode them (structs, even if given as dicts)."""
@@ -189,6 +216,20 @@ class Store:
             return codec.decode_ops(codec.encode_ops(ops))
         except InvalidChange as e:
             raise InvalidOps(f"ops do not fit {cobtype.typename}: {e}") from None
+
+    @staticmethod
+    def _check_embeds(embeds: Mapping[str, bytes] | None) -> None:
+        """Checked before anything is written: a bad name must leave no stray blobs behind,
+        and more embeds than readers accept would get our own change rejected."""
+        if not embeds:
+            return
+        if len(embeds) > MAX_EMBEDS:
+            raise InvalidOps(f"{len(embeds)} embeds (limit {MAX_EMBEDS})")
+        for name, content in embeds.items():
+            if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\0" in name:
+                raise InvalidOps(f"bad embed name {name!r}")
+            if not isinstance(content, bytes):
+                raise InvalidOps(f"embed {name!r} is not bytes")
 
     def create(
         self,
@@ -204,6 +245,7 @@ class Store:
         """
         signer = self._require_signer()
         ops = self._check_ops(cobtype, ops)
+        self._check_embeds(embeds)
         codec = self.codec(cobtype)
         if cobtype.content_addressed_root and embeds:
             raise InvalidOps("a content-addressed root carries no embeds")
@@ -242,6 +284,7 @@ class Store:
         """
         signer = self._require_signer()
         ops = self._check_ops(cobtype, ops)
+        self._check_embeds(embeds)
         codec = self.codec(cobtype)
         name = object_ref(signer.nid, cobtype.typename, object_id)
         ev = base
@@ -267,6 +310,11 @@ class Store:
             )
             change = Change(oid, tuple(parents), signer.nid, when, tuple(ops), "", cobtype.version)
             if compare_and_swap(self.repo, name, oid, old, f"cob: {cobtype.summary(ops)}"):
+                if not embeds:  # we signed it: the next load need not verify it again
+                    codec.verified[(oid, False)] = Change(
+                        oid, change.parents, change.author, when, change.ops,
+                        cobtype.summary(ops) + "\n", cobtype.version,
+                    )
                 cobtype.apply(ev.state, change)
                 ev.accepted.add(oid)
                 ev.changes = [change]

@@ -6,7 +6,6 @@ developer's) and with system git config ignored.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,6 +31,12 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     monkeypatch.delenv("GIT_JOBS_KEY", raising=False)
     monkeypatch.delenv("GIT_DIR", raising=False)
     monkeypatch.setenv("NO_COLOR", "1")
+    # libgit2 reads HOME once per process: point its config search paths at this HOME too,
+    # or pygit2 would read the developer's ~/.gitconfig while stock git reads ours.
+    levels = pygit2.enums.ConfigLevel
+    pygit2.settings.search_path[levels.GLOBAL] = str(home)
+    pygit2.settings.search_path[levels.XDG] = str(home / ".config" / "git")
+    pygit2.settings.search_path[levels.SYSTEM] = str(home / "no-system-config")
     return home
 
 
