@@ -8,15 +8,17 @@ library error into one clear line on stderr with exit code 2 — never a traceba
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import cob
 
 from ..errors import JobsError
-from .common import EXIT_USAGE, CliError
+from .common import EXIT_INTERNAL, EXIT_USAGE, CliError
 
 # Modules that provide commands; each has ``register(subparsers) -> None``.
 COMMAND_MODULES = (
@@ -28,6 +30,23 @@ COMMAND_MODULES = (
     "jobs.cli.demo",
     "jobs.cli.node",
 )
+
+
+class _Version(argparse.Action):
+    """``--version``, looked up only when asked (importlib.metadata costs every start ~10 ms)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        import importlib.metadata
+
+        try:
+            version = importlib.metadata.version("git-jobs")
+        except importlib.metadata.PackageNotFoundError:
+            version = "unknown"
+        print(f"git-jobs {version}")
+        parser.exit()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run `git jobs COMMAND --help` for examples.",
     )
     parser.add_argument("-C", dest="directory", metavar="PATH", help="run as if started in PATH")
+    parser.add_argument("--version", action=_Version)
     parser.add_argument("--key", metavar="FILE", help="the node's ed25519 key (overrides $GIT_JOBS_KEY)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
@@ -56,9 +76,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _tolerant_streams() -> None:
+    """Never die on a commit subject or name the terminal cannot encode."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(errors="replace")
+
+
+def _one_line(e: BaseException) -> str:
+    """An error message as one line, whatever the library or git put into it."""
+    return "; ".join(part.strip() for part in str(e).splitlines() if part.strip()) or type(e).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    _tolerant_streams()
     try:
+        parser = build_parser()
         args = parser.parse_args(argv)
         if args.directory:
             try:
@@ -70,18 +105,39 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return EXIT_USAGE
         code: int = handler(args)
+        sys.stdout.flush()
         return code
     except CliError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return e.code
     except (JobsError, cob.CobError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
+        # `git jobs list | head`: the reader left; say nothing more (and not at exit either).
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
         return 0
+    except OSError as e:
+        where = f": {e.filename}" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as e:
+        # A bug, not a user error: still one line, unless asked for the traceback.
+        if os.environ.get("GIT_JOBS_DEBUG"):
+            raise
+        print(
+            f"error: internal error: {type(e).__name__}: {_one_line(e)}"
+            " (set GIT_JOBS_DEBUG=1 for a traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

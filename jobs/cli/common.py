@@ -1,4 +1,4 @@
-"""Shared helpers of the CLI: opening the store, output (JSON, colour), errors."""
+"""Shared helpers of the CLI: opening the store, output (JSON, colour, short ids), errors."""
 
 from __future__ import annotations
 
@@ -12,10 +12,14 @@ import cob
 
 from ..store import Jobs
 
+# Exit codes (docs/CLI.md). 1 and 8 follow `gh pr checks`: failed, and still pending.
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERNAL = 3
 EXIT_PENDING = 8
+
+SHORT = 12  # hex digits of a short job id or commit, as git's core.abbrev=12 shows them
 
 
 class CliError(Exception):
@@ -26,12 +30,21 @@ class CliError(Exception):
         self.code = code
 
 
-def open_jobs(args: argparse.Namespace, *, write: bool = False) -> Jobs:
-    """The job store of the current repository; with ``write``, the node's key is required."""
+def open_repo() -> Any:
+    """The repository around the current directory, or a one-line error."""
     try:
-        repo = cob.open_repository(os.getcwd())
+        return cob.open_repository(os.getcwd())
     except cob.RepositoryError:
         raise CliError(f"not a git repository: {os.getcwd()}") from None
+
+
+def open_jobs(args: argparse.Namespace, *, write: bool = False) -> Jobs:
+    """The job store of the current repository; with ``write``, the node's key is required.
+
+    A read works without a key (the key only marks "you" in listings), so a bad or missing
+    key never stops a maintainer from reading.
+    """
+    repo = open_repo()
     signer = None
     if write:
         signer = cob.Signer.load(repo, getattr(args, "key", None))
@@ -48,11 +61,86 @@ def print_json(value: Any) -> None:
     sys.stdout.write("\n")
 
 
+def add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON (shape in docs/CLI.md)")
+
+
 def use_colour(stream: Any = None) -> bool:
+    """Colour only on a terminal, never with NO_COLOR set (https://no-color.org)."""
     stream = stream or sys.stdout
     if os.environ.get("NO_COLOR"):
         return False
+    if os.environ.get("TERM") == "dumb":
+        return False
     return bool(getattr(stream, "isatty", lambda: False)())
+
+
+def unicode_ok(stream: Any = None) -> bool:
+    encoding = getattr(stream or sys.stdout, "encoding", None) or ""
+    return encoding.lower().replace("-", "") in {"utf8", "utf16", "utf32"}
+
+
+_CODES = {
+    "red": "31",
+    "green": "32",
+    "yellow": "33",
+    "blue": "34",
+    "magenta": "35",
+    "cyan": "36",
+    "bold": "1",
+    "dim": "2",
+}
+
+# Colour of each run/job state.
+STATE_COLOUR = {
+    "succeeded": "green",
+    "failed": "red",
+    "error": "red",
+    "timed_out": "red",
+    "cancelled": "red",
+    "running": "yellow",
+    "queued": "yellow",
+    "pending": "yellow",
+    "skipped": "dim",
+    "none": "dim",
+}
+
+
+class Style:
+    """Paints text when colour is on; a no-op otherwise (pipes, files, NO_COLOR)."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.colour = use_colour(stream)
+        self.unicode = unicode_ok(stream)
+
+    def __call__(self, text: str, colour: str | None) -> str:
+        if not self.colour or not colour:
+            return text
+        return f"\x1b[{_CODES[colour]}m{text}\x1b[0m"
+
+    def state(self, state: str, text: str | None = None) -> str:
+        return self(text if text is not None else state, STATE_COLOUR.get(state))
+
+    def symbol(self, state: str) -> str:
+        if self.unicode:
+            table = {"succeeded": "✓", "running": "•", "queued": "○", "skipped": "-"}
+            sym = table.get(state, "✗")
+        else:
+            table = {"succeeded": "ok", "running": "..", "queued": "..", "skipped": "--"}
+            sym = table.get(state, "XX")
+        return self.state(state, sym)
+
+
+def short(object_id: str) -> str:
+    """A short job id or commit (12 hex digits), as `git log --abbrev=12` shows it."""
+    return object_id[:SHORT]
+
+
+def short_nid(nid: str, *, unicode: bool = True) -> str:
+    """``z6MkhaX…aRvkTcn`` — Radicle's short form of a node id."""
+    if len(nid) <= 16:
+        return nid
+    return f"{nid[:7]}{'…' if unicode else '..'}{nid[-7:]}"
 
 
 def add_command(
@@ -65,6 +153,11 @@ def add_command(
         description=help,
         epilog="examples:\n" + examples,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    # Also accepted after the command (`git jobs create HEAD --key FILE`); SUPPRESS keeps a
+    # value given before the command from being overwritten by this parser's default.
+    parser.add_argument(
+        "--key", metavar="FILE", default=argparse.SUPPRESS, help="the node's ed25519 key"
     )
     parser.set_defaults(handler=handler)
     return parser

@@ -1,0 +1,132 @@
+"""`git jobs create`, `run`, `finish`: what a CI node (or a maintainer) writes.
+
+Each prints the id it made on stdout — the full id, so scripts can pass it on — and nothing
+else, like `git commit-tree`; every id given back may be shortened to a unique prefix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import uuid
+from typing import Any
+
+from ..errors import UnknownJobError, UnknownRunError
+from ..model import Job, Runs
+from ..store import DEFAULT_NAME, JobMut, Jobs
+from .common import EXIT_OK, CliError, add_command, add_json, open_jobs, print_json
+
+_RUN_PREFIX = re.compile(r"^[0-9a-f-]+$")
+
+
+def job_for_write(store: Jobs, spec: str) -> JobMut:
+    """The job named by a unique id prefix or REV:NAME, ready to write."""
+    job = store.get_mut(store.resolve(spec))
+    if job is None:
+        raise UnknownJobError(f"no job {spec!r}")
+    return job
+
+
+def resolve_run(job: Job, nid: str | None, spec: str) -> uuid.UUID:
+    """A run id of ``job`` from a unique prefix (with or without dashes).
+
+    This node's runs are matched first — only they can be finished here — so a prefix that
+    is unique among this node's runs works even if another node has a run that also matches.
+    """
+    text = spec.strip().lower()
+    if not text or not _RUN_PREFIX.match(text):
+        raise CliError(f"not a run id: {spec!r}")
+    bare = text.replace("-", "")
+
+    def matches(run_id: uuid.UUID) -> bool:
+        return str(run_id).startswith(text) or run_id.hex.startswith(bare)
+
+    runs: dict[str, Runs] = job.runs()
+    mine: list[uuid.UUID] = [rid for rid in runs.get(nid, Runs()) if matches(rid)] if nid else []
+    others: list[uuid.UUID] = [rid for n, rs in runs.items() if n != nid for rid in rs if matches(rid)]
+    for found in (mine, others):
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            shown = ", ".join(str(r) for r in sorted(found)[:5])
+            raise CliError(f"run prefix {spec!r} is ambiguous: {shown}")
+    raise UnknownRunError(f"job {job.id[:12]} has no run {spec!r}")
+
+
+def _create(args: argparse.Namespace) -> int:
+    store = open_jobs(args, write=True)
+    commit = store.resolve_commit(args.rev)
+    existed = any(j.name == args.name for j in store.find_by_commit(commit))
+    job = store.create(commit, name=args.name)
+    if args.json:
+        print_json({"id": job.id, "commit": job.commit, "name": job.name, "new": not existed})
+    else:
+        print(job.id)
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    store = open_jobs(args, write=True)
+    job = job_for_write(store, args.job)
+    run_id = job.run(args.log)
+    assert store.signer is not None
+    if args.json:
+        print_json({"job": job.id, "run": str(run_id), "node": store.signer.nid, "log": args.log})
+    else:
+        print(run_id)
+    return EXIT_OK
+
+
+def _finish(args: argparse.Namespace) -> int:
+    store = open_jobs(args, write=True)
+    assert store.signer is not None
+    job = job_for_write(store, args.job)
+    run_id = resolve_run(job, store.signer.nid, args.run)
+    job.finish(run_id, args.reason)
+    if args.json:
+        run = job.runs_of(store.signer.nid)[run_id]
+        reason = run.reason.value if run.reason else None
+        print_json({"job": job.id, "run": str(run_id), "node": store.signer.nid, "reason": reason})
+    return EXIT_OK
+
+
+def register(sub: Any) -> None:
+    p = add_command(
+        sub,
+        "create",
+        "Create the job NAME for a commit (idempotent: same commit and name, same id everywhere);"
+        " print its id.",
+        "  git jobs create HEAD                  # the job 'ci' for HEAD\n"
+        "  git jobs create v1.2 --name test      # any rev git resolves: branch, tag, short sha\n"
+        "  JOB=$(git jobs create HEAD --name build)\n",
+        _create,
+    )
+    p.add_argument("rev", metavar="REV", help="the commit (anything git resolves)")
+    p.add_argument("--name", default=DEFAULT_NAME, help=f"the job's name (default: {DEFAULT_NAME})")
+    add_json(p)
+
+    p = add_command(
+        sub,
+        "run",
+        "Start a run of a job on this node, with the URL of its log; print the run id.",
+        "  git jobs run 3f2a1b9c --log https://ci.example/logs/42\n"
+        "  RUN=$(git jobs run HEAD:test --log file:///var/log/ci/42.txt)\n",
+        _run,
+    )
+    p.add_argument("job", metavar="JOB", help="a unique job id prefix, or REV:NAME")
+    p.add_argument("--log", required=True, metavar="URL", help="absolute URL of the run's log")
+    add_json(p)
+
+    p = add_command(
+        sub,
+        "finish",
+        "Finish one of this node's runs with a reason: succeeded, failed, error (infrastructure,"
+        " retryable), cancelled, timed_out or skipped.",
+        "  git jobs finish HEAD:test 0190d3a4-7b1c succeeded\n"
+        "  git jobs finish 3f2a1b9c \"$RUN\" failed\n",
+        _finish,
+    )
+    p.add_argument("job", metavar="JOB", help="a unique job id prefix, or REV:NAME")
+    p.add_argument("run", metavar="RUN", help="the run id, or a unique prefix of it")
+    p.add_argument("reason", metavar="REASON", help="how it ended")
+    add_json(p)

@@ -1,0 +1,373 @@
+"""`git jobs show`, `list`, `status`, `verify`: what a maintainer reads.
+
+Every command here takes ``--json`` (shapes in docs/CLI.md, built by :mod:`jobs.summary` so
+the library gives the same answer). Text output uses short ids (12 hex digits, like
+``git log --abbrev=12``), short node ids (``z6MkhaX…aRvkTcn``) and colour only on a terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import pygit2
+from pygit2.enums import SortMode
+
+import cob
+
+from ..jobtype import JOB_TYPE
+from ..model import Job, Run
+from ..store import Jobs
+from ..summary import (
+    CommitStatus,
+    commit_status,
+    job_json,
+    job_state,
+    rejection_json,
+    run_state,
+)
+from .common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    CliError,
+    Style,
+    add_command,
+    add_json,
+    open_jobs,
+    print_json,
+    short,
+    short_nid,
+)
+
+
+def subject(store: Jobs, commit: str) -> str:
+    """The commit's subject line, or "" when the commit is not (yet) in this repository."""
+    try:
+        obj: Any = store.repo.get(commit)
+        message: str = obj.message if obj is not None else ""
+    except (ValueError, AttributeError, KeyError):
+        return ""
+    return message.strip().splitlines()[0] if message.strip() else ""
+
+
+def _duration(seconds: float) -> str:
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def run_duration(run: Run, now: float | None = None) -> str:
+    end = run.finished_at.timestamp() if run.finished_at else (now or time.time())
+    return _duration(end - run.started_at.timestamp())
+
+
+def _utc(when: datetime | None) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if when else "-"
+
+
+def _you(nid: str | None, me: str | None) -> str:
+    return " (you)" if nid is not None and nid == me else ""
+
+
+# -- status ---------------------------------------------------------------------------------
+def render_status(
+    status: CommitStatus,
+    style: Style,
+    *,
+    me: str | None = None,
+    title: str = "",
+    labels: Mapping[str, str] | None = None,
+) -> list[str]:
+    """The lines `git jobs status` prints for one commit (also used by the demo).
+
+    Nodes show as short NIDs (this node marked "you"), or by ``labels`` when given.
+    """
+    head = f"commit {style(short(status.commit), 'yellow')}"
+    lines = [f"{head}  {title}".rstrip()]
+    if not status.jobs:
+        lines.append(f"  {style('no jobs', 'dim')}")
+        lines.append(f"{style.state('none', 'none')}: no jobs for this commit")
+        return lines
+    now = time.time()
+    rows: list[tuple[str, ...]] = []
+    for cell in status.cells:
+        state = cell.state
+        if cell.node is None:
+            node = "-"
+        elif labels and cell.node in labels:
+            node = labels[cell.node]
+        else:
+            node = short_nid(cell.node, unicode=style.unicode) + _you(cell.node, me)
+        took = "" if cell.run is None else run_duration(cell.run, now)
+        log = "" if cell.run is None else cell.run.log
+        rows.append((state, cell.job.name, node, took, log))
+    rows.sort(key=lambda r: (r[1], r[2]))  # by job name, then node: stable across refreshes
+    name_w = max(len(r[1]) for r in rows)
+    node_w = max(len(r[2]) for r in rows)
+    state_w = max(len(r[0]) for r in rows)
+    took_w = max(len(r[3]) for r in rows)
+    for state, name, node, took, log in rows:
+        lines.append(
+            f"  {style.symbol(state)} {name:<{name_w}}  {node:<{node_w}}  "
+            f"{style.state(state, f'{state:<{state_w}}')}  {took:>{took_w}}  {log}".rstrip()
+        )
+    counts = ", ".join(f"{n} {state}" for state, n in status.counts().items())
+    lines.append(f"{style.state(status.outcome)}: {counts}")
+    return lines
+
+
+def _status_once(store: Jobs, rev: str) -> CommitStatus:
+    return commit_status(store, rev)
+
+
+def _status(args: argparse.Namespace) -> int:
+    if args.interval <= 0:
+        raise CliError(f"--interval must be positive, not {args.interval}")
+    store = open_jobs(args)
+    me = store.signer.nid if store.signer else None
+    style = Style()
+    status = _status_once(store, args.rev)
+    if args.watch:
+        status = _watch(store, args, status, style, me)
+    if args.json:
+        print_json(status.to_json())
+    elif not args.watch:
+        print("\n".join(render_status(status, style, me=me, title=subject(store, status.commit))))
+    return status.exit_code
+
+
+def _watch(
+    store: Jobs, args: argparse.Namespace, status: CommitStatus, style: Style, me: str | None
+) -> CommitStatus:
+    """Re-read the refs every ``--interval`` seconds until nothing is queued or running.
+
+    On a terminal the screen is redrawn; into a pipe a new table is printed only when it
+    changed. Runs arrive in the local refs from a node running here, or from `git jobs sync` /
+    `git fetch` run by anyone; with ``--sync REMOTE`` each refresh fetches first.
+    """
+    tty = sys.stdout.isatty()
+    last: dict[str, Any] | None = None
+    while True:
+        snapshot = status.to_json()
+        if not args.json:
+            lines = render_status(status, style, me=me, title=subject(store, status.commit))
+            if tty:
+                clock = datetime.now().strftime("%H:%M:%S")
+                sys.stdout.write("\x1b[H\x1b[2J")
+                print(f"Refreshing every {args.interval:g}s (Ctrl-C to stop) — {clock}\n")
+                print("\n".join(lines))
+            elif snapshot != last:  # durations tick; print again only when a run moved
+                if last is not None:
+                    print()
+                print("\n".join(lines))
+            sys.stdout.flush()
+            last = snapshot
+        if not status.pending or (args.fail_fast and status.outcome == "failed"):
+            return status
+        time.sleep(args.interval)
+        if args.sync:
+            store.sync(args.sync, push=False)
+        status = _status_once(store, args.rev)
+
+
+# -- show -----------------------------------------------------------------------------------
+def _show(args: argparse.Namespace) -> int:
+    store = open_jobs(args)
+    job = store.get(store.resolve(args.job))
+    if job is None:
+        raise CliError(f"no job {args.job!r}")
+    if args.json:
+        print_json(job_json(job))
+        return EXIT_OK
+    me = store.signer.nid if store.signer else None
+    style = Style()
+    runs = job.runs()
+    total = sum(len(r) for r in runs.values())
+    print(f"job      {style(job.id, 'yellow')}")
+    print(f"name     {job.name}")
+    print(f"commit   {job.commit}  {subject(store, job.commit)}".rstrip())
+    print(f"state    {style.state(job_state(job))}")
+    print(f"runs     {total} on {len(runs)} node{'s' if len(runs) != 1 else ''}")
+    now = time.time()
+    for nid, node_runs in runs.items():
+        print()
+        print(f"node {style(nid, 'cyan')}{_you(nid, me)}")
+        for run_id, run in node_runs.items():
+            state = run_state(run)
+            arrow = "→" if style.unicode else "->"
+            took = run_duration(run, now)
+            when = (
+                f"{_utc(run.started_at)} {arrow} {_utc(run.finished_at)} ({took})"
+                if run.finished_at
+                else f"{_utc(run.started_at)} (for {took})"
+            )
+            print(f"  {style.symbol(state)} {run_id}  {style.state(state)}  {when}")
+            print(f"      {run.log}")
+    if job.rejected:
+        print()
+        print(style(f"rejected {len(job.rejected)} change(s):", "red"))
+        for r in job.rejected:
+            print(f"  change {short(r.change)}: {r.reason}")
+    return EXIT_OK
+
+
+# -- list -----------------------------------------------------------------------------------
+WALK_LIMIT = 10_000  # commits of HEAD's history walked to order `list`; older ones go by time
+
+
+def _order(store: Jobs, commits: set[str]) -> dict[str, tuple[int, int, str]]:
+    """A sort key per commit: HEAD's history first, newest first (as `git log`), then the
+    rest by commit time, newest first; commits not in this repository last."""
+    repo = store.repo
+    rank: dict[str, int] = {}
+    try:
+        walker: Any = repo.walk(repo.head.target, SortMode.TOPOLOGICAL | SortMode.TIME)
+    except (pygit2.GitError, KeyError, ValueError):
+        walker = ()
+    for i, c in enumerate(walker):
+        if i >= WALK_LIMIT or len(rank) == len(commits):
+            break
+        if str(c.id) in commits:
+            rank[str(c.id)] = i
+    out = {}
+    for commit in commits:
+        if commit in rank:
+            out[commit] = (0, rank[commit], commit)
+            continue
+        try:
+            obj: Any = repo.get(commit)
+            when = int(obj.commit_time) if obj is not None else None
+        except (ValueError, AttributeError, KeyError):
+            when = None
+        out[commit] = (1, -when, commit) if when is not None else (2, 0, commit)
+    return out
+
+
+def _list(args: argparse.Namespace) -> int:
+    store = open_jobs(args)
+    node = cob.normalize_nid(args.node) if args.node else None
+    found: list[Job] = (
+        store.find_by_commit(store.resolve_commit(args.commit, must_exist=False))
+        if args.commit
+        else list(store.all())
+    )
+    if args.name:
+        found = [j for j in found if j.name == args.name]
+    if node:
+        found = [j for j in found if node in j.runs()]
+    order = _order(store, {j.commit for j in found})
+    found.sort(key=lambda j: (order[j.commit], j.name, j.id))
+    if args.json:
+        print_json([job_json(j, runs=False) for j in found])
+        return EXIT_OK
+    style = Style()
+    if not found:
+        return EXIT_OK
+    name_w = max(len(j.name) for j in found)
+    states = {j.id: job_state(j) for j in found}
+    state_w = max(len(s) for s in states.values())
+    for j in found:
+        runs = j.runs()
+        total = sum(len(r) for r in runs.values())
+        detail = f"{total} run{'s' if total != 1 else ''} on {len(runs)} node{'s' if len(runs) != 1 else ''}"
+        if j.rejected:
+            detail += style(f", {len(j.rejected)} rejected", "red")
+        state = states[j.id]
+        print(
+            f"{style(short(j.id), 'yellow')}  {short(j.commit)}  {j.name:<{name_w}}  "
+            f"{style.state(state, f'{state:<{state_w}}')}  {detail}"
+        )
+    return EXIT_OK
+
+
+# -- verify ---------------------------------------------------------------------------------
+def _verify(args: argparse.Namespace) -> int:
+    store = open_jobs(args)
+    count = len(store.store.list(JOB_TYPE))
+    rejected = store.rejected()
+    if args.json:
+        print_json({"jobs": count, "rejected": [rejection_json(r) for r in rejected]})
+    else:
+        style = Style()
+        for r in rejected:
+            print(f"job {short(r.object_id)} change {short(r.change)}: {r.reason}")
+        verdict = (
+            style(f"{len(rejected)} rejected change(s)", "red")
+            if rejected
+            else style("every change verified", "green")
+        )
+        print(f"verified {count} job{'s' if count != 1 else ''}: {verdict}")
+    return EXIT_FAILED if rejected else EXIT_OK
+
+
+def register(sub: Any) -> None:
+    p = add_command(
+        sub,
+        "show",
+        "Show one job: every node's runs with status, reason, log URL and times, and anything"
+        " rejected.",
+        "  git jobs show 3f2a1b9c\n"
+        "  git jobs show HEAD:test\n"
+        "  git jobs show main~2:build --json | jq '.runs[] | select(.state == \"failed\") | .log'\n",
+        _show,
+    )
+    p.add_argument("job", metavar="JOB", help="a unique job id prefix, or REV:NAME")
+    add_json(p)
+
+    p = add_command(
+        sub,
+        "list",
+        "List jobs, one line each (newest commits first): id, commit, name, state, runs.",
+        "  git jobs list\n"
+        "  git jobs list --commit HEAD\n"
+        "  git jobs list --name test --node z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK\n"
+        "  git jobs list --json | jq -r '.[] | select(.state == \"failed\") | .id'\n",
+        _list,
+    )
+    p.add_argument("--commit", metavar="REV", help="only jobs of this commit")
+    p.add_argument("--name", metavar="NAME", help="only jobs with this name")
+    p.add_argument("--node", metavar="NID", help="only jobs this node has run")
+    add_json(p)
+
+    p = add_command(
+        sub,
+        "status",
+        "For a commit, each job x each node: the latest run and its outcome.\n\n"
+        "exit status: 0 every latest run passed (or was skipped); 1 some run failed, or the\n"
+        "commit has no jobs; 8 some job is still queued or running (as `gh pr checks`).",
+        "  git jobs status                       # HEAD\n"
+        "  git jobs status main~1\n"
+        "  git jobs status --watch --interval 5  # until nothing is queued or running\n"
+        "  git jobs status --watch --sync origin # fetch from origin on every refresh\n"
+        "  git jobs status v1.2 --json | jq .outcome\n",
+        _status,
+    )
+    p.add_argument("rev", metavar="REV", nargs="?", default="HEAD", help="the commit (default HEAD)")
+    p.add_argument(
+        "--watch", action="store_true", help="refresh until nothing is queued or running"
+    )
+    p.add_argument(
+        "--interval", type=float, default=2.0, metavar="S", help="seconds between refreshes (2)"
+    )
+    p.add_argument("--fail-fast", action="store_true", help="with --watch: stop at the first failure")
+    p.add_argument("--sync", metavar="REMOTE", help="with --watch: fetch from REMOTE each refresh")
+    add_json(p)
+
+    p = add_command(
+        sub,
+        "verify",
+        "Re-verify every change of every job from scratch (signatures, authorship, rules) and"
+        " print the rejected ones; exit 1 when there are any.",
+        "  git jobs verify\n"
+        "  git jobs verify --json | jq '.rejected | length'\n",
+        _verify,
+    )
+    add_json(p)
+

@@ -1,0 +1,73 @@
+"""`git jobs sync [REMOTE]`: fetch every node's jobs, push this node's own.
+
+Without REMOTE it syncs with ``origin``, or with the repository's only remote — what `git
+fetch` / `git push` would pick. Refused refs and rejected changes are peer trouble, not a
+failed sync: they are reported (and in ``--json``) but the exit code stays 0, so one hostile
+peer cannot break every maintainer's cron job. Only not reaching the remote is an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ..errors import SyncError
+from .common import EXIT_OK, CliError, Style, add_command, add_json, open_jobs, print_json, short
+
+
+def default_remote(repo: Any) -> str:
+    """``origin`` if configured, else the only remote; otherwise the user must name one."""
+    names = list(repo.remotes.names())
+    if "origin" in names:
+        return "origin"
+    if len(names) == 1:
+        return str(names[0])
+    if not names:
+        raise CliError("no remote configured: name one (git jobs sync PATH-OR-URL)")
+    raise CliError(f"several remotes and none is 'origin': name one of {', '.join(sorted(names))}")
+
+
+def _sync(args: argparse.Namespace) -> int:
+    if args.no_fetch and args.no_push:
+        raise CliError("--no-fetch and --no-push leave nothing to do")
+    store = open_jobs(args)
+    remote = args.remote or default_remote(store.repo)
+    try:
+        report = store.sync(remote, fetch=not args.no_fetch, push=not args.no_push)
+    except SyncError as e:
+        partial = e.report
+        if partial is not None and getattr(partial, "fetched", None):
+            print(f"before the failure: {partial.summary()}", file=sys.stderr)  # type: ignore[attr-defined]
+        raise
+    if args.json:
+        print_json(report.to_json())
+        return EXIT_OK
+    style = Style()
+    print(report.summary())
+    if store.signer is None and not args.no_push:
+        print("no key: fetched only (run `git jobs init` to push this node's jobs)", file=sys.stderr)
+    for job_id in report.changed:
+        print(f"  changed  job {style(short(job_id), 'yellow')}")
+    for refusal in report.refused:
+        print(f"  {style('refused', 'red')}  {refusal}")
+    for r in report.rejected:
+        print(f"  {style('rejected', 'red')} job {short(r.object_id)} change {short(r.change)}: {r.reason}")
+    return EXIT_OK
+
+
+def register(sub: Any) -> None:
+    p = add_command(
+        sub,
+        "sync",
+        "Fetch every node's jobs from a remote (fast-forward only) and push this node's own.",
+        "  git jobs sync                         # origin, or the only remote\n"
+        "  git jobs sync upstream\n"
+        "  git jobs sync ../hub.git              # any URL git understands: path, file://, ssh://\n"
+        "  git jobs sync --no-push --json | jq '.changed'\n",
+        _sync,
+    )
+    p.add_argument("remote", metavar="REMOTE", nargs="?", help="remote name or URL")
+    p.add_argument("--no-push", action="store_true", help="only fetch")
+    p.add_argument("--no-fetch", action="store_true", help="only push this node's jobs")
+    add_json(p)

@@ -1,0 +1,202 @@
+"""Did this commit pass? The per-commit rollup of jobs x nodes, and the stable JSON shapes.
+
+Many nodes may run the same job; what a maintainer wants is the answer ``gh pr checks`` gives:
+for each job and each node, the latest run and its outcome, and one verdict for the commit.
+It lives in the library (not the CLI) so that the CLI, the demo, a web page and Python callers
+all give the same verdict, and so the JSON the CLI prints is the JSON a program gets here.
+
+States of one job x node cell (the node's latest run): ``running`` or the finish reason
+(``succeeded``, ``failed``, ``error``, ``cancelled``, ``timed_out``, ``skipped``). A job that no
+node has run yet is ``queued``. The commit's outcome, in order of precedence:
+
+- ``failed``    — some node's latest run of some job failed (failed, error, timed_out, cancelled);
+- ``pending``   — otherwise, some job is queued or running;
+- ``succeeded`` — otherwise every latest run succeeded or was skipped;
+- ``none``      — the commit has no jobs at all.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import cob
+
+from .model import FAILING, Job, Run
+from .store import Jobs
+
+RUNNING = "running"
+QUEUED = "queued"
+
+# Commit outcomes and the exit code `git jobs status` gives for each (as gh pr checks does:
+# 1 = failed, 8 = pending). A commit without jobs is not a pass: gh exits 1 for "no checks".
+OUTCOME_EXIT = {"succeeded": 0, "failed": 1, "pending": 8, "none": 1}
+
+
+def iso(when: datetime | None) -> str | None:
+    """``2026-11-23T16:00:01Z`` (UTC, whole seconds: change times are commit times)."""
+    return None if when is None else when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def run_state(run: Run) -> str:
+    """``running`` or the finish reason's value."""
+    return RUNNING if run.reason is None else run.reason.value
+
+
+def run_json(nid: str, run_id: uuid.UUID, run: Run) -> dict[str, Any]:
+    """The JSON shape of one run (see docs/CLI.md)."""
+    return {
+        "node": nid,
+        "id": str(run_id),
+        "status": run.status.value,
+        "reason": run.reason.value if run.reason else None,
+        "state": run_state(run),
+        "log": run.log,
+        "started_at": iso(run.started_at),
+        "finished_at": iso(run.finished_at),
+    }
+
+
+def rejection_json(r: cob.Rejection) -> dict[str, str]:
+    return {"job": r.object_id, "change": r.change, "reason": r.reason}
+
+
+def job_state(job: Job) -> str:
+    """One word for a job over all nodes' latest runs: queued, running, failed, skipped,
+    succeeded (failure wins, then running; all-skipped is skipped)."""
+    states = {run_state(latest[1]) for runs in job.runs().values() if (latest := runs.latest())}
+    if not states:
+        return QUEUED
+    if any(_failing(s) for s in states):
+        return "failed"
+    if RUNNING in states:
+        return RUNNING
+    if states == {"skipped"}:
+        return "skipped"
+    return "succeeded"
+
+
+def _failing(state: str) -> bool:
+    return any(state == r.value for r in FAILING)
+
+
+def job_json(job: Job, *, runs: bool = True) -> dict[str, Any]:
+    """The JSON shape of one job: with every run (``show``) or counts only (``list``)."""
+    all_runs = [
+        run_json(nid, rid, run) for nid, node_runs in job.runs().items() for rid, run in node_runs.items()
+    ]
+    out: dict[str, Any] = {
+        "id": job.id,
+        "commit": job.commit,
+        "name": job.name,
+        "state": job_state(job),
+        "nodes": len(job.runs()),
+    }
+    if runs:
+        out["runs"] = all_runs
+        out["rejected"] = [rejection_json(r) for r in job.rejected]
+    else:
+        out["runs"] = len(all_runs)
+        out["rejected"] = len(job.rejected)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One job x one node: the node's latest run. ``node``/``run`` are None when queued."""
+
+    job: Job
+    node: str | None
+    run_id: uuid.UUID | None
+    run: Run | None
+
+    @property
+    def state(self) -> str:
+        return QUEUED if self.run is None else run_state(self.run)
+
+    @property
+    def failed(self) -> bool:
+        return self.run is not None and self.run.failed
+
+    @property
+    def pending(self) -> bool:
+        return self.run is None or self.run.reason is None
+
+    def to_json(self) -> dict[str, Any]:
+        if self.run is None or self.node is None or self.run_id is None:
+            return {"node": None, "id": None, "status": None, "reason": None, "state": QUEUED,
+                    "log": None, "started_at": None, "finished_at": None}
+        return run_json(self.node, self.run_id, self.run)
+
+
+@dataclass(frozen=True, slots=True)
+class CommitStatus:
+    """Every job of one commit, each node's latest run, and the commit's outcome."""
+
+    commit: str
+    jobs: list[Job]
+    cells: list[Cell] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, commit: str, jobs: Iterable[Job]) -> CommitStatus:
+        ordered = sorted(jobs, key=lambda j: (j.name, j.id))
+        cells: list[Cell] = []
+        for job in ordered:
+            latest = [(nid, runs.latest()) for nid, runs in job.runs().items()]
+            found = [(nid, pair) for nid, pair in latest if pair is not None]
+            if not found:
+                cells.append(Cell(job, None, None, None))
+            for nid, pair in found:
+                cells.append(Cell(job, nid, pair[0], pair[1]))
+        return cls(commit, ordered, cells)
+
+    @property
+    def outcome(self) -> str:
+        if not self.jobs:
+            return "none"
+        if any(c.failed for c in self.cells):
+            return "failed"
+        if any(c.pending for c in self.cells):
+            return "pending"
+        return "succeeded"
+
+    @property
+    def exit_code(self) -> int:
+        return OUTCOME_EXIT[self.outcome]
+
+    @property
+    def pending(self) -> bool:
+        """Is anything still to come (a queued or running job, or no job yet)?"""
+        return not self.jobs or any(c.pending for c in self.cells)
+
+    def counts(self) -> dict[str, int]:
+        return dict(sorted(Counter(c.state for c in self.cells).items()))
+
+    def nodes(self) -> list[str]:
+        return sorted({c.node for c in self.cells if c.node is not None})
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON shape of ``git jobs status`` (see docs/CLI.md)."""
+        by_job: dict[str, list[dict[str, Any]]] = {j.id: [] for j in self.jobs}
+        for c in self.cells:
+            if c.run is not None:
+                by_job[c.job.id].append(c.to_json())
+        return {
+            "commit": self.commit,
+            "outcome": self.outcome,
+            "counts": self.counts(),
+            "jobs": [
+                {"id": j.id, "name": j.name, "state": job_state(j), "latest": by_job[j.id]}
+                for j in self.jobs
+            ],
+        }
+
+
+def commit_status(store: Jobs, rev: str = "HEAD") -> CommitStatus:
+    """The status of one commit (any rev git resolves, or a full sha not present locally)."""
+    commit = store.resolve_commit(rev, must_exist=False)
+    return CommitStatus.of(commit, store.find_by_commit(commit))
