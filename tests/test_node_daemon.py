@@ -146,7 +146,7 @@ def test_two_nodes_work_and_a_maintainer_sees_both_results_with_working_logs(wor
     assert res.returncode == 0, res.stdout + res.stderr
     status = json.loads(res.stdout)
     assert status["commit"] == sha
-    seen = {(job["name"], n["node"]): n for job in status["jobs"] for n in job["nodes"]}
+    seen = {(job["name"], n["node"]): n for job in status["jobs"] for n in job["latest"]}
     for path, signer in nodes:
         for name, expected in (("build", f"built by {signer.nid}"), ("test", f"tested {sha}")):
             run = seen[(name, signer.nid)]
