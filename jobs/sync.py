@@ -169,7 +169,8 @@ def _nids(jobs: Jobs) -> set[str]:
             found.add(cob.normalize_nid(ref.nid))
         tips.add(ref.target)
     for commit in _walk(repo, tips):
-        name = commit.author.name
+        # raw bytes: a hostile commit's encoding header must not make decoding raise
+        name = commit.author.raw_name.decode("utf-8", "replace")
         if cob.is_nid(name):
             found.add(cob.normalize_nid(name))
     return found

@@ -32,6 +32,10 @@ from ..errors import DefinitionError
 from ..jobtype import check_log_url, check_name
 from .durations import DurationError, parse_duration
 from .retry import PATTERNS
+from .templates import TemplateError, render
+
+# A definitions file is a few hundred bytes; anything past this is not read at all.
+MAX_DEFINITIONS_BYTES = 256 * 1024
 
 DEFINITIONS_FILE = ".git-jobs.toml"
 MAX_RETRY = 100
@@ -197,9 +201,9 @@ def parse_definitions(text: str, commit: str, path: str = DEFINITIONS_FILE) -> D
         if not isinstance(log_url, str):
             raise ctx.error("log.url", "must be a URL template like https://ci.example/logs/{run_id}")
         try:
-            sample = log_url.format(**_LOG_PLACEHOLDERS)
-        except (KeyError, IndexError, ValueError) as e:
-            raise ctx.error("log.url", f"bad placeholder {e} (use {{run_id}}, {{commit}}, {{job}})") from None
+            sample = render(log_url, _LOG_PLACEHOLDERS)
+        except TemplateError as e:
+            raise ctx.error("log.url", str(e)) from None
         problem = check_log_url(sample)
         if problem:
             raise ctx.error("log.url", problem)
@@ -217,9 +221,15 @@ def load_definitions(repo: pygit2.Repository, commit: str) -> Definitions | None
         entry = obj.tree[DEFINITIONS_FILE]
     except KeyError:
         return None
-    blob = repo.get(entry.id)
-    if not isinstance(blob, pygit2.Blob):
+    kind, size = repo.odb.read_header(entry.id)
+    if kind != pygit2.enums.ObjectType.BLOB:
         raise DefinitionError(f"{DEFINITIONS_FILE} at {sha[:12]}: is not a file")
+    if size > MAX_DEFINITIONS_BYTES:
+        raise DefinitionError(
+            f"{DEFINITIONS_FILE} at {sha[:12]}: is {size} bytes (limit {MAX_DEFINITIONS_BYTES})"
+        )
+    blob = repo.get(entry.id)
+    assert isinstance(blob, pygit2.Blob)
     try:
         text = blob.data.decode("utf-8")
     except UnicodeDecodeError:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pygit2
 
 from ..errors import JobsError
+from .templates import render
 
 
 def state_dir(repo: pygit2.Repository) -> Path:
@@ -33,7 +34,7 @@ def log_url(
 ) -> str:
     """The URL recorded with a run: the definitions' template, else a file:// URL of the log."""
     if template:
-        return template.format(run_id=run_id, commit=commit, job=job)
+        return render(template, {"run_id": run_id, "commit": commit, "job": job})
     return log_path(repo, run_id).resolve().as_uri()
 
 
