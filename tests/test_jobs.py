@@ -163,8 +163,9 @@ def test_duplicate_finishes_least_time_and_oid_wins(repo: pygit2.Repository, sig
     start = job.tips[signer.nid]
     codec = cob.Store(repo).codec(jobs.JOB_TYPE)
     now = int(time.time())
-    late = write_change(repo, codec, signer, signer.nid, [FinishRun(rid, "failed")], [start], timestamp=now + 10)
-    early = write_change(repo, codec, signer, signer.nid, [FinishRun(rid, "succeeded")], [start], timestamp=now + 5)
+    nid = signer.nid
+    late = write_change(repo, codec, signer, nid, [FinishRun(rid, "failed")], [start], timestamp=now + 10)
+    early = write_change(repo, codec, signer, nid, [FinishRun(rid, "succeeded")], [start], timestamp=now + 5)
     # A merge change on top of both, so one ref sees the whole DAG.
     merge = write_change(
         repo, codec, signer, signer.nid, [StartRun(str(uuid.UUID(int=uuid.UUID(rid).int + 1)), "https://x.example/2")],

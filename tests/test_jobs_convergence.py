@@ -3,6 +3,7 @@ and the incremental (cached) fold always equals a fold from scratch."""
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 
@@ -60,10 +61,8 @@ def test_three_nodes_converge(steps: list[tuple[object, ...]], final_order: list
                 job_id, run_id = started[node][k % len(started[node])]
                 mut = stores[node].get_mut(job_id)
                 assert mut is not None
-                try:
+                with contextlib.suppress(jobs.AlreadyFinishedError):
                     mut.finish(run_id, reason)
-                except jobs.AlreadyFinishedError:
-                    pass
             elif kind == "exchange":
                 src, dst = int(s[1]), int(s[2])  # type: ignore[call-overload]
                 if src != dst:
