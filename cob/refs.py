@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -66,6 +67,7 @@ class RefReader:
         self.gitdir = repo.path.rstrip("/")
         self._packed_stat: tuple[int, int, int] | None = None
         self._packed: dict[str, str] = {}
+        self._packed_nids: frozenset[str] = frozenset()  # namespaces in packed-refs, parsed once
         self._reftable = os.path.isdir(os.path.join(self.gitdir, "reftable"))
 
     # -- packed-refs -------------------------------------------------------------------
@@ -74,7 +76,7 @@ class RefReader:
         try:
             st = os.stat(path)
         except FileNotFoundError:
-            self._packed_stat, self._packed = None, {}
+            self._packed_stat, self._packed, self._packed_nids = None, {}, frozenset()
             return self._packed
         key = (st.st_mtime_ns, st.st_size, st.st_ino)
         if key != self._packed_stat:
@@ -88,15 +90,22 @@ class RefReader:
                     if name.startswith(NAMESPACES):
                         refs[name] = oid
             self._packed_stat, self._packed = key, refs
+            self._packed_nids = frozenset(n[len(NAMESPACES):].split("/", 1)[0] for n in refs)
         return self._packed
 
     @staticmethod
     def _read_loose(path: str) -> str | None:
+        # os.open/os.read: a buffered file object costs more than the read itself here.
         try:
-            with open(path, "rb") as f:
-                text = f.read(100).decode("ascii", "replace").strip()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            fd = os.open(path, os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError):
             return None
+        try:
+            text = os.read(fd, 100).decode("ascii", "replace").strip()
+        except IsADirectoryError:
+            return None
+        finally:
+            os.close(fd)
         return text if is_oid(text) else None
 
     # -- queries -----------------------------------------------------------------------
@@ -107,8 +116,8 @@ class RefReader:
         found: set[str] = set()
         with contextlib.suppress(FileNotFoundError):
             found.update(os.listdir(os.path.join(self.gitdir, "refs", "namespaces")))
-        for name in self._packed_refs():
-            found.add(name[len(NAMESPACES):].split("/", 1)[0])
+        self._packed_refs()
+        found.update(self._packed_nids)  # not a scan of every packed ref on each call
         return sorted(found)
 
     def tips(self, typename: str, object_id: str) -> dict[str, str]:
@@ -116,13 +125,16 @@ class RefReader:
         if self._reftable:
             return {r.nid: r.target for r in self._iter_libgit2(typename) if r.object_id == object_id}
         out: dict[str, str] = {}
-        for nid in self.namespaces():
+        nids = self.namespaces()
+        for nid in nids:
             name = object_ref(nid, typename, object_id)
             target = self._read_loose(os.path.join(self.gitdir, name))
             if target is not None:
                 out[nid] = target
-        packed = self._packed_refs()
-        for nid in self.namespaces():
+        if len(out) == len(nids):
+            return out  # every namespace had a loose ref: packed-refs cannot add one
+        packed = self._packed_refs()  # read again, *after* the loose refs (see module doc)
+        for nid in nids:
             if nid not in out:
                 target = packed.get(object_ref(nid, typename, object_id))
                 if target is not None:
@@ -199,13 +211,147 @@ class RefReader:
                 parts.append((nid, None))
         return tuple(parts)
 
+    def stamp(self, typename: str) -> tuple[str, int]:
+        """(token, newest mtime in ns): the token changes whenever an object of ``typename``
+        may have been added or removed in any namespace (see :meth:`fingerprint`).
+
+        The newest mtime lets a caller tell a token that is too fresh to trust: a write in the
+        same tick of the filesystem's coarse clock would leave it unchanged.
+        """
+        if self._reftable:
+            tdir = os.path.join(self.gitdir, "reftable")
+            entries = sorted((e.name, e.stat()) for e in os.scandir(tdir))
+            newest = max((st.st_mtime_ns for _, st in entries), default=0)
+            return repr([(n, st.st_mtime_ns, st.st_size) for n, st in entries]), newest
+        parts: list[str] = []
+        newest = 0
+        base = os.path.join(self.gitdir, "refs", "namespaces")
+        for path in (os.path.join(self.gitdir, "packed-refs"), base):
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                parts.append("-")
+                continue
+            parts.append(f"{st.st_mtime_ns}.{st.st_size}.{st.st_ino}")
+            newest = max(newest, st.st_mtime_ns)
+        try:
+            nids = sorted(os.listdir(base))
+        except FileNotFoundError:
+            nids = []
+        tail = os.path.join("refs", "cobs", typename)
+        for nid in nids:
+            try:
+                st = os.stat(os.path.join(base, nid, tail))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            parts.append(f"{nid}:{st.st_mtime_ns}.{st.st_ino}")
+            newest = max(newest, st.st_mtime_ns)
+        return "|".join(parts), newest
+
+    def object_ids(self, typename: str) -> set[str]:
+        """Ids of every object of ``typename`` with a ref in some namespace.
+
+        Only directory names are read, not the ref files: which objects exist does not depend
+        on where their refs point, and listing is what makes a rescan of 50,000 refs cheap.
+        """
+        if self._reftable:
+            return {r.object_id for r in self._iter_libgit2(typename)}
+        found: set[str] = set()
+        base = os.path.join(self.gitdir, "refs", "namespaces")
+        try:
+            nids = os.listdir(base)
+        except FileNotFoundError:
+            nids = []
+        for nid in nids:
+            try:
+                names = os.listdir(os.path.join(base, nid, "refs", "cobs", typename))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            found.update(n for n in names if len(n) in (40, 64) and is_oid(n))
+        for name in self._packed_refs():
+            parsed = parse_ref(name)
+            if parsed is not None and parsed[1] == typename:
+                found.add(parsed[2])
+        return found
+
+
+# A ``<ref>.lock`` older than this, while no git-jobs writer is inside compare_and_swap, was
+# left by a writer that died (SIGKILL, power loss) and is removed. libgit2 holds a ref lock for
+# microseconds; the age also protects locks taken by stock git (fetch, pack-refs), which does not
+# take our writers' lock.
+STALE_LOCK_SECONDS = 2.0
+WRITERS_LOCK = "git-jobs-writers.lock"
+
+
+@contextlib.contextmanager
+def _writers_lock(gitdir: str, exclusive: bool) -> Iterator[bool]:
+    """flock on ``<gitdir>/git-jobs-writers.lock``: shared while writing a ref, exclusive
+    (non-blocking; yields False when busy) to clear a stale lock. The kernel drops a dead
+    process's flock, so "exclusive acquired" means no live writer of ours holds a ref lock."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no stale-lock recovery, plain writes still work
+        yield not exclusive
+        return
+    try:
+        fd = os.open(os.path.join(gitdir, WRITERS_LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        yield not exclusive
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB if exclusive else fcntl.LOCK_SH)
+        except OSError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def clear_stale_lock(repo: pygit2.Repository, name: str, max_age: float = STALE_LOCK_SECONDS) -> bool:
+    """Remove ``<name>.lock`` if it is older than ``max_age`` and no writer of ours is live.
+
+    Returns True when a lock was removed. Called after a lost compare-and-swap, so a writer
+    killed while holding a ref lock blocks that ref for ``max_age`` seconds, not forever.
+    """
+    gitdir = repo.path.rstrip("/")
+    path = os.path.join(gitdir, name + ".lock")
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    if time.time() - st.st_mtime < max_age:
+        return False
+    with _writers_lock(gitdir, exclusive=True) as alone:
+        if not alone:
+            return False
+        try:
+            if os.stat(path).st_ino != st.st_ino:
+                return False
+            os.unlink(path)
+        except OSError:
+            return False
+    return True
+
 
 def compare_and_swap(repo: pygit2.Repository, name: str, new: str, old: str | None, message: str) -> bool:
     """Move ``name`` from ``old`` (None: absent) to ``new`` atomically. False on a lost race.
 
     libgit2 takes ``<ref>.lock`` with O_EXCL and re-checks the current value under the lock,
-    so two processes can never both win.
+    so two processes can never both win. A lost race caused by a stale lock (its writer died)
+    clears that lock, so the caller's retry can win (see :func:`clear_stale_lock`).
     """
+    with _writers_lock(repo.path.rstrip("/"), exclusive=False):
+        won = _compare_and_swap(repo, name, new, old, message)
+    if not won:
+        clear_stale_lock(repo, name)
+    return won
+
+
+def _compare_and_swap(
+    repo: pygit2.Repository, name: str, new: str, old: str | None, message: str
+) -> bool:
     try:
         if old is None:
             repo.create_reference_direct(name, pygit2.Oid(hex=new), False, message=message)
@@ -222,7 +368,7 @@ def compare_and_swap(repo: pygit2.Repository, name: str, new: str, old: str | No
         if "lock" in text or "modified" in text or "exists" in text or "old reference" in text:
             return False
         raise RepositoryError(f"cannot update {name}: {text}") from None
-    except ValueError as e:  # libgit2 reports GIT_EMODIFIED / GIT_ELOCKED this way in some builds
+    except (ValueError, OSError) as e:  # pygit2 maps GIT_EMODIFIED / GIT_ELOCKED to these
         text = str(e)
         if "lock" in text or "modified" in text or "changed" in text:
             return False

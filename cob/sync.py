@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 import pygit2
 
 from . import sshsig
+from .change import MALFORMED_ERRORS
 from .errors import SignatureError, TransportError
 from .identity import nid_from_public_key
 from .refs import NAMESPACES, compare_and_swap, is_oid, parse_ref
@@ -234,7 +235,15 @@ def check_tip(repo: pygit2.Repository, nid: str, object_id: str, oid: str) -> st
 
     The tip must be a commit signed (SSHSIG) by the namespace's own key and authored as it —
     or the object's root itself (an unsigned content-addressed root is verified on load).
+    A malformed commit (libgit2 cannot parse it, unknown ``encoding``) is a reason too.
     """
+    try:
+        return _check_tip(repo, nid, object_id, oid)
+    except MALFORMED_ERRORS as e:
+        return f"the tip is malformed ({type(e).__name__}: {e})"[:300]
+
+
+def _check_tip(repo: pygit2.Repository, nid: str, object_id: str, oid: str) -> str | None:
     try:
         obj = repo[oid]
     except (KeyError, ValueError):

@@ -134,7 +134,9 @@ class JobType(CobType[JobState]):
                 if run is None:
                     mine[op.run_id] = RunState(op.log, change.timestamp, key, [change.oid])
                 else:
-                    if change.oid not in run.start_changes:
+                    # Each change is applied once, its ops in a row: only a repeat within this
+                    # change can already be recorded (`not in` the list was O(n) per start).
+                    if run.start_changes[-1:] != [change.oid]:
                         run.start_changes.append(change.oid)
                     if key < tuple(run.start_key):
                         run.log, run.started_at, run.start_key = op.log, change.timestamp, key
