@@ -213,9 +213,7 @@ def evaluate(
     while stack:
         oid = stack.pop()
         if len(read) >= MAX_CHANGES:
-            why[oid] = f"history larger than {MAX_CHANGES} changes"
-            read[oid], parents[oid], keys[oid] = None, (), (0, oid)
-            continue
+            return _evaluate_trimmed(repo, codec, object_id, tips)
         try:
             got = read_change(repo, codec, oid, is_root=(oid == object_id))
             read[oid], parents[oid], keys[oid] = got, got.parents, got.key
@@ -285,6 +283,48 @@ def _transient(reason: str) -> bool:
         or (reason.startswith("parent ") and reason.endswith(" is missing"))
         or reason.startswith("history larger than")
     )
+
+
+def _history_size(repo: pygit2.Repository, tips: Iterable[str], limit: int) -> int:
+    """How many commits ``tips`` reach, counting no further than ``limit + 1``."""
+    walker = repo.walk(None, pygit2.enums.SortMode.NONE)
+    for tip in tips:
+        try:
+            walker.push(pygit2.Oid(hex=tip))
+        except (pygit2.GitError, KeyError, ValueError):
+            continue
+    count = 0
+    try:
+        for _ in walker:
+            count += 1
+            if count > limit:
+                break
+    except (pygit2.GitError, KeyError, ValueError):
+        pass  # a missing or broken object: the fold itself will reject what leads to it
+    return count
+
+
+def _evaluate_trimmed(
+    repo: pygit2.Repository, codec: Codec, object_id: str, tips: Mapping[str, str]
+) -> Evaluation[Any]:
+    """Fold an object whose history is over :data:`MAX_CHANGES`, deterministically.
+
+    Tips are kept smallest history first (ties by oid) while their union stays within the
+    limit; the others are rejected as too large. Every peer with the same refs keeps the same
+    tips, so an oversized namespace costs bounded work and cannot make replicas disagree.
+    """
+    distinct = sorted(set(tips.values()))
+    sizes = {t: _history_size(repo, [t], MAX_CHANGES) for t in distinct}
+    kept: list[str] = []
+    for tip in sorted(distinct, key=lambda t: (sizes[t], t)):
+        if sizes[tip] <= MAX_CHANGES and _history_size(repo, [*kept, tip], MAX_CHANGES) <= MAX_CHANGES:
+            kept.append(tip)
+    dropped = [t for t in distinct if t not in kept]
+    ev = evaluate(repo, codec, object_id, {n: t for n, t in tips.items() if t in kept})
+    ev.tips = dict(tips)
+    for tip in dropped:
+        ev.rejected[tip] = f"history larger than {MAX_CHANGES} changes"
+    return ev
 
 
 def _ancestry_problem(
