@@ -3,12 +3,25 @@
 It is an accelerator only: Git refs and commits are the truth, so deleting the file loses
 nothing and it rebuilds on demand. It keeps, per type, the object ids and the keys each root
 declares (``CobType.index_keys``, e.g. a job's commit), and per object the last evaluation
-(state, the tips it was built from, the accepted and rejected change ids). A load compares the
-stored tips with the refs as they are now — so refs moved by plain ``git fetch`` are noticed —
-and, for commutative types, folds only the changes that are new since.
+(state, the tips it was built from, the accepted and rejected change ids, the heads).
 
-Several processes may share it: SQLite's WAL mode and a busy timeout serialise writers, and
-every write is one transaction.
+Staying exact without trusting anyone to tell us about writes:
+
+- *Which objects exist* is refreshed when the type's ref stamp (``RefReader.stamp``: stats of
+  packed-refs and of each namespace's type directory) differs from the one stored with the
+  list. A stamp whose newest mtime is too recent to be trusted (the filesystem clock is
+  coarse, so a later write could leave it unchanged — git's "racy" problem) is never stored,
+  so the next query looks again. Refs moved by plain ``git fetch``/``update-ref``/``pack-refs``
+  are therefore noticed.
+- *An object's state* is always checked against its refs as they are now (``Store.load``): a
+  stored evaluation is used as is only when its tips equal the current ones; otherwise, for
+  commutative types, only the changes new since are folded onto it (``evaluate(base=...)``,
+  which falls back to a full fold when the old history is no longer all reachable).
+
+Several processes may share the file: SQLite's WAL mode and a busy timeout serialise writers,
+every write is one transaction, and the object list is diffed against the database *inside*
+the writing transaction, with the stamp stored in the same transaction as the list it
+describes. A damaged file, or one deleted or replaced while open, is noticed and rebuilt.
 """
 
 from __future__ import annotations
@@ -16,30 +29,41 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterable
-from typing import Any
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 import msgspec
 
 from .change import Codec, InvalidChange, read_change
+from .errors import RepositoryError
 from .evaluate import Evaluation
 from .refs import RefReader
 
-SCHEMA = 2
+SCHEMA = 3
 FILENAME = "git-jobs-index.sqlite3"
+BUSY_TIMEOUT_S = 60
+# A ref stamp is trusted only once its newest mtime is this far in the past: a write in the same
+# tick of the filesystem's coarse clock would not change it. Filesystems that store whole
+# seconds (FAT, some network mounts) get the wider window.
+RACY_NS = 50_000_000
+RACY_COARSE_NS = 2_000_000_000
+
+T = TypeVar("T")
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB);
 CREATE TABLE IF NOT EXISTS roots (
     typename TEXT NOT NULL, id TEXT NOT NULL, valid INTEGER NOT NULL,
-    PRIMARY KEY (typename, id));
+    PRIMARY KEY (typename, id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS keys (
     typename TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, id TEXT NOT NULL,
-    PRIMARY KEY (typename, key, value, id));
+    PRIMARY KEY (typename, key, value, id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS evaluations (
     typename TEXT NOT NULL, id TEXT NOT NULL, data BLOB NOT NULL,
     PRIMARY KEY (typename, id));
 """
+_TABLES = ("roots", "keys", "evaluations", "meta")
 
 
 class _Stored(msgspec.Struct, array_like=True):
@@ -58,137 +82,230 @@ def default_path(gitdir: str) -> str:
     return os.path.join(gitdir, FILENAME)
 
 
+def _is_busy(e: sqlite3.Error) -> bool:
+    text = str(e).lower()
+    return "locked" in text or "busy" in text
+
+
+def is_racy(newest_mtime_ns: int, now_ns: int | None = None) -> bool:
+    """Could a ref write happen now and leave a stamp with this newest mtime unchanged?"""
+    if newest_mtime_ns <= 0:
+        return False
+    now = time.time_ns() if now_ns is None else now_ns
+    window = RACY_COARSE_NS if newest_mtime_ns % 1_000_000_000 == 0 else RACY_NS
+    return now - newest_mtime_ns < window
+
+
 class Cache:
     """The index of one repository. Cheap to create; opens its database lazily."""
 
     def __init__(self, gitdir: str, path: str | None = None) -> None:
         self.path = path or default_path(gitdir)
         self._db: sqlite3.Connection | None = None
+        self._ino: int | None = None
         self._decoders: dict[str, msgspec.msgpack.Decoder[Any]] = {}
-        self._fingerprints: dict[str, bytes] = {}
-        self.loads = 0  # evaluations computed (not served from the cache): for tests and benches
+        self.loads = 0  # evaluations stored (computed, not served from the cache)
+        self.refreshes = 0  # rescans of the object list (for tests and benches)
+        self.resets = 0  # times a damaged, deleted or replaced file was started afresh
+        self.in_memory = False  # True once the file could not be used (see _fallback)
 
     # -- connection ---------------------------------------------------------------------
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(_DDL)
-        row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-        if row is None or int(row[0]) != SCHEMA:
-            with db:
+    def _connect(self, memory: bool = False) -> sqlite3.Connection:
+        if not memory and not os.path.exists(self.path):
+            # A WAL or shared-memory file without its database belongs to a deleted index;
+            # SQLite would replay it onto the new file.
+            self._unlink_sidecars()
+        target = ":memory:" if memory else self.path
+        db = sqlite3.connect(target, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            if _schema(db) != SCHEMA:
                 db.execute("BEGIN IMMEDIATE")
-                for table in ("roots", "keys", "evaluations", "meta"):
-                    db.execute(f"DELETE FROM {table}")
-                db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA,))
+                try:
+                    if _schema(db) != SCHEMA:  # re-checked under the write lock
+                        for table in _TABLES:
+                            db.execute(f"DROP TABLE IF EXISTS {table}")
+                        for stmt in _DDL.split(";"):
+                            if stmt.strip():
+                                db.execute(stmt)
+                        db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA,))
+                    db.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                    raise
+            # A database that opens but is damaged inside fails here, not in the middle of a query.
+            db.execute("SELECT id FROM roots LIMIT 1").fetchone()
+        except BaseException:
+            db.close()
+            raise
+        try:
+            self._ino = None if memory else os.stat(self.path).st_ino
+        except FileNotFoundError:
+            self._ino = None
         return db
 
     @property
     def db(self) -> sqlite3.Connection:
+        if self._db is not None and not self.in_memory:
+            try:
+                same = os.stat(self.path).st_ino == self._ino
+            except FileNotFoundError:
+                same = False
+            if not same:  # deleted or replaced under us: start on the file that is there now
+                self.close()
+                self.resets += 1
         if self._db is None:
             try:
                 self._db = self._connect()
-            except sqlite3.DatabaseError:
+            except sqlite3.DatabaseError as e:
+                if _is_busy(e):
+                    raise self._busy() from None
                 # A corrupt index is just deleted: everything in it can be rebuilt from Git.
                 self.remove_files()
-                self._db = self._connect()
+                self.resets += 1
+                try:
+                    self._db = self._connect()
+                except sqlite3.Error:
+                    self._db = self._fallback()
         return self._db
 
-    def remove_files(self) -> None:
+    def _fallback(self) -> sqlite3.Connection:
+        """An index that cannot be kept on disk (a read-only git directory, a full disk) is kept
+        in memory for this process: slower across processes, still exact."""
         self.close()
-        for suffix in ("", "-wal", "-shm"):
-            with contextlib.suppress(FileNotFoundError):
+        self.in_memory = True
+        return self._connect(memory=True)
+
+    def _busy(self) -> RepositoryError:
+        return RepositoryError(f"the index {self.path} stayed locked for {BUSY_TIMEOUT_S} s")
+
+    def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` on the database; a damaged file is thrown away and ``fn`` run once more."""
+        try:
+            return fn(self.db)
+        except sqlite3.DatabaseError as e:
+            if _is_busy(e):
+                raise self._busy() from None
+        self.remove_files()
+        self.resets += 1
+        try:
+            return fn(self.db)
+        except sqlite3.DatabaseError as e:
+            if _is_busy(e):
+                raise self._busy() from None
+        self._db = self._fallback()
+        return fn(self._db)
+
+    def _unlink_sidecars(self) -> None:
+        for suffix in ("-wal", "-shm"):
+            with contextlib.suppress(OSError):
                 os.unlink(self.path + suffix)
+
+    def remove_files(self) -> None:
+        """Delete the index (and its WAL files); the next use creates it afresh."""
+        self.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+        self._unlink_sidecars()
 
     def close(self) -> None:
         if self._db is not None:
-            self._db.close()
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
             self._db = None
-        self._fingerprints.clear()
+            self._ino = None
 
     def clear(self) -> None:
-        """Forget everything (``git jobs cache rebuild``)."""
-        db = self.db
-        with db:
+        """Forget everything: the next query rebuilds the index from the refs."""
+
+        def do(db: sqlite3.Connection) -> None:
             db.execute("BEGIN IMMEDIATE")
             for table in ("roots", "keys", "evaluations"):
                 db.execute(f"DELETE FROM {table}")
             db.execute("DELETE FROM meta WHERE key != 'schema'")
-        self._fingerprints.clear()
+            db.execute("COMMIT")
+
+        self._run(do)
 
     # -- the object list and keys --------------------------------------------------------
     def refresh(self, codec: Codec, refs: RefReader) -> None:
         """Bring the list of objects and their keys up to date with the refs, if they moved."""
         typename = codec.cobtype.typename
-        fp = repr(refs.fingerprint(typename)).encode()
-        if self._fingerprints.get(typename) == fp:
-            return
-        db = self.db
-        row = db.execute("SELECT value FROM meta WHERE key=?", ("fp:" + typename,)).fetchone()
-        if row is not None and row[0] == fp:
-            self._fingerprints[typename] = fp
-            return
-        ids = {r.object_id for r in refs.refs_of_type(typename)}
-        known = {i for (i,) in db.execute("SELECT id FROM roots WHERE typename=?", (typename,))}
-        added = []
-        for object_id in sorted(ids - known):
-            try:
-                root = read_change(refs.repo, codec, object_id, is_root=True)
-                keys = list(codec.cobtype.index_keys(root))
-                added.append((object_id, True, keys))
-            except (InvalidChange, IndexError):
-                added.append((object_id, False, []))
-        with db:
+        token, newest = refs.stamp(typename)
+        racy = is_racy(newest)
+        key = "fp:" + typename
+        if not racy:
+            row = self._run(lambda db: db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone())
+            if row is not None and row[0] == token:
+                return
+        self.refreshes += 1
+        ids = refs.object_ids(typename)  # listed *after* the stamp: never older than it
+
+        def known(db: sqlite3.Connection) -> set[str]:
+            rows = db.execute("SELECT id FROM roots WHERE typename=?", (typename,))
+            return {i for (i,) in rows}
+
+        # Read new roots outside the write lock (Git I/O); the diff itself is redone under it.
+        roots: dict[str, tuple[bool, list[tuple[str, str]]]] = {}
+        for object_id in ids - self._run(known):
+            roots[object_id] = _read_root(refs, codec, object_id)
+
+        def write(db: sqlite3.Connection) -> None:
             db.execute("BEGIN IMMEDIATE")
-            for object_id, valid, keys in added:
-                db.execute(
-                    "INSERT OR REPLACE INTO roots VALUES (?, ?, ?)", (typename, object_id, valid)
-                )
-                db.executemany(
-                    "INSERT OR IGNORE INTO keys VALUES (?, ?, ?, ?)",
-                    [(typename, k, v, object_id) for k, v in keys],
-                )
-            for object_id in known - ids:
-                for table in ("roots", "keys", "evaluations"):
-                    db.execute(f"DELETE FROM {table} WHERE typename=? AND id=?", (typename, object_id))
-            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", ("fp:" + typename, fp))
-        self._fingerprints[typename] = fp
+            try:
+                have = known(db)
+                for object_id in sorted(ids - have):
+                    if object_id not in roots:
+                        roots[object_id] = _read_root(refs, codec, object_id)
+                    valid, keys = roots[object_id]
+                    db.execute("INSERT OR REPLACE INTO roots VALUES (?, ?, ?)", (typename, object_id, valid))
+                    db.executemany(
+                        "INSERT OR IGNORE INTO keys VALUES (?, ?, ?, ?)",
+                        [(typename, k, v, object_id) for k, v in keys],
+                    )
+                for object_id in have - ids:
+                    for table in ("roots", "keys", "evaluations"):
+                        db.execute(f"DELETE FROM {table} WHERE typename=? AND id=?", (typename, object_id))
+                if racy:
+                    db.execute("DELETE FROM meta WHERE key=?", (key,))
+                else:
+                    db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, token))
+                db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                raise
+
+        self._run(write)
 
     def ids(self, typename: str) -> list[str]:
-        rows = self.db.execute("SELECT id FROM roots WHERE typename=? ORDER BY id", (typename,))
-        return [i for (i,) in rows]
+        sql = "SELECT id FROM roots WHERE typename=? ORDER BY id"
+        return self._run(lambda db: [i for (i,) in db.execute(sql, (typename,))])
 
     def lookup(self, typename: str, key: str, value: str) -> list[str]:
-        rows = self.db.execute(
-            "SELECT id FROM keys WHERE typename=? AND key=? AND value=? ORDER BY id",
-            (typename, key, value),
-        )
-        return [i for (i,) in rows]
+        sql = "SELECT id FROM keys WHERE typename=? AND key=? AND value=? ORDER BY id"
+        return self._run(lambda db: [i for (i,) in db.execute(sql, (typename, key, value))])
 
     def lookup_prefix(self, typename: str, prefix: str) -> list[str]:
-        rows = self.db.execute(
-            "SELECT id FROM roots WHERE typename=? AND id >= ? AND id < ? ORDER BY id",
-            (typename, prefix, prefix + "g"),
-        )
-        return [i for (i,) in rows]
+        sql = "SELECT id FROM roots WHERE typename=? AND id >= ? AND id < ? ORDER BY id"
+        return self._run(lambda db: [i for (i,) in db.execute(sql, (typename, prefix, prefix + "g"))])
 
     # -- evaluations ------------------------------------------------------------------
     def get(self, codec: Codec, object_id: str) -> Evaluation[Any] | None:
         cobtype = codec.cobtype
         if cobtype.state_type is None:
             return None
-        row = self.db.execute(
-            "SELECT data FROM evaluations WHERE typename=? AND id=?", (cobtype.typename, object_id)
-        ).fetchone()
+        sql = "SELECT data FROM evaluations WHERE typename=? AND id=?"
+        row = self._run(lambda db: db.execute(sql, (cobtype.typename, object_id)).fetchone())
         if row is None:
             return None
         try:
             stored = _stored_decoder.decode(row[0])
             decoder = self._decoders.get(cobtype.typename)
             if decoder is None:
-                decoder = self._decoders[cobtype.typename] = msgspec.msgpack.Decoder(
-                    cobtype.state_type
-                )
+                decoder = self._decoders[cobtype.typename] = msgspec.msgpack.Decoder(cobtype.state_type)
             state = decoder.decode(stored.state) if stored.state is not None else None
         except (msgspec.DecodeError, msgspec.ValidationError):
             return None  # an old or damaged entry: fold again
@@ -212,15 +329,51 @@ class Cache:
             ev.rejected,
             sorted(ev.heads),
         )
-        with self.db:
-            self.db.execute(
-                "INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?)",
-                (codec.cobtype.typename, ev.object_id, _encoder.encode(stored)),
-            )
+        data = _encoder.encode(stored)
+        self.loads += 1
+        sql = "INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?)"
+        self._run(lambda db: db.execute(sql, (codec.cobtype.typename, ev.object_id, data)))
 
     def forget(self, typename: str, object_ids: Iterable[str]) -> None:
-        with self.db:
-            self.db.executemany(
-                "DELETE FROM evaluations WHERE typename=? AND id=?",
-                [(typename, i) for i in object_ids],
-            )
+        rows = [(typename, i) for i in object_ids]
+        self._run(lambda db: db.executemany("DELETE FROM evaluations WHERE typename=? AND id=?", rows))
+
+    # -- inspection -------------------------------------------------------------------
+    def status(self, typename: str, refs: RefReader) -> dict[str, Any]:
+        """What the index holds for one type, and whether its object list is current."""
+
+        def read(db: sqlite3.Connection) -> dict[str, Any]:
+            objects = db.execute("SELECT count(*) FROM roots WHERE typename=?", (typename,)).fetchone()[0]
+            invalid = db.execute(
+                "SELECT count(*) FROM roots WHERE typename=? AND NOT valid", (typename,)
+            ).fetchone()[0]
+            evaluated = db.execute(
+                "SELECT count(*) FROM evaluations WHERE typename=?", (typename,)
+            ).fetchone()[0]
+            row = db.execute("SELECT value FROM meta WHERE key=?", ("fp:" + typename,)).fetchone()
+            return {"objects": objects, "invalid_roots": invalid, "evaluated": evaluated, "stamp": row}
+
+        out = self._run(read)
+        token, _ = refs.stamp(typename)
+        stamp = out.pop("stamp")
+        out["current"] = stamp is not None and stamp[0] == token
+        out["path"] = self.path
+        out["bytes"] = sum(
+            os.path.getsize(self.path + s) for s in ("", "-wal") if os.path.exists(self.path + s)
+        )
+        return out
+
+
+def _schema(db: sqlite3.Connection) -> object:
+    if db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone() is None:
+        return None
+    row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+    return None if row is None else row[0]
+
+
+def _read_root(refs: RefReader, codec: Codec, object_id: str) -> tuple[bool, list[tuple[str, str]]]:
+    try:
+        root = read_change(refs.repo, codec, object_id, is_root=True)
+        return True, list(codec.cobtype.index_keys(root))
+    except (InvalidChange, IndexError):
+        return False, []
