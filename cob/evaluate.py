@@ -199,7 +199,6 @@ def evaluate(
         ev.changes = []
     else:
         ev = Evaluation(cobtype.typename, object_id, None)
-    ev.tips = dict(tips)
     accepted, rejected = ev.accepted, ev.rejected
 
     # 1. Collect the changes not seen before, reading and verifying each once.
@@ -272,6 +271,7 @@ def evaluate(
         ev.changes.append(change)
         ev.heads.difference_update(change.parents)
         ev.heads.add(oid)
+    ev.tips = dict(tips)  # only now: a bail-out above must leave a caller's base consistent
     ev.state = state
     return ev
 

@@ -12,7 +12,7 @@ import builtins
 import os
 import random
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import pygit2
@@ -275,12 +275,16 @@ class Store:
         base: Evaluation[S] | None = None,
         embeds: Mapping[str, bytes] | None = None,
         timestamp: int | None = None,
+        precondition: Callable[[S], None] | None = None,
     ) -> tuple[Change, Evaluation[S]]:
         """Append a change carrying ``ops`` to an object, as this store's signer.
 
         Parents are every head of the accepted history. The change is checked against the
         current state first: if the type would reject it, :class:`InvalidOps` is raised and
-        nothing is written. Returns the change and the evaluation including it.
+        nothing is written. ``precondition(state)`` runs on that same, freshly read state on
+        every attempt (also after a lost race), and may raise to abort with nothing written —
+        how a caller says "only if this run is not finished yet" without a separate reload.
+        Returns the change and the evaluation including it.
         """
         signer = self._require_signer()
         ops = self._check_ops(cobtype, ops)
@@ -297,6 +301,8 @@ class Store:
             assert ev is not None
             if ev.state is None:
                 raise UnknownObject(f"{cobtype.typename} object {object_id} has no valid root")
+            if precondition is not None:
+                precondition(ev.state)
             old = tips.get(signer.nid)
             parents = sorted(ev.heads)
             when = int(time.time()) if timestamp is None else timestamp

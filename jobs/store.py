@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pygit2
@@ -17,6 +17,7 @@ from .errors import (
     AlreadyFinishedError,
     AmbiguousJobError,
     InvalidInputError,
+    JobsError,
     MissingCommitError,
     ReadOnlyError,
     UnknownJobError,
@@ -199,13 +200,24 @@ class JobMut(Job):
         if ev is not None and ev.state is not None:
             self._refresh(ev)
 
-    def _write(self, ops: list[Any]) -> None:
+    def _write(self, ops: list[Any], precondition: Callable[[JobState], None] | None = None) -> None:
         self._jobs._signer()
         try:
-            _, ev = self._jobs.store.update(JOB_TYPE, self.id, ops, base=self._ev)
+            _, ev = self._jobs.store.update(
+                JOB_TYPE, self.id, ops, base=self._ev, precondition=precondition
+            )
         except cob.InvalidOps as e:
+            self._refresh_after_refusal()
             raise InvalidInputError(str(e)) from None
+        except JobsError:
+            self._refresh_after_refusal()
+            raise
         self._refresh(ev)
+
+    def _refresh_after_refusal(self) -> None:
+        """update() may have folded other writers' changes into our evaluation before refusing."""
+        if self._ev.state is not None:
+            self._refresh(self._ev)
 
     def run(self, log: str, *, run_id: uuid.UUID | None = None) -> uuid.UUID:
         """Start a run on this node with its log URL; returns the new uuid7 run id.
@@ -228,13 +240,16 @@ class JobMut(Job):
             key = str(uuid.UUID(str(run_id)))
         except ValueError:
             raise InvalidInputError(f"not a run id: {run_id!r}") from None
-        self.reload()
-        run = self._state.runs.get(signer.nid, {}).get(key)
-        if run is None:
-            owner = self.find_run(key)
-            if owner is not None:
-                raise UnknownRunError(f"run {key} belongs to node {owner[0]}, not to this node")
-            raise UnknownRunError(f"job {self.id[:12]} has no run {key}")
-        if run.reason is not None:
-            raise AlreadyFinishedError(f"run {key} already finished: {run.reason}")
-        self._write([FinishRun(key, why.value)])
+
+        def unfinished(state: JobState) -> None:
+            run = state.runs.get(signer.nid, {}).get(key)
+            if run is None:
+                owner = next((nid for nid, runs in state.runs.items() if key in runs), None)
+                if owner is not None:
+                    raise UnknownRunError(f"run {key} belongs to node {owner}, not to this node")
+                raise UnknownRunError(f"job {self.id[:12]} has no run {key}")
+            if run.reason is not None:
+                raise AlreadyFinishedError(f"run {key} already finished: {run.reason}")
+
+        # Checked inside update(), on the state it has just brought up to date with the refs.
+        self._write([FinishRun(key, why.value)], precondition=unfinished)
