@@ -141,18 +141,22 @@ class RefReader:
                     out[nid] = target
         return out
 
+    def _loose_type_dirs(self, typename: str) -> Iterator[tuple[str, str]]:
+        """(nid, directory of that namespace's loose refs of ``typename``) per namespace dir."""
+        base = os.path.join(self.gitdir, "refs", "namespaces")
+        try:
+            nids = os.listdir(base)
+        except FileNotFoundError:
+            return
+        for nid in nids:
+            yield nid, os.path.join(base, nid, "refs", "cobs", typename)
+
     def refs_of_type(self, typename: str) -> list[CobRef]:
         """Every ref of one type, in every namespace."""
         if self._reftable:
             return list(self._iter_libgit2(typename))
         seen: dict[str, CobRef] = {}
-        base = os.path.join(self.gitdir, "refs", "namespaces")
-        try:
-            nids = os.listdir(base)
-        except FileNotFoundError:
-            nids = []
-        for nid in nids:
-            tdir = os.path.join(base, nid, "refs", "cobs", typename)
+        for nid, tdir in self._loose_type_dirs(typename):
             try:
                 entries = list(os.scandir(tdir))
             except (FileNotFoundError, NotADirectoryError):
@@ -257,14 +261,9 @@ class RefReader:
         if self._reftable:
             return {r.object_id for r in self._iter_libgit2(typename)}
         found: set[str] = set()
-        base = os.path.join(self.gitdir, "refs", "namespaces")
-        try:
-            nids = os.listdir(base)
-        except FileNotFoundError:
-            nids = []
-        for nid in nids:
+        for _, tdir in self._loose_type_dirs(typename):
             try:
-                names = os.listdir(os.path.join(base, nid, "refs", "cobs", typename))
+                names = os.listdir(tdir)
             except (FileNotFoundError, NotADirectoryError):
                 continue
             found.update(n for n in names if len(n) in (40, 64) and is_oid(n))
