@@ -72,6 +72,14 @@ class _Stored(msgspec.Struct, array_like=True):
     accepted: list[bytes]
     rejected: dict[str, str]
     heads: list[str]
+    rules: str = ""  # the type's rules when this was folded (see rules_tag)
+
+
+def rules_tag(cobtype: Any) -> str:
+    """What a stored fold depends on besides Git: the type's name, the manifest versions it
+    reads and its ``rules`` number. A fold made under other rules is folded again."""
+    versions = ",".join(str(v) for v in sorted(cobtype.versions))
+    return f"{cobtype.typename}/{versions}/{getattr(cobtype, 'rules', 1)}"
 
 
 _stored_decoder = msgspec.msgpack.Decoder(_Stored)
@@ -243,20 +251,22 @@ class Cache:
         self.refreshes += 1
         ids = refs.object_ids(typename)  # listed *after* the stamp: never older than it
 
-        def known(db: sqlite3.Connection) -> set[str]:
-            rows = db.execute("SELECT id FROM roots WHERE typename=?", (typename,))
-            return {i for (i,) in rows}
+        def known(db: sqlite3.Connection, *, valid_only: bool = False) -> set[str]:
+            query = "SELECT id FROM roots WHERE typename=?" + (" AND valid" if valid_only else "")
+            return {i for (i,) in db.execute(query, (typename,))}
 
         # Read new roots outside the write lock (Git I/O); the diff itself is redone under it.
+        # A root that was invalid (e.g. not fetched yet) is read again whenever refs move: a
+        # ref named after a job id before its root arrives must not hide that job for good.
         roots: dict[str, tuple[bool, list[tuple[str, str]]]] = {}
-        for object_id in ids - self._run(known):
+        for object_id in ids - self._run(lambda db: known(db, valid_only=True)):
             roots[object_id] = _read_root(refs, codec, object_id)
 
         def write(db: sqlite3.Connection) -> None:
             db.execute("BEGIN IMMEDIATE")
             try:
                 have = known(db)
-                for object_id in sorted(ids - have):
+                for object_id in sorted(ids - known(db, valid_only=True)):
                     if object_id not in roots:
                         roots[object_id] = _read_root(refs, codec, object_id)
                     valid, keys = roots[object_id]
@@ -303,6 +313,8 @@ class Cache:
             return None
         try:
             stored = _stored_decoder.decode(row[0])
+            if stored.rules != rules_tag(cobtype):
+                return None  # folded by other code (an upgrade): fold again
             decoder = self._decoders.get(cobtype.typename)
             if decoder is None:
                 decoder = self._decoders[cobtype.typename] = msgspec.msgpack.Decoder(cobtype.state_type)
@@ -328,6 +340,7 @@ class Cache:
             [bytes.fromhex(a) for a in ev.accepted],
             ev.rejected,
             sorted(ev.heads),
+            rules_tag(codec.cobtype),
         )
         data = _encoder.encode(stored)
         self.loads += 1

@@ -30,6 +30,9 @@ ROOT_NAME = "git-jobs"
 ROOT_EMAIL = "content-addressed-root"
 ROOT_TIME = 0
 
+# Why a change is rejected when an object it needs is not in the repository (yet): a later
+# fetch may cure it, so the cache does not keep such a verdict.
+MISSING_OBJECT = "object is missing from the repository"
 MAX_OPS_BYTES = 1 << 20  # 1 MiB of ops per change
 MAX_MANIFEST_BYTES = 1024
 MAX_PARENTS = 256
@@ -40,6 +43,9 @@ MAX_VERIFIED = 100_000  # verified changes a Codec remembers (see Codec.verified
 # Times are the author's claim and only order ties; beyond these they are just hostile.
 MIN_TIMESTAMP = 0
 MAX_TIMESTAMP = 253402300799
+# What this library writes: libgit2's signature time wraps past 32 bits, so a writer that asked
+# for more would fold a time other replicas never see.
+MAX_WRITE_TIMESTAMP = 2**32 - 1
 # What libgit2 and the decoders raise on malformed objects; read_change turns them into
 # InvalidChange so peer data is rejected, never crashes a load.
 MALFORMED_ERRORS = (pygit2.GitError, KeyError, ValueError, TypeError, LookupError, OverflowError)
@@ -188,11 +194,20 @@ def read_change(repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: boo
     except InvalidChange:
         raise
     except MALFORMED_ERRORS as e:
+        if _is_missing(e):  # a tree or blob not here (yet): curable by a later fetch
+            raise InvalidChange(MISSING_OBJECT) from None
         raise InvalidChange(f"malformed object: {type(e).__name__}: {e}"[:300]) from None
     if len(codec.verified) >= MAX_VERIFIED:
         codec.verified.clear()
     codec.verified[(oid, is_root)] = change
     return change
+
+
+def _is_missing(error: Exception) -> bool:
+    text = str(error).lower()
+    return isinstance(error, KeyError) or type(error).__name__ == "NotFoundError" or (
+        "not found" in text or "missing" in text
+    )
 
 
 def _blob_size(repo: pygit2.Repository, blob: pygit2.Object) -> int:
@@ -207,7 +222,7 @@ def _read_change(repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: bo
     try:
         obj = repo[oid]
     except (KeyError, ValueError):
-        raise InvalidChange("object is missing from the repository") from None
+        raise InvalidChange(MISSING_OBJECT) from None
     if not isinstance(obj, pygit2.Commit):
         raise InvalidChange(f"not a commit but a {obj.type_str}")
     commit = obj
@@ -230,6 +245,10 @@ def _read_change(repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: bo
         raise InvalidChange("tree lacks a manifest or ops blob")
     if not isinstance(manifest_entry, pygit2.Blob) or not isinstance(ops_entry, pygit2.Blob):
         raise InvalidChange("manifest and ops must be blobs")
+    if manifest_entry.filemode != GIT_FILEMODE_BLOB or ops_entry.filemode != GIT_FILEMODE_BLOB:
+        # One mode only: otherwise one set of ops has several trees, and a content-addressed
+        # root several ids.
+        raise InvalidChange("manifest and ops must have file mode 100644")
     if _blob_size(repo, manifest_entry) > MAX_MANIFEST_BYTES:
         raise InvalidChange("manifest too large")
     version = codec.manifest_version(manifest_entry.data)
@@ -242,8 +261,8 @@ def _read_change(repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: bo
         if not isinstance(embeds_entry, pygit2.Tree) or len(embeds_entry) > MAX_EMBEDS:
             raise InvalidChange("embeds must be a tree of at most 64 blobs")
         for e in embeds_entry:
-            if not isinstance(e, pygit2.Blob):
-                raise InvalidChange("embeds must hold blobs only")
+            if not isinstance(e, pygit2.Blob) or e.filemode != GIT_FILEMODE_BLOB:
+                raise InvalidChange("embeds must hold blobs (mode 100644) only")
             embeds[e.name or ""] = str(e.id)
 
     signature, payload = commit.gpg_signature

@@ -42,6 +42,8 @@ class CobType(ABC, Generic[S]):
       oid depends only on its ops (every node creating it gets the same object id).
     - ``commutative``: ops commute and are idempotent, so a cached state plus only the new
       changes equals a full fold. The cache only folds incrementally for such types.
+    - ``rules``: a number to bump whenever ``validate``/``apply`` change meaning, so that
+      states the cache folded under the old rules are folded again.
     """
 
     typename: ClassVar[str]
@@ -50,6 +52,8 @@ class CobType(ABC, Generic[S]):
     op_type: ClassVar[Any]
     content_addressed_root: ClassVar[bool] = False
     commutative: ClassVar[bool] = False
+    # Bump when validate/apply change meaning: cached folds made under older rules are redone.
+    rules: ClassVar[int] = 1
 
     @abstractmethod
     def initial(self, root: Change) -> S:

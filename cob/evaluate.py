@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 
 import pygit2
 
-from .change import MAX_PARENTS, Change, Codec, InvalidChange, read_change
+from .change import MAX_PARENTS, MISSING_OBJECT, Change, Codec, InvalidChange, read_change
 from .cobtype import Reject
 
 S = TypeVar("S")
@@ -26,7 +26,6 @@ MAX_CHANGES = 200_000
 # Changes per fold that get an ancestor bitset (memory ~ n^2/16 bytes: 6 MB at 10,000).
 BITSET_LIMIT = 20_000
 MISSING_ROOT = "the object's root is missing or invalid"
-MISSING_OBJECT = "object is missing from the repository"
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,8 +180,14 @@ def evaluate(
     object_id: str,
     tips: Mapping[str, str],
     base: Evaluation[Any] | None = None,
+    *,
+    trim: bool = True,
 ) -> Evaluation[Any]:
     """Fold the object reachable from ``tips``. ``base`` (consumed) skips what it already saw.
+
+    A history over :data:`MAX_CHANGES` (counting what ``base`` already holds) is handed to
+    :func:`_evaluate_trimmed`, which keeps a deterministic subset of the tips; ``trim=False``
+    (its own inner fold) rejects what is past the limit instead of trimming again.
 
     ``base`` is only extended when that equals a full fold: its heads must all still be
     reachable from ``tips`` (a ref moved backwards or sideways, or was deleted, drops history),
@@ -211,8 +216,12 @@ def evaluate(
     reached: set[str] = set()  # old heads the new tips still lead to
     while stack:
         oid = stack.pop()
-        if len(read) >= MAX_CHANGES:
-            return _evaluate_trimmed(repo, codec, object_id, tips)
+        if len(read) + len(accepted) + len(rejected) >= MAX_CHANGES:
+            if trim:
+                return _evaluate_trimmed(repo, codec, object_id, tips)
+            why[oid] = f"history larger than {MAX_CHANGES} changes"
+            read[oid], parents[oid], keys[oid] = None, (), (0, oid)
+            continue
         try:
             got = read_change(repo, codec, oid, is_root=(oid == object_id))
             read[oid], parents[oid], keys[oid] = got, got.parents, got.key
@@ -320,7 +329,7 @@ def _evaluate_trimmed(
         if sizes[tip] <= MAX_CHANGES and _history_size(repo, [*kept, tip], MAX_CHANGES) <= MAX_CHANGES:
             kept.append(tip)
     dropped = [t for t in distinct if t not in kept]
-    ev = evaluate(repo, codec, object_id, {n: t for n, t in tips.items() if t in kept})
+    ev = evaluate(repo, codec, object_id, {n: t for n, t in tips.items() if t in kept}, trim=False)
     ev.tips = dict(tips)
     for tip in dropped:
         ev.rejected[tip] = f"history larger than {MAX_CHANGES} changes"

@@ -20,6 +20,9 @@ import pygit2
 from .cache import Cache
 from .change import (
     MAX_EMBEDS,
+    MAX_PARENTS,
+    MAX_WRITE_TIMESTAMP,
+    MIN_TIMESTAMP,
     Change,
     Codec,
     InvalidChange,
@@ -304,8 +307,16 @@ class Store:
             if precondition is not None:
                 precondition(ev.state)
             old = tips.get(signer.nid)
-            parents = sorted(ev.heads)
+            if old is not None and old not in ev.accepted:
+                reason = ev.rejected.get(old, "not in the accepted history")
+                raise Conflict(
+                    f"this node's ref {name} points at change {old[:12]}, which is rejected "
+                    f"({reason}); refusing to move it sideways — repair or remove that ref"
+                )
+            parents = _choose_parents(ev, old)
             when = int(time.time()) if timestamp is None else timestamp
+            if not MIN_TIMESTAMP <= when <= MAX_WRITE_TIMESTAMP:
+                raise InvalidOps(f"timestamp {when} is outside 0..{MAX_WRITE_TIMESTAMP}")
             pending = Change("", tuple(parents), signer.nid, when, tuple(ops), "", cobtype.version)
             try:
                 cobtype.validate(ev.state, pending, _NewChangeContext(ev))
@@ -331,6 +342,25 @@ class Store:
                 return change, ev
             time.sleep(random.uniform(0, min(0.05, 0.001 * (attempt + 1))))
         raise Conflict(f"gave up updating {name} after {MAX_ATTEMPTS} lost races")
+
+
+def _choose_parents(ev: Evaluation[Any], own_tip: str | None) -> list[str]:
+    """Every accepted head — at most :data:`MAX_PARENTS` of them, as readers allow no more.
+
+    With more heads than that (hundreds of concurrent writers), this node's own tip and the
+    most recent heads by (commit time, oid) are taken; the rest stay heads, so the next change
+    takes them. Deterministic, and never a change this node's evaluation rejected.
+    """
+    heads = sorted(ev.heads)
+    if len(heads) <= MAX_PARENTS:
+        return heads
+    times = {c.oid: c.key for c in ev.changes}
+    chosen = {own_tip} if own_tip is not None and own_tip in ev.heads else set()
+    for head in sorted(heads, key=lambda h: times.get(h, (0, h)), reverse=True):
+        if len(chosen) >= MAX_PARENTS:
+            break
+        chosen.add(head)
+    return sorted(chosen)
 
 
 class _NewChangeContext:

@@ -261,8 +261,11 @@ def _check_tip(repo: pygit2.Repository, nid: str, object_id: str, oid: str) -> s
         return f"the tip's signature is bad: {e}"
     if signer != nid:
         return f"the tip is signed by {signer}, not by the namespace's node"
-    if obj.author.name != nid:
-        return f"the tip is authored as {obj.author.name!r}, not by the namespace's node"
+    if obj.author.name != nid or obj.committer.name != nid:
+        return (
+            f"the tip is authored as {obj.author.name!r} and committed as {obj.committer.name!r},"
+            " not by the namespace's node"
+        )
     return None
 
 
