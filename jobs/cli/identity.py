@@ -62,6 +62,8 @@ def _whoami(args: argparse.Namespace) -> int:
     }
     if args.json:
         print_json(info)
+    elif args.nid_only:
+        print(info["nid"])
     else:
         print(f"nid              {info['nid']}")
         print(f"key              {info['key']} ({info['origin']})")
@@ -112,9 +114,11 @@ def register(sub: Any) -> None:
         "whoami",
         "Show this node's id (NID), its key file, and its allowed-signers line.",
         "  git jobs whoami\n"
+        "  NS=refs/namespaces/$(git jobs whoami --nid)/refs/cobs   # for plain git refspecs\n"
         "  git jobs whoami --json | jq -r .nid\n",
         _whoami,
     )
+    p.add_argument("--nid", dest="nid_only", action="store_true", help="print only the NID")
     add_json(p)
     p = add_command(
         sub,

@@ -61,7 +61,7 @@ def _work_any(args: argparse.Namespace) -> int:
     store = open_jobs(args, write=not args.dry_run)
     if store.signer is None:
         raise CliError("a dry run still needs this node's key, to know which runs are its own")
-    workshop = Workshop(store, out=None if args.json else _say)
+    workshop = Workshop(store, out=None if args.json else _say, rerun_held=args.rerun_held)
     sha, defs = workshop.definitions(args.rev)
     if args.dry_run:
         plan = workshop.plan(defs) if defs is not None else []
@@ -185,8 +185,14 @@ def register(sub: Any) -> None:
         "for HEAD, run every job this node has not completed successfully, in needs order",
         "  git jobs work any                  # one pass\n"
         "  git jobs work any --comprehensive  # until nothing is left (waits for retries)\n"
-        "  git jobs work any --dry-run        # print the plan as JSON, run nothing\n",
+        "  git jobs work any --dry-run        # print the plan as JSON, run nothing\n"
+        "  git jobs work any --rerun-held     # also rerun jobs held after an interruption\n",
         _work_any,
+    )
+    p.add_argument(
+        "--rerun-held",
+        action="store_true",
+        help="rerun jobs that are not idempotent and whose last run was interrupted",
     )
     p.add_argument("--rev", default="HEAD", help=argparse.SUPPRESS)
     p.add_argument("--dry-run", action="store_true", help="print the work as JSON; write nothing")

@@ -8,6 +8,7 @@ the library gives the same answer). Text output uses short ids (12 hex digits, l
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Mapping
@@ -128,8 +129,8 @@ def _status_once(store: Jobs, rev: str) -> CommitStatus:
 
 
 def _status(args: argparse.Namespace) -> int:
-    if args.interval <= 0:
-        raise CliError(f"--interval must be positive, not {args.interval}")
+    if not math.isfinite(args.interval) or not 0 < args.interval <= 86400:
+        raise CliError(f"--interval must be a number of seconds from 0 to 86400, not {args.interval}")
     store = open_jobs(args)
     me = store.signer.nid if store.signer else None
     style = Style()

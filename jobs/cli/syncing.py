@@ -12,8 +12,21 @@ import argparse
 import sys
 from typing import Any
 
+import cob
+
 from ..errors import SyncError
-from .common import EXIT_OK, CliError, Style, add_command, add_json, open_jobs, print_json, short
+from ..store import Jobs
+from .common import (
+    EXIT_OK,
+    CliError,
+    Style,
+    add_command,
+    add_json,
+    open_jobs,
+    open_repo,
+    print_json,
+    short,
+)
 
 
 def default_remote(repo: Any) -> str:
@@ -28,10 +41,25 @@ def default_remote(repo: Any) -> str:
     raise CliError(f"several remotes and none is 'origin': name one of {', '.join(sorted(names))}")
 
 
+def _open_for_sync(args: argparse.Namespace) -> Jobs:
+    """With no key at all, sync fetches only (a maintainer's read-only mirror). A key that is
+    configured but broken is an error: silently not pushing would hide this node's runs."""
+    if args.no_push:
+        return open_jobs(args)
+    repo = open_repo()
+    try:
+        signer = cob.Signer.load(repo, getattr(args, "key", None))
+    except cob.NoKeyError:
+        if args.no_fetch:
+            raise
+        signer = None
+    return Jobs(cob.Store(repo, signer))
+
+
 def _sync(args: argparse.Namespace) -> int:
     if args.no_fetch and args.no_push:
         raise CliError("--no-fetch and --no-push leave nothing to do")
-    store = open_jobs(args)
+    store = _open_for_sync(args)
     remote = args.remote or default_remote(store.repo)
     try:
         report = store.sync(remote, fetch=not args.no_fetch, push=not args.no_push)

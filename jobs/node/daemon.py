@@ -45,6 +45,9 @@ PREFLIGHT_TIMEOUT = 30.0
 FINAL_SYNC_TIMEOUT = 30.0
 
 
+# threading.Event.wait refuses timeouts past ~292 years; no worker sleeps more than a day.
+MAX_WAIT = 24 * 3600.0
+
 class PreflightError(JobsError):
     """A preflight check failed; the node did no work."""
 
@@ -162,7 +165,7 @@ class Node:
             others.append(self._spawn("worker:heartbeat", self._heartbeat))
             while not self.stop.wait(0.2):
                 pass
-            self.log("node", "stopping: finishing the running job as cancelled")
+            self.log("node", "stopping (a running job, if any, is finished as cancelled)")
             work.join()
             for t in others:
                 t.join(timeout=FINAL_SYNC_TIMEOUT)
@@ -208,23 +211,27 @@ class Node:
         status = self.status.setdefault(task, TaskStatus())
         while not self.stop.is_set():
             status.runs += 1
+            wait = self.interval
             try:
                 body()
             except Exception as e:  # a worker must survive anything; the policy decides the pace
-                kind, wait = backoff.next_delay(e)
-                status.failures += 1
-                status.last_error = str(e) or type(e).__name__
-                hint = f", remote asked for {format_duration(kind.hint)}" if kind.hint else ""
-                self.log(
-                    task,
-                    f"error ({kind.policy} policy{hint}; retry in {format_duration(wait)}): "
-                    f"{_first_line(status.last_error)}",
-                )
+                try:
+                    kind, wait = backoff.next_delay(e)
+                    status.failures += 1
+                    status.last_error = str(e) or type(e).__name__
+                    hint = f", remote asked for {format_duration(kind.hint)}" if kind.hint else ""
+                    self.log(
+                        task,
+                        f"error ({kind.policy} policy{hint}; retry in {format_duration(wait)}): "
+                        f"{_first_line(status.last_error)}",
+                    )
+                except Exception as inner:  # never let reporting an error end the worker
+                    wait = self.interval
+                    self.log(task, f"error: {_first_line(str(inner) or type(inner).__name__)}")
             else:
                 backoff.reset()
                 status.last_ok = time.time()
-                wait = self.interval
-            self.stop.wait(wait)
+            self.stop.wait(min(max(wait, 0.0), MAX_WAIT))
 
     def _syncer(self, remote: str) -> Callable[[], None]:
         task = f"worker:sync:{cob_sync.describe(remote)}"

@@ -36,6 +36,8 @@ from .templates import TemplateError, render
 
 # A definitions file is a few hundred bytes; anything past this is not read at all.
 MAX_DEFINITIONS_BYTES = 256 * 1024
+# Jobs in one file: enough for any real pipeline, and it bounds the `needs` walk's depth.
+MAX_JOBS = 200
 
 DEFINITIONS_FILE = ".git-jobs.toml"
 MAX_RETRY = 100
@@ -185,6 +187,8 @@ def parse_definitions(text: str, commit: str, path: str = DEFINITIONS_FILE) -> D
         raise ctx.error(None, f"invalid TOML: {e}") from None
     _unknown(ctx, "", data, _TOP_KEYS)
     jobs_table = _table(ctx, "jobs", data.get("jobs", {}))
+    if len(jobs_table) > MAX_JOBS:
+        raise ctx.error("jobs", f"{len(jobs_table)} jobs (at most {MAX_JOBS} in one file)")
     jobs = {name: _job(ctx, name, value) for name, value in jobs_table.items()}
     trigger = None
     if "trigger" in data:

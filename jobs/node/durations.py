@@ -18,6 +18,9 @@ class DurationError(ValueError):
     """Not a duration; the message says what is accepted."""
 
 
+MAX_DURATION = 366 * 24 * 3600.0  # no timeout or interval is longer than a year
+
+
 def parse_duration(value: object) -> float:
     """Seconds (> 0) from ``"20m"``, ``"1h30m"``, ``"0.2s"``, ``"250ms"`` or a number."""
     if isinstance(value, bool):
@@ -35,7 +38,9 @@ def parse_duration(value: object) -> float:
     else:
         raise DurationError(f"invalid duration {value!r} (use e.g. 30s, 20m, 1h)")
     if not math.isfinite(seconds) or seconds <= 0:
-        raise DurationError(f"invalid duration {value!r} (must be greater than zero)")
+        raise DurationError(f"invalid duration {value!r} (must be a finite number greater than zero)")
+    if seconds > MAX_DURATION:
+        raise DurationError(f"invalid duration {value!r} (at most 366 days)")
     return seconds
 
 

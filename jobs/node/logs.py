@@ -39,13 +39,14 @@ def log_url(
 
 
 def find_log(repo: pygit2.Repository, run: str) -> Path:
-    """The local log of a run id (full, or a unique prefix of this node's logs)."""
+    """The local log of a run id (full, or a unique prefix; with or without dashes)."""
     text = run.strip().lower()
+    wanted = text.replace("-", "")
+    if not wanted or any(c not in "0123456789abcdef" for c in wanted):
+        raise JobsError(f"not a run id: {run!r}")
     directory = logs_dir(repo)
-    exact = directory / f"{text}.log"
-    if exact.is_file():
-        return exact
-    found = sorted(directory.glob(f"{text}*.log")) if text and directory.is_dir() else []
+    logs = sorted(directory.glob("*.log")) if directory.is_dir() else []
+    found = [p for p in logs if p.stem.replace("-", "").startswith(wanted)]
     if len(found) == 1:
         return found[0]
     if len(found) > 1:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import cob
 
 PATTERNS = ("seconds", "minutes", "hours")
+MAX_HINT = 24 * 3600.0  # seconds: the longest "retry after" a remote can make a worker wait
 _UNIT = {"seconds": 1.0, "minutes": 60.0, "hours": 3600.0}
 
 
@@ -49,7 +50,9 @@ class Policy:
     factor: float = 2.0
 
     def delay(self, failures: int, rand: Callable[[], float] = random.random) -> float:
-        raw = min(self.cap, self.base * self.factor ** max(0, failures - 1))
+        # The exponent is bounded: after days of failures factor**n would overflow a float.
+        exponent = min(max(0, failures - 1), 64)
+        raw = min(self.cap, self.base * self.factor**exponent)
         return raw / 2 + raw / 2 * rand()
 
 
@@ -106,7 +109,9 @@ class Backoff:
     def next_delay(self, error: BaseException) -> tuple[Classified, float]:
         self.failures += 1
         kind = classify(error)
-        delay = self.table[kind.policy].delay(self.failures, self.rand)
+        policy = self.table[kind.policy]
+        delay = policy.delay(self.failures, self.rand)
         if kind.hint is not None:
-            delay = max(delay, kind.hint)
+            # Honour the remote's wait, but never past a day: a hint is peer data.
+            delay = max(delay, min(kind.hint, MAX_HINT))
         return kind, delay

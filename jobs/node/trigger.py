@@ -8,6 +8,7 @@ reported and the others still run. ``--intent`` limits the candidates to branch 
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 from collections.abc import Callable, Iterable
@@ -93,6 +94,8 @@ def trigger(
             done = subprocess.run(
                 ["sh", "-c", command], cwd=cwd, capture_output=True, text=True, timeout=timeout,
                 stdin=subprocess.DEVNULL, check=False,
+                # the command comes from a commit's tree: it gets no pointer to our key
+                env={k: v for k, v in os.environ.items() if k != "GIT_JOBS_KEY"},
             )
         except subprocess.TimeoutExpired:
             results.append(Triggered(commit, False, f"timed out after {format_duration(timeout)}", command))

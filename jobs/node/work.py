@@ -113,6 +113,7 @@ def assess(
     finished: dict[str, float] | None = None,
     job_ids: dict[str, str] | None = None,
     uncounted: set[str] | None = None,
+    rerun_held: bool = False,
 ) -> dict[str, PlanItem]:
     """The plan for every job of ``defs`` from this node's ``runs`` of each (by job name).
 
@@ -148,7 +149,7 @@ def assess(
             item.action = "exhausted"
             item.reason = f"{attempts} of {d.retry.max} attempts failed (retry.max)"
             continue
-        if last is not None and last.reason in INTERRUPTED and not d.idempotent:
+        if last is not None and last.reason in INTERRUPTED and not d.idempotent and not rerun_held:
             item.action = "held"
             item.reason = f"the last run ended {last.reason.value} and the job is not idempotent"
             continue
@@ -219,6 +220,7 @@ class Workshop:
         out: Callable[[str], None] | None = None,
         lock: WorkLock | None = None,
         kill_grace: float = KILL_GRACE,
+        rerun_held: bool = False,
     ) -> None:
         if jobs.signer is None:
             raise JobsError("running jobs needs this node's key (see `git jobs init`)")
@@ -229,6 +231,8 @@ class Workshop:
         self.sleep = sleep or (lambda s: self.cancel.wait(max(0.0, s)) and None)
         self.out = out or (lambda line: None)
         self.kill_grace = kill_grace
+        # A human's "yes, run it again": interrupted non-idempotent jobs are otherwise held.
+        self.rerun_held = rerun_held
         self.journal = Journal(jobs.repo)
         self._lock = lock
         self._finished: dict[tuple[str, str], float] = {}
@@ -252,7 +256,8 @@ class Workshop:
         runs, ids = self._runs(defs)
         finished = {n: t for (c, n), t in self._finished.items() if c == defs.commit}
         crashed = self.journal.recovered()
-        return list(assess(defs, runs, self.clock(), finished, ids, crashed).values())
+        plan = assess(defs, runs, self.clock(), finished, ids, crashed, self.rerun_held)
+        return list(plan.values())
 
     # -- crash recovery --------------------------------------------------------------------
     @contextlib.contextmanager
@@ -427,16 +432,35 @@ class Workshop:
                 pass
             if self.cancel.is_set():
                 self._kill(proc)
-                return Reason.CANCELLED, "interrupted: the node is stopping"
+                return Reason.CANCELLED, "interrupted (SIGTERM or Ctrl-C)"
             if deadline is not None and time.monotonic() >= deadline:
                 self._kill(proc)
                 assert d.timeout is not None
                 return Reason.TIMED_OUT, f"timed out after {format_duration(d.timeout)}"
+        # The run ends with its command: background processes it left behind are stopped
+        # (as CI services do), so nothing writes to the log after its closing line.
+        self._kill_group(proc.pid)
         if code == 0:
             return Reason.SUCCEEDED, ""
         if code < 0:
             return Reason.FAILED, f"killed by signal {-code}"
         return Reason.FAILED, f"exit status {code}"
+
+    def _kill_group(self, pgid: int) -> None:
+        """SIGTERM what is left of a finished job's process group, SIGKILL after the grace."""
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            return  # nothing left
+        deadline = time.monotonic() + self.kill_grace
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except (ProcessLookupError, PermissionError):
+                return
+            time.sleep(0.02)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
 
     def _kill(self, proc: subprocess.Popen[bytes]) -> None:
         """SIGTERM the job's process group, then SIGKILL after a grace period."""

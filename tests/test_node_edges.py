@@ -1,0 +1,139 @@
+"""Regression tests from a first-user review of the CLI and the node: each case once misbehaved."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pygit2
+import pytest
+
+import cob
+import jobs
+from jobs.node.definitions import parse_definitions
+from jobs.node.retry import MAX_HINT, Backoff, Policy, policies
+from tests.clirunner import gj
+from tests.conftest import git, init_repo
+from tests.test_node_work import CLI, cli, commit_defs, new_key, reasons
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> tuple[Path, cob.Signer, Path]:
+    path = tmp_path / "node"
+    init_repo(path)
+    signer, key = new_key(tmp_path / "node.key")
+    return path, signer, key
+
+
+def test_backoff_stays_finite_after_any_number_of_failures() -> None:
+    policy = Policy("node", base=30.0, cap=960.0)
+    assert math.isfinite(policy.delay(5000)) and policy.delay(5000, lambda: 1.0) <= 960.0
+    backoff = Backoff(policies(30.0))
+    backoff.failures = 10_000
+    _, wait = backoff.next_delay(cob.TransportError("HTTP 429 Too Many Requests; retry-after: 1e12"))
+    assert math.isfinite(wait) and wait <= MAX_HINT
+
+
+def test_a_long_needs_chain_is_a_definition_error_not_a_crash() -> None:
+    text = "".join(
+        f'[jobs.j{i}]\nrun = "true"\n' + (f'needs = ["j{i - 1}"]\n' if i else "") for i in range(1500)
+    )
+    with pytest.raises(jobs.DefinitionError, match="at most"):
+        parse_definitions(text, "0" * 40)
+
+
+def test_whoami_nid_makes_the_readme_push_refspec_work(
+    node: tuple[Path, cob.Signer, Path], tmp_path: Path
+) -> None:
+    path, signer, key = node
+    hub = tmp_path / "hub.git"
+    git(tmp_path, "init", "-q", "--bare", str(hub))
+    git(path, "remote", "add", "origin", str(hub))
+    store = jobs.Jobs.open(path, signer=cob.Signer.from_file(key))
+    store.create("HEAD").run("https://ci.example/1")
+    nid = gj(path, "whoami", "--nid", key=key).out.strip()
+    assert nid == signer.nid
+    ns = f"refs/namespaces/{nid}/refs/cobs"
+    git(path, "push", "-q", "origin", f"{ns}/*:{ns}/*")
+    assert git(hub, "for-each-ref", "--format=%(refname)", ns).strip()
+
+
+def test_sync_with_a_broken_key_fails_instead_of_silently_not_pushing(
+    node: tuple[Path, cob.Signer, Path], tmp_path: Path
+) -> None:
+    path, _, _ = node
+    hub = tmp_path / "hub.git"
+    git(tmp_path, "init", "-q", "--bare", str(hub))
+    broken = tmp_path / "broken.key"
+    broken.write_text("not a key\n")
+    res = gj(path, "sync", str(hub), key=broken)
+    assert res.code == 2 and str(broken) in res.err
+    # With no key at all, sync is a fetch-only mirror, as documented.
+    res = gj(path, "sync", str(hub), GIT_JOBS_KEY=None, XDG_CONFIG_HOME=str(tmp_path / "nokeys"))
+    assert res.code == 0, res
+
+
+@pytest.mark.parametrize("interval", ["nan", "inf", "1e10", "0"])
+def test_status_watch_refuses_intervals_it_cannot_sleep(
+    node: tuple[Path, cob.Signer, Path], interval: str
+) -> None:
+    path, _, key = node
+    res = gj(path, "status", "--watch", "--interval", interval, key=key)
+    assert res.code == 2 and "--interval" in res.err
+
+
+def test_logs_accepts_a_run_id_without_dashes_and_held_jobs_can_be_rerun(
+    node: tuple[Path, cob.Signer, Path], tmp_path: Path
+) -> None:
+    path, signer, key = node
+    mark = tmp_path / "started"
+    sha = commit_defs(
+        path, f'[jobs.long]\nrun = "if [ -f {mark} ]; then echo again; else touch {mark}; sleep 60; fi"\n'
+    )
+    env = dict(os.environ, GIT_JOBS_KEY=str(key))
+    proc = subprocess.Popen([*CLI, "work", "any"], cwd=path, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not mark.exists():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert reasons(jobs.Jobs.open(path), sha, signer.nid) == {"long": ["cancelled"]}
+    job = jobs.Jobs.open(path).find_by_commit(sha)[0]
+    run_id = next(iter(job.runs_of(signer.nid)))
+    res = gj(path, "logs", run_id.hex, key=key)  # 32 hex digits, no dashes
+    assert res.code == 0 and "sleep 60" in res.out
+    held = cli(path, "work", "any", key=key)
+    assert held.returncode == 1 and "held" in held.stdout
+    assert reasons(jobs.Jobs.open(path), sha, signer.nid) == {"long": ["cancelled"]}
+    rerun = cli(path, "work", "any", "--rerun-held", key=key)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert reasons(jobs.Jobs.open(path), sha, signer.nid) == {"long": ["cancelled", "succeeded"]}
+
+
+def test_a_run_ends_with_its_command_and_leaves_no_background_process(
+    node: tuple[Path, cob.Signer, Path], tmp_path: Path
+) -> None:
+    path, signer, key = node
+    pidfile = tmp_path / "bg.pid"
+    sha = commit_defs(path, f'[jobs.bg]\nrun = "sleep 30 & echo $! > {pidfile}; echo started"\n')
+    assert cli(path, "work", "any", key=key).returncode == 0
+    assert reasons(jobs.Jobs.open(path), sha, signer.nid) == {"bg": ["succeeded"]}
+    child = int(pidfile.read_text())
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child}").exists():
+        state = Path(f"/proc/{child}/stat").read_text().split(")")[-1].split()[0]
+        if state == "Z":
+            break
+        assert time.monotonic() < deadline, "the job's background process outlived its run"
+        time.sleep(0.05)
+    assert pygit2.Repository(str(path))  # repository still fine
