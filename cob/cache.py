@@ -238,16 +238,37 @@ class Cache:
         self._run(do)
 
     # -- the object list and keys --------------------------------------------------------
-    def refresh(self, codec: Codec, refs: RefReader) -> None:
-        """Bring the list of objects and their keys up to date with the refs, if they moved."""
+    def refresh(
+        self,
+        codec: Codec,
+        refs: RefReader,
+        then: Callable[[sqlite3.Connection], T] | None = None,
+    ) -> T | None:
+        """Bring the list of objects and their keys up to date with the refs, if they moved.
+
+        ``then(db)`` runs in the *same* transaction as the up-to-date check (or the rescan), so
+        its answer is never from a snapshot another process changed in between (a rebuild, a
+        concurrent rescan); returns what it returns.
+        """
         typename = codec.cobtype.typename
         token, newest = refs.stamp(typename)
         racy = is_racy(newest)
         key = "fp:" + typename
         if not racy:
-            row = self._run(lambda db: db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone())
-            if row is not None and row[0] == token:
-                return
+
+            def check(db: sqlite3.Connection) -> tuple[bool, T | None]:
+                db.execute("BEGIN")
+                try:
+                    row = db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+                    if row is None or row[0] != token:
+                        return False, None
+                    return True, then(db) if then is not None else None
+                finally:
+                    db.execute("COMMIT")
+
+            current, answer = self._run(check)
+            if current:
+                return answer
         self.refreshes += 1
         ids = refs.object_ids(typename)  # listed *after* the stamp: never older than it
 
@@ -262,7 +283,7 @@ class Cache:
         for object_id in ids - self._run(lambda db: known(db, valid_only=True)):
             roots[object_id] = _read_root(refs, codec, object_id)
 
-        def write(db: sqlite3.Connection) -> None:
+        def write(db: sqlite3.Connection) -> T | None:
             db.execute("BEGIN IMMEDIATE")
             try:
                 have = known(db)
@@ -282,13 +303,34 @@ class Cache:
                     db.execute("DELETE FROM meta WHERE key=?", (key,))
                 else:
                     db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, token))
+                answer = then(db) if then is not None else None
                 db.execute("COMMIT")
+                return answer
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
                 raise
 
-        self._run(write)
+        return self._run(write)
+
+    def list_ids(self, codec: Codec, refs: RefReader) -> list[str]:
+        """Every object id of the type, as the refs are now."""
+        sql = "SELECT id FROM roots WHERE typename=? ORDER BY id"
+        typename = codec.cobtype.typename
+        out = self.refresh(codec, refs, lambda db: [i for (i,) in db.execute(sql, (typename,))])
+        return out or []
+
+    def find(self, codec: Codec, refs: RefReader, key: str, value: str) -> list[str]:
+        """Object ids whose root declares (key, value), as the refs are now."""
+        sql = "SELECT id FROM keys WHERE typename=? AND key=? AND value=? ORDER BY id"
+        args = (codec.cobtype.typename, key, value)
+        return self.refresh(codec, refs, lambda db: [i for (i,) in db.execute(sql, args)]) or []
+
+    def find_prefix(self, codec: Codec, refs: RefReader, prefix: str) -> list[str]:
+        """Object ids starting with ``prefix``, as the refs are now."""
+        sql = "SELECT id FROM roots WHERE typename=? AND id >= ? AND id < ? ORDER BY id"
+        args = (codec.cobtype.typename, prefix, prefix + "g")
+        return self.refresh(codec, refs, lambda db: [i for (i,) in db.execute(sql, args)]) or []
 
     def ids(self, typename: str) -> list[str]:
         sql = "SELECT id FROM roots WHERE typename=? ORDER BY id"

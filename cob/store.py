@@ -94,15 +94,13 @@ class Store:
     def list(self, cobtype: CobType[Any]) -> builtins.list[str]:
         """Object ids of every object of this type with a ref in any namespace (sorted)."""
         if self.cache is not None:
-            self.cache.refresh(self.codec(cobtype), self.refs)
-            return self.cache.ids(cobtype.typename)
+            return self.cache.list_ids(self.codec(cobtype), self.refs)
         return sorted({r.object_id for r in self.refs.refs_of_type(cobtype.typename)})
 
     def lookup(self, cobtype: CobType[Any], key: str, value: str) -> builtins.list[str]:
         """Object ids whose root declares ``(key, value)`` in ``index_keys`` (sorted)."""
         if self.cache is not None:
-            self.cache.refresh(self.codec(cobtype), self.refs)
-            return self.cache.lookup(cobtype.typename, key, value)
+            return self.cache.find(self.codec(cobtype), self.refs, key, value)
         codec = self.codec(cobtype)
         out = []
         for object_id in self.list(cobtype):
@@ -118,8 +116,7 @@ class Store:
         """Object ids starting with a hex prefix."""
         prefix = prefix.lower()
         if self.cache is not None:
-            self.cache.refresh(self.codec(cobtype), self.refs)
-            return self.cache.lookup_prefix(cobtype.typename, prefix)
+            return self.cache.find_prefix(self.codec(cobtype), self.refs, prefix)
         return [i for i in self.list(cobtype) if i.startswith(prefix)]
 
     # -- reading -----------------------------------------------------------------------
@@ -196,8 +193,7 @@ class Store:
         cache = self.cache if self.cache is not None else Cache(self.repo.path.rstrip("/"))
         cache.remove_files()
         codec = self.codec(cobtype)
-        cache.refresh(codec, self.refs)
-        ids = cache.ids(cobtype.typename)
+        ids = cache.list_ids(codec, self.refs)
         if cobtype.commutative:
             for object_id in ids:
                 tips = self.tips(cobtype, object_id)

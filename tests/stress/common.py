@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,7 +168,38 @@ def check_index(repo: Path, job_ids: list[str]) -> list[str]:
 
 def fsck(path: Path) -> str | None:
     res = git(path, "fsck", "--strict", "--no-progress", check=False)
-    return None if res.returncode == 0 else (res.stderr or res.stdout).strip()[:500]
+    if res.returncode == 0:
+        return None
+    text = "\n".join(
+        line for line in (res.stderr + res.stdout).splitlines() if not line.startswith("notice:")
+    )
+    return f"exit {res.returncode}: {text.strip()[:500]}"
+
+
+def wait_for_orphans(*paths: Path, timeout: float = 60.0) -> None:
+    """Wait until no process names one of ``paths`` in its command line.
+
+    The store runs git in its own session (so ssh never prompts on a terminal): a SIGKILLed
+    writer leaves its `git push` / `git fetch` running to completion. fsck must not race it —
+    fsck reads objects, then refs, and a push landing in between looks like a missing object.
+    """
+    needles = [str(p).encode() for p in paths]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        busy = False
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or int(proc.name) == os.getpid():
+                continue
+            try:
+                cmdline = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"git" in cmdline and any(n in cmdline for n in needles):
+                busy = True
+                break
+        if not busy:
+            return
+        time.sleep(0.05)
 
 
 def stale_locks(gitdir: Path) -> list[Path]:

@@ -35,6 +35,7 @@ from .common import (  # noqa: F401  (re-exported for tests)
     check_no_duplicates,
     fsck,
     stale_locks,
+    wait_for_orphans,
     worker_env,
 )
 
@@ -105,6 +106,7 @@ def run(iterations: int, base: Path, seed: int = 0, max_delay: float = 0.6,
 
         locks = stale_locks(world.repo / ".git")
         figures.stale_locks += len(locks)
+        wait_for_orphans(world.repo, world.hub)  # a killed sync's git may still be finishing
         for path in (world.repo, world.hub):
             problem = fsck(path)
             if problem:
