@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
@@ -169,7 +170,7 @@ class Cache:
                 self._db = self._connect()
             except sqlite3.DatabaseError as e:
                 if _is_busy(e):
-                    raise self._busy() from None
+                    raise  # _run retries it
                 # A corrupt index is just deleted: everything in it can be rebuilt from Git.
                 self.remove_files()
                 self.resets += 1
@@ -186,16 +187,33 @@ class Cache:
         self.in_memory = True
         return self._connect(memory=True)
 
+    def _rollback(self) -> None:
+        """End a transaction a busy error interrupted, so the retry starts clean."""
+        if self._db is not None and self._db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+
     def _busy(self) -> RepositoryError:
         return RepositoryError(f"the index {self.path} stayed locked for {BUSY_TIMEOUT_S} s")
 
     def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` on the database; a damaged file is thrown away and ``fn`` run once more."""
-        try:
-            return fn(self.db)
-        except sqlite3.DatabaseError as e:
-            if _is_busy(e):
-                raise self._busy() from None
+        """Run ``fn`` on the database; a damaged file is thrown away and ``fn`` run once more.
+
+        SQLite answers "busy" at once, without its busy handler, in a few cases (another
+        process switching a new file to WAL, a snapshot that cannot be upgraded): those are
+        retried here, with a short random pause, until :data:`BUSY_TIMEOUT_S` has passed.
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                return fn(self.db)
+            except sqlite3.DatabaseError as e:
+                if not _is_busy(e):
+                    break
+                self._rollback()
+                if time.monotonic() >= deadline:
+                    raise self._busy() from None
+                time.sleep(random.uniform(0.005, 0.05))
         self.remove_files()
         self.resets += 1
         try:

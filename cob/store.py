@@ -188,10 +188,12 @@ class Store:
                 yield ev
 
     def rebuild_cache(self, cobtype: CobType[Any]) -> int:
-        """Delete the index file and rebuild it for ``cobtype`` from the refs; returns the number
+        """Empty the index and rebuild it for ``cobtype`` from the refs; returns the number
         of objects indexed. Nothing is lost: the index only ever holds what Git can re-derive."""
         cache = self.cache if self.cache is not None else Cache(self.repo.path.rstrip("/"))
-        cache.remove_files()
+        # Emptied in one transaction, not deleted: other processes may have the file open, and
+        # deleting it under them would race their reconnect (a corrupt file is still deleted).
+        cache.clear()
         codec = self.codec(cobtype)
         ids = cache.list_ids(codec, self.refs)
         if cobtype.commutative:
