@@ -70,7 +70,7 @@ def register(sub: Any) -> None:
     p = add_command(
         actions,
         "rebuild",
-        "Delete the index and rebuild it from the refs (every job is re-read and re-verified).",
+        "Empty the index and rebuild it from the refs (every job is re-read and re-verified).",
         "  git jobs cache rebuild\n  git jobs cache rebuild --json\n",
         _rebuild,
     )
