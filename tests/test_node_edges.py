@@ -137,3 +137,23 @@ def test_a_run_ends_with_its_command_and_leaves_no_background_process(
         assert time.monotonic() < deadline, "the job's background process outlived its run"
         time.sleep(0.05)
     assert pygit2.Repository(str(path))  # repository still fine
+
+
+def test_a_command_that_could_not_start_is_retried_not_held(
+    node: tuple[Path, cob.Signer, Path],
+) -> None:
+    """`error` is infrastructure and retryable: a non-idempotent job whose command never started
+    is not held for a human (only crash-recovered and cancelled runs are)."""
+    from jobs.node.work import Workshop
+
+    path, signer, _ = node
+    sha = commit_defs(path, '[jobs.a]\nrun = "true"\nretry = { max = 2, pattern = "seconds" }\n')
+    store = jobs.Jobs.open(path, signer)
+    ws = Workshop(store)
+    _, defs = ws.definitions(sha)
+    assert defs is not None
+    broken = type(defs)("0" * 40, defs.jobs)  # cannot be checked out
+    outcome = ws.attempt(store.create(sha, "a"), defs.jobs[0], broken)
+    assert outcome.reason is jobs.Reason.ERROR
+    plan = {p.name: p.action for p in ws.plan(defs)}
+    assert plan == {"a": "wait"}  # a retry, due after the pattern's delay — not "held"

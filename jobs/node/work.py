@@ -41,7 +41,6 @@ from .logs import log_path, log_url, state_dir
 from .retry import pattern_delay
 
 COUNTED = frozenset({Reason.FAILED, Reason.TIMED_OUT, Reason.ERROR})
-INTERRUPTED = frozenset({Reason.ERROR, Reason.CANCELLED})
 # Plan actions. The first three are work; the others are settled or waiting on something.
 WORK = ("run", "skip", "wait")
 SETTLED_BAD = frozenset({"exhausted", "held", "skip", "skipped"})
@@ -149,7 +148,13 @@ def assess(
             item.action = "exhausted"
             item.reason = f"{attempts} of {d.retry.max} attempts failed (retry.max)"
             continue
-        if last is not None and last.reason in INTERRUPTED and not d.idempotent and not rerun_held:
+        interrupted = last is not None and (
+            last.reason is Reason.CANCELLED
+            # an `error` is only an interruption when crash recovery wrote it (the command may
+            # have half-run); a command that could not start never ran, so it is just retried
+            or (last.reason is Reason.ERROR and latest is not None and str(latest[0]) in skip_ids)
+        )
+        if interrupted and last is not None and not d.idempotent and not rerun_held:
             item.action = "held"
             item.reason = f"the last run ended {last.reason.value} and the job is not idempotent"
             continue
