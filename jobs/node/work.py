@@ -154,7 +154,7 @@ def assess(
             # have half-run); a command that could not start never ran, so it is just retried
             or (last.reason is Reason.ERROR and latest is not None and str(latest[0]) in skip_ids)
         )
-        if interrupted and last is not None and not d.idempotent and not rerun_held:
+        if interrupted and last is not None and last.reason and not d.idempotent and not rerun_held:
             item.action = "held"
             item.reason = f"the last run ended {last.reason.value} and the job is not idempotent"
             continue
