@@ -102,8 +102,13 @@ class Signer:
             )
         return cls.from_file(source.path, source.origin)
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the private key in OpenSSH format, mode 0600 (and ``path.pub`` beside it)."""
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Write the private key in OpenSSH format, mode 0600 (and ``path.pub`` beside it).
+
+        An existing file is never replaced by another key unless ``overwrite=True``: a node's
+        key is its identity, and losing it orphans every run it signed. Saving the same key
+        again is a no-op.
+        """
         p = Path(path).expanduser()
         pem = self._key.private_bytes(
             serialization.Encoding.PEM,
@@ -113,9 +118,24 @@ class Signer:
         pub = self._key.public_key().public_bytes(
             serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
         )
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            fd = os.open(p, flags, 0o600)
+        except FileExistsError:
+            try:
+                existing = Signer.from_file(p).nid
+            except KeyFileError:
+                existing = None
+            if existing != self.nid:
+                raise KeyFileError(
+                    f"{p} already exists and holds another key; refusing to overwrite it"
+                ) from None
+            object.__setattr__(self, "source", KeySource(p, "saved"))
+            return p
+        except OSError as e:
+            raise KeyFileError(f"cannot write key file {p}: {e.strerror or e}") from None
+        try:
             with os.fdopen(fd, "wb") as f:
                 f.write(pem)
             os.chmod(p, 0o600)

@@ -133,11 +133,16 @@ def test_save_mode_0600_and_round_trip(tmp_path: Path, signer: cob.Signer) -> No
     assert derived.split()[:2] == pub.split()[:2]
 
 
-def test_save_overwrites_loose_permissions(tmp_path: Path, signer: cob.Signer) -> None:
+def test_save_never_replaces_another_key_unless_asked(tmp_path: Path, signer: cob.Signer) -> None:
     path = tmp_path / "key"
-    path.write_text("old")
+    other = cob.Signer.generate()
+    other.save(path)
+    with pytest.raises(cob.KeyFileError, match="already exists"):
+        signer.save(path)
+    assert cob.Signer.from_file(path).nid == other.nid  # untouched
+    other.save(path)  # the same key again: a no-op
     path.chmod(0o644)
-    signer.save(path)
+    signer.save(path, overwrite=True)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert cob.Signer.from_file(path).nid == signer.nid
 
