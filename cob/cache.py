@@ -31,7 +31,7 @@ import os
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgspec
@@ -350,18 +350,6 @@ class Cache:
         args = (codec.cobtype.typename, prefix, prefix + "g")
         return self.refresh(codec, refs, lambda db: [i for (i,) in db.execute(sql, args)]) or []
 
-    def ids(self, typename: str) -> list[str]:
-        sql = "SELECT id FROM roots WHERE typename=? ORDER BY id"
-        return self._run(lambda db: [i for (i,) in db.execute(sql, (typename,))])
-
-    def lookup(self, typename: str, key: str, value: str) -> list[str]:
-        sql = "SELECT id FROM keys WHERE typename=? AND key=? AND value=? ORDER BY id"
-        return self._run(lambda db: [i for (i,) in db.execute(sql, (typename, key, value))])
-
-    def lookup_prefix(self, typename: str, prefix: str) -> list[str]:
-        sql = "SELECT id FROM roots WHERE typename=? AND id >= ? AND id < ? ORDER BY id"
-        return self._run(lambda db: [i for (i,) in db.execute(sql, (typename, prefix, prefix + "g"))])
-
     # -- evaluations ------------------------------------------------------------------
     def get(self, codec: Codec, object_id: str) -> Evaluation[Any] | None:
         cobtype = codec.cobtype
@@ -407,9 +395,6 @@ class Cache:
         sql = "INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?)"
         self._run(lambda db: db.execute(sql, (codec.cobtype.typename, ev.object_id, data)))
 
-    def forget(self, typename: str, object_ids: Iterable[str]) -> None:
-        rows = [(typename, i) for i in object_ids]
-        self._run(lambda db: db.executemany("DELETE FROM evaluations WHERE typename=? AND id=?", rows))
 
     # -- inspection -------------------------------------------------------------------
     def status(self, typename: str, refs: RefReader) -> dict[str, Any]:

@@ -158,6 +158,23 @@ class _Context:
         return found
 
 
+def _moved_forward(repo: pygit2.Repository, old: Mapping[str, str], new: Mapping[str, str]) -> bool:
+    """True when every old tip is still reached from the same namespace's new tip, so the
+    history a previous fold saw is all still there."""
+    for nid, before in old.items():
+        after = new.get(nid)
+        if after == before:
+            continue
+        if after is None:
+            return False
+        try:
+            if not repo.descendant_of(pygit2.Oid(hex=after), pygit2.Oid(hex=before)):
+                return False
+        except (pygit2.GitError, KeyError, ValueError):
+            return False
+    return True
+
+
 def _parents_of_unreadable(repo: pygit2.Repository, oid: str) -> tuple[int, tuple[str, ...]]:
     """Time and parents of a rejected commit, to keep walking to what it builds on.
 
@@ -189,18 +206,16 @@ def evaluate(
     :func:`_evaluate_trimmed`, which keeps a deterministic subset of the tips; ``trim=False``
     (its own inner fold) rejects what is past the limit instead of trimming again.
 
-    ``base`` is only extended when that equals a full fold: its heads must all still be
-    reachable from ``tips`` (a ref moved backwards or sideways, or was deleted, drops history),
+    ``base`` is only extended when that equals a full fold: every namespace's tip must have
+    stayed or moved forward (a ref moved backwards or sideways, or was deleted, drops history),
     and none of its rejections may be one that new objects could cure (a missing parent).
     Otherwise the object is folded from scratch.
     """
     cobtype = codec.cobtype
-    if base is not None and base.curable():
+    if base is not None and (base.curable() or not _moved_forward(repo, base.tips, tips)):
         base = None
-    old_heads: set[str] = set()
     if base is not None and base.state is not None:
         ev = base
-        old_heads = set(base.heads)
         ev.changes = []
     else:
         ev = Evaluation(cobtype.typename, object_id, None)
@@ -213,7 +228,6 @@ def evaluate(
     keys: dict[str, tuple[int, str]] = {}
     stack = [t for t in set(tips.values()) if t not in accepted and t not in rejected]
     seen = set(stack)
-    reached: set[str] = set()  # old heads the new tips still lead to
     while stack:
         oid = stack.pop()
         if len(read) + len(accepted) + len(rejected) >= MAX_CHANGES:
@@ -233,12 +247,6 @@ def evaluate(
             if p not in seen and p not in accepted and p not in rejected:
                 seen.add(p)
                 stack.append(p)
-            elif old_heads and p in old_heads:
-                reached.add(p)
-    if old_heads:
-        reached.update(t for t in tips.values() if t in old_heads)
-        if reached != old_heads:  # some old history is no longer reachable: fold from scratch
-            return evaluate(repo, codec, object_id, tips, None)
 
     # 2. Topological order among new changes; parents seen before are already settled.
     indegree = {oid: 0 for oid in read}

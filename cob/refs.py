@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import pygit2
 
-from .errors import Conflict, RepositoryError
+from .errors import RepositoryError
 
 NAMESPACES = "refs/namespaces/"
 _HEX = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
@@ -31,10 +31,6 @@ def is_oid(text: str) -> bool:
 
 def object_ref(nid: str, typename: str, object_id: str) -> str:
     return f"{NAMESPACES}{nid}/refs/cobs/{typename}/{object_id}"
-
-
-def type_prefix(nid: str, typename: str) -> str:
-    return f"{NAMESPACES}{nid}/refs/cobs/{typename}/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,39 +181,11 @@ class RefReader:
             if ref is not None and ref.type == pygit2.enums.ReferenceType.DIRECT:
                 yield CobRef(name, parsed[0], parsed[1], parsed[2], str(ref.target))
 
-    def fingerprint(self, typename: str) -> tuple[object, ...]:
-        """Cheap stat-based token that changes whenever a ref of ``typename`` may have moved.
-
-        Creating, moving or deleting a loose ref renames a file in its directory (changing the
-        directory's mtime); packing rewrites packed-refs. So stat-ing packed-refs, the
-        namespaces directory and each namespace's type directory is enough.
-        """
-        parts: list[object] = []
-        if self._reftable:
-            tdir = os.path.join(self.gitdir, "reftable")
-            return tuple((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in os.scandir(tdir))
-        for path in ("packed-refs", "refs/namespaces"):
-            try:
-                st = os.stat(os.path.join(self.gitdir, path))
-                parts.append((path, st.st_mtime_ns, st.st_size, st.st_ino))
-            except FileNotFoundError:
-                parts.append((path, None))
-        base = os.path.join(self.gitdir, "refs", "namespaces")
-        try:
-            nids = sorted(os.listdir(base))
-        except FileNotFoundError:
-            nids = []
-        for nid in nids:
-            try:
-                st = os.stat(os.path.join(base, nid, "refs", "cobs", typename))
-                parts.append((nid, st.st_mtime_ns, st.st_ino))
-            except (FileNotFoundError, NotADirectoryError):
-                parts.append((nid, None))
-        return tuple(parts)
-
     def stamp(self, typename: str) -> tuple[str, int]:
         """(token, newest mtime in ns): the token changes whenever an object of ``typename``
-        may have been added or removed in any namespace (see :meth:`fingerprint`).
+        may have been added or removed in any namespace. Creating, moving or deleting a loose
+        ref renames a file in its directory (changing the directory's mtime) and packing
+        rewrites packed-refs, so stat-ing those is enough.
 
         The newest mtime lets a caller tell a token that is too fresh to trust: a write in the
         same tick of the filesystem's coarse clock would leave it unchanged.
@@ -373,9 +341,3 @@ def _compare_and_swap(
             return False
         raise RepositoryError(f"cannot update {name}: {text}") from None
 
-
-def delete_ref(repo: pygit2.Repository, name: str) -> None:
-    try:
-        repo.references.delete(name)
-    except (KeyError, pygit2.GitError) as e:
-        raise Conflict(f"cannot delete {name}: {e}") from None

@@ -12,7 +12,7 @@ import builtins
 import os
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import pygit2
@@ -140,6 +140,18 @@ class Store:
         tips = self.tips(cobtype, object_id)
         if not tips:
             return None
+        return self._fold(cobtype, object_id, tips, base, full=full)
+
+    def _fold(
+        self,
+        cobtype: CobType[S],
+        object_id: str,
+        tips: dict[str, str],
+        base: Evaluation[S] | None,
+        *,
+        full: bool = False,
+    ) -> Evaluation[S]:
+        """:meth:`load` for refs the caller has just read."""
         self.loads += 1
         codec = self.codec(cobtype)
         if full:
@@ -148,8 +160,6 @@ class Store:
             base = self.cache.get(codec, object_id)
         if base is not None and (not cobtype.commutative or base.object_id != object_id):
             base = None
-        if base is not None and not self._only_moved_forward(base.tips, tips):
-            base = None  # a ref went backwards, sideways or away: what it reached may be gone
         if base is not None and base.tips == tips and base.state is not None and not base.curable():
             base.changes = []
             return base
@@ -159,33 +169,12 @@ class Store:
             self.cache.put(codec, ev)
         return ev
 
-    def _only_moved_forward(self, old: Mapping[str, str], new: Mapping[str, str]) -> bool:
-        """True when every old tip is still reached from the same namespace's new tip."""
-        for nid, before in old.items():
-            after = new.get(nid)
-            if after == before:
-                continue
-            if after is None:
-                return False
-            try:
-                if not self.repo.descendant_of(pygit2.Oid(hex=after), pygit2.Oid(hex=before)):
-                    return False
-            except (pygit2.GitError, KeyError, ValueError):
-                return False
-        return True
-
     def get(self, cobtype: CobType[S], object_id: str) -> Evaluation[S]:
         """Like :meth:`load`, but an unknown object is an :class:`UnknownObject` error."""
         ev = self.load(cobtype, object_id)
         if ev is None:
             raise UnknownObject(f"no {cobtype.typename} object {object_id}")
         return ev
-
-    def iter_objects(self, cobtype: CobType[S]) -> Iterator[Evaluation[S]]:
-        for object_id in self.list(cobtype):
-            ev = self.load(cobtype, object_id)
-            if ev is not None:
-                yield ev
 
     def rebuild_cache(self, cobtype: CobType[Any]) -> int:
         """Empty the index and rebuild it for ``cobtype`` from the refs; returns the number
@@ -298,8 +287,7 @@ class Store:
             if not tips:
                 raise UnknownObject(f"no {cobtype.typename} object {object_id}")
             if ev is None or ev.tips != tips or ev.state is None:
-                ev = self.load(cobtype, object_id, base=ev)
-            assert ev is not None
+                ev = self._fold(cobtype, object_id, tips, ev)
             if ev.state is None:
                 raise UnknownObject(f"{cobtype.typename} object {object_id} has no valid root")
             if precondition is not None:

@@ -115,10 +115,7 @@ class JobType(CobType[JobState]):
                     continue
                 run = mine.get(op.run_id)
                 if run is None or not any(ctx.is_ancestor(c, change.oid) for c in run.start_changes):
-                    owner = next(
-                        (nid for nid, rs in state.runs.items() if op.run_id in rs and nid != author),
-                        None,
-                    )
+                    owner = state.owner_of(op.run_id, other_than=author)
                     if owner is not None:
                         raise Reject(f"run {op.run_id} belongs to {owner}, not {author}")
                     raise Reject(f"finish of unknown run {op.run_id}")

@@ -68,6 +68,10 @@ class JobState(msgspec.Struct, array_like=True):
     name: str
     runs: dict[str, dict[str, RunState]] = msgspec.field(default_factory=dict)
 
+    def owner_of(self, run_id: str, other_than: str | None = None) -> str | None:
+        """The node (not ``other_than``) that has a run ``run_id``, for "belongs to" errors."""
+        return next((nid for nid, rs in self.runs.items() if run_id in rs and nid != other_than), None)
+
 
 def _utc(ts: int | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC)

@@ -87,9 +87,10 @@ class Jobs:
         if ":" in text:
             rev, _, name = text.rpartition(":")
             commit = self.resolve_commit(rev, must_exist=False)
-            for job_id in self.store.lookup(JOB_TYPE, "commit", commit):
-                job = self.get(job_id)
-                if job is not None and job.name == name:
+            # Both keys are indexed: no job needs loading to find (commit, name).
+            on_commit = set(self.store.lookup(JOB_TYPE, "commit", commit))
+            for job_id in self.store.lookup(JOB_TYPE, "name", name):
+                if job_id in on_commit and self.get(job_id) is not None:
                     return job_id
             raise UnknownJobError(f"no job {name!r} on commit {commit[:12]}")
         lowered = text.lower()
@@ -244,7 +245,7 @@ class JobMut(Job):
         def unfinished(state: JobState) -> None:
             run = state.runs.get(signer.nid, {}).get(key)
             if run is None:
-                owner = next((nid for nid, runs in state.runs.items() if key in runs), None)
+                owner = state.owner_of(key, other_than=signer.nid)
                 if owner is not None:
                     raise UnknownRunError(f"run {key} belongs to node {owner}, not to this node")
                 raise UnknownRunError(f"job {self.id[:12]} has no run {key}")

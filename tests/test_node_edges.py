@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import math
-import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from jobs.node.definitions import parse_definitions
 from jobs.node.retry import MAX_HINT, Backoff, Policy, policies
 from tests.clirunner import gj
 from tests.conftest import git, init_repo
-from tests.test_node_work import CLI, cli, commit_defs, new_key, reasons
+from tests.test_node_work import cli, commit_defs, interrupt_work_any, new_key, reasons
 
 
 @pytest.fixture
@@ -94,19 +92,7 @@ def test_logs_accepts_a_run_id_without_dashes_and_held_jobs_can_be_rerun(
     sha = commit_defs(
         path, f'[jobs.long]\nrun = "if [ -f {mark} ]; then echo again; else touch {mark}; sleep 60; fi"\n'
     )
-    env = dict(os.environ, GIT_JOBS_KEY=str(key))
-    proc = subprocess.Popen([*CLI, "work", "any"], cwd=path, env=env, stdout=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        while not mark.exists():
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    interrupt_work_any(path, key, mark, signal.SIGINT)
     assert reasons(jobs.Jobs.open(path), sha, signer.nid) == {"long": ["cancelled"]}
     job = jobs.Jobs.open(path).find_by_commit(sha)[0]
     run_id = next(iter(job.runs_of(signer.nid)))

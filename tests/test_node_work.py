@@ -48,6 +48,24 @@ def cli(
     return res
 
 
+def interrupt_work_any(path: Path, key: Path, mark: Path, sig: int) -> tuple[int, str]:
+    """Run `git jobs work any`, send ``sig`` once the job has created ``mark``; (exit, stdout)."""
+    env = dict(os.environ, GIT_JOBS_KEY=str(key))
+    proc = subprocess.Popen([*CLI, "work", "any"], cwd=path, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not mark.exists():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, out
+
+
 def commit_defs(path: Path, text: str, message: str = "definitions") -> str:
     """Commit ``.git-jobs.toml`` with ``text`` in the work tree at ``path``; return the sha."""
     (path / ".git-jobs.toml").write_text(text)
@@ -425,20 +443,8 @@ def test_work_any_interrupted_finishes_the_run_cancelled(
 ) -> None:
     mark = tmp_path / "started"
     sha = commit_defs(work_repo, f'[jobs.long]\nrun = "touch {mark}; sleep 60"\n')
-    env = dict(os.environ, GIT_JOBS_KEY=str(key[1]))
-    proc = subprocess.Popen([*CLI, "work", "any"], cwd=work_repo, env=env, stdout=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        while not mark.exists():
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130 and "cancelled" in out
+    code, out = interrupt_work_any(work_repo, key[1], mark, signal.SIGTERM)
+    assert code == 130 and "cancelled" in out
     assert reasons(jobs.Jobs.open(work_repo), sha, key[0].nid) == {"long": ["cancelled"]}
     assert Journal(pygit2.Repository(str(work_repo))).entries() == []
 
