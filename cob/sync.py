@@ -129,7 +129,7 @@ def git_env() -> dict[str, str]:
     return env
 
 
-def _first_error(stderr: str) -> str:
+def first_error(stderr: str) -> str:
     """The most telling line of git's stderr, as one line.
 
     That is its first ``fatal:`` (else ``error:``) line, joined with a continuation line when it
@@ -211,7 +211,7 @@ def ls_remote(
     _check_remote(remote)
     res = run_git(_gitdir(repo), ["ls-remote", "--refs", remote, NAMESPACES + "*"], timeout=timeout)
     if res.returncode != 0:
-        raise TransportError(f"cannot list {describe(remote)}: {_first_error(res.stderr)}")
+        raise TransportError(f"cannot list {describe(remote)}: {first_error(res.stderr)}")
     out: dict[str, str] = {}
     for line in res.stdout.splitlines():
         oid, _, name = line.partition("\t")
@@ -351,7 +351,7 @@ def fetch(
                     if target is not None:
                         staged[name] = target
                 break
-            message = _first_error(res.stderr)
+            message = first_error(res.stderr)
             if "couldn't find remote ref" in message and attempt < 2:
                 continue  # a ref vanished between listing and fetching: list again
             raise TransportError(f"cannot fetch from {describe(remote)}: {message}")
@@ -523,10 +523,7 @@ def push(
             continue
         if flag == "!":
             why = re.sub(r"^\[[^\]]*\]\s*", "", summary).strip("() ") or summary
-            kind = "non-fast-forward" if ("fast-forward" in why or "fetch first" in why) else "rejected"
-            reason = f"the remote refused it ({why})"
-            if kind == "non-fast-forward":
-                reason += "; the remote has changes this node lacks: fetch, then sync again"
+            kind, reason = _push_refusal(why)
             result.refused.append(Refusal(dst, reason, PUSH, kind, local, old))
             continue
         if local is None:
@@ -539,8 +536,25 @@ def push(
             result.pushed.append(RefUpdate(dst, old, local))
     if res.returncode != 0 and not (seen and result.refused):
         # git exits 1 when it refused refs (reported above); anything else is the transport.
-        raise TransportError(f"cannot push to {describe(remote)}: {_first_error(res.stderr)}")
+        raise TransportError(f"cannot push to {describe(remote)}: {first_error(res.stderr)}")
     return result
+
+
+# What `git push --porcelain` says when another push moved the same ref at the same moment:
+# harmless (our tip is there or the next sync sends it), so not a hook's refusal.
+_LOST_RACE = ("failed to update ref", "cannot lock ref", "incorrect old value", "failed to lock")
+
+
+def _push_refusal(why: str) -> tuple[str, str]:
+    """The kind and one-line reason of a ref the remote refused, from git's porcelain summary."""
+    if "fast-forward" in why or "fetch first" in why:
+        return "non-fast-forward", (
+            f"the remote refused it ({why}); the remote has changes this node lacks:"
+            " fetch, then sync again"
+        )
+    if any(marker in why for marker in _LOST_RACE):
+        return "busy", f"another push updated it at the same moment ({why}); the next sync completes"
+    return "rejected", f"the remote refused it ({why})"
 
 
 def _expand(repo: pygit2.Repository, short: str) -> str | None:

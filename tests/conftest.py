@@ -4,7 +4,10 @@ Every test runs with its own HOME (so `~/.config/git-jobs/key` and `~/.gitconfig
 developer's) and with system git config ignored.
 """
 
+# ruff: noqa: I001  (tests.sourceless first: the package under test is the installed one)
 from __future__ import annotations
+
+import tests.sourceless  # noqa: F401  (first: the package under test is the installed one)
 
 import subprocess
 from collections.abc import Callable, Iterator

@@ -113,3 +113,53 @@ def test_demo_json_and_keep(tmp_path: Path) -> None:
     assert len(ok(kept / "hub.git", "list", "--json").json) == 7  # build, test x 3; lint
     assert ok(bob, "verify").code == 0
     assert Path(GIT_JOBS).exists()
+
+
+def test_a_big_first_sync_prints_a_summary_and_lists_jobs_only_when_asked(
+    repo: pygit2.Repository, tmp_path: Path
+) -> None:
+    import jobs
+
+    hub = tmp_path / "hub.git"
+    init_repo(hub, bare=True)
+    alice = jobs.Jobs.open(repo.workdir, signer=cob.Signer.generate())
+    made = [alice.create("HEAD", name=f"job{i}") for i in range(25)]
+    for job in made:
+        job.run("https://ci.example/1")
+    alice.sync(str(hub), fetch=False)
+    bob, b = tmp_path / "bob", cob.Signer.generate().save(tmp_path / "b.key")
+    init_repo(bob)
+    first = ok(bob, "sync", str(hub), "--no-push", key=b)
+    assert "jobs changed 25" in first.out and len(first.out.strip().splitlines()) <= 2, first
+    alice_more = [job.run("https://ci.example/2") for job in made[:3]]
+    assert len(alice_more) == 3
+    alice.sync(str(hub), fetch=False)
+    verbose = ok(bob, "sync", str(hub), "--no-push", "--verbose", key=b)
+    assert sorted(re.findall(r"changed  job (\w+)", verbose.out)) == sorted(j.id[:12] for j in made[:3])
+
+
+def test_two_syncs_racing_on_one_hub_are_never_reported_as_a_hook_refusal(
+    repo: pygit2.Repository, tmp_path: Path
+) -> None:
+    """Both push the same ref at once (a slow hook holds them together): at most `busy`."""
+    import subprocess
+
+    hub = tmp_path / "hub.git"
+    init_repo(hub, bare=True)
+    hook = hub / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\ncat >/dev/null\nsleep 1\n")
+    hook.chmod(0o755)
+    key = cob.Signer.generate().save(tmp_path / "a.key")
+    wd = Path(repo.workdir)
+    job = ok(wd, "create", "HEAD", key=key).line
+    ok(wd, "run", job, "--log", "https://ci.example/1", key=key)
+    procs = [
+        subprocess.Popen([GIT_JOBS, "sync", str(hub), "--no-fetch", "--json"], cwd=wd, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**__import__("os").environ,
+                         "GIT_JOBS_KEY": str(key)})
+        for _ in range(2)
+    ]
+    reports = [p.communicate(timeout=60) for p in procs]
+    kinds = [r["kind"] for out, _ in reports for r in __import__("json").loads(out)["refused"]]
+    assert all(p.returncode == 0 for p in procs), reports
+    assert "rejected" not in kinds and set(kinds) <= {"busy"}

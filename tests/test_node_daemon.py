@@ -170,6 +170,7 @@ def test_a_failing_preflight_stops_the_node_before_any_work(world: World) -> Non
     lines = world.node_log(path).strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in lines[0]
     assert "preflight" in lines[0] and "not reachable for fetch" in lines[0] and "127.0.0.1" in lines[0]
+    assert not lines[0].rstrip().endswith(":") and "refused" in lines[0].lower()  # the whole reason
     assert not (path / ".git" / "git-jobs" / "logs").exists()
     assert git(path, "for-each-ref", "refs/namespaces") == ""
 

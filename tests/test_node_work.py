@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -350,13 +352,42 @@ def test_dry_run_prints_the_work_as_json_and_writes_nothing(
 ) -> None:
     sha = commit_defs(work_repo, BUILD_TEST)
     before = git(work_repo, "for-each-ref")
-    res = cli(work_repo, "work", "any", "--dry-run", key=key[1], check=True)
+    res = cli(work_repo, "work", "any", "--dry-run", "--json", key=key[1], check=True)
     plan = json.loads(res.stdout)
     assert plan["commit"] == sha and plan["node"] == key[0].nid
     assert [(w["name"], w["action"]) for w in plan["work"]] == [("build", "run")]
     assert [(j["name"], j["action"]) for j in plan["jobs"]] == [("build", "run"), ("test", "blocked")]
     assert git(work_repo, "for-each-ref") == before
     assert not (work_repo / ".git" / "git-jobs" / "logs").exists()
+
+
+def test_dry_run_speaks_to_people_and_lists_no_waiting_retry_as_work_to_do_now(
+    work_repo: Path, key: tuple[cob.Signer, Path]
+) -> None:
+    sha = commit_defs(
+        work_repo, "[jobs.flaky]\nrun = 'exit 1'\nretry = { max = 3, pattern = 'minutes' }\n"
+        "[jobs.lint]\nrun = 'true'\n"
+    )
+    cli(work_repo, "work", "any", key=key[1])  # flaky fails once; its retry is minutes away
+    res = cli(work_repo, "work", "any", "--dry-run", key=key[1], check=True)
+    assert res.stdout.startswith(f"commit {sha[:12]}: 0 of 2 jobs to do now")
+    assert re.search(r"flaky +wait +retry 2 of 3 .* at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", res.stdout)
+    plan = json.loads(cli(work_repo, "work", "any", "--dry-run", "--json", key=key[1], check=True).stdout)
+    assert plan["work"] == [] and [w["name"] for w in plan["waiting"]] == ["flaky"]
+    when = datetime.fromisoformat(plan["waiting"][0]["not_before"])
+    assert when.tzinfo is not None and when > datetime.now(UTC)
+
+
+def test_after_a_cancelled_run_the_plan_says_so(
+    work_repo: Path, key: tuple[cob.Signer, Path], tmp_path: Path
+) -> None:
+    mark = tmp_path / "started"
+    commit_defs(work_repo, f'[jobs.long]\nrun = "touch {mark}; sleep 60"\nidempotent = true\n')
+    code, _ = interrupt_work_any(work_repo, key[1], mark, signal.SIGTERM)
+    assert code == 130
+    res = cli(work_repo, "work", "any", "--dry-run", key=key[1], check=True)
+    assert re.search(r"long +run +run again: the last run here ended cancelled", res.stdout), res.stdout
+    assert "not run on this node yet" not in res.stdout
 
 
 def test_a_run_left_started_by_a_dead_worker_is_finished_error_and_rerun_if_idempotent(

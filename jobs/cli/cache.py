@@ -12,7 +12,8 @@ import time
 from typing import Any
 
 from ..jobtype import JOB_TYPE
-from .common import EXIT_OK, CliError, add_command, add_json, open_jobs, print_json
+from .common import add_command, add_json, open_jobs, print_json
+from .errors import EXIT_OK, CliError
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -11,23 +11,9 @@ from typing import Any
 import cob
 
 from ..store import Jobs
-
-# Exit codes (docs/CLI.md). 1 and 8 follow `gh pr checks`: failed, and still pending.
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERNAL = 3
-EXIT_PENDING = 8
+from .errors import CliError
 
 SHORT = 12  # hex digits of a short job id or commit, as git's core.abbrev=12 shows them
-
-
-class CliError(Exception):
-    """A user error: printed as one line, exit code ``code`` (2 by default)."""
-
-    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def open_repo() -> Any:
@@ -62,7 +48,7 @@ def print_json(value: Any) -> None:
 
 
 def add_json(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print JSON (shape in docs/CLI.md)")
+    parser.add_argument("--json", action="store_true", help="Print JSON (shape in docs/CLI.md).")
 
 
 def use_colour(stream: Any = None) -> bool:
@@ -144,20 +130,21 @@ def short_nid(nid: str, *, unicode: bool = True) -> str:
 
 
 def add_command(
-    sub: Any, name: str, help: str, examples: str, handler: Any
+    sub: Any, name: str, help: str, examples: str, handler: Any, details: str = ""
 ) -> argparse.ArgumentParser:
-    """Add a subcommand with a description and an examples epilog."""
+    """Add a subcommand: ``help`` is its one line in `git jobs -h` (kept equal to the table in
+    :mod:`jobs.cli`), ``details`` follow it in the command's own ``-h``, then the examples."""
     parser: argparse.ArgumentParser = sub.add_parser(
         name,
         help=help,
-        description=help,
+        description=f"{help}\n\n{details}" if details else help,
         epilog="examples:\n" + examples,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     # Also accepted after the command (`git jobs create HEAD --key FILE`); SUPPRESS keeps a
     # value given before the command from being overwritten by this parser's default.
     parser.add_argument(
-        "--key", metavar="FILE", default=argparse.SUPPRESS, help="the node's ed25519 key"
+        "--key", metavar="FILE", default=argparse.SUPPRESS, help="The node's ed25519 key."
     )
     parser.set_defaults(handler=handler)
     return parser

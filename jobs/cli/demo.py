@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ..demo import DemoError, DemoResult, run_demo
-from .common import EXIT_FAILED, EXIT_OK, CliError, Style, add_command, add_json, print_json
+from .common import Style, add_command, add_json, print_json
+from .errors import EXIT_FAILED, EXIT_OK, CliError
 from .query import render_status
 
 
@@ -66,5 +67,5 @@ def register(sub: Any) -> None:
         "  git -C /tmp/jobs-demo/bob jobs list\n",
         _demo,
     )
-    p.add_argument("--keep", metavar="DIR", help="build the demo in DIR (new or empty) and keep it")
+    p.add_argument("--keep", metavar="DIR", help="Build the demo in DIR (new or empty) and keep it.")
     add_json(p)

@@ -9,7 +9,8 @@ from typing import Any
 
 import cob
 
-from .common import EXIT_OK, add_command, add_json, open_jobs, print_json
+from .common import add_command, add_json, open_jobs, print_json
+from .errors import EXIT_OK
 
 
 def _repo_or_none() -> Any:
@@ -118,7 +119,7 @@ def register(sub: Any) -> None:
         "  git jobs whoami --json | jq -r .nid\n",
         _whoami,
     )
-    p.add_argument("--nid", dest="nid_only", action="store_true", help="print only the NID")
+    p.add_argument("--nid", dest="nid_only", action="store_true", help="Print only the NID.")
     add_json(p)
     p = add_command(
         sub,
@@ -130,5 +131,5 @@ def register(sub: Any) -> None:
         "  git jobs allowed-signers -o signers.txt\n",
         _allowed_signers,
     )
-    p.add_argument("-o", "--output", metavar="FILE", help="write the file instead of stdout")
+    p.add_argument("-o", "--output", metavar="FILE", help="Write the file instead of stdout.")
     add_json(p)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 import cob
@@ -20,17 +21,10 @@ from ..node.daemon import Node
 from ..node.durations import DurationError
 from ..node.logs import find_log
 from ..node.trigger import trigger
-from .common import (
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_PENDING,
-    CliError,
-    add_command,
-    add_json,
-    open_jobs,
-    open_repo,
-    print_json,
-)
+from ..node.work import PlanItem
+from ..text import safe
+from .common import add_command, add_json, open_jobs, open_repo, print_json
+from .errors import EXIT_FAILED, EXIT_OK, EXIT_PENDING, CliError
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -65,15 +59,10 @@ def _work_any(args: argparse.Namespace) -> int:
     sha, defs = workshop.definitions(args.rev)
     if args.dry_run:
         plan = workshop.plan(defs) if defs is not None else []
-        print_json(
-            {
-                "commit": sha,
-                "node": store.signer.nid,
-                "defined": defs is not None,
-                "work": [p.to_json() for p in plan if p.action in ("run", "skip", "wait")],
-                "jobs": [p.to_json() for p in plan],
-            }
-        )
+        if args.json:
+            print_json(_plan_json(sha, store.signer.nid, defs is not None, plan))
+        else:
+            _print_plan(sha, defs is not None, plan)
         return EXIT_OK
     if defs is None:
         print(f"no .git-jobs.toml in commit {sha[:12]}: nothing to do", file=sys.stderr)
@@ -107,6 +96,31 @@ def _work_any(args: argparse.Namespace) -> int:
     if any(p.action in ("run", "skip", "wait", "blocked", "running") for p in report.plan):
         return EXIT_PENDING
     return EXIT_FAILED
+
+
+def _plan_json(sha: str, nid: str, defined: bool, plan: list[PlanItem]) -> dict[str, Any]:
+    """``work`` is what a pass would do now (run or record a skip); ``waiting``, retries not due."""
+    return {
+        "commit": sha,
+        "node": nid,
+        "defined": defined,
+        "work": [p.to_json() for p in plan if p.action in ("run", "skip")],
+        "waiting": [p.to_json() for p in plan if p.action == "wait"],
+        "jobs": [p.to_json() for p in plan],
+    }
+
+
+def _print_plan(sha: str, defined: bool, plan: list[PlanItem]) -> None:
+    if not defined:
+        print(f"no .git-jobs.toml in commit {sha[:12]}: nothing to do")
+        return
+    now = [p for p in plan if p.action in ("run", "skip")]
+    print(f"commit {sha[:12]}: {len(now)} of {len(plan)} jobs to do now (dry run: nothing runs)")
+    for p in plan:
+        when = ""
+        if p.not_before is not None:
+            when = " at " + datetime.fromtimestamp(p.not_before, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        print(f"  {safe(p.name):<16} {p.action:<10} {safe(p.reason)}{when}")
 
 
 def _outcome(o: Any) -> dict[str, Any]:
@@ -163,17 +177,17 @@ def register(sub: Any) -> None:
     p = add_command(
         sub,
         "release",
-        "create the jobs that .git-jobs.toml at REV defines (idempotent)",
+        "Create the jobs that .git-jobs.toml at REV defines (idempotent).",
         "  git jobs release            # the jobs of HEAD\n  git jobs release v1.2 --json\n",
         _release,
     )
-    p.add_argument("rev", nargs="?", default="HEAD", metavar="REV", help="the commit (default HEAD)")
+    p.add_argument("rev", nargs="?", default="HEAD", metavar="REV", help="The commit (default HEAD).")
     add_json(p)
 
     work = add_command(
         sub,
         "work",
-        "run this node's outstanding jobs (`work any`), or trigger other commits",
+        "Run this node's outstanding jobs (`work any`), or trigger other commits.",
         "  git jobs work any\n  git jobs work any --dry-run\n  git jobs work trigger --intent\n",
         None,
     )
@@ -182,36 +196,38 @@ def register(sub: Any) -> None:
     p = add_command(
         inner,
         "any",
-        "for HEAD, run every job this node has not completed successfully, in needs order",
+        "For HEAD, run every job this node has not completed successfully, in needs order.",
         "  git jobs work any                  # one pass\n"
         "  git jobs work any --comprehensive  # until nothing is left (waits for retries)\n"
-        "  git jobs work any --dry-run        # print the plan as JSON, run nothing\n"
+        "  git jobs work any --dry-run        # print the plan, run nothing (--json for JSON)\n"
         "  git jobs work any --rerun-held     # also rerun jobs held after an interruption\n",
         _work_any,
     )
     p.add_argument(
         "--rerun-held",
         action="store_true",
-        help="rerun jobs that are not idempotent and whose last run was interrupted",
+        help="Rerun jobs that are not idempotent and whose last run was interrupted.",
     )
     p.add_argument("--rev", default="HEAD", help=argparse.SUPPRESS)
-    p.add_argument("--dry-run", action="store_true", help="print the work as JSON; write nothing")
-    p.add_argument("--comprehensive", action="store_true", help="repeat until nothing is left")
+    p.add_argument(
+        "--dry-run", action="store_true", help="Print what a pass would do (JSON with --json); write nothing."
+    )
+    p.add_argument("--comprehensive", action="store_true", help="Repeat until nothing is left.")
     add_json(p)
     p = add_command(
         inner,
         "trigger",
-        "call the [trigger] command of every other commit with outstanding work, once each",
+        "Call the [trigger] command of every other commit with outstanding work, once each.",
         "  git jobs work trigger\n  git jobs work trigger --intent   # branch tips only\n",
         _work_trigger,
     )
-    p.add_argument("--intent", action="store_true", help="only the tips of branches")
+    p.add_argument("--intent", action="store_true", help="Only the tips of branches.")
     add_json(p)
 
     p = add_command(
         sub,
         "node",
-        "run a long-running peer: preflights, then sync/release/work/heartbeat workers",
+        "Run a long-running peer: preflights, then sync, release, work and heartbeat workers.",
         "  git jobs node --remote origin\n"
         "  git jobs node --remote git://hub.example/repo.git --interval 10s\n",
         _node,
@@ -221,15 +237,15 @@ def register(sub: Any) -> None:
         action="append",
         required=True,
         metavar="R",
-        help="a remote name or URL to sync with (repeatable)",
+        help="A remote name or URL to sync with (repeatable).",
     )
-    p.add_argument("--interval", default="30s", help="how often each worker runs (default 30s)")
+    p.add_argument("--interval", default="30s", help="How often each worker runs (default 30s).")
 
     p = add_command(
         sub,
         "logs",
-        "print the log of a run this node executed",
+        "Print the log of a run this node executed.",
         "  git jobs logs 0190a4b2-…\n  git jobs logs 0190a4b2      # a unique prefix\n",
         _logs,
     )
-    p.add_argument("run", metavar="RUN", help="a run id or unique prefix")
+    p.add_argument("run", metavar="RUN", help="A run id or unique prefix.")

@@ -14,7 +14,8 @@ from typing import Any
 from ..errors import UnknownJobError, UnknownRunError
 from ..model import Job, Runs
 from ..store import DEFAULT_NAME, JobMut, Jobs
-from .common import EXIT_OK, CliError, add_command, add_json, open_jobs, print_json
+from .common import add_command, add_json, open_jobs, print_json
+from .errors import EXIT_OK, CliError
 
 _RUN_PREFIX = re.compile(r"^[0-9a-f-]+$")
 
@@ -101,8 +102,8 @@ def register(sub: Any) -> None:
         "  JOB=$(git jobs create HEAD --name build)\n",
         _create,
     )
-    p.add_argument("rev", metavar="REV", help="the commit (anything git resolves)")
-    p.add_argument("--name", default=DEFAULT_NAME, help=f"the job's name (default: {DEFAULT_NAME})")
+    p.add_argument("rev", metavar="REV", help="The commit (anything git resolves).")
+    p.add_argument("--name", default=DEFAULT_NAME, help=f"The job's name (default: {DEFAULT_NAME}).")
     add_json(p)
 
     p = add_command(
@@ -113,8 +114,8 @@ def register(sub: Any) -> None:
         "  RUN=$(git jobs run HEAD:test --log file:///var/log/ci/42.txt)\n",
         _run,
     )
-    p.add_argument("job", metavar="JOB", help="a unique job id prefix, or REV:NAME")
-    p.add_argument("--log", required=True, metavar="URL", help="absolute URL of the run's log")
+    p.add_argument("job", metavar="JOB", help="A unique job id prefix, or REV:NAME.")
+    p.add_argument("--log", required=True, metavar="URL", help="Absolute URL of the run's log.")
     add_json(p)
 
     p = add_command(
@@ -126,7 +127,7 @@ def register(sub: Any) -> None:
         "  git jobs finish 3f2a1b9c \"$RUN\" failed\n",
         _finish,
     )
-    p.add_argument("job", metavar="JOB", help="a unique job id prefix, or REV:NAME")
-    p.add_argument("run", metavar="RUN", help="the run id, or a unique prefix of it")
-    p.add_argument("reason", metavar="REASON", help="how it ended")
+    p.add_argument("job", metavar="JOB", help="A unique job id prefix, or REV:NAME.")
+    p.add_argument("run", metavar="RUN", help="The run id, or a unique prefix of it.")
+    p.add_argument("reason", metavar="REASON", help="How it ended.")
     add_json(p)

@@ -31,18 +31,8 @@ from ..summary import (
     rejection_json,
     run_state,
 )
-from .common import (
-    EXIT_FAILED,
-    EXIT_OK,
-    CliError,
-    Style,
-    add_command,
-    add_json,
-    open_jobs,
-    print_json,
-    short,
-    short_nid,
-)
+from .common import Style, add_command, add_json, open_jobs, print_json, short, short_nid
+from .errors import EXIT_FAILED, EXIT_OK, CliError
 
 
 def subject(store: Jobs, commit: str) -> str:
@@ -319,7 +309,7 @@ def register(sub: Any) -> None:
         "  git jobs show main~2:build --json | jq '.runs[] | select(.state == \"failed\") | .log'\n",
         _show,
     )
-    p.add_argument("job", metavar="JOB", help="a unique job id prefix, or REV:NAME")
+    p.add_argument("job", metavar="JOB", help="A unique job id prefix, or REV:NAME.")
     add_json(p)
 
     p = add_command(
@@ -332,33 +322,33 @@ def register(sub: Any) -> None:
         "  git jobs list --json | jq -r '.[] | select(.state == \"failed\") | .id'\n",
         _list,
     )
-    p.add_argument("--commit", metavar="REV", help="only jobs of this commit")
-    p.add_argument("--name", metavar="NAME", help="only jobs with this name")
-    p.add_argument("--node", metavar="NID", help="only jobs this node has run")
+    p.add_argument("--commit", metavar="REV", help="Only jobs of this commit.")
+    p.add_argument("--name", metavar="NAME", help="Only jobs with this name.")
+    p.add_argument("--node", metavar="NID", help="Only jobs this node has run.")
     add_json(p)
 
     p = add_command(
         sub,
         "status",
-        "For a commit, each job x each node: the latest run and its outcome.\n\n"
-        "exit status: 0 every latest run passed (or was skipped); 1 some run failed, or the\n"
-        "commit has no jobs; 8 some job is still queued or running (as `gh pr checks`).",
+        "For a commit, each job x each node: the latest run and its outcome.",
         "  git jobs status                       # HEAD\n"
         "  git jobs status main~1\n"
         "  git jobs status --watch --interval 5  # until nothing is queued or running\n"
         "  git jobs status --watch --sync origin # fetch from origin on every refresh\n"
         "  git jobs status v1.2 --json | jq .outcome\n",
         _status,
+        "exit status: 0 every latest run passed (or was skipped); 1 some run failed, or the\n"
+        "commit has no jobs; 8 some job is still queued or running (as `gh pr checks`).",
     )
-    p.add_argument("rev", metavar="REV", nargs="?", default="HEAD", help="the commit (default HEAD)")
+    p.add_argument("rev", metavar="REV", nargs="?", default="HEAD", help="The commit (default HEAD).")
     p.add_argument(
-        "--watch", action="store_true", help="refresh until nothing is queued or running"
+        "--watch", action="store_true", help="Refresh until nothing is queued or running."
     )
     p.add_argument(
-        "--interval", type=float, default=2.0, metavar="S", help="seconds between refreshes (2)"
+        "--interval", type=float, default=2.0, metavar="S", help="Seconds between refreshes (2)."
     )
-    p.add_argument("--fail-fast", action="store_true", help="with --watch: stop at the first failure")
-    p.add_argument("--sync", metavar="REMOTE", help="with --watch: fetch from REMOTE each refresh")
+    p.add_argument("--fail-fast", action="store_true", help="With --watch: stop at the first failure.")
+    p.add_argument("--sync", metavar="REMOTE", help="With --watch: fetch from REMOTE each refresh.")
     add_json(p)
 
     p = add_command(

@@ -10,23 +10,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from typing import Any
 
 import cob
 
 from ..errors import SyncError
 from ..store import Jobs
-from .common import (
-    EXIT_OK,
-    CliError,
-    Style,
-    add_command,
-    add_json,
-    open_jobs,
-    open_repo,
-    print_json,
-    short,
-)
+from ..sync import SyncReport
+from ..text import safe
+from .common import Style, add_command, add_json, open_jobs, open_repo, print_json, short
+from .errors import EXIT_OK, CliError
 
 
 def default_remote(repo: Any) -> str:
@@ -71,17 +65,39 @@ def _sync(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report.to_json())
         return EXIT_OK
-    style = Style()
-    print(report.summary())
+    print(safe(report.summary()))
     if store.signer is None and not args.no_push:
         print("no key: fetched only (run `git jobs init` to push this node's jobs)", file=sys.stderr)
+    if args.verbose:
+        _print_details(report)
+    else:
+        _print_counts(report)
+    return EXIT_OK
+
+
+def _print_counts(report: SyncReport) -> None:
+    """A first sync can change thousands of jobs: counts by kind, the list only with -v."""
+    style = Style()
+    kinds = Counter(f"{r.side} {r.kind}" for r in report.refused)
+    if kinds:
+        detail = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+        print(f"  {style('refused', 'red')}  {len(report.refused)} refs ({safe(detail)})")
+    if report.rejected:
+        print(f"  {style('rejected', 'red')} {len(report.rejected)} changes of "
+              f"{len({r.object_id for r in report.rejected})} jobs")
+    if report.refused or report.rejected or len(report.changed) > 0:
+        print("  (--verbose lists every job, refusal and rejection; --json gives them all)")
+
+
+def _print_details(report: SyncReport) -> None:
+    style = Style()
     for job_id in report.changed:
         print(f"  changed  job {style(short(job_id), 'yellow')}")
     for refusal in report.refused:
-        print(f"  {style('refused', 'red')}  {refusal}")
+        print(f"  {style('refused', 'red')}  {safe(refusal)}")
     for r in report.rejected:
-        print(f"  {style('rejected', 'red')} job {short(r.object_id)} change {short(r.change)}: {r.reason}")
-    return EXIT_OK
+        job, change = short(r.object_id), short(r.change)
+        print(f"  {style('rejected', 'red')} job {job} change {change}: {safe(r.reason)}")
 
 
 def register(sub: Any) -> None:
@@ -95,7 +111,10 @@ def register(sub: Any) -> None:
         "  git jobs sync --no-push --json | jq '.changed'\n",
         _sync,
     )
-    p.add_argument("remote", metavar="REMOTE", nargs="?", help="remote name or URL")
-    p.add_argument("--no-push", action="store_true", help="only fetch")
-    p.add_argument("--no-fetch", action="store_true", help="only push this node's jobs")
+    p.add_argument("remote", metavar="REMOTE", nargs="?", help="Remote name or URL.")
+    p.add_argument("--no-push", action="store_true", help="Only fetch.")
+    p.add_argument("--no-fetch", action="store_true", help="Only push this node's jobs.")
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="List every changed job, refusal and rejection."
+    )
     add_json(p)

@@ -138,7 +138,7 @@ class Node:
                 raise PreflightError(f"preflight: remote {name} is not reachable for {what}: {e}") from None
             if res.returncode != 0:
                 raise PreflightError(
-                    f"preflight: remote {name} is not reachable for {what}: {_first_line(res.stderr)}"
+                    f"preflight: remote {name} is not reachable for {what}: {cob_sync.first_error(res.stderr)}"
                 )
 
     # -- phase 2 -----------------------------------------------------------------------------
@@ -261,9 +261,12 @@ class Node:
                     self.log("worker:release", f"no .git-jobs.toml at {head[:12]}: nothing to release")
                     seen.add(head)
                 return
-            created = [job.name for job, new in release(store, defs) if new]
+            made = release(store, defs)
+            created = [job.name for job, new in made if new]
             if created:
-                self.log("worker:release", f"released {', '.join(created)} for {head[:12]}")
+                existed = [job.name for job, new in made if not new]
+                also = f" ({', '.join(existed)} already existed)" if existed else ""
+                self.log("worker:release", f"released {', '.join(created)} for {head[:12]}{also}")
 
         return body
 

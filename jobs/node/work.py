@@ -26,6 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,11 @@ class PlanItem:
     not_before: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """``not_before`` as an ISO 8601 UTC time (``null`` when the job is not waiting)."""
+        out = asdict(self)
+        if self.not_before is not None:
+            out["not_before"] = datetime.fromtimestamp(self.not_before, UTC).isoformat()
+        return out
 
 
 @dataclass(slots=True)
@@ -173,6 +178,10 @@ def assess(
             n = bad[0]
             item.reason = f"need {n!r} did not succeed on this node ({out[n].action}: {out[n].reason})"
             continue
+        if last is not None and last.reason is not None and last.reason not in COUNTED:
+            item.reason = f"run again: the last run here ended {last.reason.value} (not an attempt)"
+        elif last is not None and latest is not None and str(latest[0]) in skip_ids:
+            item.reason = "run again: the last run here was interrupted (not an attempt)"
         waiting = [n for n in d.needs if out[n].action != "done"]
         if waiting:
             item.action = "blocked"

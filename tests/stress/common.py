@@ -69,9 +69,11 @@ class World:
 
 
 def worker_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
+    """The environment of a worker process: ``tests`` importable, the package the installed one."""
+    import tests.sourceless
+
+    tests.sourceless.apply()
+    return dict(os.environ)
 
 
 @dataclass
