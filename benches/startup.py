@@ -8,7 +8,7 @@ background load hits all alike; the table gives medians and each median ratio to
     .venv-test/bin/python benches/startup.py            # 30 rounds
     .venv-test/bin/python benches/startup.py --rounds 60
 
-Goals (issue "Install as users do"): `--version` ≤ 1.1×, `status` on a 1-job repository ≤ 1.3×.
+Goals (issue "Install as users do"): `--version` ≤ 1.1x, `status` on a 1-job repository ≤ 1.3x.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def main() -> int:
             "git-jobs list": [gj, "list"],
         }
         times: dict[str, list[float]] = {name: [] for name in commands}
-        for name, cmd in commands.items():  # warm-up: page cache, pyc files
+        for cmd in commands.values():  # warm-up: page cache, pyc files
             timed(cmd, repo)
         for _ in range(args.rounds):
             for name, cmd in commands.items():
@@ -83,7 +83,7 @@ def main() -> int:
     print("|---|---:|---:|")
     for name, samples in times.items():
         median = statistics.median(samples)
-        print(f"| {name} | {median * 1000:.1f} | {median / floor:.2f}× |")
+        print(f"| {name} | {median * 1000:.1f} | {median / floor:.2f}x |")
     return 0
 
 

@@ -137,9 +137,8 @@ class Node:
             except cob.TransportError as e:
                 raise PreflightError(f"preflight: remote {name} is not reachable for {what}: {e}") from None
             if res.returncode != 0:
-                raise PreflightError(
-                    f"preflight: remote {name} is not reachable for {what}: {cob_sync.first_error(res.stderr)}"
-                )
+                why = cob_sync.first_error(res.stderr)
+                raise PreflightError(f"preflight: remote {name} is not reachable for {what}: {why}")
 
     # -- phase 2 -----------------------------------------------------------------------------
     def run(self) -> int:
