@@ -12,15 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from .errors import KeyFileError, NoKeyError
 from .identity import allowed_signers_line, nid_from_public_key
 
+# cryptography's key classes are imported where a key is made, read or used: a command that only
+# reads the ledger from the index (`git jobs status`) then never loads them.
 if TYPE_CHECKING:
     import pygit2
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 ENV_KEY = "GIT_JOBS_KEY"
 
@@ -45,6 +44,8 @@ class Signer:
     __slots__ = ("_key", "nid", "public_key", "source")
 
     def __init__(self, key: Ed25519PrivateKey, source: KeySource | None = None) -> None:
+        from cryptography.hazmat.primitives import serialization
+
         self._key = key
         self.public_key: bytes = key.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
@@ -61,11 +62,17 @@ class Signer:
 
     @classmethod
     def generate(cls) -> Signer:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         return cls(Ed25519PrivateKey.generate())
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], origin: str = "argument") -> Signer:
         """Read an OpenSSH ed25519 private key (unencrypted)."""
+        from cryptography.exceptions import UnsupportedAlgorithm
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         p = Path(path).expanduser()
         try:
             data = p.read_bytes()
@@ -109,6 +116,8 @@ class Signer:
         key is its identity, and losing it orphans every run it signed. Saving the same key
         again is a no-op.
         """
+        from cryptography.hazmat.primitives import serialization
+
         p = Path(path).expanduser()
         pem = self._key.private_bytes(
             serialization.Encoding.PEM,
@@ -172,6 +181,9 @@ def _config_get(repo: object, name: str) -> str | None:
 
 
 def _is_ed25519_private_key_file(path: Path) -> bool:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         data = path.read_bytes()[:65536]
         key = serialization.load_ssh_private_key(data, password=None)

@@ -12,9 +12,6 @@ import hashlib
 import struct
 from typing import Protocol
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from .errors import SignatureError
 from .identity import ssh_wire_public_key
 
@@ -136,6 +133,10 @@ def verify(armored: str | bytes, message: bytes, namespace: bytes = NAMESPACE) -
     Raises :class:`SignatureError` when it is malformed, of another namespace or hash, or does
     not verify.
     """
+    # imported here, not at the top: reading the ledger from the index verifies nothing
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     public_key, ns, hash_alg, raw = parse(armored)
     if ns != namespace:
         raise SignatureError(f"signature namespace is {ns!r}, expected {namespace!r}")

@@ -127,7 +127,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     registered: set[str] = set()
     for name, (module, help) in COMMANDS.items():
         if module not in wanted:
-            sub.add_parser(name, help=help, description=help)
+            if chosen not in COMMANDS:  # listing commands (-h, or a typo): every name
+                sub.add_parser(name, help=help, description=help)
         elif module not in registered:
             registered.add(module)
             importlib.import_module(f"{__name__}.{module}").register(sub)
