@@ -227,11 +227,16 @@ class Store:
         ops: Sequence[Any],
         *,
         embeds: Mapping[str, bytes] | None = None,
+        then: Sequence[Any] | None = None,
+        precondition: Callable[[S], None] | None = None,
     ) -> Evaluation[S]:
         """Create an object; returns its evaluation (``.object_id`` is the new id).
 
         For a content-addressed type this is idempotent: the root is the same on every node,
-        and an existing ref of ours is left where it is.
+        and an existing ref of ours is left where it is. ``then`` is a signed change written
+        on top of the root (parents: every accepted head, as :meth:`update`), with this node's
+        ref moved once, straight to it: peers take only signed tips, and an unsigned root
+        proves nothing about who wants the object. ``precondition`` is :meth:`update`'s.
         """
         signer = self._require_signer()
         ops = self._check_ops(cobtype, ops)
@@ -251,6 +256,8 @@ class Store:
         ev = evaluate(self.repo, codec, root, {signer.nid: root})
         if ev.state is None:
             raise InvalidOps(f"root rejected: {ev.rejected.get(root, 'invalid')}")
+        if then is not None:
+            return self.update(cobtype, root, then, precondition=precondition, _root=root)[1]
         name = object_ref(signer.nid, cobtype.typename, root)
         if self.repo.references.get(name) is None:
             compare_and_swap(self.repo, name, root, None, f"cob: create {cobtype.typename}")
@@ -266,6 +273,7 @@ class Store:
         embeds: Mapping[str, bytes] | None = None,
         timestamp: int | None = None,
         precondition: Callable[[S], None] | None = None,
+        _root: str | None = None,
     ) -> tuple[Change, Evaluation[S]]:
         """Append a change carrying ``ops`` to an object, as this store's signer.
 
@@ -284,10 +292,14 @@ class Store:
         ev = base
         for attempt in range(MAX_ATTEMPTS):
             tips = self.tips(cobtype, object_id)
-            if not tips:
+            # ``_root``: the root was just written by create(); no ref names it yet.
+            seen = tips or ({signer.nid: _root} if _root == object_id else {})
+            if not seen:
                 raise UnknownObject(f"no {cobtype.typename} object {object_id}")
-            if ev is None or ev.tips != tips or ev.state is None:
-                ev = self._fold(cobtype, object_id, tips, ev)
+            if ev is None or ev.tips != seen or ev.state is None:
+                ev = self._fold(cobtype, object_id, seen, ev) if tips else evaluate(
+                    self.repo, codec, object_id, seen
+                )
             if ev.state is None:
                 raise UnknownObject(f"{cobtype.typename} object {object_id} has no valid root")
             if precondition is not None:

@@ -18,7 +18,7 @@ from .errors import (
 )
 from .jobtype import JOB_TYPE, TYPENAME, JobType
 from .model import Job, Reason, Run, Runs, Status
-from .ops import FinishRun, Request, StartRun
+from .ops import FinishRun, Release, Request, StartRun
 from .store import JobMut, Jobs
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "MissingCommitError",
     "ReadOnlyError",
     "Reason",
+    "Release",
     "Request",
     "Run",
     "Runs",

@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 
 from cob import Change, CobType, EvalContext, Reject
 
-from .model import JobState, Reason, RunState
-from .ops import FinishRun, Op, Request, StartRun
+from .model import JobState, Reason, RequestState, RunState
+from .ops import FinishRun, Op, Release, Request, StartRun
 
 TYPENAME = "dev.gitjobs.job"
 MAX_NAME = 100
@@ -79,6 +79,7 @@ class JobType(CobType[JobState]):
     state_type: ClassVar[Any] = JobState
     content_addressed_root: ClassVar[bool] = True
     commutative: ClassVar[bool] = True
+    rules: ClassVar[int] = 2  # 2: the signed ``release`` op and ``JobState.requests``
 
     def initial(self, root: Change) -> JobState:
         if len(root.ops) != 1 or not isinstance(root.ops[0], Request):
@@ -126,7 +127,9 @@ class JobType(CobType[JobState]):
         mine = state.runs.setdefault(author, {})
         key = change.key
         for op in change.ops:
-            if isinstance(op, StartRun):
+            if isinstance(op, Release):
+                _note_request(state, author, change.timestamp, key)
+            elif isinstance(op, StartRun):
                 run = mine.get(op.run_id)
                 if run is None:
                     mine[op.run_id] = RunState(op.log, change.timestamp, key, [change.oid])
@@ -147,6 +150,8 @@ class JobType(CobType[JobState]):
         for op in ops:
             if isinstance(op, Request):
                 parts.append(f"Request {op.name} for {op.commit}")
+            elif isinstance(op, Release):
+                parts.append("Release")
             elif isinstance(op, StartRun):
                 parts.append(f"Run {op.run_id}: started")
             elif isinstance(op, FinishRun):
@@ -158,6 +163,18 @@ class JobType(CobType[JobState]):
         if isinstance(req, Request):
             yield ("commit", req.commit)
             yield ("name", req.name)
+
+
+def _note_request(state: JobState, nid: str, when: int, key: tuple[int, str]) -> None:
+    """Keep ``nid``'s first and latest release by (commit time, oid): order-independent."""
+    req = state.requests.get(nid)
+    if req is None:
+        state.requests[nid] = RequestState(when, key, when, key)
+        return
+    if key < tuple(req.first_key):
+        req.first_at, req.first_key = when, key
+    if key > tuple(req.last_key):
+        req.last_at, req.last_key = when, key
 
 
 JOB_TYPE = JobType()

@@ -11,6 +11,7 @@ import pygit2
 import uuid6
 
 import cob
+from cob import sync as cob_sync
 from cob.evaluate import Evaluation
 
 from .errors import (
@@ -25,7 +26,7 @@ from .errors import (
 )
 from .jobtype import JOB_TYPE, check_log_url, check_name, check_run_id
 from .model import Job, JobState, Reason
-from .ops import FinishRun, Request, StartRun
+from .ops import FinishRun, Release, Request, StartRun
 
 if TYPE_CHECKING:
     from .sync import SyncReport
@@ -106,14 +107,32 @@ class Jobs:
 
     # -- writing -------------------------------------------------------------------------
     def create(self, commit: str | pygit2.Oid, name: str = DEFAULT_NAME) -> JobMut:
-        """The job for (commit, name): the same id on every node, created if needed."""
-        self._signer()
+        """The job for (commit, name): the same id on every node, created if needed.
+
+        The id is the unsigned, content-addressed root (anyone can derive it, so it proves
+        nothing); what makes the job this node's request, and what peers take at fetch, is a
+        signed ``release`` change in this node's namespace, written once per node per job.
+        """
+        signer = self._signer()
         problem = check_name(name)
         if problem:
             raise InvalidInputError(problem)
         sha = self.resolve_commit(commit)
+        job_id = cob.change.write_root(self.repo, self.store.codec(JOB_TYPE), [Request(sha, name)])
+        ev = self._load(job_id)
+        if ev is not None and ev.state is not None and signer.nid in ev.state.requests:
+            return JobMut(self, ev)
+
+        def not_yet(state: JobState) -> None:
+            if signer.nid in state.requests:
+                raise _AlreadyRequested
+
         try:
-            ev = self.store.create(JOB_TYPE, [Request(sha, name)])
+            ev = self.store.create(JOB_TYPE, [Request(sha, name)], then=[Release()], precondition=not_yet)
+        except _AlreadyRequested:  # another process of this node released it meanwhile
+            ev = self._load(job_id)
+            if ev is None:
+                raise JobsError(f"job {job_id[:12]} vanished while it was being created") from None
         except cob.NoKeyError as e:
             raise ReadOnlyError(str(e)) from None
         return JobMut(self, ev)
@@ -147,11 +166,21 @@ class Jobs:
             if job is not None:
                 yield job
 
-    def sync(self, remote: str, *, fetch: bool = True, push: bool = True) -> SyncReport:
-        """Fetch every node's jobs from ``remote`` (fast-forward only), push this node's own."""
+    def sync(
+        self,
+        remote: str,
+        *,
+        fetch: bool = True,
+        push: bool = True,
+        timeout: float | None = cob_sync.DEFAULT_TIMEOUT,
+        idle: float | None = cob_sync.DEFAULT_IDLE,
+    ) -> SyncReport:
+        """Fetch every node's jobs from ``remote`` (fast-forward only), push this node's own.
+
+        ``timeout`` bounds each git call; ``idle`` stops a transfer silent for that long."""
         from .sync import sync
 
-        return sync(self, remote, fetch=fetch, push=push)
+        return sync(self, remote, fetch=fetch, push=push, timeout=timeout, idle=idle)
 
     def allowed_signers(self) -> str:
         """An allowed-signers file for every NID seen, for stock ``git verify-commit``."""
@@ -174,6 +203,10 @@ class Jobs:
             if ev is not None:
                 out.extend(ev.rejections())
         return out
+
+
+class _AlreadyRequested(Exception):
+    """This node's release of the job is already there: nothing to write."""
 
 
 class JobMut(Job):

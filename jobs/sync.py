@@ -106,10 +106,13 @@ def sync(
     fetch: bool = True,
     push: bool = True,
     timeout: float | None = cob_sync.DEFAULT_TIMEOUT,
+    idle: float | None = cob_sync.DEFAULT_IDLE,
 ) -> SyncReport:
     """Fetch every node's jobs from ``remote`` (fast-forward only), then push this node's.
 
-    A store opened without a signer only fetches. A transport failure raises
+    A store opened without a signer only fetches. ``timeout`` bounds each git call, ``idle``
+    stops a transfer that shows no progress for that long (:data:`cob.sync.DEFAULT_IDLE`).
+    A transport failure raises
     :class:`~jobs.errors.SyncError` (also a :class:`cob.TransportError`) carrying the partial
     report in ``.report``: refs fetched before a failed push are kept and listed there.
     """
@@ -120,13 +123,22 @@ def sync(
     remote_refs: dict[str, str] | None = None
     try:
         if fetch:
-            got = cob_sync.fetch(repo, remote, own_nid=own, typenames=(TYPENAME,), timeout=timeout)
+            got = cob_sync.fetch(
+                repo,
+                remote,
+                own_nid=own,
+                typenames=(TYPENAME,),
+                unsigned_roots=(TYPENAME,),
+                timeout=timeout,
+                idle=idle,
+            )
             report.fetched, remote_refs = got.updated, got.remote_refs
             report.refused.extend(got.refused)
             _changes(jobs, before, report)
         if push and own is not None:
             sent = cob_sync.push(
-                repo, remote, own, typenames=(TYPENAME,), remote_refs=remote_refs, timeout=timeout
+                repo, remote, own, typenames=(TYPENAME,), remote_refs=remote_refs,
+                timeout=timeout, idle=idle,
             )
             report.pushed = sent.pushed
             report.refused.extend(sent.refused)

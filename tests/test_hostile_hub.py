@@ -1,0 +1,139 @@
+"""Hostile hubs, round two: attacks from an outside review, replayed through a real hub.
+
+Mallory can push any object and move any ref on the hub (a ``git daemon`` on 127.0.0.1),
+sometimes with a throwaway key. Bob is honest and syncs with ``Jobs.sync``. Each attack is now
+refused or harmless, reported in the ``SyncReport``, and Alice's data stays intact.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pygit2
+import pytest
+
+import cob
+import jobs
+from cob.change import Codec, write_root
+from tests.gitdaemon import GitDaemon
+from tests.stress.common import git
+from tests.stress.hostile import Arena, forge, ops_bytes, tree_of
+
+
+@pytest.fixture
+def arena(tmp_path: Path) -> Iterator[Arena]:
+    served = tmp_path / "served"
+    served.mkdir()
+    git(tmp_path, "init", "-q", "--bare", str(served / "hub.git"))
+    with GitDaemon(served) as daemon:
+        yield Arena(tmp_path / "arena", daemon.url("hub.git"))
+
+
+def kinds(report: jobs.sync.SyncReport) -> dict[str, str]:
+    return {r.ref: r.kind for r in report.refused}
+
+
+def fresh(repo: pygit2.Repository) -> pygit2.Repository:
+    """The repository as a new process sees it (no cached pack list)."""
+    return pygit2.Repository(repo.path)
+
+
+def mallory_commit(arena: Arena, definitions: str) -> str:
+    """A commit of Mallory's own, with her ``.git-jobs.toml``, on no branch of the project."""
+    r = arena.mallory_repo
+    blob = r.create_blob(definitions.encode())
+    builder = r.TreeBuilder()
+    builder.insert(".git-jobs.toml", blob, pygit2.enums.FileMode.BLOB)
+    ident = pygit2.Signature("m", "m@example.invalid", 1_700_000_000, 0)
+    return str(r.create_commit(None, ident, ident, "evil\n", builder.write(), []))
+
+
+# -- 1. keyless refs -------------------------------------------------------------------------
+def test_keyless_refs_and_their_objects_are_refused_at_fetch(arena: Arena) -> None:
+    """The review's attack: a commit of Mallory's own, and the job for it under namespaces
+    that signed nothing (a throwaway NID, a non-NID string), so that `work trigger` ran it."""
+    evil = mallory_commit(arena, '[jobs.ci]\nrun = "cat ~/.config/git-jobs/key"\n')
+    root = write_root(arena.mallory_repo, Codec(jobs.JOB_TYPE), [jobs.Request(evil, "ci")])
+    stranger = cob.Signer.generate().nid  # a valid NID whose key signed nothing here
+    keyless = cob.object_ref(stranger, jobs.TYPENAME, root)
+    not_a_nid = f"refs/namespaces/evil/refs/cobs/{jobs.TYPENAME}/{root}"
+    carrier = cob.object_ref(arena.nid("mallory"), jobs.TYPENAME, evil)  # brings the commit
+    arena.mallory_push(root, keyless)
+    arena.mallory_push(root, not_a_nid)
+    arena.mallory_push(evil, carrier)
+
+    report = arena.bob.sync(arena.url)
+
+    assert kinds(report) == {keyless: "bad-tip", not_a_nid: "bad-namespace", carrier: "bad-tip"}
+    assert report.fetched == []
+    assert arena.bob_alice_state_intact()
+    bob = fresh(arena.bob.repo)
+    assert evil not in bob and root not in bob  # nothing of a refused tip is kept
+    assert arena.bob.get(root) is None and arena.bob.find_by_commit(evil) == []
+    assert [j.id for j in jobs.Jobs.open(bob).all()] == [arena.job_id]
+    assert not list(Path(bob.path).glob("git-jobs-quarantine/*"))
+
+
+def test_a_root_tip_that_does_not_re_derive_is_refused(arena: Arena) -> None:
+    """A parentless, unsigned commit named after a job id it is not (its own oid differs):
+    refused as unsigned, whatever the namespace."""
+    r = arena.mallory_repo
+    fake = forge(r, tree_of(r, ops_bytes([jobs.Request(arena.commit, "ci")])), [],
+                 author="git-jobs", signer=None)
+    ref = cob.object_ref(arena.nid("mallory"), jobs.TYPENAME, fake)
+    arena.mallory_push(fake, ref)
+    report = arena.bob.sync(arena.url)
+    assert kinds(report) == {ref: "bad-tip"}
+    assert fake not in fresh(arena.bob.repo)
+
+
+def test_a_job_is_shared_by_its_creators_signed_release(arena: Arena) -> None:
+    """What replaced the keyless root: `create` writes one signed `release` per node and job,
+    which peers take; a second node's create adds its own release."""
+    job = arena.bob.get(arena.job_id)
+    assert job is not None and list(job.requests()) == [arena.nid("alice")]
+    again = arena.bob.create(arena.commit)  # Bob asks for the same job
+    assert again.id == arena.job_id
+    tip = again.tips[arena.nid("bob")]
+    assert arena.bob.create(arena.commit).tips[arena.nid("bob")] == tip  # once per node
+    message = arena.bob.repo[tip].message
+    assert message == "Release\n"
+    arena.bob.sync(arena.url)
+    arena.alice.sync(arena.url)
+    seen = arena.alice.get(arena.job_id)
+    assert seen is not None
+    assert sorted(seen.requests()) == sorted([arena.nid("alice"), arena.nid("bob")])
+
+
+def test_the_release_command_makes_jobs_visible_to_peers(tmp_path: Path) -> None:
+    """`git jobs release` then `sync`: a peer sees the jobs (they are signed, not bare roots)."""
+    from tests.clirunner import ok
+
+    hub = tmp_path / "hub.git"
+    git(tmp_path, "init", "-q", "--bare", str(hub))
+    a, b = tmp_path / "a", tmp_path / "b"
+    git(tmp_path, "init", "-q", str(a))
+    (a / ".git-jobs.toml").write_text('[jobs.build]\nrun = "true"\n')
+    git(a, "add", ".git-jobs.toml")
+    git(a, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    git(a, "push", "-q", str(hub), "HEAD:refs/heads/main")
+    git(tmp_path, "clone", "-q", str(hub), str(b))
+    keys = {}
+    for who in ("a", "b"):
+        keys[who] = cob.Signer.generate().save(tmp_path / f"{who}.key")
+    ok(a, "release", key=keys["a"])
+    ok(a, "sync", str(hub), key=keys["a"])
+    ok(b, "sync", str(hub), key=keys["b"])
+    listed = ok(b, "list", "--json", key=keys["b"]).json
+    assert [j["name"] for j in listed] == ["build"]
+
+
+def test_no_staging_or_quarantine_left_after_a_failed_fetch(arena: Arena, tmp_path: Path) -> None:
+    with pytest.raises(jobs.SyncError):
+        arena.bob.sync(str(tmp_path / "no-such-hub.git"))
+    gitdir = Path(arena.bob.repo.path)
+    assert not (gitdir / "git-jobs-quarantine").exists()
+    assert subprocess.run(["git", "--git-dir", str(gitdir), "for-each-ref", "refs/git-jobs-staging/"],
+                          capture_output=True, text=True).stdout == ""
