@@ -137,3 +137,68 @@ def test_no_staging_or_quarantine_left_after_a_failed_fetch(arena: Arena, tmp_pa
     assert not (gitdir / "git-jobs-quarantine").exists()
     assert subprocess.run(["git", "--git-dir", str(gitdir), "for-each-ref", "refs/git-jobs-staging/"],
                           capture_output=True, text=True).stdout == ""
+
+
+# -- 3. malleable signature armor -----------------------------------------------------------
+def rewrap(repo: pygit2.Repository, oid: str, how: str) -> str:
+    """The same commit and signature blob, armored differently: a new oid, same signer."""
+    raw = repo.odb.read(oid)[1].decode()
+    head, _, message = raw.partition("\n\n")
+    lines = head.split("\n")
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("gpgsig "))
+    end = next(i for i in range(start, len(lines)) if "END SSH SIGNATURE" in lines[i])
+    body = "".join(ln.strip() for ln in lines[start + 1 : end])
+    if how == "64 columns":
+        armored = [body[i : i + 64] for i in range(0, len(body), 64)]
+    elif how == "trailing newline":
+        armored = [body[i : i + 70] for i in range(0, len(body), 70)]
+    else:  # "indented"
+        armored = ["  " + body[i : i + 70] for i in range(0, len(body), 70)]
+    sig = ["-----BEGIN SSH SIGNATURE-----", *armored, "-----END SSH SIGNATURE-----"]
+    if how == "trailing newline":
+        sig.append("")
+    header = lines[:start] + ["gpgsig " + sig[0]] + [" " + s for s in sig[1:]] + lines[end + 1 :]
+    text = "\n".join(header) + "\n\n" + message
+    return str(repo.odb.write(pygit2.enums.ObjectType.COMMIT, text.encode()))
+
+
+@pytest.mark.parametrize("how", ["64 columns", "trailing newline", "indented"])
+def test_a_re_armored_signature_is_refused_and_the_honest_history_still_flows(
+    arena: Arena, how: str
+) -> None:
+    """The review's attack: Alice's tip re-wrapped (a new oid that verified as Alice's), forced
+    onto the hub as Alice's ref; a fresh peer took it, then refused Alice's real history."""
+    r = arena.mallory_repo
+    twin = rewrap(r, arena.alice_tip(), how)
+    assert twin != arena.alice_tip()
+    arena.mallory_push(twin, arena.ref("alice"))
+    carol_dir = arena.base / "carol"
+    git(arena.base, "clone", "-q", str(arena.paths["alice"]), str(carol_dir))
+    carol = jobs.Jobs.open(carol_dir, signer=cob.Signer.generate())
+    report = carol.sync(arena.url)
+    assert kinds(report) == {arena.ref("alice"): "bad-tip"}
+    assert "not canonical" in report.refused[0].reason
+    assert carol.get(arena.job_id) is None  # nothing signed by Alice reached Carol
+    # Alice repairs the hub (a plain push of her real tip is refused: the hub moved sideways)
+    job = arena.alice.get_mut(arena.job_id)
+    assert job is not None
+    job.run("https://ci.example/alice/2")
+    subprocess.run(["git", "push", "-q", "--force", arena.url,
+                    f"{arena.ref('alice')}:{arena.ref('alice')}"], cwd=arena.paths["alice"], check=True)
+    report = carol.sync(arena.url)
+    assert arena.ref("alice") in {u.ref for u in report.fetched} and not report.refused
+    seen = carol.get(arena.job_id)
+    assert seen is not None and len(seen.runs_of(arena.nid("alice"))) == 2
+
+
+def test_a_re_armored_change_below_a_valid_tip_is_rejected(arena: Arena) -> None:
+    r = arena.mallory_repo
+    twin = rewrap(r, arena.alice_tip(), "64 columns")
+    tip = forge(r, tree_of(r, ops_bytes([jobs.StartRun("01900000-0000-7000-8000-0000000000cc",
+                                                       "https://evil.example/3")])),
+                [twin], author=arena.nid("mallory"), signer=arena.signers["mallory"])
+    arena.mallory_push(tip, arena.ref("mallory"))
+    report = arena.bob.sync(arena.url)
+    reasons = {x.change: x.reason for x in report.rejected}
+    assert "not canonical" in reasons[twin] and "descends from rejected" in reasons[tip]
+    assert arena.bob_alice_state_intact()
