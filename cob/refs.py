@@ -26,7 +26,7 @@ _HEX = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 
 
 def is_oid(text: str) -> bool:
-    return bool(_HEX.match(text))
+    return bool(_HEX.fullmatch(text))
 
 
 def object_ref(nid: str, typename: str, object_id: str) -> str:

@@ -202,3 +202,62 @@ def test_a_re_armored_change_below_a_valid_tip_is_rejected(arena: Arena) -> None
     reasons = {x.change: x.reason for x in report.rejected}
     assert "not canonical" in reasons[twin] and "descends from rejected" in reasons[tip]
     assert arena.bob_alice_state_intact()
+
+
+# -- 4. terminal injection ------------------------------------------------------------------
+UNSAFE = ("\x1b", "\x9b", "\u202e", "\x07")
+
+
+def assert_clean(text: str) -> None:
+    assert not any(ch in text for ch in UNSAFE), repr(text)
+
+
+def test_peer_and_commit_text_reaches_the_terminal_escaped(arena: Arena) -> None:
+    """The review's attack: a signed change whose unknown field name (`\\u001b` in JSON)
+    set the terminal title and cleared the screen through the rejection reason; a commit
+    subject and log URLs (C1 CSI U+009B, RLO U+202E) printed raw by `status` and `show`."""
+    from tests.clirunner import gj, ok
+
+    r = arena.mallory_repo
+    title = "\x1b]0;pwned\x07\x1b[2J\x1b[32mverified\x1b[0m"
+    evil_ops = ops_bytes([{"log": "https://e.example/1", "run_id": "01900000-0000-7000-8000-0000000000dd",
+                           "type": "run", title: 1}])
+    evil_log = ops_bytes([jobs.StartRun("01900000-0000-7000-8000-0000000000ee",
+                                        "https://e.example/\u202egnp.exe\x9b2J")])
+    one = forge(r, tree_of(r, evil_ops), [arena.alice_tip()], author=arena.nid("mallory"),
+                signer=arena.signers["mallory"])
+    two = forge(r, tree_of(r, evil_log), [arena.alice_tip()], author=arena.nid("mallory"),
+                signer=arena.signers["mallory"], timestamp=1_700_000_001)
+    tip = forge(r, tree_of(r, ops_bytes([jobs.Release()])), [one, two], author=arena.nid("mallory"),
+                signer=arena.signers["mallory"], timestamp=1_700_000_002)
+    arena.mallory_push(tip, arena.ref("mallory"))
+    bob_dir, key = arena.paths["bob"], arena.keys["bob"]
+    # a commit whose subject is an escape sequence, with a job on it (Bob's own)
+    git(bob_dir, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty",
+        "-m", f"fix {title}\u202e")
+    ok(bob_dir, "create", "HEAD", key=key)
+
+    synced = ok(bob_dir, "sync", arena.url, key=key)
+    assert "rejected" in synced.out and "unknown field" in synced.out
+    assert "\\x1b]0;pwned" in synced.out  # shown, visibly escaped
+    outputs = [synced.out, synced.err]
+    for args in (["show", arena.job_id], ["verify"], ["status", "HEAD"], ["list"],
+                 ["status", arena.commit]):
+        res = gj(bob_dir, *args, key=key)  # exit codes vary (verify: 1); never a traceback
+        assert res.out.strip()
+        outputs += [res.out, res.err]
+    for text in outputs:
+        assert_clean(text)
+
+
+def test_urls_and_names_with_control_or_bidi_characters_are_refused_when_written(
+    arena: Arena,
+) -> None:
+    job = arena.bob.create(arena.commit)
+    for url in ("https://ci.example/\u202eexe.txt", "https://ci.example/\x9b2J",
+                "https://ci.example/\u200bx", "https://ci.example/x\n"):
+        with pytest.raises(jobs.InvalidInputError, match="control or bidi"):
+            job.run(url)
+    for name in ("ci\n", "ci\u202e", "c\x1bi"):
+        with pytest.raises(jobs.InvalidInputError):
+            arena.bob.create(arena.commit, name)

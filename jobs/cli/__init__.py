@@ -18,6 +18,7 @@ from typing import Any
 import cob
 
 from ..errors import JobsError
+from ..text import safe
 from .common import EXIT_INTERNAL, EXIT_USAGE, CliError
 
 # Modules that provide commands; each has ``register(subparsers) -> None``.
@@ -87,7 +88,8 @@ def _tolerant_streams() -> None:
 
 def _one_line(e: BaseException) -> str:
     """An error message as one line, whatever the library or git put into it."""
-    return "; ".join(part.strip() for part in str(e).splitlines() if part.strip()) or type(e).__name__
+    text = "; ".join(part.strip() for part in str(e).splitlines() if part.strip()) or type(e).__name__
+    return safe(text)  # errors quote peer data, definitions and git's messages
 
 
 def main(argv: Sequence[str] | None = None) -> int:

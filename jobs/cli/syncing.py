@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from typing import Any
 
 import cob
 
 from ..errors import SyncError
 from ..store import Jobs
+from ..text import safe
 from .common import (
     EXIT_OK,
     CliError,
@@ -27,6 +29,8 @@ from .common import (
     print_json,
     short,
 )
+
+MAX_SHOWN = 20  # refusals listed one per line; a flood of them is counted by kind
 
 
 def default_remote(repo: Any) -> str:
@@ -77,10 +81,16 @@ def _sync(args: argparse.Namespace) -> int:
         print("no key: fetched only (run `git jobs init` to push this node's jobs)", file=sys.stderr)
     for job_id in report.changed:
         print(f"  changed  job {style(short(job_id), 'yellow')}")
-    for refusal in report.refused:
-        print(f"  {style('refused', 'red')}  {refusal}")
+    for refusal in report.refused[:MAX_SHOWN]:
+        print(f"  {style('refused', 'red')}  {safe(refusal)}")
+    if len(report.refused) > MAX_SHOWN:
+        counts = Counter(r.kind for r in report.refused[MAX_SHOWN:])
+        kinds = ", ".join(f"{n} {kind}" for kind, n in counts.most_common())
+        more = len(report.refused) - MAX_SHOWN
+        print(f"  {style('refused', 'red')}  … and {more} more ({kinds}; --json lists all)")
     for r in report.rejected:
-        print(f"  {style('rejected', 'red')} job {short(r.object_id)} change {short(r.change)}: {r.reason}")
+        where = f"job {short(r.object_id)} change {short(r.change)}"
+        print(f"  {style('rejected', 'red')} {where}: {safe(r.reason)}")
     return EXIT_OK
 
 

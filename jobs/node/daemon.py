@@ -34,6 +34,7 @@ from cob import sync as cob_sync
 
 from ..errors import JobsError
 from ..store import Jobs
+from ..text import safe
 from .definitions import load_definitions
 from .durations import format_duration
 from .journal import LockedError, WorkLock
@@ -80,7 +81,7 @@ class Node:
     def log(self, task: str, message: str) -> None:
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         with self._log_lock:
-            self.stream.write(f"{stamp} {task} {message}\n")
+            self.stream.write(f"{stamp} {task} {safe(message)}\n")
             self.stream.flush()
 
     def _jobs(self) -> Jobs:
