@@ -261,3 +261,38 @@ def test_urls_and_names_with_control_or_bidi_characters_are_refused_when_written
     for name in ("ci\n", "ci\u202e", "c\x1bi"):
         with pytest.raises(jobs.InvalidInputError):
             arena.bob.create(arena.commit, name)
+
+
+# -- 5. a nested .git-jobs.toml -------------------------------------------------------------
+def test_a_deeply_nested_definitions_file_is_one_clear_error_and_other_commits_proceed(
+    tmp_path: Path,
+) -> None:
+    """40 KB of `[[[[…` raised RecursionError ("internal error") and aborted `work trigger`
+    for every commit."""
+    from tests.clirunner import gj, ok
+
+    hub, author, node = tmp_path / "hub.git", tmp_path / "author", tmp_path / "node"
+    git(tmp_path, "init", "-q", "--bare", str(hub))
+    git(tmp_path, "init", "-q", "-b", "main", str(author))
+    ident = ["-c", "user.name=t", "-c", "user.email=t@t"]
+    git(author, *ident, "commit", "-q", "--allow-empty", "-m", "base")
+    out = tmp_path / "triggered.txt"
+    for branch, text in (
+        ("good", f"[jobs.a]\nrun = 'true'\n[trigger]\nrun = \"echo {{commit}} >> {out}\"\n"),
+        ("evil", "[jobs.a]\nrun = 'true'\nx = " + "[" * 40_000 + "\n"),
+    ):
+        git(author, "checkout", "-q", "-b", branch, "main")
+        (author / ".git-jobs.toml").write_text(text)
+        git(author, "add", ".git-jobs.toml")
+        git(author, *ident, "commit", "-q", "-m", branch)
+    git(author, "push", "-q", str(hub), "main", "good", "evil")
+    git(tmp_path, "clone", "-q", str(hub), str(node))
+    key = cob.Signer.generate().save(tmp_path / "node.key")
+    sha = {b: git(node, "rev-parse", f"origin/{b}").stdout.strip() for b in ("good", "evil")}
+    ok(node, "release", sha["good"], key=key)
+    ok(node, "create", sha["evil"], "--name", "a", key=key)
+    res = gj(node, "work", "trigger", key=key)
+    assert res.code == 1, res
+    assert f".git-jobs.toml at {sha['evil'][:12]}" in res.out and "nested deeper than" in res.out
+    assert "internal error" not in res.out + res.err
+    assert out.read_text().split() == [sha["good"]]  # the other commit's trigger still ran
