@@ -42,7 +42,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -181,6 +181,7 @@ def run_git(
     seconds (pass ``--progress`` to commands that are otherwise silent while transferring).
     """
     cmd = ["git", "--git-dir", gitdir, *args]
+    timeout = _capped(timeout, args[0])
     try:
         proc = subprocess.Popen(
             cmd,
@@ -203,6 +204,31 @@ def run_git(
     text_out = out.decode("utf-8", "replace")
     text_err = err.decode("utf-8", "replace")
     return subprocess.CompletedProcess(cmd, proc.returncode, text_out, text_err)
+
+
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Every git call of this thread inside the block shares ``seconds`` in all: how the
+    node's final sync keeps its limit however many git calls a sync makes."""
+    previous = getattr(_local, "deadline", None)
+    _local.deadline = time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _local.deadline = previous
+
+
+def _capped(timeout: float | None, command: str) -> float | None:
+    end: float | None = getattr(_local, "deadline", None)
+    if end is None:
+        return timeout
+    left = end - time.monotonic()
+    if left <= 0:
+        raise TransportError(f"git {command} not started: the time allowed is used up")
+    return left if timeout is None else min(timeout, left)
 
 
 def _communicate(

@@ -173,11 +173,12 @@ class Jobs:
         fetch: bool = True,
         push: bool = True,
         timeout: float | None = cob_sync.DEFAULT_TIMEOUT,
-        idle: float | None = cob_sync.DEFAULT_IDLE,
+        idle: float | None = None,
     ) -> SyncReport:
         """Fetch every node's jobs from ``remote`` (fast-forward only), push this node's own.
 
-        ``timeout`` bounds each git call; ``idle`` stops a transfer silent for that long."""
+        ``timeout`` bounds each git call; ``idle`` stops a transfer silent for that long
+        (default: ``git config jobs.idleTimeout``, else 30 s)."""
         from .sync import sync
 
         return sync(self, remote, fetch=fetch, push=push, timeout=timeout, idle=idle)

@@ -28,7 +28,7 @@ from .model import JobState
 if TYPE_CHECKING:
     from .store import Jobs
 
-__all__ = ["RefUpdate", "Refusal", "SyncReport", "allowed_signers", "sync"]
+__all__ = ["RefUpdate", "Refusal", "SyncReport", "allowed_signers", "idle_timeout", "sync"]
 
 JSON_VERSION = 1
 
@@ -106,18 +106,20 @@ def sync(
     fetch: bool = True,
     push: bool = True,
     timeout: float | None = cob_sync.DEFAULT_TIMEOUT,
-    idle: float | None = cob_sync.DEFAULT_IDLE,
+    idle: float | None = None,
 ) -> SyncReport:
     """Fetch every node's jobs from ``remote`` (fast-forward only), then push this node's.
 
     A store opened without a signer only fetches. ``timeout`` bounds each git call, ``idle``
-    stops a transfer that shows no progress for that long (:data:`cob.sync.DEFAULT_IDLE`).
+    stops a transfer that shows no progress for that long (None: :func:`idle_timeout`).
     A transport failure raises
     :class:`~jobs.errors.SyncError` (also a :class:`cob.TransportError`) carrying the partial
     report in ``.report``: refs fetched before a failed push are kept and listed there.
     """
     report = SyncReport(remote)
     repo = jobs.repo
+    if idle is None:
+        idle = idle_timeout(repo)
     own = jobs.signer.nid if jobs.signer is not None else None
     before = _tips_by_job(jobs) if fetch else {}
     remote_refs: dict[str, str] | None = None
@@ -145,6 +147,25 @@ def sync(
     except cob.TransportError as e:
         raise SyncError(str(e), report) from None
     return report
+
+
+IDLE_CONFIG = "jobs.idleTimeout"
+
+
+def idle_timeout(repo: pygit2.Repository) -> float | None:
+    """Seconds a transfer may go without progress: ``git config jobs.idleTimeout`` (0 turns
+    the check off), else :data:`cob.sync.DEFAULT_IDLE` (30). A bad value is a clear error."""
+    try:
+        text = repo.config[IDLE_CONFIG]
+    except (KeyError, pygit2.GitError):
+        return cob_sync.DEFAULT_IDLE
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 86400:
+        raise SyncError(f"{IDLE_CONFIG} must be a number of seconds from 0 to 86400, not {text!r}")
+    return value or None
 
 
 def _changes(jobs: Jobs, before: dict[str, dict[str, str]], report: SyncReport) -> None:

@@ -296,3 +296,67 @@ def test_a_deeply_nested_definitions_file_is_one_clear_error_and_other_commits_p
     assert f".git-jobs.toml at {sha['evil'][:12]}" in res.out and "nested deeper than" in res.out
     assert "internal error" not in res.out + res.err
     assert out.read_text().split() == [sha["good"]]  # the other commit's trigger still ran
+
+
+# -- 6. a silent remote ---------------------------------------------------------------------
+@pytest.fixture
+def silent_remote() -> Iterator[str]:
+    """A server on 127.0.0.1 that accepts connections and never says a word."""
+    import socket
+    import threading
+
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            held.append(conn)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"git://127.0.0.1:{server.getsockname()[1]}/hub.git"
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+@pytest.mark.parametrize("how", ["option", "config"])
+def test_a_remote_that_never_answers_stops_the_sync_with_one_line(
+    arena: Arena, silent_remote: str, how: str
+) -> None:
+    """It blocked `sync` for 600 s per git call; now a transfer without progress stops."""
+    from tests.clirunner import gj
+
+    bob = arena.paths["bob"]
+    if how == "config":
+        git(bob, "config", "jobs.idleTimeout", "2")
+        res = gj(bob, "sync", silent_remote, key=arena.keys["bob"])
+    else:
+        res = gj(bob, "sync", silent_remote, "--idle-timeout", "2", key=arena.keys["bob"])
+    assert res.code != 0
+    lines = res.err.strip().splitlines()
+    assert len(lines) == 1 and "made no progress for 2 s" in lines[0], res
+    assert arena.bob_alice_state_intact()
+
+
+def test_a_bad_idle_timeout_is_a_clear_error(arena: Arena) -> None:
+    from tests.clirunner import user_error
+
+    git(arena.paths["bob"], "config", "jobs.idleTimeout", "soon")
+    assert "jobs.idleTimeout" in user_error(arena.paths["bob"], "sync", arena.url, key=arena.keys["bob"])
+
+
+def test_the_shared_deadline_bounds_every_git_call_of_a_sync(arena: Arena, silent_remote: str) -> None:
+    """The node's final sync: all its git calls share one limit (`cob.sync.deadline`)."""
+    with cob.sync.deadline(1.5), pytest.raises(jobs.SyncError, match=r"timed out|used up"):
+        arena.bob.sync(silent_remote, idle=60)

@@ -308,13 +308,14 @@ class Node:
     def _final_sync(self) -> None:
         """Push what the last moments produced (e.g. the cancelled run) — best effort."""
         jobs = self._jobs()
-        for remote in self.remotes:
-            task = f"worker:sync:{cob_sync.describe(remote)}"
-            try:
-                report = jobs.sync(remote)
-                self.log(task, f"final sync: {report.summary()}")
-            except Exception as e:
-                self.log(task, f"final sync failed: {_first_line(str(e))}")
+        with cob_sync.deadline(FINAL_SYNC_TIMEOUT):  # every git call of every remote, together
+            for remote in self.remotes:
+                task = f"worker:sync:{cob_sync.describe(remote)}"
+                try:
+                    report = jobs.sync(remote)
+                    self.log(task, f"final sync: {report.summary()}")
+                except Exception as e:
+                    self.log(task, f"final sync failed: {_first_line(str(e))}")
 
 
 def _first_line(text: str) -> str:
