@@ -360,3 +360,30 @@ def test_the_shared_deadline_bounds_every_git_call_of_a_sync(arena: Arena, silen
     """The node's final sync: all its git calls share one limit (`cob.sync.deadline`)."""
     with cob.sync.deadline(1.5), pytest.raises(jobs.SyncError, match=r"timed out|used up"):
         arena.bob.sync(silent_remote, idle=60)
+
+
+# -- 7. key files under a permissive umask ---------------------------------------------------
+def test_init_under_umask_000_makes_a_private_key_directory(tmp_path: Path, isolated_home: Path) -> None:
+    """~/.config/git-jobs/ was created 0777 and key.pub 0666 under umask 000."""
+    import stat
+
+    from tests.clirunner import GIT_JOBS
+
+    res = subprocess.run(["sh", "-c", f'umask 000 && exec "{GIT_JOBS}" init'], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    keydir = isolated_home / ".config" / "git-jobs"
+
+    def mode(p: Path) -> int:
+        return stat.S_IMODE(p.stat().st_mode)
+
+    assert mode(keydir) == 0o700
+    assert mode(keydir / "key") == 0o600
+    assert mode(keydir / "key.pub") == 0o644
+    assert mode(isolated_home / ".config") == 0o700  # created by us, so private too
+    # an explicit path under a strict umask: the public key is still readable (0644)
+    res = subprocess.run(["sh", "-c", f'umask 077 && exec "{GIT_JOBS}" init --key {tmp_path}/k/n.key'],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert (mode(tmp_path / "k"), mode(tmp_path / "k" / "n.key"), mode(tmp_path / "k" / "n.key.pub")) == (
+        0o700, 0o600, 0o644)
