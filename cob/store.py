@@ -33,7 +33,7 @@ from .change import (
 from .cobtype import CobType, Reject
 from .errors import Conflict, InvalidOps, NoKeyError, RepositoryError, UnknownObject
 from .evaluate import Evaluation, evaluate
-from .refs import RefReader, compare_and_swap, is_oid, object_ref
+from .refs import RefReader, common_dir, compare_and_swap, is_oid, object_ref
 from .signer import Signer
 
 S = TypeVar("S")
@@ -68,7 +68,7 @@ class Store:
         self.repo = open_repository(repo)
         self.signer = signer
         self.refs = RefReader(self.repo)
-        self.cache: Cache | None = Cache(self.repo.path.rstrip("/")) if cache else None
+        self.cache: Cache | None = Cache(common_dir(self.repo)) if cache else None
         self._codecs: dict[str, Codec] = {}
         self.evaluations = 0  # full or incremental folds computed (for tests and benches)
         self.loads = 0  # objects loaded, from the cache or folded (for tests and benches)
@@ -179,7 +179,7 @@ class Store:
     def rebuild_cache(self, cobtype: CobType[Any]) -> int:
         """Empty the index and rebuild it for ``cobtype`` from the refs; returns the number
         of objects indexed. Nothing is lost: the index only ever holds what Git can re-derive."""
-        cache = self.cache if self.cache is not None else Cache(self.repo.path.rstrip("/"))
+        cache = self.cache if self.cache is not None else Cache(common_dir(self.repo))
         # Emptied in one transaction, not deleted: other processes may have the file open, and
         # deleting it under them would race their reconnect (a corrupt file is still deleted).
         cache.clear()

@@ -52,7 +52,7 @@ from . import sshsig
 from .change import MALFORMED_ERRORS
 from .errors import SignatureError, TransportError
 from .identity import is_nid, nid_from_public_key
-from .refs import NAMESPACES, RefReader, compare_and_swap, is_oid, parse_ref
+from .refs import NAMESPACES, RefReader, common_dir, compare_and_swap, is_oid, parse_ref
 
 STAGING = "refs/git-jobs-staging/"
 QUARANTINE = "git-jobs-quarantine"  # <gitdir>/git-jobs-quarantine/<pid>-<hex>/: see _Quarantine
@@ -283,7 +283,7 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _gitdir(repo: pygit2.Repository) -> str:
-    return str(repo.path).rstrip("/")
+    return common_dir(repo)  # refs and objects live there, also for a linked worktree
 
 
 def describe(remote: str) -> str:

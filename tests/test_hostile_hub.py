@@ -387,3 +387,22 @@ def test_init_under_umask_000_makes_a_private_key_directory(tmp_path: Path, isol
     assert res.returncode == 0, res.stderr
     assert (mode(tmp_path / "k"), mode(tmp_path / "k" / "n.key"), mode(tmp_path / "k" / "n.key.pub")) == (
         0o700, 0o600, 0o644)
+
+
+# -- 8. linked worktrees --------------------------------------------------------------------
+def test_a_linked_worktree_sees_and_writes_the_shared_jobs(arena: Arena) -> None:
+    """`git worktree add`: `list` showed nothing and `show HEAD:ci` said "no job"."""
+    from tests.clirunner import ok
+
+    bob, key = arena.paths["bob"], arena.keys["bob"]
+    linked = arena.base / "bob-linked"
+    git(bob, "worktree", "add", "-q", "--detach", str(linked), arena.commit)
+    listed = ok(linked, "list", "--json", key=key).json
+    assert [j["id"] for j in listed] == [arena.job_id]
+    assert arena.job_id in ok(linked, "show", "HEAD:ci", key=key).out
+    ok(linked, "create", "HEAD", "--name", "lint", key=key)  # written where the main checkout sees it
+    assert {j["name"] for j in ok(bob, "list", "--json", key=key).json} == {"ci", "lint"}
+    assert not (Path(git(bob, "rev-parse", "--absolute-git-dir").stdout.strip()) / "worktrees" / "bob-linked"
+                / "git-jobs-index.sqlite3").exists()
+    report = ok(linked, "sync", arena.url, "--json", key=key).json
+    assert [u["type"] for u in report["pushed"]] == [jobs.TYPENAME]
