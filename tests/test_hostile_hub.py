@@ -406,3 +406,14 @@ def test_a_linked_worktree_sees_and_writes_the_shared_jobs(arena: Arena) -> None
                 / "git-jobs-index.sqlite3").exists()
     report = ok(linked, "sync", arena.url, "--json", key=key).json
     assert [u["type"] for u in report["pushed"]] == [jobs.TYPENAME]
+
+
+# -- 9. allowed-signers in repository config -------------------------------------------------
+def test_allowed_signers_help_warns_against_repository_config(tmp_path: Path) -> None:
+    from tests.clirunner import ok
+
+    git(tmp_path, "init", "-q")
+    text = ok(tmp_path, "allowed-signers", "--help").out
+    assert "do NOT set this file as gpg.ssh.allowedSignersFile" in text
+    assert "git config gpg.ssh.allowedSignersFile" not in text  # the old, unsafe example
+    assert "-c gpg.ssh.allowedSignersFile=" in text
