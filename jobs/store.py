@@ -157,14 +157,18 @@ class Jobs:
     def find_by_commit(self, commit: str | pygit2.Oid) -> list[Job]:
         """Every job of one commit (given as an oid or a full/short hex sha), by name."""
         sha = self.resolve_commit(commit, must_exist=False)
-        jobs = [self.get(i) for i in self.store.lookup(JOB_TYPE, "commit", sha)]
-        return sorted((j for j in jobs if j is not None), key=lambda j: (j.name, j.id))
+        jobs = list(self._get_many(self.store.lookup(JOB_TYPE, "commit", sha)))
+        return sorted(jobs, key=lambda j: (j.name, j.id))
 
     def all(self) -> Iterator[Job]:
-        for job_id in self.store.list(JOB_TYPE):
-            job = self.get(job_id)
-            if job is not None:
-                yield job
+        yield from self._get_many(self.store.list(JOB_TYPE))
+
+    def _get_many(self, job_ids: list[str]) -> Iterator[Job]:
+        """The valid jobs among ``job_ids``: one batch, whose cost does not grow with the
+        namespaces that hold none of them (:meth:`cob.Store.load_many`)."""
+        for _, ev in self.store.load_many(JOB_TYPE, job_ids):
+            if ev is not None and ev.state is not None:
+                yield _job(ev)
 
     def sync(
         self,
