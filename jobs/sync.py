@@ -107,11 +107,13 @@ def sync(
     push: bool = True,
     timeout: float | None = cob_sync.DEFAULT_TIMEOUT,
     idle: float | None = None,
+    limits: cob_sync.Limits | None = None,
 ) -> SyncReport:
     """Fetch every node's jobs from ``remote`` (fast-forward only), then push this node's.
 
     A store opened without a signer only fetches. ``timeout`` bounds each git call, ``idle``
-    stops a transfer that shows no progress for that long (None: :func:`idle_timeout`).
+    stops a transfer that shows no progress for that long (None: :func:`idle_timeout`);
+    ``limits`` bounds the new refs and namespaces taken (:class:`cob.sync.Limits`).
     A transport failure raises
     :class:`~jobs.errors.SyncError` (also a :class:`cob.TransportError`) carrying the partial
     report in ``.report``: refs fetched before a failed push are kept and listed there.
@@ -131,6 +133,7 @@ def sync(
                 own_nid=own,
                 typenames=(TYPENAME,),
                 unsigned_roots=(TYPENAME,),
+                limits=limits,
                 timeout=timeout,
                 idle=idle,
             )

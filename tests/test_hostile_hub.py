@@ -417,3 +417,42 @@ def test_allowed_signers_help_warns_against_repository_config(tmp_path: Path) ->
     assert "do NOT set this file as gpg.ssh.allowedSignersFile" in text
     assert "git config gpg.ssh.allowedSignersFile" not in text  # the old, unsafe example
     assert "-c gpg.ssh.allowedSignersFile=" in text
+
+
+# -- 2. floods of namespaces ----------------------------------------------------------------
+def test_a_flood_of_new_namespaces_is_bounded_per_sync_and_reported(arena: Arena, tmp_path: Path) -> None:
+    """Thousands of keyless namespaces are refused without download; signed ones from
+    throwaway keys are taken at most MAX_NEW_NAMESPACES per sync, the rest refused ("limit")
+    and taken later; known namespaces (Alice) are never held back."""
+    from tests.stress.namespaces import flood_keyless, flood_signed
+
+    hub = tmp_path / "served" / "hub.git"
+    limit = cob.sync.MAX_NEW_NAMESPACES
+    flood_keyless(hub, arena.job_id, 1000)
+    flood_signed(hub, arena.job_id, limit + 40)
+    job = arena.alice.get_mut(arena.job_id)
+    assert job is not None
+    job.run("https://ci.example/alice/2")
+    arena.alice.sync(arena.url)
+
+    report = arena.bob.sync(arena.url)
+    counts: dict[str, int] = {}
+    for r in report.refused:
+        counts[r.kind] = counts.get(r.kind, 0) + 1
+    assert counts == {"bad-tip": 1000, "limit": 40}
+    assert len(report.fetched) == limit + 1  # the new namespaces allowed, and Alice's move
+    seen = arena.bob.get(arena.job_id)
+    assert seen is not None and len(seen.runs_of(arena.nid("alice"))) == 2
+    assert len(seen.requests()) == limit + 1
+    again = arena.bob.sync(arena.url)  # the rest, next time
+    assert len(again.fetched) == 40 and {r.kind for r in again.refused} == {"bad-tip"}
+
+
+def test_the_new_refs_limit(arena: Arena, tmp_path: Path) -> None:
+    from tests.stress.namespaces import flood_signed
+
+    flood_signed(tmp_path / "served" / "hub.git", arena.job_id, 30)
+    report = jobs.sync.sync(arena.bob, arena.url, limits=cob.sync.Limits(new_namespaces=100, new_refs=10))
+    assert len(report.fetched) == 10
+    assert [r.kind for r in report.refused] == ["limit"] * 20
+    assert all("more than 10 new refs" in r.reason for r in report.refused)
