@@ -455,10 +455,13 @@ def _screen(
     """The remote refs worth fetching; the others are refused at once, before any download.
 
     Refused here: a namespace that is not a NID, a tip that is an unsigned root, and new refs
-    or new namespaces beyond ``limits`` (new namespaces in a random order, so a flood delays a
-    new honest peer but cannot lock it out for good; a follow policy is the real answer).
+    or new namespaces beyond ``limits``: new refs of known namespaces first, then new
+    namespaces in a random order (so a flood delays a new honest peer but cannot lock it out
+    for good; a follow policy is the real answer). Refs we already have are never held back.
     """
     known = set(RefReader(repo).namespaces())
+    budget = limits.new_refs
+    too_many = f"more than {limits.new_refs} new refs in one fetch: taken by a later one"
     out: dict[str, str] = {}
     new: dict[str, list[str]] = {}
     for name, oid in sorted(result.remote_refs.items()):
@@ -480,13 +483,31 @@ def _screen(
                     oid,
                 )
             )
-        elif nid in known or nid == own_nid or _local_target(repo, name) is not None:
-            out[name] = oid
+        elif _local_target(repo, name) is not None:
+            out[name] = oid  # a ref we have: never held back
+        elif nid in known or nid == own_nid:
+            if budget > 0:
+                budget -= 1
+                out[name] = oid
+            else:
+                result.refused.append(Refusal(name, too_many, FETCH, "limit", None, oid))
         else:
             new.setdefault(nid, []).append(name)
+    _take_new_namespaces(new, result, out, budget, limits)
+    return out
+
+
+def _take_new_namespaces(
+    new: Mapping[str, list[str]],
+    result: FetchResult,
+    out: dict[str, str],
+    budget: int,
+    limits: Limits,
+) -> None:
+    """Add whole new namespaces to ``out``, in a random order, within the limits; refuse the
+    others' refs as ``limit``."""
     order = sorted(new)
     random.SystemRandom().shuffle(order)
-    budget = limits.new_refs - sum(1 for n in out if _local_target(repo, n) is None)
     for i, nid in enumerate(order):
         names = new[nid]
         if i < limits.new_namespaces and len(names) <= budget:
@@ -501,7 +522,6 @@ def _screen(
         result.refused.extend(
             Refusal(n, why, FETCH, "limit", None, result.remote_refs[n]) for n in names
         )
-    return out
 
 
 def _config_quote(text: str) -> str:
