@@ -456,3 +456,37 @@ def test_the_new_refs_limit(arena: Arena, tmp_path: Path) -> None:
     assert len(report.fetched) == 10
     assert [r.kind for r in report.refused] == ["limit"] * 20
     assert all("more than 10 new refs" in r.reason for r in report.refused)
+
+
+def test_concurrent_creates_write_one_release_per_node(tmp_path: Path) -> None:
+    """Four processes of one node create the same job at once: one signed release, no loss."""
+    import sys
+
+    repo = tmp_path / "r"
+    git(tmp_path, "init", "-q", str(repo))
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "c")
+    key = cob.Signer.generate().save(tmp_path / "k")
+    code = (f"import cob, jobs; s = jobs.Jobs.open({str(repo)!r}, cob.Signer.from_file({str(key)!r}));"
+            " print(s.create('HEAD').id)")
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    ids = {p.communicate(timeout=120)[0].strip() for p in procs}
+    assert all(p.returncode == 0 for p in procs) and len(ids) == 1
+    (job_id,) = ids
+    tip = jobs.Jobs.open(repo).get(job_id)
+    assert tip is not None and len(tip.requests()) == 1
+    log = git(repo, "log", "--format=%s", cob.object_ref(cob.Signer.from_file(key).nid, jobs.TYPENAME,
+                                                           job_id)).stdout.split("\n")
+    assert [line for line in log if line] == ["Release", f"Request ci for {tip.commit}"]
+
+
+def test_sync_lists_a_few_refusals_and_counts_the_rest(arena: Arena, tmp_path: Path) -> None:
+    from tests.clirunner import ok
+    from tests.stress.namespaces import flood_keyless
+
+    flood_keyless(tmp_path / "served" / "hub.git", arena.job_id, 50)
+    res = ok(arena.paths["bob"], "sync", arena.url, key=arena.keys["bob"])
+    lines = [ln for ln in res.out.splitlines() if "refused" in ln and ln.startswith("  ")]
+    assert len(lines) == 21 and "… and 30 more (30 bad-tip; --json lists all)" in lines[-1]
+    as_json = ok(arena.paths["bob"], "sync", arena.url, "--json", key=arena.keys["bob"]).json
+    assert len(as_json["refused"]) == 50
