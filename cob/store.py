@@ -193,9 +193,8 @@ class Store:
 
     def _tips_for(self, cobtype: CobType[Any], ids: builtins.list[str]) -> Callable[[str], dict[str, str]]:
         """One ref lookup per object, or one scan of the type's refs when that is cheaper."""
-        nids = len(self.refs.namespaces())
-        known = self.cache.count(self.codec(cobtype)) if self.cache is not None else 0
-        if len(ids) * nids <= max(SCAN_MIN, nids + 2 * known):
+        lookups = len(ids) * len(self.refs.namespaces())
+        if lookups <= SCAN_MIN or lookups <= 2 * self._estimated_refs(cobtype) + SCAN_MIN:
             return lambda object_id: self.tips(cobtype, object_id)
         wanted = set(ids)
         grouped: dict[str, dict[str, str]] = {}
@@ -203,6 +202,10 @@ class Store:
             if ref.object_id in wanted:
                 grouped.setdefault(ref.object_id, {})[ref.nid] = ref.target
         return lambda object_id: grouped.get(object_id, {})
+
+    def _estimated_refs(self, cobtype: CobType[Any]) -> int:
+        """About how many refs the type has (objects the index knows); 0 without an index."""
+        return self.cache.count(self.codec(cobtype)) if self.cache is not None else 0
 
     def get(self, cobtype: CobType[S], object_id: str) -> Evaluation[S]:
         """Like :meth:`load`, but an unknown object is an :class:`UnknownObject` error."""
