@@ -63,10 +63,20 @@ class RunState(msgspec.Struct, array_like=True):
     finish_key: tuple[int, str] | None = None
 
 
+class RequestState(msgspec.Struct, array_like=True):
+    """A node's ``release`` ops on a job: its first and its latest, by (commit time, oid)."""
+
+    first_at: int
+    first_key: tuple[int, str]
+    last_at: int
+    last_key: tuple[int, str]
+
+
 class JobState(msgspec.Struct, array_like=True):
     commit: str
     name: str
     runs: dict[str, dict[str, RunState]] = msgspec.field(default_factory=dict)
+    requests: dict[str, RequestState] = msgspec.field(default_factory=dict)
 
     def owner_of(self, run_id: str, other_than: str | None = None) -> str | None:
         """The node (not ``other_than``) that has a run ``run_id``, for "belongs to" errors."""
@@ -172,6 +182,14 @@ class Runs(Mapping[uuid.UUID, Run]):
         return self.started(), self.succeeded(), self.failed()
 
 
+@dataclass(frozen=True, slots=True)
+class Requested:
+    """A node's signed ``release`` of a job: when it first asked, and when it last asked."""
+
+    first_at: datetime
+    last_at: datetime
+
+
 class Job:
     """A job: one unit of CI work (``name``) for one commit, with every node's runs."""
 
@@ -208,6 +226,13 @@ class Job:
 
     def nodes(self) -> list[str]:
         return list(self.runs())
+
+    def requests(self) -> dict[str, Requested]:
+        """{nid: Requested} of every node that signed a ``release`` of this job, by NID."""
+        return {
+            nid: Requested(_utc(r.first_at) or datetime.min, _utc(r.last_at) or datetime.min)
+            for nid, r in sorted(self._state.requests.items())
+        }
 
     def latest(self) -> tuple[str, uuid.UUID, Run] | None:
         """The most recently started run of any node: (nid, run_id, Run)."""

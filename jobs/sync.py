@@ -28,7 +28,7 @@ from .model import JobState
 if TYPE_CHECKING:
     from .store import Jobs
 
-__all__ = ["RefUpdate", "Refusal", "SyncReport", "allowed_signers", "sync"]
+__all__ = ["RefUpdate", "Refusal", "SyncReport", "allowed_signers", "idle_timeout", "sync"]
 
 JSON_VERSION = 1
 
@@ -106,33 +106,69 @@ def sync(
     fetch: bool = True,
     push: bool = True,
     timeout: float | None = cob_sync.DEFAULT_TIMEOUT,
+    idle: float | None = None,
+    limits: cob_sync.Limits | None = None,
 ) -> SyncReport:
     """Fetch every node's jobs from ``remote`` (fast-forward only), then push this node's.
 
-    A store opened without a signer only fetches. A transport failure raises
+    A store opened without a signer only fetches. ``timeout`` bounds each git call, ``idle``
+    stops a transfer that shows no progress for that long (None: :func:`idle_timeout`);
+    ``limits`` bounds the new refs and namespaces taken (:class:`cob.sync.Limits`).
+    A transport failure raises
     :class:`~jobs.errors.SyncError` (also a :class:`cob.TransportError`) carrying the partial
     report in ``.report``: refs fetched before a failed push are kept and listed there.
     """
     report = SyncReport(remote)
     repo = jobs.repo
+    if idle is None:
+        idle = idle_timeout(repo)
     own = jobs.signer.nid if jobs.signer is not None else None
     before = _tips_by_job(jobs) if fetch else {}
     remote_refs: dict[str, str] | None = None
     try:
         if fetch:
-            got = cob_sync.fetch(repo, remote, own_nid=own, typenames=(TYPENAME,), timeout=timeout)
+            got = cob_sync.fetch(
+                repo,
+                remote,
+                own_nid=own,
+                typenames=(TYPENAME,),
+                unsigned_roots=(TYPENAME,),
+                limits=limits,
+                timeout=timeout,
+                idle=idle,
+            )
             report.fetched, remote_refs = got.updated, got.remote_refs
             report.refused.extend(got.refused)
             _changes(jobs, before, report)
         if push and own is not None:
             sent = cob_sync.push(
-                repo, remote, own, typenames=(TYPENAME,), remote_refs=remote_refs, timeout=timeout
+                repo, remote, own, typenames=(TYPENAME,), remote_refs=remote_refs,
+                timeout=timeout, idle=idle,
             )
             report.pushed = sent.pushed
             report.refused.extend(sent.refused)
     except cob.TransportError as e:
         raise SyncError(str(e), report) from None
     return report
+
+
+IDLE_CONFIG = "jobs.idleTimeout"
+
+
+def idle_timeout(repo: pygit2.Repository) -> float | None:
+    """Seconds a transfer may go without progress: ``git config jobs.idleTimeout`` (0 turns
+    the check off), else :data:`cob.sync.DEFAULT_IDLE` (30). A bad value is a clear error."""
+    try:
+        text = repo.config[IDLE_CONFIG]
+    except (KeyError, pygit2.GitError):
+        return cob_sync.DEFAULT_IDLE
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 86400:
+        raise SyncError(f"{IDLE_CONFIG} must be a number of seconds from 0 to 86400, not {text!r}")
+    return value or None
 
 
 def _changes(jobs: Jobs, before: dict[str, dict[str, str]], report: SyncReport) -> None:

@@ -429,10 +429,11 @@ def test_format_example_verifies_and_rederives(repo: pygit2.Repository) -> None:
     from jobs.ops import Request
 
     doc = (PROJECT / "docs" / "FORMAT.md").read_text()
-    nid = "z6MknMT1SqHkFfM3WDJW4WcinZiXPpeFDVr63suVNaTTeVYR"
+    nid = "z6MkpZevhBsGUW2k1AyHGVhF8uxAidz7cb9RX1MWqryufBNA"
     job_id = "9fa9f1c0f6a7ab20dcf67b921fbac896272ebb7a"
-    for oid in (job_id, "4b5e536dd73726672e00f66db2194502146fecf1",
-                "6ea26cd9fd7595309e30e90093d3318bfdb680bd"):
+    for oid in (job_id, "3c033673c8676110d7e4fba6ce4a63dc0d9ecf4e",  # release
+                "71dd753d263fcff7f0655817e88229337e3a7a0a",  # run
+                "1f3dd254435be3f152792880a1f7ca6cf5551be0"):  # finish
         raw = _documented_commit(doc, oid)
         assert commit_oid(raw) == oid  # the pasted bytes are exactly the object
         if oid == job_id:

@@ -19,6 +19,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from ..text import safe
 from .errors import EXIT_INTERNAL, EXIT_USAGE, CliError
 
 # command name -> (module that registers it, its one-line help), in the order `--help` lists them.
@@ -146,7 +147,8 @@ def _tolerant_streams() -> None:
 
 def _one_line(e: BaseException) -> str:
     """An error message as one line, whatever the library or git put into it."""
-    return "; ".join(part.strip() for part in str(e).splitlines() if part.strip()) or type(e).__name__
+    text = "; ".join(part.strip() for part in str(e).splitlines() if part.strip()) or type(e).__name__
+    return safe(text)  # errors quote peer data, definitions and git's messages
 
 
 def _run(argv: Sequence[str]) -> int:

@@ -30,7 +30,7 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _say(line: str) -> None:
-    print(line, flush=True)
+    print(safe(line, keep_newlines=True), flush=True)  # job output: the commit's commands
 
 
 def _release(args: argparse.Namespace) -> int:
@@ -47,7 +47,7 @@ def _release(args: argparse.Namespace) -> int:
         print_json({"commit": sha, "jobs": [{"id": j.id, "name": j.name, "new": new} for j, new in made]})
     else:
         for job, new in made:
-            print(f"{job.id}  {job.name:<16} {'released' if new else 'exists'}")
+            print(f"{job.id}  {safe(job.name):<16} {'released' if new else 'exists'}")
     return EXIT_OK
 
 
@@ -88,7 +88,7 @@ def _work_any(args: argparse.Namespace) -> int:
     else:
         for p in report.plan:
             if p.action not in ("done",):
-                print(f"{p.name:<16} {p.action:<10} {p.reason}")
+                print(f"{safe(p.name):<16} {p.action:<10} {safe(p.reason)}")
     if report.interrupted:
         return 130
     if report.ok:
