@@ -41,6 +41,7 @@ import pygit2
 from . import sshsig
 from .change import MALFORMED_ERRORS
 from .errors import SignatureError, TransportError
+from .family import RefFamily, family_of, family_refs
 from .identity import nid_from_public_key
 from .refs import NAMESPACES, compare_and_swap, is_oid, parse_ref
 
@@ -114,6 +115,7 @@ class FetchResult:
 class PushResult:
     pushed: list[RefUpdate] = field(default_factory=list)
     refused: list[Refusal] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)  # pruned family refs removed from the remote
 
 
 # -- running git -----------------------------------------------------------------------------
@@ -206,8 +208,10 @@ def ls_remote(
     typenames: Collection[str] | None = None,
     *,
     timeout: float | None = DEFAULT_TIMEOUT,
+    families: tuple[RefFamily, ...] = (),
 ) -> dict[str, str]:
-    """{ref: oid} of the remote's cob refs (of ``typenames``, or of every type)."""
+    """{ref: oid} of the remote's cob refs (of ``typenames``, or of every type), and of
+    ``families`` (every leaf, pruned ones too: push deletes our own)."""
     _check_remote(remote)
     res = run_git(_gitdir(repo), ["ls-remote", "--refs", remote, NAMESPACES + "*"], timeout=timeout)
     if res.returncode != 0:
@@ -216,6 +220,9 @@ def ls_remote(
     for line in res.stdout.splitlines():
         oid, _, name = line.partition("\t")
         parsed = parse_ref(name)
+        if families and parsed is None and is_oid(oid) and family_of(name, families):
+            out[name] = oid
+            continue
         if parsed is None or not is_oid(oid):
             continue
         if typenames is not None and parsed[1] not in typenames:
@@ -300,11 +307,14 @@ def fetch(
     own_nid: str | None = None,
     typenames: Collection[str] | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
+    families: tuple[RefFamily, ...] = (),
 ) -> FetchResult:
     """Take the remote's cob refs as fast-forwards; report the refs left as they are.
 
     ``own_nid``'s namespace is special: a peer never rewrites it; a tip that is ours (signed by
     our key) and a fast-forward is taken, so a node reinstalled from a hub gets its history back.
+    ``families``: ref families taken by the same rules (:mod:`cob.family`); their pruned leaves
+    are not fetched, but stay in ``remote_refs`` so that a push can delete our own.
     """
     gitdir = _gitdir(repo)
     remote_refs: dict[str, str] = {}
@@ -315,11 +325,13 @@ def fetch(
     _clean_stale_staging(repo, timeout)
     try:
         for attempt in range(3):
-            remote_refs = ls_remote(repo, remote, typenames, timeout=timeout)
+            remote_refs = ls_remote(repo, remote, typenames, timeout=timeout, families=families)
             wanted = {
                 name: oid
                 for name, oid in remote_refs.items()
-                if _local_target(repo, name) != oid and not _has_commit(repo, oid)
+                if _local_target(repo, name) != oid
+                and not _has_commit(repo, oid)
+                and not _pruned(name, families)
             }
             if not wanted:
                 break
@@ -357,16 +369,37 @@ def fetch(
             raise TransportError(f"cannot fetch from {describe(remote)}: {message}")
         result = FetchResult(remote_refs=dict(remote_refs))
         for name in sorted(remote_refs):
-            _apply(repo, name, staged.get(name, remote_refs[name]), own_nid, result)
+            if not _pruned(name, families):
+                _apply(repo, name, staged.get(name, remote_refs[name]), own_nid, result, families)
         return result
     finally:
         _delete_staging(repo, staging_prefix, staging_names)
 
 
-def _apply(repo: pygit2.Repository, name: str, new: str, own_nid: str | None, result: FetchResult) -> None:
+def _pruned(name: str, families: tuple[RefFamily, ...]) -> bool:
+    found = family_of(name, families) if families else None
+    return found is not None and found[0].is_pruned(found[2])
+
+
+def _owner(name: str, families: tuple[RefFamily, ...]) -> tuple[str, str]:
+    """(nid, object id) of a fetched ref; a family ref has no object (its tip must be signed)."""
     parsed = parse_ref(name)
-    assert parsed is not None
-    nid, _, object_id = parsed
+    if parsed is not None:
+        return parsed[0], parsed[2]
+    found = family_of(name, families)
+    assert found is not None
+    return found[1], ""
+
+
+def _apply(
+    repo: pygit2.Repository,
+    name: str,
+    new: str,
+    own_nid: str | None,
+    result: FetchResult,
+    families: tuple[RefFamily, ...] = (),
+) -> None:
+    nid, object_id = _owner(name, families)
     for _ in range(20):  # only repeats when another process moved the ref meanwhile
         old = _local_target(repo, name)
         if old == new:
@@ -492,24 +525,30 @@ def push(
     typenames: Collection[str],
     remote_refs: Mapping[str, str] | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
+    families: tuple[RefFamily, ...] = (),
 ) -> PushResult:
     """Push ``nid``'s refs of ``typenames``, never forced; report what the remote refused.
 
     ``remote_refs`` (the remote's cob refs, as listed by a fetch just before) lets a push with
-    nothing new skip the connection entirely.
+    nothing new skip the connection entirely. ``families``: our own refs of those families are
+    pushed too (never forced), and our pruned ones the remote still lists are deleted there.
     """
     _check_remote(remote)
     result = PushResult()
     mine = own_refs(repo, nid, typenames)
-    if not mine:
+    specs = push_refspecs(nid, typenames) if mine else []
+    for family in families:
+        ours = {n: o for n, o in family_refs(repo, family, nid).items() if not _pruned(n, families)}
+        mine.update(ours)
+        if ours:
+            specs.append(f"{family.prefix(nid)}*:{family.prefix(nid)}*")
+    deletions = _deletions(nid, remote_refs, families)
+    specs.extend(f":{name}" for name in deletions)
+    if not specs:
         return result
-    if remote_refs is not None and all(remote_refs.get(n) == o for n, o in mine.items()):
+    if remote_refs is not None and not deletions and all(remote_refs.get(n) == o for n, o in mine.items()):
         return result
-    res = run_git(
-        _gitdir(repo),
-        ["push", "--porcelain", "--no-verify", remote, *push_refspecs(nid, typenames)],
-        timeout=timeout,
-    )
+    res = run_git(_gitdir(repo), ["push", "--porcelain", "--no-verify", remote, *specs], timeout=timeout)
     seen = False
     for line in res.stdout.splitlines():
         m = _PORCELAIN.match(line)
@@ -520,6 +559,9 @@ def push(
         local = mine.get(src) or _local_target(repo, src)
         old = remote_refs.get(dst) if remote_refs is not None else None
         if flag == "=":
+            continue
+        if flag == "-":
+            result.deleted.append(dst)
             continue
         if flag == "!":
             why = re.sub(r"^\[[^\]]*\]\s*", "", summary).strip("() ") or summary
@@ -541,6 +583,20 @@ def push(
         # git exits 1 when it refused refs (reported above); anything else is the transport.
         raise TransportError(f"cannot push to {describe(remote)}: {_first_error(res.stderr)}")
     return result
+
+
+def _deletions(
+    nid: str, remote_refs: Mapping[str, str] | None, families: tuple[RefFamily, ...]
+) -> list[str]:
+    """Our own pruned family refs that the remote still lists (known only after a listing)."""
+    if remote_refs is None or not families:
+        return []
+    out = []
+    for name in sorted(remote_refs):
+        found = family_of(name, families)
+        if found is not None and found[1] == nid and found[0].is_pruned(found[2]):
+            out.append(name)
+    return out
 
 
 def _expand(repo: pygit2.Repository, short: str) -> str | None:

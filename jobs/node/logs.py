@@ -1,9 +1,11 @@
 """Where a node keeps what it runs: ``<gitdir>/git-jobs/`` — logs, checkouts, journal, lock.
 
 Logs live beside the repository (not in a temp dir) so that ``git jobs logs RUN`` works after a
-restart and the default log URL — a ``file://`` URL of the log — stays valid for as long as the
-repository does. A ``[log] url`` template in the definitions replaces the *recorded* URL (for a
-node whose logs are published elsewhere); the local file is kept either way.
+restart and ``--follow`` can stream a run in progress. Other nodes get a run's log as Git data
+(:mod:`jobs.logs`), so the default recorded URL names the run, not a private path:
+``git-jobs://<NID>/<run id>`` (read it with ``git jobs logs <run id>``). A ``[log] url`` template
+in the definitions replaces the *recorded* URL, for a node that also publishes logs elsewhere;
+the local file and the Git copy are kept either way.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import pygit2
 
 from ..errors import JobsError
 from .templates import render
+
+SCHEME = "git-jobs"  # the default log URL: the log travels in Git, `git jobs logs RUN` reads it
 
 
 def state_dir(repo: pygit2.Repository) -> Path:
@@ -30,12 +34,12 @@ def log_path(repo: pygit2.Repository, run_id: uuid.UUID | str) -> Path:
 
 
 def log_url(
-    repo: pygit2.Repository, run_id: uuid.UUID, commit: str, job: str, template: str | None
+    nid: str, run_id: uuid.UUID, commit: str, job: str, template: str | None
 ) -> str:
-    """The URL recorded with a run: the definitions' template, else a file:// URL of the log."""
+    """The URL recorded with a run: the definitions' template, else ``git-jobs://NID/RUN``."""
     if template:
         return render(template, {"run_id": run_id, "commit": commit, "job": job})
-    return log_path(repo, run_id).resolve().as_uri()
+    return f"{SCHEME}://{nid}/{run_id}"
 
 
 def find_log(repo: pygit2.Repository, run: str) -> Path:
