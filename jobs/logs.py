@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import pygit2
 
@@ -34,8 +34,12 @@ from cob import sshsig
 from cob.family import RefFamily, family_refs
 from cob.refs import compare_and_swap
 
-from .errors import JobsError
-from .model import Run
+from .errors import AmbiguousJobError, JobsError, UnknownJobError, UnknownRunError
+from .jobtype import JOB_TYPE
+from .model import Job, Run
+
+if TYPE_CHECKING:
+    from .store import Jobs
 
 KIND = "logs"
 BUCKET = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
@@ -304,3 +308,85 @@ def prune(repo: pygit2.Repository, older_than: float, now: float | None = None) 
             repo.references.delete(name)
             gone.append(name)
     return point, gone
+
+
+# -- finding the run a user means ------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Located:
+    """One run of one node: what ``git jobs logs SPEC [--node N]`` shows."""
+
+    job: Job
+    nid: str
+    run_id: uuid.UUID
+    run: Run
+
+
+def locate(jobs: Jobs, spec: str, node: str | None = None) -> Located:
+    """The run ``spec`` names: a run id (or unique prefix), a job id (prefix) or ``REV:NAME``.
+
+    For a job, its latest run — of ``node`` when given (a NID, ``did:key:`` form or unique
+    prefix of a node with runs in that job), else of any node.
+    """
+    text = spec.strip()
+    if ":" not in text:
+        wanted = text.lower().replace("-", "")
+        if not wanted or any(c not in "0123456789abcdef" for c in wanted):
+            raise UnknownRunError(f"not a run id, job id or REV:NAME: {text!r}")
+        runs = _runs_by_prefix(jobs, wanted) if len(wanted) <= 32 else []
+        job_ids = jobs.store.resolve_prefix(JOB_TYPE, wanted) if "-" not in text else []
+        if runs and job_ids:
+            raise AmbiguousJobError(f"{text!r} is both a run id prefix and a job id prefix")
+        if len(runs) > 1:
+            shown = ", ".join(str(r.run_id) for r in runs[:5])
+            raise AmbiguousJobError(f"run prefix {text!r} is ambiguous: {shown}")
+        if runs:
+            found = runs[0]
+            if node is not None and found.nid != _node_of(found.job, node):
+                raise UnknownRunError(f"run {found.run_id} is not a run of node {node}")
+            return found
+        if "-" in text or len(wanted) == 32:
+            raise UnknownRunError(f"no run {text!r} in this repository (sync to fetch other nodes' runs)")
+    job = jobs.get(jobs.resolve(text))
+    if job is None:
+        raise UnknownJobError(f"no job {text!r}")
+    return _latest(job, node)
+
+
+def _latest(job: Job, node: str | None) -> Located:
+    if node is not None:
+        nid = _node_of(job, node)
+        latest = job.latest_of(nid)
+        if latest is None:
+            raise UnknownRunError(f"job {job.name} at {job.commit[:12]} has no run of node {nid}")
+        return Located(job, nid, latest[0], latest[1])
+    best = job.latest()
+    if best is None:
+        raise UnknownRunError(f"job {job.name} at {job.commit[:12]} has no runs yet")
+    return Located(job, best[0], best[1], best[2])
+
+
+def _node_of(job: Job, node: str) -> str:
+    text = node.strip()
+    text = text[len("did:key:") :] if text.startswith("did:key:") else text
+    nodes = job.nodes()
+    if text in nodes:
+        return text
+    matches = [n for n in nodes if n.startswith(text)] if text else []
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise AmbiguousJobError(f"node prefix {node!r} is ambiguous in job {job.id[:12]}")
+    raise UnknownRunError(f"node {node!r} has no run of job {job.name} at {job.commit[:12]}")
+
+
+def _runs_by_prefix(jobs: Jobs, wanted: str) -> list[Located]:
+    """Every run (any node, any job) whose undashed id starts with ``wanted``.
+
+    A scan of every job's folded state (cached by the index): run ids are not indexed."""
+    out = []
+    for job in jobs.all():
+        for nid, runs in job.runs().items():
+            for run_id, run in runs.items():
+                if run_id.hex.startswith(wanted):
+                    out.append(Located(job, nid, run_id, run))
+    return out

@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "jobs.cli.cache",
     "jobs.cli.demo",
     "jobs.cli.node",
+    "jobs.cli.logs",
 )
 
 

@@ -1,4 +1,4 @@
-"""`git jobs release`, `work any`, `work trigger`, `node`, `logs`: the peer node's commands.
+"""`git jobs release`, `work any`, `work trigger`, `node`: the peer node's commands (`logs`: cli/logs.py).
 
 Thin wrappers over :mod:`jobs.node` (the library API): they parse flags, print, and map the
 result to an exit code. Exit codes of `work any`: 0 — every job of the commit has succeeded on
@@ -18,7 +18,6 @@ import cob
 from ..node import Workshop, parse_duration, release
 from ..node.daemon import Node
 from ..node.durations import DurationError
-from ..node.logs import find_log
 from ..node.trigger import trigger
 from .common import (
     EXIT_FAILED,
@@ -143,14 +142,6 @@ def _node(args: argparse.Namespace) -> int:
     return node.run()
 
 
-def _logs(args: argparse.Namespace) -> int:
-    path = find_log(open_repo(), args.run)
-    with open(path, "rb") as fh:
-        sys.stdout.buffer.write(fh.read())
-    sys.stdout.flush()
-    return EXIT_OK
-
-
 def _work_help(parser: argparse.ArgumentParser) -> Any:
     def handler(args: argparse.Namespace) -> int:
         parser.print_help()
@@ -224,12 +215,3 @@ def register(sub: Any) -> None:
         help="a remote name or URL to sync with (repeatable)",
     )
     p.add_argument("--interval", default="30s", help="how often each worker runs (default 30s)")
-
-    p = add_command(
-        sub,
-        "logs",
-        "print the log of a run this node executed",
-        "  git jobs logs 0190a4b2-…\n  git jobs logs 0190a4b2      # a unique prefix\n",
-        _logs,
-    )
-    p.add_argument("run", metavar="RUN", help="a run id or unique prefix")
