@@ -17,7 +17,7 @@ from typing import Any
 
 from .. import logs
 from ..node.durations import DurationError, parse_duration
-from ..node.logs import log_path
+from ..node.logs import log_path, prune_local
 from ..store import Jobs
 from ..text import safe
 from .common import EXIT_FAILED, EXIT_OK, CliError, add_command, add_json, open_jobs, print_json
@@ -117,13 +117,15 @@ def _prune(args: argparse.Namespace) -> int:
         raise CliError(f"--older-than: {e}") from None
     store = open_jobs(args)
     point, gone = logs.prune(store.repo, seconds)
+    files = prune_local(store.repo, point)
     if args.json:
-        print_json({"pruned_before": point, "deleted": gone})
+        print_json({"pruned_before": point, "deleted": gone, "local_files": files})
         return EXIT_OK
     for name in gone:
         print(f"deleted {safe(name)}")
     print(
-        f"logs before {point} pruned here ({len(gone)} bucket refs); the next sync deletes this"
+        f"logs before {point} pruned here ({len(gone)} bucket refs, {files} local files);"
+        " the next sync deletes this"
         " node's on its remotes and fetches none of them again",
         file=sys.stderr,
     )

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pygit2
 
-from ..errors import JobsError
 from .templates import render
 
 SCHEME = "git-jobs"  # the default log URL: the log travels in Git, `git jobs logs RUN` reads it
@@ -42,21 +41,18 @@ def log_url(
     return f"{SCHEME}://{nid}/{run_id}"
 
 
-def find_log(repo: pygit2.Repository, run: str) -> Path:
-    """The local log of a run id (full, or a unique prefix; with or without dashes)."""
-    text = run.strip().lower()
-    wanted = text.replace("-", "")
-    if not wanted or any(c not in "0123456789abcdef" for c in wanted):
-        raise JobsError(f"not a run id: {run!r}")
+def prune_local(repo: pygit2.Repository, pruned_before: str) -> int:
+    """Delete this node's local log files of runs in months before ``pruned_before``."""
+    from ..logs import bucket_of
+
     directory = logs_dir(repo)
-    logs = sorted(directory.glob("*.log")) if directory.is_dir() else []
-    found = [p for p in logs if p.stem.replace("-", "").startswith(wanted)]
-    if len(found) == 1:
-        return found[0]
-    if len(found) > 1:
-        shown = ", ".join(p.stem for p in found[:5])
-        raise JobsError(f"run prefix {run!r} is ambiguous: {shown}")
-    raise JobsError(
-        f"no log for run {run!r} on this node (a log is kept only by the node that ran it; "
-        "`git jobs show` lists each run's log URL)"
-    )
+    count = 0
+    for path in sorted(directory.glob("*.log")) if directory.is_dir() else []:
+        try:
+            old = bucket_of(path.stem) < pruned_before
+        except ValueError:
+            continue
+        if old:
+            path.unlink(missing_ok=True)
+            count += 1
+    return count
