@@ -429,10 +429,11 @@ def test_format_example_verifies_and_rederives(repo: pygit2.Repository) -> None:
     from jobs.ops import Request
 
     doc = (PROJECT / "docs" / "FORMAT.md").read_text()
-    nid = "z6MknMT1SqHkFfM3WDJW4WcinZiXPpeFDVr63suVNaTTeVYR"
+    nid = "z6Mkj3ShuFuUPianw3W76j89rrWtztjGUUkHgQNwFcaVcsLV"
     job_id = "9fa9f1c0f6a7ab20dcf67b921fbac896272ebb7a"
-    for oid in (job_id, "4b5e536dd73726672e00f66db2194502146fecf1",
-                "6ea26cd9fd7595309e30e90093d3318bfdb680bd"):
+    # the job root, the run start, the finish, and the log bucket commit (section 11.4)
+    for oid in (job_id, "48c2dd580f467a5548d0740ac90764693dbb5e28",
+                "04319543415d902ad3687e50e342aa4a1b025d06", "6b752864056aaf595a965d9306e43ff4b93c7026"):
         raw = _documented_commit(doc, oid)
         assert commit_oid(raw) == oid  # the pasted bytes are exactly the object
         if oid == job_id:
@@ -447,6 +448,11 @@ def test_format_example_verifies_and_rederives(repo: pygit2.Repository) -> None:
         payload = b"\n".join(lines[:at] + lines[end:]) + b"\n\n" + message
         key = cob.sshsig.verify(armored, payload)
         assert cob.nid_from_public_key(key) == nid
+    # the documented log is the blob the documented finish names
+    log = doc[doc.index("$ git cat-file -p 7bba103a412fbc336b062e60981f5daa97f4b3f6\n") :].split("\n", 1)[1]
+    log = log[: log.index("\n```")] + "\n"
+    assert str(pygit2.hash(log.encode())) == "7bba103a412fbc336b062e60981f5daa97f4b3f6"
+    assert '"log_blob":"7bba103a412fbc336b062e60981f5daa97f4b3f6"' in doc
     # the job root re-derives from its request alone, in any repository
     commit = "5012552ee0a40e8a9b26d3e5b8c70219092edfcd"
     assert write_root(repo, Codec(jobs.jobtype.JOB_TYPE), [Request(commit, "ci")]) == job_id
