@@ -72,11 +72,17 @@ class SyncReport:
 
     def summary(self) -> str:
         """One line for humans."""
-        return (
+        line = (
             f"{cob_sync.describe(self.remote)}: fetched {len(self.fetched)}, "
             f"pushed {len(self.pushed)}, refused {len(self.refused)}, "
             f"jobs changed {len(self.changed)}, changes rejected {len(self.rejected)}"
         )
+        if self.logs_fetched or self.logs_pushed or self.logs_deleted:
+            line += (
+                f"; log buckets fetched {len(self.logs_fetched)}, pushed {len(self.logs_pushed)}"
+                + (f", deleted {len(self.logs_deleted)}" if self.logs_deleted else "")
+            )
+        return line
 
 
 def _log_json(update: RefUpdate) -> dict[str, object]:

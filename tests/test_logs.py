@@ -471,3 +471,21 @@ def test_buckets_are_monthly_signed_chains_with_a_fanout(tmp_path: Path) -> None
     out = git(tmp_path / "r", "-c", "gpg.format=ssh", "-c", f"gpg.ssh.allowedSignersFile={allowed}",
               "log", "--format=%G?", bucket)
     assert out.split() == ["G", "G", "G"]
+
+
+def test_a_run_finished_by_hand_can_publish_its_log(net: Net) -> None:
+    job = ok(net.a, "create", "HEAD", "--name", "manual", key=net.a_key).out.decode().strip()
+    run = ok(net.a, "run", job, "--log", "https://ci.example/42", key=net.a_key).out.decode().strip()
+    out = net.tmp / "out.log"
+    out.write_bytes(b"by hand\n\xff binary ok\n")
+    assert gjb(net.a, "finish", job, run, "failed", "--exit", "300", key=net.a_key).code == 2
+    done = ok(net.a, "finish", job, run, "failed", "--log-file", str(out), "--exit", "2", "--json",
+              key=net.a_key).out
+    assert b'"exit": 2' in done and b'"log_blob": "' in done
+    again = gjb(net.a, "finish", job, run, "failed", "--log-file", str(out), key=net.a_key)
+    assert again.code == 2 and "already finished" in again.err
+    synced = ok(net.a, "sync", "hub", key=net.a_key).out.decode()
+    assert "log buckets fetched 0, pushed 1" in synced
+    m = clone_m(net)
+    ok(m, "sync", key=net.m_key)
+    assert ok(m, "logs", run).out == out.read_bytes()
