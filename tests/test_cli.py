@@ -98,7 +98,8 @@ def test_create_run_finish_show_list(repo: pygit2.Repository, keys: list[Path]) 
     # RUN may be a unique prefix, with or without dashes.
     assert ok(wd, "finish", job[:12], run[:23], "succeeded", key=a).out == ""
     done = ok(wd, "finish", "HEAD:ci", started["run"].replace("-", "")[:20], "failed", "--json", key=b)
-    assert done.json == {"job": job, "run": started["run"], "node": nid_of(b), "reason": "failed"}
+    assert done.json == {"job": job, "run": started["run"], "node": nid_of(b), "reason": "failed",
+                         "log_blob": None, "exit": None}
 
     shown = ok(wd, "show", job[:10], key=a).out
     for text in (job, sha, run, started["run"], "https://ci.example/logs/1", "succeeded", "failed",
