@@ -489,3 +489,24 @@ def test_a_run_finished_by_hand_can_publish_its_log(net: Net) -> None:
     m = clone_m(net)
     ok(m, "sync", key=net.m_key)
     assert ok(m, "logs", run).out == out.read_bytes()
+
+
+def test_log_buckets_move_only_forward_through_sync(tmp_path: Path) -> None:
+    """Two copies of one node that each publish into the same month: nothing is rewritten;
+    the sideways bucket is refused on both sides and reported, and peers keep the first."""
+    hub = init_repo(tmp_path / "hub.git", bare=True)
+    signer = cob.Signer.generate()
+    first = jobs.Jobs.open(init_repo(tmp_path / "first"), signer)
+    second = jobs.Jobs.open(init_repo(tmp_path / "second"), signer)
+    peer = jobs.Jobs.open(init_repo(tmp_path / "peer"))
+    logs.publish(first.repo, signer, uuid6.uuid7(), b"one\n")
+    assert first.sync(hub.path).logs_pushed
+    got = peer.sync(hub.path)
+    assert len(got.logs_fetched) == 1 and got.ok
+    kept = dict(_bucket_refs(tmp_path / "peer"))
+
+    logs.publish(second.repo, signer, uuid6.uuid7(), b"two\n")  # a chain of its own
+    report = second.sync(hub.path)
+    kinds = sorted(r.kind for r in report.refused)
+    assert kinds == ["non-fast-forward", "own-namespace"] and not report.logs_pushed
+    assert peer.sync(hub.path).ok and _bucket_refs(tmp_path / "peer") == kept
