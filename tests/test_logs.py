@@ -411,7 +411,9 @@ def test_follow_streams_a_local_run_until_it_ends(net: Net) -> None:
         assert follower.stdout is not None
         seen = b""
         while b"first\n" not in seen:  # streamed while the job still runs
-            seen += os.read(follower.stdout.fileno(), 4096)
+            chunk = os.read(follower.stdout.fileno(), 4096)
+            assert chunk, f"the follower ended early: {seen!r}"
+            seen += chunk
         assert follower.poll() is None
         go.touch()
         rest, _ = follower.communicate(timeout=30)
