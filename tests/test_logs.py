@@ -20,6 +20,8 @@ from pathlib import Path
 import pygit2
 import pytest
 import uuid6
+from hypothesis import given
+from hypothesis import strategies as st
 
 import cob
 import jobs
@@ -512,3 +514,41 @@ def test_log_buckets_move_only_forward_through_sync(tmp_path: Path) -> None:
     kinds = sorted(r.kind for r in report.refused)
     assert kinds == ["non-fast-forward", "own-namespace"] and not report.logs_pushed
     assert peer.sync(hub.path).ok and _bucket_refs(tmp_path / "peer") == kept
+
+
+def test_reader_refuses_oversized_and_non_blob_objects_and_says_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = init_repo(tmp_path / "r")
+    signer = cob.Signer.generate()
+    store = jobs.Jobs.open(repo, signer)
+    job = store.create("HEAD", "t")
+    run_id = job.run("https://ci.example/1")
+    started = job.runs_of(signer.nid)[run_id]
+    assert logs.read(repo, signer.nid, run_id, started).status is logs.LogStatus.RUNNING
+    blob = logs.publish(repo, signer, run_id, b"x" * 5000)
+    assert blob is not None
+    job.finish(run_id, "failed", log_blob=blob)
+    run = job.runs_of(signer.nid)[run_id]
+    assert logs.read(repo, signer.nid, run_id, run).data == b"x" * 5000
+    monkeypatch.setattr(logs, "MAX_READ_BYTES", 4096)  # checked from the header, not inflated
+    got = logs.read(repo, signer.nid, run_id, run)
+    assert got.status is logs.LogStatus.REFUSED and "limit" in got.detail
+    # a finish naming a tree (a hostile node's) is refused too
+    other = store.create("HEAD", "u")
+    rid = other.run("https://ci.example/2")
+    other.finish(rid, "failed", log_blob=str(repo.head.peel(pygit2.Commit).tree_id))
+    tree_run = other.runs_of(signer.nid)[rid]
+    got = logs.read(repo, signer.nid, rid, tree_run)
+    assert got.status is logs.LogStatus.REFUSED and "not a blob" in got.detail
+
+
+@given(st.text(max_size=120))
+def test_family_names_never_crash_and_round_trip(text: str) -> None:
+    family = logs.family()
+    parsed = family.parse(text)
+    if parsed is not None:
+        assert family.ref(*parsed) == text and logs.BUCKET.fullmatch(parsed[1])
+    nid = "z6Mk" + text.replace("/", "")
+    assert family.parse(family.ref(nid, "2026-12")) == (nid, "2026-12")
+    assert family.parse(family.ref(nid, "2026-13")) is None
