@@ -13,6 +13,9 @@ ref decision itself, in-process:
   force-updated. Staging refs are deleted afterwards.
 * **Push** sends the node's own namespace only, never forced; git's own rejections
   (non-fast-forward, hooks) come back as refusals.
+* **Ref families** (:mod:`cob.family`, e.g. run-log buckets) ride along in the same listing,
+  fetch and push, under the same rules; their pruned leaves are not fetched, and our own are
+  deleted on the remote — the only deletion a push ever makes.
 
 Checking the tip's signature at fetch time matters: if a forged tip were taken into a
 namespace, that node's real next change would no longer be a fast-forward and its updates would
