@@ -15,6 +15,9 @@ ref decision itself, in-process:
   compare-and-swap; nothing is ever force-updated.
 * **Push** sends the node's own namespace only, never forced; git's own rejections
   (non-fast-forward, hooks) come back as refusals.
+* **Ref families** (:mod:`cob.family`, e.g. run-log buckets) ride along in the same listing,
+  fetch and push, under the same rules; their pruned leaves are not fetched, and our own are
+  deleted on the remote — the only deletion a push ever makes.
 
 Checking the tip's signature at fetch time matters: if a forged tip were taken into a
 namespace, that node's real next change would no longer be a fast-forward and its updates would
@@ -51,6 +54,7 @@ import pygit2
 from . import sshsig
 from .change import MALFORMED_ERRORS
 from .errors import SignatureError, TransportError
+from .family import RefFamily, family_of, family_refs
 from .identity import is_nid, nid_from_public_key
 from .refs import NAMESPACES, RefReader, common_dir, compare_and_swap, is_oid, parse_ref
 
@@ -129,6 +133,7 @@ class FetchResult:
 class PushResult:
     pushed: list[RefUpdate] = field(default_factory=list)
     refused: list[Refusal] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)  # pruned family refs removed from the remote
 
 
 # -- running git -----------------------------------------------------------------------------
@@ -299,8 +304,10 @@ def ls_remote(
     *,
     timeout: float | None = DEFAULT_TIMEOUT,
     idle: float | None = DEFAULT_IDLE,
+    families: tuple[RefFamily, ...] = (),
 ) -> dict[str, str]:
-    """{ref: oid} of the remote's cob refs (of ``typenames``, or of every type)."""
+    """{ref: oid} of the remote's cob refs (of ``typenames``, or of every type), and of
+    ``families`` (every leaf, pruned ones too: push deletes our own)."""
     _check_remote(remote)
     res = run_git(
         _gitdir(repo), ["ls-remote", "--refs", remote, NAMESPACES + "*"], timeout=timeout, idle=idle
@@ -311,6 +318,9 @@ def ls_remote(
     for line in res.stdout.splitlines():
         oid, _, name = line.partition("\t")
         parsed = parse_ref(name)
+        if families and parsed is None and is_oid(oid) and family_of(name, families):
+            out[name] = oid
+            continue
         if parsed is None or not is_oid(oid):
             continue
         if typenames is not None and parsed[1] not in typenames:
@@ -412,6 +422,7 @@ def fetch(
     limits: Limits | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     idle: float | None = DEFAULT_IDLE,
+    families: tuple[RefFamily, ...] = (),
 ) -> FetchResult:
     """Take the remote's cob refs as fast-forwards; report the refs left as they are.
 
@@ -420,15 +431,18 @@ def fetch(
     ``unsigned_roots`` are the types whose root is unsigned (content-addressed): a ref whose
     tip is such a root carries nothing its namespace signed, and is refused without download.
     Objects are received into a quarantine (:class:`_Quarantine`): only what the accepted tips
-    reach is moved into the repository, the rest is deleted with it.
+    reach is moved into the repository, the rest is deleted with it. ``families``: ref families
+    taken by the same rules (:mod:`cob.family`); their pruned leaves are not fetched, but stay
+    in ``remote_refs`` so that a push can delete our own.
     """
     limits = limits or Limits()
     result = FetchResult()
     _clean_stale(repo, timeout)
     with _Quarantine(repo, timeout, idle) as q:
         for attempt in range(3):
-            result = FetchResult(remote_refs=ls_remote(repo, remote, typenames, timeout=timeout, idle=idle))
-            candidates = _screen(repo, result, own_nid, unsigned_roots, limits)
+            listed = ls_remote(repo, remote, typenames, timeout=timeout, idle=idle, families=families)
+            result = FetchResult(remote_refs=listed)
+            candidates = _screen(repo, result, own_nid, unsigned_roots, limits, families)
             wanted = {
                 name: oid
                 for name, oid in candidates.items()
@@ -436,13 +450,29 @@ def fetch(
             }
             if not wanted or q.fetch(remote, wanted, retry=attempt < 2):
                 break
-        passed = q.check(wanted, result)
+        passed = q.check(wanted, result, families)
         q.migrate(passed)
     for name in sorted(candidates):
         if name in q.staged and name not in passed:
             continue  # refused in quarantine, reported there
-        _apply(repo, name, passed.get(name, candidates[name]), own_nid, result)
+        _apply(repo, name, passed.get(name, candidates[name]), own_nid, result, families)
     return result
+
+
+def _pruned(name: str, families: tuple[RefFamily, ...]) -> bool:
+    found = family_of(name, families) if families else None
+    return found is not None and found[0].is_pruned(found[2])
+
+
+def _owner(name: str, families: tuple[RefFamily, ...]) -> tuple[str, str | None, str]:
+    """(nid, typename, object id) of a fetched ref; a family ref has neither type nor object
+    (its tip must be signed by the namespace's node like any other)."""
+    parsed = parse_ref(name)
+    if parsed is not None:
+        return parsed
+    found = family_of(name, families)
+    assert found is not None
+    return found[1], None, ""
 
 
 def _screen(
@@ -451,6 +481,7 @@ def _screen(
     own_nid: str | None,
     unsigned_roots: Collection[str],
     limits: Limits,
+    families: tuple[RefFamily, ...] = (),
 ) -> dict[str, str]:
     """The remote refs worth fetching; the others are refused at once, before any download.
 
@@ -465,9 +496,9 @@ def _screen(
     out: dict[str, str] = {}
     new: dict[str, list[str]] = {}
     for name, oid in sorted(result.remote_refs.items()):
-        parsed = parse_ref(name)
-        assert parsed is not None
-        nid, typename, object_id = parsed
+        if _pruned(name, families):
+            continue  # listed for push's deletions, never fetched
+        nid, typename, object_id = _owner(name, families)
         if not is_nid(nid):
             result.refused.append(
                 Refusal(name, "the namespace is not a node id", FETCH, "bad-namespace", None, oid)
@@ -613,14 +644,16 @@ class _Quarantine:
             self._scratch = pygit2.Repository(self.gitdir)
         return self._scratch
 
-    def check(self, wanted: Mapping[str, str], result: FetchResult) -> dict[str, str]:
+    def check(
+        self, wanted: Mapping[str, str], result: FetchResult, families: tuple[RefFamily, ...] = ()
+    ) -> dict[str, str]:
         """{ref: tip} of the received tips that may be taken; the others are refused."""
         passed: dict[str, str] = {}
         for name in sorted(wanted):
             new = self.staged.get(name)
             if new is None:
                 continue  # not received: _apply reports it
-            nid, _, object_id = parse_ref(name) or ("", "", "")
+            nid, _, object_id = _owner(name, families)
             problem = check_tip(self.scratch(), nid, object_id, new)
             if problem is None:
                 passed[name] = new
@@ -645,10 +678,15 @@ class _Quarantine:
             raise TransportError(f"cannot keep the fetched objects: {first_error(res.stderr)}")
 
 
-def _apply(repo: pygit2.Repository, name: str, new: str, own_nid: str | None, result: FetchResult) -> None:
-    parsed = parse_ref(name)
-    assert parsed is not None
-    nid, _, object_id = parsed
+def _apply(
+    repo: pygit2.Repository,
+    name: str,
+    new: str,
+    own_nid: str | None,
+    result: FetchResult,
+    families: tuple[RefFamily, ...] = (),
+) -> None:
+    nid, _, object_id = _owner(name, families)
     for _ in range(20):  # only repeats when another process moved the ref meanwhile
         old = _local_target(repo, name)
         if old == new:
@@ -766,25 +804,34 @@ def push(
     remote_refs: Mapping[str, str] | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     idle: float | None = DEFAULT_IDLE,
+    families: tuple[RefFamily, ...] = (),
 ) -> PushResult:
     """Push ``nid``'s refs of ``typenames``, never forced; report what the remote refused.
 
     ``remote_refs`` (the remote's cob refs, as listed by a fetch just before) lets a push with
-    nothing new skip the connection entirely.
+    nothing new skip the connection entirely. ``families``: our own refs of those families are
+    pushed too (never forced), and our pruned ones the remote still lists are deleted there.
     """
     _check_remote(remote)
     result = PushResult()
     mine = own_refs(repo, nid, typenames)
-    if not mine:
+    specs = push_refspecs(nid, typenames) if mine else []
+    for family in families:
+        ours = {n: o for n, o in family_refs(repo, family, nid).items() if not _pruned(n, families)}
+        mine.update(ours)
+        if ours:
+            specs.append(f"{family.prefix(nid)}*:{family.prefix(nid)}*")
+    deletions = _deletions(nid, remote_refs, families)
+    specs.extend(f":{name}" for name in deletions)
+    if not specs:
         return result
-    if remote_refs is not None and all(remote_refs.get(n) == o for n, o in mine.items()):
+    if remote_refs is not None and not deletions and all(remote_refs.get(n) == o for n, o in mine.items()):
         return result
-    res = run_git(
-        _gitdir(repo),
-        ["push", "--porcelain", "--progress", "--no-verify", remote, *push_refspecs(nid, typenames)],
-        timeout=timeout,
-        idle=idle,
-    )
+    # Level-1 packing: a family's blobs (run logs, up to megabytes) are deflated again for the
+    # pack; zlib's fastest level costs a third of git's default for a slightly larger transfer
+    # (a hub that unpacks a small push stores loose objects at level 1 anyway).
+    args = ["-c", "pack.compression=1", "push", "--porcelain", "--progress", "--no-verify", remote, *specs]
+    res = run_git(_gitdir(repo), args, timeout=timeout, idle=idle)
     seen = False
     for line in res.stdout.splitlines():
         m = _PORCELAIN.match(line)
@@ -795,6 +842,9 @@ def push(
         local = mine.get(src) or _local_target(repo, src)
         old = remote_refs.get(dst) if remote_refs is not None else None
         if flag == "=":
+            continue
+        if flag == "-":
+            result.deleted.append(dst)
             continue
         if flag == "!":
             why = re.sub(r"^\[[^\]]*\]\s*", "", summary).strip("() ") or summary
@@ -830,6 +880,20 @@ def _push_refusal(why: str) -> tuple[str, str]:
     if any(marker in why for marker in _LOST_RACE):
         return "busy", f"another push updated it at the same moment ({why}); the next sync completes"
     return "rejected", f"the remote refused it ({why})"
+
+
+def _deletions(
+    nid: str, remote_refs: Mapping[str, str] | None, families: tuple[RefFamily, ...]
+) -> list[str]:
+    """Our own pruned family refs that the remote still lists (known only after a listing)."""
+    if remote_refs is None or not families:
+        return []
+    out = []
+    for name in sorted(remote_refs):
+        found = family_of(name, families)
+        if found is not None and found[1] == nid and found[0].is_pruned(found[2]):
+            out.append(name)
+    return out
 
 
 def _expand(repo: pygit2.Repository, short: str) -> str | None:

@@ -28,6 +28,8 @@ MAX_URL = 2048
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/+-]*$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _REASONS = frozenset(r.value for r in Reason)
+_BLOB = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+MAX_EXIT = 255
 
 
 def check_name(name: str) -> str | None:
@@ -65,6 +67,15 @@ def check_log_url(url: str) -> str | None:
     return None
 
 
+def check_finish_extras(log_blob: str | None, exit_status: int | None) -> str | None:
+    """Why a finish's ``log_blob`` / ``exit`` is invalid, or None (both are optional)."""
+    if log_blob is not None and not _BLOB.match(log_blob):
+        return f"a log blob id must be a lowercase hex object id, not {log_blob[:80]!r}"
+    if exit_status is not None and not 0 <= exit_status <= MAX_EXIT:
+        return f"an exit status must be in 0..{MAX_EXIT}, not {exit_status}"
+    return None
+
+
 def check_run_id(run_id: str) -> str | None:
     """Why ``run_id`` is not a canonical uuid7 string, or None."""
     try:
@@ -84,7 +95,7 @@ class JobType(CobType[JobState]):
     state_type: ClassVar[Any] = JobState
     content_addressed_root: ClassVar[bool] = True
     commutative: ClassVar[bool] = True
-    rules: ClassVar[int] = 2  # 2: the signed ``release`` op and ``JobState.requests``
+    rules: ClassVar[int] = 2  # 2: the signed ``release`` op; a finish carries its log blob and exit
 
     def initial(self, root: Change) -> JobState:
         if len(root.ops) != 1 or not isinstance(root.ops[0], Request):
@@ -112,7 +123,7 @@ class JobType(CobType[JobState]):
                     raise Reject(problem)
                 started_here.add(op.run_id)
             elif isinstance(op, FinishRun):
-                problem = check_run_id(op.run_id)
+                problem = check_run_id(op.run_id) or check_finish_extras(op.log_blob, op.exit)
                 if problem:
                     raise Reject(problem)
                 if op.reason not in _REASONS:
@@ -149,6 +160,7 @@ class JobType(CobType[JobState]):
                 run = mine[op.run_id]
                 if run.finish_key is None or key < tuple(run.finish_key):
                     run.reason, run.finished_at, run.finish_key = op.reason, change.timestamp, key
+                    run.log_blob, run.exit = op.log_blob, op.exit
 
     def summary(self, ops: Sequence[Any]) -> str:
         parts = []

@@ -61,6 +61,8 @@ class RunState(msgspec.Struct, array_like=True):
     reason: str | None = None
     finished_at: int | None = None
     finish_key: tuple[int, str] | None = None
+    log_blob: str | None = None  # of the winning finish (FORMAT.md 11.4)
+    exit: int | None = None
 
 
 class RequestState(msgspec.Struct, array_like=True):
@@ -96,12 +98,16 @@ class Run:
     log: str
     started_at: datetime
     finished_at: datetime | None
+    # The published log's blob id and the command's exit status, as the signed finish says.
+    log_blob: str | None = None
+    exit_status: int | None = None
 
     @classmethod
     def from_state(cls, s: RunState) -> Run:
         reason = Reason(s.reason) if s.reason is not None else None
         status = Status.FINISHED if reason is not None else Status.STARTED
-        return cls(status, reason, s.log, _utc(s.started_at) or datetime.min, _utc(s.finished_at))
+        started = _utc(s.started_at) or datetime.min
+        return cls(status, reason, s.log, started, _utc(s.finished_at), s.log_blob, s.exit)
 
     @property
     def is_started(self) -> bool:

@@ -35,11 +35,21 @@ class StartRun(msgspec.Struct, tag="run", tag_field="type", forbid_unknown_field
     log: str
 
 
-class FinishRun(msgspec.Struct, tag="finish", tag_field="type", forbid_unknown_fields=True):
-    """The signer finishes one of its own runs with a reason."""
+class FinishRun(
+    msgspec.Struct, tag="finish", tag_field="type", forbid_unknown_fields=True, omit_defaults=True
+):
+    """The signer finishes one of its own runs with a reason.
+
+    ``log_blob``: the Git blob id of the run's published log (FORMAT.md 11.4), so a reader
+    verifies the log against this signed op; ``exit``: the command's exit status (0..255,
+    128+N when killed by signal N). Both are optional and omitted when absent, so a finish
+    without them has the same bytes (and a job the same change ids) as before they existed.
+    """
 
     run_id: str
     reason: str
+    log_blob: str | None = None
+    exit: int | None = None
 
 
 Op = Request | Release | StartRun | FinishRun

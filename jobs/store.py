@@ -23,7 +23,7 @@ from .errors import (
     UnknownJobError,
     UnknownRunError,
 )
-from .jobtype import JOB_TYPE, check_log_url, check_name, check_run_id
+from .jobtype import JOB_TYPE, check_finish_extras, check_log_url, check_name, check_run_id
 from .model import Job, JobState, Reason
 from .ops import FinishRun, Release, Request, StartRun
 
@@ -270,14 +270,25 @@ class JobMut(Job):
         self._write([StartRun(str(run_id), log)])
         return run_id
 
-    def finish(self, run_id: uuid.UUID | str, reason: Reason | str) -> None:
-        """Finish one of this node's runs."""
+    def finish(
+        self,
+        run_id: uuid.UUID | str,
+        reason: Reason | str,
+        *,
+        log_blob: str | None = None,
+        exit_status: int | None = None,
+    ) -> None:
+        """Finish one of this node's runs; ``log_blob`` names its published log
+        (:func:`jobs.logs.publish`), ``exit_status`` the command's exit status."""
         signer = self._jobs._signer()
         why = Reason.parse(reason)
         try:
             key = str(uuid.UUID(str(run_id)))
         except ValueError:
             raise InvalidInputError(f"not a run id: {run_id!r}") from None
+        problem = check_finish_extras(log_blob, exit_status)
+        if problem:
+            raise InvalidInputError(problem)
 
         def unfinished(state: JobState) -> None:
             run = state.runs.get(signer.nid, {}).get(key)
@@ -290,4 +301,5 @@ class JobMut(Job):
                 raise AlreadyFinishedError(f"run {key} already finished: {run.reason}")
 
         # Checked inside update(), on the state it has just brought up to date with the refs.
-        self._write([FinishRun(key, why.value)], precondition=unfinished)
+        op = FinishRun(key, why.value, log_blob, exit_status)
+        self._write([op], precondition=unfinished)

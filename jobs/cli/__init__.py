@@ -69,7 +69,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "release": ("node", "Create the jobs that .git-jobs.toml at REV defines (idempotent)."),
     "work": ("node", "Run this node's outstanding jobs (`work any`), or trigger other commits."),
     "node": ("node", "Run a long-running peer: preflights, then sync, release, work and heartbeat workers."),
-    "logs": ("node", "Print the log of a run this node executed."),
+    "logs": (
+        "logs",
+        "Print a run's log, from this node or (verified against the ledger) any node after a sync.",
+    ),
+    "prune-logs": (
+        "logs",
+        "Drop every node's published logs older than a duration (whole monthly buckets).",
+    ),
 }
 
 

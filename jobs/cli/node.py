@@ -1,4 +1,4 @@
-"""`git jobs release`, `work any`, `work trigger`, `node`, `logs`: the peer node's commands.
+"""`git jobs release`, `work any`, `work trigger`, `node`: the peer node's commands (`logs`: cli/logs.py).
 
 Thin wrappers over :mod:`jobs.node` (the library API): they parse flags, print, and map the
 result to an exit code. Exit codes of `work any`: 0 — every job of the commit has succeeded on
@@ -19,7 +19,6 @@ import cob
 from ..node import Workshop, parse_duration, release
 from ..node.daemon import Node
 from ..node.durations import DurationError
-from ..node.logs import find_log
 from ..node.trigger import trigger
 from ..node.work import PlanItem
 from ..text import safe
@@ -157,14 +156,6 @@ def _node(args: argparse.Namespace) -> int:
     return node.run()
 
 
-def _logs(args: argparse.Namespace) -> int:
-    path = find_log(open_repo(), args.run)
-    with open(path, "rb") as fh:
-        sys.stdout.buffer.write(fh.read())
-    sys.stdout.flush()
-    return EXIT_OK
-
-
 def _work_help(parser: argparse.ArgumentParser) -> Any:
     def handler(args: argparse.Namespace) -> int:
         parser.print_help()
@@ -240,12 +231,3 @@ def register(sub: Any) -> None:
         help="A remote name or URL to sync with (repeatable).",
     )
     p.add_argument("--interval", default="30s", help="How often each worker runs (default 30s).")
-
-    p = add_command(
-        sub,
-        "logs",
-        "Print the log of a run this node executed.",
-        "  git jobs logs 0190a4b2-…\n  git jobs logs 0190a4b2      # a unique prefix\n",
-        _logs,
-    )
-    p.add_argument("run", metavar="RUN", help="A run id or unique prefix.")
