@@ -127,7 +127,7 @@ def register(sub: Any) -> None:
         "--idle-timeout",
         type=float,
         metavar="SECONDS",
-        help="Stop a transfer that shows no progress for this long (default: git config ."
+        help="Stop a transfer that shows no progress for this long (default: git config "
         "jobs.idleTimeout, else 30; 0: never).",
     )
     add_json(p)
