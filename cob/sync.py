@@ -108,6 +108,7 @@ class FetchResult:
     updated: list[RefUpdate] = field(default_factory=list)
     refused: list[Refusal] = field(default_factory=list)
     remote_refs: dict[str, str] = field(default_factory=dict)  # every cob ref the remote had
+    skipped: int = 0  # remote refs outside the namespaces asked for (left untouched)
 
 
 @dataclass(slots=True)
@@ -300,11 +301,14 @@ def fetch(
     own_nid: str | None = None,
     typenames: Collection[str] | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
+    namespaces: Collection[str] | None = None,
 ) -> FetchResult:
     """Take the remote's cob refs as fast-forwards; report the refs left as they are.
 
     ``own_nid``'s namespace is special: a peer never rewrites it; a tip that is ours (signed by
     our key) and a fast-forward is taken, so a node reinstalled from a hub gets its history back.
+    ``namespaces``: take only the refs of these NIDs (and our own); the others are neither
+    downloaded nor applied, only counted in ``skipped`` (a follow policy, as Radicle's scopes).
     """
     gitdir = _gitdir(repo)
     remote_refs: dict[str, str] = {}
@@ -316,9 +320,10 @@ def fetch(
     try:
         for attempt in range(3):
             remote_refs = ls_remote(repo, remote, typenames, timeout=timeout)
+            followed = _followed(remote_refs, namespaces, own_nid)
             wanted = {
                 name: oid
-                for name, oid in remote_refs.items()
+                for name, oid in followed.items()
                 if _local_target(repo, name) != oid and not _has_commit(repo, oid)
             }
             if not wanted:
@@ -355,12 +360,23 @@ def fetch(
             if "couldn't find remote ref" in message and attempt < 2:
                 continue  # a ref vanished between listing and fetching: list again
             raise TransportError(f"cannot fetch from {describe(remote)}: {message}")
-        result = FetchResult(remote_refs=dict(remote_refs))
-        for name in sorted(remote_refs):
-            _apply(repo, name, staged.get(name, remote_refs[name]), own_nid, result)
+        followed = _followed(remote_refs, namespaces, own_nid)
+        result = FetchResult(remote_refs=dict(remote_refs), skipped=len(remote_refs) - len(followed))
+        for name in sorted(followed):
+            _apply(repo, name, staged.get(name, followed[name]), own_nid, result)
         return result
     finally:
         _delete_staging(repo, staging_prefix, staging_names)
+
+
+def _followed(
+    refs: Mapping[str, str], namespaces: Collection[str] | None, own_nid: str | None
+) -> dict[str, str]:
+    """The refs of ``namespaces`` (and of ``own_nid``); every ref when ``namespaces`` is None."""
+    if namespaces is None:
+        return dict(refs)
+    keep = {*namespaces, *([own_nid] if own_nid else [])}
+    return {n: o for n, o in refs.items() if (p := parse_ref(n)) is not None and p[0] in keep}
 
 
 def _apply(repo: pygit2.Repository, name: str, new: str, own_nid: str | None, result: FetchResult) -> None:

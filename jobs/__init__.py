@@ -11,14 +11,17 @@ from .errors import (
     InvalidInputError,
     JobsError,
     MissingCommitError,
+    PolicyError,
     ReadOnlyError,
     SyncError,
     UnknownJobError,
     UnknownRunError,
 )
+from .gate import GateStatus, gate_status
 from .jobtype import JOB_TYPE, TYPENAME, JobType
 from .model import Job, Reason, Run, Runs, Status
 from .ops import FinishRun, Request, StartRun
+from .policy import Policy, PolicySource, load_policy
 from .store import JobMut, Jobs
 
 __all__ = [
@@ -28,6 +31,7 @@ __all__ = [
     "AmbiguousJobError",
     "DefinitionError",
     "FinishRun",
+    "GateStatus",
     "InvalidInputError",
     "Job",
     "JobMut",
@@ -35,6 +39,9 @@ __all__ = [
     "Jobs",
     "JobsError",
     "MissingCommitError",
+    "Policy",
+    "PolicyError",
+    "PolicySource",
     "ReadOnlyError",
     "Reason",
     "Request",
@@ -45,4 +52,6 @@ __all__ = [
     "SyncError",
     "UnknownJobError",
     "UnknownRunError",
+    "gate_status",
+    "load_policy",
 ]

@@ -28,6 +28,8 @@ from .model import Job, JobState, Reason
 from .ops import FinishRun, Request, StartRun
 
 if TYPE_CHECKING:
+    from .gate import GateStatus
+    from .policy import Policy
     from .sync import SyncReport
 
 DEFAULT_NAME = "ci"
@@ -147,11 +149,29 @@ class Jobs:
             if job is not None:
                 yield job
 
-    def sync(self, remote: str, *, fetch: bool = True, push: bool = True) -> SyncReport:
-        """Fetch every node's jobs from ``remote`` (fast-forward only), push this node's own."""
+    def sync(
+        self, remote: str, *, fetch: bool = True, push: bool = True, trusted_only: bool | None = None
+    ) -> SyncReport:
+        """Fetch every node's jobs from ``remote`` (fast-forward only), push this node's own.
+
+        ``trusted_only`` fetches only trusted nodes' namespaces (default: ``jobs.fetch``)."""
         from .sync import sync
 
-        return sync(self, remote, fetch=fetch, push=push)
+        return sync(self, remote, fetch=fetch, push=push, trusted_only=trusted_only)
+
+    def policy(self) -> Policy:
+        """The trust policy in force here: the policy ref's ``[policy]`` plus local trust."""
+        from .policy import load_policy
+
+        return load_policy(self.repo)
+
+    def status(
+        self, rev: str = "HEAD", *, policy: Policy | None = None, all_nodes: bool = False
+    ) -> GateStatus:
+        """The merge verdict for a commit, counting only trusted runs (see :mod:`jobs.gate`)."""
+        from .gate import gate_status
+
+        return gate_status(self, rev, policy, all_nodes=all_nodes)
 
     def allowed_signers(self) -> str:
         """An allowed-signers file for every NID seen, for stock ``git verify-commit``."""

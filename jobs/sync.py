@@ -21,9 +21,11 @@ from cob import sync as cob_sync
 from cob.evaluate import Evaluation, evaluate
 from cob.sync import RefUpdate, Refusal
 
-from .errors import SyncError
+from .errors import PolicyError, SyncError
 from .jobtype import JOB_TYPE, TYPENAME
 from .model import JobState
+from .policy import load_policy
+from .text import safe
 
 if TYPE_CHECKING:
     from .store import Jobs
@@ -43,6 +45,8 @@ class SyncReport:
     refused: list[Refusal] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     rejected: list[cob.Rejection] = field(default_factory=list)
+    skipped: int = 0  # the remote's refs of untrusted nodes, not fetched (jobs.fetch = trusted)
+    scope: str = "all"  # "all" | "trusted": whose namespaces were fetched
 
     @property
     def ok(self) -> bool:
@@ -58,6 +62,8 @@ class SyncReport:
             "refused": [r.to_json() for r in self.refused],
             "changed": list(self.changed),
             "rejected": [{"job": r.object_id, "change": r.change, "reason": r.reason} for r in self.rejected],
+            "fetch": self.scope,
+            "skipped": self.skipped,
         }
 
     def summary(self) -> str:
@@ -66,6 +72,7 @@ class SyncReport:
             f"{cob_sync.describe(self.remote)}: fetched {len(self.fetched)}, "
             f"pushed {len(self.pushed)}, refused {len(self.refused)}, "
             f"jobs changed {len(self.changed)}, changes rejected {len(self.rejected)}"
+            + (f", untrusted refs skipped {self.skipped}" if self.scope == "trusted" else "")
         )
 
 
@@ -106,8 +113,12 @@ def sync(
     fetch: bool = True,
     push: bool = True,
     timeout: float | None = cob_sync.DEFAULT_TIMEOUT,
+    trusted_only: bool | None = None,
 ) -> SyncReport:
     """Fetch every node's jobs from ``remote`` (fast-forward only), then push this node's.
+
+    ``trusted_only`` (default: ``git config jobs.fetch`` = ``trusted``) fetches only the
+    namespaces of the nodes the policy trusts; with no policy at all every node is trusted.
 
     A store opened without a signer only fetches. A transport failure raises
     :class:`~jobs.errors.SyncError` (also a :class:`cob.TransportError`) carrying the partial
@@ -118,10 +129,14 @@ def sync(
     own = jobs.signer.nid if jobs.signer is not None else None
     before = _tips_by_job(jobs) if fetch else {}
     remote_refs: dict[str, str] | None = None
+    namespaces = _scope(jobs, trusted_only) if fetch else None
+    report.scope = "all" if namespaces is None else "trusted"
     try:
         if fetch:
-            got = cob_sync.fetch(repo, remote, own_nid=own, typenames=(TYPENAME,), timeout=timeout)
-            report.fetched, remote_refs = got.updated, got.remote_refs
+            got = cob_sync.fetch(
+                repo, remote, own_nid=own, typenames=(TYPENAME,), timeout=timeout, namespaces=namespaces
+            )
+            report.fetched, remote_refs, report.skipped = got.updated, got.remote_refs, got.skipped
             report.refused.extend(got.refused)
             _changes(jobs, before, report)
         if push and own is not None:
@@ -133,6 +148,31 @@ def sync(
     except cob.TransportError as e:
         raise SyncError(str(e), report) from None
     return report
+
+
+FETCH_KEY = "jobs.fetch"
+FETCH_SCOPES = ("all", "trusted")
+
+
+def fetch_scope(repo: pygit2.Repository) -> str:
+    """``git config jobs.fetch``: ``all`` (default) or ``trusted``; anything else is an error."""
+    try:
+        value = str(repo.config[FETCH_KEY]).strip().lower()
+    except (KeyError, ValueError, pygit2.GitError):
+        return "all"
+    if value not in FETCH_SCOPES:
+        raise PolicyError(f"git config {FETCH_KEY}: {safe(value)!r} is not one of: all, trusted")
+    return value
+
+
+def _scope(jobs: Jobs, trusted_only: bool | None) -> set[str] | None:
+    """The namespaces to fetch, or None for every one."""
+    if trusted_only is None:
+        trusted_only = fetch_scope(jobs.repo) == "trusted"
+    if not trusted_only:
+        return None
+    policy = load_policy(jobs.repo)
+    return None if policy.everyone else set(policy.trusted)
 
 
 def _changes(jobs: Jobs, before: dict[str, dict[str, str]], report: SyncReport) -> None:

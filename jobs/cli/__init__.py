@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "jobs.cli.objects",
     "jobs.cli.query",
     "jobs.cli.syncing",
+    "jobs.cli.trust",
     "jobs.cli.cache",
     "jobs.cli.demo",
     "jobs.cli.node",
