@@ -87,7 +87,7 @@ class GateStatus:
     required: list[str]
     cells: list[GateCell] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    defined: bool = False
+    defined: list[str] = field(default_factory=list)  # jobs the commit's definitions declare
     all_nodes: bool = False
     quorum: int = 1
 
@@ -154,7 +154,7 @@ class GateStatus:
         return "skipped" if states == {"skipped"} else "succeeded"
 
     def names(self) -> list[str]:
-        return sorted({*self.required, *(j.name for j in self.jobs)})
+        return sorted({*self.required, *self.defined, *(j.name for j in self.jobs)})
 
     def to_json(self) -> dict[str, Any]:
         """The JSON shape of ``git jobs status`` (see docs/CLI.md)."""
@@ -234,7 +234,8 @@ def gate_status(
     else:
         required = sorted({j.name for j in jobs})  # no definitions: every job someone made
     status = GateStatus(commit, policy, jobs, sorted(required), errors=errors,
-                        defined=defs is not None, all_nodes=all_nodes, quorum=policy.quorum)
+                        defined=list(defs.names) if defs else [], all_nodes=all_nodes,
+                        quorum=policy.quorum)
     by_name = {j.name: j for j in jobs}
     for name in status.names():
         d = defs.get(name) if defs is not None else None

@@ -56,7 +56,7 @@ class PolicySource:
         return {"ref": self.ref, "commit": self.commit, "how": self.how}
 
     def __str__(self) -> str:
-        return f"{safe(self.ref)} at {self.commit[:12]}"
+        return f"{safe(self.ref)} ({self.commit[:12]})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,7 +343,7 @@ def load_repository_policy(repo: pygit2.Repository) -> Policy:
         return Policy.none()
     text = _policy_text(repo, source)
     if text is None:
-        return Policy.none()
+        return Policy(source=source, everyone=True)
     where = f"{DEFINITIONS_FILE} at {source}"
     try:
         data = tomllib.loads(text)
