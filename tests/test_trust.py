@@ -276,6 +276,7 @@ def test_local_trust_adds_to_the_policy_for_one_person_in_git_config(project: Pr
     code, data = status(m, sha)
     assert code == 0 and {r["node_name"] for r in runs(data)} == {"my-laptop"}
     assert "my-laptop" in gj(m, "status", sha).out
+    assert f"node {mallory}  my-laptop" in ok(m, "show", f"{sha}:build").out
     listed = ok(m, "trust", "list", "--json").json
     assert {(t["nid"], t["name"], t["local"]) for t in listed["trusted"]} == {
         (alice, "alice-linux", False), (mallory, "my-laptop", True)

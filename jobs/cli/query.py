@@ -19,6 +19,7 @@ from pygit2.enums import SortMode
 
 import cob
 
+from ..errors import PolicyError
 from ..gate import GateStatus
 from ..jobtype import JOB_TYPE
 from ..model import Job
@@ -132,6 +133,15 @@ def _watch(
         status = _status_once(store, args, policy)
 
 
+def _trusted_names(store: Jobs) -> dict[str, str]:
+    """Names for `show`: a policy that does not validate only costs the names here (`status`
+    and `trust list` report it)."""
+    try:
+        return store.policy().trusted
+    except PolicyError:
+        return {}
+
+
 # -- show -----------------------------------------------------------------------------------
 def _show(args: argparse.Namespace) -> int:
     store = open_jobs(args)
@@ -151,7 +161,7 @@ def _show(args: argparse.Namespace) -> int:
     print(f"state    {style.state(job_state(job))}")
     print(f"runs     {total} on {len(runs)} node{'s' if len(runs) != 1 else ''}")
     now = time.time()
-    names = store.policy().trusted if runs else {}
+    names = _trusted_names(store) if runs else {}
     for nid, node_runs in runs.items():
         print()
         label = f"  {safe(names[nid])}" if names.get(nid) else ""
