@@ -396,7 +396,7 @@ def test_requesters_default_to_the_trusted_nodes_and_nobody_without_a_policy() -
     a, b = (cob.Signer.generate().nid for _ in range(2))
     p = parse_policy({"nodes": {a: "a"}}, "test")
     assert p.requesters == (a,) and p.may_request(a) and not p.may_request(b)
-    assert p.with_local({b: ""}).requesters == (a, b)
+    assert set(p.with_local({b: ""}).requesters) == {a, b}
     q = parse_policy({"nodes": {a: "a"}, "requesters": [f"did:key:{b}"]}, "test")
     assert q.requesters == (b,) and not q.may_request(a)
     assert jobs.Policy.none().requesters == () and not jobs.Policy.none().may_request(a)
