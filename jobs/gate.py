@@ -25,9 +25,12 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import DefinitionError
+
+if TYPE_CHECKING:
+    from .node.definitions import Definitions
 from .model import Job, Reason, Run
 from .policy import Policy
 from .store import Jobs
@@ -204,6 +207,29 @@ def _job_cells(
     return cells
 
 
+_DEFINITIONS: dict[str, tuple[Definitions | None, list[str]]] = {}
+
+
+def _definitions(store: Jobs, commit: str) -> tuple[Definitions | None, list[str]]:
+    """The commit's definitions and the errors in them (none when the commit is not here).
+
+    A commit's tree never changes, so the answer is kept for the process (bounded)."""
+    from .node.definitions import load_definitions
+
+    if commit not in store.repo:
+        return None, []
+    cached = _DEFINITIONS.get(commit)
+    if cached is None:
+        try:
+            cached = (load_definitions(store.repo, commit), [])
+        except DefinitionError as e:
+            cached = (None, list(e.errors))
+        if len(_DEFINITIONS) >= 256:
+            _DEFINITIONS.pop(next(iter(_DEFINITIONS)))
+        _DEFINITIONS[commit] = cached
+    return cached[0], list(cached[1])
+
+
 def gate_status(
     store: Jobs, rev: str = "HEAD", policy: Policy | None = None, *, all_nodes: bool = False
 ) -> GateStatus:
@@ -212,19 +238,12 @@ def gate_status(
     ``policy`` defaults to the one in force here (:func:`jobs.policy.load_policy`);
     ``all_nodes`` counts every node's runs whatever the policy says.
     """
-    from .node.definitions import load_definitions
     from .policy import load_policy
 
     commit = store.resolve_commit(rev, must_exist=False)
     policy = policy if policy is not None else load_policy(store.repo)
     jobs = store.find_by_commit(commit)
-    errors: list[str] = []
-    defs = None
-    if commit in store.repo:
-        try:
-            defs = load_definitions(store.repo, commit)
-        except DefinitionError as e:
-            errors = list(e.errors)
+    defs, errors = _definitions(store, commit)
     if policy.required is not None:
         required = list(policy.required)
     elif defs is not None:

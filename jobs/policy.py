@@ -341,6 +341,26 @@ def load_repository_policy(repo: pygit2.Repository) -> Policy:
     source = policy_ref(repo)
     if source is None:
         return Policy.none()
+    # A commit never changes, so neither does its policy: parse it once per process (a watch
+    # loop or a web page asks again and again).
+    cached = _PARSED.get((source.ref, source.commit))
+    if cached is None:
+        try:
+            cached = _parse_at(repo, source)
+        except PolicyError as e:
+            cached = e
+        if len(_PARSED) >= 16:
+            _PARSED.pop(next(iter(_PARSED)))
+        _PARSED[(source.ref, source.commit)] = cached
+    if isinstance(cached, PolicyError):
+        raise PolicyError(str(cached), cached.errors)
+    return cached
+
+
+_PARSED: dict[tuple[str, str], Policy | PolicyError] = {}
+
+
+def _parse_at(repo: pygit2.Repository, source: PolicySource) -> Policy:
     text = _policy_text(repo, source)
     if text is None:
         return Policy(source=source, everyone=True)
