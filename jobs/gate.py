@@ -7,7 +7,8 @@ not give (learned from GitHub's required status checks and Gerrit's CI votes):
   node when there is no policy, or with ``all_nodes``). Other runs are shown as *not counted*
   and never change the verdict: a stranger can neither fail nor pass a commit.
 - **What must pass.** The *required* jobs: the policy's ``required``, else every job the
-  commit's own definitions declare, else (no definitions file at all) every job that exists.
+  commit's own definitions declare, else (no definitions file, or one that declares no job)
+  every job that exists.
   A required job with no counted result is ``expected`` — silence is never a pass. Other jobs
   (made by hand, or not in ``required``) are *extra*: shown, never blocking.
 - **What is final.** A failed run that its node will retry (the commit's ``retry.max`` is not
@@ -246,12 +247,12 @@ def gate_status(
     defs, errors = _definitions(store, commit)
     if policy.required is not None:
         required = list(policy.required)
-    elif defs is not None:
+    elif defs is not None and defs.names:
         required = list(defs.names)
     elif errors:
         required = []
-    else:
-        required = sorted({j.name for j in jobs})  # no definitions: every job someone made
+    else:  # no definitions (or a file with only [policy]): every job someone made
+        required = sorted({j.name for j in jobs})
     status = GateStatus(commit, policy, jobs, sorted(required), errors=errors,
                         defined=list(defs.names) if defs else [], all_nodes=all_nodes,
                         quorum=policy.quorum)

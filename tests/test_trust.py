@@ -243,6 +243,16 @@ def test_a_job_its_node_will_retry_is_pending_and_a_stray_job_does_not_block(pro
     assert status(project.maintainer(), bad)[0] == 1
 
 
+def test_with_a_policy_but_no_jobs_defined_the_jobs_people_made_are_required(project: Project) -> None:
+    alice = project.nids["alice"]
+    sha = project.publish(policy_toml({alice: "alice"}), "ci: a policy, jobs made by hand")
+    project.record("mallory", sha, "ci", "succeeded")
+    code, data = status(project.maintainer(), sha)
+    assert (code, data["required"], data["expected"]) == (8, ["ci"], ["ci"])
+    project.record("alice", sha, "ci", "succeeded")
+    assert status(project.maintainer(), sha)[0] == 0
+
+
 # -- definitions that do not parse ---------------------------------------------------------------
 def test_a_commit_whose_definitions_do_not_parse_shows_every_error(project: Project) -> None:
     broken = (
@@ -272,7 +282,7 @@ def test_local_trust_adds_to_the_policy_for_one_person_in_git_config(project: Pr
     assert status(m, sha)[0] == 8
     added = ok(m, "trust", "add", f"did:key:{mallory}", "--name", "my-laptop", "--json").json
     assert added == {"nid": mallory, "name": "my-laptop", "new": True}
-    assert git(m, "config", "--get-all", "jobs.trust").split() == [mallory, "my-laptop"]
+    assert git(m, "config", "--local", "--get-all", "jobs.trust").split() == [mallory, "my-laptop"]
     code, data = status(m, sha)
     assert code == 0 and {r["node_name"] for r in runs(data)} == {"my-laptop"}
     assert "my-laptop" in gj(m, "status", sha).out
