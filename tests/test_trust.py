@@ -124,7 +124,9 @@ def test_a_strangers_failure_and_a_strangers_pass_change_nothing(project: Projec
     assert counted == {(alice, True), (mallory, False)}
     assert {r["node_name"] for r in runs(data) if r["node"] == alice} == {"alice-linux"}
     # --all-nodes counts everyone: now the stranger's failure decides.
-    assert gj(m, "status", green, "--all-nodes").code == 1
+    everyone = gj(m, "status", green, "--all-nodes")
+    assert everyone.code == 1 and "--all-nodes: every node's runs counted" in everyone.out
+    assert "not counted" not in everyone.out
 
     # The same stranger passes a commit no trusted node has built: not a pass.
     never = project.publish(DEFS + policy_toml({alice: "alice-linux"}) + "# touched\n", "untested")

@@ -79,7 +79,10 @@ def render_status(
 ) -> list[str]:
     """The lines `git jobs status` prints for one commit."""
     head = f"commit {style(short(status.commit), 'yellow')}"
-    lines = [f"{head}  {safe(title)}".rstrip(), style(describe_policy(status.policy), "dim")]
+    trust = describe_policy(status.policy)
+    if status.all_nodes and not status.policy.everyone:
+        trust += "; --all-nodes: every node's runs counted"
+    lines = [f"{head}  {safe(title)}".rstrip(), style(trust, "dim")]
     if status.errors:
         lines.append(f"  {style(f'.git-jobs.toml has {len(status.errors)} error(s):', 'red')}")
         lines.extend(f"    {safe(e)}" for e in status.errors)
