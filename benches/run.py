@@ -317,6 +317,40 @@ def case_memory(path: str, n: int) -> None:
     row(f"   peak RSS, loading {n:,} jobs (no index)", measure("nocache"), baseline, "MB", "as above")
 
 
+# -- 7. status as a merge gate vs the plain rollup ------------------------------------------------
+def case_gate(base: Path, nodes: int, repeats: int) -> None:
+    """`status` under a policy (policy ref + definitions read, trust applied) against the plain
+    per-node rollup of the same jobs: what the merge gate costs on top of reading the ledger."""
+    path = base / "gate"
+    make_commits(str(path), 1)
+    signers = [cob.Signer.generate() for _ in range(nodes)]
+    names = ("build", "test", "lint", "docs", "package")
+    trusted = ", ".join(f'"{s.nid}" = "node{i}"' for i, s in enumerate(signers[: nodes // 2]))
+    defs = "".join(f'[jobs.{n}]\nrun = "true"\nretry = 2\n' for n in names)
+    (path / ".git-jobs.toml").write_text(f"{defs}[policy]\nnodes = {{ {trusted} }}\nquorum = 2\n")
+    subprocess.run(["git", "checkout", "-q", "-f", "main"], cwd=path, check=True)
+    subprocess.run(["git", "add", ".git-jobs.toml"], cwd=path, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", "ci"], cwd=path, check=True,
+                   env={**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@e",
+                        "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@e"})
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, check=True, capture_output=True,
+                            text=True).stdout.strip()
+    for s in signers:
+        store = jobs.Jobs.open(str(path), signer=s)
+        for n in names:
+            job = store.create(commit, n)
+            job.finish(job.run(f"https://ci.example/{n}"), "succeeded")
+    from jobs.summary import commit_status
+
+    reader = jobs.Jobs.open(str(path))
+    assert reader.status(commit).outcome == "succeeded"
+    gate_s, plain_s = compare(
+        lambda: reader.status(commit), lambda: commit_status(reader, commit), repeats * 4
+    )
+    row(f"7. status as a merge gate, {len(names)} jobs x {nodes} nodes", gate_s * 1e3, plain_s * 1e3, "ms",
+        "plain per-node rollup of the same jobs", "goal <=2x")
+
+
 def machine() -> str:
     cpu = ""
     with open("/proc/cpuinfo") as f:
@@ -334,7 +368,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     ap.add_argument("--dir", help="where to build repositories (default: /dev/shm if present, else $TMPDIR)")
-    ap.add_argument("--cases", default="1,2,3,4,5,6", help="comma-separated case numbers")
+    ap.add_argument("--cases", default="1,2,3,4,5,6,7", help="comma-separated case numbers")
     ap.add_argument("--sizes", help="job counts for case 3, e.g. 1000,10000,50000")
     ap.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     args = ap.parse_args()
@@ -373,6 +407,8 @@ def main() -> int:
             case_sync(base, 200 if q else 1_000, 3)
         if 6 in cases and repos:
             case_memory(repos[fill_size], fill_size)
+        if 7 in cases:
+            case_gate(base, 10 if q else 40, repeats)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     print(f"total {time.perf_counter() - started:.0f} s")

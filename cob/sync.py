@@ -127,6 +127,7 @@ class FetchResult:
     updated: list[RefUpdate] = field(default_factory=list)
     refused: list[Refusal] = field(default_factory=list)
     remote_refs: dict[str, str] = field(default_factory=dict)  # every cob ref the remote had
+    skipped: int = 0  # remote refs outside the namespaces asked for (left untouched)
 
 
 @dataclass(slots=True)
@@ -423,6 +424,7 @@ def fetch(
     timeout: float | None = DEFAULT_TIMEOUT,
     idle: float | None = DEFAULT_IDLE,
     families: tuple[RefFamily, ...] = (),
+    namespaces: Collection[str] | None = None,
 ) -> FetchResult:
     """Take the remote's cob refs as fast-forwards; report the refs left as they are.
 
@@ -433,7 +435,9 @@ def fetch(
     Objects are received into a quarantine (:class:`_Quarantine`): only what the accepted tips
     reach is moved into the repository, the rest is deleted with it. ``families``: ref families
     taken by the same rules (:mod:`cob.family`); their pruned leaves are not fetched, but stay
-    in ``remote_refs`` so that a push can delete our own.
+    in ``remote_refs`` so that a push can delete our own. ``namespaces``: take only the refs of
+    these NIDs (and our own); the others are neither downloaded nor applied, only counted in
+    ``skipped`` (a follow policy, as Radicle's scopes).
     """
     limits = limits or Limits()
     result = FetchResult()
@@ -441,8 +445,9 @@ def fetch(
     with _Quarantine(repo, timeout, idle) as q:
         for attempt in range(3):
             listed = ls_remote(repo, remote, typenames, timeout=timeout, idle=idle, families=families)
-            result = FetchResult(remote_refs=listed)
-            candidates = _screen(repo, result, own_nid, unsigned_roots, limits, families)
+            followed = _followed(listed, namespaces, own_nid, families)
+            result = FetchResult(remote_refs=listed, skipped=len(listed) - len(followed))
+            candidates = _screen(repo, result, followed, own_nid, unsigned_roots, limits, families)
             wanted = {
                 name: oid
                 for name, oid in candidates.items()
@@ -457,6 +462,19 @@ def fetch(
             continue  # refused in quarantine, reported there
         _apply(repo, name, passed.get(name, candidates[name]), own_nid, result, families)
     return result
+
+
+def _followed(
+    refs: Mapping[str, str],
+    namespaces: Collection[str] | None,
+    own_nid: str | None,
+    families: tuple[RefFamily, ...],
+) -> dict[str, str]:
+    """The refs of ``namespaces`` (and of ``own_nid``); every ref when ``namespaces`` is None."""
+    if namespaces is None:
+        return dict(refs)
+    keep = {*namespaces, *([own_nid] if own_nid else [])}
+    return {n: o for n, o in refs.items() if _owner(n, families)[0] in keep}
 
 
 def _pruned(name: str, families: tuple[RefFamily, ...]) -> bool:
@@ -478,6 +496,7 @@ def _owner(name: str, families: tuple[RefFamily, ...]) -> tuple[str, str | None,
 def _screen(
     repo: pygit2.Repository,
     result: FetchResult,
+    listed: Mapping[str, str],
     own_nid: str | None,
     unsigned_roots: Collection[str],
     limits: Limits,
@@ -495,7 +514,7 @@ def _screen(
     too_many = f"more than {limits.new_refs} new refs in one fetch: taken by a later one"
     out: dict[str, str] = {}
     new: dict[str, list[str]] = {}
-    for name, oid in sorted(result.remote_refs.items()):
+    for name, oid in sorted(listed.items()):
         if _pruned(name, families):
             continue  # listed for push's deletions, never fetched
         nid, typename, object_id = _owner(name, families)

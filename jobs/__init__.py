@@ -15,14 +15,17 @@ if TYPE_CHECKING:
         InvalidInputError,
         JobsError,
         MissingCommitError,
+        PolicyError,
         ReadOnlyError,
         SyncError,
         UnknownJobError,
         UnknownRunError,
     )
+    from .gate import GateStatus, gate_status
     from .jobtype import JOB_TYPE, TYPENAME, JobType
     from .model import Job, Reason, Run, Runs, Status
     from .ops import FinishRun, Release, Request, StartRun
+    from .policy import Policy, PolicySource, load_policy
     from .store import JobMut, Jobs
 
 # Names are loaded on first use (PEP 562): `git jobs --version` or `-h` then costs no import of
@@ -30,13 +33,15 @@ if TYPE_CHECKING:
 _WHERE = {
     **dict.fromkeys(
         ("AlreadyFinishedError", "AmbiguousJobError", "DefinitionError", "InvalidInputError",
-         "JobsError", "MissingCommitError", "ReadOnlyError", "SyncError", "UnknownJobError",
+         "JobsError", "MissingCommitError", "PolicyError", "ReadOnlyError", "SyncError", "UnknownJobError",
          "UnknownRunError"),
         "errors",
     ),
+    **dict.fromkeys(("GateStatus", "gate_status"), "gate"),
     **dict.fromkeys(("JOB_TYPE", "TYPENAME", "JobType"), "jobtype"),
     **dict.fromkeys(("Job", "Reason", "Run", "Runs", "Status"), "model"),
     **dict.fromkeys(("FinishRun", "Release", "Request", "StartRun"), "ops"),
+    **dict.fromkeys(("Policy", "PolicySource", "load_policy"), "policy"),
     **dict.fromkeys(("JobMut", "Jobs"), "store"),
 }
 
@@ -61,6 +66,7 @@ __all__ = [
     "AmbiguousJobError",
     "DefinitionError",
     "FinishRun",
+    "GateStatus",
     "InvalidInputError",
     "Job",
     "JobMut",
@@ -68,6 +74,9 @@ __all__ = [
     "Jobs",
     "JobsError",
     "MissingCommitError",
+    "Policy",
+    "PolicyError",
+    "PolicySource",
     "ReadOnlyError",
     "Reason",
     "Release",
@@ -79,4 +88,6 @@ __all__ = [
     "SyncError",
     "UnknownJobError",
     "UnknownRunError",
+    "gate_status",
+    "load_policy",
 ]

@@ -22,10 +22,11 @@ import uuid6
 
 import cob
 
+from .gate import GateStatus
 from .logs import publish as publish_log
 from .model import Reason
 from .store import JobMut, Jobs
-from .summary import CommitStatus, commit_status, job_json
+from .summary import job_json
 
 NODE_NAMES = ("alice", "bob", "carol")
 
@@ -56,7 +57,7 @@ class DemoResult:
     hub: Path
     nodes: list[DemoNode]
     commits: list[tuple[str, str]]  # (sha, subject), oldest first
-    statuses: list[CommitStatus] = field(default_factory=list)
+    statuses: list[GateStatus] = field(default_factory=list)
     converged: bool = False
 
     def to_json(self) -> dict[str, Any]:
@@ -186,7 +187,7 @@ def run_demo(directory: str | os.PathLike[str], log: Callable[[str], None] = lam
         sync(name)
 
     result = DemoResult(root, hub, nodes, commits)
-    result.statuses = [commit_status(stores["alice"], sha) for sha, _ in reversed(commits)]
+    result.statuses = [stores["alice"].status(sha) for sha, _ in reversed(commits)]
     views = [
         sorted((job_json(j) for j in Jobs.open(stores[n].repo).all()), key=lambda j: j["id"])
         for n in NODE_NAMES

@@ -42,7 +42,30 @@ class AlreadyFinishedError(JobsError):
 
 
 class DefinitionError(JobsError):
-    """An invalid ``.git-jobs.toml`` (names the file, commit and key)."""
+    """An invalid ``.git-jobs.toml`` (names the file, commit and key).
+
+    ``errors`` lists every problem found in the file (the message joins them), so that a user
+    fixes them all in one commit rather than one per round trip.
+    """
+
+    def __init__(self, message: str, errors: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.errors: list[str] = list(errors) if errors is not None else [message]
+
+
+class PolicyError(JobsError):
+    """A trust policy (``[policy]`` at the policy ref, ``jobs.policyRef``, ``jobs.trust``)
+    that does not validate. ``errors`` lists every problem; the message joins them."""
+
+    def __init__(self, message: str, errors: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.errors: list[str] = list(errors) if errors is not None else [message]
+
+    @classmethod
+    def of(cls, errors: list[str], limit: int = 50) -> PolicyError:
+        shown = errors[:limit]
+        more = f"; and {len(errors) - limit} more" if len(errors) > limit else ""
+        return cls("; ".join(shown) + more, shown)
 
 
 class SyncError(JobsError, cob.TransportError):

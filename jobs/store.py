@@ -28,6 +28,8 @@ from .model import Job, JobState, Reason
 from .ops import FinishRun, Release, Request, StartRun
 
 if TYPE_CHECKING:
+    from .gate import GateStatus
+    from .policy import Policy
     from .sync import SyncReport
 
 DEFAULT_NAME = "ci"
@@ -177,14 +179,31 @@ class Jobs:
         push: bool = True,
         timeout: float | None = 600.0,  # cob.sync.DEFAULT_TIMEOUT, not imported: start-up
         idle: float | None = None,
+        trusted_only: bool | None = None,
     ) -> SyncReport:
         """Fetch every node's jobs from ``remote`` (fast-forward only), push this node's own.
 
         ``timeout`` bounds each git call; ``idle`` stops a transfer silent for that long
-        (default: ``git config jobs.idleTimeout``, else 30 s)."""
+        (default: ``git config jobs.idleTimeout``, else 30 s); ``trusted_only`` fetches only
+        trusted nodes' namespaces (default: ``git config jobs.fetch``)."""
         from .sync import sync
 
-        return sync(self, remote, fetch=fetch, push=push, timeout=timeout, idle=idle)
+        return sync(
+            self, remote, fetch=fetch, push=push, timeout=timeout, idle=idle, trusted_only=trusted_only
+        )
+    def policy(self) -> Policy:
+        """The trust policy in force here: the policy ref's ``[policy]`` plus local trust."""
+        from .policy import load_policy
+
+        return load_policy(self.repo)
+
+    def status(
+        self, rev: str = "HEAD", *, policy: Policy | None = None, all_nodes: bool = False
+    ) -> GateStatus:
+        """The merge verdict for a commit, counting only trusted runs (see :mod:`jobs.gate`)."""
+        from .gate import gate_status
+
+        return gate_status(self, rev, policy, all_nodes=all_nodes)
 
     def allowed_signers(self) -> str:
         """An allowed-signers file for every NID seen, for stock ``git verify-commit``."""

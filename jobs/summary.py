@@ -13,6 +13,10 @@ node has run yet is ``queued``. The commit's outcome, in order of precedence:
 - ``pending``   — otherwise, some job is queued or running;
 - ``succeeded`` — otherwise every latest run succeeded or was skipped;
 - ``none``      — the commit has no jobs at all.
+
+That rollup counts every node alike. `git jobs status` gives the merge verdict instead
+(:mod:`jobs.gate`: only trusted nodes count, required jobs are expected until they pass); the
+run and job shapes here are shared by both.
 """
 
 from __future__ import annotations

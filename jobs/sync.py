@@ -22,9 +22,11 @@ from cob.evaluate import Evaluation, evaluate
 from cob.sync import RefUpdate, Refusal
 
 from . import logs
-from .errors import SyncError
+from .errors import PolicyError, SyncError
 from .jobtype import JOB_TYPE, TYPENAME
 from .model import JobState
+from .policy import load_policy
+from .text import safe
 
 if TYPE_CHECKING:
     from .store import Jobs
@@ -48,6 +50,8 @@ class SyncReport:
     logs_fetched: list[RefUpdate] = field(default_factory=list)
     logs_pushed: list[RefUpdate] = field(default_factory=list)
     logs_deleted: list[str] = field(default_factory=list)
+    skipped: int = 0  # the remote's refs of untrusted nodes, not fetched (jobs.fetch = trusted)
+    scope: str = "all"  # "all" | "trusted": whose namespaces were fetched
 
     @property
     def ok(self) -> bool:
@@ -68,6 +72,8 @@ class SyncReport:
                 "pushed": [_log_json(u) for u in self.logs_pushed],
                 "deleted": list(self.logs_deleted),
             },
+            "fetch": self.scope,
+            "skipped": self.skipped,
         }
 
     def summary(self) -> str:
@@ -76,6 +82,7 @@ class SyncReport:
             f"{cob_sync.describe(self.remote)}: fetched {len(self.fetched)}, "
             f"pushed {len(self.pushed)}, refused {len(self.refused)}, "
             f"jobs changed {len(self.changed)}, changes rejected {len(self.rejected)}"
+            + (f", untrusted refs skipped {self.skipped}" if self.scope == "trusted" else "")
         )
         if self.logs_fetched or self.logs_pushed or self.logs_deleted:
             line += (
@@ -135,12 +142,15 @@ def sync(
     timeout: float | None = cob_sync.DEFAULT_TIMEOUT,
     idle: float | None = None,
     limits: cob_sync.Limits | None = None,
+    trusted_only: bool | None = None,
 ) -> SyncReport:
     """Fetch every node's jobs from ``remote`` (fast-forward only), then push this node's.
 
     A store opened without a signer only fetches. ``timeout`` bounds each git call, ``idle``
     stops a transfer that shows no progress for that long (None: :func:`idle_timeout`);
     ``limits`` bounds the new refs and namespaces taken (:class:`cob.sync.Limits`).
+    ``trusted_only`` (default: ``git config jobs.fetch`` = ``trusted``) fetches only the
+    namespaces of the nodes the policy trusts; with no policy at all every node is trusted.
     A transport failure raises
     :class:`~jobs.errors.SyncError` (also a :class:`cob.TransportError`) carrying the partial
     report in ``.report``: refs fetched before a failed push are kept and listed there.
@@ -153,6 +163,8 @@ def sync(
     before = _tips_by_job(jobs) if fetch else {}
     remote_refs: dict[str, str] | None = None
     families = (logs.family_for(repo),)  # run logs travel beside the job refs
+    namespaces = _scope(jobs, trusted_only) if fetch else None
+    report.scope = "all" if namespaces is None else "trusted"
     try:
         if fetch:
             got = cob_sync.fetch(
@@ -165,8 +177,10 @@ def sync(
                 timeout=timeout,
                 idle=idle,
                 families=families,
+                namespaces=namespaces,
             )
             (report.fetched, report.logs_fetched), remote_refs = _split(got.updated), got.remote_refs
+            report.skipped = got.skipped
             report.refused.extend(got.refused)
             _changes(jobs, before, report)
         if push and own is not None:
@@ -199,6 +213,31 @@ def idle_timeout(repo: pygit2.Repository) -> float | None:
     if not 0 <= value <= 86400:
         raise SyncError(f"{IDLE_CONFIG} must be a number of seconds from 0 to 86400, not {text!r}")
     return value or None
+
+
+FETCH_KEY = "jobs.fetch"
+FETCH_SCOPES = ("all", "trusted")
+
+
+def fetch_scope(repo: pygit2.Repository) -> str:
+    """``git config jobs.fetch``: ``all`` (default) or ``trusted``; anything else is an error."""
+    try:
+        value = str(repo.config[FETCH_KEY]).strip().lower()
+    except (KeyError, ValueError, pygit2.GitError):
+        return "all"
+    if value not in FETCH_SCOPES:
+        raise PolicyError(f"git config {FETCH_KEY}: {safe(value)!r} is not one of: all, trusted")
+    return value
+
+
+def _scope(jobs: Jobs, trusted_only: bool | None) -> set[str] | None:
+    """The namespaces to fetch, or None for every one."""
+    if trusted_only is None:
+        trusted_only = fetch_scope(jobs.repo) == "trusted"
+    if not trusted_only:
+        return None
+    policy = load_policy(jobs.repo)
+    return None if policy.everyone else set(policy.trusted)
 
 
 def _changes(jobs: Jobs, before: dict[str, dict[str, str]], report: SyncReport) -> None:

@@ -20,6 +20,7 @@ from tests.clirunner import GIT_JOBS, env_with, gj, ok
 from tests.conftest import commits_of, git, head
 
 RUN_KEYS = {"node", "id", "status", "reason", "state", "log", "log_blob", "exit", "started_at", "finished_at"}
+STATUS_RUN_KEYS = RUN_KEYS | {"counted", "node_name"}  # status also says whether a run counts
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
@@ -146,14 +147,22 @@ def test_status_exit_codes_follow_gh_pr_checks(repo: pygit2.Repository, keys: li
     # No jobs: not a pass (as gh: "no checks reported" exits 1).
     none = gj(wd, "status")
     assert none.code == 1 and "no jobs" in none.out
-    assert status(wd) == (1, {"commit": head(repo), "outcome": "none", "counts": {}, "jobs": []})
+    code, data = status(wd)
+    assert code == 1 and {k: data[k] for k in ("commit", "outcome", "counts", "jobs")} == {
+        "commit": head(repo), "outcome": "none", "counts": {}, "jobs": []
+    }
+    assert data["policy"]["everyone"] is True and data["expected"] == [] and data["errors"] == []
 
     node_a, node_b, node_c = (lib(repo, k) for k in keys)
     build_job = node_a.create("HEAD", "build")
     build = build_job.id
     code, data = status(wd)
-    assert code == 8 and data["outcome"] == "pending" and data["counts"] == {"queued": 1}
-    assert data["jobs"] == [{"id": build, "name": "build", "state": "queued", "latest": []}]
+    # No definitions and no policy: every job someone made is required, and one nobody ran is
+    # expected (pending).
+    assert code == 8 and data["outcome"] == "pending" and data["counts"] == {"expected": 1}
+    assert data["jobs"] == [{"id": build, "name": "build", "state": "expected", "required": True,
+                             "verdict": "expected", "latest": []}]
+    assert data["expected"] == ["build"]
 
     run_a = build_job.run("https://ci.example/a/1")
     assert status(wd)[0] == 8
@@ -177,7 +186,7 @@ def test_status_exit_codes_follow_gh_pr_checks(repo: pygit2.Repository, keys: li
     by_name = {j["name"]: j for j in data["jobs"]}  # type: ignore[attr-defined]
     assert by_name["test"]["state"] == "failed" and len(by_name["test"]["latest"]) == 2
     for cell in by_name["test"]["latest"]:
-        assert cell.keys() == RUN_KEYS
+        assert cell.keys() == STATUS_RUN_KEYS and cell["counted"] is True
     assert {c["state"] for c in by_name["test"]["latest"]} == {"timed_out", "running"}
 
     # The latest run per node counts: b retries and passes, c's run is skipped → all green.

@@ -46,7 +46,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Show one job: every node's runs with status, reason, log URL and times, and anything rejected.",
     ),
     "list": ("query", "List jobs, one line each (newest commits first): id, commit, name, state, runs."),
-    "status": ("query", "For a commit, each job x each node: the latest run and its outcome."),
+    "status": (
+        "query",
+        "A merge gate for a commit: each job x each node, the latest run, and the verdict.",
+    ),
     "verify": (
         "query",
         "Re-verify every change of every job from scratch (signatures, authorship, rules) and print"
@@ -56,6 +59,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "syncing",
         "Fetch every node's jobs from a remote (fast-forward only) and push this node's own.",
     ),
+    "trust": ("trust", "Whose runs count here: the policy ref's trusted nodes plus your local ones."),
     "cache": (
         "cache",
         "Show or rebuild the job index (an accelerator in the git directory; deleting it loses nothing).",

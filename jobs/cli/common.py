@@ -86,6 +86,8 @@ STATE_COLOUR = {
     "cancelled": "red",
     "running": "yellow",
     "queued": "yellow",
+    "expected": "yellow",
+    "retrying": "yellow",
     "pending": "yellow",
     "skipped": "dim",
     "none": "dim",
@@ -109,10 +111,12 @@ class Style:
 
     def symbol(self, state: str) -> str:
         if self.unicode:
-            table = {"succeeded": "✓", "running": "•", "queued": "○", "skipped": "-"}
+            table = {"succeeded": "✓", "running": "•", "queued": "○", "skipped": "-",
+                     "expected": "○", "retrying": "↻"}
             sym = table.get(state, "✗")
         else:
-            table = {"succeeded": "ok", "running": "..", "queued": "..", "skipped": "--"}
+            table = {"succeeded": "ok", "running": "..", "queued": "..", "skipped": "--",
+                     "expected": "..", "retrying": ".."}
             sym = table.get(state, "XX")
         return self.state(state, sym)
 

@@ -11,7 +11,7 @@ from typing import Any
 from ..demo import DemoError, DemoResult, run_demo
 from .common import Style, add_command, add_json, print_json
 from .errors import EXIT_FAILED, EXIT_OK, CliError
-from .query import render_status
+from .statusview import render_status
 
 
 def _print(result: DemoResult, style: Style) -> None:

@@ -11,7 +11,6 @@ import argparse
 import math
 import sys
 import time
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,20 +19,24 @@ from pygit2.enums import SortMode
 
 import cob
 
+from ..errors import PolicyError
+from ..gate import GateStatus
 from ..jobtype import JOB_TYPE
-from ..model import Job, Run
+from ..model import Job
+from ..policy import Policy
 from ..store import Jobs
 from ..summary import (
-    CommitStatus,
-    commit_status,
     job_json,
     job_state,
     rejection_json,
     run_state,
 )
 from ..text import safe
-from .common import Style, add_command, add_json, open_jobs, print_json, short, short_nid
+from .common import Style, add_command, add_json, open_jobs, print_json, short
 from .errors import EXIT_FAILED, EXIT_OK, CliError
+from .statusview import render_status, run_duration
+
+__all__ = ["register", "render_status", "subject"]
 
 
 def subject(store: Jobs, commit: str) -> str:
@@ -47,20 +50,6 @@ def subject(store: Jobs, commit: str) -> str:
     return safe(first)  # the commit author chose it
 
 
-def _duration(seconds: float) -> str:
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
-
-
-def run_duration(run: Run, now: float | None = None) -> str:
-    end = run.finished_at.timestamp() if run.finished_at else (now or time.time())
-    return _duration(end - run.started_at.timestamp())
-
-
 def _utc(when: datetime | None) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if when else "-"
 
@@ -70,83 +59,46 @@ def _you(nid: str | None, me: str | None) -> str:
 
 
 # -- status ---------------------------------------------------------------------------------
-def render_status(
-    status: CommitStatus,
-    style: Style,
-    *,
-    me: str | None = None,
-    title: str = "",
-    labels: Mapping[str, str] | None = None,
-) -> list[str]:
-    """The lines `git jobs status` prints for one commit (also used by the demo).
-
-    Nodes show as short NIDs (this node marked "you"), or by ``labels`` when given.
-    """
-    head = f"commit {style(short(status.commit), 'yellow')}"
-    lines = [f"{head}  {title}".rstrip()]
-    if not status.jobs:
-        lines.append(f"  {style('no jobs', 'dim')}")
-        lines.append(f"{style.state('none', 'none')}: no jobs for this commit")
-        return lines
-    now = time.time()
-    rows: list[tuple[str, ...]] = []
-    for cell in status.cells:
-        state = cell.state
-        if cell.node is None:
-            node = "-"
-        elif labels and cell.node in labels:
-            node = labels[cell.node]
-        else:
-            node = short_nid(cell.node, unicode=style.unicode) + _you(cell.node, me)
-        took = "" if cell.run is None else run_duration(cell.run, now)
-        log = "" if cell.run is None else safe(cell.run.log)
-        rows.append((state, safe(cell.job.name), node, took, log))
-    rows.sort(key=lambda r: (r[1], r[2]))  # by job name, then node: stable across refreshes
-    name_w = max(len(r[1]) for r in rows)
-    node_w = max(len(r[2]) for r in rows)
-    state_w = max(len(r[0]) for r in rows)
-    took_w = max(len(r[3]) for r in rows)
-    for state, name, node, took, log in rows:
-        lines.append(
-            f"  {style.symbol(state)} {name:<{name_w}}  {node:<{node_w}}  "
-            f"{style.state(state, f'{state:<{state_w}}')}  {took:>{took_w}}  {log}".rstrip()
-        )
-    counts = ", ".join(f"{n} {state}" for state, n in status.counts().items())
-    lines.append(f"{style.state(status.outcome)}: {counts}")
-    return lines
-
-
-def _status_once(store: Jobs, rev: str) -> CommitStatus:
-    return commit_status(store, rev)
+def _status_once(store: Jobs, args: argparse.Namespace, policy: Policy) -> GateStatus:
+    return store.status(args.rev, policy=policy, all_nodes=args.all_nodes)
 
 
 def _status(args: argparse.Namespace) -> int:
     if not math.isfinite(args.interval) or not 0 < args.interval <= 86400:
         raise CliError(f"--interval must be a number of seconds from 0 to 86400, not {args.interval}")
+    if args.timeout is not None and (not math.isfinite(args.timeout) or not 0 < args.timeout <= 7 * 86400):
+        raise CliError(f"--timeout must be a number of seconds from 0 to 604800, not {args.timeout}")
+    if args.timeout is not None and not args.watch:
+        raise CliError("--timeout goes with --watch")
     store = open_jobs(args)
     me = store.signer.nid if store.signer else None
-    style = Style()
-    status = _status_once(store, args.rev)
+    policy = store.policy()
+    if args.sync:  # the first look must already see what the remote has
+        store.sync(args.sync, push=False)
+    status = _status_once(store, args, policy)
     if args.watch:
-        status = _watch(store, args, status, style, me)
+        status = _watch(store, args, status, policy, me)
     if args.json:
         print_json(status.to_json())
     elif not args.watch:
-        print("\n".join(render_status(status, style, me=me, title=subject(store, status.commit))))
+        print("\n".join(render_status(status, Style(), me=me, title=subject(store, status.commit))))
     return status.exit_code
 
 
 def _watch(
-    store: Jobs, args: argparse.Namespace, status: CommitStatus, style: Style, me: str | None
-) -> CommitStatus:
-    """Re-read the refs every ``--interval`` seconds until nothing is queued or running.
+    store: Jobs, args: argparse.Namespace, status: GateStatus, policy: Policy, me: str | None
+) -> GateStatus:
+    """Re-read the refs every ``--interval`` seconds until the verdict is in (or ``--timeout``).
 
     On a terminal the screen is redrawn; into a pipe a new table is printed only when it
     changed. Runs arrive in the local refs from a node running here, or from `git jobs sync` /
-    `git fetch` run by anyone; with ``--sync REMOTE`` each refresh fetches first.
+    `git fetch` run by anyone; with ``--sync REMOTE`` each look fetches first. The policy is
+    read once, at the start.
     """
+    style = Style()
     tty = sys.stdout.isatty()
     last: dict[str, Any] | None = None
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
     while True:
         snapshot = status.to_json()
         if not args.json:
@@ -164,10 +116,22 @@ def _watch(
             last = snapshot
         if not status.pending or (args.fail_fast and status.outcome == "failed"):
             return status
+        if deadline is not None and time.monotonic() + args.interval > deadline:
+            print(f"timed out after {args.timeout:g}s: still {status.outcome}", file=sys.stderr)
+            return status
         time.sleep(args.interval)
         if args.sync:
             store.sync(args.sync, push=False)
-        status = _status_once(store, args.rev)
+        status = _status_once(store, args, policy)
+
+
+def _trusted_names(store: Jobs) -> dict[str, str]:
+    """Names for `show`: a policy that does not validate only costs the names here (`status`
+    and `trust list` report it)."""
+    try:
+        return store.policy().trusted
+    except PolicyError:
+        return {}
 
 
 # -- show -----------------------------------------------------------------------------------
@@ -189,9 +153,11 @@ def _show(args: argparse.Namespace) -> int:
     print(f"state    {style.state(job_state(job))}")
     print(f"runs     {total} on {len(runs)} node{'s' if len(runs) != 1 else ''}")
     now = time.time()
+    names = _trusted_names(store) if runs else {}
     for nid, node_runs in runs.items():
         print()
-        print(f"node {style(nid, 'cyan')}{_you(nid, me)}")
+        label = f"  {safe(names[nid])}" if names.get(nid) else ""
+        print(f"node {style(nid, 'cyan')}{label}{_you(nid, me)}")
         for run_id, run in node_runs.items():
             state = run_state(run)
             arrow = "→" if style.unicode else "->"
@@ -332,25 +298,40 @@ def register(sub: Any) -> None:
     p = add_command(
         sub,
         "status",
-        "For a commit, each job x each node: the latest run and its outcome.",
+        "A merge gate for a commit: each job x each node, the latest run, and the verdict.",
         "  git jobs status                       # HEAD\n"
         "  git jobs status main~1\n"
-        "  git jobs status --watch --interval 5  # until nothing is queued or running\n"
-        "  git jobs status --watch --sync origin # fetch from origin on every refresh\n"
-        "  git jobs status v1.2 --json | jq .outcome\n",
+        "  git jobs status --watch --interval 5  # until the verdict is in\n"
+        "  git jobs status --watch --sync origin --timeout 3600  # fetch before every look\n"
+        "  git jobs status --all-nodes           # count untrusted nodes' runs too\n"
+        "  git jobs status v1.2 --json | jq .expected\n",
         _status,
-        "exit status: 0 every latest run passed (or was skipped); 1 some run failed, or the\n"
-        "commit has no jobs; 8 some job is still queued or running (as `gh pr checks`).",
+        "Only runs of nodes the policy trusts count (`git jobs trust list`; with no policy every\n"
+        "node counts); others are shown as \"not counted\". Every required job (the policy's\n"
+        "`required`, else the jobs the commit's .git-jobs.toml defines) needs `quorum` trusted\n"
+        "passes; one with no trusted result yet is `expected`. Jobs nothing requires are shown\n"
+        "but never block. A failure its node will retry is `retrying`, not failed.\n\n"
+        "exit status: 0 every required job passed; 1 a required job failed, the definitions do\n"
+        "not parse, or nothing is required; 8 still pending: running, retrying or expected.",
     )
     p.add_argument("rev", metavar="REV", nargs="?", default="HEAD", help="The commit (default HEAD).")
     p.add_argument(
-        "--watch", action="store_true", help="Refresh until nothing is queued or running."
+        "--watch", action="store_true", help="Refresh until the verdict is in (nothing pending)."
     )
     p.add_argument(
         "--interval", type=float, default=2.0, metavar="S", help="Seconds between refreshes (2)."
     )
     p.add_argument("--fail-fast", action="store_true", help="With --watch: stop at the first failure.")
-    p.add_argument("--sync", metavar="REMOTE", help="With --watch: fetch from REMOTE each refresh.")
+    p.add_argument(
+        "--sync", metavar="REMOTE", help="Fetch from REMOTE first (with --watch: before every look)."
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        metavar="S",
+        help="With --watch: give up after S seconds (exit 8 if pending).",
+    )
+    p.add_argument("--all-nodes", action="store_true", help="Count every node's runs, trusted or not.")
     add_json(p)
 
     p = add_command(

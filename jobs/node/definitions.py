@@ -21,8 +21,9 @@ and every error names the file, the commit and the key (:class:`jobs.DefinitionE
 
 from __future__ import annotations
 
+import contextlib
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +43,9 @@ MAX_NESTING = 16  # arrays / inline tables inside each other (tomllib recurses)
 
 DEFINITIONS_FILE = ".git-jobs.toml"
 MAX_RETRY = 100
-_TOP_KEYS = {"jobs", "trigger", "log"}
+# [policy] is read from the policy ref by jobs.policy, never from the commit under test.
+_TOP_KEYS = {"jobs", "trigger", "log", "policy"}
+MAX_ERRORS = 50  # problems listed for one file; the rest are counted
 _JOB_KEYS = {"run", "needs", "timeout", "retry", "idempotent"}
 _RETRY_KEYS = {"max", "pattern"}
 _LOG_PLACEHOLDERS = {"run_id": "0190a4b2-0000-7000-8000-000000000000", "commit": "0" * 40, "job": "x"}
@@ -88,14 +91,30 @@ class Definitions:
 
 
 class _Ctx:
-    """Builds errors that name the file, the commit and the key."""
+    """Builds errors that name the file, the commit and the key, and collects them: every
+    problem of a file is reported at once (:meth:`check` keeps going after one)."""
 
     def __init__(self, path: str, commit: str) -> None:
         self.path, self.commit = path, commit
+        self.errors: list[str] = []
 
     def error(self, key: str | None, message: str) -> DefinitionError:
         where = f"{self.path} at {self.commit[:12]}"
         return DefinitionError(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+
+    @contextlib.contextmanager
+    def check(self) -> Iterator[None]:
+        """Record a :class:`DefinitionError` raised inside, and carry on with the next part."""
+        try:
+            yield
+        except DefinitionError as e:
+            self.errors.extend(e.errors)
+
+    def raise_if_any(self) -> None:
+        if self.errors:
+            shown = self.errors[:MAX_ERRORS]
+            more = len(self.errors) - len(shown)
+            raise DefinitionError("; ".join(shown) + (f"; and {more} more" if more else ""), shown)
 
 
 def _table(ctx: _Ctx, key: str, value: Any) -> Mapping[str, Any]:
@@ -105,9 +124,11 @@ def _table(ctx: _Ctx, key: str, value: Any) -> Mapping[str, Any]:
 
 
 def _unknown(ctx: _Ctx, prefix: str, table: Mapping[str, Any], allowed: set[str]) -> None:
+    """Record every unknown key (not only the first)."""
     for key in sorted(set(table) - allowed):
         name = f"{prefix}.{key}" if prefix else key
-        raise ctx.error(name, f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+        expected = ", ".join(sorted(allowed))
+        ctx.errors.extend(ctx.error(name, f"unknown key (expected one of: {expected})").errors)
 
 
 def _retry(ctx: _Ctx, key: str, value: Any) -> RetrySpec:
@@ -132,33 +153,47 @@ def _job(ctx: _Ctx, name: str, value: Any) -> JobDef:
         raise ctx.error(key, problem)
     table = _table(ctx, key, value)
     _unknown(ctx, key, table, _JOB_KEYS)
+    before = len(ctx.errors)
     run = table.get("run")
     if not isinstance(run, str) or not run.strip():
-        raise ctx.error(f"{key}.run", "a job needs a non-empty `run` command")
+        ctx.errors.extend(ctx.error(f"{key}.run", "a job needs a non-empty `run` command").errors)
     needs = table.get("needs", [])
-    if not isinstance(needs, list) or not all(isinstance(n, str) for n in needs):
-        raise ctx.error(f"{key}.needs", "must be a list of job names")
-    if len(set(needs)) != len(needs):
-        raise ctx.error(f"{key}.needs", "names a job more than once")
+    with ctx.check():
+        if not isinstance(needs, list) or not all(isinstance(n, str) for n in needs):
+            raise ctx.error(f"{key}.needs", "must be a list of job names")
+        if len(set(needs)) != len(needs):
+            raise ctx.error(f"{key}.needs", "names a job more than once")
     timeout = None
     if "timeout" in table:
         try:
             timeout = parse_duration(table["timeout"])
         except DurationError as e:
-            raise ctx.error(f"{key}.timeout", str(e)) from None
-    retry = _retry(ctx, f"{key}.retry", table["retry"]) if "retry" in table else RetrySpec()
+            ctx.errors.extend(ctx.error(f"{key}.timeout", str(e)).errors)
+    retry = RetrySpec()
+    with ctx.check():
+        retry = _retry(ctx, f"{key}.retry", table["retry"]) if "retry" in table else RetrySpec()
     idempotent = table.get("idempotent", False)
     if not isinstance(idempotent, bool):
-        raise ctx.error(f"{key}.idempotent", "must be true or false")
-    return JobDef(name, run, tuple(needs), timeout, retry, idempotent)
+        ctx.errors.extend(ctx.error(f"{key}.idempotent", "must be true or false").errors)
+    if len(ctx.errors) > before:
+        raise DefinitionError("invalid job", [])  # already recorded: the job is left out
+    return JobDef(name, str(run), tuple(needs), timeout, retry, idempotent)
 
 
-def _order(ctx: _Ctx, jobs: dict[str, JobDef]) -> tuple[JobDef, ...]:
-    """Topological order (needs first; ties by name), or an error naming a cycle."""
+def _order(ctx: _Ctx, jobs: dict[str, JobDef], known: Collection[str] = ()) -> tuple[JobDef, ...]:
+    """Topological order (needs first; ties by name), or an error naming a cycle.
+
+    ``known``: names of jobs that are defined but invalid (already reported): a need on one of
+    them is not reported again as unknown.
+    """
+    missing = False
     for job in jobs.values():
         for need in job.needs:
-            if need not in jobs:
-                raise ctx.error(f"jobs.{job.name}.needs", f"unknown job {need!r}")
+            if need not in jobs and need not in known:
+                ctx.errors.extend(ctx.error(f"jobs.{job.name}.needs", f"unknown job {need!r}").errors)
+            missing = missing or need not in jobs
+    if missing:
+        raise DefinitionError("unknown needs", [])  # recorded above
     done: dict[str, JobDef] = {}
     visiting: list[str] = []
 
@@ -234,7 +269,23 @@ def parse_definitions(text: str, commit: str, path: str = DEFINITIONS_FILE) -> D
     jobs_table = _table(ctx, "jobs", data.get("jobs", {}))
     if len(jobs_table) > MAX_JOBS:
         raise ctx.error("jobs", f"{len(jobs_table)} jobs (at most {MAX_JOBS} in one file)")
-    jobs = {name: _job(ctx, name, value) for name, value in jobs_table.items()}
+    jobs: dict[str, JobDef] = {}
+    for name, value in jobs_table.items():
+        with ctx.check():
+            jobs[name] = _job(ctx, name, value)
+    ordered: tuple[JobDef, ...] = ()
+    with ctx.check():
+        ordered = _order(ctx, jobs, known=set(jobs_table))
+    trigger = log_url = None
+    with ctx.check():
+        trigger = _trigger(ctx, data)
+    with ctx.check():
+        log_url = _log(ctx, data)
+    ctx.raise_if_any()
+    return Definitions(commit, ordered, trigger, log_url, path)
+
+
+def _trigger(ctx: _Ctx, data: Mapping[str, Any]) -> str | None:
     trigger = None
     if "trigger" in data:
         table = _table(ctx, "trigger", data["trigger"])
@@ -242,6 +293,10 @@ def parse_definitions(text: str, commit: str, path: str = DEFINITIONS_FILE) -> D
         trigger = table.get("run")
         if not isinstance(trigger, str) or not trigger.strip():
             raise ctx.error("trigger.run", "must be a non-empty command")
+    return trigger
+
+
+def _log(ctx: _Ctx, data: Mapping[str, Any]) -> str | None:
     log_url = None
     if "log" in data:
         table = _table(ctx, "log", data["log"])
@@ -256,7 +311,7 @@ def parse_definitions(text: str, commit: str, path: str = DEFINITIONS_FILE) -> D
         problem = check_log_url(sample)
         if problem:
             raise ctx.error("log.url", problem)
-    return Definitions(commit, _order(ctx, jobs), trigger, log_url, path)
+    return log_url
 
 
 def load_definitions(repo: pygit2.Repository, commit: str) -> Definitions | None:

@@ -1,0 +1,121 @@
+"""The text `git jobs status` prints for one commit's merge verdict (also used by the demo).
+
+Three groups, so that what decides the verdict is never mixed with what does not: the required
+jobs (counted runs, or ``expected``), then extra jobs ("not required"), then runs of nodes the
+policy does not trust ("not counted"). Every peer- or commit-derived string (subjects, log
+URLs, names, definition errors) goes through :func:`jobs.text.safe`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from ..gate import GateCell, GateStatus
+from ..model import Run
+from ..text import safe
+from .common import Style, short, short_nid
+from .trust import describe_policy
+
+
+def _duration(seconds: float) -> str:
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def run_duration(run: Run, now: float | None = None) -> str:
+    end = run.finished_at.timestamp() if run.finished_at else (now or time.time())
+    return _duration(end - run.started_at.timestamp())
+
+
+def node_label(
+    status: GateStatus, nid: str | None, style: Style, me: str | None, labels: Mapping[str, str] | None
+) -> str:
+    """A trusted node by its name, others by short NID; this node marked "(you)"."""
+    if nid is None:
+        return "-"
+    if labels and nid in labels:
+        return safe(labels[nid])
+    name = status.policy.name_of(nid)
+    text = safe(name) if name else short_nid(nid, unicode=style.unicode)
+    return text + (" (you)" if nid == me else "")
+
+
+def _rows(
+    status: GateStatus, cells: list[GateCell], style: Style, me: str | None,
+    labels: Mapping[str, str] | None,
+) -> list[tuple[str, ...]]:
+    now = time.time()
+    rows: list[tuple[str, ...]] = []
+    for c in cells:
+        took = "" if c.run is None else run_duration(c.run, now)
+        log = "" if c.run is None else safe(c.run.log)
+        rows.append((c.state, safe(c.name), node_label(status, c.node, style, me, labels), took, log))
+    rows.sort(key=lambda r: (r[1], r[2]))  # by job name, then node: stable across refreshes
+    return rows
+
+
+def _table(rows: list[tuple[str, ...]], style: Style, widths: list[int]) -> list[str]:
+    out = []
+    for state, name, node, took, log in rows:
+        out.append(
+            f"  {style.symbol(state)} {name:<{widths[1]}}  {node:<{widths[2]}}  "
+            f"{style.state(state, f'{state:<{widths[0]}}')}  {took:>{widths[3]}}  {log}".rstrip()
+        )
+    return out
+
+
+def render_status(
+    status: GateStatus,
+    style: Style,
+    *,
+    me: str | None = None,
+    title: str = "",
+    labels: Mapping[str, str] | None = None,
+) -> list[str]:
+    """The lines `git jobs status` prints for one commit."""
+    head = f"commit {style(short(status.commit), 'yellow')}"
+    trust = describe_policy(status.policy)
+    if status.all_nodes and not status.policy.everyone:
+        trust += "; --all-nodes: every node's runs counted"
+    lines = [f"{head}  {safe(title)}".rstrip(), style(trust, "dim")]
+    if status.errors:
+        lines.append(f"  {style(f'.git-jobs.toml has {len(status.errors)} error(s):', 'red')}")
+        lines.extend(f"    {safe(e)}" for e in status.errors)
+    elif not status.required and not status.jobs:
+        lines.append(f"  {style('no jobs', 'dim')}")
+        lines.append(f"{style.state('none', 'none')}: no jobs for this commit")
+        return lines
+    groups = [
+        ("", [c for c in status.counted() if c.required]),
+        ("not required (shown, not blocking):", [c for c in status.counted() if not c.required]),
+        ("not counted (untrusted nodes; --all-nodes counts them):", status.not_counted()),
+    ]
+    tables = [(title_, _rows(status, cells, style, me, labels)) for title_, cells in groups]
+    every = [r for _, rows in tables for r in rows]
+    if every:
+        widths = [max(len(r[i]) for r in every) for i in range(4)]
+        for caption, rows in tables:
+            if rows and caption:
+                lines.append(style(caption, "dim"))
+            lines.extend(_table(rows, style, widths))
+    lines.append(_summary(status, style))
+    return lines
+
+
+def _summary(status: GateStatus, style: Style) -> str:
+    counts = ", ".join(f"{n} {state}" for state, n in status.counts().items())
+    if status.errors:
+        counts = ".git-jobs.toml does not parse" + (f"; {counts}" if counts else "")
+    elif not status.required:
+        counts = "nothing required" + (f"; {counts}" if counts else "")
+    if status.expected:
+        counts += f"; expected: {', '.join(safe(n) for n in status.expected)}"
+    uncounted = len(status.not_counted())
+    if uncounted:
+        counts += f"; {uncounted} not counted"
+    return f"{style.state(status.outcome)}: {counts}"
