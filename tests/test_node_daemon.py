@@ -221,6 +221,8 @@ def test_sigterm_mid_job_finishes_it_cancelled_and_exits_cleanly(world: World) -
     defs, mark, pidfile = _slow_once(world.tmp, "term")
     sha = publish(world, defs)
     path, signer, key = world.node_repo("dave")
+    # the job reports pids and marks through host paths: a sandbox (own /tmp, own pids) would hide them
+    git(path, "config", "jobs.isolation", "none")
     world.pidfiles.append(pidfile)
     proc = world.start_node(path, key)
     wait_for(mark.exists, what="the job to start")
@@ -242,6 +244,8 @@ def test_sigkill_mid_job_then_restart_recovers_and_reruns_an_idempotent_job(worl
     defs, mark, pidfile = _slow_once(world.tmp, "kill")
     sha = publish(world, defs)
     path, signer, key = world.node_repo("erin")
+    # the job reports pids and marks through host paths: a sandbox (own /tmp, own pids) would hide them
+    git(path, "config", "jobs.isolation", "none")
     world.pidfiles.append(pidfile)
     proc = world.start_node(path, key)
     wait_for(mark.exists, what="the job to start")

@@ -274,6 +274,8 @@ def test_timeout_is_timed_out_and_kills_the_process_group(
     work_repo: Path, key: tuple[cob.Signer, Path], tmp_path: Path
 ) -> None:
     pidfile = tmp_path / "child.pid"
+    # the job reports pids and marks through host paths: a sandbox (own /tmp, own pids) would hide them
+    git(work_repo, "config", "jobs.isolation", "none")
     sha = commit_defs(
         work_repo,
         f'[jobs.slow]\nrun = "sleep 30 & echo $! > {pidfile}; wait"\ntimeout = "0.5s"\n',
@@ -314,6 +316,8 @@ def test_retries_follow_the_pattern_with_a_fake_clock(
     work_repo: Path, key: tuple[cob.Signer, Path], tmp_path: Path
 ) -> None:
     counter = tmp_path / "count"
+    # the job reports pids and marks through host paths: a sandbox (own /tmp, own pids) would hide them
+    git(work_repo, "config", "jobs.isolation", "none")
     script = f"n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; test $n -ge 3"
     sha = commit_defs(
         work_repo, f'[jobs.flaky]\nrun = "{script}"\nretry = {{ max = 3, pattern = "seconds" }}\n'
@@ -442,6 +446,8 @@ def test_work_any_interrupted_finishes_the_run_cancelled(
     work_repo: Path, key: tuple[cob.Signer, Path], tmp_path: Path
 ) -> None:
     mark = tmp_path / "started"
+    # the job reports pids and marks through host paths: a sandbox (own /tmp, own pids) would hide them
+    git(work_repo, "config", "jobs.isolation", "none")
     sha = commit_defs(work_repo, f'[jobs.long]\nrun = "touch {mark}; sleep 60"\n')
     code, out = interrupt_work_any(work_repo, key[1], mark, signal.SIGTERM)
     assert code == 130 and "cancelled" in out

@@ -21,6 +21,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -34,10 +35,12 @@ import uuid6
 from ..errors import JobsError
 from ..model import Reason, Runs
 from ..store import JobMut, Jobs
+from .checkout import CheckoutError, make_checkout, remove_tree
 from .definitions import Definitions, JobDef, load_definitions
 from .durations import format_duration
+from .isolation import Isolation, Scratch, load_isolation
 from .journal import Entry, Journal, WorkLock, kill_orphan, remove_checkout
-from .logs import log_path, log_url, state_dir
+from .logs import log_path, log_url
 from .retry import pattern_delay
 
 COUNTED = frozenset({Reason.FAILED, Reason.TIMED_OUT, Reason.ERROR})
@@ -201,18 +204,14 @@ def release(jobs: Jobs, defs: Definitions) -> list[tuple[JobMut, bool]]:
     return [(jobs.create(defs.commit, d.name), d.name not in existing) for d in defs]
 
 
-def _clean_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(extra)
-    return env
-
-
 class Workshop:
     """This node running jobs in one repository (the library API behind ``git jobs work``).
 
     ``clock``/``sleep`` are injectable so tests can fake time; ``cancel`` (set by SIGTERM in the
     node) interrupts a running job — it is killed and finished ``cancelled`` — and any wait.
     ``lock``: a :class:`WorkLock` the caller already holds (the node holds one for its life).
+    ``isolation``: how jobs are cut off from the node (default: the node's git config, see
+    :mod:`.isolation`); never anything a commit says.
     """
 
     def __init__(
@@ -226,6 +225,7 @@ class Workshop:
         lock: WorkLock | None = None,
         kill_grace: float = KILL_GRACE,
         rerun_held: bool = False,
+        isolation: Isolation | None = None,
     ) -> None:
         if jobs.signer is None:
             raise JobsError("running jobs needs this node's key (see `git jobs init`)")
@@ -239,6 +239,7 @@ class Workshop:
         # A human's "yes, run it again": interrupted non-idempotent jobs are otherwise held.
         self.rerun_held = rerun_held
         self.journal = Journal(jobs.repo)
+        self.isolation = isolation or load_isolation(jobs.repo, key=jobs.signer.path)
         self._lock = lock
         self._finished: dict[tuple[str, str], float] = {}
 
@@ -302,6 +303,7 @@ class Workshop:
             report.recovered = self.recover()
             if defs is None:
                 return report
+            self.isolation.check()
             mut = {job.name: job for job, _ in release(self.jobs, defs)}
             while True:
                 if self._pass(defs, mut, report):
@@ -362,17 +364,17 @@ class Workshop:
     def attempt(self, job: JobMut, d: JobDef, defs: Definitions) -> Outcome:
         """One run of ``d``: record it, execute it in a checkout, finish it with a reason."""
         run_id, url, path = self._start(job, d, defs)
-        checkout = state_dir(self.jobs.repo) / "checkouts" / str(run_id)
-        entry = Entry(str(run_id), job.id, d.name, defs.commit, 0, str(checkout))
+        scratch = Scratch(Path(tempfile.mkdtemp(prefix=f"git-jobs-{run_id}-")))
+        entry = Entry(str(run_id), job.id, d.name, defs.commit, 0, str(scratch.root))
         self.journal.add(entry)
         began = time.monotonic()
         with open(path, "ab", buffering=0) as log:
             log.write(f"git-jobs: run {run_id} of job {d.name} at {defs.commit} on {self.nid}\n".encode())
             job.run(url, run_id=run_id)
             try:
-                reason, detail = self._execute(d, defs, run_id, checkout, log, entry)
+                reason, detail = self._execute(d, defs, run_id, scratch, log, entry)
             finally:
-                remove_checkout(self.jobs.repo, str(checkout))
+                remove_tree(scratch.root)
             took = format_duration(time.monotonic() - began)
             log.write(f"git-jobs: {reason.value} after {took}{': ' + detail if detail else ''}\n".encode())
         job.finish(run_id, reason)
@@ -381,43 +383,28 @@ class Workshop:
         return Outcome(d.name, defs.commit, job.id, str(run_id), reason, url, detail)
 
     def _execute(
-        self, d: JobDef, defs: Definitions, run_id: uuid.UUID, checkout: Path, log: Any, entry: Entry
+        self, d: JobDef, defs: Definitions, run_id: uuid.UUID, scratch: Scratch, log: Any, entry: Entry
     ) -> tuple[Reason, str]:
-        checkout.parent.mkdir(parents=True, exist_ok=True)
-        made = subprocess.run(
-            [
-                "git",
-                "--git-dir",
-                self.jobs.repo.path,
-                "worktree",
-                "add",
-                "--detach",
-                "--force",
-                str(checkout),
-                defs.commit,
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if made.returncode != 0:
-            why = (made.stderr.strip().splitlines() or ["git worktree add failed"])[-1]
-            log.write(f"git-jobs: cannot check out {defs.commit}: {why}\n".encode())
-            return Reason.ERROR, f"cannot check out the commit: {why}"
-        env = _clean_env(
+        try:
+            make_checkout(self.jobs.repo, defs.commit, scratch.src)
+        except CheckoutError as e:
+            log.write(f"git-jobs: cannot check out {defs.commit}: {e}\n".encode())
+            return Reason.ERROR, f"cannot check out the commit: {e}"
+        scratch.make()
+        env = self.isolation.environment(
+            scratch,
             {
                 "GIT_JOBS_COMMIT": defs.commit,
                 "GIT_JOBS_RUN_ID": str(run_id),
                 "GIT_JOBS_JOB": d.name,
                 "GIT_JOBS_NODE": self.nid,
-            }
+            },
         )
-        env.pop("GIT_JOBS_KEY", None)
         log.write(f"$ {d.run}\n".encode())
         try:
             proc = subprocess.Popen(
-                ["sh", "-c", d.run],
-                cwd=checkout,
+                self.isolation.command(["sh", "-c", d.run], scratch, scratch.src),
+                cwd=scratch.src,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
