@@ -1,0 +1,166 @@
+"""A job cannot act as the node that runs it: no key, no writable git dir, no HOME of the node.
+
+A hostile job (its commands come from the commit under test) tries what the security review
+did: read the node's key, plant a hook in the node's ``.git``, and forge this node's result for
+another commit with ``git jobs finish``. Under bubblewrap all three fail and the node's
+repository is unchanged; without a sandbox the job still gets no key pointer, no HOME of the
+node and no linked worktree.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pygit2
+import pytest
+
+import cob
+import jobs
+from jobs.node.isolation import IsolationError, load_isolation
+
+from .conftest import git, init_repo
+from .test_node_work import cli, commit_defs, new_key, reasons
+
+SOURCE_ROOT = Path(jobs.__file__).resolve().parents[1]
+# `git jobs` as the job would call it: this test's own interpreter and package, made visible in
+# the sandbox below, so that a failure shows the isolation and not a missing program.
+GJ = f"{sys.executable} -c 'import sys; from jobs.cli import main; sys.exit(main())'"
+
+
+def _bwrap_works(repo: Path) -> str | None:
+    """None when bubblewrap can sandbox here, else why not (the bwrap tests are skipped)."""
+    if shutil.which("bwrap") is None:
+        return "bubblewrap is not installed (apt-get install bubblewrap)"
+    try:
+        load_isolation(pygit2.Repository(str(repo)), "bwrap").check()
+    except IsolationError as e:
+        return str(e)
+    return None
+
+
+def _state(path: Path) -> dict[str, list[str]]:
+    """What a job must not change in the node's repository: hooks, config, refs."""
+    gitdir = path / ".git"
+    hooks = sorted(p.name for p in (gitdir / "hooks").iterdir()) if (gitdir / "hooks").is_dir() else []
+    refs = git(path, "for-each-ref", "--format=%(refname) %(objectname)")
+    return {"hooks": hooks, "config": [(gitdir / "config").read_text()], "refs": refs.splitlines()}
+
+
+def _victim(path: Path, signer: cob.Signer) -> tuple[str, str, str]:
+    """Another commit with a job this node has started: what a forged finish would target."""
+    (path / "other.txt").write_text("another commit\n")
+    git(path, "add", "other.txt")
+    git(path, "commit", "-q", "-m", "another commit")
+    other = git(path, "rev-parse", "HEAD").strip()
+    store = jobs.Jobs.open(path, signer)
+    job = store.create(other, "victim")
+    run_id = job.run("https://ci.example/logs/victim")
+    return other, job.id, str(run_id)
+
+
+def _attack(path: Path, key: Path, job_id: str, run_id: str) -> str:
+    gitdir = path / ".git"
+    steps = [
+        f"cat {key} && echo STOLE-KEY",
+        f"echo 'echo pwned' > {gitdir}/hooks/post-checkout && echo WROTE-HOOK",
+        f"git --git-dir {gitdir} config core.hooksPath /tmp && echo WROTE-CONFIG",
+        f"{GJ} finish {job_id} {run_id} succeeded && echo FORGED",
+        f"GIT_DIR={gitdir} GIT_JOBS_KEY={key} {GJ} finish {job_id} {run_id} succeeded && echo FORGED",
+        f"cd {path} && {GJ} finish {job_id} {run_id} succeeded && echo FORGED",
+        f"{sys.executable} -c 'import jobs; print(\"control: git-jobs runs in here\")'",
+        "echo home=$HOME key=${GIT_JOBS_KEY:-unset}",
+    ]
+    script = "; ".join(steps) + "; exit 0"
+    return "[jobs.attack]\nrun = '''" + script + "'''\n"
+
+
+def _visible_python(path: Path) -> None:
+    for where in {sys.base_prefix, sys.prefix, str(SOURCE_ROOT)}:
+        git(path, "config", "--add", "jobs.sandboxPath", where)
+
+
+def test_a_hostile_job_under_bwrap_cannot_read_the_key_write_the_git_dir_or_forge_results(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "node"
+    init_repo(path)
+    why = _bwrap_works(path)
+    if why:
+        pytest.skip(f"bubblewrap cannot sandbox here: {why}")
+    signer, key = new_key(tmp_path / "node.key")
+    git(path, "config", "jobs.isolation", "bwrap")
+    _visible_python(path)
+    other, victim_job, victim_run = _victim(path, signer)
+    sha = commit_defs(path, _attack(path, key, victim_job, victim_run), "a hostile job")
+    cli(path, "release", key=key, check=True)
+    before = _state(path)
+
+    res = cli(path, "work", "any", key=key, timeout=120)
+    assert res.returncode == 0, res
+
+    store = jobs.Jobs.open(path)
+    assert reasons(store, sha, signer.nid) == {"attack": ["succeeded"]}  # its own honest run only
+    assert reasons(store, other, signer.nid) == {"victim": ["started"]}  # not forged
+    log = next((path / ".git" / "git-jobs" / "logs").glob("*.log")).read_text()
+    assert "control: git-jobs runs in here" in log, log
+    for mark in ("STOLE-KEY", "WROTE-HOOK", "WROTE-CONFIG", "FORGED"):
+        assert mark not in log.replace(f"echo {mark}", ""), log
+    assert "key=unset" in log and f"home={Path.home()}" not in log
+    own = store.find_by_commit(sha)[0].id  # the only ref that moved: the job's own honest run
+    after = _state(path)
+    assert [r for r in after["refs"] if own not in r] == [r for r in before["refs"] if own not in r]
+    assert (after["hooks"], after["config"]) == (before["hooks"], before["config"])
+    assert not (path / ".git" / "hooks" / "post-checkout").exists()
+
+
+def test_without_a_sandbox_a_job_still_gets_its_own_repository_home_and_no_key(tmp_path: Path) -> None:
+    path = tmp_path / "node"
+    init_repo(path)
+    signer, key = new_key(tmp_path / "node.key")
+    git(path, "config", "jobs.isolation", "none")
+    script = (
+        "echo gitdir=$(git rev-parse --absolute-git-dir); echo head=$(git rev-parse HEAD); "
+        "echo home=$HOME; echo key=${GIT_JOBS_KEY:-unset}; echo sock=${SSH_AUTH_SOCK:-unset}; "
+        "echo gd=${GIT_DIR:-unset}; echo secret=${NODE_SECRET:-unset}"
+    )
+    sha = commit_defs(path, f"[jobs.look]\nrun = '''{script}'''\n")
+    env_res = subprocess.run(
+        [sys.executable, "-c", "import sys; from jobs.cli import main; sys.exit(main())", "work", "any"],
+        cwd=path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            **__import__("os").environ,
+            "GIT_JOBS_KEY": str(key),
+            "SSH_AUTH_SOCK": "/tmp/agent.sock",
+            "NODE_SECRET": "s3cret",
+        },
+        check=False,
+    )
+    assert env_res.returncode == 0, env_res
+    assert reasons(jobs.Jobs.open(path), sha, signer.nid) == {"look": ["succeeded"]}
+    log = next((path / ".git" / "git-jobs" / "logs").glob("*.log")).read_text()
+    lines = dict(line.split("=", 1) for line in log.splitlines() if "=" in line and " " not in line)
+    assert lines["head"] == sha
+    assert not Path(lines["gitdir"]).resolve().is_relative_to((path / ".git").resolve())
+    assert lines["home"] != str(Path.home()) and not Path(lines["home"]).exists()  # scratch, removed
+    assert lines["key"] == lines["sock"] == lines["gd"] == lines["secret"] == "unset"
+    assert git(path, "worktree", "list").count("\n") == 1  # no linked worktree was ever added
+
+
+def test_isolation_is_the_nodes_choice_and_a_bad_one_is_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "node"
+    init_repo(path)
+    _, key = new_key(tmp_path / "node.key")
+    commit_defs(path, '[jobs.a]\nrun = "true"\n')
+    git(path, "config", "jobs.isolation", "chroot")
+    res = cli(path, "work", "any", key=key)
+    assert res.returncode == 2 and "jobs.isolation" in res.stderr and len(res.stderr.splitlines()) == 1
+    git(path, "config", "jobs.isolation", "none")
+    git(path, "config", "jobs.network", "false")
+    res = cli(path, "work", "any", key=key)
+    assert res.returncode == 2 and "jobs.network" in res.stderr and len(res.stderr.splitlines()) == 1
