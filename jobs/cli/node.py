@@ -15,11 +15,15 @@ from typing import Any
 
 import cob
 
-from ..node import Workshop, parse_duration, release
+from ..node import Workshop, release
+from ..node.candidates import Candidate, select
+from ..node.config import load_config
 from ..node.daemon import Node
-from ..node.durations import DurationError
+from ..node.follow import fetch
+from ..node.isolation import load_isolation
 from ..node.logs import find_log
 from ..node.trigger import trigger
+from ..node.work import WorkReport
 from .common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -57,56 +61,94 @@ def _release(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _targets(args: argparse.Namespace, workshop: Workshop) -> list[Candidate]:
+    """The commits named (default HEAD) and, with --follow, the followed tips fetched now."""
+    store = workshop.jobs
+    config = load_config(store.repo, follows=args.follow, depth=args.depth) if args.follow else None
+    if config is not None and config.follows:
+        fetch(store.repo, config.follows)
+    revs = list(args.revs) or ([] if config is not None else [args.rev])
+    follows = config.follows if config is not None else []
+    return select(store, follows=follows, depth=config.depth if config else 1, revs=revs)
+
+
+def _plan_json(workshop: Workshop, target: Candidate) -> dict[str, Any]:
+    sha, defs = workshop.definitions(target.commit)
+    plan = workshop.plan(defs) if defs is not None else []
+    return {
+        "commit": sha,
+        "source": target.source,
+        "node": workshop.nid,
+        "defined": defs is not None,
+        "work": [p.to_json() for p in plan if p.action in ("run", "skip", "wait")],
+        "jobs": [p.to_json() for p in plan],
+    }
+
+
+def _report_json(workshop: Workshop, report: WorkReport, source: str) -> dict[str, Any]:
+    return {
+        "commit": report.commit,
+        "source": source,
+        "node": workshop.nid,
+        "interrupted": report.interrupted,
+        "recovered": [_outcome(o) for o in report.recovered],
+        "runs": [_outcome(o) for o in report.outcomes],
+        "jobs": [p.to_json() for p in report.plan],
+    }
+
+
+def _exit_code(reports: list[WorkReport]) -> int:
+    """Each commit's code (0 all done, 8 work remains, 1 failed), the worst of them overall."""
+    codes = {EXIT_OK}
+    for r in reports:
+        if r.interrupted:
+            return 130
+        if r.ok:
+            continue
+        pending = any(p.action in ("run", "skip", "wait", "blocked", "running") for p in r.plan)
+        codes.add(EXIT_PENDING if pending else EXIT_FAILED)
+    return next(c for c in (EXIT_FAILED, EXIT_PENDING, EXIT_OK) if c in codes)
+
+
 def _work_any(args: argparse.Namespace) -> int:
     store = open_jobs(args, write=not args.dry_run)
     if store.signer is None:
         raise CliError("a dry run still needs this node's key, to know which runs are its own")
-    workshop = Workshop(store, out=None if args.json else _say, rerun_held=args.rerun_held)
-    sha, defs = workshop.definitions(args.rev)
+    isolation = load_isolation(store.repo, args.isolation, key=store.signer.path)
+    out = None if args.json else _say
+    workshop = Workshop(store, out=out, rerun_held=args.rerun_held, isolation=isolation)
+    targets = _targets(args, workshop)
+    many = bool(args.follow) or len(targets) != 1
     if args.dry_run:
-        plan = workshop.plan(defs) if defs is not None else []
-        print_json(
-            {
-                "commit": sha,
-                "node": store.signer.nid,
-                "defined": defs is not None,
-                "work": [p.to_json() for p in plan if p.action in ("run", "skip", "wait")],
-                "jobs": [p.to_json() for p in plan],
-            }
-        )
+        plans = [_plan_json(workshop, t) for t in targets]
+        print_json({"node": workshop.nid, "commits": plans} if many else plans[0])
         return EXIT_OK
-    if defs is None:
-        print(f"no .git-jobs.toml in commit {sha[:12]}: nothing to do", file=sys.stderr)
-        return EXIT_OK
+    reports: list[tuple[WorkReport, str]] = []
     # Ctrl-C or SIGTERM: the job (in its own process group) is killed and finished `cancelled`.
     previous = {sig: signal.signal(sig, lambda *_: workshop.cancel.set()) for sig in _STOP_SIGNALS}
     try:
-        report = workshop.work_any(sha, comprehensive=args.comprehensive)
+        for target in targets:
+            report = workshop.work_any(target.commit, comprehensive=args.comprehensive)
+            reports.append((report, target.source))
+            if not report.defined:
+                print(f"no .git-jobs.toml in commit {report.commit[:12]}: nothing to do", file=sys.stderr)
+            if report.interrupted:
+                break
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if args.json:
-        print_json(
-            {
-                "commit": report.commit,
-                "node": store.signer.nid,
-                "interrupted": report.interrupted,
-                "recovered": [_outcome(o) for o in report.recovered],
-                "runs": [_outcome(o) for o in report.outcomes],
-                "jobs": [p.to_json() for p in report.plan],
-            }
-        )
+        shown = [_report_json(workshop, r, why) for r, why in reports]
+        print_json({"node": workshop.nid, "commits": shown} if many else shown[0])
     else:
-        for p in report.plan:
-            if p.action not in ("done",):
-                print(f"{p.name:<16} {p.action:<10} {p.reason}")
-    if report.interrupted:
-        return 130
-    if report.ok:
-        return EXIT_OK
-    if any(p.action in ("run", "skip", "wait", "blocked", "running") for p in report.plan):
-        return EXIT_PENDING
-    return EXIT_FAILED
+        for report, _ in reports:
+            for p in report.plan:
+                if p.action not in ("done",):
+                    prefix = f"{report.commit[:12]} " if many else ""
+                    print(f"{prefix}{p.name:<16} {p.action:<10} {p.reason}")
+    if many and not targets:
+        print("nothing to work on: no followed ref matched", file=sys.stderr)
+    return _exit_code([r for r, _ in reports])
 
 
 def _outcome(o: Any) -> dict[str, Any]:
@@ -124,22 +166,38 @@ def _work_trigger(args: argparse.Namespace) -> int:
     store = open_jobs(args, write=False)
     if store.signer is None:
         raise CliError("`work trigger` needs this node's key, to know which work is outstanding here")
-    results = trigger(Workshop(store), intent=args.intent, out=None if args.json else _say)
+    workshop = Workshop(store, isolation=load_isolation(store.repo, None, key=store.signer.path))
+    follows = load_config(store.repo).follows
+    results = trigger(workshop, intent=args.intent, follows=follows, out=None if args.json else _say)
     if args.json:
-        print_json([{"commit": r.commit, "ok": r.ok, "detail": r.detail} for r in results])
+        print_json(
+            [{"commit": r.commit, "ok": r.ok, "triggered": r.triggered, "detail": r.detail} for r in results]
+        )
     elif not results:
         print("no other commit has outstanding work", file=sys.stderr)
     return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
 
 
 def _node(args: argparse.Namespace) -> int:
-    try:
-        interval = parse_duration(args.interval)
-    except DurationError as e:
-        raise CliError(f"--interval: {e}") from None
     repo = open_repo()
+    config = load_config(
+        repo,
+        remotes=args.remote,
+        follows=args.follow,
+        depth=args.depth,
+        interval=args.interval,
+        isolation=args.isolation,
+    )
     signer = cob.Signer.load(repo, getattr(args, "key", None))
-    node = Node(repo.workdir or repo.path, signer, list(args.remote), interval)
+    node = Node(
+        repo.workdir or repo.path,
+        signer,
+        config.remotes,
+        config.interval,
+        follows=config.follows,
+        depth=config.depth,
+        isolation_mode=config.isolation,
+    )
     return node.run()
 
 
@@ -182,8 +240,11 @@ def register(sub: Any) -> None:
     p = add_command(
         inner,
         "any",
-        "for HEAD, run every job this node has not completed successfully, in needs order",
-        "  git jobs work any                  # one pass\n"
+        "for HEAD (or REVs, or followed refs), run every job this node has not completed"
+        " successfully, in needs order",
+        "  git jobs work any                  # one pass for HEAD\n"
+        "  git jobs work any v1.2 main~1      # for these revisions\n"
+        "  git jobs work any --follow origin:refs/heads/main --depth 3\n"
         "  git jobs work any --comprehensive  # until nothing is left (waits for retries)\n"
         "  git jobs work any --dry-run        # print the plan as JSON, run nothing\n"
         "  git jobs work any --rerun-held     # also rerun jobs held after an interruption\n",
@@ -194,7 +255,16 @@ def register(sub: Any) -> None:
         action="store_true",
         help="rerun jobs that are not idempotent and whose last run was interrupted",
     )
+    p.add_argument("revs", nargs="*", metavar="REV", help="commits to work on (default HEAD)")
     p.add_argument("--rev", default="HEAD", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--follow",
+        action="append",
+        metavar="R:REFSPEC",
+        help="fetch REFSPEC from remote R now and work on its tip (repeatable)",
+    )
+    p.add_argument("--depth", default=None, metavar="N", help="with --follow: N first-parent commits per tip")
+    p.add_argument("--isolation", choices=("bwrap", "none"), help="override git config jobs.isolation")
     p.add_argument("--dry-run", action="store_true", help="print the work as JSON; write nothing")
     p.add_argument("--comprehensive", action="store_true", help="repeat until nothing is left")
     add_json(p)
@@ -205,25 +275,38 @@ def register(sub: Any) -> None:
         "  git jobs work trigger\n  git jobs work trigger --intent   # branch tips only\n",
         _work_trigger,
     )
-    p.add_argument("--intent", action="store_true", help="only the tips of branches")
+    p.add_argument(
+        "--intent", action="store_true", help="only the tips of local and remote-tracking branches"
+    )
     add_json(p)
 
     p = add_command(
         sub,
         "node",
         "run a long-running peer: preflights, then sync/release/work/heartbeat workers",
-        "  git jobs node --remote origin\n"
-        "  git jobs node --remote git://hub.example/repo.git --interval 10s\n",
+        "  git jobs node --remote origin --follow refs/heads/main\n"
+        "  git jobs node --remote git://hub.example/repo.git --follow 'refs/heads/*' --interval 10s\n"
+        "  git jobs node                   # remotes and follows from git config jobs.remote/jobs.follow\n",
         _node,
     )
     p.add_argument(
         "--remote",
         action="append",
-        required=True,
         metavar="R",
-        help="a remote name or URL to sync with (repeatable)",
+        help="a remote name or URL to sync with (repeatable; default: git config jobs.remote)",
     )
-    p.add_argument("--interval", default="30s", help="how often each worker runs (default 30s)")
+    p.add_argument(
+        "--follow",
+        action="append",
+        metavar="REFSPEC",
+        help="build the tips of these refs of the remotes, e.g. refs/heads/main (repeatable;"
+        " R:REFSPEC for one remote; default: git config jobs.follow; none: HEAD)",
+    )
+    p.add_argument(
+        "--depth", default=None, metavar="N", help="first-parent commits per followed tip (default 1)"
+    )
+    p.add_argument("--interval", default=None, help="how often each worker runs (default 30s)")
+    p.add_argument("--isolation", choices=("bwrap", "none"), help="override git config jobs.isolation")
 
     p = add_command(
         sub,
