@@ -55,9 +55,11 @@ class World:
         signer, key = new_key(self.tmp / f"{name}.key")
         return path, signer, key
 
-    def start_node(self, path: Path, key: Path, *remotes: str) -> subprocess.Popen[bytes]:
+    def start_node(
+        self, path: Path, key: Path, *remotes: str, extra: tuple[str, ...] = ()
+    ) -> subprocess.Popen[bytes]:
         env = dict(os.environ, GIT_JOBS_KEY=str(key))
-        args = [arg for r in (remotes or ("origin",)) for arg in ("--remote", r)]
+        args = [arg for r in (remotes or ("origin",)) for arg in ("--remote", r)] + list(extra)
         log = open(path.parent / f"{path.name}.node.log", "ab")  # noqa: SIM115 - the child owns it
         proc = subprocess.Popen(
             [*CLI, "node", *args, "--interval", INTERVAL],

@@ -167,8 +167,9 @@ def _work_trigger(args: argparse.Namespace) -> int:
     if store.signer is None:
         raise CliError("`work trigger` needs this node's key, to know which work is outstanding here")
     workshop = Workshop(store, isolation=load_isolation(store.repo, None, key=store.signer.path))
-    follows = load_config(store.repo).follows
-    results = trigger(workshop, intent=args.intent, follows=follows, out=None if args.json else _say)
+    config = load_config(store.repo)
+    out = None if args.json else _say
+    results = trigger(workshop, intent=args.intent, follows=config.follows, depth=config.depth, out=out)
     if args.json:
         print_json(
             [{"commit": r.commit, "ok": r.ok, "triggered": r.triggered, "detail": r.detail} for r in results]

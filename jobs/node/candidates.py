@@ -6,7 +6,9 @@ trusts chose*:
 - the tips of the refs it follows (:mod:`.follow`), and with ``depth`` N their first-parent
   ancestors up to N commits deep;
 - revisions its user named on the command line (``git jobs work any REV…``; HEAD by default);
-- for ``work trigger``: its own branches and remote-tracking branches;
+- for ``work trigger``: its own (local) branches too. Not ``refs/remotes/*``: a plain ``git
+  fetch`` makes one for every branch anyone pushed to the hub, so the node's view of a remote
+  counts only through the refs it follows (their private refs are its remote-tracking branches);
 - commits a trusted requester asked for — :func:`requested`, the seam for the signed request
   op and the trust policy (not wired yet: with no requesters nothing is requested).
 
@@ -59,10 +61,10 @@ def followed(repo: pygit2.Repository, follows: Iterable[Follow], depth: int = 1)
 
 
 def branches(repo: pygit2.Repository) -> list[Candidate]:
-    """Tips of the node's own branches and remote-tracking branches."""
+    """Tips of the node's own local branches."""
     out = []
     for name in repo.references:
-        if name.startswith(("refs/heads/", "refs/remotes/")) and not name.endswith("/HEAD"):
+        if name.startswith("refs/heads/"):
             commit = _commit(repo, str(repo.references[name].target))
             if commit is not None:
                 out.append(Candidate(str(commit.id), name, commit.commit_time))

@@ -53,10 +53,10 @@ def candidates(
     depth: int = 1,
     requesters: Collection[str] = (),
 ) -> list[str]:
-    """Commits to consider, newest first, except HEAD: branch and remote-tracking tips, plus
-    (without ``intent``) followed commits and trusted requests."""
+    """Commits to consider, newest first, except HEAD: local branch tips and followed tips, plus
+    (without ``intent``) the followed tips' ancestors to ``depth`` and trusted requests."""
     repo = workshop.jobs.repo
-    found = branches(repo)
+    found = branches(repo) + followed(repo, follows, 1)
     if not intent:
         found += followed(repo, follows, depth) + requested(workshop.jobs, requesters)
     try:
@@ -74,11 +74,14 @@ def trigger(
     commits: Iterable[str] | None = None,
     timeout: float = TRIGGER_TIMEOUT,
     follows: Iterable[Follow] = (),
+    depth: int = 1,
 ) -> list[Triggered]:
     """Run each outstanding commit's trigger once; returns one result per commit considered."""
     say = out or (lambda line: None)
     results: list[Triggered] = []
-    chosen = commits if commits is not None else candidates(workshop, intent=intent, follows=follows)
+    chosen = commits
+    if chosen is None:
+        chosen = candidates(workshop, intent=intent, follows=follows, depth=depth)
     for commit in chosen:
         try:
             _, defs = workshop.definitions(commit)

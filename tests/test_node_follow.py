@@ -1,0 +1,141 @@
+"""What a node runs: the tips of the refs it follows, never a commit that merely arrived.
+
+A node started once with ``--follow refs/heads/main`` builds every commit pushed to the hub's
+main, with nothing run on the node in between and without its HEAD or branches moving. A
+commit someone else made present in the node's object store — with its own definitions, its
+own trigger and jobs in the ledger signed by another key — is never run by ``work any``,
+``work trigger`` or ``node``.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+import jobs
+from jobs.node.follow import FollowError, parse_follow
+
+from . import test_node_daemon
+from .conftest import git
+from .test_node_daemon import BUILD_TEST, World, publish, wait_for
+from .test_node_work import cli, commit_defs, new_key, reasons
+
+world = test_node_daemon.world  # the hub-and-maintainer fixture
+DONE = {"build": ["succeeded"], "test": ["succeeded"]}
+
+
+def _built(path: Path, sha: str, nid: str) -> bool:
+    return reasons(jobs.Jobs.open(path), sha, nid) == DONE
+
+
+def test_a_node_started_once_builds_every_commit_pushed_to_a_followed_branch(world: World) -> None:
+    first = publish(world, BUILD_TEST)
+    path, signer, key = world.node_repo("follower")
+    head, branches = git(path, "rev-parse", "HEAD"), git(path, "for-each-ref", "refs/heads")
+    world.start_node(path, key, "origin", extra=("--follow", "refs/heads/main"))
+    log = lambda: world.node_log(path)  # noqa: E731
+    wait_for(lambda: _built(path, first, signer.nid), what="the first commit", log=log)
+    pushed = [first]
+    for n in range(3):
+        sha = commit_defs(world.maintainer, BUILD_TEST + f"# change {n}\n", f"change {n}")
+        git(world.maintainer, "push", "-q", "hub", "main")
+        wait_for(lambda sha=sha: _built(path, sha, signer.nid), what=f"change {n}", log=log)  # type: ignore[misc]
+        pushed.append(sha)
+    # Nothing was run on the node in between; HEAD and the branches never moved.
+    assert git(path, "rev-parse", "HEAD") == head
+    assert git(path, "for-each-ref", "refs/heads") == branches
+    tip = git(path, "rev-parse", "refs/git-jobs/follow/origin/heads/main").strip()
+    assert tip == pushed[-1]
+    assert "follows origin:refs/heads/main" in world.node_log(path)
+
+
+def _foreign(world: World, tmp: Path) -> str:
+    """Someone with push access to the hub makes a commit with its own jobs and trigger."""
+    mallory = tmp / "mallory"
+    git(tmp, "clone", "-q", world.url, str(mallory))
+    _, mkey = new_key(tmp / "mallory.key")
+    ran = tmp / "foreign-ran"
+    defs = f"[jobs.evil]\nrun = 'touch {ran}-job'\n[trigger]\nrun = 'touch {ran}-trigger'\n"
+    git(mallory, "checkout", "-q", "-b", "evil")
+    sha = commit_defs(mallory, defs, "evil")
+    cli(mallory, "release", key=mkey, check=True)  # jobs for it, in the ledger, signed by mallory
+    cli(mallory, "sync", "origin", key=mkey, check=True)
+    git(mallory, "push", "-q", "origin", "evil")
+    return sha
+
+
+def test_a_foreign_commit_in_the_object_store_and_ledger_is_never_run(world: World) -> None:
+    main = publish(world, BUILD_TEST)
+    path, signer, key = world.node_repo("careful")
+    # markers on the host show whether anything of the foreign commit ran at all
+    git(path, "config", "jobs.isolation", "none")
+    foreign = _foreign(world, world.tmp)
+    git(path, "fetch", "-q", "origin")  # the commit is in the node's object store …
+    cli(path, "sync", "origin", key=key, check=True)  # … and its jobs are in the node's ledger
+    store = jobs.Jobs.open(path)
+    assert git(path, "cat-file", "-t", foreign).strip() == "commit"
+    assert [j.name for j in store.find_by_commit(foreign)] == ["evil"]
+
+    assert cli(path, "work", "any", key=key).returncode == 0
+    assert cli(path, "work", "any", "--follow", "origin:refs/heads/main", key=key).returncode == 0
+    for args in (("work", "trigger"), ("work", "trigger", "--intent")):
+        res = cli(path, *args, key=key)
+        assert res.returncode == 0 and foreign[:12] not in res.stdout, res
+    node = world.start_node(path, key, "origin", extra=("--follow", "refs/heads/main"))
+    wait_for(lambda: _built(path, main, signer.nid), what="main", log=lambda: world.node_log(path))
+    time.sleep(1.0)  # a few more intervals of the node
+    node.send_signal(signal.SIGTERM)
+    assert node.wait(timeout=30) == 0
+    store = jobs.Jobs.open(path)
+    assert reasons(store, foreign, signer.nid) == {"evil": []}
+    assert not (world.tmp / "foreign-ran-job").exists()
+    assert not (world.tmp / "foreign-ran-trigger").exists()
+    # Following it is the node's own decision: then, and only then, it runs.
+    res = cli(path, "work", "any", "--follow", "origin:refs/heads/evil", "--json", key=key)
+    assert res.returncode == 0, res
+    assert reasons(jobs.Jobs.open(path), foreign, signer.nid) == {"evil": ["succeeded"]}
+    assert (world.tmp / "foreign-ran-job").exists()
+
+
+def test_work_any_takes_revisions_and_a_one_shot_follow_with_depth(world: World) -> None:
+    first = publish(world, BUILD_TEST)
+    path, signer, key = world.node_repo("oneshot")
+    second = commit_defs(world.maintainer, BUILD_TEST + "# 2\n", "second")
+    third = commit_defs(world.maintainer, BUILD_TEST + "# 3\n", "third")
+    git(world.maintainer, "push", "-q", "hub", "main")
+    res = cli(path, "work", "any", "--follow", "origin:refs/heads/main", "--depth", "2", "--json", key=key)
+    assert res.returncode == 0, res
+    data = json.loads(res.stdout)
+    assert [c["commit"] for c in data["commits"]] == [third, second]  # newest first, depth 2
+    store = jobs.Jobs.open(path)
+    assert reasons(store, third, signer.nid) == DONE and reasons(store, second, signer.nid) == DONE
+    assert not any(reasons(store, first, signer.nid).values())  # beyond the depth: not run
+    res = cli(path, "work", "any", first, key=key)  # a revision named by the user
+    assert res.returncode == 0, res
+    assert reasons(jobs.Jobs.open(path), first, signer.nid) == DONE
+    assert git(path, "rev-parse", "HEAD").strip() == first  # the clone's HEAD never moved
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("refs/heads/main", [("origin", "refs/heads/main")]),
+        ("main", [("origin", "refs/heads/main")]),
+        ("hub:refs/pull/*/head", [("hub", "refs/pull/*/head")]),
+        ("git@host:repo.git:refs/heads/*", [("git@host:repo.git", "refs/heads/*")]),
+    ],
+)
+def test_follow_specs(text: str, expected: list[tuple[str, str]]) -> None:
+    assert [(f.remote, f.spec) for f in parse_follow(text, ["origin"])] == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["refs/heads/a..b", "refs/*/*", "refs/heads/", "-x:refs/heads/main", "refs/heads/x y"]
+)
+def test_bad_follow_specs_are_refused(text: str) -> None:
+    with pytest.raises(FollowError):
+        parse_follow(text, ["origin"])
