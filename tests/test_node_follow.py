@@ -12,15 +12,17 @@ from __future__ import annotations
 import json
 import signal
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 import jobs
+from jobs.node import Workshop, load_definitions
 from jobs.node.follow import FollowError, parse_follow
 
 from . import test_node_daemon
-from .conftest import git
+from .conftest import git, init_repo
 from .test_node_daemon import BUILD_TEST, World, publish, wait_for
 from .test_node_work import cli, commit_defs, new_key, reasons
 
@@ -139,3 +141,23 @@ def test_follow_specs(text: str, expected: list[tuple[str, str]]) -> None:
 def test_bad_follow_specs_are_refused(text: str) -> None:
     with pytest.raises(FollowError):
         parse_follow(text, ["origin"])
+
+
+def test_a_rerun_request_newer_than_the_last_attempt_gives_an_exhausted_job_fresh_attempts(
+    tmp_path: Path,
+) -> None:
+    """The seam for trusted rerun requests: the Workshop is told when a job was last asked for."""
+    path = tmp_path / "node"
+    init_repo(path)
+    signer, _ = new_key(tmp_path / "node.key")
+    sha = commit_defs(path, "[jobs.flaky]\nrun = 'exit 3'\n")
+    store = jobs.Jobs.open(path, signer)
+    assert [o.reason.value for o in Workshop(store).work_any(sha).outcomes] == ["failed"]
+    again = Workshop(store).work_any(sha)
+    assert again.outcomes == [] and [p.action for p in again.plan] == ["exhausted"]
+    time.sleep(1.01)  # the request is newer than the last attempt (ledger times are whole seconds)
+    asked = datetime.now(UTC).replace(microsecond=0)
+    rerun = Workshop(store, reruns=lambda job_id: asked)
+    assert [o.reason.value for o in rerun.work_any(sha).outcomes] == ["failed"]  # ran again
+    assert [p.action for p in rerun.plan(load_definitions(store.repo, sha))] == ["exhausted"]  # once
+    assert reasons(jobs.Jobs.open(path), sha, signer.nid) == {"flaky": ["failed", "failed"]}

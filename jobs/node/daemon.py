@@ -34,7 +34,8 @@ from cob import sync as cob_sync
 
 from ..errors import DefinitionError, JobsError
 from ..store import Jobs
-from .candidates import select
+from ..text import safe
+from .candidates import Candidate, select
 from .definitions import load_definitions
 from .durations import format_duration
 from .follow import Follow, fetch
@@ -78,6 +79,8 @@ class Node:
     follows: list[Follow] = field(default_factory=list)
     depth: int = 1
     isolation_mode: str | None = None
+    # NIDs whose signed requests this node honours (from the trust policy); none by default
+    requesters: frozenset[str] = frozenset()
     status: dict[str, TaskStatus] = field(default_factory=dict)
     _lock: WorkLock | None = None
     _isolation: Isolation | None = None
@@ -162,7 +165,7 @@ class Node:
         self.preflight()
         previous = self._install_signals()
         try:
-            follows = ", ".join(map(str, self.follows)) or "HEAD only"
+            follows = safe(", ".join(map(str, self.follows)) or "HEAD only")
             isolation = self._isolation.describe() if self._isolation else "?"
             self.log(
                 "node",
@@ -282,9 +285,10 @@ class Node:
 
     def _commits(self, store: Jobs) -> list[tuple[str, str]]:
         """(commit, why) this node works on now: the followed commits, else HEAD."""
+        found = select(store, follows=self.follows, depth=self.depth, requesters=self.requesters)
         if not self.follows:
-            return [(store.resolve_commit("HEAD"), "HEAD")]
-        return [(c.commit, c.source) for c in select(store, follows=self.follows, depth=self.depth)]
+            found.insert(0, Candidate(store.resolve_commit("HEAD"), "HEAD"))
+        return [(c.commit, c.source) for c in found]
 
     def _releaser(self) -> Callable[[], None]:
         jobs: list[Jobs] = []
@@ -301,7 +305,7 @@ class Node:
                 try:
                     defs = load_definitions(store.repo, commit)
                 except DefinitionError as e:
-                    self.log("worker:release", str(e))
+                    self.log("worker:release", safe(e))
                     continue
                 if defs is None:
                     self.log("worker:release", f"no .git-jobs.toml at {commit[:12]}: nothing to release")
@@ -322,7 +326,7 @@ class Node:
             try:
                 report = workshop.work_any(commit)
             except DefinitionError as e:  # this commit's definitions never change: say it once
-                self.log("worker:work", str(e))
+                self.log("worker:work", safe(e))
                 self._settled.add(commit)
                 continue
             self._report(report, why)
@@ -339,7 +343,7 @@ class Node:
             done = sum(p.action == "done" for p in report.plan)
             self.log(
                 "worker:work",
-                f"{report.commit[:12]} ({why}): {done} of {len(report.plan)} jobs done on this node",
+                f"{report.commit[:12]} ({safe(why)}): {done} of {len(report.plan)} jobs done on this node",
             )
 
     def _heartbeat(self) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 import pygit2
 
 from ..errors import DefinitionError
+from ..text import safe
 from .candidates import branches, followed, ordered, requested
 from .checkout import remove_tree
 from .durations import format_duration
@@ -42,7 +43,7 @@ class Triggered:
 
     def line(self) -> str:
         status = "triggered" if self.ok and self.triggered else "untriggered" if self.ok else "FAILED   "
-        return f"{status} {self.commit[:12]}  {self.detail}"
+        return f"{status} {self.commit[:12]}  {safe(self.detail)}"  # the detail quotes the commit
 
 
 def candidates(

@@ -27,6 +27,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +213,9 @@ class Workshop:
     ``lock``: a :class:`WorkLock` the caller already holds (the node holds one for its life).
     ``isolation``: how jobs are cut off from the node (default: the node's git config, see
     :mod:`.isolation`); never anything a commit says.
+    ``reruns``: job id → when a *trusted* requester last asked for it to run again (the seam for
+    the signed rerun request; the caller filters by the trust policy). This node's runs of that
+    job started before then are left out of the plan, so its attempts start afresh.
     """
 
     def __init__(
@@ -226,6 +230,7 @@ class Workshop:
         kill_grace: float = KILL_GRACE,
         rerun_held: bool = False,
         isolation: Isolation | None = None,
+        reruns: Callable[[str], datetime | None] | None = None,
     ) -> None:
         if jobs.signer is None:
             raise JobsError("running jobs needs this node's key (see `git jobs init`)")
@@ -240,6 +245,7 @@ class Workshop:
         self.rerun_held = rerun_held
         self.journal = Journal(jobs.repo)
         self.isolation = isolation or load_isolation(jobs.repo, key=jobs.signer.path)
+        self.reruns = reruns or (lambda job_id: None)
         self._lock = lock
         self._finished: dict[tuple[str, str], float] = {}
 
@@ -253,7 +259,11 @@ class Workshop:
         ids: dict[str, str] = {}
         for job in self.jobs.find_by_commit(defs.commit):
             if defs.get(job.name) is not None:
-                runs[job.name] = job.runs_of(self.nid)
+                mine = job.runs_of(self.nid)
+                since = self.reruns(job.id)
+                if since is not None:  # a trusted rerun request: earlier attempts no longer count
+                    mine = Runs({i: r for i, r in mine.items() if r.started_at >= since})
+                runs[job.name] = mine
                 ids[job.name] = job.id
         return runs, ids
 
