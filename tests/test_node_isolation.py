@@ -164,3 +164,40 @@ def test_isolation_is_the_nodes_choice_and_a_bad_one_is_one_clear_error(tmp_path
     git(path, "config", "jobs.network", "false")
     res = cli(path, "work", "any", key=key)
     assert res.returncode == 2 and "jobs.network" in res.stderr and len(res.stderr.splitlines()) == 1
+
+
+def _left_behind(run_id: str) -> list[int]:
+    """Live processes still carrying this run's id (the sandbox's included: /proc sees all)."""
+    marker = f"GIT_JOBS_RUN_ID={run_id}".encode()
+    out = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if marker in (proc / "environ").read_bytes().split(b"\0"):
+                state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state != "Z":
+                    out.append(int(proc.name))
+        except (OSError, IndexError):
+            continue
+    return out
+
+
+def test_under_bwrap_a_timeout_or_the_end_of_a_run_leaves_no_process_behind(tmp_path: Path) -> None:
+    path = tmp_path / "node"
+    init_repo(path)
+    why = _bwrap_works(path)
+    if why:
+        pytest.skip(f"bubblewrap cannot sandbox here: {why}")
+    signer, key = new_key(tmp_path / "node.key")
+    git(path, "config", "jobs.isolation", "bwrap")
+    sha = commit_defs(
+        path,
+        '[jobs.slow]\nrun = "sleep 60 & sleep 61"\ntimeout = "1s"\n'
+        '[jobs.bg]\nrun = "sleep 60 & echo left one behind"\n',
+    )
+    res = cli(path, "work", "any", key=key, timeout=60)
+    assert res.returncode == 1, res
+    store = jobs.Jobs.open(path)
+    assert reasons(store, sha, signer.nid) == {"bg": ["succeeded"], "slow": ["timed_out"]}
+    for job in store.find_by_commit(sha):
+        for run_id in job.runs_of(signer.nid):
+            assert _left_behind(str(run_id)) == [], f"{job.name}: a process outlived its run"
