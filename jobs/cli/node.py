@@ -65,7 +65,7 @@ def _targets(args: argparse.Namespace, workshop: Workshop) -> list[Candidate]:
     """The commits named (default HEAD) and, with --follow, the followed tips fetched now."""
     store = workshop.jobs
     config = load_config(store.repo, follows=args.follow, depth=args.depth) if args.follow else None
-    if config is not None and config.follows:
+    if config is not None and config.follows and not args.dry_run:  # a dry run writes nothing
         fetch(store.repo, config.follows)
     revs = list(args.revs) or ([] if config is not None else [args.rev])
     follows = config.follows if config is not None else []

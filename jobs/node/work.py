@@ -244,10 +244,18 @@ class Workshop:
         # A human's "yes, run it again": interrupted non-idempotent jobs are otherwise held.
         self.rerun_held = rerun_held
         self.journal = Journal(jobs.repo)
-        self.isolation = isolation or load_isolation(jobs.repo, key=jobs.signer.path)
+        self._isolation = isolation
         self.reruns = reruns or (lambda job_id: None)
         self._lock = lock
         self._finished: dict[tuple[str, str], float] = {}
+
+    @property
+    def isolation(self) -> Isolation:
+        """The node's isolation, read from its config when first needed (release needs none)."""
+        if self._isolation is None:
+            assert self.jobs.signer is not None
+            self._isolation = load_isolation(self.jobs.repo, key=self.jobs.signer.path)
+        return self._isolation
 
     # -- reading ---------------------------------------------------------------------------
     def definitions(self, commit: str = "HEAD") -> tuple[str, Definitions | None]:
