@@ -66,6 +66,18 @@ def _time(fn: Callable[[], None]) -> float:
     return time.perf_counter() - began
 
 
+def _measure(
+    repo: pygit2.Repository, sha: str, base: Path, modes: list[tuple[str, Isolation]], repeats: int
+) -> dict[str, float]:
+    """Median milliseconds per run for the baseline and each mode, interleaved."""
+    times: dict[str, list[float]] = {"worktree": [], **{m: [] for m, _ in modes}}
+    for _ in range(repeats):
+        times["worktree"].append(_time(lambda: _worktree(repo, sha, base)))
+        for name, iso in modes:
+            times[name].append(_time(lambda iso=iso: _ours(repo, sha, base, iso)))  # type: ignore[misc]
+    return {k: statistics.median(v) * 1000 for k, v in times.items()}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=9)
@@ -84,16 +96,11 @@ def main() -> int:
         base = Path(tmp)
         for files in (int(n) for n in args.files.split(",")):
             repo, sha = _repo(base, files)
-            times: dict[str, list[float]] = {"worktree": [], **{m: [] for m, _ in modes}}
-            for _ in range(args.repeats):
-                times["worktree"].append(_time(lambda: _worktree(repo, sha, base)))
-                for name, iso in modes:
-                    times[name].append(_time(lambda iso=iso: _ours(repo, sha, base, iso)))  # type: ignore[misc]
-            med = {k: statistics.median(v) * 1000 for k, v in times.items()}
+            med = _measure(repo, sha, base, modes, args.repeats)
             cells = [f"{med['worktree']:.0f} ms"]
             for name in ("none", "bwrap"):
                 if name in med:
-                    cells += [f"{med[name]:.0f} ms", f"{med[name] / med['worktree']:.2f}×"]
+                    cells += [f"{med[name]:.0f} ms", f"{med[name] / med['worktree']:.2f}x"]
                 else:
                     cells += ["—", "—"]
             print(f"| {files} | " + " | ".join(cells) + " |")
