@@ -48,8 +48,9 @@ def make_checkout(repo: pygit2.Repository, commit: str, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     source = Path(repo.path).resolve().as_uri()
     _git(["init", "-q", "--template=", str(dest)])
-    _git(["-c", "protocol.file.allow=always", "fetch", "-q", "--depth", "1", "--no-tags", source, commit],
-         cwd=dest)
+    # protocol v2 serves any commit of the node's repository, reachable from a ref or not
+    options = ["-c", "protocol.file.allow=always", "-c", "protocol.version=2"]
+    _git([*options, "fetch", "-q", "--depth", "1", "--no-tags", source, commit], cwd=dest)
     _git(["-c", "advice.detachedHead=false", "checkout", "-q", "--detach", commit], cwd=dest)
 
 

@@ -94,6 +94,9 @@ def parse_follow(text: str, remotes: Iterable[str]) -> list[Follow]:
     targets = list(remotes)
     if not targets:
         raise FollowError(f"follow {text!r}: on which remote? (give R:{spec}, or a --remote)")
+    for remote in targets:
+        if not remote or remote.startswith("-"):
+            raise FollowError(f"not a remote: {remote!r}")
     return [Follow(r, spec) for r in targets]
 
 
