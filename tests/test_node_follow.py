@@ -14,6 +14,7 @@ import signal
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,14 +54,28 @@ def test_a_node_started_once_builds_every_commit_pushed_to_a_followed_branch(wor
     tip = git(path, "rev-parse", "refs/git-jobs/follow/origin/heads/main").strip()
     assert tip == pushed[-1]
     assert "follows origin:refs/heads/main" in world.node_log(path)
+    # Where each commit stands on this node, in its heartbeat file.
+    def progress() -> tuple[str, dict[str, str]]:
+        shown = _beat(path).get("progress", {}).get(pushed[-1], {"source": "", "jobs": {}})
+        return shown["source"], {n: j["state"] for n, j in shown["jobs"].items()}
+
+    done = ("refs/git-jobs/follow/origin/heads/main", {"build": "succeeded", "test": "succeeded"})
+    wait_for(lambda: progress() == done, what="progress in node.json", log=lambda: str(progress()))
+
+
+def _beat(path: Path) -> dict[str, Any]:
+    try:
+        beat: dict[str, Any] = json.loads((path / ".git" / "git-jobs" / "node.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return beat
 
 
 def _passes(path: Path) -> int:
     """How many passes the node's work worker has made (from its heartbeat file)."""
     try:
-        beat = json.loads((path / ".git" / "git-jobs" / "node.json").read_text())
-        return int(beat["workers"]["worker:work"]["runs"])
-    except (OSError, ValueError, KeyError):
+        return int(_beat(path)["workers"]["worker:work"]["runs"])
+    except (KeyError, ValueError):
         return 0
 
 

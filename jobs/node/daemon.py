@@ -40,7 +40,7 @@ from .definitions import load_definitions
 from .durations import format_duration
 from .follow import Follow, fetch
 from .isolation import Isolation, IsolationError, load_isolation
-from .journal import LockedError, WorkLock
+from .journal import Journal, LockedError, WorkLock
 from .logs import state_dir
 from .retry import Backoff, policies
 from .work import WorkReport, Workshop, release
@@ -48,6 +48,11 @@ from .work import WorkReport, Workshop, release
 PREFLIGHT_TIMEOUT = 30.0
 FINAL_SYNC_TIMEOUT = 30.0
 
+
+# A plan action as a person reads a commit's progress on this node.
+PROGRESS = {"run": "queued", "skip": "queued", "blocked": "queued", "wait": "retrying", "running": "running",
+            "done": "succeeded", "exhausted": "failed", "held": "held", "skipped": "skipped"}
+MAX_PROGRESS = 100  # commits remembered in node.json
 
 # threading.Event.wait refuses timeouts past ~292 years; no worker sleeps more than a day.
 MAX_WAIT = 24 * 3600.0
@@ -85,6 +90,7 @@ class Node:
     _lock: WorkLock | None = None
     _isolation: Isolation | None = None
     _settled: set[str] = field(default_factory=set)
+    _progress: dict[str, dict[str, Any]] = field(default_factory=dict)
     _log_lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- output ------------------------------------------------------------------------------
@@ -330,6 +336,7 @@ class Node:
                 self._settled.add(commit)
                 continue
             self._report(report, why)
+            self._note_progress(report, why)
             if self.follows and not report.interrupted and not report.remaining:
                 self._settled.add(commit)
 
@@ -345,6 +352,26 @@ class Node:
                 "worker:work",
                 f"{report.commit[:12]} ({safe(why)}): {done} of {len(report.plan)} jobs done on this node",
             )
+
+    def _note_progress(self, report: WorkReport, why: str) -> None:
+        """Remember where each commit stands on this node (shown in ``node.json``; bounded)."""
+        if not report.defined:
+            return
+        jobs = {p.name: {"state": PROGRESS.get(p.action, p.action), "not_before": p.not_before}
+                for p in report.plan}
+        self._progress.pop(report.commit, None)
+        self._progress[report.commit] = {"source": why, "jobs": jobs}
+        while len(self._progress) > MAX_PROGRESS:
+            self._progress.pop(next(iter(self._progress)))
+
+    def _progress_now(self, repo: pygit2.Repository) -> dict[str, Any]:
+        """The remembered progress, with the runs in flight right now marked ``running``."""
+        shown = {c: {"source": p["source"], "jobs": {n: dict(j) for n, j in p["jobs"].items()}}
+                 for c, p in list(self._progress.items())}
+        for entry in Journal(repo).entries():
+            commit = shown.setdefault(entry.commit, {"source": "", "jobs": {}})
+            commit["jobs"][entry.job] = {"state": "running", "run": entry.run_id, "not_before": None}
+        return shown
 
     def _heartbeat(self) -> None:
         """Say the node is alive, locally: ``<gitdir>/git-jobs/node.json`` and the log."""
@@ -366,6 +393,7 @@ class Node:
             },
         }
         repo = cob.open_repository(self.path)
+        beat["progress"] = self._progress_now(repo)
         path = state_dir(repo) / "node.json"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(beat, indent=2, sort_keys=True))
