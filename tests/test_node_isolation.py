@@ -201,3 +201,31 @@ def test_under_bwrap_a_timeout_or_the_end_of_a_run_leaves_no_process_behind(tmp_
     for job in store.find_by_commit(sha):
         for run_id in job.runs_of(signer.nid):
             assert _left_behind(str(run_id)) == [], f"{job.name}: a process outlived its run"
+
+
+def test_a_sandbox_path_inside_the_nodes_repository_is_refused_and_one_holding_it_is_masked(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "node"
+    init_repo(path)
+    why = _bwrap_works(path)
+    if why:
+        pytest.skip(f"bubblewrap cannot sandbox here: {why}")
+    (tmp_path / "keys").mkdir()
+    signer, key = new_key(tmp_path / "keys" / "node.key")
+    commit_defs(path, "[jobs.look]\nrun = 'ls -a " + str(path / ".git") + "; cat " + str(key) + "; true'\n")
+    git(path, "config", "jobs.isolation", "bwrap")
+    git(path, "config", "--add", "jobs.sandboxPath", str(path / ".git" / "objects"))
+    res = cli(path, "work", "any", key=key)
+    assert res.returncode == 2 and "jobs.sandboxPath" in res.stderr, res
+    git(path, "config", "--unset-all", "jobs.sandboxPath")
+    git(path, "config", "--add", "jobs.sandboxPath", str(tmp_path))  # holds the repository and key
+    res = cli(path, "work", "any", key=key)
+    assert res.returncode == 0, res
+    log = next((path / ".git" / "git-jobs" / "logs").glob("*.log")).read_text()
+    assert "HEAD" not in log and "objects" not in log  # the git dir is an empty mask
+    assert "cannot access" not in log, log  # … mounted over, not missing
+    assert "OPENSSH PRIVATE KEY" not in log
+    assert reasons(jobs.Jobs.open(path), git(path, "rev-parse", "HEAD").strip(), signer.nid) == {
+        "look": ["succeeded"]
+    }

@@ -190,6 +190,20 @@ def node_paths(repo: pygit2.Repository, key: Path | None) -> list[str]:
     return out
 
 
+def _refuse_node_paths(repo: pygit2.Repository, key: Path | None, paths: list[str]) -> None:
+    """A ``jobs.sandboxPath`` may not expose the git dir, work tree or key (a tool under HOME may)."""
+    home = os.path.realpath(os.environ.get("HOME") or str(Path.home()))
+    private = [os.path.realpath(p) for p in node_paths(repo, key) if os.path.realpath(p) != home]
+    for path in paths:
+        real = os.path.realpath(path)
+        # a path *holding* the node's repository is fine: the repository is masked inside it
+        if not os.path.isabs(path) or any(_under(real, p) for p in private):
+            raise IsolationError(
+                f"jobs.sandboxPath {path!r}: must be an absolute path outside the node's repository "
+                "and key directory"
+            )
+
+
 def load_isolation(
     repo: pygit2.Repository,
     mode: str | None = None,
@@ -214,10 +228,12 @@ def load_isolation(
         )
     if chosen == "none" and not network:
         raise IsolationError("jobs.network = false needs jobs.isolation = bwrap to be enforced")
+    paths = _multi(repo, "jobs.sandboxPath")
+    _refuse_node_paths(repo, key, paths)
     return Isolation(
         mode=chosen,
         network=network,
-        paths=tuple(_multi(repo, "jobs.sandboxPath")),
+        paths=tuple(paths),
         hidden=tuple([*node_paths(repo, key), *_multi(repo, "jobs.sandboxHide"), *extra_hidden]),
         pass_env=tuple(_multi(repo, "jobs.passEnv")),
         bwrap=found or "bwrap",
