@@ -213,7 +213,8 @@ def test_a_sandbox_path_inside_the_nodes_repository_is_refused_and_one_holding_i
         pytest.skip(f"bubblewrap cannot sandbox here: {why}")
     (tmp_path / "keys").mkdir()
     signer, key = new_key(tmp_path / "keys" / "node.key")
-    commit_defs(path, "[jobs.look]\nrun = 'ls -a " + str(path / ".git") + "; cat " + str(key) + "; true'\n")
+    look = f"echo @@1; ls -a {tmp_path}; echo @@2; ls -a {path}; echo @@3; ls -a {key.parent}; true"
+    commit_defs(path, f"[jobs.look]\nrun = '{look}'\n")
     git(path, "config", "jobs.isolation", "bwrap")
     git(path, "config", "--add", "jobs.sandboxPath", str(path / ".git" / "objects"))
     res = cli(path, "work", "any", key=key)
@@ -223,9 +224,10 @@ def test_a_sandbox_path_inside_the_nodes_repository_is_refused_and_one_holding_i
     res = cli(path, "work", "any", key=key)
     assert res.returncode == 0, res
     log = next((path / ".git" / "git-jobs" / "logs").glob("*.log")).read_text()
-    assert "HEAD" not in log and "objects" not in log  # the git dir is an empty mask
-    assert "cannot access" not in log, log  # … mounted over, not missing
-    assert "OPENSSH PRIVATE KEY" not in log
+    shown, node, keys = log.split("\n@@1\n", 1)[1].split("git-jobs: ")[0].replace("@@3", "@@2").split("@@2")
+    assert {"node", "keys"} <= set(shown.split()), log  # the path is visible …
+    assert set(node.split()) == {".", ".."}, log  # … but the node's repository is an empty mask
+    assert set(keys.split()[:2]) == {".", ".."} and "node.key" not in keys, log  # and so is its key
     assert reasons(jobs.Jobs.open(path), git(path, "rev-parse", "HEAD").strip(), signer.nid) == {
         "look": ["succeeded"]
     }

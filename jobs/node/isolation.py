@@ -107,13 +107,20 @@ class Isolation:
         if self.network:
             args.append("--share-net")
         mounted: list[str] = []
-        for path in (*SYSTEM_DIRS, *self.paths):
+        # the system first, then the private /tmp, then the node's extra paths (which may lie
+        # under /tmp: mounted after it, they are not hidden by it)
+        for path in SYSTEM_DIRS:
             if os.path.islink(path) and os.path.dirname(path) == "/":
                 args += ["--symlink", os.readlink(path), path]
             elif os.path.exists(path):
                 args += ["--ro-bind", path, path]
                 mounted.append(os.path.realpath(path))
         args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/var/tmp"]
+        for path in self.paths:
+            if os.path.exists(path):
+                real = os.path.realpath(path)
+                args += ["--ro-bind", real, real]
+                mounted.append(real)
         for secret in (*SYSTEM_SECRETS, *self.hidden):
             real = os.path.realpath(secret)
             if os.path.exists(real) and any(_under(real, m) for m in mounted):
