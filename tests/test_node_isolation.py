@@ -9,6 +9,7 @@ node and no linked worktree.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -231,3 +232,35 @@ def test_a_sandbox_path_inside_the_nodes_repository_is_refused_and_one_holding_i
     assert reasons(jobs.Jobs.open(path), git(path, "rev-parse", "HEAD").strip(), signer.nid) == {
         "look": ["succeeded"]
     }
+
+
+def _work_any(path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; from jobs.cli import main; sys.exit(main())", "work", "any"],
+        cwd=path, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )
+
+
+def test_where_bubblewrap_cannot_sandbox_the_node_refuses_to_run_jobs_and_says_why(tmp_path: Path) -> None:
+    """A bwrap that fails as it does without user namespaces: one line, exit 2, nothing run."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    refusal = "echo 'bwrap: setting up uid map: Permission denied' >&2; exit 1"
+    (fake / "bwrap").write_text(f"#!/bin/sh\n{refusal}\n")
+    (fake / "bwrap").chmod(0o755)
+    path = tmp_path / "node"
+    init_repo(path)
+    signer, key = new_key(tmp_path / "node.key")
+    sha = commit_defs(path, "[jobs.a]\nrun = 'true'\n")
+    home = tmp_path / "home"  # no global git config: the default applies (bwrap, being installed)
+    home.mkdir()
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "GIT_JOBS_KEY": str(key), "HOME": str(home)}
+    for setting in (None, "bwrap"):
+        if setting:
+            git(path, "config", "jobs.isolation", setting)
+        res = _work_any(path, env)
+        assert res.returncode == 2 and "uid map" in res.stderr and "jobs.isolation none" in res.stderr, res
+        assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+    assert not any(reasons(jobs.Jobs.open(path), sha, signer.nid).values())
+    git(path, "config", "jobs.isolation", "none")  # the node's explicit choice
+    assert _work_any(path, env).returncode == 0

@@ -114,7 +114,10 @@ def _work_any(args: argparse.Namespace) -> int:
     store = open_jobs(args, write=not args.dry_run)
     if store.signer is None:
         raise CliError("a dry run still needs this node's key, to know which runs are its own")
-    isolation = load_isolation(store.repo, args.isolation, key=store.signer.path)
+    if args.depth is not None and not args.follow:
+        raise CliError("--depth needs --follow (it counts commits per followed tip)")
+    # a dry run runs nothing, so a bad isolation setting does not stop it
+    isolation = None if args.dry_run else load_isolation(store.repo, args.isolation, key=store.signer.path)
     out = None if args.json else _say
     workshop = Workshop(store, out=out, rerun_held=args.rerun_held, isolation=isolation)
     targets = _targets(args, workshop)
