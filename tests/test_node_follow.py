@@ -20,6 +20,7 @@ import pytest
 
 import jobs
 from jobs.node import Workshop, load_definitions
+from jobs.node.config import ConfigError, load_config
 from jobs.node.follow import FollowError, parse_follow
 
 from . import test_node_daemon
@@ -185,3 +186,30 @@ def test_a_rerun_request_newer_than_the_last_attempt_gives_an_exhausted_job_fres
     assert [o.reason.value for o in rerun.work_any(sha).outcomes] == ["failed"]  # ran again
     assert [p.action for p in rerun.plan(load_definitions(store.repo, sha))] == ["exhausted"]  # once
     assert reasons(jobs.Jobs.open(path), sha, signer.nid) == {"flaky": ["failed", "failed"]}
+
+
+def test_node_settings_come_from_git_config_and_flags_replace_them(tmp_path: Path) -> None:
+    path = tmp_path / "node"
+    init_repo(path)
+    git(path, "remote", "add", "origin", str(tmp_path / "hub.git"))
+    repo = jobs.Jobs.open(path).repo
+    assert load_config(repo).follows == [] and load_config(repo).remotes == []
+    git(path, "config", "--add", "jobs.remote", "hub")
+    git(path, "config", "--add", "jobs.follow", "main")
+    git(path, "config", "--add", "jobs.follow", "upstream:refs/pull/*/head")
+    git(path, "config", "jobs.depth", "3")
+    git(path, "config", "jobs.interval", "10s")
+    config = load_config(repo)
+    assert config.remotes == ["hub"] and config.depth == 3 and config.interval == 10.0
+    assert [str(f) for f in config.follows] == ["hub:refs/heads/main", "upstream:refs/pull/*/head"]
+    flags = load_config(repo, remotes=["a", "b"], follows=["refs/heads/*"], depth="2", interval="1s")
+    assert [str(f) for f in flags.follows] == ["a:refs/heads/*", "b:refs/heads/*"]
+    assert (flags.remotes, flags.depth, flags.interval) == (["a", "b"], 2, 1.0)
+    git(path, "config", "--unset-all", "jobs.remote")
+    assert [str(f) for f in load_config(repo).follows] == [  # a bare spec falls back to origin
+        "origin:refs/heads/main",
+        "upstream:refs/pull/*/head",
+    ]
+    git(path, "config", "jobs.depth", "0")
+    with pytest.raises(ConfigError):
+        load_config(repo)
