@@ -213,3 +213,28 @@ def test_node_settings_come_from_git_config_and_flags_replace_them(tmp_path: Pat
     git(path, "config", "jobs.depth", "0")
     with pytest.raises(ConfigError):
         load_config(repo)
+
+
+def test_status_json_shows_each_nodes_progress_queued_running_retrying(tmp_path: Path) -> None:
+    path = tmp_path / "node"
+    init_repo(path)
+    signer, key = new_key(tmp_path / "node.key")
+    defs = (
+        "[jobs.build]\nrun = 'exit 1'\nretry = { max = 3, pattern = \"hours\" }\n"
+        "[jobs.test]\nrun = 'true'\nneeds = ['build']\n[jobs.lint]\nrun = 'true'\n"
+    )
+    sha = commit_defs(path, defs)
+    assert cli(path, "work", "any", key=key).returncode == 8  # build failed; its retry is not due
+    shown = json.loads(cli(path, "status", "--json", key=key).stdout)["progress"]  # exit 1: failed
+    mine = {n: j["state"] for n, j in shown[signer.nid].items()}
+    assert mine == {"build": "retrying", "test": "queued", "lint": "succeeded"}
+    build = shown[signer.nid]["build"]
+    assert build["attempts"] == 1 and build["max_attempts"] == 3 and build["not_before"] > time.time()
+    # Another replica with the ledger sees the same for that node, and its own jobs queued.
+    other = tmp_path / "other"
+    git(tmp_path, "clone", "-q", str(path), str(other))
+    git(other, "fetch", "-q", str(path), "refs/namespaces/*:refs/namespaces/*")
+    other_signer, other_key = new_key(tmp_path / "other.key")
+    seen = json.loads(cli(other, "status", sha, "--json", key=other_key).stdout)["progress"]
+    assert {n: j["state"] for n, j in seen[signer.nid].items()} == mine
+    assert {j["state"] for j in seen[other_signer.nid].values()} == {"queued"}

@@ -22,6 +22,7 @@ import cob
 
 from ..jobtype import JOB_TYPE
 from ..model import Job, Run
+from ..node.progress import node_progress
 from ..store import Jobs
 from ..summary import (
     CommitStatus,
@@ -138,7 +139,9 @@ def _status(args: argparse.Namespace) -> int:
     if args.watch:
         status = _watch(store, args, status, style, me)
     if args.json:
-        print_json(status.to_json())
+        shown = status.to_json()
+        shown["progress"] = node_progress(store, status.commit, me)  # per node: queued, running, …
+        print_json(shown)
     elif not args.watch:
         print("\n".join(render_status(status, style, me=me, title=subject(store, status.commit))))
     return status.exit_code

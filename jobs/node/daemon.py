@@ -42,6 +42,7 @@ from .follow import Follow, fetch
 from .isolation import Isolation, IsolationError, load_isolation
 from .journal import Journal, LockedError, WorkLock
 from .logs import state_dir
+from .progress import state
 from .retry import Backoff, policies
 from .work import WorkReport, Workshop, release
 
@@ -49,9 +50,6 @@ PREFLIGHT_TIMEOUT = 30.0
 FINAL_SYNC_TIMEOUT = 30.0
 
 
-# A plan action as a person reads a commit's progress on this node.
-PROGRESS = {"run": "queued", "skip": "queued", "blocked": "queued", "wait": "retrying", "running": "running",
-            "done": "succeeded", "exhausted": "failed", "held": "held", "skipped": "skipped"}
 MAX_PROGRESS = 100  # commits remembered in node.json
 
 # threading.Event.wait refuses timeouts past ~292 years; no worker sleeps more than a day.
@@ -357,8 +355,7 @@ class Node:
         """Remember where each commit stands on this node (shown in ``node.json``; bounded)."""
         if not report.defined:
             return
-        jobs = {p.name: {"state": PROGRESS.get(p.action, p.action), "not_before": p.not_before}
-                for p in report.plan}
+        jobs = {p.name: {"state": state(p), "not_before": p.not_before} for p in report.plan}
         self._progress.pop(report.commit, None)
         self._progress[report.commit] = {"source": why, "jobs": jobs}
         while len(self._progress) > MAX_PROGRESS:
