@@ -145,7 +145,10 @@ def test_status_exit_codes_follow_gh_pr_checks(repo: pygit2.Repository, keys: li
     # No jobs: not a pass (as gh: "no checks reported" exits 1).
     none = gj(wd, "status")
     assert none.code == 1 and "no jobs" in none.out
-    assert status(wd) == (1, {"commit": head(repo), "outcome": "none", "counts": {}, "jobs": []})
+    assert status(wd) == (
+        1,
+        {"commit": head(repo), "outcome": "none", "counts": {}, "jobs": [], "progress": {}},
+    )
 
     node_a, node_b, node_c = (lib(repo, k) for k in keys)
     build_job = node_a.create("HEAD", "build")
