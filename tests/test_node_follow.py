@@ -22,6 +22,7 @@ import jobs
 from jobs.node import Workshop, load_definitions
 from jobs.node.config import ConfigError, load_config
 from jobs.node.follow import FollowError, parse_follow
+from jobs.node.isolation import load_isolation
 
 from . import test_node_daemon
 from .conftest import git, init_repo
@@ -238,3 +239,36 @@ def test_status_json_shows_each_nodes_progress_queued_running_retrying(tmp_path:
     seen = json.loads(cli(other, "status", sha, "--json", key=other_key).stdout)["progress"]
     assert {n: j["state"] for n, j in seen[signer.nid].items()} == mine
     assert {j["state"] for j in seen[other_signer.nid].values()} == {"queued"}
+
+
+def test_trigger_considers_followed_tips_only_and_runs_isolated(tmp_path: Path) -> None:
+    hub = tmp_path / "hub.git"
+    init_repo(hub, bare=True)
+    path = tmp_path / "node"
+    init_repo(path)
+    signer, key = new_key(tmp_path / "node.key")
+    git(path, "remote", "add", "hub", str(hub))
+    plant = path / ".git" / "hooks" / "pwned"
+    shas = {}
+    for branch in ("feature", "other"):
+        git(path, "checkout", "-q", "-b", branch, "main")
+        shas[branch] = commit_defs(
+            path, f"[jobs.a]\nrun = 'true'\n[trigger]\nrun = 'touch {plant}; echo {branch}'\n", branch
+        )
+        git(path, "push", "-q", "hub", branch)
+    git(path, "checkout", "-q", "main")
+    git(path, "branch", "-q", "-D", "feature", "other")  # the node knows them only from the hub
+    git(path, "config", "jobs.follow", "hub:refs/heads/feature")
+    # what the node's follow worker does on its interval: everything fetched, one ref followed
+    git(path, "fetch", "-q", "hub", "+refs/heads/*:refs/git-jobs/follow/hub/heads/*")
+    for args in ((), ("--intent",)):
+        res = cli(path, "work", "trigger", *args, "--json", key=key)
+        assert res.returncode == 0, res
+        assert [(r["commit"], r["triggered"]) for r in json.loads(res.stdout)] == [(shas["feature"], True)]
+    if _sandboxed(path):
+        assert not plant.exists()  # the trigger ran in the sandbox: the node's .git is not there
+    assert reasons(jobs.Jobs.open(path), shas["other"], signer.nid) == {}
+
+
+def _sandboxed(path: Path) -> bool:
+    return load_isolation(jobs.Jobs.open(path).repo).mode == "bwrap"
