@@ -264,3 +264,24 @@ def test_where_bubblewrap_cannot_sandbox_the_node_refuses_to_run_jobs_and_says_w
     assert not any(reasons(jobs.Jobs.open(path), sha, signer.nid).values())
     git(path, "config", "jobs.isolation", "none")  # the node's explicit choice
     assert _work_any(path, env).returncode == 0
+
+
+def test_checking_out_a_commit_runs_no_hook_or_filter_of_the_nodes_global_config(tmp_path: Path) -> None:
+    """The checkout happens outside any sandbox, on the commit's content: nothing may run there."""
+    path = tmp_path / "node"
+    init_repo(path)
+    signer, key = new_key(tmp_path / "node.key")
+    git(path, "config", "jobs.isolation", "none")
+    hooks, ran = tmp_path / "hooks", tmp_path / "ran"
+    hooks.mkdir()
+    (hooks / "post-checkout").write_text(f"#!/bin/sh\necho hook >> {ran}\n")
+    (hooks / "post-checkout").chmod(0o755)
+    git(path, "config", "--global", "core.hooksPath", str(hooks))
+    git(path, "config", "--global", "filter.evil.smudge", f"sh -c 'echo filter >> {ran}; cat'")
+    (path / ".gitattributes").write_text("*.txt filter=evil\n")
+    git(path, "add", ".gitattributes")
+    sha = commit_defs(path, "[jobs.a]\nrun = 'cat file.txt'\n")
+    ran.unlink(missing_ok=True)  # the test's own commits ran the hook
+    assert cli(path, "work", "any", key=key).returncode == 0
+    assert reasons(jobs.Jobs.open(path), sha, signer.nid) == {"a": ["succeeded"]}
+    assert not ran.exists(), ran.read_text()
