@@ -262,6 +262,14 @@ def test_where_bubblewrap_cannot_sandbox_the_node_refuses_to_run_jobs_and_says_w
         assert res.returncode == 2 and "uid map" in res.stderr and "jobs.isolation none" in res.stderr, res
         assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
     assert not any(reasons(jobs.Jobs.open(path), sha, signer.nid).values())
+    hub = tmp_path / "hub.git"
+    init_repo(hub, bare=True)
+    node = subprocess.run(  # a node says so in its preflight, before any work
+        [sys.executable, "-c", "import sys; from jobs.cli import main; sys.exit(main())", "node",
+         "--remote", str(hub), "--interval", "0.1s"],
+        cwd=path, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert node.returncode == 2 and "preflight" in node.stderr and "uid map" in node.stderr, node
     git(path, "config", "jobs.isolation", "none")  # the node's explicit choice
     assert _work_any(path, env).returncode == 0
 
