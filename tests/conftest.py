@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import tests.sourceless  # noqa: F401  (first: the package under test is the installed one)
 
+import functools
+import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +19,28 @@ import pygit2
 import pytest
 
 import cob
+from jobs.node.isolation import Isolation, IsolationError
+
+
+@functools.cache
+def sandbox_problem() -> str | None:
+    """Why bubblewrap, though installed, cannot make a job sandbox here (None: it can, or it is
+    not installed, and then the node's default is no sandbox anyway)."""
+    found = shutil.which("bwrap")
+    if found is None:
+        return None
+    try:
+        Isolation(mode="bwrap", bwrap=found).check()
+    except IsolationError as e:
+        return str(e)
+    return None
+
+
+def pytest_report_header() -> str:
+    if shutil.which("bwrap") is None:
+        return "job sandbox: bubblewrap not installed (bwrap tests skip; jobs run with isolation none)"
+    problem = sandbox_problem()
+    return f"job sandbox: {'bwrap unusable: ' + problem if problem else 'bwrap'}"
 
 
 @pytest.fixture(autouse=True)
@@ -26,6 +50,9 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
         "[user]\n\tname = Test User\n\temail = test@example.invalid\n"
         "[init]\n\tdefaultBranch = main\n"
         "[protocol]\n\tallow = always\n"
+        # where bubblewrap is installed but cannot sandbox, jobs run without one (the
+        # bwrap-specific tests set jobs.isolation themselves and skip with the reason)
+        + ("[jobs]\n\tisolation = none\n" if sandbox_problem() else "")
     )
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))

@@ -148,8 +148,8 @@ def test_status_exit_codes_follow_gh_pr_checks(repo: pygit2.Repository, keys: li
     none = gj(wd, "status")
     assert none.code == 1 and "no jobs" in none.out
     code, data = status(wd)
-    assert code == 1 and {k: data[k] for k in ("commit", "outcome", "counts", "jobs")} == {
-        "commit": head(repo), "outcome": "none", "counts": {}, "jobs": []
+    assert code == 1 and {k: data[k] for k in ("commit", "outcome", "counts", "jobs", "progress")} == {
+        "commit": head(repo), "outcome": "none", "counts": {}, "jobs": [], "progress": {}
     }
     assert data["policy"]["everyone"] is True and data["expected"] == [] and data["errors"] == []
 

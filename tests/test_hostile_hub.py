@@ -289,6 +289,9 @@ def test_a_deeply_nested_definitions_file_is_one_clear_error_and_other_commits_p
     git(tmp_path, "clone", "-q", str(hub), str(node))
     key = cob.Signer.generate().save(tmp_path / "node.key")
     sha = {b: git(node, "rev-parse", f"origin/{b}").stdout.strip() for b in ("good", "evil")}
+    for b in ("good", "evil"):  # a node triggers what it follows: here, local branches
+        git(node, "branch", "-q", b, f"origin/{b}")
+    git(node, "config", "jobs.isolation", "none")  # the trigger writes a file the test reads
     ok(node, "release", sha["good"], key=key)
     ok(node, "create", sha["evil"], "--name", "a", key=key)
     res = gj(node, "work", "trigger", key=key)

@@ -245,6 +245,7 @@ def _size(path: Path) -> int:
 def test_a_50_mb_log_is_capped_head_and_tail_and_the_repositories_grow_by_the_cap(net: Net) -> None:
     cap = 1 << 20
     git(net.a, "config", "jobs.logs.maxBytes", str(cap))
+    git(net.a, "config", "jobs.isolation", "none")  # the job writes a file the test reads
     dump = net.tmp / "dump.txt"
     commit_defs(net, f'[jobs.big]\nrun = "head -c 37500000 /dev/urandom | base64 | tee {dump}"\n')
     objects_a, gitdir_a = _size(net.a / ".git" / "objects"), _size(net.a / ".git")
@@ -395,6 +396,7 @@ def test_a_bad_setting_is_one_line(net: Net) -> None:
 def test_follow_streams_a_local_run_until_it_ends(net: Net) -> None:
     go = net.tmp / "go"
     wait = f"while [ ! -f {go} ]; do sleep 0.05; done"
+    git(net.a, "config", "jobs.isolation", "none")  # the job waits for a file the test makes
     commit_defs(net, f'[jobs.slow]\nrun = "echo first; {wait}; echo second"\n')
     env = env_with(GIT_JOBS_KEY=str(net.a_key))
     worker = subprocess.Popen([GIT_JOBS, "work", "any"], cwd=net.a, env=env, stdout=subprocess.DEVNULL)

@@ -54,9 +54,11 @@ class World:
         signer, key = new_key(self.tmp / f"{name}.key")
         return path, signer, key
 
-    def start_node(self, path: Path, key: Path, *remotes: str) -> subprocess.Popen[bytes]:
+    def start_node(
+        self, path: Path, key: Path, *remotes: str, extra: tuple[str, ...] = ()
+    ) -> subprocess.Popen[bytes]:
         env = dict(os.environ, GIT_JOBS_KEY=str(key))
-        args = [arg for r in (remotes or ("origin",)) for arg in ("--remote", r)]
+        args = [arg for r in (remotes or ("origin",)) for arg in ("--remote", r)] + list(extra)
         log = open(path.parent / f"{path.name}.node.log", "ab")  # noqa: SIM115 - the child owns it
         proc = subprocess.Popen(
             [*CLI, "node", *args, "--interval", INTERVAL],
@@ -222,6 +224,8 @@ def test_sigterm_mid_job_finishes_it_cancelled_and_exits_cleanly(world: World) -
     defs, mark, pidfile = _slow_once(world.tmp, "term")
     sha = publish(world, defs)
     path, signer, key = world.node_repo("dave")
+    # the job reports pids and marks through host paths: a sandbox (own /tmp, own pids) would hide them
+    git(path, "config", "jobs.isolation", "none")
     world.pidfiles.append(pidfile)
     proc = world.start_node(path, key)
     wait_for(mark.exists, what="the job to start")
@@ -243,6 +247,8 @@ def test_sigkill_mid_job_then_restart_recovers_and_reruns_an_idempotent_job(worl
     defs, mark, pidfile = _slow_once(world.tmp, "kill")
     sha = publish(world, defs)
     path, signer, key = world.node_repo("erin")
+    # the job reports pids and marks through host paths: a sandbox (own /tmp, own pids) would hide them
+    git(path, "config", "jobs.isolation", "none")
     world.pidfiles.append(pidfile)
     proc = world.start_node(path, key)
     wait_for(mark.exists, what="the job to start")

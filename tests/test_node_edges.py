@@ -89,6 +89,8 @@ def test_logs_accepts_a_run_id_without_dashes_and_held_jobs_can_be_rerun(
 ) -> None:
     path, signer, key = node
     mark = tmp_path / "started"
+    # the job reports pids and marks through host paths: a sandbox (own /tmp, own pids) would hide them
+    git(path, "config", "jobs.isolation", "none")
     sha = commit_defs(
         path, f'[jobs.long]\nrun = "if [ -f {mark} ]; then echo again; else touch {mark}; sleep 60; fi"\n'
     )
@@ -111,6 +113,8 @@ def test_a_run_ends_with_its_command_and_leaves_no_background_process(
 ) -> None:
     path, signer, key = node
     pidfile = tmp_path / "bg.pid"
+    # the job reports pids and marks through host paths: a sandbox (own /tmp, own pids) would hide them
+    git(path, "config", "jobs.isolation", "none")
     sha = commit_defs(path, f'[jobs.bg]\nrun = "sleep 30 & echo $! > {pidfile}; echo started"\n')
     assert cli(path, "work", "any", key=key).returncode == 0
     assert reasons(jobs.Jobs.open(path), sha, signer.nid) == {"bg": ["succeeded"]}

@@ -11,16 +11,18 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
 import cob
 
-from ..node import Workshop, parse_duration, release
+from ..node import Workshop, release
+from ..node.candidates import Candidate, select
+from ..node.config import load_config
 from ..node.daemon import Node
-from ..node.durations import DurationError
+from ..node.follow import fetch
+from ..node.isolation import load_isolation
 from ..node.trigger import trigger
-from ..node.work import PlanItem
+from ..node.work import WorkReport
 from ..text import safe
 from .common import add_command, add_json, open_jobs, open_repo, print_json
 from .errors import EXIT_FAILED, EXIT_OK, EXIT_PENDING, CliError
@@ -50,76 +52,115 @@ def _release(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _work_any(args: argparse.Namespace) -> int:
-    store = open_jobs(args, write=not args.dry_run)
-    if store.signer is None:
-        raise CliError("a dry run still needs this node's key, to know which runs are its own")
-    workshop = Workshop(store, out=None if args.json else _say, rerun_held=args.rerun_held)
-    sha, defs = workshop.definitions(args.rev)
-    if args.dry_run:
-        plan = workshop.plan(defs) if defs is not None else []
-        if args.json:
-            print_json(_plan_json(sha, store.signer.nid, defs is not None, plan))
-        else:
-            _print_plan(sha, defs is not None, plan)
-        return EXIT_OK
-    if defs is None:
-        print(f"no .git-jobs.toml in commit {sha[:12]}: nothing to do", file=sys.stderr)
-        return EXIT_OK
-    # Ctrl-C or SIGTERM: the job (in its own process group) is killed and finished `cancelled`.
-    previous = {sig: signal.signal(sig, lambda *_: workshop.cancel.set()) for sig in _STOP_SIGNALS}
-    try:
-        report = workshop.work_any(sha, comprehensive=args.comprehensive)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if args.json:
-        print_json(
-            {
-                "commit": report.commit,
-                "node": store.signer.nid,
-                "interrupted": report.interrupted,
-                "recovered": [_outcome(o) for o in report.recovered],
-                "runs": [_outcome(o) for o in report.outcomes],
-                "jobs": [p.to_json() for p in report.plan],
-            }
-        )
-    else:
-        for p in report.plan:
-            if p.action not in ("done",):
-                print(f"{safe(p.name):<16} {p.action:<10} {safe(p.reason)}")
-    if report.interrupted:
-        return 130
-    if report.ok:
-        return EXIT_OK
-    if any(p.action in ("run", "skip", "wait", "blocked", "running") for p in report.plan):
-        return EXIT_PENDING
-    return EXIT_FAILED
+def _targets(args: argparse.Namespace, workshop: Workshop) -> list[Candidate]:
+    """The commits named (default HEAD) and, with --follow, the followed tips fetched now."""
+    store = workshop.jobs
+    config = load_config(store.repo, follows=args.follow, depth=args.depth) if args.follow else None
+    if config is not None and config.follows and not args.dry_run:  # a dry run writes nothing
+        fetch(store.repo, config.follows)
+    revs = list(args.revs) or ([] if config is not None else [args.rev])
+    follows = config.follows if config is not None else []
+    return select(store, follows=follows, depth=config.depth if config else 1, revs=revs)
 
 
-def _plan_json(sha: str, nid: str, defined: bool, plan: list[PlanItem]) -> dict[str, Any]:
+def _plan_json(workshop: Workshop, target: Candidate) -> dict[str, Any]:
     """``work`` is what a pass would do now (run or record a skip); ``waiting``, retries not due."""
+    sha, defs = workshop.definitions(target.commit)
+    plan = workshop.plan(defs) if defs is not None else []
     return {
         "commit": sha,
-        "node": nid,
-        "defined": defined,
+        "source": target.source,
+        "node": workshop.nid,
+        "defined": defs is not None,
         "work": [p.to_json() for p in plan if p.action in ("run", "skip")],
         "waiting": [p.to_json() for p in plan if p.action == "wait"],
         "jobs": [p.to_json() for p in plan],
     }
 
 
-def _print_plan(sha: str, defined: bool, plan: list[PlanItem]) -> None:
-    if not defined:
-        print(f"no .git-jobs.toml in commit {sha[:12]}: nothing to do")
+def _print_plan(plan: dict[str, Any]) -> None:
+    """A dry run for people: one line per job, and when a waiting retry is due (UTC)."""
+    sha = plan["commit"][:12]
+    if not plan["defined"]:
+        print(f"no .git-jobs.toml in commit {sha}: nothing to do")
         return
-    now = [p for p in plan if p.action in ("run", "skip")]
-    print(f"commit {sha[:12]}: {len(now)} of {len(plan)} jobs to do now (dry run: nothing runs)")
-    for p in plan:
-        when = ""
-        if p.not_before is not None:
-            when = " at " + datetime.fromtimestamp(p.not_before, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        print(f"  {safe(p.name):<16} {p.action:<10} {safe(p.reason)}{when}")
+    print(f"commit {sha}: {len(plan['work'])} of {len(plan['jobs'])} jobs to do now (dry run: nothing runs)")
+    for p in plan["jobs"]:
+        when = f" at {p['not_before'][:19]}Z" if p["not_before"] else ""
+        print(f"  {safe(p['name']):<16} {p['action']:<10} {safe(p['reason'])}{when}")
+
+
+def _report_json(workshop: Workshop, report: WorkReport, source: str) -> dict[str, Any]:
+    return {
+        "commit": report.commit,
+        "source": source,
+        "node": workshop.nid,
+        "interrupted": report.interrupted,
+        "recovered": [_outcome(o) for o in report.recovered],
+        "runs": [_outcome(o) for o in report.outcomes],
+        "jobs": [p.to_json() for p in report.plan],
+    }
+
+
+def _exit_code(reports: list[WorkReport]) -> int:
+    """Each commit's code (0 all done, 8 work remains, 1 failed), the worst of them overall."""
+    codes = {EXIT_OK}
+    for r in reports:
+        if r.interrupted:
+            return 130
+        if r.ok:
+            continue
+        pending = any(p.action in ("run", "skip", "wait", "blocked", "running") for p in r.plan)
+        codes.add(EXIT_PENDING if pending else EXIT_FAILED)
+    return next(c for c in (EXIT_FAILED, EXIT_PENDING, EXIT_OK) if c in codes)
+
+
+def _work_any(args: argparse.Namespace) -> int:
+    store = open_jobs(args, write=not args.dry_run)
+    if store.signer is None:
+        raise CliError("a dry run still needs this node's key, to know which runs are its own")
+    if args.depth is not None and not args.follow:
+        raise CliError("--depth needs --follow (it counts commits per followed tip)")
+    # a dry run runs nothing, so a bad isolation setting does not stop it
+    isolation = None if args.dry_run else load_isolation(store.repo, args.isolation, key=store.signer.path)
+    out = None if args.json else _say
+    workshop = Workshop(store, out=out, rerun_held=args.rerun_held, isolation=isolation)
+    targets = _targets(args, workshop)
+    many = bool(args.follow) or len(targets) != 1
+    if args.dry_run:
+        plans = [_plan_json(workshop, t) for t in targets]
+        if args.json:
+            print_json({"node": workshop.nid, "commits": plans} if many else plans[0])
+        else:
+            for plan in plans:
+                _print_plan(plan)
+        return EXIT_OK
+    reports: list[tuple[WorkReport, str]] = []
+    # Ctrl-C or SIGTERM: the job (in its own process group) is killed and finished `cancelled`.
+    previous = {sig: signal.signal(sig, lambda *_: workshop.cancel.set()) for sig in _STOP_SIGNALS}
+    try:
+        for target in targets:
+            report = workshop.work_any(target.commit, comprehensive=args.comprehensive)
+            reports.append((report, target.source))
+            if not report.defined:
+                print(f"no .git-jobs.toml in commit {report.commit[:12]}: nothing to do", file=sys.stderr)
+            if report.interrupted:
+                break
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if args.json:
+        shown = [_report_json(workshop, r, why) for r, why in reports]
+        print_json({"node": workshop.nid, "commits": shown} if many else shown[0])
+    else:
+        for report, _ in reports:
+            for p in report.plan:
+                if p.action not in ("done",):
+                    prefix = f"{report.commit[:12]} " if many else ""
+                    print(f"{prefix}{safe(p.name):<16} {p.action:<10} {safe(p.reason)}")
+    if many and not targets:
+        print("nothing to work on: no followed ref matched", file=sys.stderr)
+    return _exit_code([r for r, _ in reports])
 
 
 def _outcome(o: Any) -> dict[str, Any]:
@@ -137,22 +178,39 @@ def _work_trigger(args: argparse.Namespace) -> int:
     store = open_jobs(args, write=False)
     if store.signer is None:
         raise CliError("`work trigger` needs this node's key, to know which work is outstanding here")
-    results = trigger(Workshop(store), intent=args.intent, out=None if args.json else _say)
+    workshop = Workshop(store, isolation=load_isolation(store.repo, None, key=store.signer.path))
+    config = load_config(store.repo)
+    out = None if args.json else _say
+    results = trigger(workshop, intent=args.intent, follows=config.follows, depth=config.depth, out=out)
     if args.json:
-        print_json([{"commit": r.commit, "ok": r.ok, "detail": r.detail} for r in results])
+        print_json(
+            [{"commit": r.commit, "ok": r.ok, "triggered": r.triggered, "detail": r.detail} for r in results]
+        )
     elif not results:
         print("no other commit has outstanding work", file=sys.stderr)
     return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
 
 
 def _node(args: argparse.Namespace) -> int:
-    try:
-        interval = parse_duration(args.interval)
-    except DurationError as e:
-        raise CliError(f"--interval: {e}") from None
     repo = open_repo()
+    config = load_config(
+        repo,
+        remotes=args.remote,
+        follows=args.follow,
+        depth=args.depth,
+        interval=args.interval,
+        isolation=args.isolation,
+    )
     signer = cob.Signer.load(repo, getattr(args, "key", None))
-    node = Node(repo.workdir or repo.path, signer, list(args.remote), interval)
+    node = Node(
+        repo.workdir or repo.path,
+        signer,
+        config.remotes,
+        config.interval,
+        follows=config.follows,
+        depth=config.depth,
+        isolation_mode=config.isolation,
+    )
     return node.run()
 
 
@@ -187,8 +245,11 @@ def register(sub: Any) -> None:
     p = add_command(
         inner,
         "any",
-        "For HEAD, run every job this node has not completed successfully, in needs order.",
-        "  git jobs work any                  # one pass\n"
+        "For HEAD (or REVs, or followed refs), run every job this node has not completed"
+        " successfully, in needs order.",
+        "  git jobs work any                  # one pass for HEAD\n"
+        "  git jobs work any v1.2 main~1      # for these revisions\n"
+        "  git jobs work any --follow origin:refs/heads/main --depth 3\n"
         "  git jobs work any --comprehensive  # until nothing is left (waits for retries)\n"
         "  git jobs work any --dry-run        # print the plan, run nothing (--json for JSON)\n"
         "  git jobs work any --rerun-held     # also rerun jobs held after an interruption\n",
@@ -199,7 +260,18 @@ def register(sub: Any) -> None:
         action="store_true",
         help="Rerun jobs that are not idempotent and whose last run was interrupted.",
     )
+    p.add_argument("revs", nargs="*", metavar="REV", help="Commits to work on (default HEAD).")
     p.add_argument("--rev", default="HEAD", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--follow",
+        action="append",
+        metavar="R:REFSPEC",
+        help="Fetch REFSPEC from remote R now and work on its tip (repeatable).",
+    )
+    p.add_argument(
+        "--depth", default=None, metavar="N", help="With --follow: N first-parent commits per tip."
+    )
+    p.add_argument("--isolation", choices=("bwrap", "none"), help="Override git config jobs.isolation.")
     p.add_argument(
         "--dry-run", action="store_true", help="Print what a pass would do (JSON with --json); write nothing."
     )
@@ -212,22 +284,35 @@ def register(sub: Any) -> None:
         "  git jobs work trigger\n  git jobs work trigger --intent   # branch tips only\n",
         _work_trigger,
     )
-    p.add_argument("--intent", action="store_true", help="Only the tips of branches.")
+    p.add_argument(
+        "--intent", action="store_true", help="Only the tips of local branches and followed refs."
+    )
     add_json(p)
 
     p = add_command(
         sub,
         "node",
         "Run a long-running peer: preflights, then sync, release, work and heartbeat workers.",
-        "  git jobs node --remote origin\n"
-        "  git jobs node --remote git://hub.example/repo.git --interval 10s\n",
+        "  git jobs node --remote origin --follow refs/heads/main\n"
+        "  git jobs node --remote git://hub.example/repo.git --follow 'refs/heads/*' --interval 10s\n"
+        "  git jobs node                   # remotes and follows from git config jobs.remote/jobs.follow\n",
         _node,
     )
     p.add_argument(
         "--remote",
         action="append",
-        required=True,
         metavar="R",
-        help="A remote name or URL to sync with (repeatable).",
+        help="A remote name or URL to sync with (repeatable; default: git config jobs.remote).",
     )
-    p.add_argument("--interval", default="30s", help="How often each worker runs (default 30s).")
+    p.add_argument(
+        "--follow",
+        action="append",
+        metavar="REFSPEC",
+        help="Build the tips of these refs of the remotes, e.g. refs/heads/main (repeatable;"
+        " R:REFSPEC for one remote; default: git config jobs.follow; none: HEAD).",
+    )
+    p.add_argument(
+        "--depth", default=None, metavar="N", help="First-parent commits per followed tip (default 1)."
+    )
+    p.add_argument("--interval", default=None, help="How often each worker runs (default 30s).")
+    p.add_argument("--isolation", choices=("bwrap", "none"), help="Override git config jobs.isolation.")

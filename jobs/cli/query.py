@@ -79,7 +79,11 @@ def _status(args: argparse.Namespace) -> int:
     if args.watch:
         status = _watch(store, args, status, policy, me)
     if args.json:
-        print_json(status.to_json())
+        from ..node.progress import node_progress  # the node's planner: only for --json
+
+        shown = status.to_json()
+        shown["progress"] = node_progress(store, status.commit, me)  # per node: queued, running, …
+        print_json(shown)
     elif not args.watch:
         print("\n".join(render_status(status, Style(), me=me, title=subject(store, status.commit))))
     return status.exit_code

@@ -4,6 +4,11 @@
 - :mod:`.work` — ``release``, ``work any`` (plan, run, retry, skip) and crash recovery.
 - :mod:`.trigger` — ``work trigger``: ask other machines to work on other commits.
 - :mod:`.daemon` — ``git jobs node``: preflights, then workers on intervals.
+- :mod:`.candidates` — which commits may run here (named, followed, trusted requests); never a
+  commit that merely arrived. :mod:`.follow` — followed refs, fetched into private refs.
+- :mod:`.isolation`, :mod:`.checkout` — a job cannot reach the node: its own checkout, scratch
+  HOME, allowlisted environment, a bubblewrap sandbox.
+- :mod:`.config` — the node's settings (git config, flags); :mod:`.progress` — per-node progress.
 - :mod:`.retry`, :mod:`.durations`, :mod:`.logs` — small shared pieces.
 
 See ``docs/NODE.md`` for the user guide.

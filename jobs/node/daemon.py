@@ -32,19 +32,25 @@ import pygit2
 import cob
 from cob import sync as cob_sync
 
-from ..errors import JobsError
+from ..errors import DefinitionError, JobsError
 from ..store import Jobs
 from ..text import safe
+from .candidates import Candidate, select
 from .definitions import load_definitions
 from .durations import format_duration
-from .journal import LockedError, WorkLock
+from .follow import Follow, fetch
+from .isolation import Isolation, IsolationError, load_isolation
+from .journal import Journal, LockedError, WorkLock
 from .logs import state_dir
+from .progress import state
 from .retry import Backoff, policies
-from .work import Workshop, release
+from .work import WorkReport, Workshop, release
 
 PREFLIGHT_TIMEOUT = 30.0
 FINAL_SYNC_TIMEOUT = 30.0
 
+
+MAX_PROGRESS = 100  # commits remembered in node.json
 
 # threading.Event.wait refuses timeouts past ~292 years; no worker sleeps more than a day.
 MAX_WAIT = 24 * 3600.0
@@ -73,8 +79,16 @@ class Node:
     rand: Callable[[], float] = random.random
     stop: threading.Event = field(default_factory=threading.Event)
     kill_grace: float = 2.0
+    follows: list[Follow] = field(default_factory=list)
+    depth: int = 1
+    isolation_mode: str | None = None
+    # NIDs whose signed requests this node honours (from the trust policy); none by default
+    requesters: frozenset[str] = frozenset()
     status: dict[str, TaskStatus] = field(default_factory=dict)
     _lock: WorkLock | None = None
+    _isolation: Isolation | None = None
+    _settled: set[str] = field(default_factory=set)
+    _progress: dict[str, dict[str, Any]] = field(default_factory=dict)
     _log_lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- output ------------------------------------------------------------------------------
@@ -113,9 +127,16 @@ class Node:
         except OSError as e:
             raise PreflightError(f"preflight: repository {repo.path} is not writable: {e}") from None
         if not self.remotes:
-            raise PreflightError("preflight: no remote given (use --remote R)")
+            raise PreflightError("preflight: no remote given (use --remote R or git config jobs.remote R)")
+        try:
+            self._isolation = load_isolation(repo, self.isolation_mode, key=self.signer.path)
+            self._isolation.check()
+        except IsolationError as e:
+            raise PreflightError(f"preflight: {e}") from None
         for remote in self.remotes:
             self._check_remote(repo, remote, head)
+        for remote in sorted({f.remote for f in self.follows} - set(self.remotes)):
+            self._check_remote(repo, remote, head, push=False)
         lock = WorkLock(repo)
         try:
             lock.acquire()
@@ -123,16 +144,16 @@ class Node:
             raise PreflightError(f"preflight: {e}") from None
         self._lock = lock
 
-    def _check_remote(self, repo: pygit2.Repository, remote: str, head: str) -> None:
+    def _check_remote(self, repo: pygit2.Repository, remote: str, head: str, push: bool = True) -> None:
         name = cob_sync.describe(remote)
         if not remote or remote.startswith("-"):
             raise PreflightError(f"preflight: invalid remote {remote!r}")
         gitdir = repo.path.rstrip("/")
         probe = f"refs/namespaces/{self.signer.nid}/refs/git-jobs-preflight"
-        for what, args in (
-            ("fetch", ["ls-remote", "--heads", remote]),
-            ("push", ["push", "--dry-run", "--porcelain", remote, f"{head}:{probe}"]),
-        ):
+        checks = [("fetch", ["ls-remote", "--heads", remote])]
+        if push:
+            checks.append(("push", ["push", "--dry-run", "--porcelain", remote, f"{head}:{probe}"]))
+        for what, args in checks:
             try:
                 res = cob_sync.run_git(gitdir, args, timeout=PREFLIGHT_TIMEOUT)
             except cob.TransportError as e:
@@ -147,10 +168,13 @@ class Node:
         self.preflight()
         previous = self._install_signals()
         try:
+            follows = safe(", ".join(map(str, self.follows)) or "HEAD only")
+            isolation = self._isolation.describe() if self._isolation else "?"
             self.log(
                 "node",
                 f"started: node {self.signer.nid}, "
                 f"remotes {', '.join(map(cob_sync.describe, self.remotes))}, "
+                f"follows {follows} (depth {self.depth}), isolation {isolation}, "
                 f"interval {format_duration(self.interval)}, pid {os.getpid()}",
             )
             workshop = self._workshop(self._jobs(), "worker:work")
@@ -161,6 +185,9 @@ class Node:
             others = [
                 self._spawn(f"worker:sync:{cob_sync.describe(r)}", self._syncer(r)) for r in self.remotes
             ]
+            for remote in dict.fromkeys(f.remote for f in self.follows):
+                task = f"worker:follow:{cob_sync.describe(remote)}"
+                others.append(self._spawn(task, self._follower(remote)))
             others.append(self._spawn("worker:release", self._releaser()))
             others.append(self._spawn("worker:heartbeat", self._heartbeat))
             while not self.stop.wait(0.2):
@@ -185,6 +212,7 @@ class Node:
             lock=self._lock,
             kill_grace=self.kill_grace,
             out=lambda line: self.log(task, line),
+            isolation=self._isolation,
         )
 
     def _install_signals(self) -> dict[int, Any]:
@@ -246,6 +274,25 @@ class Node:
 
         return body
 
+    def _follower(self, remote: str) -> Callable[[], None]:
+        """Fetch this remote's followed refs into the node's private refs (HEAD never moves)."""
+        follows = [f for f in self.follows if f.remote == remote]
+        jobs: list[Jobs] = []
+
+        def body() -> None:
+            if not jobs:
+                jobs.append(self._jobs())
+            fetch(jobs[0].repo, follows)
+
+        return body
+
+    def _commits(self, store: Jobs) -> list[tuple[str, str]]:
+        """(commit, why) this node works on now: the followed commits, else HEAD."""
+        found = select(store, follows=self.follows, depth=self.depth, requesters=self.requesters)
+        if not self.follows:
+            found.insert(0, Candidate(store.resolve_commit("HEAD"), "HEAD"))
+        return [(c.commit, c.source) for c in found]
+
     def _releaser(self) -> Callable[[], None]:
         jobs: list[Jobs] = []
         seen: set[str] = set()
@@ -254,24 +301,46 @@ class Node:
             if not jobs:
                 jobs.append(self._jobs())
             store = jobs[0]
-            head = store.resolve_commit("HEAD")
-            defs = load_definitions(store.repo, head)
-            if defs is None:
-                if head not in seen:
-                    self.log("worker:release", f"no .git-jobs.toml at {head[:12]}: nothing to release")
-                    seen.add(head)
-                return
-            made = release(store, defs)
-            created = [job.name for job, new in made if new]
-            if created:
-                existed = [job.name for job, new in made if not new]
-                also = f" ({', '.join(existed)} already existed)" if existed else ""
-                self.log("worker:release", f"released {', '.join(created)} for {head[:12]}{also}")
+            for commit, _ in self._commits(store):
+                if commit in seen or self.stop.is_set():
+                    continue
+                seen.add(commit)
+                try:
+                    defs = load_definitions(store.repo, commit)
+                except DefinitionError as e:
+                    self.log("worker:release", safe(e))
+                    continue
+                if defs is None:
+                    self.log("worker:release", f"no .git-jobs.toml at {commit[:12]}: nothing to release")
+                    continue
+                made = release(store, defs)
+                created = [job.name for job, new in made if new]
+                if created:
+                    existed = [job.name for job, new in made if not new]
+                    also = f" ({', '.join(existed)} already existed)" if existed else ""
+                    self.log("worker:release", f"released {', '.join(created)} for {commit[:12]}{also}")
 
         return body
 
     def _work(self, workshop: Workshop) -> None:
-        report = workshop.work_any("HEAD")
+        """One pass over the commits this node works on, newest first."""
+        for commit, why in self._commits(workshop.jobs):
+            if self.stop.is_set():
+                return
+            if commit in self._settled:
+                continue
+            try:
+                report = workshop.work_any(commit)
+            except DefinitionError as e:  # this commit's definitions never change: say it once
+                self.log("worker:work", safe(e))
+                self._settled.add(commit)
+                continue
+            self._report(report, why)
+            self._note_progress(report, why)
+            if self.follows and not report.interrupted and not report.remaining:
+                self._settled.add(commit)
+
+    def _report(self, report: WorkReport, why: str) -> None:
         if not report.defined:
             return
         waiting = [p for p in report.plan if p.action == "wait"]
@@ -280,8 +349,28 @@ class Node:
         if report.outcomes:
             done = sum(p.action == "done" for p in report.plan)
             self.log(
-                "worker:work", f"{report.commit[:12]}: {done} of {len(report.plan)} jobs done on this node"
+                "worker:work",
+                f"{report.commit[:12]} ({safe(why)}): {done} of {len(report.plan)} jobs done on this node",
             )
+
+    def _note_progress(self, report: WorkReport, why: str) -> None:
+        """Remember where each commit stands on this node (shown in ``node.json``; bounded)."""
+        if not report.defined:
+            return
+        jobs = {p.name: {"state": state(p), "not_before": p.not_before} for p in report.plan}
+        self._progress.pop(report.commit, None)
+        self._progress[report.commit] = {"source": why, "jobs": jobs}
+        while len(self._progress) > MAX_PROGRESS:
+            self._progress.pop(next(iter(self._progress)))
+
+    def _progress_now(self, repo: pygit2.Repository) -> dict[str, Any]:
+        """The remembered progress, with the runs in flight right now marked ``running``."""
+        shown = {c: {"source": p["source"], "jobs": {n: dict(j) for n, j in p["jobs"].items()}}
+                 for c, p in list(self._progress.items())}
+        for entry in Journal(repo).entries():
+            commit = shown.setdefault(entry.commit, {"source": "", "jobs": {}})
+            commit["jobs"][entry.job] = {"state": "running", "run": entry.run_id, "not_before": None}
+        return shown
 
     def _heartbeat(self) -> None:
         """Say the node is alive, locally: ``<gitdir>/git-jobs/node.json`` and the log."""
@@ -290,6 +379,7 @@ class Node:
             "pid": os.getpid(),
             "time": datetime.now(UTC).isoformat(timespec="seconds"),
             "remotes": [cob_sync.describe(r) for r in self.remotes],
+            "follows": [str(f) for f in self.follows],
             "interval": self.interval,
             "workers": {
                 task: {
@@ -302,6 +392,7 @@ class Node:
             },
         }
         repo = cob.open_repository(self.path)
+        beat["progress"] = self._progress_now(repo)
         path = state_dir(repo) / "node.json"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(beat, indent=2, sort_keys=True))

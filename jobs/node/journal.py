@@ -28,6 +28,7 @@ from typing import IO
 import pygit2
 
 from ..errors import JobsError
+from .checkout import remove_tree
 from .logs import state_dir
 
 
@@ -148,13 +149,16 @@ def kill_orphan(entry: Entry) -> None:
 
 
 def remove_checkout(repo: pygit2.Repository, path: str) -> None:
-    """Remove a checkout made with ``git worktree add`` (and whatever is left of it)."""
+    """Remove a dead run's scratch directory (and a worktree left by an older version)."""
     if not path:
         return
-    subprocess.run(
-        ["git", "--git-dir", repo.path, "worktree", "remove", "--force", path],
-        capture_output=True,
-        check=False,
-    )
-    shutil.rmtree(path, ignore_errors=True)
-    subprocess.run(["git", "--git-dir", repo.path, "worktree", "prune"], capture_output=True, check=False)
+    if Path(path).resolve().is_relative_to(state_dir(repo).resolve()):
+        subprocess.run(
+            ["git", "--git-dir", repo.path, "worktree", "remove", "--force", path],
+            capture_output=True,
+            check=False,
+        )
+        shutil.rmtree(path, ignore_errors=True)
+        subprocess.run(["git", "--git-dir", repo.path, "worktree", "prune"], capture_output=True, check=False)
+        return
+    remove_tree(path)

@@ -3,21 +3,31 @@
 Ocuroot's idea: a node does the work for its own checkout (``work any``) and, for every other
 commit with outstanding work, calls the ``[trigger] run`` command of *that commit's*
 definitions once — typically a webhook that starts a CI machine for it. A failing trigger is
-reported and the others still run. ``--intent`` limits the candidates to branch tips.
+reported and the others still run; a commit whose definitions have no ``[trigger]`` is skipped,
+not a failure. The trigger is code from the commit, so only :mod:`.candidates` choose the
+commits (followed refs, the node's branches and remote-tracking branches, trusted requests —
+never a commit that merely arrived) and it runs isolated like a job (:mod:`.isolation`).
+``--intent`` limits the candidates to branch tips.
 """
 
 from __future__ import annotations
 
-import os
 import shlex
 import subprocess
-from collections.abc import Callable, Iterable
+import tempfile
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pygit2
 
 from ..errors import DefinitionError
+from ..text import safe
+from .candidates import branches, followed, ordered, requested
+from .checkout import remove_tree
 from .durations import format_duration
+from .follow import Follow
+from .isolation import Scratch
 from .work import WORK, Workshop
 
 TRIGGER_TIMEOUT = 120.0
@@ -29,34 +39,32 @@ class Triggered:
     ok: bool
     detail: str
     command: str = ""
+    triggered: bool = True
 
     def line(self) -> str:
-        return f"{'triggered' if self.ok else 'FAILED   '} {self.commit[:12]}  {self.detail}"
+        status = "triggered" if self.ok and self.triggered else "untriggered" if self.ok else "FAILED   "
+        return f"{status} {self.commit[:12]}  {safe(self.detail)}"  # the detail quotes the commit
 
 
-def _branch_tips(repo: pygit2.Repository) -> list[str]:
-    out = []
-    for name in repo.references:
-        if name.startswith("refs/heads/"):
-            try:
-                out.append(str(repo.references[name].peel(pygit2.Commit).id))
-            except (pygit2.GitError, KeyError, ValueError):
-                continue
-    return out
-
-
-def candidates(workshop: Workshop, *, intent: bool) -> list[str]:
-    """Commits to consider: branch tips, plus (without ``intent``) every commit with jobs."""
+def candidates(
+    workshop: Workshop,
+    *,
+    intent: bool,
+    follows: Iterable[Follow] = (),
+    depth: int = 1,
+    requesters: Collection[str] = (),
+) -> list[str]:
+    """Commits to consider, newest first, except HEAD: local branch tips and followed tips, plus
+    (without ``intent``) the followed tips' ancestors to ``depth`` and trusted requests."""
     repo = workshop.jobs.repo
-    seen: dict[str, None] = dict.fromkeys(_branch_tips(repo))
+    found = branches(repo) + followed(repo, follows, 1)
     if not intent:
-        for job in workshop.jobs.all():
-            seen.setdefault(job.commit, None)
+        found += followed(repo, follows, depth) + requested(workshop.jobs, requesters)
     try:
         head = str(repo.head.peel(pygit2.Commit).id)
     except (pygit2.GitError, KeyError, ValueError):
         head = ""
-    return [c for c in seen if c != head and c in repo]
+    return [c.commit for c in ordered(found, repo) if c.commit != head]
 
 
 def trigger(
@@ -66,12 +74,16 @@ def trigger(
     out: Callable[[str], None] | None = None,
     commits: Iterable[str] | None = None,
     timeout: float = TRIGGER_TIMEOUT,
+    follows: Iterable[Follow] = (),
+    depth: int = 1,
 ) -> list[Triggered]:
     """Run each outstanding commit's trigger once; returns one result per commit considered."""
     say = out or (lambda line: None)
     results: list[Triggered] = []
-    repo = workshop.jobs.repo
-    for commit in commits if commits is not None else candidates(workshop, intent=intent):
+    chosen = commits
+    if chosen is None:
+        chosen = candidates(workshop, intent=intent, follows=follows, depth=depth)
+    for commit in chosen:
         try:
             _, defs = workshop.definitions(commit)
         except DefinitionError as e:
@@ -84,30 +96,36 @@ def trigger(
         if not pending:
             continue
         if not defs.trigger:
-            results.append(Triggered(commit, False, f"outstanding work ({', '.join(pending)}) but "
-                                     "no [trigger] run in its .git-jobs.toml"))
+            results.append(Triggered(commit, True, f"outstanding work ({', '.join(pending)}); "
+                                     "its .git-jobs.toml has no [trigger]", triggered=False))
             say(results[-1].line())
             continue
         command = defs.trigger.replace("{commit}", shlex.quote(commit))
-        cwd = repo.workdir or repo.path
-        try:
-            done = subprocess.run(
-                ["sh", "-c", command], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                stdin=subprocess.DEVNULL, check=False,
-                # the command comes from a commit's tree: it gets no pointer to our key
-                env={k: v for k, v in os.environ.items() if k != "GIT_JOBS_KEY"},
-            )
-        except subprocess.TimeoutExpired:
-            results.append(Triggered(commit, False, f"timed out after {format_duration(timeout)}", command))
-        except OSError as e:
-            results.append(Triggered(commit, False, f"cannot start: {e.strerror or e}", command))
-        else:
-            if done.returncode == 0:
-                results.append(Triggered(commit, True, f"jobs: {', '.join(pending)}", command))
-            else:
-                tail = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or [""]
-                results.append(Triggered(
-                    commit, False, f"exit status {done.returncode}: {tail[0]}".rstrip(": "), command
-                ))
+        results.append(_run(workshop, commit, command, pending, timeout))
         say(results[-1].line())
     return results
+
+
+def _run(workshop: Workshop, commit: str, command: str, pending: list[str], timeout: float) -> Triggered:
+    """Run one trigger command isolated like a job: scratch directory, HOME and environment."""
+    isolation = workshop.isolation
+    isolation.check()
+    scratch = Scratch(Path(tempfile.mkdtemp(prefix="git-jobs-trigger-")))
+    try:
+        scratch.make()
+        env = isolation.environment(scratch, {"GIT_JOBS_COMMIT": commit, "GIT_JOBS_NODE": workshop.nid})
+        done = subprocess.run(
+            isolation.command(["sh", "-c", command], scratch, scratch.root),
+            cwd=scratch.root, capture_output=True, text=True, timeout=timeout,
+            stdin=subprocess.DEVNULL, check=False, env=env,
+        )
+    except subprocess.TimeoutExpired:
+        return Triggered(commit, False, f"timed out after {format_duration(timeout)}", command)
+    except OSError as e:
+        return Triggered(commit, False, f"cannot start: {e.strerror or e}", command)
+    finally:
+        remove_tree(scratch.root)
+    if done.returncode == 0:
+        return Triggered(commit, True, f"jobs: {', '.join(pending)}", command)
+    tail = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or [""]
+    return Triggered(commit, False, f"exit status {done.returncode}: {tail[0]}".rstrip(": "), command)

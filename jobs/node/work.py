@@ -21,6 +21,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -39,10 +40,12 @@ from ..errors import JobsError
 from ..model import Reason, Runs
 from ..store import JobMut, Jobs
 from .capture import CappedLog
+from .checkout import CheckoutError, make_checkout, remove_tree
 from .definitions import Definitions, JobDef, load_definitions
 from .durations import format_duration
+from .isolation import Isolation, Scratch, load_isolation
 from .journal import Entry, Journal, WorkLock, kill_orphan, remove_checkout
-from .logs import log_path, log_url, state_dir
+from .logs import log_path, log_url
 from .retry import pattern_delay
 
 COUNTED = frozenset({Reason.FAILED, Reason.TIMED_OUT, Reason.ERROR})
@@ -214,18 +217,17 @@ def release(jobs: Jobs, defs: Definitions) -> list[tuple[JobMut, bool]]:
     return [(jobs.create(defs.commit, d.name), d.name not in existing) for d in defs]
 
 
-def _clean_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(extra)
-    return env
-
-
 class Workshop:
     """This node running jobs in one repository (the library API behind ``git jobs work``).
 
     ``clock``/``sleep`` are injectable so tests can fake time; ``cancel`` (set by SIGTERM in the
     node) interrupts a running job — it is killed and finished ``cancelled`` — and any wait.
     ``lock``: a :class:`WorkLock` the caller already holds (the node holds one for its life).
+    ``isolation``: how jobs are cut off from the node (default: the node's git config, see
+    :mod:`.isolation`); never anything a commit says.
+    ``reruns``: job id → when a *trusted* requester last asked for it to run again (the seam for
+    the signed rerun request; the caller filters by the trust policy). This node's runs of that
+    job started before then are left out of the plan, so its attempts start afresh.
     """
 
     def __init__(
@@ -239,6 +241,8 @@ class Workshop:
         lock: WorkLock | None = None,
         kill_grace: float = KILL_GRACE,
         rerun_held: bool = False,
+        isolation: Isolation | None = None,
+        reruns: Callable[[str], datetime | None] | None = None,
     ) -> None:
         if jobs.signer is None:
             raise JobsError("running jobs needs this node's key (see `git jobs init`)")
@@ -252,8 +256,18 @@ class Workshop:
         # A human's "yes, run it again": interrupted non-idempotent jobs are otherwise held.
         self.rerun_held = rerun_held
         self.journal = Journal(jobs.repo)
+        self._isolation = isolation
+        self.reruns = reruns or (lambda job_id: None)
         self._lock = lock
         self._finished: dict[tuple[str, str], float] = {}
+
+    @property
+    def isolation(self) -> Isolation:
+        """The node's isolation, read from its config when first needed (release needs none)."""
+        if self._isolation is None:
+            assert self.jobs.signer is not None
+            self._isolation = load_isolation(self.jobs.repo, key=self.jobs.signer.path)
+        return self._isolation
 
     # -- reading ---------------------------------------------------------------------------
     def definitions(self, commit: str = "HEAD") -> tuple[str, Definitions | None]:
@@ -265,7 +279,11 @@ class Workshop:
         ids: dict[str, str] = {}
         for job in self.jobs.find_by_commit(defs.commit):
             if defs.get(job.name) is not None:
-                runs[job.name] = job.runs_of(self.nid)
+                mine = job.runs_of(self.nid)
+                since = self.reruns(job.id)
+                if since is not None:  # a trusted rerun request: earlier attempts no longer count
+                    mine = Runs({i: r for i, r in mine.items() if r.started_at >= since})
+                runs[job.name] = mine
                 ids[job.name] = job.id
         return runs, ids
 
@@ -316,6 +334,7 @@ class Workshop:
             report.recovered = self.recover()
             if defs is None:
                 return report
+            self.isolation.check()
             mut = {job.name: job for job, _ in release(self.jobs, defs)}
             while True:
                 if self._pass(defs, mut, report):
@@ -377,17 +396,17 @@ class Workshop:
         """One run of ``d``: record it, execute it in a checkout, finish it with a reason."""
         settings = published.LogSettings.load(self.jobs.repo)  # a bad setting stops us here
         run_id, url, path = self._start(job, d, defs)
-        checkout = state_dir(self.jobs.repo) / "checkouts" / str(run_id)
-        entry = Entry(str(run_id), job.id, d.name, defs.commit, 0, str(checkout))
+        scratch = Scratch(Path(tempfile.mkdtemp(prefix=f"git-jobs-{run_id}-")))
+        entry = Entry(str(run_id), job.id, d.name, defs.commit, 0, str(scratch.root))
         self.journal.add(entry)
         began = time.monotonic()
         with CappedLog(path, settings.max_bytes) as log:
             log.write(f"git-jobs: run {run_id} of job {d.name} at {defs.commit} on {self.nid}\n".encode())
             job.run(url, run_id=run_id)
             try:
-                reason, detail = self._execute(d, defs, run_id, checkout, log, entry)
+                reason, detail = self._execute(d, defs, run_id, scratch, log, entry)
             finally:
-                remove_checkout(self.jobs.repo, str(checkout))
+                remove_tree(scratch.root)
             took = format_duration(time.monotonic() - began)
             log.write(f"git-jobs: {reason.value} after {took}{': ' + detail if detail else ''}\n".encode())
         blob = self._publish(run_id, path, settings)
@@ -413,43 +432,28 @@ class Workshop:
             return None
 
     def _execute(
-        self, d: JobDef, defs: Definitions, run_id: uuid.UUID, checkout: Path, log: Any, entry: Entry
+        self, d: JobDef, defs: Definitions, run_id: uuid.UUID, scratch: Scratch, log: Any, entry: Entry
     ) -> tuple[Reason, str]:
-        checkout.parent.mkdir(parents=True, exist_ok=True)
-        made = subprocess.run(
-            [
-                "git",
-                "--git-dir",
-                self.jobs.repo.path,
-                "worktree",
-                "add",
-                "--detach",
-                "--force",
-                str(checkout),
-                defs.commit,
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if made.returncode != 0:
-            why = (made.stderr.strip().splitlines() or ["git worktree add failed"])[-1]
-            log.write(f"git-jobs: cannot check out {defs.commit}: {why}\n".encode())
-            return Reason.ERROR, f"cannot check out the commit: {why}"
-        env = _clean_env(
+        try:
+            make_checkout(self.jobs.repo, defs.commit, scratch.src)
+        except CheckoutError as e:
+            log.write(f"git-jobs: cannot check out {defs.commit}: {e}\n".encode())
+            return Reason.ERROR, f"cannot check out the commit: {e}"
+        scratch.make()
+        env = self.isolation.environment(
+            scratch,
             {
                 "GIT_JOBS_COMMIT": defs.commit,
                 "GIT_JOBS_RUN_ID": str(run_id),
                 "GIT_JOBS_JOB": d.name,
                 "GIT_JOBS_NODE": self.nid,
-            }
+            },
         )
-        env.pop("GIT_JOBS_KEY", None)
         log.write(f"$ {d.run}\n".encode())
         try:
             proc = subprocess.Popen(
-                ["sh", "-c", d.run],
-                cwd=checkout,
+                self.isolation.command(["sh", "-c", d.run], scratch, scratch.src),
+                cwd=scratch.src,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,

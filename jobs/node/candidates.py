@@ -1,0 +1,116 @@
+"""Which commits this node may run jobs (and triggers) for — the one place that decides.
+
+A commit's jobs are code from that commit, so a node runs them only for commits *someone it
+trusts chose*:
+
+- the tips of the refs it follows (:mod:`.follow`), and with ``depth`` N their first-parent
+  ancestors up to N commits deep;
+- revisions its user named on the command line (``git jobs work any REV…``; HEAD by default);
+- for ``work trigger``: its own (local) branches too. Not ``refs/remotes/*``: a plain ``git
+  fetch`` makes one for every branch anyone pushed to the hub, so the node's view of a remote
+  counts only through the refs it follows (their private refs are its remote-tracking branches);
+- commits a trusted requester asked for — :func:`requested`, the seam for the signed request
+  op and the trust policy (not wired yet: with no requesters nothing is requested).
+
+A commit that merely exists in the object store, or has jobs in the ledger (anyone who can push
+to a hub can arrange both), is never a candidate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+
+import pygit2
+
+from ..store import Jobs
+from .follow import Follow, tips
+
+MAX_DEPTH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A commit and why it may run (for messages and ``--json``)."""
+
+    commit: str
+    source: str
+    time: int = 0
+
+
+def _commit(repo: pygit2.Repository, oid: str) -> pygit2.Commit | None:
+    try:
+        obj = repo.get(oid)
+        return obj.peel(pygit2.Commit) if obj is not None else None
+    except (pygit2.GitError, KeyError, ValueError):
+        return None
+
+
+def followed(repo: pygit2.Repository, follows: Iterable[Follow], depth: int = 1) -> list[Candidate]:
+    """The followed tips and their first-parent ancestors (``depth`` commits per tip)."""
+    out: list[Candidate] = []
+    for ref, sha in sorted(tips(repo, follows).items()):
+        commit = _commit(repo, sha)
+        for n in range(max(1, min(depth, MAX_DEPTH))):
+            if commit is None:
+                break
+            source = ref if n == 0 else f"{ref}~{n}"
+            out.append(Candidate(str(commit.id), source, commit.commit_time))
+            commit = _commit(repo, str(commit.parent_ids[0])) if commit.parent_ids else None
+    return out
+
+
+def branches(repo: pygit2.Repository) -> list[Candidate]:
+    """Tips of the node's own local branches."""
+    out = []
+    for name in repo.references:
+        if name.startswith("refs/heads/"):
+            commit = _commit(repo, str(repo.references[name].target))
+            if commit is not None:
+                out.append(Candidate(str(commit.id), name, commit.commit_time))
+    return out
+
+
+def requested(jobs: Jobs, requesters: Collection[str]) -> list[Candidate]:
+    """Commits that a node in ``requesters`` asked this node to run (signed request ops).
+
+    The seam for trusted requests: only requests signed by one of ``requesters`` (the NIDs the
+    trust policy allows to request work) count, and an empty set honours none. Until the
+    signed request op exists in the Job type there is nothing to read, so this is empty.
+    """
+    if not requesters:
+        return []
+    return []
+
+
+def ordered(found: Iterable[Candidate], repo: pygit2.Repository | None = None) -> list[Candidate]:
+    """Newest first (commit time), each commit once (its first reason kept); present only."""
+    seen: dict[str, Candidate] = {}
+    for c in found:
+        if c.commit not in seen and (repo is None or _commit(repo, c.commit) is not None):
+            seen[c.commit] = c
+    return sorted(seen.values(), key=lambda c: -c.time)
+
+
+def named(repo: pygit2.Repository, jobs: Jobs, revs: Iterable[str]) -> list[Candidate]:
+    """Revisions the user named (resolved now; an unknown one is the caller's error)."""
+    out = []
+    for rev in revs:
+        sha = jobs.resolve_commit(rev)
+        commit = _commit(repo, sha)
+        out.append(Candidate(sha, rev, commit.commit_time if commit is not None else 0))
+    return out
+
+
+def select(
+    jobs: Jobs,
+    *,
+    follows: Iterable[Follow] = (),
+    depth: int = 1,
+    revs: Iterable[str] = (),
+    requesters: Collection[str] = (),
+) -> list[Candidate]:
+    """Every commit this node may run now, newest first: named, followed, trusted requests."""
+    repo = jobs.repo
+    found = [*named(repo, jobs, revs), *followed(repo, follows, depth), *requested(jobs, requesters)]
+    return ordered(found, repo)

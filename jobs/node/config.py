@@ -1,0 +1,93 @@
+"""A node's own settings: git config of its repository, overridden by command-line flags.
+
+Everything that decides *what* a node runs and *how* lives here, on the node — never in the
+commit under test::
+
+    [jobs]
+        remote = origin                  # sync with (repeatable); --remote
+        follow = refs/heads/main         # build these refs' tips (repeatable); --follow
+        follow = origin:refs/pull/*/head #   R:SPEC follows on R only
+        depth = 1                        # first-parent commits per followed tip; --depth
+        interval = 30s                   # --interval
+        isolation = bwrap                # bwrap | none; --isolation (see isolation.py)
+        network = true                   # false: jobs get no network (bwrap only)
+        sandboxPath = /opt/toolchain     # also visible, read-only, in the sandbox (repeatable)
+        sandboxHide = /srv/secrets       # never visible in the sandbox (repeatable)
+        passEnv = CARGO_HOME             # also passed to jobs (repeatable)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pygit2
+
+from ..errors import JobsError
+from .candidates import MAX_DEPTH
+from .durations import DurationError, parse_duration
+from .follow import Follow, parse_follow
+
+
+class ConfigError(JobsError):
+    """A node setting (git config or flag) that is not valid."""
+
+
+@dataclass(slots=True)
+class NodeConfig:
+    remotes: list[str] = field(default_factory=list)
+    follows: list[Follow] = field(default_factory=list)
+    depth: int = 1
+    interval: float = 30.0
+    isolation: str | None = None
+
+
+def _get(repo: pygit2.Repository, name: str) -> str | None:
+    try:
+        return str(repo.config[name])
+    except (KeyError, pygit2.GitError):
+        return None
+
+
+def _multi(repo: pygit2.Repository, name: str) -> list[str]:
+    try:
+        return [str(v) for v in repo.config.get_multivar(name)]
+    except (KeyError, pygit2.GitError):
+        return []
+
+
+def parse_depth(text: str | int) -> int:
+    try:
+        depth = int(text)
+    except ValueError:
+        raise ConfigError(f"depth: {text!r} is not a number") from None
+    if not 1 <= depth <= MAX_DEPTH:
+        raise ConfigError(f"depth: must be from 1 to {MAX_DEPTH}, not {depth}")
+    return depth
+
+
+def load_config(
+    repo: pygit2.Repository,
+    *,
+    remotes: Sequence[str] | None = None,
+    follows: Sequence[str] | None = None,
+    depth: str | int | None = None,
+    interval: str | None = None,
+    isolation: str | None = None,
+) -> NodeConfig:
+    """The node's settings: each flag given replaces the git config value(s) of that name."""
+    chosen = list(remotes) if remotes else _multi(repo, "jobs.remote")
+    specs = list(follows) if follows else _multi(repo, "jobs.follow")
+    fallback = chosen or (["origin"] if "origin" in repo.remotes.names() else [])
+    out: list[Follow] = []
+    for spec in specs:
+        for f in parse_follow(spec, fallback):
+            if f not in out:
+                out.append(f)
+    raw_interval = interval or _get(repo, "jobs.interval") or "30s"
+    try:
+        seconds = parse_duration(raw_interval)
+    except DurationError as e:
+        raise ConfigError(f"interval: {e}") from None
+    raw_depth = depth if depth is not None else _get(repo, "jobs.depth") or 1
+    return NodeConfig(chosen, out, parse_depth(raw_depth), seconds, isolation or _get(repo, "jobs.isolation"))
