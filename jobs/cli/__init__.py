@@ -69,6 +69,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "work": ("node", "Run this node's outstanding jobs (`work any`), or trigger other commits."),
     "node": ("node", "Run a long-running peer: preflights, then sync, release, work and heartbeat workers."),
     "logs": ("node", "Print the log of a run this node executed."),
+    "serve": ("web", "Serve a read-only web page of this repository's jobs on 127.0.0.1, updated live."),
+    "report": ("web", "Write the web page's views as static HTML and JSON files, to publish anywhere."),
 }
 
 

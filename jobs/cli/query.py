@@ -121,6 +121,10 @@ def _status_once(store: Jobs, rev: str) -> CommitStatus:
 def _status(args: argparse.Namespace) -> int:
     if not math.isfinite(args.interval) or not 0 < args.interval <= 86400:
         raise CliError(f"--interval must be a number of seconds from 0 to 86400, not {args.interval}")
+    if args.branch or ".." in args.rev:
+        from .branchlist import status_branch
+
+        return status_branch(args)
     store = open_jobs(args)
     me = store.signer.nid if store.signer else None
     style = Style()
@@ -335,7 +339,9 @@ def register(sub: Any) -> None:
         "  git jobs status main~1\n"
         "  git jobs status --watch --interval 5  # until nothing is queued or running\n"
         "  git jobs status --watch --sync origin # fetch from origin on every refresh\n"
-        "  git jobs status v1.2 --json | jq .outcome\n",
+        "  git jobs status v1.2 --json | jq .outcome\n"
+        "  git jobs status --branch main        # one line per commit, newest first\n"
+        "  git jobs status v1.2..main --page 2\n",
         _status,
         "exit status: 0 every latest run passed (or was skipped); 1 some run failed, or the\n"
         "commit has no jobs; 8 some job is still queued or running (as `gh pr checks`).",
@@ -349,6 +355,11 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--fail-fast", action="store_true", help="With --watch: stop at the first failure.")
     p.add_argument("--sync", metavar="REMOTE", help="With --watch: fetch from REMOTE each refresh.")
+    p.add_argument(
+        "--branch", metavar="B", help="One line per commit of branch B (or give REV as A..B)."
+    )
+    p.add_argument("--limit", type=int, default=20, metavar="N", help="With --branch: commits a page (20).")
+    p.add_argument("--page", type=int, default=1, metavar="P", help="With --branch: which page (1).")
     add_json(p)
 
     p = add_command(
