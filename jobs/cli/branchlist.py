@@ -15,6 +15,8 @@ from .common import Style, open_jobs, print_json
 from .errors import EXIT_OK
 
 SUBJECT_WIDTH = 50
+# The symbol of a commit outcome, as the symbol of the run state it resembles.
+_SYMBOL = {"pending": "running", "none": "skipped", "expected": "running"}
 
 
 def _fit(text: str, width: int) -> str:
@@ -39,7 +41,7 @@ def status_branch(args: argparse.Namespace) -> int:
         outcome = c["outcome"]
         counts = ", ".join(f"{n} {state}" for state, n in c["counts"].items()) or "no jobs"
         print(
-            f"{style.symbol(outcome if outcome != 'pending' else 'running')} "
+            f"{style.symbol(_SYMBOL.get(outcome, outcome))} "
             f"{style(c['commit'][:12], 'yellow')}  {subject:<{sub_w}}  "
             f"{style.state(outcome, f'{outcome:<{out_w}}')}  {counts}".rstrip()
         )

@@ -47,7 +47,7 @@ def definitions_json(store: Jobs, commit: str) -> dict[str, Any] | None:
         return {"file": DEFINITIONS_FILE, "jobs": [], "error": str(e)}
     if defs is None:
         return None
-    return {"file": defs.path, "jobs": defs.names(), "error": None}
+    return {"file": defs.path, "jobs": list(defs.names), "error": None}
 
 
 def commit_data(store: Jobs, rev: str) -> dict[str, Any]:
