@@ -94,7 +94,9 @@ def walk(repo: pygit2.Repository, where: Span, skip: int, limit: int) -> tuple[l
     return out, False
 
 
-def branch_json(store: Jobs, spec: str | None, *, page: int = 1, per_page: int = DEFAULT_PER_PAGE) -> dict[str, Any]:
+def branch_json(
+    store: Jobs, spec: str | None, *, page: int = 1, per_page: int = DEFAULT_PER_PAGE
+) -> dict[str, Any]:
     """The JSON shape of ``git jobs status --branch B --json`` (see docs/CLI.md)."""
     if not 1 <= per_page <= MAX_PER_PAGE:
         raise InvalidInputError(f"a page holds 1 to {MAX_PER_PAGE} commits, not {per_page}")

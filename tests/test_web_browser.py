@@ -18,7 +18,15 @@ from typing import Any
 import pytest
 
 from .clirunner import gj
-from .webhelpers import HOSTILE_LOG_LINE, HOSTILE_NAME, HOSTILE_SUBJECT, HOSTILE_URL, WebRepo, make_web_repo, serving
+from .webhelpers import (
+    HOSTILE_LOG_LINE,
+    HOSTILE_NAME,
+    HOSTILE_SUBJECT,
+    HOSTILE_URL,
+    WebRepo,
+    make_web_repo,
+    serving,
+)
 
 CHROMIUM = os.environ.get("GIT_JOBS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 

@@ -60,7 +60,7 @@ def _report(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise CliError(f"{out} exists and is not a directory")
     written = write_report(site, out, args.commits)
-    print(f"wrote {written} files to {out}/ (open {out / 'index.html'})")
+    print(f"wrote {written} pages (.html and .json) to {out}/ — open {out / 'index.html'}")
     return EXIT_OK
 
 

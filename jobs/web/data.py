@@ -18,8 +18,8 @@ import cob
 
 from ..errors import DefinitionError, JobsError
 from ..history import branch_json, subject_of
-from ..store import Jobs
 from ..model import FAILING
+from ..store import Jobs
 from ..summary import CommitStatus, job_json, run_json
 from .logs import read_log
 from .svg import Point

@@ -20,31 +20,62 @@ from urllib.parse import quote, urlsplit
 from ..text import safe
 
 CSS = """
-body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1f2328;background:#fff}
-header{background:#24292f;color:#fff;padding:8px 16px}header a{color:#fff;text-decoration:none;font-weight:600}
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1f2328;
+background:#fff}
+header{background:#24292f;color:#fff;padding:8px 16px}
+header a{color:#fff;text-decoration:none;font-weight:600}
 main{padding:12px 16px;max-width:1200px}
 a{color:#0969da}h1{font-size:20px;margin:8px 0}h2{font-size:16px;margin:16px 0 8px}
-table{border-collapse:collapse;margin:8px 0}th,td{border:1px solid #d0d7de;padding:4px 8px;text-align:left;vertical-align:top}
+table{border-collapse:collapse;margin:8px 0}
+th,td{border:1px solid #d0d7de;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f6f8fa}code,.sha{font-family:ui-monospace,SFMono-Regular,Menlo,monospace}
 .muted{color:#656d76}.small{font-size:12px}
-.st{display:inline-block;border-radius:10px;padding:0 8px;font-size:12px;font-weight:600;background:#eaeef2;color:#1f2328}
-.st-succeeded{background:#dafbe1;color:#116329}.st-failed,.st-error,.st-timed_out,.st-cancelled{background:#ffebe9;color:#a40e26}
-.st-running,.st-pending,.st-queued{background:#fff8c5;color:#7d4e00}.st-expected{background:#ddf4ff;color:#0a3069}
+.st{display:inline-block;border-radius:10px;padding:0 8px;font-size:12px;font-weight:600;
+background:#eaeef2;color:#1f2328}
+.st-succeeded{background:#dafbe1;color:#116329}
+.st-failed,.st-error,.st-timed_out,.st-cancelled{background:#ffebe9;color:#a40e26}
+.st-running,.st-pending,.st-queued{background:#fff8c5;color:#7d4e00}
+.st-expected{background:#ddf4ff;color:#0a3069}
 .st-skipped,.st-none{background:#eaeef2;color:#57606a}
 .warn{border:1px solid #d4a72c;background:#fff8c5;padding:8px 12px;margin:8px 0;border-radius:6px}
 .bad{border:1px solid #ff8182;background:#ffebe9;padding:8px 12px;margin:8px 0;border-radius:6px}
 .uncounted{opacity:.6}.nav{margin:12px 0}.nav a{margin-right:12px}
-pre.log{background:#0d1117;color:#e6edf3;padding:8px 0;overflow-x:auto;font:12px/1.45 ui-monospace,Menlo,monospace;counter-reset:l}
+pre.log{background:#0d1117;color:#e6edf3;padding:8px 0;overflow-x:auto;
+font:12px/1.45 ui-monospace,Menlo,monospace;counter-reset:l}
 pre.log .l{display:block;padding:0 12px 0 0;white-space:pre-wrap;word-break:break-all}
 pre.log .l:target{background:#3b2e00}
-pre.log .n{display:inline-block;width:4em;padding-right:1em;text-align:right;color:#6e7681;text-decoration:none;user-select:none}
+pre.log .n{display:inline-block;width:4em;padding-right:1em;text-align:right;color:#6e7681;
+text-decoration:none;user-select:none}
 .b{font-weight:700}.d{opacity:.7}.i{font-style:italic}.u{text-decoration:underline}
-.f0{color:#484f58}.f1{color:#ff7b72}.f2{color:#3fb950}.f3{color:#d29922}.f4{color:#58a6ff}.f5{color:#bc8cff}
-.f6{color:#39c5cf}.f7{color:#b1bac4}.f8{color:#6e7681}.f9{color:#ffa198}.f10{color:#56d364}.f11{color:#e3b341}
+.f0{color:#484f58}
+.f1{color:#ff7b72}
+.f2{color:#3fb950}
+.f3{color:#d29922}
+.f4{color:#58a6ff}
+.f5{color:#bc8cff}
+.f6{color:#39c5cf}
+.f7{color:#b1bac4}
+.f8{color:#6e7681}
+.f9{color:#ffa198}
+.f10{color:#56d364}
+.f11{color:#e3b341}
 .f12{color:#79c0ff}.f13{color:#d2a8ff}.f14{color:#56d4dd}.f15{color:#fff}
-.g0{background:#484f58}.g1{background:#8e1519}.g2{background:#196c2e}.g3{background:#7d4e00}.g4{background:#0d419d}
-.g5{background:#6e40c9}.g6{background:#1b7c83}.g7{background:#6e7681}.g8{background:#6e7681}.g9{background:#a40e26}
-.g10{background:#2ea043}.g11{background:#9e6a03}.g12{background:#1f6feb}.g13{background:#8957e5}.g14{background:#3192aa}.g15{background:#b1bac4}
+.g0{background:#484f58}
+.g1{background:#8e1519}
+.g2{background:#196c2e}
+.g3{background:#7d4e00}
+.g4{background:#0d419d}
+.g5{background:#6e40c9}
+.g6{background:#1b7c83}
+.g7{background:#6e7681}
+.g8{background:#6e7681}
+.g9{background:#a40e26}
+.g10{background:#2ea043}
+.g11{background:#9e6a03}
+.g12{background:#1f6feb}
+.g13{background:#8957e5}
+.g14{background:#3192aa}
+.g15{background:#b1bac4}
 details summary{cursor:pointer;color:#0969da;font-size:12px}
 """
 
@@ -56,7 +87,8 @@ fetch(location.pathname+location.search,{headers:{'If-None-Match':'"'+tag+'"'},c
 .then(function(r){if(r.status!==200)return null;return r.text();})
 .then(function(t){if(!t)return;
 var d=new DOMParser().parseFromString(t,'text/html');var m=d.getElementById('main');
-if(m){var n=document.importNode(m,true);main.replaceWith(n);main=n;tag=n.getAttribute('data-etag');document.title=d.title;}})
+if(m){var n=document.importNode(m,true);main.replaceWith(n);main=n;
+tag=n.getAttribute('data-etag');document.title=d.title;}})
 .catch(function(){}).then(function(){setTimeout(tick,2000);});}
 setTimeout(tick,2000);})();"""
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
-from ..history import MAX_PER_PAGE
 from .site import Route, Site
 
 MAX_COMMITS = 10_000
@@ -25,42 +25,50 @@ def _write(out: Path, name: str, body: bytes) -> None:
     os.replace(tmp, out / name)
 
 
-def _page(site: Site, out: Path, route: Route, stem: str, *, last: bool = False) -> dict[str, object]:
-    value = site.data(route)
-    # The last branch page written links to no older page: that page is not in the report.
-    shown = {**value, "more": False} if last else value
-    _write(out, f"{stem}.html", site.html(route, shown, "").encode())
+def _emit(site: Site, out: Path, route: Route, stem: str, value: dict[str, Any]) -> None:
+    _write(out, f"{stem}.html", site.html(route, value, "").encode())
     _write(out, f"{stem}.json", json.dumps(value, indent=2, sort_keys=True).encode())
-    return value
+
+
+def _branch(site: Site, out: Path, commits: int) -> tuple[list[str], int]:
+    """Write the branch pages covering the first ``commits`` commits; return their shas and
+    the number of pages."""
+    shas: list[str] = []
+    n = 0
+    while len(shas) < commits:
+        n += 1
+        route = Route("branch", (str(n),), "html")
+        value = site.data(route)
+        listed = value["commits"][: commits - len(shas)]
+        shas.extend(c["commit"] for c in listed)
+        # The last page written links to no older page: that page is not in the report.
+        last = not value["more"] or len(shas) >= commits
+        value = {**value, "commits": listed, "more": value["more"] and not last}
+        _emit(site, out, route, "index" if n == 1 else f"page-{n}", value)
+        if last:
+            break
+    return shas, n
 
 
 def write_report(site: Site, out: Path, commits: int) -> int:
     """Write the report for the first ``commits`` commits of the site's branch; returns the
-    number of files written."""
+    number of pages written (each as .html and .json)."""
     out.mkdir(parents=True, exist_ok=True)
-    per_page = min(site.per_page, MAX_PER_PAGE)
-    pages = max(1, -(-commits // per_page))
-    written, shas, nodes = 0, [], set()
-    for n in range(1, pages + 1):
-        route = Route("branch", (str(n),), "html")
-        value = _page(site, out, route, "index" if n == 1 else f"page-{n}", last=n == pages)
-        written += 2
-        listed = value["commits"]
-        assert isinstance(listed, list)
-        shas.extend(c["commit"] for c in listed)
-        if not value["more"]:
-            break
-    for sha in shas[:commits]:
-        commit = _page(site, out, Route("commit", (sha,), "html"), f"commit-{sha}")
-        written += 2
-        jobs = commit["jobs"]
-        assert isinstance(jobs, list)
-        for job in jobs:
+    shas, written = _branch(site, out, commits)
+    nodes: set[str] = set()
+    for sha in shas:
+        route = Route("commit", (sha,), "html")
+        commit = site.data(route)
+        _emit(site, out, route, f"commit-{sha}", commit)
+        written += 1
+        for job in commit["jobs"]:
             for run in job["runs"]:
                 nodes.add(run["node"])
-                _page(site, out, Route("run", (job["id"], run["id"]), "html"), f"run-{job['id']}-{run['id']}")
-                written += 2
+                route = Route("run", (job["id"], run["id"]), "html")
+                _emit(site, out, route, f"run-{job['id']}-{run['id']}", site.data(route))
+                written += 1
     for nid in sorted(nodes):
-        _page(site, out, Route("node", (nid,), "html"), f"node-{nid}")
-        written += 2
+        route = Route("node", (nid,), "html")
+        _emit(site, out, route, f"node-{nid}", site.data(route))
+        written += 1
     return written

@@ -24,12 +24,13 @@ from ..store import Jobs
 from . import data, page, views
 
 MAX_REF = 256
+_UUID = r"[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}"
 
 _ROUTES: list[tuple[str, re.Pattern[str]]] = [
     ("branch", re.compile(r"/(?:index\.(html|json))?")),
     ("branch", re.compile(r"/page-([1-9][0-9]{0,5})\.(html|json)")),
     ("commit", re.compile(r"/commit-([0-9a-f]{40}(?:[0-9a-f]{24})?)\.(html|json)")),
-    ("run", re.compile(r"/run-([0-9a-f]{40}(?:[0-9a-f]{24})?)-([0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12})\.(html|json)")),
+    ("run", re.compile(r"/run-([0-9a-f]{40}(?:[0-9a-f]{24})?)-(" + _UUID + r")\.(html|json)")),
     ("node", re.compile(r"/node-(z[1-9A-HJ-NP-Za-km-z]{40,60})\.(html|json)")),
 ]
 
@@ -73,7 +74,9 @@ def parse(path: str, query: dict[str, list[str]]) -> Route:
 class Site:
     """Renders routes for one repository; ``default_ref`` is the branch of the index page."""
 
-    def __init__(self, store: Jobs, default_ref: str | None, *, per_page: int = 30, live: bool = True) -> None:
+    def __init__(
+        self, store: Jobs, default_ref: str | None, *, per_page: int = 30, live: bool = True
+    ) -> None:
         self.store = store
         self.default_ref = default_ref
         self.per_page = per_page
@@ -108,7 +111,8 @@ class Site:
     def data(self, route: Route) -> dict[str, Any]:
         """The view's JSON (the CLI's shapes, see :mod:`jobs.web.data`)."""
         if route.view == "branch":
-            return data.branch_data(self.store, route.ref or self.default_ref, int(route.args[0]), self.per_page)
+            ref = route.ref or self.default_ref
+            return data.branch_data(self.store, ref, int(route.args[0]), self.per_page)
         if route.view == "commit":
             return data.commit_data(self.store, route.args[0])
         if route.view == "run":

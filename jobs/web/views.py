@@ -58,7 +58,12 @@ def duration(run: dict[str, Any], now: datetime | None = None) -> str:
     if start is None:
         return ""
     s = max(0, int(((end or now or datetime.now(UTC)) - start).total_seconds()))
-    text = f"{s}s" if s < 60 else (f"{s // 60}m{s % 60:02d}s" if s < 3600 else f"{s // 3600}h{s % 3600 // 60:02d}m")
+    if s < 60:
+        text = f"{s}s"
+    elif s < 3600:
+        text = f"{s // 60}m{s % 60:02d}s"
+    else:
+        text = f"{s // 3600}h{s % 3600 // 60:02d}m"
     return text if end else f"{text} so far"
 
 
@@ -67,7 +72,8 @@ def when(iso: str | None) -> str:
 
 
 def counts(c: dict[str, int]) -> str:
-    return esc(", ".join(f"{n} {k.replace('_', ' ')}" for k, n in c.items())) or '<span class="muted">no jobs</span>'
+    text = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in c.items())
+    return esc(text) if text else '<span class="muted">no jobs</span>'
 
 
 def _uncounted(run: dict[str, Any]) -> bool:
@@ -105,7 +111,7 @@ def branch(data: dict[str, Any], *, ref: str | None = None) -> tuple[str, str]:
 
 
 # -- commit --------------------------------------------------------------------------------------
-def _cell(job: dict[str, Any], run: dict[str, Any] | None, attempts: list[dict[str, Any]], me: str | None) -> str:
+def _cell(job: dict[str, Any], run: dict[str, Any] | None, attempts: list[dict[str, Any]]) -> str:
     """One job x node cell: the latest run, and the node's earlier attempts one click away."""
     if run is None:
         return '<td class="muted">-</td>'
@@ -141,7 +147,7 @@ def _matrix(data: dict[str, Any]) -> str:
         latest = {r["node"]: r for r in j["latest"]}
         runs = shown.get(j["id"], {}).get("runs", [])
         cells = "".join(
-            _cell(j, latest.get(n), [r for r in runs if r["node"] == n], me) for n in nodes
+            _cell(j, latest.get(n), [r for r in runs if r["node"] == n]) for n in nodes
         )
         queued = "" if nodes else "<td></td>"
         rows.append(f"<tr><th>{esc(j['name'])} {state(j['state'])}</th>{cells}{queued}</tr>")
@@ -153,7 +159,8 @@ def _matrix(data: dict[str, Any]) -> str:
 
 def _rejected(data: dict[str, Any]) -> str:
     items = [
-        f"<li>job <b>{esc(j['name'])}</b>, change <code>{esc(r['change'][:12])}</code>: {esc(r['reason'])}</li>"
+        f"<li>job <b>{esc(j['name'])}</b>, change <code>{esc(r['change'][:12])}</code>:"
+        f" {esc(r['reason'])}</li>"
         for j in data["jobs"]
         for r in j.get("rejected", [])
     ]
