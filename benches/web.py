@@ -39,15 +39,6 @@ from jobs.web.server import serve
 from jobs.web.site import Route, Site
 
 
-def median_time(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def build(path: str, commits: int, count: int) -> list[str]:
     shas = gen.make_commits(path, commits)
     repo = jobs.Jobs.open(path).repo
@@ -94,23 +85,27 @@ def main() -> int:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         port = server.server_address[1]
         get(port, "/")
-        r = args.repeats
-        rows = [
-            ("branch page 1 (30 commits), warm site", median_time(lambda: site.render(first, "x"), r)),
-            ("branch page 1 over HTTP (git jobs serve)", median_time(lambda: get(port, "/"), r)),
-            ("branch page 1, fresh store + site", median_time(
-                lambda: Site(jobs.Jobs.open(path), "main").render(first, "x"), r)),
-            (f"branch page {last_page} (walk past {commits - 30:,} commits)",
-             median_time(lambda: site.render(last, "x"), r)),
-            ("commit page (5 jobs)", median_time(lambda: site.render(commit, "x"), r)),
-        ]
-        base = median_time(
-            lambda: subprocess.run(
+        cases: list[tuple[str, Callable[[], object]]] = [
+            ("branch page 1 (30 commits), warm site", lambda: site.render(first, "x")),
+            ("branch page 1 over HTTP (git jobs serve)", lambda: get(port, "/")),
+            ("branch page 1, fresh store + site",
+             lambda: Site(jobs.Jobs.open(path), "main").render(first, "x")),
+            (f"branch page {last_page} (walk past {commits - 30:,} commits)", lambda: site.render(last, "x")),
+            ("commit page (5 jobs)", lambda: site.render(commit, "x")),
+            ("baseline: git log -n 30 (no jobs)", lambda: subprocess.run(
                 ["git", "log", "-n", "30", "--format=%H %s", "main"], cwd=path, check=True,
                 capture_output=True,
-            ),
-            r,
-        )
+            )),
+        ]
+        # Interleaved: every repeat runs every case once, so background load hits all alike.
+        times: dict[str, list[float]] = {name: [] for name, _ in cases}
+        for _ in range(args.repeats):
+            for name, fn in cases:
+                t = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t)
+        rows = [(name, statistics.median(times[name])) for name, _ in cases[:-1]]
+        base = statistics.median(times[cases[-1][0]])
         server.shutdown()
         server.server_close()
     print(f"\n{'case':<48} {'median':>10} {'vs git log -n 30':>18}")
