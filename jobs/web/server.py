@@ -40,6 +40,13 @@ class Server(ThreadingHTTPServer):
         self.slots = threading.BoundedSemaphore(MAX_CONCURRENT)
         super().__init__((HOST, port), Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A browser that went away mid-answer is normal; anything else is one line."""
+        e = sys.exc_info()[1]
+        if isinstance(e, (ConnectionError, TimeoutError)):
+            return
+        print(f"git jobs serve: {type(e).__name__}: {e}", file=sys.stderr)
+
     @property
     def url(self) -> str:
         return f"http://{HOST}:{self.server_address[1]}/"

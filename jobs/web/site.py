@@ -18,6 +18,8 @@ from typing import Any
 
 from cob.cache import is_racy
 
+from ..errors import JobsError
+from ..history import span
 from ..jobtype import TYPENAME
 from ..node.logs import log_path
 from ..store import Jobs
@@ -102,10 +104,8 @@ class Site:
 
     def _tip(self, ref: str | None) -> str:
         try:
-            from ..history import span
-
             return span(self.store, ref or self.default_ref).tip
-        except Exception:
+        except JobsError:
             return "-"
 
     def data(self, route: Route) -> dict[str, Any]:
