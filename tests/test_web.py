@@ -132,6 +132,19 @@ def test_json_pages_are_the_cli_shapes(web: WebRepo) -> None:
         assert json.loads(body) == gj(web.path, "status", "--branch", "main", "--limit", "30", "--json").json
 
 
+def test_a_retried_cell_shows_its_attempts_and_flaky(web: WebRepo) -> None:
+    for reason in ("failed", "succeeded"):
+        run = gj(web.path, "run", "HEAD~1:test", "--log", f"https://ci.example/{reason}", key=web.key_b)
+        assert gj(web.path, "finish", "HEAD~1:test", run.line, reason, key=web.key_b).code == 0
+    with serving(web) as url:
+        host = {"Host": urlsplit(url).netloc}
+        _, _, body = request(url, f"/commit-{web.head}.html", headers=host)
+        cell = body.decode().split('class="st st-flaky"')
+        assert len(cell) == 2  # one flaky cell: node B's test (node A's only attempt failed)
+        assert "<summary>2 attempts</summary>" in cell[1]
+        assert cell[1].index("st-failed") < cell[1].index("</details>")  # the earlier attempt
+
+
 def test_a_peer_log_url_never_makes_the_page_read_a_local_file(web: WebRepo, tmp_path: Path) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("TOP-SECRET-CONTENT\n")

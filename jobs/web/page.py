@@ -36,7 +36,7 @@ background:#eaeef2;color:#1f2328}
 .st-failed,.st-error,.st-timed_out,.st-cancelled{background:#ffebe9;color:#a40e26}
 .st-running,.st-pending,.st-queued{background:#fff8c5;color:#7d4e00}
 .st-expected{background:#ddf4ff;color:#0a3069}
-.st-skipped,.st-none{background:#eaeef2;color:#57606a}
+.st-skipped,.st-none{background:#eaeef2;color:#57606a}.st-flaky{background:#fbefff;color:#6e40c9}
 .warn{border:1px solid #d4a72c;background:#fff8c5;padding:8px 12px;margin:8px 0;border-radius:6px}
 .bad{border:1px solid #ff8182;background:#ffebe9;padding:8px 12px;margin:8px 0;border-radius:6px}
 .uncounted{opacity:.6}.nav{margin:12px 0}.nav a{margin-right:12px}

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from ..model import FAILING
 from .ansi import to_html
 from .page import esc, external, link, state
 from .svg import Point, chart
@@ -76,6 +77,10 @@ def counts(c: dict[str, int]) -> str:
     return esc(text) if text else '<span class="muted">no jobs</span>'
 
 
+# Run states that are a failure, for "flaky": an attempt failed, a later one passed.
+_FAILING = frozenset(r.value for r in FAILING)
+
+
 def _uncounted(run: dict[str, Any]) -> bool:
     return run.get("counted") is False
 
@@ -122,6 +127,8 @@ def _cell(job: dict[str, Any], run: dict[str, Any] | None, attempts: list[dict[s
         f'<div class="small">{esc(duration(run))} · started {when(run.get("started_at"))}</div>',
     ]
     earlier = [a for a in attempts if a["id"] != run["id"]]
+    if run["state"] == "succeeded" and any(a["state"] in _FAILING for a in earlier):
+        parts.insert(1, ' <span class="st st-flaky">flaky</span>')
     if earlier:
         items = "".join(
             f"<li>{link(run_href(job['id'], a['id']), state(a['state']))} "
