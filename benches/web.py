@@ -79,6 +79,8 @@ def main() -> int:
         last_page = str(-(-commits // site.per_page))
         last = Route("branch", (last_page,), "html")
         commit = Route("commit", (shas[-1],), "html")
+        nid = next(iter(store.find_by_commit(shas[-1])[0].runs()))
+        node = Route("node", (nid,), "html")
         html = site.render(first, site.etag(first))[1]
         assert html.count(b"<tr>") >= 30, html[:500]
         server = serve(Site(jobs.Jobs.open(path), "main", live=True), 0)
@@ -92,6 +94,7 @@ def main() -> int:
              lambda: Site(jobs.Jobs.open(path), "main").render(first, "x")),
             (f"branch page {last_page} (walk past {commits - 30:,} commits)", lambda: site.render(last, "x")),
             ("commit page (5 jobs)", lambda: site.render(commit, "x")),
+            (f"node page (scans all {count:,} jobs)", lambda: site.render(node, "x")),
             ("baseline: git log -n 30 (no jobs)", lambda: subprocess.run(
                 ["git", "log", "-n", "30", "--format=%H %s", "main"], cwd=path, check=True,
                 capture_output=True,

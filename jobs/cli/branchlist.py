@@ -12,7 +12,7 @@ import argparse
 from ..history import branch_json
 from ..text import safe
 from .common import Style, open_jobs, print_json
-from .errors import EXIT_OK
+from .errors import EXIT_OK, CliError
 
 SUBJECT_WIDTH = 50
 # The symbol of a commit outcome, as the symbol of the run state it resembles.
@@ -26,6 +26,8 @@ def _fit(text: str, width: int) -> str:
 
 def status_branch(args: argparse.Namespace) -> int:
     """Print the page of commits; exit 0 (a listing, not a verdict)."""
+    if args.watch:
+        raise CliError("--watch follows one commit; it does not combine with --branch or a range")
     store = open_jobs(args)
     spec = args.branch if args.branch else args.rev
     value = branch_json(store, spec, page=args.page, per_page=args.limit)
