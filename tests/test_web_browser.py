@@ -21,6 +21,7 @@ from .clirunner import gj
 from .webhelpers import (
     HOSTILE_LOG_LINE,
     HOSTILE_NAME,
+    HOSTILE_REJECTED,
     HOSTILE_SUBJECT,
     HOSTILE_URL,
     WebRepo,
@@ -86,6 +87,8 @@ def test_matrix_log_and_live_run_in_chromium(browser: Any, web: WebRepo) -> None
         assert build.locator(".st-succeeded").count() == 3  # the job, and both nodes' cells
         test = page.locator("table.matrix tbody tr", has_text="test")
         assert test.locator(".st-failed").count() == 2
+        # The change the rules rejected: a warning quoting the hostile URL as text.
+        assert HOSTILE_REJECTED in page.locator(".warn").inner_text()
         # The other node's log URL is hostile: shown as text in its run page, not run.
         page.locator("table.matrix tbody tr", has_text="build").locator("td a").nth(0).click()
         page.wait_for_url("**/run-*.html")

@@ -6,12 +6,18 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import uuid6
+
 import cob
+import jobs
+from cob.change import Codec, write_change
+from cob.refs import compare_and_swap, object_ref
 
 from .clirunner import GIT_JOBS, gj
 from .conftest import git, init_repo
@@ -21,6 +27,8 @@ HOSTILE_LOG_LINE = "<img src=x onerror=window.__pwned=1><script>window.__pwned=2
 HOSTILE_SUBJECT = "<script>window.__pwned=3</script> fix <b>it</b>"
 HOSTILE_URL = 'https://ci.example/log/"><img/src=x/onerror=window.__pwned=4>'
 HOSTILE_NAME = "<img src=x onerror=window.__pwned=5>"
+# A change whose log URL the job rules reject: the rejection reason quotes it.
+HOSTILE_REJECTED = "javascript:<img/src=x/onerror=window.__pwned=6>"
 
 DEFINITIONS = (
     "[jobs.build]\n"
@@ -64,10 +72,23 @@ def make_web_repo(root: Path) -> WebRepo:
     run = gj(path, "run", "HEAD:build", "--log", HOSTILE_URL, key=key_b)
     assert run.code == 0, run
     assert gj(path, "finish", "HEAD:build", run.line, "succeeded", key=key_b).code == 0
+    _reject(path, head)
     (path / ".git-jobs.toml").write_text(f'[jobs."{HOSTILE_NAME}"]\nrun = "true"\n')
     git(path, "commit", "-q", "-am", "invalid definitions")
     bad = git(path, "rev-parse", "HEAD").strip()
     return WebRepo(path, key_a, key_b, nid_a, nid_b, head, bad)
+
+
+def _reject(path: Path, commit: str) -> None:
+    """A third, hostile node signs a change on `build` that the job rules reject."""
+    repo = cob.open_repository(str(path))
+    signer = cob.Signer.generate()
+    job = jobs.Jobs.open(repo).find_by_commit(commit)[0]
+    bad = jobs.StartRun(str(uuid6.uuid7()), HOSTILE_REJECTED)
+    codec = Codec(jobs.JOB_TYPE)
+    oid = write_change(repo, codec, signer, signer.nid, [bad], [job.id], timestamp=int(time.time()))
+    ref = object_ref(signer.nid, jobs.TYPENAME, job.id)
+    assert compare_and_swap(repo, ref, oid, None, "test: a rejected change")
 
 
 @contextmanager
