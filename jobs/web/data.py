@@ -18,6 +18,7 @@ import cob
 
 from ..errors import DefinitionError, JobsError
 from ..history import branch_json, subject_of
+from ..jobtype import TYPENAME
 from ..model import FAILING
 from ..store import Jobs
 from ..summary import CommitStatus, job_json, run_json
@@ -119,12 +120,15 @@ def node_data(store: Jobs, node: str) -> dict[str, Any]:
     except (cob.CobError, ValueError):
         raise NotFound(f"not a node id: {node!r}") from None
     runs: list[dict[str, Any]] = []
-    for job in store.all():
-        node_runs = job.runs().get(nid)
-        if not node_runs:
+    # A node writes only under its own namespace: its refs name every job it has runs in, so
+    # only those jobs are loaded (not every job of the repository).
+    mine = sorted({r.object_id for r in store.store.refs.refs_of_type(TYPENAME) if r.nid == nid})
+    for job_id in mine:
+        job = store.get(job_id)
+        if job is None:
             continue
-        for rid, run in node_runs.items():
-            runs.append({**run_json(nid, rid, run), "job": job.id, "name": job.name, "commit": job.commit})
+        for rid, run in job.runs_of(nid).items():
+            runs.append({**run_json(nid, rid, run), "job": job_id, "name": job.name, "commit": job.commit})
     runs.sort(key=lambda r: r["id"], reverse=True)  # uuid7: newest start first
     points = pass_rate(runs)
     return {
