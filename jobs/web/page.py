@@ -97,13 +97,15 @@ def _hash(text: str) -> str:
     return "sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
 
 
-def csp(*, script: bool) -> str:
-    """The Content-Security-Policy: only our own inline CSS (and script, when served)."""
+def csp(*, script: bool, meta: bool = False) -> str:
+    """The Content-Security-Policy: only our own inline CSS (and script, when served).
+    ``meta``: the form for a ``<meta>`` tag, which cannot carry ``frame-ancestors``."""
     scripts = f"'{_hash(JS)}'" if script else "'none'"
-    return (
+    policy = (
         f"default-src 'none'; style-src '{_hash(CSS)}'; script-src {scripts}; img-src 'self' data:; "
-        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        "connect-src 'self'; base-uri 'none'; form-action 'none'"
     )
+    return policy if meta else f"{policy}; frame-ancestors 'none'"
 
 
 def esc(text: object) -> str:
@@ -144,7 +146,7 @@ def state(word: str | None) -> str:
 def document(title: str, body: str, *, etag: str, live: bool, home: str = "index.html") -> str:
     """A whole page; ``live`` adds the refresh script (served pages, not static exports)."""
     script = f"<script>{JS}</script>" if live else ""
-    policy = html.escape(csp(script=live), quote=True)
+    policy = html.escape(csp(script=live, meta=True), quote=True)
     return (
         "<!doctype html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
