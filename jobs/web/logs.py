@@ -66,13 +66,12 @@ def read_log(store: Jobs, run: dict[str, Any]) -> LogText | None:
     return LogText(data.decode("utf-8", errors="replace"), size, size > MAX_LOG_BYTES, "local")
 
 
-def log_stamp(store: Jobs, run: dict[str, Any]) -> str:
-    """Changes whenever the log :func:`read_log` returns may have changed (live refresh)."""
-    path = local_log_file(store, run)
-    if path is None:
-        return "-"
+def log_stamp(store: Jobs, run_id: str) -> tuple[str, int]:
+    """(token, mtime ns) that changes whenever :func:`read_log` of ``run_id`` may return more
+    (a log still being written); the live page re-renders when it does. Synced logs arrive
+    with ref moves, which the page's ETag already covers."""
     try:
-        st = os.stat(path)
-    except OSError:
-        return "-"
-    return f"{st.st_size}.{st.st_mtime_ns}"
+        st = os.stat(log_path(store.repo, uuid.UUID(run_id)))
+    except (OSError, ValueError):
+        return "-", 0
+    return f"{st.st_size}.{st.st_mtime_ns}", st.st_mtime_ns

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -21,9 +20,9 @@ from cob.cache import is_racy
 from ..errors import JobsError
 from ..history import span
 from ..jobtype import TYPENAME
-from ..node.logs import log_path
 from ..store import Jobs
 from . import data, page, views
+from .logs import log_stamp
 
 MAX_REF = 256
 _UUID = r"[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}"
@@ -92,12 +91,9 @@ class Site:
         if route.view == "branch":
             parts.append(self._tip(route.ref))
         if route.view == "run":
-            try:
-                st = os.stat(log_path(self.store.repo, route.args[1]))
-                parts.append(f"{st.st_size}.{st.st_mtime_ns}")
-                newest = max(newest, st.st_mtime_ns)
-            except OSError:
-                parts.append("-")
+            log, mtime = log_stamp(self.store, route.args[1])
+            parts.append(log)
+            newest = max(newest, mtime)
         if is_racy(newest):
             parts.append(str(time.time_ns()))
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
