@@ -216,3 +216,23 @@ def test_only_http_urls_become_links() -> None:
     assert "<a " not in external("file:///etc/passwd")
     assert "<a " not in external("data://x/<script>")
     assert external("https://ci.example/a?b=1&c=2").startswith('<a href="https://ci.example/a?b=1&amp;c=2"')
+
+
+def test_runs_marked_not_counted_are_shown_apart(web: WebRepo) -> None:
+    """The contract with the trust policy: a run object with ``"counted": false`` (what
+    `status --json` gives an untrusted node's run) is rendered apart from the verdict's."""
+    import cob
+    import jobs
+    from jobs.web import data, views
+
+    store = jobs.Jobs.open(cob.open_repository(str(web.path)))
+    value = data.commit_data(store, web.head)
+    for job in value["status"]["jobs"]:
+        for run in job["latest"]:
+            run["counted"] = run["node"] != web.nid_b
+    _, body = views.commit(value)
+    counted, _, apart = body.partition("Runs not counted")
+    assert apart, body
+    assert f"node-{web.nid_b}.html" not in counted and f"node-{web.nid_b}.html" in apart
+    assert f"node-{web.nid_a}.html" in counted and f"node-{web.nid_a}.html" not in apart
+    assert "not counted" in apart

@@ -142,25 +142,34 @@ def _cell(job: dict[str, Any], run: dict[str, Any] | None, attempts: list[dict[s
     return "".join(parts)
 
 
-def _matrix(data: dict[str, Any]) -> str:
+def _matrix(data: dict[str, Any], *, counted: bool = True) -> str:
+    """Jobs x nodes. Runs the status marks ``"counted": false`` (untrusted) go in a second
+    matrix (``counted=False``), apart from the verdict's."""
     status, me = data["status"], data.get("me")
     if not status["jobs"]:
-        return '<p class="muted">No jobs for this commit.</p>'
+        return '<p class="muted">No jobs for this commit.</p>' if counted else ""
     shown = {j["id"]: j for j in data["jobs"]}
-    nodes = sorted({r["node"] for j in status["jobs"] for r in j["latest"] if r.get("node")})
+    nodes = sorted({
+        r["node"] for j in status["jobs"] for r in j["latest"]
+        if r.get("node") and _uncounted(r) != counted
+    })
+    if not counted and not nodes:
+        return ""
     head = "".join(f"<th>{link(node_href(n), node_label(n, me))}</th>" for n in nodes)
     rows = []
     for j in status["jobs"]:
-        latest = {r["node"]: r for r in j["latest"]}
+        latest = {r["node"]: r for r in j["latest"] if _uncounted(r) != counted}
         runs = shown.get(j["id"], {}).get("runs", [])
         cells = "".join(
             _cell(j, latest.get(n), [r for r in runs if r["node"] == n]) for n in nodes
         )
         queued = "" if nodes else "<td></td>"
         rows.append(f"<tr><th>{esc(j['name'])} {state(j['state'])}</th>{cells}{queued}</tr>")
+    title = "" if counted else "<h2>Runs not counted (nodes the policy does not trust)</h2>"
+    cls = "matrix" if counted else "matrix uncounted"
     return (
-        f'<table class="matrix"><thead><tr><th>job \\ node</th>{head or "<th>no runs yet</th>"}</tr>'
-        f"</thead><tbody>{''.join(rows)}</tbody></table>"
+        f'{title}<table class="{cls}"><thead><tr><th>job \\ node</th>{head or "<th>no runs yet</th>"}'
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
 
 
@@ -197,7 +206,7 @@ def commit(data: dict[str, Any]) -> tuple[str, str]:
         f"<h1>Commit <code>{esc(sha[:12])}</code> {state(status['outcome'])}</h1>"
         f"<p>{esc(data.get('subject') or '')}</p>"
         f'<p class="small muted"><span class="sha">{esc(sha)}</span> · {counts(status["counts"])}</p>'
-        f"{_rejected(data)}{_definitions(data)}{_matrix(data)}"
+        f"{_rejected(data)}{_definitions(data)}{_matrix(data)}{_matrix(data, counted=False)}"
         f'<p class="small">{link(f"commit-{sha}.json", "JSON")}</p>'
     )
     return f"{sha[:12]} {status['outcome']}", body
