@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import socket
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -195,10 +196,18 @@ def test_report_writes_the_same_views_as_static_files(web: WebRepo, tmp_path: Pa
 
 
 def test_serve_and_report_bad_input_is_one_line(web: WebRepo, tmp_path: Path) -> None:
-    for args in (("serve", "--port", "70000"), ("serve", "--branch", "nope"),
-                 ("report", "--html", str(tmp_path / "x"), "--commits", "0")):
-        res = gj(web.path, *args)
-        assert res.code == 2 and res.err.startswith("error: "), res
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        port = str(taken.getsockname()[1])
+        for args in (("serve", "--port", "70000"), ("serve", "--branch", "nope"), ("serve", "--port", port),
+                     ("report", "--html", str(tmp_path / "x"), "--commits", "0")):
+            res = gj(web.path, *args)
+            assert res.code == 2 and res.err.startswith("error: "), res
+            assert len(res.err.strip().splitlines()) == 1
+    finally:
+        taken.close()
 
 
 # -- rendering pieces ---------------------------------------------------------------------------------
