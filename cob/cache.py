@@ -350,6 +350,12 @@ class Cache:
         args = (codec.cobtype.typename, prefix, prefix + "g")
         return self.refresh(codec, refs, lambda db: [i for (i,) in db.execute(sql, args)]) or []
 
+    def count(self, codec: Codec) -> int:
+        """How many objects of the type the index last listed (an estimate: not refreshed)."""
+        sql = "SELECT count(*) FROM roots WHERE typename=?"
+        row = self._run(lambda db: db.execute(sql, (codec.cobtype.typename,)).fetchone())
+        return int(row[0]) if row else 0
+
     # -- evaluations ------------------------------------------------------------------
     def get(self, codec: Codec, object_id: str) -> Evaluation[Any] | None:
         cobtype = codec.cobtype

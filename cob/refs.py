@@ -25,8 +25,26 @@ NAMESPACES = "refs/namespaces/"
 _HEX = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 
 
+def common_dir(repo: pygit2.Repository) -> str:
+    """The git directory that holds the refs, objects and our index, without a trailing ``/``.
+
+    For a linked worktree (``git worktree add``) ``repo.path`` is ``.git/worktrees/<name>``,
+    which has only that checkout's HEAD and index; everything shared is in the directory its
+    ``commondir`` file names. Reading refs from ``repo.path`` showed no jobs at all there.
+    """
+    gitdir = repo.path.rstrip("/")
+    try:
+        with open(os.path.join(gitdir, "commondir"), encoding="utf-8") as f:
+            target = f.read().strip()
+    except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
+        return gitdir
+    if not target:
+        return gitdir
+    return os.path.normpath(os.path.join(gitdir, target))
+
+
 def is_oid(text: str) -> bool:
-    return bool(_HEX.match(text))
+    return bool(_HEX.fullmatch(text))
 
 
 def object_ref(nid: str, typename: str, object_id: str) -> str:
@@ -60,7 +78,7 @@ class RefReader:
 
     def __init__(self, repo: pygit2.Repository) -> None:
         self.repo = repo
-        self.gitdir = repo.path.rstrip("/")
+        self.gitdir = common_dir(repo)
         self._packed_stat: tuple[int, int, int] | None = None
         self._packed: dict[str, str] = {}
         self._packed_nids: frozenset[str] = frozenset()  # namespaces in packed-refs, parsed once
@@ -282,7 +300,7 @@ def clear_stale_lock(repo: pygit2.Repository, name: str, max_age: float = STALE_
     Returns True when a lock was removed. Called after a lost compare-and-swap, so a writer
     killed while holding a ref lock blocks that ref for ``max_age`` seconds, not forever.
     """
-    gitdir = repo.path.rstrip("/")
+    gitdir = common_dir(repo)
     path = os.path.join(gitdir, name + ".lock")
     try:
         st = os.stat(path)
@@ -309,7 +327,7 @@ def compare_and_swap(repo: pygit2.Repository, name: str, new: str, old: str | No
     so two processes can never both win. A lost race caused by a stale lock (its writer died)
     clears that lock, so the caller's retry can win (see :func:`clear_stale_lock`).
     """
-    with _writers_lock(repo.path.rstrip("/"), exclusive=False):
+    with _writers_lock(common_dir(repo), exclusive=False):
         won = _compare_and_swap(repo, name, new, old, message)
     if not won:
         clear_stale_lock(repo, name)

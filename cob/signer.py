@@ -7,6 +7,7 @@ read it is a :class:`~cob.errors.KeyFileError` naming the path.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,28 @@ class KeySource:
 
     path: Path
     origin: str  # "argument", "GIT_JOBS_KEY", "jobs.key", "user.signingKey", "default"
+
+
+def _private_dirs(path: Path) -> None:
+    """Create ``path`` and its missing parents as 0700, whatever the umask (an existing
+    directory is left as it is: it is the user's)."""
+    missing = []
+    for d in (path, *path.parents):
+        if d.exists():
+            break
+        missing.append(d)
+    for d in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            d.mkdir(0o700)
+            os.chmod(d, 0o700)  # mkdir's mode is filtered by the umask; chmod's is not
+
+
+def _write_public(path: Path, data: bytes) -> None:
+    """The public key, 0644 whatever the umask (a umask of 000 made it world-writable)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), 0o644)
+        f.write(data)
 
 
 class Signer:
@@ -129,7 +152,7 @@ class Signer:
         )
         flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
         try:
-            p.parent.mkdir(parents=True, exist_ok=True)
+            _private_dirs(p.parent)
             fd = os.open(p, flags, 0o600)
         except FileExistsError:
             try:
@@ -146,9 +169,9 @@ class Signer:
             raise KeyFileError(f"cannot write key file {p}: {e.strerror or e}") from None
         try:
             with os.fdopen(fd, "wb") as f:
+                os.fchmod(f.fileno(), 0o600)
                 f.write(pem)
-            os.chmod(p, 0o600)
-            Path(str(p) + ".pub").write_bytes(pub + b" " + self.nid.encode() + b"\n")
+            _write_public(Path(str(p) + ".pub"), pub + b" " + self.nid.encode() + b"\n")
         except OSError as e:
             raise KeyFileError(f"cannot write key file {p}: {e.strerror or e}") from None
         object.__setattr__(self, "source", KeySource(p, "saved"))

@@ -54,6 +54,12 @@ def sign(signer: RawSigner, message: bytes, namespace: bytes = NAMESPACE) -> str
         + _string(HASH)
         + _string(_string(b"ssh-ed25519") + _string(raw))
     )
+    return armor(blob)
+
+
+def armor(blob: bytes) -> str:
+    """The one canonical armored form of a signature blob: base64 in lines of 70, no newline
+    after the END line — what ``ssh-keygen -Y sign`` writes, minus its final newline."""
     b64 = base64.b64encode(blob).decode()
     lines = [b64[i : i + 70] for i in range(0, len(b64), 70)]
     return "\n".join([BEGIN, *lines, END])
@@ -102,6 +108,11 @@ def parse(armored: str | bytes) -> tuple[bytes, bytes, bytes, bytes]:
         blob = base64.b64decode(body, validate=True)
     except ValueError:
         raise SignatureError("SSH signature is not valid base64") from None
+    if armored != armor(blob):
+        # Another wrapping, padding or spacing of the same blob would verify too, and give
+        # the commit a new oid: a forced copy of an honest change that peers would take,
+        # then refuse the honest history as diverged. Only one encoding is accepted.
+        raise SignatureError("SSH signature armor is not canonical (base64 in lines of 70)")
     r = _Reader(blob)
     if r.take(6) != MAGIC:
         raise SignatureError("bad SSHSIG magic")

@@ -12,7 +12,7 @@ import builtins
 import os
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import pygit2
@@ -33,10 +33,12 @@ from .change import (
 from .cobtype import CobType, Reject
 from .errors import Conflict, InvalidOps, NoKeyError, RepositoryError, UnknownObject
 from .evaluate import Evaluation, evaluate
-from .refs import RefReader, compare_and_swap, is_oid, object_ref
+from .refs import RefReader, common_dir, compare_and_swap, is_oid, object_ref
 from .signer import Signer
 
 S = TypeVar("S")
+# Below this many (objects x namespaces) ref lookups, a batch looks refs up one by one.
+SCAN_MIN = 2_000
 
 MAX_ATTEMPTS = 200
 
@@ -68,7 +70,7 @@ class Store:
         self.repo = open_repository(repo)
         self.signer = signer
         self.refs = RefReader(self.repo)
-        self.cache: Cache | None = Cache(self.repo.path.rstrip("/")) if cache else None
+        self.cache: Cache | None = Cache(common_dir(self.repo)) if cache else None
         self._codecs: dict[str, Codec] = {}
         self.evaluations = 0  # full or incremental folds computed (for tests and benches)
         self.loads = 0  # objects loaded, from the cache or folded (for tests and benches)
@@ -169,6 +171,42 @@ class Store:
             self.cache.put(codec, ev)
         return ev
 
+    def load_many(
+        self, cobtype: CobType[S], object_ids: Iterable[str]
+    ) -> Iterator[tuple[str, Evaluation[S] | None]]:
+        """(object id, :meth:`load` of it) for several objects, in the order given.
+
+        Finding one object's tips asks every namespace for a ref (loose refs are files), so N
+        objects cost N x namespaces lookups, most of them for namespaces that do not hold the
+        object: 10,000 namespaces made `list` over 50 jobs take seconds. When that product is
+        larger than reading the type's refs once, they are read once instead (a snapshot for
+        the whole batch), so the cost follows the refs that exist, not objects x namespaces.
+        """
+        ids = builtins.list(object_ids)
+        for object_id in ids:
+            if not is_oid(object_id):
+                raise UnknownObject(f"not an object id: {object_id!r}")
+        tips_of = self._tips_for(cobtype, ids)
+        for object_id in ids:
+            tips = tips_of(object_id)
+            yield object_id, (self._fold(cobtype, object_id, tips, None) if tips else None)
+
+    def _tips_for(self, cobtype: CobType[Any], ids: builtins.list[str]) -> Callable[[str], dict[str, str]]:
+        """One ref lookup per object, or one scan of the type's refs when that is cheaper."""
+        lookups = len(ids) * len(self.refs.namespaces())
+        if lookups <= SCAN_MIN or lookups <= 2 * self._estimated_refs(cobtype) + SCAN_MIN:
+            return lambda object_id: self.tips(cobtype, object_id)
+        wanted = set(ids)
+        grouped: dict[str, dict[str, str]] = {}
+        for ref in self.refs.refs_of_type(cobtype.typename):
+            if ref.object_id in wanted:
+                grouped.setdefault(ref.object_id, {})[ref.nid] = ref.target
+        return lambda object_id: grouped.get(object_id, {})
+
+    def _estimated_refs(self, cobtype: CobType[Any]) -> int:
+        """About how many refs the type has (objects the index knows); 0 without an index."""
+        return self.cache.count(self.codec(cobtype)) if self.cache is not None else 0
+
     def get(self, cobtype: CobType[S], object_id: str) -> Evaluation[S]:
         """Like :meth:`load`, but an unknown object is an :class:`UnknownObject` error."""
         ev = self.load(cobtype, object_id)
@@ -179,7 +217,7 @@ class Store:
     def rebuild_cache(self, cobtype: CobType[Any]) -> int:
         """Empty the index and rebuild it for ``cobtype`` from the refs; returns the number
         of objects indexed. Nothing is lost: the index only ever holds what Git can re-derive."""
-        cache = self.cache if self.cache is not None else Cache(self.repo.path.rstrip("/"))
+        cache = self.cache if self.cache is not None else Cache(common_dir(self.repo))
         # Emptied in one transaction, not deleted: other processes may have the file open, and
         # deleting it under them would race their reconnect (a corrupt file is still deleted).
         cache.clear()
@@ -227,11 +265,16 @@ class Store:
         ops: Sequence[Any],
         *,
         embeds: Mapping[str, bytes] | None = None,
+        then: Sequence[Any] | None = None,
+        precondition: Callable[[S], None] | None = None,
     ) -> Evaluation[S]:
         """Create an object; returns its evaluation (``.object_id`` is the new id).
 
         For a content-addressed type this is idempotent: the root is the same on every node,
-        and an existing ref of ours is left where it is.
+        and an existing ref of ours is left where it is. ``then`` is a signed change written
+        on top of the root (parents: every accepted head, as :meth:`update`), with this node's
+        ref moved once, straight to it: peers take only signed tips, and an unsigned root
+        proves nothing about who wants the object. ``precondition`` is :meth:`update`'s.
         """
         signer = self._require_signer()
         ops = self._check_ops(cobtype, ops)
@@ -251,6 +294,8 @@ class Store:
         ev = evaluate(self.repo, codec, root, {signer.nid: root})
         if ev.state is None:
             raise InvalidOps(f"root rejected: {ev.rejected.get(root, 'invalid')}")
+        if then is not None:
+            return self.update(cobtype, root, then, precondition=precondition, _root=root)[1]
         name = object_ref(signer.nid, cobtype.typename, root)
         if self.repo.references.get(name) is None:
             compare_and_swap(self.repo, name, root, None, f"cob: create {cobtype.typename}")
@@ -266,6 +311,7 @@ class Store:
         embeds: Mapping[str, bytes] | None = None,
         timestamp: int | None = None,
         precondition: Callable[[S], None] | None = None,
+        _root: str | None = None,
     ) -> tuple[Change, Evaluation[S]]:
         """Append a change carrying ``ops`` to an object, as this store's signer.
 
@@ -284,10 +330,14 @@ class Store:
         ev = base
         for attempt in range(MAX_ATTEMPTS):
             tips = self.tips(cobtype, object_id)
-            if not tips:
+            # ``_root``: the root was just written by create(); no ref names it yet.
+            seen = tips or ({signer.nid: _root} if _root == object_id else {})
+            if not seen:
                 raise UnknownObject(f"no {cobtype.typename} object {object_id}")
-            if ev is None or ev.tips != tips or ev.state is None:
-                ev = self._fold(cobtype, object_id, tips, ev)
+            if ev is None or ev.tips != seen or ev.state is None:
+                ev = self._fold(cobtype, object_id, seen, ev) if tips else evaluate(
+                    self.repo, codec, object_id, seen
+                )
             if ev.state is None:
                 raise UnknownObject(f"{cobtype.typename} object {object_id} has no valid root")
             if precondition is not None:

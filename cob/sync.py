@@ -5,14 +5,19 @@ Git is the transport: any remote name or URL the git CLI understands (path, ``fi
 credential helpers, protocol v2), so this module runs the git CLI for the wire and does every
 ref decision itself, in-process:
 
-* **Fetch** lists the remote's cob refs (``git ls-remote``), downloads only the tips this
-  repository lacks into a private *staging* area (``refs/git-jobs-staging/<tag>/…``, so nothing
-  real can be clobbered by git), then decides ref by ref: create or fast-forward, or leave the
-  local ref as it is and report a :class:`Refusal` (remote behind, diverged, not a commit, tip not
-  signed by the namespace's node). Local refs move only by compare-and-swap; nothing is ever
-  force-updated. Staging refs are deleted afterwards.
+* **Fetch** lists the remote's cob refs (``git ls-remote``), refuses at once the refs that
+  cannot be taken whatever they point at (a namespace that is not a NID, a tip that is an
+  unsigned root, new refs or namespaces beyond :class:`Limits`), downloads the tips this
+  repository lacks into a *quarantine* (a scratch repository borrowing this one's objects), then
+  decides ref by ref: create or fast-forward, or leave the local ref as it is and report a
+  :class:`Refusal` (remote behind, diverged, not a commit, tip not signed by the namespace's
+  node). Only the objects of accepted tips leave the quarantine. Local refs move only by
+  compare-and-swap; nothing is ever force-updated.
 * **Push** sends the node's own namespace only, never forced; git's own rejections
   (non-fast-forward, hooks) come back as refusals.
+* **Ref families** (:mod:`cob.family`, e.g. run-log buckets) ride along in the same listing,
+  fetch and push, under the same rules; their pruned leaves are not fetched, and our own are
+  deleted on the remote — the only deletion a push ever makes.
 
 Checking the tip's signature at fetch time matters: if a forged tip were taken into a
 namespace, that node's real next change would no longer be a fast-forward and its updates would
@@ -21,31 +26,44 @@ every change and rejects (and reports) bad ones.
 
 Every git subprocess runs with ``GIT_TERMINAL_PROMPT=0``, no stdin, in its own session (so ssh
 has no terminal to prompt on) and with a timeout that kills its whole process group: a sync
-never hangs on a prompt. A failure to talk to the remote is a :class:`TransportError` with one
-clear line; nothing local has changed at that point except objects, and the next sync completes.
+never hangs on a prompt. Transfers also stop after :data:`DEFAULT_IDLE` seconds without any
+output (data or progress): a remote that accepts the connection and then says nothing.
+A failure to talk to the remote is a :class:`TransportError` with one clear line; nothing
+local has changed at that point, and the next sync completes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import secrets
+import selectors
+import shutil
 import signal
 import subprocess
-from collections.abc import Collection, Iterable, Mapping, Sequence
+import threading
+import time
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pygit2
 
 from . import sshsig
 from .change import MALFORMED_ERRORS
 from .errors import SignatureError, TransportError
-from .identity import nid_from_public_key
-from .refs import NAMESPACES, compare_and_swap, is_oid, parse_ref
+from .family import RefFamily, family_of, family_refs
+from .identity import is_nid, nid_from_public_key
+from .refs import NAMESPACES, RefReader, common_dir, compare_and_swap, is_oid, parse_ref
 
 STAGING = "refs/git-jobs-staging/"
+QUARANTINE = "git-jobs-quarantine"  # <gitdir>/git-jobs-quarantine/<pid>-<hex>/: see _Quarantine
 DEFAULT_TIMEOUT = 600.0  # seconds, per git subprocess
+# A transfer that prints nothing (no data, no progress line) for this long is stopped: a remote
+# that accepts the connection and never answers must not hold a sync for DEFAULT_TIMEOUT.
+DEFAULT_IDLE = 30.0
 FETCH = "fetch"
 PUSH = "push"
 
@@ -77,7 +95,8 @@ class Refusal:
 
     ``side`` is ``"fetch"`` (a peer's ref we did not take) or ``"push"`` (a ref the remote did
     not take). ``kind`` is a stable short code: ``behind``, ``diverged``, ``not-a-commit``,
-    ``bad-tip`` (tip not validly signed by the namespace's node), ``own-namespace`` (the remote
+    ``bad-tip`` (tip not validly signed by the namespace's node), ``bad-namespace`` (not a
+    NID), ``limit`` (over :class:`Limits`, taken by a later fetch), ``own-namespace`` (the remote
     has changes of ours we do not have and cannot verify), ``non-fast-forward``, ``rejected``
     (by the remote, e.g. a hook). ``local`` / ``remote`` are the two oids when known.
     """
@@ -114,6 +133,7 @@ class FetchResult:
 class PushResult:
     pushed: list[RefUpdate] = field(default_factory=list)
     refused: list[Refusal] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)  # pruned family refs removed from the remote
 
 
 # -- running git -----------------------------------------------------------------------------
@@ -158,40 +178,117 @@ def run_git(
     *,
     stdin: str | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
+    idle: float | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run git on ``gitdir``; on timeout kill its whole process group (ssh, remote helpers)."""
+    """Run git on ``gitdir``; on timeout kill its whole process group (ssh, remote helpers).
+
+    ``idle``: also stop it when it has written nothing on stdout or stderr for that many
+    seconds (pass ``--progress`` to commands that are otherwise silent while transferring).
+    """
     cmd = ["git", "--git-dir", gitdir, *args]
+    timeout = _capped(timeout, args[0])
     try:
         proc = subprocess.Popen(
             cmd,
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
             env=git_env(),
             start_new_session=True,
         )
     except OSError as e:
         raise TransportError(f"cannot run git: {e}") from None
     try:
-        out, err = proc.communicate(stdin, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        raise TransportError(f"git {args[0]} timed out after {timeout:g} s") from None
+        out, err, why = _communicate(proc, stdin, timeout, idle)
     except BaseException:
         _kill_group(proc)
         raise
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    if why is not None:
+        _kill_group(proc)
+        raise TransportError(f"git {args[0]} {why}")
+    text_out = out.decode("utf-8", "replace")
+    text_err = err.decode("utf-8", "replace")
+    return subprocess.CompletedProcess(cmd, proc.returncode, text_out, text_err)
 
 
-def _kill_group(proc: subprocess.Popen[str]) -> None:
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Every git call of this thread inside the block shares ``seconds`` in all: how the
+    node's final sync keeps its limit however many git calls a sync makes."""
+    previous = getattr(_local, "deadline", None)
+    _local.deadline = time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _local.deadline = previous
+
+
+def _capped(timeout: float | None, command: str) -> float | None:
+    end: float | None = getattr(_local, "deadline", None)
+    if end is None:
+        return timeout
+    left = end - time.monotonic()
+    if left <= 0:
+        raise TransportError(f"git {command} not started: the time allowed is used up")
+    return left if timeout is None else min(timeout, left)
+
+
+def _communicate(
+    proc: subprocess.Popen[bytes], stdin: str | None, timeout: float | None, idle: float | None
+) -> tuple[bytes, bytes, str | None]:
+    """(stdout, stderr, None) once ``proc`` exits, or (…, why) when it ran out of time."""
+    if stdin is not None:
+        assert proc.stdin is not None
+        writer = threading.Thread(target=_feed, args=(proc.stdin, stdin.encode()), daemon=True)
+        writer.start()
+    assert proc.stdout is not None and proc.stderr is not None
+    chunks: dict[int, list[bytes]] = {proc.stdout.fileno(): [], proc.stderr.fileno(): []}
+    start = last = time.monotonic()
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        sel.register(proc.stderr, selectors.EVENT_READ)
+        while sel.get_map():
+            now = time.monotonic()
+            if timeout is not None and now - start >= timeout:
+                return b"", b"", f"timed out after {timeout:g} s"
+            if idle is not None and now - last >= idle:
+                return b"", b"", f"made no progress for {idle:g} s (the remote does not answer)"
+            for key, _ in sel.select(0.5):
+                data = os.read(key.fd, 65536)
+                if not data:
+                    sel.unregister(key.fileobj)
+                    continue
+                chunks[key.fd].append(data)
+                last = time.monotonic()
+    left = None if timeout is None else max(0.1, timeout - (time.monotonic() - start))
+    try:
+        proc.wait(left)
+    except subprocess.TimeoutExpired:
+        return b"", b"", f"timed out after {timeout:g} s"
+    return b"".join(chunks[proc.stdout.fileno()]), b"".join(chunks[proc.stderr.fileno()]), None
+
+
+def _feed(pipe: Any, data: bytes) -> None:
+    with contextlib.suppress(OSError):
+        pipe.write(data)
+        pipe.close()
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate()
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
 
 
 def _gitdir(repo: pygit2.Repository) -> str:
-    return str(repo.path).rstrip("/")
+    return common_dir(repo)  # refs and objects live there, also for a linked worktree
 
 
 def describe(remote: str) -> str:
@@ -206,16 +303,24 @@ def ls_remote(
     typenames: Collection[str] | None = None,
     *,
     timeout: float | None = DEFAULT_TIMEOUT,
+    idle: float | None = DEFAULT_IDLE,
+    families: tuple[RefFamily, ...] = (),
 ) -> dict[str, str]:
-    """{ref: oid} of the remote's cob refs (of ``typenames``, or of every type)."""
+    """{ref: oid} of the remote's cob refs (of ``typenames``, or of every type), and of
+    ``families`` (every leaf, pruned ones too: push deletes our own)."""
     _check_remote(remote)
-    res = run_git(_gitdir(repo), ["ls-remote", "--refs", remote, NAMESPACES + "*"], timeout=timeout)
+    res = run_git(
+        _gitdir(repo), ["ls-remote", "--refs", remote, NAMESPACES + "*"], timeout=timeout, idle=idle
+    )
     if res.returncode != 0:
         raise TransportError(f"cannot list {describe(remote)}: {first_error(res.stderr)}")
     out: dict[str, str] = {}
     for line in res.stdout.splitlines():
         oid, _, name = line.partition("\t")
         parsed = parse_ref(name)
+        if families and parsed is None and is_oid(oid) and family_of(name, families):
+            out[name] = oid
+            continue
         if parsed is None or not is_oid(oid):
             continue
         if typenames is not None and parsed[1] not in typenames:
@@ -234,7 +339,8 @@ def check_tip(repo: pygit2.Repository, nid: str, object_id: str, oid: str) -> st
     """Why ``oid`` may not be the tip of ``nid``'s ref for ``object_id``, or None.
 
     The tip must be a commit signed (SSHSIG) by the namespace's own key and authored as it —
-    or the object's root itself (an unsigned content-addressed root is verified on load).
+    also when it is the object's root: an unsigned (content-addressed) root can be derived by
+    anyone from its ops, so a ref pointing at it carries nothing that namespace's node signed.
     A malformed commit (libgit2 cannot parse it, unknown ``encoding``) is a reason too.
     """
     try:
@@ -251,8 +357,6 @@ def _check_tip(repo: pygit2.Repository, nid: str, object_id: str, oid: str) -> s
     if not isinstance(obj, pygit2.Commit):
         return f"the tip is not a commit but a {obj.type_str}"
     signature, payload = obj.gpg_signature
-    if oid == object_id and not obj.parent_ids:
-        return None  # the root: verified (signature or re-derivation) by every load
     if signature is None:
         return "the tip is not signed"
     try:
@@ -293,80 +397,296 @@ def _has_commit(repo: pygit2.Repository, oid: str) -> bool:
         return False
 
 
+# New refs and namespaces taken from one remote per fetch; the rest is refused ("limit") and
+# taken by a later fetch. A hub can hold any number of namespaces; without these bounds one
+# pusher with throwaway keys would make every peer download, verify and then carry them all.
+MAX_NEW_NAMESPACES = 256
+MAX_NEW_REFS = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-fetch bounds on what is new to this repository (see :data:`MAX_NEW_REFS`)."""
+
+    new_namespaces: int = MAX_NEW_NAMESPACES
+    new_refs: int = MAX_NEW_REFS
+
+
 def fetch(
     repo: pygit2.Repository,
     remote: str,
     *,
     own_nid: str | None = None,
     typenames: Collection[str] | None = None,
+    unsigned_roots: Collection[str] = (),
+    limits: Limits | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
+    idle: float | None = DEFAULT_IDLE,
+    families: tuple[RefFamily, ...] = (),
 ) -> FetchResult:
     """Take the remote's cob refs as fast-forwards; report the refs left as they are.
 
     ``own_nid``'s namespace is special: a peer never rewrites it; a tip that is ours (signed by
     our key) and a fast-forward is taken, so a node reinstalled from a hub gets its history back.
+    ``unsigned_roots`` are the types whose root is unsigned (content-addressed): a ref whose
+    tip is such a root carries nothing its namespace signed, and is refused without download.
+    Objects are received into a quarantine (:class:`_Quarantine`): only what the accepted tips
+    reach is moved into the repository, the rest is deleted with it. ``families``: ref families
+    taken by the same rules (:mod:`cob.family`); their pruned leaves are not fetched, but stay
+    in ``remote_refs`` so that a push can delete our own.
     """
-    gitdir = _gitdir(repo)
-    remote_refs: dict[str, str] = {}
-    staged: dict[str, str] = {}
-    staging_names: list[str] = []
-    tag = f"{os.getpid()}-{secrets.token_hex(4)}"
-    staging_prefix = f"{STAGING}{tag}/"
-    _clean_stale_staging(repo, timeout)
-    try:
+    limits = limits or Limits()
+    result = FetchResult()
+    _clean_stale(repo, timeout)
+    with _Quarantine(repo, timeout, idle) as q:
         for attempt in range(3):
-            remote_refs = ls_remote(repo, remote, typenames, timeout=timeout)
+            listed = ls_remote(repo, remote, typenames, timeout=timeout, idle=idle, families=families)
+            result = FetchResult(remote_refs=listed)
+            candidates = _screen(repo, result, own_nid, unsigned_roots, limits, families)
             wanted = {
                 name: oid
-                for name, oid in remote_refs.items()
+                for name, oid in candidates.items()
                 if _local_target(repo, name) != oid and not _has_commit(repo, oid)
             }
-            if not wanted:
+            if not wanted or q.fetch(remote, wanted, retry=attempt < 2):
                 break
-            staging_names = [staging_prefix + n[len(NAMESPACES) :] for n in sorted(wanted)]
-            lines = [f"+{n}:{s}\n" for n, s in zip(sorted(wanted), staging_names, strict=True)]
-            res = run_git(
-                gitdir,
-                [
-                    "fetch",
-                    # Only our refspecs: --refmap= stops git from also moving refs through the
-                    # remote's configured fetch refspecs (which may map refs/namespaces/*
-                    # directly, bypassing every check below); no prune, tags or submodules.
-                    "--refmap=",
-                    "--no-prune",
-                    "--no-tags",
-                    "--no-recurse-submodules",
-                    "--no-write-fetch-head",
-                    "--no-auto-maintenance",
-                    "--quiet",
-                    "--stdin",
-                    remote,
-                ],
-                stdin="".join(lines),
-                timeout=timeout,
-            )
-            if res.returncode == 0:
-                for name in wanted:
-                    target = _local_target(repo, staging_prefix + name[len(NAMESPACES) :])
-                    if target is not None:
-                        staged[name] = target
-                break
-            message = first_error(res.stderr)
-            if "couldn't find remote ref" in message and attempt < 2:
-                continue  # a ref vanished between listing and fetching: list again
-            raise TransportError(f"cannot fetch from {describe(remote)}: {message}")
-        result = FetchResult(remote_refs=dict(remote_refs))
-        for name in sorted(remote_refs):
-            _apply(repo, name, staged.get(name, remote_refs[name]), own_nid, result)
-        return result
-    finally:
-        _delete_staging(repo, staging_prefix, staging_names)
+        passed = q.check(wanted, result, families)
+        q.migrate(passed)
+    for name in sorted(candidates):
+        if name in q.staged and name not in passed:
+            continue  # refused in quarantine, reported there
+        _apply(repo, name, passed.get(name, candidates[name]), own_nid, result, families)
+    return result
 
 
-def _apply(repo: pygit2.Repository, name: str, new: str, own_nid: str | None, result: FetchResult) -> None:
+def _pruned(name: str, families: tuple[RefFamily, ...]) -> bool:
+    found = family_of(name, families) if families else None
+    return found is not None and found[0].is_pruned(found[2])
+
+
+def _owner(name: str, families: tuple[RefFamily, ...]) -> tuple[str, str | None, str]:
+    """(nid, typename, object id) of a fetched ref; a family ref has neither type nor object
+    (its tip must be signed by the namespace's node like any other)."""
     parsed = parse_ref(name)
-    assert parsed is not None
-    nid, _, object_id = parsed
+    if parsed is not None:
+        return parsed
+    found = family_of(name, families)
+    assert found is not None
+    return found[1], None, ""
+
+
+def _screen(
+    repo: pygit2.Repository,
+    result: FetchResult,
+    own_nid: str | None,
+    unsigned_roots: Collection[str],
+    limits: Limits,
+    families: tuple[RefFamily, ...] = (),
+) -> dict[str, str]:
+    """The remote refs worth fetching; the others are refused at once, before any download.
+
+    Refused here: a namespace that is not a NID, a tip that is an unsigned root, and new refs
+    or new namespaces beyond ``limits``: new refs of known namespaces first, then new
+    namespaces in a random order (so a flood delays a new honest peer but cannot lock it out
+    for good; a follow policy is the real answer). Refs we already have are never held back.
+    """
+    known = set(RefReader(repo).namespaces())
+    budget = limits.new_refs
+    too_many = f"more than {limits.new_refs} new refs in one fetch: taken by a later one"
+    out: dict[str, str] = {}
+    new: dict[str, list[str]] = {}
+    for name, oid in sorted(result.remote_refs.items()):
+        if _pruned(name, families):
+            continue  # listed for push's deletions, never fetched
+        nid, typename, object_id = _owner(name, families)
+        if not is_nid(nid):
+            result.refused.append(
+                Refusal(name, "the namespace is not a node id", FETCH, "bad-namespace", None, oid)
+            )
+        elif oid == object_id and typename in unsigned_roots:
+            result.refused.append(
+                Refusal(
+                    name,
+                    "the tip is the object's unsigned root: nothing signed by the namespace's node",
+                    FETCH,
+                    "bad-tip",
+                    _local_target(repo, name),
+                    oid,
+                )
+            )
+        elif _local_target(repo, name) is not None:
+            out[name] = oid  # a ref we have: never held back
+        elif nid in known or nid == own_nid:
+            if budget > 0:
+                budget -= 1
+                out[name] = oid
+            else:
+                result.refused.append(Refusal(name, too_many, FETCH, "limit", None, oid))
+        else:
+            new.setdefault(nid, []).append(name)
+    _take_new_namespaces(new, result, out, budget, limits)
+    return out
+
+
+def _take_new_namespaces(
+    new: Mapping[str, list[str]],
+    result: FetchResult,
+    out: dict[str, str],
+    budget: int,
+    limits: Limits,
+) -> None:
+    """Add whole new namespaces to ``out``, in a random order, within the limits; refuse the
+    others' refs as ``limit``."""
+    order = sorted(new)
+    random.SystemRandom().shuffle(order)
+    for i, nid in enumerate(order):
+        names = new[nid]
+        if i < limits.new_namespaces and len(names) <= budget:
+            budget -= len(names)
+            out.update((n, result.remote_refs[n]) for n in names)
+            continue
+        why = (
+            f"more than {limits.new_namespaces} new namespaces in one fetch: taken by a later one"
+            if i >= limits.new_namespaces
+            else f"more than {limits.new_refs} new refs in one fetch: taken by a later one"
+        )
+        result.refused.extend(
+            Refusal(n, why, FETCH, "limit", None, result.remote_refs[n]) for n in names
+        )
+
+
+def _config_quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+class _Quarantine:
+    """A scratch repository that borrows this one's objects (``objects/info/alternates``).
+
+    Fetched objects land there, not here. Tips are checked there (it sees both object sets);
+    only the objects the accepted tips reach are then fetched into the real repository, and the
+    scratch directory — with whatever a refused tip brought — is deleted. So a peer cannot park
+    a commit of its own in our object store by pointing a ref we refuse at it. Git's own
+    ``receive-pack`` quarantine works the same way.
+    """
+
+    def __init__(self, repo: pygit2.Repository, timeout: float | None, idle: float | None) -> None:
+        self.repo = repo
+        self.timeout = timeout
+        self.idle = idle
+        self.tag = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self.gitdir = os.path.join(_gitdir(repo), QUARANTINE, self.tag)
+        self.staged: dict[str, str] = {}
+        self._scratch: pygit2.Repository | None = None
+
+    def __enter__(self) -> _Quarantine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._scratch = None
+        shutil.rmtree(self.gitdir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(self.gitdir))
+
+    def _create(self) -> None:
+        if os.path.isdir(self.gitdir):
+            return
+        pygit2.init_repository(self.gitdir, bare=True)
+        main = os.path.abspath(_gitdir(self.repo))
+        with open(os.path.join(self.gitdir, "objects", "info", "alternates"), "w") as f:
+            f.write(os.path.join(main, "objects") + "\n")
+        # The repository's own config first (remote names, insteadOf, credential helpers),
+        # then the scratch repository's, which wins (it is bare).
+        config = os.path.join(self.gitdir, "config")
+        with open(config) as f:
+            own = f.read()
+        with open(config, "w") as f:
+            f.write(f'[include]\n\tpath = "{_config_quote(os.path.join(main, "config"))}"\n' + own)
+
+    def fetch(self, remote: str, wanted: Mapping[str, str], *, retry: bool) -> bool:
+        """Download ``wanted`` into the quarantine; False when a ref vanished (list again)."""
+        self._create()
+        names = sorted(wanted)
+        lines = [f"+{n}:{STAGING}{n[len(NAMESPACES):]}\n" for n in names]
+        res = run_git(
+            self.gitdir,
+            [
+                "fetch",
+                # Only our refspecs: --refmap= stops git from also moving refs through a
+                # configured fetch refspec; no prune, tags or submodules.
+                "--refmap=",
+                "--no-prune",
+                "--no-tags",
+                "--no-recurse-submodules",
+                "--no-write-fetch-head",
+                "--no-auto-maintenance",
+                "--progress",  # progress lines are how a slow transfer shows it is alive
+                "--stdin",
+                remote,
+            ],
+            stdin="".join(lines),
+            timeout=self.timeout,
+            idle=self.idle,
+        )
+        if res.returncode != 0:
+            message = first_error(res.stderr)
+            if "couldn't find remote ref" in message and retry:
+                return False
+            raise TransportError(f"cannot fetch from {describe(remote)}: {message}")
+        scratch = self.scratch()
+        for name in names:
+            target = _local_target(scratch, STAGING + name[len(NAMESPACES):])
+            if target is not None:
+                self.staged[name] = target
+        return True
+
+    def scratch(self) -> pygit2.Repository:
+        if self._scratch is None:
+            self._scratch = pygit2.Repository(self.gitdir)
+        return self._scratch
+
+    def check(
+        self, wanted: Mapping[str, str], result: FetchResult, families: tuple[RefFamily, ...] = ()
+    ) -> dict[str, str]:
+        """{ref: tip} of the received tips that may be taken; the others are refused."""
+        passed: dict[str, str] = {}
+        for name in sorted(wanted):
+            new = self.staged.get(name)
+            if new is None:
+                continue  # not received: _apply reports it
+            nid, _, object_id = _owner(name, families)
+            problem = check_tip(self.scratch(), nid, object_id, new)
+            if problem is None:
+                passed[name] = new
+                continue
+            kind = "not-a-commit" if "not a commit" in problem else "bad-tip"
+            result.refused.append(Refusal(name, problem, FETCH, kind, _local_target(self.repo, name), new))
+        return passed
+
+    def migrate(self, passed: Mapping[str, str]) -> None:
+        """Move what the accepted tips reach into the repository (a local fetch)."""
+        if not passed:
+            return
+        lines = "".join(f"{STAGING}{n[len(NAMESPACES):]}\n" for n in sorted(passed))
+        res = run_git(
+            _gitdir(self.repo),
+            ["fetch", "--refmap=", "--no-tags", "--no-write-fetch-head", "--no-auto-maintenance",
+             "--quiet", "--stdin", self.gitdir],
+            stdin=lines,
+            timeout=self.timeout,
+        )
+        if res.returncode != 0:
+            raise TransportError(f"cannot keep the fetched objects: {first_error(res.stderr)}")
+
+
+def _apply(
+    repo: pygit2.Repository,
+    name: str,
+    new: str,
+    own_nid: str | None,
+    result: FetchResult,
+    families: tuple[RefFamily, ...] = (),
+) -> None:
+    nid, _, object_id = _owner(name, families)
     for _ in range(20):  # only repeats when another process moved the ref meanwhile
         old = _local_target(repo, name)
         if old == new:
@@ -406,25 +726,16 @@ def _apply(repo: pygit2.Repository, name: str, new: str, own_nid: str | None, re
     result.refused.append(Refusal(name, "the local ref kept moving", FETCH, "busy", None, new))
 
 
-def _delete_staging(repo: pygit2.Repository, prefix: str, staged_names: Iterable[str]) -> None:
-    for name in staged_names:
-        try:
-            if repo.references.get(name) is not None:
-                repo.references.delete(name)
-        except (KeyError, pygit2.GitError, ValueError):
-            pass
-    # empty directories left behind by loose refs
-    root = os.path.join(_gitdir(repo), prefix.rstrip("/"))
-    for dirpath, _dirs, _files in os.walk(root, topdown=False):
-        with contextlib.suppress(OSError):
-            os.rmdir(dirpath)
-    with contextlib.suppress(OSError):
-        os.rmdir(os.path.join(_gitdir(repo), STAGING.rstrip("/")))
-
-
-def _clean_stale_staging(repo: pygit2.Repository, timeout: float | None) -> None:
-    """Delete staging refs left by a sync whose process died (kill -9, power loss)."""
+def _clean_stale(repo: pygit2.Repository, timeout: float | None) -> None:
+    """Delete what a sync whose process died (kill -9, power loss) left: its quarantine
+    directory, and staging refs of older versions, which fetched into the repository itself."""
     gitdir = _gitdir(repo)
+    base = os.path.join(gitdir, QUARANTINE)
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for tag in os.listdir(base):
+            pid_text = tag.split("-", 1)[0]
+            if not (pid_text.isdigit() and _alive(int(pid_text))):
+                shutil.rmtree(os.path.join(base, tag), ignore_errors=True)
     packed = os.path.join(gitdir, "packed-refs")
     loose = os.path.join(gitdir, STAGING.rstrip("/"))
     if not os.path.isdir(loose):
@@ -492,24 +803,35 @@ def push(
     typenames: Collection[str],
     remote_refs: Mapping[str, str] | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
+    idle: float | None = DEFAULT_IDLE,
+    families: tuple[RefFamily, ...] = (),
 ) -> PushResult:
     """Push ``nid``'s refs of ``typenames``, never forced; report what the remote refused.
 
     ``remote_refs`` (the remote's cob refs, as listed by a fetch just before) lets a push with
-    nothing new skip the connection entirely.
+    nothing new skip the connection entirely. ``families``: our own refs of those families are
+    pushed too (never forced), and our pruned ones the remote still lists are deleted there.
     """
     _check_remote(remote)
     result = PushResult()
     mine = own_refs(repo, nid, typenames)
-    if not mine:
+    specs = push_refspecs(nid, typenames) if mine else []
+    for family in families:
+        ours = {n: o for n, o in family_refs(repo, family, nid).items() if not _pruned(n, families)}
+        mine.update(ours)
+        if ours:
+            specs.append(f"{family.prefix(nid)}*:{family.prefix(nid)}*")
+    deletions = _deletions(nid, remote_refs, families)
+    specs.extend(f":{name}" for name in deletions)
+    if not specs:
         return result
-    if remote_refs is not None and all(remote_refs.get(n) == o for n, o in mine.items()):
+    if remote_refs is not None and not deletions and all(remote_refs.get(n) == o for n, o in mine.items()):
         return result
-    res = run_git(
-        _gitdir(repo),
-        ["push", "--porcelain", "--no-verify", remote, *push_refspecs(nid, typenames)],
-        timeout=timeout,
-    )
+    # Level-1 packing: a family's blobs (run logs, up to megabytes) are deflated again for the
+    # pack; zlib's fastest level costs a third of git's default for a slightly larger transfer
+    # (a hub that unpacks a small push stores loose objects at level 1 anyway).
+    args = ["-c", "pack.compression=1", "push", "--porcelain", "--progress", "--no-verify", remote, *specs]
+    res = run_git(_gitdir(repo), args, timeout=timeout, idle=idle)
     seen = False
     for line in res.stdout.splitlines():
         m = _PORCELAIN.match(line)
@@ -520,6 +842,9 @@ def push(
         local = mine.get(src) or _local_target(repo, src)
         old = remote_refs.get(dst) if remote_refs is not None else None
         if flag == "=":
+            continue
+        if flag == "-":
+            result.deleted.append(dst)
             continue
         if flag == "!":
             why = re.sub(r"^\[[^\]]*\]\s*", "", summary).strip("() ") or summary
@@ -555,6 +880,20 @@ def _push_refusal(why: str) -> tuple[str, str]:
     if any(marker in why for marker in _LOST_RACE):
         return "busy", f"another push updated it at the same moment ({why}); the next sync completes"
     return "rejected", f"the remote refused it ({why})"
+
+
+def _deletions(
+    nid: str, remote_refs: Mapping[str, str] | None, families: tuple[RefFamily, ...]
+) -> list[str]:
+    """Our own pruned family refs that the remote still lists (known only after a listing)."""
+    if remote_refs is None or not families:
+        return []
+    out = []
+    for name in sorted(remote_refs):
+        found = family_of(name, families)
+        if found is not None and found[1] == nid and found[0].is_pruned(found[2]):
+            out.append(name)
+    return out
 
 
 def _expand(repo: pygit2.Repository, short: str) -> str | None:

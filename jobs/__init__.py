@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     )
     from .jobtype import JOB_TYPE, TYPENAME, JobType
     from .model import Job, Reason, Run, Runs, Status
-    from .ops import FinishRun, Request, StartRun
+    from .ops import FinishRun, Release, Request, StartRun
     from .store import JobMut, Jobs
 
 # Names are loaded on first use (PEP 562): `git jobs --version` or `-h` then costs no import of
@@ -36,7 +36,7 @@ _WHERE = {
     ),
     **dict.fromkeys(("JOB_TYPE", "TYPENAME", "JobType"), "jobtype"),
     **dict.fromkeys(("Job", "Reason", "Run", "Runs", "Status"), "model"),
-    **dict.fromkeys(("FinishRun", "Request", "StartRun"), "ops"),
+    **dict.fromkeys(("FinishRun", "Release", "Request", "StartRun"), "ops"),
     **dict.fromkeys(("JobMut", "Jobs"), "store"),
 }
 
@@ -70,6 +70,7 @@ __all__ = [
     "MissingCommitError",
     "ReadOnlyError",
     "Reason",
+    "Release",
     "Request",
     "Run",
     "Runs",

@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pygit2
+import uuid6
 
 import cob
 
+from .logs import publish as publish_log
 from .model import Reason
 from .store import JobMut, Jobs
 from .summary import CommitStatus, commit_status, job_json
@@ -126,25 +128,28 @@ def run_demo(directory: str | os.PathLike[str], log: Callable[[str], None] = lam
         nodes.append(DemoNode(name, signer.nid, path, key))
         log(f"{name:<5}  node {signer.nid}")
 
-    logs = root / "logs"
     c1, c2, c3 = (sha for sha, _ in commits)
-
-    def url(node: str, run: int) -> str:
-        if node == "alice":  # alice keeps logs on disk; the others publish them on the web
-            path = logs / node / f"{run}.txt"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(f"log of run {run} on {node}\n")
-            return path.as_uri()
-        return f"https://ci.{node}.example/logs/{run}"
-
     counter = iter(range(1, 1000))
 
     def work(node: str, commit: str, name: str, *outcomes: Reason | None) -> JobMut:
-        """``node`` runs job ``name`` on ``commit`` once per outcome (None: still running)."""
-        job = stores[node].create(commit, name)
+        """``node`` runs job ``name`` on ``commit`` once per outcome (None: still running).
+
+        alice publishes her logs in Git, as a node does by default (`git jobs logs` reads them
+        on every clone after a sync); bob and carol record where they publish theirs on the web.
+        """
+        store = stores[node]
+        job = store.create(commit, name)
         for outcome in outcomes:
-            run_id = job.run(url(node, next(counter)))
-            if outcome is not None:
+            run_id = uuid6.uuid7()
+            nid = store.signer.nid if store.signer is not None else ""
+            web = f"https://ci.{node}.example/logs/{next(counter)}"
+            job.run(f"git-jobs://{nid}/{run_id}" if node == "alice" else web, run_id=run_id)
+            if outcome is not None and node == "alice" and store.signer is not None:
+                text = f"$ ./ci {name}\n{name} on {commit[:12]}: {outcome.value}\n".encode()
+                blob = publish_log(store.repo, store.signer, run_id, text)
+                status = 0 if outcome is Reason.SUCCEEDED else 1
+                job.finish(run_id, outcome, log_blob=blob, exit_status=status)
+            elif outcome is not None:
                 job.finish(run_id, outcome)
             said = outcome.value if outcome is not None else "running"
             log(f"{node:<5}  {name:<5} on {commit[:12]}  {said}")

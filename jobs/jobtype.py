@@ -18,8 +18,9 @@ from urllib.parse import urlsplit
 
 from cob import Change, CobType, EvalContext, Reject
 
-from .model import JobState, Reason, RunState
-from .ops import FinishRun, Op, Request, StartRun
+from .model import JobState, Reason, RequestState, RunState
+from .ops import FinishRun, Op, Release, Request, StartRun
+from .text import safe, unsafe_chars
 
 TYPENAME = "dev.gitjobs.job"
 MAX_NAME = 100
@@ -27,6 +28,8 @@ MAX_URL = 2048
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/+-]*$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _REASONS = frozenset(r.value for r in Reason)
+_BLOB = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+MAX_EXIT = 255
 
 
 def check_name(name: str) -> str | None:
@@ -35,8 +38,8 @@ def check_name(name: str) -> str | None:
         return "a job name must not be empty"
     if len(name) > MAX_NAME:
         return f"a job name has at most {MAX_NAME} characters"
-    if not _NAME.match(name) or ".." in name or name.endswith("/"):
-        return f"invalid job name {name!r} (letters, digits and . _ / + - ; not starting with one)"
+    if not _NAME.fullmatch(name) or ".." in name or name.endswith("/"):
+        return f"invalid job name {safe(name)!r} (letters, digits and . _ / + - ; not starting with one)"
     return None
 
 
@@ -44,19 +47,32 @@ def check_log_url(url: str) -> str | None:
     """Why ``url`` is not an absolute log URL, or None."""
     if not isinstance(url, str) or not url or len(url) > MAX_URL:
         return "a log URL must be a non-empty string of at most 2048 characters"
-    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
-        return f"a log URL must not contain spaces or control characters: {url!r}"
+    bad = unsafe_chars(url)
+    if bad or any(c.isspace() for c in url):
+        # C1 controls (U+009B acts as CSI) and bidi overrides (U+202E) would reach a terminal
+        # or a web page through every reader; such a change is rejected, not escaped later.
+        shown = ", ".join(bad[:5]) if bad else "whitespace"
+        return f"a log URL must not contain spaces, control or bidi characters ({shown})"
     try:
         parts = urlsplit(url)
     except ValueError:
         return f"not a URL: {url!r}"
-    if not parts.scheme or not re.match(r"^[a-z][a-z0-9+.-]*$", parts.scheme):
+    if not parts.scheme or not re.fullmatch(r"[a-z][a-z0-9+.-]*", parts.scheme):
         return f"not an absolute URL (no scheme): {url!r}"
     if parts.scheme == "file":
         if not parts.path.startswith("/"):
             return f"a file: log URL needs an absolute path: {url!r}"
     elif not parts.netloc:
         return f"not an absolute URL (no host): {url!r}"
+    return None
+
+
+def check_finish_extras(log_blob: str | None, exit_status: int | None) -> str | None:
+    """Why a finish's ``log_blob`` / ``exit`` is invalid, or None (both are optional)."""
+    if log_blob is not None and not _BLOB.match(log_blob):
+        return f"a log blob id must be a lowercase hex object id, not {log_blob[:80]!r}"
+    if exit_status is not None and not 0 <= exit_status <= MAX_EXIT:
+        return f"an exit status must be in 0..{MAX_EXIT}, not {exit_status}"
     return None
 
 
@@ -79,13 +95,14 @@ class JobType(CobType[JobState]):
     state_type: ClassVar[Any] = JobState
     content_addressed_root: ClassVar[bool] = True
     commutative: ClassVar[bool] = True
+    rules: ClassVar[int] = 2  # 2: the signed ``release`` op; a finish carries its log blob and exit
 
     def initial(self, root: Change) -> JobState:
         if len(root.ops) != 1 or not isinstance(root.ops[0], Request):
             raise Reject("a job's root must carry exactly one request op")
         req = root.ops[0]
-        if not _COMMIT.match(req.commit):
-            raise Reject(f"request names an invalid commit {req.commit!r}")
+        if not _COMMIT.fullmatch(req.commit):
+            raise Reject(f"request names an invalid commit {safe(req.commit)!r}")
         problem = check_name(req.name)
         if problem:
             raise Reject(problem)
@@ -106,7 +123,7 @@ class JobType(CobType[JobState]):
                     raise Reject(problem)
                 started_here.add(op.run_id)
             elif isinstance(op, FinishRun):
-                problem = check_run_id(op.run_id)
+                problem = check_run_id(op.run_id) or check_finish_extras(op.log_blob, op.exit)
                 if problem:
                     raise Reject(problem)
                 if op.reason not in _REASONS:
@@ -126,7 +143,9 @@ class JobType(CobType[JobState]):
         mine = state.runs.setdefault(author, {})
         key = change.key
         for op in change.ops:
-            if isinstance(op, StartRun):
+            if isinstance(op, Release):
+                _note_request(state, author, change.timestamp, key)
+            elif isinstance(op, StartRun):
                 run = mine.get(op.run_id)
                 if run is None:
                     mine[op.run_id] = RunState(op.log, change.timestamp, key, [change.oid])
@@ -141,12 +160,15 @@ class JobType(CobType[JobState]):
                 run = mine[op.run_id]
                 if run.finish_key is None or key < tuple(run.finish_key):
                     run.reason, run.finished_at, run.finish_key = op.reason, change.timestamp, key
+                    run.log_blob, run.exit = op.log_blob, op.exit
 
     def summary(self, ops: Sequence[Any]) -> str:
         parts = []
         for op in ops:
             if isinstance(op, Request):
                 parts.append(f"Request {op.name} for {op.commit}")
+            elif isinstance(op, Release):
+                parts.append("Release")
             elif isinstance(op, StartRun):
                 parts.append(f"Run {op.run_id}: started")
             elif isinstance(op, FinishRun):
@@ -158,6 +180,18 @@ class JobType(CobType[JobState]):
         if isinstance(req, Request):
             yield ("commit", req.commit)
             yield ("name", req.name)
+
+
+def _note_request(state: JobState, nid: str, when: int, key: tuple[int, str]) -> None:
+    """Keep ``nid``'s first and latest release by (commit time, oid): order-independent."""
+    req = state.requests.get(nid)
+    if req is None:
+        state.requests[nid] = RequestState(when, key, when, key)
+        return
+    if key < tuple(req.first_key):
+        req.first_at, req.first_key = when, key
+    if key > tuple(req.last_key):
+        req.last_at, req.last_key = when, key
 
 
 JOB_TYPE = JobType()

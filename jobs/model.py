@@ -61,12 +61,24 @@ class RunState(msgspec.Struct, array_like=True):
     reason: str | None = None
     finished_at: int | None = None
     finish_key: tuple[int, str] | None = None
+    log_blob: str | None = None  # of the winning finish (FORMAT.md 11.4)
+    exit: int | None = None
+
+
+class RequestState(msgspec.Struct, array_like=True):
+    """A node's ``release`` ops on a job: its first and its latest, by (commit time, oid)."""
+
+    first_at: int
+    first_key: tuple[int, str]
+    last_at: int
+    last_key: tuple[int, str]
 
 
 class JobState(msgspec.Struct, array_like=True):
     commit: str
     name: str
     runs: dict[str, dict[str, RunState]] = msgspec.field(default_factory=dict)
+    requests: dict[str, RequestState] = msgspec.field(default_factory=dict)
 
     def owner_of(self, run_id: str, other_than: str | None = None) -> str | None:
         """The node (not ``other_than``) that has a run ``run_id``, for "belongs to" errors."""
@@ -86,12 +98,16 @@ class Run:
     log: str
     started_at: datetime
     finished_at: datetime | None
+    # The published log's blob id and the command's exit status, as the signed finish says.
+    log_blob: str | None = None
+    exit_status: int | None = None
 
     @classmethod
     def from_state(cls, s: RunState) -> Run:
         reason = Reason(s.reason) if s.reason is not None else None
         status = Status.FINISHED if reason is not None else Status.STARTED
-        return cls(status, reason, s.log, _utc(s.started_at) or datetime.min, _utc(s.finished_at))
+        started = _utc(s.started_at) or datetime.min
+        return cls(status, reason, s.log, started, _utc(s.finished_at), s.log_blob, s.exit)
 
     @property
     def is_started(self) -> bool:
@@ -172,6 +188,14 @@ class Runs(Mapping[uuid.UUID, Run]):
         return self.started(), self.succeeded(), self.failed()
 
 
+@dataclass(frozen=True, slots=True)
+class Requested:
+    """A node's signed ``release`` of a job: when it first asked, and when it last asked."""
+
+    first_at: datetime
+    last_at: datetime
+
+
 class Job:
     """A job: one unit of CI work (``name``) for one commit, with every node's runs."""
 
@@ -208,6 +232,13 @@ class Job:
 
     def nodes(self) -> list[str]:
         return list(self.runs())
+
+    def requests(self) -> dict[str, Requested]:
+        """{nid: Requested} of every node that signed a ``release`` of this job, by NID."""
+        return {
+            nid: Requested(_utc(r.first_at) or datetime.min, _utc(r.last_at) or datetime.min)
+            for nid, r in sorted(self._state.requests.items())
+        }
 
     def latest(self) -> tuple[str, uuid.UUID, Run] | None:
         """The most recently started run of any node: (nid, run_id, Run)."""

@@ -17,6 +17,17 @@ class Request(msgspec.Struct, tag="request", tag_field="type", forbid_unknown_fi
     name: str
 
 
+class Release(msgspec.Struct, tag="release", tag_field="type", forbid_unknown_fields=True):
+    """The signer asks for this job to be run: who asked (the signer) and when (commit time).
+
+    The root's ``request`` is unsigned (anyone can derive it from (commit, name)), so it says
+    nothing about *who* wants the job. A node that creates a job writes one ``release`` in its
+    own namespace; it is the signed change that lets peers take the job at fetch, and what a
+    trust policy reads to decide whose requests count. A node may release a job again (a later
+    request, e.g. to ask for a rerun); the fold keeps each node's first and latest.
+    """
+
+
 class StartRun(msgspec.Struct, tag="run", tag_field="type", forbid_unknown_fields=True):
     """The signer starts a run (one execution attempt); ``log`` is an absolute URL."""
 
@@ -24,11 +35,21 @@ class StartRun(msgspec.Struct, tag="run", tag_field="type", forbid_unknown_field
     log: str
 
 
-class FinishRun(msgspec.Struct, tag="finish", tag_field="type", forbid_unknown_fields=True):
-    """The signer finishes one of its own runs with a reason."""
+class FinishRun(
+    msgspec.Struct, tag="finish", tag_field="type", forbid_unknown_fields=True, omit_defaults=True
+):
+    """The signer finishes one of its own runs with a reason.
+
+    ``log_blob``: the Git blob id of the run's published log (FORMAT.md 11.4), so a reader
+    verifies the log against this signed op; ``exit``: the command's exit status (0..255,
+    128+N when killed by signal N). Both are optional and omitted when absent, so a finish
+    without them has the same bytes (and a job the same change ids) as before they existed.
+    """
 
     run_id: str
     reason: str
+    log_blob: str | None = None
+    exit: int | None = None
 
 
-Op = Request | StartRun | FinishRun
+Op = Request | Release | StartRun | FinishRun

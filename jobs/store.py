@@ -23,9 +23,9 @@ from .errors import (
     UnknownJobError,
     UnknownRunError,
 )
-from .jobtype import JOB_TYPE, check_log_url, check_name, check_run_id
+from .jobtype import JOB_TYPE, check_finish_extras, check_log_url, check_name, check_run_id
 from .model import Job, JobState, Reason
-from .ops import FinishRun, Request, StartRun
+from .ops import FinishRun, Release, Request, StartRun
 
 if TYPE_CHECKING:
     from .sync import SyncReport
@@ -106,14 +106,32 @@ class Jobs:
 
     # -- writing -------------------------------------------------------------------------
     def create(self, commit: str | pygit2.Oid, name: str = DEFAULT_NAME) -> JobMut:
-        """The job for (commit, name): the same id on every node, created if needed."""
-        self._signer()
+        """The job for (commit, name): the same id on every node, created if needed.
+
+        The id is the unsigned, content-addressed root (anyone can derive it, so it proves
+        nothing); what makes the job this node's request, and what peers take at fetch, is a
+        signed ``release`` change in this node's namespace, written once per node per job.
+        """
+        signer = self._signer()
         problem = check_name(name)
         if problem:
             raise InvalidInputError(problem)
         sha = self.resolve_commit(commit)
+        job_id = cob.change.write_root(self.repo, self.store.codec(JOB_TYPE), [Request(sha, name)])
+        ev = self._load(job_id)
+        if ev is not None and ev.state is not None and signer.nid in ev.state.requests:
+            return JobMut(self, ev)
+
+        def not_yet(state: JobState) -> None:
+            if signer.nid in state.requests:
+                raise _AlreadyRequested
+
         try:
-            ev = self.store.create(JOB_TYPE, [Request(sha, name)])
+            ev = self.store.create(JOB_TYPE, [Request(sha, name)], then=[Release()], precondition=not_yet)
+        except _AlreadyRequested:  # another process of this node released it meanwhile
+            ev = self._load(job_id)
+            if ev is None:
+                raise JobsError(f"job {job_id[:12]} vanished while it was being created") from None
         except cob.NoKeyError as e:
             raise ReadOnlyError(str(e)) from None
         return JobMut(self, ev)
@@ -138,20 +156,35 @@ class Jobs:
     def find_by_commit(self, commit: str | pygit2.Oid) -> list[Job]:
         """Every job of one commit (given as an oid or a full/short hex sha), by name."""
         sha = self.resolve_commit(commit, must_exist=False)
-        jobs = [self.get(i) for i in self.store.lookup(JOB_TYPE, "commit", sha)]
-        return sorted((j for j in jobs if j is not None), key=lambda j: (j.name, j.id))
+        jobs = list(self._get_many(self.store.lookup(JOB_TYPE, "commit", sha)))
+        return sorted(jobs, key=lambda j: (j.name, j.id))
 
     def all(self) -> Iterator[Job]:
-        for job_id in self.store.list(JOB_TYPE):
-            job = self.get(job_id)
-            if job is not None:
-                yield job
+        yield from self._get_many(self.store.list(JOB_TYPE))
 
-    def sync(self, remote: str, *, fetch: bool = True, push: bool = True) -> SyncReport:
-        """Fetch every node's jobs from ``remote`` (fast-forward only), push this node's own."""
+    def _get_many(self, job_ids: list[str]) -> Iterator[Job]:
+        """The valid jobs among ``job_ids``: one batch, whose cost does not grow with the
+        namespaces that hold none of them (:meth:`cob.Store.load_many`)."""
+        for _, ev in self.store.load_many(JOB_TYPE, job_ids):
+            if ev is not None and ev.state is not None:
+                yield _job(ev)
+
+    def sync(
+        self,
+        remote: str,
+        *,
+        fetch: bool = True,
+        push: bool = True,
+        timeout: float | None = 600.0,  # cob.sync.DEFAULT_TIMEOUT, not imported: start-up
+        idle: float | None = None,
+    ) -> SyncReport:
+        """Fetch every node's jobs from ``remote`` (fast-forward only), push this node's own.
+
+        ``timeout`` bounds each git call; ``idle`` stops a transfer silent for that long
+        (default: ``git config jobs.idleTimeout``, else 30 s)."""
         from .sync import sync
 
-        return sync(self, remote, fetch=fetch, push=push)
+        return sync(self, remote, fetch=fetch, push=push, timeout=timeout, idle=idle)
 
     def allowed_signers(self) -> str:
         """An allowed-signers file for every NID seen, for stock ``git verify-commit``."""
@@ -174,6 +207,10 @@ class Jobs:
             if ev is not None:
                 out.extend(ev.rejections())
         return out
+
+
+class _AlreadyRequested(Exception):
+    """This node's release of the job is already there: nothing to write."""
 
 
 class JobMut(Job):
@@ -233,14 +270,25 @@ class JobMut(Job):
         self._write([StartRun(str(run_id), log)])
         return run_id
 
-    def finish(self, run_id: uuid.UUID | str, reason: Reason | str) -> None:
-        """Finish one of this node's runs."""
+    def finish(
+        self,
+        run_id: uuid.UUID | str,
+        reason: Reason | str,
+        *,
+        log_blob: str | None = None,
+        exit_status: int | None = None,
+    ) -> None:
+        """Finish one of this node's runs; ``log_blob`` names its published log
+        (:func:`jobs.logs.publish`), ``exit_status`` the command's exit status."""
         signer = self._jobs._signer()
         why = Reason.parse(reason)
         try:
             key = str(uuid.UUID(str(run_id)))
         except ValueError:
             raise InvalidInputError(f"not a run id: {run_id!r}") from None
+        problem = check_finish_extras(log_blob, exit_status)
+        if problem:
+            raise InvalidInputError(problem)
 
         def unfinished(state: JobState) -> None:
             run = state.runs.get(signer.nid, {}).get(key)
@@ -253,4 +301,5 @@ class JobMut(Job):
                 raise AlreadyFinishedError(f"run {key} already finished: {run.reason}")
 
         # Checked inside update(), on the state it has just brought up to date with the refs.
-        self._write([FinishRun(key, why.value)], precondition=unfinished)
+        op = FinishRun(key, why.value, log_blob, exit_status)
+        self._write([op], precondition=unfinished)

@@ -56,6 +56,8 @@ def run_json(nid: str, run_id: uuid.UUID, run: Run) -> dict[str, Any]:
         "reason": run.reason.value if run.reason else None,
         "state": run_state(run),
         "log": run.log,
+        "log_blob": run.log_blob,
+        "exit": run.exit_status,
         "started_at": iso(run.started_at),
         "finished_at": iso(run.finished_at),
     }
@@ -129,7 +131,8 @@ class Cell:
     def to_json(self) -> dict[str, Any]:
         if self.run is None or self.node is None or self.run_id is None:
             return {"node": None, "id": None, "status": None, "reason": None, "state": QUEUED,
-                    "log": None, "started_at": None, "finished_at": None}
+                    "log": None, "log_blob": None, "exit": None, "started_at": None,
+                    "finished_at": None}
         return run_json(self.node, self.run_id, self.run)
 
 

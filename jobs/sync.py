@@ -21,6 +21,7 @@ from cob import sync as cob_sync
 from cob.evaluate import Evaluation, evaluate
 from cob.sync import RefUpdate, Refusal
 
+from . import logs
 from .errors import SyncError
 from .jobtype import JOB_TYPE, TYPENAME
 from .model import JobState
@@ -28,7 +29,7 @@ from .model import JobState
 if TYPE_CHECKING:
     from .store import Jobs
 
-__all__ = ["RefUpdate", "Refusal", "SyncReport", "allowed_signers", "sync"]
+__all__ = ["RefUpdate", "Refusal", "SyncReport", "allowed_signers", "idle_timeout", "sync"]
 
 JSON_VERSION = 1
 
@@ -43,6 +44,10 @@ class SyncReport:
     refused: list[Refusal] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     rejected: list[cob.Rejection] = field(default_factory=list)
+    # Log bucket refs (jobs.logs) moved, and this node's pruned buckets deleted on the remote.
+    logs_fetched: list[RefUpdate] = field(default_factory=list)
+    logs_pushed: list[RefUpdate] = field(default_factory=list)
+    logs_deleted: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -58,15 +63,37 @@ class SyncReport:
             "refused": [r.to_json() for r in self.refused],
             "changed": list(self.changed),
             "rejected": [{"job": r.object_id, "change": r.change, "reason": r.reason} for r in self.rejected],
+            "logs": {
+                "fetched": [_log_json(u) for u in self.logs_fetched],
+                "pushed": [_log_json(u) for u in self.logs_pushed],
+                "deleted": list(self.logs_deleted),
+            },
         }
 
     def summary(self) -> str:
         """One line for humans."""
-        return (
+        line = (
             f"{cob_sync.describe(self.remote)}: fetched {len(self.fetched)}, "
             f"pushed {len(self.pushed)}, refused {len(self.refused)}, "
             f"jobs changed {len(self.changed)}, changes rejected {len(self.rejected)}"
         )
+        if self.logs_fetched or self.logs_pushed or self.logs_deleted:
+            line += (
+                f"; log buckets fetched {len(self.logs_fetched)}, pushed {len(self.logs_pushed)}"
+                + (f", deleted {len(self.logs_deleted)}" if self.logs_deleted else "")
+            )
+        return line
+
+
+def _log_json(update: RefUpdate) -> dict[str, object]:
+    nid, _, bucket = update.ref[len(cob.refs.NAMESPACES) :].partition("/refs/logs/")
+    return {"ref": update.ref, "nid": nid, "bucket": bucket, "old": update.old, "new": update.new}
+
+
+def _split(updates: list[RefUpdate]) -> tuple[list[RefUpdate], list[RefUpdate]]:
+    """(job ref updates, log bucket updates)."""
+    jobs = [u for u in updates if cob.refs.parse_ref(u.ref) is not None]
+    return jobs, [u for u in updates if cob.refs.parse_ref(u.ref) is None]
 
 
 def _tips_by_job(jobs: Jobs) -> dict[str, dict[str, str]]:
@@ -106,33 +133,72 @@ def sync(
     fetch: bool = True,
     push: bool = True,
     timeout: float | None = cob_sync.DEFAULT_TIMEOUT,
+    idle: float | None = None,
+    limits: cob_sync.Limits | None = None,
 ) -> SyncReport:
     """Fetch every node's jobs from ``remote`` (fast-forward only), then push this node's.
 
-    A store opened without a signer only fetches. A transport failure raises
+    A store opened without a signer only fetches. ``timeout`` bounds each git call, ``idle``
+    stops a transfer that shows no progress for that long (None: :func:`idle_timeout`);
+    ``limits`` bounds the new refs and namespaces taken (:class:`cob.sync.Limits`).
+    A transport failure raises
     :class:`~jobs.errors.SyncError` (also a :class:`cob.TransportError`) carrying the partial
     report in ``.report``: refs fetched before a failed push are kept and listed there.
     """
     report = SyncReport(remote)
     repo = jobs.repo
+    if idle is None:
+        idle = idle_timeout(repo)
     own = jobs.signer.nid if jobs.signer is not None else None
     before = _tips_by_job(jobs) if fetch else {}
     remote_refs: dict[str, str] | None = None
+    families = (logs.family_for(repo),)  # run logs travel beside the job refs
     try:
         if fetch:
-            got = cob_sync.fetch(repo, remote, own_nid=own, typenames=(TYPENAME,), timeout=timeout)
-            report.fetched, remote_refs = got.updated, got.remote_refs
+            got = cob_sync.fetch(
+                repo,
+                remote,
+                own_nid=own,
+                typenames=(TYPENAME,),
+                unsigned_roots=(TYPENAME,),
+                limits=limits,
+                timeout=timeout,
+                idle=idle,
+                families=families,
+            )
+            (report.fetched, report.logs_fetched), remote_refs = _split(got.updated), got.remote_refs
             report.refused.extend(got.refused)
             _changes(jobs, before, report)
         if push and own is not None:
             sent = cob_sync.push(
-                repo, remote, own, typenames=(TYPENAME,), remote_refs=remote_refs, timeout=timeout
+                repo, remote, own, typenames=(TYPENAME,), remote_refs=remote_refs,
+                timeout=timeout, idle=idle, families=families,
             )
-            report.pushed = sent.pushed
+            report.pushed, report.logs_pushed = _split(sent.pushed)
+            report.logs_deleted = sent.deleted
             report.refused.extend(sent.refused)
     except cob.TransportError as e:
         raise SyncError(str(e), report) from None
     return report
+
+
+IDLE_CONFIG = "jobs.idleTimeout"
+
+
+def idle_timeout(repo: pygit2.Repository) -> float | None:
+    """Seconds a transfer may go without progress: ``git config jobs.idleTimeout`` (0 turns
+    the check off), else :data:`cob.sync.DEFAULT_IDLE` (30). A bad value is a clear error."""
+    try:
+        text = repo.config[IDLE_CONFIG]
+    except (KeyError, pygit2.GitError):
+        return cob_sync.DEFAULT_IDLE
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 86400:
+        raise SyncError(f"{IDLE_CONFIG} must be a number of seconds from 0 to 86400, not {text!r}")
+    return value or None
 
 
 def _changes(jobs: Jobs, before: dict[str, dict[str, str]], report: SyncReport) -> None:

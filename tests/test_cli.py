@@ -19,7 +19,7 @@ import jobs
 from tests.clirunner import GIT_JOBS, env_with, gj, ok
 from tests.conftest import commits_of, git, head
 
-RUN_KEYS = {"node", "id", "status", "reason", "state", "log", "started_at", "finished_at"}
+RUN_KEYS = {"node", "id", "status", "reason", "state", "log", "log_blob", "exit", "started_at", "finished_at"}
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
@@ -98,7 +98,8 @@ def test_create_run_finish_show_list(repo: pygit2.Repository, keys: list[Path]) 
     # RUN may be a unique prefix, with or without dashes.
     assert ok(wd, "finish", job[:12], run[:23], "succeeded", key=a).out == ""
     done = ok(wd, "finish", "HEAD:ci", started["run"].replace("-", "")[:20], "failed", "--json", key=b)
-    assert done.json == {"job": job, "run": started["run"], "node": nid_of(b), "reason": "failed"}
+    assert done.json == {"job": job, "run": started["run"], "node": nid_of(b), "reason": "failed",
+                         "log_blob": None, "exit": None}
 
     shown = ok(wd, "show", job[:10], key=a).out
     for text in (job, sha, run, started["run"], "https://ci.example/logs/1", "succeeded", "failed",

@@ -14,7 +14,7 @@ from tests.conftest import git, init_repo
 from tests.gitdaemon import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-REPORT_KEYS = {"version", "remote", "fetched", "pushed", "refused", "changed", "rejected"}
+REPORT_KEYS = {"version", "remote", "fetched", "pushed", "refused", "changed", "rejected", "logs"}
 
 
 def test_sync_through_a_bare_hub(repo: pygit2.Repository, tmp_path: Path) -> None:

@@ -429,10 +429,12 @@ def test_format_example_verifies_and_rederives(repo: pygit2.Repository) -> None:
     from jobs.ops import Request
 
     doc = (PROJECT / "docs" / "FORMAT.md").read_text()
-    nid = "z6MknMT1SqHkFfM3WDJW4WcinZiXPpeFDVr63suVNaTTeVYR"
+    nid = "z6MkofqJqCpr8pDgxCV5qgHUQMSW81J7H9TPmyH3RZUGbSPh"
     job_id = "9fa9f1c0f6a7ab20dcf67b921fbac896272ebb7a"
-    for oid in (job_id, "4b5e536dd73726672e00f66db2194502146fecf1",
-                "6ea26cd9fd7595309e30e90093d3318bfdb680bd"):
+    # the job root, the release, the run start, the finish, and the log bucket commit (11.4)
+    for oid in (job_id, "eb8fd095b28c5769c5db49f0fae7d7bc6e9559ed",
+                "5b715a6b427bbd631d34e5be2329a7851b2200a0", "310de98db4780c3e3b82b53da706d173a51a222a",
+                "2eafa4a2bcfa2910e4995ba491b85293210abf05"):
         raw = _documented_commit(doc, oid)
         assert commit_oid(raw) == oid  # the pasted bytes are exactly the object
         if oid == job_id:
@@ -447,6 +449,11 @@ def test_format_example_verifies_and_rederives(repo: pygit2.Repository) -> None:
         payload = b"\n".join(lines[:at] + lines[end:]) + b"\n\n" + message
         key = cob.sshsig.verify(armored, payload)
         assert cob.nid_from_public_key(key) == nid
+    # the documented log is the blob the documented finish names
+    log = doc[doc.index("$ git cat-file -p 7bba103a412fbc336b062e60981f5daa97f4b3f6\n") :].split("\n", 1)[1]
+    log = log[: log.index("\n```")] + "\n"
+    assert str(pygit2.hash(log.encode())) == "7bba103a412fbc336b062e60981f5daa97f4b3f6"
+    assert '"log_blob":"7bba103a412fbc336b062e60981f5daa97f4b3f6"' in doc
     # the job root re-derives from its request alone, in any repository
     commit = "5012552ee0a40e8a9b26d3e5b8c70219092edfcd"
     assert write_root(repo, Codec(jobs.jobtype.JOB_TYPE), [Request(commit, "ci")]) == job_id

@@ -341,10 +341,12 @@ def test_ssh_keygen_signature_verifies_with_us_and_is_byte_identical(
         ["ssh-keygen", "-q", "-Y", "sign", "-f", str(key), "-n", "git", str(tmp_path / "msg")],
         check=True, capture_output=True, timeout=60,
     )
-    theirs = (tmp_path / "msg.sig").read_text()
+    written = (tmp_path / "msg.sig").read_text()
+    # git stores ssh-keygen's output in the gpgsig header without its final newline
+    theirs = written.removesuffix("\n")
     assert sshsig.verify(theirs, message) == signer.public_key
     # Ed25519 is deterministic: our armored signature is byte-for-byte OpenSSH's
-    assert sshsig.sign(signer, message) + "\n" == theirs
+    assert sshsig.sign(signer, message) + "\n" == written
     with pytest.raises(cob.SignatureError):
         sshsig.verify(theirs, message + b"x")
     with pytest.raises(cob.SignatureError, match="namespace"):
@@ -359,7 +361,7 @@ def test_ssh_keygen_other_namespace_rejected(tmp_path: Path, signer: cob.Signer)
         check=True, capture_output=True, timeout=60,
     )
     with pytest.raises(cob.SignatureError, match="namespace"):
-        sshsig.verify((tmp_path / "msg.sig").read_text(), b"m")
+        sshsig.verify((tmp_path / "msg.sig").read_text().removesuffix("\n"), b"m")
 
 
 def test_ssh_keygen_rsa_signature_rejected(tmp_path: Path) -> None:
@@ -370,7 +372,7 @@ def test_ssh_keygen_rsa_signature_rejected(tmp_path: Path) -> None:
         check=True, capture_output=True, timeout=60,
     )
     with pytest.raises(cob.SignatureError, match="ed25519"):
-        sshsig.verify((tmp_path / "msg.sig").read_text(), b"m")
+        sshsig.verify((tmp_path / "msg.sig").read_text().removesuffix("\n"), b"m")
 
 
 @pytest.mark.parametrize(

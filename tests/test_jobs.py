@@ -155,6 +155,28 @@ def test_bob_cannot_finish_alices_run(repo: pygit2.Repository, signers: object) 
     assert {str(p) for p in latest_change.parent_ids}.isdisjoint({bad, child, unknown})
 
 
+def test_a_finish_with_a_bad_log_blob_or_exit_status_is_rejected(
+    repo: pygit2.Repository, signer: cob.Signer
+) -> None:
+    store = jobs.Jobs.open(repo.path, signer=signer)
+    job = store.create(head(repo))
+    rid = str(job.run("https://ci.example/1"))
+    heads = sorted(job.tips.values())
+    peer = cob.Signer.generate()  # field checks come before ownership: any signer gets them
+    bad_blob = _forge(repo, peer, job.id, [FinishRun(rid, "failed", "x" * 40, None)], heads)
+    other = cob.Signer.generate()
+    bad_exit = _forge(repo, other, job.id, [FinishRun(rid, "failed", None, 1000)], heads)
+    after = jobs.Jobs.open(repo.path, cache=False).get(job.id)
+    assert after is not None
+    reasons = {r.change: r.reason for r in after.rejected}
+    assert "log blob id" in reasons[bad_blob] and "exit status must be in 0..255" in reasons[bad_exit]
+    good = "0" * 40
+    job.reload()
+    job.finish(rid, "failed", log_blob=good, exit_status=1)
+    run = jobs.Jobs.open(repo.path, cache=False).get(job.id).runs_of(signer.nid)[uuid.UUID(rid)]  # type: ignore[union-attr]
+    assert (run.log_blob, run.exit_status) == (good, 1)
+
+
 def test_duplicate_finishes_least_time_and_oid_wins(repo: pygit2.Repository, signer: cob.Signer) -> None:
     """Two finishes of one run on concurrent branches: the earliest commit time wins, in any order."""
     store = jobs.Jobs.open(repo.path, signer=signer)
@@ -248,6 +270,9 @@ def test_caller_errors_are_typed_and_write_nothing(repo: pygit2.Repository, sign
         (jobs.AlreadyFinishedError, "already finished", lambda: job.finish(rid, "failed")),
         (jobs.UnknownRunError, "no run", lambda: job.finish(uuid.UUID(int=rid.int + 1), "failed")),
         (jobs.InvalidInputError, "not a run id", lambda: job.finish("nope", "failed")),
+        (jobs.InvalidInputError, "log blob", lambda: job.finish(rid, "failed", log_blob="ABC")),
+        (jobs.InvalidInputError, "exit status", lambda: job.finish(rid, "failed", exit_status=256)),
+        (jobs.InvalidInputError, "exit status", lambda: job.finish(rid, "failed", exit_status=-1)),
         (jobs.MissingCommitError, "not in this repository", lambda: store.create("f" * 40)),
         (jobs.MissingCommitError, "not in this repository", lambda: store.create("no-such-branch")),
         (jobs.InvalidInputError, "job name", lambda: store.create(head(repo), name="")),

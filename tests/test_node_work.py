@@ -17,7 +17,6 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pygit2
 import pytest
@@ -26,6 +25,7 @@ import cob
 import jobs
 from jobs.node import Workshop, load_definitions, parse_definitions, parse_duration
 from jobs.node.journal import Entry, Journal
+from jobs.node.logs import log_path
 from jobs.node.retry import pattern_delay
 from jobs.node.trigger import trigger
 
@@ -146,8 +146,8 @@ def test_definitions_are_read_from_the_commit_not_the_working_copy(
     assert res.returncode == 0, res.stderr
     store = jobs.Jobs.open(work_repo)
     assert reasons(store, sha, key[0].nid) == {"build": ["succeeded"], "test": ["succeeded"]}
-    test_run = runs_by_name(store, sha, key[0].nid)["test"][0]
-    log = Path(urlsplit(test_run.log).path).read_text()
+    test_id = next(iter(next(j for j in store.find_by_commit(sha) if j.name == "test").runs_of(key[0].nid)))
+    log = log_path(pygit2.Repository(str(work_repo)), test_id).read_text()
     assert "committed marker" in log and "DIRTY" not in log
 
 
@@ -238,8 +238,10 @@ def test_work_any_runs_in_needs_order_with_logs_and_env(
     runs = runs_by_name(store, sha, key[0].nid)
     assert runs["build"][0].started_at <= runs["test"][0].started_at
     build_id = next(iter(store.find_by_commit(sha)[0].runs_of(key[0].nid)))
-    log = Path(urlsplit(runs["build"][0].log).path)
-    assert runs["build"][0].log.startswith("file:///") and log.is_file()
+    # The recorded URL names the run, not a private path; the node keeps the file locally.
+    assert runs["build"][0].log == f"git-jobs://{key[0].nid}/{build_id}"
+    log = log_path(pygit2.Repository(str(work_repo)), build_id)
+    assert log.is_file()
     text = log.read_text()
     assert f"building build at {sha} run {build_id}" in text
     # `git jobs logs RUN` prints it, by full id or unique prefix.
@@ -266,7 +268,8 @@ def test_failing_build_means_test_is_skipped_with_a_reason(
     store = jobs.Jobs.open(work_repo)
     assert reasons(store, sha, key[0].nid) == {"build": ["failed"], "test": ["skipped"]}
     skipped = runs_by_name(store, sha, key[0].nid)["test"][0]
-    assert "need 'build' did not succeed" in Path(urlsplit(skipped.log).path).read_text()
+    assert skipped.log_blob is not None  # a skip publishes its one-line log too
+    assert "need 'build' did not succeed" in cli(work_repo, "logs", "HEAD:test", check=True).stdout
     # Idempotent: the skip is not recorded again while nothing changed.
     cli(work_repo, "work", "any", key=key[1])
     assert reasons(jobs.Jobs.open(work_repo), sha, key[0].nid) == {"build": ["failed"], "test": ["skipped"]}

@@ -399,7 +399,7 @@ def test_hostile_peer_cannot_forge_or_rewrite(
     refused = {(r.ref, r.side, r.kind) for r in report.refused}
     assert refused == {
         (job_ref(eve.signer.nid, z.id), "fetch", "bad-tip"),  # unsigned
-        (job_ref(bob.signer.nid, y.id), "fetch", "behind"),  # rewound
+        (job_ref(bob.signer.nid, y.id), "fetch", "bad-tip"),  # rewound to the unsigned root
         (job_ref(alice.signer.nid, x.id), "fetch", "bad-tip"),  # signed by eve, not alice
         (job_ref(alice.signer.nid, x.id), "push", "non-fast-forward"),  # cannot repair it
     }

@@ -21,7 +21,15 @@ from jobs.web.page import external
 
 from .clirunner import gj
 from .conftest import git
-from .webhelpers import HOSTILE_LOG_LINE, HOSTILE_SUBJECT, HOSTILE_URL, WebRepo, make_web_repo, serving
+from .webhelpers import (
+    HOSTILE_LOG_LINE,
+    HOSTILE_SUBJECT,
+    HOSTILE_URL,
+    SYNCED_LOG_LINE,
+    WebRepo,
+    make_web_repo,
+    serving,
+)
 
 
 @pytest.fixture
@@ -184,7 +192,8 @@ def test_report_writes_the_same_views_as_static_files(web: WebRepo, tmp_path: Pa
     assert commit.exists() and "table class=\"matrix\"" in commit.read_text()
     runs = sorted(out.glob("run-*.html"))
     assert len(runs) == 3
-    assert any("green ok" in r.read_text() for r in runs)
+    assert any("green ok" in r.read_text() for r in runs)  # this node's own log
+    assert any(SYNCED_LOG_LINE in r.read_text() for r in runs)  # node B's, synced through Git
     assert (out / f"node-{web.nid_a}.html").exists() and (out / f"node-{web.nid_b}.html").exists()
     value: dict[str, Any] = json.loads((out / f"commit-{web.head}.json").read_text())
     assert value["status"] == gj(web.path, "status", web.head, "--json").json

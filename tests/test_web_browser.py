@@ -24,6 +24,7 @@ from .webhelpers import (
     HOSTILE_REJECTED,
     HOSTILE_SUBJECT,
     HOSTILE_URL,
+    SYNCED_LOG_LINE,
     WebRepo,
     make_web_repo,
     serving,
@@ -89,9 +90,14 @@ def test_matrix_log_and_live_run_in_chromium(browser: Any, web: WebRepo) -> None
         assert test.locator(".st-failed").count() == 2
         # The change the rules rejected: a warning quoting the hostile URL as text.
         assert HOSTILE_REJECTED in page.locator(".warn").inner_text()
-        # The other node's log URL is hostile: shown as text in its run page, not run.
-        page.locator("table.matrix tbody tr", has_text="build").locator("td a").nth(0).click()
+        # The other node's log, synced through Git and verified: coloured, hostile line as
+        # text; its hostile log URL shown, not run.
+        theirs = 1 - (headers.index(next(h for h in headers if "(you)" in h)) - 1)
+        build.locator("td").nth(theirs).locator("a").first.click()
         page.wait_for_url("**/run-*.html")
+        assert page.locator("pre.log .f6", has_text=SYNCED_LOG_LINE).count() == 1
+        assert HOSTILE_LOG_LINE in page.locator("pre.log").inner_text()
+        assert "published in Git, verified" in page.locator("main").inner_text()
         _not_pwned(page)
         page.go_back()
         # Open this node's log: colours as classes, the hostile line as text, line anchors.

@@ -27,6 +27,7 @@ HOSTILE_LOG_LINE = "<img src=x onerror=window.__pwned=1><script>window.__pwned=2
 HOSTILE_SUBJECT = "<script>window.__pwned=3</script> fix <b>it</b>"
 HOSTILE_URL = 'https://ci.example/log/"><img/src=x/onerror=window.__pwned=4>'
 HOSTILE_NAME = "<img src=x onerror=window.__pwned=5>"
+SYNCED_LOG_LINE = "node B built it"
 # A change whose log URL the job rules reject: the rejection reason quotes it.
 HOSTILE_REJECTED = "javascript:<img/src=x/onerror=window.__pwned=6>"
 
@@ -69,14 +70,31 @@ def make_web_repo(root: Path) -> WebRepo:
     assert gj(path, "release", key=key_a).code == 0
     res = gj(path, "work", "any", key=key_a)
     assert res.code in (0, 1), res
-    run = gj(path, "run", "HEAD:build", "--log", HOSTILE_URL, key=key_b)
-    assert run.code == 0, run
-    assert gj(path, "finish", "HEAD:build", run.line, "succeeded", key=key_b).code == 0
+    _node_b_publishes(root, path, head, key_a, key_b)
     _reject(path, head)
     (path / ".git-jobs.toml").write_text(f'[jobs."{HOSTILE_NAME}"]\nrun = "true"\n')
     git(path, "commit", "-q", "-am", "invalid definitions")
     bad = git(path, "rev-parse", "HEAD").strip()
     return WebRepo(path, key_a, key_b, nid_a, nid_b, head, bad)
+
+
+def _node_b_publishes(root: Path, path: Path, head: str, key_a: Path, key_b: Path) -> None:
+    """Node B, in its own clone, runs `build` and publishes its log in Git; both sync through a
+    bare hub, so A's repository holds B's run and B's log only as synced data."""
+    hub = root / "hub.git"
+    git(root, "clone", "-q", "--bare", str(path), str(hub))
+    clone = root / "b"
+    git(root, "clone", "-q", str(hub), str(clone))
+    assert gj(clone, "create", head, "--name", "build", key=key_b).code == 0
+    run = gj(clone, "run", f"{head}:build", "--log", HOSTILE_URL, key=key_b)
+    assert run.code == 0, run
+    log = root / "b.log"
+    log.write_bytes(f"\x1b[36m{SYNCED_LOG_LINE}\x1b[0m\n{HOSTILE_LOG_LINE}\n".encode())
+    done = gj(clone, "finish", f"{head}:build", run.line, "succeeded", "--log-file", str(log), key=key_b)
+    assert done.code == 0, done
+    assert gj(clone, "sync", "origin", key=key_b).code == 0
+    fetched = gj(path, "sync", str(hub), "--no-push", key=key_a)
+    assert fetched.code == 0, fetched
 
 
 def _reject(path: Path, commit: str) -> None:

@@ -19,6 +19,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from ..text import safe
 from .errors import EXIT_INTERNAL, EXIT_USAGE, CliError
 
 # command name -> (module that registers it, its one-line help), in the order `--help` lists them.
@@ -68,7 +69,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "release": ("node", "Create the jobs that .git-jobs.toml at REV defines (idempotent)."),
     "work": ("node", "Run this node's outstanding jobs (`work any`), or trigger other commits."),
     "node": ("node", "Run a long-running peer: preflights, then sync, release, work and heartbeat workers."),
-    "logs": ("node", "Print the log of a run this node executed."),
+    "logs": (
+        "logs",
+        "Print a run's log, from this node or (verified against the ledger) any node after a sync.",
+    ),
+    "prune-logs": (
+        "logs",
+        "Drop every node's published logs older than a duration (whole monthly buckets).",
+    ),
     "serve": ("web", "Serve a read-only web page of this repository's jobs on 127.0.0.1, updated live."),
     "report": ("web", "Write the web page's views as static HTML and JSON files, to publish anywhere."),
 }
@@ -148,7 +156,8 @@ def _tolerant_streams() -> None:
 
 def _one_line(e: BaseException) -> str:
     """An error message as one line, whatever the library or git put into it."""
-    return "; ".join(part.strip() for part in str(e).splitlines() if part.strip()) or type(e).__name__
+    text = "; ".join(part.strip() for part in str(e).splitlines() if part.strip()) or type(e).__name__
+    return safe(text)  # errors quote peer data, definitions and git's messages
 
 
 def _run(argv: Sequence[str]) -> int:

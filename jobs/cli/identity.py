@@ -125,10 +125,16 @@ def register(sub: Any) -> None:
         sub,
         "allowed-signers",
         "Print an allowed-signers line for every node seen here, for stock git's verify tools.",
-        "  git jobs allowed-signers > .git/jobs-signers\n"
-        "  git config gpg.ssh.allowedSignersFile .git/jobs-signers\n"
-        "  git log --show-signature refs/namespaces/z6Mk.../refs/cobs/dev.gitjobs.job/ID\n"
-        "  git jobs allowed-signers -o signers.txt\n",
+        "  git jobs allowed-signers -o signers.txt\n"
+        "  git -c gpg.ssh.allowedSignersFile=signers.txt log --show-signature \\\n"
+        "      refs/namespaces/z6Mk.../refs/cobs/dev.gitjobs.job/ID   # for this one command\n"
+        "  git jobs verify                       # what git-jobs itself checks (no file needed)\n"
+        "\n"
+        "warning: do NOT set this file as gpg.ssh.allowedSignersFile in a repository's (or your\n"
+        "global) git config. It lists every node seen, including strangers with throwaway keys;\n"
+        "git would then report their signatures on *code* commits as good, e.g. for\n"
+        "`git merge --verify-signatures` or `git log --show-signature` on your branches.\n"
+        "Pass it with `git -c gpg.ssh.allowedSignersFile=FILE …` for one command only.\n",
         _allowed_signers,
     )
     p.add_argument("-o", "--output", metavar="FILE", help="Write the file instead of stdout.")

@@ -1,4 +1,4 @@
-"""`git jobs release`, `work any`, `work trigger`, `node`, `logs`: the peer node's commands.
+"""`git jobs release`, `work any`, `work trigger`, `node`: the peer node's commands (`logs`: cli/logs.py).
 
 Thin wrappers over :mod:`jobs.node` (the library API): they parse flags, print, and map the
 result to an exit code. Exit codes of `work any`: 0 — every job of the commit has succeeded on
@@ -19,7 +19,6 @@ import cob
 from ..node import Workshop, parse_duration, release
 from ..node.daemon import Node
 from ..node.durations import DurationError
-from ..node.logs import find_log
 from ..node.trigger import trigger
 from ..node.work import PlanItem
 from ..text import safe
@@ -30,7 +29,7 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _say(line: str) -> None:
-    print(line, flush=True)
+    print(safe(line, keep_newlines=True), flush=True)  # job output: the commit's commands
 
 
 def _release(args: argparse.Namespace) -> int:
@@ -47,7 +46,7 @@ def _release(args: argparse.Namespace) -> int:
         print_json({"commit": sha, "jobs": [{"id": j.id, "name": j.name, "new": new} for j, new in made]})
     else:
         for job, new in made:
-            print(f"{job.id}  {job.name:<16} {'released' if new else 'exists'}")
+            print(f"{job.id}  {safe(job.name):<16} {'released' if new else 'exists'}")
     return EXIT_OK
 
 
@@ -88,7 +87,7 @@ def _work_any(args: argparse.Namespace) -> int:
     else:
         for p in report.plan:
             if p.action not in ("done",):
-                print(f"{p.name:<16} {p.action:<10} {p.reason}")
+                print(f"{safe(p.name):<16} {p.action:<10} {safe(p.reason)}")
     if report.interrupted:
         return 130
     if report.ok:
@@ -155,14 +154,6 @@ def _node(args: argparse.Namespace) -> int:
     signer = cob.Signer.load(repo, getattr(args, "key", None))
     node = Node(repo.workdir or repo.path, signer, list(args.remote), interval)
     return node.run()
-
-
-def _logs(args: argparse.Namespace) -> int:
-    path = find_log(open_repo(), args.run)
-    with open(path, "rb") as fh:
-        sys.stdout.buffer.write(fh.read())
-    sys.stdout.flush()
-    return EXIT_OK
 
 
 def _work_help(parser: argparse.ArgumentParser) -> Any:
@@ -240,12 +231,3 @@ def register(sub: Any) -> None:
         help="A remote name or URL to sync with (repeatable).",
     )
     p.add_argument("--interval", default="30s", help="How often each worker runs (default 30s).")
-
-    p = add_command(
-        sub,
-        "logs",
-        "Print the log of a run this node executed.",
-        "  git jobs logs 0190a4b2-…\n  git jobs logs 0190a4b2      # a unique prefix\n",
-        _logs,
-    )
-    p.add_argument("run", metavar="RUN", help="A run id or unique prefix.")

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 import uuid
 from typing import Any
 
+from .. import logs
 from ..errors import UnknownJobError, UnknownRunError
+from ..jobtype import check_finish_extras
 from ..model import Job, Runs
 from ..store import DEFAULT_NAME, JobMut, Jobs
 from .common import add_command, add_json, open_jobs, print_json
@@ -83,11 +86,29 @@ def _finish(args: argparse.Namespace) -> int:
     assert store.signer is not None
     job = job_for_write(store, args.job)
     run_id = resolve_run(job, store.signer.nid, args.run)
-    job.finish(run_id, args.reason)
+    blob = None
+    problem = check_finish_extras(None, args.exit)
+    if problem:
+        raise CliError(problem)
+    current = job.runs_of(store.signer.nid).get(run_id)
+    if args.log_file is not None and current is not None and current.is_finished:
+        raise CliError(f"run {run_id} already finished: {current.reason.value if current.reason else '?'}")
+    if args.log_file is not None:
+        try:
+            with open(args.log_file, "rb") as fh:
+                data = fh.read(logs.MAX_MAX_BYTES + logs.CAP_SLACK + 1)
+        except OSError as e:
+            raise CliError(f"cannot read the log {args.log_file}: {e.strerror or e}") from None
+        blob = logs.publish(store.repo, store.signer, run_id, data)
+        if blob is None:
+            print("note: the log was not published (jobs.logs.publish is false, or its month was pruned)",
+                  file=sys.stderr)
+    job.finish(run_id, args.reason, log_blob=blob, exit_status=args.exit)
     if args.json:
         run = job.runs_of(store.signer.nid)[run_id]
         reason = run.reason.value if run.reason else None
-        print_json({"job": job.id, "run": str(run_id), "node": store.signer.nid, "reason": reason})
+        print_json({"job": job.id, "run": str(run_id), "node": store.signer.nid, "reason": reason,
+                    "log_blob": run.log_blob, "exit": run.exit_status})
     return EXIT_OK
 
 
@@ -124,10 +145,14 @@ def register(sub: Any) -> None:
         "Finish one of this node's runs with a reason: succeeded, failed, error (infrastructure,"
         " retryable), cancelled, timed_out or skipped.",
         "  git jobs finish HEAD:test 0190d3a4-7b1c succeeded\n"
-        "  git jobs finish 3f2a1b9c \"$RUN\" failed\n",
+        "  git jobs finish 3f2a1b9c \"$RUN\" failed --log-file out.log --exit 2\n",
         _finish,
     )
     p.add_argument("job", metavar="JOB", help="A unique job id prefix, or REV:NAME.")
     p.add_argument("run", metavar="RUN", help="The run id, or a unique prefix of it.")
     p.add_argument("reason", metavar="REASON", help="How it ended.")
+    p.add_argument(
+        "--log-file", metavar="FILE", help="Publish this file as the run's log (capped, redacted)."
+    )
+    p.add_argument("--exit", type=int, metavar="N", help="The command's exit status (0..255).")
     add_json(p)

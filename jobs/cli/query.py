@@ -31,6 +31,7 @@ from ..summary import (
     rejection_json,
     run_state,
 )
+from ..text import safe
 from .common import Style, add_command, add_json, open_jobs, print_json, short, short_nid
 from .errors import EXIT_FAILED, EXIT_OK, CliError
 
@@ -42,7 +43,8 @@ def subject(store: Jobs, commit: str) -> str:
         message: str = obj.message if obj is not None else ""
     except (ValueError, AttributeError, KeyError):
         return ""
-    return message.strip().splitlines()[0] if message.strip() else ""
+    first = message.strip().splitlines()[0] if message.strip() else ""
+    return safe(first)  # the commit author chose it
 
 
 def _duration(seconds: float) -> str:
@@ -97,8 +99,8 @@ def render_status(
         else:
             node = short_nid(cell.node, unicode=style.unicode) + _you(cell.node, me)
         took = "" if cell.run is None else run_duration(cell.run, now)
-        log = "" if cell.run is None else cell.run.log
-        rows.append((state, cell.job.name, node, took, log))
+        log = "" if cell.run is None else safe(cell.run.log)
+        rows.append((state, safe(cell.job.name), node, took, log))
     rows.sort(key=lambda r: (r[1], r[2]))  # by job name, then node: stable across refreshes
     name_w = max(len(r[1]) for r in rows)
     node_w = max(len(r[2]) for r in rows)
@@ -186,7 +188,7 @@ def _show(args: argparse.Namespace) -> int:
     runs = job.runs()
     total = sum(len(r) for r in runs.values())
     print(f"job      {style(job.id, 'yellow')}")
-    print(f"name     {job.name}")
+    print(f"name     {safe(job.name)}")
     print(f"commit   {job.commit}  {subject(store, job.commit)}".rstrip())
     print(f"state    {style.state(job_state(job))}")
     print(f"runs     {total} on {len(runs)} node{'s' if len(runs) != 1 else ''}")
@@ -204,12 +206,12 @@ def _show(args: argparse.Namespace) -> int:
                 else f"{_utc(run.started_at)} (for {took})"
             )
             print(f"  {style.symbol(state)} {run_id}  {style.state(state)}  {when}")
-            print(f"      {run.log}")
+            print(f"      {safe(run.log)}")
     if job.rejected:
         print()
         print(style(f"rejected {len(job.rejected)} change(s):", "red"))
         for r in job.rejected:
-            print(f"  change {short(r.change)}: {r.reason}")
+            print(f"  change {short(r.change)}: {safe(r.reason)}")
     return EXIT_OK
 
 
@@ -276,7 +278,7 @@ def _list(args: argparse.Namespace) -> int:
             detail += style(f", {len(j.rejected)} rejected", "red")
         state = states[j.id]
         print(
-            f"{style(short(j.id), 'yellow')}  {short(j.commit)}  {j.name:<{name_w}}  "
+            f"{style(short(j.id), 'yellow')}  {short(j.commit)}  {safe(j.name):<{name_w}}  "
             f"{style.state(state, f'{state:<{state_w}}')}  {detail}"
         )
     return EXIT_OK
@@ -292,7 +294,7 @@ def _verify(args: argparse.Namespace) -> int:
     else:
         style = Style()
         for r in rejected:
-            print(f"job {short(r.object_id)} change {short(r.change)}: {r.reason}")
+            print(f"job {short(r.object_id)} change {short(r.change)}: {safe(r.reason)}")
         verdict = (
             style(f"{len(rejected)} rejected change(s)", "red")
             if rejected

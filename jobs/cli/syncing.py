@@ -56,7 +56,13 @@ def _sync(args: argparse.Namespace) -> int:
     store = _open_for_sync(args)
     remote = args.remote or default_remote(store.repo)
     try:
-        report = store.sync(remote, fetch=not args.no_fetch, push=not args.no_push)
+        idle = args.idle_timeout
+        if idle is not None and not 0 <= idle <= 86400:
+            raise CliError(f"--idle-timeout must be a number of seconds from 0 to 86400, not {idle}")
+        report = store.sync(
+            remote, fetch=not args.no_fetch, push=not args.no_push,
+            idle=None if idle is None else (idle or float("inf")),
+        )
     except SyncError as e:
         partial = e.report
         if partial is not None and getattr(partial, "fetched", None):
@@ -116,5 +122,12 @@ def register(sub: Any) -> None:
     p.add_argument("--no-fetch", action="store_true", help="Only push this node's jobs.")
     p.add_argument(
         "-v", "--verbose", action="store_true", help="List every changed job, refusal and rejection."
+)
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="Stop a transfer that shows no progress for this long (default: git config "
+        "jobs.idleTimeout, else 30; 0: never).",
     )
     add_json(p)

@@ -34,6 +34,7 @@ from cob import sync as cob_sync
 
 from ..errors import JobsError
 from ..store import Jobs
+from ..text import safe
 from .definitions import load_definitions
 from .durations import format_duration
 from .journal import LockedError, WorkLock
@@ -80,7 +81,7 @@ class Node:
     def log(self, task: str, message: str) -> None:
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         with self._log_lock:
-            self.stream.write(f"{stamp} {task} {message}\n")
+            self.stream.write(f"{stamp} {task} {safe(message)}\n")
             self.stream.flush()
 
     def _jobs(self) -> Jobs:
@@ -309,13 +310,14 @@ class Node:
     def _final_sync(self) -> None:
         """Push what the last moments produced (e.g. the cancelled run) — best effort."""
         jobs = self._jobs()
-        for remote in self.remotes:
-            task = f"worker:sync:{cob_sync.describe(remote)}"
-            try:
-                report = jobs.sync(remote)
-                self.log(task, f"final sync: {report.summary()}")
-            except Exception as e:
-                self.log(task, f"final sync failed: {_first_line(str(e))}")
+        with cob_sync.deadline(FINAL_SYNC_TIMEOUT):  # every git call of every remote, together
+            for remote in self.remotes:
+                task = f"worker:sync:{cob_sync.describe(remote)}"
+                try:
+                    report = jobs.sync(remote)
+                    self.log(task, f"final sync: {report.summary()}")
+                except Exception as e:
+                    self.log(task, f"final sync failed: {_first_line(str(e))}")
 
 
 def _first_line(text: str) -> str:

@@ -38,6 +38,7 @@ from .templates import TemplateError, render
 MAX_DEFINITIONS_BYTES = 256 * 1024
 # Jobs in one file: enough for any real pipeline, and it bounds the `needs` walk's depth.
 MAX_JOBS = 200
+MAX_NESTING = 16  # arrays / inline tables inside each other (tomllib recurses)
 
 DEFINITIONS_FILE = ".git-jobs.toml"
 MAX_RETRY = 100
@@ -178,13 +179,57 @@ def _order(ctx: _Ctx, jobs: dict[str, JobDef]) -> tuple[JobDef, ...]:
     return tuple(done.values())
 
 
+def nesting(text: str) -> int:
+    """The deepest nesting of ``[`` / ``{`` in TOML text, outside strings and comments.
+
+    tomllib parses nested arrays and inline tables recursively: 40 KB of ``[[[[…`` raised
+    RecursionError. This linear scan runs first, so such a file is one clear error.
+    """
+    depth = most = i = 0
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c == "#":
+            i = _line_end(text, i)
+        elif c in "\"'":
+            i = _string_end(text, i)
+        elif c in "[{":
+            depth += 1
+            most = max(most, depth)
+        elif c in "]}":
+            depth = max(0, depth - 1)
+        i += 1
+    return most
+
+
+def _line_end(text: str, i: int) -> int:
+    end = text.find("\n", i)
+    return len(text) if end < 0 else end
+
+
+def _string_end(text: str, i: int) -> int:
+    """The index of the last character of the string starting at ``i`` (or the text's end)."""
+    quote = text[i]
+    if text.startswith(quote * 3, i):
+        end = text.find(quote * 3, i + 3)
+        return len(text) if end < 0 else end + 2
+    j = i + 1
+    while j < len(text) and text[j] not in (quote, "\n"):
+        j += 2 if quote == '"' and text[j] == "\\" else 1
+    return j
+
+
 def parse_definitions(text: str, commit: str, path: str = DEFINITIONS_FILE) -> Definitions:
     """Parse and validate the file's text; raise :class:`DefinitionError` on any problem."""
     ctx = _Ctx(path, commit)
+    if nesting(text) > MAX_NESTING:
+        raise ctx.error(None, f"arrays or inline tables nested deeper than {MAX_NESTING} levels")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ctx.error(None, f"invalid TOML: {e}") from None
+    except RecursionError:  # the scan above should make this unreachable; never a crash
+        raise ctx.error(None, "nested too deeply") from None
     _unknown(ctx, "", data, _TOP_KEYS)
     jobs_table = _table(ctx, "jobs", data.get("jobs", {}))
     if len(jobs_table) > MAX_JOBS:

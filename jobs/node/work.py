@@ -32,9 +32,13 @@ from typing import Any
 
 import uuid6
 
+import cob
+
+from .. import logs as published
 from ..errors import JobsError
 from ..model import Reason, Runs
 from ..store import JobMut, Jobs
+from .capture import CappedLog
 from .definitions import Definitions, JobDef, load_definitions
 from .durations import format_duration
 from .journal import Entry, Journal, WorkLock, kill_orphan, remove_checkout
@@ -295,7 +299,8 @@ class Workshop:
                 with contextlib.suppress(OSError), open(log_path(self.jobs.repo, entry.run_id), "ab") as fh:
                     fh.write(f"\ngit-jobs: {detail}\n".encode())
                 self.journal.mark_recovered(entry.run_id)
-                job.finish(entry.run_id, Reason.ERROR)
+                blob = self._publish(entry.run_id, log_path(self.jobs.repo, entry.run_id))
+                job.finish(entry.run_id, Reason.ERROR, log_blob=blob)
                 outcome = Outcome(entry.job, job.commit, job.id, entry.run_id, Reason.ERROR, run.log, detail)
                 out.append(outcome)
                 self.out(f"recovered: {outcome.line()}")
@@ -353,7 +358,7 @@ class Workshop:
 
     def _start(self, job: JobMut, d: JobDef, defs: Definitions) -> tuple[uuid.UUID, str, Path]:
         run_id: uuid.UUID = uuid6.uuid7()
-        url = log_url(self.jobs.repo, run_id, defs.commit, d.name, defs.log_url)
+        url = log_url(self.nid, run_id, defs.commit, d.name, defs.log_url)
         path = log_path(self.jobs.repo, run_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         return run_id, url, path
@@ -364,18 +369,19 @@ class Workshop:
         path.write_text(f"git-jobs: job {d.name} at {defs.commit} skipped: {why}\n")
         self.journal.add(Entry(str(run_id), job.id, d.name, defs.commit))  # never left started
         job.run(url, run_id=run_id)
-        job.finish(run_id, Reason.SKIPPED)
+        job.finish(run_id, Reason.SKIPPED, log_blob=self._publish(run_id, path))
         self.journal.remove(run_id)
         return Outcome(d.name, defs.commit, job.id, str(run_id), Reason.SKIPPED, url, why)
 
     def attempt(self, job: JobMut, d: JobDef, defs: Definitions) -> Outcome:
         """One run of ``d``: record it, execute it in a checkout, finish it with a reason."""
+        settings = published.LogSettings.load(self.jobs.repo)  # a bad setting stops us here
         run_id, url, path = self._start(job, d, defs)
         checkout = state_dir(self.jobs.repo) / "checkouts" / str(run_id)
         entry = Entry(str(run_id), job.id, d.name, defs.commit, 0, str(checkout))
         self.journal.add(entry)
         began = time.monotonic()
-        with open(path, "ab", buffering=0) as log:
+        with CappedLog(path, settings.max_bytes) as log:
             log.write(f"git-jobs: run {run_id} of job {d.name} at {defs.commit} on {self.nid}\n".encode())
             job.run(url, run_id=run_id)
             try:
@@ -384,10 +390,27 @@ class Workshop:
                 remove_checkout(self.jobs.repo, str(checkout))
             took = format_duration(time.monotonic() - began)
             log.write(f"git-jobs: {reason.value} after {took}{': ' + detail if detail else ''}\n".encode())
-        job.finish(run_id, reason)
+        blob = self._publish(run_id, path, settings)
+        job.finish(run_id, reason, log_blob=blob, exit_status=log.exit_status)
         self.journal.remove(run_id)
         self._finished[(defs.commit, d.name)] = self.clock()
         return Outcome(d.name, defs.commit, job.id, str(run_id), reason, url, detail)
+
+    def _publish(
+        self, run_id: uuid.UUID | str, path: Path, settings: published.LogSettings | None = None
+    ) -> str | None:
+        """Publish a run's log in this node's bucket (jobs.logs); its blob id, or None.
+
+        A log that cannot be read or published is reported, and the run is still finished:
+        the result matters more than its log."""
+        assert self.jobs.signer is not None
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read(published.MAX_MAX_BYTES + published.CAP_SLACK)
+            return published.publish(self.jobs.repo, self.jobs.signer, run_id, data, settings)
+        except (OSError, JobsError, cob.CobError) as e:
+            self.out(f"log of run {run_id} not published: {e}")
+            return None
 
     def _execute(
         self, d: JobDef, defs: Definitions, run_id: uuid.UUID, checkout: Path, log: Any, entry: Entry
@@ -451,6 +474,7 @@ class Workshop:
                 self._kill(proc)
                 assert d.timeout is not None
                 return Reason.TIMED_OUT, f"timed out after {format_duration(d.timeout)}"
+        log.exit_status = code if code >= 0 else 128 - code  # recorded in the finish
         # The run ends with its command: background processes it left behind are stopped
         # (as CI services do), so nothing writes to the log after its closing line.
         self._kill_group(proc.pid)

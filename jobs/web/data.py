@@ -81,14 +81,12 @@ def run_data(store: Jobs, job_id: str, run_id: str) -> dict[str, Any]:
     shape = job_json(job)
     attempts = [r for r in shape["runs"] if r["node"] == nid]
     shape["runs"] = len(shape["runs"])
-    this = run_json(nid, rid, run)
-    log = read_log(store, this)
     return {
         "job": shape,
-        "run": this,
+        "run": run_json(nid, rid, run),
         "attempts": attempts,
         "subject": subject_of(store.repo, job.commit),
-        "log": None if log is None else {**log.to_json(), "text": log.text},
+        "log": read_log(store, nid, rid, run).to_json(),
         "me": store.signer.nid if store.signer else None,
     }
 

@@ -216,11 +216,12 @@ def commit(data: dict[str, Any]) -> tuple[str, str]:
 def run(data: dict[str, Any]) -> tuple[str, str]:
     """(title, body) of the run view: the run's facts and its log with line anchors."""
     job, r, me = data["job"], data["run"], data.get("me")
-    log = data.get("log")
-    if log is None:
+    log = data.get("log") or {"status": "missing", "text": None}
+    if log.get("text") is None:
         shown = (
-            '<p class="muted">No copy of this log is readable here (a node keeps the logs of the'
-            f" runs it executed). Its recorded URL: {external(r.get('log'))}</p>"
+            f'<p class="muted">No log shown here: {esc(log.get("status"))}'
+            f'{": " + esc(log["detail"]) if log.get("detail") else ""}.'
+            f" Its recorded URL: {external(r.get('log'))}</p>"
         )
     else:
         note = (
@@ -228,7 +229,10 @@ def run(data: dict[str, Any]) -> tuple[str, str]:
             if log["truncated"]
             else ""
         )
-        shown = f'{note}<pre class="log">{to_html(log["text"])}</pre>'
+        source = "this node's copy" if log.get("source") == "local" else "published in Git, verified"
+        shown = (
+            f'<p class="small muted">{esc(source)}</p>{note}<pre class="log">{to_html(log["text"])}</pre>'
+        )
     attempts = "".join(
         f"<li>{link(run_href(job['id'], a['id']), state(a['state']))} "
         f'<span class="small">{when(a.get("started_at"))}</span>'
