@@ -81,6 +81,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "logs",
         "Drop every node's published logs older than a duration (whole monthly buckets).",
     ),
+    "serve": ("web", "Serve a read-only web page of this repository's jobs on 127.0.0.1, updated live."),
+    "report": ("web", "Write the web page's views as static HTML and JSON files, to publish anywhere."),
 }
 
 

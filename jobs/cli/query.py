@@ -66,6 +66,10 @@ def _status_once(store: Jobs, args: argparse.Namespace, policy: Policy) -> GateS
 def _status(args: argparse.Namespace) -> int:
     if not math.isfinite(args.interval) or not 0 < args.interval <= 86400:
         raise CliError(f"--interval must be a number of seconds from 0 to 86400, not {args.interval}")
+    if args.branch or ".." in args.rev:
+        from .branchlist import status_branch
+
+        return status_branch(args)
     if args.timeout is not None and (not math.isfinite(args.timeout) or not 0 < args.timeout <= 7 * 86400):
         raise CliError(f"--timeout must be a number of seconds from 0 to 604800, not {args.timeout}")
     if args.timeout is not None and not args.watch:
@@ -308,7 +312,9 @@ def register(sub: Any) -> None:
         "  git jobs status --watch --interval 5  # until the verdict is in\n"
         "  git jobs status --watch --sync origin --timeout 3600  # fetch before every look\n"
         "  git jobs status --all-nodes           # count untrusted nodes' runs too\n"
-        "  git jobs status v1.2 --json | jq .expected\n",
+        "  git jobs status v1.2 --json | jq .expected\n"
+        "  git jobs status --branch main        # one line per commit, newest first\n"
+        "  git jobs status v1.2..main --page 2\n",
         _status,
         "Only runs of nodes the policy trusts count (`git jobs trust list`; with no policy every\n"
         "node counts); others are shown as \"not counted\". Every required job (the policy's\n"
@@ -336,6 +342,11 @@ def register(sub: Any) -> None:
         help="With --watch: give up after S seconds (exit 8 if pending).",
     )
     p.add_argument("--all-nodes", action="store_true", help="Count every node's runs, trusted or not.")
+    p.add_argument(
+        "--branch", metavar="B", help="One line per commit of branch B (or give REV as A..B)."
+    )
+    p.add_argument("--limit", type=int, default=20, metavar="N", help="With --branch: commits a page (20).")
+    p.add_argument("--page", type=int, default=1, metavar="P", help="With --branch: which page (1).")
     add_json(p)
 
     p = add_command(

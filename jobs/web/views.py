@@ -1,0 +1,279 @@
+"""The four views as HTML, rendered from the JSON of :mod:`jobs.web.data` and nothing else.
+
+Every string that came from a peer or a commit goes through :func:`esc` (or :func:`external`
+for URLs); only our own constants and numbers are written raw. Fields a later shape adds are
+rendered where they are known (a run's ``counted``: false marks it "not counted"), so the
+views follow the CLI's JSON rather than the library's objects.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from ..model import FAILING
+from .ansi import to_html
+from .page import esc, external, link, state
+from .svg import Point, chart
+
+
+# -- links (flat, relative: the same in the server and in a static export) -------------------
+def commit_href(sha: str) -> str:
+    return f"commit-{sha}.html"
+
+
+def run_href(job: str, run: str) -> str:
+    return f"run-{job}-{run}.html"
+
+
+def node_href(nid: str) -> str:
+    return f"node-{nid}.html"
+
+
+def page_href(page: int, ref: str | None) -> str:
+    name = "index.html" if page == 1 else f"page-{page}.html"
+    return f"{name}?ref={quote(ref, safe='')}" if ref else name
+
+
+def short_nid(nid: str | None) -> str:
+    if not nid:
+        return "-"
+    return nid if len(nid) <= 16 else f"{nid[:7]}…{nid[-7:]}"
+
+
+def node_label(nid: str | None, me: str | None) -> str:
+    return esc(short_nid(nid)) + (' <span class="muted">(you)</span>' if nid and nid == me else "")
+
+
+# -- times -------------------------------------------------------------------------------------
+def _parse(iso: str | None) -> datetime | None:
+    try:
+        return datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) if iso else None
+    except ValueError:
+        return None
+
+
+def duration(run: dict[str, Any], now: datetime | None = None) -> str:
+    start, end = _parse(run.get("started_at")), _parse(run.get("finished_at"))
+    if start is None:
+        return ""
+    s = max(0, int(((end or now or datetime.now(UTC)) - start).total_seconds()))
+    if s < 60:
+        text = f"{s}s"
+    elif s < 3600:
+        text = f"{s // 60}m{s % 60:02d}s"
+    else:
+        text = f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return text if end else f"{text} so far"
+
+
+def when(iso: str | None) -> str:
+    return esc(iso.replace("T", " ")) if iso else "-"
+
+
+def counts(c: dict[str, int]) -> str:
+    text = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in c.items())
+    return esc(text) if text else '<span class="muted">no jobs</span>'
+
+
+# Run states that are a failure, for "flaky": an attempt failed, a later one passed.
+_FAILING = frozenset(r.value for r in FAILING)
+
+
+def _uncounted(run: dict[str, Any]) -> bool:
+    return run.get("counted") is False
+
+
+# -- branch --------------------------------------------------------------------------------------
+def branch(data: dict[str, Any], *, ref: str | None = None) -> tuple[str, str]:
+    """(title, body) of the branch view: commits newest first, each with its outcome."""
+    rows = []
+    for c in data["commits"]:
+        rows.append(
+            f"<tr><td>{link(commit_href(c['commit']), esc(c['commit'][:12]), cls='sha')}</td>"
+            f"<td>{esc(c.get('subject', ''))}</td><td>{state(c['outcome'])}</td>"
+            f"<td>{counts(c['counts'])}</td><td>{len(c['jobs'])}</td></tr>"
+        )
+    table = (
+        "<table><thead><tr><th>commit</th><th>subject</th><th>outcome</th><th>runs</th>"
+        "<th>jobs</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+        if rows
+        else '<p class="muted">No commits.</p>'
+    )
+    nav = []
+    if data["page"] > 1:
+        nav.append(link(page_href(data["page"] - 1, ref), "← newer"))
+    if data["more"]:
+        nav.append(link(page_href(data["page"] + 1, ref), "older →"))
+    title = f"{data['branch']} — page {data['page']}"
+    body = (
+        f"<h1>Branch <code>{esc(data['branch'])}</code></h1>"
+        f'<p class="muted">Commits newest first, {data["per_page"]} a page; page {data["page"]}.</p>'
+        f"{table}<div class=\"nav\">{''.join(nav)}</div>"
+    )
+    return title, body
+
+
+# -- commit --------------------------------------------------------------------------------------
+def _cell(job: dict[str, Any], run: dict[str, Any] | None, attempts: list[dict[str, Any]]) -> str:
+    """One job x node cell: the latest run, and the node's earlier attempts one click away."""
+    if run is None:
+        return '<td class="muted">-</td>'
+    cls = ' class="uncounted"' if _uncounted(run) else ""
+    note = ' <span class="small muted">not counted</span>' if _uncounted(run) else ""
+    parts = [
+        f"<td{cls}>{link(run_href(job['id'], run['id']), state(run['state']))}{note}",
+        f'<div class="small">{esc(duration(run))} · started {when(run.get("started_at"))}</div>',
+    ]
+    earlier = [a for a in attempts if a["id"] != run["id"]]
+    if run["state"] == "succeeded" and any(a["state"] in _FAILING for a in earlier):
+        parts.insert(1, ' <span class="st st-flaky">flaky</span>')
+    if earlier:
+        items = "".join(
+            f"<li>{link(run_href(job['id'], a['id']), state(a['state']))} "
+            f'<span class="small">{when(a.get("started_at"))}</span></li>'
+            for a in reversed(earlier)
+        )
+        parts.append(
+            f"<details><summary>{len(attempts)} attempts</summary><ul>{items}</ul></details>"
+        )
+    parts.append("</td>")
+    return "".join(parts)
+
+
+def _matrix(data: dict[str, Any], *, counted: bool = True) -> str:
+    """Jobs x nodes. Runs the status marks ``"counted": false`` (untrusted) go in a second
+    matrix (``counted=False``), apart from the verdict's."""
+    status, me = data["status"], data.get("me")
+    if not status["jobs"]:
+        return '<p class="muted">No jobs for this commit.</p>' if counted else ""
+    shown = {j["id"]: j for j in data["jobs"]}
+    nodes = sorted({
+        r["node"] for j in status["jobs"] for r in j["latest"]
+        if r.get("node") and _uncounted(r) != counted
+    })
+    if not counted and not nodes:
+        return ""
+    head = "".join(f"<th>{link(node_href(n), node_label(n, me))}</th>" for n in nodes)
+    rows = []
+    for j in status["jobs"]:
+        latest = {r["node"]: r for r in j["latest"] if _uncounted(r) != counted}
+        runs = shown.get(j["id"], {}).get("runs", [])
+        cells = "".join(
+            _cell(j, latest.get(n), [r for r in runs if r["node"] == n]) for n in nodes
+        )
+        queued = "" if nodes else "<td></td>"
+        rows.append(f"<tr><th>{esc(j['name'])} {state(j['state'])}</th>{cells}{queued}</tr>")
+    title = "" if counted else "<h2>Runs not counted (nodes the policy does not trust)</h2>"
+    cls = "matrix" if counted else "matrix uncounted"
+    return (
+        f'{title}<table class="{cls}"><thead><tr><th>job \\ node</th>{head or "<th>no runs yet</th>"}'
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _rejected(data: dict[str, Any]) -> str:
+    items = [
+        f"<li>job <b>{esc(j['name'])}</b>, change <code>{esc(r['change'][:12])}</code>:"
+        f" {esc(r['reason'])}</li>"
+        for j in data["jobs"]
+        for r in j.get("rejected", [])
+    ]
+    if not items:
+        return ""
+    return (
+        f'<div class="warn"><b>{len(items)} change(s) rejected</b> (not counted; a peer sent data'
+        f" that failed verification or the job rules):<ul>{''.join(items)}</ul></div>"
+    )
+
+
+def _definitions(data: dict[str, Any]) -> str:
+    d = data.get("definitions")
+    if not d:
+        return '<p class="small muted">This commit has no job definitions file.</p>'
+    if d.get("error"):
+        return f'<div class="bad"><b>Invalid {esc(d["file"])}</b>: {esc(d["error"])}</div>'
+    names = ", ".join(esc(n) for n in d["jobs"]) or "none"
+    return f'<p class="small muted">Defined in {esc(d["file"])}: {names}.</p>'
+
+
+def commit(data: dict[str, Any]) -> tuple[str, str]:
+    """(title, body) of the commit view: the jobs x nodes matrix and what went wrong."""
+    status = data["status"]
+    sha = data["commit"]
+    body = (
+        f"<h1>Commit <code>{esc(sha[:12])}</code> {state(status['outcome'])}</h1>"
+        f"<p>{esc(data.get('subject') or '')}</p>"
+        f'<p class="small muted"><span class="sha">{esc(sha)}</span> · {counts(status["counts"])}</p>'
+        f"{_rejected(data)}{_definitions(data)}{_matrix(data)}{_matrix(data, counted=False)}"
+        f'<p class="small">{link(f"commit-{sha}.json", "JSON")}</p>'
+    )
+    return f"{sha[:12]} {status['outcome']}", body
+
+
+# -- run -----------------------------------------------------------------------------------------
+def run(data: dict[str, Any]) -> tuple[str, str]:
+    """(title, body) of the run view: the run's facts and its log with line anchors."""
+    job, r, me = data["job"], data["run"], data.get("me")
+    log = data.get("log") or {"status": "missing", "text": None}
+    if log.get("text") is None:
+        shown = (
+            f'<p class="muted">No log shown here: {esc(log.get("status"))}'
+            f'{": " + esc(log["detail"]) if log.get("detail") else ""}.'
+            f" Its recorded URL: {external(r.get('log'))}</p>"
+        )
+    else:
+        note = (
+            f'<p class="small muted">Showing the last part of a {log["size"]}-byte log.</p>'
+            if log["truncated"]
+            else ""
+        )
+        source = "this node's copy" if log.get("source") == "local" else "published in Git, verified"
+        shown = (
+            f'<p class="small muted">{esc(source)}</p>{note}<pre class="log">{to_html(log["text"])}</pre>'
+        )
+    attempts = "".join(
+        f"<li>{link(run_href(job['id'], a['id']), state(a['state']))} "
+        f'<span class="small">{when(a.get("started_at"))}</span>'
+        f"{' (this run)' if a['id'] == r['id'] else ''}</li>"
+        for a in data.get("attempts", [])
+    )
+    counted = ' · <b>not counted</b>' if _uncounted(r) else ""
+    body = (
+        f"<h1>{esc(job['name'])} {state(r['state'])}</h1>"
+        f"<p>commit {link(commit_href(job['commit']), esc(job['commit'][:12]), cls='sha')}"
+        f" {esc(data.get('subject') or '')}</p>"
+        f"<p>node {link(node_href(r['node']), node_label(r['node'], me))} · run <code>{esc(r['id'])}</code>"
+        f"{counted}</p>"
+        f"<p class=\"small\">started {when(r.get('started_at'))} · finished {when(r.get('finished_at'))}"
+        f" · {esc(duration(r))} · log {external(r.get('log'))}</p>"
+        f"<h2>Attempts on this node</h2><ul>{attempts}</ul><h2>Log</h2>{shown}"
+    )
+    return f"{job['name']} {r['state']}", body
+
+
+# -- node ----------------------------------------------------------------------------------------
+def node(data: dict[str, Any]) -> tuple[str, str]:
+    """(title, body) of the node view: the pass-rate chart and its most recent runs."""
+    me = data.get("me")
+    points = [Point(p["day"], p["passed"], p["total"]) for p in data["rate"]]
+    rows = "".join(
+        f"<tr><td>{link(run_href(r['job'], r['id']), state(r['state']))}</td>"
+        f"<td>{esc(r['name'])}</td>"
+        f"<td>{link(commit_href(r['commit']), esc(r['commit'][:12]), cls='sha')}</td>"
+        f"<td>{when(r.get('started_at'))}</td><td>{esc(duration(r))}</td></tr>"
+        for r in data["runs"]
+    )
+    more = (
+        f'<p class="small muted">The {len(data["runs"])} most recent of {data["total"]} runs.</p>'
+        if data["total"] > len(data["runs"])
+        else ""
+    )
+    body = (
+        f"<h1>Node <code>{esc(data['node'])}</code>{' (you)' if data['node'] == me else ''}</h1>"
+        f"<h2>Pass rate per day</h2>{chart(points)}"
+        f"<h2>Runs</h2>{more}<table><thead><tr><th>state</th><th>job</th><th>commit</th>"
+        f"<th>started</th><th>took</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
+    return f"node {short_nid(data['node'])}", body
