@@ -155,11 +155,20 @@ def test_version_and_help_import_nothing_of_the_library(tmp_path: Path) -> None:
         assert not {"pygit2", "cryptography", "msgspec", "cob", "jobs.store"} & loaded, args
 
 
-def test_status_imports_no_node_sync_or_demo_code(tmp_path: Path) -> None:
+def test_status_imports_no_runner_sync_or_demo_code(tmp_path: Path) -> None:
+    """A status check reads definitions (required jobs, retries), never the runner's code."""
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".git-jobs.toml").write_text("[jobs.ci]\nrun = 'true'\nretry = { max = 2 }\n")
+    subprocess.run(["git", "-C", str(tmp_path), "add", "."], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", "commit",
+                    "-qm", "one"], check=True)
+    key = cob.Signer.generate().save(tmp_path / "key")
+    ok(tmp_path, "release", key=key)
     loaded = _modules_after(tmp_path, "status")
-    assert "jobs.store" in loaded
-    assert not {m for m in loaded if m.startswith(("jobs.node", "jobs.demo", "cob.sync", "jobs.sync"))}
+    assert {"jobs.store", "jobs.gate", "jobs.node.definitions"} <= loaded
+    heavy = ("jobs.node.work", "jobs.node.checkout", "jobs.node.isolation", "jobs.demo", "cob.sync",
+             "jobs.sync", "jobs.web")
+    assert not {m for m in loaded if m.startswith(heavy)}
 
 
 def test_ci_runs_exactly_the_readme_test_command() -> None:

@@ -14,9 +14,45 @@
 See ``docs/NODE.md`` for the user guide.
 """
 
-from .definitions import DEFINITIONS_FILE, Definitions, JobDef, RetrySpec, load_definitions, parse_definitions
-from .durations import format_duration, parse_duration
-from .work import Outcome, PlanItem, WorkReport, Workshop, release
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .definitions import (
+        DEFINITIONS_FILE,
+        Definitions,
+        JobDef,
+        RetrySpec,
+        load_definitions,
+        parse_definitions,
+    )
+    from .durations import format_duration, parse_duration
+    from .work import Outcome, PlanItem, WorkReport, Workshop, release
+
+# Loaded on first use (PEP 562): `git jobs status` reads a commit's definitions (which jobs are
+# required, who retries) without importing the runner, the sandbox and the checkout code.
+_WHERE = {
+    **dict.fromkeys(
+        ("DEFINITIONS_FILE", "Definitions", "JobDef", "RetrySpec", "load_definitions", "parse_definitions"),
+        "definitions",
+    ),
+    **dict.fromkeys(("format_duration", "parse_duration"), "durations"),
+    **dict.fromkeys(("Outcome", "PlanItem", "WorkReport", "Workshop", "release"), "work"),
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jobs.node' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))
+
 
 __all__ = [
     "DEFINITIONS_FILE",
