@@ -4,8 +4,9 @@ A job is one unit of CI work (a name) for one commit; its runs are execution att
 nodes, each signed by the node that ran it. See ``docs/FORMAT.md`` and the README.
 """
 
-import importlib
 from typing import TYPE_CHECKING
+
+from .lazy import exports, where
 
 if TYPE_CHECKING:
     from .errors import (
@@ -30,34 +31,21 @@ if TYPE_CHECKING:
 
 # Names are loaded on first use (PEP 562): `git jobs --version` or `-h` then costs no import of
 # pygit2 or cryptography, and a command pays only for the modules it uses.
-_WHERE = {
-    **dict.fromkeys(
-        ("AlreadyFinishedError", "AmbiguousJobError", "DefinitionError", "InvalidInputError",
-         "JobsError", "MissingCommitError", "PolicyError", "ReadOnlyError", "SyncError", "UnknownJobError",
-         "UnknownRunError"),
-        "errors",
+__getattr__, __dir__ = exports(
+    __name__,
+    globals(),
+    where(
+        errors=("AlreadyFinishedError", "AmbiguousJobError", "DefinitionError", "InvalidInputError",
+                "JobsError", "MissingCommitError", "PolicyError", "ReadOnlyError", "SyncError",
+                "UnknownJobError", "UnknownRunError"),
+        gate=("GateStatus", "gate_status"),
+        jobtype=("JOB_TYPE", "TYPENAME", "JobType"),
+        model=("Job", "Reason", "Run", "Runs", "Status"),
+        ops=("FinishRun", "Release", "Request", "StartRun"),
+        policy=("Policy", "PolicySource", "load_policy"),
+        store=("JobMut", "Jobs"),
     ),
-    **dict.fromkeys(("GateStatus", "gate_status"), "gate"),
-    **dict.fromkeys(("JOB_TYPE", "TYPENAME", "JobType"), "jobtype"),
-    **dict.fromkeys(("Job", "Reason", "Run", "Runs", "Status"), "model"),
-    **dict.fromkeys(("FinishRun", "Release", "Request", "StartRun"), "ops"),
-    **dict.fromkeys(("Policy", "PolicySource", "load_policy"), "policy"),
-    **dict.fromkeys(("JobMut", "Jobs"), "store"),
-}
-
-
-def __getattr__(name: str) -> object:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'jobs' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_WHERE))
-
+)
 
 __all__ = [
     "JOB_TYPE",

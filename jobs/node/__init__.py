@@ -14,8 +14,9 @@
 See ``docs/NODE.md`` for the user guide.
 """
 
-import importlib
 from typing import TYPE_CHECKING
+
+from ..lazy import exports, where
 
 if TYPE_CHECKING:
     from .definitions import (
@@ -31,28 +32,16 @@ if TYPE_CHECKING:
 
 # Loaded on first use (PEP 562): `git jobs status` reads a commit's definitions (which jobs are
 # required, who retries) without importing the runner, the sandbox and the checkout code.
-_WHERE = {
-    **dict.fromkeys(
-        ("DEFINITIONS_FILE", "Definitions", "JobDef", "RetrySpec", "load_definitions", "parse_definitions"),
-        "definitions",
+__getattr__, __dir__ = exports(
+    __name__,
+    globals(),
+    where(
+        definitions=("DEFINITIONS_FILE", "Definitions", "JobDef", "RetrySpec", "load_definitions",
+                     "parse_definitions"),
+        durations=("format_duration", "parse_duration"),
+        work=("Outcome", "PlanItem", "WorkReport", "Workshop", "release"),
     ),
-    **dict.fromkeys(("format_duration", "parse_duration"), "durations"),
-    **dict.fromkeys(("Outcome", "PlanItem", "WorkReport", "Workshop", "release"), "work"),
-}
-
-
-def __getattr__(name: str) -> object:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'jobs.node' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_WHERE))
-
+)
 
 __all__ = [
     "DEFINITIONS_FILE",
