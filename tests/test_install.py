@@ -67,6 +67,7 @@ def test_version_long_and_short(tmp_path: Path) -> None:
     assert ok(tmp_path, "-V").line == expected
 
 
+@wheel_only  # an editable install installs no man page
 def test_git_jobs_help_through_git_opens_the_man_page(tmp_path: Path) -> None:
     if shutil.which("man") is None:
         pytest.skip("no `man` on this machine: `git jobs -h` is the documented fallback")
