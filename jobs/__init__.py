@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .gate import GateStatus, gate_status
     from .jobtype import JOB_TYPE, TYPENAME, JobType
     from .model import Job, Reason, Run, Runs, Status
-    from .ops import FinishRun, Release, Request, StartRun
+    from .ops import FinishRun, Release, Request, Rerun, StartRun
     from .policy import Policy, PolicySource, load_policy
     from .store import JobMut, Jobs
 
@@ -40,7 +40,7 @@ _WHERE = {
     **dict.fromkeys(("GateStatus", "gate_status"), "gate"),
     **dict.fromkeys(("JOB_TYPE", "TYPENAME", "JobType"), "jobtype"),
     **dict.fromkeys(("Job", "Reason", "Run", "Runs", "Status"), "model"),
-    **dict.fromkeys(("FinishRun", "Release", "Request", "StartRun"), "ops"),
+    **dict.fromkeys(("FinishRun", "Release", "Request", "Rerun", "StartRun"), "ops"),
     **dict.fromkeys(("Policy", "PolicySource", "load_policy"), "policy"),
     **dict.fromkeys(("JobMut", "Jobs"), "store"),
 }
@@ -81,6 +81,7 @@ __all__ = [
     "Reason",
     "Release",
     "Request",
+    "Rerun",
     "Run",
     "Runs",
     "StartRun",
