@@ -21,7 +21,7 @@ from ..node.config import load_config
 from ..node.daemon import Node
 from ..node.follow import fetch
 from ..node.isolation import load_isolation
-from ..node.requests import Reruns, trusted_requesters
+from ..node.requests import Reruns, fetch_requested, trusted_requesters
 from ..node.trigger import trigger
 from ..node.work import WorkReport
 from ..text import safe
@@ -60,6 +60,9 @@ def _targets(args: argparse.Namespace, workshop: Workshop, requesters: frozenset
     config = load_config(store.repo, follows=args.follow, depth=args.depth) if args.follow else None
     if config is not None and config.follows and not args.dry_run:  # a dry run writes nothing
         fetch(store.repo, config.follows)
+    if args.requested and requesters and not args.dry_run:  # requested commits it lacks
+        for remote in load_config(store.repo).remotes:
+            fetch_requested(store, requesters, remote)
     revs = list(args.revs) or ([] if config is not None or args.requested else [args.rev])
     follows = config.follows if config is not None else []
     asked = requesters if args.requested else frozenset()

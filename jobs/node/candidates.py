@@ -20,13 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime
 
 import pygit2
 
 from ..store import Jobs
 from .follow import Follow, tips
-from .requests import MAX_REQUESTED, latest_request
+from .requests import requested_commits
 
 MAX_DEPTH = 1000
 
@@ -38,7 +37,7 @@ class Candidate:
     commit: str
     source: str
     time: int = 0
-    request: str = ""  # the newest trusted request's change oid (requested commits only)
+    request: str = ""  # a digest of its trusted requests (requested commits only)
 
 
 def _commit(repo: pygit2.Repository, oid: str) -> pygit2.Commit | None:
@@ -79,25 +78,17 @@ def requested(jobs: Jobs, requesters: Collection[str]) -> list[Candidate]:
     of one of their jobs (``git jobs release``, ``git jobs rerun``; a node's own release when it
     works on a commit counts too, if that node may request). Only requests signed by one of
     ``requesters`` (the NIDs the trust policy allows to request work) count; an empty set — no
-    policy — honours none. At most :data:`MAX_REQUESTED` commits, those asked for most recently.
+    policy — honours none. At most ``MAX_REQUESTED`` commits, those asked for most recently;
+    only those in the object store (:func:`.requests.fetch_requested` fetches the others).
 
-    ``Candidate.request`` is the newest trusted request's change oid: a node that has settled a
-    commit looks at it again when a newer one arrives.
+    ``Candidate.request`` is a digest of the trusted requests: a node that has settled a commit
+    looks at it again when a new one arrives.
     """
-    if not requesters:
-        return []
-    newest: dict[str, tuple[datetime, str, str]] = {}
-    for job in jobs.all():
-        found = latest_request(job, requesters)
-        if found is not None and (job.commit not in newest or found[:2] > newest[job.commit][:2]):
-            newest[job.commit] = found
-    chosen = sorted(newest.items(), key=lambda kv: kv[1][:2], reverse=True)[:MAX_REQUESTED]
-    repo = jobs.repo
     out = []
-    for commit, (_, change, nid) in chosen:
-        found_commit = _commit(repo, commit)
-        if found_commit is not None:
-            out.append(Candidate(commit, f"requested by {nid}", found_commit.commit_time, change))
+    for asked in requested_commits(jobs, requesters):
+        commit = _commit(jobs.repo, asked.commit)
+        if commit is not None:
+            out.append(Candidate(asked.commit, f"requested by {asked.nid}", commit.commit_time, asked.digest))
     return out
 
 

@@ -43,7 +43,7 @@ from .isolation import Isolation, IsolationError, load_isolation
 from .journal import Journal, LockedError, WorkLock
 from .logs import state_dir
 from .progress import state
-from .requests import Reruns, trusted_requesters
+from .requests import Reruns, fetch_requested, trusted_requesters
 from .retry import Backoff, policies
 from .work import WorkReport, Workshop, release
 
@@ -276,6 +276,10 @@ class Node:
             report = jobs[0].sync(remote)
             if report.fetched or report.pushed or report.refused or report.rejected:
                 self.log(task, report.summary())
+            fetched = fetch_requested(jobs[0], self._requesters(jobs[0]), remote)
+            if fetched:
+                shown = ", ".join(c[:12] for c in fetched)
+                self.log(task, f"fetched {len(fetched)} requested commit(s): {shown}")
 
         return body
 

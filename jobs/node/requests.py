@@ -15,10 +15,15 @@ policy's ``requesters``, else its trusted nodes; with no policy, nobody). Two ef
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from datetime import datetime
 
 import pygit2
+
+from cob import sync as cob_sync
 
 from ..errors import PolicyError
 from ..model import Job, Runs
@@ -26,6 +31,9 @@ from ..store import Jobs
 from ..text import safe
 
 MAX_REQUESTED = 200  # commits with trusted requests a node considers, newest request first
+MAX_FETCH = 20  # requested commits fetched by id in one call
+FETCH_TIMEOUT = 120.0
+REQUESTED_ROOT = "refs/git-jobs/requested/"  # keeps fetched requested commits from gc
 
 
 def trusted_requesters(jobs: Jobs, out: Callable[[str], None] | None = None) -> frozenset[str]:
@@ -49,6 +57,69 @@ def latest_request(job: Job, requesters: Collection[str]) -> tuple[datetime, str
             if nid in requesters and (best is None or (req.last_at, req.change) > best[:2]):
                 best = (req.last_at, req.change, nid)
     return best
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """A commit trusted requesters asked for: the newest request, and a digest of them all."""
+
+    commit: str
+    when: datetime
+    nid: str
+    digest: str  # changes when any trusted requester asks again (a settled commit is looked at)
+
+
+def requested_commits(jobs: Jobs, requesters: Collection[str]) -> list[Asked]:
+    """Every commit with a trusted ``release`` or ``rerun`` of one of its jobs, the most
+    recently asked first, at most :data:`MAX_REQUESTED` (present in the object store or not)."""
+    if not requesters:
+        return []
+    found: dict[str, tuple[tuple[datetime, str, str], list[str]]] = {}
+    for job in jobs.all():
+        latest = latest_request(job, requesters)
+        if latest is None:
+            continue
+        changes = [r.change for kind in (job.requests(), job.reruns())
+                   for nid, r in kind.items() if nid in requesters]
+        best, seen = found.get(job.commit, (latest, []))
+        found[job.commit] = (max(best, latest), seen + changes)
+    out = [
+        Asked(commit, best[0], best[2], hashlib.sha256(" ".join(sorted(seen)).encode()).hexdigest()[:24])
+        for commit, (best, seen) in found.items()
+    ]
+    out.sort(key=lambda a: (a.when, a.commit), reverse=True)
+    return out[:MAX_REQUESTED]
+
+
+def fetch_requested(jobs: Jobs, requesters: Collection[str], remote: str) -> list[str]:
+    """Fetch from ``remote`` the requested commits this node does not have (by id, at most
+    :data:`MAX_FETCH` per call), each into ``refs/git-jobs/requested/<sha>`` so it is kept;
+    refs of commits no longer requested are removed. Returns the commits fetched.
+
+    A trusted request names a commit this node may not have (a branch it does not follow): it
+    is fetched, never merely waited for. A commit the remote does not have is skipped."""
+    repo = jobs.repo
+    asked = {a.commit for a in requested_commits(jobs, requesters)}
+    for name in list(repo.references):
+        if name.startswith(REQUESTED_ROOT) and name[len(REQUESTED_ROOT):] not in asked:
+            with contextlib.suppress(pygit2.GitError, KeyError):
+                repo.references.delete(name)
+    missing = [c for c in sorted(asked) if not _present(repo, c)][:MAX_FETCH]
+    gitdir = str(repo.path).rstrip("/")
+    fetched = []
+    for commit in missing:
+        args = ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules",
+                remote, f"{commit}:{REQUESTED_ROOT}{commit}"]
+        if cob_sync.run_git(gitdir, args, timeout=FETCH_TIMEOUT).returncode == 0:
+            fetched.append(commit)
+    return fetched
+
+
+def _present(repo: pygit2.Repository, commit: str) -> bool:
+    try:
+        return isinstance(repo.get(commit), pygit2.Commit)
+    except (pygit2.GitError, KeyError, ValueError):
+        return False
 
 
 class Reruns:
