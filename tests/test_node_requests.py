@@ -230,3 +230,18 @@ def test_a_trusted_release_of_a_commit_no_node_follows_makes_a_node_run_it(hub: 
     assert git(path, "rev-parse", "HEAD").strip() == main  # HEAD never moved
     assert f"{wanted[:12]} (requested by {hub.maintainer_nid}): 2 of 2 jobs done" in hub.log(path)
     assert "fetched 1 requested commit(s)" in hub.log(path)
+
+
+def test_a_rerun_is_a_signed_change_of_its_own_recorded_per_node(tmp_path: Path) -> None:
+    path = tmp_path / "repo"
+    init_repo(path)
+    alice, alice_key = new_key(tmp_path / "alice.key")
+    ok(path, "create", "HEAD", "--name", "test", key=alice_key)
+    res = ok(path, "rerun", "HEAD", "--json", key=alice_key)
+    [job] = jobs.Jobs.open(path).find_by_commit("HEAD")
+    assert res.json["jobs"] == [{"id": job.id, "name": "test"}] and res.json["may_request"] is False
+    [(nid, asked)] = job.reruns().items()
+    assert nid == alice.nid and asked.change == job.tips[alice.nid]
+    assert git(path, "log", "-1", "--format=%s", asked.change).strip() == "Rerun"
+    assert set(job.requests()) == {alice.nid}  # a rerun is not a release
+    assert "no trust policy here" in res.err  # said, so nobody waits for nothing
