@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from .gate import GateStatus, gate_status
     from .jobtype import JOB_TYPE, TYPENAME, JobType
     from .model import Job, Reason, Run, Runs, Status
-    from .ops import FinishRun, Release, Request, StartRun
+    from .ops import FinishRun, Release, Request, Rerun, StartRun
     from .policy import Policy, PolicySource, load_policy
     from .store import JobMut, Jobs
 
@@ -41,7 +41,7 @@ __getattr__, __dir__ = exports(
         gate=("GateStatus", "gate_status"),
         jobtype=("JOB_TYPE", "TYPENAME", "JobType"),
         model=("Job", "Reason", "Run", "Runs", "Status"),
-        ops=("FinishRun", "Release", "Request", "StartRun"),
+        ops=("FinishRun", "Release", "Request", "Rerun", "StartRun"),
         policy=("Policy", "PolicySource", "load_policy"),
         store=("JobMut", "Jobs"),
     ),
@@ -69,6 +69,7 @@ __all__ = [
     "Reason",
     "Release",
     "Request",
+    "Rerun",
     "Run",
     "Runs",
     "StartRun",

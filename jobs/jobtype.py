@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from cob import Change, CobType, EvalContext, Reject
 
 from .model import JobState, Reason, RequestState, RunState
-from .ops import FinishRun, Op, Release, Request, StartRun
+from .ops import FinishRun, Op, Release, Request, Rerun, StartRun
 from .text import safe, unsafe_chars
 
 TYPENAME = "dev.gitjobs.job"
@@ -95,7 +95,8 @@ class JobType(CobType[JobState]):
     state_type: ClassVar[Any] = JobState
     content_addressed_root: ClassVar[bool] = True
     commutative: ClassVar[bool] = True
-    rules: ClassVar[int] = 2  # 2: the signed ``release`` op; a finish carries its log blob and exit
+    # 2: the signed ``release`` op; a finish carries its log blob and exit. 3: the ``rerun`` op.
+    rules: ClassVar[int] = 3
 
     def initial(self, root: Change) -> JobState:
         if len(root.ops) != 1 or not isinstance(root.ops[0], Request):
@@ -144,7 +145,9 @@ class JobType(CobType[JobState]):
         key = change.key
         for op in change.ops:
             if isinstance(op, Release):
-                _note_request(state, author, change.timestamp, key)
+                _note_request(state.requests, author, change.timestamp, key)
+            elif isinstance(op, Rerun):
+                _note_request(state.reruns, author, change.timestamp, key)
             elif isinstance(op, StartRun):
                 run = mine.get(op.run_id)
                 if run is None:
@@ -169,6 +172,8 @@ class JobType(CobType[JobState]):
                 parts.append(f"Request {op.name} for {op.commit}")
             elif isinstance(op, Release):
                 parts.append("Release")
+            elif isinstance(op, Rerun):
+                parts.append("Rerun")
             elif isinstance(op, StartRun):
                 parts.append(f"Run {op.run_id}: started")
             elif isinstance(op, FinishRun):
@@ -182,11 +187,13 @@ class JobType(CobType[JobState]):
             yield ("name", req.name)
 
 
-def _note_request(state: JobState, nid: str, when: int, key: tuple[int, str]) -> None:
-    """Keep ``nid``'s first and latest release by (commit time, oid): order-independent."""
-    req = state.requests.get(nid)
+def _note_request(
+    requests: dict[str, RequestState], nid: str, when: int, key: tuple[int, str]
+) -> None:
+    """Keep ``nid``'s first and latest release (or rerun) by (commit time, oid): order-independent."""
+    req = requests.get(nid)
     if req is None:
-        state.requests[nid] = RequestState(when, key, when, key)
+        requests[nid] = RequestState(when, key, when, key)
         return
     if key < tuple(req.first_key):
         req.first_at, req.first_key = when, key

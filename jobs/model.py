@@ -79,6 +79,7 @@ class JobState(msgspec.Struct, array_like=True):
     name: str
     runs: dict[str, dict[str, RunState]] = msgspec.field(default_factory=dict)
     requests: dict[str, RequestState] = msgspec.field(default_factory=dict)
+    reruns: dict[str, RequestState] = msgspec.field(default_factory=dict)  # ``rerun`` ops, by node
 
     def owner_of(self, run_id: str, other_than: str | None = None) -> str | None:
         """The node (not ``other_than``) that has a run ``run_id``, for "belongs to" errors."""
@@ -194,6 +195,14 @@ class Requested:
 
     first_at: datetime
     last_at: datetime
+    change: str = ""  # the latest request's change oid (what a rerun is ordered by, causally)
+
+
+def _requested(requests: Mapping[str, RequestState]) -> dict[str, Requested]:
+    return {
+        nid: Requested(_utc(r.first_at) or datetime.min, _utc(r.last_at) or datetime.min, r.last_key[1])
+        for nid, r in sorted(requests.items())
+    }
 
 
 class Job:
@@ -235,10 +244,16 @@ class Job:
 
     def requests(self) -> dict[str, Requested]:
         """{nid: Requested} of every node that signed a ``release`` of this job, by NID."""
-        return {
-            nid: Requested(_utc(r.first_at) or datetime.min, _utc(r.last_at) or datetime.min)
-            for nid, r in sorted(self._state.requests.items())
-        }
+        return _requested(self._state.requests)
+
+    def reruns(self) -> dict[str, Requested]:
+        """{nid: Requested} of every node that signed a ``rerun`` of this job, by NID."""
+        return _requested(self._state.reruns)
+
+    def start_change(self, nid: str, run_id: uuid.UUID | str) -> str | None:
+        """The change that started ``nid``'s run ``run_id`` (the winning one), or None."""
+        run = self._state.runs.get(nid, {}).get(str(run_id))
+        return run.start_key[1] if run is not None else None
 
     def latest(self) -> tuple[str, uuid.UUID, Run] | None:
         """The most recently started run of any node: (nid, run_id, Run)."""

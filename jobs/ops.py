@@ -28,6 +28,17 @@ class Release(msgspec.Struct, tag="release", tag_field="type", forbid_unknown_fi
     """
 
 
+class Rerun(msgspec.Struct, tag="rerun", tag_field="type", forbid_unknown_fields=True):
+    """The signer asks every node to run this job again, with fresh attempts.
+
+    No fields: who (the signer) and which change (its oid) say it all. A node's runs that
+    started before it had *seen* this change (their start change does not descend from it) no
+    longer count towards its attempts, when the signer may request work under the node's trust
+    policy. Causal, not by clock: no requester's or node's clock can move it. The fold keeps
+    each node's first and latest rerun, as for ``release``.
+    """
+
+
 class StartRun(msgspec.Struct, tag="run", tag_field="type", forbid_unknown_fields=True):
     """The signer starts a run (one execution attempt); ``log`` is an absolute URL."""
 
@@ -52,4 +63,4 @@ class FinishRun(
     exit: int | None = None
 
 
-Op = Request | Release | StartRun | FinishRun
+Op = Request | Release | Rerun | StartRun | FinishRun

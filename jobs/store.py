@@ -25,7 +25,7 @@ from .errors import (
 )
 from .jobtype import JOB_TYPE, check_finish_extras, check_log_url, check_name, check_run_id
 from .model import Job, JobState, Reason
-from .ops import FinishRun, Release, Request, StartRun
+from .ops import FinishRun, Release, Request, Rerun, StartRun
 
 if TYPE_CHECKING:
     from .gate import GateStatus
@@ -275,6 +275,13 @@ class JobMut(Job):
         """update() may have folded other writers' changes into our evaluation before refusing."""
         if self._ev.state is not None:
             self._refresh(self._ev)
+
+    def rerun(self) -> None:
+        """Ask every node to run this job again with fresh attempts (a signed ``rerun``).
+
+        Nodes honour it only when this node may request work under their trust policy; each
+        then no longer counts its runs started before it had seen this change."""
+        self._write([Rerun()])
 
     def run(self, log: str, *, run_id: uuid.UUID | None = None) -> uuid.UUID:
         """Start a run on this node with its log URL; returns the new uuid7 run id.

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import signal
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from jobs.node import Workshop, load_definitions
 from jobs.node.config import ConfigError, load_config
 from jobs.node.follow import FollowError, parse_follow
 from jobs.node.isolation import load_isolation
+from jobs.node.requests import Reruns
 
 from . import test_node_daemon
 from .conftest import git, init_repo
@@ -172,18 +172,25 @@ def test_bad_follow_specs_are_refused(text: str) -> None:
 def test_a_rerun_request_newer_than_the_last_attempt_gives_an_exhausted_job_fresh_attempts(
     tmp_path: Path,
 ) -> None:
-    """The seam for trusted rerun requests: the Workshop is told when a job was last asked for."""
+    """A signed rerun counts only from a requester the Workshop is told to trust, and only
+    against the runs this node started before it had seen the rerun (causally: no clock)."""
     path = tmp_path / "node"
     init_repo(path)
     signer, _ = new_key(tmp_path / "node.key")
+    maintainer, _ = new_key(tmp_path / "maintainer.key")
     sha = commit_defs(path, "[jobs.flaky]\nrun = 'exit 3'\n")
     store = jobs.Jobs.open(path, signer)
     assert [o.reason.value for o in Workshop(store).work_any(sha).outcomes] == ["failed"]
     again = Workshop(store).work_any(sha)
     assert again.outcomes == [] and [p.action for p in again.plan] == ["exhausted"]
-    time.sleep(1.01)  # the request is newer than the last attempt (ledger times are whole seconds)
-    asked = datetime.now(UTC).replace(microsecond=0)
-    rerun = Workshop(store, reruns=lambda job_id: asked)
+    [job] = store.find_by_commit(sha)
+    mut = jobs.Jobs.open(path, maintainer).get_mut(job.id)
+    assert mut is not None
+    mut.rerun()  # in the same second as the failure: ordering is by ancestry, not by time
+    for nobody in (set(), {signer.nid}):  # not trusted to request: still exhausted
+        plan = Workshop(store, reruns=Reruns(store.repo, nobody)).plan(load_definitions(store.repo, sha))
+        assert [p.action for p in plan] == ["exhausted"]
+    rerun = Workshop(store, reruns=Reruns(store.repo, {maintainer.nid}))
     assert [o.reason.value for o in rerun.work_any(sha).outcomes] == ["failed"]  # ran again
     assert [p.action for p in rerun.plan(load_definitions(store.repo, sha))] == ["exhausted"]  # once
     assert reasons(jobs.Jobs.open(path), sha, signer.nid) == {"flaky": ["failed", "failed"]}

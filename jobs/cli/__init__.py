@@ -72,6 +72,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "release": ("node", "Create the jobs that .git-jobs.toml at REV defines (idempotent)."),
     "work": ("node", "Run this node's outstanding jobs (`work any`), or trigger other commits."),
+    "rerun": (
+        "requests",
+        "Ask every node to run jobs of REV again with fresh attempts (a signed rerun request).",
+    ),
     "node": ("node", "Run a long-running peer: preflights, then sync, release, work and heartbeat workers."),
     "logs": (
         "logs",

@@ -21,6 +21,7 @@ from ..node.config import load_config
 from ..node.daemon import Node
 from ..node.follow import fetch
 from ..node.isolation import load_isolation
+from ..node.requests import Reruns, fetch_requested, trusted_requesters
 from ..node.trigger import trigger
 from ..node.work import WorkReport
 from ..text import safe
@@ -52,15 +53,20 @@ def _release(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _targets(args: argparse.Namespace, workshop: Workshop) -> list[Candidate]:
-    """The commits named (default HEAD) and, with --follow, the followed tips fetched now."""
+def _targets(args: argparse.Namespace, workshop: Workshop, requesters: frozenset[str]) -> list[Candidate]:
+    """The commits named (default HEAD), with --follow the followed tips fetched now, and with
+    --requested the commits trusted requesters asked for."""
     store = workshop.jobs
     config = load_config(store.repo, follows=args.follow, depth=args.depth) if args.follow else None
     if config is not None and config.follows and not args.dry_run:  # a dry run writes nothing
         fetch(store.repo, config.follows)
-    revs = list(args.revs) or ([] if config is not None else [args.rev])
+    if args.requested and requesters and not args.dry_run:  # requested commits it lacks
+        for remote in load_config(store.repo).remotes:
+            fetch_requested(store, requesters, remote)
+    revs = list(args.revs) or ([] if config is not None or args.requested else [args.rev])
     follows = config.follows if config is not None else []
-    return select(store, follows=follows, depth=config.depth if config else 1, revs=revs)
+    asked = requesters if args.requested else frozenset()
+    return select(store, follows=follows, depth=config.depth if config else 1, revs=revs, requesters=asked)
 
 
 def _plan_json(workshop: Workshop, target: Candidate) -> dict[str, Any]:
@@ -124,9 +130,11 @@ def _work_any(args: argparse.Namespace) -> int:
     # a dry run runs nothing, so a bad isolation setting does not stop it
     isolation = None if args.dry_run else load_isolation(store.repo, args.isolation, key=store.signer.path)
     out = None if args.json else _say
-    workshop = Workshop(store, out=out, rerun_held=args.rerun_held, isolation=isolation)
-    targets = _targets(args, workshop)
-    many = bool(args.follow) or len(targets) != 1
+    requesters = trusted_requesters(store, lambda line: print(line, file=sys.stderr))
+    reruns = Reruns(store.repo, requesters)
+    workshop = Workshop(store, out=out, rerun_held=args.rerun_held, isolation=isolation, reruns=reruns)
+    targets = _targets(args, workshop, requesters)
+    many = bool(args.follow) or args.requested or len(targets) != 1
     if args.dry_run:
         plans = [_plan_json(workshop, t) for t in targets]
         if args.json:
@@ -159,7 +167,8 @@ def _work_any(args: argparse.Namespace) -> int:
                     prefix = f"{report.commit[:12]} " if many else ""
                     print(f"{prefix}{safe(p.name):<16} {p.action:<10} {safe(p.reason)}")
     if many and not targets:
-        print("nothing to work on: no followed ref matched", file=sys.stderr)
+        what = "no followed ref matched" if args.follow else "no trusted request"
+        print(f"nothing to work on: {what}", file=sys.stderr)
     return _exit_code([r for r, _ in reports])
 
 
@@ -178,10 +187,15 @@ def _work_trigger(args: argparse.Namespace) -> int:
     store = open_jobs(args, write=False)
     if store.signer is None:
         raise CliError("`work trigger` needs this node's key, to know which work is outstanding here")
-    workshop = Workshop(store, isolation=load_isolation(store.repo, None, key=store.signer.path))
+    requesters = trusted_requesters(store, lambda line: print(line, file=sys.stderr))
+    isolation = load_isolation(store.repo, None, key=store.signer.path)
+    workshop = Workshop(store, isolation=isolation, reruns=Reruns(store.repo, requesters))
     config = load_config(store.repo)
     out = None if args.json else _say
-    results = trigger(workshop, intent=args.intent, follows=config.follows, depth=config.depth, out=out)
+    results = trigger(
+        workshop, intent=args.intent, follows=config.follows, depth=config.depth, out=out,
+        requesters=requesters,
+    )
     if args.json:
         print_json(
             [{"commit": r.commit, "ok": r.ok, "triggered": r.triggered, "detail": r.detail} for r in results]
@@ -250,6 +264,7 @@ def register(sub: Any) -> None:
         "  git jobs work any                  # one pass for HEAD\n"
         "  git jobs work any v1.2 main~1      # for these revisions\n"
         "  git jobs work any --follow origin:refs/heads/main --depth 3\n"
+        "  git jobs work any --requested      # what trusted requesters asked for\n"
         "  git jobs work any --comprehensive  # until nothing is left (waits for retries)\n"
         "  git jobs work any --dry-run        # print the plan, run nothing (--json for JSON)\n"
         "  git jobs work any --rerun-held     # also rerun jobs held after an interruption\n",
@@ -261,6 +276,11 @@ def register(sub: Any) -> None:
         help="Rerun jobs that are not idempotent and whose last run was interrupted.",
     )
     p.add_argument("revs", nargs="*", metavar="REV", help="Commits to work on (default HEAD).")
+    p.add_argument(
+        "--requested",
+        action="store_true",
+        help="Also the commits trusted requesters asked for (git jobs release/rerun); not HEAD.",
+    )
     p.add_argument("--rev", default="HEAD", help=argparse.SUPPRESS)
     p.add_argument(
         "--follow",

@@ -6,6 +6,7 @@
 - :mod:`.daemon` — ``git jobs node``: preflights, then workers on intervals.
 - :mod:`.candidates` — which commits may run here (named, followed, trusted requests); never a
   commit that merely arrived. :mod:`.follow` — followed refs, fetched into private refs.
+  :mod:`.requests` — trusted ``release``/``rerun`` requests: requested commits, fresh attempts.
 - :mod:`.isolation`, :mod:`.checkout` — a job cannot reach the node: its own checkout, scratch
   HOME, allowlisted environment, a bubblewrap sandbox.
 - :mod:`.config` — the node's settings (git config, flags); :mod:`.progress` — per-node progress.

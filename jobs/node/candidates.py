@@ -9,8 +9,8 @@ trusts chose*:
 - for ``work trigger``: its own (local) branches too. Not ``refs/remotes/*``: a plain ``git
   fetch`` makes one for every branch anyone pushed to the hub, so the node's view of a remote
   counts only through the refs it follows (their private refs are its remote-tracking branches);
-- commits a trusted requester asked for — :func:`requested`, the seam for the signed request
-  op and the trust policy (not wired yet: with no requesters nothing is requested).
+- commits a trusted requester asked for — :func:`requested`: a signed ``release`` or ``rerun``
+  by a node the trust policy allows to request work (none without a policy).
 
 A commit that merely exists in the object store, or has jobs in the ledger (anyone who can push
 to a hub can arrange both), is never a candidate.
@@ -19,12 +19,13 @@ to a hub can arrange both), is never a candidate.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pygit2
 
 from ..store import Jobs
 from .follow import Follow, tips
+from .requests import requested_commits
 
 MAX_DEPTH = 1000
 
@@ -36,6 +37,7 @@ class Candidate:
     commit: str
     source: str
     time: int = 0
+    request: str = ""  # a digest of its trusted requests (requested commits only)
 
 
 def _commit(repo: pygit2.Repository, oid: str) -> pygit2.Commit | None:
@@ -72,22 +74,34 @@ def branches(repo: pygit2.Repository) -> list[Candidate]:
 
 
 def requested(jobs: Jobs, requesters: Collection[str]) -> list[Candidate]:
-    """Commits that a node in ``requesters`` asked this node to run (signed request ops).
+    """Commits that a node in ``requesters`` asked to be run: a signed ``release`` or ``rerun``
+    of one of their jobs (``git jobs release``, ``git jobs rerun``; a node's own release when it
+    works on a commit counts too, if that node may request). Only requests signed by one of
+    ``requesters`` (the NIDs the trust policy allows to request work) count; an empty set — no
+    policy — honours none. At most ``MAX_REQUESTED`` commits, those asked for most recently;
+    only those in the object store (:func:`.requests.fetch_requested` fetches the others).
 
-    The seam for trusted requests: only requests signed by one of ``requesters`` (the NIDs the
-    trust policy allows to request work) count, and an empty set honours none. Until the
-    signed request op exists in the Job type there is nothing to read, so this is empty.
+    ``Candidate.request`` is a digest of the trusted requests: a node that has settled a commit
+    looks at it again when a new one arrives.
     """
-    if not requesters:
-        return []
-    return []
+    out = []
+    for asked in requested_commits(jobs, requesters):
+        commit = _commit(jobs.repo, asked.commit)
+        if commit is not None:
+            out.append(Candidate(asked.commit, f"requested by {asked.nid}", commit.commit_time, asked.digest))
+    return out
 
 
 def ordered(found: Iterable[Candidate], repo: pygit2.Repository | None = None) -> list[Candidate]:
-    """Newest first (commit time), each commit once (its first reason kept); present only."""
+    """Newest first (commit time), each commit once (its first reason kept, and any trusted
+    request it also has); present only."""
     seen: dict[str, Candidate] = {}
     for c in found:
-        if c.commit not in seen and (repo is None or _commit(repo, c.commit) is not None):
+        first = seen.get(c.commit)
+        if first is not None:
+            if c.request and not first.request:  # a followed commit may be requested too
+                seen[c.commit] = replace(first, request=c.request)
+        elif repo is None or _commit(repo, c.commit) is not None:
             seen[c.commit] = c
     return sorted(seen.values(), key=lambda c: -c.time)
 

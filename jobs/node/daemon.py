@@ -43,6 +43,7 @@ from .isolation import Isolation, IsolationError, load_isolation
 from .journal import Journal, LockedError, WorkLock
 from .logs import state_dir
 from .progress import state
+from .requests import Reruns, fetch_requested, trusted_requesters
 from .retry import Backoff, policies
 from .work import WorkReport, Workshop, release
 
@@ -82,12 +83,14 @@ class Node:
     follows: list[Follow] = field(default_factory=list)
     depth: int = 1
     isolation_mode: str | None = None
-    # NIDs whose signed requests this node honours (from the trust policy); none by default
-    requesters: frozenset[str] = frozenset()
+    # NIDs whose signed requests this node honours; None: the trust policy's, re-read every pass
+    requesters: frozenset[str] | None = None
     status: dict[str, TaskStatus] = field(default_factory=dict)
     _lock: WorkLock | None = None
     _isolation: Isolation | None = None
-    _settled: set[str] = field(default_factory=set)
+    _settled: set[tuple[str, str]] = field(default_factory=set)  # (commit, newest trusted request)
+    _reruns: Reruns | None = None
+    _said: set[str] = field(default_factory=set)
     _progress: dict[str, dict[str, Any]] = field(default_factory=dict)
     _log_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -206,8 +209,10 @@ class Node:
                 self._lock = None
 
     def _workshop(self, jobs: Jobs, task: str) -> Workshop:
+        self._reruns = Reruns(jobs.repo)
         return Workshop(
             jobs,
+            reruns=self._reruns,
             cancel=self.stop,
             lock=self._lock,
             kill_grace=self.kill_grace,
@@ -271,6 +276,10 @@ class Node:
             report = jobs[0].sync(remote)
             if report.fetched or report.pushed or report.refused or report.rejected:
                 self.log(task, report.summary())
+            fetched = fetch_requested(jobs[0], self._requesters(jobs[0]), remote)
+            if fetched:
+                shown = ", ".join(c[:12] for c in fetched)
+                self.log(task, f"fetched {len(fetched)} requested commit(s): {shown}")
 
         return body
 
@@ -286,12 +295,26 @@ class Node:
 
         return body
 
-    def _commits(self, store: Jobs) -> list[tuple[str, str]]:
-        """(commit, why) this node works on now: the followed commits, else HEAD."""
-        found = select(store, follows=self.follows, depth=self.depth, requesters=self.requesters)
+    def _requesters(self, store: Jobs) -> frozenset[str]:
+        """Who may request work now: given, else the policy as fetched (a broken one: nobody)."""
+        if self.requesters is not None:
+            return self.requesters
+        return trusted_requesters(store, self._say_once)
+
+    def _say_once(self, line: str) -> None:
+        if line not in self._said:
+            self._said.add(line)
+            self.log("node", line)
+
+    def _commits(self, store: Jobs) -> list[Candidate]:
+        """The commits this node works on now: the followed ones (else HEAD), trusted requests."""
+        requesters = self._requesters(store)
+        if self._reruns is not None and store.repo is self._reruns.repo:
+            self._reruns.requesters = requesters
+        found = select(store, follows=self.follows, depth=self.depth, requesters=requesters)
         if not self.follows:
             found.insert(0, Candidate(store.resolve_commit("HEAD"), "HEAD"))
-        return [(c.commit, c.source) for c in found]
+        return found
 
     def _releaser(self) -> Callable[[], None]:
         jobs: list[Jobs] = []
@@ -301,7 +324,7 @@ class Node:
             if not jobs:
                 jobs.append(self._jobs())
             store = jobs[0]
-            for commit, _ in self._commits(store):
+            for commit in (c.commit for c in self._commits(store)):
                 if commit in seen or self.stop.is_set():
                     continue
                 seen.add(commit)
@@ -324,21 +347,22 @@ class Node:
 
     def _work(self, workshop: Workshop) -> None:
         """One pass over the commits this node works on, newest first."""
-        for commit, why in self._commits(workshop.jobs):
+        for c in self._commits(workshop.jobs):
+            commit, why, settled = c.commit, c.source, (c.commit, c.request)
             if self.stop.is_set():
                 return
-            if commit in self._settled:
+            if settled in self._settled:  # a newer trusted request makes it worth a look again
                 continue
             try:
                 report = workshop.work_any(commit)
             except DefinitionError as e:  # this commit's definitions never change: say it once
                 self.log("worker:work", safe(e))
-                self._settled.add(commit)
+                self._settled.add(settled)
                 continue
             self._report(report, why)
             self._note_progress(report, why)
-            if self.follows and not report.interrupted and not report.remaining:
-                self._settled.add(commit)
+            if (self.follows or c.request) and not report.interrupted and not report.remaining:
+                self._settled.add(settled)
 
     def _report(self, report: WorkReport, why: str) -> None:
         if not report.defined:

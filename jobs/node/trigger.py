@@ -76,13 +76,14 @@ def trigger(
     timeout: float = TRIGGER_TIMEOUT,
     follows: Iterable[Follow] = (),
     depth: int = 1,
+    requesters: Collection[str] = (),
 ) -> list[Triggered]:
     """Run each outstanding commit's trigger once; returns one result per commit considered."""
     say = out or (lambda line: None)
     results: list[Triggered] = []
     chosen = commits
     if chosen is None:
-        chosen = candidates(workshop, intent=intent, follows=follows, depth=depth)
+        chosen = candidates(workshop, intent=intent, follows=follows, depth=depth, requesters=requesters)
     for commit in chosen:
         try:
             _, defs = workshop.definitions(commit)

@@ -37,7 +37,7 @@ import cob
 
 from .. import logs as published
 from ..errors import JobsError
-from ..model import Reason, Runs
+from ..model import Job, Reason, Runs
 from ..store import JobMut, Jobs
 from .capture import CappedLog
 from .checkout import CheckoutError, make_checkout, remove_tree
@@ -225,9 +225,9 @@ class Workshop:
     ``lock``: a :class:`WorkLock` the caller already holds (the node holds one for its life).
     ``isolation``: how jobs are cut off from the node (default: the node's git config, see
     :mod:`.isolation`); never anything a commit says.
-    ``reruns``: job id → when a *trusted* requester last asked for it to run again (the seam for
-    the signed rerun request; the caller filters by the trust policy). This node's runs of that
-    job started before then are left out of the plan, so its attempts start afresh.
+    ``reruns``: (job, this node's NID) → this node's runs of it that still count — a *trusted*
+    ``rerun`` leaves out the runs started before this node saw it, so its attempts start afresh
+    (:class:`.requests.Reruns`; the caller gives it the trust policy's requesters).
     """
 
     def __init__(
@@ -242,7 +242,7 @@ class Workshop:
         kill_grace: float = KILL_GRACE,
         rerun_held: bool = False,
         isolation: Isolation | None = None,
-        reruns: Callable[[str], datetime | None] | None = None,
+        reruns: Callable[[Job, str], Runs] | None = None,
     ) -> None:
         if jobs.signer is None:
             raise JobsError("running jobs needs this node's key (see `git jobs init`)")
@@ -257,7 +257,7 @@ class Workshop:
         self.rerun_held = rerun_held
         self.journal = Journal(jobs.repo)
         self._isolation = isolation
-        self.reruns = reruns or (lambda job_id: None)
+        self.reruns = reruns or (lambda job, nid: job.runs_of(nid))
         self._lock = lock
         self._finished: dict[tuple[str, str], float] = {}
 
@@ -279,11 +279,8 @@ class Workshop:
         ids: dict[str, str] = {}
         for job in self.jobs.find_by_commit(defs.commit):
             if defs.get(job.name) is not None:
-                mine = job.runs_of(self.nid)
-                since = self.reruns(job.id)
-                if since is not None:  # a trusted rerun request: earlier attempts no longer count
-                    mine = Runs({i: r for i, r in mine.items() if r.started_at >= since})
-                runs[job.name] = mine
+                # a trusted rerun request: runs started before this node saw it no longer count
+                runs[job.name] = self.reruns(job, self.nid)
                 ids[job.name] = job.id
         return runs, ids
 

@@ -1,0 +1,163 @@
+"""Trusted requests: which signed ``release``/``rerun`` ops a node honours, and what they do.
+
+A job's command is code from its commit, so a request is a reason to run only when its signer
+may request work under this node's trust policy (:attr:`jobs.policy.Policy.requesters`: the
+policy's ``requesters``, else its trusted nodes; with no policy, nobody). Two effects:
+
+- **candidates**: a commit with a trusted ``release`` or ``rerun`` of one of its jobs may run
+  here (:func:`jobs.node.candidates.requested`);
+- **fresh attempts**: a trusted ``rerun`` of a job makes this node's runs of it that started
+  before the node had *seen* that rerun stop counting (:class:`Reruns`, given to
+  :class:`~jobs.node.work.Workshop`). "Seen" is causal, not a clock: a change this node writes
+  has every change it had accepted as an ancestor, so a run started after the rerun arrived has
+  a start change descending from it. No requester's clock, and no node's, can move it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from datetime import datetime
+
+import pygit2
+
+from cob import sync as cob_sync
+
+from ..errors import PolicyError
+from ..model import Job, Runs
+from ..store import Jobs
+from ..text import safe
+
+MAX_REQUESTED = 200  # commits with trusted requests a node considers, newest request first
+MAX_FETCH = 20  # requested commits fetched by id in one call
+FETCH_TIMEOUT = 120.0
+REQUESTED_ROOT = "refs/git-jobs/requested/"  # keeps fetched requested commits from gc
+
+
+def trusted_requesters(jobs: Jobs, out: Callable[[str], None] | None = None) -> frozenset[str]:
+    """Who may request work here now (read from the policy ref each time: it moves on fetch).
+
+    A policy that does not validate honours no request (and says so): a broken policy must
+    never widen what runs."""
+    try:
+        return frozenset(jobs.policy().requesters)
+    except PolicyError as e:
+        if out is not None:
+            out(f"no request is honoured: {safe(str(e).splitlines()[0])}")
+        return frozenset()
+
+
+def latest_request(job: Job, requesters: Collection[str]) -> tuple[datetime, str, str] | None:
+    """(time, change oid, nid) of the newest trusted ``release`` or ``rerun`` of ``job``."""
+    best: tuple[datetime, str, str] | None = None
+    for kind in (job.requests(), job.reruns()):
+        for nid, req in kind.items():
+            if nid in requesters and (best is None or (req.last_at, req.change) > best[:2]):
+                best = (req.last_at, req.change, nid)
+    return best
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """A commit trusted requesters asked for: the newest request, and a digest of them all."""
+
+    commit: str
+    when: datetime
+    nid: str
+    digest: str  # changes when any trusted requester asks again (a settled commit is looked at)
+
+
+def requested_commits(jobs: Jobs, requesters: Collection[str]) -> list[Asked]:
+    """Every commit with a trusted ``release`` or ``rerun`` of one of its jobs, the most
+    recently asked first, at most :data:`MAX_REQUESTED` (present in the object store or not)."""
+    if not requesters:
+        return []
+    found: dict[str, tuple[tuple[datetime, str, str], list[str]]] = {}
+    for job in jobs.all():
+        latest = latest_request(job, requesters)
+        if latest is None:
+            continue
+        changes = [r.change for kind in (job.requests(), job.reruns())
+                   for nid, r in kind.items() if nid in requesters]
+        best, seen = found.get(job.commit, (latest, []))
+        found[job.commit] = (max(best, latest), seen + changes)
+    out = [
+        Asked(commit, best[0], best[2], hashlib.sha256(" ".join(sorted(seen)).encode()).hexdigest()[:24])
+        for commit, (best, seen) in found.items()
+    ]
+    out.sort(key=lambda a: (a.when, a.commit), reverse=True)
+    return out[:MAX_REQUESTED]
+
+
+def fetch_requested(jobs: Jobs, requesters: Collection[str], remote: str) -> list[str]:
+    """Fetch from ``remote`` the requested commits this node does not have (by id, at most
+    :data:`MAX_FETCH` per call), each into ``refs/git-jobs/requested/<sha>`` so it is kept;
+    refs of commits no longer requested are removed. Returns the commits fetched.
+
+    A trusted request names a commit this node may not have (a branch it does not follow): it
+    is fetched, never merely waited for. A commit the remote does not have is skipped."""
+    repo = jobs.repo
+    asked = {a.commit for a in requested_commits(jobs, requesters)}
+    for name in list(repo.references):
+        if name.startswith(REQUESTED_ROOT) and name[len(REQUESTED_ROOT):] not in asked:
+            with contextlib.suppress(pygit2.GitError, KeyError):
+                repo.references.delete(name)
+    missing = [c for c in sorted(asked) if not _present(repo, c)][:MAX_FETCH]
+    gitdir = str(repo.path).rstrip("/")
+    fetched = []
+    for commit in missing:
+        args = ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules",
+                remote, f"{commit}:{REQUESTED_ROOT}{commit}"]
+        if cob_sync.run_git(gitdir, args, timeout=FETCH_TIMEOUT).returncode == 0:
+            fetched.append(commit)
+    return fetched
+
+
+def _present(repo: pygit2.Repository, commit: str) -> bool:
+    try:
+        return isinstance(repo.get(commit), pygit2.Commit)
+    except (pygit2.GitError, KeyError, ValueError):
+        return False
+
+
+class Reruns:
+    """Given a job and a node, that node's runs of it that still count after trusted reruns.
+
+    ``requesters`` may be replaced between passes (the node re-reads its policy). Ancestry
+    answers are remembered: the DAG never changes, and ``plan()`` asks for every job often.
+    """
+
+    def __init__(self, repo: pygit2.Repository, requesters: Collection[str] = ()) -> None:
+        self.repo = repo
+        self.requesters = frozenset(requesters)
+        self._seen: dict[tuple[str, str], bool] = {}
+
+    def __call__(self, job: Job, nid: str) -> Runs:
+        runs = job.runs_of(nid)
+        if not self.requesters or not runs:
+            return runs
+        reruns = [r.change for who, r in job.reruns().items() if who in self.requesters and r.change]
+        if not reruns:
+            return runs
+        kept = {}
+        for run_id, run in runs.items():
+            start = job.start_change(nid, run_id)
+            if start is None or all(self._after(start, r) for r in reruns):
+                kept[run_id] = run
+        return Runs(kept)
+
+    def _after(self, start: str, rerun: str) -> bool:
+        """True when the change ``start`` had the rerun change ``rerun`` as an ancestor."""
+        key = (start, rerun)
+        known = self._seen.get(key)
+        if known is None:
+            try:
+                known = start == rerun or bool(
+                    self.repo.descendant_of(pygit2.Oid(hex=start), pygit2.Oid(hex=rerun))
+                )
+            except (pygit2.GitError, KeyError, ValueError):
+                known = True  # cannot tell: count the run (never grant attempts by accident)
+            self._seen[key] = known
+        return known
