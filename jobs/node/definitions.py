@@ -13,6 +13,12 @@ and every error names the file, the commit and the key (:class:`jobs.DefinitionE
     timeout = "20m"
     retry = { max = 3, pattern = "seconds" }
     idempotent = true
+    [jobs.notify]
+    run = "./notify"
+    needs = { test = "any" }          # succeeded (the list form's meaning) | failed | any
+    [jobs.lint]
+    run = "tox -e py{matrix.python}"
+    matrix = { python = ["3.11", "3.12"] }   # jobs `lint (python=3.11)`, `lint (python=3.12)`
     [trigger]
     run = "curl -fsS -X POST https://ci.example/hooks --data commit={commit}"
     [log]
@@ -22,6 +28,8 @@ and every error names the file, the commit and the key (:class:`jobs.DefinitionE
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import re
 import tomllib
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -31,7 +39,9 @@ import pygit2
 
 from ..errors import DefinitionError
 from ..jobtype import check_log_url, check_name
+from ..text import safe
 from .durations import DurationError, parse_duration
+from .matrix import Combination, MatrixError, expand, job_name, substitute
 from .retry import PATTERNS
 from .templates import TemplateError, render
 
@@ -46,7 +56,11 @@ MAX_RETRY = 100
 # [policy] is read from the policy ref by jobs.policy, never from the commit under test.
 _TOP_KEYS = {"jobs", "trigger", "log", "policy"}
 MAX_ERRORS = 50  # problems listed for one file; the rest are counted
-_JOB_KEYS = {"run", "needs", "timeout", "retry", "idempotent"}
+_JOB_KEYS = {"run", "needs", "timeout", "retry", "idempotent", "matrix"}
+# What a need must have ended as for its user to run (the list form of `needs` means succeeded).
+NEED_STATES = ("succeeded", "failed", "any")
+# A definition's own name: matrix jobs add ` (k=v, …)`, so the base has none of those characters.
+_BASE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/+-]*$")
 _RETRY_KEYS = {"max", "pattern"}
 _LOG_PLACEHOLDERS = {"run_id": "0190a4b2-0000-7000-8000-000000000000", "commit": "0" * 40, "job": "x"}
 
@@ -67,6 +81,15 @@ class JobDef:
     timeout: float | None = None
     retry: RetrySpec = field(default_factory=RetrySpec)
     idempotent: bool = False
+    # Per need (same order as ``needs``): what it must have ended as (see NEED_STATES).
+    need_states: tuple[str, ...] = ()
+    base: str = ""  # the definition's name (differs from ``name`` for a matrix job)
+    matrix: Combination = ()
+
+    def need_state(self, need: str) -> str:
+        """What ``need`` must end as for this job to run (``succeeded`` unless stated)."""
+        states = dict(zip(self.needs, self.need_states, strict=False))
+        return states.get(need, "succeeded")
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,9 +169,11 @@ def _retry(ctx: _Ctx, key: str, value: Any) -> RetrySpec:
     return RetrySpec(most, pattern)
 
 
-def _job(ctx: _Ctx, name: str, value: Any) -> JobDef:
+def _job(ctx: _Ctx, name: str, value: Any) -> list[JobDef]:
+    """The job(s) one definition declares: one, or one per matrix combination."""
     key = f"jobs.{name}"
-    problem = check_name(name)
+    problem = check_name(name) or (None if _BASE.match(name) else f"invalid job name {safe(name)!r}"
+                                   " (letters, digits and . _ / + - ; starting with a letter or digit)")
     if problem:
         raise ctx.error(key, problem)
     table = _table(ctx, key, value)
@@ -157,12 +182,10 @@ def _job(ctx: _Ctx, name: str, value: Any) -> JobDef:
     run = table.get("run")
     if not isinstance(run, str) or not run.strip():
         ctx.errors.extend(ctx.error(f"{key}.run", "a job needs a non-empty `run` command").errors)
-    needs = table.get("needs", [])
+    needs: list[str] = []
+    states: list[str] = []
     with ctx.check():
-        if not isinstance(needs, list) or not all(isinstance(n, str) for n in needs):
-            raise ctx.error(f"{key}.needs", "must be a list of job names")
-        if len(set(needs)) != len(needs):
-            raise ctx.error(f"{key}.needs", "names a job more than once")
+        needs, states = _needs(ctx, f"{key}.needs", table.get("needs", []))
     timeout = None
     if "timeout" in table:
         try:
@@ -175,9 +198,64 @@ def _job(ctx: _Ctx, name: str, value: Any) -> JobDef:
     idempotent = table.get("idempotent", False)
     if not isinstance(idempotent, bool):
         ctx.errors.extend(ctx.error(f"{key}.idempotent", "must be true or false").errors)
+    combos: list[Combination] = [()]
+    if "matrix" in table:
+        try:
+            combos = expand(f"{key}.matrix", table["matrix"])
+        except MatrixError as e:
+            ctx.errors.extend(ctx.error(None, str(e)).errors)
     if len(ctx.errors) > before:
         raise DefinitionError("invalid job", [])  # already recorded: the job is left out
-    return JobDef(name, str(run), tuple(needs), timeout, retry, idempotent)
+    one = JobDef(name, str(run), tuple(needs), timeout, retry, idempotent, tuple(states), name)
+    return [_instance(ctx, key, one, combo) for combo in combos] if "matrix" in table else [one]
+
+
+def _instance(ctx: _Ctx, key: str, job: JobDef, combo: Combination) -> JobDef:
+    """The job of one matrix combination: its name and its ``run`` with placeholders filled."""
+    name = job_name(job.name, combo)
+    problem = check_name(name)
+    if problem:
+        raise ctx.error(f"{key}.matrix", problem)
+    try:
+        run = substitute(job.run, combo)
+    except MatrixError as e:
+        raise ctx.error(f"{key}.run", str(e)) from None
+    return dataclasses.replace(job, name=name, run=run, matrix=combo)
+
+
+def _needs(ctx: _Ctx, key: str, value: Any) -> tuple[list[str], list[str]]:
+    """``needs`` as (names, states): a list means every one must have succeeded."""
+    if isinstance(value, dict):
+        names, states = list(value), list(value.values())
+        for n, state in value.items():
+            if state not in NEED_STATES:
+                shown = state if isinstance(state, str) else type(state).__name__
+                raise ctx.error(f"{key}.{n}", f"must be one of {', '.join(NEED_STATES)}, not {shown!r}")
+        return names, states
+    if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+        raise ctx.error(key, 'must be a list of job names or a table like { build = "succeeded" }')
+    if len(set(value)) != len(value):
+        raise ctx.error(key, "names a job more than once")
+    return list(value), ["succeeded"] * len(value)
+
+
+def _resolve_needs(jobs: dict[str, JobDef]) -> dict[str, JobDef]:
+    """A need naming a matrix definition means every job of that matrix (with the same state)."""
+    groups: dict[str, list[str]] = {}
+    for job in jobs.values():
+        if job.matrix:
+            groups.setdefault(job.base, []).append(job.name)
+    out = {}
+    for name, job in jobs.items():
+        needs: list[str] = []
+        states: list[str] = []
+        for need in job.needs:
+            for one in groups.get(need, [need]):
+                if one not in needs:
+                    needs.append(one)
+                    states.append(job.need_state(need))
+        out[name] = dataclasses.replace(job, needs=tuple(needs), need_states=tuple(states))
+    return out
 
 
 def _order(ctx: _Ctx, jobs: dict[str, JobDef], known: Collection[str] = ()) -> tuple[JobDef, ...]:
@@ -272,7 +350,10 @@ def parse_definitions(text: str, commit: str, path: str = DEFINITIONS_FILE) -> D
     jobs: dict[str, JobDef] = {}
     for name, value in jobs_table.items():
         with ctx.check():
-            jobs[name] = _job(ctx, name, value)
+            jobs.update((j.name, j) for j in _job(ctx, name, value))
+    if len(jobs) > MAX_JOBS:
+        raise ctx.error("jobs", f"{len(jobs)} jobs after matrix expansion (at most {MAX_JOBS})")
+    jobs = _resolve_needs(jobs)
     ordered: tuple[JobDef, ...] = ()
     with ctx.check():
         ordered = _order(ctx, jobs, known=set(jobs_table))

@@ -117,6 +117,24 @@ def _latest_id(runs: Runs) -> uuid.UUID | None:
     return latest[0] if latest else None
 
 
+def need_met(state: str, action: str) -> bool:
+    """Whether a need whose plan is ``action`` has ended as ``state`` asks (see NEED_STATES)."""
+    if state == "succeeded":
+        return action == "done"
+    if state == "failed":
+        return action in ("exhausted", "held")
+    return action == "done" or action in SETTLED_BAD  # any: settled, whatever the outcome
+
+
+def need_satisfiable(state: str, action: str) -> bool:
+    """False once a need has settled in a way that can never meet ``state`` on this node."""
+    if state == "succeeded":
+        return action not in SETTLED_BAD
+    if state == "failed":
+        return action not in ("done", "skip", "skipped")
+    return True
+
+
 def assess(
     defs: Definitions,
     runs: dict[str, Runs],
@@ -170,7 +188,7 @@ def assess(
             item.action = "held"
             item.reason = f"the last run ended {last.reason.value} and the job is not idempotent"
             continue
-        bad = [n for n in d.needs if out[n].action in SETTLED_BAD]
+        bad = [n for n in d.needs if not need_satisfiable(d.need_state(n), out[n].action)]
         if bad:
             need_ids = [i for i in (_latest_id(runs.get(n, Runs())) for n in d.needs) if i]
             if (
@@ -183,13 +201,15 @@ def assess(
             else:
                 item.action = "skip"
             n = bad[0]
-            item.reason = f"need {n!r} did not succeed on this node ({out[n].action}: {out[n].reason})"
+            state = d.need_state(n)
+            ends = "did not succeed" if state == "succeeded" else f"cannot end {state}"
+            item.reason = f"need {n!r} {ends} on this node ({out[n].action}: {out[n].reason})"
             continue
         if last is not None and last.reason is not None and last.reason not in COUNTED:
             item.reason = f"run again: the last run here ended {last.reason.value} (not an attempt)"
         elif last is not None and latest is not None and str(latest[0]) in skip_ids:
             item.reason = "run again: the last run here was interrupted (not an attempt)"
-        waiting = [n for n in d.needs if out[n].action != "done"]
+        waiting = [n for n in d.needs if not need_met(d.need_state(n), out[n].action)]
         if waiting:
             item.action = "blocked"
             item.reason = f"waiting for need {waiting[0]!r} ({out[waiting[0]].action})"
