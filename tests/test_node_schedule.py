@@ -16,7 +16,7 @@ import jobs
 from jobs.node import parse_definitions
 
 from .conftest import git
-from .test_node_work import cli, commit_defs, key, new_key, reasons, work_repo  # noqa: F401
+from .test_node_work import cli, commit_defs, key, new_key, reasons, runs_by_name, work_repo  # noqa: F401
 
 MATRIX = """
 [jobs.build]
@@ -156,3 +156,66 @@ def test_a_need_that_must_fail_skips_its_user_after_a_success(
 def test_a_need_state_must_be_known() -> None:
     with pytest.raises(jobs.DefinitionError, match=r"jobs.b.needs.a: must be one of succeeded, failed, any"):
         parse_definitions("[jobs.a]\nrun='x'\n[jobs.b]\nrun='x'\nneeds = { a = 'maybe' }\n", "ab" * 20)
+
+
+# -- parallel jobs and resources --------------------------------------------------------------
+def _intervals(store: jobs.Jobs, commit: str, nid: str) -> dict[str, tuple[float, float]]:
+    out = {}
+    for name, runs in runs_by_name(store, commit, nid).items():
+        (run,) = runs
+        assert run.finished_at is not None and run.succeeded, (name, run)
+        out[name] = (run.started_at.timestamp(), run.finished_at.timestamp())
+    return out
+
+
+def _overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+PARALLEL = """
+[jobs.one]
+run = "sleep 3; test -f .git-jobs.toml; touch mine; ls"
+[jobs.two]
+run = "sleep 3; test ! -e mine; touch mine"
+[jobs.after]
+run = "echo after"
+needs = ["one", "two"]
+"""
+
+
+def test_jobs_2_runs_independent_jobs_at_once_and_needs_after_both(
+    work_repo: Path, key: tuple[cob.Signer, Path]  # noqa: F811
+) -> None:
+    sha = commit_defs(work_repo, PARALLEL)
+    res = cli(work_repo, "work", "any", "--jobs", "2", key=key[1])
+    assert res.returncode == 0, res.stdout + res.stderr
+    spans = _intervals(jobs.Jobs.open(work_repo), sha, key[0].nid)
+    # Each in its own checkout (`two` does not see the file `one` made), and at the same time.
+    assert _overlap(spans["one"], spans["two"]), spans
+    assert spans["after"][0] >= max(spans["one"][1], spans["two"][1])
+
+
+def test_a_resource_of_capacity_1_serialises_the_jobs_that_share_it(
+    work_repo: Path, key: tuple[cob.Signer, Path]  # noqa: F811
+) -> None:
+    text = PARALLEL.replace('[jobs.two]\n', '[jobs.two]\nresources = ["gpu"]\n').replace(
+        '[jobs.one]\n', '[jobs.one]\nresources = ["gpu"]\n'
+    )
+    sha = commit_defs(work_repo, text)
+    res = cli(work_repo, "work", "any", "--jobs", "2", "--resource", "gpu=1", key=key[1])
+    assert res.returncode == 0, res.stdout + res.stderr
+    spans = _intervals(jobs.Jobs.open(work_repo), sha, key[0].nid)
+    assert not _overlap(spans["one"], spans["two"]), spans
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [(["--jobs", "0"], "--jobs"), (["--jobs", "x"], "--jobs"), (["--resource", "gpu"], "NAME=CAPACITY"),
+     (["--resource", "gpu=-1"], "capacity")],
+)
+def test_bad_jobs_or_resource_flags_are_one_line_errors(
+    work_repo: Path, key: tuple[cob.Signer, Path], args: list[str], problem: str  # noqa: F811
+) -> None:
+    commit_defs(work_repo, PARALLEL)
+    res = cli(work_repo, "work", "any", *args, key=key[1])
+    assert res.returncode == 2 and problem in res.stderr and len(res.stderr.strip().splitlines()) == 1

@@ -17,7 +17,7 @@ import cob
 
 from ..node import Workshop, release
 from ..node.candidates import Candidate, select
-from ..node.config import load_config
+from ..node.config import load_config, slots_config
 from ..node.daemon import Node
 from ..node.follow import fetch
 from ..node.isolation import load_isolation
@@ -124,7 +124,15 @@ def _work_any(args: argparse.Namespace) -> int:
     # a dry run runs nothing, so a bad isolation setting does not stop it
     isolation = None if args.dry_run else load_isolation(store.repo, args.isolation, key=store.signer.path)
     out = None if args.json else _say
-    workshop = Workshop(store, out=out, rerun_held=args.rerun_held, isolation=isolation)
+    parallel, resources = slots_config(store.repo, args.jobs, args.resource)
+    workshop = Workshop(
+        store,
+        out=out,
+        rerun_held=args.rerun_held,
+        isolation=isolation,
+        parallel=parallel,
+        resources=resources,
+    )
     targets = _targets(args, workshop)
     many = bool(args.follow) or len(targets) != 1
     if args.dry_run:
@@ -200,6 +208,8 @@ def _node(args: argparse.Namespace) -> int:
         depth=args.depth,
         interval=args.interval,
         isolation=args.isolation,
+        parallel=args.jobs,
+        resources=args.resource,
     )
     signer = cob.Signer.load(repo, getattr(args, "key", None))
     node = Node(
@@ -210,8 +220,22 @@ def _node(args: argparse.Namespace) -> int:
         follows=config.follows,
         depth=config.depth,
         isolation_mode=config.isolation,
+        parallel=config.parallel,
+        resources=config.resources,
     )
     return node.run()
+
+
+def _slot_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--jobs", default=None, metavar="N", help="Run up to N independent jobs at once (default 1)."
+    )
+    p.add_argument(
+        "--resource",
+        action="append",
+        metavar="NAME=N",
+        help="Capacity of a named resource that jobs list in `resources` (repeatable).",
+    )
 
 
 def _work_help(parser: argparse.ArgumentParser) -> Any:
@@ -276,6 +300,7 @@ def register(sub: Any) -> None:
         "--dry-run", action="store_true", help="Print what a pass would do (JSON with --json); write nothing."
     )
     p.add_argument("--comprehensive", action="store_true", help="Repeat until nothing is left.")
+    _slot_flags(p)
     add_json(p)
     p = add_command(
         inner,
@@ -315,4 +340,5 @@ def register(sub: Any) -> None:
         "--depth", default=None, metavar="N", help="First-parent commits per followed tip (default 1)."
     )
     p.add_argument("--interval", default=None, help="How often each worker runs (default 30s).")
+    _slot_flags(p)
     p.add_argument("--isolation", choices=("bwrap", "none"), help="Override git config jobs.isolation.")

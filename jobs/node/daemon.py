@@ -84,6 +84,8 @@ class Node:
     isolation_mode: str | None = None
     # NIDs whose signed requests this node honours (from the trust policy); none by default
     requesters: frozenset[str] = frozenset()
+    parallel: int = 1  # --jobs N
+    resources: dict[str, int] = field(default_factory=dict)  # --resource NAME=N
     status: dict[str, TaskStatus] = field(default_factory=dict)
     _lock: WorkLock | None = None
     _isolation: Isolation | None = None
@@ -213,6 +215,8 @@ class Node:
             kill_grace=self.kill_grace,
             out=lambda line: self.log(task, line),
             isolation=self._isolation,
+            parallel=self.parallel,
+            resources=self.resources,
         )
 
     def _install_signals(self) -> dict[int, Any]:

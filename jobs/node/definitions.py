@@ -43,6 +43,7 @@ from ..text import safe
 from .durations import DurationError, parse_duration
 from .matrix import Combination, MatrixError, expand, job_name, substitute
 from .retry import PATTERNS
+from .slots import RESOURCE
 from .templates import TemplateError, render
 
 # A definitions file is a few hundred bytes; anything past this is not read at all.
@@ -56,7 +57,8 @@ MAX_RETRY = 100
 # [policy] is read from the policy ref by jobs.policy, never from the commit under test.
 _TOP_KEYS = {"jobs", "trigger", "log", "policy"}
 MAX_ERRORS = 50  # problems listed for one file; the rest are counted
-_JOB_KEYS = {"run", "needs", "timeout", "retry", "idempotent", "matrix"}
+_JOB_KEYS = {"run", "needs", "timeout", "retry", "idempotent", "matrix", "resources"}
+MAX_RESOURCES = 8  # named resources one job holds
 # What a need must have ended as for its user to run (the list form of `needs` means succeeded).
 NEED_STATES = ("succeeded", "failed", "any")
 # A definition's own name: matrix jobs add ` (k=v, …)`, so the base has none of those characters.
@@ -85,6 +87,7 @@ class JobDef:
     need_states: tuple[str, ...] = ()
     base: str = ""  # the definition's name (differs from ``name`` for a matrix job)
     matrix: Combination = ()
+    resources: tuple[str, ...] = ()  # held while it runs; capacities are the node's (slots.py)
 
     def need_state(self, need: str) -> str:
         """What ``need`` must end as for this job to run (``succeeded`` unless stated)."""
@@ -198,6 +201,9 @@ def _job(ctx: _Ctx, name: str, value: Any) -> list[JobDef]:
     idempotent = table.get("idempotent", False)
     if not isinstance(idempotent, bool):
         ctx.errors.extend(ctx.error(f"{key}.idempotent", "must be true or false").errors)
+    resources: tuple[str, ...] = ()
+    with ctx.check():
+        resources = _resources(ctx, f"{key}.resources", table.get("resources", []))
     combos: list[Combination] = [()]
     if "matrix" in table:
         try:
@@ -206,7 +212,7 @@ def _job(ctx: _Ctx, name: str, value: Any) -> list[JobDef]:
             ctx.errors.extend(ctx.error(None, str(e)).errors)
     if len(ctx.errors) > before:
         raise DefinitionError("invalid job", [])  # already recorded: the job is left out
-    one = JobDef(name, str(run), tuple(needs), timeout, retry, idempotent, tuple(states), name)
+    one = JobDef(name, str(run), tuple(needs), timeout, retry, idempotent, tuple(states), name, (), resources)
     return [_instance(ctx, key, one, combo) for combo in combos] if "matrix" in table else [one]
 
 
@@ -221,6 +227,16 @@ def _instance(ctx: _Ctx, key: str, job: JobDef, combo: Combination) -> JobDef:
     except MatrixError as e:
         raise ctx.error(f"{key}.run", str(e)) from None
     return dataclasses.replace(job, name=name, run=run, matrix=combo)
+
+
+def _resources(ctx: _Ctx, key: str, value: Any) -> tuple[str, ...]:
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_RESOURCES
+        or not all(isinstance(r, str) and RESOURCE.match(r) for r in value)
+    ):
+        raise ctx.error(key, f"must be a list of at most {MAX_RESOURCES} names of a-z 0-9 _ -, like ['gpu']")
+    return tuple(dict.fromkeys(value))
 
 
 def _needs(ctx: _Ctx, key: str, value: Any) -> tuple[list[str], list[str]]:

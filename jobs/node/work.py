@@ -25,7 +25,9 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from concurrent import futures
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +49,7 @@ from .isolation import Isolation, Scratch, load_isolation
 from .journal import Entry, Journal, WorkLock, kill_orphan, remove_checkout
 from .logs import log_path, log_url
 from .retry import pattern_delay
+from .slots import Slots
 
 COUNTED = frozenset({Reason.FAILED, Reason.TIMED_OUT, Reason.ERROR})
 # Plan actions. The first three are work; the others are settled or waiting on something.
@@ -92,6 +95,23 @@ class Outcome:
     def line(self) -> str:
         extra = f" ({self.detail})" if self.detail else ""
         return f"{self.name:<16} {self.reason.value:<10} run {self.run_id}  {self.log}{extra}"
+
+
+@dataclass(slots=True)
+class Started:
+    """A run recorded ``started`` whose command is yet to run or running (see ``attempt``)."""
+
+    job: JobMut
+    d: JobDef
+    defs: Definitions
+    run_id: uuid.UUID
+    url: str
+    path: Path
+    scratch: Scratch
+    entry: Entry
+    log: CappedLog
+    settings: published.LogSettings
+    began: float
 
 
 @dataclass(slots=True)
@@ -263,6 +283,8 @@ class Workshop:
         rerun_held: bool = False,
         isolation: Isolation | None = None,
         reruns: Callable[[str], datetime | None] | None = None,
+        parallel: int = 1,
+        resources: Mapping[str, int] | None = None,
     ) -> None:
         if jobs.signer is None:
             raise JobsError("running jobs needs this node's key (see `git jobs init`)")
@@ -279,6 +301,9 @@ class Workshop:
         self._isolation = isolation
         self.reruns = reruns or (lambda job_id: None)
         self._lock = lock
+        # --jobs N and --resource NAME=N (see .slots): independent jobs at once, bounded
+        self.parallel = max(1, parallel)
+        self.resources = dict(resources or {})
         self._finished: dict[tuple[str, str], float] = {}
 
     @property
@@ -357,7 +382,7 @@ class Workshop:
             self.isolation.check()
             mut = {job.name: job for job, _ in release(self.jobs, defs)}
             while True:
-                if self._pass(defs, mut, report):
+                if self._one_pass(defs, mut, report):
                     report.interrupted = True
                     break
                 if not comprehensive:
@@ -376,6 +401,68 @@ class Workshop:
                     break
         report.plan = self.plan(defs)
         return report
+
+    def _one_pass(self, defs: Definitions, mut: dict[str, JobMut], report: WorkReport) -> bool:
+        """One pass over the commit's jobs: one at a time, or ``parallel`` at once."""
+        if self.parallel > 1:
+            return self._pass_parallel(defs, mut, report)
+        return self._pass(defs, mut, report)
+
+    def _pass_parallel(self, defs: Definitions, mut: dict[str, JobMut], report: WorkReport) -> bool:
+        """Like :meth:`_pass`, with up to ``parallel`` commands running at once (True: interrupted).
+
+        Every ledger write (start, skip, finish) and every plan happens in this thread; worker
+        threads only run commands. A job starts once its needs are met (the plan says ``run``),
+        a worker slot is free and :class:`Slots` grants each of its resources; each job runs at
+        most once per pass, as in the sequential pass.
+        """
+        slots, tried = Slots(self.resources), set[str]()
+        running: dict[Future[tuple[Reason, str]], Started] = {}
+        with ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="job") as pool:
+            changed = True  # replan only after something was recorded
+            while True:
+                acted = changed and not self.cancel.is_set()
+                acted = acted and self._dispatch(defs, mut, report, slots, tried, running, pool)
+                if not running and not acted:
+                    break
+                done, _ = futures.wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
+                changed = acted or bool(done)
+                for future in done:
+                    started = running.pop(future)
+                    slots.give(started.d.resources)
+                    self._record(report, self._conclude(started, *future.result()))
+        return self.cancel.is_set() or any(o.reason is Reason.CANCELLED for o in report.outcomes)
+
+    def _dispatch(
+        self,
+        defs: Definitions,
+        mut: dict[str, JobMut],
+        report: WorkReport,
+        slots: Slots,
+        tried: set[str],
+        running: dict[Future[tuple[Reason, str]], Started],
+        pool: ThreadPoolExecutor,
+    ) -> bool:
+        """Skip or start what the plan says is ready now; True when something was recorded."""
+        acted = False
+        for item in self.plan(defs):
+            d = defs.get(item.name)
+            if d is None or item.name in tried:
+                continue
+            if item.action == "skip":
+                tried.add(item.name)
+                self._record(report, self.skip(mut[d.name], d, defs, item.reason))
+                acted = True
+            elif item.action == "run" and len(running) < self.parallel and slots.take(d.resources):
+                tried.add(item.name)
+                started = self._begin(mut[d.name], d, defs)
+                running[pool.submit(self._run_started, started)] = started
+                acted = True
+        return acted
+
+    def _record(self, report: WorkReport, outcome: Outcome) -> None:
+        report.outcomes.append(outcome)
+        self.out(outcome.line())
 
     def _pass(self, defs: Definitions, mut: dict[str, JobMut], report: WorkReport) -> bool:
         """One pass in needs order; True when interrupted."""
@@ -414,26 +501,47 @@ class Workshop:
 
     def attempt(self, job: JobMut, d: JobDef, defs: Definitions) -> Outcome:
         """One run of ``d``: record it, execute it in a checkout, finish it with a reason."""
+        started = self._begin(job, d, defs)
+        reason, detail = self._run_started(started)
+        return self._conclude(started, reason, detail)
+
+    def _begin(self, job: JobMut, d: JobDef, defs: Definitions) -> Started:
+        """Record the run ``started`` (a signed write: in the scheduling thread) and open its log."""
         settings = published.LogSettings.load(self.jobs.repo)  # a bad setting stops us here
         run_id, url, path = self._start(job, d, defs)
         scratch = Scratch(Path(tempfile.mkdtemp(prefix=f"git-jobs-{run_id}-")))
         entry = Entry(str(run_id), job.id, d.name, defs.commit, 0, str(scratch.root))
         self.journal.add(entry)
-        began = time.monotonic()
-        with CappedLog(path, settings.max_bytes) as log:
+        log = CappedLog(path, settings.max_bytes)
+        try:
             log.write(f"git-jobs: run {run_id} of job {d.name} at {defs.commit} on {self.nid}\n".encode())
             job.run(url, run_id=run_id)
-            try:
-                reason, detail = self._execute(d, defs, run_id, scratch, log, entry)
-            finally:
-                remove_tree(scratch.root)
-            took = format_duration(time.monotonic() - began)
-            log.write(f"git-jobs: {reason.value} after {took}{': ' + detail if detail else ''}\n".encode())
-        blob = self._publish(run_id, path, settings)
-        job.finish(run_id, reason, log_blob=blob, exit_status=log.exit_status)
-        self.journal.remove(run_id)
-        self._finished[(defs.commit, d.name)] = self.clock()
-        return Outcome(d.name, defs.commit, job.id, str(run_id), reason, url, detail)
+        except BaseException:
+            log.close()
+            remove_tree(scratch.root)
+            raise
+        return Started(job, d, defs, run_id, url, path, scratch, entry, log, settings, time.monotonic())
+
+    def _run_started(self, s: Started) -> tuple[Reason, str]:
+        """The command of a started run, to its end (no ledger write: safe in a worker thread)."""
+        try:
+            return self._execute(s.d, s.defs, s.run_id, s.scratch, s.log, s.entry)
+        except BaseException:
+            s.log.close()
+            raise
+        finally:
+            remove_tree(s.scratch.root)
+
+    def _conclude(self, s: Started, reason: Reason, detail: str) -> Outcome:
+        """Close the log, publish it and record the finish (in the scheduling thread)."""
+        took = format_duration(time.monotonic() - s.began)
+        s.log.write(f"git-jobs: {reason.value} after {took}{': ' + detail if detail else ''}\n".encode())
+        s.log.close()
+        blob = self._publish(s.run_id, s.path, s.settings)
+        s.job.finish(s.run_id, reason, log_blob=blob, exit_status=s.log.exit_status)
+        self.journal.remove(s.run_id)
+        self._finished[(s.defs.commit, s.d.name)] = self.clock()
+        return Outcome(s.d.name, s.defs.commit, s.job.id, str(s.run_id), reason, s.url, detail)
 
     def _publish(
         self, run_id: uuid.UUID | str, path: Path, settings: published.LogSettings | None = None
