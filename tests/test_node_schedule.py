@@ -219,3 +219,90 @@ def test_bad_jobs_or_resource_flags_are_one_line_errors(
     commit_defs(work_repo, PARALLEL)
     res = cli(work_repo, "work", "any", *args, key=key[1])
     assert res.returncode == 2 and problem in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+# -- conditions -------------------------------------------------------------------------------
+DEPLOY = """
+[jobs.test]
+run = "echo testing"
+[jobs.deploy]
+run = "echo deploying"
+needs = ["test"]
+if = 'branch("main") && !changed("docs/*")'
+[jobs.docs]
+run = "echo docs"
+if = 'changed("docs/*")'
+[jobs.after]
+run = "echo after"
+needs = ["deploy"]
+"""
+
+
+def test_a_condition_on_branch_skips_deploy_off_main_and_runs_it_on_main(
+    work_repo: Path, key: tuple[cob.Signer, Path]  # noqa: F811
+) -> None:
+    git(work_repo, "checkout", "-q", "-b", "feature")
+    sha = commit_defs(work_repo, DEPLOY)
+    res = cli(work_repo, "work", "any", key=key[1])
+    assert res.returncode == 1, res.stdout + res.stderr
+    store = jobs.Jobs.open(work_repo)
+    assert reasons(store, sha, key[0].nid) == {
+        "test": ["succeeded"], "deploy": ["skipped"], "docs": ["skipped"], "after": ["skipped"]
+    }
+    why = cli(work_repo, "logs", "HEAD:deploy", check=True).stdout
+    assert "its condition is false" in why and 'branch("main")' in why
+    # Recorded once: another pass on the same ref changes nothing.
+    cli(work_repo, "work", "any", key=key[1])
+    assert reasons(jobs.Jobs.open(work_repo), sha, key[0].nid)["deploy"] == ["skipped"]
+    # The same commit reached by main: deploy runs (a skip is not an attempt).
+    git(work_repo, "branch", "-f", "main", sha)
+    res = cli(work_repo, "work", "any", "main", key=key[1])
+    assert res.returncode == 1, res.stdout + res.stderr  # docs is still skipped: no docs/ changed
+    got = reasons(jobs.Jobs.open(work_repo), sha, key[0].nid)
+    assert got["deploy"] == ["skipped", "succeeded"] and got["after"] == ["skipped", "succeeded"]
+    assert got["docs"] == ["skipped"]
+
+
+def test_a_condition_on_changed_paths_and_on_a_needs_outcome(
+    work_repo: Path, key: tuple[cob.Signer, Path]  # noqa: F811
+) -> None:
+    commit_defs(work_repo, "[jobs.x]\nrun = 'true'\n")
+    (work_repo / "docs").mkdir()
+    (work_repo / "docs" / "a.md").write_text("hello\n")
+    git(work_repo, "add", "docs")
+    text = """
+[jobs.docs]
+run = "echo docs"
+if = 'changed("docs/*")'
+[jobs.test]
+run = "exit 1"
+[jobs.report]
+run = "echo reporting failure"
+needs = { test = "any" }
+if = 'failed("test") || (true && !true)'
+"""
+    sha = commit_defs(work_repo, text)
+    res = cli(work_repo, "work", "any", key=key[1])
+    assert res.returncode == 1
+    assert reasons(jobs.Jobs.open(work_repo), sha, key[0].nid) == {
+        "docs": ["succeeded"], "test": ["failed"], "report": ["succeeded"]
+    }
+
+
+@pytest.mark.parametrize(
+    ("condition", "problem"),
+    [
+        ("branch(main)", "quoted string"),
+        ("os.system('x')", "unexpected text"),
+        ("__import__('os')", "unexpected text"),
+        ("branch('main') &&", "expected more"),
+        ("succeeded('build')", "not in this job's needs"),
+        ("(" * 20 + "true" + ")" * 20, "nested deeper"),
+        ("x" * 600, "at most 512"),
+    ],
+)
+def test_a_bad_condition_is_a_definition_error(condition: str, problem: str) -> None:
+    text = f"[jobs.a]\nrun = 'x'\nif = {json.dumps(condition)}\n"
+    with pytest.raises(jobs.DefinitionError) as err:
+        parse_definitions(text, "ab" * 20)
+    assert problem in str(err.value) and "jobs.a.if" in str(err.value)

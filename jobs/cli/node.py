@@ -66,6 +66,7 @@ def _targets(args: argparse.Namespace, workshop: Workshop) -> list[Candidate]:
 def _plan_json(workshop: Workshop, target: Candidate) -> dict[str, Any]:
     """``work`` is what a pass would do now (run or record a skip); ``waiting``, retries not due."""
     sha, defs = workshop.definitions(target.commit)
+    workshop.note_source(sha, target.source)
     plan = workshop.plan(defs) if defs is not None else []
     return {
         "commit": sha,
@@ -148,7 +149,7 @@ def _work_any(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, lambda *_: workshop.cancel.set()) for sig in _STOP_SIGNALS}
     try:
         for target in targets:
-            report = workshop.work_any(target.commit, comprehensive=args.comprehensive)
+            report = workshop.work_any(target.commit, comprehensive=args.comprehensive, source=target.source)
             reports.append((report, target.source))
             if not report.defined:
                 print(f"no .git-jobs.toml in commit {report.commit[:12]}: nothing to do", file=sys.stderr)

@@ -334,7 +334,7 @@ class Node:
             if commit in self._settled:
                 continue
             try:
-                report = workshop.work_any(commit)
+                report = workshop.work_any(commit, source=why)
             except DefinitionError as e:  # this commit's definitions never change: say it once
                 self.log("worker:work", safe(e))
                 self._settled.add(commit)

@@ -40,6 +40,7 @@ import pygit2
 from ..errors import DefinitionError
 from ..jobtype import check_log_url, check_name
 from ..text import safe
+from .conditions import ConditionError, Node, jobs_named, parse
 from .durations import DurationError, parse_duration
 from .matrix import Combination, MatrixError, expand, job_name, substitute
 from .retry import PATTERNS
@@ -57,7 +58,7 @@ MAX_RETRY = 100
 # [policy] is read from the policy ref by jobs.policy, never from the commit under test.
 _TOP_KEYS = {"jobs", "trigger", "log", "policy"}
 MAX_ERRORS = 50  # problems listed for one file; the rest are counted
-_JOB_KEYS = {"run", "needs", "timeout", "retry", "idempotent", "matrix", "resources"}
+_JOB_KEYS = {"run", "needs", "timeout", "retry", "idempotent", "matrix", "resources", "if"}
 MAX_RESOURCES = 8  # named resources one job holds
 # What a need must have ended as for its user to run (the list form of `needs` means succeeded).
 NEED_STATES = ("succeeded", "failed", "any")
@@ -88,6 +89,8 @@ class JobDef:
     base: str = ""  # the definition's name (differs from ``name`` for a matrix job)
     matrix: Combination = ()
     resources: tuple[str, ...] = ()  # held while it runs; capacities are the node's (slots.py)
+    condition: str | None = None  # `if`, as written (see conditions.py)
+    when: Node | None = None  # `if`, parsed
 
     def need_state(self, need: str) -> str:
         """What ``need`` must end as for this job to run (``succeeded`` unless stated)."""
@@ -204,6 +207,9 @@ def _job(ctx: _Ctx, name: str, value: Any) -> list[JobDef]:
     resources: tuple[str, ...] = ()
     with ctx.check():
         resources = _resources(ctx, f"{key}.resources", table.get("resources", []))
+    condition, when = None, None
+    with ctx.check():
+        condition, when = _condition(ctx, f"{key}.if", table.get("if"), needs)
     combos: list[Combination] = [()]
     if "matrix" in table:
         try:
@@ -212,7 +218,8 @@ def _job(ctx: _Ctx, name: str, value: Any) -> list[JobDef]:
             ctx.errors.extend(ctx.error(None, str(e)).errors)
     if len(ctx.errors) > before:
         raise DefinitionError("invalid job", [])  # already recorded: the job is left out
-    one = JobDef(name, str(run), tuple(needs), timeout, retry, idempotent, tuple(states), name, (), resources)
+    one = JobDef(name, str(run), tuple(needs), timeout, retry, idempotent, tuple(states), name)
+    one = dataclasses.replace(one, resources=resources, condition=condition, when=when)
     return [_instance(ctx, key, one, combo) for combo in combos] if "matrix" in table else [one]
 
 
@@ -227,6 +234,21 @@ def _instance(ctx: _Ctx, key: str, job: JobDef, combo: Combination) -> JobDef:
     except MatrixError as e:
         raise ctx.error(f"{key}.run", str(e)) from None
     return dataclasses.replace(job, name=name, run=run, matrix=combo)
+
+
+def _condition(ctx: _Ctx, key: str, value: Any, needs: list[str]) -> tuple[str | None, Node | None]:
+    """``if``: parsed now, so a bad expression is a definition error (see conditions.py)."""
+    if value is None:
+        return None, None
+    if not isinstance(value, str):
+        raise ctx.error(key, "must be a string like 'branch(\"main\")'")
+    try:
+        node = parse(value)
+    except ConditionError as e:
+        raise ctx.error(key, str(e)) from None
+    for name in sorted(jobs_named(node) - set(needs)):
+        raise ctx.error(key, f"asks about {safe(name)!r}, which is not in this job's needs")
+    return value, node
 
 
 def _resources(ctx: _Ctx, key: str, value: Any) -> tuple[str, ...]:

@@ -43,6 +43,7 @@ from ..model import Reason, Runs
 from ..store import JobMut, Jobs
 from .capture import CappedLog
 from .checkout import CheckoutError, make_checkout, remove_tree
+from .conditions import Facts, changed_paths, evaluate, reached_by
 from .definitions import Definitions, JobDef, load_definitions
 from .durations import format_duration
 from .isolation import Isolation, Scratch, load_isolation
@@ -137,6 +138,30 @@ def _latest_id(runs: Runs) -> uuid.UUID | None:
     return latest[0] if latest else None
 
 
+def _skipped_since_needs(d: JobDef, runs: dict[str, Runs], latest: tuple[uuid.UUID, Any] | None) -> bool:
+    """Its latest run here is a skip recorded after every need's latest run (nothing new)."""
+    if latest is None or latest[1].reason is not Reason.SKIPPED:
+        return False
+    need_ids = [i for i in (_latest_id(runs.get(n, Runs())) for n in d.needs) if i]
+    return all(latest[0] > i for i in need_ids)
+
+
+def condition_holds(d: JobDef, out: dict[str, PlanItem], facts: Facts) -> bool:
+    """``d``'s ``if`` for these facts, its needs' outcomes taken from the plan so far.
+
+    ``succeeded(NAME)`` / ``failed(NAME)`` of a matrix definition look at all its jobs:
+    succeeded when every one did, failed when any used up its attempts."""
+
+    def outcome(name: str) -> str:
+        items = [out[n] for n in d.needs if n == name or n.startswith(name + " (")]
+        if items and all(p.action == "done" for p in items):
+            return "succeeded"
+        return "failed" if any(p.action in ("exhausted", "held") for p in items) else ""
+
+    assert d.when is not None
+    return evaluate(d.when, Facts(facts.ref, facts.changed, outcome))
+
+
 def need_met(state: str, action: str) -> bool:
     """Whether a need whose plan is ``action`` has ended as ``state`` asks (see NEED_STATES)."""
     if state == "succeeded":
@@ -163,6 +188,7 @@ def assess(
     job_ids: dict[str, str] | None = None,
     uncounted: set[str] | None = None,
     rerun_held: bool = False,
+    facts: Facts | None = None,
 ) -> dict[str, PlanItem]:
     """The plan for every job of ``defs`` from this node's ``runs`` of each (by job name).
 
@@ -210,16 +236,7 @@ def assess(
             continue
         bad = [n for n in d.needs if not need_satisfiable(d.need_state(n), out[n].action)]
         if bad:
-            need_ids = [i for i in (_latest_id(runs.get(n, Runs())) for n in d.needs) if i]
-            if (
-                latest is not None
-                and last is not None
-                and last.reason is Reason.SKIPPED
-                and all(latest[0] > i for i in need_ids)
-            ):
-                item.action = "skipped"
-            else:
-                item.action = "skip"
+            item.action = "skipped" if _skipped_since_needs(d, runs, latest) else "skip"
             n = bad[0]
             state = d.need_state(n)
             ends = "did not succeed" if state == "succeeded" else f"cannot end {state}"
@@ -233,6 +250,10 @@ def assess(
         if waiting:
             item.action = "blocked"
             item.reason = f"waiting for need {waiting[0]!r} ({out[waiting[0]].action})"
+            continue
+        if d.when is not None and not condition_holds(d, out, facts or Facts()):
+            item.action = "skipped" if _skipped_since_needs(d, runs, latest) else "skip"
+            item.reason = f"its condition is false (if = {d.condition})"
             continue
         if (
             latest is not None
@@ -305,6 +326,8 @@ class Workshop:
         self.parallel = max(1, parallel)
         self.resources = dict(resources or {})
         self._finished: dict[tuple[str, str], float] = {}
+        self._sources: dict[str, str] = {}  # commit -> how it was reached (for `if` conditions)
+        self._facts: dict[str, Facts] = {}
 
     @property
     def isolation(self) -> Isolation:
@@ -332,12 +355,28 @@ class Workshop:
                 ids[job.name] = job.id
         return runs, ids
 
+    def note_source(self, commit: str, source: str) -> None:
+        """How ``commit`` was reached (a followed ref, a named REV): what ``if`` conditions see."""
+        self._sources[commit] = source
+        self._facts.pop(commit, None)
+
+    def facts(self, defs: Definitions) -> Facts:
+        """What the commit's ``if`` conditions may look at (computed once, only if one has any)."""
+        if not any(d.when is not None for d in defs):
+            return Facts()
+        if defs.commit not in self._facts:
+            repo = self.jobs.repo
+            ref = reached_by(repo, self._sources.get(defs.commit))
+            self._facts[defs.commit] = Facts(ref, changed_paths(repo, defs.commit))
+        return self._facts[defs.commit]
+
     def plan(self, defs: Definitions) -> list[PlanItem]:
         """What :meth:`work_any` would do now for these definitions (nothing is written)."""
         runs, ids = self._runs(defs)
         finished = {n: t for (c, n), t in self._finished.items() if c == defs.commit}
         crashed = self.journal.recovered()
-        plan = assess(defs, runs, self.clock(), finished, ids, crashed, self.rerun_held)
+        facts = self.facts(defs)
+        plan = assess(defs, runs, self.clock(), finished, ids, crashed, self.rerun_held, facts)
         return list(plan.values())
 
     # -- crash recovery --------------------------------------------------------------------
@@ -371,9 +410,15 @@ class Workshop:
         return out
 
     # -- working ---------------------------------------------------------------------------
-    def work_any(self, commit: str = "HEAD", *, comprehensive: bool = False) -> WorkReport:
-        """Run this node's outstanding jobs of ``commit`` (one pass, or until none is left)."""
+    def work_any(
+        self, commit: str = "HEAD", *, comprehensive: bool = False, source: str | None = None
+    ) -> WorkReport:
+        """Run this node's outstanding jobs of ``commit`` (one pass, or until none is left).
+
+        ``source``: how the commit was reached (default: ``commit`` itself, e.g. ``HEAD``)."""
         sha, defs = self.definitions(commit)
+        if sha not in self._sources or source is not None:
+            self.note_source(sha, source or commit)
         report = WorkReport(sha, defs is not None)
         with self.locked():
             report.recovered = self.recover()
