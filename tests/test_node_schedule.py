@@ -306,3 +306,48 @@ def test_a_bad_condition_is_a_definition_error(condition: str, problem: str) -> 
     with pytest.raises(jobs.DefinitionError) as err:
         parse_definitions(text, "ab" * 20)
     assert problem in str(err.value) and "jobs.a.if" in str(err.value)
+
+
+# -- labels -----------------------------------------------------------------------------------
+LABELS = """
+[jobs.any]
+run = "echo anywhere"
+[jobs.gpu]
+run = "echo on a gpu"
+runs_on = ["gpu", "linux"]
+[jobs.after]
+run = "echo after the gpu"
+needs = ["gpu"]
+"""
+
+
+def test_a_job_that_runs_on_gpu_is_left_alone_without_the_label_and_run_with_it(
+    work_repo: Path, tmp_path: Path, key: tuple[cob.Signer, Path]  # noqa: F811
+) -> None:
+    sha = commit_defs(work_repo, LABELS)
+    res = cli(work_repo, "work", "any", key=key[1])
+    assert res.returncode == 0, res.stdout + res.stderr  # all it may serve has succeeded
+    store = jobs.Jobs.open(work_repo)
+    # Nothing recorded about the jobs it cannot serve: no run, not even the job.
+    assert reasons(store, sha, key[0].nid) == {"any": ["succeeded"]}
+    plan = json.loads(cli(work_repo, "work", "any", "--dry-run", "--json", key=key[1], check=True).stdout)
+    actions = {p["name"]: p["action"] for p in plan["jobs"]}
+    assert actions == {"any": "done", "gpu": "elsewhere", "after": "elsewhere"}
+    # Another node, with the label from its git config, serves them.
+    _, other_key = new_key(tmp_path / "other.key")
+    git(work_repo, "config", "jobs.labels", "gpu")
+    res = cli(work_repo, "work", "any", key=other_key)
+    assert res.returncode == 0, res.stdout + res.stderr
+    got = {j.name: j for j in jobs.Jobs.open(work_repo).find_by_commit(sha)}
+    nid = next(n for n in got["gpu"].runs() if n != key[0].nid)
+    assert reasons(jobs.Jobs.open(work_repo), sha, nid) == {
+        "any": ["succeeded"], "gpu": ["succeeded"], "after": ["succeeded"]
+    }
+    # and --label is checked like any input
+    bad = cli(work_repo, "work", "any", "--label", "G PU", key=key[1])
+    assert bad.returncode == 2 and "label" in bad.stderr
+
+
+def test_runs_on_must_be_labels() -> None:
+    with pytest.raises(jobs.DefinitionError, match=r"jobs\.a\.runs_on"):
+        parse_definitions("[jobs.a]\nrun = 'x'\nruns_on = ['Linux box']\n", "ab" * 20)

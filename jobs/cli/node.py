@@ -17,7 +17,7 @@ import cob
 
 from ..node import Workshop, release
 from ..node.candidates import Candidate, select
-from ..node.config import load_config, slots_config
+from ..node.config import labels_config, load_config, slots_config
 from ..node.daemon import Node
 from ..node.follow import fetch
 from ..node.isolation import load_isolation
@@ -126,6 +126,7 @@ def _work_any(args: argparse.Namespace) -> int:
     isolation = None if args.dry_run else load_isolation(store.repo, args.isolation, key=store.signer.path)
     out = None if args.json else _say
     parallel, resources = slots_config(store.repo, args.jobs, args.resource)
+    labels = labels_config(store.repo, args.label)
     workshop = Workshop(
         store,
         out=out,
@@ -133,6 +134,7 @@ def _work_any(args: argparse.Namespace) -> int:
         isolation=isolation,
         parallel=parallel,
         resources=resources,
+        labels=labels,
     )
     targets = _targets(args, workshop)
     many = bool(args.follow) or len(targets) != 1
@@ -211,6 +213,7 @@ def _node(args: argparse.Namespace) -> int:
         isolation=args.isolation,
         parallel=args.jobs,
         resources=args.resource,
+        labels=args.label,
     )
     signer = cob.Signer.load(repo, getattr(args, "key", None))
     node = Node(
@@ -223,6 +226,7 @@ def _node(args: argparse.Namespace) -> int:
         isolation_mode=config.isolation,
         parallel=config.parallel,
         resources=config.resources,
+        labels=config.labels,
     )
     return node.run()
 
@@ -236,6 +240,12 @@ def _slot_flags(p: argparse.ArgumentParser) -> None:
         action="append",
         metavar="NAME=N",
         help="Capacity of a named resource that jobs list in `resources` (repeatable).",
+    )
+    p.add_argument(
+        "--label",
+        action="append",
+        metavar="NAME",
+        help="A label of this node for jobs' `runs_on`, beside its OS and architecture (repeatable).",
     )
 
 

@@ -16,6 +16,7 @@ commit under test::
         passEnv = CARGO_HOME             # also passed to jobs (repeatable)
         parallel = 2                     # jobs at once; --jobs
         resources = gpu=1,db=2           # resource capacities (repeatable); --resource
+        labels = gpu                     # labels beside the detected OS/arch (repeatable); --label
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ..errors import JobsError
 from .candidates import MAX_DEPTH
 from .durations import DurationError, parse_duration
 from .follow import Follow, parse_follow
+from .labels import node_labels
 from .slots import parse_parallel, parse_resources
 
 
@@ -45,6 +47,7 @@ class NodeConfig:
     isolation: str | None = None
     parallel: int = 1
     resources: dict[str, int] = field(default_factory=dict)
+    labels: frozenset[str] = frozenset()
 
 
 def _get(repo: pygit2.Repository, name: str) -> str | None:
@@ -81,6 +84,7 @@ def load_config(
     isolation: str | None = None,
     parallel: str | int | None = None,
     resources: Sequence[str] | None = None,
+    labels: Sequence[str] | None = None,
 ) -> NodeConfig:
     """The node's settings: each flag given replaces the git config value(s) of that name."""
     chosen = list(remotes) if remotes else _multi(repo, "jobs.remote")
@@ -99,7 +103,13 @@ def load_config(
     raw_depth = depth if depth is not None else _get(repo, "jobs.depth") or 1
     chosen_isolation = isolation or _get(repo, "jobs.isolation")
     slots = slots_config(repo, parallel, resources)
-    return NodeConfig(chosen, out, parse_depth(raw_depth), seconds, chosen_isolation, *slots)
+    found = labels_config(repo, labels)
+    return NodeConfig(chosen, out, parse_depth(raw_depth), seconds, chosen_isolation, *slots, found)
+
+
+def labels_config(repo: pygit2.Repository, labels: Sequence[str] | None = None) -> frozenset[str]:
+    """Detected labels plus ``--label`` (else git config ``jobs.labels``)."""
+    return node_labels(list(labels) if labels else _multi(repo, "jobs.labels"))
 
 
 def slots_config(

@@ -41,6 +41,7 @@ from .durations import format_duration
 from .follow import Follow, fetch
 from .isolation import Isolation, IsolationError, load_isolation
 from .journal import Journal, LockedError, WorkLock
+from .labels import node_labels
 from .logs import state_dir
 from .progress import state
 from .retry import Backoff, policies
@@ -86,6 +87,7 @@ class Node:
     requesters: frozenset[str] = frozenset()
     parallel: int = 1  # --jobs N
     resources: dict[str, int] = field(default_factory=dict)  # --resource NAME=N
+    labels: frozenset[str] | None = None  # for runs_on (None: detected only)
     status: dict[str, TaskStatus] = field(default_factory=dict)
     _lock: WorkLock | None = None
     _isolation: Isolation | None = None
@@ -217,6 +219,7 @@ class Node:
             isolation=self._isolation,
             parallel=self.parallel,
             resources=self.resources,
+            labels=self.labels,
         )
 
     def _install_signals(self) -> dict[int, Any]:
@@ -317,7 +320,7 @@ class Node:
                 if defs is None:
                     self.log("worker:release", f"no .git-jobs.toml at {commit[:12]}: nothing to release")
                     continue
-                made = release(store, defs)
+                made = release(store, defs, self.labels if self.labels is not None else node_labels())
                 created = [job.name for job, new in made if new]
                 if created:
                     existed = [job.name for job, new in made if not new]

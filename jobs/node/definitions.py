@@ -42,6 +42,7 @@ from ..jobtype import check_log_url, check_name
 from ..text import safe
 from .conditions import ConditionError, Node, jobs_named, parse
 from .durations import DurationError, parse_duration
+from .labels import LABEL, MAX_LABELS
 from .matrix import Combination, MatrixError, expand, job_name, substitute
 from .retry import PATTERNS
 from .slots import RESOURCE
@@ -58,7 +59,7 @@ MAX_RETRY = 100
 # [policy] is read from the policy ref by jobs.policy, never from the commit under test.
 _TOP_KEYS = {"jobs", "trigger", "log", "policy"}
 MAX_ERRORS = 50  # problems listed for one file; the rest are counted
-_JOB_KEYS = {"run", "needs", "timeout", "retry", "idempotent", "matrix", "resources", "if"}
+_JOB_KEYS = {"run", "needs", "timeout", "retry", "idempotent", "matrix", "resources", "if", "runs_on"}
 MAX_RESOURCES = 8  # named resources one job holds
 # What a need must have ended as for its user to run (the list form of `needs` means succeeded).
 NEED_STATES = ("succeeded", "failed", "any")
@@ -91,6 +92,7 @@ class JobDef:
     resources: tuple[str, ...] = ()  # held while it runs; capacities are the node's (slots.py)
     condition: str | None = None  # `if`, as written (see conditions.py)
     when: Node | None = None  # `if`, parsed
+    runs_on: tuple[str, ...] = ()  # labels a node must have to serve it (labels.py)
 
     def need_state(self, need: str) -> str:
         """What ``need`` must end as for this job to run (``succeeded`` unless stated)."""
@@ -207,6 +209,9 @@ def _job(ctx: _Ctx, name: str, value: Any) -> list[JobDef]:
     resources: tuple[str, ...] = ()
     with ctx.check():
         resources = _resources(ctx, f"{key}.resources", table.get("resources", []))
+    runs_on: tuple[str, ...] = ()
+    with ctx.check():
+        runs_on = _labels(ctx, f"{key}.runs_on", table.get("runs_on", []))
     condition, when = None, None
     with ctx.check():
         condition, when = _condition(ctx, f"{key}.if", table.get("if"), needs)
@@ -219,7 +224,7 @@ def _job(ctx: _Ctx, name: str, value: Any) -> list[JobDef]:
     if len(ctx.errors) > before:
         raise DefinitionError("invalid job", [])  # already recorded: the job is left out
     one = JobDef(name, str(run), tuple(needs), timeout, retry, idempotent, tuple(states), name)
-    one = dataclasses.replace(one, resources=resources, condition=condition, when=when)
+    one = dataclasses.replace(one, resources=resources, condition=condition, when=when, runs_on=runs_on)
     return [_instance(ctx, key, one, combo) for combo in combos] if "matrix" in table else [one]
 
 
@@ -249,6 +254,18 @@ def _condition(ctx: _Ctx, key: str, value: Any, needs: list[str]) -> tuple[str |
     for name in sorted(jobs_named(node) - set(needs)):
         raise ctx.error(key, f"asks about {safe(name)!r}, which is not in this job's needs")
     return value, node
+
+
+def _labels(ctx: _Ctx, key: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_LABELS
+        or not all(isinstance(x, str) and LABEL.match(x) for x in value)
+    ):
+        raise ctx.error(key, f"must be a list of at most {MAX_LABELS} labels of a-z 0-9 _ . - like ['linux']")
+    return tuple(dict.fromkeys(value))
 
 
 def _resources(ctx: _Ctx, key: str, value: Any) -> tuple[str, ...]:

@@ -48,6 +48,7 @@ from .definitions import Definitions, JobDef, load_definitions
 from .durations import format_duration
 from .isolation import Isolation, Scratch, load_isolation
 from .journal import Entry, Journal, WorkLock, kill_orphan, remove_checkout
+from .labels import node_labels
 from .logs import log_path, log_url
 from .retry import pattern_delay
 from .slots import Slots
@@ -130,7 +131,8 @@ class WorkReport:
 
     @property
     def ok(self) -> bool:
-        return all(p.action == "done" for p in self.plan)
+        """Every job this node may serve has succeeded here (``elsewhere`` ones are not its)."""
+        return all(p.action in ("done", "elsewhere") for p in self.plan)
 
 
 def _latest_id(runs: Runs) -> uuid.UUID | None:
@@ -162,6 +164,17 @@ def condition_holds(d: JobDef, out: dict[str, PlanItem], facts: Facts) -> bool:
     return evaluate(d.when, Facts(facts.ref, facts.changed, outcome))
 
 
+def elsewhere(d: JobDef, out: dict[str, PlanItem], labels: frozenset[str] | None) -> str:
+    """Why this node leaves ``d`` to others (it lacks a ``runs_on`` label, or a need is left
+    to others: needs are met per node), or "" when it may serve it. ``None``: labels unchecked."""
+    if labels is not None:
+        missing = [x for x in d.runs_on if x not in labels]
+        if missing:
+            return f"runs_on needs label {missing[0]!r}, which this node lacks"
+    away = [n for n in d.needs if out[n].action == "elsewhere"]
+    return f"need {away[0]!r} is left to other nodes" if away else ""
+
+
 def need_met(state: str, action: str) -> bool:
     """Whether a need whose plan is ``action`` has ended as ``state`` asks (see NEED_STATES)."""
     if state == "succeeded":
@@ -189,6 +202,7 @@ def assess(
     uncounted: set[str] | None = None,
     rerun_held: bool = False,
     facts: Facts | None = None,
+    labels: frozenset[str] | None = None,
 ) -> dict[str, PlanItem]:
     """The plan for every job of ``defs`` from this node's ``runs`` of each (by job name).
 
@@ -219,6 +233,10 @@ def assess(
             continue
         if last is not None and last.is_started:
             item.action, item.reason = "running", "a run of this node is in progress"
+            continue
+        away = elsewhere(d, out, labels)
+        if away:
+            item.action, item.reason = "elsewhere", away
             continue
         if attempts >= d.retry.max:
             item.action = "exhausted"
@@ -272,10 +290,24 @@ def assess(
     return out
 
 
-def release(jobs: Jobs, defs: Definitions) -> list[tuple[JobMut, bool]]:
-    """Create every job ``defs`` declares (idempotent); ``(job, created)`` in needs order."""
+def release(
+    jobs: Jobs, defs: Definitions, labels: frozenset[str] | None = None
+) -> list[tuple[JobMut, bool]]:
+    """Create every job ``defs`` declares (idempotent); ``(job, created)`` in needs order.
+
+    ``labels``: only the jobs a node with these labels may serve (see :func:`servable`)."""
     existing = {j.name for j in jobs.find_by_commit(defs.commit)}
-    return [(jobs.create(defs.commit, d.name), d.name not in existing) for d in defs]
+    names = servable(defs, labels) if labels is not None else set(defs.names)
+    return [(jobs.create(defs.commit, d.name), d.name not in existing) for d in defs if d.name in names]
+
+
+def servable(defs: Definitions, labels: frozenset[str]) -> set[str]:
+    """Jobs a node with ``labels`` may serve: its ``runs_on`` labels, and so all its needs'."""
+    out: set[str] = set()
+    for d in defs:  # needs first
+        if set(d.runs_on) <= labels and all(n in out for n in d.needs):
+            out.add(d.name)
+    return out
 
 
 class Workshop:
@@ -306,6 +338,7 @@ class Workshop:
         reruns: Callable[[str], datetime | None] | None = None,
         parallel: int = 1,
         resources: Mapping[str, int] | None = None,
+        labels: frozenset[str] | None = None,
     ) -> None:
         if jobs.signer is None:
             raise JobsError("running jobs needs this node's key (see `git jobs init`)")
@@ -325,6 +358,8 @@ class Workshop:
         # --jobs N and --resource NAME=N (see .slots): independent jobs at once, bounded
         self.parallel = max(1, parallel)
         self.resources = dict(resources or {})
+        # runs_on: the node's labels (detected OS/arch, plus --label / jobs.labels)
+        self.labels = labels if labels is not None else node_labels()
         self._finished: dict[tuple[str, str], float] = {}
         self._sources: dict[str, str] = {}  # commit -> how it was reached (for `if` conditions)
         self._facts: dict[str, Facts] = {}
@@ -376,7 +411,7 @@ class Workshop:
         finished = {n: t for (c, n), t in self._finished.items() if c == defs.commit}
         crashed = self.journal.recovered()
         facts = self.facts(defs)
-        plan = assess(defs, runs, self.clock(), finished, ids, crashed, self.rerun_held, facts)
+        plan = assess(defs, runs, self.clock(), finished, ids, crashed, self.rerun_held, facts, self.labels)
         return list(plan.values())
 
     # -- crash recovery --------------------------------------------------------------------
@@ -425,7 +460,7 @@ class Workshop:
             if defs is None:
                 return report
             self.isolation.check()
-            mut = {job.name: job for job, _ in release(self.jobs, defs)}
+            mut = {job.name: job for job, _ in release(self.jobs, defs, self.labels)}
             while True:
                 if self._one_pass(defs, mut, report):
                     report.interrupted = True
