@@ -13,10 +13,10 @@ import pytest
 
 import cob
 import jobs
-from jobs.node import parse_definitions
+from jobs.node import Workshop, parse_definitions
 
 from .conftest import git
-from .test_node_work import cli, commit_defs, key, new_key, reasons, runs_by_name, work_repo  # noqa: F401
+from .test_node_work import FakeClock, cli, commit_defs, key, new_key, reasons, runs_by_name, work_repo  # noqa: F401
 
 MATRIX = """
 [jobs.build]
@@ -351,3 +351,52 @@ def test_a_job_that_runs_on_gpu_is_left_alone_without_the_label_and_run_with_it(
 def test_runs_on_must_be_labels() -> None:
     with pytest.raises(jobs.DefinitionError, match=r"jobs\.a\.runs_on"):
         parse_definitions("[jobs.a]\nrun = 'x'\nruns_on = ['Linux box']\n", "ab" * 20)
+
+
+# -- failure classes and flakiness ------------------------------------------------------------
+def test_retry_on_retries_only_the_named_failure_classes(
+    work_repo: Path, key: tuple[cob.Signer, Path]  # noqa: F811
+) -> None:
+    text = """
+[jobs.test]
+run = "exit 1"
+retry = { max = 3, on = ["error", "timed_out"] }
+[jobs.slow]
+run = "sleep 5"
+timeout = "200ms"
+retry = { max = 2, on = ["error", "timed_out"] }
+"""
+    sha = commit_defs(work_repo, text)
+    clock = FakeClock()
+    ws = Workshop(jobs.Jobs.open(work_repo, key[0]), clock=clock.time, sleep=clock.sleep)
+    report = ws.work_any(sha, comprehensive=True)
+    # A test's own failure is not retried; the timeout (an infrastructure class here) is.
+    assert reasons(jobs.Jobs.open(work_repo), sha, key[0].nid) == {
+        "test": ["failed"], "slow": ["timed_out", "timed_out"]
+    }
+    plan = {p.name: p for p in report.plan}
+    assert plan["test"].action == "exhausted" and "retry.on" in plan["test"].reason
+    with pytest.raises(jobs.DefinitionError, match=r"jobs\.a\.retry\.on"):
+        parse_definitions("[jobs.a]\nrun = 'x'\nretry = { on = ['cancelled'] }\n", "ab" * 20)
+
+
+def test_a_job_that_passed_only_on_a_later_attempt_is_flaky_in_status_and_show(
+    work_repo: Path, key: tuple[cob.Signer, Path], tmp_path: Path  # noqa: F811
+) -> None:
+    counter = tmp_path / "count"
+    git(work_repo, "config", "jobs.isolation", "none")  # the counter lives outside the checkout
+    script = f"n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; test $n -ge 2"
+    sha = commit_defs(work_repo, f'[jobs.wobbly]\nrun = "{script}"\nretry = 2\n[jobs.steady]\nrun = "true"\n')
+    clock = FakeClock()
+    ws = Workshop(jobs.Jobs.open(work_repo, key[0]), clock=clock.time, sleep=clock.sleep)
+    assert ws.work_any(sha, comprehensive=True).ok
+    status = cli(work_repo, "status", key=key[1], check=True).stdout
+    line = next(x for x in status.splitlines() if "wobbly" in x)
+    assert "flaky (1 failed)" in line
+    assert "flaky" not in next(x for x in status.splitlines() if "steady" in x)
+    shown = cli(work_repo, "show", _job_id(work_repo, sha, "wobbly"), check=True)
+    assert "flaky: passed only after 1 failed attempt" in shown.stdout
+
+
+def _job_id(path: Path, sha: str, name: str) -> str:
+    return next(j.id for j in jobs.Jobs.open(path).find_by_commit(sha) if j.name == name)

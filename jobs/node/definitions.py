@@ -65,7 +65,9 @@ MAX_RESOURCES = 8  # named resources one job holds
 NEED_STATES = ("succeeded", "failed", "any")
 # A definition's own name: matrix jobs add ` (k=v, …)`, so the base has none of those characters.
 _BASE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/+-]*$")
-_RETRY_KEYS = {"max", "pattern"}
+_RETRY_KEYS = {"max", "pattern", "on"}
+# Failure classes a job may retry on (retry.on): a test's own failure, or the infrastructure's.
+RETRY_ON = ("failed", "timed_out", "error")
 _LOG_PLACEHOLDERS = {"run_id": "0190a4b2-0000-7000-8000-000000000000", "commit": "0" * 40, "job": "x"}
 
 
@@ -75,6 +77,7 @@ class RetrySpec:
 
     max: int = 1
     pattern: str = "seconds"
+    on: tuple[str, ...] = RETRY_ON  # reasons that use up an attempt and are retried
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +177,10 @@ def _retry(ctx: _Ctx, key: str, value: Any) -> RetrySpec:
     pattern = value.get("pattern", "seconds")
     if pattern not in PATTERNS:
         raise ctx.error(f"{key}.pattern", f"must be one of {', '.join(PATTERNS)}, not {pattern!r}")
-    return RetrySpec(most, pattern)
+    on = value.get("on", list(RETRY_ON))
+    if not isinstance(on, list) or not on or not all(isinstance(r, str) and r in RETRY_ON for r in on):
+        raise ctx.error(f"{key}.on", f"must be a non-empty list of {', '.join(RETRY_ON)}")
+    return RetrySpec(most, pattern, tuple(dict.fromkeys(on)))
 
 
 def _job(ctx: _Ctx, name: str, value: Any) -> list[JobDef]:

@@ -238,6 +238,16 @@ def assess(
         if away:
             item.action, item.reason = "elsewhere", away
             continue
+        if (
+            last is not None
+            and latest is not None
+            and last.reason in COUNTED
+            and last.reason.value not in d.retry.on
+            and str(latest[0]) not in skip_ids
+        ):
+            item.action = "exhausted"
+            item.reason = f"the last run ended {last.reason.value}, which retry.on does not retry"
+            continue
         if attempts >= d.retry.max:
             item.action = "exhausted"
             item.reason = f"{attempts} of {d.retry.max} attempts failed (retry.max)"
