@@ -400,3 +400,32 @@ def test_a_job_that_passed_only_on_a_later_attempt_is_flaky_in_status_and_show(
 
 def _job_id(path: Path, sha: str, name: str) -> str:
     return next(j.id for j in jobs.Jobs.open(path).find_by_commit(sha) if j.name == name)
+
+
+# -- outputs ----------------------------------------------------------------------------------
+def test_a_build_output_is_seen_by_the_test_that_needs_it_on_this_node(
+    work_repo: Path, key: tuple[cob.Signer, Path]  # noqa: F811
+) -> None:
+    text = """
+[jobs.build]
+run = "mkdir -p dist && echo wheel > dist/x.whl && ln -s /etc/hostname dist/link && echo junk > other"
+outputs = ["dist/", "missing/"]
+[jobs.test]
+run = "test -f dist/x.whl && grep -q wheel dist/x.whl && test -L dist/link && test ! -e other"
+needs = ["build"]
+[jobs.unrelated]
+run = "test ! -e dist"
+"""
+    sha = commit_defs(work_repo, text)
+    res = cli(work_repo, "work", "any", key=key[1])
+    assert res.returncode == 0, res.stdout + res.stderr + cli(work_repo, "logs", "HEAD:test").stdout
+    assert reasons(jobs.Jobs.open(work_repo), sha, key[0].nid) == {
+        "build": ["succeeded"], "test": ["succeeded"], "unrelated": ["succeeded"]
+    }
+    assert "outputs of build copied" in cli(work_repo, "logs", "HEAD:test", check=True).stdout
+
+
+@pytest.mark.parametrize("path", ["/etc", "../x", "a/../../b", ".git/hooks"])
+def test_outputs_stay_inside_the_checkout(path: str) -> None:
+    with pytest.raises(jobs.DefinitionError, match=r"jobs\.a\.outputs"):
+        parse_definitions(f"[jobs.a]\nrun = 'x'\noutputs = [{json.dumps(path)}]\n", "ab" * 20)

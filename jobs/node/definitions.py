@@ -44,6 +44,7 @@ from .conditions import ConditionError, Node, jobs_named, parse
 from .durations import DurationError, parse_duration
 from .labels import LABEL, MAX_LABELS
 from .matrix import Combination, MatrixError, expand, job_name, substitute
+from .outputs import MAX_OUTPUTS, check_path
 from .retry import PATTERNS
 from .slots import RESOURCE
 from .templates import TemplateError, render
@@ -60,6 +61,7 @@ MAX_RETRY = 100
 _TOP_KEYS = {"jobs", "trigger", "log", "policy"}
 MAX_ERRORS = 50  # problems listed for one file; the rest are counted
 _JOB_KEYS = {"run", "needs", "timeout", "retry", "idempotent", "matrix", "resources", "if", "runs_on"}
+_JOB_KEYS |= {"outputs"}
 MAX_RESOURCES = 8  # named resources one job holds
 # What a need must have ended as for its user to run (the list form of `needs` means succeeded).
 NEED_STATES = ("succeeded", "failed", "any")
@@ -96,6 +98,7 @@ class JobDef:
     condition: str | None = None  # `if`, as written (see conditions.py)
     when: Node | None = None  # `if`, parsed
     runs_on: tuple[str, ...] = ()  # labels a node must have to serve it (labels.py)
+    outputs: tuple[str, ...] = ()  # paths handed to the jobs that need it here (outputs.py)
 
     def need_state(self, need: str) -> str:
         """What ``need`` must end as for this job to run (``succeeded`` unless stated)."""
@@ -218,6 +221,9 @@ def _job(ctx: _Ctx, name: str, value: Any) -> list[JobDef]:
     runs_on: tuple[str, ...] = ()
     with ctx.check():
         runs_on = _labels(ctx, f"{key}.runs_on", table.get("runs_on", []))
+    outputs: tuple[str, ...] = ()
+    with ctx.check():
+        outputs = _outputs(ctx, f"{key}.outputs", table.get("outputs", []))
     condition, when = None, None
     with ctx.check():
         condition, when = _condition(ctx, f"{key}.if", table.get("if"), needs)
@@ -231,6 +237,7 @@ def _job(ctx: _Ctx, name: str, value: Any) -> list[JobDef]:
         raise DefinitionError("invalid job", [])  # already recorded: the job is left out
     one = JobDef(name, str(run), tuple(needs), timeout, retry, idempotent, tuple(states), name)
     one = dataclasses.replace(one, resources=resources, condition=condition, when=when, runs_on=runs_on)
+    one = dataclasses.replace(one, outputs=outputs)
     return [_instance(ctx, key, one, combo) for combo in combos] if "matrix" in table else [one]
 
 
@@ -260,6 +267,16 @@ def _condition(ctx: _Ctx, key: str, value: Any, needs: list[str]) -> tuple[str |
     for name in sorted(jobs_named(node) - set(needs)):
         raise ctx.error(key, f"asks about {safe(name)!r}, which is not in this job's needs")
     return value, node
+
+
+def _outputs(ctx: _Ctx, key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or len(value) > MAX_OUTPUTS or not all(isinstance(p, str) for p in value):
+        raise ctx.error(key, f"must be a list of at most {MAX_OUTPUTS} relative paths, like ['dist/']")
+    for path in value:
+        problem = check_path(path)
+        if problem:
+            raise ctx.error(key, safe(problem))
+    return tuple(dict.fromkeys(value))
 
 
 def _labels(ctx: _Ctx, key: str, value: Any) -> tuple[str, ...]:

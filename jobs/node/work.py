@@ -50,6 +50,7 @@ from .isolation import Isolation, Scratch, load_isolation
 from .journal import Entry, Journal, WorkLock, kill_orphan, remove_checkout
 from .labels import node_labels
 from .logs import log_path, log_url
+from .outputs import collect, provide
 from .retry import pattern_delay
 from .slots import Slots
 
@@ -658,6 +659,9 @@ class Workshop:
             log.write(f"git-jobs: cannot check out {defs.commit}: {e}\n".encode())
             return Reason.ERROR, f"cannot check out the commit: {e}"
         scratch.make()
+        handed = provide(self.jobs.repo, defs.commit, d.needs, scratch.src)
+        if handed:
+            log.write(f"git-jobs: outputs of {', '.join(handed)} copied into the checkout\n".encode())
         env = self.isolation.environment(
             scratch,
             {
@@ -701,6 +705,10 @@ class Workshop:
         # (as CI services do), so nothing writes to the log after its closing line.
         self._kill_group(proc.pid)
         if code == 0:
+            if d.outputs:
+                note = collect(self.jobs.repo, defs.commit, d.name, scratch.src, d.outputs)
+                if note:
+                    log.write(f"git-jobs: {note}\n".encode())
             return Reason.SUCCEEDED, ""
         if code < 0:
             return Reason.FAILED, f"killed by signal {-code}"
