@@ -429,3 +429,68 @@ run = "test ! -e dist"
 def test_outputs_stay_inside_the_checkout(path: str) -> None:
     with pytest.raises(jobs.DefinitionError, match=r"jobs\.a\.outputs"):
         parse_definitions(f"[jobs.a]\nrun = 'x'\noutputs = [{json.dumps(path)}]\n", "ab" * 20)
+
+
+# -- every error at once; an invalid file is a permanent fact ---------------------------------
+THREE_MISTAKES = """
+[jobs.a]
+run = "x {matrix.py}"
+matrix = { py = ["3 .1"] }
+needs = { b = "sometimes" }
+if = 'branch(main)'
+runs_on = ["Big Box"]
+outputs = ["../up"]
+resources = ["GPU"]
+retry = { on = ["cancelled"] }
+[jobs.b]
+run = "y"
+"""
+
+
+def test_every_mistake_with_the_new_keys_is_reported_at_once() -> None:
+    with pytest.raises(jobs.DefinitionError) as err:
+        parse_definitions(THREE_MISTAKES, "ab" * 20)
+    keys = ["jobs.a.matrix", "jobs.a.needs.b", "jobs.a.if", "jobs.a.runs_on", "jobs.a.outputs",
+            "jobs.a.resources", "jobs.a.retry.on"]
+    assert all(k in str(err.value) for k in keys), str(err.value)
+    assert len(err.value.errors) == len(keys)
+
+
+def test_a_node_records_an_invalid_file_once_and_never_retries_it(
+    work_repo: Path, key: tuple[cob.Signer, Path]  # noqa: F811
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from .test_node_work import CLI
+
+    sha = commit_defs(work_repo, THREE_MISTAKES)
+    log = work_repo.parent / "node.log"
+    hub = work_repo.parent / "hub.git"
+    git(work_repo.parent, "clone", "-q", "--bare", str(work_repo), str(hub))
+    git(work_repo, "remote", "add", "origin", str(hub))
+
+    def run_node_until(pred: str) -> str:
+        env = dict(os.environ, GIT_JOBS_KEY=str(key[1]))
+        with open(log, "wb") as fh:
+            args = ["node", "--remote", "origin", "--interval", "0.2s", "--isolation", "none"]
+            proc = subprocess.Popen([*CLI, *args], cwd=work_repo, env=env, stdout=fh, stderr=fh)
+        try:
+            deadline = time.monotonic() + 60
+            while pred not in log.read_text():
+                assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
+                time.sleep(0.1)
+            time.sleep(3)  # several more passes
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+        return log.read_text()
+
+    first = run_node_until("not tried again")
+    assert first.count("jobs.a.if") <= 2 and "not tried again" in first  # work (and release) once
+    recorded = (work_repo / ".git" / "git-jobs" / "invalid-definitions").read_text()
+    assert sha in recorded
+    again = run_node_until("node started")
+    assert "jobs.a.if" not in again  # after a restart: neither released nor worked, not reported

@@ -39,6 +39,7 @@ from .candidates import Candidate, select
 from .definitions import load_definitions
 from .durations import format_duration
 from .follow import Follow, fetch
+from .invalid import InvalidDefinitions
 from .isolation import Isolation, IsolationError, load_isolation
 from .journal import Journal, LockedError, WorkLock
 from .labels import node_labels
@@ -312,6 +313,8 @@ class Node:
                 if commit in seen or self.stop.is_set():
                     continue
                 seen.add(commit)
+                if commit in InvalidDefinitions(store.repo):
+                    continue  # reported once already (see worker:work)
                 try:
                     defs = load_definitions(store.repo, commit)
                 except DefinitionError as e:
@@ -336,11 +339,16 @@ class Node:
                 return
             if commit in self._settled:
                 continue
+            invalid = InvalidDefinitions(workshop.jobs.repo)
+            if commit in invalid:  # found invalid before, maybe by an earlier process: a fact
+                self._settled.add(commit)
+                continue
             try:
                 report = workshop.work_any(commit, source=why)
             except DefinitionError as e:  # this commit's definitions never change: say it once
-                self.log("worker:work", safe(e))
+                self.log("worker:work", f"{safe(e)} (recorded: this commit is not tried again)")
                 self._settled.add(commit)
+                invalid.add(commit)
                 continue
             self._report(report, why)
             self._note_progress(report, why)
