@@ -46,8 +46,8 @@ def _git(cwd: Path, *args: str) -> str:
                           text=True).stdout.strip()
 
 
-def _commit(repo: Path, n: int, salt: int) -> str:
-    text = "".join(f'[jobs.j{i}]\nrun = "true"\n' for i in range(n))
+def _commit(repo: Path, n: int, salt: int, command: str = "true") -> str:
+    text = "".join(f'[jobs.j{i}]\nrun = "{command}"\n' for i in range(n))
     (repo / ".git-jobs.toml").write_text(text)
     (repo / "salt").write_text(str(salt))
     _git(repo, "add", ".")
@@ -87,11 +87,14 @@ def _ours(ws: Workshop, sha: str, n: int) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
     parser.add_argument("--jobs-per-commit", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--isolation", choices=("none", "bwrap"), default="none")
     parser.add_argument("--parallel", type=int, default=1, help="--jobs N for ours")
+    parser.add_argument("--command", default="true", help='the jobs\' command, e.g. "sleep 5"')
+    parser.add_argument("--no-floor", action="store_true", help="time ours only (wall time per commit)")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
     try:
@@ -107,10 +110,16 @@ def main() -> int:
         n = args.jobs_per_commit
         ours, floor = [], []
         for rep in range(args.repeats):
-            sha = _commit(repo, n, rep)
+            sha = _commit(repo, n, rep, args.command)
             ours.append(_ours(ws, sha, n))
-            floor.append(_floor(repo, sha, n, writer, base, rep))
-        o, f = statistics.median(ours), statistics.median(floor)
+            if not args.no_floor:
+                floor.append(_floor(repo, sha, n, writer, base, rep))
+        o = statistics.median(ours)
+        if args.no_floor:
+            print(f"command={args.command!r} jobs/commit={n} parallel={args.parallel}: "
+                  f"wall {o * n:.2f} s per commit (median of {args.repeats})")
+            return 0
+        f = statistics.median(floor)
         print(f"isolation={args.isolation} jobs/commit={n} parallel={args.parallel} repeats={args.repeats}")
         print(f"| per job | ours {o * 1000:.1f} ms | floor {f * 1000:.1f} ms | ratio {o / f:.2f}x |")
     finally:
