@@ -494,3 +494,37 @@ def test_a_node_records_an_invalid_file_once_and_never_retries_it(
     assert sha in recorded
     again = run_node_until("node started")
     assert "jobs.a.if" not in again  # after a restart: neither released nor worked, not reported
+
+
+def test_the_node_runs_jobs_in_parallel_with_its_labels_and_resources(
+    work_repo: Path, key: tuple[cob.Signer, Path]  # noqa: F811
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from .test_node_work import CLI
+
+    text = PARALLEL + '[jobs.gpu]\nrun = "true"\nruns_on = ["gpu"]\nresources = ["gpu"]\n'
+    sha = commit_defs(work_repo, text)
+    hub = work_repo.parent / "hub.git"
+    git(work_repo.parent, "clone", "-q", "--bare", str(work_repo), str(hub))
+    git(work_repo, "remote", "add", "origin", str(hub))
+    git(work_repo, "config", "jobs.resources", "gpu=1")
+    env = dict(os.environ, GIT_JOBS_KEY=str(key[1]))
+    args = ["node", "--remote", "origin", "--interval", "0.2s", "--jobs", "2", "--label", "gpu"]
+    log = work_repo.parent / "node.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([*CLI, *args], cwd=work_repo, env=env, stdout=fh, stderr=fh)
+    want = {"one": ["succeeded"], "two": ["succeeded"], "after": ["succeeded"], "gpu": ["succeeded"]}
+    try:
+        deadline = time.monotonic() + 90
+        while reasons(jobs.Jobs.open(work_repo), sha, key[0].nid) != want:
+            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    spans = _intervals(jobs.Jobs.open(work_repo), sha, key[0].nid)
+    assert _overlap(spans["one"], spans["two"]), spans
