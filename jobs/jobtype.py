@@ -25,7 +25,8 @@ from .text import safe, unsafe_chars
 TYPENAME = "dev.gitjobs.job"
 MAX_NAME = 100
 MAX_URL = 2048
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/+-]*$")
+# Single spaces, parentheses, `=` and `,` are allowed for matrix jobs: `test (os=linux, py=3.12)`.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/+=(),-]*(?: [A-Za-z0-9._/+=(),-]+)*$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _REASONS = frozenset(r.value for r in Reason)
 _BLOB = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
@@ -39,7 +40,10 @@ def check_name(name: str) -> str | None:
     if len(name) > MAX_NAME:
         return f"a job name has at most {MAX_NAME} characters"
     if not _NAME.fullmatch(name) or ".." in name or name.endswith("/"):
-        return f"invalid job name {safe(name)!r} (letters, digits and . _ / + - ; not starting with one)"
+        return (
+            f"invalid job name {safe(name)!r}"
+            " (letters, digits, . _ / + = ( ) , - and single inner spaces; starting with a letter or digit)"
+        )
     return None
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import cob
 
-from .model import FAILING, Job, Run
+from .model import FAILING, Job, Reason, Run, Runs
 from .store import Jobs
 
 RUNNING = "running"
@@ -69,6 +69,21 @@ def run_json(nid: str, run_id: uuid.UUID, run: Run) -> dict[str, Any]:
 
 def rejection_json(r: cob.Rejection) -> dict[str, str]:
     return {"job": r.object_id, "change": r.change, "reason": r.reason}
+
+
+def flaky_attempts(runs: Runs) -> int:
+    """How many failed attempts (failed, timed_out, error) came right before a node's latest
+    run, when that run succeeded: a job that passed only on a later attempt is *flaky*. 0 if not."""
+    items = list(runs.values())
+    if not items or not items[-1].succeeded:
+        return 0
+    failed = 0
+    for run in reversed(items[:-1]):
+        if run.succeeded:
+            break
+        if run.reason in (Reason.FAILED, Reason.TIMED_OUT, Reason.ERROR):
+            failed += 1
+    return failed
 
 
 def job_state(job: Job) -> str:

@@ -276,7 +276,7 @@ def test_caller_errors_are_typed_and_write_nothing(repo: pygit2.Repository, sign
         (jobs.MissingCommitError, "not in this repository", lambda: store.create("f" * 40)),
         (jobs.MissingCommitError, "not in this repository", lambda: store.create("no-such-branch")),
         (jobs.InvalidInputError, "job name", lambda: store.create(head(repo), name="")),
-        (jobs.InvalidInputError, "job name", lambda: store.create(head(repo), name="bad name")),
+        (jobs.InvalidInputError, "job name", lambda: store.create(head(repo), name="bad  name")),
     ]
     readonly = jobs.Jobs.open(repo.path)
     ro_job = readonly.get_mut(job.id)

@@ -17,7 +17,7 @@ import cob
 
 from ..node import Workshop, release
 from ..node.candidates import Candidate, select
-from ..node.config import load_config
+from ..node.config import labels_config, load_config, slots_config
 from ..node.daemon import Node
 from ..node.follow import fetch
 from ..node.isolation import load_isolation
@@ -72,6 +72,7 @@ def _targets(args: argparse.Namespace, workshop: Workshop, requesters: frozenset
 def _plan_json(workshop: Workshop, target: Candidate) -> dict[str, Any]:
     """``work`` is what a pass would do now (run or record a skip); ``waiting``, retries not due."""
     sha, defs = workshop.definitions(target.commit)
+    workshop.note_source(sha, target.source)
     plan = workshop.plan(defs) if defs is not None else []
     return {
         "commit": sha,
@@ -132,7 +133,18 @@ def _work_any(args: argparse.Namespace) -> int:
     out = None if args.json else _say
     requesters = trusted_requesters(store, lambda line: print(line, file=sys.stderr))
     reruns = Reruns(store.repo, requesters)
-    workshop = Workshop(store, out=out, rerun_held=args.rerun_held, isolation=isolation, reruns=reruns)
+    parallel, resources = slots_config(store.repo, args.jobs, args.resource)
+    labels = labels_config(store.repo, args.label)
+    workshop = Workshop(
+        store,
+        out=out,
+        rerun_held=args.rerun_held,
+        isolation=isolation,
+        reruns=reruns,
+        parallel=parallel,
+        resources=resources,
+        labels=labels,
+    )
     targets = _targets(args, workshop, requesters)
     many = bool(args.follow) or args.requested or len(targets) != 1
     if args.dry_run:
@@ -148,7 +160,7 @@ def _work_any(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, lambda *_: workshop.cancel.set()) for sig in _STOP_SIGNALS}
     try:
         for target in targets:
-            report = workshop.work_any(target.commit, comprehensive=args.comprehensive)
+            report = workshop.work_any(target.commit, comprehensive=args.comprehensive, source=target.source)
             reports.append((report, target.source))
             if not report.defined:
                 print(f"no .git-jobs.toml in commit {report.commit[:12]}: nothing to do", file=sys.stderr)
@@ -214,6 +226,9 @@ def _node(args: argparse.Namespace) -> int:
         depth=args.depth,
         interval=args.interval,
         isolation=args.isolation,
+        parallel=args.jobs,
+        resources=args.resource,
+        labels=args.label,
     )
     signer = cob.Signer.load(repo, getattr(args, "key", None))
     node = Node(
@@ -224,8 +239,29 @@ def _node(args: argparse.Namespace) -> int:
         follows=config.follows,
         depth=config.depth,
         isolation_mode=config.isolation,
+        parallel=config.parallel,
+        resources=config.resources,
+        labels=config.labels,
     )
     return node.run()
+
+
+def _slot_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--jobs", default=None, metavar="N", help="Run up to N independent jobs at once (default 1)."
+    )
+    p.add_argument(
+        "--resource",
+        action="append",
+        metavar="NAME=N",
+        help="Capacity of a named resource that jobs list in `resources` (repeatable).",
+    )
+    p.add_argument(
+        "--label",
+        action="append",
+        metavar="NAME",
+        help="A label of this node for jobs' `runs_on`, beside its OS and architecture (repeatable).",
+    )
 
 
 def _work_help(parser: argparse.ArgumentParser) -> Any:
@@ -296,6 +332,7 @@ def register(sub: Any) -> None:
         "--dry-run", action="store_true", help="Print what a pass would do (JSON with --json); write nothing."
     )
     p.add_argument("--comprehensive", action="store_true", help="Repeat until nothing is left.")
+    _slot_flags(p)
     add_json(p)
     p = add_command(
         inner,
@@ -335,4 +372,5 @@ def register(sub: Any) -> None:
         "--depth", default=None, metavar="N", help="First-parent commits per followed tip (default 1)."
     )
     p.add_argument("--interval", default=None, help="How often each worker runs (default 30s).")
+    _slot_flags(p)
     p.add_argument("--isolation", choices=("bwrap", "none"), help="Override git config jobs.isolation.")

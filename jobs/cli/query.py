@@ -26,6 +26,7 @@ from ..model import Job
 from ..policy import Policy
 from ..store import Jobs
 from ..summary import (
+    flaky_attempts,
     job_json,
     job_state,
     rejection_json,
@@ -166,6 +167,10 @@ def _show(args: argparse.Namespace) -> int:
         print()
         label = f"  {safe(names[nid])}" if names.get(nid) else ""
         print(f"node {style(nid, 'cyan')}{label}{_you(nid, me)}")
+        flaky = flaky_attempts(node_runs)
+        if flaky:
+            plural = "s" if flaky > 1 else ""
+            print(f"  {style('flaky', 'yellow')}: passed only after {flaky} failed attempt{plural}")
         for run_id, run in node_runs.items():
             state = run_state(run)
             arrow = "→" if style.unicode else "->"

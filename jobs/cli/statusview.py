@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from ..gate import GateCell, GateStatus
 from ..model import Run
+from ..summary import flaky_attempts
 from ..text import safe
 from .common import Style, short, short_nid
 from .trust import describe_policy
@@ -53,6 +54,9 @@ def _rows(
     rows: list[tuple[str, ...]] = []
     for c in cells:
         took = "" if c.run is None else run_duration(c.run, now)
+        flaky = flaky_attempts(c.job.runs_of(c.node)) if c.job is not None and c.node else 0
+        if flaky:  # passed only on a later attempt: shown, so a flaky test is not hidden by retries
+            took = f"{took} flaky ({flaky} failed)"
         log = "" if c.run is None else safe(c.run.log)
         rows.append((c.state, safe(c.name), node_label(status, c.node, style, me, labels), took, log))
     rows.sort(key=lambda r: (r[1], r[2]))  # by job name, then node: stable across refreshes

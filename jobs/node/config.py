@@ -14,6 +14,9 @@ commit under test::
         sandboxPath = /opt/toolchain     # also visible, read-only, in the sandbox (repeatable)
         sandboxHide = /srv/secrets       # never visible in the sandbox (repeatable)
         passEnv = CARGO_HOME             # also passed to jobs (repeatable)
+        parallel = 2                     # jobs at once; --jobs
+        resources = gpu=1,db=2           # resource capacities (repeatable); --resource
+        labels = gpu                     # labels beside the detected OS/arch (repeatable); --label
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from ..errors import JobsError
 from .candidates import MAX_DEPTH
 from .durations import DurationError, parse_duration
 from .follow import Follow, parse_follow
+from .labels import node_labels
+from .slots import parse_parallel, parse_resources
 
 
 class ConfigError(JobsError):
@@ -40,6 +45,9 @@ class NodeConfig:
     depth: int = 1
     interval: float = 30.0
     isolation: str | None = None
+    parallel: int = 1
+    resources: dict[str, int] = field(default_factory=dict)
+    labels: frozenset[str] = frozenset()
 
 
 def _get(repo: pygit2.Repository, name: str) -> str | None:
@@ -74,6 +82,9 @@ def load_config(
     depth: str | int | None = None,
     interval: str | None = None,
     isolation: str | None = None,
+    parallel: str | int | None = None,
+    resources: Sequence[str] | None = None,
+    labels: Sequence[str] | None = None,
 ) -> NodeConfig:
     """The node's settings: each flag given replaces the git config value(s) of that name."""
     chosen = list(remotes) if remotes else _multi(repo, "jobs.remote")
@@ -90,4 +101,21 @@ def load_config(
     except DurationError as e:
         raise ConfigError(f"interval: {e}") from None
     raw_depth = depth if depth is not None else _get(repo, "jobs.depth") or 1
-    return NodeConfig(chosen, out, parse_depth(raw_depth), seconds, isolation or _get(repo, "jobs.isolation"))
+    chosen_isolation = isolation or _get(repo, "jobs.isolation")
+    slots = slots_config(repo, parallel, resources)
+    found = labels_config(repo, labels)
+    return NodeConfig(chosen, out, parse_depth(raw_depth), seconds, chosen_isolation, *slots, found)
+
+
+def labels_config(repo: pygit2.Repository, labels: Sequence[str] | None = None) -> frozenset[str]:
+    """Detected labels plus ``--label`` (else git config ``jobs.labels``)."""
+    return node_labels(list(labels) if labels else _multi(repo, "jobs.labels"))
+
+
+def slots_config(
+    repo: pygit2.Repository, parallel: str | int | None = None, resources: Sequence[str] | None = None
+) -> tuple[int, dict[str, int]]:
+    """``--jobs`` / ``jobs.parallel`` and ``--resource`` / ``jobs.resources`` (flags win)."""
+    raw = parallel if parallel is not None else _get(repo, "jobs.parallel") or 1
+    specs = list(resources) if resources else _multi(repo, "jobs.resources")
+    return parse_parallel(raw), parse_resources(specs)

@@ -39,8 +39,10 @@ from .candidates import Candidate, select
 from .definitions import load_definitions
 from .durations import format_duration
 from .follow import Follow, fetch
+from .invalid import InvalidDefinitions
 from .isolation import Isolation, IsolationError, load_isolation
 from .journal import Journal, LockedError, WorkLock
+from .labels import node_labels
 from .logs import state_dir
 from .progress import state
 from .requests import Reruns, fetch_requested, trusted_requesters
@@ -85,6 +87,9 @@ class Node:
     isolation_mode: str | None = None
     # NIDs whose signed requests this node honours; None: the trust policy's, re-read every pass
     requesters: frozenset[str] | None = None
+    parallel: int = 1  # --jobs N
+    resources: dict[str, int] = field(default_factory=dict)  # --resource NAME=N
+    labels: frozenset[str] | None = None  # for runs_on (None: detected only)
     status: dict[str, TaskStatus] = field(default_factory=dict)
     _lock: WorkLock | None = None
     _isolation: Isolation | None = None
@@ -218,6 +223,9 @@ class Node:
             kill_grace=self.kill_grace,
             out=lambda line: self.log(task, line),
             isolation=self._isolation,
+            parallel=self.parallel,
+            resources=self.resources,
+            labels=self.labels,
         )
 
     def _install_signals(self) -> dict[int, Any]:
@@ -328,6 +336,8 @@ class Node:
                 if commit in seen or self.stop.is_set():
                     continue
                 seen.add(commit)
+                if commit in InvalidDefinitions(store.repo):
+                    continue  # reported once already (see worker:work)
                 try:
                     defs = load_definitions(store.repo, commit)
                 except DefinitionError as e:
@@ -336,7 +346,7 @@ class Node:
                 if defs is None:
                     self.log("worker:release", f"no .git-jobs.toml at {commit[:12]}: nothing to release")
                     continue
-                made = release(store, defs)
+                made = release(store, defs, self.labels if self.labels is not None else node_labels())
                 created = [job.name for job, new in made if new]
                 if created:
                     existed = [job.name for job, new in made if not new]
@@ -353,11 +363,16 @@ class Node:
                 return
             if settled in self._settled:  # a newer trusted request makes it worth a look again
                 continue
-            try:
-                report = workshop.work_any(commit)
-            except DefinitionError as e:  # this commit's definitions never change: say it once
-                self.log("worker:work", safe(e))
+            invalid = InvalidDefinitions(workshop.jobs.repo)
+            if commit in invalid:  # found invalid before, maybe by an earlier process: a fact
                 self._settled.add(settled)
+                continue
+            try:
+                report = workshop.work_any(commit, source=why)
+            except DefinitionError as e:  # this commit's definitions never change: say it once
+                self.log("worker:work", f"{safe(e)} (recorded: this commit is not tried again)")
+                self._settled.add(settled)
+                invalid.add(commit)
                 continue
             self._report(report, why)
             self._note_progress(report, why)

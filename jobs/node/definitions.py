@@ -13,6 +13,12 @@ and every error names the file, the commit and the key (:class:`jobs.DefinitionE
     timeout = "20m"
     retry = { max = 3, pattern = "seconds" }
     idempotent = true
+    [jobs.notify]
+    run = "./notify"
+    needs = { test = "any" }          # succeeded (the list form's meaning) | failed | any
+    [jobs.lint]
+    run = "tox -e py{matrix.python}"
+    matrix = { python = ["3.11", "3.12"] }   # jobs `lint (python=3.11)`, `lint (python=3.12)`
     [trigger]
     run = "curl -fsS -X POST https://ci.example/hooks --data commit={commit}"
     [log]
@@ -22,6 +28,8 @@ and every error names the file, the commit and the key (:class:`jobs.DefinitionE
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import re
 import tomllib
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -31,8 +39,14 @@ import pygit2
 
 from ..errors import DefinitionError
 from ..jobtype import check_log_url, check_name
+from ..text import safe
+from .conditions import ConditionError, Node, jobs_named, parse
 from .durations import DurationError, parse_duration
+from .labels import LABEL, MAX_LABELS
+from .matrix import Combination, MatrixError, expand, job_name, substitute
+from .outputs import MAX_OUTPUTS, check_path
 from .retry import PATTERNS
+from .slots import RESOURCE
 from .templates import TemplateError, render
 
 # A definitions file is a few hundred bytes; anything past this is not read at all.
@@ -46,8 +60,16 @@ MAX_RETRY = 100
 # [policy] is read from the policy ref by jobs.policy, never from the commit under test.
 _TOP_KEYS = {"jobs", "trigger", "log", "policy"}
 MAX_ERRORS = 50  # problems listed for one file; the rest are counted
-_JOB_KEYS = {"run", "needs", "timeout", "retry", "idempotent"}
-_RETRY_KEYS = {"max", "pattern"}
+_JOB_KEYS = {"run", "needs", "timeout", "retry", "idempotent", "matrix", "resources", "if", "runs_on"}
+_JOB_KEYS |= {"outputs"}
+MAX_RESOURCES = 8  # named resources one job holds
+# What a need must have ended as for its user to run (the list form of `needs` means succeeded).
+NEED_STATES = ("succeeded", "failed", "any")
+# A definition's own name: matrix jobs add ` (k=v, …)`, so the base has none of those characters.
+_BASE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/+-]*$")
+_RETRY_KEYS = {"max", "pattern", "on"}
+# Failure classes a job may retry on (retry.on): a test's own failure, or the infrastructure's.
+RETRY_ON = ("failed", "timed_out", "error")
 _LOG_PLACEHOLDERS = {"run_id": "0190a4b2-0000-7000-8000-000000000000", "commit": "0" * 40, "job": "x"}
 
 
@@ -57,6 +79,7 @@ class RetrySpec:
 
     max: int = 1
     pattern: str = "seconds"
+    on: tuple[str, ...] = RETRY_ON  # reasons that use up an attempt and are retried
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +90,20 @@ class JobDef:
     timeout: float | None = None
     retry: RetrySpec = field(default_factory=RetrySpec)
     idempotent: bool = False
+    # Per need (same order as ``needs``): what it must have ended as (see NEED_STATES).
+    need_states: tuple[str, ...] = ()
+    base: str = ""  # the definition's name (differs from ``name`` for a matrix job)
+    matrix: Combination = ()
+    resources: tuple[str, ...] = ()  # held while it runs; capacities are the node's (slots.py)
+    condition: str | None = None  # `if`, as written (see conditions.py)
+    when: Node | None = None  # `if`, parsed
+    runs_on: tuple[str, ...] = ()  # labels a node must have to serve it (labels.py)
+    outputs: tuple[str, ...] = ()  # paths handed to the jobs that need it here (outputs.py)
+
+    def need_state(self, need: str) -> str:
+        """What ``need`` must end as for this job to run (``succeeded`` unless stated)."""
+        states = dict(zip(self.needs, self.need_states, strict=False))
+        return states.get(need, "succeeded")
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,12 +180,17 @@ def _retry(ctx: _Ctx, key: str, value: Any) -> RetrySpec:
     pattern = value.get("pattern", "seconds")
     if pattern not in PATTERNS:
         raise ctx.error(f"{key}.pattern", f"must be one of {', '.join(PATTERNS)}, not {pattern!r}")
-    return RetrySpec(most, pattern)
+    on = value.get("on", list(RETRY_ON))
+    if not isinstance(on, list) or not on or not all(isinstance(r, str) and r in RETRY_ON for r in on):
+        raise ctx.error(f"{key}.on", f"must be a non-empty list of {', '.join(RETRY_ON)}")
+    return RetrySpec(most, pattern, tuple(dict.fromkeys(on)))
 
 
-def _job(ctx: _Ctx, name: str, value: Any) -> JobDef:
+def _job(ctx: _Ctx, name: str, value: Any) -> list[JobDef]:
+    """The job(s) one definition declares: one, or one per matrix combination."""
     key = f"jobs.{name}"
-    problem = check_name(name)
+    problem = check_name(name) or (None if _BASE.match(name) else f"invalid job name {safe(name)!r}"
+                                   " (letters, digits and . _ / + - ; starting with a letter or digit)")
     if problem:
         raise ctx.error(key, problem)
     table = _table(ctx, key, value)
@@ -157,12 +199,10 @@ def _job(ctx: _Ctx, name: str, value: Any) -> JobDef:
     run = table.get("run")
     if not isinstance(run, str) or not run.strip():
         ctx.errors.extend(ctx.error(f"{key}.run", "a job needs a non-empty `run` command").errors)
-    needs = table.get("needs", [])
+    needs: list[str] = []
+    states: list[str] = []
     with ctx.check():
-        if not isinstance(needs, list) or not all(isinstance(n, str) for n in needs):
-            raise ctx.error(f"{key}.needs", "must be a list of job names")
-        if len(set(needs)) != len(needs):
-            raise ctx.error(f"{key}.needs", "names a job more than once")
+        needs, states = _needs(ctx, f"{key}.needs", table.get("needs", []))
     timeout = None
     if "timeout" in table:
         try:
@@ -175,9 +215,125 @@ def _job(ctx: _Ctx, name: str, value: Any) -> JobDef:
     idempotent = table.get("idempotent", False)
     if not isinstance(idempotent, bool):
         ctx.errors.extend(ctx.error(f"{key}.idempotent", "must be true or false").errors)
+    resources: tuple[str, ...] = ()
+    with ctx.check():
+        resources = _resources(ctx, f"{key}.resources", table.get("resources", []))
+    runs_on: tuple[str, ...] = ()
+    with ctx.check():
+        runs_on = _labels(ctx, f"{key}.runs_on", table.get("runs_on", []))
+    outputs: tuple[str, ...] = ()
+    with ctx.check():
+        outputs = _outputs(ctx, f"{key}.outputs", table.get("outputs", []))
+    condition, when = None, None
+    with ctx.check():
+        condition, when = _condition(ctx, f"{key}.if", table.get("if"), needs)
+    combos: list[Combination] = [()]
+    if "matrix" in table:
+        try:
+            combos = expand(f"{key}.matrix", table["matrix"])
+        except MatrixError as e:
+            ctx.errors.extend(ctx.error(None, str(e)).errors)
     if len(ctx.errors) > before:
         raise DefinitionError("invalid job", [])  # already recorded: the job is left out
-    return JobDef(name, str(run), tuple(needs), timeout, retry, idempotent)
+    one = JobDef(name, str(run), tuple(needs), timeout, retry, idempotent, tuple(states), name)
+    one = dataclasses.replace(one, resources=resources, condition=condition, when=when, runs_on=runs_on)
+    one = dataclasses.replace(one, outputs=outputs)
+    return [_instance(ctx, key, one, combo) for combo in combos] if "matrix" in table else [one]
+
+
+def _instance(ctx: _Ctx, key: str, job: JobDef, combo: Combination) -> JobDef:
+    """The job of one matrix combination: its name and its ``run`` with placeholders filled."""
+    name = job_name(job.name, combo)
+    problem = check_name(name)
+    if problem:
+        raise ctx.error(f"{key}.matrix", problem)
+    try:
+        run = substitute(job.run, combo)
+    except MatrixError as e:
+        raise ctx.error(f"{key}.run", str(e)) from None
+    return dataclasses.replace(job, name=name, run=run, matrix=combo)
+
+
+def _condition(ctx: _Ctx, key: str, value: Any, needs: list[str]) -> tuple[str | None, Node | None]:
+    """``if``: parsed now, so a bad expression is a definition error (see conditions.py)."""
+    if value is None:
+        return None, None
+    if not isinstance(value, str):
+        raise ctx.error(key, "must be a string like 'branch(\"main\")'")
+    try:
+        node = parse(value)
+    except ConditionError as e:
+        raise ctx.error(key, str(e)) from None
+    for name in sorted(jobs_named(node) - set(needs)):
+        raise ctx.error(key, f"asks about {safe(name)!r}, which is not in this job's needs")
+    return value, node
+
+
+def _outputs(ctx: _Ctx, key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or len(value) > MAX_OUTPUTS or not all(isinstance(p, str) for p in value):
+        raise ctx.error(key, f"must be a list of at most {MAX_OUTPUTS} relative paths, like ['dist/']")
+    for path in value:
+        problem = check_path(path)
+        if problem:
+            raise ctx.error(key, safe(problem))
+    return tuple(dict.fromkeys(value))
+
+
+def _labels(ctx: _Ctx, key: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_LABELS
+        or not all(isinstance(x, str) and LABEL.match(x) for x in value)
+    ):
+        raise ctx.error(key, f"must be a list of at most {MAX_LABELS} labels of a-z 0-9 _ . - like ['linux']")
+    return tuple(dict.fromkeys(value))
+
+
+def _resources(ctx: _Ctx, key: str, value: Any) -> tuple[str, ...]:
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_RESOURCES
+        or not all(isinstance(r, str) and RESOURCE.match(r) for r in value)
+    ):
+        raise ctx.error(key, f"must be a list of at most {MAX_RESOURCES} names of a-z 0-9 _ -, like ['gpu']")
+    return tuple(dict.fromkeys(value))
+
+
+def _needs(ctx: _Ctx, key: str, value: Any) -> tuple[list[str], list[str]]:
+    """``needs`` as (names, states): a list means every one must have succeeded."""
+    if isinstance(value, dict):
+        names, states = list(value), list(value.values())
+        for n, state in value.items():
+            if state not in NEED_STATES:
+                shown = state if isinstance(state, str) else type(state).__name__
+                raise ctx.error(f"{key}.{n}", f"must be one of {', '.join(NEED_STATES)}, not {shown!r}")
+        return names, states
+    if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+        raise ctx.error(key, 'must be a list of job names or a table like { build = "succeeded" }')
+    if len(set(value)) != len(value):
+        raise ctx.error(key, "names a job more than once")
+    return list(value), ["succeeded"] * len(value)
+
+
+def _resolve_needs(jobs: dict[str, JobDef]) -> dict[str, JobDef]:
+    """A need naming a matrix definition means every job of that matrix (with the same state)."""
+    groups: dict[str, list[str]] = {}
+    for job in jobs.values():
+        if job.matrix:
+            groups.setdefault(job.base, []).append(job.name)
+    out = {}
+    for name, job in jobs.items():
+        needs: list[str] = []
+        states: list[str] = []
+        for need in job.needs:
+            for one in groups.get(need, [need]):
+                if one not in needs:
+                    needs.append(one)
+                    states.append(job.need_state(need))
+        out[name] = dataclasses.replace(job, needs=tuple(needs), need_states=tuple(states))
+    return out
 
 
 def _order(ctx: _Ctx, jobs: dict[str, JobDef], known: Collection[str] = ()) -> tuple[JobDef, ...]:
@@ -272,7 +428,10 @@ def parse_definitions(text: str, commit: str, path: str = DEFINITIONS_FILE) -> D
     jobs: dict[str, JobDef] = {}
     for name, value in jobs_table.items():
         with ctx.check():
-            jobs[name] = _job(ctx, name, value)
+            jobs.update((j.name, j) for j in _job(ctx, name, value))
+    if len(jobs) > MAX_JOBS:
+        raise ctx.error("jobs", f"{len(jobs)} jobs after matrix expansion (at most {MAX_JOBS})")
+    jobs = _resolve_needs(jobs)
     ordered: tuple[JobDef, ...] = ()
     with ctx.check():
         ordered = _order(ctx, jobs, known=set(jobs_table))

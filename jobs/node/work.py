@@ -25,7 +25,9 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from concurrent import futures
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,12 +43,16 @@ from ..model import Job, Reason, Runs
 from ..store import JobMut, Jobs
 from .capture import CappedLog
 from .checkout import CheckoutError, make_checkout, remove_tree
+from .conditions import Facts, changed_paths, evaluate, reached_by
 from .definitions import Definitions, JobDef, load_definitions
 from .durations import format_duration
 from .isolation import Isolation, Scratch, load_isolation
 from .journal import Entry, Journal, WorkLock, kill_orphan, remove_checkout
+from .labels import node_labels
 from .logs import log_path, log_url
+from .outputs import collect, provide
 from .retry import pattern_delay
+from .slots import Slots
 
 COUNTED = frozenset({Reason.FAILED, Reason.TIMED_OUT, Reason.ERROR})
 # Plan actions. The first three are work; the others are settled or waiting on something.
@@ -95,6 +101,23 @@ class Outcome:
 
 
 @dataclass(slots=True)
+class Started:
+    """A run recorded ``started`` whose command is yet to run or running (see ``attempt``)."""
+
+    job: JobMut
+    d: JobDef
+    defs: Definitions
+    run_id: uuid.UUID
+    url: str
+    path: Path
+    scratch: Scratch
+    entry: Entry
+    log: CappedLog
+    settings: published.LogSettings
+    began: float
+
+
+@dataclass(slots=True)
 class WorkReport:
     commit: str
     defined: bool
@@ -109,12 +132,66 @@ class WorkReport:
 
     @property
     def ok(self) -> bool:
-        return all(p.action == "done" for p in self.plan)
+        """Every job this node may serve has succeeded here (``elsewhere`` ones are not its)."""
+        return all(p.action in ("done", "elsewhere") for p in self.plan)
 
 
 def _latest_id(runs: Runs) -> uuid.UUID | None:
     latest = runs.latest()
     return latest[0] if latest else None
+
+
+def _skipped_since_needs(d: JobDef, runs: dict[str, Runs], latest: tuple[uuid.UUID, Any] | None) -> bool:
+    """Its latest run here is a skip recorded after every need's latest run (nothing new)."""
+    if latest is None or latest[1].reason is not Reason.SKIPPED:
+        return False
+    need_ids = [i for i in (_latest_id(runs.get(n, Runs())) for n in d.needs) if i]
+    return all(latest[0] > i for i in need_ids)
+
+
+def condition_holds(d: JobDef, out: dict[str, PlanItem], facts: Facts) -> bool:
+    """``d``'s ``if`` for these facts, its needs' outcomes taken from the plan so far.
+
+    ``succeeded(NAME)`` / ``failed(NAME)`` of a matrix definition look at all its jobs:
+    succeeded when every one did, failed when any used up its attempts."""
+
+    def outcome(name: str) -> str:
+        items = [out[n] for n in d.needs if n == name or n.startswith(name + " (")]
+        if items and all(p.action == "done" for p in items):
+            return "succeeded"
+        return "failed" if any(p.action in ("exhausted", "held") for p in items) else ""
+
+    assert d.when is not None
+    return evaluate(d.when, Facts(facts.ref, facts.changed, outcome))
+
+
+def elsewhere(d: JobDef, out: dict[str, PlanItem], labels: frozenset[str] | None) -> str:
+    """Why this node leaves ``d`` to others (it lacks a ``runs_on`` label, or a need is left
+    to others: needs are met per node), or "" when it may serve it. ``None``: labels unchecked."""
+    if labels is not None:
+        missing = [x for x in d.runs_on if x not in labels]
+        if missing:
+            return f"runs_on needs label {missing[0]!r}, which this node lacks"
+    away = [n for n in d.needs if out[n].action == "elsewhere"]
+    return f"need {away[0]!r} is left to other nodes" if away else ""
+
+
+def need_met(state: str, action: str) -> bool:
+    """Whether a need whose plan is ``action`` has ended as ``state`` asks (see NEED_STATES)."""
+    if state == "succeeded":
+        return action == "done"
+    if state == "failed":
+        return action in ("exhausted", "held")
+    return action == "done" or action in SETTLED_BAD  # any: settled, whatever the outcome
+
+
+def need_satisfiable(state: str, action: str) -> bool:
+    """False once a need has settled in a way that can never meet ``state`` on this node."""
+    if state == "succeeded":
+        return action not in SETTLED_BAD
+    if state == "failed":
+        return action not in ("done", "skip", "skipped")
+    return True
 
 
 def assess(
@@ -125,6 +202,8 @@ def assess(
     job_ids: dict[str, str] | None = None,
     uncounted: set[str] | None = None,
     rerun_held: bool = False,
+    facts: Facts | None = None,
+    labels: frozenset[str] | None = None,
 ) -> dict[str, PlanItem]:
     """The plan for every job of ``defs`` from this node's ``runs`` of each (by job name).
 
@@ -156,6 +235,20 @@ def assess(
         if last is not None and last.is_started:
             item.action, item.reason = "running", "a run of this node is in progress"
             continue
+        away = elsewhere(d, out, labels)
+        if away:
+            item.action, item.reason = "elsewhere", away
+            continue
+        if (
+            last is not None
+            and latest is not None
+            and last.reason in COUNTED
+            and last.reason.value not in d.retry.on
+            and str(latest[0]) not in skip_ids
+        ):
+            item.action = "exhausted"
+            item.reason = f"the last run ended {last.reason.value}, which retry.on does not retry"
+            continue
         if attempts >= d.retry.max:
             item.action = "exhausted"
             item.reason = f"{attempts} of {d.retry.max} attempts failed (retry.max)"
@@ -170,29 +263,26 @@ def assess(
             item.action = "held"
             item.reason = f"the last run ended {last.reason.value} and the job is not idempotent"
             continue
-        bad = [n for n in d.needs if out[n].action in SETTLED_BAD]
+        bad = [n for n in d.needs if not need_satisfiable(d.need_state(n), out[n].action)]
         if bad:
-            need_ids = [i for i in (_latest_id(runs.get(n, Runs())) for n in d.needs) if i]
-            if (
-                latest is not None
-                and last is not None
-                and last.reason is Reason.SKIPPED
-                and all(latest[0] > i for i in need_ids)
-            ):
-                item.action = "skipped"
-            else:
-                item.action = "skip"
+            item.action = "skipped" if _skipped_since_needs(d, runs, latest) else "skip"
             n = bad[0]
-            item.reason = f"need {n!r} did not succeed on this node ({out[n].action}: {out[n].reason})"
+            state = d.need_state(n)
+            ends = "did not succeed" if state == "succeeded" else f"cannot end {state}"
+            item.reason = f"need {n!r} {ends} on this node ({out[n].action}: {out[n].reason})"
             continue
         if last is not None and last.reason is not None and last.reason not in COUNTED:
             item.reason = f"run again: the last run here ended {last.reason.value} (not an attempt)"
         elif last is not None and latest is not None and str(latest[0]) in skip_ids:
             item.reason = "run again: the last run here was interrupted (not an attempt)"
-        waiting = [n for n in d.needs if out[n].action != "done"]
+        waiting = [n for n in d.needs if not need_met(d.need_state(n), out[n].action)]
         if waiting:
             item.action = "blocked"
             item.reason = f"waiting for need {waiting[0]!r} ({out[waiting[0]].action})"
+            continue
+        if d.when is not None and not condition_holds(d, out, facts or Facts()):
+            item.action = "skipped" if _skipped_since_needs(d, runs, latest) else "skip"
+            item.reason = f"its condition is false (if = {d.condition})"
             continue
         if (
             latest is not None
@@ -211,10 +301,24 @@ def assess(
     return out
 
 
-def release(jobs: Jobs, defs: Definitions) -> list[tuple[JobMut, bool]]:
-    """Create every job ``defs`` declares (idempotent); ``(job, created)`` in needs order."""
+def release(
+    jobs: Jobs, defs: Definitions, labels: frozenset[str] | None = None
+) -> list[tuple[JobMut, bool]]:
+    """Create every job ``defs`` declares (idempotent); ``(job, created)`` in needs order.
+
+    ``labels``: only the jobs a node with these labels may serve (see :func:`servable`)."""
     existing = {j.name for j in jobs.find_by_commit(defs.commit)}
-    return [(jobs.create(defs.commit, d.name), d.name not in existing) for d in defs]
+    names = servable(defs, labels) if labels is not None else set(defs.names)
+    return [(jobs.create(defs.commit, d.name), d.name not in existing) for d in defs if d.name in names]
+
+
+def servable(defs: Definitions, labels: frozenset[str]) -> set[str]:
+    """Jobs a node with ``labels`` may serve: its ``runs_on`` labels, and so all its needs'."""
+    out: set[str] = set()
+    for d in defs:  # needs first
+        if set(d.runs_on) <= labels and all(n in out for n in d.needs):
+            out.add(d.name)
+    return out
 
 
 class Workshop:
@@ -243,6 +347,9 @@ class Workshop:
         rerun_held: bool = False,
         isolation: Isolation | None = None,
         reruns: Callable[[Job, str], Runs] | None = None,
+        parallel: int = 1,
+        resources: Mapping[str, int] | None = None,
+        labels: frozenset[str] | None = None,
     ) -> None:
         if jobs.signer is None:
             raise JobsError("running jobs needs this node's key (see `git jobs init`)")
@@ -259,7 +366,14 @@ class Workshop:
         self._isolation = isolation
         self.reruns = reruns or (lambda job, nid: job.runs_of(nid))
         self._lock = lock
+        # --jobs N and --resource NAME=N (see .slots): independent jobs at once, bounded
+        self.parallel = max(1, parallel)
+        self.resources = dict(resources or {})
+        # runs_on: the node's labels (detected OS/arch, plus --label / jobs.labels)
+        self.labels = labels if labels is not None else node_labels()
         self._finished: dict[tuple[str, str], float] = {}
+        self._sources: dict[str, str] = {}  # commit -> how it was reached (for `if` conditions)
+        self._facts: dict[str, Facts] = {}
 
     @property
     def isolation(self) -> Isolation:
@@ -284,12 +398,28 @@ class Workshop:
                 ids[job.name] = job.id
         return runs, ids
 
+    def note_source(self, commit: str, source: str) -> None:
+        """How ``commit`` was reached (a followed ref, a named REV): what ``if`` conditions see."""
+        self._sources[commit] = source
+        self._facts.pop(commit, None)
+
+    def facts(self, defs: Definitions) -> Facts:
+        """What the commit's ``if`` conditions may look at (computed once, only if one has any)."""
+        if not any(d.when is not None for d in defs):
+            return Facts()
+        if defs.commit not in self._facts:
+            repo = self.jobs.repo
+            ref = reached_by(repo, self._sources.get(defs.commit))
+            self._facts[defs.commit] = Facts(ref, changed_paths(repo, defs.commit))
+        return self._facts[defs.commit]
+
     def plan(self, defs: Definitions) -> list[PlanItem]:
         """What :meth:`work_any` would do now for these definitions (nothing is written)."""
         runs, ids = self._runs(defs)
         finished = {n: t for (c, n), t in self._finished.items() if c == defs.commit}
         crashed = self.journal.recovered()
-        plan = assess(defs, runs, self.clock(), finished, ids, crashed, self.rerun_held)
+        facts = self.facts(defs)
+        plan = assess(defs, runs, self.clock(), finished, ids, crashed, self.rerun_held, facts, self.labels)
         return list(plan.values())
 
     # -- crash recovery --------------------------------------------------------------------
@@ -323,18 +453,24 @@ class Workshop:
         return out
 
     # -- working ---------------------------------------------------------------------------
-    def work_any(self, commit: str = "HEAD", *, comprehensive: bool = False) -> WorkReport:
-        """Run this node's outstanding jobs of ``commit`` (one pass, or until none is left)."""
+    def work_any(
+        self, commit: str = "HEAD", *, comprehensive: bool = False, source: str | None = None
+    ) -> WorkReport:
+        """Run this node's outstanding jobs of ``commit`` (one pass, or until none is left).
+
+        ``source``: how the commit was reached (default: ``commit`` itself, e.g. ``HEAD``)."""
         sha, defs = self.definitions(commit)
+        if sha not in self._sources or source is not None:
+            self.note_source(sha, source or commit)
         report = WorkReport(sha, defs is not None)
         with self.locked():
             report.recovered = self.recover()
             if defs is None:
                 return report
             self.isolation.check()
-            mut = {job.name: job for job, _ in release(self.jobs, defs)}
+            mut = {job.name: job for job, _ in release(self.jobs, defs, self.labels)}
             while True:
-                if self._pass(defs, mut, report):
+                if self._one_pass(defs, mut, report):
                     report.interrupted = True
                     break
                 if not comprehensive:
@@ -353,6 +489,68 @@ class Workshop:
                     break
         report.plan = self.plan(defs)
         return report
+
+    def _one_pass(self, defs: Definitions, mut: dict[str, JobMut], report: WorkReport) -> bool:
+        """One pass over the commit's jobs: one at a time, or ``parallel`` at once."""
+        if self.parallel > 1:
+            return self._pass_parallel(defs, mut, report)
+        return self._pass(defs, mut, report)
+
+    def _pass_parallel(self, defs: Definitions, mut: dict[str, JobMut], report: WorkReport) -> bool:
+        """Like :meth:`_pass`, with up to ``parallel`` commands running at once (True: interrupted).
+
+        Every ledger write (start, skip, finish) and every plan happens in this thread; worker
+        threads only run commands. A job starts once its needs are met (the plan says ``run``),
+        a worker slot is free and :class:`Slots` grants each of its resources; each job runs at
+        most once per pass, as in the sequential pass.
+        """
+        slots, tried = Slots(self.resources), set[str]()
+        running: dict[Future[tuple[Reason, str]], Started] = {}
+        with ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="job") as pool:
+            changed = True  # replan only after something was recorded
+            while True:
+                acted = changed and not self.cancel.is_set()
+                acted = acted and self._dispatch(defs, mut, report, slots, tried, running, pool)
+                if not running and not acted:
+                    break
+                done, _ = futures.wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
+                changed = acted or bool(done)
+                for future in done:
+                    started = running.pop(future)
+                    slots.give(started.d.resources)
+                    self._record(report, self._conclude(started, *future.result()))
+        return self.cancel.is_set() or any(o.reason is Reason.CANCELLED for o in report.outcomes)
+
+    def _dispatch(
+        self,
+        defs: Definitions,
+        mut: dict[str, JobMut],
+        report: WorkReport,
+        slots: Slots,
+        tried: set[str],
+        running: dict[Future[tuple[Reason, str]], Started],
+        pool: ThreadPoolExecutor,
+    ) -> bool:
+        """Skip or start what the plan says is ready now; True when something was recorded."""
+        acted = False
+        for item in self.plan(defs):
+            d = defs.get(item.name)
+            if d is None or item.name in tried:
+                continue
+            if item.action == "skip":
+                tried.add(item.name)
+                self._record(report, self.skip(mut[d.name], d, defs, item.reason))
+                acted = True
+            elif item.action == "run" and len(running) < self.parallel and slots.take(d.resources):
+                tried.add(item.name)
+                started = self._begin(mut[d.name], d, defs)
+                running[pool.submit(self._run_started, started)] = started
+                acted = True
+        return acted
+
+    def _record(self, report: WorkReport, outcome: Outcome) -> None:
+        report.outcomes.append(outcome)
+        self.out(outcome.line())
 
     def _pass(self, defs: Definitions, mut: dict[str, JobMut], report: WorkReport) -> bool:
         """One pass in needs order; True when interrupted."""
@@ -391,26 +589,47 @@ class Workshop:
 
     def attempt(self, job: JobMut, d: JobDef, defs: Definitions) -> Outcome:
         """One run of ``d``: record it, execute it in a checkout, finish it with a reason."""
+        started = self._begin(job, d, defs)
+        reason, detail = self._run_started(started)
+        return self._conclude(started, reason, detail)
+
+    def _begin(self, job: JobMut, d: JobDef, defs: Definitions) -> Started:
+        """Record the run ``started`` (a signed write: in the scheduling thread) and open its log."""
         settings = published.LogSettings.load(self.jobs.repo)  # a bad setting stops us here
         run_id, url, path = self._start(job, d, defs)
         scratch = Scratch(Path(tempfile.mkdtemp(prefix=f"git-jobs-{run_id}-")))
         entry = Entry(str(run_id), job.id, d.name, defs.commit, 0, str(scratch.root))
         self.journal.add(entry)
-        began = time.monotonic()
-        with CappedLog(path, settings.max_bytes) as log:
+        log = CappedLog(path, settings.max_bytes)
+        try:
             log.write(f"git-jobs: run {run_id} of job {d.name} at {defs.commit} on {self.nid}\n".encode())
             job.run(url, run_id=run_id)
-            try:
-                reason, detail = self._execute(d, defs, run_id, scratch, log, entry)
-            finally:
-                remove_tree(scratch.root)
-            took = format_duration(time.monotonic() - began)
-            log.write(f"git-jobs: {reason.value} after {took}{': ' + detail if detail else ''}\n".encode())
-        blob = self._publish(run_id, path, settings)
-        job.finish(run_id, reason, log_blob=blob, exit_status=log.exit_status)
-        self.journal.remove(run_id)
-        self._finished[(defs.commit, d.name)] = self.clock()
-        return Outcome(d.name, defs.commit, job.id, str(run_id), reason, url, detail)
+        except BaseException:
+            log.close()
+            remove_tree(scratch.root)
+            raise
+        return Started(job, d, defs, run_id, url, path, scratch, entry, log, settings, time.monotonic())
+
+    def _run_started(self, s: Started) -> tuple[Reason, str]:
+        """The command of a started run, to its end (no ledger write: safe in a worker thread)."""
+        try:
+            return self._execute(s.d, s.defs, s.run_id, s.scratch, s.log, s.entry)
+        except BaseException:
+            s.log.close()
+            raise
+        finally:
+            remove_tree(s.scratch.root)
+
+    def _conclude(self, s: Started, reason: Reason, detail: str) -> Outcome:
+        """Close the log, publish it and record the finish (in the scheduling thread)."""
+        took = format_duration(time.monotonic() - s.began)
+        s.log.write(f"git-jobs: {reason.value} after {took}{': ' + detail if detail else ''}\n".encode())
+        s.log.close()
+        blob = self._publish(s.run_id, s.path, s.settings)
+        s.job.finish(s.run_id, reason, log_blob=blob, exit_status=s.log.exit_status)
+        self.journal.remove(s.run_id)
+        self._finished[(s.defs.commit, s.d.name)] = self.clock()
+        return Outcome(s.d.name, s.defs.commit, s.job.id, str(s.run_id), reason, s.url, detail)
 
     def _publish(
         self, run_id: uuid.UUID | str, path: Path, settings: published.LogSettings | None = None
@@ -437,6 +656,9 @@ class Workshop:
             log.write(f"git-jobs: cannot check out {defs.commit}: {e}\n".encode())
             return Reason.ERROR, f"cannot check out the commit: {e}"
         scratch.make()
+        handed = provide(self.jobs.repo, defs.commit, d.needs, scratch.src)
+        if handed:
+            log.write(f"git-jobs: outputs of {', '.join(handed)} copied into the checkout\n".encode())
         env = self.isolation.environment(
             scratch,
             {
@@ -480,6 +702,10 @@ class Workshop:
         # (as CI services do), so nothing writes to the log after its closing line.
         self._kill_group(proc.pid)
         if code == 0:
+            if d.outputs:
+                note = collect(self.jobs.repo, defs.commit, d.name, scratch.src, d.outputs)
+                if note:
+                    log.write(f"git-jobs: {note}\n".encode())
             return Reason.SUCCEEDED, ""
         if code < 0:
             return Reason.FAILED, f"killed by signal {-code}"

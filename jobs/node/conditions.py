@@ -1,0 +1,215 @@
+"""``if``: whether a job runs, as a small expression parsed here — never ``eval``.
+
+    [jobs.deploy]
+    run = "./deploy"
+    if = 'branch("main") && !changed("docs/*")'
+
+Grammar (whitespace between tokens is ignored)::
+
+    expr  := term ("||" term)*
+    term  := factor ("&&" factor)*
+    factor:= "!" factor | "(" expr ")" | NAME "(" STRING ")" | "true" | "false"
+
+Functions, each taking one double- or single-quoted string:
+
+- ``ref(GLOB)``: the full ref the commit was reached by (a followed ref, or the ref a named
+  REV resolves through, e.g. ``HEAD`` → ``refs/heads/main``) matches GLOB;
+- ``branch(GLOB)`` / ``tag(GLOB)``: that ref is ``refs/heads/…`` / ``refs/tags/…`` (or a
+  remote-tracking ``refs/remotes/R/…`` for branches) with the rest matching GLOB;
+- ``changed(GLOB)``: a path changed against the first parent (every path for a root commit)
+  matches GLOB;
+- ``succeeded(JOB)`` / ``failed(JOB)``: JOB, which must be one of the job's ``needs``, ended
+  that way on this node (``failed``: its attempts are used up without success).
+
+GLOB is :func:`fnmatch.fnmatchcase` (``*`` also matches ``/``). A commit reached by no ref
+(a bare sha) matches no ``ref``/``branch``/``tag``. The expression is peer data: its length,
+its tokens and its nesting are bounded, and it is parsed when the file is read, so a bad one is
+a definition error, not a surprise at run time.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+
+import pygit2
+
+MAX_EXPR = 512
+MAX_DEPTH = 16
+_TOKEN = re.compile(r"\s*(?:(&&|\|\||[!()])|([a-z]+)|\"([^\"\\\n]{0,200})\"|'([^'\\\n]{0,200})')")
+FUNCTIONS = ("ref", "branch", "tag", "changed", "succeeded", "failed")
+
+
+class ConditionError(ValueError):
+    """The expression does not parse (the message says where)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What a condition may look at: the ref, the changed paths, the needs' outcomes."""
+
+    ref: str | None = None
+    changed: Collection[str] | None = ()  # None: too many to list — every changed() is true
+    outcome: Callable[[str], str] = field(default=lambda name: "")  # "succeeded" | "failed" | ""
+
+
+# A parsed expression: nested tuples ("or"|"and", a, b) | ("not", a) | ("call", f, arg) | ("const", b)
+Node = tuple[object, ...]
+
+
+def _tokens(text: str) -> list[str]:
+    out, i = [], 0
+    while i < len(text):
+        m = _TOKEN.match(text, i)
+        if m is None:
+            if text[i:].strip() == "":
+                break
+            raise ConditionError(f"unexpected text at character {i + 1}")
+        op, name, dq, sq = m.groups()
+        out.append(op or name or "'" + (dq if dq is not None else sq or ""))
+        i = m.end()
+    return out
+
+
+class _Parser:
+    def __init__(self, tokens: list[str]) -> None:
+        self.tokens, self.i = tokens, 0
+
+    def peek(self) -> str | None:
+        return self.tokens[self.i] if self.i < len(self.tokens) else None
+
+    def take(self, want: str | None = None) -> str:
+        tok = self.peek()
+        if tok is None or (want is not None and tok != want):
+            raise ConditionError(f"expected {want or 'more'} at token {self.i + 1}")
+        self.i += 1
+        return tok
+
+    def expr(self, depth: int) -> Node:
+        if depth > MAX_DEPTH:
+            raise ConditionError(f"nested deeper than {MAX_DEPTH}")
+        node = self.term(depth)
+        while self.peek() == "||":
+            self.take()
+            node = ("or", node, self.term(depth))
+        return node
+
+    def term(self, depth: int) -> Node:
+        node = self.factor(depth)
+        while self.peek() == "&&":
+            self.take()
+            node = ("and", node, self.factor(depth))
+        return node
+
+    def factor(self, depth: int) -> Node:
+        tok = self.take()
+        if tok == "!":
+            return ("not", self.factor(depth + 1))
+        if tok == "(":
+            node = self.expr(depth + 1)
+            self.take(")")
+            return node
+        if tok in ("true", "false"):
+            return ("const", tok == "true")
+        if tok in FUNCTIONS:
+            self.take("(")
+            arg = self.take()
+            if not arg.startswith("'"):
+                raise ConditionError(f"{tok}() takes one quoted string")
+            self.take(")")
+            return ("call", tok, arg[1:])
+        raise ConditionError(f"unknown word {tok[:40]!r} (use {', '.join(FUNCTIONS)}, true, false)")
+
+
+def parse(text: str) -> Node:
+    """The expression's tree; :class:`ConditionError` if it is not one."""
+    if not isinstance(text, str) or not text.strip() or len(text) > MAX_EXPR:
+        raise ConditionError(f"must be a non-empty expression of at most {MAX_EXPR} characters")
+    parser = _Parser(_tokens(text))
+    node = parser.expr(0)
+    if parser.peek() is not None:
+        raise ConditionError(f"unexpected {parser.peek()!r} at token {parser.i + 1}")
+    return node
+
+
+def jobs_named(node: Node) -> set[str]:
+    """The jobs an expression asks about with succeeded()/failed() (they must be needs)."""
+    if node[0] == "call":
+        return {str(node[2])} if node[1] in ("succeeded", "failed") else set()
+    return set().union(*(jobs_named(n) for n in node[1:] if isinstance(n, tuple)))
+
+
+def _ref_rest(ref: str | None, kind: str) -> str | None:
+    if ref is None:
+        return None
+    if kind == "branch":
+        if ref.startswith("refs/heads/"):
+            return ref[len("refs/heads/") :]
+        m = re.match(r"refs/remotes/[^/]+/(.+)", ref)
+        return m.group(1) if m else None
+    return ref[len("refs/tags/") :] if ref.startswith("refs/tags/") else None
+
+
+def evaluate(node: Node, facts: Facts) -> bool:
+    """The expression's value for these facts."""
+    kind = node[0]
+    if kind == "const":
+        return bool(node[1])
+    if kind == "not":
+        return not evaluate(node[1], facts)  # type: ignore[arg-type]
+    if kind in ("and", "or"):
+        left = evaluate(node[1], facts)  # type: ignore[arg-type]
+        if left is (kind == "or"):
+            return left
+        return evaluate(node[2], facts)  # type: ignore[arg-type]
+    func, arg = str(node[1]), str(node[2])
+    if func == "ref":
+        return facts.ref is not None and fnmatch.fnmatchcase(facts.ref, arg)
+    if func in ("branch", "tag"):
+        rest = _ref_rest(facts.ref, func)
+        return rest is not None and fnmatch.fnmatchcase(rest, arg)
+    if func == "changed":
+        return facts.changed is None or any(fnmatch.fnmatchcase(p, arg) for p in facts.changed)
+    return facts.outcome(arg) == func
+
+
+MAX_CHANGED = 10_000  # paths compared; a larger diff counts as "everything changed"
+
+
+def changed_paths(repo: pygit2.Repository, commit: str) -> list[str] | None:
+    """Paths changed against the first parent (all paths of a root commit); None: too many."""
+    obj = repo.get(commit)
+    if not isinstance(obj, pygit2.Commit):
+        return []
+    # names only: the direction of the diff does not matter; no parent: against the empty tree
+    diff = obj.tree.diff_to_tree(obj.parents[0].tree) if obj.parents else obj.tree.diff_to_tree()
+    out: list[str] = []
+    for delta in diff.deltas:
+        out.extend({delta.old_file.path, delta.new_file.path})
+        if len(out) > MAX_CHANGED:
+            return None
+    return out
+
+
+def reached_by(repo: pygit2.Repository, source: str | None) -> str | None:
+    """The full ref a candidate's source names: a followed ref as is, a named REV resolved
+    through the repository (``HEAD`` → its branch, ``main`` → ``refs/heads/main``); else None."""
+    if not source or "~" in source:
+        return None  # a followed tip's ancestor was not reached by that ref's name
+    name = source.split(":", 1)[1] if ":" in source and not source.startswith("refs/") else source
+    from .follow import FOLLOW_ROOT  # here: parsing a condition (status) needs no fetch code
+
+    if name.startswith(FOLLOW_ROOT):  # refs/git-jobs/follow/<remote>/heads/main: the remote's ref
+        rest = name[len(FOLLOW_ROOT) :].split("/", 1)
+        return "refs/" + rest[1] if len(rest) == 2 else None
+    if name.startswith("refs/"):
+        return name
+    try:
+        if name == "HEAD":
+            return None if repo.head_is_detached else repo.head.name
+        ref = repo.lookup_reference_dwim(name)
+    except (KeyError, ValueError, pygit2.GitError):
+        return None
+    return ref.name if ref.name != "HEAD" else None
