@@ -45,6 +45,16 @@ def node_label(
     return text + (" (you)" if nid == me else "")
 
 
+def _assigned(
+    status: GateStatus, name: str, style: Style, me: str | None, labels: Mapping[str, str] | None
+) -> str:
+    """"assigned to alice-linux, bob-mac" for a job nobody counted has run yet (or "")."""
+    nids = status.assigned(name)
+    if not nids:
+        return ""
+    return "assigned to " + ", ".join(node_label(status, n, style, me, labels) for n in nids)
+
+
 def _rows(
     status: GateStatus, cells: list[GateCell], style: Style, me: str | None,
     labels: Mapping[str, str] | None,
@@ -53,7 +63,7 @@ def _rows(
     rows: list[tuple[str, ...]] = []
     for c in cells:
         took = "" if c.run is None else run_duration(c.run, now)
-        log = "" if c.run is None else safe(c.run.log)
+        log = _assigned(status, c.name, style, me, labels) if c.run is None else safe(c.run.log)
         rows.append((c.state, safe(c.name), node_label(status, c.node, style, me, labels), took, log))
     rows.sort(key=lambda r: (r[1], r[2]))  # by job name, then node: stable across refreshes
     return rows

@@ -82,6 +82,7 @@ class Node:
     follows: list[Follow] = field(default_factory=list)
     depth: int = 1
     isolation_mode: str | None = None
+    assignment: str | None = None  # "all" | "shared" | None: git config jobs.assignment
     # NIDs whose signed requests this node honours (from the trust policy); none by default
     requesters: frozenset[str] = frozenset()
     status: dict[str, TaskStatus] = field(default_factory=dict)
@@ -213,6 +214,7 @@ class Node:
             kill_grace=self.kill_grace,
             out=lambda line: self.log(task, line),
             isolation=self._isolation,
+            assignment=self.assignment,
         )
 
     def _install_signals(self) -> dict[int, Any]:

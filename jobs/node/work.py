@@ -52,6 +52,8 @@ COUNTED = frozenset({Reason.FAILED, Reason.TIMED_OUT, Reason.ERROR})
 # Plan actions. The first three are work; the others are settled or waiting on something.
 WORK = ("run", "skip", "wait")
 SETTLED_BAD = frozenset({"exhausted", "held", "skip", "skipped"})
+# Assigned to other nodes (jobs.assign, applied by .share): nothing runs or is recorded here.
+ELSEWHERE = "elsewhere"
 KILL_GRACE = 2.0
 
 
@@ -60,7 +62,7 @@ class PlanItem:
     """What this node would do next about one job of a commit, and why."""
 
     name: str
-    action: str  # run | skip | wait | blocked | running | done | exhausted | held | skipped
+    action: str  # run | skip | wait | blocked | running | done | exhausted | held | skipped | elsewhere
     reason: str
     command: str
     needs: list[str]
@@ -105,11 +107,16 @@ class WorkReport:
 
     @property
     def remaining(self) -> list[PlanItem]:
-        return [p for p in self.plan if p.action in WORK or p.action == "blocked"]
+        """Work still to come here: a job elsewhere counts while this node may take it over."""
+        return [
+            p for p in self.plan
+            if p.action in WORK or p.action == "blocked" or (p.action == ELSEWHERE and p.not_before)
+        ]
 
     @property
     def ok(self) -> bool:
-        return all(p.action == "done" for p in self.plan)
+        """Every job assigned to this node has succeeded here."""
+        return all(p.action in ("done", ELSEWHERE) for p in self.plan)
 
 
 def _latest_id(runs: Runs) -> uuid.UUID | None:
@@ -228,6 +235,8 @@ class Workshop:
     ``reruns``: job id → when a *trusted* requester last asked for it to run again (the seam for
     the signed rerun request; the caller filters by the trust policy). This node's runs of that
     job started before then are left out of the plan, so its attempts start afresh.
+    ``assignment``: ``"all"`` runs every job; ``"shared"`` only those the policy assigns here;
+    None: ``git config jobs.assignment`` (:mod:`jobs.assign`, applied by :mod:`.share`).
     """
 
     def __init__(
@@ -243,6 +252,7 @@ class Workshop:
         rerun_held: bool = False,
         isolation: Isolation | None = None,
         reruns: Callable[[str], datetime | None] | None = None,
+        assignment: str | None = None,
     ) -> None:
         if jobs.signer is None:
             raise JobsError("running jobs needs this node's key (see `git jobs init`)")
@@ -260,6 +270,9 @@ class Workshop:
         self.reruns = reruns or (lambda job_id: None)
         self._lock = lock
         self._finished: dict[tuple[str, str], float] = {}
+        from .share import Sharing  # it filters this module's plans
+
+        self.sharing = Sharing(jobs, self.nid, assignment)
 
     @property
     def isolation(self) -> Isolation:
@@ -292,8 +305,9 @@ class Workshop:
         runs, ids = self._runs(defs)
         finished = {n: t for (c, n), t in self._finished.items() if c == defs.commit}
         crashed = self.journal.recovered()
-        plan = assess(defs, runs, self.clock(), finished, ids, crashed, self.rerun_held)
-        return list(plan.values())
+        now = self.clock()
+        plan = assess(defs, runs, now, finished, ids, crashed, self.rerun_held)
+        return self.sharing(defs, list(plan.values()), now)  # jobs assigned elsewhere left alone
 
     # -- crash recovery --------------------------------------------------------------------
     @contextlib.contextmanager
