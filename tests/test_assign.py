@@ -227,3 +227,23 @@ def test_a_bad_assignment_setting_is_one_line_and_exit_2(tmp_path: Path) -> None
     git(path, "config", "jobs.assignment", "some")
     r = gj(path, "work", "any", key=c.keys["alice"])
     assert r.code == 2 and "jobs.assignment" in r.err and len(r.err.strip().splitlines()) == 1
+
+
+def test_takeover_is_a_validated_duration_in_the_policy() -> None:
+    from jobs.policy import DEFAULT_TAKEOVER, parse_policy
+
+    nid = cob.Signer.generate().nid
+    assert parse_policy({"nodes": {nid: "a"}}, "here").takeover == DEFAULT_TAKEOVER == 600.0
+    assert parse_policy({"nodes": {nid: "a"}, "takeover": "1m30s"}, "here").takeover == 90.0
+    assert parse_policy({"nodes": {nid: "a"}, "takeover": 5}, "here").to_json()["takeover"] == 5.0
+    for bad in ("soon", "0.5s", 0, True, [1]):
+        with pytest.raises(jobs.PolicyError) as e:
+            parse_policy({"nodes": {nid: "a"}, "takeover": bad}, "here")
+        assert "here: takeover:" in str(e.value), bad
+
+
+def test_jobs_joined_by_needs_are_one_group_keyed_by_their_first_name() -> None:
+    from jobs.assign import groups
+
+    found = groups(["build", "test", "lint", "deploy"], {"test": ["build"], "deploy": ["test"]})
+    assert found == {"build": "build", "test": "build", "deploy": "build", "lint": "lint"}
