@@ -4,7 +4,9 @@ Five trusted nodes (real clones of a bare hub, real `git-jobs` processes) each t
 ``sync``, ``work any``, ``sync`` — on one commit of ``--jobs`` jobs that each sleep
 ``--sleep`` seconds. Node-seconds = the wall time of every node's ``work any``, summed.
 Baseline, in the same run: every node runs everything (``--all``, as without a policy). Ours:
-the policy shares the work with quorum 1 and 2. "The work" is jobs × sleep.
+the policy shares the work with quorum 1 and 2. "The work" is what one node spends running every
+job of the commit once: the baseline's node-seconds / 5 (the sleeps plus each run's checkout,
+log and ledger writes).
 
     .venv/bin/python benches/share.py [--jobs 10] [--sleep 0.3] [--repeats 3]
 """
@@ -89,7 +91,7 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     for name, _, _ in cases:
         med = statistics.median(found[name])
-        print(f"| {name} | {med:.1f} s | {med / work:.2f} | {med / base:.2f} |")
+        print(f"| {name} | {med:.1f} s | {med / (base / NODES):.2f} | {med / base:.2f} |")
 
 
 if __name__ == "__main__":

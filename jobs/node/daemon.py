@@ -176,7 +176,8 @@ class Node:
                 f"started: node {self.signer.nid}, "
                 f"remotes {', '.join(map(cob_sync.describe, self.remotes))}, "
                 f"follows {follows} (depth {self.depth}), isolation {isolation}, "
-                f"interval {format_duration(self.interval)}, pid {os.getpid()}",
+                f"interval {format_duration(self.interval)}, "
+                f"assignment {self.assignment or 'per git config'}, pid {os.getpid()}",
             )
             workshop = self._workshop(self._jobs(), "worker:work")
             recovered = workshop.recover()
