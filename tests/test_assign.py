@@ -57,7 +57,8 @@ class Cluster:
         policy = f'[policy]\nnodes = {{ {table} }}\nquorum = {quorum}\ntakeover = "{takeover}"\n'
         (self.upstream / ".git-jobs.toml").write_text(jobs_text + policy)
         env = dict(os.environ, **FIXED)
-        for args in (["add", ".git-jobs.toml"], ["commit", "-q", "-m", "ci"], ["push", "-q", "origin", "HEAD:main"]):
+        steps = (["add", ".git-jobs.toml"], ["commit", "-qm", "ci"], ["push", "-q", "origin", "HEAD:main"])
+        for args in steps:
             subprocess.run(["git", *args], cwd=self.upstream, env=env, check=True, capture_output=True)
         return git(self.upstream, "rev-parse", "HEAD").strip()
 
@@ -216,6 +217,7 @@ def test_dry_run_and_status_say_who_a_job_is_assigned_to(tmp_path: Path) -> None
     shown = gj(m, "status", sha)
     assert shown.code == 8 and "assigned to " in shown.out and "-linux" in shown.out
     code, data = status(m, sha)
+    assert code == 8
     for job in data["jobs"]:
         assert len(job["assigned"]) == 1 and job["assigned"][0] in c.nids.values()
 
