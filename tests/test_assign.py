@@ -249,3 +249,15 @@ def test_jobs_joined_by_needs_are_one_group_keyed_by_their_first_name() -> None:
 
     found = groups(["build", "test", "lint", "deploy"], {"test": ["build"], "deploy": ["test"]})
     assert found == {"build": "build", "test": "build", "deploy": "build", "lint": "lint"}
+
+
+def test_a_job_and_its_needs_run_together_on_the_same_node(tmp_path: Path) -> None:
+    c = Cluster(tmp_path)
+    pipeline = '[jobs.build]\nrun = "true"\n\n[jobs.test]\nrun = "true"\nneeds = ["build"]\n\n'
+    sha = c.publish(pipeline + defs(4), quorum=1)
+    for name in NODES:
+        c.turn(name)
+    runs = c.runs(sha)
+    assert all(len(r) == 1 for r in runs.values()), runs
+    assert runs["build"][0][0] == runs["test"][0][0]  # test needs *this node's* build
+    assert status(c.maintainer(), sha)[0] == 0
