@@ -14,6 +14,9 @@ not give (learned from GitHub's required status checks and Gerrit's CI votes):
 - **What is final.** A failed run that its node will retry (the commit's ``retry.max`` is not
   used up by that node's failed attempts) is ``retrying``: pending, not failed.
 
+Who is asked to run each job (:mod:`jobs.assign`: ``quorum`` trusted nodes of a rendezvous
+ranking, and takeovers) is shown beside the verdict; it never changes the verdict.
+
 Per required job: ``failed`` if some counted latest run failed for good; else ``pending`` if
 one is running or retrying; else ``passed`` once ``quorum`` counted nodes succeeded (or
 skipped); else ``expected``. The commit: ``failed`` if its definitions do not parse or a
@@ -23,11 +26,13 @@ passed; then ``succeeded``. Exit codes as ``gh pr checks``: 0, 1 (failed, none),
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .assign import Assignment, assign
 from .errors import DefinitionError
 
 if TYPE_CHECKING:
@@ -94,6 +99,13 @@ class GateStatus:
     defined: list[str] = field(default_factory=list)  # jobs the commit's definitions declare
     all_nodes: bool = False
     quorum: int = 1
+    assignment: dict[str, Assignment] = field(default_factory=dict)  # empty: not shared
+
+    def assigned(self, name: str) -> list[str] | None:
+        """The nodes asked to run job ``name`` now; None when the work is not shared (no
+        policy naming nodes: every node runs everything) or nobody released the job yet."""
+        a = self.assignment.get(name)
+        return list(a.assigned) if a is not None else None
 
     def _cells(self, name: str) -> list[GateCell]:
         return [c for c in self.cells if c.name == name]
@@ -178,6 +190,7 @@ class GateStatus:
                     "state": self.job_state(n),
                     "required": n in self.required,
                     "verdict": self.verdict(n),
+                    "assigned": self.assigned(n),
                     "latest": [c.to_json(self.policy) for c in self._cells(n) if c.run is not None],
                 }
                 for n in self.names()
@@ -232,12 +245,18 @@ def _definitions(store: Jobs, commit: str) -> tuple[Definitions | None, list[str
 
 
 def gate_status(
-    store: Jobs, rev: str = "HEAD", policy: Policy | None = None, *, all_nodes: bool = False
+    store: Jobs,
+    rev: str = "HEAD",
+    policy: Policy | None = None,
+    *,
+    all_nodes: bool = False,
+    now: float | None = None,
 ) -> GateStatus:
     """The merge verdict for one commit (any rev, or a full sha not present locally).
 
     ``policy`` defaults to the one in force here (:func:`jobs.policy.load_policy`);
-    ``all_nodes`` counts every node's runs whatever the policy says.
+    ``all_nodes`` counts every node's runs whatever the policy says; ``now`` is the time the
+    assignment's takeovers are judged at (default: the clock).
     """
     from .policy import load_policy
 
@@ -263,6 +282,8 @@ def gate_status(
         status.cells.extend(
             _job_cells(name, by_name.get(name), policy, name in required, retries, all_nodes)
         )
+    needs = {d.name: list(d.needs) for d in defs} if defs is not None else {}
+    status.assignment = assign(by_name, needs, policy, time.time() if now is None else now)
     return status
 
 

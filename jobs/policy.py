@@ -13,6 +13,8 @@ changes nothing until a maintainer merges it into the policy ref.
     required = ["build", "test"]   # default: every job the commit's own definitions declare
     quorum = 1                     # trusted passes each required job needs
     requesters = ["z6Mk…"]         # who may request work (default: the trusted nodes)
+    takeover = "10m"               # a job's next-ranked node runs it when its assigned one has
+                                   # not started it that long after its release (jobs.assign)
 
 Validation is strict and reports *every* problem at once (:class:`~jobs.errors.PolicyError`):
 a policy that does not parse must not silently become "no policy, every node counts". Local
@@ -41,7 +43,9 @@ MAX_REQUIRED = 200  # as many as one file may define jobs
 MAX_NODES = 1000  # trusted nodes (and requesters) in one policy
 MAX_NODE_NAME = 64  # characters of a node's human name
 MAX_ERRORS = 50  # errors listed for one policy; the rest are counted
-_KEYS = ("nodes", "required", "quorum", "requesters")
+DEFAULT_TAKEOVER = 600.0  # seconds: a dead node delays its share of the work this long
+MIN_TAKEOVER = 1.0  # ledger times are whole seconds: a shorter delay would be noise
+_KEYS = ("nodes", "required", "quorum", "requesters", "takeover")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,12 +65,14 @@ class PolicySource:
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """Trusted nodes (NID → name, "" when unnamed), required jobs, quorum and requesters.
+    """Trusted nodes (NID → name, "" when unnamed), required jobs, quorum, requesters, takeover.
 
     ``everyone`` is the absence of any policy (no ``[policy]`` table at the policy ref and no
     local trust): every node counts, as before trust existed, and no request is honoured.
     ``local`` holds the nodes trusted by this person only (``git jobs trust``), on top of
     ``nodes``. ``required`` None means "every job the commit's own definitions declare".
+    ``takeover``: seconds after a job's release after which the next node in its ranking runs
+    it if an assigned one has not started it (:mod:`jobs.assign`).
     """
 
     nodes: Mapping[str, str] = field(default_factory=dict)
@@ -76,6 +82,7 @@ class Policy:
     local: Mapping[str, str] = field(default_factory=dict)
     source: PolicySource | None = None
     everyone: bool = False
+    takeover: float = DEFAULT_TAKEOVER
 
     @classmethod
     def none(cls) -> Policy:
@@ -88,7 +95,7 @@ class Policy:
             return self
         return Policy(
             self.nodes, self.required, self.quorum, self.explicit_requesters, dict(local),
-            self.source, everyone=False,
+            self.source, everyone=False, takeover=self.takeover,
         )
 
     @property
@@ -130,6 +137,7 @@ class Policy:
             "required": list(self.required) if self.required is not None else None,
             "quorum": self.quorum,
             "requesters": list(self.requesters),
+            "takeover": self.takeover,
         }
 
 
@@ -232,6 +240,21 @@ def _requesters(errors: _Errors, value: Any) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(n for n in found if n is not None))
 
 
+def _takeover(errors: _Errors, value: Any) -> float:
+    """The takeover delay in seconds (``"10m"``, ``"90s"``, or a number of seconds)."""
+    from .node.durations import DurationError, parse_duration  # the spellings of definitions
+
+    try:
+        seconds = parse_duration(value)
+    except DurationError as e:
+        errors.add("takeover", safe(str(e))[:200])
+        return DEFAULT_TAKEOVER
+    if seconds < MIN_TAKEOVER:
+        errors.add("takeover", f"must be at least {MIN_TAKEOVER:g}s (ledger times are whole seconds)")
+        return DEFAULT_TAKEOVER
+    return seconds
+
+
 def parse_policy(table: Any, where: str, source: PolicySource | None = None) -> Policy:
     """Validate a ``[policy]`` table; raise :class:`PolicyError` listing every problem."""
     errors = _Errors(where)
@@ -246,8 +269,9 @@ def parse_policy(table: Any, where: str, source: PolicySource | None = None) -> 
     required = _required(errors, table["required"]) if "required" in table else None
     quorum = _quorum(errors, table.get("quorum", 1), len(nodes))
     requesters = _requesters(errors, table["requesters"]) if "requesters" in table else None
+    takeover = _takeover(errors, table["takeover"]) if "takeover" in table else DEFAULT_TAKEOVER
     errors.raise_if_any()
-    return Policy(nodes, required, quorum, requesters, {}, source)
+    return Policy(nodes, required, quorum, requesters, {}, source, takeover=takeover)
 
 
 # -- finding the policy ref ----------------------------------------------------------------------

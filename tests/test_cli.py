@@ -161,7 +161,7 @@ def test_status_exit_codes_follow_gh_pr_checks(repo: pygit2.Repository, keys: li
     # expected (pending).
     assert code == 8 and data["outcome"] == "pending" and data["counts"] == {"expected": 1}
     assert data["jobs"] == [{"id": build, "name": "build", "state": "expected", "required": True,
-                             "verdict": "expected", "latest": []}]
+                             "verdict": "expected", "assigned": None, "latest": []}]
     assert data["expected"] == ["build"]
 
     run_a = build_job.run("https://ci.example/a/1")

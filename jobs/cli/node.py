@@ -15,6 +15,7 @@ from typing import Any
 
 import cob
 
+from ..assign import ALL, assignment_mode, label
 from ..node import Workshop, release
 from ..node.candidates import Candidate, select
 from ..node.config import labels_config, load_config, slots_config
@@ -23,7 +24,7 @@ from ..node.follow import fetch
 from ..node.isolation import load_isolation
 from ..node.requests import Reruns, fetch_requested, trusted_requesters
 from ..node.trigger import trigger
-from ..node.work import WorkReport
+from ..node.work import ELSEWHERE, PlanItem, WorkReport
 from ..text import safe
 from .common import add_command, add_json, open_jobs, open_repo, print_json
 from .errors import EXIT_FAILED, EXIT_OK, EXIT_PENDING, CliError
@@ -70,31 +71,51 @@ def _targets(args: argparse.Namespace, workshop: Workshop, requesters: frozenset
 
 
 def _plan_json(workshop: Workshop, target: Candidate) -> dict[str, Any]:
-    """``work`` is what a pass would do now (run or record a skip); ``waiting``, retries not due."""
+    """``work`` is what a pass would do now (run or record a skip); ``waiting``, retries not due;
+    ``assignment`` whether the work is shared, and each job's ``assigned`` nodes (jobs.assign)."""
     sha, defs = workshop.definitions(target.commit)
     workshop.note_source(sha, target.source)
     plan = workshop.plan(defs) if defs is not None else []
+    shares = workshop.sharing.shares(defs, workshop.clock()) if defs is not None else None
+    table = shares.jobs if shares is not None else {}
+
+    def item(p: PlanItem) -> dict[str, Any]:
+        a = table.get(p.name)
+        return {**p.to_json(), "assigned": list(a.assigned) if a is not None else None}
+
     return {
         "commit": sha,
         "source": target.source,
         "node": workshop.nid,
         "defined": defs is not None,
-        "work": [p.to_json() for p in plan if p.action in ("run", "skip")],
-        "waiting": [p.to_json() for p in plan if p.action == "wait"],
-        "jobs": [p.to_json() for p in plan],
+        "assignment": shares.to_json() if shares is not None else None,
+        "work": [item(p) for p in plan if p.action in ("run", "skip")],
+        "waiting": [item(p) for p in plan if p.action == "wait"],
+        "jobs": [item(p) for p in plan],
+        "names": {n: label(shares.policy, n) for n in _nodes(table.values())} if shares else {},
     }
 
 
+def _nodes(assignments: Any) -> list[str]:
+    return sorted({n for a in assignments for n in a.assigned})
+
+
 def _print_plan(plan: dict[str, Any]) -> None:
-    """A dry run for people: one line per job, and when a waiting retry is due (UTC)."""
+    """A dry run for people: one line per job, who it is assigned to, when a retry is due (UTC)."""
     sha = plan["commit"][:12]
     if not plan["defined"]:
         print(f"no .git-jobs.toml in commit {sha}: nothing to do")
         return
     print(f"commit {sha}: {len(plan['work'])} of {len(plan['jobs'])} jobs to do now (dry run: nothing runs)")
+    assignment = plan["assignment"]
+    print(f"  assignment: {assignment['mode']} ({safe(assignment['why'])})")
     for p in plan["jobs"]:
-        when = f" at {p['not_before'][:19]}Z" if p["not_before"] else ""
-        print(f"  {safe(p['name']):<16} {p['action']:<10} {safe(p['reason'])}{when}")
+        when = f" at {p['not_before'][:19]}Z" if p["not_before"] and p["action"] == "wait" else ""
+        mine = ""
+        if p["assigned"] and p["action"] != ELSEWHERE:
+            who = ["this node" if n == plan["node"] else plan["names"][n] for n in p["assigned"]]
+            mine = f" (assigned to {', '.join(who)})"
+        print(f"  {safe(p['name']):<16} {p['action']:<10} {safe(p['reason'])}{when}{safe(mine)}")
 
 
 def _report_json(workshop: Workshop, report: WorkReport, source: str) -> dict[str, Any]:
@@ -141,6 +162,7 @@ def _work_any(args: argparse.Namespace) -> int:
         rerun_held=args.rerun_held,
         isolation=isolation,
         reruns=reruns,
+        assignment=assignment_mode(store.repo, ALL if args.all else None),  # a bad setting: exit 2
         parallel=parallel,
         resources=resources,
         labels=labels,
@@ -242,6 +264,7 @@ def _node(args: argparse.Namespace) -> int:
         parallel=config.parallel,
         resources=config.resources,
         labels=config.labels,
+        assignment=assignment_mode(repo, ALL if args.all else None),
     )
     return node.run()
 
@@ -333,6 +356,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--comprehensive", action="store_true", help="Repeat until nothing is left.")
     _slot_flags(p)
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="Run every job, not only those the policy assigns to this node (git config"
+        " jobs.assignment all).",
+    )
     add_json(p)
     p = add_command(
         inner,
@@ -373,4 +402,10 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--interval", default=None, help="How often each worker runs (default 30s).")
     _slot_flags(p)
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="Run every job, not only those the policy assigns to this node (git config"
+        " jobs.assignment all).",
+    )
     p.add_argument("--isolation", choices=("bwrap", "none"), help="Override git config jobs.isolation.")

@@ -46,6 +46,16 @@ def node_label(
     return text + (" (you)" if nid == me else "")
 
 
+def _assigned(
+    status: GateStatus, name: str, style: Style, me: str | None, labels: Mapping[str, str] | None
+) -> str:
+    """"assigned to alice-linux, bob-mac" for a job nobody counted has run yet (or "")."""
+    nids = status.assigned(name)
+    if not nids:
+        return ""
+    return "assigned to " + ", ".join(node_label(status, n, style, me, labels) for n in nids)
+
+
 def _rows(
     status: GateStatus, cells: list[GateCell], style: Style, me: str | None,
     labels: Mapping[str, str] | None,
@@ -57,7 +67,7 @@ def _rows(
         flaky = flaky_attempts(c.job.runs_of(c.node)) if c.job is not None and c.node else 0
         if flaky:  # passed only on a later attempt: shown, so a flaky test is not hidden by retries
             took = f"{took} flaky ({flaky} failed)"
-        log = "" if c.run is None else safe(c.run.log)
+        log = _assigned(status, c.name, style, me, labels) if c.run is None else safe(c.run.log)
         rows.append((c.state, safe(c.name), node_label(status, c.node, style, me, labels), took, log))
     rows.sort(key=lambda r: (r[1], r[2]))  # by job name, then node: stable across refreshes
     return rows

@@ -90,6 +90,7 @@ class Node:
     parallel: int = 1  # --jobs N
     resources: dict[str, int] = field(default_factory=dict)  # --resource NAME=N
     labels: frozenset[str] | None = None  # for runs_on (None: detected only)
+    assignment: str | None = None  # "all" | "shared" | None: git config jobs.assignment
     status: dict[str, TaskStatus] = field(default_factory=dict)
     _lock: WorkLock | None = None
     _isolation: Isolation | None = None
@@ -183,7 +184,8 @@ class Node:
                 f"started: node {self.signer.nid}, "
                 f"remotes {', '.join(map(cob_sync.describe, self.remotes))}, "
                 f"follows {follows} (depth {self.depth}), isolation {isolation}, "
-                f"interval {format_duration(self.interval)}, pid {os.getpid()}",
+                f"interval {format_duration(self.interval)}, "
+                f"assignment {self.assignment or 'per git config'}, pid {os.getpid()}",
             )
             workshop = self._workshop(self._jobs(), "worker:work")
             recovered = workshop.recover()
@@ -226,6 +228,7 @@ class Node:
             parallel=self.parallel,
             resources=self.resources,
             labels=self.labels,
+            assignment=self.assignment,
         )
 
     def _install_signals(self) -> dict[int, Any]:

@@ -58,6 +58,8 @@ COUNTED = frozenset({Reason.FAILED, Reason.TIMED_OUT, Reason.ERROR})
 # Plan actions. The first three are work; the others are settled or waiting on something.
 WORK = ("run", "skip", "wait")
 SETTLED_BAD = frozenset({"exhausted", "held", "skip", "skipped"})
+# Assigned to other nodes (jobs.assign, applied by .share): nothing runs or is recorded here.
+ELSEWHERE = "elsewhere"
 KILL_GRACE = 2.0
 
 
@@ -66,7 +68,7 @@ class PlanItem:
     """What this node would do next about one job of a commit, and why."""
 
     name: str
-    action: str  # run | skip | wait | blocked | running | done | exhausted | held | skipped
+    action: str  # run | skip | wait | blocked | running | done | exhausted | held | skipped | elsewhere
     reason: str
     command: str
     needs: list[str]
@@ -128,12 +130,16 @@ class WorkReport:
 
     @property
     def remaining(self) -> list[PlanItem]:
-        return [p for p in self.plan if p.action in WORK or p.action == "blocked"]
+        """Work still to come here: a job elsewhere counts while this node may take it over."""
+        return [
+            p for p in self.plan
+            if p.action in WORK or p.action == "blocked" or (p.action == ELSEWHERE and p.not_before)
+        ]
 
     @property
     def ok(self) -> bool:
-        """Every job this node may serve has succeeded here (``elsewhere`` ones are not its)."""
-        return all(p.action in ("done", "elsewhere") for p in self.plan)
+        """Every job this node may serve and is assigned has succeeded here (``elsewhere``: not its)."""
+        return all(p.action in ("done", ELSEWHERE) for p in self.plan)
 
 
 def _latest_id(runs: Runs) -> uuid.UUID | None:
@@ -332,6 +338,8 @@ class Workshop:
     ``reruns``: (job, this node's NID) → this node's runs of it that still count — a *trusted*
     ``rerun`` leaves out the runs started before this node saw it, so its attempts start afresh
     (:class:`.requests.Reruns`; the caller gives it the trust policy's requesters).
+    ``assignment``: ``"all"`` runs every job; ``"shared"`` only those the policy assigns here;
+    None: ``git config jobs.assignment`` (:mod:`jobs.assign`, applied by :mod:`.share`).
     """
 
     def __init__(
@@ -350,6 +358,7 @@ class Workshop:
         parallel: int = 1,
         resources: Mapping[str, int] | None = None,
         labels: frozenset[str] | None = None,
+        assignment: str | None = None,
     ) -> None:
         if jobs.signer is None:
             raise JobsError("running jobs needs this node's key (see `git jobs init`)")
@@ -374,6 +383,9 @@ class Workshop:
         self._finished: dict[tuple[str, str], float] = {}
         self._sources: dict[str, str] = {}  # commit -> how it was reached (for `if` conditions)
         self._facts: dict[str, Facts] = {}
+        from .share import Sharing  # it filters this module's plans
+
+        self.sharing = Sharing(jobs, self.nid, assignment)
 
     @property
     def isolation(self) -> Isolation:
@@ -419,8 +431,9 @@ class Workshop:
         finished = {n: t for (c, n), t in self._finished.items() if c == defs.commit}
         crashed = self.journal.recovered()
         facts = self.facts(defs)
-        plan = assess(defs, runs, self.clock(), finished, ids, crashed, self.rerun_held, facts, self.labels)
-        return list(plan.values())
+        now = self.clock()
+        plan = assess(defs, runs, now, finished, ids, crashed, self.rerun_held, facts, self.labels)
+        return self.sharing(defs, list(plan.values()), now)  # jobs assigned elsewhere left alone
 
     # -- crash recovery --------------------------------------------------------------------
     @contextlib.contextmanager
