@@ -38,10 +38,10 @@ import msgspec
 
 from .change import Codec, InvalidChange, read_change
 from .errors import RepositoryError
-from .evaluate import Evaluation
+from .evaluate import Evaluation, RejectKind, Verdict
 from .refs import RefReader
 
-SCHEMA = 3
+SCHEMA = 4  # 4: rejections carry their kind (cob.RejectKind)
 FILENAME = "git-jobs-index.sqlite3"
 BUSY_TIMEOUT_S = 60
 # A ref stamp is trusted only once its newest mtime is this far in the past: a write in the same
@@ -71,7 +71,7 @@ class _Stored(msgspec.Struct, array_like=True):
     tips: dict[str, str]
     state: bytes | None
     accepted: list[bytes]
-    rejected: dict[str, str]
+    rejected: dict[str, tuple[RejectKind, str]]
     heads: list[str]
     rules: str = ""  # the type's rules when this was folded (see rules_tag)
 
@@ -381,7 +381,7 @@ class Cache:
             state,
             tips=stored.tips,
             accepted={a.hex() for a in stored.accepted},
-            rejected=stored.rejected,
+            rejected={oid: Verdict(kind, why) for oid, (kind, why) in stored.rejected.items()},
             heads=set(stored.heads),
         )
 
@@ -392,7 +392,7 @@ class Cache:
             ev.tips,
             _encoder.encode(ev.state) if ev.state is not None else None,
             [bytes.fromhex(a) for a in ev.accepted],
-            ev.rejected,
+            {oid: (v.kind, str(v)) for oid, v in ev.rejected.items()},
             sorted(ev.heads),
             rules_tag(codec.cobtype),
         )

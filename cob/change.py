@@ -12,6 +12,7 @@ import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, cast
 
 import msgspec
@@ -53,8 +54,30 @@ GIT_FILEMODE_BLOB = pygit2.enums.FileMode.BLOB
 GIT_FILEMODE_TREE = pygit2.enums.FileMode.TREE
 
 
+class RejectKind(StrEnum):
+    """Why a change was dropped, as a type a caller can decide on (the reason is for people).
+
+    ``transient`` kinds may be undone by objects arriving later (a fetch), so a fold that
+    holds one is never reused as is; the others are final for the history they were made on.
+    """
+
+    MISSING = "missing"  # an object it needs is not in the repository (yet)
+    TOO_LARGE = "too-large"  # past MAX_CHANGES: which tips fit depends on what arrives
+    INVALID = "invalid"  # fails verification (structure, signature, manifest, ops)
+    ANCESTRY = "ancestry"  # a second root, or builds on a change that was not accepted
+    REFUSED = "refused"  # the type's rules refused it
+
+    @property
+    def transient(self) -> bool:
+        return self in (RejectKind.MISSING, RejectKind.TOO_LARGE)
+
+
 class InvalidChange(Exception):
     """A commit that is not a valid change; ``str(e)`` is the reason reported to the user."""
+
+    def __init__(self, reason: str, kind: RejectKind = RejectKind.INVALID) -> None:
+        super().__init__(reason)
+        self.kind = kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +218,7 @@ def read_change(repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: boo
         raise
     except MALFORMED_ERRORS as e:
         if _is_missing(e):  # a tree or blob not here (yet): curable by a later fetch
-            raise InvalidChange(MISSING_OBJECT) from None
+            raise InvalidChange(MISSING_OBJECT, RejectKind.MISSING) from None
         raise InvalidChange(f"malformed object: {type(e).__name__}: {e}"[:300]) from None
     if len(codec.verified) >= MAX_VERIFIED:
         codec.verified.clear()
@@ -222,7 +245,7 @@ def _read_change(repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: bo
     try:
         obj = repo[oid]
     except (KeyError, ValueError):
-        raise InvalidChange(MISSING_OBJECT) from None
+        raise InvalidChange(MISSING_OBJECT, RejectKind.MISSING) from None
     if not isinstance(obj, pygit2.Commit):
         raise InvalidChange(f"not a commit but a {obj.type_str}")
     commit = obj

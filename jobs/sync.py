@@ -26,6 +26,7 @@ from .errors import PolicyError, SyncError
 from .jobtype import JOB_TYPE, TYPENAME
 from .model import JobState
 from .policy import load_policy
+from .summary import rejection_json
 from .text import safe
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ class SyncReport:
             "pushed": [u.to_json() for u in self.pushed],
             "refused": [r.to_json() for r in self.refused],
             "changed": list(self.changed),
-            "rejected": [{"job": r.object_id, "change": r.change, "reason": r.reason} for r in self.rejected],
+            "rejected": [rejection_json(r) for r in self.rejected],
             "logs": {
                 "fetched": [_log_json(u) for u in self.logs_fetched],
                 "pushed": [_log_json(u) for u in self.logs_pushed],
