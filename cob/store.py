@@ -13,8 +13,10 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import msgspec
 import pygit2
 
 from .cache import Cache
@@ -32,7 +34,7 @@ from .change import (
 )
 from .cobtype import CobType, Reject
 from .errors import Conflict, InvalidOps, NoKeyError, RepositoryError, UnknownObject
-from .evaluate import Evaluation, evaluate
+from .evaluate import Evaluation, Rejection, evaluate
 from .refs import RefReader, common_dir, compare_and_swap, is_oid, object_ref
 from .signer import Signer
 
@@ -214,6 +216,52 @@ class Store:
             raise UnknownObject(f"no {cobtype.typename} object {object_id}")
         return ev
 
+    def all_tips(self, cobtype: CobType[Any]) -> dict[str, dict[str, str]]:
+        """{object id: {nid: tip}} of every object of the type (one read of its refs): a
+        snapshot to hand to :meth:`changed_since` after refs moved (a fetch)."""
+        out: dict[str, dict[str, str]] = {}
+        for ref in self.refs.refs_of_type(cobtype.typename):
+            out.setdefault(ref.object_id, {})[ref.nid] = ref.target
+        return out
+
+    def load_at(self, cobtype: CobType[S], object_id: str, tips: Mapping[str, str]) -> Evaluation[S] | None:
+        """The object as it was at ``tips`` (refs since moved); from the index when it matches."""
+        if not tips:
+            return None
+        codec = self.codec(cobtype)
+        if self.cache is not None and cobtype.commutative:
+            cached = self.cache.get(codec, object_id)
+            if cached is not None and cached.tips == tips and cached.state is not None:
+                return cached
+        self.evaluations += 1
+        return evaluate(self.repo, codec, object_id, tips)
+
+    def changed_since(self, cobtype: CobType[Any], before: Mapping[str, Mapping[str, str]]) -> Changes:
+        """What moving refs did to the objects, given :meth:`all_tips` from before.
+
+        Only objects whose tips moved are folded (incrementally, through the index). An object
+        is *changed* when its folded state differs; rejections new since are listed even when
+        the state did not move (a forged change fetched from a peer changes nothing, but must
+        be seen).
+        """
+        out = Changes()
+        after = self.all_tips(cobtype)
+        for object_id in sorted(after):
+            old_tips = before.get(object_id, {})
+            if after[object_id] == old_tips:
+                continue
+            old = self.load_at(cobtype, object_id, old_tips)
+            old_rejected = set(old.rejected) if old is not None else set()
+            new = self._fold(cobtype, object_id, after[object_id], None)
+            if new.state is not None and _state_bytes(new) != _state_bytes(old):
+                out.changed.append(object_id)
+            out.rejected.extend(r for r in new.rejections() if r.change not in old_rejected)
+        return out
+
+    def cache_status(self, cobtype: CobType[Any]) -> dict[str, Any] | None:
+        """What the index holds for the type and whether it is current; None without one."""
+        return self.cache.status(cobtype.typename, self.refs) if self.cache is not None else None
+
     def rebuild_cache(self, cobtype: CobType[Any]) -> int:
         """Empty the index and rebuild it for ``cobtype`` from the refs; returns the number
         of objects indexed. Nothing is lost: the index only ever holds what Git can re-derive."""
@@ -378,6 +426,24 @@ class Store:
                 return change, ev
             time.sleep(random.uniform(0, min(0.05, 0.001 * (attempt + 1))))
         raise Conflict(f"gave up updating {name} after {MAX_ATTEMPTS} lost races")
+
+
+@dataclass(slots=True)
+class Changes:
+    """What :meth:`Store.changed_since` found: objects whose state moved, rejections new since."""
+
+    changed: builtins.list[str] = field(default_factory=builtins.list)
+    rejected: builtins.list[Rejection] = field(default_factory=builtins.list)
+
+
+_state_encoder = msgspec.msgpack.Encoder(order="deterministic")
+
+
+def _state_bytes(ev: Evaluation[Any] | None) -> bytes | None:
+    """A state as comparable bytes (msgspec structs have no deep equality by default)."""
+    if ev is None or ev.state is None:
+        return None
+    return _state_encoder.encode(ev.state)
 
 
 def _choose_parents(ev: Evaluation[Any], own_tip: str | None) -> list[str]:

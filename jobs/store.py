@@ -218,6 +218,10 @@ class Jobs:
         and makes the next queries warm."""
         return self.store.rebuild_cache(JOB_TYPE)
 
+    def count(self) -> int:
+        """How many jobs have a ref in any namespace."""
+        return len(self.store.list(JOB_TYPE))
+
     def rejected(self) -> list[cob.Rejection]:
         """Every change any job's load dropped, with the reason (re-verifies from scratch)."""
         out: list[cob.Rejection] = []

@@ -1,10 +1,10 @@
 """Syncing jobs with a Git remote, and what it changed: :func:`sync`, :class:`SyncReport`.
 
 `cob.sync` moves refs; this module says what that meant for jobs. It snapshots every job's tips
-before the fetch, and after it folds only the jobs whose tips moved (incrementally, through the
-cache), comparing each folded state with the one before: a job is *changed* when its state
-differs, and the changes a load newly rejected are reported even when the state did not move
-(a forged change fetched from a peer changes nothing but must be seen).
+before the fetch (:meth:`cob.Store.all_tips`), and after it asks the store what moved
+(:meth:`cob.Store.changed_since`): the jobs whose folded state differs, and the changes a load
+newly rejected even when the state did not move (a forged change fetched from a peer changes
+nothing but must be seen).
 """
 
 from __future__ import annotations
@@ -13,18 +13,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import msgspec
 import pygit2
 
 import cob
 from cob import sync as cob_sync
-from cob.evaluate import Evaluation, evaluate
 from cob.sync import RefUpdate, Refusal
 
 from . import logs
 from .errors import PolicyError, SyncError
 from .jobtype import JOB_TYPE, TYPENAME
-from .model import JobState
 from .policy import load_policy
 from .summary import rejection_json
 from .text import safe
@@ -104,36 +101,6 @@ def _split(updates: list[RefUpdate]) -> tuple[list[RefUpdate], list[RefUpdate]]:
     return jobs, [u for u in updates if cob.refs.parse_ref(u.ref) is None]
 
 
-def _tips_by_job(jobs: Jobs) -> dict[str, dict[str, str]]:
-    out: dict[str, dict[str, str]] = {}
-    for ref in jobs.store.refs.refs_of_type(TYPENAME):
-        out.setdefault(ref.object_id, {})[ref.nid] = ref.target
-    return out
-
-
-_state_encoder = msgspec.msgpack.Encoder(order="deterministic")
-
-
-def _state_bytes(ev: Evaluation[JobState] | None) -> bytes | None:
-    if ev is None or ev.state is None:
-        return None
-    return _state_encoder.encode(ev.state)
-
-
-def _before(jobs: Jobs, job_id: str, tips: dict[str, str]) -> Evaluation[JobState] | None:
-    """The evaluation of a job as it was at ``tips`` (from the cache when it matches)."""
-    if not tips:
-        return None
-    store = jobs.store
-    codec = store.codec(JOB_TYPE)
-    if store.cache is not None:
-        cached = store.cache.get(codec, job_id)
-        if cached is not None and cached.tips == tips and cached.state is not None:
-            return cached
-    ev: Evaluation[JobState] = evaluate(store.repo, codec, job_id, tips)
-    return ev
-
-
 def sync(
     jobs: Jobs,
     remote: str,
@@ -161,7 +128,7 @@ def sync(
     if idle is None:
         idle = idle_timeout(repo)
     own = jobs.signer.nid if jobs.signer is not None else None
-    before = _tips_by_job(jobs) if fetch else {}
+    before = jobs.store.all_tips(JOB_TYPE) if fetch else {}
     remote_refs: dict[str, str] | None = None
     families = (logs.family_for(repo),)  # run logs travel beside the job refs
     namespaces = _scope(jobs, trusted_only) if fetch else None
@@ -242,19 +209,9 @@ def _scope(jobs: Jobs, trusted_only: bool | None) -> set[str] | None:
 
 
 def _changes(jobs: Jobs, before: dict[str, dict[str, str]], report: SyncReport) -> None:
-    after = _tips_by_job(jobs)
-    for job_id in sorted(after):
-        old_tips = before.get(job_id, {})
-        if after[job_id] == old_tips:
-            continue
-        old = _before(jobs, job_id, old_tips)
-        old_state, old_rejected = _state_bytes(old), dict(old.rejected) if old else {}
-        new = jobs.store.load(JOB_TYPE, job_id)
-        if new is None:
-            continue
-        if _state_bytes(new) != old_state and new.state is not None:
-            report.changed.append(job_id)
-        report.rejected.extend(r for r in new.rejections() if r.change not in old_rejected)
+    found = jobs.store.changed_since(JOB_TYPE, before)
+    report.changed.extend(found.changed)
+    report.rejected.extend(found.rejected)
 
 
 def allowed_signers(jobs: Jobs) -> str:
@@ -270,10 +227,11 @@ def _nids(jobs: Jobs) -> set[str]:
     found: set[str] = set()
     repo = jobs.repo
     tips: set[str] = set()
-    for ref in jobs.store.refs.refs_of_type(TYPENAME):
-        if cob.is_nid(ref.nid):
-            found.add(cob.normalize_nid(ref.nid))
-        tips.add(ref.target)
+    for by_nid in jobs.store.all_tips(JOB_TYPE).values():
+        for nid, tip in by_nid.items():
+            if cob.is_nid(nid):
+                found.add(cob.normalize_nid(nid))
+            tips.add(tip)
     for commit in _walk(repo, tips):
         # raw bytes: a hostile commit's encoding header must not make decoding raise
         name = commit.author.raw_name.decode("utf-8", "replace")

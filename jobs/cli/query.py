@@ -21,7 +21,6 @@ import cob
 
 from ..errors import PolicyError
 from ..gate import GateStatus
-from ..jobtype import JOB_TYPE
 from ..model import Job
 from ..policy import Policy
 from ..store import Jobs
@@ -253,7 +252,7 @@ def _list(args: argparse.Namespace) -> int:
 # -- verify ---------------------------------------------------------------------------------
 def _verify(args: argparse.Namespace) -> int:
     store = open_jobs(args)
-    count = len(store.store.list(JOB_TYPE))
+    count = store.count()
     rejected = store.rejected()
     if args.json:
         print_json({"jobs": count, "rejected": [rejection_json(r) for r in rejected]})
