@@ -20,6 +20,7 @@ from .change import MAX_PARENTS, Change, Codec, InvalidChange, RejectKind, read_
 
 __all__ = ["MAX_CHANGES", "Evaluation", "RejectKind", "Rejection", "Verdict", "evaluate"]
 from .cobtype import Reject
+from .refs import is_ancestor
 
 S = TypeVar("S")
 
@@ -174,11 +175,7 @@ class _Context:
         if target_gen is not None:
             nondesc.update(seen)
             return False  # the ancestor is new: only new changes can lead to it
-        try:
-            a = pygit2.Oid(hex=ancestor)
-            found = any(self.repo.descendant_of(pygit2.Oid(hex=p), a) for p in old)
-        except (pygit2.GitError, ValueError, KeyError):
-            found = False
+        found = any(is_ancestor(self.repo, ancestor, p) for p in old)
         if found:
             desc.add(of)
         else:
@@ -193,12 +190,7 @@ def _moved_forward(repo: pygit2.Repository, old: Mapping[str, str], new: Mapping
         after = new.get(nid)
         if after == before:
             continue
-        if after is None:
-            return False
-        try:
-            if not repo.descendant_of(pygit2.Oid(hex=after), pygit2.Oid(hex=before)):
-                return False
-        except (pygit2.GitError, KeyError, ValueError):
+        if after is None or not is_ancestor(repo, before, after):
             return False
     return True
 

@@ -49,7 +49,7 @@ from .errors import SignatureError, TransportError
 from .family import RefFamily, family_of, family_refs
 from .gitrun import DEFAULT_IDLE, DEFAULT_TIMEOUT, deadline, describe, first_error, git_env, run_git
 from .identity import is_nid, nid_from_public_key
-from .refs import NAMESPACES, RefReader, common_dir, compare_and_swap, is_oid, parse_ref
+from .refs import NAMESPACES, RefReader, common_dir, compare_and_swap, is_ancestor, is_oid, parse_ref
 
 __all__ = [  # the runner's names stay importable from here (cob.gitrun owns them)
     "DEFAULT_IDLE",
@@ -251,13 +251,6 @@ def _check_commit(obj: pygit2.Commit, nid: str) -> str | None:
             " not by the namespace's node"
         )
     return None
-
-
-def _is_ancestor(repo: pygit2.Repository, ancestor: str, of: str) -> bool:
-    try:
-        return bool(repo.descendant_of(pygit2.Oid(hex=of), pygit2.Oid(hex=ancestor)))
-    except (pygit2.GitError, KeyError, ValueError):
-        return False
 
 
 def _local_target(repo: pygit2.Repository, name: str) -> str | None:
@@ -594,7 +587,7 @@ def _apply(
                 Refusal(name, "the remote's tip was not received", FETCH, RefusalKind.MISSING, old, new)
             )
             return
-        if old is not None and _is_ancestor(repo, new, old):
+        if old is not None and is_ancestor(repo, new, old):
             if nid != own_nid:  # our own namespace being behind is what push is for
                 result.refused.append(
                     Refusal(
@@ -611,7 +604,7 @@ def _apply(
         if problem is not None:
             result.refused.append(Refusal(name, problem[1], FETCH, problem[0], old, new))
             return
-        if old is not None and not _is_ancestor(repo, old, new):
+        if old is not None and not is_ancestor(repo, old, new):
             kind, why = RefusalKind.DIVERGED, "the remote's history diverged (would rewrite history)"
             if nid == own_nid:
                 kind, why = RefusalKind.OWN_NAMESPACE, "the remote's copy of this node's ref diverged"
