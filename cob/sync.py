@@ -43,12 +43,11 @@ from enum import StrEnum
 
 import pygit2
 
-from . import sshsig
-from .change import MALFORMED_ERRORS
-from .errors import SignatureError, TransportError
+from .change import MALFORMED_ERRORS, InvalidChange, signed_by
+from .errors import TransportError
 from .family import RefFamily, family_of, family_refs
 from .gitrun import DEFAULT_IDLE, DEFAULT_TIMEOUT, deadline, describe, first_error, git_env, run_git
-from .identity import is_nid, nid_from_public_key
+from .identity import is_nid
 from .refs import NAMESPACES, RefReader, common_dir, compare_and_swap, is_ancestor, is_oid, parse_ref
 
 __all__ = [  # the runner's names stay importable from here (cob.gitrun owns them)
@@ -236,20 +235,12 @@ def tip_problem(
 
 
 def _check_commit(obj: pygit2.Commit, nid: str) -> str | None:
-    signature, payload = obj.gpg_signature
-    if signature is None:
-        return "the tip is not signed"
     try:
-        signer = nid_from_public_key(sshsig.verify(signature, payload))
-    except SignatureError as e:
-        return f"the tip's signature is bad: {e}"
+        signer = signed_by(obj)
+    except InvalidChange as e:
+        return f"the tip is not a valid signed change: {e}"
     if signer != nid:
         return f"the tip is signed by {signer}, not by the namespace's node"
-    if obj.author.name != nid or obj.committer.name != nid:
-        return (
-            f"the tip is authored as {obj.author.name!r} and committed as {obj.committer.name!r},"
-            " not by the namespace's node"
-        )
     return None
 
 
