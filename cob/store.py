@@ -9,6 +9,7 @@ two processes writing one object lose no operation.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import os
 import random
 import time
@@ -283,6 +284,64 @@ class Store:
         return len(ids)
 
     # -- writing -----------------------------------------------------------------------
+    def _load_for_write(
+        self, cobtype: CobType[S], object_id: str, ev: Evaluation[S] | None, root: str | None
+    ) -> tuple[dict[str, str], Evaluation[S]]:
+        """(tips, evaluation at them) to build a change on: ``ev`` when still current.
+
+        ``root``: the root was just written by create(); no ref names it yet."""
+        signer = self._require_signer()
+        tips = self.tips(cobtype, object_id)
+        seen = tips or ({signer.nid: root} if root == object_id else {})
+        if not seen:
+            raise UnknownObject(f"no {cobtype.typename} object {object_id}")
+        if ev is None or ev.tips != seen or ev.state is None:
+            if tips:
+                ev = self._fold(cobtype, object_id, seen, ev)
+            else:
+                ev = evaluate(self.repo, self.codec(cobtype), object_id, seen)
+        if ev.state is None:
+            raise UnknownObject(f"{cobtype.typename} object {object_id} has no valid root")
+        return tips, ev
+
+    def _check_change(
+        self,
+        cobtype: CobType[S],
+        ev: Evaluation[S],
+        name: str,
+        old: str | None,
+        ops: tuple[Any, ...],
+        timestamp: int | None,
+    ) -> Change:
+        """The change to write on ``ev`` (no oid yet), once the type accepts it."""
+        signer = self._require_signer()
+        if old is not None and old not in ev.accepted:
+            reason = ev.rejected.get(old, "not in the accepted history")
+            raise Conflict(
+                f"this node's ref {name} points at change {old[:12]}, which is rejected "
+                f"({reason}); refusing to move it sideways — repair or remove that ref"
+            )
+        parents = tuple(_choose_parents(ev, old))
+        when = int(time.time()) if timestamp is None else timestamp
+        if not MIN_TIMESTAMP <= when <= MAX_WRITE_TIMESTAMP:
+            raise InvalidOps(f"timestamp {when} is outside 0..{MAX_WRITE_TIMESTAMP}")
+        pending = Change("", parents, signer.nid, when, ops, "", cobtype.version)
+        assert ev.state is not None
+        try:
+            cobtype.validate(ev.state, pending, _NewChangeContext(ev))
+        except Reject as e:
+            raise InvalidOps(str(e)) from None
+        return pending
+
+    def _write(self, cobtype: CobType[S], pending: Change, embeds: Mapping[str, bytes] | None) -> Change:
+        """Write ``pending`` as a signed commit; the change with its oid and message."""
+        signer = self._require_signer()
+        oid = write_change(
+            self.repo, self.codec(cobtype), signer, signer.nid, pending.ops, list(pending.parents),
+            timestamp=pending.timestamp, embeds=embeds,
+        )
+        return dataclasses.replace(pending, oid=oid, message=cobtype.summary(pending.ops) + "\n")
+
     def _check_ops(self, cobtype: CobType[Any], ops: Sequence[Any]) -> tuple[Any, ...]:
         """The ops as a reader will decode them (structs, even if given as dicts)."""
         if not ops:
@@ -371,58 +430,22 @@ class Store:
         Returns the change and the evaluation including it.
         """
         signer = self._require_signer()
-        ops = self._check_ops(cobtype, ops)
+        ops = tuple(self._check_ops(cobtype, ops))
         self._check_embeds(embeds)
-        codec = self.codec(cobtype)
         name = object_ref(signer.nid, cobtype.typename, object_id)
         ev = base
         for attempt in range(MAX_ATTEMPTS):
-            tips = self.tips(cobtype, object_id)
-            # ``_root``: the root was just written by create(); no ref names it yet.
-            seen = tips or ({signer.nid: _root} if _root == object_id else {})
-            if not seen:
-                raise UnknownObject(f"no {cobtype.typename} object {object_id}")
-            if ev is None or ev.tips != seen or ev.state is None:
-                ev = self._fold(cobtype, object_id, seen, ev) if tips else evaluate(
-                    self.repo, codec, object_id, seen
-                )
-            if ev.state is None:
-                raise UnknownObject(f"{cobtype.typename} object {object_id} has no valid root")
+            tips, ev = self._load_for_write(cobtype, object_id, ev, _root)
+            assert ev.state is not None  # _load_for_write raises otherwise
             if precondition is not None:
                 precondition(ev.state)
             old = tips.get(signer.nid)
-            if old is not None and old not in ev.accepted:
-                reason = ev.rejected.get(old, "not in the accepted history")
-                raise Conflict(
-                    f"this node's ref {name} points at change {old[:12]}, which is rejected "
-                    f"({reason}); refusing to move it sideways — repair or remove that ref"
-                )
-            parents = _choose_parents(ev, old)
-            when = int(time.time()) if timestamp is None else timestamp
-            if not MIN_TIMESTAMP <= when <= MAX_WRITE_TIMESTAMP:
-                raise InvalidOps(f"timestamp {when} is outside 0..{MAX_WRITE_TIMESTAMP}")
-            pending = Change("", tuple(parents), signer.nid, when, tuple(ops), "", cobtype.version)
-            try:
-                cobtype.validate(ev.state, pending, _NewChangeContext(ev))
-            except Reject as e:
-                raise InvalidOps(str(e)) from None
-            oid = write_change(
-                self.repo, codec, signer, signer.nid, ops, parents, timestamp=when, embeds=embeds
-            )
-            change = Change(oid, tuple(parents), signer.nid, when, tuple(ops), "", cobtype.version)
-            if compare_and_swap(self.repo, name, oid, old, f"cob: {cobtype.summary(ops)}"):
+            change = self._check_change(cobtype, ev, name, old, ops, timestamp)
+            change = self._write(cobtype, change, embeds)
+            if compare_and_swap(self.repo, name, change.oid, old, f"cob: {cobtype.summary(ops)}"):
+                _apply_own(cobtype, ev, change, tips)
                 if not embeds:  # we signed it: the next load need not verify it again
-                    codec.verified[(oid, False)] = Change(
-                        oid, change.parents, change.author, when, change.ops,
-                        cobtype.summary(ops) + "\n", cobtype.version,
-                    )
-                cobtype.apply(ev.state, change)
-                ev.accepted.add(oid)
-                ev.changes = [change]
-                ev.heads.difference_update(parents)
-                ev.heads.add(oid)
-                ev.tips = dict(tips)
-                ev.tips[signer.nid] = oid
+                    self.codec(cobtype).verified[(change.oid, False)] = change
                 return change, ev
             time.sleep(random.uniform(0, min(0.05, 0.001 * (attempt + 1))))
         raise Conflict(f"gave up updating {name} after {MAX_ATTEMPTS} lost races")
@@ -444,6 +467,17 @@ def _state_bytes(ev: Evaluation[Any] | None) -> bytes | None:
     if ev is None or ev.state is None:
         return None
     return _state_encoder.encode(ev.state)
+
+
+def _apply_own(cobtype: CobType[Any], ev: Evaluation[Any], change: Change, tips: Mapping[str, str]) -> None:
+    """Fold our own just-written change into ``ev``, as a load would (it is a new head)."""
+    assert change.author is not None
+    cobtype.apply(ev.state, change)
+    ev.accepted.add(change.oid)
+    ev.changes = [change]
+    ev.heads.difference_update(change.parents)
+    ev.heads.add(change.oid)
+    ev.tips = {**tips, change.author: change.oid}
 
 
 def _choose_parents(ev: Evaluation[Any], own_tip: str | None) -> list[str]:
