@@ -135,25 +135,35 @@ class _Context:
     def is_ancestor(self, ancestor: str, of: str) -> bool:
         if ancestor == of:
             return True
-        a_bits = self.bits.get(ancestor)
-        if a_bits is not None:
-            bit = a_bits.bit_length() - 1  # its own bit is its highest
-            for p in self.parents.get(of, ()):
-                b = self.bits.get(p)
-                if b is None:
-                    if p in self.generation:
-                        break  # a new parent beyond the bitsets: walk instead
-                    continue  # an older change: cannot lead to a new one
-                if b >> bit & 1:
-                    return True
-            else:
-                return False
+        by_bits = self._by_bits(ancestor, of)
+        if by_bits is not None:
+            return by_bits
         desc = self._desc.setdefault(ancestor, set())
         nondesc = self._nondesc.setdefault(ancestor, set())
         if of in desc:
             return True
         if of in nondesc:
             return False
+        return self._walk(ancestor, of, desc, nondesc)
+
+    def _by_bits(self, ancestor: str, of: str) -> bool | None:
+        """The answer from the ancestor bitsets, or None when they cannot tell."""
+        a_bits = self.bits.get(ancestor)
+        if a_bits is None:
+            return None
+        bit = a_bits.bit_length() - 1  # its own bit is its highest
+        for p in self.parents.get(of, ()):
+            b = self.bits.get(p)
+            if b is None:
+                if p in self.generation:
+                    return None  # a new parent beyond the bitsets: walk instead
+                continue  # an older change: cannot lead to a new one
+            if b >> bit & 1:
+                return True
+        return False
+
+    def _walk(self, ancestor: str, of: str, desc: set[str], nondesc: set[str]) -> bool:
+        """Walk back from ``of`` through this fold's changes, then ask git about older ones."""
         target_gen = self.generation.get(ancestor)
         stack = [of]
         seen = {of}
@@ -172,10 +182,8 @@ class _Context:
                     old.append(p)
                 elif target_gen is None or gen > target_gen:
                     stack.append(p)
-        if target_gen is not None:
-            nondesc.update(seen)
-            return False  # the ancestor is new: only new changes can lead to it
-        found = any(is_ancestor(self.repo, ancestor, p) for p in old)
+        # When the ancestor is new, only new changes can lead to it.
+        found = target_gen is None and any(is_ancestor(self.repo, ancestor, p) for p in old)
         if found:
             desc.add(of)
         else:

@@ -713,8 +713,23 @@ def push(
     # (a hub that unpacks a small push stores loose objects at level 1 anyway).
     args = ["-c", "pack.compression=1", "push", "--porcelain", "--progress", "--no-verify", remote, *specs]
     res = run_git(_gitdir(repo), args, timeout=timeout, idle=idle)
+    seen = _read_porcelain(repo, res.stdout, mine, remote_refs, result)
+    if res.returncode != 0 and not (seen and result.refused):
+        # git exits 1 when it refused refs (reported above); anything else is the transport.
+        raise TransportError(f"cannot push to {describe(remote)}: {first_error(res.stderr)}")
+    return result
+
+
+def _read_porcelain(
+    repo: pygit2.Repository,
+    stdout: str,
+    mine: Mapping[str, str],
+    remote_refs: Mapping[str, str] | None,
+    result: PushResult,
+) -> bool:
+    """Record what ``git push --porcelain`` says of each ref; False when it said nothing."""
     seen = False
-    for line in res.stdout.splitlines():
+    for line in stdout.splitlines():
         m = _PORCELAIN.match(line)
         if m is None:
             continue
@@ -726,24 +741,17 @@ def push(
             continue
         if flag == "-":
             result.deleted.append(dst)
-            continue
-        if flag == "!":
+        elif flag == "!":
             why = re.sub(r"^\[[^\]]*\]\s*", "", summary).strip("() ") or summary
             kind, reason = _push_refusal(why)
             result.refused.append(Refusal(dst, reason, PUSH, kind, local, old))
-            continue
-        if local is None:
-            continue
-        if flag == "*":
+        elif local is not None and flag == "*":
             result.pushed.append(RefUpdate(dst, None, local))
-        else:
+        elif local is not None:
             if old is None and ".." in summary:
                 old = _expand(repo, summary.split("..", 1)[0].strip())
             result.pushed.append(RefUpdate(dst, old, local))
-    if res.returncode != 0 and not (seen and result.refused):
-        # git exits 1 when it refused refs (reported above); anything else is the transport.
-        raise TransportError(f"cannot push to {describe(remote)}: {first_error(res.stderr)}")
-    return result
+    return seen
 
 
 # What `git push --porcelain` says when another push moved the same ref at the same moment:
