@@ -128,29 +128,11 @@ def sync(
     if idle is None:
         idle = idle_timeout(repo)
     own = jobs.signer.nid if jobs.signer is not None else None
-    before = jobs.store.all_tips(JOB_TYPE) if fetch else {}
     remote_refs: dict[str, str] | None = None
     families = (logs.family_for(repo),)  # run logs travel beside the job refs
-    namespaces = _scope(jobs, trusted_only) if fetch else None
-    report.scope = "all" if namespaces is None else "trusted"
     try:
         if fetch:
-            got = cob_sync.fetch(
-                repo,
-                remote,
-                own_nid=own,
-                typenames=(TYPENAME,),
-                unsigned_roots=(TYPENAME,),
-                limits=limits,
-                timeout=timeout,
-                idle=idle,
-                families=families,
-                namespaces=namespaces,
-            )
-            (report.fetched, report.logs_fetched), remote_refs = _split(got.updated), got.remote_refs
-            report.skipped = got.skipped
-            report.refused.extend(got.refused)
-            _changes(jobs, before, report)
+            remote_refs = _fetch(jobs, remote, report, own, trusted_only, limits, timeout, idle)
         if push and own is not None:
             sent = cob_sync.push(
                 repo, remote, own, typenames=(TYPENAME,), remote_refs=remote_refs,
@@ -162,6 +144,41 @@ def sync(
     except cob.TransportError as e:
         raise SyncError(str(e), report) from None
     return report
+
+
+def _fetch(
+    jobs: Jobs,
+    remote: str,
+    report: SyncReport,
+    own: str | None,
+    trusted_only: bool | None,
+    limits: cob_sync.Limits | None,
+    timeout: float | None,
+    idle: float | None,
+) -> dict[str, str]:
+    """The fetch half of :func:`sync`, into ``report``; returns the remote's listed refs."""
+    before = jobs.store.all_tips(JOB_TYPE)
+    namespaces = _scope(jobs, trusted_only)
+    report.scope = "all" if namespaces is None else "trusted"
+    got = cob_sync.fetch(
+        jobs.repo,
+        remote,
+        own_nid=own,
+        typenames=(TYPENAME,),
+        unsigned_roots=(TYPENAME,),
+        limits=limits,
+        timeout=timeout,
+        idle=idle,
+        families=(logs.family_for(jobs.repo),),
+        namespaces=namespaces,
+    )
+    report.fetched, report.logs_fetched = _split(got.updated)
+    report.skipped = got.skipped
+    report.refused.extend(got.refused)
+    found = jobs.store.changed_since(JOB_TYPE, before)
+    report.changed.extend(found.changed)
+    report.rejected.extend(found.rejected)
+    return got.remote_refs
 
 
 IDLE_CONFIG = "jobs.idleTimeout"
@@ -206,12 +223,6 @@ def _scope(jobs: Jobs, trusted_only: bool | None) -> set[str] | None:
         return None
     policy = load_policy(jobs.repo)
     return None if policy.everyone else set(policy.trusted)
-
-
-def _changes(jobs: Jobs, before: dict[str, dict[str, str]], report: SyncReport) -> None:
-    found = jobs.store.changed_since(JOB_TYPE, before)
-    report.changed.extend(found.changed)
-    report.rejected.extend(found.rejected)
 
 
 def allowed_signers(jobs: Jobs) -> str:

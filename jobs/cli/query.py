@@ -270,6 +270,13 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
+    _register_show(sub)
+    _register_list(sub)
+    _register_status(sub)
+    _register_verify(sub)
+
+
+def _register_show(sub: Any) -> None:
     p = add_command(
         sub,
         "show",
@@ -283,6 +290,8 @@ def register(sub: Any) -> None:
     p.add_argument("job", metavar="JOB", help="A unique job id prefix, or REV:NAME.")
     add_json(p)
 
+
+def _register_list(sub: Any) -> None:
     p = add_command(
         sub,
         "list",
@@ -298,6 +307,8 @@ def register(sub: Any) -> None:
     p.add_argument("--node", metavar="NID", help="Only jobs this node has run.")
     add_json(p)
 
+
+def _register_status(sub: Any) -> None:
     p = add_command(
         sub,
         "status",
@@ -337,6 +348,8 @@ def register(sub: Any) -> None:
     p.add_argument("--all-nodes", action="store_true", help="Count every node's runs, trusted or not.")
     add_json(p)
 
+
+def _register_verify(sub: Any) -> None:
     p = add_command(
         sub,
         "verify",
@@ -347,4 +360,3 @@ def register(sub: Any) -> None:
         _verify,
     )
     add_json(p)
-
