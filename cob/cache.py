@@ -31,7 +31,7 @@ import os
 import random
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import msgspec
@@ -311,8 +311,13 @@ class Cache:
 
     def find(self, codec: Codec, refs: RefReader, key: str, value: str) -> list[str]:
         """Object ids whose root declares (key, value), as the refs are now."""
-        sql = "SELECT id FROM keys WHERE typename=? AND key=? AND value=? ORDER BY id"
-        args = (codec.cobtype.typename, key, value)
+        return self.find_all(codec, refs, [(key, value)])
+
+    def find_all(self, codec: Codec, refs: RefReader, pairs: Sequence[tuple[str, str]]) -> list[str]:
+        """Object ids whose root declares every (key, value) of ``pairs`` (one refresh)."""
+        one = "SELECT id FROM keys WHERE typename=? AND key=? AND value=?"
+        sql = " INTERSECT ".join([one] * len(pairs)) + " ORDER BY id"
+        args = [a for key, value in pairs for a in (codec.cobtype.typename, key, value)]
         return self.refresh(codec, refs, lambda db: [i for (i,) in db.execute(sql, args)]) or []
 
     def find_prefix(self, codec: Codec, refs: RefReader, prefix: str) -> list[str]:

@@ -102,10 +102,14 @@ class Store:
             return self.cache.list_ids(self.codec(cobtype), self.refs)
         return sorted({r.object_id for r in self.refs.refs_of_type(cobtype.typename)})
 
-    def lookup(self, cobtype: CobType[Any], key: str, value: str) -> builtins.list[str]:
-        """Object ids whose root declares ``(key, value)`` in ``index_keys`` (sorted)."""
+    def lookup(
+        self, cobtype: CobType[Any], key: str, value: str, *more: tuple[str, str]
+    ) -> builtins.list[str]:
+        """Object ids whose root declares ``(key, value)`` (and every pair of ``more``) in
+        ``index_keys`` (sorted); one look at the refs however many pairs."""
+        pairs = [(key, value), *more]
         if self.cache is not None:
-            return self.cache.find(self.codec(cobtype), self.refs, key, value)
+            return self.cache.find_all(self.codec(cobtype), self.refs, pairs)
         codec = self.codec(cobtype)
         out = []
         for object_id in self.list(cobtype):
@@ -113,7 +117,7 @@ class Store:
                 root = read_change(self.repo, codec, object_id, is_root=True)
             except InvalidChange:
                 continue
-            if (key, value) in set(cobtype.index_keys(root)):
+            if set(pairs) <= set(cobtype.index_keys(root)):
                 out.append(object_id)
         return out
 

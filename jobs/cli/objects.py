@@ -12,7 +12,7 @@ import uuid
 from typing import Any
 
 from .. import logs
-from ..errors import UnknownJobError, UnknownRunError
+from ..errors import UnknownRunError
 from ..jobtype import check_finish_extras
 from ..model import Job, run_prefix
 from ..store import DEFAULT_NAME, JobMut, Jobs
@@ -22,10 +22,7 @@ from .errors import EXIT_OK, CliError
 
 def job_for_write(store: Jobs, spec: str) -> JobMut:
     """The job named by a unique id prefix or REV:NAME, ready to write."""
-    job = store.get_mut(store.resolve(spec))
-    if job is None:
-        raise UnknownJobError(f"no job {spec!r}")
-    return job
+    return store.resolve_mut(spec)
 
 
 def resolve_run(job: Job, nid: str | None, spec: str) -> uuid.UUID:
