@@ -128,37 +128,13 @@ def _work_any(args: argparse.Namespace) -> int:
     targets = _targets(args, workshop)
     many = bool(args.follow) or len(targets) != 1
     if args.dry_run:
-        return _dry_run(args, workshop, targets, many)
-    reports = _work_targets(args, workshop, targets)
-    if args.json:
-        shown = [_report_json(workshop, r, why) for r, why in reports]
-        print_json({"node": workshop.nid, "commits": shown} if many else shown[0])
-    else:
-        for report, _ in reports:
-            for p in report.plan:
-                if p.action not in ("done",):
-                    prefix = f"{report.commit[:12]} " if many else ""
-                    print(f"{prefix}{safe(p.name):<16} {p.action:<10} {safe(p.reason)}")
-    if many and not targets:
-        print("nothing to work on: no followed ref matched", file=sys.stderr)
-    return _exit_code([r for r, _ in reports])
-
-
-def _dry_run(args: argparse.Namespace, workshop: Workshop, targets: list[Candidate], many: bool) -> int:
-    """`work any --dry-run`: the plans, nothing run."""
-    plans = [_plan_json(workshop, t) for t in targets]
-    if args.json:
-        print_json({"node": workshop.nid, "commits": plans} if many else plans[0])
-    else:
-        for plan in plans:
-            _print_plan(plan)
-    return EXIT_OK
-
-
-def _work_targets(
-    args: argparse.Namespace, workshop: Workshop, targets: list[Candidate]
-) -> list[tuple[WorkReport, str]]:
-    """Work each target in turn until one is interrupted; (report, why it was a target)."""
+        plans = [_plan_json(workshop, t) for t in targets]
+        if args.json:
+            print_json({"node": workshop.nid, "commits": plans} if many else plans[0])
+        else:
+            for plan in plans:
+                _print_plan(plan)
+        return EXIT_OK
     reports: list[tuple[WorkReport, str]] = []
     # Ctrl-C or SIGTERM: the job (in its own process group) is killed and finished `cancelled`.
     previous = {sig: signal.signal(sig, lambda *_: workshop.cancel.set()) for sig in _STOP_SIGNALS}
@@ -173,7 +149,18 @@ def _work_targets(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return reports
+    if args.json:
+        shown = [_report_json(workshop, r, why) for r, why in reports]
+        print_json({"node": workshop.nid, "commits": shown} if many else shown[0])
+    else:
+        for report, _ in reports:
+            for p in report.plan:
+                if p.action not in ("done",):
+                    prefix = f"{report.commit[:12]} " if many else ""
+                    print(f"{prefix}{safe(p.name):<16} {p.action:<10} {safe(p.reason)}")
+    if many and not targets:
+        print("nothing to work on: no followed ref matched", file=sys.stderr)
+    return _exit_code([r for r, _ in reports])
 
 
 def _outcome(o: Any) -> dict[str, Any]:
@@ -245,11 +232,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("rev", nargs="?", default="HEAD", metavar="REV", help="The commit (default HEAD).")
     add_json(p)
-    _register_work(sub)
-    _register_node(sub)
 
-
-def _register_work(sub: Any) -> None:
     work = add_command(
         sub,
         "work",
@@ -259,51 +242,6 @@ def _register_work(sub: Any) -> None:
     )
     work.set_defaults(handler=_work_help(work))
     inner = work.add_subparsers(dest="work_command", metavar="WHAT", parser_class=type(work))
-    _register_work_any(inner)
-    p = add_command(
-        inner,
-        "trigger",
-        "Call the [trigger] command of every other commit with outstanding work, once each.",
-        "  git jobs work trigger\n  git jobs work trigger --intent   # branch tips only\n",
-        _work_trigger,
-    )
-    p.add_argument(
-        "--intent", action="store_true", help="Only the tips of local branches and followed refs."
-    )
-    add_json(p)
-
-
-def _register_node(sub: Any) -> None:
-    p = add_command(
-        sub,
-        "node",
-        "Run a long-running peer: preflights, then sync, release, work and heartbeat workers.",
-        "  git jobs node --remote origin --follow refs/heads/main\n"
-        "  git jobs node --remote git://hub.example/repo.git --follow 'refs/heads/*' --interval 10s\n"
-        "  git jobs node                   # remotes and follows from git config jobs.remote/jobs.follow\n",
-        _node,
-    )
-    p.add_argument(
-        "--remote",
-        action="append",
-        metavar="R",
-        help="A remote name or URL to sync with (repeatable; default: git config jobs.remote).",
-    )
-    p.add_argument(
-        "--follow",
-        action="append",
-        metavar="REFSPEC",
-        help="Build the tips of these refs of the remotes, e.g. refs/heads/main (repeatable;"
-        " R:REFSPEC for one remote; default: git config jobs.follow; none: HEAD).",
-    )
-    p.add_argument(
-        "--depth", default=None, metavar="N", help="First-parent commits per followed tip (default 1)."
-    )
-    p.add_argument("--interval", default=None, help="How often each worker runs (default 30s).")
-    p.add_argument("--isolation", choices=("bwrap", "none"), help="Override git config jobs.isolation.")
-
-
-def _register_work_any(inner: Any) -> None:
     p = add_command(
         inner,
         "any",
@@ -339,3 +277,42 @@ def _register_work_any(inner: Any) -> None:
     )
     p.add_argument("--comprehensive", action="store_true", help="Repeat until nothing is left.")
     add_json(p)
+    p = add_command(
+        inner,
+        "trigger",
+        "Call the [trigger] command of every other commit with outstanding work, once each.",
+        "  git jobs work trigger\n  git jobs work trigger --intent   # branch tips only\n",
+        _work_trigger,
+    )
+    p.add_argument(
+        "--intent", action="store_true", help="Only the tips of local branches and followed refs."
+    )
+    add_json(p)
+
+    p = add_command(
+        sub,
+        "node",
+        "Run a long-running peer: preflights, then sync, release, work and heartbeat workers.",
+        "  git jobs node --remote origin --follow refs/heads/main\n"
+        "  git jobs node --remote git://hub.example/repo.git --follow 'refs/heads/*' --interval 10s\n"
+        "  git jobs node                   # remotes and follows from git config jobs.remote/jobs.follow\n",
+        _node,
+    )
+    p.add_argument(
+        "--remote",
+        action="append",
+        metavar="R",
+        help="A remote name or URL to sync with (repeatable; default: git config jobs.remote).",
+    )
+    p.add_argument(
+        "--follow",
+        action="append",
+        metavar="REFSPEC",
+        help="Build the tips of these refs of the remotes, e.g. refs/heads/main (repeatable;"
+        " R:REFSPEC for one remote; default: git config jobs.follow; none: HEAD).",
+    )
+    p.add_argument(
+        "--depth", default=None, metavar="N", help="First-parent commits per followed tip (default 1)."
+    )
+    p.add_argument("--interval", default=None, help="How often each worker runs (default 30s).")
+    p.add_argument("--isolation", choices=("bwrap", "none"), help="Override git config jobs.isolation.")
