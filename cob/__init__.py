@@ -19,7 +19,7 @@ from .errors import (
     TransportError,
     UnknownObject,
 )
-from .evaluate import Evaluation, Rejection
+from .evaluate import Evaluation, Rejection, RejectKind, Verdict
 from .identity import (
     allowed_signers_line,
     is_nid,
@@ -45,6 +45,7 @@ __all__ = [
     "KeyFileError",
     "NoKeyError",
     "Reject",
+    "RejectKind",
     "Rejection",
     "RepositoryError",
     "SignatureError",
@@ -52,6 +53,7 @@ __all__ = [
     "Store",
     "TransportError",
     "UnknownObject",
+    "Verdict",
     "allowed_signers_line",
     "default_key_path",
     "is_nid",

@@ -31,17 +31,17 @@ import os
 import random
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import msgspec
 
 from .change import Codec, InvalidChange, read_change
 from .errors import RepositoryError
-from .evaluate import Evaluation
+from .evaluate import Evaluation, RejectKind, Verdict
 from .refs import RefReader
 
-SCHEMA = 3
+SCHEMA = 4  # 4: rejections carry their kind (cob.RejectKind)
 FILENAME = "git-jobs-index.sqlite3"
 BUSY_TIMEOUT_S = 60
 # A ref stamp is trusted only once its newest mtime is this far in the past: a write in the same
@@ -71,7 +71,7 @@ class _Stored(msgspec.Struct, array_like=True):
     tips: dict[str, str]
     state: bytes | None
     accepted: list[bytes]
-    rejected: dict[str, str]
+    rejected: dict[str, tuple[RejectKind, str]]
     heads: list[str]
     rules: str = ""  # the type's rules when this was folded (see rules_tag)
 
@@ -271,56 +271,27 @@ class Cache:
         typename = codec.cobtype.typename
         token, newest = refs.stamp(typename)
         racy = is_racy(newest)
-        key = "fp:" + typename
         if not racy:
-
-            def check(db: sqlite3.Connection) -> tuple[bool, T | None]:
-                db.execute("BEGIN")
-                try:
-                    row = db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-                    if row is None or row[0] != token:
-                        return False, None
-                    return True, then(db) if then is not None else None
-                finally:
-                    db.execute("COMMIT")
-
-            current, answer = self._run(check)
+            current, answer = self._run(lambda db: _if_current(db, typename, token, then))
             if current:
                 return answer
         self.refreshes += 1
         ids = refs.object_ids(typename)  # listed *after* the stamp: never older than it
-
-        def known(db: sqlite3.Connection, *, valid_only: bool = False) -> set[str]:
-            query = "SELECT id FROM roots WHERE typename=?" + (" AND valid" if valid_only else "")
-            return {i for (i,) in db.execute(query, (typename,))}
-
         # Read new roots outside the write lock (Git I/O); the diff itself is redone under it.
         # A root that was invalid (e.g. not fetched yet) is read again whenever refs move: a
         # ref named after a job id before its root arrives must not hide that job for good.
         roots: dict[str, tuple[bool, list[tuple[str, str]]]] = {}
-        for object_id in ids - self._run(lambda db: known(db, valid_only=True)):
+        for object_id in ids - self._run(lambda db: _known(db, typename, valid_only=True)):
             roots[object_id] = _read_root(refs, codec, object_id)
 
         def write(db: sqlite3.Connection) -> T | None:
             db.execute("BEGIN IMMEDIATE")
             try:
-                have = known(db)
-                for object_id in sorted(ids - known(db, valid_only=True)):
-                    if object_id not in roots:
-                        roots[object_id] = _read_root(refs, codec, object_id)
-                    valid, keys = roots[object_id]
-                    db.execute("INSERT OR REPLACE INTO roots VALUES (?, ?, ?)", (typename, object_id, valid))
-                    db.executemany(
-                        "INSERT OR IGNORE INTO keys VALUES (?, ?, ?, ?)",
-                        [(typename, k, v, object_id) for k, v in keys],
-                    )
-                for object_id in have - ids:
-                    for table in ("roots", "keys", "evaluations"):
-                        db.execute(f"DELETE FROM {table} WHERE typename=? AND id=?", (typename, object_id))
+                _store_list(db, typename, ids, roots, lambda i: _read_root(refs, codec, i))
                 if racy:
-                    db.execute("DELETE FROM meta WHERE key=?", (key,))
+                    db.execute("DELETE FROM meta WHERE key=?", ("fp:" + typename,))
                 else:
-                    db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, token))
+                    db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", ("fp:" + typename, token))
                 answer = then(db) if then is not None else None
                 db.execute("COMMIT")
                 return answer
@@ -340,8 +311,13 @@ class Cache:
 
     def find(self, codec: Codec, refs: RefReader, key: str, value: str) -> list[str]:
         """Object ids whose root declares (key, value), as the refs are now."""
-        sql = "SELECT id FROM keys WHERE typename=? AND key=? AND value=? ORDER BY id"
-        args = (codec.cobtype.typename, key, value)
+        return self.find_all(codec, refs, [(key, value)])
+
+    def find_all(self, codec: Codec, refs: RefReader, pairs: Sequence[tuple[str, str]]) -> list[str]:
+        """Object ids whose root declares every (key, value) of ``pairs`` (one refresh)."""
+        one = "SELECT id FROM keys WHERE typename=? AND key=? AND value=?"
+        sql = " INTERSECT ".join([one] * len(pairs)) + " ORDER BY id"
+        args = [a for key, value in pairs for a in (codec.cobtype.typename, key, value)]
         return self.refresh(codec, refs, lambda db: [i for (i,) in db.execute(sql, args)]) or []
 
     def find_prefix(self, codec: Codec, refs: RefReader, prefix: str) -> list[str]:
@@ -381,7 +357,7 @@ class Cache:
             state,
             tips=stored.tips,
             accepted={a.hex() for a in stored.accepted},
-            rejected=stored.rejected,
+            rejected={oid: Verdict(kind, why) for oid, (kind, why) in stored.rejected.items()},
             heads=set(stored.heads),
         )
 
@@ -392,7 +368,7 @@ class Cache:
             ev.tips,
             _encoder.encode(ev.state) if ev.state is not None else None,
             [bytes.fromhex(a) for a in ev.accepted],
-            ev.rejected,
+            {oid: (v.kind, str(v)) for oid, v in ev.rejected.items()},
             sorted(ev.heads),
             rules_tag(codec.cobtype),
         )
@@ -426,6 +402,50 @@ class Cache:
             os.path.getsize(self.path + s) for s in ("", "-wal") if os.path.exists(self.path + s)
         )
         return out
+
+
+def _if_current(
+    db: sqlite3.Connection, typename: str, token: object, then: Callable[[sqlite3.Connection], T] | None
+) -> tuple[bool, T | None]:
+    """(True, then(db)) when the stored stamp of the object list is ``token``, in one read
+    transaction; (False, None) otherwise."""
+    db.execute("BEGIN")
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key=?", ("fp:" + typename,)).fetchone()
+        if row is None or row[0] != token:
+            return False, None
+        return True, then(db) if then is not None else None
+    finally:
+        db.execute("COMMIT")
+
+
+def _known(db: sqlite3.Connection, typename: str, *, valid_only: bool = False) -> set[str]:
+    query = "SELECT id FROM roots WHERE typename=?" + (" AND valid" if valid_only else "")
+    return {i for (i,) in db.execute(query, (typename,))}
+
+
+def _store_list(
+    db: sqlite3.Connection,
+    typename: str,
+    ids: set[str],
+    roots: dict[str, tuple[bool, list[tuple[str, str]]]],
+    read_root: Callable[[str], tuple[bool, list[tuple[str, str]]]],
+) -> None:
+    """Make the stored object list ``ids`` (inside the caller's write transaction): add what
+    is new or was invalid (reading roots not read yet), drop what has no ref any more."""
+    have = _known(db, typename)
+    for object_id in sorted(ids - _known(db, typename, valid_only=True)):
+        if object_id not in roots:
+            roots[object_id] = read_root(object_id)
+        valid, keys = roots[object_id]
+        db.execute("INSERT OR REPLACE INTO roots VALUES (?, ?, ?)", (typename, object_id, valid))
+        db.executemany(
+            "INSERT OR IGNORE INTO keys VALUES (?, ?, ?, ?)",
+            [(typename, k, v, object_id) for k, v in keys],
+        )
+    for object_id in have - ids:
+        for table in ("roots", "keys", "evaluations"):
+            db.execute(f"DELETE FROM {table} WHERE typename=? AND id=?", (typename, object_id))
 
 
 def _schema(db: sqlite3.Connection) -> object:

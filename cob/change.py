@@ -12,6 +12,7 @@ import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, cast
 
 import msgspec
@@ -53,8 +54,30 @@ GIT_FILEMODE_BLOB = pygit2.enums.FileMode.BLOB
 GIT_FILEMODE_TREE = pygit2.enums.FileMode.TREE
 
 
+class RejectKind(StrEnum):
+    """Why a change was dropped, as a type a caller can decide on (the reason is for people).
+
+    ``transient`` kinds may be undone by objects arriving later (a fetch), so a fold that
+    holds one is never reused as is; the others are final for the history they were made on.
+    """
+
+    MISSING = "missing"  # an object it needs is not in the repository (yet)
+    TOO_LARGE = "too-large"  # past MAX_CHANGES: which tips fit depends on what arrives
+    INVALID = "invalid"  # fails verification (structure, signature, manifest, ops)
+    ANCESTRY = "ancestry"  # a second root, or builds on a change that was not accepted
+    REFUSED = "refused"  # the type's rules refused it
+
+    @property
+    def transient(self) -> bool:
+        return self in (RejectKind.MISSING, RejectKind.TOO_LARGE)
+
+
 class InvalidChange(Exception):
     """A commit that is not a valid change; ``str(e)`` is the reason reported to the user."""
+
+    def __init__(self, reason: str, kind: RejectKind = RejectKind.INVALID) -> None:
+        super().__init__(reason)
+        self.kind = kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +218,7 @@ def read_change(repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: boo
         raise
     except MALFORMED_ERRORS as e:
         if _is_missing(e):  # a tree or blob not here (yet): curable by a later fetch
-            raise InvalidChange(MISSING_OBJECT) from None
+            raise InvalidChange(MISSING_OBJECT, RejectKind.MISSING) from None
         raise InvalidChange(f"malformed object: {type(e).__name__}: {e}"[:300]) from None
     if len(codec.verified) >= MAX_VERIFIED:
         codec.verified.clear()
@@ -222,14 +245,42 @@ def _read_change(repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: bo
     try:
         obj = repo[oid]
     except (KeyError, ValueError):
-        raise InvalidChange(MISSING_OBJECT) from None
+        raise InvalidChange(MISSING_OBJECT, RejectKind.MISSING) from None
     if not isinstance(obj, pygit2.Commit):
         raise InvalidChange(f"not a commit but a {obj.type_str}")
     commit = obj
     parents = tuple(str(p) for p in commit.parent_ids)
     if len(parents) > MAX_PARENTS:
         raise InvalidChange(f"{len(parents)} parents (limit {MAX_PARENTS})")
-    tree = commit.tree
+    tree = _read_tree(repo, codec, commit.tree)
+    if is_root and codec.cobtype.content_addressed_root:
+        _check_content_addressed_root(repo, codec, commit, oid, tree)
+        return Change(oid, (), None, ROOT_TIME, tree.ops, commit.message, tree.version)
+    signer_nid = signed_by(commit)
+    if is_root and parents:
+        raise InvalidChange("a root has no parents")
+    if not MIN_TIMESTAMP <= commit.commit_time <= MAX_TIMESTAMP:
+        raise InvalidChange(f"commit time {commit.commit_time} is out of range")
+    return Change(
+        oid, parents, signer_nid, commit.commit_time, tree.ops, commit.message, tree.version, tree.embeds
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Tree:
+    """A change's tree, checked and decoded: the manifest's version, the ops, the embeds."""
+
+    version: int
+    ops: tuple[Any, ...]
+    embeds: dict[str, str]
+    manifest: bytes
+    ops_data: bytes
+    has_embeds: bool
+
+
+def _read_tree(repo: pygit2.Repository, codec: Codec, tree: pygit2.Tree) -> _Tree:
+    """Exactly a manifest and an ops blob (mode 100644, within their limits), and optionally
+    an ``embeds`` tree of blobs; anything else is an :class:`InvalidChange`."""
     manifest_entry = ops_entry = embeds_entry = None
     for entry in tree:
         name = entry.name
@@ -251,37 +302,48 @@ def _read_change(repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: bo
         raise InvalidChange("manifest and ops must have file mode 100644")
     if _blob_size(repo, manifest_entry) > MAX_MANIFEST_BYTES:
         raise InvalidChange("manifest too large")
-    version = codec.manifest_version(manifest_entry.data)
+    manifest = manifest_entry.data
+    version = codec.manifest_version(manifest)
     ops_size = _blob_size(repo, ops_entry)
     if ops_size > MAX_OPS_BYTES:
         raise InvalidChange(f"ops blob is {ops_size} bytes (limit {MAX_OPS_BYTES})")
-    ops = codec.decode_ops(ops_entry.data)
-    embeds: dict[str, str] = {}
-    if embeds_entry is not None:
-        if not isinstance(embeds_entry, pygit2.Tree) or len(embeds_entry) > MAX_EMBEDS:
-            raise InvalidChange("embeds must be a tree of at most 64 blobs")
-        for e in embeds_entry:
-            if not isinstance(e, pygit2.Blob) or e.filemode != GIT_FILEMODE_BLOB:
-                raise InvalidChange("embeds must hold blobs (mode 100644) only")
-            embeds[e.name or ""] = str(e.id)
+    ops_data = ops_entry.data
+    ops = codec.decode_ops(ops_data)
+    embeds = _read_embeds(embeds_entry) if embeds_entry is not None else {}
+    return _Tree(version, ops, embeds, manifest, ops_data, embeds_entry is not None)
 
+
+def _read_embeds(entry: pygit2.Object) -> dict[str, str]:
+    if not isinstance(entry, pygit2.Tree) or len(entry) > MAX_EMBEDS:
+        raise InvalidChange("embeds must be a tree of at most 64 blobs")
+    embeds: dict[str, str] = {}
+    for e in entry:
+        if not isinstance(e, pygit2.Blob) or e.filemode != GIT_FILEMODE_BLOB:
+            raise InvalidChange("embeds must hold blobs (mode 100644) only")
+        embeds[e.name or ""] = str(e.id)
+    return embeds
+
+
+def _check_content_addressed_root(
+    repo: pygit2.Repository, codec: Codec, commit: pygit2.Commit, oid: str, tree: _Tree
+) -> None:
+    """An unsigned root is valid only if re-deriving it from its decoded ops gives its oid."""
+    if commit.gpg_signature[0] is not None:
+        raise InvalidChange("a content-addressed root must not be signed")
+    if commit.parent_ids:
+        raise InvalidChange("a root has no parents")
+    if tree.has_embeds or tree.manifest != codec.manifest or codec.encode_ops(tree.ops) != tree.ops_data:
+        raise InvalidChange("root does not re-derive from its ops")
+    expected = root_commit_buffer(repo, codec, tree.ops, commit.tree_id)
+    if commit_oid(expected.encode()) != oid:
+        raise InvalidChange("root does not re-derive from its ops")
+
+
+def signed_by(commit: pygit2.Commit) -> str:
+    """The NID whose key signed ``commit`` (SSHSIG) and which is both its author and committer;
+    :class:`InvalidChange` saying what is wrong otherwise. The one signer check: loading a
+    change and taking a peer's tip at fetch both ask it."""
     signature, payload = commit.gpg_signature
-    author_name = commit.author.name
-    if is_root and codec.cobtype.content_addressed_root:
-        if signature is not None:
-            raise InvalidChange("a content-addressed root must not be signed")
-        if parents:
-            raise InvalidChange("a root has no parents")
-        if (
-            embeds_entry is not None
-            or manifest_entry.data != codec.manifest
-            or codec.encode_ops(ops) != ops_entry.data
-        ):
-            raise InvalidChange("root does not re-derive from its ops")
-        expected = root_commit_buffer(repo, codec, ops, commit.tree_id)
-        if commit_oid(expected.encode()) != oid:
-            raise InvalidChange("root does not re-derive from its ops")
-        return Change(oid, (), None, ROOT_TIME, ops, commit.message, version)
     if signature is None:
         raise InvalidChange("change is not signed")
     try:
@@ -293,16 +355,13 @@ def _read_change(repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: bo
         if len(_NIDS) >= 4096:
             _NIDS.clear()
         signer_nid = _NIDS[public_key] = nid_from_public_key(public_key)
+    author_name = commit.author.name
     if author_name != signer_nid or commit.committer.name != signer_nid:
         raise InvalidChange(
             f"signed by {signer_nid} but authored as {author_name!r}"
             f" and committed as {commit.committer.name!r}"
         )
-    if is_root and parents:
-        raise InvalidChange("a root has no parents")
-    if not MIN_TIMESTAMP <= commit.commit_time <= MAX_TIMESTAMP:
-        raise InvalidChange(f"commit time {commit.commit_time} is out of range")
-    return Change(oid, parents, signer_nid, commit.commit_time, ops, commit.message, version, embeds)
+    return signer_nid
 
 
 def commit_oid(data: bytes) -> str:

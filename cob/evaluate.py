@@ -10,14 +10,17 @@ the changes not seen before are read and folded (the cache's incremental path).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import pygit2
 
-from .change import MAX_PARENTS, MISSING_OBJECT, Change, Codec, InvalidChange, read_change
+from .change import MAX_PARENTS, Change, Codec, InvalidChange, RejectKind, read_change
+
+__all__ = ["MAX_CHANGES", "Evaluation", "RejectKind", "Rejection", "Verdict", "evaluate"]
 from .cobtype import Reject
+from .refs import is_ancestor
 
 S = TypeVar("S")
 
@@ -28,6 +31,29 @@ BITSET_LIMIT = 20_000
 MISSING_ROOT = "the object's root is missing or invalid"
 
 
+
+class Verdict(str):
+    """Why one change was dropped: the reason people read, carrying the kind code decides on.
+
+    A ``str`` so that everything showing or comparing reasons keeps working; decisions read
+    ``.kind`` (:class:`RejectKind`), never the text.
+    """
+
+    kind: RejectKind
+
+    def __new__(cls, kind: RejectKind, reason: str) -> Verdict:
+        self = super().__new__(cls, reason)
+        self.kind = kind
+        return self
+
+    @property
+    def reason(self) -> str:
+        return str(self)
+
+
+def _too_large() -> Verdict:
+    return Verdict(RejectKind.TOO_LARGE, f"history larger than {MAX_CHANGES} changes")
+
 @dataclass(frozen=True, slots=True)
 class Rejection:
     """A change the load dropped: which object, which change, and why."""
@@ -35,6 +61,7 @@ class Rejection:
     object_id: str
     change: str
     reason: str
+    kind: RejectKind = RejectKind.INVALID
 
     def __str__(self) -> str:
         return f"{self.object_id[:12]} change {self.change[:12]}: {self.reason}"
@@ -55,7 +82,7 @@ class Evaluation(Generic[S]):
     tips: dict[str, str] = field(default_factory=dict)
     changes: list[Change] = field(default_factory=list)
     accepted: set[str] = field(default_factory=set)
-    rejected: dict[str, str] = field(default_factory=dict)
+    rejected: dict[str, Verdict] = field(default_factory=dict)
     heads: set[str] = field(default_factory=set)
 
     @property
@@ -64,10 +91,12 @@ class Evaluation(Generic[S]):
 
     def curable(self) -> bool:
         """Could objects arriving later (a fetch) change this result without any ref moving?"""
-        return any(_transient(r) for r in self.rejected.values())
+        return any(v.kind.transient for v in self.rejected.values())
 
     def rejections(self) -> list[Rejection]:
-        return [Rejection(self.object_id, oid, why) for oid, why in sorted(self.rejected.items())]
+        return [
+            Rejection(self.object_id, oid, v.reason, v.kind) for oid, v in sorted(self.rejected.items())
+        ]
 
 
 class _Context:
@@ -106,25 +135,35 @@ class _Context:
     def is_ancestor(self, ancestor: str, of: str) -> bool:
         if ancestor == of:
             return True
-        a_bits = self.bits.get(ancestor)
-        if a_bits is not None:
-            bit = a_bits.bit_length() - 1  # its own bit is its highest
-            for p in self.parents.get(of, ()):
-                b = self.bits.get(p)
-                if b is None:
-                    if p in self.generation:
-                        break  # a new parent beyond the bitsets: walk instead
-                    continue  # an older change: cannot lead to a new one
-                if b >> bit & 1:
-                    return True
-            else:
-                return False
+        by_bits = self._by_bits(ancestor, of)
+        if by_bits is not None:
+            return by_bits
         desc = self._desc.setdefault(ancestor, set())
         nondesc = self._nondesc.setdefault(ancestor, set())
         if of in desc:
             return True
         if of in nondesc:
             return False
+        return self._walk(ancestor, of, desc, nondesc)
+
+    def _by_bits(self, ancestor: str, of: str) -> bool | None:
+        """The answer from the ancestor bitsets, or None when they cannot tell."""
+        a_bits = self.bits.get(ancestor)
+        if a_bits is None:
+            return None
+        bit = a_bits.bit_length() - 1  # its own bit is its highest
+        for p in self.parents.get(of, ()):
+            b = self.bits.get(p)
+            if b is None:
+                if p in self.generation:
+                    return None  # a new parent beyond the bitsets: walk instead
+                continue  # an older change: cannot lead to a new one
+            if b >> bit & 1:
+                return True
+        return False
+
+    def _walk(self, ancestor: str, of: str, desc: set[str], nondesc: set[str]) -> bool:
+        """Walk back from ``of`` through this fold's changes, then ask git about older ones."""
         target_gen = self.generation.get(ancestor)
         stack = [of]
         seen = {of}
@@ -143,14 +182,8 @@ class _Context:
                     old.append(p)
                 elif target_gen is None or gen > target_gen:
                     stack.append(p)
-        if target_gen is not None:
-            nondesc.update(seen)
-            return False  # the ancestor is new: only new changes can lead to it
-        try:
-            a = pygit2.Oid(hex=ancestor)
-            found = any(self.repo.descendant_of(pygit2.Oid(hex=p), a) for p in old)
-        except (pygit2.GitError, ValueError, KeyError):
-            found = False
+        # When the ancestor is new, only new changes can lead to it.
+        found = target_gen is None and any(is_ancestor(self.repo, ancestor, p) for p in old)
         if found:
             desc.add(of)
         else:
@@ -165,12 +198,7 @@ def _moved_forward(repo: pygit2.Repository, old: Mapping[str, str], new: Mapping
         after = new.get(nid)
         if after == before:
             continue
-        if after is None:
-            return False
-        try:
-            if not repo.descendant_of(pygit2.Oid(hex=after), pygit2.Oid(hex=before)):
-                return False
-        except (pygit2.GitError, KeyError, ValueError):
+        if after is None or not is_ancestor(repo, before, after):
             return False
     return True
 
@@ -211,95 +239,124 @@ def evaluate(
     and none of its rejections may be one that new objects could cure (a missing parent).
     Otherwise the object is folded from scratch.
     """
-    cobtype = codec.cobtype
-    if base is not None and (base.curable() or not _moved_forward(repo, base.tips, tips)):
-        base = None
-    if base is not None and base.state is not None:
-        ev = base
-        ev.changes = []
-    else:
-        ev = Evaluation(cobtype.typename, object_id, None)
-    accepted, rejected = ev.accepted, ev.rejected
-
-    # 1. Collect the changes not seen before, reading and verifying each once.
-    read: dict[str, Change | None] = {}
-    why: dict[str, str] = {}
-    parents: dict[str, tuple[str, ...]] = {}
-    keys: dict[str, tuple[int, str]] = {}
-    stack = [t for t in set(tips.values()) if t not in accepted and t not in rejected]
-    seen = set(stack)
-    while stack:
-        oid = stack.pop()
-        if len(read) + len(accepted) + len(rejected) >= MAX_CHANGES:
-            if trim:
-                return _evaluate_trimmed(repo, codec, object_id, tips)
-            why[oid] = f"history larger than {MAX_CHANGES} changes"
-            read[oid], parents[oid], keys[oid] = None, (), (0, oid)
-            continue
-        try:
-            got = read_change(repo, codec, oid, is_root=(oid == object_id))
-            read[oid], parents[oid], keys[oid] = got, got.parents, got.key
-        except InvalidChange as e:
-            read[oid], why[oid] = None, str(e)
-            ts, ps = _parents_of_unreadable(repo, oid)
-            parents[oid], keys[oid] = ps, (ts, oid)
-        for p in parents[oid]:
-            if p not in seen and p not in accepted and p not in rejected:
-                seen.add(p)
-                stack.append(p)
-
-    # 2. Topological order among new changes; parents seen before are already settled.
-    indegree = {oid: 0 for oid in read}
-    children: dict[str, list[str]] = {}
-    for oid, ps in parents.items():
-        for p in ps:
-            if p in read:
-                indegree[oid] += 1
-                children.setdefault(p, []).append(oid)
-    ready = [(keys[oid], oid) for oid, d in indegree.items() if d == 0]
-    heapq.heapify(ready)
-    ctx = _Context(repo, parents)
-    state = ev.state
-    while ready:
-        _, oid = heapq.heappop(ready)
-        for child in children.get(oid, ()):
-            indegree[child] -= 1
-            if indegree[child] == 0:
-                heapq.heappush(ready, (keys[child], child))
-        change = read[oid]
-        reason = why.get(oid)
-        if reason is None:
-            reason = _ancestry_problem(oid, object_id, parents[oid], accepted, rejected, read, state)
-        if reason is None and change is not None:
-            try:
-                if oid == object_id:
-                    state = cobtype.initial(change)
-                else:
-                    cobtype.validate(state, change, ctx)
-                    cobtype.apply(state, change)
-            except Reject as e:
-                reason = str(e) or "rejected by the type"
-        if reason is not None:
-            rejected[oid] = reason
-            continue
-        assert change is not None
-        ctx.accept(oid, change.parents)
-        accepted.add(oid)
-        ev.changes.append(change)
-        ev.heads.difference_update(change.parents)
-        ev.heads.add(oid)
+    ev = _start(repo, codec, object_id, tips, base)
+    walk = _Walk.collect(repo, codec, object_id, tips, ev, trim)
+    if walk is None:
+        return _evaluate_trimmed(repo, codec, object_id, tips)
+    _fold(repo, codec, ev, walk)
     ev.tips = dict(tips)  # only now: a bail-out above must leave a caller's base consistent
-    ev.state = state
     return ev
 
 
-def _transient(reason: str) -> bool:
-    """A rejection that more objects arriving (a later fetch) could undo."""
-    return (
-        reason in (MISSING_OBJECT, MISSING_ROOT)
-        or (reason.startswith("parent ") and reason.endswith(" is missing"))
-        or reason.startswith("history larger than")
-    )
+def _start(
+    repo: pygit2.Repository,
+    codec: Codec,
+    object_id: str,
+    tips: Mapping[str, str],
+    base: Evaluation[Any] | None,
+) -> Evaluation[Any]:
+    """The evaluation to extend: ``base`` when extending it equals a full fold, else empty."""
+    if base is not None and (base.curable() or not _moved_forward(repo, base.tips, tips)):
+        base = None
+    if base is not None and base.state is not None:
+        base.changes = []
+        return base
+    return Evaluation(codec.cobtype.typename, object_id, None)
+
+
+@dataclass(slots=True)
+class _Walk:
+    """The changes not seen before, each read and verified once, with what ordering needs."""
+
+    read: dict[str, Change | None] = field(default_factory=dict)
+    why: dict[str, Verdict] = field(default_factory=dict)
+    parents: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    keys: dict[str, tuple[int, str]] = field(default_factory=dict)
+
+    @classmethod
+    def collect(
+        cls,
+        repo: pygit2.Repository,
+        codec: Codec,
+        object_id: str,
+        tips: Mapping[str, str],
+        ev: Evaluation[Any],
+        trim: bool,
+    ) -> _Walk | None:
+        """Walk back from ``tips`` to what ``ev`` already settled; None: too big, trim."""
+        walk = cls()
+        known = len(ev.accepted) + len(ev.rejected)
+        stack = [t for t in set(tips.values()) if t not in ev.accepted and t not in ev.rejected]
+        seen = set(stack)
+        while stack:
+            oid = stack.pop()
+            if len(walk.read) + known >= MAX_CHANGES:
+                if trim:
+                    return None
+                walk.why[oid] = _too_large()
+                walk.read[oid], walk.parents[oid], walk.keys[oid] = None, (), (0, oid)
+                continue
+            walk.visit(repo, codec, oid, oid == object_id)
+            for p in walk.parents[oid]:
+                if p not in seen and p not in ev.accepted and p not in ev.rejected:
+                    seen.add(p)
+                    stack.append(p)
+        return walk
+
+    def visit(self, repo: pygit2.Repository, codec: Codec, oid: str, is_root: bool) -> None:
+        try:
+            got = read_change(repo, codec, oid, is_root=is_root)
+            self.read[oid], self.parents[oid], self.keys[oid] = got, got.parents, got.key
+        except InvalidChange as e:
+            self.read[oid], self.why[oid] = None, Verdict(e.kind, str(e))
+            ts, ps = _parents_of_unreadable(repo, oid)
+            self.parents[oid], self.keys[oid] = ps, (ts, oid)
+
+    def order(self) -> Iterator[str]:
+        """Topological order among the new changes; ties by (commit time, oid)."""
+        indegree = dict.fromkeys(self.read, 0)
+        children: dict[str, list[str]] = {}
+        for oid, ps in self.parents.items():
+            for p in ps:
+                if p in self.read:
+                    indegree[oid] += 1
+                    children.setdefault(p, []).append(oid)
+        ready = [(self.keys[oid], oid) for oid, d in indegree.items() if d == 0]
+        heapq.heapify(ready)
+        while ready:
+            _, oid = heapq.heappop(ready)
+            for child in children.get(oid, ()):
+                indegree[child] -= 1
+                if indegree[child] == 0:
+                    heapq.heappush(ready, (self.keys[child], child))
+            yield oid
+
+
+def _fold(repo: pygit2.Repository, codec: Codec, ev: Evaluation[Any], walk: _Walk) -> None:
+    """Apply the new changes to ``ev`` in order; parents seen before are already settled."""
+    cobtype = codec.cobtype
+    ctx = _Context(repo, walk.parents)
+    for oid in walk.order():
+        change = walk.read[oid]
+        verdict = walk.why.get(oid) or _ancestry_problem(oid, ev, walk)
+        if verdict is None and change is not None:
+            try:
+                if oid == ev.object_id:
+                    ev.state = cobtype.initial(change)
+                else:
+                    cobtype.validate(ev.state, change, ctx)
+                    cobtype.apply(ev.state, change)
+            except Reject as e:
+                verdict = Verdict(RejectKind.REFUSED, str(e) or "rejected by the type")
+        if verdict is not None:
+            ev.rejected[oid] = verdict
+            continue
+        assert change is not None
+        ctx.accept(oid, change.parents)
+        ev.accepted.add(oid)
+        ev.changes.append(change)
+        ev.heads.difference_update(change.parents)
+        ev.heads.add(oid)
 
 
 def _history_size(repo: pygit2.Repository, tips: Iterable[str], limit: int) -> int:
@@ -340,31 +397,25 @@ def _evaluate_trimmed(
     ev = evaluate(repo, codec, object_id, {n: t for n, t in tips.items() if t in kept}, trim=False)
     ev.tips = dict(tips)
     for tip in dropped:
-        ev.rejected[tip] = f"history larger than {MAX_CHANGES} changes"
+        ev.rejected[tip] = _too_large()
     return ev
 
 
-def _ancestry_problem(
-    oid: str,
-    object_id: str,
-    parents: Iterable[str],
-    accepted: set[str],
-    rejected: Mapping[str, str],
-    read: Mapping[str, Change | None],
-    state: object,
-) -> str | None:
+def _ancestry_problem(oid: str, ev: Evaluation[Any], walk: _Walk) -> Verdict | None:
     """Why a structurally fine change still cannot be folded (root, parents), or None."""
-    if oid == object_id:
+    if oid == ev.object_id:
         return None
-    ps = tuple(parents)
+    ps = walk.parents[oid]
     if not ps:  # before the state check: a second root may sort before the real one
-        return "a second root (no parents) in the object's history"
+        return Verdict(RejectKind.ANCESTRY, "a second root (no parents) in the object's history")
     for p in ps:
-        if p in rejected:
-            return f"descends from rejected change {p[:12]}"
-    if state is None:
-        return MISSING_ROOT
+        if p in ev.rejected:
+            return Verdict(RejectKind.ANCESTRY, f"descends from rejected change {p[:12]}")
+    if ev.state is None:
+        return Verdict(RejectKind.MISSING, MISSING_ROOT)
     for p in ps:
-        if p not in accepted:
-            return f"parent {p[:12]} is missing" if p not in read else f"parent {p[:12]} not accepted"
+        if p not in ev.accepted:
+            if p not in walk.read:
+                return Verdict(RejectKind.MISSING, f"parent {p[:12]} is missing")
+            return Verdict(RejectKind.ANCESTRY, f"parent {p[:12]} not accepted")
     return None

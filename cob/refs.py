@@ -47,6 +47,15 @@ def is_oid(text: str) -> bool:
     return bool(_HEX.fullmatch(text))
 
 
+def is_ancestor(repo: pygit2.Repository, ancestor: str, of: str) -> bool:
+    """True when commit ``ancestor`` is reached from ``of`` (not ``of`` itself); a missing or
+    malformed object is just False: peer data never raises out of a ref decision."""
+    try:
+        return bool(repo.descendant_of(pygit2.Oid(hex=of), pygit2.Oid(hex=ancestor)))
+    except (pygit2.GitError, KeyError, ValueError):
+        return False
+
+
 def object_ref(nid: str, typename: str, object_id: str) -> str:
     return f"{NAMESPACES}{nid}/refs/cobs/{typename}/{object_id}"
 

@@ -93,6 +93,33 @@ def parse(armored: str | bytes) -> tuple[bytes, bytes, bytes, bytes]:
 
     Raises :class:`SignatureError` for anything but a well-formed Ed25519 signature.
     """
+    r = _Reader(_dearmor(armored))
+    if r.take(6) != MAGIC:
+        raise SignatureError("bad SSHSIG magic")
+    if r.u32() != VERSION:
+        raise SignatureError("unsupported SSHSIG version")
+    key = _Reader(r.string())
+    namespace = r.string()
+    r.string()  # reserved
+    hash_alg = r.string()
+    sig = _Reader(r.string())
+    if r.pos != len(r.data):
+        raise SignatureError("trailing bytes after SSH signature")
+    if key.string() != b"ssh-ed25519":
+        raise SignatureError("only ssh-ed25519 signatures are accepted")
+    public_key = key.string()
+    if key.pos != len(key.data) or len(public_key) != 32:
+        raise SignatureError("malformed ssh-ed25519 public key")
+    if sig.string() != b"ssh-ed25519":
+        raise SignatureError("signature algorithm is not ssh-ed25519")
+    raw = sig.string()
+    if sig.pos != len(sig.data) or len(raw) != 64:
+        raise SignatureError("malformed ssh-ed25519 signature")
+    return public_key, namespace, hash_alg, raw
+
+
+def _dearmor(armored: str | bytes) -> bytes:
+    """The SSHSIG blob inside its armor, accepted only in its one canonical encoding."""
     if isinstance(armored, bytes):
         try:
             armored = armored.decode("ascii")
@@ -113,29 +140,7 @@ def parse(armored: str | bytes) -> tuple[bytes, bytes, bytes, bytes]:
         # the commit a new oid: a forced copy of an honest change that peers would take,
         # then refuse the honest history as diverged. Only one encoding is accepted.
         raise SignatureError("SSH signature armor is not canonical (base64 in lines of 70)")
-    r = _Reader(blob)
-    if r.take(6) != MAGIC:
-        raise SignatureError("bad SSHSIG magic")
-    if r.u32() != VERSION:
-        raise SignatureError("unsupported SSHSIG version")
-    key = _Reader(r.string())
-    namespace = r.string()
-    r.string()  # reserved
-    hash_alg = r.string()
-    sig = _Reader(r.string())
-    if r.pos != len(blob):
-        raise SignatureError("trailing bytes after SSH signature")
-    if key.string() != b"ssh-ed25519":
-        raise SignatureError("only ssh-ed25519 signatures are accepted")
-    public_key = key.string()
-    if key.pos != len(key.data) or len(public_key) != 32:
-        raise SignatureError("malformed ssh-ed25519 public key")
-    if sig.string() != b"ssh-ed25519":
-        raise SignatureError("signature algorithm is not ssh-ed25519")
-    raw = sig.string()
-    if sig.pos != len(sig.data) or len(raw) != 64:
-        raise SignatureError("malformed ssh-ed25519 signature")
-    return public_key, namespace, hash_alg, raw
+    return blob
 
 
 def verify(armored: str | bytes, message: bytes, namespace: bytes = NAMESPACE) -> bytes:

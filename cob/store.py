@@ -9,12 +9,15 @@ two processes writing one object lose no operation.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import os
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import msgspec
 import pygit2
 
 from .cache import Cache
@@ -32,7 +35,7 @@ from .change import (
 )
 from .cobtype import CobType, Reject
 from .errors import Conflict, InvalidOps, NoKeyError, RepositoryError, UnknownObject
-from .evaluate import Evaluation, evaluate
+from .evaluate import Evaluation, Rejection, evaluate
 from .refs import RefReader, common_dir, compare_and_swap, is_oid, object_ref
 from .signer import Signer
 
@@ -99,10 +102,14 @@ class Store:
             return self.cache.list_ids(self.codec(cobtype), self.refs)
         return sorted({r.object_id for r in self.refs.refs_of_type(cobtype.typename)})
 
-    def lookup(self, cobtype: CobType[Any], key: str, value: str) -> builtins.list[str]:
-        """Object ids whose root declares ``(key, value)`` in ``index_keys`` (sorted)."""
+    def lookup(
+        self, cobtype: CobType[Any], key: str, value: str, *more: tuple[str, str]
+    ) -> builtins.list[str]:
+        """Object ids whose root declares ``(key, value)`` (and every pair of ``more``) in
+        ``index_keys`` (sorted); one look at the refs however many pairs."""
+        pairs = [(key, value), *more]
         if self.cache is not None:
-            return self.cache.find(self.codec(cobtype), self.refs, key, value)
+            return self.cache.find_all(self.codec(cobtype), self.refs, pairs)
         codec = self.codec(cobtype)
         out = []
         for object_id in self.list(cobtype):
@@ -110,7 +117,7 @@ class Store:
                 root = read_change(self.repo, codec, object_id, is_root=True)
             except InvalidChange:
                 continue
-            if (key, value) in set(cobtype.index_keys(root)):
+            if set(pairs) <= set(cobtype.index_keys(root)):
                 out.append(object_id)
         return out
 
@@ -214,6 +221,52 @@ class Store:
             raise UnknownObject(f"no {cobtype.typename} object {object_id}")
         return ev
 
+    def all_tips(self, cobtype: CobType[Any]) -> dict[str, dict[str, str]]:
+        """{object id: {nid: tip}} of every object of the type (one read of its refs): a
+        snapshot to hand to :meth:`changed_since` after refs moved (a fetch)."""
+        out: dict[str, dict[str, str]] = {}
+        for ref in self.refs.refs_of_type(cobtype.typename):
+            out.setdefault(ref.object_id, {})[ref.nid] = ref.target
+        return out
+
+    def load_at(self, cobtype: CobType[S], object_id: str, tips: Mapping[str, str]) -> Evaluation[S] | None:
+        """The object as it was at ``tips`` (refs since moved); from the index when it matches."""
+        if not tips:
+            return None
+        codec = self.codec(cobtype)
+        if self.cache is not None and cobtype.commutative:
+            cached = self.cache.get(codec, object_id)
+            if cached is not None and cached.tips == tips and cached.state is not None:
+                return cached
+        self.evaluations += 1
+        return evaluate(self.repo, codec, object_id, tips)
+
+    def changed_since(self, cobtype: CobType[Any], before: Mapping[str, Mapping[str, str]]) -> Changes:
+        """What moving refs did to the objects, given :meth:`all_tips` from before.
+
+        Only objects whose tips moved are folded (incrementally, through the index). An object
+        is *changed* when its folded state differs; rejections new since are listed even when
+        the state did not move (a forged change fetched from a peer changes nothing, but must
+        be seen).
+        """
+        out = Changes()
+        after = self.all_tips(cobtype)
+        for object_id in sorted(after):
+            old_tips = before.get(object_id, {})
+            if after[object_id] == old_tips:
+                continue
+            old = self.load_at(cobtype, object_id, old_tips)
+            old_rejected = set(old.rejected) if old is not None else set()
+            new = self._fold(cobtype, object_id, after[object_id], None)
+            if new.state is not None and _state_bytes(new) != _state_bytes(old):
+                out.changed.append(object_id)
+            out.rejected.extend(r for r in new.rejections() if r.change not in old_rejected)
+        return out
+
+    def cache_status(self, cobtype: CobType[Any]) -> dict[str, Any] | None:
+        """What the index holds for the type and whether it is current; None without one."""
+        return self.cache.status(cobtype.typename, self.refs) if self.cache is not None else None
+
     def rebuild_cache(self, cobtype: CobType[Any]) -> int:
         """Empty the index and rebuild it for ``cobtype`` from the refs; returns the number
         of objects indexed. Nothing is lost: the index only ever holds what Git can re-derive."""
@@ -235,6 +288,64 @@ class Store:
         return len(ids)
 
     # -- writing -----------------------------------------------------------------------
+    def _load_for_write(
+        self, cobtype: CobType[S], object_id: str, ev: Evaluation[S] | None, root: str | None
+    ) -> tuple[dict[str, str], Evaluation[S]]:
+        """(tips, evaluation at them) to build a change on: ``ev`` when still current.
+
+        ``root``: the root was just written by create(); no ref names it yet."""
+        signer = self._require_signer()
+        tips = self.tips(cobtype, object_id)
+        seen = tips or ({signer.nid: root} if root == object_id else {})
+        if not seen:
+            raise UnknownObject(f"no {cobtype.typename} object {object_id}")
+        if ev is None or ev.tips != seen or ev.state is None:
+            if tips:
+                ev = self._fold(cobtype, object_id, seen, ev)
+            else:
+                ev = evaluate(self.repo, self.codec(cobtype), object_id, seen)
+        if ev.state is None:
+            raise UnknownObject(f"{cobtype.typename} object {object_id} has no valid root")
+        return tips, ev
+
+    def _check_change(
+        self,
+        cobtype: CobType[S],
+        ev: Evaluation[S],
+        name: str,
+        old: str | None,
+        ops: tuple[Any, ...],
+        timestamp: int | None,
+    ) -> Change:
+        """The change to write on ``ev`` (no oid yet), once the type accepts it."""
+        signer = self._require_signer()
+        if old is not None and old not in ev.accepted:
+            reason = ev.rejected.get(old, "not in the accepted history")
+            raise Conflict(
+                f"this node's ref {name} points at change {old[:12]}, which is rejected "
+                f"({reason}); refusing to move it sideways — repair or remove that ref"
+            )
+        parents = tuple(_choose_parents(ev, old))
+        when = int(time.time()) if timestamp is None else timestamp
+        if not MIN_TIMESTAMP <= when <= MAX_WRITE_TIMESTAMP:
+            raise InvalidOps(f"timestamp {when} is outside 0..{MAX_WRITE_TIMESTAMP}")
+        pending = Change("", parents, signer.nid, when, ops, "", cobtype.version)
+        assert ev.state is not None
+        try:
+            cobtype.validate(ev.state, pending, _NewChangeContext(ev))
+        except Reject as e:
+            raise InvalidOps(str(e)) from None
+        return pending
+
+    def _write(self, cobtype: CobType[S], pending: Change, embeds: Mapping[str, bytes] | None) -> Change:
+        """Write ``pending`` as a signed commit; the change with its oid and message."""
+        signer = self._require_signer()
+        oid = write_change(
+            self.repo, self.codec(cobtype), signer, signer.nid, pending.ops, list(pending.parents),
+            timestamp=pending.timestamp, embeds=embeds,
+        )
+        return dataclasses.replace(pending, oid=oid, message=cobtype.summary(pending.ops) + "\n")
+
     def _check_ops(self, cobtype: CobType[Any], ops: Sequence[Any]) -> tuple[Any, ...]:
         """The ops as a reader will decode them (structs, even if given as dicts)."""
         if not ops:
@@ -323,61 +434,54 @@ class Store:
         Returns the change and the evaluation including it.
         """
         signer = self._require_signer()
-        ops = self._check_ops(cobtype, ops)
+        ops = tuple(self._check_ops(cobtype, ops))
         self._check_embeds(embeds)
-        codec = self.codec(cobtype)
         name = object_ref(signer.nid, cobtype.typename, object_id)
         ev = base
         for attempt in range(MAX_ATTEMPTS):
-            tips = self.tips(cobtype, object_id)
-            # ``_root``: the root was just written by create(); no ref names it yet.
-            seen = tips or ({signer.nid: _root} if _root == object_id else {})
-            if not seen:
-                raise UnknownObject(f"no {cobtype.typename} object {object_id}")
-            if ev is None or ev.tips != seen or ev.state is None:
-                ev = self._fold(cobtype, object_id, seen, ev) if tips else evaluate(
-                    self.repo, codec, object_id, seen
-                )
-            if ev.state is None:
-                raise UnknownObject(f"{cobtype.typename} object {object_id} has no valid root")
+            tips, ev = self._load_for_write(cobtype, object_id, ev, _root)
+            assert ev.state is not None  # _load_for_write raises otherwise
             if precondition is not None:
                 precondition(ev.state)
             old = tips.get(signer.nid)
-            if old is not None and old not in ev.accepted:
-                reason = ev.rejected.get(old, "not in the accepted history")
-                raise Conflict(
-                    f"this node's ref {name} points at change {old[:12]}, which is rejected "
-                    f"({reason}); refusing to move it sideways — repair or remove that ref"
-                )
-            parents = _choose_parents(ev, old)
-            when = int(time.time()) if timestamp is None else timestamp
-            if not MIN_TIMESTAMP <= when <= MAX_WRITE_TIMESTAMP:
-                raise InvalidOps(f"timestamp {when} is outside 0..{MAX_WRITE_TIMESTAMP}")
-            pending = Change("", tuple(parents), signer.nid, when, tuple(ops), "", cobtype.version)
-            try:
-                cobtype.validate(ev.state, pending, _NewChangeContext(ev))
-            except Reject as e:
-                raise InvalidOps(str(e)) from None
-            oid = write_change(
-                self.repo, codec, signer, signer.nid, ops, parents, timestamp=when, embeds=embeds
-            )
-            change = Change(oid, tuple(parents), signer.nid, when, tuple(ops), "", cobtype.version)
-            if compare_and_swap(self.repo, name, oid, old, f"cob: {cobtype.summary(ops)}"):
+            change = self._check_change(cobtype, ev, name, old, ops, timestamp)
+            change = self._write(cobtype, change, embeds)
+            if compare_and_swap(self.repo, name, change.oid, old, f"cob: {cobtype.summary(ops)}"):
+                _apply_own(cobtype, ev, change, tips)
                 if not embeds:  # we signed it: the next load need not verify it again
-                    codec.verified[(oid, False)] = Change(
-                        oid, change.parents, change.author, when, change.ops,
-                        cobtype.summary(ops) + "\n", cobtype.version,
-                    )
-                cobtype.apply(ev.state, change)
-                ev.accepted.add(oid)
-                ev.changes = [change]
-                ev.heads.difference_update(parents)
-                ev.heads.add(oid)
-                ev.tips = dict(tips)
-                ev.tips[signer.nid] = oid
+                    self.codec(cobtype).verified[(change.oid, False)] = change
                 return change, ev
             time.sleep(random.uniform(0, min(0.05, 0.001 * (attempt + 1))))
         raise Conflict(f"gave up updating {name} after {MAX_ATTEMPTS} lost races")
+
+
+@dataclass(slots=True)
+class Changes:
+    """What :meth:`Store.changed_since` found: objects whose state moved, rejections new since."""
+
+    changed: builtins.list[str] = field(default_factory=builtins.list)
+    rejected: builtins.list[Rejection] = field(default_factory=builtins.list)
+
+
+_state_encoder = msgspec.msgpack.Encoder(order="deterministic")
+
+
+def _state_bytes(ev: Evaluation[Any] | None) -> bytes | None:
+    """A state as comparable bytes (msgspec structs have no deep equality by default)."""
+    if ev is None or ev.state is None:
+        return None
+    return _state_encoder.encode(ev.state)
+
+
+def _apply_own(cobtype: CobType[Any], ev: Evaluation[Any], change: Change, tips: Mapping[str, str]) -> None:
+    """Fold our own just-written change into ``ev``, as a load would (it is a new head)."""
+    assert change.author is not None
+    cobtype.apply(ev.state, change)
+    ev.accepted.add(change.oid)
+    ev.changes = [change]
+    ev.heads.difference_update(change.parents)
+    ev.heads.add(change.oid)
+    ev.tips = {**tips, change.author: change.oid}
 
 
 def _choose_parents(ev: Evaluation[Any], own_tip: str | None) -> list[str]:

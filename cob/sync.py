@@ -24,12 +24,9 @@ namespace, that node's real next change would no longer be a fast-forward and it
 be refused forever. Everything *below* a valid tip is still only data: the evaluation verifies
 every change and rejects (and reports) bad ones.
 
-Every git subprocess runs with ``GIT_TERMINAL_PROMPT=0``, no stdin, in its own session (so ssh
-has no terminal to prompt on) and with a timeout that kills its whole process group: a sync
-never hangs on a prompt. Transfers also stop after :data:`DEFAULT_IDLE` seconds without any
-output (data or progress): a remote that accepts the connection and then says nothing.
-A failure to talk to the remote is a :class:`TransportError` with one clear line; nothing
-local has changed at that point, and the next sync completes.
+Running git (timeouts, idle stop, process groups, environment, stderr) is :mod:`cob.gitrun`;
+its names are re-exported here. A failure to talk to the remote is a :class:`TransportError`
+with one clear line; nothing local has changed at that point, and the next sync completes.
 """
 
 from __future__ import annotations
@@ -39,31 +36,43 @@ import os
 import random
 import re
 import secrets
-import selectors
 import shutil
-import signal
-import subprocess
-import threading
-import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from enum import StrEnum
 
 import pygit2
 
-from . import sshsig
-from .change import MALFORMED_ERRORS
-from .errors import SignatureError, TransportError
+from .change import MALFORMED_ERRORS, InvalidChange, signed_by
+from .errors import TransportError
 from .family import RefFamily, family_of, family_refs
-from .identity import is_nid, nid_from_public_key
-from .refs import NAMESPACES, RefReader, common_dir, compare_and_swap, is_oid, parse_ref
+from .gitrun import DEFAULT_IDLE, DEFAULT_TIMEOUT, deadline, describe, first_error, git_env, run_git
+from .identity import is_nid
+from .refs import NAMESPACES, RefReader, common_dir, compare_and_swap, is_ancestor, is_oid, parse_ref
+
+__all__ = [  # the runner's names stay importable from here (cob.gitrun owns them)
+    "DEFAULT_IDLE",
+    "DEFAULT_TIMEOUT",
+    "FetchResult",
+    "Limits",
+    "PushResult",
+    "RefUpdate",
+    "Refusal",
+    "RefusalKind",
+    "check_tip",
+    "tip_problem",
+    "deadline",
+    "describe",
+    "fetch",
+    "first_error",
+    "git_env",
+    "ls_remote",
+    "push",
+    "run_git",
+]
 
 STAGING = "refs/git-jobs-staging/"
 QUARANTINE = "git-jobs-quarantine"  # <gitdir>/git-jobs-quarantine/<pid>-<hex>/: see _Quarantine
-DEFAULT_TIMEOUT = 600.0  # seconds, per git subprocess
-# A transfer that prints nothing (no data, no progress line) for this long is stopped: a remote
-# that accepts the connection and never answers must not hold a sync for DEFAULT_TIMEOUT.
-DEFAULT_IDLE = 30.0
 FETCH = "fetch"
 PUSH = "push"
 
@@ -89,6 +98,22 @@ class RefUpdate:
         }
 
 
+class RefusalKind(StrEnum):
+    """Why a ref was left as it is, as a stable code (the values are the JSON ``kind``)."""
+
+    BEHIND = "behind"
+    DIVERGED = "diverged"
+    NOT_A_COMMIT = "not-a-commit"
+    BAD_TIP = "bad-tip"
+    BAD_NAMESPACE = "bad-namespace"
+    LIMIT = "limit"
+    OWN_NAMESPACE = "own-namespace"
+    MISSING = "missing"
+    BUSY = "busy"
+    NON_FAST_FORWARD = "non-fast-forward"
+    REJECTED = "rejected"
+
+
 @dataclass(frozen=True, slots=True)
 class Refusal:
     """A ref left as it is, and why.
@@ -104,7 +129,7 @@ class Refusal:
     ref: str
     reason: str
     side: str
-    kind: str
+    kind: RefusalKind
     local: str | None = None
     remote: str | None = None
 
@@ -115,7 +140,7 @@ class Refusal:
         return {
             "ref": self.ref,
             "side": self.side,
-            "kind": self.kind,
+            "kind": str(self.kind),
             "reason": self.reason,
             "local": self.local,
             "remote": self.remote,
@@ -137,164 +162,8 @@ class PushResult:
     deleted: list[str] = field(default_factory=list)  # pruned family refs removed from the remote
 
 
-# -- running git -----------------------------------------------------------------------------
-def git_env() -> dict[str, str]:
-    """The environment for git subprocesses: no prompts, parseable messages."""
-    env = dict(os.environ)
-    env["GIT_TERMINAL_PROMPT"] = "0"
-    env["GCM_INTERACTIVE"] = "never"
-    env["LC_ALL"] = "C"
-    env["LANGUAGE"] = "C"
-    for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_NAMESPACE", "GIT_INDEX_FILE"):
-        env.pop(name, None)
-    return env
-
-
-def first_error(stderr: str) -> str:
-    """The most telling line of git's stderr, as one line.
-
-    That is its first ``fatal:`` (else ``error:``) line, joined with a continuation line when it
-    ends in a colon (``unable to connect to HOST:`` / ``errno=…``) and preceded by the line a
-    transport printed before it (ssh's ``connect to host … refused``).
-    """
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    for prefix in ("fatal:", "error:"):
-        for i, ln in enumerate(lines):
-            if not ln.startswith(prefix):
-                continue
-            text = ln[len(prefix) :].strip()
-            nxt = lines[i + 1] if i + 1 < len(lines) else ""
-            if text.endswith(":") and nxt and not nxt.startswith(("fatal:", "error:", "hint:")):
-                text = f"{text} {nxt}"
-            before = [b for b in lines[:i] if not b.startswith(("hint:", "warning:", "remote:"))]
-            if before:
-                text = f"{before[-1]} ({text})"
-            return text
-    return lines[-1] if lines else "git exited with an error"
-
-
-def run_git(
-    gitdir: str,
-    args: Sequence[str],
-    *,
-    stdin: str | None = None,
-    timeout: float | None = DEFAULT_TIMEOUT,
-    idle: float | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """Run git on ``gitdir``; on timeout kill its whole process group (ssh, remote helpers).
-
-    ``idle``: also stop it when it has written nothing on stdout or stderr for that many
-    seconds (pass ``--progress`` to commands that are otherwise silent while transferring).
-    """
-    cmd = ["git", "--git-dir", gitdir, *args]
-    timeout = _capped(timeout, args[0])
-    try:
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=git_env(),
-            start_new_session=True,
-        )
-    except OSError as e:
-        raise TransportError(f"cannot run git: {e}") from None
-    try:
-        out, err, why = _communicate(proc, stdin, timeout, idle)
-    except BaseException:
-        _kill_group(proc)
-        raise
-    if why is not None:
-        _kill_group(proc)
-        raise TransportError(f"git {args[0]} {why}")
-    text_out = out.decode("utf-8", "replace")
-    text_err = err.decode("utf-8", "replace")
-    return subprocess.CompletedProcess(cmd, proc.returncode, text_out, text_err)
-
-
-_local = threading.local()
-
-
-@contextlib.contextmanager
-def deadline(seconds: float) -> Iterator[None]:
-    """Every git call of this thread inside the block shares ``seconds`` in all: how the
-    node's final sync keeps its limit however many git calls a sync makes."""
-    previous = getattr(_local, "deadline", None)
-    _local.deadline = time.monotonic() + seconds
-    try:
-        yield
-    finally:
-        _local.deadline = previous
-
-
-def _capped(timeout: float | None, command: str) -> float | None:
-    end: float | None = getattr(_local, "deadline", None)
-    if end is None:
-        return timeout
-    left = end - time.monotonic()
-    if left <= 0:
-        raise TransportError(f"git {command} not started: the time allowed is used up")
-    return left if timeout is None else min(timeout, left)
-
-
-def _communicate(
-    proc: subprocess.Popen[bytes], stdin: str | None, timeout: float | None, idle: float | None
-) -> tuple[bytes, bytes, str | None]:
-    """(stdout, stderr, None) once ``proc`` exits, or (…, why) when it ran out of time."""
-    if stdin is not None:
-        assert proc.stdin is not None
-        writer = threading.Thread(target=_feed, args=(proc.stdin, stdin.encode()), daemon=True)
-        writer.start()
-    assert proc.stdout is not None and proc.stderr is not None
-    chunks: dict[int, list[bytes]] = {proc.stdout.fileno(): [], proc.stderr.fileno(): []}
-    start = last = time.monotonic()
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        sel.register(proc.stderr, selectors.EVENT_READ)
-        while sel.get_map():
-            now = time.monotonic()
-            if timeout is not None and now - start >= timeout:
-                return b"", b"", f"timed out after {timeout:g} s"
-            if idle is not None and now - last >= idle:
-                return b"", b"", f"made no progress for {idle:g} s (the remote does not answer)"
-            for key, _ in sel.select(0.5):
-                data = os.read(key.fd, 65536)
-                if not data:
-                    sel.unregister(key.fileobj)
-                    continue
-                chunks[key.fd].append(data)
-                last = time.monotonic()
-    left = None if timeout is None else max(0.1, timeout - (time.monotonic() - start))
-    try:
-        proc.wait(left)
-    except subprocess.TimeoutExpired:
-        return b"", b"", f"timed out after {timeout:g} s"
-    return b"".join(chunks[proc.stdout.fileno()]), b"".join(chunks[proc.stderr.fileno()]), None
-
-
-def _feed(pipe: Any, data: bytes) -> None:
-    with contextlib.suppress(OSError):
-        pipe.write(data)
-        pipe.close()
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    for pipe in (proc.stdin, proc.stdout, proc.stderr):
-        if pipe is not None:
-            with contextlib.suppress(OSError):
-                pipe.close()
-
-
 def _gitdir(repo: pygit2.Repository) -> str:
     return common_dir(repo)  # refs and objects live there, also for a linked worktree
-
-
-def describe(remote: str) -> str:
-    """A remote for messages, without any password in a URL."""
-    return re.sub(r"://[^/@]*@", "://", remote)
 
 
 # -- listing ---------------------------------------------------------------------------------
@@ -344,41 +213,35 @@ def check_tip(repo: pygit2.Repository, nid: str, object_id: str, oid: str) -> st
     anyone from its ops, so a ref pointing at it carries nothing that namespace's node signed.
     A malformed commit (libgit2 cannot parse it, unknown ``encoding``) is a reason too.
     """
+    problem = tip_problem(repo, nid, object_id, oid)
+    return None if problem is None else problem[1]
+
+
+def tip_problem(
+    repo: pygit2.Repository, nid: str, object_id: str, oid: str
+) -> tuple[RefusalKind, str] | None:
+    """:func:`check_tip` with the kind of refusal it means (``not-a-commit`` or ``bad-tip``)."""
     try:
-        return _check_tip(repo, nid, object_id, oid)
+        try:
+            obj = repo[oid]
+        except (KeyError, ValueError):
+            return RefusalKind.BAD_TIP, "the tip object is missing"
+        if not isinstance(obj, pygit2.Commit):
+            return RefusalKind.NOT_A_COMMIT, f"the tip is not a commit but a {obj.type_str}"
+        problem = _check_commit(obj, nid)
     except MALFORMED_ERRORS as e:
-        return f"the tip is malformed ({type(e).__name__}: {e})"[:300]
+        problem = f"the tip is malformed ({type(e).__name__}: {e})"[:300]
+    return None if problem is None else (RefusalKind.BAD_TIP, problem)
 
 
-def _check_tip(repo: pygit2.Repository, nid: str, object_id: str, oid: str) -> str | None:
+def _check_commit(obj: pygit2.Commit, nid: str) -> str | None:
     try:
-        obj = repo[oid]
-    except (KeyError, ValueError):
-        return "the tip object is missing"
-    if not isinstance(obj, pygit2.Commit):
-        return f"the tip is not a commit but a {obj.type_str}"
-    signature, payload = obj.gpg_signature
-    if signature is None:
-        return "the tip is not signed"
-    try:
-        signer = nid_from_public_key(sshsig.verify(signature, payload))
-    except SignatureError as e:
-        return f"the tip's signature is bad: {e}"
+        signer = signed_by(obj)
+    except InvalidChange as e:
+        return f"the tip is not a valid signed change: {e}"
     if signer != nid:
         return f"the tip is signed by {signer}, not by the namespace's node"
-    if obj.author.name != nid or obj.committer.name != nid:
-        return (
-            f"the tip is authored as {obj.author.name!r} and committed as {obj.committer.name!r},"
-            " not by the namespace's node"
-        )
     return None
-
-
-def _is_ancestor(repo: pygit2.Repository, ancestor: str, of: str) -> bool:
-    try:
-        return bool(repo.descendant_of(pygit2.Oid(hex=of), pygit2.Oid(hex=ancestor)))
-    except (pygit2.GitError, KeyError, ValueError):
-        return False
 
 
 def _local_target(repo: pygit2.Repository, name: str) -> str | None:
@@ -520,7 +383,7 @@ def _screen(
         nid, typename, object_id = _owner(name, families)
         if not is_nid(nid):
             result.refused.append(
-                Refusal(name, "the namespace is not a node id", FETCH, "bad-namespace", None, oid)
+                Refusal(name, "the namespace is not a node id", FETCH, RefusalKind.BAD_NAMESPACE, None, oid)
             )
         elif oid == object_id and typename in unsigned_roots:
             result.refused.append(
@@ -528,7 +391,7 @@ def _screen(
                     name,
                     "the tip is the object's unsigned root: nothing signed by the namespace's node",
                     FETCH,
-                    "bad-tip",
+                    RefusalKind.BAD_TIP,
                     _local_target(repo, name),
                     oid,
                 )
@@ -540,7 +403,7 @@ def _screen(
                 budget -= 1
                 out[name] = oid
             else:
-                result.refused.append(Refusal(name, too_many, FETCH, "limit", None, oid))
+                result.refused.append(Refusal(name, too_many, FETCH, RefusalKind.LIMIT, None, oid))
         else:
             new.setdefault(nid, []).append(name)
     _take_new_namespaces(new, result, out, budget, limits)
@@ -570,7 +433,7 @@ def _take_new_namespaces(
             else f"more than {limits.new_refs} new refs in one fetch: taken by a later one"
         )
         result.refused.extend(
-            Refusal(n, why, FETCH, "limit", None, result.remote_refs[n]) for n in names
+            Refusal(n, why, FETCH, RefusalKind.LIMIT, None, result.remote_refs[n]) for n in names
         )
 
 
@@ -673,12 +536,12 @@ class _Quarantine:
             if new is None:
                 continue  # not received: _apply reports it
             nid, _, object_id = _owner(name, families)
-            problem = check_tip(self.scratch(), nid, object_id, new)
+            problem = tip_problem(self.scratch(), nid, object_id, new)
             if problem is None:
                 passed[name] = new
                 continue
-            kind = "not-a-commit" if "not a commit" in problem else "bad-tip"
-            result.refused.append(Refusal(name, problem, FETCH, kind, _local_target(self.repo, name), new))
+            kind, why = problem
+            result.refused.append(Refusal(name, why, FETCH, kind, _local_target(self.repo, name), new))
         return passed
 
     def migrate(self, passed: Mapping[str, str]) -> None:
@@ -712,37 +575,36 @@ def _apply(
             return
         if not _has_commit(repo, new):
             result.refused.append(
-                Refusal(name, "the remote's tip was not received", FETCH, "missing", old, new)
+                Refusal(name, "the remote's tip was not received", FETCH, RefusalKind.MISSING, old, new)
             )
             return
-        if old is not None and _is_ancestor(repo, new, old):
+        if old is not None and is_ancestor(repo, new, old):
             if nid != own_nid:  # our own namespace being behind is what push is for
                 result.refused.append(
                     Refusal(
                         name,
                         "the remote is behind this repository (would move the ref backwards)",
                         FETCH,
-                        "behind",
+                        RefusalKind.BEHIND,
                         old,
                         new,
                     )
                 )
             return
-        problem = check_tip(repo, nid, object_id, new)
+        problem = tip_problem(repo, nid, object_id, new)
         if problem is not None:
-            kind = "not-a-commit" if "not a commit" in problem else "bad-tip"
-            result.refused.append(Refusal(name, problem, FETCH, kind, old, new))
+            result.refused.append(Refusal(name, problem[1], FETCH, problem[0], old, new))
             return
-        if old is not None and not _is_ancestor(repo, old, new):
-            kind, why = "diverged", "the remote's history diverged (would rewrite history)"
+        if old is not None and not is_ancestor(repo, old, new):
+            kind, why = RefusalKind.DIVERGED, "the remote's history diverged (would rewrite history)"
             if nid == own_nid:
-                kind, why = "own-namespace", "the remote's copy of this node's ref diverged"
+                kind, why = RefusalKind.OWN_NAMESPACE, "the remote's copy of this node's ref diverged"
             result.refused.append(Refusal(name, why, FETCH, kind, old, new))
             return
         if compare_and_swap(repo, name, new, old, "git-jobs: sync fetch"):
             result.updated.append(RefUpdate(name, old, new))
             return
-    result.refused.append(Refusal(name, "the local ref kept moving", FETCH, "busy", None, new))
+    result.refused.append(Refusal(name, "the local ref kept moving", FETCH, RefusalKind.BUSY, None, new))
 
 
 def _clean_stale(repo: pygit2.Repository, timeout: float | None) -> None:
@@ -851,8 +713,23 @@ def push(
     # (a hub that unpacks a small push stores loose objects at level 1 anyway).
     args = ["-c", "pack.compression=1", "push", "--porcelain", "--progress", "--no-verify", remote, *specs]
     res = run_git(_gitdir(repo), args, timeout=timeout, idle=idle)
+    seen = _read_porcelain(repo, res.stdout, mine, remote_refs, result)
+    if res.returncode != 0 and not (seen and result.refused):
+        # git exits 1 when it refused refs (reported above); anything else is the transport.
+        raise TransportError(f"cannot push to {describe(remote)}: {first_error(res.stderr)}")
+    return result
+
+
+def _read_porcelain(
+    repo: pygit2.Repository,
+    stdout: str,
+    mine: Mapping[str, str],
+    remote_refs: Mapping[str, str] | None,
+    result: PushResult,
+) -> bool:
+    """Record what ``git push --porcelain`` says of each ref; False when it said nothing."""
     seen = False
-    for line in res.stdout.splitlines():
+    for line in stdout.splitlines():
         m = _PORCELAIN.match(line)
         if m is None:
             continue
@@ -864,24 +741,17 @@ def push(
             continue
         if flag == "-":
             result.deleted.append(dst)
-            continue
-        if flag == "!":
+        elif flag == "!":
             why = re.sub(r"^\[[^\]]*\]\s*", "", summary).strip("() ") or summary
             kind, reason = _push_refusal(why)
             result.refused.append(Refusal(dst, reason, PUSH, kind, local, old))
-            continue
-        if local is None:
-            continue
-        if flag == "*":
+        elif local is not None and flag == "*":
             result.pushed.append(RefUpdate(dst, None, local))
-        else:
+        elif local is not None:
             if old is None and ".." in summary:
                 old = _expand(repo, summary.split("..", 1)[0].strip())
             result.pushed.append(RefUpdate(dst, old, local))
-    if res.returncode != 0 and not (seen and result.refused):
-        # git exits 1 when it refused refs (reported above); anything else is the transport.
-        raise TransportError(f"cannot push to {describe(remote)}: {first_error(res.stderr)}")
-    return result
+    return seen
 
 
 # What `git push --porcelain` says when another push moved the same ref at the same moment:
@@ -889,16 +759,18 @@ def push(
 _LOST_RACE = ("failed to update ref", "cannot lock ref", "incorrect old value", "failed to lock")
 
 
-def _push_refusal(why: str) -> tuple[str, str]:
+def _push_refusal(why: str) -> tuple[RefusalKind, str]:
     """The kind and one-line reason of a ref the remote refused, from git's porcelain summary."""
     if "fast-forward" in why or "fetch first" in why:
-        return "non-fast-forward", (
+        return RefusalKind.NON_FAST_FORWARD, (
             f"the remote refused it ({why}); the remote has changes this node lacks:"
             " fetch, then sync again"
         )
     if any(marker in why for marker in _LOST_RACE):
-        return "busy", f"another push updated it at the same moment ({why}); the next sync completes"
-    return "rejected", f"the remote refused it ({why})"
+        return RefusalKind.BUSY, (
+            f"another push updated it at the same moment ({why}); the next sync completes"
+        )
+    return RefusalKind.REJECTED, f"the remote refused it ({why})"
 
 
 def _deletions(

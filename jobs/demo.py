@@ -104,46 +104,38 @@ def _prepare(directory: Path) -> None:
         raise DemoError(f"cannot create demo directory {directory}: {e.strerror or e}") from None
 
 
-def run_demo(directory: str | os.PathLike[str], log: Callable[[str], None] = lambda _: None) -> DemoResult:
-    """Build the demo in ``directory`` (new or empty) and return what happened.
+class _Cast:
+    """The demo's nodes (each a clone of the hub with its own key) and what they do."""
 
-    ``log`` receives one line per step (node, action, outcome), for narration.
-    """
-    root = Path(directory).resolve()
-    _prepare(root)
-    commits = _make_project(root / "project")
-    hub = root / "hub.git"
-    pygit2.clone_repository(str(root / "project"), str(hub), bare=True)
-    log(f"project with {len(commits)} commits; bare hub at {hub}")
+    def __init__(self, root: Path, hub: Path, log: Callable[[str], None]) -> None:
+        self.hub = hub
+        self.log = log
+        self.counter = iter(range(1, 1000))
+        self.nodes: list[DemoNode] = []
+        self.stores: dict[str, Jobs] = {}
+        for name in NODE_NAMES:
+            path = root / name
+            pygit2.clone_repository(str(hub), str(path))
+            signer = cob.Signer.generate()
+            key = signer.save(root / "keys" / name)
+            repo = pygit2.Repository(str(path))
+            repo.config["jobs.key"] = str(key)  # so `git jobs` inside the clone acts as this node
+            self.stores[name] = Jobs.open(repo, signer)
+            self.nodes.append(DemoNode(name, signer.nid, path, key))
+            log(f"{name:<5}  node {signer.nid}")
 
-    nodes: list[DemoNode] = []
-    stores: dict[str, Jobs] = {}
-    for name in NODE_NAMES:
-        path = root / name
-        pygit2.clone_repository(str(hub), str(path))
-        signer = cob.Signer.generate()
-        key = signer.save(root / "keys" / name)
-        repo = pygit2.Repository(str(path))
-        repo.config["jobs.key"] = str(key)  # so `git jobs` inside the clone acts as this node
-        stores[name] = Jobs.open(repo, signer)
-        nodes.append(DemoNode(name, signer.nid, path, key))
-        log(f"{name:<5}  node {signer.nid}")
-
-    c1, c2, c3 = (sha for sha, _ in commits)
-    counter = iter(range(1, 1000))
-
-    def work(node: str, commit: str, name: str, *outcomes: Reason | None) -> JobMut:
+    def work(self, node: str, commit: str, name: str, *outcomes: Reason | None) -> JobMut:
         """``node`` runs job ``name`` on ``commit`` once per outcome (None: still running).
 
         alice publishes her logs in Git, as a node does by default (`git jobs logs` reads them
         on every clone after a sync); bob and carol record where they publish theirs on the web.
         """
-        store = stores[node]
+        store = self.stores[node]
         job = store.create(commit, name)
         for outcome in outcomes:
             run_id = uuid6.uuid7()
             nid = store.signer.nid if store.signer is not None else ""
-            web = f"https://ci.{node}.example/logs/{next(counter)}"
+            web = f"https://ci.{node}.example/logs/{next(self.counter)}"
             job.run(f"git-jobs://{nid}/{run_id}" if node == "alice" else web, run_id=run_id)
             if outcome is not None and node == "alice" and store.signer is not None:
                 text = f"$ ./ci {name}\n{name} on {commit[:12]}: {outcome.value}\n".encode()
@@ -153,16 +145,21 @@ def run_demo(directory: str | os.PathLike[str], log: Callable[[str], None] = lam
             elif outcome is not None:
                 job.finish(run_id, outcome)
             said = outcome.value if outcome is not None else "running"
-            log(f"{node:<5}  {name:<5} on {commit[:12]}  {said}")
+            self.log(f"{node:<5}  {name:<5} on {commit[:12]}  {said}")
         return job
 
-    def sync(node: str) -> None:
-        report = stores[node].sync(str(hub))
-        log(
+    def sync(self, node: str) -> None:
+        report = self.stores[node].sync(str(self.hub))
+        self.log(
             f"{node:<5}  sync with hub: fetched {len(report.fetched)}, pushed {len(report.pushed)}"
             f", jobs changed {len(report.changed)}"
         )
 
+
+def _script(cast: _Cast, commits: list[str]) -> None:
+    """Who runs what, and when they sync."""
+    work, sync = cast.work, cast.sync
+    c1, c2, c3 = commits
     ok, bad, err = Reason.SUCCEEDED, Reason.FAILED, Reason.ERROR
     # alice requests build and test on every commit and runs them all; one test fails.
     for commit in (c1, c2, c3):
@@ -186,6 +183,22 @@ def run_demo(directory: str | os.PathLike[str], log: Callable[[str], None] = lam
     for name in ("alice", "bob"):
         sync(name)
 
+
+def run_demo(directory: str | os.PathLike[str], log: Callable[[str], None] = lambda _: None) -> DemoResult:
+    """Build the demo in ``directory`` (new or empty) and return what happened.
+
+    ``log`` receives one line per step (node, action, outcome), for narration.
+    """
+    root = Path(directory).resolve()
+    _prepare(root)
+    commits = _make_project(root / "project")
+    hub = root / "hub.git"
+    pygit2.clone_repository(str(root / "project"), str(hub), bare=True)
+    log(f"project with {len(commits)} commits; bare hub at {hub}")
+    cast = _Cast(root, hub, log)
+    nodes = cast.nodes
+    stores = cast.stores
+    _script(cast, [sha for sha, _ in commits])
     result = DemoResult(root, hub, nodes, commits)
     result.statuses = [stores["alice"].status(sha) for sha, _ in reversed(commits)]
     views = [

@@ -36,7 +36,7 @@ from cob.refs import compare_and_swap
 
 from .errors import AmbiguousJobError, JobsError, UnknownJobError, UnknownRunError
 from .jobtype import JOB_TYPE
-from .model import Job, Run
+from .model import Job, Run, run_prefix
 
 if TYPE_CHECKING:
     from .store import Jobs
@@ -332,7 +332,8 @@ def locate(jobs: Jobs, spec: str, node: str | None = None) -> Located:
         wanted = text.lower().replace("-", "")
         if not wanted or any(c not in "0123456789abcdef" for c in wanted):
             raise UnknownRunError(f"not a run id, job id or REV:NAME: {text!r}")
-        runs = _runs_by_prefix(jobs, wanted) if len(wanted) <= 32 else []
+        prefix = run_prefix(wanted)
+        runs = _runs_by_prefix(jobs, prefix) if prefix is not None else []
         job_ids = jobs.store.resolve_prefix(JOB_TYPE, wanted) if "-" not in text else []
         if runs and job_ids:
             raise AmbiguousJobError(f"{text!r} is both a run id prefix and a job id prefix")
@@ -383,10 +384,4 @@ def _runs_by_prefix(jobs: Jobs, wanted: str) -> list[Located]:
     """Every run (any node, any job) whose undashed id starts with ``wanted``.
 
     A scan of every job's folded state (cached by the index): run ids are not indexed."""
-    out = []
-    for job in jobs.all():
-        for nid, runs in job.runs().items():
-            for run_id, run in runs.items():
-                if run_id.hex.startswith(wanted):
-                    out.append(Located(job, nid, run_id, run))
-    return out
+    return [Located(job, *found) for job in jobs.all() for found in job.runs_by_prefix(wanted)]

@@ -291,10 +291,21 @@ class Job:
         """{nid: (started, succeeded, failed)}."""
         return {nid: runs.partition() for nid, runs in self.runs().items()}
 
-    def find_run(self, run_id: uuid.UUID | str) -> tuple[str, Run] | None:
-        """(nid, Run) of a run id, whichever node it belongs to."""
-        key = run_id if isinstance(run_id, uuid.UUID) else uuid.UUID(str(run_id))
-        for nid, runs in self.runs().items():
-            if key in runs:
-                return nid, runs[key]
+    def runs_by_prefix(self, prefix: str) -> list[tuple[str, uuid.UUID, Run]]:
+        """(nid, run id, Run) of every run whose id starts with ``prefix`` (see
+        :func:`run_prefix`), whichever node it belongs to."""
+        return [
+            (nid, run_id, run)
+            for nid, runs in self.runs().items()
+            for run_id, run in runs.items()
+            if run_id.hex.startswith(prefix)
+        ]
+
+
+def run_prefix(text: str) -> str | None:
+    """A run id or prefix as typed (dashes anywhere, any case) as the undashed lower-case hex
+    :meth:`Job.runs_by_prefix` matches; None when it cannot be one."""
+    bare = text.strip().lower().replace("-", "")
+    if not bare or len(bare) > 32 or any(c not in "0123456789abcdef" for c in bare):
         return None
+    return bare

@@ -85,15 +85,27 @@ class Jobs:
 
     def resolve(self, spec: str) -> str:
         """A job id from a full id, a unique id prefix, or ``REV:NAME``."""
+        return self._resolve(spec)[0]
+
+    def resolve_mut(self, spec: str) -> JobMut:
+        """The job ``spec`` names (as :meth:`resolve`), ready to write: loaded once."""
+        job_id, ev = self._resolve(spec)
+        ev = ev or self._load(job_id)
+        if ev is None:
+            raise UnknownJobError(f"no job {spec!r}")
+        return JobMut(self, ev)
+
+    def _resolve(self, spec: str) -> tuple[str, Evaluation[JobState] | None]:
+        """(job id, its evaluation when finding the id needed it loaded)."""
         text = spec.strip()
         if ":" in text:
             rev, _, name = text.rpartition(":")
             commit = self.resolve_commit(rev, must_exist=False)
             # Both keys are indexed: no job needs loading to find (commit, name).
-            on_commit = set(self.store.lookup(JOB_TYPE, "commit", commit))
-            for job_id in self.store.lookup(JOB_TYPE, "name", name):
-                if job_id in on_commit and self.get(job_id) is not None:
-                    return job_id
+            for job_id in self.store.lookup(JOB_TYPE, "commit", commit, ("name", name)):
+                ev = self._load(job_id)
+                if ev is not None:
+                    return job_id, ev
             raise UnknownJobError(f"no job {name!r} on commit {commit[:12]}")
         lowered = text.lower()
         if not lowered or any(c not in "0123456789abcdef" for c in lowered):
@@ -104,7 +116,7 @@ class Jobs:
         if len(matches) > 1:
             shown = ", ".join(m[:12] for m in matches[:5])
             raise AmbiguousJobError(f"job prefix {spec!r} is ambiguous: {shown}")
-        return matches[0]
+        return matches[0], None
 
     # -- writing -------------------------------------------------------------------------
     def create(self, commit: str | pygit2.Oid, name: str = DEFAULT_NAME) -> JobMut:
@@ -217,6 +229,10 @@ class Jobs:
         Never needed for correctness (the index notices ref moves by itself); it reclaims space
         and makes the next queries warm."""
         return self.store.rebuild_cache(JOB_TYPE)
+
+    def count(self) -> int:
+        """How many jobs have a ref in any namespace."""
+        return len(self.store.list(JOB_TYPE))
 
     def rejected(self) -> list[cob.Rejection]:
         """Every change any job's load dropped, with the reason (re-verifies from scratch)."""

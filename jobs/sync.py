@@ -1,10 +1,10 @@
 """Syncing jobs with a Git remote, and what it changed: :func:`sync`, :class:`SyncReport`.
 
 `cob.sync` moves refs; this module says what that meant for jobs. It snapshots every job's tips
-before the fetch, and after it folds only the jobs whose tips moved (incrementally, through the
-cache), comparing each folded state with the one before: a job is *changed* when its state
-differs, and the changes a load newly rejected are reported even when the state did not move
-(a forged change fetched from a peer changes nothing but must be seen).
+before the fetch (:meth:`cob.Store.all_tips`), and after it asks the store what moved
+(:meth:`cob.Store.changed_since`): the jobs whose folded state differs, and the changes a load
+newly rejected even when the state did not move (a forged change fetched from a peer changes
+nothing but must be seen).
 """
 
 from __future__ import annotations
@@ -13,19 +13,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import msgspec
 import pygit2
 
 import cob
 from cob import sync as cob_sync
-from cob.evaluate import Evaluation, evaluate
 from cob.sync import RefUpdate, Refusal
 
 from . import logs
 from .errors import PolicyError, SyncError
 from .jobtype import JOB_TYPE, TYPENAME
-from .model import JobState
 from .policy import load_policy
+from .summary import rejection_json
 from .text import safe
 
 if TYPE_CHECKING:
@@ -66,7 +64,7 @@ class SyncReport:
             "pushed": [u.to_json() for u in self.pushed],
             "refused": [r.to_json() for r in self.refused],
             "changed": list(self.changed),
-            "rejected": [{"job": r.object_id, "change": r.change, "reason": r.reason} for r in self.rejected],
+            "rejected": [rejection_json(r) for r in self.rejected],
             "logs": {
                 "fetched": [_log_json(u) for u in self.logs_fetched],
                 "pushed": [_log_json(u) for u in self.logs_pushed],
@@ -103,36 +101,6 @@ def _split(updates: list[RefUpdate]) -> tuple[list[RefUpdate], list[RefUpdate]]:
     return jobs, [u for u in updates if cob.refs.parse_ref(u.ref) is None]
 
 
-def _tips_by_job(jobs: Jobs) -> dict[str, dict[str, str]]:
-    out: dict[str, dict[str, str]] = {}
-    for ref in jobs.store.refs.refs_of_type(TYPENAME):
-        out.setdefault(ref.object_id, {})[ref.nid] = ref.target
-    return out
-
-
-_state_encoder = msgspec.msgpack.Encoder(order="deterministic")
-
-
-def _state_bytes(ev: Evaluation[JobState] | None) -> bytes | None:
-    if ev is None or ev.state is None:
-        return None
-    return _state_encoder.encode(ev.state)
-
-
-def _before(jobs: Jobs, job_id: str, tips: dict[str, str]) -> Evaluation[JobState] | None:
-    """The evaluation of a job as it was at ``tips`` (from the cache when it matches)."""
-    if not tips:
-        return None
-    store = jobs.store
-    codec = store.codec(JOB_TYPE)
-    if store.cache is not None:
-        cached = store.cache.get(codec, job_id)
-        if cached is not None and cached.tips == tips and cached.state is not None:
-            return cached
-    ev: Evaluation[JobState] = evaluate(store.repo, codec, job_id, tips)
-    return ev
-
-
 def sync(
     jobs: Jobs,
     remote: str,
@@ -160,29 +128,11 @@ def sync(
     if idle is None:
         idle = idle_timeout(repo)
     own = jobs.signer.nid if jobs.signer is not None else None
-    before = _tips_by_job(jobs) if fetch else {}
     remote_refs: dict[str, str] | None = None
     families = (logs.family_for(repo),)  # run logs travel beside the job refs
-    namespaces = _scope(jobs, trusted_only) if fetch else None
-    report.scope = "all" if namespaces is None else "trusted"
     try:
         if fetch:
-            got = cob_sync.fetch(
-                repo,
-                remote,
-                own_nid=own,
-                typenames=(TYPENAME,),
-                unsigned_roots=(TYPENAME,),
-                limits=limits,
-                timeout=timeout,
-                idle=idle,
-                families=families,
-                namespaces=namespaces,
-            )
-            (report.fetched, report.logs_fetched), remote_refs = _split(got.updated), got.remote_refs
-            report.skipped = got.skipped
-            report.refused.extend(got.refused)
-            _changes(jobs, before, report)
+            remote_refs = _fetch(jobs, remote, report, own, trusted_only, limits, timeout, idle)
         if push and own is not None:
             sent = cob_sync.push(
                 repo, remote, own, typenames=(TYPENAME,), remote_refs=remote_refs,
@@ -194,6 +144,41 @@ def sync(
     except cob.TransportError as e:
         raise SyncError(str(e), report) from None
     return report
+
+
+def _fetch(
+    jobs: Jobs,
+    remote: str,
+    report: SyncReport,
+    own: str | None,
+    trusted_only: bool | None,
+    limits: cob_sync.Limits | None,
+    timeout: float | None,
+    idle: float | None,
+) -> dict[str, str]:
+    """The fetch half of :func:`sync`, into ``report``; returns the remote's listed refs."""
+    before = jobs.store.all_tips(JOB_TYPE)
+    namespaces = _scope(jobs, trusted_only)
+    report.scope = "all" if namespaces is None else "trusted"
+    got = cob_sync.fetch(
+        jobs.repo,
+        remote,
+        own_nid=own,
+        typenames=(TYPENAME,),
+        unsigned_roots=(TYPENAME,),
+        limits=limits,
+        timeout=timeout,
+        idle=idle,
+        families=(logs.family_for(jobs.repo),),
+        namespaces=namespaces,
+    )
+    report.fetched, report.logs_fetched = _split(got.updated)
+    report.skipped = got.skipped
+    report.refused.extend(got.refused)
+    found = jobs.store.changed_since(JOB_TYPE, before)
+    report.changed.extend(found.changed)
+    report.rejected.extend(found.rejected)
+    return got.remote_refs
 
 
 IDLE_CONFIG = "jobs.idleTimeout"
@@ -240,22 +225,6 @@ def _scope(jobs: Jobs, trusted_only: bool | None) -> set[str] | None:
     return None if policy.everyone else set(policy.trusted)
 
 
-def _changes(jobs: Jobs, before: dict[str, dict[str, str]], report: SyncReport) -> None:
-    after = _tips_by_job(jobs)
-    for job_id in sorted(after):
-        old_tips = before.get(job_id, {})
-        if after[job_id] == old_tips:
-            continue
-        old = _before(jobs, job_id, old_tips)
-        old_state, old_rejected = _state_bytes(old), dict(old.rejected) if old else {}
-        new = jobs.store.load(JOB_TYPE, job_id)
-        if new is None:
-            continue
-        if _state_bytes(new) != old_state and new.state is not None:
-            report.changed.append(job_id)
-        report.rejected.extend(r for r in new.rejections() if r.change not in old_rejected)
-
-
 def allowed_signers(jobs: Jobs) -> str:
     """An allowed-signers file (``gpg.ssh.allowedSignersFile``) for every NID seen in jobs.
 
@@ -269,10 +238,11 @@ def _nids(jobs: Jobs) -> set[str]:
     found: set[str] = set()
     repo = jobs.repo
     tips: set[str] = set()
-    for ref in jobs.store.refs.refs_of_type(TYPENAME):
-        if cob.is_nid(ref.nid):
-            found.add(cob.normalize_nid(ref.nid))
-        tips.add(ref.target)
+    for by_nid in jobs.store.all_tips(JOB_TYPE).values():
+        for nid, tip in by_nid.items():
+            if cob.is_nid(nid):
+                found.add(cob.normalize_nid(nid))
+            tips.add(tip)
     for commit in _walk(repo, tips):
         # raw bytes: a hostile commit's encoding header must not make decoding raise
         name = commit.author.raw_name.decode("utf-8", "replace")

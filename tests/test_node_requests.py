@@ -115,6 +115,9 @@ def test_a_trusted_rerun_failed_makes_an_exhausted_job_run_again_on_every_node(h
     hub.push()
     for path in (a_path, b_path):
         git(hub.tmp, "clone", "-q", str(hub.hub), str(path))
+        # every node runs every job here (not quorum-shared, docs/NODE.md "Sharing the work"):
+        # the point is that each node's exhausted job runs again
+        git(path, "config", "jobs.assignment", "all")
 
     # node a: a long-running node following main; node b: one-shot `work any --follow`
     node = hub.start_node(a_path, a_key, "--follow", "refs/heads/main")

@@ -17,11 +17,8 @@ from .errors import EXIT_OK, CliError
 
 
 def _status(args: argparse.Namespace) -> int:
-    jobs = open_jobs(args)
-    store = jobs.store
-    cache = store.cache
-    assert cache is not None
-    info = cache.status(JOB_TYPE.typename, store.refs)
+    info = open_jobs(args).store.cache_status(JOB_TYPE)
+    assert info is not None  # the CLI always opens the store with its index
     if args.json:
         print_json(info)
         return EXIT_OK

@@ -25,6 +25,7 @@ from ..node.isolation import load_isolation
 from ..node.requests import Reruns, fetch_requested, trusted_requesters
 from ..node.trigger import trigger
 from ..node.work import ELSEWHERE, PlanItem, WorkReport
+from ..store import Jobs
 from ..text import safe
 from .common import add_command, add_json, open_jobs, open_repo, print_json
 from .errors import EXIT_FAILED, EXIT_OK, EXIT_PENDING, CliError
@@ -149,24 +150,8 @@ def _work_any(args: argparse.Namespace) -> int:
         raise CliError("a dry run still needs this node's key, to know which runs are its own")
     if args.depth is not None and not args.follow:
         raise CliError("--depth needs --follow (it counts commits per followed tip)")
-    # a dry run runs nothing, so a bad isolation setting does not stop it
-    isolation = None if args.dry_run else load_isolation(store.repo, args.isolation, key=store.signer.path)
-    out = None if args.json else _say
     requesters = trusted_requesters(store, lambda line: print(line, file=sys.stderr))
-    reruns = Reruns(store.repo, requesters)
-    parallel, resources = slots_config(store.repo, args.jobs, args.resource)
-    labels = labels_config(store.repo, args.label)
-    workshop = Workshop(
-        store,
-        out=out,
-        rerun_held=args.rerun_held,
-        isolation=isolation,
-        reruns=reruns,
-        assignment=assignment_mode(store.repo, ALL if args.all else None),  # a bad setting: exit 2
-        parallel=parallel,
-        resources=resources,
-        labels=labels,
-    )
+    workshop = _workshop(args, store, requesters)
     targets = _targets(args, workshop, requesters)
     many = bool(args.follow) or args.requested or len(targets) != 1
     if args.dry_run:
@@ -177,12 +162,43 @@ def _work_any(args: argparse.Namespace) -> int:
             for plan in plans:
                 _print_plan(plan)
         return EXIT_OK
+    reports = _run_targets(workshop, targets, args.comprehensive)
+    _print_reports(args, workshop, reports, many)
+    if many and not targets:
+        what = "no followed ref matched" if args.follow else "no trusted request"
+        print(f"nothing to work on: {what}", file=sys.stderr)
+    return _exit_code([r for r, _ in reports])
+
+
+def _workshop(args: argparse.Namespace, store: Jobs, requesters: frozenset[str]) -> Workshop:
+    """This node's workshop as the flags and git config say (a bad setting: exit 2)."""
+    assert store.signer is not None
+    # a dry run runs nothing, so a bad isolation setting does not stop it
+    isolation = None if args.dry_run else load_isolation(store.repo, args.isolation, key=store.signer.path)
+    parallel, resources = slots_config(store.repo, args.jobs, args.resource)
+    return Workshop(
+        store,
+        out=None if args.json else _say,
+        rerun_held=args.rerun_held,
+        isolation=isolation,
+        reruns=Reruns(store.repo, requesters),
+        assignment=assignment_mode(store.repo, ALL if args.all else None),
+        parallel=parallel,
+        resources=resources,
+        labels=labels_config(store.repo, args.label),
+    )
+
+
+def _run_targets(
+    workshop: Workshop, targets: list[Candidate], comprehensive: bool
+) -> list[tuple[WorkReport, str]]:
+    """One pass (or until done) on each commit, stopping at an interruption."""
     reports: list[tuple[WorkReport, str]] = []
     # Ctrl-C or SIGTERM: the job (in its own process group) is killed and finished `cancelled`.
     previous = {sig: signal.signal(sig, lambda *_: workshop.cancel.set()) for sig in _STOP_SIGNALS}
     try:
         for target in targets:
-            report = workshop.work_any(target.commit, comprehensive=args.comprehensive, source=target.source)
+            report = workshop.work_any(target.commit, comprehensive=comprehensive, source=target.source)
             reports.append((report, target.source))
             if not report.defined:
                 print(f"no .git-jobs.toml in commit {report.commit[:12]}: nothing to do", file=sys.stderr)
@@ -191,19 +207,21 @@ def _work_any(args: argparse.Namespace) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    return reports
+
+
+def _print_reports(
+    args: argparse.Namespace, workshop: Workshop, reports: list[tuple[WorkReport, str]], many: bool
+) -> None:
     if args.json:
         shown = [_report_json(workshop, r, why) for r, why in reports]
         print_json({"node": workshop.nid, "commits": shown} if many else shown[0])
-    else:
-        for report, _ in reports:
-            for p in report.plan:
-                if p.action not in ("done",):
-                    prefix = f"{report.commit[:12]} " if many else ""
-                    print(f"{prefix}{safe(p.name):<16} {p.action:<10} {safe(p.reason)}")
-    if many and not targets:
-        what = "no followed ref matched" if args.follow else "no trusted request"
-        print(f"nothing to work on: {what}", file=sys.stderr)
-    return _exit_code([r for r, _ in reports])
+        return
+    for report, _ in reports:
+        for p in report.plan:
+            if p.action not in ("done",):
+                prefix = f"{report.commit[:12]} " if many else ""
+                print(f"{prefix}{safe(p.name):<16} {p.action:<10} {safe(p.reason)}")
 
 
 def _outcome(o: Any) -> dict[str, Any]:
@@ -296,6 +314,22 @@ def _work_help(parser: argparse.ArgumentParser) -> Any:
 
 
 def register(sub: Any) -> None:
+    _register_release(sub)
+    work = add_command(
+        sub,
+        "work",
+        "Run this node's outstanding jobs (`work any`), or trigger other commits.",
+        "  git jobs work any\n  git jobs work any --dry-run\n  git jobs work trigger --intent\n",
+        None,
+    )
+    work.set_defaults(handler=_work_help(work))
+    inner = work.add_subparsers(dest="work_command", metavar="WHAT", parser_class=type(work))
+    _register_work_any(inner)
+    _register_trigger(inner)
+    _register_node(sub)
+
+
+def _register_release(sub: Any) -> None:
     p = add_command(
         sub,
         "release",
@@ -306,15 +340,20 @@ def register(sub: Any) -> None:
     p.add_argument("rev", nargs="?", default="HEAD", metavar="REV", help="The commit (default HEAD).")
     add_json(p)
 
-    work = add_command(
-        sub,
-        "work",
-        "Run this node's outstanding jobs (`work any`), or trigger other commits.",
-        "  git jobs work any\n  git jobs work any --dry-run\n  git jobs work trigger --intent\n",
-        None,
+
+def _run_flags(p: argparse.ArgumentParser) -> None:
+    """What `work any` and `node` share: how jobs run here, and which of them."""
+    p.add_argument("--isolation", choices=("bwrap", "none"), help="Override git config jobs.isolation.")
+    _slot_flags(p)
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="Run every job, not only those the policy assigns to this node (git config"
+        " jobs.assignment all).",
     )
-    work.set_defaults(handler=_work_help(work))
-    inner = work.add_subparsers(dest="work_command", metavar="WHAT", parser_class=type(work))
+
+
+def _register_work_any(inner: Any) -> None:
     p = add_command(
         inner,
         "any",
@@ -350,19 +389,15 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--depth", default=None, metavar="N", help="With --follow: N first-parent commits per tip."
     )
-    p.add_argument("--isolation", choices=("bwrap", "none"), help="Override git config jobs.isolation.")
     p.add_argument(
         "--dry-run", action="store_true", help="Print what a pass would do (JSON with --json); write nothing."
     )
     p.add_argument("--comprehensive", action="store_true", help="Repeat until nothing is left.")
-    _slot_flags(p)
-    p.add_argument(
-        "--all",
-        action="store_true",
-        help="Run every job, not only those the policy assigns to this node (git config"
-        " jobs.assignment all).",
-    )
+    _run_flags(p)
     add_json(p)
+
+
+def _register_trigger(inner: Any) -> None:
     p = add_command(
         inner,
         "trigger",
@@ -375,6 +410,8 @@ def register(sub: Any) -> None:
     )
     add_json(p)
 
+
+def _register_node(sub: Any) -> None:
     p = add_command(
         sub,
         "node",
@@ -401,11 +438,4 @@ def register(sub: Any) -> None:
         "--depth", default=None, metavar="N", help="First-parent commits per followed tip (default 1)."
     )
     p.add_argument("--interval", default=None, help="How often each worker runs (default 30s).")
-    _slot_flags(p)
-    p.add_argument(
-        "--all",
-        action="store_true",
-        help="Run every job, not only those the policy assigns to this node (git config"
-        " jobs.assignment all).",
-    )
-    p.add_argument("--isolation", choices=("bwrap", "none"), help="Override git config jobs.isolation.")
+    _run_flags(p)

@@ -7,28 +7,22 @@ else, like `git commit-tree`; every id given back may be shortened to a unique p
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import uuid
 from typing import Any
 
 from .. import logs
-from ..errors import UnknownJobError, UnknownRunError
+from ..errors import UnknownRunError
 from ..jobtype import check_finish_extras
-from ..model import Job, Runs
+from ..model import Job, run_prefix
 from ..store import DEFAULT_NAME, JobMut, Jobs
 from .common import add_command, add_json, open_jobs, print_json
 from .errors import EXIT_OK, CliError
 
-_RUN_PREFIX = re.compile(r"^[0-9a-f-]+$")
-
 
 def job_for_write(store: Jobs, spec: str) -> JobMut:
     """The job named by a unique id prefix or REV:NAME, ready to write."""
-    job = store.get_mut(store.resolve(spec))
-    if job is None:
-        raise UnknownJobError(f"no job {spec!r}")
-    return job
+    return store.resolve_mut(spec)
 
 
 def resolve_run(job: Job, nid: str | None, spec: str) -> uuid.UUID:
@@ -37,17 +31,12 @@ def resolve_run(job: Job, nid: str | None, spec: str) -> uuid.UUID:
     This node's runs are matched first — only they can be finished here — so a prefix that
     is unique among this node's runs works even if another node has a run that also matches.
     """
-    text = spec.strip().lower()
-    if not text or not _RUN_PREFIX.match(text):
+    bare = run_prefix(spec)
+    if bare is None:
         raise CliError(f"not a run id: {spec!r}")
-    bare = text.replace("-", "")
-
-    def matches(run_id: uuid.UUID) -> bool:
-        return str(run_id).startswith(text) or run_id.hex.startswith(bare)
-
-    runs: dict[str, Runs] = job.runs()
-    mine: list[uuid.UUID] = [rid for rid in runs.get(nid, Runs()) if matches(rid)] if nid else []
-    others: list[uuid.UUID] = [rid for n, rs in runs.items() if n != nid for rid in rs if matches(rid)]
+    found_all = job.runs_by_prefix(bare)
+    mine = [rid for n, rid, _ in found_all if nid is not None and n == nid]
+    others = [rid for n, rid, _ in found_all if n != nid]
     for found in (mine, others):
         if len(found) == 1:
             return found[0]

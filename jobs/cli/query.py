@@ -21,7 +21,6 @@ import cob
 
 from ..errors import PolicyError
 from ..gate import GateStatus
-from ..jobtype import JOB_TYPE
 from ..model import Job
 from ..policy import Policy
 from ..store import Jobs
@@ -262,7 +261,7 @@ def _list(args: argparse.Namespace) -> int:
 # -- verify ---------------------------------------------------------------------------------
 def _verify(args: argparse.Namespace) -> int:
     store = open_jobs(args)
-    count = len(store.store.list(JOB_TYPE))
+    count = store.count()
     rejected = store.rejected()
     if args.json:
         print_json({"jobs": count, "rejected": [rejection_json(r) for r in rejected]})
@@ -280,6 +279,13 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
+    _register_show(sub)
+    _register_list(sub)
+    _register_status(sub)
+    _register_verify(sub)
+
+
+def _register_show(sub: Any) -> None:
     p = add_command(
         sub,
         "show",
@@ -293,6 +299,8 @@ def register(sub: Any) -> None:
     p.add_argument("job", metavar="JOB", help="A unique job id prefix, or REV:NAME.")
     add_json(p)
 
+
+def _register_list(sub: Any) -> None:
     p = add_command(
         sub,
         "list",
@@ -308,6 +316,8 @@ def register(sub: Any) -> None:
     p.add_argument("--node", metavar="NID", help="Only jobs this node has run.")
     add_json(p)
 
+
+def _register_status(sub: Any) -> None:
     p = add_command(
         sub,
         "status",
@@ -354,6 +364,8 @@ def register(sub: Any) -> None:
     p.add_argument("--page", type=int, default=1, metavar="P", help="With --branch: which page (1).")
     add_json(p)
 
+
+def _register_verify(sub: Any) -> None:
     p = add_command(
         sub,
         "verify",
@@ -364,4 +376,3 @@ def register(sub: Any) -> None:
         _verify,
     )
     add_json(p)
-

@@ -147,6 +147,34 @@ def _latest_id(runs: Runs) -> uuid.UUID | None:
     return latest[0] if latest else None
 
 
+def _group_alive(pgid: int) -> bool:
+    """Is any process of group ``pgid`` still running (not merely a zombie)?
+
+    A sandboxed job leaves bwrap's inner process as a zombie once it ends; its new parent (the
+    machine's init) may take seconds to reap it, and ``killpg(pgid, 0)`` counts zombies, so
+    waiting on that alone cost every sandboxed run up to the whole kill grace.
+    """
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return True  # no /proc: only the signal can tell
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
+
+
 def _skipped_since_needs(d: JobDef, runs: dict[str, Runs], latest: tuple[uuid.UUID, Any] | None) -> bool:
     """Its latest run here is a skip recorded after every need's latest run (nothing new)."""
     if latest is None or latest[1].reason is not Reason.SKIPPED:
@@ -200,6 +228,121 @@ def need_satisfiable(state: str, action: str) -> bool:
     return True
 
 
+@dataclass(slots=True)
+class _Context:
+    """What every rule of :func:`assess` may consult besides the job and its runs here."""
+
+    runs: dict[str, Runs]
+    now: float
+    finished: dict[str, float]
+    skip_ids: set[str]
+    rerun_held: bool
+    facts: Facts
+    labels: frozenset[str] | None
+
+
+@dataclass(slots=True)
+class _Seen:
+    """This node's runs of one job, as the rules read them."""
+
+    latest: tuple[uuid.UUID, Any] | None
+    attempts: int
+    recovered: bool  # the latest run was ended by crash recovery (not an attempt)
+
+    @property
+    def last(self) -> Any:
+        return self.latest[1] if self.latest else None
+
+
+def _seen(rs: Runs, skip_ids: set[str]) -> _Seen:
+    latest = rs.latest()
+    attempts = sum(1 for i, r in rs.items() if r.reason in COUNTED and str(i) not in skip_ids)
+    return _Seen(latest, attempts, latest is not None and str(latest[0]) in skip_ids)
+
+
+Verdict = tuple[str, str] | None  # (action, reason) that settles a job's plan, or None: go on
+
+
+def _settled_here(d: JobDef, seen: _Seen, ctx: _Context, out: dict[str, PlanItem]) -> Verdict:
+    last = seen.last
+    if last is not None and last.succeeded:
+        return "done", "succeeded on this node"
+    if last is not None and last.is_started:
+        return "running", "a run of this node is in progress"
+    away = elsewhere(d, out, ctx.labels)
+    return ("elsewhere", away) if away else None
+
+
+def _exhausted(d: JobDef, seen: _Seen, ctx: _Context, out: dict[str, PlanItem]) -> Verdict:
+    last = seen.last
+    not_retried = last is not None and last.reason in COUNTED and last.reason.value not in d.retry.on
+    if not_retried and not seen.recovered:
+        return "exhausted", f"the last run ended {last.reason.value}, which retry.on does not retry"
+    if seen.attempts >= d.retry.max:
+        return "exhausted", f"{seen.attempts} of {d.retry.max} attempts failed (retry.max)"
+    return None
+
+
+def _held(d: JobDef, seen: _Seen, ctx: _Context, out: dict[str, PlanItem]) -> Verdict:
+    last = seen.last
+    interrupted = last is not None and (
+        last.reason is Reason.CANCELLED
+        # an `error` is only an interruption when crash recovery wrote it (the command may
+        # have half-run); a command that could not start never ran, so it is just retried
+        or (last.reason is Reason.ERROR and seen.recovered)
+    )
+    if interrupted and last.reason and not d.idempotent and not ctx.rerun_held:
+        return "held", f"the last run ended {last.reason.value} and the job is not idempotent"
+    return None
+
+
+def _needs_failed(d: JobDef, seen: _Seen, ctx: _Context, out: dict[str, PlanItem]) -> Verdict:
+    bad = [n for n in d.needs if not need_satisfiable(d.need_state(n), out[n].action)]
+    if not bad:
+        return None
+    action = "skipped" if _skipped_since_needs(d, ctx.runs, seen.latest) else "skip"
+    n, state = bad[0], d.need_state(bad[0])
+    ends = "did not succeed" if state == "succeeded" else f"cannot end {state}"
+    return action, f"need {n!r} {ends} on this node ({out[n].action}: {out[n].reason})"
+
+
+def _blocked(d: JobDef, seen: _Seen, ctx: _Context, out: dict[str, PlanItem]) -> Verdict:
+    waiting = [n for n in d.needs if not need_met(d.need_state(n), out[n].action)]
+    if waiting:
+        return "blocked", f"waiting for need {waiting[0]!r} ({out[waiting[0]].action})"
+    return None
+
+
+def _condition_false(d: JobDef, seen: _Seen, ctx: _Context, out: dict[str, PlanItem]) -> Verdict:
+    if d.when is not None and not condition_holds(d, out, ctx.facts):
+        action = "skipped" if _skipped_since_needs(d, ctx.runs, seen.latest) else "skip"
+        return action, f"its condition is false (if = {d.condition})"
+    return None
+
+
+# In order: the first rule with a verdict settles the job; none means it runs (or waits).
+_RULES = (_settled_here, _exhausted, _held, _needs_failed, _blocked, _condition_false)
+
+
+def _to_run(item: PlanItem, d: JobDef, seen: _Seen, ctx: _Context) -> None:
+    """A job that runs: why, and — after a counted failure — when its retry is due."""
+    last = seen.last
+    if last is not None and last.reason is not None and last.reason not in COUNTED:
+        item.reason = f"run again: the last run here ended {last.reason.value} (not an attempt)"
+    elif seen.recovered:
+        item.reason = "run again: the last run here was interrupted (not an attempt)"
+    if last is None or last.reason not in COUNTED or seen.recovered:
+        return
+    ended = ctx.finished.get(d.name)
+    if ended is None:
+        ended = (last.finished_at or last.started_at).timestamp()
+    due = ended + pattern_delay(d.retry.pattern, seen.attempts)
+    item.reason = f"retry {seen.attempts + 1} of {d.retry.max} ({d.retry.pattern} pattern)"
+    if due > ctx.now:
+        item.action, item.not_before = "wait", due
+        item.reason += f", due in {format_duration(due - ctx.now)}"
+
+
 def assess(
     defs: Definitions,
     runs: dict[str, Runs],
@@ -217,95 +360,21 @@ def assess(
     retry delays are measured on one clock; otherwise the ledger's finish time is used.
     ``uncounted``: run ids that do not use up a retry (runs ended by crash recovery).
     """
-    skip_ids = uncounted or set()
+    ctx = _Context(runs, now, finished or {}, uncounted or set(), rerun_held, facts or Facts(), labels)
     out: dict[str, PlanItem] = {}
     for d in defs:
-        rs = runs.get(d.name, Runs())
-        latest = rs.latest()
-        last = latest[1] if latest else None
-        attempts = sum(1 for i, r in rs.items() if r.reason in COUNTED and str(i) not in skip_ids)
+        seen = _seen(runs.get(d.name, Runs()), ctx.skip_ids)
         item = PlanItem(
-            d.name,
-            "run",
-            "not run on this node yet",
-            d.run,
-            list(d.needs),
-            attempts,
-            d.retry.max,
-            (job_ids or {}).get(d.name),
+            d.name, "run", "not run on this node yet", d.run, list(d.needs), seen.attempts,
+            d.retry.max, (job_ids or {}).get(d.name),
         )
         out[d.name] = item
-        if last is not None and last.succeeded:
-            item.action, item.reason = "done", "succeeded on this node"
-            continue
-        if last is not None and last.is_started:
-            item.action, item.reason = "running", "a run of this node is in progress"
-            continue
-        away = elsewhere(d, out, labels)
-        if away:
-            item.action, item.reason = "elsewhere", away
-            continue
-        if (
-            last is not None
-            and latest is not None
-            and last.reason in COUNTED
-            and last.reason.value not in d.retry.on
-            and str(latest[0]) not in skip_ids
-        ):
-            item.action = "exhausted"
-            item.reason = f"the last run ended {last.reason.value}, which retry.on does not retry"
-            continue
-        if attempts >= d.retry.max:
-            item.action = "exhausted"
-            item.reason = f"{attempts} of {d.retry.max} attempts failed (retry.max)"
-            continue
-        interrupted = last is not None and (
-            last.reason is Reason.CANCELLED
-            # an `error` is only an interruption when crash recovery wrote it (the command may
-            # have half-run); a command that could not start never ran, so it is just retried
-            or (last.reason is Reason.ERROR and latest is not None and str(latest[0]) in skip_ids)
-        )
-        if interrupted and last is not None and last.reason and not d.idempotent and not rerun_held:
-            item.action = "held"
-            item.reason = f"the last run ended {last.reason.value} and the job is not idempotent"
-            continue
-        bad = [n for n in d.needs if not need_satisfiable(d.need_state(n), out[n].action)]
-        if bad:
-            item.action = "skipped" if _skipped_since_needs(d, runs, latest) else "skip"
-            n = bad[0]
-            state = d.need_state(n)
-            ends = "did not succeed" if state == "succeeded" else f"cannot end {state}"
-            item.reason = f"need {n!r} {ends} on this node ({out[n].action}: {out[n].reason})"
-            continue
-        if last is not None and last.reason is not None and last.reason not in COUNTED:
-            item.reason = f"run again: the last run here ended {last.reason.value} (not an attempt)"
-        elif last is not None and latest is not None and str(latest[0]) in skip_ids:
-            item.reason = "run again: the last run here was interrupted (not an attempt)"
-        waiting = [n for n in d.needs if not need_met(d.need_state(n), out[n].action)]
-        if waiting:
-            item.action = "blocked"
-            item.reason = f"waiting for need {waiting[0]!r} ({out[waiting[0]].action})"
-            continue
-        if d.when is not None and not condition_holds(d, out, facts or Facts()):
-            item.action = "skipped" if _skipped_since_needs(d, runs, latest) else "skip"
-            item.reason = f"its condition is false (if = {d.condition})"
-            continue
-        if (
-            latest is not None
-            and last is not None
-            and last.reason in COUNTED
-            and str(latest[0]) not in skip_ids
-        ):
-            ended = (finished or {}).get(d.name)
-            if ended is None:
-                ended = (last.finished_at or last.started_at).timestamp()
-            due = ended + pattern_delay(d.retry.pattern, attempts)
-            item.reason = f"retry {attempts + 1} of {d.retry.max} ({d.retry.pattern} pattern)"
-            if due > now:
-                item.action, item.not_before = "wait", due
-                item.reason += f", due in {format_duration(due - now)}"
+        verdict = next((v for rule in _RULES if (v := rule(d, seen, ctx, out)) is not None), None)
+        if verdict is not None:
+            item.action, item.reason = verdict
+        else:
+            _to_run(item, d, seen, ctx)
     return out
-
 
 def release(
     jobs: Jobs, defs: Definitions, labels: frozenset[str] | None = None
@@ -696,20 +765,9 @@ class Workshop:
             return Reason.ERROR, f"cannot start: {e.strerror or e}"
         entry.pid = proc.pid
         self.journal.add(entry)
-        deadline = None if d.timeout is None else time.monotonic() + d.timeout
-        while True:
-            try:
-                code = proc.wait(timeout=0.05)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            if self.cancel.is_set():
-                self._kill(proc)
-                return Reason.CANCELLED, "interrupted (SIGTERM or Ctrl-C)"
-            if deadline is not None and time.monotonic() >= deadline:
-                self._kill(proc)
-                assert d.timeout is not None
-                return Reason.TIMED_OUT, f"timed out after {format_duration(d.timeout)}"
+        code = self._wait(proc, d.timeout)
+        if isinstance(code, tuple):
+            return code
         log.exit_status = code if code >= 0 else 128 - code  # recorded in the finish
         # The run ends with its command: background processes it left behind are stopped
         # (as CI services do), so nothing writes to the log after its closing line.
@@ -724,6 +782,21 @@ class Workshop:
             return Reason.FAILED, f"killed by signal {-code}"
         return Reason.FAILED, f"exit status {code}"
 
+    def _wait(self, proc: subprocess.Popen[bytes], timeout: float | None) -> int | tuple[Reason, str]:
+        """The command's exit code; or, when it was stopped (cancelled, timed out), why."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                return proc.wait(timeout=0.05)
+            except subprocess.TimeoutExpired:
+                pass
+            if self.cancel.is_set():
+                self._kill(proc)
+                return Reason.CANCELLED, "interrupted (SIGTERM or Ctrl-C)"
+            if timeout is not None and deadline is not None and time.monotonic() >= deadline:
+                self._kill(proc)
+                return Reason.TIMED_OUT, f"timed out after {format_duration(timeout)}"
+
     def _kill_group(self, pgid: int) -> None:
         """SIGTERM what is left of a finished job's process group, SIGKILL after the grace."""
         try:
@@ -732,9 +805,7 @@ class Workshop:
             return  # nothing left
         deadline = time.monotonic() + self.kill_grace
         while time.monotonic() < deadline:
-            try:
-                os.killpg(pgid, 0)
-            except (ProcessLookupError, PermissionError):
+            if not _group_alive(pgid):
                 return
             time.sleep(0.02)
         with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -10,7 +10,6 @@ run object. The HTML views only render these dicts, so a field the CLI gains (a 
 
 from __future__ import annotations
 
-import uuid
 from collections import defaultdict
 from typing import Any
 
@@ -20,7 +19,7 @@ from ..errors import DefinitionError, JobsError
 from ..gate import gate_status
 from ..history import branch_json, subject_of
 from ..jobtype import TYPENAME
-from ..model import FAILING
+from ..model import FAILING, run_prefix
 from ..store import Jobs
 from ..summary import job_json, run_json
 from .logs import read_log
@@ -73,11 +72,11 @@ def commit_data(store: Jobs, rev: str) -> dict[str, Any]:
 def run_data(store: Jobs, job_id: str, run_id: str) -> dict[str, Any]:
     """The run view: the job's ``show --json`` (runs elided), the run object and its log."""
     job = store.get(job_id)
-    found = job.find_run(run_id) if job is not None else None
-    if job is None or found is None:
+    whole = run_prefix(run_id)
+    found = job.runs_by_prefix(whole) if job is not None and whole and len(whole) == 32 else []
+    if job is None or len(found) != 1:
         raise NotFound(f"no run {run_id} of job {job_id[:12]}")
-    nid, run = found
-    rid = uuid.UUID(run_id)
+    nid, rid, run = found[0]
     shape = job_json(job)
     attempts = [r for r in shape["runs"] if r["node"] == nid]
     shape["runs"] = len(shape["runs"])

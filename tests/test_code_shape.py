@@ -1,0 +1,41 @@
+"""The library stays readable: no function in `cob` or `jobs` is longer than 60 lines.
+
+Read from the installed package's sources (what users get), with the standard `ast` module.
+Long functions are where a reader gets lost and where two jobs hide in one; split them.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import cob
+import jobs
+
+MAX_LINES = 60
+PENDING: set[tuple[str, str]] = set()  # none: every function fits
+
+
+def _long_functions(package_dir: Path) -> list[tuple[str, str, int]]:
+    out = []
+    for path in sorted(package_dir.rglob("*.py")):
+        rel = f"{package_dir.name}/{path.relative_to(package_dir).as_posix()}"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                if lines > MAX_LINES and (rel, node.name) not in PENDING:
+                    out.append((rel, node.name, lines))
+    return out
+
+
+def test_no_function_in_the_library_is_longer_than_60_lines() -> None:
+    for package in (cob, jobs):
+        assert _long_functions(Path(package.__file__).parent) == []
+
+
+def test_the_check_finds_a_long_function(tmp_path: Path) -> None:
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_LINES))
+    (pkg / "m.py").write_text(f"def long():\n{body}\n\n\ndef short():\n    return 1\n")
+    assert _long_functions(pkg) == [("pkg/m.py", "long", MAX_LINES + 1)]
