@@ -5,19 +5,19 @@ An object is a DAG of signed change commits under
 folds them in a deterministic order (see ``docs/FORMAT.md``).
 """
 
-from .change import Change, InvalidChange
+from .change import Change, InvalidChangeError
 from .cobtype import CobType, EvalContext, Reject
 from .errors import (
     CobError,
-    Conflict,
-    InvalidNid,
-    InvalidOps,
+    ConflictError,
+    InvalidNidError,
+    InvalidOpsError,
     KeyFileError,
     NoKeyError,
     RepositoryError,
     SignatureError,
     TransportError,
-    UnknownObject,
+    UnknownObjectError,
 )
 from .evaluate import Evaluation, Rejection, RejectKind, Verdict
 from .identity import (
@@ -36,12 +36,12 @@ __all__ = [
     "Change",
     "CobError",
     "CobType",
-    "Conflict",
+    "ConflictError",
     "EvalContext",
     "Evaluation",
-    "InvalidChange",
-    "InvalidNid",
-    "InvalidOps",
+    "InvalidChangeError",
+    "InvalidNidError",
+    "InvalidOpsError",
     "KeyFileError",
     "NoKeyError",
     "Reject",
@@ -52,7 +52,7 @@ __all__ = [
     "Signer",
     "Store",
     "TransportError",
-    "UnknownObject",
+    "UnknownObjectError",
     "Verdict",
     "allowed_signers_line",
     "default_key_path",

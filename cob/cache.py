@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from .change import Codec, InvalidChange, read_change
+from .change import Codec, InvalidChangeError, read_change
 from .errors import RepositoryError
 from .evaluate import Evaluation, RejectKind, Verdict
 from .refs import RefReader
@@ -459,5 +459,5 @@ def _read_root(refs: RefReader, codec: Codec, object_id: str) -> tuple[bool, lis
     try:
         root = read_change(refs.repo, codec, object_id, is_root=True)
         return True, list(codec.cobtype.index_keys(root))
-    except (InvalidChange, IndexError):
+    except (InvalidChangeError, IndexError):
         return False, []

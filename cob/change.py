@@ -3,7 +3,7 @@
 This module writes changes and reads them back *verified*. Reading never trusts the commit:
 sizes are bounded, the SSHSIG must verify over the exact commit buffer and name the author's
 NID, the manifest must be this type's, and the ops must decode. Any failure is an
-:class:`InvalidChange` with a reason, which the evaluator turns into a reported rejection.
+:class:`InvalidChangeError` with a reason, which the evaluator turns into a reported rejection.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ MAX_TIMESTAMP = 253402300799
 # for more would fold a time other replicas never see.
 MAX_WRITE_TIMESTAMP = 2**32 - 1
 # What libgit2 and the decoders raise on malformed objects; read_change turns them into
-# InvalidChange so peer data is rejected, never crashes a load.
+# InvalidChangeError so peer data is rejected, never crashes a load.
 MALFORMED_ERRORS = (pygit2.GitError, KeyError, ValueError, TypeError, LookupError, OverflowError)
 GIT_FILEMODE_BLOB = pygit2.enums.FileMode.BLOB
 GIT_FILEMODE_TREE = pygit2.enums.FileMode.TREE
@@ -72,7 +72,7 @@ class RejectKind(StrEnum):
         return self in (RejectKind.MISSING, RejectKind.TOO_LARGE)
 
 
-class InvalidChange(Exception):
+class InvalidChangeError(Exception):
     """A commit that is not a valid change; ``str(e)`` is the reason reported to the user."""
 
     def __init__(self, reason: str, kind: RejectKind = RejectKind.INVALID) -> None:
@@ -120,17 +120,17 @@ class Codec:
         try:
             return canonical.dumps(list(ops))
         except (TypeError, msgspec.EncodeError) as e:
-            raise InvalidChange(f"ops do not encode: {e}") from None
+            raise InvalidChangeError(f"ops do not encode: {e}") from None
 
     def decode_ops(self, data: bytes) -> tuple[Any, ...]:
         if len(data) > MAX_OPS_BYTES:
-            raise InvalidChange(f"ops blob is {len(data)} bytes (limit {MAX_OPS_BYTES})")
+            raise InvalidChangeError(f"ops blob is {len(data)} bytes (limit {MAX_OPS_BYTES})")
         try:
             ops = self.ops_decoder.decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
-            raise InvalidChange(f"ops do not decode: {e}") from None
+            raise InvalidChangeError(f"ops do not decode: {e}") from None
         if not ops:
-            raise InvalidChange("a change carries no ops")
+            raise InvalidChangeError("a change carries no ops")
         return tuple(ops)
 
     def manifest_version(self, data: bytes) -> int:
@@ -140,11 +140,11 @@ class Codec:
         try:
             decoded = msgspec.json.decode(data[:MAX_MANIFEST_BYTES])
         except msgspec.DecodeError:
-            raise InvalidChange("manifest is not JSON") from None
+            raise InvalidChangeError("manifest is not JSON") from None
         if not isinstance(decoded, dict) or decoded.get("type") != self.cobtype.typename:
             kind = decoded.get("type") if isinstance(decoded, dict) else None
-            raise InvalidChange(f"manifest type is {kind!r}, expected {self.cobtype.typename!r}")
-        raise InvalidChange(f"unsupported manifest {decoded!r}")
+            raise InvalidChangeError(f"manifest type is {kind!r}, expected {self.cobtype.typename!r}")
+        raise InvalidChangeError(f"unsupported manifest {decoded!r}")
 
 
 def _tree(
@@ -157,7 +157,7 @@ def _tree(
         sub = repo.TreeBuilder()
         for name, content in sorted(embeds.items()):
             if not name or "/" in name or name in (".", "..") or "\0" in name:
-                raise InvalidChange(f"bad embed name {name!r}")
+                raise InvalidChangeError(f"bad embed name {name!r}")
             sub.insert(name, repo.create_blob(content), GIT_FILEMODE_BLOB)
         builder.insert(EMBEDS, sub.write(), GIT_FILEMODE_TREE)
     tree_oid: pygit2.Oid = builder.write()
@@ -204,22 +204,22 @@ def write_change(
 
 
 def read_change(repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: bool) -> Change:
-    """Read and verify one change. Raises :class:`InvalidChange` with the reason.
+    """Read and verify one change. Raises :class:`InvalidChangeError` with the reason.
 
     Anything libgit2 or the decoders raise on a malformed object (unparseable commit, missing
-    tree or blob, bad file mode, undecodable text) is an :class:`InvalidChange` too.
+    tree or blob, bad file mode, undecodable text) is an :class:`InvalidChangeError` too.
     """
     hit = codec.verified.get((oid, is_root))
     if hit is not None:
         return hit
     try:
         change = _read_change(repo, codec, oid, is_root=is_root)
-    except InvalidChange:
+    except InvalidChangeError:
         raise
     except MALFORMED_ERRORS as e:
         if _is_missing(e):  # a tree or blob not here (yet): curable by a later fetch
-            raise InvalidChange(MISSING_OBJECT, RejectKind.MISSING) from None
-        raise InvalidChange(f"malformed object: {type(e).__name__}: {e}"[:300]) from None
+            raise InvalidChangeError(MISSING_OBJECT, RejectKind.MISSING) from None
+        raise InvalidChangeError(f"malformed object: {type(e).__name__}: {e}"[:300]) from None
     if len(codec.verified) >= MAX_VERIFIED:
         codec.verified.clear()
     codec.verified[(oid, is_root)] = change
@@ -237,7 +237,7 @@ def _blob_size(repo: pygit2.Repository, blob: pygit2.Object) -> int:
     """A blob's size from its header: ``Blob.size`` would inflate the whole blob first."""
     kind, size = repo.odb.read_header(blob.id)
     if kind != pygit2.enums.ObjectType.BLOB:
-        raise InvalidChange("manifest and ops must be blobs")
+        raise InvalidChangeError("manifest and ops must be blobs")
     return int(size)
 
 
@@ -245,22 +245,22 @@ def _read_change(repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: bo
     try:
         obj = repo[oid]
     except (KeyError, ValueError):
-        raise InvalidChange(MISSING_OBJECT, RejectKind.MISSING) from None
+        raise InvalidChangeError(MISSING_OBJECT, RejectKind.MISSING) from None
     if not isinstance(obj, pygit2.Commit):
-        raise InvalidChange(f"not a commit but a {obj.type_str}")
+        raise InvalidChangeError(f"not a commit but a {obj.type_str}")
     commit = obj
     parents = tuple(str(p) for p in commit.parent_ids)
     if len(parents) > MAX_PARENTS:
-        raise InvalidChange(f"{len(parents)} parents (limit {MAX_PARENTS})")
+        raise InvalidChangeError(f"{len(parents)} parents (limit {MAX_PARENTS})")
     tree = _read_tree(repo, codec, commit.tree)
     if is_root and codec.cobtype.content_addressed_root:
         _check_content_addressed_root(repo, codec, commit, oid, tree)
         return Change(oid, (), None, ROOT_TIME, tree.ops, commit.message, tree.version)
     signer_nid = signed_by(commit)
     if is_root and parents:
-        raise InvalidChange("a root has no parents")
+        raise InvalidChangeError("a root has no parents")
     if not MIN_TIMESTAMP <= commit.commit_time <= MAX_TIMESTAMP:
-        raise InvalidChange(f"commit time {commit.commit_time} is out of range")
+        raise InvalidChangeError(f"commit time {commit.commit_time} is out of range")
     return Change(
         oid, parents, signer_nid, commit.commit_time, tree.ops, commit.message, tree.version, tree.embeds
     )
@@ -280,7 +280,7 @@ class _Tree:
 
 def _read_tree(repo: pygit2.Repository, codec: Codec, tree: pygit2.Tree) -> _Tree:
     """Exactly a manifest and an ops blob (mode 100644, within their limits), and optionally
-    an ``embeds`` tree of blobs; anything else is an :class:`InvalidChange`."""
+    an ``embeds`` tree of blobs; anything else is an :class:`InvalidChangeError`."""
     manifest_entry = ops_entry = embeds_entry = None
     for entry in tree:
         name = entry.name
@@ -291,22 +291,22 @@ def _read_tree(repo: pygit2.Repository, codec: Codec, tree: pygit2.Tree) -> _Tre
         elif name == EMBEDS:
             embeds_entry = entry
         else:
-            raise InvalidChange(f"unexpected tree entry {name!r}")
+            raise InvalidChangeError(f"unexpected tree entry {name!r}")
     if manifest_entry is None or ops_entry is None:
-        raise InvalidChange("tree lacks a manifest or ops blob")
+        raise InvalidChangeError("tree lacks a manifest or ops blob")
     if not isinstance(manifest_entry, pygit2.Blob) or not isinstance(ops_entry, pygit2.Blob):
-        raise InvalidChange("manifest and ops must be blobs")
+        raise InvalidChangeError("manifest and ops must be blobs")
     if manifest_entry.filemode != GIT_FILEMODE_BLOB or ops_entry.filemode != GIT_FILEMODE_BLOB:
         # One mode only: otherwise one set of ops has several trees, and a content-addressed
         # root several ids.
-        raise InvalidChange("manifest and ops must have file mode 100644")
+        raise InvalidChangeError("manifest and ops must have file mode 100644")
     if _blob_size(repo, manifest_entry) > MAX_MANIFEST_BYTES:
-        raise InvalidChange("manifest too large")
+        raise InvalidChangeError("manifest too large")
     manifest = manifest_entry.data
     version = codec.manifest_version(manifest)
     ops_size = _blob_size(repo, ops_entry)
     if ops_size > MAX_OPS_BYTES:
-        raise InvalidChange(f"ops blob is {ops_size} bytes (limit {MAX_OPS_BYTES})")
+        raise InvalidChangeError(f"ops blob is {ops_size} bytes (limit {MAX_OPS_BYTES})")
     ops_data = ops_entry.data
     ops = codec.decode_ops(ops_data)
     embeds = _read_embeds(embeds_entry) if embeds_entry is not None else {}
@@ -315,11 +315,11 @@ def _read_tree(repo: pygit2.Repository, codec: Codec, tree: pygit2.Tree) -> _Tre
 
 def _read_embeds(entry: pygit2.Object) -> dict[str, str]:
     if not isinstance(entry, pygit2.Tree) or len(entry) > MAX_EMBEDS:
-        raise InvalidChange("embeds must be a tree of at most 64 blobs")
+        raise InvalidChangeError("embeds must be a tree of at most 64 blobs")
     embeds: dict[str, str] = {}
     for e in entry:
         if not isinstance(e, pygit2.Blob) or e.filemode != GIT_FILEMODE_BLOB:
-            raise InvalidChange("embeds must hold blobs (mode 100644) only")
+            raise InvalidChangeError("embeds must hold blobs (mode 100644) only")
         embeds[e.name or ""] = str(e.id)
     return embeds
 
@@ -329,27 +329,27 @@ def _check_content_addressed_root(
 ) -> None:
     """An unsigned root is valid only if re-deriving it from its decoded ops gives its oid."""
     if commit.gpg_signature[0] is not None:
-        raise InvalidChange("a content-addressed root must not be signed")
+        raise InvalidChangeError("a content-addressed root must not be signed")
     if commit.parent_ids:
-        raise InvalidChange("a root has no parents")
+        raise InvalidChangeError("a root has no parents")
     if tree.has_embeds or tree.manifest != codec.manifest or codec.encode_ops(tree.ops) != tree.ops_data:
-        raise InvalidChange("root does not re-derive from its ops")
+        raise InvalidChangeError("root does not re-derive from its ops")
     expected = root_commit_buffer(repo, codec, tree.ops, commit.tree_id)
     if commit_oid(expected.encode()) != oid:
-        raise InvalidChange("root does not re-derive from its ops")
+        raise InvalidChangeError("root does not re-derive from its ops")
 
 
 def signed_by(commit: pygit2.Commit) -> str:
     """The NID whose key signed ``commit`` (SSHSIG) and which is both its author and committer;
-    :class:`InvalidChange` saying what is wrong otherwise. The one signer check: loading a
+    :class:`InvalidChangeError` saying what is wrong otherwise. The one signer check: loading a
     change and taking a peer's tip at fetch both ask it."""
     signature, payload = commit.gpg_signature
     if signature is None:
-        raise InvalidChange("change is not signed")
+        raise InvalidChangeError("change is not signed")
     try:
         public_key = sshsig.verify(signature, payload)
     except SignatureError as e:
-        raise InvalidChange(f"bad signature: {e}") from None
+        raise InvalidChangeError(f"bad signature: {e}") from None
     signer_nid = _NIDS.get(public_key)
     if signer_nid is None:  # base58 is slow in Python, and a history has few distinct signers
         if len(_NIDS) >= 4096:
@@ -357,7 +357,7 @@ def signed_by(commit: pygit2.Commit) -> str:
         signer_nid = _NIDS[public_key] = nid_from_public_key(public_key)
     author_name = commit.author.name
     if author_name != signer_nid or commit.committer.name != signer_nid:
-        raise InvalidChange(
+        raise InvalidChangeError(
             f"signed by {signer_nid} but authored as {author_name!r}"
             f" and committed as {commit.committer.name!r}"
         )

@@ -20,7 +20,7 @@ class NoKeyError(KeyFileError):
     """No key resolved through the documented order, or a write was attempted without one."""
 
 
-class InvalidNid(CobError):
+class InvalidNidError(CobError):
     """A string is not a node id (`z6Mk…` or `did:key:z6Mk…` for an Ed25519 key)."""
 
 
@@ -28,15 +28,15 @@ class SignatureError(CobError):
     """An SSH signature is malformed or does not verify."""
 
 
-class UnknownObject(CobError):
+class UnknownObjectError(CobError):
     """No ref of this type names this object id."""
 
 
-class InvalidOps(CobError):
+class InvalidOpsError(CobError):
     """Operations given by a caller do not fit the type's structs or rules; nothing was written."""
 
 
-class Conflict(CobError):
+class ConflictError(CobError):
     """A compare-and-swap ref update kept losing races; nothing was written."""
 
 

@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 
 import pygit2
 
-from .change import MAX_PARENTS, Change, Codec, InvalidChange, RejectKind, read_change
+from .change import MAX_PARENTS, Change, Codec, InvalidChangeError, RejectKind, read_change
 
 __all__ = ["MAX_CHANGES", "Evaluation", "RejectKind", "Rejection", "Verdict", "evaluate"]
 from .cobtype import Reject
@@ -307,7 +307,7 @@ class _Walk:
         try:
             got = read_change(repo, codec, oid, is_root=is_root)
             self.read[oid], self.parents[oid], self.keys[oid] = got, got.parents, got.key
-        except InvalidChange as e:
+        except InvalidChangeError as e:
             self.read[oid], self.why[oid] = None, Verdict(e.kind, str(e))
             ts, ps = _parents_of_unreadable(repo, oid)
             self.parents[oid], self.keys[oid] = ps, (ts, oid)

@@ -2,7 +2,7 @@
 
 A NID is ``z`` + base58btc(0xED 0x01 ‖ 32-byte key). It doubles as the Git author name of every
 change and as the namespace a node writes under, so it must round-trip exactly; parsing is strict
-(wrong prefix, multicodec or length is an :class:`~cob.errors.InvalidNid`).
+(wrong prefix, multicodec or length is an :class:`~cob.errors.InvalidNidError`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import struct
 
-from .errors import InvalidNid
+from .errors import InvalidNidError
 
 _ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _INDEX = {c: i for i, c in enumerate(_ALPHABET)}
@@ -36,7 +36,7 @@ def b58decode(text: str) -> bytes:
     for c in text:
         i = _INDEX.get(c)
         if i is None:
-            raise InvalidNid(f"invalid base58 character {c!r}")
+            raise InvalidNidError(f"invalid base58 character {c!r}")
         n = n * 58 + i
     pad = len(text) - len(text.lstrip("1"))
     body = n.to_bytes((n.bit_length() + 7) // 8, "big") if n else b""
@@ -46,20 +46,20 @@ def b58decode(text: str) -> bytes:
 def nid_from_public_key(public_key: bytes) -> str:
     """The NID (``z6Mk…``) of a raw 32-byte Ed25519 public key."""
     if len(public_key) != 32:
-        raise InvalidNid(f"an Ed25519 public key has 32 bytes, not {len(public_key)}")
+        raise InvalidNidError(f"an Ed25519 public key has 32 bytes, not {len(public_key)}")
     return "z" + b58encode(_ED25519_MULTICODEC + public_key)
 
 
 def public_key_from_nid(nid: str) -> bytes:
     """The raw 32-byte public key of a NID; accepts ``did:key:`` in front."""
     if not isinstance(nid, str):
-        raise InvalidNid(f"a node id is a string, not {type(nid).__name__}")
+        raise InvalidNidError(f"a node id is a string, not {type(nid).__name__}")
     text = nid[len(_DID_PREFIX):] if nid.startswith(_DID_PREFIX) else nid
     if not text.startswith("z") or len(text) > _MAX_NID_LEN:
-        raise InvalidNid(f"not a node id: {nid!r} (expected z6Mk… or did:key:z6Mk…)")
+        raise InvalidNidError(f"not a node id: {nid!r} (expected z6Mk… or did:key:z6Mk…)")
     raw = b58decode(text[1:])
     if len(raw) != 34 or not raw.startswith(_ED25519_MULTICODEC):
-        raise InvalidNid(f"not an Ed25519 node id: {nid!r}")
+        raise InvalidNidError(f"not an Ed25519 node id: {nid!r}")
     return raw[2:]
 
 
@@ -71,7 +71,7 @@ def normalize_nid(nid: str) -> str:
 def is_nid(text: str) -> bool:
     try:
         return normalize_nid(text) == text
-    except InvalidNid:
+    except InvalidNidError:
         return False
 
 

@@ -28,13 +28,13 @@ from .change import (
     MIN_TIMESTAMP,
     Change,
     Codec,
-    InvalidChange,
+    InvalidChangeError,
     read_change,
     write_change,
     write_root,
 )
 from .cobtype import CobType, Reject
-from .errors import Conflict, InvalidOps, NoKeyError, RepositoryError, UnknownObject
+from .errors import ConflictError, InvalidOpsError, NoKeyError, RepositoryError, UnknownObjectError
 from .evaluate import Evaluation, Rejection, evaluate
 from .refs import RefReader, common_dir, compare_and_swap, is_oid, object_ref
 from .signer import Signer
@@ -93,7 +93,7 @@ class Store:
     def tips(self, cobtype: CobType[Any], object_id: str) -> dict[str, str]:
         """{nid: change oid} of every namespace's ref for one object."""
         if not is_oid(object_id):  # also keeps "../" out of the ref paths read from disk
-            raise UnknownObject(f"not an object id: {object_id!r}")
+            raise UnknownObjectError(f"not an object id: {object_id!r}")
         return self.refs.tips(cobtype.typename, object_id)
 
     def list(self, cobtype: CobType[Any]) -> builtins.list[str]:
@@ -115,7 +115,7 @@ class Store:
         for object_id in self.list(cobtype):
             try:
                 root = read_change(self.repo, codec, object_id, is_root=True)
-            except InvalidChange:
+            except InvalidChangeError:
                 continue
             if set(pairs) <= set(cobtype.index_keys(root)):
                 out.append(object_id)
@@ -145,7 +145,7 @@ class Store:
         ``.changes`` holds only those. ``full=True`` ignores both and lists every change.
         """
         if not is_oid(object_id):
-            raise UnknownObject(f"not an object id: {object_id!r}")
+            raise UnknownObjectError(f"not an object id: {object_id!r}")
         tips = self.tips(cobtype, object_id)
         if not tips:
             return None
@@ -192,7 +192,7 @@ class Store:
         ids = builtins.list(object_ids)
         for object_id in ids:
             if not is_oid(object_id):
-                raise UnknownObject(f"not an object id: {object_id!r}")
+                raise UnknownObjectError(f"not an object id: {object_id!r}")
         tips_of = self._tips_for(cobtype, ids)
         for object_id in ids:
             tips = tips_of(object_id)
@@ -215,10 +215,10 @@ class Store:
         return self.cache.count(self.codec(cobtype)) if self.cache is not None else 0
 
     def get(self, cobtype: CobType[S], object_id: str) -> Evaluation[S]:
-        """Like :meth:`load`, but an unknown object is an :class:`UnknownObject` error."""
+        """Like :meth:`load`, but an unknown object is an :class:`UnknownObjectError` error."""
         ev = self.load(cobtype, object_id)
         if ev is None:
-            raise UnknownObject(f"no {cobtype.typename} object {object_id}")
+            raise UnknownObjectError(f"no {cobtype.typename} object {object_id}")
         return ev
 
     def all_tips(self, cobtype: CobType[Any]) -> dict[str, dict[str, str]]:
@@ -298,14 +298,14 @@ class Store:
         tips = self.tips(cobtype, object_id)
         seen = tips or ({signer.nid: root} if root == object_id else {})
         if not seen:
-            raise UnknownObject(f"no {cobtype.typename} object {object_id}")
+            raise UnknownObjectError(f"no {cobtype.typename} object {object_id}")
         if ev is None or ev.tips != seen or ev.state is None:
             if tips:
                 ev = self._fold(cobtype, object_id, seen, ev)
             else:
                 ev = evaluate(self.repo, self.codec(cobtype), object_id, seen)
         if ev.state is None:
-            raise UnknownObject(f"{cobtype.typename} object {object_id} has no valid root")
+            raise UnknownObjectError(f"{cobtype.typename} object {object_id} has no valid root")
         return tips, ev
 
     def _check_change(
@@ -321,20 +321,20 @@ class Store:
         signer = self._require_signer()
         if old is not None and old not in ev.accepted:
             reason = ev.rejected.get(old, "not in the accepted history")
-            raise Conflict(
+            raise ConflictError(
                 f"this node's ref {name} points at change {old[:12]}, which is rejected "
                 f"({reason}); refusing to move it sideways — repair or remove that ref"
             )
         parents = tuple(_choose_parents(ev, old))
         when = int(time.time()) if timestamp is None else timestamp
         if not MIN_TIMESTAMP <= when <= MAX_WRITE_TIMESTAMP:
-            raise InvalidOps(f"timestamp {when} is outside 0..{MAX_WRITE_TIMESTAMP}")
+            raise InvalidOpsError(f"timestamp {when} is outside 0..{MAX_WRITE_TIMESTAMP}")
         pending = Change("", parents, signer.nid, when, ops, "", cobtype.version)
         assert ev.state is not None
         try:
             cobtype.validate(ev.state, pending, _NewChangeContext(ev))
         except Reject as e:
-            raise InvalidOps(str(e)) from None
+            raise InvalidOpsError(str(e)) from None
         return pending
 
     def _write(self, cobtype: CobType[S], pending: Change, embeds: Mapping[str, bytes] | None) -> Change:
@@ -349,12 +349,12 @@ class Store:
     def _check_ops(self, cobtype: CobType[Any], ops: Sequence[Any]) -> tuple[Any, ...]:
         """The ops as a reader will decode them (structs, even if given as dicts)."""
         if not ops:
-            raise InvalidOps("a change needs at least one op")
+            raise InvalidOpsError("a change needs at least one op")
         codec = self.codec(cobtype)
         try:
             return codec.decode_ops(codec.encode_ops(ops))
-        except InvalidChange as e:
-            raise InvalidOps(f"ops do not fit {cobtype.typename}: {e}") from None
+        except InvalidChangeError as e:
+            raise InvalidOpsError(f"ops do not fit {cobtype.typename}: {e}") from None
 
     @staticmethod
     def _check_embeds(embeds: Mapping[str, bytes] | None) -> None:
@@ -363,12 +363,12 @@ class Store:
         if not embeds:
             return
         if len(embeds) > MAX_EMBEDS:
-            raise InvalidOps(f"{len(embeds)} embeds (limit {MAX_EMBEDS})")
+            raise InvalidOpsError(f"{len(embeds)} embeds (limit {MAX_EMBEDS})")
         for name, content in embeds.items():
             if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\0" in name:
-                raise InvalidOps(f"bad embed name {name!r}")
+                raise InvalidOpsError(f"bad embed name {name!r}")
             if not isinstance(content, bytes):
-                raise InvalidOps(f"embed {name!r} is not bytes")
+                raise InvalidOpsError(f"embed {name!r} is not bytes")
 
     def create(
         self,
@@ -392,19 +392,19 @@ class Store:
         self._check_embeds(embeds)
         codec = self.codec(cobtype)
         if cobtype.content_addressed_root and embeds:
-            raise InvalidOps("a content-addressed root carries no embeds")
+            raise InvalidOpsError("a content-addressed root carries no embeds")
         try:  # ask the type before writing anything, so a refused root leaves no objects
             author = None if cobtype.content_addressed_root else signer.nid
             cobtype.initial(Change("", (), author, int(time.time()), ops, "", cobtype.version))
         except Reject as e:
-            raise InvalidOps(f"root rejected: {e}") from None
+            raise InvalidOpsError(f"root rejected: {e}") from None
         if cobtype.content_addressed_root:
             root = write_root(self.repo, codec, ops)
         else:
             root = write_change(self.repo, codec, signer, signer.nid, ops, [], embeds=embeds)
         ev = evaluate(self.repo, codec, root, {signer.nid: root})
         if ev.state is None:
-            raise InvalidOps(f"root rejected: {ev.rejected.get(root, 'invalid')}")
+            raise InvalidOpsError(f"root rejected: {ev.rejected.get(root, 'invalid')}")
         if then is not None:
             return self.update(cobtype, root, then, precondition=precondition, _root=root)[1]
         name = object_ref(signer.nid, cobtype.typename, root)
@@ -427,7 +427,7 @@ class Store:
         """Append a change carrying ``ops`` to an object, as this store's signer.
 
         Parents are every head of the accepted history. The change is checked against the
-        current state first: if the type would reject it, :class:`InvalidOps` is raised and
+        current state first: if the type would reject it, :class:`InvalidOpsError` is raised and
         nothing is written. ``precondition(state)`` runs on that same, freshly read state on
         every attempt (also after a lost race), and may raise to abort with nothing written —
         how a caller says "only if this run is not finished yet" without a separate reload.
@@ -452,7 +452,7 @@ class Store:
                     self.codec(cobtype).verified[(change.oid, False)] = change
                 return change, ev
             time.sleep(random.uniform(0, min(0.05, 0.001 * (attempt + 1))))
-        raise Conflict(f"gave up updating {name} after {MAX_ATTEMPTS} lost races")
+        raise ConflictError(f"gave up updating {name} after {MAX_ATTEMPTS} lost races")
 
 
 @dataclass(slots=True)

@@ -43,7 +43,7 @@ from enum import StrEnum
 
 import pygit2
 
-from .change import MALFORMED_ERRORS, InvalidChange, signed_by
+from .change import MALFORMED_ERRORS, InvalidChangeError, signed_by
 from .errors import TransportError
 from .family import RefFamily, family_of, family_refs
 from .gitrun import DEFAULT_IDLE, DEFAULT_TIMEOUT, deadline, describe, first_error, git_env, run_git
@@ -237,7 +237,7 @@ def tip_problem(
 def _check_commit(obj: pygit2.Commit, nid: str) -> str | None:
     try:
         signer = signed_by(obj)
-    except InvalidChange as e:
+    except InvalidChangeError as e:
         return f"the tip is not a valid signed change: {e}"
     if signer != nid:
         return f"the tip is signed by {signer}, not by the namespace's node"

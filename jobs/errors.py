@@ -21,7 +21,7 @@ class MissingCommitError(JobsError):
     """A job was requested for a commit that is not in the local repository."""
 
 
-class UnknownJobError(JobsError, cob.UnknownObject):
+class UnknownJobError(JobsError, cob.UnknownObjectError):
     """No job with this id (or prefix, or REV:NAME)."""
 
 
@@ -29,7 +29,7 @@ class AmbiguousJobError(JobsError):
     """A job id prefix matches more than one job."""
 
 
-class InvalidInputError(JobsError, cob.InvalidOps):
+class InvalidInputError(JobsError, cob.InvalidOpsError):
     """A bad URL, reason, run id, name or commit from the caller; nothing was written."""
 
 

@@ -279,7 +279,7 @@ class JobMut(Job):
             _, ev = self._jobs.store.update(
                 JOB_TYPE, self.id, ops, base=self._ev, precondition=precondition
             )
-        except cob.InvalidOps as e:
+        except cob.InvalidOpsError as e:
             self._refresh_after_refusal()
             raise InvalidInputError(str(e)) from None
         except JobsError:

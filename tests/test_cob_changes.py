@@ -356,7 +356,7 @@ def test_invalid_root_rejects_everything_without_raising(repo: pygit2.Repository
     assert ev is not None and ev.state is None and not ev.valid
     assert ev.rejected[root] == "change is not signed"
     assert ev.rejected[child] == f"descends from rejected change {root[:12]}"
-    with pytest.raises(cob.UnknownObject):
+    with pytest.raises(cob.UnknownObjectError):
         cob.Store(repo, mallory).update(LOG, root, [Append("x")])
 
 

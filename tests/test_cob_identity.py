@@ -94,18 +94,18 @@ def test_nid_matches_ssh_keygen_public_key(tmp_path: Path) -> None:
     ],
 )
 def test_bad_nids(bad: str) -> None:
-    with pytest.raises(cob.InvalidNid):
+    with pytest.raises(cob.InvalidNidError):
         cob.public_key_from_nid(bad)
-    with pytest.raises(cob.InvalidNid):
+    with pytest.raises(cob.InvalidNidError):
         cob.normalize_nid(bad)
-    with pytest.raises(cob.InvalidNid):
+    with pytest.raises(cob.InvalidNidError):
         cob.allowed_signers_line(bad)
     assert not cob.is_nid(bad)
 
 
 @pytest.mark.parametrize("bad", [None, b"z6Mk", 42])
 def test_non_string_nid(bad: object) -> None:
-    with pytest.raises(cob.InvalidNid):
+    with pytest.raises(cob.InvalidNidError):
         cob.public_key_from_nid(bad)  # type: ignore[arg-type]
 
 

@@ -111,7 +111,7 @@ def test_root_that_does_not_rederive_is_rejected(
         assert ev is not None and ev.state is None
         assert reason in ev.rejected[bad]
         assert ev.rejected[child] == f"descends from rejected change {bad[:12]}"
-    with pytest.raises(cob.UnknownObject):
+    with pytest.raises(cob.UnknownObjectError):
         cob.Store(repo, signer).update(TAGS, bad, [Tag("more")])
 
 
@@ -233,45 +233,45 @@ UNKNOWN = "0" * 40
 @pytest.mark.parametrize(
     "call, error, message",
     [
-        (lambda s, log, tags: s.update(LOG, UNKNOWN, [Append("x")]), cob.UnknownObject, UNKNOWN),
-        (lambda s, log, tags: s.get(LOG, UNKNOWN), cob.UnknownObject, UNKNOWN),
-        (lambda s, log, tags: s.update(LOG, "not-an-id", [Append("x")]), cob.UnknownObject,
+        (lambda s, log, tags: s.update(LOG, UNKNOWN, [Append("x")]), cob.UnknownObjectError, UNKNOWN),
+        (lambda s, log, tags: s.get(LOG, UNKNOWN), cob.UnknownObjectError, UNKNOWN),
+        (lambda s, log, tags: s.update(LOG, "not-an-id", [Append("x")]), cob.UnknownObjectError,
          "not an object id"),
-        (lambda s, log, tags: s.load(LOG, "../../../heads/main"), cob.UnknownObject,
+        (lambda s, log, tags: s.load(LOG, "../../../heads/main"), cob.UnknownObjectError,
          "not an object id"),
-        (lambda s, log, tags: s.update(LOG, log.upper(), [Append("x")]), cob.UnknownObject, ""),
+        (lambda s, log, tags: s.update(LOG, log.upper(), [Append("x")]), cob.UnknownObjectError, ""),
         # the wrong type: a LOG object named as TAGS and vice versa
-        (lambda s, log, tags: s.update(TAGS, log, [Tag("x")]), cob.UnknownObject, TAGS_TYPENAME),
-        (lambda s, log, tags: s.get(TAGS, log), cob.UnknownObject, TAGS_TYPENAME),
-        (lambda s, log, tags: s.update(LOG, tags, [Append("x")]), cob.UnknownObject, LOG_TYPENAME),
+        (lambda s, log, tags: s.update(TAGS, log, [Tag("x")]), cob.UnknownObjectError, TAGS_TYPENAME),
+        (lambda s, log, tags: s.get(TAGS, log), cob.UnknownObjectError, TAGS_TYPENAME),
+        (lambda s, log, tags: s.update(LOG, tags, [Append("x")]), cob.UnknownObjectError, LOG_TYPENAME),
         # ops that do not fit the type's structs
-        (lambda s, log, tags: s.update(LOG, log, [Tag("x")]), cob.InvalidOps, LOG_TYPENAME),
-        (lambda s, log, tags: s.update(LOG, log, [Append(5)]), cob.InvalidOps,  # type: ignore[arg-type]
+        (lambda s, log, tags: s.update(LOG, log, [Tag("x")]), cob.InvalidOpsError, LOG_TYPENAME),
+        (lambda s, log, tags: s.update(LOG, log, [Append(5)]), cob.InvalidOpsError,  # type: ignore[arg-type]
          "Expected `str`"),
-        (lambda s, log, tags: s.update(LOG, log, [{"type": "append"}]), cob.InvalidOps,
+        (lambda s, log, tags: s.update(LOG, log, [{"type": "append"}]), cob.InvalidOpsError,
          "missing required field"),
         (lambda s, log, tags: s.update(LOG, log, [{"type": "append", "text": "x", "extra": 1}]),
-         cob.InvalidOps, "extra"),
-        (lambda s, log, tags: s.update(LOG, log, [object()]), cob.InvalidOps, "encode"),
-        (lambda s, log, tags: s.update(LOG, log, []), cob.InvalidOps, "at least one op"),
-        (lambda s, log, tags: s.create(LOG, []), cob.InvalidOps, "at least one op"),
-        (lambda s, log, tags: s.create(LOG, ["text"]), cob.InvalidOps, LOG_TYPENAME),
+         cob.InvalidOpsError, "extra"),
+        (lambda s, log, tags: s.update(LOG, log, [object()]), cob.InvalidOpsError, "encode"),
+        (lambda s, log, tags: s.update(LOG, log, []), cob.InvalidOpsError, "at least one op"),
+        (lambda s, log, tags: s.create(LOG, []), cob.InvalidOpsError, "at least one op"),
+        (lambda s, log, tags: s.create(LOG, ["text"]), cob.InvalidOpsError, LOG_TYPENAME),
         # ops the type refuses
-        (lambda s, log, tags: s.update(LOG, log, [Append("REJECT")]), cob.InvalidOps, "REJECT"),
-        (lambda s, log, tags: s.create(LOG, [Append("REJECT")]), cob.InvalidOps, "REJECT"),
-        (lambda s, log, tags: s.create(TAGS, [Tag("x")]), cob.InvalidOps, "create op"),
-        (lambda s, log, tags: s.update(TAGS, tags, [Create("again")]), cob.InvalidOps, "root"),
-        (lambda s, log, tags: s.create(TAGS, [Create("x")], embeds={"a": b"b"}), cob.InvalidOps,
+        (lambda s, log, tags: s.update(LOG, log, [Append("REJECT")]), cob.InvalidOpsError, "REJECT"),
+        (lambda s, log, tags: s.create(LOG, [Append("REJECT")]), cob.InvalidOpsError, "REJECT"),
+        (lambda s, log, tags: s.create(TAGS, [Tag("x")]), cob.InvalidOpsError, "create op"),
+        (lambda s, log, tags: s.update(TAGS, tags, [Create("again")]), cob.InvalidOpsError, "root"),
+        (lambda s, log, tags: s.create(TAGS, [Create("x")], embeds={"a": b"b"}), cob.InvalidOpsError,
          "embeds"),
-        (lambda s, log, tags: s.create(LOG, [Append("x")], embeds={"../a": b"b"}), cob.InvalidOps,
+        (lambda s, log, tags: s.create(LOG, [Append("x")], embeds={"../a": b"b"}), cob.InvalidOpsError,
          "bad embed name"),
-        (lambda s, log, tags: s.update(LOG, log, [Append("x")], embeds={"": b"b"}), cob.InvalidOps,
+        (lambda s, log, tags: s.update(LOG, log, [Append("x")], embeds={"": b"b"}), cob.InvalidOpsError,
          "bad embed name"),
         (lambda s, log, tags: s.update(LOG, log, [Append("x")], embeds={"a": "str"}),
-         cob.InvalidOps, "not bytes"),
+         cob.InvalidOpsError, "not bytes"),
         (lambda s, log, tags: s.update(LOG, log, [Append("x")],
                                        embeds={str(i): b"" for i in range(65)}),
-         cob.InvalidOps, "limit"),
+         cob.InvalidOpsError, "limit"),
     ],
 )
 def test_bad_input_is_a_typed_error_and_writes_nothing(

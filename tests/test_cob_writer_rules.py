@@ -69,7 +69,7 @@ def test_our_own_rejected_tip_is_never_moved_sideways(tmp_path: Path) -> None:
     bad = write_raw(repo, parents=[oid], author=me.nid, sign_with=me, ops=ops_bytes("REJECT me"))
     point(repo, me.nid, LOG.typename, oid, bad)
     before = _refs_and_objects(repo)
-    with pytest.raises(cob.Conflict, match="rejected"):
+    with pytest.raises(cob.ConflictError, match="rejected"):
         store.update(LOG, oid, [Append("next")])
     assert _refs_and_objects(repo) == before
 
@@ -80,7 +80,7 @@ def test_a_write_time_outside_what_git_stores_is_refused(tmp_path: Path, when: i
     store = Store(repo, cob.Signer.generate(), cache=False)
     oid = store.create(TAGS, [Create("x")]).object_id
     before = _refs_and_objects(repo)
-    with pytest.raises(cob.InvalidOps, match="timestamp"):
+    with pytest.raises(cob.InvalidOpsError, match="timestamp"):
         store.update(TAGS, oid, [Tag("t")], timestamp=when)
     assert _refs_and_objects(repo) == before
 

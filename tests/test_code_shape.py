@@ -39,3 +39,29 @@ def test_the_check_finds_a_long_function(tmp_path: Path) -> None:
     body = "\n".join(f"    x{i} = {i}" for i in range(MAX_LINES))
     (pkg / "m.py").write_text(f"def long():\n{body}\n\n\ndef short():\n    return 1\n")
     assert _long_functions(pkg) == [("pkg/m.py", "long", MAX_LINES + 1)]
+
+
+# A type's `Reject` is the signal a type raises to refuse a change (like StopIteration), not an
+# error of the program; private control-flow exceptions start with "_".
+NOT_ERRORS = {"Reject"}
+
+
+def test_every_exception_name_ends_in_error_as_pep8_asks() -> None:
+    import importlib
+    import pkgutil
+
+    bad = []
+    for package in (cob, jobs):
+        for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
+            module = importlib.import_module(info.name)
+            for name, value in vars(module).items():
+                if (
+                    isinstance(value, type)
+                    and issubclass(value, BaseException)
+                    and value.__module__ == module.__name__
+                    and not name.endswith("Error")
+                    and not name.startswith("_")
+                    and name not in NOT_ERRORS
+                ):
+                    bad.append(f"{module.__name__}.{name}")
+    assert bad == []

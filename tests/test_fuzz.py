@@ -3,7 +3,7 @@
 Peers control every byte of what we fetch: commit objects, trees, the manifest and ops blobs,
 the SSHSIG in ``gpgsig``, ref names, node ids, and (for the node) ``.git-jobs.toml``. Each
 decoder here is fed arbitrary and near-valid input by hypothesis; the only outcomes allowed are
-a value or the decoder's typed rejection (``InvalidChange``, ``SignatureError``, ``InvalidNid``,
+a value or the decoder's typed rejection (``InvalidChangeError``, ``SignatureError``, ``InvalidNidError``,
 ``None`` for a ref that is not ours, ``DefinitionError``) — never another exception — and the
 big-input tests bound time and memory. Inputs that once found a bug live in ``tests/corpus/``
 and are replayed by :func:`test_corpus_replays`.
@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 import cob
 from cob import sshsig
-from cob.change import Change, Codec, InvalidChange, read_change
+from cob.change import Change, Codec, InvalidChangeError, read_change
 from cob.evaluate import evaluate
 from cob.refs import object_ref, parse_ref
 from jobs import JOB_TYPE, TYPENAME, Request
@@ -62,7 +62,7 @@ nid_like = st.one_of(
 def test_nid_decoder_returns_a_key_or_invalid_nid(text: str) -> None:
     try:
         key = cob.public_key_from_nid(text)
-    except cob.InvalidNid:
+    except cob.InvalidNidError:
         assert not cob.is_nid(text)
         return
     assert len(key) == 32
@@ -80,7 +80,7 @@ def test_nid_round_trips(key: bytes) -> None:
 def test_nid_decoder_is_bounded_on_huge_input() -> None:
     for text in ("z" + "2" * 1_000_000, "did:key:z" + "z" * 1_000_000, "\0" * 1_000_000):
         start = time.perf_counter()
-        with pytest.raises(cob.InvalidNid):
+        with pytest.raises(cob.InvalidNidError):
             cob.public_key_from_nid(text)
         assert time.perf_counter() - start < 0.5  # quadratic decoding would take minutes
 
@@ -88,7 +88,7 @@ def test_nid_decoder_is_bounded_on_huge_input() -> None:
 @FAST
 @given(st.one_of(st.integers(), st.none(), st.binary(), st.lists(st.text())))
 def test_nid_decoder_rejects_non_strings(value: Any) -> None:
-    with pytest.raises(cob.InvalidNid):
+    with pytest.raises(cob.InvalidNidError):
         cob.public_key_from_nid(value)
 
 
@@ -222,7 +222,7 @@ ops_blobs = st.one_of(
 def test_ops_decoder_returns_ops_or_invalid_change(data: bytes) -> None:
     try:
         ops = CODEC.decode_ops(data)
-    except InvalidChange:
+    except InvalidChangeError:
         return
     assert ops and all(isinstance(op, JOB_TYPE.op_type) for op in ops)
 
@@ -232,7 +232,7 @@ def test_ops_decoder_returns_ops_or_invalid_change(data: bytes) -> None:
 def test_manifest_decoder_returns_a_version_or_invalid_change(data: bytes) -> None:
     try:
         version = CODEC.manifest_version(data)
-    except InvalidChange:
+    except InvalidChangeError:
         return
     assert version in JOB_TYPE.versions
 
@@ -240,11 +240,11 @@ def test_manifest_decoder_returns_a_version_or_invalid_change(data: bytes) -> No
 def test_ops_decoder_is_bounded_on_huge_input() -> None:
     big = b"[" + b'{"type":"run","run_id":"x","log":"y"},' * 200_000 + b"]"
     start = time.perf_counter()
-    with pytest.raises(InvalidChange, match="limit"):
+    with pytest.raises(InvalidChangeError, match="limit"):
         CODEC.decode_ops(big)
     assert time.perf_counter() - start < 0.5  # quadratic decoding would take minutes
     deep = b"[" * 100_000 + b"]" * 100_000  # nesting: msgspec must not blow the C stack
-    with pytest.raises(InvalidChange):
+    with pytest.raises(InvalidChangeError):
         CODEC.decode_ops(deep)
 
 
@@ -340,7 +340,7 @@ def test_read_change_returns_a_verified_change_or_invalid_change(world: World, d
     for is_root in (False, True):
         try:
             change = read_change(world.repo, CODEC, oid, is_root=is_root)
-        except InvalidChange as e:
+        except InvalidChangeError as e:
             assert str(e)
             continue
         assert isinstance(change, Change) and change.oid == oid
@@ -444,7 +444,7 @@ def test_corpus_replays(world: World, path: Path) -> None:
     if kind == ".commit":
         oid = world.w(COMMIT, data)
         for is_root in (False, True):
-            with pytest.raises(InvalidChange):
+            with pytest.raises(InvalidChangeError):
                 read_change(world.repo, CODEC, oid, is_root=is_root)
         ev = evaluate(world.repo, CODEC, world.job, {"x": oid, "y": world.job})
         assert oid in ev.rejected
@@ -459,16 +459,16 @@ def test_corpus_replays(world: World, path: Path) -> None:
         body = sshsig.sign(ALICE, payload).encode().replace(b"\n", b"\n ")
         raw = payload.replace(b"\n\nfuzz", b"\ngpgsig " + body + b"\n\nfuzz")
         oid = world.w(COMMIT, raw)
-        with pytest.raises(InvalidChange):
+        with pytest.raises(InvalidChangeError):
             read_change(world.repo, CODEC, oid, is_root=False)
     elif kind == ".sshsig":
         with pytest.raises(cob.SignatureError):
             sshsig.verify(data, b"message")
     elif kind == ".ops":
-        with pytest.raises(InvalidChange):
+        with pytest.raises(InvalidChangeError):
             CODEC.decode_ops(data)
     elif kind == ".nid":
-        with pytest.raises(cob.InvalidNid):
+        with pytest.raises(cob.InvalidNidError):
             cob.public_key_from_nid(data.decode("utf-8", "surrogateescape"))
     else:
         pytest.fail(f"unknown corpus kind {path.name}")
@@ -481,7 +481,7 @@ def test_corpus_is_not_empty() -> None:
 def test_msgspec_decode_error_types_are_what_codec_catches() -> None:
     # If msgspec ever grows a new error for bad input, the codec must still reject, not raise.
     for bad in (b"\xff", b"[1", b"{}", b"[{}]", b'[{"type":"run"}]', b"[]"):
-        with pytest.raises(InvalidChange):
+        with pytest.raises(InvalidChangeError):
             CODEC.decode_ops(bad)
     assert issubclass(msgspec.ValidationError, msgspec.DecodeError)
 

@@ -29,7 +29,7 @@ MAX_NODE_RUNS = 500  # the node page lists this many of its most recent runs
 MAX_CHART_DAYS = 60
 
 
-class NotFound(JobsError):
+class NotFoundError(JobsError):
     """The page names a commit, job, run or node this repository does not have."""
 
 
@@ -56,7 +56,7 @@ def commit_data(store: Jobs, rev: str) -> dict[str, Any]:
     try:
         commit = store.resolve_commit(rev, must_exist=False)
     except JobsError:
-        raise NotFound(f"no commit {rev!r}") from None
+        raise NotFoundError(f"no commit {rev!r}") from None
     status = gate_status(store, commit)  # counted and not-counted runs under the trust policy
     in_repo = store.repo.get(commit) is not None
     return {
@@ -75,7 +75,7 @@ def run_data(store: Jobs, job_id: str, run_id: str) -> dict[str, Any]:
     whole = run_prefix(run_id)
     found = job.runs_by_prefix(whole) if job is not None and whole and len(whole) == 32 else []
     if job is None or len(found) != 1:
-        raise NotFound(f"no run {run_id} of job {job_id[:12]}")
+        raise NotFoundError(f"no run {run_id} of job {job_id[:12]}")
     nid, rid, run = found[0]
     shape = job_json(job)
     attempts = [r for r in shape["runs"] if r["node"] == nid]
@@ -115,7 +115,7 @@ def node_data(store: Jobs, node: str) -> dict[str, Any]:
     try:
         nid = cob.normalize_nid(node)
     except (cob.CobError, ValueError):
-        raise NotFound(f"not a node id: {node!r}") from None
+        raise NotFoundError(f"not a node id: {node!r}") from None
     runs: list[dict[str, Any]] = []
     # A node writes only under its own namespace: its refs name every job it has runs in, so
     # only those jobs are loaded (not every job of the repository).

@@ -21,8 +21,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..errors import JobsError
 from . import page
-from .data import NotFound
-from .site import BadRequest, Route, Site, error_page, parse
+from .data import NotFoundError
+from .site import BadRequestError, Route, Site, error_page, parse
 
 HOST = "127.0.0.1"
 MAX_PATH = 2048
@@ -96,8 +96,8 @@ class Handler(BaseHTTPRequestHandler):
         try:
             parts = urlsplit(self.path)
             route = parse(parts.path, parse_qs(parts.query, keep_blank_values=True, max_num_fields=4))
-        except (BadRequest, ValueError) as e:
-            status = e.status if isinstance(e, BadRequest) else 400
+        except (BadRequestError, ValueError) as e:
+            status = e.status if isinstance(e, BadRequestError) else 400
             self._send(status, "text/html; charset=utf-8", error_page(status, str(e)), head=head)
             return
         self._view(route, head)
@@ -111,7 +111,7 @@ class Handler(BaseHTTPRequestHandler):
                     self._send(304, None, b"", head=True, extra={"ETag": f'"{etag}"'})
                     return
                 ctype, body = self.server.site.render(route, etag)
-        except NotFound as e:
+        except NotFoundError as e:
             self._send(404, "text/html; charset=utf-8", error_page(404, str(e)), head=head)
             return
         except JobsError as e:

@@ -36,7 +36,7 @@ _ROUTES: list[tuple[str, re.Pattern[str]]] = [
 ]
 
 
-class BadRequest(ValueError):
+class BadRequestError(ValueError):
     """A path or query the site does not serve (404 for paths, 400 for queries)."""
 
     def __init__(self, status: int, message: str) -> None:
@@ -57,7 +57,7 @@ def parse(path: str, query: dict[str, list[str]]) -> Route:
     ref = None
     for key, values in query.items():
         if key != "ref" or len(values) != 1 or not 0 < len(values[0]) <= MAX_REF:
-            raise BadRequest(400, "the only query parameter is one ref=NAME")
+            raise BadRequestError(400, "the only query parameter is one ref=NAME")
         ref = values[0]
     for view, pattern in _ROUTES:
         m = pattern.fullmatch(path)
@@ -69,7 +69,7 @@ def parse(path: str, query: dict[str, list[str]]) -> Route:
         if view == "branch" and not args:
             args = ("1",)
         return Route(view, args, fmt, ref)
-    raise BadRequest(404, "no such page")
+    raise BadRequestError(404, "no such page")
 
 
 class Site:
