@@ -30,15 +30,26 @@ DEFAULT_TIMEOUT = 600.0  # seconds, per git subprocess
 DEFAULT_IDLE = 30.0
 
 
-def git_env() -> dict[str, str]:
-    """The environment for git subprocesses: no prompts, parseable messages."""
-    env = dict(os.environ)
+def git_env(*, untrusted_content: bool = False) -> dict[str, str]:
+    """The one environment every git subprocess of ours runs with: no prompts, parseable
+    messages, no ``GIT_DIR``-style variables inherited from a caller.
+
+    ``untrusted_content``: git works on content nobody vetted (a job's checkout of a commit
+    under test), so no ``GIT_*`` variable at all and no system or global config — the commit's
+    ``.gitattributes`` can name filter drivers and a ``core.hooksPath`` could run a hook, none
+    of which may run outside the job's sandbox.
+    """
+    if untrusted_content:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+        env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull)
+    else:
+        env = dict(os.environ)
+        for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_NAMESPACE", "GIT_INDEX_FILE"):
+            env.pop(name, None)
     env["GIT_TERMINAL_PROMPT"] = "0"
     env["GCM_INTERACTIVE"] = "never"
     env["LC_ALL"] = "C"
     env["LANGUAGE"] = "C"
-    for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_NAMESPACE", "GIT_INDEX_FILE"):
-        env.pop(name, None)
     return env
 
 

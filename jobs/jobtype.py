@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from cob import Change, CobType, EvalContext, Reject
+from cob.refs import is_oid
 
 from .model import JobState, Reason, RequestState, RunState
 from .ops import FinishRun, Op, Release, Request, Rerun, StartRun
@@ -27,9 +28,7 @@ MAX_NAME = 100
 MAX_URL = 2048
 # Single spaces, parentheses, `=` and `,` are allowed for matrix jobs: `test (os=linux, py=3.12)`.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/+=(),-]*(?: [A-Za-z0-9._/+=(),-]+)*$")
-_COMMIT = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _REASONS = frozenset(r.value for r in Reason)
-_BLOB = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 MAX_EXIT = 255
 
 
@@ -73,7 +72,7 @@ def check_log_url(url: str) -> str | None:
 
 def check_finish_extras(log_blob: str | None, exit_status: int | None) -> str | None:
     """Why a finish's ``log_blob`` / ``exit`` is invalid, or None (both are optional)."""
-    if log_blob is not None and not _BLOB.match(log_blob):
+    if log_blob is not None and not is_oid(log_blob):
         return f"a log blob id must be a lowercase hex object id, not {log_blob[:80]!r}"
     if exit_status is not None and not 0 <= exit_status <= MAX_EXIT:
         return f"an exit status must be in 0..{MAX_EXIT}, not {exit_status}"
@@ -106,7 +105,7 @@ class JobType(CobType[JobState]):
         if len(root.ops) != 1 or not isinstance(root.ops[0], Request):
             raise Reject("a job's root must carry exactly one request op")
         req = root.ops[0]
-        if not _COMMIT.fullmatch(req.commit):
+        if not is_oid(req.commit):
             raise Reject(f"request names an invalid commit {safe(req.commit)!r}")
         problem = check_name(req.name)
         if problem:

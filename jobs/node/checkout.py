@@ -11,12 +11,13 @@ it writes there is its own, and is deleted with the scratch directory.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pygit2
+
+from cob.gitrun import git_env
 
 from ..errors import JobsError
 
@@ -27,21 +28,12 @@ class CheckoutError(JobsError):
     """The commit could not be checked out for a job (the run ends ``error``)."""
 
 
-def _env() -> dict[str, str]:
-    """No system or global git config: the commit's ``.gitattributes`` can name filter drivers,
-    and a ``core.hooksPath`` could run a post-checkout hook — none of it may run, outside the
-    sandbox, on the commit's content. The node's own repository config still applies (upload-pack)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull, GIT_TERMINAL_PROMPT="0")
-    return env
-
-
 def _git(args: list[str], cwd: Path | None = None) -> None:
     try:
         done = subprocess.run(
             ["git", *args],
             cwd=cwd,
-            env=_env(),
+            env=git_env(untrusted_content=True),  # no hook or filter of the commit runs
             capture_output=True,
             text=True,
             timeout=CHECKOUT_TIMEOUT,

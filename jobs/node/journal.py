@@ -19,13 +19,15 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
 
 import pygit2
+
+from cob.errors import TransportError
+from cob.gitrun import run_git
 
 from ..errors import JobsError
 from .checkout import remove_tree
@@ -153,12 +155,11 @@ def remove_checkout(repo: pygit2.Repository, path: str) -> None:
     if not path:
         return
     if Path(path).resolve().is_relative_to(state_dir(repo).resolve()):
-        subprocess.run(
-            ["git", "--git-dir", repo.path, "worktree", "remove", "--force", path],
-            capture_output=True,
-            check=False,
-        )
+        gitdir = repo.path.rstrip("/")
+        with contextlib.suppress(TransportError):  # best effort, as the rmtree
+            run_git(gitdir, ["worktree", "remove", "--force", path], timeout=60)
         shutil.rmtree(path, ignore_errors=True)
-        subprocess.run(["git", "--git-dir", repo.path, "worktree", "prune"], capture_output=True, check=False)
+        with contextlib.suppress(TransportError):
+            run_git(gitdir, ["worktree", "prune"], timeout=60)
         return
     remove_tree(path)

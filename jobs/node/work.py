@@ -30,6 +30,7 @@ from concurrent import futures
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +56,27 @@ from .retry import pattern_delay
 from .slots import Slots
 
 COUNTED = frozenset({Reason.FAILED, Reason.TIMED_OUT, Reason.ERROR})
-# Plan actions. The first three are work; the others are settled or waiting on something.
-WORK = ("run", "skip", "wait")
-SETTLED_BAD = frozenset({"exhausted", "held", "skip", "skipped"})
+
+
+class Action(StrEnum):
+    """What a pass would do about one job (``PlanItem.action``); the JSON shows the value."""
+
+    RUN = "run"  # run it now
+    SKIP = "skip"  # record it skipped now (a need failed, or its condition is false)
+    WAIT = "wait"  # a retry not yet due
+    BLOCKED = "blocked"  # a need has not ended yet
+    RUNNING = "running"  # a run of this node is in progress
+    DONE = "done"  # succeeded on this node
+    EXHAUSTED = "exhausted"  # its attempts are used up
+    HELD = "held"  # interrupted and not idempotent: rerun only when asked
+    SKIPPED = "skipped"  # already recorded skipped
+    ELSEWHERE = "elsewhere"  # another node's: not this node's labels, or assigned elsewhere
+
+
+WORK = (Action.RUN, Action.SKIP, Action.WAIT)  # the actions that are work; the rest are settled or wait
+SETTLED_BAD = frozenset({Action.EXHAUSTED, Action.HELD, Action.SKIP, Action.SKIPPED})
 # Assigned to other nodes (jobs.assign, applied by .share): nothing runs or is recorded here.
-ELSEWHERE = "elsewhere"
+ELSEWHERE = Action.ELSEWHERE
 KILL_GRACE = 2.0
 
 
@@ -68,7 +85,7 @@ class PlanItem:
     """What this node would do next about one job of a commit, and why."""
 
     name: str
-    action: str  # run | skip | wait | blocked | running | done | exhausted | held | skipped | elsewhere
+    action: Action
     reason: str
     command: str
     needs: list[str]
@@ -260,26 +277,26 @@ def _seen(rs: Runs, skip_ids: set[str]) -> _Seen:
     return _Seen(latest, attempts, latest is not None and str(latest[0]) in skip_ids)
 
 
-Verdict = tuple[str, str] | None  # (action, reason) that settles a job's plan, or None: go on
+Verdict = tuple[Action, str] | None  # (action, reason) that settles a job's plan, or None: go on
 
 
 def _settled_here(d: JobDef, seen: _Seen, ctx: _Context, out: dict[str, PlanItem]) -> Verdict:
     last = seen.last
     if last is not None and last.succeeded:
-        return "done", "succeeded on this node"
+        return Action.DONE, "succeeded on this node"
     if last is not None and last.is_started:
-        return "running", "a run of this node is in progress"
+        return Action.RUNNING, "a run of this node is in progress"
     away = elsewhere(d, out, ctx.labels)
-    return ("elsewhere", away) if away else None
+    return (Action.ELSEWHERE, away) if away else None
 
 
 def _exhausted(d: JobDef, seen: _Seen, ctx: _Context, out: dict[str, PlanItem]) -> Verdict:
     last = seen.last
     not_retried = last is not None and last.reason in COUNTED and last.reason.value not in d.retry.on
     if not_retried and not seen.recovered:
-        return "exhausted", f"the last run ended {last.reason.value}, which retry.on does not retry"
+        return Action.EXHAUSTED, f"the last run ended {last.reason.value}, which retry.on does not retry"
     if seen.attempts >= d.retry.max:
-        return "exhausted", f"{seen.attempts} of {d.retry.max} attempts failed (retry.max)"
+        return Action.EXHAUSTED, f"{seen.attempts} of {d.retry.max} attempts failed (retry.max)"
     return None
 
 
@@ -292,7 +309,7 @@ def _held(d: JobDef, seen: _Seen, ctx: _Context, out: dict[str, PlanItem]) -> Ve
         or (last.reason is Reason.ERROR and seen.recovered)
     )
     if interrupted and last.reason and not d.idempotent and not ctx.rerun_held:
-        return "held", f"the last run ended {last.reason.value} and the job is not idempotent"
+        return Action.HELD, f"the last run ended {last.reason.value} and the job is not idempotent"
     return None
 
 
@@ -300,7 +317,7 @@ def _needs_failed(d: JobDef, seen: _Seen, ctx: _Context, out: dict[str, PlanItem
     bad = [n for n in d.needs if not need_satisfiable(d.need_state(n), out[n].action)]
     if not bad:
         return None
-    action = "skipped" if _skipped_since_needs(d, ctx.runs, seen.latest) else "skip"
+    action = Action.SKIPPED if _skipped_since_needs(d, ctx.runs, seen.latest) else Action.SKIP
     n, state = bad[0], d.need_state(bad[0])
     ends = "did not succeed" if state == "succeeded" else f"cannot end {state}"
     return action, f"need {n!r} {ends} on this node ({out[n].action}: {out[n].reason})"
@@ -309,13 +326,13 @@ def _needs_failed(d: JobDef, seen: _Seen, ctx: _Context, out: dict[str, PlanItem
 def _blocked(d: JobDef, seen: _Seen, ctx: _Context, out: dict[str, PlanItem]) -> Verdict:
     waiting = [n for n in d.needs if not need_met(d.need_state(n), out[n].action)]
     if waiting:
-        return "blocked", f"waiting for need {waiting[0]!r} ({out[waiting[0]].action})"
+        return Action.BLOCKED, f"waiting for need {waiting[0]!r} ({out[waiting[0]].action})"
     return None
 
 
 def _condition_false(d: JobDef, seen: _Seen, ctx: _Context, out: dict[str, PlanItem]) -> Verdict:
     if d.when is not None and not condition_holds(d, out, ctx.facts):
-        action = "skipped" if _skipped_since_needs(d, ctx.runs, seen.latest) else "skip"
+        action = Action.SKIPPED if _skipped_since_needs(d, ctx.runs, seen.latest) else Action.SKIP
         return action, f"its condition is false (if = {d.condition})"
     return None
 
@@ -339,7 +356,7 @@ def _to_run(item: PlanItem, d: JobDef, seen: _Seen, ctx: _Context) -> None:
     due = ended + pattern_delay(d.retry.pattern, seen.attempts)
     item.reason = f"retry {seen.attempts + 1} of {d.retry.max} ({d.retry.pattern} pattern)"
     if due > ctx.now:
-        item.action, item.not_before = "wait", due
+        item.action, item.not_before = Action.WAIT, due
         item.reason += f", due in {format_duration(due - ctx.now)}"
 
 
@@ -365,7 +382,7 @@ def assess(
     for d in defs:
         seen = _seen(runs.get(d.name, Runs()), ctx.skip_ids)
         item = PlanItem(
-            d.name, "run", "not run on this node yet", d.run, list(d.needs), seen.attempts,
+            d.name, Action.RUN, "not run on this node yet", d.run, list(d.needs), seen.attempts,
             d.retry.max, (job_ids or {}).get(d.name),
         )
         out[d.name] = item
