@@ -340,7 +340,7 @@ def case_gate(base: Path, nodes: int, repeats: int) -> None:
         for n in names:
             job = store.create(commit, n)
             job.finish(job.run(f"https://ci.example/{n}"), "succeeded")
-    from jobs.summary import commit_status
+    from jobs.rollup import commit_status
 
     reader = jobs.Jobs.open(str(path))
     assert reader.status(commit).outcome == "succeeded"

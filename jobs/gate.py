@@ -32,10 +32,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .assign import Assignment, assign
 from .errors import DefinitionError
 
 if TYPE_CHECKING:
+    from .assign import Assignment
     from .node.definitions import Definitions
 from .model import Job, Reason, Run
 from .policy import Policy
@@ -282,8 +282,11 @@ def gate_status(
         status.cells.extend(
             _job_cells(name, by_name.get(name), policy, name in required, retries, all_nodes)
         )
-    needs = {d.name: list(d.needs) for d in defs} if defs is not None else {}
-    status.assignment = assign(by_name, needs, policy, time.time() if now is None else now)
+    if not policy.everyone:  # with no policy nothing is shared, and nothing to import for it
+        from .assign import assign
+
+        needs = {d.name: list(d.needs) for d in defs} if defs is not None else {}
+        status.assignment = assign(by_name, needs, policy, time.time() if now is None else now)
     return status
 
 

@@ -26,7 +26,7 @@ import jobs
 from jobs.node import Workshop, load_definitions, parse_definitions, parse_duration
 from jobs.node.journal import Entry, Journal
 from jobs.node.logs import log_path
-from jobs.node.retry import pattern_delay
+from jobs.node.patterns import pattern_delay
 from jobs.node.trigger import trigger
 
 from .conftest import git, init_repo

@@ -33,21 +33,23 @@ import re
 import tomllib
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pygit2
 
 from ..errors import DefinitionError
 from ..jobtype import check_log_url, check_name
 from ..text import safe
-from .conditions import ConditionError, Node, jobs_named, parse
 from .durations import DurationError, parse_duration
 from .labels import LABEL, MAX_LABELS
 from .matrix import Combination, MatrixError, expand, job_name, substitute
 from .outputs import MAX_OUTPUTS, check_path
-from .retry import PATTERNS
+from .patterns import PATTERNS
 from .slots import RESOURCE
 from .templates import TemplateError, render
+
+if TYPE_CHECKING:
+    from .conditions import Node
 
 # A definitions file is a few hundred bytes; anything past this is not read at all.
 MAX_DEFINITIONS_BYTES = 256 * 1024
@@ -260,6 +262,8 @@ def _condition(ctx: _Ctx, key: str, value: Any, needs: list[str]) -> tuple[str |
         return None, None
     if not isinstance(value, str):
         raise ctx.error(key, "must be a string like 'branch(\"main\")'")
+    from .conditions import ConditionError, jobs_named, parse  # only files with an `if` pay for it
+
     try:
         node = parse(value)
     except ConditionError as e:

@@ -15,7 +15,6 @@ three policies: ``node`` (transport failures: the network or the remote is away)
 
 from __future__ import annotations
 
-import math
 import random
 import re
 from collections.abc import Callable
@@ -23,21 +22,7 @@ from dataclasses import dataclass
 
 import cob
 
-PATTERNS = ("seconds", "minutes", "hours")
 MAX_HINT = 24 * 3600.0  # seconds: the longest "retry after" a remote can make a worker wait
-_UNIT = {"seconds": 1.0, "minutes": 60.0, "hours": 3600.0}
-
-
-def pattern_delay(pattern: str, attempts: int) -> float:
-    """Seconds to wait before the next attempt, after ``attempts`` (≥ 1) failed ones."""
-    unit = _UNIT[pattern]
-    n = max(1, attempts)
-    if unit >= 60:
-        if n <= 2:
-            return unit
-        n -= 1
-        return unit * math.log(n) * 10
-    return unit * math.log(n) * 10 + 10 * unit
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,7 +52,7 @@ from .journal import Entry, Journal, WorkLock, kill_orphan, remove_checkout
 from .labels import node_labels
 from .logs import log_path, log_url
 from .outputs import collect, provide
-from .retry import pattern_delay
+from .patterns import pattern_delay
 from .slots import Slots
 
 COUNTED = frozenset({Reason.FAILED, Reason.TIMED_OUT, Reason.ERROR})
