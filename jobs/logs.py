@@ -337,6 +337,8 @@ def locate(jobs: Jobs, spec: str, node: str | None = None) -> Located:
         job_ids = jobs.store.resolve_prefix(JOB_TYPE, wanted) if "-" not in text else []
         if runs and job_ids:
             raise AmbiguousJobError(f"{text!r} is both a run id prefix and a job id prefix")
+        if node is not None:  # another node may reuse a run id: --node says whose
+            runs = [r for r in runs if r.nid == _node_of(r.job, node)] or runs
         if len(runs) > 1:
             shown = ", ".join(str(r.run_id) for r in runs[:5])
             raise AmbiguousJobError(f"run prefix {text!r} is ambiguous: {shown}")

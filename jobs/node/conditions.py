@@ -104,6 +104,8 @@ class _Parser:
         return node
 
     def factor(self, depth: int) -> Node:
+        if depth > MAX_DEPTH:  # `!!!…` nests as deep as parentheses do
+            raise ConditionError(f"nested deeper than {MAX_DEPTH}")
         tok = self.take()
         if tok == "!":
             return ("not", self.factor(depth + 1))

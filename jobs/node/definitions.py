@@ -307,6 +307,8 @@ def _resources(ctx: _Ctx, key: str, value: Any) -> tuple[str, ...]:
 
 def _needs(ctx: _Ctx, key: str, value: Any) -> tuple[list[str], list[str]]:
     """``needs`` as (names, states): a list means every one must have succeeded."""
+    if isinstance(value, dict | list) and len(value) > MAX_JOBS:  # no file has more jobs to need
+        raise ctx.error(key, f"names {len(value)} jobs (at most {MAX_JOBS})")
     if isinstance(value, dict):
         names, states = list(value), list(value.values())
         for n, state in value.items():

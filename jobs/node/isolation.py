@@ -103,7 +103,9 @@ class Isolation:
         return [self.bwrap, *self._bwrap_args(scratch, cwd), "--", *argv]
 
     def _bwrap_args(self, scratch: Scratch, cwd: Path) -> list[str]:
-        args = ["--unshare-all", "--unshare-user", "--cap-drop", "ALL", "--die-with-parent"]
+        # --new-session: no controlling terminal, so a job or trigger cannot push keystrokes
+        # into the operator's shell (TIOCSTI)
+        args = ["--unshare-all", "--unshare-user", "--cap-drop", "ALL", "--die-with-parent", "--new-session"]
         if self.network:
             args.append("--share-net")
         mounted: list[str] = []

@@ -12,10 +12,12 @@ deleted) into its git directory (``git-jobs/outputs/<commit>/<job>``), and copie
 checkout of every job that needs ``build`` *for the same commit on this node*, before that job
 starts. Nothing travels between nodes: outputs are a node-local cache, not a ledger fact.
 
-The paths come from the commit and the files from a job, both untrusted: paths are relative
-and stay inside the checkout, symbolic links are copied as links (never followed, so a job
-cannot make the node copy a host file for the next job), and the size and the number of files
-are bounded (past the bound nothing is kept and the log says so).
+The paths come from the commit and the files from a job, both untrusted, and the node copies
+them outside the sandbox: so a symbolic link is copied as a link (never followed) and a FIFO or
+a device not at all; a path whose real location (any parent a link) is not inside the
+checkout is not kept; when handing outputs to the next checkout, a link already there (the
+commit may track one) is replaced, never written through; and the size and the number of
+files are bounded (past the bound nothing is kept and the log says so).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ MAX_FILES = 20_000
 def check_path(path: str) -> str | None:
     """Why ``path`` is not a relative path inside the checkout, or None."""
     p = PurePosixPath(path)
-    if not path or p.is_absolute() or ".." in p.parts or "\0" in path or len(path) > 256:
+    if not path or not p.parts or p.is_absolute() or ".." in p.parts or "\0" in path or len(path) > 256:
         return f"{path[:60]!r} must be a relative path inside the checkout (no .., at most 256)"
     if p.parts and p.parts[0] == ".git":
         return f"{path[:60]!r} is inside .git"
@@ -48,37 +50,89 @@ def store_dir(repo: pygit2.Repository, commit: str, job: str) -> Path:
     return Path(repo.path) / "git-jobs" / "outputs" / commit / key
 
 
-def _size(root: Path) -> tuple[int, int]:
-    total = files = 0
-    for dirpath, _, names in os.walk(root):  # os.walk does not follow links to directories
-        for name in names:
-            files += 1
-            total += os.lstat(os.path.join(dirpath, name)).st_size
-    return total, files
+def _inside(path: str, base: str) -> bool:
+    return path == base or path.startswith(base + os.sep)
+
+
+def _at(root: str, rel: str) -> str:
+    """``root/rel``; ``root`` itself for the top entry (``rel == ""``)."""
+    return os.path.normpath(os.path.join(root, rel)) if rel else root
+
+
+def _files(root: str) -> list[tuple[str, str]]:
+    """(relative path, kind) of what is under ``root``, parents first; kind is ``dir``,
+    ``file`` or ``link`` (kept as a link, never followed); FIFOs and devices are left out."""
+    def kind(path: str) -> str | None:
+        if os.path.islink(path):
+            return "link"
+        if os.path.isdir(path):
+            return "dir"
+        return "file" if os.path.isfile(path) else None
+
+    top = kind(root)
+    if top != "dir":
+        return [("", top)] if top else []
+    out: list[tuple[str, str]] = [("", "dir")]
+    for dirpath, dirs, names in os.walk(root):  # os.walk does not follow links to directories
+        rel = os.path.relpath(dirpath, root)
+        for name in (*dirs, *names):
+            k = kind(os.path.join(dirpath, name))
+            if k is not None:
+                out.append((os.path.normpath(os.path.join(rel, name)), k))
+    return out
 
 
 def collect(repo: pygit2.Repository, commit: str, job: str, src: Path, paths: Iterable[str]) -> str:
     """Keep ``paths`` of a finished job's checkout ``src``; a note for its log ("" if none)."""
     dest = store_dir(repo, commit, job)
     shutil.rmtree(dest, ignore_errors=True)
-    kept, total, files = [], 0, 0
-    for rel in paths:
-        item = src / rel
-        if not item.exists() or item.is_symlink():
-            continue
-        size, count = _size(item) if item.is_dir() else (item.lstat().st_size, 1)
-        total, files = total + size, files + count
-        if total > MAX_BYTES or files > MAX_FILES:
-            shutil.rmtree(dest, ignore_errors=True)
-            return f"outputs not kept: more than {MAX_BYTES // 2**20} MiB or {MAX_FILES} files"
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if item.is_dir():
-            shutil.copytree(item, target, symlinks=True)
-        else:
-            shutil.copy2(item, target, follow_symlinks=False)
-        kept.append(rel)
+    if os.path.islink(src):
+        return "outputs not kept: the checkout itself was replaced by a link"
+    base = os.path.realpath(src)
+    kept: list[str] = []
+    total = files = 0
+    try:
+        for rel in paths:
+            item = os.path.join(base, rel)
+            if not os.path.lexists(item) or not _inside(os.path.realpath(item), base):
+                continue  # missing, or (through a linked parent) outside the checkout
+            entries = _files(item)
+            if not entries:
+                continue  # a FIFO, a device: nothing to keep
+            files += len(entries)
+            total += sum(os.lstat(_at(item, r)).st_size for r, k in entries if k == "file")
+            if total > MAX_BYTES or files > MAX_FILES:
+                shutil.rmtree(dest, ignore_errors=True)
+                return f"outputs not kept: more than {MAX_BYTES // 2**20} MiB or {MAX_FILES} files"
+            _copy_tree(item, str(dest / rel), entries)
+            kept.append(rel)
+    except OSError as e:  # an unreadable file, overlapping paths: the job's doing, not the node's
+        shutil.rmtree(dest, ignore_errors=True)
+        return f"outputs not kept: {e.strerror or e}"
     return f"outputs kept: {', '.join(kept)}" if kept else ""
+
+
+def _copy_tree(src: str, dst: str, entries: list[tuple[str, str]]) -> None:
+    """Copy ``entries`` of ``src`` to ``dst`` without following or writing through a link at
+    ``dst``: whatever is in the way (a link the commit tracks, a file where a directory goes)
+    is removed first, and every target must resolve inside ``dst``'s directory."""
+    root = os.path.realpath(os.path.dirname(dst) or ".")
+    for rel, kind in entries:
+        target = _at(dst, rel)
+        in_the_way = os.path.lexists(target) and (kind != "dir" or not os.path.isdir(target))
+        if os.path.islink(target) or in_the_way:
+            if os.path.isdir(target) and not os.path.islink(target):
+                shutil.rmtree(target)
+            else:
+                os.unlink(target)
+        if not _inside(os.path.realpath(os.path.dirname(target)), root):
+            raise OSError(f"{rel} would land outside its directory")
+        if kind == "dir":
+            os.makedirs(target, exist_ok=True)
+        elif kind == "link":
+            os.symlink(os.readlink(_at(src, rel)), target)
+        else:
+            shutil.copy2(_at(src, rel), target, follow_symlinks=False)
 
 
 def provide(repo: pygit2.Repository, commit: str, needs: Iterable[str], dest: Path) -> list[str]:
@@ -87,6 +141,8 @@ def provide(repo: pygit2.Repository, commit: str, needs: Iterable[str], dest: Pa
     for need in needs:
         kept = store_dir(repo, commit, need)
         if kept.is_dir():
-            shutil.copytree(kept, dest, symlinks=True, dirs_exist_ok=True)
+            for top in sorted(os.listdir(kept)):
+                entries = _files(str(kept / top))
+                _copy_tree(str(kept / top), str(dest / top), entries)
             out.append(need)
     return out

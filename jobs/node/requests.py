@@ -24,6 +24,7 @@ from datetime import datetime
 import pygit2
 
 from cob import sync as cob_sync
+from cob.errors import TransportError
 
 from ..errors import PolicyError
 from ..model import Job, Runs
@@ -99,18 +100,24 @@ def fetch_requested(jobs: Jobs, requesters: Collection[str], remote: str) -> lis
     A trusted request names a commit this node may not have (a branch it does not follow): it
     is fetched, never merely waited for. A commit the remote does not have is skipped."""
     repo = jobs.repo
-    asked = {a.commit for a in requested_commits(jobs, requesters)}
+    order = [a.commit for a in requested_commits(jobs, requesters)]  # newest request first
+    asked = set(order)
     for name in list(repo.references):
         if name.startswith(REQUESTED_ROOT) and name[len(REQUESTED_ROOT):] not in asked:
             with contextlib.suppress(pygit2.GitError, KeyError):
                 repo.references.delete(name)
-    missing = [c for c in sorted(asked) if not _present(repo, c)][:MAX_FETCH]
+    # one commit that stalls or is gone does not stop the others
+    missing = [c for c in dict.fromkeys(order) if not _present(repo, c)][:MAX_FETCH]
     gitdir = str(repo.path).rstrip("/")
     fetched = []
     for commit in missing:
         args = ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules",
                 remote, f"{commit}:{REQUESTED_ROOT}{commit}"]
-        if cob_sync.run_git(gitdir, args, timeout=FETCH_TIMEOUT).returncode == 0:
+        try:
+            done = cob_sync.run_git(gitdir, args, timeout=FETCH_TIMEOUT).returncode == 0
+        except TransportError:
+            continue
+        if done:
             fetched.append(commit)
     return fetched
 

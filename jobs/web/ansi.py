@@ -42,7 +42,9 @@ class _Pen:
         return " ".join(out)
 
     def apply(self, params: str) -> None:
-        codes = [int(p) if p.isdigit() else 0 for p in re.split("[;:]", params)] if params else [0]
+        # at most 3 digits: a longer number is no colour (and int() of thousands of digits raises)
+        parts = re.split("[;:]", params) if params else ["0"]
+        codes = [int(p) if p.isdigit() and len(p) <= 3 else 0 for p in parts]
         i = 0
         while i < len(codes):
             i = self._one(codes, i)

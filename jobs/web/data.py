@@ -69,7 +69,7 @@ def commit_data(store: Jobs, rev: str) -> dict[str, Any]:
     }
 
 
-def run_data(store: Jobs, job_id: str, run_id: str) -> dict[str, Any]:
+def run_data(store: Jobs, job_id: str, run_id: str, *, local_ok: bool = True) -> dict[str, Any]:
     """The run view: the job's ``show --json`` (runs elided), the run object and its log."""
     job = store.get(job_id)
     whole = run_prefix(run_id)
@@ -85,7 +85,7 @@ def run_data(store: Jobs, job_id: str, run_id: str) -> dict[str, Any]:
         "run": run_json(nid, rid, run),
         "attempts": attempts,
         "subject": subject_of(store.repo, job.commit),
-        "log": read_log(store, nid, rid, run).to_json(),
+        "log": read_log(store, nid, rid, run, local_ok=local_ok).to_json(),
         "me": store.signer.nid if store.signer else None,
     }
 

@@ -64,9 +64,13 @@ def _local(store: Jobs, nid: str, run_id: uuid.UUID) -> LogText | None:
         return None
 
 
-def read_log(store: Jobs, nid: str, run_id: uuid.UUID, run: Run) -> LogText:
-    """The log of ``nid``'s run ``run_id``: this node's file, else the verified Git copy."""
-    local = _local(store, nid, run_id)
+def read_log(store: Jobs, nid: str, run_id: uuid.UUID, run: Run, *, local_ok: bool = True) -> LogText:
+    """The log of ``nid``'s run ``run_id``: this node's file, else the verified Git copy.
+
+    ``local_ok=False`` (a static report, which is published) never reads this node's own file:
+    only the copy the node publishes, redacted as the node is configured to, or nothing when it
+    does not publish logs."""
+    local = _local(store, nid, run_id) if local_ok else None
     if local is not None:
         return local
     got = logs.read(store.repo, nid, run_id, run)

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .data import NotFoundError
 from .site import Route, Site
 
 MAX_COMMITS = 10_000
@@ -65,7 +66,11 @@ def write_report(site: Site, out: Path, commits: int) -> int:
             for run in job["runs"]:
                 nodes.add(run["node"])
                 route = Route("run", (job["id"], run["id"]), "html")
-                _emit(site, out, route, f"run-{job['id']}-{run['id']}", site.data(route))
+                try:
+                    value = site.data(route)
+                except NotFoundError:  # a peer reused this run id: no single run to show
+                    continue
+                _emit(site, out, route, f"run-{job['id']}-{run['id']}", value)
                 written += 1
     for nid in sorted(nodes):
         route = Route("node", (nid,), "html")

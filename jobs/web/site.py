@@ -112,7 +112,8 @@ class Site:
         if route.view == "commit":
             return data.commit_data(self.store, route.args[0])
         if route.view == "run":
-            return data.run_data(self.store, route.args[0], route.args[1])
+            # a static report is published: only the log as this node publishes it (redacted)
+            return data.run_data(self.store, route.args[0], route.args[1], local_ok=self.live)
         return data.node_data(self.store, route.args[0])
 
     def html(self, route: Route, value: dict[str, Any], etag: str) -> str:
