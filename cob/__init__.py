@@ -1,8 +1,8 @@
 """Signed collaborative objects over Git: generic, knows nothing of jobs.
 
-An object is a DAG of signed change commits under
-``refs/namespaces/<NID>/refs/cobs/<TYPENAME>/<object-id>``; loading verifies every change and
-folds them in a deterministic order (see ``docs/FORMAT.md``).
+An object is a DAG of signed change commits; each node names its tip of every object in one
+signed index ref, ``refs/namespaces/<NID>/refs/sigrefs`` (:mod:`cob.sigrefs`). Loading verifies
+every change and folds them in a deterministic order (see ``docs/FORMAT.md``).
 """
 
 from .change import Change, InvalidChangeError
@@ -30,6 +30,7 @@ from .identity import (
 )
 from .refs import object_ref
 from .signer import Signer, default_key_path, resolve_key_path
+from .sigrefs import index_ref, set_tip
 from .store import Store, open_repository
 
 __all__ = [
@@ -59,9 +60,11 @@ __all__ = [
     "is_nid",
     "nid_from_public_key",
     "normalize_nid",
+    "index_ref",
     "object_ref",
     "open_repository",
     "public_key_from_nid",
     "resolve_key_path",
+    "set_tip",
     "ssh_public_key_line",
 ]

@@ -31,17 +31,18 @@ import os
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import msgspec
 
+from . import sigrefs
 from .change import Codec, InvalidChangeError, read_change
 from .errors import RepositoryError
 from .evaluate import Evaluation, RejectKind, Verdict
 from .refs import RefReader
 
-SCHEMA = 4  # 4: rejections carry their kind (cob.RejectKind)
+SCHEMA = 5  # 5: per-node index refs; tips of every object kept here
 FILENAME = "git-jobs-index.sqlite3"
 BUSY_TIMEOUT_S = 60
 # A ref stamp is trusted only once its newest mtime is this far in the past: a write in the same
@@ -63,8 +64,14 @@ CREATE TABLE IF NOT EXISTS keys (
 CREATE TABLE IF NOT EXISTS evaluations (
     typename TEXT NOT NULL, id TEXT NOT NULL, data BLOB NOT NULL,
     PRIMARY KEY (typename, id));
+CREATE TABLE IF NOT EXISTS tips (
+    typename TEXT NOT NULL, id TEXT NOT NULL, nid TEXT NOT NULL, tip TEXT NOT NULL,
+    PRIMARY KEY (typename, id, nid)) WITHOUT ROWID;
 """
-_TABLES = ("roots", "keys", "evaluations", "meta")
+_TABLES = ("roots", "keys", "evaluations", "tips", "meta")
+# Kept across schema changes and rebuilds: what it says (this commit's signature was checked,
+# by this key) depends on the commit's bytes alone, which its oid names.
+_VERIFIED_DDL = "CREATE TABLE IF NOT EXISTS verified (oid TEXT PRIMARY KEY, nid TEXT NOT NULL) WITHOUT ROWID"
 
 
 class _Stored(msgspec.Struct, array_like=True):
@@ -144,6 +151,8 @@ class Cache:
                     with contextlib.suppress(sqlite3.Error):
                         db.execute("ROLLBACK")
                     raise
+            if db.execute("SELECT 1 FROM sqlite_master WHERE name='verified'").fetchone() is None:
+                db.execute(_VERIFIED_DDL)
             # A database that opens but is damaged inside fails here, not in the middle of a query.
             db.execute("SELECT id FROM roots LIMIT 1").fetchone()
         except BaseException:
@@ -248,21 +257,25 @@ class Cache:
 
         def do(db: sqlite3.Connection) -> None:
             db.execute("BEGIN IMMEDIATE")
-            for table in ("roots", "keys", "evaluations"):
+            for table in ("roots", "keys", "evaluations", "tips"):
                 db.execute(f"DELETE FROM {table}")
             db.execute("DELETE FROM meta WHERE key != 'schema'")
             db.execute("COMMIT")
 
         self._run(do)
 
-    # -- the object list and keys --------------------------------------------------------
+    # -- the object list, tips and keys --------------------------------------------------
     def refresh(
         self,
         codec: Codec,
         refs: RefReader,
         then: Callable[[sqlite3.Connection], T] | None = None,
     ) -> T | None:
-        """Bring the list of objects and their keys up to date with the refs, if they moved.
+        """Bring the objects, their tips and keys up to date with the refs, if they moved.
+
+        The stored stamp names each node's index tip, so a refresh reads only the index
+        subtrees that differ from those tips (:func:`cob.sigrefs.diff`): its cost follows what
+        moved. Legacy per-object refs, while any are left, make it a full rescan.
 
         ``then(db)`` runs in the *same* transaction as the up-to-date check (or the rescan), so
         its answer is never from a snapshot another process changed in between (a rebuild, a
@@ -276,18 +289,13 @@ class Cache:
             if current:
                 return answer
         self.refreshes += 1
-        ids = refs.object_ids(typename)  # listed *after* the stamp: never older than it
-        # Read new roots outside the write lock (Git I/O); the diff itself is redone under it.
-        # A root that was invalid (e.g. not fetched yet) is read again whenever refs move: a
-        # ref named after a job id before its root arrives must not hide that job for good.
-        roots: dict[str, tuple[bool, list[tuple[str, str]]]] = {}
-        for object_id in ids - self._run(lambda db: _known(db, typename, valid_only=True)):
-            roots[object_id] = _read_root(refs, codec, object_id)
 
         def write(db: sqlite3.Connection) -> T | None:
             db.execute("BEGIN IMMEDIATE")
             try:
-                _store_list(db, typename, ids, roots, lambda i: _read_root(refs, codec, i))
+                row = db.execute("SELECT value FROM meta WHERE key=?", ("fp:" + typename,)).fetchone()
+                if row is None or row[0] != token:
+                    _sync_tips(db, codec, refs, row[0] if row else None, token)
                 if racy:
                     db.execute("DELETE FROM meta WHERE key=?", ("fp:" + typename,))
                 else:
@@ -301,6 +309,54 @@ class Cache:
                 raise
 
         return self._run(write)
+
+    def own_write(
+        self, codec: Codec, refs: RefReader, nid: str, moved: Any, object_id: str, tip: str
+    ) -> None:
+        """Record a write of our own (``moved``: our index ref's :class:`~cob.sigrefs.Moved`)
+        without reading any ref: when the index was current just before it, it is current
+        after, and the next query need not refresh at all."""
+        typename = codec.cobtype.typename
+        def do(db: sqlite3.Connection) -> None:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT value FROM meta WHERE key=?", ("fp:" + typename,)).fetchone()
+                parsed = _parse_token(row[0]) if row else None
+                if parsed is None or parsed[1] or parsed[0].get(nid) != moved.old:
+                    db.execute("COMMIT")  # not current before: the next refresh diffs
+                    return
+                heads = {**parsed[0], nid: moved.new}
+                _set_tip(db, codec, refs, object_id, nid, tip)
+                db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", ("fp:" + typename, _token(heads, "")))
+                db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                raise
+
+        self._run(do)
+
+    def tips(self, codec: Codec, refs: RefReader, ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        """{object id: {nid: tip}} of ``ids``, as the refs are now (one refresh)."""
+        typename = codec.cobtype.typename
+        wanted = list(ids)
+
+        def read(db: sqlite3.Connection) -> dict[str, dict[str, str]]:
+            out: dict[str, dict[str, str]] = {}
+            sql = "SELECT id, nid, tip FROM tips WHERE typename=? AND id=?"
+            if len(wanted) > 64:
+                sql = "SELECT id, nid, tip FROM tips WHERE typename=?"
+                want = set(wanted)
+                for object_id, nid, tip in db.execute(sql, (typename,)):
+                    if object_id in want:
+                        out.setdefault(object_id, {})[nid] = tip
+                return out
+            for one in wanted:
+                for object_id, nid, tip in db.execute(sql, (typename, one)):
+                    out.setdefault(object_id, {})[nid] = tip
+            return out
+
+        return self.refresh(codec, refs, read) or {}
 
     def list_ids(self, codec: Codec, refs: RefReader) -> list[str]:
         """Every object id of the type, as the refs are now."""
@@ -375,7 +431,20 @@ class Cache:
         data = _encoder.encode(stored)
         self.loads += 1
         sql = "INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?)"
-        self._run(lambda db: db.execute(sql, (codec.cobtype.typename, ev.object_id, data)))
+        checked = [(c.oid, c.author) for c in ev.changes if c.author is not None and c.oid not in ev.rejected]
+
+        def do(db: sqlite3.Connection) -> None:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(sql, (codec.cobtype.typename, ev.object_id, data))
+            db.executemany("INSERT OR IGNORE INTO verified VALUES (?, ?)", checked)
+            db.execute("COMMIT")
+
+        self._run(do)
+
+    def signers(self) -> Mapping[str, str]:
+        """oid -> NID of every change whose signature was checked here before (a read-only
+        view for :attr:`cob.change.Codec.signers`; one indexed lookup per change read)."""
+        return _Signers(self)
 
 
     # -- inspection -------------------------------------------------------------------
@@ -419,33 +488,109 @@ def _if_current(
         db.execute("COMMIT")
 
 
-def _known(db: sqlite3.Connection, typename: str, *, valid_only: bool = False) -> set[str]:
-    query = "SELECT id FROM roots WHERE typename=?" + (" AND valid" if valid_only else "")
-    return {i for (i,) in db.execute(query, (typename,))}
+class _Signers(Mapping[str, str]):
+    """The ``verified`` table as a mapping; lookups only (it is never iterated whole)."""
+
+    def __init__(self, cache: Cache) -> None:
+        self.cache = cache
+
+    def __getitem__(self, oid: str) -> str:
+        sql = "SELECT nid FROM verified WHERE oid=?"
+        try:
+            row = self.cache._run(lambda db: db.execute(sql, (oid,)).fetchone())
+        except (RepositoryError, sqlite3.Error):
+            row = None
+        if row is None:
+            raise KeyError(oid)
+        return str(row[0])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
 
 
-def _store_list(
-    db: sqlite3.Connection,
-    typename: str,
-    ids: set[str],
-    roots: dict[str, tuple[bool, list[tuple[str, str]]]],
-    read_root: Callable[[str], tuple[bool, list[tuple[str, str]]]],
-) -> None:
-    """Make the stored object list ``ids`` (inside the caller's write transaction): add what
-    is new or was invalid (reading roots not read yet), drop what has no ref any more."""
-    have = _known(db, typename)
-    for object_id in sorted(ids - _known(db, typename, valid_only=True)):
-        if object_id not in roots:
-            roots[object_id] = read_root(object_id)
-        valid, keys = roots[object_id]
+def _token(heads: dict[str, str], legacy: str) -> str:
+    """The stamp of :meth:`cob.refs.RefReader.stamp` for these index tips."""
+    return ",".join(f"{n}={t}" for n, t in sorted(heads.items())) + "|" + legacy
+
+
+def _parse_token(token: object) -> tuple[dict[str, str], str] | None:
+    """(index tips, legacy part) of a stored stamp; None when it is not one."""
+    if not isinstance(token, str) or "|" not in token:
+        return None
+    head_text, _, legacy = token.partition("|")
+    heads: dict[str, str] = {}
+    for part in filter(None, head_text.split(",")):
+        nid, eq, tip = part.partition("=")
+        if not eq:
+            return None
+        heads[nid] = tip
+    return heads, legacy
+
+
+def _sync_tips(db: sqlite3.Connection, codec: Codec, refs: RefReader, stored: object, token: str) -> None:
+    """Make the tips table match ``token`` (inside the caller's write transaction): by diffing
+    the index trees of the nodes whose tips moved when the stored stamp allows it, else by a
+    full rescan. Then add the roots of new objects and drop objects no node names any more."""
+    typename = codec.cobtype.typename
+    old, new = _parse_token(stored), _parse_token(token)
+    touched: set[str] = set()
+    if old is not None and new is not None and not old[1] and not new[1]:
+        for nid in old[0].keys() | new[0].keys():
+            a, b = old[0].get(nid), new[0].get(nid)
+            if a == b:
+                continue
+            moved = sigrefs.diff(
+                refs.repo, refs.tree(a) if a else None, refs.tree(b) if b else None, typename
+            )
+            for object_id, tip in moved.items():
+                key = (typename, object_id, nid)
+                if tip is None:
+                    db.execute("DELETE FROM tips WHERE typename=? AND id=? AND nid=?", key)
+                else:
+                    db.execute("INSERT OR REPLACE INTO tips VALUES (?, ?, ?, ?)", (*key, tip))
+            touched.update(moved)
+    else:
+        touched = {i for (i,) in db.execute("SELECT id FROM roots WHERE typename=?", (typename,))}
+        db.execute("DELETE FROM tips WHERE typename=?", (typename,))
+        rows = [(typename, r.object_id, r.nid, r.target) for r in refs.refs_of_type(typename)]
+        db.executemany("INSERT OR REPLACE INTO tips VALUES (?, ?, ?, ?)", rows)
+        touched.update(r[1] for r in rows)
+    _settle(db, codec, refs, touched)
+
+
+def _settle(db: sqlite3.Connection, codec: Codec, refs: RefReader, ids: set[str]) -> None:
+    """Roots and keys for ``ids`` that some node names; nothing kept for those none names.
+
+    A root that was invalid (e.g. not fetched yet) is read again when its tips move: an entry
+    naming a job before its root arrives must not hide that job for good.
+    """
+    typename = codec.cobtype.typename
+    for object_id in sorted(ids):
+        key = (typename, object_id)
+        named = db.execute("SELECT 1 FROM tips WHERE typename=? AND id=? LIMIT 1", key).fetchone()
+        if named is None:
+            for table in ("roots", "keys", "evaluations"):
+                db.execute(f"DELETE FROM {table} WHERE typename=? AND id=?", (typename, object_id))
+            continue
+        row = db.execute("SELECT valid FROM roots WHERE typename=? AND id=?", key).fetchone()
+        if row is not None and row[0]:
+            continue
+        valid, keys = _read_root(refs, codec, object_id)
         db.execute("INSERT OR REPLACE INTO roots VALUES (?, ?, ?)", (typename, object_id, valid))
         db.executemany(
-            "INSERT OR IGNORE INTO keys VALUES (?, ?, ?, ?)",
-            [(typename, k, v, object_id) for k, v in keys],
+            "INSERT OR IGNORE INTO keys VALUES (?, ?, ?, ?)", [(typename, k, v, object_id) for k, v in keys]
         )
-    for object_id in have - ids:
-        for table in ("roots", "keys", "evaluations"):
-            db.execute(f"DELETE FROM {table} WHERE typename=? AND id=?", (typename, object_id))
+
+
+def _set_tip(
+    db: sqlite3.Connection, codec: Codec, refs: RefReader, object_id: str, nid: str, tip: str
+) -> None:
+    typename = codec.cobtype.typename
+    db.execute("INSERT OR REPLACE INTO tips VALUES (?, ?, ?, ?)", (typename, object_id, nid, tip))
+    _settle(db, codec, refs, {object_id})
 
 
 def _schema(db: sqlite3.Connection) -> object:

@@ -102,7 +102,7 @@ class Change:
 class Codec:
     """Per-type encoders/decoders, built once (msgspec decoders are worth reusing)."""
 
-    __slots__ = ("_manifests", "cobtype", "manifest", "ops_decoder", "verified")
+    __slots__ = ("_manifests", "cobtype", "manifest", "ops_decoder", "signers", "verified")
 
     def __init__(self, cobtype: CobType[Any]) -> None:
         self.cobtype = cobtype
@@ -115,6 +115,10 @@ class Codec:
         # once stays verified: re-folding a non-commutative object after a concurrent write
         # then costs the fold alone, not a signature check per change.
         self.verified: dict[tuple[str, bool], Change] = {}
+        # oid -> NID of changes whose signature this repository checked before (kept by the
+        # index across rebuilds, see cob.cache): a commit's oid names its bytes, signature
+        # included, so a signature checked once need not be checked again.
+        self.signers: Mapping[str, str] = {}
 
     def encode_ops(self, ops: Sequence[Any]) -> bytes:
         try:
@@ -256,7 +260,7 @@ def _read_change(repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: bo
     if is_root and codec.cobtype.content_addressed_root:
         _check_content_addressed_root(repo, codec, commit, oid, tree)
         return Change(oid, (), None, ROOT_TIME, tree.ops, commit.message, tree.version)
-    signer_nid = signed_by(commit)
+    signer_nid = codec.signers.get(oid) or signed_by(commit)
     if is_root and parents:
         raise InvalidChangeError("a root has no parents")
     if not MIN_TIMESTAMP <= commit.commit_time <= MAX_TIMESTAMP:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import msgspec
 import pygit2
 
+from . import sigrefs
 from .cache import Cache
 from .change import (
     MAX_EMBEDS,
@@ -36,7 +37,7 @@ from .change import (
 from .cobtype import CobType, Reject
 from .errors import ConflictError, InvalidOpsError, NoKeyError, RepositoryError, UnknownObjectError
 from .evaluate import Evaluation, Rejection, evaluate
-from .refs import RefReader, common_dir, compare_and_swap, is_oid, object_ref
+from .refs import RefReader, common_dir, is_oid
 from .signer import Signer
 
 S = TypeVar("S")
@@ -77,12 +78,15 @@ class Store:
         self._codecs: dict[str, Codec] = {}
         self.evaluations = 0  # full or incremental folds computed (for tests and benches)
         self.loads = 0  # objects loaded, from the cache or folded (for tests and benches)
+        self._migrated = False  # this node's per-object refs moved into its index (once)
 
     # -- plumbing ----------------------------------------------------------------------
     def codec(self, cobtype: CobType[Any]) -> Codec:
         codec = self._codecs.get(cobtype.typename)
         if codec is None:
             codec = self._codecs[cobtype.typename] = Codec(cobtype)
+            if self.cache is not None:
+                codec.signers = self.cache.signers()
         return codec
 
     def _require_signer(self) -> Signer:
@@ -94,6 +98,8 @@ class Store:
         """{nid: change oid} of every namespace's ref for one object."""
         if not is_oid(object_id):  # also keeps "../" out of the ref paths read from disk
             raise UnknownObjectError(f"not an object id: {object_id!r}")
+        if self.cache is not None:
+            return self.cache.tips(self.codec(cobtype), self.refs, [object_id]).get(object_id, {})
         return self.refs.tips(cobtype.typename, object_id)
 
     def list(self, cobtype: CobType[Any]) -> builtins.list[str]:
@@ -199,7 +205,10 @@ class Store:
             yield object_id, (self._fold(cobtype, object_id, tips, None) if tips else None)
 
     def _tips_for(self, cobtype: CobType[Any], ids: builtins.list[str]) -> Callable[[str], dict[str, str]]:
-        """One ref lookup per object, or one scan of the type's refs when that is cheaper."""
+        """One lookup per object, or one scan of the type's entries when that is cheaper."""
+        if self.cache is not None:
+            found = self.cache.tips(self.codec(cobtype), self.refs, ids)
+            return lambda object_id: found.get(object_id, {})
         lookups = len(ids) * len(self.refs.namespaces())
         if lookups <= SCAN_MIN or lookups <= 2 * self._estimated_refs(cobtype) + SCAN_MIN:
             return lambda object_id: self.tips(cobtype, object_id)
@@ -222,11 +231,29 @@ class Store:
         return ev
 
     def all_tips(self, cobtype: CobType[Any]) -> dict[str, dict[str, str]]:
-        """{object id: {nid: tip}} of every object of the type (one read of its refs): a
-        snapshot to hand to :meth:`changed_since` after refs moved (a fetch)."""
+        """{object id: {nid: tip}} of every object of the type (one read of every index)."""
         out: dict[str, dict[str, str]] = {}
         for ref in self.refs.refs_of_type(cobtype.typename):
             out.setdefault(ref.object_id, {})[ref.nid] = ref.target
+        return out
+
+    def snapshot(self, cobtype: CobType[Any]) -> Snapshot:
+        """Where the refs are now, to hand to :meth:`changed_since` after they moved (a
+        fetch): each node's index tip (and legacy refs, until migrated). Costs one ref per node."""
+        legacy: dict[str, dict[str, str]] = {}
+        if self.refs.has_legacy():
+            for ref in self.refs.legacy_refs(cobtype.typename):
+                legacy.setdefault(ref.object_id, {})[ref.nid] = ref.target
+        return Snapshot(self.refs.index_tips(), legacy)
+
+    def _tips_at(self, cobtype: CobType[Any], snap: Snapshot, object_id: str) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for nid, tip in snap.heads.items():
+            target = sigrefs.lookup(self.repo, self.refs.tree(tip), cobtype.typename, object_id)
+            if target is not None:
+                out[nid] = target
+        for nid, target in snap.legacy.get(object_id, {}).items():
+            out.setdefault(nid, target)
         return out
 
     def load_at(self, cobtype: CobType[S], object_id: str, tips: Mapping[str, str]) -> Evaluation[S] | None:
@@ -241,24 +268,36 @@ class Store:
         self.evaluations += 1
         return evaluate(self.repo, codec, object_id, tips)
 
-    def changed_since(self, cobtype: CobType[Any], before: Mapping[str, Mapping[str, str]]) -> Changes:
-        """What moving refs did to the objects, given :meth:`all_tips` from before.
+    def changed_since(self, cobtype: CobType[Any], before: Snapshot) -> Changes:
+        """What moving refs did to the objects, given :meth:`snapshot` from before.
 
-        Only objects whose tips moved are folded (incrementally, through the index). An object
-        is *changed* when its folded state differs; rejections new since are listed even when
+        Only the index subtrees that differ are read, and only objects whose tips moved are
+        folded (incrementally, through the index): the cost follows what moved. An object is
+        *changed* when its folded state differs; rejections new since are listed even when
         the state did not move (a forged change fetched from a peer changes nothing, but must
         be seen).
         """
         out = Changes()
-        after = self.all_tips(cobtype)
-        for object_id in sorted(after):
-            old_tips = before.get(object_id, {})
-            if after[object_id] == old_tips:
+        after = self.snapshot(cobtype)
+        moved: set[str] = set()
+        for nid in before.heads.keys() | after.heads.keys():
+            was, now = before.heads.get(nid), after.heads.get(nid)
+            if was != now:
+                old_tree = self.refs.tree(was) if was else None
+                new_tree = self.refs.tree(now) if now else None
+                moved.update(sigrefs.diff(self.repo, old_tree, new_tree, cobtype.typename))
+        for object_id in before.legacy.keys() | after.legacy.keys():
+            if before.legacy.get(object_id) != after.legacy.get(object_id):
+                moved.add(object_id)
+        for object_id in sorted(moved):
+            old_tips = self._tips_at(cobtype, before, object_id)
+            new_tips = self._tips_at(cobtype, after, object_id)
+            if old_tips == new_tips or not new_tips:
                 continue
-            old = self.load_at(cobtype, object_id, old_tips)
-            old_rejected = set(old.rejected) if old is not None else set()
-            new = self._fold(cobtype, object_id, after[object_id], None)
-            if new.state is not None and _state_bytes(new) != _state_bytes(old):
+            old_ev = self.load_at(cobtype, object_id, old_tips)
+            old_rejected = set(old_ev.rejected) if old_ev is not None else set()
+            new = self._fold(cobtype, object_id, new_tips, None)
+            if new.state is not None and _state_bytes(new) != _state_bytes(old_ev):
                 out.changed.append(object_id)
             out.rejected.extend(r for r in new.rejections() if r.change not in old_rejected)
         return out
@@ -407,9 +446,13 @@ class Store:
             raise InvalidOpsError(f"root rejected: {ev.rejected.get(root, 'invalid')}")
         if then is not None:
             return self.update(cobtype, root, then, precondition=precondition, _root=root)[1]
-        name = object_ref(signer.nid, cobtype.typename, root)
-        if self.repo.references.get(name) is None:
-            compare_and_swap(self.repo, name, root, None, f"cob: create {cobtype.typename}")
+        self.migrate()
+        key = (cobtype.typename, root)
+        own = sigrefs.tree_of(self.repo, sigrefs.read_tip(self.repo, signer.nid))
+        if sigrefs.lookup(self.repo, own, *key) is None:
+            moved = sigrefs.move(self.repo, signer, signer.nid, {key: root}, {key: None})
+            if moved is not None and self.cache is not None:
+                self.cache.own_write(codec, self.refs, signer.nid, moved, root, root)
         return self.load(cobtype, root) or ev
 
     def update(
@@ -436,7 +479,9 @@ class Store:
         signer = self._require_signer()
         ops = tuple(self._check_ops(cobtype, ops))
         self._check_embeds(embeds)
-        name = object_ref(signer.nid, cobtype.typename, object_id)
+        name = f"{sigrefs.index_ref(signer.nid)}:{sigrefs.entry_path(cobtype.typename, object_id)}"
+        key = (cobtype.typename, object_id)
+        self.migrate()
         ev = base
         for attempt in range(MAX_ATTEMPTS):
             tips, ev = self._load_for_write(cobtype, object_id, ev, _root)
@@ -446,13 +491,36 @@ class Store:
             old = tips.get(signer.nid)
             change = self._check_change(cobtype, ev, name, old, ops, timestamp)
             change = self._write(cobtype, change, embeds)
-            if compare_and_swap(self.repo, name, change.oid, old, f"cob: {cobtype.summary(ops)}"):
+            moved = sigrefs.move(self.repo, signer, signer.nid, {key: change.oid}, {key: old})
+            if moved is not None:
+                if self.cache is not None:
+                    codec = self.codec(cobtype)
+                    self.cache.own_write(codec, self.refs, signer.nid, moved, object_id, change.oid)
                 _apply_own(cobtype, ev, change, tips)
                 if not embeds:  # we signed it: the next load need not verify it again
                     self.codec(cobtype).verified[(change.oid, False)] = change
                 return change, ev
             time.sleep(random.uniform(0, min(0.05, 0.001 * (attempt + 1))))
         raise ConflictError(f"gave up updating {name} after {MAX_ATTEMPTS} lost races")
+
+    def migrate(self) -> int:
+        """Move this node's per-object refs (the layout before the index) into its index
+        ref, once per store; returns how many moved. See :mod:`cob.migrate`."""
+        if self._migrated or self.signer is None:
+            return 0
+        from .migrate import migrate_own
+
+        moved = migrate_own(self.repo, self.signer, self.refs)
+        self._migrated = True
+        return moved
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """:meth:`Store.snapshot`: each node's index tip, and legacy refs ({id: {nid: tip}})."""
+
+    heads: dict[str, str]
+    legacy: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -49,6 +49,7 @@ from .family import RefFamily, family_of, family_refs
 from .gitrun import DEFAULT_IDLE, DEFAULT_TIMEOUT, deadline, describe, first_error, git_env, run_git
 from .identity import is_nid
 from .refs import NAMESPACES, RefReader, common_dir, compare_and_swap, is_ancestor, is_oid, parse_ref
+from .sigrefs import diff_all, first_parents, index_ref, parse_index_ref, tree_of, unreached
 
 __all__ = [  # the runner's names stay importable from here (cob.gitrun owns them)
     "DEFAULT_IDLE",
@@ -86,8 +87,9 @@ class RefUpdate:
     new: str
 
     def to_json(self) -> dict[str, object]:
+        """``type`` and ``object`` are null for an index ref (it holds every object of its node)."""
         parsed = parse_ref(self.ref)
-        nid, typename, object_id = parsed if parsed else (None, None, None)
+        nid, typename, object_id = parsed if parsed else (parse_index_ref(self.ref), None, None)
         return {
             "ref": self.ref,
             "nid": nid,
@@ -188,6 +190,9 @@ def ls_remote(
     for line in res.stdout.splitlines():
         oid, _, name = line.partition("\t")
         parsed = parse_ref(name)
+        if is_oid(oid) and parse_index_ref(name) is not None:
+            out[name] = oid
+            continue
         if families and parsed is None and is_oid(oid) and family_of(name, families):
             out[name] = oid
             continue
@@ -234,6 +239,59 @@ def tip_problem(
     return None if problem is None else (RefusalKind.BAD_TIP, problem)
 
 
+def ref_problem(
+    repo: pygit2.Repository,
+    name: str,
+    nid: str,
+    object_id: str,
+    old: str | None,
+    new: str,
+    limits: Limits | None = None,
+    own_nid: str | None = None,
+) -> tuple[RefusalKind, str] | None:
+    """Why ``name`` may not move from ``old`` to ``new``, or None: the tip must be signed by
+    the namespace's node and a fast-forward; an index ref must also reach every tip it names
+    and add at most ``limits.new_entries`` entries. Costs what is new, not the whole index."""
+    problem = tip_problem(repo, nid, object_id, new)
+    if problem is None and parse_index_ref(name) is None:
+        if old is not None and not is_ancestor(repo, old, new):
+            problem = RefusalKind.DIVERGED, "the remote's history diverged (would rewrite history)"
+    elif problem is None:
+        problem = index_problem(repo, old, new, limits or Limits())
+    if problem is not None and problem[0] is RefusalKind.DIVERGED and nid == own_nid:
+        return RefusalKind.OWN_NAMESPACE, "the remote's copy of this node's ref diverged"
+    return problem
+
+
+def index_problem(
+    repo: pygit2.Repository, old: str | None, new: str, limits: Limits
+) -> tuple[RefusalKind, str] | None:
+    """:func:`ref_problem` for an index ref whose tip is signed (see :mod:`cob.sigrefs`)."""
+    chain = first_parents(repo, new, old, MAX_CHAIN)
+    if chain is None:
+        return RefusalKind.DIVERGED, "the remote's index diverged (would rewrite history)"
+    changed = diff_all(repo, tree_of(repo, old), tree_of(repo, new))
+    if len(changed) > limits.new_entries:
+        return RefusalKind.LIMIT, (
+            f"the index moves {len(changed)} objects at once (limit {limits.new_entries})"
+        )
+    missing = unreached(repo, chain, changed)
+    if missing:
+        typename, object_id = missing[0]
+        return RefusalKind.BAD_TIP, (
+            f"the index names a tip it does not reach ({len(missing)} objects,"
+            f" e.g. {typename} {object_id[:12]})"
+        )
+    return None
+
+
+def _behind(repo: pygit2.Repository, name: str, old: str, new: str) -> bool:
+    """Whether ``new`` is an ancestor of ``old`` (taking it would move the ref back)."""
+    if parse_index_ref(name) is not None:
+        return first_parents(repo, old, new, MAX_CHAIN) is not None
+    return is_ancestor(repo, new, old)
+
+
 def _check_commit(obj: pygit2.Commit, nid: str) -> str | None:
     try:
         signer = signed_by(obj)
@@ -266,6 +324,10 @@ def _has_commit(repo: pygit2.Repository, oid: str) -> bool:
 # pusher with throwaway keys would make every peer download, verify and then carry them all.
 MAX_NEW_NAMESPACES = 256
 MAX_NEW_REFS = 20_000
+# Objects one node's index may add or move in one fetch, and index commits between its old and
+# new tip that are walked: bounds on what one namespace costs to check.
+MAX_NEW_ENTRIES = 1_000_000
+MAX_CHAIN = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +336,7 @@ class Limits:
 
     new_namespaces: int = MAX_NEW_NAMESPACES
     new_refs: int = MAX_NEW_REFS
+    new_entries: int = MAX_NEW_ENTRIES
 
 
 def fetch(
@@ -282,7 +345,6 @@ def fetch(
     *,
     own_nid: str | None = None,
     typenames: Collection[str] | None = None,
-    unsigned_roots: Collection[str] = (),
     limits: Limits | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     idle: float | None = DEFAULT_IDLE,
@@ -305,12 +367,12 @@ def fetch(
     limits = limits or Limits()
     result = FetchResult()
     _clean_stale(repo, timeout)
-    with _Quarantine(repo, timeout, idle) as q:
+    with _Quarantine(repo, timeout, idle, own_nid) as q:
         for attempt in range(3):
             listed = ls_remote(repo, remote, typenames, timeout=timeout, idle=idle, families=families)
             followed = _followed(listed, namespaces, own_nid, families)
             result = FetchResult(remote_refs=listed, skipped=len(listed) - len(followed))
-            candidates = _screen(repo, result, followed, own_nid, unsigned_roots, limits, families)
+            candidates = _screen(repo, result, followed, own_nid, limits, families)
             wanted = {
                 name: oid
                 for name, oid in candidates.items()
@@ -318,13 +380,26 @@ def fetch(
             }
             if not wanted or q.fetch(remote, wanted, retry=attempt < 2):
                 break
-        passed = q.check(wanted, result, families)
+        passed = q.check(wanted, result, families, limits)
         q.migrate(passed)
     for name in sorted(candidates):
         if name in q.staged and name not in passed:
             continue  # refused in quarantine, reported there
-        _apply(repo, name, passed.get(name, candidates[name]), own_nid, result, families)
+        _apply(repo, name, passed.get(name, candidates[name]), own_nid, result, families, limits)
+    _drop_superseded(repo, result)
     return result
+
+
+def _drop_superseded(repo: pygit2.Repository, result: FetchResult) -> None:
+    """Per-object refs (the layout before the index) of nodes whose index just moved, and
+    now covers them, are deleted (:func:`cob.migrate.drop_superseded`)."""
+    from .migrate import drop_superseded
+
+    reader = RefReader(repo)
+    for update in result.updated:
+        nid = parse_index_ref(update.ref)
+        if nid is not None:
+            drop_superseded(repo, reader, nid)
 
 
 def _followed(
@@ -351,6 +426,9 @@ def _owner(name: str, families: tuple[RefFamily, ...]) -> tuple[str, str | None,
     parsed = parse_ref(name)
     if parsed is not None:
         return parsed
+    nid = parse_index_ref(name)
+    if nid is not None:
+        return nid, None, ""
     found = family_of(name, families)
     assert found is not None
     return found[1], None, ""
@@ -361,7 +439,6 @@ def _screen(
     result: FetchResult,
     listed: Mapping[str, str],
     own_nid: str | None,
-    unsigned_roots: Collection[str],
     limits: Limits,
     families: tuple[RefFamily, ...] = (),
 ) -> dict[str, str]:
@@ -378,23 +455,12 @@ def _screen(
     out: dict[str, str] = {}
     new: dict[str, list[str]] = {}
     for name, oid in sorted(listed.items()):
-        if _pruned(name, families):
-            continue  # listed for push's deletions, never fetched
-        nid, typename, object_id = _owner(name, families)
+        if _pruned(name, families) or parse_ref(name) is not None:
+            continue  # listed for push's deletions (pruned logs, our legacy refs), never fetched
+        nid = _owner(name, families)[0]
         if not is_nid(nid):
             result.refused.append(
                 Refusal(name, "the namespace is not a node id", FETCH, RefusalKind.BAD_NAMESPACE, None, oid)
-            )
-        elif oid == object_id and typename in unsigned_roots:
-            result.refused.append(
-                Refusal(
-                    name,
-                    "the tip is the object's unsigned root: nothing signed by the namespace's node",
-                    FETCH,
-                    RefusalKind.BAD_TIP,
-                    _local_target(repo, name),
-                    oid,
-                )
             )
         elif _local_target(repo, name) is not None:
             out[name] = oid  # a ref we have: never held back
@@ -451,8 +517,11 @@ class _Quarantine:
     ``receive-pack`` quarantine works the same way.
     """
 
-    def __init__(self, repo: pygit2.Repository, timeout: float | None, idle: float | None) -> None:
+    def __init__(
+        self, repo: pygit2.Repository, timeout: float | None, idle: float | None, own_nid: str | None = None
+    ) -> None:
         self.repo = repo
+        self.own_nid = own_nid
         self.timeout = timeout
         self.idle = idle
         self.tag = f"{os.getpid()}-{secrets.token_hex(4)}"
@@ -527,7 +596,11 @@ class _Quarantine:
         return self._scratch
 
     def check(
-        self, wanted: Mapping[str, str], result: FetchResult, families: tuple[RefFamily, ...] = ()
+        self,
+        wanted: Mapping[str, str],
+        result: FetchResult,
+        families: tuple[RefFamily, ...] = (),
+        limits: Limits | None = None,
     ) -> dict[str, str]:
         """{ref: tip} of the received tips that may be taken; the others are refused."""
         passed: dict[str, str] = {}
@@ -536,7 +609,8 @@ class _Quarantine:
             if new is None:
                 continue  # not received: _apply reports it
             nid, _, object_id = _owner(name, families)
-            problem = tip_problem(self.scratch(), nid, object_id, new)
+            old = _local_target(self.repo, name)
+            problem = ref_problem(self.scratch(), name, nid, object_id, old, new, limits, self.own_nid)
             if problem is None:
                 passed[name] = new
                 continue
@@ -567,6 +641,7 @@ def _apply(
     own_nid: str | None,
     result: FetchResult,
     families: tuple[RefFamily, ...] = (),
+    limits: Limits | None = None,
 ) -> None:
     nid, _, object_id = _owner(name, families)
     for _ in range(20):  # only repeats when another process moved the ref meanwhile
@@ -578,7 +653,7 @@ def _apply(
                 Refusal(name, "the remote's tip was not received", FETCH, RefusalKind.MISSING, old, new)
             )
             return
-        if old is not None and is_ancestor(repo, new, old):
+        if old is not None and _behind(repo, name, old, new):
             if nid != own_nid:  # our own namespace being behind is what push is for
                 result.refused.append(
                     Refusal(
@@ -591,14 +666,9 @@ def _apply(
                     )
                 )
             return
-        problem = tip_problem(repo, nid, object_id, new)
+        problem = ref_problem(repo, name, nid, object_id, old, new, limits, own_nid)
         if problem is not None:
-            result.refused.append(Refusal(name, problem[1], FETCH, problem[0], old, new))
-            return
-        if old is not None and not is_ancestor(repo, old, new):
-            kind, why = RefusalKind.DIVERGED, "the remote's history diverged (would rewrite history)"
-            if nid == own_nid:
-                kind, why = RefusalKind.OWN_NAMESPACE, "the remote's copy of this node's ref diverged"
+            kind, why = problem
             result.refused.append(Refusal(name, why, FETCH, kind, old, new))
             return
         if compare_and_swap(repo, name, new, old, "git-jobs: sync fetch"):
@@ -652,25 +722,18 @@ def _alive(pid: int) -> bool:
 
 
 # -- push ------------------------------------------------------------------------------------
-def own_refs(repo: pygit2.Repository, nid: str, typenames: Collection[str]) -> dict[str, str]:
-    """{ref: oid} of this node's refs of ``typenames``."""
-    from .refs import RefReader
-
-    reader = RefReader(repo)
-    out: dict[str, str] = {}
-    for typename in typenames:
-        for ref in reader.refs_of_type(typename):
-            if ref.nid == nid:
-                out[ref.name] = ref.target
-    return out
+def own_refs(repo: pygit2.Repository, nid: str, typenames: Collection[str] | None = None) -> dict[str, str]:
+    """{ref: oid} of this node's index ref (it holds every type: ``typenames`` is kept for
+    callers of the per-object layout). Reads one ref, whatever the repository holds."""
+    name = index_ref(nid)
+    target = _local_target(repo, name)
+    return {name: target} if target is not None else {}
 
 
-def push_refspecs(nid: str, typenames: Collection[str] | None) -> list[str]:
-    """The non-forced refspecs that push ``nid``'s namespace (per type, or every cob)."""
-    if typenames is None:
-        prefix = f"{NAMESPACES}{nid}/refs/cobs/*"
-        return [f"{prefix}:{prefix}"]
-    return [f"{NAMESPACES}{nid}/refs/cobs/{t}/*:{NAMESPACES}{nid}/refs/cobs/{t}/*" for t in sorted(typenames)]
+def push_refspecs(nid: str, typenames: Collection[str] | None = None) -> list[str]:
+    """The non-forced refspec that pushes ``nid``'s index ref."""
+    name = index_ref(nid)
+    return [f"{name}:{name}"]
 
 
 _PORCELAIN = re.compile(r"^(?P<flag>[ +\-*=!])\t(?P<src>[^:\t]*):(?P<dst>[^\t]+)\t(?P<summary>.*)$")
@@ -702,7 +765,7 @@ def push(
         mine.update(ours)
         if ours:
             specs.append(f"{family.prefix(nid)}*:{family.prefix(nid)}*")
-    deletions = _deletions(nid, remote_refs, families)
+    deletions = _deletions(repo, nid, remote_refs, families)
     specs.extend(f":{name}" for name in deletions)
     if not specs:
         return result
@@ -774,13 +837,20 @@ def _push_refusal(why: str) -> tuple[RefusalKind, str]:
 
 
 def _deletions(
-    nid: str, remote_refs: Mapping[str, str] | None, families: tuple[RefFamily, ...]
+    repo: pygit2.Repository, nid: str, remote_refs: Mapping[str, str] | None, families: tuple[RefFamily, ...]
 ) -> list[str]:
-    """Our own pruned family refs that the remote still lists (known only after a listing)."""
-    if remote_refs is None or not families:
+    """Our own pruned family refs that the remote still lists, and our own per-object refs of
+    the layout before the index once our index holds them (known only after a listing)."""
+    if remote_refs is None:
         return []
     out = []
+    legacy_left = RefReader(repo).has_legacy(nid)
     for name in sorted(remote_refs):
+        parsed = parse_ref(name)
+        if parsed is not None:
+            if parsed[0] == nid and not legacy_left and _local_target(repo, index_ref(nid)) is not None:
+                out.append(name)
+            continue
         found = family_of(name, families)
         if found is not None and found[1] == nid and found[0].is_pruned(found[2]):
             out.append(name)

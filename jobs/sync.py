@@ -1,7 +1,7 @@
 """Syncing jobs with a Git remote, and what it changed: :func:`sync`, :class:`SyncReport`.
 
-`cob.sync` moves refs; this module says what that meant for jobs. It snapshots every job's tips
-before the fetch (:meth:`cob.Store.all_tips`), and after it asks the store what moved
+`cob.sync` moves refs; this module says what that meant for jobs. It snapshots each node's index
+tip before the fetch (:meth:`cob.Store.snapshot`), and after it asks the store what moved
 (:meth:`cob.Store.changed_since`): the jobs whose folded state differs, and the changes a load
 newly rejected even when the state did not move (a forged change fetched from a peer changes
 nothing but must be seen).
@@ -97,8 +97,13 @@ def _log_json(update: RefUpdate) -> dict[str, object]:
 
 def _split(updates: list[RefUpdate]) -> tuple[list[RefUpdate], list[RefUpdate]]:
     """(job ref updates, log bucket updates)."""
-    jobs = [u for u in updates if cob.refs.parse_ref(u.ref) is not None]
-    return jobs, [u for u in updates if cob.refs.parse_ref(u.ref) is None]
+    jobs = [u for u in updates if _is_job_ref(u.ref)]
+    return jobs, [u for u in updates if not _is_job_ref(u.ref)]
+
+
+def _is_job_ref(name: str) -> bool:
+    """A node's index ref (or a per-object ref of the layout before it), not a log bucket."""
+    return cob.sigrefs.parse_index_ref(name) is not None or cob.refs.parse_ref(name) is not None
 
 
 def sync(
@@ -134,6 +139,7 @@ def sync(
         if fetch:
             remote_refs = _fetch(jobs, remote, report, own, trusted_only, limits, timeout, idle)
         if push and own is not None:
+            jobs.store.migrate()  # our per-object refs of the layout before the index, if any
             sent = cob_sync.push(
                 repo, remote, own, typenames=(TYPENAME,), remote_refs=remote_refs,
                 timeout=timeout, idle=idle, families=families,
@@ -157,7 +163,7 @@ def _fetch(
     idle: float | None,
 ) -> dict[str, str]:
     """The fetch half of :func:`sync`, into ``report``; returns the remote's listed refs."""
-    before = jobs.store.all_tips(JOB_TYPE)
+    before = jobs.store.snapshot(JOB_TYPE)
     namespaces = _scope(jobs, trusted_only)
     report.scope = "all" if namespaces is None else "trusted"
     got = cob_sync.fetch(
@@ -165,7 +171,6 @@ def _fetch(
         remote,
         own_nid=own,
         typenames=(TYPENAME,),
-        unsigned_roots=(TYPENAME,),
         limits=limits,
         timeout=timeout,
         idle=idle,

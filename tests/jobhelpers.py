@@ -23,6 +23,8 @@ def _copy_tree(src: pygit2.Repository, dst: pygit2.Repository, tree: pygit2.Tree
     if not _copy(src, dst, tree.id):
         return
     for entry in tree:
+        if entry.filemode == pygit2.enums.FileMode.COMMIT:
+            continue  # an index entry (gitlink): the change it names is reached by parents
         if isinstance(entry, pygit2.Tree):
             _copy_tree(src, dst, entry)
         else:
@@ -30,8 +32,8 @@ def _copy_tree(src: pygit2.Repository, dst: pygit2.Repository, tree: pygit2.Tree
 
 
 def copy_objects(src: pygit2.Repository, dst: pygit2.Repository) -> None:
-    """Copy what ``src``'s job refs reach into ``dst`` (what a fetch of those refs transfers)."""
-    stack = [pygit2.Oid(hex=r.target) for r in cob.refs.RefReader(src).refs_of_type(jobs.TYPENAME)]
+    """Copy what ``src``'s index refs reach into ``dst`` (what a fetch of those refs transfers)."""
+    stack = [pygit2.Oid(hex=t) for t in cob.refs.RefReader(src).index_tips().values()]
     seen: set[pygit2.Oid] = set()
     while stack:
         oid = stack.pop()
@@ -46,21 +48,20 @@ def copy_objects(src: pygit2.Repository, dst: pygit2.Repository) -> None:
 
 
 def exchange(src: pygit2.Repository, dst: pygit2.Repository, *, skip_nid: str | None = None) -> int:
-    """Deliver ``src``'s job refs to ``dst`` as fast-forwards only; returns refs moved."""
+    """Deliver ``src``'s index refs to ``dst`` as fast-forwards only; returns refs moved."""
     copy_objects(src, dst)
     moved = 0
-    for ref in cob.refs.RefReader(src).refs_of_type(jobs.TYPENAME):
-        if ref.nid == skip_nid:
+    for nid, tip in cob.refs.RefReader(src).index_tips().items():
+        if nid == skip_nid:
             continue
-        current = dst.references.get(ref.name)
+        name = cob.index_ref(nid)
+        current = dst.references.get(name)
         old = str(current.target) if current is not None else None
-        if old == ref.target:
+        if old == tip:
             continue
-        if old is not None and not dst.descendant_of(
-            pygit2.Oid(hex=ref.target), pygit2.Oid(hex=old)
-        ):
+        if old is not None and not dst.descendant_of(pygit2.Oid(hex=tip), pygit2.Oid(hex=old)):
             continue
-        if compare_and_swap(dst, ref.name, ref.target, old, "test exchange"):
+        if compare_and_swap(dst, name, tip, old, "test exchange"):
             moved += 1
     return moved
 

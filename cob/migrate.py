@@ -1,0 +1,85 @@
+"""Migration from per-object refs to one index ref per node (:mod:`cob.sigrefs`).
+
+The layout before the index kept ``refs/namespaces/<NID>/refs/cobs/<TYPENAME>/<id>`` per
+object. Nothing of it is lost and nothing needs a command:
+
+* **Our own namespace** moves the first time a store writes (or syncs): each per-object ref
+  becomes an entry of our index (signed index commits, new tips as parents), and only then is
+  the ref deleted, with its old value checked, in one transaction. An entry already in the
+  index that is newer wins; a ref that diverged from its entry is kept (and still read).
+* **Other namespaces** cannot be migrated here: only their node can sign their index. Their
+  per-object refs stay readable (an index entry of the same node wins) and are deleted once
+  that node's index names the same tip or a newer one (:func:`drop_superseded`, after a fetch).
+"""
+
+from __future__ import annotations
+
+import pygit2
+
+from . import sigrefs
+from .gitrun import run_git
+from .refs import CobRef, RefReader, common_dir, compare_and_swap, is_ancestor
+from .signer import Signer
+
+
+def _covered(repo: pygit2.Repository, entry: str | None, legacy: str) -> bool:
+    """Whether an index entry already holds a legacy ref's history."""
+    return entry is not None and (entry == legacy or is_ancestor(repo, legacy, entry))
+
+
+def migrate_own(repo: pygit2.Repository, signer: Signer, refs: RefReader) -> int:
+    """Move ``signer``'s per-object refs into its index; returns how many entries moved."""
+    nid = signer.nid
+    if not refs.has_legacy(nid):
+        return 0
+    legacy = [
+        ref
+        for typename in sorted(refs.legacy_typenames(nid))
+        if sigrefs.is_typename(typename)
+        for ref in refs.legacy_refs(typename, nid)
+    ]
+    moved = 0
+    for _ in range(200):
+        tip = sigrefs.read_tip(repo, nid)
+        tree = sigrefs.tree_of(repo, tip)
+        updates: dict[sigrefs.Key, str | None] = {}
+        for ref in legacy:
+            entry = sigrefs.lookup(repo, tree, ref.typename, ref.object_id)
+            if entry is None or is_ancestor(repo, entry, ref.target):
+                updates[(ref.typename, ref.object_id)] = ref.target
+        if not updates:
+            break
+        new = sigrefs.write_commit(repo, signer, nid, tip, updates)
+        if compare_and_swap(repo, sigrefs.index_ref(nid), new, tip, "cob: migrate to the index"):
+            moved = len(updates)
+            break
+    _delete_covered(repo, nid, legacy)
+    return moved
+
+
+def drop_superseded(repo: pygit2.Repository, refs: RefReader, nid: str) -> int:
+    """Delete ``nid``'s per-object refs that its index now covers; returns how many."""
+    if not refs.has_legacy(nid):
+        return 0
+    legacy = [
+        ref
+        for typename in sorted(refs.legacy_typenames(nid))
+        if sigrefs.is_typename(typename)
+        for ref in refs.legacy_refs(typename, nid)
+    ]
+    return _delete_covered(repo, nid, legacy)
+
+
+def _delete_covered(repo: pygit2.Repository, nid: str, legacy: list[CobRef]) -> int:
+    """Delete the refs of ``legacy`` the index covers, each only if still at its old value,
+    in one ``git update-ref`` transaction (packed-refs is rewritten once, not per ref)."""
+    tree = sigrefs.tree_of(repo, sigrefs.read_tip(repo, nid))
+    doomed = [
+        ref for ref in legacy
+        if _covered(repo, sigrefs.lookup(repo, tree, ref.typename, ref.object_id), ref.target)
+    ]
+    if not doomed:
+        return 0
+    lines = "".join(f"delete {ref.name} {ref.target}\n" for ref in doomed)
+    res = run_git(common_dir(repo), ["update-ref", "--no-deref", "--stdin"], stdin=lines)
+    return len(doomed) if res.returncode == 0 else 0

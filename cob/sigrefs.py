@@ -1,0 +1,335 @@
+"""One signed index ref per node: ``refs/namespaces/<NID>/refs/sigrefs``.
+
+A ref per (node, object) made refs grow as nodes x objects, and git's fetch, push and every
+ref read grow with refs. Instead each node keeps one fast-forward-only chain of *index
+commits* (the idea of Radicle's ``rad/sigrefs``: one signed statement per node of where all
+its objects are). An index commit:
+
+* has a tree ``<typename>/<id[:2]>/<id>`` whose leaves are gitlinks (mode 160000) naming the
+  node's tip change of each object — the map object id -> tip;
+* has as first parent the previous index commit, and as further parents every tip that
+  differs from the first parent's tree, so that the index reaches every change of the node
+  (fetch, push and gc follow parents, never gitlinks). The chain starts with a commit with
+  no parents and an empty tree, so a first parent is always an index commit;
+* is signed by the node (SSHSIG, author and committer its NID) like a change.
+
+Because each commit names its predecessor, the tip's signature vouches for the whole chain:
+a hub can neither forge an entry nor move one back without breaking the fast-forward.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import cast
+
+import pygit2
+
+from . import sshsig
+from .refs import NAMESPACES, compare_and_swap, is_oid
+
+KIND = "sigrefs"
+MESSAGE = "cob: index\n"
+GITLINK = pygit2.enums.FileMode.COMMIT
+TREE = pygit2.enums.FileMode.TREE
+# New tips one index commit names as parents; more are spread over a chain of commits.
+MAX_NEW_PER_COMMIT = 255
+_TYPENAME = re.compile(r"^[a-z0-9][a-z0-9.-]{0,127}$")
+_FANOUT = re.compile(r"^[0-9a-f]{2}$")
+
+Key = tuple[str, str]  # (typename, object id)
+
+
+def index_ref(nid: str) -> str:
+    return f"{NAMESPACES}{nid}/refs/{KIND}"
+
+
+def parse_index_ref(name: str) -> str | None:
+    """The NID of an index ref name, or None."""
+    if not name.startswith(NAMESPACES) or not name.endswith(f"/refs/{KIND}"):
+        return None
+    nid = name[len(NAMESPACES) : -len(f"/refs/{KIND}")]
+    return nid if nid and "/" not in nid else None
+
+
+def entry_path(typename: str, object_id: str) -> str:
+    return f"{typename}/{object_id[:2]}/{object_id}"
+
+
+def is_typename(text: str) -> bool:
+    return bool(_TYPENAME.match(text))
+
+
+# -- reading ---------------------------------------------------------------------------------
+def tree_of(repo: pygit2.Repository, tip: str | None) -> pygit2.Tree | None:
+    """The tree of index commit ``tip``; None when absent or not a commit."""
+    if tip is None:
+        return None
+    try:
+        obj = repo[tip]
+    except (KeyError, ValueError):
+        return None
+    return obj.tree if isinstance(obj, pygit2.Commit) else None
+
+
+def _subtree(repo: pygit2.Repository, tree: pygit2.Tree | None, name: str) -> pygit2.Tree | None:
+    if tree is None:
+        return None
+    try:
+        entry = tree[name]
+    except KeyError:
+        return None
+    if entry.filemode != TREE:
+        return None
+    obj = repo[entry.id]
+    return obj if isinstance(obj, pygit2.Tree) else None
+
+
+def lookup(repo: pygit2.Repository, tree: pygit2.Tree | None, typename: str, object_id: str) -> str | None:
+    """The tip this index names for one object, or None."""
+    if tree is None:
+        return None
+    try:
+        entry = tree[entry_path(typename, object_id)]
+    except (KeyError, ValueError):
+        return None
+    return str(entry.id) if entry.filemode == GITLINK else None
+
+
+def _leaves(repo: pygit2.Repository, fan: pygit2.Tree | None, xx: str) -> dict[str, str]:
+    """{object id: tip} of one fan-out directory; malformed entries are not entries."""
+    if fan is None:
+        return {}
+    out = {}
+    for entry in fan:
+        name = entry.name or ""
+        if entry.filemode == GITLINK and is_oid(name) and name[:2] == xx:
+            out[name] = str(entry.id)
+    return out
+
+
+def entries(repo: pygit2.Repository, tree: pygit2.Tree | None, typename: str) -> dict[str, str]:
+    """{object id: tip} of every object of ``typename`` in the index."""
+    out: dict[str, str] = {}
+    top = _subtree(repo, tree, typename)
+    if top is None:
+        return out
+    for entry in top:
+        xx = entry.name or ""
+        if entry.filemode == TREE and _FANOUT.match(xx):
+            out.update(_leaves(repo, _subtree(repo, top, xx), xx))
+    return out
+
+
+def typenames(tree: pygit2.Tree | None) -> list[str]:
+    if tree is None:
+        return []
+    return [e.name for e in tree if e.filemode == TREE and e.name and is_typename(e.name)]
+
+
+def diff(
+    repo: pygit2.Repository, old: pygit2.Tree | None, new: pygit2.Tree | None, typename: str
+) -> dict[str, str | None]:
+    """{object id: new tip, or None when dropped} of the entries of ``typename`` that differ.
+
+    Only subtrees whose ids differ are opened: the cost follows what moved, not the index.
+    """
+    a, b = _subtree(repo, old, typename), _subtree(repo, new, typename)
+    if a is not None and b is not None and a.id == b.id:
+        return {}
+    fans = {e.name for t in (a, b) if t is not None for e in t if e.name and _FANOUT.match(e.name)}
+    out: dict[str, str | None] = {}
+    for xx in sorted(fans):
+        fa, fb = _subtree(repo, a, xx), _subtree(repo, b, xx)
+        if fa is not None and fb is not None and fa.id == fb.id:
+            continue
+        before, after = _leaves(repo, fa, xx), _leaves(repo, fb, xx)
+        for object_id, tip in after.items():
+            if before.get(object_id) != tip:
+                out[object_id] = tip
+        out.update((object_id, None) for object_id in before.keys() - after.keys())
+    return out
+
+
+def diff_all(
+    repo: pygit2.Repository, old: pygit2.Tree | None, new: pygit2.Tree | None
+) -> dict[Key, str | None]:
+    """:func:`diff` over every type of either tree."""
+    out: dict[Key, str | None] = {}
+    for typename in sorted({*typenames(old), *typenames(new)}):
+        for object_id, tip in diff(repo, old, new, typename).items():
+            out[(typename, object_id)] = tip
+    return out
+
+
+# -- writing ---------------------------------------------------------------------------------
+def _write_tree(
+    repo: pygit2.Repository, base: pygit2.Tree | None, updates: Mapping[Key, str | None]
+) -> pygit2.Oid:
+    """``base`` with ``updates`` applied; only the touched subtrees are rewritten."""
+    by_type: dict[str, dict[str, dict[str, str | None]]] = {}
+    for (typename, object_id), tip in updates.items():
+        by_type.setdefault(typename, {}).setdefault(object_id[:2], {})[object_id] = tip
+    root = repo.TreeBuilder(base) if base is not None else repo.TreeBuilder()
+    for typename, fans in sorted(by_type.items()):
+        top_tree = _subtree(repo, base, typename)
+        top = repo.TreeBuilder(top_tree) if top_tree is not None else repo.TreeBuilder()
+        for xx, leaves in sorted(fans.items()):
+            fan_tree = _subtree(repo, top_tree, xx)
+            fan = repo.TreeBuilder(fan_tree) if fan_tree is not None else repo.TreeBuilder()
+            for object_id, tip in sorted(leaves.items()):
+                if tip is None:
+                    if fan.get(object_id) is not None:
+                        fan.remove(object_id)
+                else:
+                    fan.insert(object_id, pygit2.Oid(hex=tip), GITLINK)
+            _put(top, xx, fan)
+        _put(root, typename, top)
+    return root.write()
+
+
+def _put(parent: pygit2.TreeBuilder, name: str, child: pygit2.TreeBuilder) -> None:
+    if len(child):
+        parent.insert(name, child.write(), TREE)
+    elif parent.get(name) is not None:
+        parent.remove(name)
+
+
+def write_commit(
+    repo: pygit2.Repository,
+    signer: sshsig.RawSigner,
+    nid: str,
+    parent: str | None,
+    updates: Mapping[Key, str | None],
+    *,
+    timestamp: int | None = None,
+) -> str:
+    """Write the index commits that apply ``updates`` on index commit ``parent``; returns the
+    last one's oid (no ref moves). More than :data:`MAX_NEW_PER_COMMIT` new tips are spread
+    over a chain, each commit signed and naming its own new tips as parents."""
+    tip = parent
+    if tip is None:  # the chain starts with an empty, parentless commit: see the module doc
+        tip = _write_one(repo, signer, nid, None, {}, timestamp)
+    items = sorted(updates.items())
+    for start in range(0, max(len(items), 1), MAX_NEW_PER_COMMIT):
+        chunk = dict(items[start : start + MAX_NEW_PER_COMMIT])
+        tip = _write_one(repo, signer, nid, tip, chunk, timestamp)
+    assert tip is not None
+    return tip
+
+
+def _write_one(
+    repo: pygit2.Repository,
+    signer: sshsig.RawSigner,
+    nid: str,
+    parent: str | None,
+    updates: Mapping[Key, str | None],
+    timestamp: int | None,
+) -> str:
+    tree = _write_tree(repo, tree_of(repo, parent), updates)
+    when = int(time.time()) if timestamp is None else timestamp
+    ident = pygit2.Signature(nid, nid, when, 0)
+    new_tips = sorted({t for t in updates.values() if t is not None})
+    parents: list[str | pygit2.Oid] = [pygit2.Oid(hex=p) for p in ([parent] if parent else []) + new_tips]
+    buffer = cast(str, repo.create_commit_string(ident, ident, MESSAGE, tree, parents))
+    signature = sshsig.sign(signer, buffer.encode())
+    return str(repo.create_commit_with_signature(buffer, signature))
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """An index ref that moved from ``old`` to ``new``."""
+
+    old: str | None
+    new: str
+
+
+def read_tip(repo: pygit2.Repository, nid: str) -> str | None:
+    try:
+        ref = repo.references.get(index_ref(nid))
+    except (pygit2.GitError, ValueError):
+        return None
+    if ref is None or ref.type != pygit2.enums.ReferenceType.DIRECT:
+        return None
+    return str(ref.target)
+
+
+def move(
+    repo: pygit2.Repository,
+    signer: sshsig.RawSigner,
+    nid: str,
+    updates: Mapping[Key, str | None],
+    expect: Mapping[Key, str | None],
+    *,
+    attempts: int = 200,
+) -> Moved | None:
+    """Set ``updates`` in ``nid``'s index, if each entry of ``expect`` still holds there.
+
+    None when an expected entry moved (another process of this node wrote that object first:
+    the caller rebuilds its change). A lost race on the index ref itself, with our entries
+    unchanged, only rewrites the index commit. Raises :class:`~cob.errors.ConflictError` when
+    the ref never stops moving.
+    """
+    from .errors import ConflictError
+
+    name = index_ref(nid)
+    for _ in range(attempts):
+        old = read_tip(repo, nid)
+        tree = tree_of(repo, old)
+        for (typename, object_id), want in expect.items():
+            if lookup(repo, tree, typename, object_id) != want:
+                return None
+        new = write_commit(repo, signer, nid, old, updates)
+        if compare_and_swap(repo, name, new, old, MESSAGE.strip()):
+            return Moved(old, new)
+    raise ConflictError(f"gave up updating {name} after {attempts} lost races")
+
+
+def first_parents(
+    repo: pygit2.Repository, tip: str, stop: str | None, limit: int
+) -> list[pygit2.Commit] | None:
+    """The index commits from ``tip`` back to, not including, ``stop`` (newest first), by first
+    parents; None when ``stop`` is not on that chain within ``limit`` commits (not a fast-forward)."""
+    out: list[pygit2.Commit] = []
+    try:
+        commit = repo[tip]
+        while isinstance(commit, pygit2.Commit) and str(commit.id) != stop:
+            out.append(commit)
+            if len(out) > limit:
+                return None
+            ids = commit.parent_ids
+            if not ids:
+                return out if stop is None else None
+            commit = repo[ids[0]]
+    except (KeyError, ValueError, pygit2.GitError):
+        return None
+    return out if isinstance(commit, pygit2.Commit) else None
+
+
+def unreached(
+    repo: pygit2.Repository, chain: list[pygit2.Commit], changed: Mapping[Key, str | None]
+) -> list[Key]:
+    """Changed entries whose tip no commit of ``chain`` names as a parent: an index must reach
+    every tip it names (gc and fetch follow parents, not gitlinks)."""
+    named = {str(p) for c in chain for p in c.parent_ids[1:]}
+    return [key for key, tip in changed.items() if tip is not None and tip not in named]
+
+
+def walk_entries(repo: pygit2.Repository, tree: pygit2.Tree | None) -> Iterator[tuple[str, str, str]]:
+    """(typename, object id, tip) of every entry."""
+    for typename in typenames(tree):
+        for object_id, tip in entries(repo, tree, typename).items():
+            yield typename, object_id, tip
+
+
+def set_tip(
+    repo: pygit2.Repository, signer: sshsig.RawSigner, nid: str, typename: str, object_id: str,
+    new: str | None, old: str | None,
+) -> bool:
+    """Move ``nid``'s entry for one object from ``old`` to ``new`` (None: absent), as a
+    compare-and-swap; False when the entry was not ``old``. For tools and tests that write
+    changes themselves (``write_change``): the store's writes go through :func:`move`."""
+    key = (typename, object_id)
+    return move(repo, signer, nid, {key: new}, {key: old}) is not None
