@@ -3,6 +3,10 @@
 
 - :class:`FloorWriter` writes one change the way any implementation must: two blobs, a tree, a
   commit buffer, an Ed25519 SSHSIG over it, the signed commit, and a compare-and-swap ref move.
+  With ``index=True`` it also does what the layout of one index ref per node adds to every
+  write (docs/FORMAT.md 7): the three index trees on the path to the entry, a second signed
+  commit (parents: the previous index commit and the new change), and the compare-and-swap
+  moves that index ref instead of a per-object ref.
 - :func:`floor_load` reads a history the way any verifying reader must: walk every commit from
   the tips, read its ops blob, check its SSHSIG, decode its JSON.
 
@@ -45,11 +49,46 @@ def _sshsig(key: Ed25519PrivateKey, public: bytes, message: bytes) -> str:
 class FloorWriter:
     """Writes signed change commits and moves one ref with compare-and-swap."""
 
-    def __init__(self, repo: pygit2.Repository, key: Ed25519PrivateKey, name: str) -> None:
+    def __init__(self, repo: pygit2.Repository, key: Ed25519PrivateKey, name: str, *, index: bool = False) -> None:
         self.repo = repo
         self.key = key
         self.public = key.public_key().public_bytes_raw()
         self.ident_name = name
+        self.index = index
+        self.index_tip: str | None = None
+        self.index_trees: tuple[pygit2.Oid, pygit2.Oid, pygit2.Oid] | None = None  # fan, type, root
+
+    def _signed(self, tree: pygit2.Oid, parents: list[str], message: str, when: int) -> str:
+        ident = pygit2.Signature(self.ident_name, self.ident_name, when, 0)
+        buffer = self.repo.create_commit_string(ident, ident, message, tree, [pygit2.Oid(hex=p) for p in parents])
+        return str(self.repo.create_commit_with_signature(buffer, _sshsig(self.key, self.public, buffer.encode())))
+
+    def _index(self, object_id: str, tip: str, when: int) -> None:
+        """One entry of the node's index moved to ``tip``: rewrite the path to it, sign, CAS."""
+        repo = self.repo
+        old = self.index_trees
+        fan = repo.TreeBuilder(repo[old[0]]) if old else repo.TreeBuilder()
+        fan.insert(object_id, pygit2.Oid(hex=tip), pygit2.enums.FileMode.COMMIT)
+        fan_oid = fan.write()
+        top = repo.TreeBuilder(repo[old[1]]) if old else repo.TreeBuilder()
+        top.insert(object_id[:2], fan_oid, pygit2.enums.FileMode.TREE)
+        top_oid = top.write()
+        root = repo.TreeBuilder(repo[old[2]]) if old else repo.TreeBuilder()
+        root.insert("dev.gitjobs.job", top_oid, pygit2.enums.FileMode.TREE)
+        root_oid = root.write()
+        parents = ([self.index_tip] if self.index_tip else []) + [tip]
+        new = self._signed(root_oid, parents, "index\n", when)
+        self._move(f"refs/floor-index/{self.ident_name}", new, self.index_tip)
+        self.index_tip, self.index_trees = new, (fan_oid, top_oid, root_oid)
+
+    def _move(self, ref: str, new: str, old: str | None) -> None:
+        if old is None:
+            self.repo.create_reference_direct(ref, pygit2.Oid(hex=new), False)
+        else:
+            r = self.repo.references[ref]
+            if str(r.target) != old:
+                raise RuntimeError("lost race")
+            r.set_target(new)
 
     def write(self, ops_json: bytes, parents: list[str], ref: str, old: str | None, when: int) -> str:
         repo = self.repo
@@ -62,13 +101,10 @@ class FloorWriter:
             ident, ident, "op\n", tree, [pygit2.Oid(hex=p) for p in parents]
         )
         oid = str(repo.create_commit_with_signature(buffer, _sshsig(self.key, self.public, buffer.encode())))
-        if old is None:
-            repo.create_reference_direct(ref, pygit2.Oid(hex=oid), False)
+        if self.index:
+            self._index(ref.rsplit("/", 1)[-1].rjust(40, "0")[-40:], oid, when)
         else:
-            r = repo.references[ref]
-            if str(r.target) != old:
-                raise RuntimeError("lost race")
-            r.set_target(oid)
+            self._move(ref, oid, old)
         return oid
 
 

@@ -1,7 +1,7 @@
 """Fast generators of big job histories for the benches.
 
 They use the library's low-level writers (``cob.change.write_root`` / ``write_change`` and
-direct ref creation) rather than ``JobMut.run``/``finish``, so a 10,000-change job or 50,000
+direct index writes) rather than ``JobMut.run``/``finish``, so a 10,000-change job or 50,000
 jobs take seconds, not minutes. What they write is exactly what the high-level API writes:
 valid, signed changes that a load accepts.
 """
@@ -19,7 +19,6 @@ import uuid6
 import cob
 import jobs
 from cob.change import Codec, write_change, write_root
-from cob.refs import object_ref
 
 T0 = 1_750_000_000
 CODEC = Codec(jobs.JOB_TYPE)
@@ -90,20 +89,32 @@ def big_job(repo: pygit2.Repository, commit: str, changes: int, nodes: int, seed
     tips = {}
     for k, s in enumerate(signers):
         if last[k] != root:
-            ref = object_ref(s.nid, jobs.TYPENAME, root)
-            repo.create_reference_direct(ref, pygit2.Oid(hex=last[k]), False)
+            write_index(repo, s, {root: last[k]})
             tips[s.nid] = last[k]
     return BigJob(root, tips, changes + 1)
+
+
+def write_index(repo: pygit2.Repository, signer: cob.Signer, tips: dict[str, str]) -> None:
+    """Point ``signer``'s index ref at ``tips`` ({job id: tip}), added to what it holds."""
+    old = cob.sigrefs.read_tip(repo, signer.nid)
+    updates: dict[tuple[str, str], str | None] = {(jobs.TYPENAME, i): t for i, t in tips.items()}
+    new = cob.sigrefs.write_commit(repo, signer, signer.nid, old, updates, timestamp=T0)
+    name = cob.index_ref(signer.nid)
+    if old is None:
+        repo.create_reference_direct(name, pygit2.Oid(hex=new), False)
+    else:
+        repo.references[name].set_target(new)
 
 
 def many_jobs(
     repo: pygit2.Repository, commits: list[str], count: int, nodes: int = 3, seed: int = 2
 ) -> list[str]:
     """``count`` jobs spread evenly over ``commits``; each has one signed change from one of
-    ``nodes`` nodes holding a finished run (a typical CI job), under that node's ref."""
+    ``nodes`` nodes holding a finished run (a typical CI job), named by that node's index."""
     rng = random.Random(seed)
     signers = [cob.Signer.generate() for _ in range(nodes)]
     ids = []
+    tips: dict[str, dict[str, str]] = {s.nid: {} for s in signers}
     for i in range(count):
         commit = commits[i % len(commits)]
         root = write_root(repo, CODEC, [jobs.Request(commit, f"job{i // len(commits)}")])
@@ -112,8 +123,10 @@ def many_jobs(
         run_id = uuid7_at(when, rng)
         ops = [jobs.StartRun(run_id, f"https://ci.example/{i}"), jobs.FinishRun(run_id, "succeeded")]
         oid = write_change(repo, CODEC, s, s.nid, ops, [root], timestamp=when)
-        repo.create_reference_direct(object_ref(s.nid, jobs.TYPENAME, root), pygit2.Oid(hex=oid), False)
+        tips[s.nid][root] = oid
         ids.append(root)
+    for s in signers:
+        write_index(repo, s, tips[s.nid])
     return ids
 
 

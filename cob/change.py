@@ -9,6 +9,7 @@ NID, the manifest must be this type's, and the ops must decode. Any failure is a
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ _NIDS: dict[bytes, str] = {}  # public key -> NID, memoised
 MAX_VERIFIED = 100_000  # verified changes a Codec remembers (see Codec.verified)
 # Commit times a change may claim: 1970 .. the end of year 9999 (what datetime can show).
 # Times are the author's claim and only order ties; beyond these they are just hostile.
+_IDENT = re.compile(r"^[0-9A-Za-z]{1,128}$")  # a NID: nothing that could end a header line
+_OID = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 MIN_TIMESTAMP = 0
 MAX_TIMESTAMP = 253402300799
 # What this library writes: libgit2's signature time wraps past 32 bits, so a writer that asked
@@ -102,7 +105,7 @@ class Change:
 class Codec:
     """Per-type encoders/decoders, built once (msgspec decoders are worth reusing)."""
 
-    __slots__ = ("_manifests", "cobtype", "manifest", "ops_decoder", "signers", "verified")
+    __slots__ = ("_manifest_oids", "_manifests", "cobtype", "manifest", "ops_decoder", "signers", "verified")
 
     def __init__(self, cobtype: CobType[Any]) -> None:
         self.cobtype = cobtype
@@ -119,6 +122,14 @@ class Codec:
         # index across rebuilds, see cob.cache): a commit's oid names its bytes, signature
         # included, so a signature checked once need not be checked again.
         self.signers: Mapping[str, str] = {}
+        self._manifest_oids: dict[str, pygit2.Oid] = {}
+
+    def manifest_blob(self, repo: pygit2.Repository) -> pygit2.Oid:
+        """The manifest blob, written once per repository (every change of the type has it)."""
+        oid = self._manifest_oids.get(repo.path)
+        if oid is None:
+            oid = self._manifest_oids[repo.path] = repo.create_blob(self.manifest)
+        return oid
 
     def encode_ops(self, ops: Sequence[Any]) -> bytes:
         try:
@@ -155,7 +166,7 @@ def _tree(
     repo: pygit2.Repository, codec: Codec, ops_blob: bytes, embeds: Mapping[str, bytes] | None
 ) -> pygit2.Oid:
     builder = repo.TreeBuilder()
-    builder.insert(MANIFEST, repo.create_blob(codec.manifest), GIT_FILEMODE_BLOB)
+    builder.insert(MANIFEST, codec.manifest_blob(repo), GIT_FILEMODE_BLOB)
     builder.insert(OPS, repo.create_blob(ops_blob), GIT_FILEMODE_BLOB)
     if embeds:
         sub = repo.TreeBuilder()
@@ -199,12 +210,20 @@ def write_change(
     """Write a signed change commit and return its oid (no ref is touched)."""
     tree = _tree(repo, codec, codec.encode_ops(ops), embeds)
     when = int(time.time()) if timestamp is None else timestamp
-    ident = pygit2.Signature(nid, nid, when, 0)
-    message = codec.cobtype.summary(ops) + "\n"
-    parent_oids: list[str | pygit2.Oid] = [pygit2.Oid(hex=p) for p in parents]
-    buffer = cast(str, repo.create_commit_string(ident, ident, message, tree, parent_oids))
+    buffer = commit_buffer(str(tree), parents, nid, when, codec.cobtype.summary(ops) + "\n")
     signature = sshsig.sign(signer, buffer.encode())
     return str(repo.create_commit_with_signature(buffer, signature))
+
+
+def commit_buffer(tree: str, parents: Sequence[str], nid: str, when: int, message: str) -> str:
+    """The text of a commit authored and committed by ``nid`` at ``when`` (UTC), byte for byte
+    what libgit2's ``create_commit_string`` writes, without its lookups of every parent (a
+    third of a write's time). ``nid`` is ours, so it holds no ``<``, ``>`` or newline."""
+    if not _IDENT.match(nid) or not _OID.match(tree) or not all(_OID.match(p) for p in parents):
+        raise InvalidChangeError(f"cannot write a commit as {nid!r}")
+    ident = f"{nid} <{nid}> {when} +0000"
+    head = "".join(f"parent {p}\n" for p in parents)
+    return f"tree {tree}\n{head}author {ident}\ncommitter {ident}\n\n{message}"
 
 
 def read_change(repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: bool) -> Change:

@@ -34,7 +34,7 @@ class RefFamily:
     pruned_before: str | None = None
 
     def __post_init__(self) -> None:
-        if not _KIND.match(self.kind) or self.kind == "cobs":
+        if not _KIND.match(self.kind) or self.kind in ("cobs", "sigrefs"):
             raise ValueError(f"not a ref family name: {self.kind!r}")
 
     def ref(self, nid: str, leaf: str) -> str:

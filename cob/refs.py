@@ -215,6 +215,17 @@ class RefReader:
             seen.setdefault((ref.nid, ref.object_id), ref)
         return list(seen.values())
 
+    def objects_of(self, nid: str, typename: str) -> dict[str, str]:
+        """{object id: tip} of one node's objects of ``typename``: one index read, whatever
+        the other nodes hold."""
+        from .sigrefs import entries
+
+        tip = self.index_tips().get(nid)
+        out = entries(self.repo, self.tree(tip), typename) if tip else {}
+        for ref in self.legacy_refs(typename, nid) if self.has_legacy(nid) else []:
+            out.setdefault(ref.object_id, ref.target)
+        return out
+
     def object_ids(self, typename: str) -> set[str]:
         """Ids of every object of ``typename`` named in some namespace."""
         return {r.object_id for r in self.refs_of_type(typename)}

@@ -23,11 +23,11 @@ import re
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import cast
 
 import pygit2
 
 from . import sshsig
+from .change import commit_buffer
 from .refs import NAMESPACES, compare_and_swap, is_oid
 
 KIND = "sigrefs"
@@ -230,10 +230,8 @@ def _write_one(
 ) -> str:
     tree = _write_tree(repo, tree_of(repo, parent), updates)
     when = int(time.time()) if timestamp is None else timestamp
-    ident = pygit2.Signature(nid, nid, when, 0)
     new_tips = sorted({t for t in updates.values() if t is not None})
-    parents: list[str | pygit2.Oid] = [pygit2.Oid(hex=p) for p in ([parent] if parent else []) + new_tips]
-    buffer = cast(str, repo.create_commit_string(ident, ident, MESSAGE, tree, parents))
+    buffer = commit_buffer(str(tree), ([parent] if parent else []) + new_tips, nid, when, MESSAGE)
     signature = sshsig.sign(signer, buffer.encode())
     return str(repo.create_commit_with_signature(buffer, signature))
 

@@ -75,11 +75,14 @@ def main() -> int:
 def render(repo: Path, signer: cob.Signer, job_id: str, run_id: str, blob: str) -> str:
     nid = signer.nid
     refs = git(repo, "for-each-ref", "refs/namespaces")
-    job_ref = next(line.split()[0] for line in refs.splitlines() if "/refs/cobs/" in line)
+    index = next(line.split()[0] for line in refs.splitlines() if line.endswith("/refs/sigrefs"))
     bucket_ref = next(line.split()[0] for line in refs.splitlines() if "/refs/logs/" in line)
+    entries = git(repo, "ls-tree", "-r", index)
+    job_ref = entries.split()[2]  # the index's one entry: the job's tip
     chain = git(repo, "log", "--format=%H %s", job_ref).splitlines()
     finish, start, release = (line.split()[0] for line in chain[:3])
-    short = {o: o[:8] for o in (finish, start, release, bucket_ref)}
+    index_chain = git(repo, "log", "--first-parent", "--format=%H %P", index)
+    short = {o: o[:8] for o in (finish, start, release, bucket_ref, index)}
     key_line = signer.allowed_signers_line.split(" ", 2)[2]
     out = [
         "## 12. Worked example\n",
@@ -97,13 +100,20 @@ def render(repo: Path, signer: cob.Signer, job_id: str, run_id: str, blob: str) 
         f"job id {job_id}",
         f"run id {run_id}",
         "```\n",
-        "The refs — the job's (it never pointed at the bare root: the root and the release were",
-        "written first, then the ref was created pointing at the release), and the node's log",
-        "bucket for the run's month (section 11.4):\n",
+        "The refs — the node's index (section 7) and its log bucket for the run's month (section",
+        "11.4) — and the job's tip that the index names (it never named the bare root: the root",
+        "and the release were written first, then the index was moved to name the release):\n",
         "```",
-        f"$ git for-each-ref refs/namespaces\n{refs}$ git log --format='%H %s' {finish[:8]}",
+        f"$ git for-each-ref refs/namespaces\n{refs}$ git ls-tree -r {index[:8]}\n{entries}"
+        f"$ git log --format='%H %s' {finish[:8]}",
         "\n".join(chain),
         "```\n",
+        "The index chain, newest first (`%H %P`: each commit, then its parents — the previous index",
+        "commit, then the tips it introduced; it starts with an empty commit without parents), and",
+        "its tip:\n",
+        "```",
+        f"$ git log --first-parent --format='%H %P' {index[:8]}\n{index_chain}"
+        + cat(repo, index).split("gpgsig")[0] + "gpgsig -----BEGIN SSH SIGNATURE----- …\n```\n",
         "The job root (content-addressed, unsigned; any node creating `ci` for this commit writes these",
         f"exact bytes and gets the id `{job_id[:8]}…`):\n",
         "```",
@@ -129,11 +139,12 @@ def render(repo: Path, signer: cob.Signer, job_id: str, run_id: str, blob: str) 
         + git(repo, "ls-tree", "-r", bucket_ref)
         + cat(repo, blob)
         + "```\n",
-        "Stock git verifies every signed commit — the three changes and the bucket — from the NID alone",
+        "Stock git verifies every signed commit — the three changes, the index and the bucket — from the",
+        "NID alone",
         "(the allowed-signers file is passed for this one command; see section 1):\n",
         "```",
         f"$ cat allowed\n{signer.allowed_signers_line}",
-        verify(repo, signer, [release, start, finish, bucket_ref], short),
+        verify(repo, signer, [release, start, finish, index, bucket_ref], short),
         "```\n",
         f"The folded state: node `{nid[:8]}…` requested the job (first and latest `release` at the",
         f"release's commit time), and has one run, `{run_id[:8]}-…`, finished `succeeded` with exit",

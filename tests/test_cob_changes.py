@@ -172,7 +172,10 @@ def test_change_layout_is_as_documented(repo: pygit2.Repository, signer: cob.Sig
     assert lines[3] == "gpgsig -----BEGIN SSH SIGNATURE-----"
     assert lines[-1] == " -----END SSH SIGNATURE-----"
     assert message == "Append 2 line(s)\n"
-    assert cob.object_ref(signer.nid, LOG_TYPENAME, ev.object_id) in repo.references
+    index = repo.references[cob.index_ref(signer.nid)].peel(pygit2.Commit)
+    entry = index.tree[f"{LOG_TYPENAME}/{ev.object_id[:2]}/{ev.object_id}"]
+    assert entry.filemode == pygit2.enums.FileMode.COMMIT and str(entry.id) == ev.object_id
+    assert [str(p) for p in index.parent_ids[1:]] == [ev.object_id]  # the index reaches its tips
 
 
 def test_commit_signed_by_stock_git_is_accepted(repo: pygit2.Repository, tmp_path: Path) -> None:
@@ -429,12 +432,12 @@ def test_format_example_verifies_and_rederives(repo: pygit2.Repository) -> None:
     from jobs.ops import Request
 
     doc = (PROJECT / "docs" / "FORMAT.md").read_text()
-    nid = "z6MkofqJqCpr8pDgxCV5qgHUQMSW81J7H9TPmyH3RZUGbSPh"
+    nid = "z6MkuhvikqArN7kATPP9Abt4ikJJLkCW2MpHFxfU8sE4eCdr"
     job_id = "9fa9f1c0f6a7ab20dcf67b921fbac896272ebb7a"
     # the job root, the release, the run start, the finish, and the log bucket commit (11.4)
-    for oid in (job_id, "eb8fd095b28c5769c5db49f0fae7d7bc6e9559ed",
-                "5b715a6b427bbd631d34e5be2329a7851b2200a0", "310de98db4780c3e3b82b53da706d173a51a222a",
-                "2eafa4a2bcfa2910e4995ba491b85293210abf05"):
+    for oid in (job_id, "75424abab463c5b1c934386f085a9af07f3db112",
+                "c4ab87c5a260338d18719178a04493e675182bb4", "21e2efa4912bbbd7313015a38b07d6e35d3a4a53",
+                "22bb5c0e28f49631347c9aac70accdb3c6076c96"):
         raw = _documented_commit(doc, oid)
         assert commit_oid(raw) == oid  # the pasted bytes are exactly the object
         if oid == job_id:

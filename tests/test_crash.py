@@ -57,9 +57,9 @@ def test_sigkill_during_index_updates_leaves_a_usable_index(tmp_path: Path) -> N
     assert crash.check_index(world.repo, world.job_ids) == []
 
 
-def _ref_lock(store: jobs.Jobs, job_id: str, signer: cob.Signer) -> Path:
-    name = cob.object_ref(signer.nid, jobs.TYPENAME, job_id)
-    return Path(store.repo.path) / (name + ".lock")
+def _ref_lock(store: jobs.Jobs, signer: cob.Signer) -> Path:
+    """The lock of the ref every write of this node moves: its index ref."""
+    return Path(store.repo.path) / (cob.index_ref(signer.nid) + ".lock")
 
 
 def test_a_stale_ref_lock_is_removed_and_the_next_call_works(
@@ -67,7 +67,7 @@ def test_a_stale_ref_lock_is_removed_and_the_next_call_works(
 ) -> None:
     store = jobs.Jobs.open(repo.path, signer=signer)
     job = store.create(head(repo))
-    lock = _ref_lock(store, job.id, signer)
+    lock = _ref_lock(store, signer)
     lock.write_text("0" * 40 + "\n")
     old = time.time() - STALE_LOCK_SECONDS - 5
     os.utime(lock, (old, old))
@@ -83,8 +83,8 @@ def test_a_fresh_lock_or_a_live_writer_is_never_broken(
 ) -> None:
     store = jobs.Jobs.open(repo.path, signer=signer)
     job = store.create(head(repo))
-    lock = _ref_lock(store, job.id, signer)
-    name = cob.object_ref(signer.nid, jobs.TYPENAME, job.id)
+    lock = _ref_lock(store, signer)
+    name = cob.index_ref(signer.nid)
     lock.write_text("")
     assert clear_stale_lock(store.repo, name) is False  # young: maybe a writer at work
     old = time.time() - 60
@@ -103,7 +103,7 @@ def test_a_writer_killed_while_holding_the_ref_lock_blocks_it_briefly(
     SIGKILLed there. The next write waits for the lock to turn stale, clears it, and succeeds."""
     store = jobs.Jobs.open(repo.path, signer=signer)
     job = store.create(head(repo))
-    lock = _ref_lock(store, job.id, signer)
+    lock = _ref_lock(store, signer)
     child = textwrap.dedent(f"""
         import os, sys, time
         from cob.refs import _writers_lock

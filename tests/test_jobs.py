@@ -13,7 +13,7 @@ import pytest
 import cob
 import jobs
 from cob.change import write_change
-from cob.refs import compare_and_swap, object_ref
+from cob.sigrefs import lookup, read_tip, tree_of
 from jobs.ops import FinishRun, StartRun
 from tests.conftest import commits_of, git, head
 from tests.jobhelpers import exchange
@@ -96,13 +96,13 @@ def test_runs_are_in_uuid7_order_and_latest_is_last(repo: pygit2.Repository, sig
 def _forge(
     repo: pygit2.Repository, author: cob.Signer, job_id: str, ops: list[object], parents: list[str]
 ) -> str:
-    """Write a correctly signed change by ``author`` and point its ref at it (no type checks)."""
+    """Write a correctly signed change by ``author`` and point its index entry at it (no type
+    checks): what a hostile node publishes in its own, validly signed index."""
     store = cob.Store(repo)
     codec = store.codec(jobs.JOB_TYPE)
     oid = write_change(repo, codec, author, author.nid, ops, parents)
-    name = object_ref(author.nid, jobs.TYPENAME, job_id)
-    current = repo.references.get(name)
-    assert compare_and_swap(repo, name, oid, str(current.target) if current else None, "forge")
+    current = lookup(repo, tree_of(repo, read_tip(repo, author.nid)), jobs.TYPENAME, job_id)
+    assert cob.set_tip(repo, author, author.nid, jobs.TYPENAME, job_id, oid, current)
     return oid
 
 
@@ -193,8 +193,7 @@ def test_duplicate_finishes_least_time_and_oid_wins(repo: pygit2.Repository, sig
         repo, codec, signer, signer.nid, [StartRun(str(uuid.UUID(int=uuid.UUID(rid).int + 1)), "https://x.example/2")],
         sorted([late, early]), timestamp=now + 20,
     )
-    name = object_ref(signer.nid, jobs.TYPENAME, job.id)
-    assert compare_and_swap(repo, name, merge, start, "test")
+    assert cob.set_tip(repo, signer, signer.nid, jobs.TYPENAME, job.id, merge, start)
     got = jobs.Jobs.open(repo.path, cache=False).get(job.id)
     assert got is not None and got.rejected == []
     run = got.runs_of(signer.nid)[rid]
@@ -333,13 +332,17 @@ def test_resolve_prefix_and_rev_name(repo: pygit2.Repository, signer: cob.Signer
 def test_cached_state_follows_a_ref_moved_backwards_behind_its_back(
     repo: pygit2.Repository, signer: cob.Signer
 ) -> None:
-    """A ref rewound by plain git drops what only it reached; the index must not keep it."""
+    """An index ref rewound by plain git drops what only it reached; the cache must not keep it."""
     store = jobs.Jobs.open(repo.path, signer=signer)
     job = store.create(head(repo))
+    before_run = read_tip(repo, signer.nid)  # the index before the run
+    assert before_run is not None
+    created = lookup(repo, tree_of(repo, before_run), jobs.TYPENAME, job.id)
+    assert created == job.tips[signer.nid]
     job.run("https://ci.example/1")
+    assert job.tips[signer.nid] != created
     assert len(jobs.Jobs.open(repo.path).get(job.id).runs_of(signer.nid)) == 1  # type: ignore[union-attr]
-    name = object_ref(signer.nid, jobs.TYPENAME, job.id)
-    git(Path(repo.workdir), "update-ref", name, job.id)  # back to the root
+    git(Path(repo.workdir), "update-ref", cob.index_ref(signer.nid), before_run)  # back before the run
     cached = jobs.Jobs.open(repo.path).get(job.id)
     full = jobs.Jobs.open(repo.path, cache=False).get(job.id)
     assert cached is not None and full is not None

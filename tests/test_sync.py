@@ -40,7 +40,43 @@ def jobs_uuid() -> str:
 
 
 def job_ref(nid: str, job_id: str) -> str:
+    """The per-object ref of the layout before the index (legacy)."""
     return cob.object_ref(nid, TYPENAME, job_id)
+
+
+def index_ref(nid: str | None) -> str:
+    assert nid is not None
+    return cob.index_ref(nid)
+
+
+def index_tip(path: Path | str, nid: str | None) -> str | None:
+    """``nid``'s index tip in the repository at ``path`` (a work tree or a bare hub)."""
+    assert nid is not None
+    return cob.refs.RefReader(pygit2.Repository(str(path))).index_tips().get(nid)
+
+
+def entries(path: Path | str, nid: str | None) -> dict[str, str]:
+    """{job id: tip} of ``nid``'s index in the repository at ``path``."""
+    repo = pygit2.Repository(str(path))
+    tip = index_tip(path, nid)
+    return cob.sigrefs.entries(repo, cob.sigrefs.tree_of(repo, tip), TYPENAME)
+
+
+def unsigned_index(
+    repo: pygit2.Repository, nid: str, parent: str | None, updates: dict[str, str | None]
+) -> str:
+    """An index commit as an honest one would be (tree, parents, author), but unsigned."""
+    base = cob.sigrefs.tree_of(repo, parent)
+    tree = cob.sigrefs._write_tree(repo, base, {(TYPENAME, k): v for k, v in updates.items()})
+    ident = pygit2.Signature(nid, nid)
+    parents = ([parent] if parent else []) + sorted({t for t in updates.values() if t})
+    oid = repo.create_commit(None, ident, ident, cob.sigrefs.MESSAGE, tree, [pygit2.Oid(hex=p) for p in parents])
+    return str(oid)
+
+
+def has_object(path: Path | str, oid: str) -> bool:
+    """Whether a fresh open of the repository at ``path`` holds ``oid``."""
+    return oid in pygit2.Repository(str(path))
 
 
 def state_of(peer: Jobs, job_id: str) -> bytes:
@@ -98,6 +134,7 @@ def test_three_peers_converge_through_a_git_daemon_hub(
 ) -> None:
     url = daemon.url("hub.git")
     peers = [world.peer(f"peer{i}", next(signers), url) for i in range(3)]
+    nids = [p.signer.nid for p in peers if p.signer is not None]
     open_runs: dict[int, list[tuple[str, str]]] = {i: [] for i in range(3)}
     job_ids: set[str] = set()
     orders = itertools.cycle([(0, 1, 2), (2, 0, 1), (1, 2, 0), (0, 2, 1)])
@@ -113,13 +150,17 @@ def test_three_peers_converge_through_a_git_daemon_hub(
                 assert mut is not None
                 mut.finish(run_id, "succeeded" if (rnd + i) % 2 else "failed")
             open_runs[i] = []
+            moved = {}
             for commit in world.commits[:2]:
                 for name in ("ci", "lint"):
                     mut = peer.create(commit, name)
                     job_ids.add(mut.id)
                     open_runs[i].append((mut.id, str(mut.run(f"{LOG}{i}/{rnd}"))))
+                    moved[mut.id] = mut.tips[nids[i]]
             pushed = peer.sync("origin")
-            assert pushed.refused == [] and len(pushed.pushed) == 4
+            # one ref per node: its index, naming the four jobs it just moved at their new tips
+            assert pushed.refused == [] and [u.ref for u in pushed.pushed] == [index_ref(nids[i])]
+            assert entries(world.hub, nids[i]) == moved
     for _ in range(2):  # everyone hears about everyone's last pushes
         for peer in peers:
             peer.sync("origin")
@@ -137,7 +178,10 @@ def test_three_peers_converge_through_a_git_daemon_hub(
             assert len(runs.started()) == 1
     refs = [cob_refs(p.repo.workdir) for p in peers]
     assert refs[0] == refs[1] == refs[2] == cob_refs(world.hub)
-    assert len(refs[0]) == 12
+    assert sorted(refs[0]) == sorted(index_ref(n) for n in nids)  # refs grow with nodes, not jobs
+    for p in peers:
+        for n in nids:
+            assert set(entries(p.repo.workdir, n)) == job_ids
     for p in peers:
         assert staging_refs(p.repo.workdir) == ""
         git(p.repo.workdir, "fsck", "--strict", "--no-progress")
@@ -150,23 +194,27 @@ def test_report_says_what_moved_and_what_changed(
     a, b = world.peer("a", next(signers), url), world.peer("b", next(signers), url)
     job = a.create(world.commits[0])
     job.run(LOG + "a")
+    assert a.signer is not None
+    nid = a.signer.nid
     first = a.sync("origin")
     assert first.fetched == [] and first.changed == []
-    assert [(u.ref, u.old) for u in first.pushed] == [(job_ref(a.signer.nid, job.id), None)]  # type: ignore[union-attr]
+    index = index_tip(world.tmp / "a", nid)
+    assert [(u.ref, u.old, u.new) for u in first.pushed] == [(index_ref(nid), None, index)]
+    assert entries(world.hub, nid) == {job.id: job.tips[nid]}
 
     got = b.sync("origin")
-    assert [u.ref for u in got.fetched] == [job_ref(a.signer.nid, job.id)]  # type: ignore[union-attr]
+    assert [u.ref for u in got.fetched] == [index_ref(nid)]
     assert got.changed == [job.id] and got.pushed == [] and got.ok
     data = got.to_json()
     assert data["version"] == 1 and data["remote"] == "origin"
     assert data["fetched"] == [
         {
-            "ref": job_ref(a.signer.nid, job.id),  # type: ignore[union-attr]
-            "nid": a.signer.nid,  # type: ignore[union-attr]
-            "type": TYPENAME,
-            "object": job.id,
+            "ref": index_ref(nid),
+            "nid": nid,
+            "type": None,  # an index ref holds every object of its node: `changed` names the jobs
+            "object": None,
             "old": None,
-            "new": job.tips[a.signer.nid],  # type: ignore[union-attr]
+            "new": index,
         }
     ]
     assert msgspec.json.decode(msgspec.json.encode(data)) == data  # plain JSON
@@ -174,16 +222,19 @@ def test_report_says_what_moved_and_what_changed(
     again = b.sync("origin")  # nothing new: nothing reported
     assert again.to_json()["fetched"] == [] and again.changed == [] and again.pushed == []
 
-    old_tip = job.tips[a.signer.nid]  # type: ignore[union-attr]
+    old_tip = job.tips[nid]
     job.reload()
     run_id = job.run(LOG + "a2")
     job.finish(run_id, "succeeded")
     a.sync("origin")
+    new_index = index_tip(world.tmp / "a", nid)
+    assert new_index != index
     moved = b.sync("origin")
-    assert [(u.old, u.new) for u in moved.fetched] == [(old_tip, job.tips[a.signer.nid])]  # type: ignore[union-attr]
+    assert [(u.old, u.new) for u in moved.fetched] == [(index, new_index)]
+    assert entries(world.tmp / "b", nid) == {job.id: job.tips[nid]} and job.tips[nid] != old_tip
     assert moved.changed == [job.id]
     seen = b.get(job.id)
-    assert seen is not None and seen.runs_of(a.signer.nid)[run_id].succeeded  # type: ignore[union-attr]
+    assert seen is not None and seen.runs_of(nid)[run_id].succeeded
 
 
 # -- peer to peer ----------------------------------------------------------------------------
@@ -197,7 +248,8 @@ def test_two_peers_sync_directly_by_path(world: World, signers: Iterator[cob.Sig
     assert ja.id == jb.id
 
     report = a.sync(bpath)  # fetch b's, push a's into b (a non-bare repository)
-    assert report.changed == [ja.id] and [u.ref for u in report.pushed] == [job_ref(a.signer.nid, ja.id)]  # type: ignore[union-attr]
+    assert report.changed == [ja.id] and [u.ref for u in report.pushed] == [index_ref(a.signer.nid)]  # type: ignore[union-attr]
+    assert entries(bpath, a.signer.nid) == {ja.id: ja.tips[a.signer.nid]}  # type: ignore[union-attr]
     jb.reload()
     assert set(jb.nodes()) == {a.signer.nid, b.signer.nid}  # type: ignore[union-attr]
 
@@ -233,9 +285,10 @@ def test_empty_remote_and_foreign_refs_are_handled(world: World, signers: Iterat
     job = a.create(world.commits[0])
     job.run(LOG)
     assert a.sync(str(empty)).fetched == []
-    assert set(cob_refs(empty)) == {job_ref(a.signer.nid, job.id)}  # type: ignore[union-attr]
+    assert set(cob_refs(empty)) == {index_ref(a.signer.nid)}  # type: ignore[union-attr]
 
-    # Branches, tags, other cob types, other namespaced refs, malformed cob names: all ignored.
+    # Branches, tags, other namespaced refs, per-object refs of the layout before the index
+    # (never fetched from a remote), refs beside or below an index ref's name: all ignored.
     other = next(signers).nid
     head = world.commits[0]
     for ref in (
@@ -244,17 +297,21 @@ def test_empty_remote_and_foreign_refs_are_handled(world: World, signers: Iterat
         f"refs/namespaces/{other}/refs/heads/main",
         f"refs/namespaces/{other}/refs/cobs/xyz.radicle.issue/{head}",
         f"refs/namespaces/{other}/refs/cobs/{TYPENAME}/not-an-oid",
+        f"refs/namespaces/{other}/refs/cobs/{TYPENAME}/{job.id}",
+        f"refs/namespaces/{other}/refs/sigrefs-old",
+        f"refs/namespaces/{other}/refs/sigrefs/x",
+        f"refs/namespaces/{other}/sigrefs",
     ):
         git(world.hub, "update-ref", ref, head)
     report = a.sync(str(world.hub))
     assert report.fetched == [] and report.refused == [] and report.changed == []
     mine = cob_refs(world.tmp / "a")
-    assert set(mine) == {job_ref(a.signer.nid, job.id)}  # type: ignore[union-attr]
-    assert job_ref(a.signer.nid, job.id) in cob_refs(world.hub)  # type: ignore[union-attr]
+    assert set(mine) == {index_ref(a.signer.nid)}  # type: ignore[union-attr]
+    assert index_ref(a.signer.nid) in cob_refs(world.hub)  # type: ignore[union-attr]
 
 
 def test_refs_to_non_commits_are_refused(world: World, signers: Iterator[cob.Signer]) -> None:
-    a, other = world.peer("a", next(signers)), next(signers)
+    a, other, third = world.peer("a", next(signers)), next(signers), next(signers)
     job = a.create(world.commits[0])
     a.sync("origin")
     blob = subprocess.run(
@@ -262,14 +319,16 @@ def test_refs_to_non_commits_are_refused(world: World, signers: Iterator[cob.Sig
     ).stdout.strip()
     git(world.hub, "tag", "-a", "-m", "t", "annotated", world.commits[0])
     tag = git(world.hub, "rev-parse", "refs/tags/annotated").strip()
-    second = a.create(world.commits[1])
-    git(world.hub, "update-ref", job_ref(other.nid, job.id), blob)
-    git(world.hub, "update-ref", job_ref(other.nid, second.id), tag)
+    a.create(world.commits[1])
+    git(world.hub, "update-ref", index_ref(other.nid), blob)  # an index that is a blob
+    git(world.hub, "update-ref", index_ref(third.nid), tag)  # an index that is an annotated tag
     report = a.sync("origin")
     assert sorted((r.ref, r.kind) for r in report.refused) == sorted(
-        [(job_ref(other.nid, job.id), "not-a-commit"), (job_ref(other.nid, second.id), "not-a-commit")]
+        [(index_ref(other.nid), "not-a-commit"), (index_ref(third.nid), "not-a-commit")]
     )
-    assert other.nid not in {name.split("/")[2] for name in cob_refs(world.tmp / "a")}
+    namespaces = {name.split("/")[2] for name in cob_refs(world.tmp / "a")}
+    assert other.nid not in namespaces and third.nid not in namespaces
+    assert not has_object(world.tmp / "a", blob)  # nothing a refused tip brought is kept
     assert a.get(job.id) is not None and staging_refs(world.tmp / "a") == ""
 
 
@@ -298,25 +357,30 @@ def test_behind_and_diverged_remote_refs_are_left_and_reported(
     job.finish(run_id, "succeeded")
     a.sync(hub)
     b.sync(hub)
-    ref = job_ref(a.signer.nid, job.id)  # type: ignore[union-attr]
+    assert a.signer is not None
+    ref = index_ref(a.signer.nid)
     newest = cob_refs(world.tmp / "b")[ref]
+    older = cob_refs(stale)[ref]
+    assert older != newest
 
-    behind = b.sync(str(stale), push=False)  # a's ref there is older than b's copy
+    behind = b.sync(str(stale), push=False)  # a's index there is older than b's copy
     assert [(r.ref, r.kind, r.side) for r in behind.refused] == [(ref, "behind", "fetch")]
     assert cob_refs(world.tmp / "b")[ref] == newest
 
-    # Sideways: a valid change by a, but on a branch that is not a's current history.
-    other = a.store.load(JOB_TYPE, job.id, full=True)
-    assert other is not None and a.signer is not None
+    # Sideways: a valid change by a, in an index validly signed by a, but on top of a's older
+    # index: not a's current history.
     codec = a.store.codec(JOB_TYPE)
     sideways = write_change(
         a.repo, codec, a.signer, a.signer.nid, [StartRun(str(jobs_uuid()), LOG)], [job.id]
     )
-    git(world.tmp / "a", "push", "-q", "--force", str(stale), f"{sideways}:{ref}")
+    side_index = cob.sigrefs.write_commit(a.repo, a.signer, a.signer.nid, older, {(TYPENAME, job.id): sideways})
+    git(world.tmp / "a", "push", "-q", "--force", str(stale), f"{side_index}:{ref}")
     diverged = b.sync(str(stale), push=False)
-    assert [(r.kind, r.local, r.remote) for r in diverged.refused] == [("diverged", newest, sideways)]
+    assert [(r.kind, r.local, r.remote) for r in diverged.refused] == [("diverged", newest, side_index)]
     assert cob_refs(world.tmp / "b")[ref] == newest
     assert diverged.changed == [] and diverged.fetched == []
+    assert not has_object(world.tmp / "b", side_index) and not has_object(world.tmp / "b", sideways)
+    assert entries(world.tmp / "b", a.signer.nid) == {job.id: job.tips[a.signer.nid]}
 
 
 def test_reinstalled_node_gets_its_own_history_back(world: World, signers: Iterator[cob.Signer]) -> None:
@@ -327,12 +391,14 @@ def test_reinstalled_node_gets_its_own_history_back(world: World, signers: Itera
     a.sync(str(world.hub))
     again = world.peer("a-again", key)  # same key, fresh clone: its own refs come from the hub
     report = again.sync(str(world.hub))
-    assert [u.ref for u in report.fetched] == [job_ref(key.nid, job.id)]
+    assert [u.ref for u in report.fetched] == [index_ref(key.nid)]
+    assert entries(world.tmp / "a-again", key.nid) == {job.id: job.tips[key.nid]}
     mut = again.get_mut(job.id)
     assert mut is not None
     mut.finish(run_id, "succeeded")
     pushed = again.sync(str(world.hub))
-    assert pushed.refused == [] and len(pushed.pushed) == 1
+    assert pushed.refused == [] and [u.ref for u in pushed.pushed] == [index_ref(key.nid)]
+    assert entries(world.hub, key.nid) == {job.id: mut.tips[key.nid]} != {job.id: job.tips[key.nid]}
 
 
 # -- hostile peers ---------------------------------------------------------------------------
@@ -374,54 +440,70 @@ def test_hostile_peer_cannot_forge_or_rewrite(
     on_top = write_change(
         eve.repo, codec, eve.signer, eve.signer.nid, [StartRun(jobs_uuid(), LOG + "eve")], [forged]
     )
-    # 3. An unsigned tip.
+    # Eve's own index, validly signed by her, names both tips: taken, and every load rejects them.
+    assert cob.set_tip(eve.repo, eve.signer, eve.signer.nid, TYPENAME, x.id, unauthorized, None)
+    assert cob.set_tip(eve.repo, eve.signer, eve.signer.nid, TYPENAME, y.id, on_top, None)
+    git(eve_dir, "push", "-q", "origin", f"{index_ref(eve.signer.nid)}:{index_ref(eve.signer.nid)}")
+    hub = world.hub
+    alice_index, bob_index = index_tip(hub, alice.signer.nid), index_tip(hub, bob.signer.nid)
+    assert alice_index is not None and bob_index is not None
+    # 3. An unsigned index on top of bob's, as the hub may write: it moves bob's entry for y back
+    #    to the job's bare root and names an unsigned change of z.
     tree = eve.repo[unauthorized].tree_id
     ident = pygit2.Signature(eve.signer.nid, eve.signer.nid)
     unsigned = str(eve.repo.create_commit(None, ident, ident, "Run: started\n", tree, [pygit2.Oid(hex=z.id)]))
-    for job_id, tip in ((x.id, unauthorized), (y.id, on_top), (z.id, unsigned)):
-        git(eve_dir, "update-ref", job_ref(eve.signer.nid, job_id), tip)
-    git(
-        eve_dir,
-        "push",
-        "-q",
-        "origin",
-        f"refs/namespaces/{eve.signer.nid}/refs/cobs/*:refs/namespaces/{eve.signer.nid}/refs/cobs/*",
+    bob_forged = unsigned_index(eve.repo, bob.signer.nid, bob_index, {y.id: y.id, z.id: unsigned})
+    # 4. A fast-forward of alice's index, authored as alice but signed by eve's key.
+    alice_forged = cob.sigrefs.write_commit(
+        eve.repo, eve.signer, alice.signer.nid, alice_index, {(TYPENAME, x.id): on_top}
     )
-    # 4. Rewrite bob's ref on the hub (back to the bare root) and alice's (sideways) by force.
-    git(eve_dir, "push", "-q", "--force", "origin", f"{y.id}:{job_ref(bob.signer.nid, y.id)}")
-    git(eve_dir, "push", "-q", "--force", "origin", f"{on_top}:{job_ref(alice.signer.nid, x.id)}")
+    git(eve_dir, "push", "-q", "--force", "origin", f"{bob_forged}:{index_ref(bob.signer.nid)}")
+    git(eve_dir, "push", "-q", "--force", "origin", f"{alice_forged}:{index_ref(alice.signer.nid)}")
 
     report = alice.sync("origin")
+    assert [u.ref for u in report.fetched] == [index_ref(eve.signer.nid)]
     rejected = {(r.object_id, r.change) for r in report.rejected}
     assert rejected == {(x.id, unauthorized), (y.id, forged), (y.id, on_top)}
     reasons = {r.change: r.reason for r in report.rejected}
     assert "signed by" in reasons[forged] and "descends from rejected" in reasons[on_top]
     refused = {(r.ref, r.side, r.kind) for r in report.refused}
     assert refused == {
-        (job_ref(eve.signer.nid, z.id), "fetch", "bad-tip"),  # unsigned
-        (job_ref(bob.signer.nid, y.id), "fetch", "bad-tip"),  # rewound to the unsigned root
-        (job_ref(alice.signer.nid, x.id), "fetch", "bad-tip"),  # signed by eve, not alice
-        (job_ref(alice.signer.nid, x.id), "push", "non-fast-forward"),  # cannot repair it
+        (index_ref(bob.signer.nid), "fetch", "bad-tip"),  # unsigned, moving an entry back
+        (index_ref(alice.signer.nid), "fetch", "bad-tip"),  # signed by eve, not alice
+        (index_ref(alice.signer.nid), "push", "non-fast-forward"),  # cannot repair it
     }
+    assert "not signed" in next(r.reason for r in report.refused if r.ref == index_ref(bob.signer.nid))
+    assert eve.signer.nid in next(
+        r.reason for r in report.refused if r.ref == index_ref(alice.signer.nid) and r.side == "fetch"
+    )
     assert {j: state_of(alice, j) for j in (x.id, y.id, z.id)} == before_alice
     assert alice.get(x.id).runs_of(alice.signer.nid)[run_x].status == jobs.Status.STARTED  # type: ignore[union-attr]
+    assert index_tip(world.tmp / "alice", bob.signer.nid) == bob_index
+    assert index_tip(world.tmp / "alice", alice.signer.nid) == alice_index
+    for oid in (unsigned, bob_forged, alice_forged):  # nothing of a refused index is kept
+        assert not has_object(world.tmp / "alice", oid)
 
-    # Alice's next push is refused (the hub's copy of her ref was rewritten), and says so.
+    # Alice's next push is refused (the hub's copy of her index was rewritten), and says so.
     x.reload()
     x.finish(run_x, "succeeded")
     after = alice.sync("origin")
     assert [(r.ref, r.side, r.kind) for r in after.refused if r.side == "push"] == [
-        (job_ref(alice.signer.nid, x.id), "push", "non-fast-forward")
+        (index_ref(alice.signer.nid), "push", "non-fast-forward")
     ]
     assert "fetch" in next(r.reason for r in after.refused if r.side == "push")
 
-    # Bob keeps his data too; the unsigned tip never enters his repository as a ref.
+    # Bob keeps his data too; the unsigned index never enters his repository, nor its tips.
     bob_report = bob.sync("origin")
     assert {(r.object_id, r.change) for r in bob_report.rejected} == rejected
+    assert {(r.ref, r.side, r.kind) for r in bob_report.refused if r.side == "fetch"} == {
+        (index_ref(bob.signer.nid), "fetch", "bad-tip"),
+        (index_ref(alice.signer.nid), "fetch", "bad-tip"),
+    }
     mine = cob_refs(world.tmp / "bob")
     for ref, oid in before_bob_refs.items():
         assert mine[ref] == oid
-    assert job_ref(eve.signer.nid, z.id) not in mine
+    assert z.id not in entries(world.tmp / "bob", bob.signer.nid)
+    assert not has_object(world.tmp / "bob", unsigned) and not has_object(world.tmp / "bob", bob_forged)
     assert bob.get(y.id).runs_of(bob.signer.nid)[bob_run].status == jobs.Status.STARTED  # type: ignore[union-attr]
     # Loads keep reporting the rejected changes; nothing crashes.
     assert {(r.object_id, r.change) for r in bob.rejected()} >= rejected
@@ -563,9 +645,9 @@ def test_plain_git_fetch_with_documented_refspec_is_seen_by_the_api(
     job = a.create(world.commits[0])
     run_id = job.run(LOG)
     assert a.signer is not None and b.signer is not None
-    # README: push your own namespace with plain git
-    ns = f"refs/namespaces/{a.signer.nid}/refs/cobs"
-    git(world.tmp / "a", "push", "-q", "origin", f"{ns}/*:{ns}/*")
+    # README: push your own index with plain git
+    ns = f"refs/namespaces/{a.signer.nid}/refs"
+    git(world.tmp / "a", "push", "-q", "origin", f"{ns}/sigrefs:{ns}/sigrefs")
     # README: fetch every namespace, fast-forward only
     bdir = world.tmp / "b"
     git(bdir, "config", "--add", "remote.origin.fetch", "refs/namespaces/*:refs/namespaces/*")
@@ -577,28 +659,33 @@ def test_plain_git_fetch_with_documented_refspec_is_seen_by_the_api(
 
     # a finishes; b's plain fetch again; the cache notices the moved ref
     job.finish(run_id, "succeeded")
-    git(world.tmp / "a", "push", "-q", "origin", f"{ns}/*:{ns}/*")
+    git(world.tmp / "a", "push", "-q", "origin", f"{ns}/sigrefs:{ns}/sigrefs")
     git(bdir, "fetch", "-q", "origin")
     seen = b.get(job.id)
     assert seen is not None and seen.runs_of(a.signer.nid)[run_id].succeeded
 
-    # the non-forced refspec is fast-forward only in stock git: a rewound hub ref is refused
-    ref = job_ref(a.signer.nid, job.id)
+    # the non-forced refspec is fast-forward only in stock git: a rewound hub index is refused
+    ref = index_ref(a.signer.nid)
     kept = cob_refs(bdir)[ref]
-    git(world.hub, "update-ref", ref, job.id)
+    first = git(world.hub, "rev-list", "--first-parent", "--max-parents=0", ref).split()
+    assert len(first) == 1 and first[0] != kept  # the chain's parentless start, signed by a
+    git(world.hub, "update-ref", ref, first[0])
     res = subprocess.run(["git", "fetch", "origin"], cwd=bdir, capture_output=True, text=True)
     assert res.returncode != 0 and "rejected" in res.stderr
     assert cob_refs(bdir)[ref] == kept
+    git(world.hub, "update-ref", ref, kept)
 
     # with that refspec configured, `git jobs sync` still checks every tip itself: an unsigned
-    # fast-forward is refused, not slipped in by git's own mapping of refs/namespaces/*
+    # fast-forward of the index (moving the job's entry back to its root) is refused, not
+    # slipped in by git's own mapping of refs/namespaces/*
     hub = pygit2.Repository(str(world.hub))
-    ident = pygit2.Signature(a.signer.nid, a.signer.nid)
-    forged = hub.create_commit(None, ident, ident, "Run: forged\n", hub[kept].tree_id, [pygit2.Oid(hex=kept)])
-    git(world.hub, "update-ref", ref, str(forged))
+    forged = unsigned_index(hub, a.signer.nid, kept, {job.id: job.id})
+    git(world.hub, "update-ref", ref, forged)
     report = b.sync("origin")
     assert [(r.ref, r.kind) for r in report.refused] == [(ref, "bad-tip")]
     assert cob_refs(bdir)[ref] == kept
+    assert entries(bdir, a.signer.nid) == {job.id: job.tips[a.signer.nid]}
+    assert not has_object(bdir, forged)
 
 
 def test_allowed_signers_verify_synced_changes_with_stock_git(

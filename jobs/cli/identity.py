@@ -115,7 +115,7 @@ def register(sub: Any) -> None:
         "whoami",
         "Show this node's id (NID), its key file, and its allowed-signers line.",
         "  git jobs whoami\n"
-        "  NS=refs/namespaces/$(git jobs whoami --nid)/refs/cobs   # for plain git refspecs\n"
+        "  NS=refs/namespaces/$(git jobs whoami --nid)/refs   # for plain git refspecs\n"
         "  git jobs whoami --json | jq -r .nid\n",
         _whoami,
     )
@@ -127,7 +127,7 @@ def register(sub: Any) -> None:
         "Print an allowed-signers line for every node seen here, for stock git's verify tools.",
         "  git jobs allowed-signers -o signers.txt\n"
         "  git -c gpg.ssh.allowedSignersFile=signers.txt log --show-signature \\\n"
-        "      refs/namespaces/z6Mk.../refs/cobs/dev.gitjobs.job/ID   # for this one command\n"
+        "      refs/namespaces/z6Mk.../refs/sigrefs   # this node's index and its changes\n"
         "  git jobs verify                       # what git-jobs itself checks (no file needed)\n"
         "\n"
         "warning: do NOT set this file as gpg.ssh.allowedSignersFile in a repository's (or your\n"

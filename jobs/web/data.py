@@ -117,9 +117,9 @@ def node_data(store: Jobs, node: str) -> dict[str, Any]:
     except (cob.CobError, ValueError):
         raise NotFoundError(f"not a node id: {node!r}") from None
     runs: list[dict[str, Any]] = []
-    # A node writes only under its own namespace: its refs name every job it has runs in, so
+    # A node writes only under its own namespace: its index names every job it has runs in, so
     # only those jobs are loaded (not every job of the repository).
-    mine = sorted({r.object_id for r in store.store.refs.refs_of_type(TYPENAME) if r.nid == nid})
+    mine = sorted(store.store.refs.objects_of(nid, TYPENAME))
     for job_id in mine:
         job = store.get(job_id)
         if job is None:

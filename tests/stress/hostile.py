@@ -1,7 +1,9 @@
 """Hostile peers: a toolkit to forge what a peer may push, and a harness that measures the cost.
 
 Mallory holds a valid key and push access to a hub (like any peer of a plain Git hub). She can
-write any object and move any ref on the hub, forced. The honest node (Bob) syncs with
+write any object and move any ref on the hub, forced: her own index ref (``cob.sigrefs``, one
+signed ref per node naming its tip of every job), any index commit forged in another node's
+namespace, any change below them. The honest node (Bob) syncs with
 ``Jobs.sync``; every scenario must be refused or rejected, reported, and cost Bob bounded time
 and memory. The CI tests (``tests/test_hostile.py``) use small sizes; this harness measures the
 big ones in a fresh process each, so that peak RSS is the load's own:
@@ -18,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,7 @@ import pygit2
 
 import cob
 import jobs
-from cob import canonical, sshsig
+from cob import canonical, sigrefs, sshsig
 
 from .common import git, worker_env
 
@@ -80,6 +83,36 @@ def forge(
         signature = "\n".join(lines)
     gpgsig = "gpgsig " + signature.replace("\n", "\n ") + "\n"
     return str(repo.odb.write(COMMIT, (header + gpgsig + "\n" + message).encode()))
+
+
+def index_tree(repo: pygit2.Repository, parent: str | None, entries: Mapping[str, str | None]) -> str:
+    """The tree of index commit ``parent`` (:mod:`cob.sigrefs`) with job entries ``{object id:
+    tip, or None to drop it}`` set, as an honest node would write it."""
+    updates = {(jobs.TYPENAME, object_id): tip for object_id, tip in entries.items()}
+    return str(sigrefs._write_tree(repo, sigrefs.tree_of(repo, parent), updates))
+
+
+def forge_index(
+    repo: pygit2.Repository,
+    parent: str | None,
+    entries: Mapping[str, str | None],
+    *,
+    author: str,
+    signer: cob.Signer | None,
+    reach: bool = True,
+    tree: str | None = None,
+    **kwargs: Any,
+) -> str:
+    """An index commit with any author and signer (see :func:`forge`): by default shaped as
+    an honest one, first parent ``parent`` then every new tip; ``reach=False`` leaves the new
+    tips out of the parents (an index naming tips it does not reach), ``tree`` replaces the
+    tree (extra entries)."""
+    if tree is None:
+        tree = index_tree(repo, parent, entries)
+    parents = [parent] if parent else []
+    if reach:
+        parents += sorted({t for t in entries.values() if t})
+    return forge(repo, tree, parents, author=author, signer=signer, **kwargs)
 
 
 def start_run_ops(run_id: str = RUN_ID) -> bytes:
@@ -171,8 +204,9 @@ class Arena:
     def nid(self, who: str) -> str:
         return self.signers[who].nid
 
-    def ref(self, who: str, object_id: str | None = None) -> str:
-        return cob.object_ref(self.nid(who), jobs.TYPENAME, object_id or self.job_id)
+    def ref(self, who: str) -> str:
+        """``who``'s index ref (one per node: it names that node's tip of every job)."""
+        return cob.index_ref(self.nid(who))
 
     def alice_tip(self) -> str:
         return self.alice.store.tips(jobs.JOB_TYPE, self.job_id)[self.nid("alice")]
@@ -181,6 +215,46 @@ class Arena:
         tmp = "refs/mallory/tmp"
         self.mallory_repo.references.create(tmp, pygit2.Oid(hex=oid), force=True)
         push(self.paths["mallory"], self.url, f"{tmp}:{ref}")
+
+    def hub_index(self, who: str) -> str | None:
+        """``who``'s index tip on the hub now, its objects fetched into Mallory's repository."""
+        ref = self.ref(who)
+        listed = git(self.paths["mallory"], "ls-remote", self.url, ref).stdout.split()
+        if not listed:
+            return None
+        git(self.paths["mallory"], "fetch", "-q", self.url, "+refs/namespaces/*:refs/namespaces/*")
+        return listed[0]
+
+    def mallory_index(
+        self,
+        entries: Mapping[str, str | None],
+        *,
+        who: str = "mallory",
+        signer: str | None = "mallory",
+        author: str | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """An index commit for ``who``'s namespace on top of its index on the hub, setting job
+        entries ``{object id: tip}``: the honest one when Mallory writes her own index, else
+        forged (:func:`forge_index`: another signer or author, no signature, a corrupted one,
+        other parents...). Not pushed."""
+        r = self.mallory_repo
+        parent = self.hub_index(who)
+        if who == signer and author is None and not kwargs:
+            updates = {(jobs.TYPENAME, object_id): tip for object_id, tip in entries.items()}
+            return sigrefs.write_commit(r, self.signers[who], self.nid(who), parent, updates)
+        if parent is None:  # the chain's parentless empty root; only the tip is checked
+            parent = sigrefs.write_commit(r, self.signers["mallory"], self.nid(who), None, {})
+        return forge_index(r, parent, entries, author=self.nid(author or who),
+                           signer=self.signers[signer] if signer else None, **kwargs)
+
+    def mallory_publish(self, tip: str, object_id: str | None = None, **kwargs: Any) -> str:
+        """Name ``tip`` as Mallory's tip of the job (or of ``object_id``) in her index on the
+        hub (validly signed unless ``kwargs`` say otherwise, see :meth:`mallory_index`)."""
+        who = kwargs.get("who", "mallory")
+        oid = self.mallory_index({object_id or self.job_id: tip}, **kwargs)
+        self.mallory_push(oid, self.ref(who))
+        return oid
 
     def bob_alice_state_intact(self) -> bool:
         job = self.bob.get(self.job_id)
@@ -198,7 +272,7 @@ class Arena:
         tree = tree_of(r, payload)
         oid = forge(r, tree, [self.alice_tip()], author=self.nid("mallory"),
                     signer=self.signers["mallory"])
-        self.mallory_push(oid, self.ref("mallory"))
+        self.mallory_publish(oid)
         return oid
 
     def many_parents(self, n: int) -> str:
@@ -211,7 +285,7 @@ class Arena:
             parents.append(str(r.create_commit(None, ident, ident, f"p{i}\n", empty, [])))
         tree = tree_of(r, start_run_ops())
         oid = forge(r, tree, parents, author=self.nid("mallory"), signer=self.signers["mallory"])
-        self.mallory_push(oid, self.ref("mallory"))
+        self.mallory_publish(oid)
         return oid
 
     def deep_chain(self, depth: int, finishes: bool = False) -> str:
@@ -226,7 +300,7 @@ class Arena:
         for i in range(depth):
             tree = finish if (finishes and i) else start
             tip = forge(r, tree, [tip], author=nid, signer=signer, timestamp=1_700_000_000 + i)
-        self.mallory_push(tip, self.ref("mallory"))
+        self.mallory_publish(tip)
         return tip
 
 

@@ -1,0 +1,233 @@
+"""One signed index ref per node (docs/FORMAT.md 7): what users rely on.
+
+Refs grow with nodes, not nodes x jobs; the index is verified by stock git and survives
+``git gc``; an existing repository migrates by itself with nothing lost; the SQLite index
+follows an index ref moved by plain git, reading only what moved.
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+from pathlib import Path
+
+import pygit2
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import cob
+import jobs
+from cob import sigrefs
+from cob.change import Codec, write_change, write_root
+from cob.refs import RefReader, _namespace_section
+from tests.conftest import git, head, init_repo
+
+CODEC = Codec(jobs.JOB_TYPE)
+
+
+def _states(path: Path | str) -> dict[str, object]:
+    store = jobs.Jobs.open(str(path), cache=False)
+    return {j.id: sorted((n, str(r), run.status.value) for n, rs in j.runs().items() for r, run in rs.items())
+            for j in store.all()}
+
+
+def _refs(path: Path) -> list[str]:
+    return git(path, "for-each-ref", "--format=%(refname)", "refs/namespaces/").split()
+
+
+def test_refs_grow_with_nodes_not_jobs(tmp_path: Path) -> None:
+    repo = init_repo(tmp_path / "r", commits=3)
+    signers = [cob.Signer.generate() for _ in range(3)]
+    for s in signers:
+        store = jobs.Jobs.open(repo.path, signer=s)
+        for sha in [str(c) for c in git(tmp_path / "r", "rev-list", "HEAD").split()]:
+            for name in ("build", "test"):
+                job = store.create(sha, name)
+                job.finish(job.run("https://ci.example/x"), "succeeded")
+    assert len(_refs(tmp_path / "r")) == 3  # one index ref per node for 6 jobs x 3 nodes
+    assert len(jobs.Jobs.open(repo.path).find_by_commit(head(repo))) == 2
+
+
+def test_every_index_commit_is_verified_by_stock_git_and_gc_keeps_everything(tmp_path: Path) -> None:
+    path = tmp_path / "r"
+    repo = init_repo(path)
+    signer = cob.Signer.generate()
+    store = jobs.Jobs.open(repo.path, signer=signer)
+    job = store.create(head(repo), "ci")
+    job.finish(job.run("https://ci.example/1"), "failed")
+    before = _states(path)
+    signers_file = tmp_path / "allowed"
+    signers_file.write_text(cob.allowed_signers_line(signer.nid) + "\n")
+    chain = git(path, "rev-list", "--first-parent", cob.index_ref(signer.nid)).split()
+    assert len(chain) >= 3  # the empty start, then one commit per write
+    for oid in chain:  # each index commit is a signed statement of its node
+        git(path, "-c", f"gpg.ssh.allowedSignersFile={signers_file}", "verify-commit", oid)
+    git(path, "fsck", "--strict", "--no-dangling")
+    git(path, "gc", "--prune=now", "--quiet")
+    git(path, "fsck", "--strict", "--no-dangling")
+    assert _states(path) == before and before[job.id]
+
+
+@st.composite
+def _update_batches(draw: st.DrawFn) -> list[dict[tuple[str, str], str | None]]:
+    ids = [f"{i:02x}" + "ab" * 19 for i in draw(st.lists(st.integers(0, 255), min_size=1, max_size=6))]
+    tips = ["t1", "t2", "t3", None]
+    out = []
+    for _ in range(draw(st.integers(1, 5))):
+        keys = draw(st.lists(st.sampled_from(ids), min_size=1, max_size=4, unique=True))
+        types = draw(st.lists(st.sampled_from(["a.type", "b.type"]), min_size=len(keys), max_size=len(keys)))
+        out.append({(t, k): draw(st.sampled_from(tips)) for t, k in zip(types, keys, strict=True)})
+    return out
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=_update_batches())
+def test_index_writes_and_diffs_match_a_plain_map(tmp_path_factory: object, batches: list[dict]) -> None:
+    """Whatever the updates, the index holds exactly the map they describe, and ``diff`` between
+    any two index commits is exactly the change between the two maps."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        repo = pygit2.init_repository(d, bare=True)
+        signer = cob.Signer.generate()
+        empty = repo.TreeBuilder().write()
+        real: dict[str, str] = {}
+        for name in ("t1", "t2", "t3"):
+            ident = pygit2.Signature("x", "x", 0, 0)
+            real[name] = str(repo.create_commit(None, ident, ident, name, empty, []))
+        model: dict[tuple[str, str], str] = {}
+        tips: list[tuple[str | None, dict[tuple[str, str], str]]] = [(None, {})]
+        tip = None
+        for batch in batches:
+            updates = {k: (real[v] if v else None) for k, v in batch.items()}
+            tip = sigrefs.write_commit(repo, signer, signer.nid, tip, updates)
+            for k, v in updates.items():
+                if v is None:
+                    model.pop(k, None)
+                else:
+                    model[k] = v
+            tips.append((tip, dict(model)))
+        tree = sigrefs.tree_of(repo, tip)
+        assert dict(((t, i), v) for t, i, v in sigrefs.walk_entries(repo, tree)) == model
+        for typename, object_id in {k for b in batches for k in b}:
+            assert sigrefs.lookup(repo, tree, typename, object_id) == model.get((typename, object_id))
+        (a, ma), (b, mb) = random.sample(tips, 2) if len(tips) > 1 else (tips[0], tips[0])
+        want = {k: mb.get(k) for k in ma.keys() | mb.keys() if ma.get(k) != mb.get(k)}
+        assert sigrefs.diff_all(repo, sigrefs.tree_of(repo, a), sigrefs.tree_of(repo, b)) == want
+        chain = sigrefs.first_parents(repo, tip, None, 1000)
+        assert chain is not None and not chain[-1].parent_ids and len(chain[-1].tree) == 0
+        assert not sigrefs.unreached(repo, chain, sigrefs.diff_all(repo, None, tree))
+
+
+def _legacy_repo(tmp_path: Path) -> tuple[pygit2.Repository, cob.Signer, cob.Signer, list[str]]:
+    """A repository as the per-object layout left it: our refs and a peer's, per job."""
+    repo = init_repo(tmp_path / "old", commits=2)
+    me, peer = cob.Signer.generate(), cob.Signer.generate()
+    ids = []
+    for i, sha in enumerate(git(tmp_path / "old", "rev-list", "HEAD").split()):
+        root = write_root(repo, CODEC, [jobs.Request(sha, "ci")])
+        ids.append(root)
+        for k, s in enumerate((me, peer)):
+            run = f"01890000-0000-7000-8000-0000000000{i}{k}"
+            ops = [jobs.Release(), jobs.StartRun(run, "https://ci.example/x")]
+            tip = write_change(repo, CODEC, s, s.nid, ops, [root])
+            repo.references.create(cob.object_ref(s.nid, jobs.TYPENAME, root), pygit2.Oid(hex=tip))
+    return repo, me, peer, ids
+
+
+def test_an_existing_repository_migrates_by_itself_and_loses_nothing(tmp_path: Path) -> None:
+    repo, me, peer, ids = _legacy_repo(tmp_path)
+    path = tmp_path / "old"
+    before = _states(path)  # read through the legacy refs
+    assert set(before) == set(ids) and all(len(v) == 2 for v in before.values())
+    git(path, "pack-refs", "--all")  # an auto-gc packed them: the migration reads packed refs too
+
+    store = jobs.Jobs.open(repo.path, signer=me)
+    job = store.get_mut(ids[0])
+    assert job is not None
+    job.finish(job.run("https://ci.example/new"), "succeeded")  # the first write migrates
+
+    names = _refs(path)
+    assert cob.index_ref(me.nid) in names
+    assert not [n for n in names if f"{me.nid}/refs/cobs/" in n]  # ours all moved
+    assert len([n for n in names if f"{peer.nid}/refs/cobs/" in n]) == 2  # the peer's: only it can sign
+    after = _states(path)
+    assert {k: v for k, v in after.items() if k != ids[0]} == {k: v for k, v in before.items() if k != ids[0]}
+    assert set(before[ids[0]]) < set(after[ids[0]])
+    git(path, "fsck", "--strict", "--no-dangling")
+
+
+def test_a_peers_legacy_refs_go_once_its_own_index_covers_them(tmp_path: Path) -> None:
+    repo, me, peer, ids = _legacy_repo(tmp_path)
+    hub = init_repo(tmp_path / "hub.git", bare=True)
+    git(tmp_path / "old", "push", "-q", hub.path, "refs/namespaces/*:refs/namespaces/*")  # the old layout
+    peer_copy = tmp_path / "peer"
+    git(tmp_path, "clone", "-q", "--mirror", hub.path, str(peer_copy))
+    peer_store = jobs.Jobs.open(str(peer_copy), signer=peer)
+    report = peer_store.sync(hub.path)  # migrates the peer, pushes its index, deletes its old refs
+    assert report.ok, report
+    hub_refs = git(tmp_path / "hub.git", "for-each-ref", "--format=%(refname)").split()
+    assert not [n for n in hub_refs if f"{peer.nid}/refs/cobs/" in n]
+    assert cob.index_ref(peer.nid) in hub_refs
+
+    before = _states(tmp_path / "old")
+    mine = jobs.Jobs.open(repo.path, signer=me)
+    assert mine.sync(hub.path).ok
+    names = _refs(tmp_path / "old")
+    assert not [n for n in names if "/refs/cobs/" in n], names  # ours migrated, the peer's superseded
+    assert _states(tmp_path / "old") == before
+
+
+def test_own_writes_keep_the_index_current_and_outside_moves_are_read_by_difference(tmp_path: Path) -> None:
+    repo = init_repo(tmp_path / "a", commits=1)
+    a, b = cob.Signer.generate(), cob.Signer.generate()
+    store = jobs.Jobs.open(repo.path, signer=a)
+    jobs_ = [store.create(head(repo), f"job{i}") for i in range(20)]
+    assert len(store.find_by_commit(head(repo))) == 20
+    cache = store.store.cache
+    assert cache is not None
+    refreshes = cache.refreshes
+    jobs_[3].finish(jobs_[3].run("https://ci.example/a"), "succeeded")
+    assert len(store.find_by_commit(head(repo))) == 20
+    assert cache.refreshes == refreshes  # our own write updated the index directly
+
+    other = init_repo(tmp_path / "b", commits=0)
+    git(tmp_path / "b", "fetch", "-q", str(tmp_path / "a"), "refs/namespaces/*:refs/namespaces/*", "main:refs/heads/from-a")
+    theirs = jobs.Jobs.open(other.path, signer=b).get_mut(jobs_[5].id)
+    assert theirs is not None
+    theirs.finish(theirs.run("https://ci.example/b"), "failed")
+    # plain git brings b's index back: the next query notices, and sees b's run
+    git(tmp_path / "a", "fetch", "-q", str(tmp_path / "b"), "refs/namespaces/*:refs/namespaces/*")
+    found = {j.name: j for j in store.find_by_commit(head(repo))}
+    assert cache.refreshes == refreshes + 1
+    assert set(found["job5"].runs_of(b.nid)) and found["job3"].runs_of(a.nid)
+
+
+@settings(max_examples=200, deadline=None)
+@given(names=st.lists(st.sampled_from(
+    ["refs/heads/", "refs/namespaces/", "refs/namespacez", "refs/namespace", "refs/tags/", "refs/n", ""]
+).flatmap(lambda p: st.builds(lambda n: p + n, st.text("abz09/", min_size=0, max_size=4))), max_size=30),
+       peeled=st.lists(st.booleans(), min_size=30, max_size=30))
+def test_packed_refs_namespace_section_is_found_by_bisection(names: list[str], peeled: list[bool]) -> None:
+    names = sorted({n for n in names if n})
+    lines = [b"# pack-refs with: peeled fully-peeled sorted \n"]
+    for i, name in enumerate(names):
+        lines.append(b"a" * 40 + b" " + name.encode() + b"\n")
+        if peeled[i % 30]:
+            lines.append(b"^" + b"b" * 40 + b"\n")
+    section = _namespace_section(b"".join(lines))
+    got = [line[41:].decode() for line in section.split(b"\n") if line and line[:1] not in b"#^"]
+    assert got == [n for n in names if n.startswith("refs/namespaces/")]
+
+
+def test_many_branches_and_tags_do_not_slow_reading_the_index(tmp_path: Path) -> None:
+    """Only packed-refs' namespace section is parsed: 5,000 packed tags are never read."""
+    repo = init_repo(tmp_path / "r")
+    signer = cob.Signer.generate()
+    jobs.Jobs.open(repo.path, signer=signer).create(head(repo), "ci")
+    lines = "".join(f"create refs/tags/t{i:05d} {head(repo)}\n" for i in range(5000))
+    subprocess.run(["git", "update-ref", "--stdin"], cwd=tmp_path / "r", input=lines, text=True, check=True)
+    git(tmp_path / "r", "pack-refs", "--all")
+    reader = RefReader(pygit2.Repository(repo.path))
+    assert list(reader.index_tips()) == [signer.nid]
+    assert len(reader._packed_refs()) == 1  # the index ref alone, not 5,001 refs
