@@ -320,6 +320,8 @@ class Cache:
         def do(db: sqlite3.Connection) -> None:
             db.execute("BEGIN IMMEDIATE")
             try:
+                if tip != object_id:  # we signed it (a content-addressed root is not signed)
+                    db.execute("INSERT OR IGNORE INTO verified VALUES (?, ?)", (tip, nid))
                 row = db.execute("SELECT value FROM meta WHERE key=?", ("fp:" + typename,)).fetchone()
                 parsed = _parse_token(row[0]) if row else None
                 if parsed is None or parsed[1] or parsed[0].get(nid) != moved.old:
@@ -542,9 +544,11 @@ def _sync_tips(db: sqlite3.Connection, codec: Codec, refs: RefReader, stored: ob
             a, b = old[0].get(nid), new[0].get(nid)
             if a == b:
                 continue
-            moved = sigrefs.diff(
-                refs.repo, refs.tree(a) if a else None, refs.tree(b) if b else None, typename
-            )
+            old_tree = refs.tree(a) if a else None
+            if a and old_tree is None:  # that index commit is gone (rewritten by plain git, gc):
+                db.execute("DELETE FROM tips WHERE typename=? AND nid=?", (typename, nid))
+                touched.update(i for (i,) in db.execute("SELECT id FROM roots WHERE typename=?", (typename,)))
+            moved = sigrefs.diff(refs.repo, old_tree, refs.tree(b) if b else None, typename)
             for object_id, tip in moved.items():
                 key = (typename, object_id, nid)
                 if tip is None:

@@ -39,7 +39,7 @@ def migrate_own(repo: pygit2.Repository, signer: Signer, refs: RefReader) -> int
         for ref in refs.legacy_refs(typename, nid)
     ]
     moved = 0
-    for _ in range(200):
+    for attempt in range(200):
         tip = sigrefs.read_tip(repo, nid)
         tree = sigrefs.tree_of(repo, tip)
         updates: dict[sigrefs.Key, str | None] = {}
@@ -53,6 +53,7 @@ def migrate_own(repo: pygit2.Repository, signer: Signer, refs: RefReader) -> int
         if compare_and_swap(repo, sigrefs.index_ref(nid), new, tip, "cob: migrate to the index"):
             moved = len(updates)
             break
+        sigrefs.backoff(attempt)
     _delete_covered(repo, nid, legacy)
     return moved
 

@@ -19,6 +19,7 @@ a hub can neither forge an entry nor move one back without breaking the fast-for
 
 from __future__ import annotations
 
+import random
 import re
 import time
 from collections.abc import Iterator, Mapping
@@ -273,7 +274,7 @@ def move(
     from .errors import ConflictError
 
     name = index_ref(nid)
-    for _ in range(attempts):
+    for attempt in range(attempts):
         old = read_tip(repo, nid)
         tree = tree_of(repo, old)
         for (typename, object_id), want in expect.items():
@@ -282,7 +283,15 @@ def move(
         new = write_commit(repo, signer, nid, old, updates)
         if compare_and_swap(repo, name, new, old, MESSAGE.strip()):
             return Moved(old, new)
+        backoff(attempt)
     raise ConflictError(f"gave up updating {name} after {attempts} lost races")
+
+
+def backoff(attempt: int) -> None:
+    """A short random pause after a lost race, growing with ``attempt``: 200 attempts outlast
+    :data:`~cob.refs.STALE_LOCK_SECONDS`, so a lock left by a killed writer is cleared and
+    the write goes through, instead of failing within milliseconds."""
+    time.sleep(random.uniform(0, min(0.05, 0.001 * (attempt + 1))))
 
 
 def first_parents(

@@ -37,7 +37,7 @@ import random
 import re
 import secrets
 import shutil
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -527,6 +527,7 @@ class _Quarantine:
         self.tag = f"{os.getpid()}-{secrets.token_hex(4)}"
         self.gitdir = os.path.join(_gitdir(repo), QUARANTINE, self.tag)
         self.staged: dict[str, str] = {}
+        self._staging: dict[str, str] = {}  # remote ref -> its staging ref in the quarantine
         self._scratch: pygit2.Repository | None = None
 
     def __enter__(self) -> _Quarantine:
@@ -539,28 +540,37 @@ class _Quarantine:
             os.rmdir(os.path.dirname(self.gitdir))
 
     def _create(self) -> None:
+        """The smallest bare repository git accepts, written by hand: ``git init`` copies its
+        templates (sample hooks), which cost more to create and delete than a small fetch."""
         if os.path.isdir(self.gitdir):
             return
-        pygit2.init_repository(self.gitdir, bare=True)
         main = os.path.abspath(_gitdir(self.repo))
+        os.makedirs(os.path.join(self.gitdir, "objects", "info"))
+        os.makedirs(os.path.join(self.gitdir, "refs"))
         with open(os.path.join(self.gitdir, "objects", "info", "alternates"), "w") as f:
             f.write(os.path.join(main, "objects") + "\n")
+        with open(os.path.join(self.gitdir, "HEAD"), "w") as f:
+            f.write("ref: refs/heads/main\n")
         # The repository's own config first (remote names, insteadOf, credential helpers),
         # then the scratch repository's, which wins (it is bare).
-        config = os.path.join(self.gitdir, "config")
-        with open(config) as f:
-            own = f.read()
-        with open(config, "w") as f:
-            f.write(f'[include]\n\tpath = "{_config_quote(os.path.join(main, "config"))}"\n' + own)
+        with open(os.path.join(self.gitdir, "config"), "w") as f:
+            f.write(
+                f'[include]\n\tpath = "{_config_quote(os.path.join(main, "config"))}"\n'
+                "[core]\n\trepositoryformatversion = 0\n\tbare = true\n"
+            )
 
     def fetch(self, remote: str, wanted: Mapping[str, str], *, retry: bool) -> bool:
         """Download ``wanted`` into the quarantine; False when a ref vanished (list again)."""
         self._create()
         names = sorted(wanted)
-        lines = [f"+{n}:{STAGING}{n[len(NAMESPACES):]}\n" for n in names]
+        # Staging refs are flat (refs/git-jobs-staging/<n>): one directory to create and delete.
+        lines = [f"+{n}:{STAGING}{i}\n" for i, n in enumerate(names)]
+        self._staging = {n: f"{STAGING}{i}" for i, n in enumerate(names)}
         res = run_git(
             self.gitdir,
             [
+                "-c",
+                "fetch.unpackLimit=1",  # keep one pack: a few files to delete, not a directory per object
                 "fetch",
                 # Only our refspecs: --refmap= stops git from also moving refs through a
                 # configured fetch refspec; no prune, tags or submodules.
@@ -585,10 +595,16 @@ class _Quarantine:
             raise TransportError(f"cannot fetch from {describe(remote)}: {message}")
         scratch = self.scratch()
         for name in names:
-            target = _local_target(scratch, STAGING + name[len(NAMESPACES):])
+            target = _local_target(scratch, self._staging[name])
             if target is not None:
                 self.staged[name] = target
         return True
+
+    def _copy_reached(self, tips: Iterable[str]) -> bool:
+        try:
+            return _copy_objects(self.scratch(), self.repo, tips)
+        except (KeyError, ValueError, pygit2.GitError):
+            return False  # let git fetch say what is wrong
 
     def scratch(self) -> pygit2.Repository:
         if self._scratch is None:
@@ -619,10 +635,12 @@ class _Quarantine:
         return passed
 
     def migrate(self, passed: Mapping[str, str]) -> None:
-        """Move what the accepted tips reach into the repository (a local fetch)."""
-        if not passed:
+        """Move what the accepted tips reach into the repository: copied object by object when
+        that is little (one new change is a handful of objects, and a second ``git fetch``
+        cost more than the first), else by a local fetch."""
+        if not passed or self._copy_reached(passed.values()):
             return
-        lines = "".join(f"{STAGING}{n[len(NAMESPACES):]}\n" for n in sorted(passed))
+        lines = "".join(f"{self._staging[n]}\n" for n in sorted(passed))
         res = run_git(
             _gitdir(self.repo),
             ["fetch", "--refmap=", "--no-tags", "--no-write-fetch-head", "--no-auto-maintenance",
@@ -632,6 +650,34 @@ class _Quarantine:
         )
         if res.returncode != 0:
             raise TransportError(f"cannot keep the fetched objects: {first_error(res.stderr)}")
+
+
+MAX_COPIED_OBJECTS = 2_000  # beyond this many new objects, migrate() lets git fetch them
+
+
+def _copy_objects(scratch: pygit2.Repository, main: pygit2.Repository, tips: Iterable[str]) -> bool:
+    """Copy into ``main`` every object ``tips`` reach in ``scratch`` that ``main`` lacks; False
+    (having copied nothing) when that is more than :data:`MAX_COPIED_OBJECTS`. A commit or tree
+    ``main`` already has is not entered: what it reaches is there too (git's own assumption)."""
+    wanted: dict[pygit2.Oid, None] = {}
+    stack = [pygit2.Oid(hex=t) for t in tips]
+    while stack:
+        oid = stack.pop()
+        if oid in wanted or oid in main.odb:
+            continue
+        wanted[oid] = None
+        if len(wanted) > MAX_COPIED_OBJECTS:
+            return False
+        obj = scratch[oid]
+        if isinstance(obj, pygit2.Commit):
+            stack.append(obj.tree_id)
+            stack.extend(obj.parent_ids)
+        elif isinstance(obj, pygit2.Tree):
+            stack.extend(e.id for e in obj if e.filemode != pygit2.enums.FileMode.COMMIT)
+    for oid in reversed(list(wanted)):  # parents and trees before what names them
+        kind, data = scratch.odb.read(oid)
+        main.odb.write(kind, data)
+    return True
 
 
 def _apply(

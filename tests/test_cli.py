@@ -248,19 +248,34 @@ def test_watch_returns_at_once_when_nothing_is_pending(repo: pygit2.Repository, 
 
 
 # -- verify ------------------------------------------------------------------------------------
+def entry_of(wd: Path, nid: str, job_id: str) -> str:
+    """The tip ``nid``'s index names for one job, read with plain git."""
+    path = cob.sigrefs.entry_path(jobs.TYPENAME, job_id)
+    return git(wd, "rev-parse", f"{cob.index_ref(nid)}:{path}").strip()
+
+
 def forge_change(repo: pygit2.Repository, job_id: str, nid: str) -> str:
-    """Put an unsigned change claiming to be by ``nid`` on top of its ref with plain git."""
+    """Put an unsigned change claiming to be by ``nid`` on top of its entry with plain git: an
+    unsigned index commit on top of ``nid``'s index names it (commit-tree, update-index)."""
     wd = workdir(repo)
-    ref = cob.object_ref(nid, jobs.TYPENAME, job_id)
-    tip = git(wd, "rev-parse", ref).strip()
+    ref = cob.index_ref(nid)
+    index = git(wd, "rev-parse", ref).strip()
+    tip = entry_of(wd, nid, job_id)
     tree = git(wd, "rev-parse", f"{tip}^{{tree}}").strip()
     env = env_with(GIT_AUTHOR_NAME=nid, GIT_COMMITTER_NAME=nid,
-                   GIT_AUTHOR_EMAIL="x@example.invalid", GIT_COMMITTER_EMAIL="x@example.invalid")
-    forged = subprocess.run(
-        ["git", "commit-tree", tree, "-p", tip, "-m", "forged"],
-        cwd=wd, env=env, capture_output=True, text=True, check=True,
-    ).stdout.strip()
-    git(wd, "update-ref", ref, forged, tip)
+                   GIT_AUTHOR_EMAIL="x@example.invalid", GIT_COMMITTER_EMAIL="x@example.invalid",
+                   GIT_INDEX_FILE=str(Path(repo.path) / "forge-index"))
+
+    def plain(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=wd, env=env, capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    forged = plain("commit-tree", tree, "-p", tip, "-m", "forged")
+    plain("read-tree", index)
+    plain("update-index", "--cacheinfo", f"160000,{forged},{cob.sigrefs.entry_path(jobs.TYPENAME, job_id)}")
+    new_index = plain("commit-tree", plain("write-tree"), "-p", index, "-p", forged, "-m", "forged index")
+    git(wd, "update-ref", ref, new_index, index)
+    assert entry_of(wd, nid, job_id) == forged
     return forged
 
 
@@ -305,9 +320,21 @@ def test_allowed_signers_lets_stock_git_verify_changes(
     ok(wd, "allowed-signers", "-o", str(signers))
     assert signers.read_text().splitlines() == lines
     git(wd, "config", "gpg.ssh.allowedSignersFile", str(signers))
-    tip = git(wd, "rev-parse", cob.object_ref(nid_of(keys[1]), jobs.TYPENAME, job)).strip()
-    verified = subprocess.run(["git", "verify-commit", tip], cwd=wd, capture_output=True, text=True)
-    assert verified.returncode == 0 and "Good" in verified.stderr + verified.stdout
+    # Every change of every node, and every index commit, verifies with stock git.
+    commits = []
+    for key in keys[:2]:
+        index = git(wd, "rev-parse", cob.index_ref(nid_of(key))).strip()
+        tip = entry_of(wd, nid_of(key), job)
+        chain = git(wd, "rev-list", "--first-parent", index).split()
+        changes = git(wd, "rev-list", tip, f"^{job}").split()  # the root is content-addressed
+        assert len(chain) >= 2 and changes
+        commits += [(nid_of(key), c) for c in chain]  # an index commit: signed by its node
+        commits += [(git(wd, "show", "-s", "--format=%an", c).strip(), c) for c in changes]
+    assert {nid for nid, _ in commits} == {nid_of(k) for k in keys[:2]}
+    for nid, oid in commits:
+        verified = subprocess.run(["git", "verify-commit", oid], cwd=wd, capture_output=True, text=True)
+        said = verified.stderr + verified.stdout
+        assert verified.returncode == 0 and f'Good "git" signature for {nid} ' in said, (oid, said)
 
 
 # -- output conventions --------------------------------------------------------------------------

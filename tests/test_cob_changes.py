@@ -143,6 +143,16 @@ def test_every_change_passes_git_verify_commit_and_fsck(
     result = verify_commits(repo.workdir, allowed, signed)
     assert result.returncode == 0, result.stderr
     assert result.stderr.count('Good "git" signature for z6Mk') == len(signed)
+    # So does every index commit, signed by its own node (the whole chain of each index ref).
+    for node in nodes:
+        chain = subprocess.run(
+            ["git", "rev-list", "--first-parent", cob.index_ref(node.nid)], cwd=repo.workdir,
+            capture_output=True, text=True, check=True, timeout=60,
+        ).stdout.split()
+        assert len(chain) >= 2  # the empty first commit and at least one with entries
+        got = verify_commits(repo.workdir, allowed, chain)
+        assert got.returncode == 0, got.stderr
+        assert got.stderr.count(f'Good "git" signature for {node.nid} ') == len(chain)
     # A verify-commit without the signer in the allowed list fails: the check has teeth.
     stranger = allowed_signers_file(tmp_path / "stranger", [cob.Signer.generate().nid])
     assert verify_commits(repo.workdir, stranger, signed[:1]).returncode != 0
@@ -341,9 +351,8 @@ def test_ref_to_missing_object_or_non_commit(repo: pygit2.Repository) -> None:
         parents=True
     )
     point(repo, cob.Signer.generate().nid, LOG_TYPENAME, scene.id, blob)
-    ref = Path(repo.path) / cob.object_ref(cob.Signer.generate().nid, LOG_TYPENAME, scene.id)
-    ref.parent.mkdir(parents=True)
-    ref.write_text(missing + "\n")  # a dangling ref, as a broken fetch could leave
+    # a dangling index entry, as a broken fetch could leave
+    point(repo, cob.Signer.generate().nid, LOG_TYPENAME, scene.id, missing)
     ev = cob.Store(repo.path, cache=False).load(LOG, scene.id)
     assert ev is not None and ev.state is not None and len(ev.state.lines) == 4
     assert "not a commit" in ev.rejected[blob]

@@ -9,8 +9,8 @@ import pytest
 import cob
 import jobs
 from cob import evaluate as evaluate_module
+from cob import sigrefs
 from cob.change import write_change
-from cob.refs import compare_and_swap, object_ref
 from jobs.ops import StartRun
 
 
@@ -20,9 +20,9 @@ def _chain(repo: pygit2.Repository, signer: cob.Signer, job_id: str, parent: str
     for i in range(n):
         run_id = f"01900000-0000-7000-8000-{base + i:012x}"
         tip = write_change(repo, codec, signer, signer.nid, [StartRun(run_id, "https://x.example/1")], [tip])
-    name = object_ref(signer.nid, jobs.TYPENAME, job_id)
-    assert compare_and_swap(repo, name, tip, None if not repo.references.get(name) else
-                            str(repo.references[name].target), "test")
+    own_index = sigrefs.tree_of(repo, sigrefs.read_tip(repo, signer.nid))
+    old = sigrefs.lookup(repo, own_index, jobs.TYPENAME, job_id)
+    assert cob.set_tip(repo, signer, signer.nid, jobs.TYPENAME, job_id, tip, old)
     return tip
 
 

@@ -67,7 +67,8 @@ def test_our_own_rejected_tip_is_never_moved_sideways(tmp_path: Path) -> None:
     store = Store(repo, me, cache=False)
     oid = store.create(LOG, [Append("root")]).object_id
     bad = write_raw(repo, parents=[oid], author=me.nid, sign_with=me, ops=ops_bytes("REJECT me"))
-    point(repo, me.nid, LOG.typename, oid, bad)
+    point(repo, me.nid, LOG.typename, oid, bad, signer=me)  # our own signed index names it
+    assert Store(repo, cache=False).tips(LOG, oid) == {me.nid: bad}
     before = _refs_and_objects(repo)
     with pytest.raises(cob.ConflictError, match="rejected"):
         store.update(LOG, oid, [Append("next")])

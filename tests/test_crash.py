@@ -82,7 +82,7 @@ def test_a_fresh_lock_or_a_live_writer_is_never_broken(
     repo: pygit2.Repository, signer: cob.Signer
 ) -> None:
     store = jobs.Jobs.open(repo.path, signer=signer)
-    job = store.create(head(repo))
+    store.create(head(repo))  # the index ref exists
     lock = _ref_lock(store, signer)
     name = cob.index_ref(signer.nid)
     lock.write_text("")

@@ -1,12 +1,14 @@
 """Fuzzing every decoder of peer data: any input gives a result or a typed rejection.
 
 Peers control every byte of what we fetch: commit objects, trees, the manifest and ops blobs,
-the SSHSIG in ``gpgsig``, ref names, node ids, and (for the node) ``.git-jobs.toml``. Each
-decoder here is fed arbitrary and near-valid input by hypothesis; the only outcomes allowed are
-a value or the decoder's typed rejection (``InvalidChangeError``, ``SignatureError``, ``InvalidNidError``,
-``None`` for a ref that is not ours, ``DefinitionError``) — never another exception — and the
-big-input tests bound time and memory. Inputs that once found a bug live in ``tests/corpus/``
-and are replayed by :func:`test_corpus_replays`.
+the SSHSIG in ``gpgsig``, ref names, node ids, each node's signed index (``cob.sigrefs``: its
+commits, parents and tree of gitlinks), and (for the node) ``.git-jobs.toml``. Each decoder here
+is fed arbitrary and near-valid input by hypothesis; the only outcomes allowed are a value or the
+decoder's typed rejection (``InvalidChangeError``, ``SignatureError``, ``InvalidNidError``,
+``None`` for a ref that is not ours, a malformed index entry left out, a fetch refusal,
+``DefinitionError``) — never another exception — and the big-input tests bound time and memory.
+Inputs that once found a bug live in ``tests/corpus/`` and are replayed by
+:func:`test_corpus_replays`.
 """
 
 from __future__ import annotations
@@ -23,14 +25,15 @@ from typing import Any
 import msgspec
 import pygit2
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import cob
-from cob import sshsig
+from cob import sigrefs, sshsig
 from cob.change import Change, Codec, InvalidChangeError, read_change
 from cob.evaluate import evaluate
 from cob.refs import object_ref, parse_ref
+from cob.sigrefs import index_ref, parse_index_ref
 from jobs import JOB_TYPE, TYPENAME, Request
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -95,14 +98,38 @@ def test_nid_decoder_rejects_non_strings(value: Any) -> None:
 # -- ref names -----------------------------------------------------------------------------
 segment = st.one_of(
     st.text(max_size=50),
-    st.sampled_from(["refs", "cobs", TYPENAME, ALICE.nid, "..", "", "a" * 40, "0" * 64]),
+    st.sampled_from(["refs", "cobs", "sigrefs", TYPENAME, ALICE.nid, "..", "", "a" * 40, "0" * 64]),
     st.binary(min_size=20, max_size=32).map(bytes.hex),
 )
+ref_names = st.one_of(st.text(max_size=300), st.lists(segment, max_size=8).map("/".join).map(
+    lambda t: "refs/namespaces/" + t))
 
 
 @FAST
-@given(st.one_of(st.text(max_size=300), st.lists(segment, max_size=8).map("/".join).map(
-    lambda t: "refs/namespaces/" + t)))
+@given(ref_names)
+def test_index_ref_parser_returns_a_nid_or_none(name: str) -> None:
+    """The name of a node's index ref (``ls-remote`` of a hub lists any names)."""
+    nid = parse_index_ref(name)
+    if nid is None:
+        return
+    assert nid and "/" not in nid
+    assert index_ref(nid) == name
+    assert parse_ref(name) is None  # never also read as a per-object ref
+
+
+@FAST
+@given(st.one_of(st.sampled_from([ALICE.nid, MALLORY.nid]), st.text(alphabet=B58, min_size=1, max_size=60)))
+def test_index_ref_parser_round_trips(nid: str) -> None:
+    assert parse_index_ref(index_ref(nid)) == nid
+    assert parse_index_ref(index_ref(nid) + "/x") is None
+    assert parse_index_ref(object_ref(nid, TYPENAME, "a" * 40)) is None
+
+
+# Per-object refs (the layout before the index) are still listed on hubs and read until migrated.
+
+
+@FAST
+@given(ref_names)
 def test_ref_parser_returns_a_cob_ref_or_none(name: str) -> None:
     parsed = parse_ref(name)
     if parsed is None:
@@ -261,6 +288,10 @@ class World:
         self.empty_tree = str(r.odb.write(TREE, b""))
         self.job = cob.Store(r, ALICE, cache=False).create(JOB_TYPE, [Request("a" * 40, "ci")]).object_id
         self.garbage = str(r.odb.write(COMMIT, b"not a commit"))
+        # Alice's honest index: its empty root, then the commit naming the job (what create wrote).
+        self.index = sigrefs.read_tip(r, ALICE.nid)
+        assert self.index is not None
+        self.index_root = str(r[self.index].parent_ids[0])
         # Corpus commits name this tree (its oid is fixed by the two blobs above).
         self.good_tree = self.w(TREE, tree_bytes(
             [(b"100644", b"manifest", self.manifest), (b"100644", b"ops", self.ops)]))
@@ -363,6 +394,125 @@ def test_a_load_of_fuzzed_tips_never_raises(world: World, data: st.DataObject) -
     assert set(ev.accepted).isdisjoint(ev.rejected)
     for change in ev.changes:
         assert change.oid in ev.accepted
+
+
+# -- index commits (cob.sigrefs) -------------------------------------------------------------
+# What git's fetch delivers: objects a tree names under a blob or tree mode are there (git
+# checks connectivity), names are not empty. Gitlinks are never followed: any oid. Modes git
+# takes and libgit2 cannot parse (777777: fsck only warns, badFilemode) are delivered too.
+ODD_MODE = st.sampled_from([b"777777", b"100664", b"644"])
+NAME = st.binary(min_size=1, max_size=12).filter(lambda b: b"\0" not in b)
+
+
+@st.composite
+def fuzzed_index_tree(draw: st.DrawFn, world: World) -> str:
+    """A tree shaped like an index (``<typename>/<xx>/<id>`` -> gitlink) with any part
+    malformed: modes, names, fan-out prefixes, entry targets, order and duplicates."""
+    present = st.sampled_from([world.manifest, world.ops, world.empty_tree, world.job, world.garbage,
+                               world.good_tree])
+    any_oid = st.one_of(present, st.binary(min_size=20, max_size=20).map(bytes.hex))
+    job = world.job.encode()
+    leaf_name = st.one_of(st.just(job), st.binary(min_size=20, max_size=20).map(lambda b: b.hex().encode()),
+                          st.sampled_from([b"..", b"x", job.upper(), job[:39], job + b"0"]), NAME)
+    leaf = st.one_of(
+        st.tuples(st.just(b"160000"), leaf_name, any_oid),
+        st.tuples(st.one_of(st.sampled_from([b"100644", b"40000", b"120000"]), ODD_MODE), leaf_name, present),
+    )
+    fan = st.lists(leaf, max_size=3).map(
+        lambda es: world.w(TREE, tree_bytes(sorted(es, key=lambda e: e[1]))))
+    fan_name = st.one_of(st.just(job[:2]), st.sampled_from([b"00", b"zz", b"0", b"A1"]), NAME)
+    fan_entry = st.one_of(st.tuples(st.just(b"40000"), fan_name, fan),
+                          st.tuples(st.just(b"160000"), fan_name, any_oid),
+                          st.tuples(st.one_of(st.just(b"100644"), ODD_MODE), fan_name, present))
+    top = st.lists(fan_entry, max_size=3).map(
+        lambda es: world.w(TREE, tree_bytes(sorted(es, key=lambda e: e[1]))))
+    type_name = st.one_of(st.just(TYPENAME.encode()), st.sampled_from([b"Bad", b"a/b", b"x" * 200]), NAME)
+    root = st.lists(st.one_of(st.tuples(st.just(b"40000"), type_name, top),
+                              st.tuples(st.just(b"160000"), type_name, any_oid),
+                              st.tuples(st.one_of(st.just(b"100644"), ODD_MODE), type_name, present)),
+                    max_size=3)
+    entries = draw(root)
+    ordered = sorted(entries, key=lambda e: e[1]) if draw(OFTEN) else entries
+    return world.w(TREE, tree_bytes(ordered))
+
+
+def _commit_of(world: World, tree: str) -> str:
+    ident = f"{ALICE.nid} <{ALICE.nid}> 1700000000 +0000"
+    return world.w(COMMIT, f"tree {tree}\nauthor {ident}\ncommitter {ident}\n\nindex\n".encode())
+
+
+@SLOW
+@given(data=st.data())
+def test_index_trees_give_well_formed_entries_or_none(world: World, data: st.DataObject) -> None:
+    """Reading a peer's index tree never raises, and yields only well-formed entries."""
+    a = sigrefs.tree_of(world.repo, _commit_of(world, data.draw(fuzzed_index_tree(world))))
+    b = sigrefs.tree_of(world.repo, _commit_of(world, data.draw(fuzzed_index_tree(world))))
+    found = list(sigrefs.walk_entries(world.repo, a))
+    for typename, object_id, tip in found:
+        assert sigrefs.is_typename(typename) and cob.refs.is_oid(object_id) and cob.refs.is_oid(tip)
+        assert sigrefs.lookup(world.repo, a, typename, object_id) == tip
+    job_tip = sigrefs.lookup(world.repo, a, TYPENAME, world.job)
+    assert job_tip is None or (TYPENAME, world.job, job_tip) in found
+    changed = sigrefs.diff_all(world.repo, a, b)
+    after = {(t, o): tip for t, o, tip in sigrefs.walk_entries(world.repo, b)}
+    before = {(t, o): tip for t, o, tip in found}
+    assert changed == {k: after.get(k) for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+
+
+@st.composite
+def fuzzed_index_commit(draw: st.DrawFn, world: World) -> str:
+    """An index commit in Alice's namespace with a chosen (or fuzzed) tree, parents, author and
+    signature, as a hub may serve it."""
+    honest_tree = st.builds(lambda tip: sigrefs._write_tree(world.repo, world.repo[world.index].tree,
+                                                            {(TYPENAME, world.job): tip}),
+                            st.sampled_from([world.job, world.garbage, world.manifest]))
+    tree = str(draw(st.one_of(honest_tree, fuzzed_index_tree(world),
+                              st.sampled_from([world.empty_tree, world.good_tree]))))
+    parent_pool = [world.index, world.index_root, world.job, world.garbage, world.manifest, world.good_tree]
+    first = draw(st.lists(st.sampled_from(parent_pool), max_size=1))
+    more = draw(st.lists(st.one_of(st.sampled_from(parent_pool),
+                                   st.binary(min_size=20, max_size=20).map(bytes.hex)), max_size=3))
+    nid = draw(st.sampled_from([ALICE.nid] * 3 + [MALLORY.nid, ""]))
+    ident = f"{nid} <{nid}> 1700000000 +0000".encode()
+    payload = b"tree " + tree.encode() + b"\n"
+    payload += b"".join(b"parent " + p.encode() + b"\n" for p in first + more)
+    payload += b"author " + ident + b"\ncommitter " + ident + b"\n"
+    if not draw(OFTEN):
+        payload += b"encoding bogus\n"
+    payload += b"\n" + sigrefs.MESSAGE.encode()
+    sig_kind = draw(st.sampled_from(["alice"] * 4 + ["none", "mallory", "mutated"]))
+    if sig_kind == "none":
+        return world.w(COMMIT, payload)
+    sig = {"alice": lambda: sshsig.sign(ALICE, payload), "mallory": lambda: sshsig.sign(MALLORY, payload),
+           "mutated": lambda: _armor(draw(mutated_blob()))}[sig_kind]()
+    head, _, message = payload.partition(b"\n\n")
+    return world.w(COMMIT, head + b"\ngpgsig " + sig.encode().replace(b"\n", b"\n ") + b"\n\n" + message)
+
+
+@SLOW
+@given(data=st.data())
+def test_the_fetch_index_check_returns_a_refusal_or_none(world: World, data: st.DataObject) -> None:
+    """``cob.sync.ref_problem`` decides whether a peer's index tip may be taken: a refusal, or
+    None only for a commit signed by the namespace's node that fast-forwards the local index
+    and reaches (as a parent) every tip it changes."""
+    sync = pytest.importorskip("cob.sync")
+    new = data.draw(fuzzed_index_commit(world))
+    old = data.draw(st.sampled_from([None, world.index_root, world.index]))
+    problem = sync.ref_problem(world.repo, index_ref(ALICE.nid), ALICE.nid, "", old, new)
+    event(f"refused: {problem[0]}" if problem is not None else "taken")
+    if problem is not None:
+        kind, why = problem
+        assert isinstance(kind, sync.RefusalKind) and why
+        return
+    commit = world.repo[new]
+    assert isinstance(commit, pygit2.Commit)
+    assert cob.sshsig.verify(*commit.gpg_signature) == ALICE.public_key
+    assert commit.author.name == commit.committer.name == ALICE.nid
+    chain = sigrefs.first_parents(world.repo, new, old, 1000)
+    assert chain is not None
+    named = {str(p) for c in chain for p in c.parent_ids[1:]}
+    changed = sigrefs.diff_all(world.repo, sigrefs.tree_of(world.repo, old), sigrefs.tree_of(world.repo, new))
+    assert all(tip is None or tip in named for tip in changed.values())
 
 
 # -- .git-jobs.toml --------------------------------------------------------------------------
@@ -472,6 +622,27 @@ def test_corpus_replays(world: World, path: Path) -> None:
             cob.public_key_from_nid(data.decode("utf-8", "surrogateescape"))
     else:
         pytest.fail(f"unknown corpus kind {path.name}")
+
+
+@pytest.mark.parametrize("path", [p for p in _corpus_files() if p.suffix in (".commit", ".tree")],
+                         ids=lambda p: p.name)
+def test_corpus_replays_as_index(world: World, path: Path) -> None:
+    """The same inputs where a node's index takes them: ``*.commit`` as the tip of Alice's
+    index ref (refused at fetch, on her index or as a new one), ``*.tree`` as an index's tree
+    (read without raising, malformed entries left out)."""
+    sync = pytest.importorskip("cob.sync")
+    data = path.read_bytes()
+    if path.suffix == ".commit":
+        oid = world.w(COMMIT, data)
+        for old in (None, world.index):
+            problem = sync.ref_problem(world.repo, index_ref(ALICE.nid), ALICE.nid, "", old, oid)
+            assert problem is not None and problem[0] is sync.RefusalKind.BAD_TIP
+        return
+    index_tree = sigrefs.tree_of(world.repo, _commit_of(world, world.w(TREE, data)))
+    for typename, object_id, tip in sigrefs.walk_entries(world.repo, index_tree):
+        assert sigrefs.is_typename(typename) and cob.refs.is_oid(object_id) and cob.refs.is_oid(tip)
+    sigrefs.diff_all(world.repo, index_tree, world.repo[world.index].tree)
+    assert sigrefs.lookup(world.repo, index_tree, TYPENAME, world.job) is None
 
 
 def test_corpus_is_not_empty() -> None:

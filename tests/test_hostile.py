@@ -327,6 +327,39 @@ def test_an_index_entry_naming_a_blob_or_tree(arena: Arena, kind: str) -> None:
     fresh.get_mut(arena.job_id).run("https://ci.example/bob/1")  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("where", ["tree", "type", "fan-out"])
+def test_an_index_tree_git_takes_but_libgit2_cannot_parse(arena: Arena, where: str) -> None:
+    """Mallory's validly signed index whose tree, or its type or fan-out subtree, has a file
+    mode git takes (fsck only warns: badFilemode; a fetch does not check) and libgit2 cannot
+    parse. Bob's sync refuses it and returns; planted past sync, no load breaks."""
+    r = arena.mallory_repo
+    change = _change(arena, [arena.alice_tip()])
+
+    def subtree(name: str, oid: pygit2.Oid) -> pygit2.Oid:
+        return r.odb.write(pygit2.enums.ObjectType.TREE, b"40000 " + name.encode() + b"\0" + oid.raw)
+
+    tree = bad = r.odb.write(pygit2.enums.ObjectType.TREE, b"777777 x\0" + r.create_blob(b"x").raw)
+    if where == "fan-out":
+        tree = subtree(jobs.TYPENAME, subtree(arena.job_id[:2], bad))
+    elif where == "type":
+        tree = subtree(jobs.TYPENAME, bad)
+    parent = sigrefs.write_commit(r, arena.signers["mallory"], arena.nid("mallory"), None, {})
+    index = forge(r, tree, [parent, change], author=arena.nid("mallory"), signer=arena.signers["mallory"])
+    ref = arena.ref("mallory")
+    arena.mallory_push(index, ref)
+    report = bob_sync(arena)
+    assert any(x.startswith("bad-tip") for x in refusals(report, ref)), report.refused
+    assert arena.bob.repo.references.get(ref) is None
+    assert change not in arena.bob.repo and mallory_runs(arena) == 0
+    # Planted past sync: every read of the index leaves the malformed part out.
+    git(arena.paths["bob"], "fetch", "-q", arena.url, f"+{ref}:{ref}")
+    for cache in (True, False):
+        fresh = jobs.Jobs.open(arena.paths["bob"], signer=arena.signers["bob"], cache=cache)
+        assert [j.id for j in fresh.all()] == [arena.job_id]
+        assert fresh.get(arena.job_id).runs_of(arena.nid("mallory")) == {}  # type: ignore[union-attr]
+    assert arena.bob_alice_state_intact()
+
+
 def test_an_index_naming_tips_it_does_not_reach_is_refused(arena: Arena) -> None:
     """A validly signed index whose commit does not have its new tip as a parent: fetch and gc
     follow parents, never the index's gitlinks, so such a tip could be missing anywhere."""
@@ -418,7 +451,7 @@ def test_a_signed_index_moving_an_entry_back_or_sideways_is_refused(arena: Arena
     run = arena.bob.get(arena.job_id).runs_of(arena.nid("mallory"))[hostile.RUN_ID]  # type: ignore[union-attr]
     assert run.reason is jobs.Reason.FAILED
     other = _change(arena, [arena.alice_tip()], timestamp=1_700_000_002)
-    arena.mallory_publish({"back": first, "sideways": other, "dropped": None}[move])  # type: ignore[arg-type]
+    arena.mallory_publish({"back": first, "sideways": other, "dropped": None}[move])
     report = bob_sync(arena)
     assert any(x.startswith(("behind", "diverged")) for x in refusals(report, arena.ref("mallory"))), (
         report.refused, report.fetched)

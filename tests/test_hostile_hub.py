@@ -19,7 +19,7 @@ import jobs
 from cob.change import Codec, write_root
 from tests.gitdaemon import GitDaemon
 from tests.stress.common import git
-from tests.stress.hostile import Arena, forge, ops_bytes, tree_of
+from tests.stress.hostile import Arena, forge, forge_index, ops_bytes, tree_of
 
 
 @pytest.fixture
@@ -53,15 +53,21 @@ def mallory_commit(arena: Arena, definitions: str) -> str:
 # -- 1. keyless refs -------------------------------------------------------------------------
 def test_keyless_refs_and_their_objects_are_refused_at_fetch(arena: Arena) -> None:
     """The review's attack: a commit of Mallory's own, and the job for it under namespaces
-    that signed nothing (a throwaway NID, a non-NID string), so that `work trigger` ran it."""
+    that signed nothing (a throwaway NID, a non-NID string), so that `work trigger` ran it.
+    On the index layout: a throwaway NID's index ref whose index commit is unsigned (naming
+    the job), one in a namespace that is not a NID, and Mallory's own index ref pointing
+    straight at her commit (no index commit, nothing she signed)."""
+    r = arena.mallory_repo
     evil = mallory_commit(arena, '[jobs.ci]\nrun = "cat ~/.config/git-jobs/key"\n')
-    root = write_root(arena.mallory_repo, Codec(jobs.JOB_TYPE), [jobs.Request(evil, "ci")])
+    root = write_root(r, Codec(jobs.JOB_TYPE), [jobs.Request(evil, "ci")])
     stranger = cob.Signer.generate().nid  # a valid NID whose key signed nothing here
-    keyless = cob.object_ref(stranger, jobs.TYPENAME, root)
-    not_a_nid = f"refs/namespaces/evil/refs/cobs/{jobs.TYPENAME}/{root}"
-    carrier = cob.object_ref(arena.nid("mallory"), jobs.TYPENAME, evil)  # brings the commit
-    arena.mallory_push(root, keyless)
-    arena.mallory_push(root, not_a_nid)
+    start = forge_index(r, None, {}, author=stranger, signer=None)
+    unsigned = forge_index(r, start, {root: root}, author=stranger, signer=None)
+    keyless = cob.index_ref(stranger)
+    not_a_nid = "refs/namespaces/evil/refs/sigrefs"
+    carrier = arena.ref("mallory")  # brings the commit
+    arena.mallory_push(unsigned, keyless)
+    arena.mallory_push(unsigned, not_a_nid)
     arena.mallory_push(evil, carrier)
 
     report = arena.bob.sync(arena.url)
@@ -70,7 +76,9 @@ def test_keyless_refs_and_their_objects_are_refused_at_fetch(arena: Arena) -> No
     assert report.fetched == []
     assert arena.bob_alice_state_intact()
     bob = fresh(arena.bob.repo)
-    assert evil not in bob and root not in bob  # nothing of a refused tip is kept
+    for oid in (evil, root, start, unsigned):  # nothing of a refused tip is kept
+        assert oid not in bob
+    assert cob.refs.RefReader(bob).index_tips().keys() == {arena.nid("alice")}
     assert arena.bob.get(root) is None and arena.bob.find_by_commit(evil) == []
     assert [j.id for j in jobs.Jobs.open(bob).all()] == [arena.job_id]
     assert not list(Path(bob.path).glob("git-jobs-quarantine/*"))
@@ -78,15 +86,23 @@ def test_keyless_refs_and_their_objects_are_refused_at_fetch(arena: Arena) -> No
 
 def test_a_root_tip_that_does_not_re_derive_is_refused(arena: Arena) -> None:
     """A parentless, unsigned commit named after a job id it is not (its own oid differs):
-    refused as unsigned, whatever the namespace."""
+    refused as unsigned as an index tip; named as a tip by Mallory's own signed index (which
+    is taken: entries are data), rejected by the load, and no job for Bob."""
     r = arena.mallory_repo
     fake = forge(r, tree_of(r, ops_bytes([jobs.Request(arena.commit, "ci")])), [],
                  author="git-jobs", signer=None)
-    ref = cob.object_ref(arena.nid("mallory"), jobs.TYPENAME, fake)
+    ref = arena.ref("mallory")
     arena.mallory_push(fake, ref)
     report = arena.bob.sync(arena.url)
     assert kinds(report) == {ref: "bad-tip"}
     assert fake not in fresh(arena.bob.repo)
+
+    arena.mallory_publish(fake, fake)  # Mallory's signed index: {fake: fake}
+    report = arena.bob.sync(arena.url)
+    assert report.refused == [] and [u.ref for u in report.fetched] == [ref]
+    assert fake in [r.change for r in report.rejected if r.object_id == fake]
+    assert arena.bob.get(fake) is None and [j.id for j in arena.bob.all()] == [arena.job_id]
+    assert arena.bob_alice_state_intact()
 
 
 def test_a_job_is_shared_by_its_creators_signed_release(arena: Arena) -> None:
@@ -167,10 +183,14 @@ def test_a_re_armored_signature_is_refused_and_the_honest_history_still_flows(
     arena: Arena, how: str
 ) -> None:
     """The review's attack: Alice's tip re-wrapped (a new oid that verified as Alice's), forced
-    onto the hub as Alice's ref; a fresh peer took it, then refused Alice's real history."""
+    onto the hub as Alice's ref; a fresh peer took it, then refused Alice's real history.
+    On the index layout the tip is Alice's index commit: its twin would name the same entries,
+    and Alice's next index commit would no longer be a fast-forward of it."""
     r = arena.mallory_repo
-    twin = rewrap(r, arena.alice_tip(), how)
-    assert twin != arena.alice_tip()
+    index = arena.hub_index("alice")
+    assert index is not None
+    twin = rewrap(r, index, how)
+    assert twin != index
     arena.mallory_push(twin, arena.ref("alice"))
     carol_dir = arena.base / "carol"
     git(arena.base, "clone", "-q", str(arena.paths["alice"]), str(carol_dir))
@@ -179,6 +199,7 @@ def test_a_re_armored_signature_is_refused_and_the_honest_history_still_flows(
     assert kinds(report) == {arena.ref("alice"): "bad-tip"}
     assert "not canonical" in report.refused[0].reason
     assert carol.get(arena.job_id) is None  # nothing signed by Alice reached Carol
+    assert twin not in fresh(carol.repo) and carol.repo.references.get(arena.ref("alice")) is None
     # Alice repairs the hub (a plain push of her real tip is refused: the hub moved sideways)
     job = arena.alice.get_mut(arena.job_id)
     assert job is not None
@@ -187,6 +208,8 @@ def test_a_re_armored_signature_is_refused_and_the_honest_history_still_flows(
                     f"{arena.ref('alice')}:{arena.ref('alice')}"], cwd=arena.paths["alice"], check=True)
     report = carol.sync(arena.url)
     assert arena.ref("alice") in {u.ref for u in report.fetched} and not report.refused
+    ours = arena.alice.repo.references[arena.ref("alice")].target
+    assert carol.repo.references[arena.ref("alice")].target == ours
     seen = carol.get(arena.job_id)
     assert seen is not None and len(seen.runs_of(arena.nid("alice"))) == 2
 
@@ -197,8 +220,9 @@ def test_a_re_armored_change_below_a_valid_tip_is_rejected(arena: Arena) -> None
     tip = forge(r, tree_of(r, ops_bytes([jobs.StartRun("01900000-0000-7000-8000-0000000000cc",
                                                        "https://evil.example/3")])),
                 [twin], author=arena.nid("mallory"), signer=arena.signers["mallory"])
-    arena.mallory_push(tip, arena.ref("mallory"))
+    arena.mallory_publish(tip)
     report = arena.bob.sync(arena.url)
+    assert arena.ref("mallory") in {u.ref for u in report.fetched}
     reasons = {x.change: x.reason for x in report.rejected}
     assert "not canonical" in reasons[twin] and "descends from rejected" in reasons[tip]
     assert arena.bob_alice_state_intact()
@@ -230,7 +254,7 @@ def test_peer_and_commit_text_reaches_the_terminal_escaped(arena: Arena) -> None
                 signer=arena.signers["mallory"], timestamp=1_700_000_001)
     tip = forge(r, tree_of(r, ops_bytes([jobs.Release()])), [one, two], author=arena.nid("mallory"),
                 signer=arena.signers["mallory"], timestamp=1_700_000_002)
-    arena.mallory_push(tip, arena.ref("mallory"))
+    arena.mallory_publish(tip)
     bob_dir, key = arena.paths["bob"], arena.keys["bob"]
     # a commit whose subject is an escape sequence, with a job on it (Bob's own)
     git(bob_dir, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty",
@@ -408,7 +432,11 @@ def test_a_linked_worktree_sees_and_writes_the_shared_jobs(arena: Arena) -> None
     assert not (Path(git(bob, "rev-parse", "--absolute-git-dir").stdout.strip()) / "worktrees" / "bob-linked"
                 / "git-jobs-index.sqlite3").exists()
     report = ok(linked, "sync", arena.url, "--json", key=key).json
-    assert [u["type"] for u in report["pushed"]] == [jobs.TYPENAME]
+    assert [u["ref"] for u in report["pushed"]] == [arena.ref("bob")]
+    lint = next(j["id"] for j in ok(bob, "list", "--json", key=key).json if j["name"] == "lint")
+    hub = pygit2.Repository(str(arena.base.parent / "served" / "hub.git"))
+    pushed = cob.sigrefs.tree_of(hub, arena.hub_index("bob"))
+    assert cob.sigrefs.entries(hub, pushed, jobs.TYPENAME).keys() == {lint}
 
 
 # -- 9. allowed-signers in repository config -------------------------------------------------
@@ -423,6 +451,12 @@ def test_allowed_signers_help_warns_against_repository_config(tmp_path: Path) ->
 
 
 # -- 2. floods of namespaces ----------------------------------------------------------------
+def hub_index_refs(hub: Path) -> dict[str, str]:
+    """{index ref: tip} of every node on the hub."""
+    out = git(hub, "for-each-ref", "--format=%(refname) %(objectname)", "refs/namespaces/").stdout
+    return {n: o for n, o in (ln.split() for ln in out.splitlines()) if cob.sigrefs.parse_index_ref(n)}
+
+
 def test_a_flood_of_new_namespaces_is_bounded_per_sync_and_reported(arena: Arena, tmp_path: Path) -> None:
     """Thousands of keyless namespaces are refused without download; signed ones from
     throwaway keys are taken at most MAX_NEW_NAMESPACES per sync, the rest refused ("limit")
@@ -431,8 +465,13 @@ def test_a_flood_of_new_namespaces_is_bounded_per_sync_and_reported(arena: Arena
 
     hub = tmp_path / "served" / "hub.git"
     limit = cob.sync.MAX_NEW_NAMESPACES
+    known = hub_index_refs(hub)
     flood_keyless(hub, arena.job_id, 1000)
+    keyless = {n for n, o in hub_index_refs(hub).items() if n not in known and o == arena.job_id}
+    assert len(keyless) == 1000
     flood_signed(hub, arena.job_id, limit + 40)
+    signed = {n for n in hub_index_refs(hub) if n not in known and n not in keyless}
+    assert len(signed) == limit + 40
     job = arena.alice.get_mut(arena.job_id)
     assert job is not None
     job.run("https://ci.example/alice/2")
@@ -443,12 +482,21 @@ def test_a_flood_of_new_namespaces_is_bounded_per_sync_and_reported(arena: Arena
     for r in report.refused:
         counts[r.kind] = counts.get(r.kind, 0) + 1
     assert counts == {"bad-tip": 1000, "limit": 40}
+    assert {r.ref for r in report.refused if r.kind == "bad-tip"} == keyless
     assert len(report.fetched) == limit + 1  # the new namespaces allowed, and Alice's move
+    assert arena.ref("alice") in {u.ref for u in report.fetched}  # a known namespace: never held back
+    assert {u.ref for u in report.fetched} <= {*signed, arena.ref("alice")}
     seen = arena.bob.get(arena.job_id)
     assert seen is not None and len(seen.runs_of(arena.nid("alice"))) == 2
     assert len(seen.requests()) == limit + 1
     again = arena.bob.sync(arena.url)  # the rest, next time
     assert len(again.fetched) == 40 and {r.kind for r in again.refused} == {"bad-tip"}
+    assert {u.ref for u in report.fetched + again.fetched} == {*signed, arena.ref("alice")}
+    assert not any(bob_has_ref(arena, name) for name in keyless)
+
+
+def bob_has_ref(arena: Arena, name: str) -> bool:
+    return arena.bob.repo.references.get(name) is not None
 
 
 def test_the_new_refs_limit(arena: Arena, tmp_path: Path) -> None:
@@ -478,9 +526,17 @@ def test_concurrent_creates_write_one_release_per_node(tmp_path: Path) -> None:
     (job_id,) = ids
     tip = jobs.Jobs.open(repo).get(job_id)
     assert tip is not None and len(tip.requests()) == 1
-    log = git(repo, "log", "--format=%s", cob.object_ref(cob.Signer.from_file(key).nid, jobs.TYPENAME,
-                                                           job_id)).stdout.split("\n")
+    nid = cob.Signer.from_file(key).nid
+    r = pygit2.Repository(str(repo))
+    index = r.references[cob.index_ref(nid)].target
+    entry = cob.sigrefs.lookup(r, cob.sigrefs.tree_of(r, str(index)), jobs.TYPENAME, job_id)
+    assert entry is not None and tip.tips == {nid: entry}
+    log = git(repo, "log", "--format=%s", entry).stdout.split("\n")
     assert [line for line in log if line] == ["Release", f"Request ci for {tip.commit}"]
+    # the index chain: its parentless start, then one commit naming the release (the losers
+    # of the race wrote nothing, not even an index commit)
+    chain = git(repo, "rev-list", "--first-parent", str(index)).stdout.split()
+    assert len(chain) == 2
 
 
 def test_sync_counts_refusals_by_kind_and_lists_them_only_when_asked(arena: Arena, tmp_path: Path) -> None:

@@ -68,8 +68,22 @@ def index_path(repo: pygit2.Repository) -> Path:
     return Path(repo.path) / FILENAME
 
 
-def job_ref(nid: str, job_id: str) -> str:
-    return cob.refs.object_ref(nid, jobs.TYPENAME, job_id)
+def index_tip(repo: pygit2.Repository, nid: str) -> str:
+    tip = cob.sigrefs.read_tip(repo, nid)
+    assert tip is not None
+    return tip
+
+
+def entry(repo: pygit2.Repository, index: str | None, job_id: str) -> str | None:
+    """The tip an index commit names for one job."""
+    return cob.sigrefs.lookup(repo, cob.sigrefs.tree_of(repo, index), jobs.TYPENAME, job_id)
+
+
+def hand_index(repo: pygit2.Repository, signer: cob.Signer, updates: dict[str, str | None]) -> str:
+    """An index commit of ``signer`` on its current one with ``updates`` ({job id: tip or
+    None}), written without moving the ref (for a plain `git update-ref` to move it)."""
+    keyed = {(jobs.TYPENAME, job_id): tip for job_id, tip in updates.items()}
+    return cob.sigrefs.write_commit(repo, signer, signer.nid, index_tip(repo, signer.nid), keyed)
 
 
 @pytest.fixture
@@ -82,8 +96,10 @@ step = st.one_of(
     st.tuples(st.just("create"), st.integers(0, 2), st.integers(0, 2), st.sampled_from(["ci", "lint"])),
     st.tuples(st.just("run"), st.integers(0, 2), st.integers(0, 9)),
     st.tuples(st.just("finish"), st.integers(0, 2), st.integers(0, 20), st.sampled_from(REASONS)),
-    st.tuples(st.just("rewind"), st.integers(0, 2), st.integers(0, 9)),  # git update-ref to an older change
-    st.tuples(st.just("delete"), st.integers(0, 2), st.integers(0, 9)),  # git update-ref -d
+    st.tuples(st.just("rewind"), st.integers(0, 2), st.integers(0, 9)),  # git update-ref to an older index
+    st.tuples(st.just("delete"), st.integers(0, 2), st.integers(0, 9)),  # git update-ref -d of an index
+    st.tuples(st.just("back"), st.integers(0, 2), st.integers(0, 9)),  # an entry set to an older change
+    st.tuples(st.just("drop"), st.integers(0, 2), st.integers(0, 9)),  # an entry removed
     st.tuples(st.just("pack"),),  # git pack-refs --all
     st.tuples(st.just("drop-index"),),  # rm the index file while open
     st.tuples(st.just("check"),),
@@ -102,7 +118,8 @@ def test_index_answers_equal_a_fresh_fold(steps: list[tuple[Any, ...]], settle_f
         reader = jobs.Jobs.open(repo.path)  # an indexed reader that only ever queries
         job_ids: list[str] = []
         started: list[list[tuple[str, str]]] = [[], [], []]
-        history: list[tuple[str, str]] = []  # (ref, change) of every change written
+        # (node, job id, change, index commit) of every change written
+        history: list[tuple[int, str, str, str]] = []
         for s in steps:
             kind = s[0]
             if kind == "create":
@@ -115,7 +132,8 @@ def test_index_answers_equal_a_fresh_fold(steps: list[tuple[Any, ...]], settle_f
                     continue
                 run_id = mut.run(f"https://n{s[1]}.example/{len(started[s[1]])}")
                 started[s[1]].append((mut.id, str(run_id)))
-                history.append((job_ref(signers[s[1]].nid, mut.id), mut.tips[signers[s[1]].nid]))
+                nid = signers[s[1]].nid
+                history.append((s[1], mut.id, mut.tips[nid], index_tip(repo, nid)))
             elif kind == "finish" and started[s[1]]:
                 job_id, run_id = started[s[1]][s[2] % len(started[s[1]])]
                 mut = nodes[s[1]].get_mut(job_id)
@@ -125,13 +143,20 @@ def test_index_answers_equal_a_fresh_fold(steps: list[tuple[Any, ...]], settle_f
                     mut.finish(run_id, s[3])
                 except jobs.errors.JobsError:
                     continue  # already finished, or the run was rewound away
-                history.append((job_ref(signers[s[1]].nid, job_id), mut.tips[signers[s[1]].nid]))
+                nid = signers[s[1]].nid
+                history.append((s[1], job_id, mut.tips[nid], index_tip(repo, nid)))
             elif kind == "rewind" and history:
-                ref, change = history[s[2] % len(history)]
-                git(repo.path, "update-ref", ref, change)
+                node, _, _, index = history[s[2] % len(history)]
+                git(repo.path, "update-ref", cob.index_ref(signers[node].nid), index)
             elif kind == "delete" and history:
-                ref, _ = history[s[2] % len(history)]
-                git(repo.path, "update-ref", "-d", ref)
+                node, _, _, _ = history[s[2] % len(history)]
+                git(repo.path, "update-ref", "-d", cob.index_ref(signers[node].nid))
+            elif kind in ("back", "drop") and history:
+                node, job_id, change, _ = history[s[2] % len(history)]
+                signer = signers[node]
+                current = entry(repo, cob.sigrefs.read_tip(repo, signer.nid), job_id)
+                want = change if kind == "back" else None
+                cob.set_tip(repo, signer, signer.nid, jobs.TYPENAME, job_id, want, current)
             elif kind == "pack":
                 git(repo.path, "pack-refs", "--all")
             elif kind == "drop-index":
@@ -188,9 +213,11 @@ def test_find_by_commit_loads_only_that_commits_jobs(repo: pygit2.Repository, si
     # 1,000 jobs on other commits (jobs may name commits this repository does not have yet).
     store = j.store
     codec = store.codec(jobs.JOB_TYPE)
+    others: dict[cob.sigrefs.Key, str | None] = {}
     for i in range(1000):
         root = cob.change.write_root(repo, codec, [jobs.Request(f"{i + 1:040x}", "ci")])
-        repo.create_reference_direct(job_ref(signer.nid, root), pygit2.Oid(hex=root), False)
+        others[(jobs.TYPENAME, root)] = root
+    assert cob.sigrefs.move(repo, signer, signer.nid, others, {}) is not None
     reader = jobs.Jobs.open(repo.path)
     found = reader.find_by_commit(target)
     assert sorted(x.id for x in found) == sorted(mine)
@@ -226,18 +253,28 @@ def test_notices_git_update_ref(
         refreshes = reader.store.cache.refreshes  # type: ignore[union-attr]
         reader.find_by_commit(commits[0])
         assert reader.store.cache.refreshes == refreshes  # type: ignore[union-attr]
-    ref = job_ref(alice.nid, ids[0])
-    tip = repo.references[ref].target
-    parent = repo[tip].parent_ids[0]
-    git(repo.path, "update-ref", ref, str(parent))  # backwards: the finish is gone
+    ref = cob.index_ref(alice.nid)
+    populated = index_tip(repo, alice.nid)
+    tip = entry(repo, populated, ids[0])
+    assert tip is not None
+    parent = str(repo[tip].parent_ids[0])
+    # The index ref moved by plain git to index commits written by hand (none by the store).
+    git(repo.path, "update-ref", ref, hand_index(repo, alice, {ids[0]: parent}))  # the finish is gone
     assert answers(reader, commits) == fresh(repo, commits)
     assert reader.get(ids[0]).runs_of(alice.nid).latest()[1].reason is None  # type: ignore[union-attr,index]
-    git(repo.path, "update-ref", "-d", job_ref(alice.nid, ids[1]))  # a job disappears
+    git(repo.path, "update-ref", ref, hand_index(repo, alice, {ids[1]: None}))  # a job disappears
     assert answers(reader, commits) == fresh(repo, commits)
     assert reader.get(ids[1]) is None and ids[1] not in [x.id for x in reader.all()]
-    git(repo.path, "update-ref", job_ref(alice.nid, ids[1]), ids[1])  # and comes back, root only
+    git(repo.path, "update-ref", ref, hand_index(repo, alice, {ids[1]: ids[1]}))  # back, root only
     assert answers(reader, commits) == fresh(repo, commits)
     assert ids[1] in [x.id for x in reader.find_by_commit(commits[1])]
+    assert reader.get(ids[1]).runs() == {}  # type: ignore[union-attr]
+    git(repo.path, "update-ref", ref, populated)  # rewound to an older index: all finished again
+    assert answers(reader, commits) == fresh(repo, commits)
+    assert reader.get(ids[0]).runs_of(alice.nid).latest()[1].reason is jobs.Reason.FAILED  # type: ignore[union-attr,index]
+    git(repo.path, "update-ref", "-d", ref)  # the whole index deleted: every job disappears
+    assert answers(reader, commits) == fresh(repo, commits)
+    assert list(reader.all()) == []
 
 
 @pytest.mark.parametrize("wait", [False, True], ids=["racy", "settled"])
@@ -269,8 +306,10 @@ def test_notices_git_fetch_and_pack_refs(
     assert answers(reader, commits) == fresh(clone, commits)
     if wait:
         settle()
+    loose = clone_dir / ".git" / "refs" / "namespaces" / alice.nid / "refs" / "sigrefs"
+    assert loose.is_file()
     git(clone_dir, "pack-refs", "--all")
-    assert not list((clone_dir / ".git" / "refs" / "namespaces").rglob("*/dev.gitjobs.job/*"))
+    assert not loose.exists()  # the index ref now lives in packed-refs only
     assert answers(reader, commits) == fresh(clone, commits)
     git(clone_dir, "fetch", "-q", upstream.workdir, "refs/namespaces/*:refs/namespaces/*")
     assert answers(reader, commits) == fresh(clone, commits)
@@ -294,7 +333,8 @@ def test_a_cured_rejection_is_refolded(make_repo: Any, signers: Any) -> None:
             if entry.id not in dst.odb:
                 dst.odb.write(*src.odb.read(entry.id))
         dst.odb.write(*src.odb.read(c.id))
-    dst.create_reference_direct(job_ref(alice.nid, mut.id), pygit2.Oid(hex=tip), False)
+    index = cob.sigrefs.write_commit(dst, alice, alice.nid, None, {(jobs.TYPENAME, mut.id): tip})
+    dst.create_reference_direct(cob.index_ref(alice.nid), pygit2.Oid(hex=index), False)
     reader = jobs.Jobs.open(dst.path)
     assert reader.get(mut.id) is None  # the root is only reachable through the missing change
     bob = cob.Store(dst.path, next(signers))

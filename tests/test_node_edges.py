@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pygit2
 import pytest
+import uuid6
 
 import cob
 import jobs
+from jobs import logs
 from jobs.node.definitions import parse_definitions
 from jobs.node.retry import MAX_HINT, Backoff, Policy, policies
 from tests.clirunner import gj
@@ -47,17 +49,40 @@ def test_a_long_needs_chain_is_a_definition_error_not_a_crash() -> None:
 def test_whoami_nid_makes_the_readme_push_refspec_work(
     node: tuple[Path, cob.Signer, Path], tmp_path: Path
 ) -> None:
+    """The README's plain-git lines (fetch refspec, and the push of the index ref and the log
+    buckets) carry a finished run and its published log to another repository."""
     path, signer, key = node
     hub = tmp_path / "hub.git"
     git(tmp_path, "init", "-q", "--bare", str(hub))
     git(path, "remote", "add", "origin", str(hub))
     store = jobs.Jobs.open(path, signer=cob.Signer.from_file(key))
-    store.create("HEAD").run("https://ci.example/1")
+    job = store.create("HEAD")
+    run_id = uuid6.uuid7()
+    job.run(f"git-jobs://{signer.nid}/{run_id}", run_id=run_id)
+    blob = logs.publish(store.repo, signer, run_id, b"built\n")
+    job.finish(run_id, "succeeded", log_blob=blob, exit_status=0)
     nid = gj(path, "whoami", "--nid", key=key).out.strip()
     assert nid == signer.nid
-    ns = f"refs/namespaces/{nid}/refs/cobs"
-    git(path, "push", "-q", "origin", f"{ns}/*:{ns}/*")
-    assert git(hub, "for-each-ref", "--format=%(refname)", ns).strip()
+    ns = f"refs/namespaces/{nid}/refs"  # NS="refs/namespaces/$(git jobs whoami --nid)/refs"
+    git(path, "push", "-q", "origin", f"{ns}/sigrefs:{ns}/sigrefs", f"{ns}/logs/*:{ns}/logs/*")
+    mine = git(path, "for-each-ref", "--format=%(refname) %(objectname)", f"refs/namespaces/{nid}/")
+    pushed = git(hub, "for-each-ref", "--format=%(refname) %(objectname)", f"refs/namespaces/{nid}/")
+    assert pushed == mine
+    assert sorted(line.split()[0] for line in pushed.splitlines()) == sorted(
+        [cob.index_ref(nid), logs.bucket_ref(nid, logs.bucket_of(run_id))]
+    )
+    # A peer with the README's fetch refspec gets the finished run and its log from plain git.
+    peer = tmp_path / "peer"
+    init_repo(peer)
+    git(peer, "remote", "add", "origin", str(hub))
+    git(peer, "config", "--add", "remote.origin.fetch", "refs/namespaces/*:refs/namespaces/*")
+    git(peer, "fetch", "-q", "origin")
+    seen = jobs.Jobs.open(peer).get(job.id)
+    assert seen is not None and seen.rejected == []
+    run = seen.runs_of(nid)[run_id]
+    assert run.reason is jobs.Reason.SUCCEEDED
+    got = logs.read(pygit2.Repository(str(peer)), nid, run_id, run)
+    assert (got.status, got.data) == (logs.LogStatus.SHOWN, b"built\n")
 
 
 def test_sync_with_a_broken_key_fails_instead_of_silently_not_pushing(

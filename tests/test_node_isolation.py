@@ -43,11 +43,19 @@ def _bwrap_works(repo: Path) -> str | None:
 
 
 def _state(path: Path) -> dict[str, list[str]]:
-    """What a job must not change in the node's repository: hooks, config, refs."""
+    """What a job must not change in the node's repository: hooks, config, refs, and the
+    entries of every index ref (``nid typename id tip``)."""
     gitdir = path / ".git"
     hooks = sorted(p.name for p in (gitdir / "hooks").iterdir()) if (gitdir / "hooks").is_dir() else []
     refs = git(path, "for-each-ref", "--format=%(refname) %(objectname)")
-    return {"hooks": hooks, "config": [(gitdir / "config").read_text()], "refs": refs.splitlines()}
+    repo = pygit2.Repository(str(path))
+    entries = [
+        f"{nid} {typename} {object_id} {tip}"
+        for nid, index in sorted(cob.refs.RefReader(repo).index_tips().items())
+        for typename, object_id, tip in cob.sigrefs.walk_entries(repo, cob.sigrefs.tree_of(repo, index))
+    ]
+    return {"hooks": hooks, "config": [(gitdir / "config").read_text()], "refs": refs.splitlines(),
+            "entries": sorted(entries)}
 
 
 def _victim(path: Path, signer: cob.Signer) -> tuple[str, str, str]:
@@ -110,14 +118,21 @@ def test_a_hostile_job_under_bwrap_cannot_read_the_key_write_the_git_dir_or_forg
     for mark in ("STOLE-KEY", "WROTE-HOOK", "WROTE-CONFIG", "FORGED"):
         assert mark not in log.replace(f"echo {mark}", ""), log
     assert "key=unset" in log and f"home={Path.home()}" not in log
-    own = store.find_by_commit(sha)[0].id  # the only refs that moved: the job's own honest run
+    own = store.find_by_commit(sha)[0].id  # the only entry that moved: the job's own honest run
+    index = cob.index_ref(signer.nid)  # so the node's index ref moved (its entries are below)
     bucket = f"refs/namespaces/{signer.nid}/refs/logs/"  # and the node's log bucket (its log)
     after = _state(path)
 
     def untouched(refs: list[str]) -> list[str]:
-        return [r for r in refs if own not in r and not r.startswith(bucket)]
+        return [r for r in refs if r.split(" ")[0] != index and not r.startswith(bucket)]
+
+    def other_entries(entries: list[str]) -> list[str]:
+        return [e for e in entries if e.split(" ")[2] != own]
 
     assert untouched(after["refs"]) == untouched(before["refs"])
+    assert other_entries(after["entries"]) == other_entries(before["entries"])
+    assert any(e.split(" ")[2] == victim_job for e in before["entries"])  # the victim is compared
+    assert any(e.split(" ")[2] == own for e in after["entries"])
     assert (after["hooks"], after["config"]) == (before["hooks"], before["config"])
     assert not (path / ".git" / "hooks" / "post-checkout").exists()
 

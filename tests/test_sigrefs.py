@@ -231,3 +231,37 @@ def test_many_branches_and_tags_do_not_slow_reading_the_index(tmp_path: Path) ->
     reader = RefReader(pygit2.Repository(repo.path))
     assert list(reader.index_tips()) == [signer.nid]
     assert len(reader._packed_refs()) == 1  # the index ref alone, not 5,001 refs
+
+
+def test_a_rebuilt_index_does_not_check_the_same_signature_twice(
+    tmp_path: Path, monkeypatch: object
+) -> None:
+    """Rebuilding the index (``git jobs index --rebuild``, a new version's rules) folds every
+    job again, but a signature this repository checked once is not checked again."""
+    import pytest
+
+    import cob.change
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    repo = init_repo(tmp_path / "r", commits=1)
+    signer = cob.Signer.generate()
+    store = jobs.Jobs.open(repo.path, signer=signer)
+    for name in ("a", "b", "c"):
+        job = store.create(head(repo), name)
+        job.finish(job.run("https://ci.example/x"), "succeeded")
+    checked: list[str] = []
+    real = cob.change.signed_by
+
+    def counting(commit: pygit2.Commit) -> str:
+        checked.append(str(commit.id))
+        return real(commit)
+
+    monkeypatch.setattr(cob.change, "signed_by", counting)
+    fresh = cob.Store(repo.path, cache=False)  # no index: every change is checked
+    assert len(list(fresh.load_many(jobs.JOB_TYPE, fresh.list(jobs.JOB_TYPE)))) == 3
+    assert len(checked) == 9  # release, run, finish of three jobs
+    checked.clear()
+    reopened = cob.Store(repo.path)
+    assert reopened.rebuild_cache(jobs.JOB_TYPE) == 3
+    assert checked == []  # all nine were checked (and recorded) when they were written or folded
+    assert {j.name for j in jobs.Jobs.open(repo.path).find_by_commit(head(repo))} == {"a", "b", "c"}

@@ -39,11 +39,6 @@ def jobs_uuid() -> str:
     return str(uuid6.uuid7())
 
 
-def job_ref(nid: str, job_id: str) -> str:
-    """The per-object ref of the layout before the index (legacy)."""
-    return cob.object_ref(nid, TYPENAME, job_id)
-
-
 def index_ref(nid: str | None) -> str:
     assert nid is not None
     return cob.index_ref(nid)
@@ -70,8 +65,8 @@ def unsigned_index(
     tree = cob.sigrefs._write_tree(repo, base, {(TYPENAME, k): v for k, v in updates.items()})
     ident = pygit2.Signature(nid, nid)
     parents = ([parent] if parent else []) + sorted({t for t in updates.values() if t})
-    oid = repo.create_commit(None, ident, ident, cob.sigrefs.MESSAGE, tree, [pygit2.Oid(hex=p) for p in parents])
-    return str(oid)
+    oids = [pygit2.Oid(hex=p) for p in parents]
+    return str(repo.create_commit(None, ident, ident, cob.sigrefs.MESSAGE, tree, oids))
 
 
 def has_object(path: Path | str, oid: str) -> bool:
@@ -373,7 +368,9 @@ def test_behind_and_diverged_remote_refs_are_left_and_reported(
     sideways = write_change(
         a.repo, codec, a.signer, a.signer.nid, [StartRun(str(jobs_uuid()), LOG)], [job.id]
     )
-    side_index = cob.sigrefs.write_commit(a.repo, a.signer, a.signer.nid, older, {(TYPENAME, job.id): sideways})
+    side_index = cob.sigrefs.write_commit(
+        a.repo, a.signer, a.signer.nid, older, {(TYPENAME, job.id): sideways}
+    )
     git(world.tmp / "a", "push", "-q", "--force", str(stale), f"{side_index}:{ref}")
     diverged = b.sync(str(stale), push=False)
     assert [(r.kind, r.local, r.remote) for r in diverged.refused] == [("diverged", newest, side_index)]
@@ -745,7 +742,9 @@ def test_concurrent_syncs_of_one_repository_do_not_clash(world: World, signers: 
         t.join()
     assert all(isinstance(r, SyncReport) for r in results), results
     fetched = [u.ref for r in results for u in r.fetched]  # type: ignore[attr-defined]
-    assert sorted(fetched) == sorted(set(fetched)) and len(fetched) == len(world.commits)
+    assert a.signer is not None
+    assert fetched == [index_ref(a.signer.nid)]  # taken by exactly one of the three
+    assert len(entries(world.tmp / "b", a.signer.nid)) == len(world.commits)
     assert cob_refs(world.tmp / "b") == cob_refs(world.hub)
     assert staging_refs(world.tmp / "b") == ""
 

@@ -22,8 +22,7 @@ from typing import Any, ClassVar, cast
 import msgspec
 import pygit2
 
-from cob import Change, CobType, EvalContext, Reject, Signer, allowed_signers_line, canonical, sshsig
-from cob.refs import object_ref
+from cob import Change, CobType, EvalContext, Reject, Signer, allowed_signers_line, canonical, sigrefs, sshsig
 
 LOG_TYPENAME = "test.cob.log"
 TAGS_TYPENAME = "test.cob.tags"
@@ -194,9 +193,64 @@ def swap_tree(repo: pygit2.Repository, oid: str, new_tree: pygit2.Oid) -> str:
     return str(repo.odb.write(pygit2.enums.ObjectType.COMMIT, data))
 
 
-def point(repo: pygit2.Repository, namespace: str, typename: str, object_id: str, oid: str) -> None:
-    """Create or force a cob ref, as a fetch from a peer would."""
-    repo.references.create(object_ref(namespace, typename, object_id), pygit2.Oid(hex=oid), force=True)
+def _with_entry(
+    repo: pygit2.Repository, base: pygit2.Tree | None, typename: str, object_id: str, oid: str
+) -> pygit2.Oid:
+    """``base`` (an index tree) with ``<typename>/<id[:2]>/<id>`` set to a gitlink to ``oid``."""
+
+    def sub(tree: pygit2.Tree | None, name: str) -> pygit2.TreeBuilder:
+        if tree is not None and name in tree and tree[name].filemode == pygit2.enums.FileMode.TREE:
+            return repo.TreeBuilder(repo[tree[name].id])
+        return repo.TreeBuilder()
+
+    top_tree = repo[base[typename].id] if base is not None and typename in base else None
+    fan = sub(top_tree if isinstance(top_tree, pygit2.Tree) else None, object_id[:2])
+    fan.insert(object_id, pygit2.Oid(hex=oid), pygit2.enums.FileMode.COMMIT)
+    top = sub(base, typename)
+    top.insert(object_id[:2], fan.write(), pygit2.enums.FileMode.TREE)
+    root = repo.TreeBuilder(base) if base is not None else repo.TreeBuilder()
+    root.insert(typename, top.write(), pygit2.enums.FileMode.TREE)
+    new: pygit2.Oid = root.write()
+    return new
+
+
+def _index_commit(repo: pygit2.Repository, namespace: str, tree: pygit2.Oid, parents: Sequence[str],
+                  signer: Signer | None) -> str:
+    ident = pygit2.Signature(namespace, namespace, 1_700_000_000, 0)
+    buffer = cast(str, repo.create_commit_string(ident, ident, sigrefs.MESSAGE, tree,
+                                                 [pygit2.Oid(hex=p) for p in parents]))
+    if signer is None:
+        return str(repo.odb.write(pygit2.enums.ObjectType.COMMIT, buffer.encode()))
+    return str(repo.create_commit_with_signature(buffer, sshsig.sign(signer, buffer.encode())))
+
+
+def point(
+    repo: pygit2.Repository, namespace: str, typename: str, object_id: str, oid: str,
+    *, signer: Signer | None = None,
+) -> str:
+    """Set ``namespace``'s index entry for one object to ``oid`` (create or force it), as a
+    fetch from that peer would deliver it; returns the new index commit.
+
+    The index commit goes on top of the namespace's current one (a first index commit starts
+    with the empty, parentless one, as :mod:`cob.sigrefs` writes) and names ``oid`` as a parent
+    when it is a commit here. It is signed by ``signer`` when given, else unsigned, as plain git
+    could write it: a repository's reads trust its own refs (a fetch is where an index's
+    signature is checked, see tests of :mod:`cob.sync`). ``oid`` may be anything, even a blob
+    or a missing object: the evaluation must refuse it, not the helper.
+    """
+    name = sigrefs.index_ref(namespace)
+    current = repo.references.get(name)
+    prev = str(current.target) if current is not None else None
+    if prev is None:
+        prev = _index_commit(repo, namespace, repo.TreeBuilder().write(), [], signer)
+    try:
+        reachable = isinstance(repo[oid], pygit2.Commit)
+    except (KeyError, ValueError):
+        reachable = False
+    tree = _with_entry(repo, sigrefs.tree_of(repo, prev), typename, object_id, oid)
+    new = _index_commit(repo, namespace, tree, [prev, *([oid] if reachable else [])], signer)
+    repo.references.create(name, pygit2.Oid(hex=new), force=True)
+    return new
 
 
 def odb_oids(path: str) -> set[str]:

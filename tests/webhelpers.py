@@ -17,7 +17,6 @@ import uuid6
 import cob
 import jobs
 from cob.change import Codec, write_change
-from cob.refs import compare_and_swap, object_ref
 
 from .clirunner import GIT_JOBS, gj
 from .conftest import git, init_repo
@@ -105,8 +104,7 @@ def _reject(path: Path, commit: str) -> None:
     bad = jobs.StartRun(str(uuid6.uuid7()), HOSTILE_REJECTED)
     codec = Codec(jobs.JOB_TYPE)
     oid = write_change(repo, codec, signer, signer.nid, [bad], [job.id], timestamp=int(time.time()))
-    ref = object_ref(signer.nid, jobs.TYPENAME, job.id)
-    assert compare_and_swap(repo, ref, oid, None, "test: a rejected change")
+    assert cob.set_tip(repo, signer, signer.nid, jobs.TYPENAME, job.id, oid, None)
 
 
 @contextmanager

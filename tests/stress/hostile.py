@@ -248,9 +248,10 @@ class Arena:
         return forge_index(r, parent, entries, author=self.nid(author or who),
                            signer=self.signers[signer] if signer else None, **kwargs)
 
-    def mallory_publish(self, tip: str, object_id: str | None = None, **kwargs: Any) -> str:
-        """Name ``tip`` as Mallory's tip of the job (or of ``object_id``) in her index on the
-        hub (validly signed unless ``kwargs`` say otherwise, see :meth:`mallory_index`)."""
+    def mallory_publish(self, tip: str | None, object_id: str | None = None, **kwargs: Any) -> str:
+        """Name ``tip`` as Mallory's tip of the job (or of ``object_id``; None drops the entry)
+        in her index on the hub, validly signed unless ``kwargs`` say otherwise (see
+        :meth:`mallory_index`); returns the index commit."""
         who = kwargs.get("who", "mallory")
         oid = self.mallory_index({object_id or self.job_id: tip}, **kwargs)
         self.mallory_push(oid, self.ref(who))

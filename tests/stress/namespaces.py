@@ -2,8 +2,9 @@
 
     python -m tests.stress.namespaces --namespaces 10000 --jobs 50
 
-A hub pusher (no key needed) points N namespaces at one job's unsigned root; another (with N
-throwaway keys) gives each namespace a validly signed change of that job. Bob, an honest node
+A hub pusher (no key needed) points N namespaces' index refs at one job's unsigned root;
+another (with N throwaway keys) gives each namespace a validly signed index naming a validly
+signed change of that job. Bob, an honest node
 with ``--jobs`` jobs on HEAD, syncs; the harness times the sync and Bob's everyday commands
 (`status`, `list`, `work any --dry-run`) before and after, as ratios to the baseline measured in
 the same run (medians of ``--repeat``). Figures go into SECURITY.md.
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import cob
 import jobs
+from cob import sigrefs
 from cob.change import Codec, write_change
 from cob.identity import nid_from_public_key
 
@@ -81,10 +83,10 @@ def setup(base: Path, n_jobs: int) -> tuple[Path, Path, Path, str]:
 
 
 def flood_keyless(hub: Path, job_id: str, n: int) -> None:
-    """``n`` namespaces (valid NIDs, no key behind them) pointing at the job's root."""
+    """``n`` namespaces (valid NIDs, no key behind them) whose index ref points at the job's
+    (unsigned) root: nothing any of them could sign."""
     lines = "".join(
-        f"create {cob.object_ref(nid_from_public_key(secrets.token_bytes(32)), jobs.TYPENAME, job_id)}"
-        f" {job_id}\n"
+        f"create {cob.index_ref(nid_from_public_key(secrets.token_bytes(32)))} {job_id}\n"
         for _ in range(n)
     )
     subprocess.run(["git", "--git-dir", str(hub), "update-ref", "--stdin"], input=lines, text=True,
@@ -92,7 +94,8 @@ def flood_keyless(hub: Path, job_id: str, n: int) -> None:
 
 
 def flood_signed(hub: Path, job_id: str, n: int) -> None:
-    """``n`` namespaces, each with a change of the job signed by its own throwaway key."""
+    """``n`` namespaces, each with a change of the job signed by its own throwaway key, named
+    by that key's own signed index."""
     import pygit2
 
     repo = pygit2.Repository(str(hub))
@@ -101,7 +104,8 @@ def flood_signed(hub: Path, job_id: str, n: int) -> None:
     for _ in range(n):
         signer = cob.Signer.generate()
         oid = write_change(repo, codec, signer, signer.nid, [jobs.Release()], [job_id])
-        lines.append(f"create {cob.object_ref(signer.nid, jobs.TYPENAME, job_id)} {oid}\n")
+        index = sigrefs.write_commit(repo, signer, signer.nid, None, {(jobs.TYPENAME, job_id): oid})
+        lines.append(f"create {cob.index_ref(signer.nid)} {index}\n")
     subprocess.run(["git", "--git-dir", str(hub), "update-ref", "--stdin"], input="".join(lines),
                    text=True, check=True)
 
