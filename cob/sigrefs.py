@@ -22,13 +22,13 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import pygit2
 
 from . import sshsig
-from .change import commit_buffer
+from .change import MALFORMED_ERRORS, commit_buffer
 from .refs import NAMESPACES, compare_and_swap, is_oid
 
 KIND = "sigrefs"
@@ -65,49 +65,88 @@ def is_typename(text: str) -> bool:
 
 # -- reading ---------------------------------------------------------------------------------
 def tree_of(repo: pygit2.Repository, tip: str | None) -> pygit2.Tree | None:
-    """The tree of index commit ``tip``; None when absent or not a commit."""
+    """The tree of index commit ``tip``; None when absent, not a commit, or unreadable."""
     if tip is None:
         return None
     try:
         obj = repo[tip]
-    except (KeyError, ValueError):
+        return obj.tree if isinstance(obj, pygit2.Commit) else None
+    except MALFORMED_ERRORS:
         return None
-    return obj.tree if isinstance(obj, pygit2.Commit) else None
 
 
 def _subtree(repo: pygit2.Repository, tree: pygit2.Tree | None, name: str) -> pygit2.Tree | None:
+    """A subtree by name; None when absent, not a tree, or unreadable (git takes tree entries
+    libgit2 cannot parse: a peer's data never raises out of a read). Names are found by
+    reading the directory, first one wins, so every reader agrees on an unsorted tree."""
     if tree is None:
         return None
+    found = _dirs(tree).get(name)
+    if found is None:
+        return None
     try:
-        entry = tree[name]
-    except KeyError:
+        obj = repo[found]
+    except MALFORMED_ERRORS:
         return None
-    if entry.filemode != TREE:
-        return None
-    obj = repo[entry.id]
     return obj if isinstance(obj, pygit2.Tree) else None
 
 
+_DIRS: dict[pygit2.Oid, dict[str, pygit2.Oid]] = {}
+
+
+def _dirs(tree: pygit2.Tree) -> dict[str, pygit2.Oid]:
+    """{name: oid} of the subtrees of ``tree`` (first of duplicate names), kept by tree oid."""
+    found = _DIRS.get(tree.id)
+    if found is None:
+        if len(_DIRS) >= 4096:
+            _DIRS.clear()
+        found = {}
+        try:
+            for e in tree:
+                if e.filemode == TREE and e.name and e.name not in found:
+                    found[e.name] = e.id
+        except MALFORMED_ERRORS:
+            found = {}
+        _DIRS[tree.id] = found
+    return found
+
+
+# Parsed fan-out directories by tree oid (trees never change): lookups of one object in each
+# node's index read a directory once, and use the same rule as listing it (see _leaves).
+_FANS: dict[pygit2.Oid, dict[str, str]] = {}
+
+
 def lookup(repo: pygit2.Repository, tree: pygit2.Tree | None, typename: str, object_id: str) -> str | None:
-    """The tip this index names for one object, or None."""
-    if tree is None:
-        return None
-    try:
-        entry = tree[entry_path(typename, object_id)]
-    except (KeyError, ValueError):
-        return None
-    return str(entry.id) if entry.filemode == GITLINK else None
+    """The tip this index names for one object, or None. The same rule as :func:`entries`
+    (not libgit2's path lookup, which assumes sorted, unique names): every reader of a hostile
+    tree sees the same entries."""
+    fan = _subtree(repo, _subtree(repo, tree, typename), object_id[:2])
+    return None if fan is None else _fan(repo, fan, object_id[:2]).get(object_id)
+
+
+def _fan(repo: pygit2.Repository, fan: pygit2.Tree, xx: str) -> dict[str, str]:
+    found = _FANS.get(fan.id)
+    if found is None:
+        if len(_FANS) >= 4096:
+            _FANS.clear()
+        found = _FANS[fan.id] = _leaves(repo, fan, xx)
+    return found
 
 
 def _leaves(repo: pygit2.Repository, fan: pygit2.Tree | None, xx: str) -> dict[str, str]:
-    """{object id: tip} of one fan-out directory; malformed entries are not entries."""
+    """{object id: tip} of one fan-out directory: gitlinks named by an object id under its
+    first two hex digits; anything else is not an entry, and of duplicate names the first
+    counts."""
     if fan is None:
         return {}
-    out = {}
-    for entry in fan:
-        name = entry.name or ""
-        if entry.filemode == GITLINK and is_oid(name) and name[:2] == xx:
-            out[name] = str(entry.id)
+    out: dict[str, str] = {}
+    try:
+        for entry in fan:
+            name = entry.name or ""
+            if entry.filemode == GITLINK and is_oid(name) and name[:2] == xx and name not in out:
+                out[name] = str(entry.id)
+    except MALFORMED_ERRORS:
+        return {}
     return out
 
 
@@ -117,17 +156,15 @@ def entries(repo: pygit2.Repository, tree: pygit2.Tree | None, typename: str) ->
     top = _subtree(repo, tree, typename)
     if top is None:
         return out
-    for entry in top:
-        xx = entry.name or ""
-        if entry.filemode == TREE and _FANOUT.match(xx):
-            out.update(_leaves(repo, _subtree(repo, top, xx), xx))
+    for xx in _dirs(top):
+        fan = _subtree(repo, top, xx) if _FANOUT.match(xx) else None
+        if fan is not None:
+            out.update(_fan(repo, fan, xx))
     return out
 
 
 def typenames(tree: pygit2.Tree | None) -> list[str]:
-    if tree is None:
-        return []
-    return [e.name for e in tree if e.filemode == TREE and e.name and is_typename(e.name)]
+    return [] if tree is None else [n for n in _dirs(tree) if is_typename(n)]
 
 
 def diff(
@@ -140,13 +177,15 @@ def diff(
     a, b = _subtree(repo, old, typename), _subtree(repo, new, typename)
     if a is not None and b is not None and a.id == b.id:
         return {}
-    fans = {e.name for t in (a, b) if t is not None for e in t if e.name and _FANOUT.match(e.name)}
+    dirs_a = _dirs(a) if a is not None else {}
+    dirs_b = _dirs(b) if b is not None else {}
     out: dict[str, str | None] = {}
-    for xx in sorted(fans):
-        fa, fb = _subtree(repo, a, xx), _subtree(repo, b, xx)
-        if fa is not None and fb is not None and fa.id == fb.id:
+    for xx in sorted(n for n in dirs_a.keys() | dirs_b.keys() if _FANOUT.match(n)):
+        if dirs_a.get(xx) == dirs_b.get(xx):
             continue
-        before, after = _leaves(repo, fa, xx), _leaves(repo, fb, xx)
+        fa, fb = _subtree(repo, a, xx), _subtree(repo, b, xx)
+        before = _fan(repo, fa, xx) if fa is not None else {}
+        after = _fan(repo, fb, xx) if fb is not None else {}
         for object_id, tip in after.items():
             if before.get(object_id) != tip:
                 out[object_id] = tip
@@ -340,3 +379,50 @@ def set_tip(
     changes themselves (``write_change``): the store's writes go through :func:`move`."""
     key = (typename, object_id)
     return move(repo, signer, nid, {key: new}, {key: old}) is not None
+
+
+def malformed(repo: pygit2.Repository, old: pygit2.Tree | None, new: pygit2.Tree | None) -> str | None:
+    """What is wrong with the parts of index tree ``new`` that differ from ``old``, or None.
+
+    Readers skip what is not an entry, but fetch refuses it: a tree libgit2 cannot parse, an
+    entry of the wrong kind or name, or names out of order or repeated (libgit2's path lookup
+    assumes sorted, unique names). Only subtrees whose ids differ from ``old`` are read.
+    """
+    if new is None:
+        return "the index commit has no readable tree"
+    unreadable = "the index is malformed: a tree git takes but cannot be read here"
+    try:
+        problem = _shape(new, TREE, is_typename)
+        old_types = _dirs(old) if old is not None else {}
+        for typename, top_oid in _dirs(new).items():
+            if problem or old_types.get(typename) == top_oid:
+                continue
+            top_new, top_old = _subtree(repo, new, typename), _subtree(repo, old, typename)
+            if top_new is None:
+                return unreadable
+            problem = _shape(top_new, TREE, lambda n: bool(_FANOUT.match(n)))
+            old_fans = _dirs(top_old) if top_old is not None else {}
+            for xx, oid in _dirs(top_new).items():
+                if problem or old_fans.get(xx) == oid:
+                    continue
+                fan = _subtree(repo, top_new, xx)
+                problem = unreadable if fan is None else _shape(fan, GITLINK, _leaf_name(xx))
+    except MALFORMED_ERRORS as e:
+        return f"the index is malformed ({type(e).__name__}: {e})"[:300]
+    return problem
+
+
+def _leaf_name(xx: str) -> Callable[[str], bool]:
+    return lambda name: is_oid(name) and name[:2] == xx
+
+
+def _shape(tree: pygit2.Tree, mode: int, name_ok: Callable[[str], bool]) -> str | None:
+    last = ""
+    for entry in tree:
+        name = entry.name or ""
+        if entry.filemode != mode or not name_ok(name):
+            return f"the index holds an entry it may not: {name[:64]!r} (mode {entry.filemode:o})"
+        if name <= last:
+            return f"the index's names are out of order or repeated at {name[:64]!r}"
+        last = name
+    return None

@@ -5,19 +5,22 @@ Git is the transport: any remote name or URL the git CLI understands (path, ``fi
 credential helpers, protocol v2), so this module runs the git CLI for the wire and does every
 ref decision itself, in-process:
 
-* **Fetch** lists the remote's cob refs (``git ls-remote``), refuses at once the refs that
-  cannot be taken whatever they point at (a namespace that is not a NID, a tip that is an
-  unsigned root, new refs or namespaces beyond :class:`Limits`), downloads the tips this
-  repository lacks into a *quarantine* (a scratch repository borrowing this one's objects), then
-  decides ref by ref: create or fast-forward, or leave the local ref as it is and report a
-  :class:`Refusal` (remote behind, diverged, not a commit, tip not signed by the namespace's
-  node). Only the objects of accepted tips leave the quarantine. Local refs move only by
-  compare-and-swap; nothing is ever force-updated.
-* **Push** sends the node's own namespace only, never forced; git's own rejections
-  (non-fast-forward, hooks) come back as refusals.
+* **Fetch** lists the remote's index refs, one per node (``git ls-remote``; :mod:`cob.sigrefs`),
+  refuses at once the refs that cannot be taken whatever they point at (a namespace that is
+  not a NID, a tip already here that its node did not sign, new refs or namespaces beyond
+  :class:`Limits`), downloads the tips this repository lacks into a *quarantine* (a scratch
+  repository borrowing this one's objects), then decides ref by ref: create or fast-forward,
+  or leave the local ref as it is and report a :class:`Refusal` (remote behind, diverged, not a
+  commit, tip not signed by the namespace's node, an index that names what it does not reach,
+  moves an entry back, or is malformed). These checks read only what is new. Only the objects
+  of accepted tips leave the quarantine. Local refs move only by compare-and-swap; nothing is
+  ever force-updated.
+* **Push** sends the node's own namespace only (its index ref), never forced; git's own
+  rejections (non-fast-forward, hooks) come back as refusals.
 * **Ref families** (:mod:`cob.family`, e.g. run-log buckets) ride along in the same listing,
   fetch and push, under the same rules; their pruned leaves are not fetched, and our own are
-  deleted on the remote — the only deletion a push ever makes.
+  deleted on the remote — with our per-object refs of the layout before the index, once
+  migrated, the only deletions a push ever makes.
 
 Checking the tip's signature at fetch time matters: if a forged tip were taken into a
 namespace, that node's real next change would no longer be a fast-forward and its updates would
@@ -49,7 +52,16 @@ from .family import RefFamily, family_of, family_refs
 from .gitrun import DEFAULT_IDLE, DEFAULT_TIMEOUT, deadline, describe, first_error, git_env, run_git
 from .identity import is_nid
 from .refs import NAMESPACES, RefReader, common_dir, compare_and_swap, is_ancestor, is_oid, parse_ref
-from .sigrefs import diff_all, first_parents, index_ref, parse_index_ref, tree_of, unreached
+from .sigrefs import (
+    diff_all,
+    first_parents,
+    index_ref,
+    lookup,
+    malformed,
+    parse_index_ref,
+    tree_of,
+    unreached,
+)
 
 __all__ = [  # the runner's names stay importable from here (cob.gitrun owns them)
     "DEFAULT_IDLE",
@@ -270,11 +282,15 @@ def index_problem(
     chain = first_parents(repo, new, old, MAX_CHAIN)
     if chain is None:
         return RefusalKind.DIVERGED, "the remote's index diverged (would rewrite history)"
-    changed = diff_all(repo, tree_of(repo, old), tree_of(repo, new))
+    old_tree, new_tree = tree_of(repo, old), tree_of(repo, new)
+    changed = diff_all(repo, old_tree, new_tree)
     if len(changed) > limits.new_entries:
         return RefusalKind.LIMIT, (
             f"the index moves {len(changed)} objects at once (limit {limits.new_entries})"
         )
+    backwards = _moved_back(repo, old_tree, changed)
+    if backwards is not None:
+        return backwards
     missing = unreached(repo, chain, changed)
     if missing:
         typename, object_id = missing[0]
@@ -282,6 +298,27 @@ def index_problem(
             f"the index names a tip it does not reach ({len(missing)} objects,"
             f" e.g. {typename} {object_id[:12]})"
         )
+    bad = malformed(repo, old_tree, new_tree)
+    return None if bad is None else (RefusalKind.BAD_TIP, bad)
+
+
+def _moved_back(
+    repo: pygit2.Repository, old_tree: pygit2.Tree | None, changed: Mapping[tuple[str, str], str | None]
+) -> tuple[RefusalKind, str] | None:
+    """An entry the new index drops, or moves to a tip that does not descend from the old
+    one: a node withdrawing what it published (a finished run turned back into an open one)
+    is refused like a per-object ref moved backwards. One ancestry check per moved entry."""
+    for (typename, object_id), tip in sorted(changed.items(), key=lambda kv: kv[0]):
+        was = lookup(repo, old_tree, typename, object_id)
+        if was is None:
+            continue
+        if tip is None:
+            why = f"the index drops {typename} {object_id[:12]} (would rewrite history)"
+            return RefusalKind.DIVERGED, why
+        if not is_ancestor(repo, was, tip):
+            return RefusalKind.DIVERGED, (
+                f"the index moves {typename} {object_id[:12]} back or sideways (would rewrite history)"
+            )
     return None
 
 
@@ -355,9 +392,12 @@ def fetch(
 
     ``own_nid``'s namespace is special: a peer never rewrites it; a tip that is ours (signed by
     our key) and a fast-forward is taken, so a node reinstalled from a hub gets its history back.
-    ``unsigned_roots`` are the types whose root is unsigned (content-addressed): a ref whose
-    tip is such a root carries nothing its namespace signed, and is refused without download.
-    Objects are received into a quarantine (:class:`_Quarantine`): only what the accepted tips
+    Only each node's index ref (:mod:`cob.sigrefs`) and the ``families`` are taken; per-object
+    refs of the layout before it are listed (a push deletes our own) but never fetched; every
+    type travels in the index, so ``typenames`` no longer narrows a fetch. A listed tip this
+    repository already holds that its namespace did not sign (a job's unsigned root) is
+    refused before download and before any budget is spent on it. Objects are received
+    into a quarantine (:class:`_Quarantine`): only what the accepted tips
     reach is moved into the repository, the rest is deleted with it. ``families``: ref families
     taken by the same rules (:mod:`cob.family`); their pruned leaves are not fetched, but stay
     in ``remote_refs`` so that a push can delete our own. ``namespaces``: take only the refs of
@@ -458,10 +498,13 @@ def _screen(
         if _pruned(name, families) or parse_ref(name) is not None:
             continue  # listed for push's deletions (pruned logs, our legacy refs), never fetched
         nid = _owner(name, families)[0]
+        problem = _known_bad(repo, name, nid, oid)
         if not is_nid(nid):
             result.refused.append(
                 Refusal(name, "the namespace is not a node id", FETCH, RefusalKind.BAD_NAMESPACE, None, oid)
             )
+        elif problem is not None:
+            result.refused.append(Refusal(name, problem[1], FETCH, problem[0], None, oid))
         elif _local_target(repo, name) is not None:
             out[name] = oid  # a ref we have: never held back
         elif nid in known or nid == own_nid:
@@ -474,6 +517,15 @@ def _screen(
             new.setdefault(nid, []).append(name)
     _take_new_namespaces(new, result, out, budget, limits)
     return out
+
+
+def _known_bad(repo: pygit2.Repository, name: str, nid: str, oid: str) -> tuple[RefusalKind, str] | None:
+    """Why a listed tip this repository already holds (e.g. a job's unsigned root, which anyone
+    can point a keyless ref at) may not be taken, checked before any budget is spent on it and
+    without a download; None when it is not here or may be."""
+    if _local_target(repo, name) is not None or not _has_commit(repo, oid):
+        return None
+    return tip_problem(repo, nid, "", oid)
 
 
 def _take_new_namespaces(
@@ -652,7 +704,8 @@ class _Quarantine:
             raise TransportError(f"cannot keep the fetched objects: {first_error(res.stderr)}")
 
 
-MAX_COPIED_OBJECTS = 2_000  # beyond this many new objects, migrate() lets git fetch them
+MAX_COPIED_OBJECTS = 2_000  # beyond this many new objects, or bytes, migrate() lets git fetch them
+MAX_COPIED_BYTES = 1 << 20
 
 
 def _copy_objects(scratch: pygit2.Repository, main: pygit2.Repository, tips: Iterable[str]) -> bool:
@@ -661,13 +714,18 @@ def _copy_objects(scratch: pygit2.Repository, main: pygit2.Repository, tips: Ite
     ``main`` already has is not entered: what it reaches is there too (git's own assumption)."""
     wanted: dict[pygit2.Oid, None] = {}
     stack = [pygit2.Oid(hex=t) for t in tips]
+    budget = MAX_COPIED_BYTES
     while stack:
         oid = stack.pop()
         if oid in wanted or oid in main.odb:
             continue
         wanted[oid] = None
-        if len(wanted) > MAX_COPIED_OBJECTS:
+        kind, size = scratch.odb.read_header(oid)  # from the header: a big blob is never inflated
+        budget -= size
+        if len(wanted) > MAX_COPIED_OBJECTS or budget < 0:
             return False
+        if kind == pygit2.enums.ObjectType.BLOB:
+            continue
         obj = scratch[oid]
         if isinstance(obj, pygit2.Commit):
             stack.append(obj.tree_id)
