@@ -1,6 +1,6 @@
 """Scale: issue 19's goal figures at 20 nodes x 5,000 jobs (100,000 (node, job) entries).
 
-    .venv/bin/python benches/scale.py                      # full size: ~5-8 minutes on 2 cores
+    .venv/bin/python benches/scale.py                      # full size: ~4-6 minutes on 2 cores
     .venv/bin/python benches/scale.py --quick              # 4 nodes x 500 jobs, well under a minute
     .venv/bin/python benches/scale.py --nodes 20 --jobs-per-node 5000 --json out.json
 

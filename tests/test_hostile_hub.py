@@ -97,7 +97,12 @@ def test_a_root_tip_that_does_not_re_derive_is_refused(arena: Arena) -> None:
     assert kinds(report) == {ref: "bad-tip"}
     assert fake not in fresh(arena.bob.repo)
 
-    arena.mallory_publish(fake, fake)  # Mallory's signed index: {fake: fake}
+    # Mallory's signed index {fake: fake}, on a chain of her own (forced over the fake tip:
+    # an index built on it would hold its manifest and ops, and be refused as malformed)
+    start = cob.sigrefs.write_commit(r, arena.signers["mallory"], arena.nid("mallory"), None, {})
+    index = cob.sigrefs.write_commit(r, arena.signers["mallory"], arena.nid("mallory"), start,
+                                 {(jobs.TYPENAME, fake): fake})
+    arena.mallory_push(index, ref)
     report = arena.bob.sync(arena.url)
     assert report.refused == [] and [u.ref for u in report.fetched] == [ref]
     assert fake in [r.change for r in report.rejected if r.object_id == fake]
