@@ -49,7 +49,9 @@ def _sshsig(key: Ed25519PrivateKey, public: bytes, message: bytes) -> str:
 class FloorWriter:
     """Writes signed change commits and moves one ref with compare-and-swap."""
 
-    def __init__(self, repo: pygit2.Repository, key: Ed25519PrivateKey, name: str, *, index: bool = False) -> None:
+    def __init__(
+        self, repo: pygit2.Repository, key: Ed25519PrivateKey, name: str, *, index: bool = False
+    ) -> None:
         self.repo = repo
         self.key = key
         self.public = key.public_key().public_bytes_raw()
@@ -60,8 +62,10 @@ class FloorWriter:
 
     def _signed(self, tree: pygit2.Oid, parents: list[str], message: str, when: int) -> str:
         ident = pygit2.Signature(self.ident_name, self.ident_name, when, 0)
-        buffer = self.repo.create_commit_string(ident, ident, message, tree, [pygit2.Oid(hex=p) for p in parents])
-        return str(self.repo.create_commit_with_signature(buffer, _sshsig(self.key, self.public, buffer.encode())))
+        oids = [pygit2.Oid(hex=p) for p in parents]
+        buffer = self.repo.create_commit_string(ident, ident, message, tree, oids)
+        signature = _sshsig(self.key, self.public, buffer.encode())
+        return str(self.repo.create_commit_with_signature(buffer, signature))
 
     def _index(self, object_id: str, tip: str, when: int) -> None:
         """One entry of the node's index moved to ``tip``: rewrite the path to it, sign, CAS."""

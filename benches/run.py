@@ -111,15 +111,16 @@ def case_write(base: Path, ops: int, repeats: int) -> None:
 
         def floor() -> None:
             for i in range(batch):
-                payload = enc.encode([{"log": "https://ci.example/log", "run_id": new_uuid7(), "type": "run"}])
-                oid = fw.write(payload, [str(state["tip"])], ref, state["old"], T0 + i)
+                op = {"log": "https://ci.example/log", "run_id": new_uuid7(), "type": "run"}
+                oid = fw.write(enc.encode([op]), [str(state["tip"])], ref, state["old"], T0 + i)
                 state["tip"] = state["old"] = oid
 
         return floor
 
     plain, indexed = floor_of(False), floor_of(True)
     ours(), plain(), indexed()  # warm up: object fan-out directories, ref files
-    ours_t, plain_t, indexed_t = (t / batch * 1e3 for t in compare_all([ours, plain, indexed], max(repeats, ops // batch)))
+    medians = compare_all([ours, plain, indexed], max(repeats, ops // batch))
+    ours_t, plain_t, indexed_t = (t / batch * 1e3 for t in medians)
     row("1. write: run/finish, per op", ours_t, indexed_t, "ms",
         "floor: change (blob+tree+SSHSIG commit) + index (3 trees+SSHSIG commit) + CAS", "goal <=1.5x")
     row("   same, against a change alone", ours_t, plain_t, "ms",

@@ -497,10 +497,10 @@ class _Signers(Mapping[str, str]):
         self.cache = cache
 
     def __getitem__(self, oid: str) -> str:
-        sql = "SELECT nid FROM verified WHERE oid=?"
+        # One indexed read, outside _run's retries: a miss only means checking the signature.
         try:
-            row = self.cache._run(lambda db: db.execute(sql, (oid,)).fetchone())
-        except (RepositoryError, sqlite3.Error):
+            row = self.cache.db.execute("SELECT nid FROM verified WHERE oid=?", (oid,)).fetchone()
+        except sqlite3.Error:
             row = None
         if row is None:
             raise KeyError(oid)

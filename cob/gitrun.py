@@ -90,7 +90,8 @@ def run_git(
     seconds (pass ``--progress`` to commands that are otherwise silent while transferring).
     """
     cmd = ["git", "--git-dir", gitdir, *args]
-    timeout = _capped(timeout, args[0])
+    verb = _verb(args)
+    timeout = _capped(timeout, verb)
     try:
         proc = subprocess.Popen(
             cmd,
@@ -109,7 +110,7 @@ def run_git(
         raise
     if why is not None:
         _kill_group(proc)
-        raise TransportError(f"git {args[0]} {why}")
+        raise TransportError(f"git {verb} {why}")
     text_out = out.decode("utf-8", "replace")
     text_err = err.decode("utf-8", "replace")
     return subprocess.CompletedProcess(cmd, proc.returncode, text_out, text_err)
@@ -119,6 +120,15 @@ _local = threading.local()
 
 
 @contextlib.contextmanager
+def _verb(args: Sequence[str]) -> str:
+    """The git command of ``args``, past leading ``-c NAME=VALUE`` options (a message saying
+    "git -c made no progress" names nothing)."""
+    i = 0
+    while i + 1 < len(args) and args[i] == "-c":
+        i += 2
+    return args[i] if i < len(args) else "git"
+
+
 def deadline(seconds: float) -> Iterator[None]:
     """Every git call of this thread inside the block shares ``seconds`` in all: how the
     node's final sync keeps its limit however many git calls a sync makes."""
@@ -159,7 +169,7 @@ def _communicate(
             if timeout is not None and now - start >= timeout:
                 return b"", b"", f"timed out after {timeout:g} s"
             if idle is not None and now - last >= idle:
-                return b"", b"", f"made no progress for {idle:g} s (the remote does not answer)"
+                return b"", b"", f"made no progress for {idle:g} s (the remote does not answer, or git is still packing: see jobs.idleTimeout)"
             for key, _ in sel.select(0.5):
                 data = os.read(key.fd, 65536)
                 if not data:

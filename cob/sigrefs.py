@@ -249,15 +249,33 @@ def write_commit(
     """Write the index commits that apply ``updates`` on index commit ``parent``; returns the
     last one's oid (no ref moves). More than :data:`MAX_NEW_PER_COMMIT` new tips are spread
     over a chain, each commit signed and naming its own new tips as parents."""
-    tip = parent
-    if tip is None:  # the chain starts with an empty, parentless commit: see the module doc
-        tip = _write_one(repo, signer, nid, None, {}, timestamp)
-    items = sorted(updates.items())
-    for start in range(0, max(len(items), 1), MAX_NEW_PER_COMMIT):
+    if len(updates) <= MAX_NEW_PER_COMMIT:
+        tip = parent or _write_one(repo, signer, nid, None, {}, timestamp)  # see the module doc
+        return _write_one(repo, signer, nid, tip, updates, timestamp)
+    # Many tips at once (a migration, a bulk import): oldest first, each commit dated at the
+    # newest tip it adds. Commits dated long after the tips they name make git's date-ordered
+    # history walks (fetch negotiation, rev-list --not) visit the whole chain: measured at
+    # minutes for one pushed change on 100,000 entries.
+    items = sorted(updates.items(), key=lambda kv: (_commit_time(repo, kv[1]), kv[0]))
+    first = _commit_time(repo, items[0][1]) if timestamp is None else timestamp
+    tip = parent or _write_one(repo, signer, nid, None, {}, first)
+    floor = _commit_time(repo, tip)
+    for start in range(0, len(items), MAX_NEW_PER_COMMIT):
         chunk = dict(items[start : start + MAX_NEW_PER_COMMIT])
-        tip = _write_one(repo, signer, nid, tip, chunk, timestamp)
-    assert tip is not None
+        when = max([floor, *(_commit_time(repo, t) for t in chunk.values())])
+        tip = _write_one(repo, signer, nid, tip, chunk, when if timestamp is None else timestamp)
+        floor = when
     return tip
+
+
+def _commit_time(repo: pygit2.Repository, oid: str | None) -> int:
+    if oid is None:
+        return 0
+    try:
+        obj = repo[oid]
+        return int(obj.commit_time) if isinstance(obj, pygit2.Commit) else 0
+    except MALFORMED_ERRORS:
+        return 0
 
 
 def _write_one(

@@ -158,7 +158,7 @@ def test_an_existing_repository_migrates_by_itself_and_loses_nothing(tmp_path: P
 
 
 def test_a_peers_legacy_refs_go_once_its_own_index_covers_them(tmp_path: Path) -> None:
-    repo, me, peer, ids = _legacy_repo(tmp_path)
+    repo, me, peer, _ = _legacy_repo(tmp_path)
     hub = init_repo(tmp_path / "hub.git", bare=True)
     git(tmp_path / "old", "push", "-q", hub.path, "refs/namespaces/*:refs/namespaces/*")  # the old layout
     peer_copy = tmp_path / "peer"
@@ -192,7 +192,8 @@ def test_own_writes_keep_the_index_current_and_outside_moves_are_read_by_differe
     assert cache.refreshes == refreshes  # our own write updated the index directly
 
     other = init_repo(tmp_path / "b", commits=0)
-    git(tmp_path / "b", "fetch", "-q", str(tmp_path / "a"), "refs/namespaces/*:refs/namespaces/*", "main:refs/heads/from-a")
+    everything = ("refs/namespaces/*:refs/namespaces/*", "main:refs/heads/from-a")
+    git(tmp_path / "b", "fetch", "-q", str(tmp_path / "a"), *everything)
     theirs = jobs.Jobs.open(other.path, signer=b).get_mut(jobs_[5].id)
     assert theirs is not None
     theirs.finish(theirs.run("https://ci.example/b"), "failed")
