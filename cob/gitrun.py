@@ -119,7 +119,6 @@ def run_git(
 _local = threading.local()
 
 
-@contextlib.contextmanager
 def _verb(args: Sequence[str]) -> str:
     """The git command of ``args``, past leading ``-c NAME=VALUE`` options (a message saying
     "git -c made no progress" names nothing)."""
@@ -129,6 +128,7 @@ def _verb(args: Sequence[str]) -> str:
     return args[i] if i < len(args) else "git"
 
 
+@contextlib.contextmanager
 def deadline(seconds: float) -> Iterator[None]:
     """Every git call of this thread inside the block shares ``seconds`` in all: how the
     node's final sync keeps its limit however many git calls a sync makes."""
@@ -169,7 +169,8 @@ def _communicate(
             if timeout is not None and now - start >= timeout:
                 return b"", b"", f"timed out after {timeout:g} s"
             if idle is not None and now - last >= idle:
-                return b"", b"", f"made no progress for {idle:g} s (the remote does not answer, or git is still packing: see jobs.idleTimeout)"
+                why = f"made no progress for {idle:g} s"
+                return b"", b"", why + " (the remote does not answer, or git is still packing)"
             for key, _ in sel.select(0.5):
                 data = os.read(key.fd, 65536)
                 if not data:
