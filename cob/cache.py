@@ -275,7 +275,7 @@ class Cache:
 
         The stored stamp names each node's index tip, so a refresh reads only the index
         subtrees that differ from those tips (:func:`cob.sigrefs.diff`): its cost follows what
-        moved. Legacy per-object refs, while any are left, make it a full rescan.
+        moved. Legacy per-object refs that appear, move or go make it a full rescan.
 
         ``then(db)`` runs in the *same* transaction as the up-to-date check (or the rescan), so
         its answer is never from a snapshot another process changed in between (a rebuild, a
@@ -324,12 +324,13 @@ class Cache:
                     db.execute("INSERT OR IGNORE INTO verified VALUES (?, ?)", (tip, nid))
                 row = db.execute("SELECT value FROM meta WHERE key=?", ("fp:" + typename,)).fetchone()
                 parsed = _parse_token(row[0]) if row else None
-                if parsed is None or parsed[1] or parsed[0].get(nid) != moved.old:
+                if parsed is None or parsed[0].get(nid) != moved.old:
                     db.execute("COMMIT")  # not current before: the next refresh diffs
                     return
                 heads = {**parsed[0], nid: moved.new}
                 _set_tip(db, codec, refs, object_id, nid, tip)
-                db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", ("fp:" + typename, _token(heads, "")))
+                token = _token(heads, parsed[1])  # legacy refs: our index write leaves them as they were
+                db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", ("fp:" + typename, token))
                 db.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
@@ -539,7 +540,7 @@ def _sync_tips(db: sqlite3.Connection, codec: Codec, refs: RefReader, stored: ob
     typename = codec.cobtype.typename
     old, new = _parse_token(stored), _parse_token(token)
     touched: set[str] = set()
-    if old is not None and new is not None and not old[1] and not new[1]:
+    if old is not None and new is not None and old[1] == new[1]:  # legacy refs did not move
         for nid in old[0].keys() | new[0].keys():
             a, b = old[0].get(nid), new[0].get(nid)
             if a == b:
@@ -551,6 +552,8 @@ def _sync_tips(db: sqlite3.Connection, codec: Codec, refs: RefReader, stored: ob
             moved = sigrefs.diff(refs.repo, old_tree, refs.tree(b) if b else None, typename)
             for object_id, tip in moved.items():
                 key = (typename, object_id, nid)
+                if tip is None:  # a per-object ref of the same node shows again (the index won)
+                    tip = refs.legacy_tip(typename, object_id, nid)
                 if tip is None:
                     db.execute("DELETE FROM tips WHERE typename=? AND id=? AND nid=?", key)
                 else:

@@ -22,7 +22,7 @@ from .refs import CobRef, RefReader, common_dir, compare_and_swap, is_ancestor
 from .signer import Signer
 
 
-def _covered(repo: pygit2.Repository, entry: str | None, legacy: str) -> bool:
+def covered(repo: pygit2.Repository, entry: str | None, legacy: str) -> bool:
     """Whether an index entry already holds a legacy ref's history."""
     return entry is not None and (entry == legacy or is_ancestor(repo, legacy, entry))
 
@@ -77,7 +77,7 @@ def _delete_covered(repo: pygit2.Repository, nid: str, legacy: list[CobRef]) -> 
     tree = sigrefs.tree_of(repo, sigrefs.read_tip(repo, nid))
     doomed = [
         ref for ref in legacy
-        if _covered(repo, sigrefs.lookup(repo, tree, ref.typename, ref.object_id), ref.target)
+        if covered(repo, sigrefs.lookup(repo, tree, ref.typename, ref.object_id), ref.target)
     ]
     if not doomed:
         return 0

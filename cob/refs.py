@@ -288,6 +288,12 @@ class RefReader:
                     out[nid] = target
         return out
 
+    def legacy_tip(self, typename: str, object_id: str, nid: str) -> str | None:
+        """``nid``'s per-object ref of one object, if it has one left."""
+        if not self.has_legacy(nid):
+            return None
+        return self._legacy_tips(typename, object_id).get(nid)
+
     def legacy_refs(self, typename: str, nid: str | None = None) -> list[CobRef]:
         """Every per-object ref of one type (of one namespace, or of all)."""
         if self._reftable:

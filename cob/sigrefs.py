@@ -435,12 +435,15 @@ def _leaf_name(xx: str) -> Callable[[str], bool]:
 
 
 def _shape(tree: pygit2.Tree, mode: int, name_ok: Callable[[str], bool]) -> str | None:
-    last = ""
+    """Every entry of kind ``mode`` with an allowed name, in git's order: a tree sorts as if
+    its name ended in ``/`` (so ``a-b/`` comes before ``a/``), and no name repeats."""
+    last = b""
     for entry in tree:
         name = entry.name or ""
         if entry.filemode != mode or not name_ok(name):
             return f"the index holds an entry it may not: {name[:64]!r} (mode {entry.filemode:o})"
-        if name <= last:
+        key = name.encode() + (b"/" if mode == TREE else b"")
+        if key <= last:
             return f"the index's names are out of order or repeated at {name[:64]!r}"
-        last = name
+        last = key
     return None

@@ -503,10 +503,11 @@ class Store:
             time.sleep(random.uniform(0, min(0.05, 0.001 * (attempt + 1))))
         raise ConflictError(f"gave up updating {name} after {MAX_ATTEMPTS} lost races")
 
-    def migrate(self) -> int:
+    def migrate(self, *, again: bool = False) -> int:
         """Move this node's per-object refs (the layout before the index) into its index
-        ref, once per store; returns how many moved. See :mod:`cob.migrate`."""
-        if self._migrated or self.signer is None:
+        ref, once per store (``again``: look once more, e.g. after a fetch brought some back);
+        returns how many moved. See :mod:`cob.migrate`."""
+        if (self._migrated and not again) or self.signer is None:
             return 0
         from .migrate import migrate_own
 

@@ -307,7 +307,10 @@ def _moved_back(
 ) -> tuple[RefusalKind, str] | None:
     """An entry the new index drops, or moves to a tip that does not descend from the old
     one: a node withdrawing what it published (a finished run turned back into an open one)
-    is refused like a per-object ref moved backwards. One ancestry check per moved entry."""
+    is refused like a per-object ref moved backwards. The walks share one budget
+    (:data:`MAX_ANCESTRY_WALK`, plus 16 commits per moved entry): beyond it the index is
+    refused as ``limit``, and the cost stays in proportion to what was received."""
+    budget = [MAX_ANCESTRY_WALK + 16 * len(changed)]
     for (typename, object_id), tip in sorted(changed.items(), key=lambda kv: kv[0]):
         was = lookup(repo, old_tree, typename, object_id)
         if was is None:
@@ -315,16 +318,49 @@ def _moved_back(
         if tip is None:
             why = f"the index drops {typename} {object_id[:12]} (would rewrite history)"
             return RefusalKind.DIVERGED, why
-        if not is_ancestor(repo, was, tip):
+        found = _descends(repo, tip, was, budget)
+        if found is None:
+            return RefusalKind.LIMIT, "the index moves too many entries over too long a history at once"
+        if not found:
             return RefusalKind.DIVERGED, (
                 f"the index moves {typename} {object_id[:12]} back or sideways (would rewrite history)"
             )
     return None
 
 
+def _descends(repo: pygit2.Repository, tip: str, was: str, budget: list[int]) -> bool | None:
+    """Whether ``was`` is ``tip`` or one of its ancestors; None when ``budget[0]`` commits
+    (shared by the caller's checks, decremented here) ran out first."""
+    if tip == was:
+        return True
+    target = pygit2.Oid(hex=was)
+    seen: set[pygit2.Oid] = set()
+    stack = [pygit2.Oid(hex=tip)]
+    try:
+        while stack:
+            oid = stack.pop()
+            if oid == target:
+                return True
+            if oid in seen:
+                continue
+            seen.add(oid)
+            budget[0] -= 1
+            if budget[0] < 0:
+                return None
+            commit = repo[oid]
+            if isinstance(commit, pygit2.Commit):
+                stack.extend(commit.parent_ids)
+    except MALFORMED_ERRORS:
+        return False
+    return False
+
+
 def _behind(repo: pygit2.Repository, name: str, old: str, new: str) -> bool:
-    """Whether ``new`` is an ancestor of ``old`` (taking it would move the ref back)."""
+    """Whether ``new`` is an ancestor of ``old`` (taking it would move the ref back). For an
+    index the usual case, a fast-forward, is settled by walking the new part alone."""
     if parse_index_ref(name) is not None:
+        if first_parents(repo, new, old, MAX_CHAIN) is not None:
+            return False
         return first_parents(repo, old, new, MAX_CHAIN) is not None
     return is_ancestor(repo, new, old)
 
@@ -364,7 +400,11 @@ MAX_NEW_REFS = 20_000
 # Objects one node's index may add or move in one fetch, and index commits between its old and
 # new tip that are walked: bounds on what one namespace costs to check.
 MAX_NEW_ENTRIES = 1_000_000
-MAX_CHAIN = 1_000_000
+MAX_CHAIN = 100_000_000  # every write adds one: years of a busy node, all received before it is walked
+# Commits the checks of moved entries may walk in one fetch (beyond a few per moved entry):
+# each check is a walk from the new tip down to the old one, and a peer could otherwise make
+# N entries x H commits of walking from a few kilobytes of new objects.
+MAX_ANCESTRY_WALK = 200_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,7 +465,7 @@ def fetch(
     for name in sorted(candidates):
         if name in q.staged and name not in passed:
             continue  # refused in quarantine, reported there
-        _apply(repo, name, passed.get(name, candidates[name]), own_nid, result, families, limits)
+        _apply(repo, name, passed.get(name, candidates[name]), own_nid, result, families, limits, q.checked)
     _drop_superseded(repo, result)
     return result
 
@@ -495,8 +535,12 @@ def _screen(
     out: dict[str, str] = {}
     new: dict[str, list[str]] = {}
     for name, oid in sorted(listed.items()):
-        if _pruned(name, families) or parse_ref(name) is not None:
-            continue  # listed for push's deletions (pruned logs, our legacy refs), never fetched
+        legacy = parse_ref(name)
+        if _pruned(name, families) or (legacy is not None and legacy[0] != own_nid):
+            # listed for push's deletions (pruned logs), never fetched; per-object refs of the
+            # layout before the index only from our own namespace, for our store to migrate
+            # (a node reinstalled from a hub that still has them)
+            continue
         nid = _owner(name, families)[0]
         problem = _known_bad(repo, name, nid, oid)
         if not is_nid(nid):
@@ -580,6 +624,7 @@ class _Quarantine:
         self.gitdir = os.path.join(_gitdir(repo), QUARANTINE, self.tag)
         self.staged: dict[str, str] = {}
         self._staging: dict[str, str] = {}  # remote ref -> its staging ref in the quarantine
+        self.checked: dict[str, tuple[str | None, str]] = {}  # ref -> (old, new) that passed
         self._scratch: pygit2.Repository | None = None
 
     def __enter__(self) -> _Quarantine:
@@ -681,6 +726,7 @@ class _Quarantine:
             problem = ref_problem(self.scratch(), name, nid, object_id, old, new, limits, self.own_nid)
             if problem is None:
                 passed[name] = new
+                self.checked[name] = (old, new)
                 continue
             kind, why = problem
             result.refused.append(Refusal(name, why, FETCH, kind, _local_target(self.repo, name), new))
@@ -746,7 +792,10 @@ def _apply(
     result: FetchResult,
     families: tuple[RefFamily, ...] = (),
     limits: Limits | None = None,
+    checked: Mapping[str, tuple[str | None, str]] | None = None,
 ) -> None:
+    """Move ``name`` to ``new`` if it may; ``checked``: (old, new) pairs the quarantine
+    already passed, not walked again while the local ref is still at that old value."""
     nid, _, object_id = _owner(name, families)
     for _ in range(20):  # only repeats when another process moved the ref meanwhile
         old = _local_target(repo, name)
@@ -757,7 +806,8 @@ def _apply(
                 Refusal(name, "the remote's tip was not received", FETCH, RefusalKind.MISSING, old, new)
             )
             return
-        if old is not None and _behind(repo, name, old, new):
+        passed = (checked or {}).get(name) == (old, new)  # a fast-forward, checked already
+        if old is not None and not passed and _behind(repo, name, old, new):
             if nid != own_nid:  # our own namespace being behind is what push is for
                 result.refused.append(
                     Refusal(
@@ -770,7 +820,7 @@ def _apply(
                     )
                 )
             return
-        problem = ref_problem(repo, name, nid, object_id, old, new, limits, own_nid)
+        problem = None if passed else ref_problem(repo, name, nid, object_id, old, new, limits, own_nid)
         if problem is not None:
             kind, why = problem
             result.refused.append(Refusal(name, why, FETCH, kind, old, new))
@@ -869,22 +919,66 @@ def push(
         mine.update(ours)
         if ours:
             specs.append(f"{family.prefix(nid)}*:{family.prefix(nid)}*")
-    deletions = _deletions(repo, nid, remote_refs, families)
+    deletions = _deletions(nid, remote_refs, families)
     specs.extend(f":{name}" for name in deletions)
-    if not specs:
+    legacy = _legacy_deletions(repo, nid, remote_refs)
+    if not specs and not legacy:
         return result
+    index = index_ref(nid)
     if remote_refs is not None and not deletions and all(remote_refs.get(n) == o for n, o in mine.items()):
-        return result
+        specs = []  # nothing new to send
+    if specs:
+        _push(repo, remote, specs, [], mine, remote_refs, result, timeout, idle)
+    index_there = (remote_refs or {}).get(index) == mine.get(index) or any(
+        u.ref == index for u in result.pushed
+    )
+    if legacy and index_there and mine.get(index) is not None:
+        # Only once our index is on the remote, and each only if it still holds the value our
+        # index covers (a lease): the remote never loses what no index of ours holds there.
+        leases = [f"--force-with-lease={name}:{oid}" for name, oid in legacy.items()]
+        _push(repo, remote, [f":{name}" for name in legacy], leases, mine, remote_refs, result, timeout, idle)
+    return result
+
+
+def _push(
+    repo: pygit2.Repository,
+    remote: str,
+    specs: list[str],
+    options: list[str],
+    mine: Mapping[str, str],
+    remote_refs: Mapping[str, str] | None,
+    result: PushResult,
+    timeout: float | None,
+    idle: float | None,
+) -> None:
     # Level-1 packing: a family's blobs (run logs, up to megabytes) are deflated again for the
     # pack; zlib's fastest level costs a third of git's default for a slightly larger transfer
     # (a hub that unpacks a small push stores loose objects at level 1 anyway).
-    args = ["-c", "pack.compression=1", "push", "--porcelain", "--progress", "--no-verify", remote, *specs]
-    res = run_git(_gitdir(repo), args, timeout=timeout, idle=idle)
+    args = ["-c", "pack.compression=1", "push", "--porcelain", "--progress", "--no-verify", *options, remote]
+    res = run_git(_gitdir(repo), [*args, *specs], timeout=timeout, idle=idle)
     seen = _read_porcelain(repo, res.stdout, mine, remote_refs, result)
     if res.returncode != 0 and not (seen and result.refused):
         # git exits 1 when it refused refs (reported above); anything else is the transport.
         raise TransportError(f"cannot push to {describe(remote)}: {first_error(res.stderr)}")
-    return result
+
+
+def _legacy_deletions(
+    repo: pygit2.Repository, nid: str, remote_refs: Mapping[str, str] | None
+) -> dict[str, str]:
+    """{ref: remote oid} of our own per-object refs (the layout before the index) the remote
+    still lists whose value our index holds (the same tip, or an older one of its history)."""
+    from .migrate import covered
+
+    if remote_refs is None:
+        return {}
+    tree = tree_of(repo, _local_target(repo, index_ref(nid)))
+    out = {}
+    for name, oid in sorted(remote_refs.items()):
+        parsed = parse_ref(name)
+        mine = parsed is not None and parsed[0] == nid and _has_commit(repo, oid)
+        if mine and parsed and covered(repo, lookup(repo, tree, parsed[1], parsed[2]), oid):
+            out[name] = oid
+    return out
 
 
 def _read_porcelain(
@@ -941,20 +1035,13 @@ def _push_refusal(why: str) -> tuple[RefusalKind, str]:
 
 
 def _deletions(
-    repo: pygit2.Repository, nid: str, remote_refs: Mapping[str, str] | None, families: tuple[RefFamily, ...]
+    nid: str, remote_refs: Mapping[str, str] | None, families: tuple[RefFamily, ...]
 ) -> list[str]:
-    """Our own pruned family refs that the remote still lists, and our own per-object refs of
-    the layout before the index once our index holds them (known only after a listing)."""
+    """Our own pruned family refs that the remote still lists (known only after a listing)."""
     if remote_refs is None:
         return []
     out = []
-    legacy_left = RefReader(repo).has_legacy(nid)
     for name in sorted(remote_refs):
-        parsed = parse_ref(name)
-        if parsed is not None:
-            if parsed[0] == nid and not legacy_left and _local_target(repo, index_ref(nid)) is not None:
-                out.append(name)
-            continue
         found = family_of(name, families)
         if found is not None and found[1] == nid and found[0].is_pruned(found[2]):
             out.append(name)

@@ -139,13 +139,13 @@ def sync(
         if fetch:
             remote_refs = _fetch(jobs, remote, report, own, trusted_only, limits, timeout, idle)
         if push and own is not None:
-            jobs.store.migrate()  # our per-object refs of the layout before the index, if any
+            jobs.store.migrate(again=True)  # our per-object refs of the layout before the index
             sent = cob_sync.push(
                 repo, remote, own, typenames=(TYPENAME,), remote_refs=remote_refs,
                 timeout=timeout, idle=idle, families=families,
             )
             report.pushed, report.logs_pushed = _split(sent.pushed)
-            report.logs_deleted = sent.deleted
+            report.logs_deleted = [d for d in sent.deleted if not _is_job_ref(d)]
             report.refused.extend(sent.refused)
     except cob.TransportError as e:
         raise SyncError(str(e), report) from None
