@@ -84,3 +84,51 @@ def _delete_covered(repo: pygit2.Repository, nid: str, legacy: list[CobRef]) -> 
     lines = "".join(f"delete {ref.name} {ref.target}\n" for ref in doomed)
     res = run_git(common_dir(repo), ["update-ref", "--no-deref", "--stdin"], stdin=lines)
     return len(doomed) if res.returncode == 0 else 0
+
+
+def merge_own(repo: pygit2.Repository, signer: Signer, theirs: str) -> list[sigrefs.Key]:
+    """Make our index a fast-forward of ``theirs``, our own index as a remote holds it but
+    diverged from ours (we wrote before our first sync after a reinstall, or from two
+    machines with one key): a new index commit whose first parent is ``theirs``, with the
+    entries of both — for an object both changed, the one whose tip descends from the
+    other's. Returns the objects both changed apart: there ``theirs`` is kept, and our tip
+    stays reachable (a parent) but unnamed, as the generic store cannot merge two changes."""
+    nid = signer.nid
+    conflicts: list[sigrefs.Key] = []
+    for attempt in range(200):
+        ours = sigrefs.read_tip(repo, nid)
+        if ours is not None and sigrefs.first_parents(repo, ours, theirs, 10**8) is not None:
+            return []  # already merged
+        mine, other = sigrefs.tree_of(repo, ours), sigrefs.tree_of(repo, theirs)
+        updates: dict[sigrefs.Key, str | None] = {}
+        conflicts = []
+        for (typename, object_id), tip in sigrefs.diff_all(repo, other, mine).items():
+            there = sigrefs.lookup(repo, other, typename, object_id)
+            if tip is None or covered(repo, there, tip):
+                continue  # only theirs has it, or theirs is newer
+            if there is None or covered(repo, tip, there):
+                updates[(typename, object_id)] = tip
+            else:
+                conflicts.append((typename, object_id))
+        new = sigrefs.write_commit(repo, signer, nid, theirs, updates)
+        if ours is not None:  # our own chain stays reachable (what it named, too)
+            new = _with_parent(repo, signer, nid, new, theirs, ours)
+        if compare_and_swap(repo, sigrefs.index_ref(nid), new, ours, "cob: merge our index"):
+            return conflicts
+        sigrefs.backoff(attempt)
+    return conflicts
+
+
+def _with_parent(repo: pygit2.Repository, signer: Signer, nid: str, tip: str, base: str, extra: str) -> str:
+    """Index commit ``tip`` rewritten with ``extra`` as one more parent (after the first)."""
+    commit = repo[tip]
+    assert isinstance(commit, pygit2.Commit)
+    parents = [str(p) for p in commit.parent_ids]
+    if extra in parents:
+        return tip
+    from . import sshsig
+    from .change import commit_buffer
+
+    buffer = commit_buffer(str(commit.tree_id), [parents[0], extra, *parents[1:]], nid,
+                           commit.commit_time, sigrefs.MESSAGE)
+    return str(repo.create_commit_with_signature(buffer, sshsig.sign(signer, buffer.encode())))

@@ -503,6 +503,13 @@ class Store:
             time.sleep(random.uniform(0, min(0.05, 0.001 * (attempt + 1))))
         raise ConflictError(f"gave up updating {name} after {MAX_ATTEMPTS} lost races")
 
+    def merge_own(self, theirs: str) -> builtins.list[tuple[str, str]]:
+        """Merge our own index as a remote holds it, diverged from ours, into ours (see
+        :func:`cob.migrate.merge_own`); returns the (type, object id) both copies changed."""
+        from .migrate import merge_own
+
+        return merge_own(self.repo, self._require_signer(), theirs)
+
     def migrate(self, *, again: bool = False) -> int:
         """Move this node's per-object refs (the layout before the index) into its index
         ref, once per store (``again``: look once more, e.g. after a fetch brought some back);

@@ -167,6 +167,9 @@ class FetchResult:
     refused: list[Refusal] = field(default_factory=list)
     remote_refs: dict[str, str] = field(default_factory=dict)  # every cob ref the remote had
     skipped: int = 0  # remote refs outside the namespaces asked for (left untouched)
+    # Our own index on the remote, signed by us but diverged from ours (a node that wrote
+    # before its first sync after a reinstall): its objects are kept for Store.merge_own.
+    own_index: str | None = None
 
 
 @dataclass(slots=True)
@@ -729,6 +732,9 @@ class _Quarantine:
                 self.checked[name] = (old, new)
                 continue
             kind, why = problem
+            if kind is RefusalKind.OWN_NAMESPACE and parse_index_ref(name) is not None:
+                passed[name] = new  # signed by us: its objects are kept to merge (see _apply)
+                continue
             result.refused.append(Refusal(name, why, FETCH, kind, _local_target(self.repo, name), new))
         return passed
 
@@ -823,6 +829,9 @@ def _apply(
         problem = None if passed else ref_problem(repo, name, nid, object_id, old, new, limits, own_nid)
         if problem is not None:
             kind, why = problem
+            if kind is RefusalKind.OWN_NAMESPACE and parse_index_ref(name) is not None:
+                result.own_index = new
+                why += "; its entries are merged into ours by the next write (Store.merge_own)"
             result.refused.append(Refusal(name, why, FETCH, kind, old, new))
             return
         if compare_and_swap(repo, name, new, old, "git-jobs: sync fetch"):

@@ -17,7 +17,7 @@ import pygit2
 
 import cob
 from cob import sync as cob_sync
-from cob.sync import RefUpdate, Refusal
+from cob.sync import RefUpdate, Refusal, RefusalKind
 
 from . import logs
 from .errors import PolicyError, SyncError
@@ -180,10 +180,27 @@ def _fetch(
     report.fetched, report.logs_fetched = _split(got.updated)
     report.skipped = got.skipped
     report.refused.extend(got.refused)
+    if got.own_index is not None and jobs.signer is not None:
+        _merge_own(jobs, got.own_index, report)
     found = jobs.store.changed_since(JOB_TYPE, before)
     report.changed.extend(found.changed)
     report.rejected.extend(found.rejected)
     return got.remote_refs
+
+
+def _merge_own(jobs: Jobs, theirs: str, report: SyncReport) -> None:
+    """The remote holds our own index, signed by us but diverged (this node wrote before its
+    first sync after a reinstall): merge it into ours, so that the push is a fast-forward."""
+    both = jobs.store.merge_own(theirs)
+    index = cob.index_ref(jobs.store.signer.nid if jobs.store.signer else "")
+    merged = RefusalKind.OWN_NAMESPACE
+    report.refused = [r for r in report.refused if not (r.ref == index and r.kind is merged)]
+    if both:
+        shown = ", ".join(object_id[:12] for _, object_id in both[:5])
+        report.refused.append(Refusal(
+            index, f"{len(both)} jobs were written on two copies of this node ({shown}): the"
+            " remote's copy is kept and this copy's changes of them are not published",
+            "fetch", RefusalKind.OWN_NAMESPACE, None, theirs))
 
 
 IDLE_CONFIG = "jobs.idleTimeout"

@@ -266,3 +266,111 @@ def test_a_rebuilt_index_does_not_check_the_same_signature_twice(
     assert reopened.rebuild_cache(jobs.JOB_TYPE) == 3
     assert checked == []  # all nine were checked (and recorded) when they were written or folded
     assert {j.name for j in jobs.Jobs.open(repo.path).find_by_commit(head(repo))} == {"a", "b", "c"}
+
+
+def _clone_node(tmp_path: Path, hub: str, name: str, signer: cob.Signer) -> jobs.Jobs:
+    git(tmp_path, "clone", "-q", hub, str(tmp_path / name))
+    return jobs.Jobs.open(str(tmp_path / name), signer)
+
+
+def _hub(tmp_path: Path) -> tuple[str, list[str]]:
+    origin = init_repo(tmp_path / "origin", commits=2)
+    git(tmp_path, "clone", "-q", "--bare", origin.workdir, str(tmp_path / "hub.git"))
+    return str(tmp_path / "hub.git"), git(tmp_path / "origin", "rev-list", "HEAD").split()
+
+
+def test_a_node_reinstalled_that_writes_before_it_syncs_merges_its_own_index(tmp_path: Path) -> None:
+    """Same key, fresh clone, a write before the first sync: the remote's copy of this node's
+    index is merged into the new one, so both the old and the new results are published."""
+    hub, commits = _hub(tmp_path)
+    key = cob.Signer.generate()
+    first = _clone_node(tmp_path, hub, "first", key)
+    old = first.create(commits[0])
+    old.finish(old.run("https://ci.example/1"), "succeeded")
+    assert first.sync(hub).ok
+    again = _clone_node(tmp_path, hub, "again", key)  # reinstalled: no index of its own yet
+    new = again.create(commits[1])
+    new.run("https://ci.example/2")
+    report = again.sync(hub)
+    assert report.ok and [u.ref for u in report.pushed] == [cob.index_ref(key.nid)], report.summary()
+    observer = _clone_node(tmp_path, hub, "observer", cob.Signer.generate())
+    assert observer.sync(hub).ok
+    assert observer.get(old.id) is not None and observer.get(new.id) is not None
+    assert again.get(old.id) is not None and first.sync(hub).ok  # the first copy fast-forwards
+
+
+def test_a_push_never_deletes_old_refs_its_index_does_not_hold(tmp_path: Path) -> None:
+    """The node's history from before the index is only in per-object refs on the hub; the
+    same node on a fresh clone takes them back (fetch), migrates them, and only then are they
+    deleted on the hub, once its index there holds them."""
+    hub, commits = _hub(tmp_path)
+    key = cob.Signer.generate()
+    old = _clone_node(tmp_path, hub, "old", key)
+    job = old.create(commits[1])
+    job.finish(job.run("https://ci.example/old"), "succeeded")
+    legacy = cob.object_ref(key.nid, jobs.TYPENAME, job.id)
+    git(tmp_path / "old", "update-ref", legacy, job.tips[key.nid])
+    git(tmp_path / "old", "push", "-q", hub, f"{legacy}:{legacy}")  # as the old layout published it
+
+    fresh = _clone_node(tmp_path, hub, "fresh", key)
+    fresh.create(commits[0])
+    assert fresh.sync(hub).ok
+    hub_refs = git(Path(hub), "for-each-ref", "--format=%(refname)", "refs/namespaces/").split()
+    assert hub_refs == [cob.index_ref(key.nid)]
+    reader = jobs.Jobs.open(hub)
+    found = reader.get(job.id)
+    assert found is not None
+    assert [r.reason for r in found.runs_of(key.nid).values()] == [jobs.Reason.SUCCEEDED]
+
+
+def test_entries_moved_over_a_long_history_cost_a_bounded_walk(
+    tmp_path: Path, monkeypatch: object
+) -> None:
+    """A signed index that moves many entries over many new commits: checking that each moved
+    forward shares one walk budget; beyond it the index is refused as `limit`, not walked."""
+    import pytest
+
+    import cob.sync
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    monkeypatch.setattr(cob.sync, "MAX_ANCESTRY_WALK", 100)
+    hub, commits = _hub(tmp_path)
+    mallory, bob = cob.Signer.generate(), cob.Signer.generate()
+    m = _clone_node(tmp_path, hub, "m", mallory)
+    b = _clone_node(tmp_path, hub, "b", bob)
+    made = [m.create(commits[0], f"j{i}") for i in range(10)]
+    assert m.sync(hub).ok and b.sync(hub).ok
+    for job in made[:2]:  # an honest write: two entries move one change each
+        job.run("https://ci.example/x")
+    assert m.sync(hub).ok and b.sync(hub).ok
+    codec = Codec(jobs.JOB_TYPE)
+    tips = {job.id: job.tips[mallory.nid] for job in m.all()}
+    updates: dict[tuple[str, str], str | None] = {}
+    for job_id, tip in tips.items():  # every entry moves over 30 new changes
+        for i in range(30):
+            run = f"0189{i:04x}-0000-7000-8000-{int(job_id[:8], 16):012x}"
+            op = jobs.StartRun(run, "https://x.example/")
+            tip = write_change(m.repo, codec, mallory, mallory.nid, [op], [tip])
+        updates[(jobs.TYPENAME, job_id)] = tip
+    old = sigrefs.read_tip(m.repo, mallory.nid)
+    new = sigrefs.write_commit(m.repo, mallory, mallory.nid, old, updates)
+    m.repo.references[cob.index_ref(mallory.nid)].set_target(new)
+    assert m.sync(hub).ok
+    report = b.sync(hub)
+    limit = cob.sync.RefusalKind.LIMIT
+    assert [(r.ref, r.kind) for r in report.refused] == [(cob.index_ref(mallory.nid), limit)]
+    assert sigrefs.read_tip(b.repo, mallory.nid) == old  # left as it was
+
+
+def test_type_names_that_extend_each_other_are_in_git_order(tmp_path: Path) -> None:
+    """git sorts a tree as if its name ended in "/": `a-b/` before `a/`. An index with two
+    such types is well formed, and fsck agrees."""
+    repo = init_repo(tmp_path / "r")
+    signer = cob.Signer.generate()
+    tip = head(repo)
+    tips = {("dev.gitjobs.job", tip): tip, ("dev.gitjobs.job-log", tip): tip, ("dev.gitjobs.job.x", tip): tip}
+    index = sigrefs.write_commit(repo, signer, signer.nid, None, tips)
+    assert sigrefs.malformed(repo, None, sigrefs.tree_of(repo, index)) is None
+    assert [t for t, _, _ in sigrefs.walk_entries(repo, sigrefs.tree_of(repo, index))] == [
+        "dev.gitjobs.job-log", "dev.gitjobs.job.x", "dev.gitjobs.job"]
+    git(tmp_path / "r", "fsck", "--strict", "--no-dangling")
