@@ -334,7 +334,12 @@ class Store:
 
         ``root``: the root was just written by create(); no ref names it yet."""
         signer = self._require_signer()
-        tips = self.tips(cobtype, object_id)
+        # Straight from the index refs (one small file per node, then a tree lookup): the
+        # write's compare-and-swap checks our entry again, and the SQLite index is updated
+        # after it (own_write), so a refresh here would be a second transaction per write.
+        if not is_oid(object_id):  # also keeps "../" out of the ref paths read from disk
+            raise UnknownObjectError(f"not an object id: {object_id!r}")
+        tips = self.refs.tips(cobtype.typename, object_id)
         seen = tips or ({signer.nid: root} if root == object_id else {})
         if not seen:
             raise UnknownObjectError(f"no {cobtype.typename} object {object_id}")
