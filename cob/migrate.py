@@ -30,14 +30,9 @@ def covered(repo: pygit2.Repository, entry: str | None, legacy: str) -> bool:
 def migrate_own(repo: pygit2.Repository, signer: Signer, refs: RefReader) -> int:
     """Move ``signer``'s per-object refs into its index; returns how many entries moved."""
     nid = signer.nid
-    if not refs.has_legacy(nid):
+    legacy = _legacy_of(refs, nid)
+    if not legacy:
         return 0
-    legacy = [
-        ref
-        for typename in sorted(refs.legacy_typenames(nid))
-        if sigrefs.is_typename(typename)
-        for ref in refs.legacy_refs(typename, nid)
-    ]
     moved = 0
     for attempt in range(200):
         tip = sigrefs.read_tip(repo, nid)
@@ -60,15 +55,20 @@ def migrate_own(repo: pygit2.Repository, signer: Signer, refs: RefReader) -> int
 
 def drop_superseded(repo: pygit2.Repository, refs: RefReader, nid: str) -> int:
     """Delete ``nid``'s per-object refs that its index now covers; returns how many."""
+    legacy = _legacy_of(refs, nid)
+    return _delete_covered(repo, nid, legacy) if legacy else 0
+
+
+def _legacy_of(refs: RefReader, nid: str) -> list[CobRef]:
+    """``nid``'s per-object refs of every type (none: a cheap look at two places)."""
     if not refs.has_legacy(nid):
-        return 0
-    legacy = [
+        return []
+    return [
         ref
         for typename in sorted(refs.legacy_typenames(nid))
         if sigrefs.is_typename(typename)
         for ref in refs.legacy_refs(typename, nid)
     ]
-    return _delete_covered(repo, nid, legacy)
 
 
 def _delete_covered(repo: pygit2.Repository, nid: str, legacy: list[CobRef]) -> int:
