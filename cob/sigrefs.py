@@ -113,7 +113,7 @@ def _dirs(tree: pygit2.Tree) -> dict[str, pygit2.Oid]:
 
 # Parsed fan-out directories by tree oid (trees never change): lookups of one object in each
 # node's index read a directory once, and use the same rule as listing it (see _leaves).
-_FANS: dict[pygit2.Oid, dict[str, str]] = {}
+_FANS: dict[tuple[pygit2.Oid, str], dict[str, str]] = {}
 
 
 def lookup(repo: pygit2.Repository, tree: pygit2.Tree | None, typename: str, object_id: str) -> str | None:
@@ -125,11 +125,11 @@ def lookup(repo: pygit2.Repository, tree: pygit2.Tree | None, typename: str, obj
 
 
 def _fan(repo: pygit2.Repository, fan: pygit2.Tree, xx: str) -> dict[str, str]:
-    found = _FANS.get(fan.id)
+    found = _FANS.get((fan.id, xx))  # what a directory holds depends on where it hangs too
     if found is None:
         if len(_FANS) >= 4096:
             _FANS.clear()
-        found = _FANS[fan.id] = _leaves(repo, fan, xx)
+        found = _FANS[(fan.id, xx)] = _leaves(repo, fan, xx)
     return found
 
 
