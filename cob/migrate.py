@@ -6,7 +6,8 @@ object. Nothing of it is lost and nothing needs a command:
 * **Our own namespace** moves the first time a store writes (or syncs): each per-object ref
   becomes an entry of our index (signed index commits, new tips as parents), and only then is
   the ref deleted, with its old value checked, in one transaction. An entry already in the
-  index that is newer wins; a ref that diverged from its entry is kept (and still read).
+  index that is newer wins; a ref that diverged from its entry is kept, not deleted (the
+  index wins when both name an object: such a ref is there for a person to look at).
 * **Other namespaces** cannot be migrated here: only their node can sign their index. Their
   per-object refs stay readable (an index entry of the same node wins) and are deleted once
   that node's index names the same tip or a newer one (:func:`drop_superseded`, after a fetch).

@@ -75,57 +75,77 @@ def tree_of(repo: pygit2.Repository, tip: str | None) -> pygit2.Tree | None:
         return None
 
 
+def _entry(tree: pygit2.Tree, name: str) -> pygit2.Object | None:
+    """The entry ``name`` of ``tree`` as libgit2's lookup finds it (a binary search), or None.
+
+    Every reader uses this one rule, also when listing (a name read while iterating counts
+    only as what this lookup returns for it): on an unsorted or repeated-name tree, which
+    plain git can bring in (sync refuses it), listing and looking up still agree. A lookup
+    costs a fraction of a microsecond; reading a 256-entry directory entry by entry ~200.
+    """
+    try:
+        return tree[name]
+    except (KeyError, *MALFORMED_ERRORS):
+        return None
+
+
 def _subtree(repo: pygit2.Repository, tree: pygit2.Tree | None, name: str) -> pygit2.Tree | None:
     """A subtree by name; None when absent, not a tree, or unreadable (git takes tree entries
-    libgit2 cannot parse: a peer's data never raises out of a read). Names are found by
-    reading the directory, first one wins, so every reader agrees on an unsorted tree."""
+    libgit2 cannot parse: a peer's data never raises out of a read)."""
     if tree is None:
         return None
-    found = _dirs(tree).get(name)
-    if found is None:
+    entry = _entry(tree, name)
+    if entry is None or entry.filemode != TREE:
         return None
     try:
-        obj = repo[found]
+        obj = repo[entry.id]
     except MALFORMED_ERRORS:
         return None
     return obj if isinstance(obj, pygit2.Tree) else None
+
+
+def _names(tree: pygit2.Tree) -> list[str]:
+    """The names of ``tree``'s entries, once each, in order; [] when it cannot be read."""
+    try:
+        return list(dict.fromkeys(e.name or "" for e in tree))
+    except MALFORMED_ERRORS:
+        return []
 
 
 _DIRS: dict[pygit2.Oid, dict[str, pygit2.Oid]] = {}
 
 
 def _dirs(tree: pygit2.Tree) -> dict[str, pygit2.Oid]:
-    """{name: oid} of the subtrees of ``tree`` (first of duplicate names), kept by tree oid."""
+    """{name: oid} of the subtrees of ``tree`` (by :func:`_entry`), kept by tree oid: for
+    listing and comparing directories, never for finding one entry."""
     found = _DIRS.get(tree.id)
     if found is None:
         if len(_DIRS) >= 4096:
             _DIRS.clear()
         found = {}
-        try:
-            for e in tree:
-                if e.filemode == TREE and e.name and e.name not in found:
-                    found[e.name] = e.id
-        except MALFORMED_ERRORS:
-            found = {}
+        for name in _names(tree):
+            entry = _entry(tree, name) if name else None
+            if entry is not None and entry.filemode == TREE:
+                found[name] = entry.id
         _DIRS[tree.id] = found
     return found
 
 
-# Parsed fan-out directories by tree oid (trees never change): lookups of one object in each
-# node's index read a directory once, and use the same rule as listing it (see _leaves).
+# Parsed fan-out directories by tree oid and where they hang (trees never change).
 _FANS: dict[tuple[pygit2.Oid, str], dict[str, str]] = {}
 
 
 def lookup(repo: pygit2.Repository, tree: pygit2.Tree | None, typename: str, object_id: str) -> str | None:
-    """The tip this index names for one object, or None. The same rule as :func:`entries`
-    (not libgit2's path lookup, which assumes sorted, unique names): every reader of a hostile
-    tree sees the same entries."""
+    """The tip this index names for one object, or None: three lookups, no listing."""
+    if not is_oid(object_id):
+        return None
     fan = _subtree(repo, _subtree(repo, tree, typename), object_id[:2])
-    return None if fan is None else _fan(repo, fan, object_id[:2]).get(object_id)
+    entry = _entry(fan, object_id) if fan is not None else None
+    return str(entry.id) if entry is not None and entry.filemode == GITLINK else None
 
 
 def _fan(repo: pygit2.Repository, fan: pygit2.Tree, xx: str) -> dict[str, str]:
-    found = _FANS.get((fan.id, xx))  # what a directory holds depends on where it hangs too
+    found = _FANS.get((fan.id, xx))
     if found is None:
         if len(_FANS) >= 4096:
             _FANS.clear()
@@ -135,18 +155,15 @@ def _fan(repo: pygit2.Repository, fan: pygit2.Tree, xx: str) -> dict[str, str]:
 
 def _leaves(repo: pygit2.Repository, fan: pygit2.Tree | None, xx: str) -> dict[str, str]:
     """{object id: tip} of one fan-out directory: gitlinks named by an object id under its
-    first two hex digits; anything else is not an entry, and of duplicate names the first
-    counts."""
+    first two hex digits; anything else is not an entry."""
     if fan is None:
         return {}
     out: dict[str, str] = {}
-    try:
-        for entry in fan:
-            name = entry.name or ""
-            if entry.filemode == GITLINK and is_oid(name) and name[:2] == xx and name not in out:
+    for name in _names(fan):
+        if is_oid(name) and name[:2] == xx:
+            entry = _entry(fan, name)
+            if entry is not None and entry.filemode == GITLINK:
                 out[name] = str(entry.id)
-    except MALFORMED_ERRORS:
-        return {}
     return out
 
 
