@@ -210,7 +210,10 @@ def write_change(
     """Write a signed change commit and return its oid (no ref is touched)."""
     tree = _tree(repo, codec, codec.encode_ops(ops), embeds)
     when = int(time.time()) if timestamp is None else timestamp
-    buffer = commit_buffer(str(tree), parents, nid, when, codec.cobtype.summary(ops) + "\n")
+    message = codec.cobtype.summary(ops) + "\n"
+    if message == "cob: index\n":  # the index commits' message (cob.sigrefs): never a change's
+        message = "cob: index (a change)\n"
+    buffer = commit_buffer(str(tree), parents, nid, when, message)
     signature = sshsig.sign(signer, buffer.encode())
     return str(repo.create_commit_with_signature(buffer, signature))
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import pygit2
 
 from . import sigrefs
+from .errors import ConflictError
 from .gitrun import run_git
 from .refs import CobRef, RefReader, common_dir, compare_and_swap, is_ancestor
 from .signer import Signer
@@ -40,6 +41,8 @@ def migrate_own(repo: pygit2.Repository, signer: Signer, refs: RefReader) -> int
         tree = sigrefs.tree_of(repo, tip)
         updates: dict[sigrefs.Key, str | None] = {}
         for ref in legacy:
+            if not _of_its_object(repo, ref):
+                continue  # a ref naming another object's change (a hub's, fetched): not ours to sign
             entry = sigrefs.lookup(repo, tree, ref.typename, ref.object_id)
             if entry is None or is_ancestor(repo, entry, ref.target):
                 updates[(ref.typename, ref.object_id)] = ref.target
@@ -52,6 +55,12 @@ def migrate_own(repo: pygit2.Repository, signer: Signer, refs: RefReader) -> int
         sigrefs.backoff(attempt)
     _delete_covered(repo, nid, legacy)
     return moved
+
+
+def _of_its_object(repo: pygit2.Repository, ref: CobRef) -> bool:
+    """Whether the ref's tip belongs to the object it is named after (its root is an
+    ancestor): our index signs every entry it holds, so it must not take a ref a hub made up."""
+    return ref.target == ref.object_id or is_ancestor(repo, ref.object_id, ref.target)
 
 
 def drop_superseded(repo: pygit2.Repository, refs: RefReader, nid: str) -> int:
@@ -96,10 +105,13 @@ def merge_own(repo: pygit2.Repository, signer: Signer, theirs: str) -> list[sigr
     stays reachable (a parent) but unnamed, as the generic store cannot merge two changes."""
     nid = signer.nid
     conflicts: list[sigrefs.Key] = []
+    if not sigrefs.is_index_chain(repo, theirs):
+        raise ConflictError("the remote's copy of this node's index is not a well-formed index")
     for attempt in range(200):
         ours = sigrefs.read_tip(repo, nid)
-        if ours is not None and sigrefs.first_parents(repo, ours, theirs, 10**8) is not None:
-            return []  # already merged
+        if ours is not None and (ours == theirs or is_ancestor(repo, theirs, ours)):
+            return []  # already merged, or behind ours
+        _check_unpublished(repo, ours)
         mine, other = sigrefs.tree_of(repo, ours), sigrefs.tree_of(repo, theirs)
         updates: dict[sigrefs.Key, str | None] = {}
         conflicts = []
@@ -118,6 +130,24 @@ def merge_own(repo: pygit2.Repository, signer: Signer, theirs: str) -> list[sigr
             return conflicts
         sigrefs.backoff(attempt)
     return conflicts
+
+
+def _check_unpublished(repo: pygit2.Repository, ours: str | None) -> None:
+    """Refuse to merge when part of our local chain was published: peers that took it would
+    refuse a chain whose first parents are the remote's (two live copies of one key)."""
+    published = _target(repo, sigrefs.PUBLISHED)
+    if ours is None or published is None:
+        return
+    if ours == published or sigrefs.first_parents(repo, ours, published, 10**8) is not None:
+        raise ConflictError(
+            "this node's index was published from here and the remote holds another chain signed"
+            " by the same key: two copies of this node are writing; stop one"
+        )
+
+
+def _target(repo: pygit2.Repository, name: str) -> str | None:
+    ref = repo.references.get(name)
+    return str(ref.target) if ref is not None else None
 
 
 def _with_parent(repo: pygit2.Repository, signer: Signer, nid: str, tip: str, base: str, extra: str) -> str:

@@ -32,7 +32,11 @@ from .change import MALFORMED_ERRORS, commit_buffer
 from .refs import NAMESPACES, compare_and_swap, is_oid
 
 KIND = "sigrefs"
-MESSAGE = "cob: index\n"
+MESSAGE = "cob: index\n"  # every index commit's message; a change never has it (cob.change)
+# Local only, never synced: the last index tip of ours a push delivered. A merge of our own
+# index as a remote holds it (cob.migrate.merge_own) is only safe while nothing of our local
+# chain was published: peers that took it would refuse the merged chain.
+PUBLISHED = "refs/git-jobs-published/sigrefs"
 GITLINK = pygit2.enums.FileMode.COMMIT
 TREE = pygit2.enums.FileMode.TREE
 # New tips one index commit names as parents; more are spread over a chain of commits.
@@ -366,6 +370,26 @@ def backoff(attempt: int) -> None:
     :data:`~cob.refs.STALE_LOCK_SECONDS`, so a lock left by a killed writer is cleared and
     the write goes through, instead of failing within milliseconds."""
     time.sleep(random.uniform(0, min(0.05, 0.001 * (attempt + 1))))
+
+
+def is_index_commit(repo: pygit2.Repository, oid: str | None) -> bool:
+    """Whether ``oid`` is a commit with the index's message (a change never has it)."""
+    try:
+        obj = repo[oid] if oid else None
+        return isinstance(obj, pygit2.Commit) and obj.raw_message == MESSAGE.encode()
+    except MALFORMED_ERRORS:
+        return False
+
+
+def is_index_chain(repo: pygit2.Repository, tip: str) -> bool:
+    """Whether ``tip`` is a well-formed index from its first commit: every commit on its
+    first-parent chain an index commit, the first one parentless with an empty tree, and the
+    tip's tree well formed. Reads the whole chain: for the rare merge of our own index."""
+    chain = first_parents(repo, tip, None, 10**8)
+    if not chain or not all(is_index_commit(repo, str(c.id)) for c in chain):
+        return False
+    first = chain[-1]
+    return not first.parent_ids and len(first.tree) == 0 and malformed(repo, None, tree_of(repo, tip)) is None
 
 
 def first_parents(

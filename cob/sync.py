@@ -53,9 +53,11 @@ from .gitrun import DEFAULT_IDLE, DEFAULT_TIMEOUT, deadline, describe, first_err
 from .identity import is_nid
 from .refs import NAMESPACES, RefReader, common_dir, compare_and_swap, is_ancestor, is_oid, parse_ref
 from .sigrefs import (
+    PUBLISHED,
     diff_all,
     first_parents,
     index_ref,
+    is_index_commit,
     lookup,
     malformed,
     parse_index_ref,
@@ -268,6 +270,9 @@ def ref_problem(
     the namespace's node and a fast-forward; an index ref must also reach every tip it names
     and add at most ``limits.new_entries`` entries. Costs what is new, not the whole index."""
     problem = tip_problem(repo, nid, object_id, new)
+    if problem is None and object_id and new != object_id and not is_ancestor(repo, object_id, new):
+        # a per-object ref (ours, of the layout before the index) naming another object's change
+        problem = RefusalKind.BAD_TIP, "the tip is not a change of the object the ref is named after"
     if problem is None and parse_index_ref(name) is None:
         if old is not None and not is_ancestor(repo, old, new):
             problem = RefusalKind.DIVERGED, "the remote's history diverged (would rewrite history)"
@@ -282,6 +287,8 @@ def index_problem(
     repo: pygit2.Repository, old: str | None, new: str, limits: Limits
 ) -> tuple[RefusalKind, str] | None:
     """:func:`ref_problem` for an index ref whose tip is signed (see :mod:`cob.sigrefs`)."""
+    if not is_index_commit(repo, new):  # one key signs changes and indexes: tell them apart
+        return RefusalKind.BAD_TIP, "the tip is not an index commit (a change, or another commit)"
     chain = first_parents(repo, new, old, MAX_CHAIN)
     if chain is None:
         return RefusalKind.DIVERGED, "the remote's index diverged (would rewrite history)"
@@ -364,7 +371,8 @@ def _behind(repo: pygit2.Repository, name: str, old: str, new: str) -> bool:
     if parse_index_ref(name) is not None:
         if first_parents(repo, new, old, MAX_CHAIN) is not None:
             return False
-        return first_parents(repo, old, new, MAX_CHAIN) is not None
+        # Also behind when reached through a merge's other parent (our own merged chain).
+        return first_parents(repo, old, new, MAX_CHAIN) is not None or is_ancestor(repo, new, old)
     return is_ancestor(repo, new, old)
 
 
@@ -762,32 +770,56 @@ MAX_COPIED_BYTES = 1 << 20
 
 def _copy_objects(scratch: pygit2.Repository, main: pygit2.Repository, tips: Iterable[str]) -> bool:
     """Copy into ``main`` every object ``tips`` reach in ``scratch`` that ``main`` lacks; False
-    (having copied nothing) when that is more than :data:`MAX_COPIED_OBJECTS`. A commit or tree
-    ``main`` already has is not entered: what it reaches is there too (git's own assumption)."""
-    wanted: dict[pygit2.Oid, None] = {}
+    (having copied nothing) when that is more than :data:`MAX_COPIED_OBJECTS` objects or
+    :data:`MAX_COPIED_BYTES` bytes. A commit or tree ``main`` already has is not entered: what
+    it reaches is there too (git's own assumption), which holds because every object is
+    written after everything it names (a crash midway leaves no commit without its parents)."""
+    children: dict[pygit2.Oid, list[pygit2.Oid]] = {}
     stack = [pygit2.Oid(hex=t) for t in tips]
+    roots = list(stack)
     budget = MAX_COPIED_BYTES
     while stack:
         oid = stack.pop()
-        if oid in wanted or oid in main.odb:
+        if oid in children or oid in main.odb:
             continue
-        wanted[oid] = None
         kind, size = scratch.odb.read_header(oid)  # from the header: a big blob is never inflated
         budget -= size
-        if len(wanted) > MAX_COPIED_OBJECTS or budget < 0:
+        if len(children) >= MAX_COPIED_OBJECTS or budget < 0:
             return False
-        if kind == pygit2.enums.ObjectType.BLOB:
-            continue
-        obj = scratch[oid]
-        if isinstance(obj, pygit2.Commit):
-            stack.append(obj.tree_id)
-            stack.extend(obj.parent_ids)
-        elif isinstance(obj, pygit2.Tree):
-            stack.extend(e.id for e in obj if e.filemode != pygit2.enums.FileMode.COMMIT)
-    for oid in reversed(list(wanted)):  # parents and trees before what names them
+        named: list[pygit2.Oid] = []
+        if kind != pygit2.enums.ObjectType.BLOB:
+            obj = scratch[oid]
+            if isinstance(obj, pygit2.Commit):
+                named = [obj.tree_id, *obj.parent_ids]
+            elif isinstance(obj, pygit2.Tree):
+                named = [e.id for e in obj if e.filemode != pygit2.enums.FileMode.COMMIT]
+        children[oid] = named
+        stack.extend(named)
+    for oid in _dependencies_first(roots, children):
         kind, data = scratch.odb.read(oid)
         main.odb.write(kind, data)
     return True
+
+
+def _dependencies_first(
+    roots: list[pygit2.Oid], children: Mapping[pygit2.Oid, list[pygit2.Oid]]
+) -> list[pygit2.Oid]:
+    """The objects of ``children`` in post-order: each after every object it names."""
+    order: list[pygit2.Oid] = []
+    placed: set[pygit2.Oid] = set()
+    for root in roots:
+        stack: list[tuple[pygit2.Oid, bool]] = [(root, False)]
+        while stack:
+            oid, done = stack.pop()
+            if done:
+                order.append(oid)
+                continue
+            if oid in placed or oid not in children:
+                continue
+            placed.add(oid)
+            stack.append((oid, True))
+            stack.extend((c, False) for c in children[oid] if c not in placed)
+    return order
 
 
 def _apply(
@@ -941,12 +973,20 @@ def push(
     index_there = (remote_refs or {}).get(index) == mine.get(index) or any(
         u.ref == index for u in result.pushed
     )
+    if index_there and mine.get(index) is not None:
+        _mark_published(repo, mine[index])
     if legacy and index_there and mine.get(index) is not None:
         # Only once our index is on the remote, and each only if it still holds the value our
         # index covers (a lease): the remote never loses what no index of ours holds there.
         leases = [f"--force-with-lease={name}:{oid}" for name, oid in legacy.items()]
         _push(repo, remote, [f":{name}" for name in legacy], leases, mine, remote_refs, result, timeout, idle)
     return result
+
+
+def _mark_published(repo: pygit2.Repository, tip: str) -> None:
+    """Remember that a remote holds our index at ``tip`` (see :data:`cob.sigrefs.PUBLISHED`)."""
+    with contextlib.suppress(pygit2.GitError, ValueError, OSError):
+        repo.references.create(PUBLISHED, pygit2.Oid(hex=tip), force=True)
 
 
 def _push(

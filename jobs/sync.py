@@ -190,17 +190,23 @@ def _fetch(
 
 def _merge_own(jobs: Jobs, theirs: str, report: SyncReport) -> None:
     """The remote holds our own index, signed by us but diverged (this node wrote before its
-    first sync after a reinstall): merge it into ours, so that the push is a fast-forward."""
-    both = jobs.store.merge_own(theirs)
+    first sync after a reinstall): merge it into ours, so that the push is a fast-forward.
+    The fetch's refusal is replaced by what the merge leaves to say, if anything."""
     index = cob.index_ref(jobs.store.signer.nid if jobs.store.signer else "")
-    merged = RefusalKind.OWN_NAMESPACE
-    report.refused = [r for r in report.refused if not (r.ref == index and r.kind is merged)]
+    own = RefusalKind.OWN_NAMESPACE
+    report.refused = [r for r in report.refused if not (r.ref == index and r.kind is own)]
+    try:
+        both = jobs.store.merge_own(theirs)
+    except cob.ConflictError as e:  # not ours to merge: say why
+        report.refused.append(Refusal(index, str(e), "fetch", own, None, theirs))
+        return
     if both:
         shown = ", ".join(object_id[:12] for _, object_id in both[:5])
-        report.refused.append(Refusal(
-            index, f"{len(both)} jobs were written on two copies of this node ({shown}): the"
-            " remote's copy is kept and this copy's changes of them are not published",
-            "fetch", RefusalKind.OWN_NAMESPACE, None, theirs))
+        why = (
+            f"{len(both)} jobs were written on two copies of this node ({shown}): the remote's"
+            " copy is kept and this copy's changes of them are not published"
+        )
+        report.refused.append(Refusal(index, why, "fetch", own, None, theirs))
 
 
 IDLE_CONFIG = "jobs.idleTimeout"

@@ -374,3 +374,79 @@ def test_type_names_that_extend_each_other_are_in_git_order(tmp_path: Path) -> N
     assert [t for t, _, _ in sigrefs.walk_entries(repo, sigrefs.tree_of(repo, index))] == [
         "dev.gitjobs.job-log", "dev.gitjobs.job.x", "dev.gitjobs.job"]
     git(tmp_path / "r", "fsck", "--strict", "--no-dangling")
+
+
+def test_a_hub_cannot_pass_one_of_our_changes_off_as_our_index(tmp_path: Path) -> None:
+    """The same key signs changes and indexes: a hub that points our index ref at one of our
+    changes gets a refusal, and we neither merge it nor sign anything on top of it."""
+    hub, commits = _hub(tmp_path)
+    key = cob.Signer.generate()
+    node = _clone_node(tmp_path, hub, "node", key)
+    job = node.create(commits[0])
+    job.finish(job.run("https://ci.example/1"), "succeeded")
+    assert node.sync(hub).ok
+    ours = sigrefs.read_tip(node.repo, key.nid)
+    git(Path(hub), "update-ref", cob.index_ref(key.nid), job.tips[key.nid])
+    observer = _clone_node(tmp_path, hub, "observer", cob.Signer.generate())
+    report = observer.sync(hub)  # a peer that never had our index: not an index, refused
+    assert [(r.kind, "not an index commit" in r.reason) for r in report.refused] == [
+        (cob.sync.RefusalKind.BAD_TIP, True)]
+    other = init_repo(tmp_path / "fresh", commits=0)
+    sigrefs_ref = cob.index_ref(key.nid)
+    git(tmp_path / "fresh", "fetch", "-q", hub, f"{sigrefs_ref}:{sigrefs_ref}")  # plain git takes it
+    assert jobs.Jobs.open(other.path).get(job.id) is None  # and reads no index from a change
+    node.sync(hub)  # our index descends from it: nothing merged or signed, the hub is repaired
+    assert sigrefs.read_tip(node.repo, key.nid) == ours
+    assert git(Path(hub), "rev-parse", sigrefs_ref).strip() == ours
+
+
+def test_a_merged_index_is_not_merged_again_when_a_hub_replays_our_old_chain(tmp_path: Path) -> None:
+    hub, commits = _hub(tmp_path)
+    key = cob.Signer.generate()
+    first = _clone_node(tmp_path, hub, "first", key)
+    first.create(commits[0])
+    assert first.sync(hub).ok
+    again = _clone_node(tmp_path, hub, "again", key)
+    again.create(commits[1])
+    before_merge = sigrefs.read_tip(again.repo, key.nid)
+    assert before_merge is not None and again.sync(hub).ok  # merged, pushed
+    merged = sigrefs.read_tip(again.repo, key.nid)
+    git(Path(hub), "update-ref", cob.index_ref(key.nid), before_merge)  # the hub replays it
+    report = again.sync(hub)
+    assert sigrefs.read_tip(again.repo, key.nid) == merged and report.ok, report.summary()
+
+
+def test_our_index_published_from_here_is_not_merged_with_another_copy(tmp_path: Path) -> None:
+    """Two live copies of one key: once this copy's index was published, a diverged one on the
+    remote is reported, never merged (peers that took ours would refuse the merged chain)."""
+    hub, commits = _hub(tmp_path)
+    key = cob.Signer.generate()
+    one = _clone_node(tmp_path, hub, "one", key)
+    one.create(commits[0])
+    assert one.sync(hub).ok  # published from here
+    two = _clone_node(tmp_path, hub, "two", key)
+    other_hub = str(tmp_path / "other.git")
+    git(tmp_path, "init", "-q", "--bare", other_hub)
+    two.create(commits[1])
+    assert two.sync(other_hub).ok  # published elsewhere: a chain of its own
+    git(tmp_path / "two", "push", "-q", "-f", hub, f"{cob.index_ref(key.nid)}:{cob.index_ref(key.nid)}")
+    ours = sigrefs.read_tip(one.repo, key.nid)
+    report = one.sync(hub)
+    own = [r for r in report.refused if r.kind is cob.sync.RefusalKind.OWN_NAMESPACE]
+    assert len(own) == 1 and "two copies of this node are writing" in own[0].reason
+    assert sigrefs.read_tip(one.repo, key.nid) == ours  # reported, not merged
+
+
+def test_a_hub_cannot_make_us_sign_an_old_style_ref_it_made_up(tmp_path: Path) -> None:
+    hub, commits = _hub(tmp_path)
+    key = cob.Signer.generate()
+    node = _clone_node(tmp_path, hub, "node", key)
+    job = node.create(commits[0])
+    job.run("https://ci.example/1")
+    assert node.sync(hub).ok
+    fake = cob.object_ref(key.nid, jobs.TYPENAME, "ab" * 20)  # our change, under another id
+    git(Path(hub), "update-ref", fake, job.tips[key.nid])
+    report = node.sync(hub)
+    assert [(r.ref, r.kind) for r in report.refused] == [(fake, cob.sync.RefusalKind.BAD_TIP)]
+    tree = sigrefs.tree_of(node.repo, sigrefs.read_tip(node.repo, key.nid))
+    assert sigrefs.lookup(node.repo, tree, jobs.TYPENAME, "ab" * 20) is None
