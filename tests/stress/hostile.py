@@ -65,13 +65,14 @@ def forge(
     timestamp: int = 1_700_000_000,
     corrupt: bool = False,
     extra_header: str = "",
+    message: str = "forged\n",
 ) -> str:
     """A change commit with any author and time, signed by any key (or unsigned, or with a
-    corrupted signature). Written as raw bytes: pygit2.Signature cannot hold 64-bit times."""
+    corrupted signature). Written as raw bytes: pygit2.Signature cannot hold 64-bit times.
+    ``message``: an index commit carries :data:`cob.sigrefs.MESSAGE`."""
     ident = f"{author} <{author}> {timestamp} +0000"
     header = f"tree {tree}\n" + "".join(f"parent {p}\n" for p in parents)
     header += f"author {ident}\ncommitter {ident}\n" + extra_header
-    message = "forged\n"
     payload = (header + "\n" + message).encode()
     if signer is None:
         return str(repo.odb.write(COMMIT, payload))
@@ -112,6 +113,7 @@ def forge_index(
     parents = [parent] if parent else []
     if reach:
         parents += sorted({t for t in entries.values() if t})
+    kwargs.setdefault("message", sigrefs.MESSAGE)  # an index commit, shaped as an honest one
     return forge(repo, tree, parents, author=author, signer=signer, **kwargs)
 
 
