@@ -31,7 +31,7 @@ import os
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import msgspec
@@ -444,10 +444,15 @@ class Cache:
 
         self._run(do)
 
-    def signers(self) -> Mapping[str, str]:
-        """oid -> NID of every change whose signature was checked here before (a read-only
-        view for :attr:`cob.change.Codec.signers`; one indexed lookup per change read)."""
-        return _Signers(self)
+    def signer(self, oid: str) -> str | None:
+        """The NID whose signature on change ``oid`` was checked here before, or None (for
+        :attr:`cob.change.Codec.signers`): one indexed read, outside :meth:`_run`'s retries,
+        as a miss only means checking the signature."""
+        try:
+            row = self.db.execute("SELECT nid FROM verified WHERE oid=?", (oid,)).fetchone()
+        except sqlite3.Error:
+            return None
+        return None if row is None else str(row[0])
 
 
     # -- inspection -------------------------------------------------------------------
@@ -489,29 +494,6 @@ def _if_current(
         return True, then(db) if then is not None else None
     finally:
         db.execute("COMMIT")
-
-
-class _Signers(Mapping[str, str]):
-    """The ``verified`` table as a mapping; lookups only (it is never iterated whole)."""
-
-    def __init__(self, cache: Cache) -> None:
-        self.cache = cache
-
-    def __getitem__(self, oid: str) -> str:
-        # One indexed read, outside _run's retries: a miss only means checking the signature.
-        try:
-            row = self.cache.db.execute("SELECT nid FROM verified WHERE oid=?", (oid,)).fetchone()
-        except sqlite3.Error:
-            row = None
-        if row is None:
-            raise KeyError(oid)
-        return str(row[0])
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(())
-
-    def __len__(self) -> int:
-        return 0
 
 
 def _token(heads: dict[str, str], legacy: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, cast
@@ -121,7 +121,7 @@ class Codec:
         # oid -> NID of changes whose signature this repository checked before (kept by the
         # index across rebuilds, see cob.cache): a commit's oid names its bytes, signature
         # included, so a signature checked once need not be checked again.
-        self.signers: Mapping[str, str] = {}
+        self.signers: Callable[[str], str | None] = _no_signer
         self._manifest_oids: dict[str, pygit2.Oid] = {}
 
     def manifest_blob(self, repo: pygit2.Repository) -> pygit2.Oid:
@@ -160,6 +160,11 @@ class Codec:
             kind = decoded.get("type") if isinstance(decoded, dict) else None
             raise InvalidChangeError(f"manifest type is {kind!r}, expected {self.cobtype.typename!r}")
         raise InvalidChangeError(f"unsupported manifest {decoded!r}")
+
+
+def _no_signer(oid: str) -> str | None:
+    """:attr:`Codec.signers` without an index: no signature is known to be checked."""
+    return None
 
 
 def _tree(
@@ -282,7 +287,7 @@ def _read_change(repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: bo
     if is_root and codec.cobtype.content_addressed_root:
         _check_content_addressed_root(repo, codec, commit, oid, tree)
         return Change(oid, (), None, ROOT_TIME, tree.ops, commit.message, tree.version)
-    signer_nid = codec.signers.get(oid) or signed_by(commit)
+    signer_nid = codec.signers(oid) or signed_by(commit)
     if is_root and parents:
         raise InvalidChangeError("a root has no parents")
     if not MIN_TIMESTAMP <= commit.commit_time <= MAX_TIMESTAMP:

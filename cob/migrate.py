@@ -123,9 +123,8 @@ def merge_own(repo: pygit2.Repository, signer: Signer, theirs: str) -> list[sigr
                 updates[(typename, object_id)] = tip
             else:
                 conflicts.append((typename, object_id))
-        new = sigrefs.write_commit(repo, signer, nid, theirs, updates)
-        if ours is not None:  # our own chain stays reachable (what it named, too)
-            new = _with_parent(repo, signer, nid, new, theirs, ours)
+        # our own chain stays reachable (what it named, too)
+        new = sigrefs.write_commit(repo, signer, nid, theirs, updates, also=[ours] if ours else [])
         if compare_and_swap(repo, sigrefs.index_ref(nid), new, ours, "cob: merge our index"):
             return conflicts
         sigrefs.backoff(attempt)
@@ -138,7 +137,7 @@ def _check_unpublished(repo: pygit2.Repository, ours: str | None) -> None:
     published = _target(repo, sigrefs.PUBLISHED)
     if ours is None or published is None:
         return
-    if ours == published or sigrefs.first_parents(repo, ours, published, 10**8) is not None:
+    if ours == published or sigrefs.first_parents(repo, ours, published, sigrefs.MAX_CHAIN) is not None:
         raise ConflictError(
             "this node's index was published from here and the remote holds another chain signed"
             " by the same key: two copies of this node are writing; stop one"
@@ -148,18 +147,3 @@ def _check_unpublished(repo: pygit2.Repository, ours: str | None) -> None:
 def _target(repo: pygit2.Repository, name: str) -> str | None:
     ref = repo.references.get(name)
     return str(ref.target) if ref is not None else None
-
-
-def _with_parent(repo: pygit2.Repository, signer: Signer, nid: str, tip: str, base: str, extra: str) -> str:
-    """Index commit ``tip`` rewritten with ``extra`` as one more parent (after the first)."""
-    commit = repo[tip]
-    assert isinstance(commit, pygit2.Commit)
-    parents = [str(p) for p in commit.parent_ids]
-    if extra in parents:
-        return tip
-    from . import sshsig
-    from .change import commit_buffer
-
-    buffer = commit_buffer(str(commit.tree_id), [parents[0], extra, *parents[1:]], nid,
-                           commit.commit_time, sigrefs.MESSAGE)
-    return str(repo.create_commit_with_signature(buffer, sshsig.sign(signer, buffer.encode())))

@@ -226,10 +226,6 @@ class RefReader:
             out.setdefault(ref.object_id, ref.target)
         return out
 
-    def object_ids(self, typename: str) -> set[str]:
-        """Ids of every object of ``typename`` named in some namespace."""
-        return {r.object_id for r in self.refs_of_type(typename)}
-
     def stamp(self, typename: str) -> tuple[str, int]:
         """(token, newest mtime in ns): the token changes whenever an object of ``typename``
         may have been added, moved or removed in any namespace.

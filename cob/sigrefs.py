@@ -22,13 +22,14 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import pygit2
 
 from . import sshsig
 from .change import MALFORMED_ERRORS, commit_buffer
+from .errors import ConflictError
 from .refs import NAMESPACES, compare_and_swap, is_oid
 
 KIND = "sigrefs"
@@ -39,6 +40,8 @@ MESSAGE = "cob: index\n"  # every index commit's message; a change never has it 
 PUBLISHED = "refs/git-jobs-published/sigrefs"
 GITLINK = pygit2.enums.FileMode.COMMIT
 TREE = pygit2.enums.FileMode.TREE
+# Index commits one walk of a chain may visit: every write adds one, so years of a busy node.
+MAX_CHAIN = 100_000_000
 # New tips one index commit names as parents; more are spread over a chain of commits.
 MAX_NEW_PER_COMMIT = 255
 _TYPENAME = re.compile(r"^[a-z0-9][a-z0-9.-]{0,127}$")
@@ -266,13 +269,15 @@ def write_commit(
     updates: Mapping[Key, str | None],
     *,
     timestamp: int | None = None,
+    also: Sequence[str] = (),
 ) -> str:
     """Write the index commits that apply ``updates`` on index commit ``parent``; returns the
     last one's oid (no ref moves). More than :data:`MAX_NEW_PER_COMMIT` new tips are spread
-    over a chain, each commit signed and naming its own new tips as parents."""
+    over a chain, each commit signed and naming its own new tips as parents. ``also``: more
+    parents of the last commit, after the first (another chain a merge keeps reachable)."""
     if len(updates) <= MAX_NEW_PER_COMMIT:
         tip = parent or _write_one(repo, signer, nid, None, {}, timestamp)  # see the module doc
-        return _write_one(repo, signer, nid, tip, updates, timestamp)
+        return _write_one(repo, signer, nid, tip, updates, timestamp, also)
     # Many tips at once (a migration, a bulk import): oldest first, each commit dated at the
     # newest tip it adds. Commits dated long after the tips they name make git's date-ordered
     # history walks (fetch negotiation, rev-list --not) visit the whole chain: measured at
@@ -284,7 +289,9 @@ def write_commit(
     for start in range(0, len(items), MAX_NEW_PER_COMMIT):
         chunk = dict(items[start : start + MAX_NEW_PER_COMMIT])
         when = max([floor, *(_commit_time(repo, t) for t in chunk.values())])
-        tip = _write_one(repo, signer, nid, tip, chunk, when if timestamp is None else timestamp)
+        last = start + MAX_NEW_PER_COMMIT >= len(items)
+        tip = _write_one(repo, signer, nid, tip, chunk, when if timestamp is None else timestamp,
+                         also if last else ())
         floor = when
     return tip
 
@@ -306,11 +313,13 @@ def _write_one(
     parent: str | None,
     updates: Mapping[Key, str | None],
     timestamp: int | None,
+    also: Sequence[str] = (),
 ) -> str:
     tree = _write_tree(repo, tree_of(repo, parent), updates)
     when = int(time.time()) if timestamp is None else timestamp
     new_tips = sorted({t for t in updates.values() if t is not None})
-    buffer = commit_buffer(str(tree), ([parent] if parent else []) + new_tips, nid, when, MESSAGE)
+    parents = list(dict.fromkeys([*([parent] if parent else []), *also, *new_tips]))
+    buffer = commit_buffer(str(tree), parents, nid, when, MESSAGE)
     signature = sshsig.sign(signer, buffer.encode())
     return str(repo.create_commit_with_signature(buffer, signature))
 
@@ -349,8 +358,6 @@ def move(
     unchanged, only rewrites the index commit. Raises :class:`~cob.errors.ConflictError` when
     the ref never stops moving.
     """
-    from .errors import ConflictError
-
     name = index_ref(nid)
     for attempt in range(attempts):
         old = read_tip(repo, nid)
@@ -385,7 +392,7 @@ def is_index_chain(repo: pygit2.Repository, tip: str) -> bool:
     """Whether ``tip`` is a well-formed index from its first commit: every commit on its
     first-parent chain an index commit, the first one parentless with an empty tree, and the
     tip's tree well formed. Reads the whole chain: for the rare merge of our own index."""
-    chain = first_parents(repo, tip, None, 10**8)
+    chain = first_parents(repo, tip, None, MAX_CHAIN)
     if not chain or not all(is_index_commit(repo, str(c.id)) for c in chain):
         return False
     first = chain[-1]

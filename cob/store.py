@@ -86,7 +86,7 @@ class Store:
         if codec is None:
             codec = self._codecs[cobtype.typename] = Codec(cobtype)
             if self.cache is not None:
-                codec.signers = self.cache.signers()
+                codec.signers = self.cache.signer
         return codec
 
     def _require_signer(self) -> Signer:

@@ -53,6 +53,7 @@ from .gitrun import DEFAULT_IDLE, DEFAULT_TIMEOUT, deadline, describe, first_err
 from .identity import is_nid
 from .refs import NAMESPACES, RefReader, common_dir, compare_and_swap, is_ancestor, is_oid, parse_ref
 from .sigrefs import (
+    MAX_CHAIN,
     PUBLISHED,
     diff_all,
     first_parents,
@@ -411,7 +412,6 @@ MAX_NEW_REFS = 20_000
 # Objects one node's index may add or move in one fetch, and index commits between its old and
 # new tip that are walked: bounds on what one namespace costs to check.
 MAX_NEW_ENTRIES = 1_000_000
-MAX_CHAIN = 100_000_000  # every write adds one: years of a busy node, all received before it is walked
 # Commits the checks of moved entries may walk in one fetch (beyond a few per moved entry):
 # each check is a walk from the new tip down to the old one, and a peer could otherwise make
 # N entries x H commits of walking from a few kilobytes of new objects.

@@ -55,8 +55,9 @@ def check_log_url(url: str) -> str | None:
         return "a log URL must be a non-empty string of at most 2048 characters"
     # Printable ASCII without spaces (nearly every URL) has nothing to look for character by
     # character: a fold checks every run's URL, 100,000 of them in a cold listing.
-    bad = [] if _PRINTABLE.fullmatch(url) else unsafe_chars(url)
-    if bad or (not _PRINTABLE.fullmatch(url) and any(c.isspace() for c in url)):
+    printable = _PRINTABLE.fullmatch(url) is not None
+    bad = [] if printable else unsafe_chars(url)
+    if bad or (not printable and any(c.isspace() for c in url)):
         # C1 controls (U+009B acts as CSI) and bidi overrides (U+202E) would reach a terminal
         # or a web page through every reader; such a change is rejected, not escaped later.
         shown = ", ".join(bad[:5]) if bad else "whitespace"
