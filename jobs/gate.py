@@ -11,17 +11,23 @@ not give (learned from GitHub's required status checks and Gerrit's CI votes):
   every job that exists.
   A required job with no counted result is ``expected`` — silence is never a pass. Other jobs
   (made by hand, or not in ``required``) are *extra*: shown, never blocking.
-- **What is final.** A failed run that its node will retry (the commit's ``retry.max`` is not
-  used up by that node's failed attempts) is ``retrying``: pending, not failed.
+- **What is final.** *Pending means someone will still act*: a run in progress, a retry the
+  definition allows (:func:`jobs.retries.exhausted`, the rule the node plans with: ``retry.max``
+  not used up and the failure in ``retry.on``; a trusted ``rerun`` gives fresh attempts), or a
+  trusted node assigned by a requester's release and not yet past its takeover. Anything else
+  is final: ``failed``, ``not_built`` (every ranked node had its takeover period and none
+  started), a required name the commit does not define, or ``none`` (no jobs defined).
 
 Who is asked to run each job (:mod:`jobs.assign`: ``quorum`` trusted nodes of a rendezvous
 ranking, and takeovers) is shown beside the verdict; it never changes the verdict.
 
 Per required job: ``failed`` if some counted latest run failed for good; else ``pending`` if
 one is running or retrying; else ``passed`` once ``quorum`` counted nodes succeeded (or
-skipped); else ``expected``. The commit: ``failed`` if its definitions do not parse or a
-required job failed; ``none`` if nothing is required; ``pending`` until every required job
-passed; then ``succeeded``. Exit codes as ``gh pr checks``: 0, 1 (failed, none), 8 (pending).
+skipped); else ``not_built`` when nobody will act any more; else ``expected``. The commit:
+``failed`` if its definitions do not parse, a required job failed or a required name is not
+defined by it; ``none`` if nothing is required (no jobs defined); ``pending`` while a required
+job is pending or expected; ``not_built`` when a required job is not built and none is pending;
+then ``succeeded``. Exit codes as ``gh pr checks``: 0, 1 (failed, none, not_built), 8 (pending).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,17 +44,25 @@ from .errors import DefinitionError
 if TYPE_CHECKING:
     from .assign import Assignment
     from .node.definitions import Definitions
-from .model import Job, Reason, Run
+from .model import FAILING, Job, Reason, Run, Runs
 from .policy import Policy
+from .retries import ATTEMPTS, will_retry
 from .store import Jobs
 from .summary import OUTCOME_EXIT, QUEUED, RUNNING, run_json, run_state
 
 EXPECTED = "expected"
 RETRYING = "retrying"
-# Failed attempts that use up a retry (as the node counts them: jobs.node.work.COUNTED).
-RETRIED = frozenset({Reason.FAILED, Reason.TIMED_OUT, Reason.ERROR})
+NOT_BUILT = "not_built"  # every ranked trusted node had its takeover period; none started
+# Failed attempts that use up a retry (the node's rule: jobs.retries).
+RETRIED = ATTEMPTS
 PASSING = frozenset({Reason.SUCCEEDED, Reason.SKIPPED})
-VERDICTS = ("passed", "failed", "pending", EXPECTED, "extra")
+VERDICTS = ("passed", "failed", "pending", EXPECTED, NOT_BUILT, "extra")
+# What a counted cell's state means for the verdict — the one place a new run state goes
+# (e.g. an infrastructure failure): someone will still act on it, it failed for good, it passed.
+PENDING_STATES = frozenset({RUNNING, RETRYING})
+FAILING_STATES = frozenset(r.value for r in FAILING)
+PASSING_STATES = frozenset(r.value for r in PASSING)
+GATE_EXIT = {**OUTCOME_EXIT, NOT_BUILT: 1}
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,15 +81,15 @@ class GateCell:
 
     @property
     def in_progress(self) -> bool:
-        return self.state in (RUNNING, RETRYING)
+        return self.state in PENDING_STATES
 
     @property
     def failed(self) -> bool:
-        return self.run is not None and self.run.failed and self.state != RETRYING
+        return self.run is not None and self.state in FAILING_STATES
 
     @property
     def passed(self) -> bool:
-        return self.run is not None and self.run.reason in PASSING
+        return self.run is not None and self.state in PASSING_STATES
 
     def to_json(self, policy: Policy) -> dict[str, Any]:
         if self.run is None or self.node is None or self.run_id is None:
@@ -100,12 +115,21 @@ class GateStatus:
     all_nodes: bool = False
     quorum: int = 1
     assignment: dict[str, Assignment] = field(default_factory=dict)  # empty: not shared
+    undefined: list[str] = field(default_factory=list)  # required names the commit does not define
+    present: bool = True  # the commit is in this repository (else its definitions are unknown)
+    requested: frozenset[str] = frozenset()  # jobs a requester released or reruns
+
+    def _asked(self, a: Assignment) -> bool:
+        """Did a requester ask for a job of the group (a trusted node released it too)? Only
+        then do the ranked nodes run it (besides a node that follows its branch: its run shows)."""
+        return a.released_at is not None and any(n in self.requested for n in a.group)
 
     def assigned(self, name: str) -> list[str] | None:
         """The nodes asked to run job ``name`` now; None when the work is not shared (no
-        policy naming nodes: every node runs everything) or nobody released the job yet."""
+        policy naming nodes: every node runs everything) or no requester released the job: the
+        nodes run only what they follow or a requester asked for (shown only where they will)."""
         a = self.assignment.get(name)
-        return list(a.assigned) if a is not None else None
+        return list(a.assigned) if a is not None and self._asked(a) else None
 
     def _cells(self, name: str) -> list[GateCell]:
         return [c for c in self.cells if c.name == name]
@@ -121,6 +145,9 @@ class GateStatus:
             return "pending"
         if sum(c.passed for c in counted) >= self.quorum:
             return "passed"
+        a = self.assignment.get(name)
+        if a is not None and self._asked(a) and _abandoned(a):
+            return NOT_BUILT  # nobody will act any more: final
         return EXPECTED
 
     @property
@@ -131,22 +158,25 @@ class GateStatus:
     @property
     def outcome(self) -> str:
         verdicts = {self.verdict(n) for n in self.required}
-        if self.errors or "failed" in verdicts:
+        if self.errors or self.undefined or "failed" in verdicts:
             return "failed"
         if not self.required:
             return "none"
-        if verdicts - {"passed"}:
+        if verdicts & {"pending", EXPECTED}:
             return "pending"
+        if NOT_BUILT in verdicts:
+            return NOT_BUILT
         return "succeeded"
 
     @property
     def exit_code(self) -> int:
-        return OUTCOME_EXIT[self.outcome]
+        return GATE_EXIT[self.outcome]
 
     @property
     def pending(self) -> bool:
-        """Is a verdict still to come? (A commit with nothing yet is waited for too.)"""
-        return self.outcome == "pending" or (self.outcome == "none" and not self.errors)
+        """Is a verdict still to come? ``none`` is final for a commit here (no jobs defined);
+        for a commit not in this repository (its definitions unknown) it is waited for."""
+        return self.outcome == "pending" or (self.outcome == "none" and not self.present)
 
     def counted(self) -> list[GateCell]:
         return [c for c in self.cells if c.counted]
@@ -166,7 +196,9 @@ class GateStatus:
         if RUNNING in states or RETRYING in states:
             return RUNNING if RUNNING in states else RETRYING
         if not states:
-            return EXPECTED if name in self.required else QUEUED
+            if name in self.required:
+                return NOT_BUILT if self.verdict(name) == NOT_BUILT else EXPECTED
+            return QUEUED
         return "skipped" if states == {"skipped"} else "succeeded"
 
     def names(self) -> list[str]:
@@ -181,6 +213,7 @@ class GateStatus:
             "counts": self.counts(),
             "expected": self.expected,
             "required": list(self.required),
+            "undefined": list(self.undefined),
             "errors": list(self.errors),
             "policy": {**self.policy.to_json(), "all_nodes": self.all_nodes, "quorum": self.quorum},
             "jobs": [
@@ -198,27 +231,84 @@ class GateStatus:
         }
 
 
-def _retrying(run: Run, attempts: int, max_attempts: int | None) -> bool:
-    return max_attempts is not None and run.reason in RETRIED and attempts < max_attempts
+def _abandoned(a: Assignment) -> bool:
+    """Has every ranked node had its ``takeover`` period since the release, and too few of them
+    started? Then nobody will act any more: the job is not built (a final state)."""
+    if a.released_at is None or a.done or not a.missing:
+        return False
+    return a.periods > len(a.waiting) - a.missing
+
+
+def _cell_state(run: Run, fresh: Runs, retry: tuple[int, tuple[str, ...]] | None, run_id: uuid.UUID) -> str:
+    """``retrying`` when the node will run the job again (jobs.retries, or a trusted rerun
+    asked after this run); else the run's own state."""
+    if retry is None or run.reason is None:
+        return run_state(run)
+    if run_id not in fresh and run.reason is not Reason.SUCCEEDED:
+        return RETRYING  # a rerun its node honours came after it: fresh attempts
+    attempts = sum(1 for r in fresh.values() if r.reason in RETRIED)
+    return RETRYING if will_retry(run.reason, attempts, *retry) else run_state(run)
 
 
 def _job_cells(
-    name: str, job: Job | None, policy: Policy, required: bool, retries: int | None, all_nodes: bool
+    name: str,
+    job: Job | None,
+    policy: Policy,
+    required: bool,
+    retry: tuple[int, tuple[str, ...]] | None,
+    all_nodes: bool,
+    fresh: Callable[[Job, str], Runs],
+    not_built: bool = False,
 ) -> list[GateCell]:
     cells: list[GateCell] = []
     for nid, runs in (job.runs() if job else {}).items():
         latest = runs.latest()
-        if latest is None:
+        if latest is None or job is None:
             continue
         run_id, run = latest
-        attempts = sum(1 for r in runs.values() if r.reason in RETRIED)
-        state = RETRYING if _retrying(run, attempts, retries) else run_state(run)
+        state = _cell_state(run, fresh(job, nid), retry, run_id)
         counted = all_nodes or policy.trusts(nid)
         cells.append(GateCell(name, job, nid, run_id, run, state, counted, required))
     if not any(c.counted for c in cells):
-        state = EXPECTED if required else QUEUED
+        state = (NOT_BUILT if not_built else EXPECTED) if required else QUEUED
         cells.insert(0, GateCell(name, job, None, None, None, state, True, required))
     return cells
+
+
+def _required(
+    policy: Policy, defs: Definitions | None, errors: list[str], jobs: list[Job], present: bool
+) -> tuple[list[str], list[str]]:
+    """(the required job names, the policy's required names this commit does not define).
+
+    A required name covers the definition of that name: one job, or every job of a matrix
+    (``test`` → ``test (python=3.12)`` …), as ``needs`` does. A commit here with no job defined
+    and none in the ledger requires nothing: no jobs defined, a final state."""
+    defined = defs.names if defs is not None else []
+    if errors:
+        return (list(policy.required) if policy.required is not None else []), []
+    if not defined and present and not jobs:
+        return [], []
+    if policy.required is None:
+        return (list(defined) if defined else sorted({j.name for j in jobs})), []
+    if defs is None or not defined:
+        return list(policy.required), []
+    required: list[str] = []
+    undefined: list[str] = []
+    for want in policy.required:
+        covers = [d.name for d in defs if d.name == want or (d.matrix and d.base == want)]
+        if covers:
+            required.extend(n for n in covers if n not in required)
+        else:
+            undefined.append(want)
+    return required, undefined
+
+
+def _fresh(store: Jobs, policy: Policy) -> Callable[[Job, str], Runs]:
+    """(job, node) → that node's runs that still count after the reruns it honours (a
+    requester's, or its own key's) — the node's own rule (jobs.node.requests, no runner code)."""
+    from .node.requests import Reruns
+
+    return Reruns(store.repo, policy.requesters)
 
 
 _DEFINITIONS: dict[str, tuple[Definitions | None, list[str]]] = {}
@@ -264,30 +354,33 @@ def gate_status(
     policy = policy if policy is not None else load_policy(store.repo)
     jobs = store.find_by_commit(commit)
     defs, errors = _definitions(store, commit)
-    if policy.required is not None:
-        required = list(policy.required)
-    elif defs is not None and defs.names:
-        required = list(defs.names)
-    elif errors:
-        required = []
-    else:  # no definitions (or a file with only [policy]): every job someone made
-        required = sorted({j.name for j in jobs})
+    present = commit in store.repo
+    required, undefined = _required(policy, defs, errors, jobs, present)
     status = GateStatus(commit, policy, jobs, sorted(required), errors=errors,
                         defined=list(defs.names) if defs else [], all_nodes=all_nodes,
-                        quorum=policy.quorum)
+                        quorum=policy.quorum, undefined=undefined, present=present)
     by_name = {j.name: j for j in jobs}
-    for name in status.names():
-        d = defs.get(name) if defs is not None else None
-        retries = d.retry.max if d is not None else None
-        status.cells.extend(
-            _job_cells(name, by_name.get(name), policy, name in required, retries, all_nodes)
-        )
     if not policy.everyone:  # with no policy nothing is shared, and nothing to import for it
         from .assign import assign
 
         needs = {d.name: list(d.needs) for d in defs} if defs is not None else {}
         status.assignment = assign(by_name, needs, policy, time.time() if now is None else now)
+        status.requested = frozenset(
+            j.name for j in jobs if any(policy.may_request(n) for n in (*j.requests(), *j.reruns()))
+        )
+    fresh = _fresh(store, policy)
+    for name in status.names():
+        d = defs.get(name) if defs is not None else None
+        retry = (d.retry.max, d.retry.on) if d is not None else None
+        a = status.assignment.get(name)
+        gone = a is not None and status._asked(a) and _abandoned(a)
+        status.cells.extend(
+            _job_cells(name, by_name.get(name), policy, name in required, retry, all_nodes, fresh, gone)
+        )
     return status
 
 
-__all__ = ["EXPECTED", "RETRYING", "VERDICTS", "GateCell", "GateStatus", "gate_status"]
+__all__ = [
+    "EXPECTED", "FAILING_STATES", "NOT_BUILT", "PASSING_STATES", "PENDING_STATES", "RETRYING", "VERDICTS",
+    "GateCell", "GateStatus", "gate_status",
+]

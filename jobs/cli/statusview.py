@@ -100,10 +100,15 @@ def render_status(
     if status.errors:
         lines.append(f"  {style(f'.git-jobs.toml has {len(status.errors)} error(s):', 'red')}")
         lines.extend(f"    {safe(e)}" for e in status.errors)
-    elif not status.required and not status.jobs:
+    elif not status.required and not status.jobs and not status.undefined:
+        why = "no jobs defined" if status.present else "no jobs for this commit (not in this repository)"
         lines.append(f"  {style('no jobs', 'dim')}")
-        lines.append(f"{style.state('none', 'none')}: no jobs for this commit")
+        lines.append(f"{style.state('none', 'none')}: {why}")
         return lines
+    lines.extend(
+        f"  {style(f'required job {safe(n)!r} is not defined by this commit', 'red')}"
+        for n in status.undefined
+    )
     groups = [
         ("", [c for c in status.counted() if c.required]),
         ("not required (shown, not blocking):", [c for c in status.counted() if not c.required]),
@@ -125,6 +130,8 @@ def _summary(status: GateStatus, style: Style) -> str:
     counts = ", ".join(f"{n} {state}" for state, n in status.counts().items())
     if status.errors:
         counts = ".git-jobs.toml does not parse" + (f"; {counts}" if counts else "")
+    elif status.undefined:
+        counts = f"{len(status.undefined)} required not defined" + (f"; {counts}" if counts else "")
     elif not status.required:
         counts = "nothing required" + (f"; {counts}" if counts else "")
     if status.expected:

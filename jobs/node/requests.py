@@ -6,9 +6,9 @@ policy's ``requesters``, else its trusted nodes; with no policy, nobody). Two ef
 
 - **candidates**: a commit with a trusted ``release`` or ``rerun`` of one of its jobs may run
   here (:func:`jobs.node.candidates.requested`);
-- **fresh attempts**: a trusted ``rerun`` of a job makes this node's runs of it that started
-  before the node had *seen* that rerun stop counting (:class:`Reruns`, given to
-  :class:`~jobs.node.work.Workshop`). "Seen" is causal, not a clock: a change this node writes
+- **fresh attempts**: a trusted ``rerun`` of a job — or one signed by the node's own key — makes
+  this node's runs of it that started before the node had *seen* that rerun stop counting
+  (:class:`Reruns`, given to :class:`~jobs.node.work.Workshop`; ``status`` applies it too). "Seen" is causal, not a clock: a change this node writes
   has every change it had accepted as an ancestor, so a run started after the rerun arrived has
   a start change descending from it. No requester's clock, and no node's, can move it.
 """
@@ -143,9 +143,11 @@ class Reruns:
 
     def __call__(self, job: Job, nid: str) -> Runs:
         runs = job.runs_of(nid)
-        if not self.requesters or not runs:
+        if not runs:
             return runs
-        reruns = [r.change for who, r in job.reruns().items() if who in self.requesters and r.change]
+        # a node honours its own key's rerun too (with no policy: `git jobs rerun` on the node)
+        reruns = [r.change for who, r in job.reruns().items() if who in self.requesters or who == nid]
+        reruns = [c for c in reruns if c]
         if not reruns:
             return runs
         kept = {}

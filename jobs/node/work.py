@@ -41,6 +41,7 @@ import cob
 from .. import logs as published
 from ..errors import JobsError
 from ..model import Job, Reason, Runs
+from ..retries import ATTEMPTS, exhausted
 from ..store import JobMut, Jobs
 from .capture import CappedLog
 from .checkout import CheckoutError, make_checkout, remove_tree
@@ -55,7 +56,7 @@ from .outputs import collect, provide
 from .patterns import pattern_delay
 from .slots import Slots
 
-COUNTED = frozenset({Reason.FAILED, Reason.TIMED_OUT, Reason.ERROR})
+COUNTED = ATTEMPTS  # failed attempts use up retry.max (the rule: jobs.retries, shared with status)
 
 
 class Action(StrEnum):
@@ -291,13 +292,9 @@ def _settled_here(d: JobDef, seen: _Seen, ctx: _Context, out: dict[str, PlanItem
 
 
 def _exhausted(d: JobDef, seen: _Seen, ctx: _Context, out: dict[str, PlanItem]) -> Verdict:
-    last = seen.last
-    not_retried = last is not None and last.reason in COUNTED and last.reason.value not in d.retry.on
-    if not_retried and not seen.recovered:
-        return Action.EXHAUSTED, f"the last run ended {last.reason.value}, which retry.on does not retry"
-    if seen.attempts >= d.retry.max:
-        return Action.EXHAUSTED, f"{seen.attempts} of {d.retry.max} attempts failed (retry.max)"
-    return None
+    last = seen.last.reason if seen.last is not None else None
+    why = exhausted(last, seen.attempts, d.retry.max, d.retry.on, recovered=seen.recovered)
+    return (Action.EXHAUSTED, why) if why is not None else None
 
 
 def _held(d: JobDef, seen: _Seen, ctx: _Context, out: dict[str, PlanItem]) -> Verdict:
