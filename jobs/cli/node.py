@@ -16,11 +16,12 @@ from typing import Any
 import cob
 
 from ..assign import ALL, assignment_mode, label
+from ..errors import PolicyError
 from ..node import Workshop, release
 from ..node.candidates import Candidate, select
 from ..node.config import labels_config, load_config, slots_config
 from ..node.daemon import Node
-from ..node.follow import fetch
+from ..node.follow import FOLLOW_ROOT, fetch
 from ..node.isolation import load_isolation
 from ..node.requests import Reruns, fetch_requested, trusted_requesters
 from ..node.trigger import trigger
@@ -52,14 +53,36 @@ def _release(args: argparse.Namespace) -> int:
     else:
         for job, new in made:
             print(f"{job.id}  {safe(job.name):<16} {'released' if new else 'exists'}")
+    why = _not_a_requester(store)
+    if why:
+        print(f"note: other nodes will not honour this release ({why}); it asks nobody to build it",
+              file=sys.stderr)
     return EXIT_OK
+
+
+def _not_a_requester(store: Jobs) -> str:
+    """Why this key's requests are not honoured by the nodes here (or "": they are)."""
+    assert store.signer is not None
+    try:
+        policy = store.policy()
+    except PolicyError:
+        return "the trust policy does not validate"
+    if policy.everyone:
+        return "there is no trust policy here: nodes build only what they follow"
+    if not policy.may_request(store.signer.nid):
+        return "this key is not a requester in the trust policy"
+    return ""
 
 
 def _targets(args: argparse.Namespace, workshop: Workshop, requesters: frozenset[str]) -> list[Candidate]:
     """The commits named (default HEAD), with --follow the followed tips fetched now, and with
-    --requested the commits trusted requesters asked for."""
+    --requested the commits trusted requesters asked for. With none of those, a node set to
+    follow refs (git config jobs.follow) works on what it follows, as `git jobs node` does."""
     store = workshop.jobs
     config = load_config(store.repo, follows=args.follow, depth=args.depth) if args.follow else None
+    if config is None and not args.revs and not args.requested:
+        configured = load_config(store.repo)
+        config = configured if configured.follows else None
     if config is not None and config.follows and not args.dry_run:  # a dry run writes nothing
         fetch(store.repo, config.follows)
     if args.requested and requesters and not args.dry_run:  # requested commits it lacks
@@ -68,7 +91,8 @@ def _targets(args: argparse.Namespace, workshop: Workshop, requesters: frozenset
     revs = list(args.revs) or ([] if config is not None or args.requested else [args.rev])
     follows = config.follows if config is not None else []
     asked = requesters if args.requested else frozenset()
-    return select(store, follows=follows, depth=config.depth if config else 1, revs=revs, requesters=asked)
+    depth = config.depth if config else 1
+    return select(store, follows=follows, depth=depth, revs=revs, requesters=asked, me=workshop.nid)
 
 
 def _plan_json(workshop: Workshop, target: Candidate) -> dict[str, Any]:
@@ -153,7 +177,7 @@ def _work_any(args: argparse.Namespace) -> int:
     requesters = trusted_requesters(store, lambda line: print(line, file=sys.stderr))
     workshop = _workshop(args, store, requesters)
     targets = _targets(args, workshop, requesters)
-    many = bool(args.follow) or args.requested or len(targets) != 1
+    many = bool(args.follow) or args.requested or len(targets) != 1 or _follows(targets)
     if args.dry_run:
         plans = [_plan_json(workshop, t) for t in targets]
         if args.json:
@@ -161,13 +185,19 @@ def _work_any(args: argparse.Namespace) -> int:
         else:
             for plan in plans:
                 _print_plan(plan)
-        return EXIT_OK
-    reports = _run_targets(workshop, targets, args.comprehensive)
-    _print_reports(args, workshop, reports, many)
+    else:
+        reports = _run_targets(workshop, targets, args.comprehensive)
+        _print_reports(args, workshop, reports, many)
     if many and not targets:
-        what = "no followed ref matched" if args.follow else "no trusted request"
+        what = "no trusted request" if args.requested and not args.follow else "no followed ref matched"
         print(f"nothing to work on: {what}", file=sys.stderr)
+    if args.dry_run:
+        return EXIT_OK
     return _exit_code([r for r, _ in reports])
+
+
+def _follows(targets: list[Candidate]) -> bool:
+    return any(t.source.startswith(FOLLOW_ROOT) for t in targets)
 
 
 def _workshop(args: argparse.Namespace, store: Jobs, requesters: frozenset[str]) -> Workshop:

@@ -86,7 +86,8 @@ def _status(args: argparse.Namespace) -> int:
         from ..node.progress import node_progress  # the node's planner: only for --json
 
         shown = status.to_json()
-        shown["progress"] = node_progress(store, status.commit, me)  # per node: queued, running, …
+        node = me if me is not None and policy.trusts(me) else None  # nodes only: not a reader's key
+        shown["progress"] = node_progress(store, status.commit, node)  # per node: queued, running, …
         print_json(shown)
     elif not args.watch:
         print("\n".join(render_status(status, Style(), me=me, title=subject(store, status.commit))))

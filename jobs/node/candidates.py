@@ -4,7 +4,9 @@ A commit's jobs are code from that commit, so a node runs them only for commits 
 trusts chose*:
 
 - the tips of the refs it follows (:mod:`.follow`), and with ``depth`` N their first-parent
-  ancestors up to N commits deep;
+  ancestors up to N commits deep; and every commit pushed since the last one this node worked
+  on (:data:`BACKLOG` at most per tip, newest first): a push the node did not see before the
+  next one arrived is still built — a commit nobody builds would never get a verdict;
 - revisions its user named on the command line (``git jobs work any REV…``; HEAD by default);
 - for ``work trigger``: its own (local) branches too. Not ``refs/remotes/*``: a plain ``git
   fetch`` makes one for every branch anyone pushed to the hub, so the node's view of a remote
@@ -28,6 +30,10 @@ from .follow import Follow, tips
 from .requests import requested_commits
 
 MAX_DEPTH = 1000
+# First-parent commits of a followed tip looked back through for the last one this node worked
+# on (released, or ran): those after it are built too. Found none: only ``depth`` (a new node,
+# a forced push or a push of more commits than this starts from the tip).
+BACKLOG = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,17 +54,37 @@ def _commit(repo: pygit2.Repository, oid: str) -> pygit2.Commit | None:
         return None
 
 
-def followed(repo: pygit2.Repository, follows: Iterable[Follow], depth: int = 1) -> list[Candidate]:
-    """The followed tips and their first-parent ancestors (``depth`` commits per tip)."""
+def _first_parents(repo: pygit2.Repository, sha: str, count: int) -> list[pygit2.Commit]:
+    out: list[pygit2.Commit] = []
+    commit = _commit(repo, sha)
+    while commit is not None and len(out) < count:
+        out.append(commit)
+        commit = _commit(repo, str(commit.parent_ids[0])) if commit.parent_ids else None
+    return out
+
+
+def worked_on(jobs: Jobs, commit: str, nid: str) -> bool:
+    """Has node ``nid`` looked at ``commit``: released or run one of its jobs?"""
+    return any(nid in j.requests() or nid in j.runs() for j in jobs.find_by_commit(commit))
+
+
+def followed(
+    repo: pygit2.Repository, follows: Iterable[Follow], depth: int = 1, jobs: Jobs | None = None,
+    me: str | None = None,
+) -> list[Candidate]:
+    """The followed tips and their first-parent ancestors (``depth`` commits per tip), and with
+    ``jobs`` and ``me`` (this node) every commit since the last one it worked on (the backlog)."""
     out: list[Candidate] = []
+    depth = max(1, min(depth, MAX_DEPTH))
+    backlog = jobs is not None and me is not None
     for ref, sha in sorted(tips(repo, follows).items()):
-        commit = _commit(repo, sha)
-        for n in range(max(1, min(depth, MAX_DEPTH))):
-            if commit is None:
-                break
-            source = ref if n == 0 else f"{ref}~{n}"
-            out.append(Candidate(str(commit.id), source, commit.commit_time))
-            commit = _commit(repo, str(commit.parent_ids[0])) if commit.parent_ids else None
+        chain = _first_parents(repo, sha, max(depth, BACKLOG + 1 if backlog else 0))
+        keep = depth
+        if jobs is not None and me is not None:
+            seen = next((i for i, c in enumerate(chain) if worked_on(jobs, str(c.id), me)), None)
+            keep = max(depth, seen or 0)
+        for n, commit in enumerate(chain[:keep]):
+            out.append(Candidate(str(commit.id), ref if n == 0 else f"{ref}~{n}", commit.commit_time))
     return out
 
 
@@ -123,8 +149,11 @@ def select(
     depth: int = 1,
     revs: Iterable[str] = (),
     requesters: Collection[str] = (),
+    me: str | None = None,
 ) -> list[Candidate]:
-    """Every commit this node may run now, newest first: named, followed, trusted requests."""
+    """Every commit this node may run now, newest first: named, followed (with ``me``, this
+    node's NID, the backlog of commits since the last it worked on), trusted requests."""
     repo = jobs.repo
-    found = [*named(repo, jobs, revs), *followed(repo, follows, depth), *requested(jobs, requesters)]
+    found = [*named(repo, jobs, revs), *followed(repo, follows, depth, jobs, me)]
+    found += requested(jobs, requesters)
     return ordered(found, repo)

@@ -8,9 +8,10 @@ policy's ``requesters``, else its trusted nodes; with no policy, nobody). Two ef
   here (:func:`jobs.node.candidates.requested`);
 - **fresh attempts**: a trusted ``rerun`` of a job — or one signed by the node's own key — makes
   this node's runs of it that started before the node had *seen* that rerun stop counting
-  (:class:`Reruns`, given to :class:`~jobs.node.work.Workshop`; ``status`` applies it too). "Seen" is causal, not a clock: a change this node writes
-  has every change it had accepted as an ancestor, so a run started after the rerun arrived has
-  a start change descending from it. No requester's clock, and no node's, can move it.
+  (:class:`Reruns`, given to :class:`~jobs.node.work.Workshop`; ``status`` applies it too).
+  "Seen" is causal, not a clock: a change this node writes has every change it had accepted as
+  an ancestor, so a run started after the rerun arrived has a start change descending from it.
+  No requester's clock, and no node's, can move it.
 """
 
 from __future__ import annotations

@@ -198,6 +198,14 @@ def _definitions(data: dict[str, Any]) -> str:
     return f'<p class="small muted">Defined in {esc(d["file"])}: {names}.</p>'
 
 
+def _undefined(status: dict[str, Any]) -> str:
+    """The policy's required names this commit does not define (the gate fails on them)."""
+    names = status.get("undefined") or []
+    items = "".join(f"<li>required job <code>{esc(n)}</code> is not defined by this commit</li>"
+                    for n in names)
+    return f'<div class="bad"><ul>{items}</ul></div>' if names else ""
+
+
 def commit(data: dict[str, Any]) -> tuple[str, str]:
     """(title, body) of the commit view: the jobs x nodes matrix and what went wrong."""
     status = data["status"]
@@ -206,7 +214,8 @@ def commit(data: dict[str, Any]) -> tuple[str, str]:
         f"<h1>Commit <code>{esc(sha[:12])}</code> {state(status['outcome'])}</h1>"
         f"<p>{esc(data.get('subject') or '')}</p>"
         f'<p class="small muted"><span class="sha">{esc(sha)}</span> · {counts(status["counts"])}</p>'
-        f"{_rejected(data)}{_definitions(data)}{_matrix(data)}{_matrix(data, counted=False)}"
+        f"{_rejected(data)}{_definitions(data)}{_undefined(status)}{_matrix(data)}"
+        f"{_matrix(data, counted=False)}"
         f'<p class="small">{link(f"commit-{sha}.json", "JSON")}</p>'
     )
     return f"{sha[:12]} {status['outcome']}", body
