@@ -336,9 +336,11 @@ def _register_status(sub: Any) -> None:
         "node counts); others are shown as \"not counted\". Every required job (the policy's\n"
         "`required`, else the jobs the commit's .git-jobs.toml defines) needs `quorum` trusted\n"
         "passes; one with no trusted result yet is `expected`. Jobs nothing requires are shown\n"
-        "but never block. A failure its node will retry is `retrying`, not failed.\n\n"
-        "exit status: 0 every required job passed; 1 a required job failed, the definitions do\n"
-        "not parse, or nothing is required; 8 still pending: running, retrying or expected.",
+        "but never block. A failure its node will retry (retry.max and retry.on) is `retrying`,\n"
+        "not failed. Pending means someone will still act; anything else is final.\n\n"
+        "exit status: 0 every required job passed; 1 a required job failed or is not built, a\n"
+        "required job is not defined, the definitions do not parse, or nothing is required (no\n"
+        "jobs defined); 8 still pending: running, retrying or expected.",
     )
     p.add_argument("rev", metavar="REV", nargs="?", default="HEAD", help="The commit (default HEAD).")
     p.add_argument(
