@@ -9,13 +9,17 @@ final state, so `--watch` ends on it.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import cob
 
-from .clirunner import Result, gj, ok
+from .clirunner import GIT_JOBS, Result, gj, ok
 from .conftest import git, init_repo
 
 
@@ -308,3 +312,38 @@ def test_work_any_dry_run_on_a_node_set_to_follow_a_ref_plans_what_it_follows(tm
         (tip, "refs/git-jobs/follow/origin/heads/main")
     ]
     assert "check" in ok(follower, "work", "any", "--dry-run", key=key).out
+
+
+def test_a_solo_node_daemon_honours_a_rerun_by_its_own_key(tmp_path: Path) -> None:
+    path, _, key = node(tmp_path, "solo")
+    commit_defs(path, "[jobs.unit]\nrun = 'exit 1'\n")
+    init_repo(tmp_path / "hub.git", bare=True)  # where it publishes (a node needs a remote)
+    git(path, "remote", "add", "origin", str(tmp_path / "hub.git"))
+    git(path, "push", "-q", "origin", "main")
+    env = dict(os.environ, GIT_JOBS_KEY=str(key))
+    log = tmp_path / "node.log"
+    with open(log, "wb") as out:
+        argv = [GIT_JOBS, "node", "--remote", "origin", "--interval", "0.2s"]
+        proc = subprocess.Popen(argv, cwd=path, env=env, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+    try:
+        def runs() -> list[str]:
+            shown = gj(path, "show", "HEAD:unit", "--json")
+            return [r["reason"] for r in shown.json["runs"]] if shown.code == 0 else []
+
+        wait_until(lambda: runs() == ["failed"], log)
+        time.sleep(1)  # several passes: an exhausted job is not run again by itself
+        assert runs() == ["failed"]
+        ok(path, "rerun", "HEAD", "--failed", key=key)
+        wait_until(lambda: runs() == ["failed", "failed"], log)
+        assert status(path, key=key)[1]["outcome"] == "failed"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert "Traceback" not in log.read_text()
+
+
+def wait_until(pred: Callable[[], bool], log: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)

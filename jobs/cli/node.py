@@ -92,7 +92,8 @@ def _targets(args: argparse.Namespace, workshop: Workshop, requesters: frozenset
     follows = config.follows if config is not None else []
     asked = requesters if args.requested else frozenset()
     depth = config.depth if config else 1
-    return select(store, follows=follows, depth=depth, revs=revs, requesters=asked, me=workshop.nid)
+    own = workshop.nid if args.requested else None  # its own key's reruns ask it too
+    return select(store, follows=follows, depth=depth, revs=revs, requesters=asked, me=workshop.nid, own=own)
 
 
 def _plan_json(workshop: Workshop, target: Candidate) -> dict[str, Any]:

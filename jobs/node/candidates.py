@@ -99,7 +99,7 @@ def branches(repo: pygit2.Repository) -> list[Candidate]:
     return out
 
 
-def requested(jobs: Jobs, requesters: Collection[str]) -> list[Candidate]:
+def requested(jobs: Jobs, requesters: Collection[str], own: str | None = None) -> list[Candidate]:
     """Commits that a node in ``requesters`` asked to be run: a signed ``release`` or ``rerun``
     of one of their jobs (``git jobs release``, ``git jobs rerun``; a node's own release when it
     works on a commit counts too, if that node may request). Only requests signed by one of
@@ -111,7 +111,7 @@ def requested(jobs: Jobs, requesters: Collection[str]) -> list[Candidate]:
     looks at it again when a new one arrives.
     """
     out = []
-    for asked in requested_commits(jobs, requesters):
+    for asked in requested_commits(jobs, requesters, own):
         commit = _commit(jobs.repo, asked.commit)
         if commit is not None:
             out.append(Candidate(asked.commit, f"requested by {asked.nid}", commit.commit_time, asked.digest))
@@ -150,10 +150,12 @@ def select(
     revs: Iterable[str] = (),
     requesters: Collection[str] = (),
     me: str | None = None,
+    own: str | None = None,
 ) -> list[Candidate]:
     """Every commit this node may run now, newest first: named, followed (with ``me``, this
-    node's NID, the backlog of commits since the last it worked on), trusted requests."""
+    node's NID, the backlog of commits since the last it worked on), trusted requests (and
+    with ``own``, this node's NID, the reruns its own key signed)."""
     repo = jobs.repo
     found = [*named(repo, jobs, revs), *followed(repo, follows, depth, jobs, me)]
-    found += requested(jobs, requesters)
+    found += requested(jobs, requesters, own)
     return ordered(found, repo)

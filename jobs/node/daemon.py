@@ -323,7 +323,7 @@ class Node:
         if self._reruns is not None and store.repo is self._reruns.repo:
             self._reruns.requesters = requesters
         me = store.signer.nid if store.signer is not None else None
-        found = select(store, follows=self.follows, depth=self.depth, requesters=requesters, me=me)
+        found = select(store, follows=self.follows, depth=self.depth, requesters=requesters, me=me, own=me)
         if not self.follows:
             found.insert(0, Candidate(store.resolve_commit("HEAD"), "HEAD"))
         return found

@@ -51,12 +51,15 @@ def trusted_requesters(jobs: Jobs, out: Callable[[str], None] | None = None) -> 
         return frozenset()
 
 
-def latest_request(job: Job, requesters: Collection[str]) -> tuple[datetime, str, str] | None:
-    """(time, change oid, nid) of the newest trusted ``release`` or ``rerun`` of ``job``."""
+def latest_request(
+    job: Job, requesters: Collection[str], own: str | None = None
+) -> tuple[datetime, str, str] | None:
+    """(time, change oid, nid) of the newest trusted ``release`` or ``rerun`` of ``job`` (and
+    of ``own``'s ``rerun``: a node honours its own key's rerun, see :class:`Reruns`)."""
     best: tuple[datetime, str, str] | None = None
-    for kind in (job.requests(), job.reruns()):
+    for kind, extra in ((job.requests(), None), (job.reruns(), own)):
         for nid, req in kind.items():
-            if nid in requesters and (best is None or (req.last_at, req.change) > best[:2]):
+            if (nid in requesters or nid == extra) and (best is None or (req.last_at, req.change) > best[:2]):
                 best = (req.last_at, req.change, nid)
     return best
 
@@ -71,18 +74,19 @@ class Asked:
     digest: str  # changes when any trusted requester asks again (a settled commit is looked at)
 
 
-def requested_commits(jobs: Jobs, requesters: Collection[str]) -> list[Asked]:
-    """Every commit with a trusted ``release`` or ``rerun`` of one of its jobs, the most
-    recently asked first, at most :data:`MAX_REQUESTED` (present in the object store or not)."""
-    if not requesters:
+def requested_commits(jobs: Jobs, requesters: Collection[str], own: str | None = None) -> list[Asked]:
+    """Every commit with a trusted ``release`` or ``rerun`` of one of its jobs (or a ``rerun``
+    by ``own``, this node's key), the most recently asked first, at most :data:`MAX_REQUESTED`
+    (present in the object store or not)."""
+    if not requesters and own is None:
         return []
     found: dict[str, tuple[tuple[datetime, str, str], list[str]]] = {}
     for job in jobs.all():
-        latest = latest_request(job, requesters)
+        latest = latest_request(job, requesters, own)
         if latest is None:
             continue
-        changes = [r.change for kind in (job.requests(), job.reruns())
-                   for nid, r in kind.items() if nid in requesters]
+        changes = [r.change for kind, extra in ((job.requests(), None), (job.reruns(), own))
+                   for nid, r in kind.items() if nid in requesters or nid == extra]
         best, seen = found.get(job.commit, (latest, []))
         found[job.commit] = (max(best, latest), seen + changes)
     out = [
