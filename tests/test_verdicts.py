@@ -247,7 +247,7 @@ def test_assigned_is_shown_only_after_a_requester_released_the_job(tmp_path: Pat
 
 # -- 9. solo and small cases -------------------------------------------------------------------
 def test_solo_rerun_by_the_nodes_own_key_retries_an_exhausted_job(tmp_path: Path) -> None:
-    path, _, key = node(tmp_path, "solo")
+    path, nid, key = node(tmp_path, "solo")
     commit_defs(path, "[jobs.unit]\nrun = 'exit 1'\n")
     assert gj(path, "work", "any", key=key).code == 1
     assert status(path, key=key)[1]["outcome"] == "failed"
@@ -257,6 +257,7 @@ def test_solo_rerun_by_the_nodes_own_key_retries_an_exhausted_job(tmp_path: Path
     assert "unit" in rerun.out
     code, data = status(path, key=key)  # its node will run it again: pending
     assert (code, by_name(data)["unit"]["state"]) == (8, "retrying")
+    assert data["progress"][nid]["unit"]["state"] == "queued"  # fresh attempts on that node
     plan = ok(path, "work", "any", "--dry-run", "--json", key=key).json
     assert plan["jobs"][0]["action"] == "run"
     assert gj(path, "work", "any", key=key).code == 1

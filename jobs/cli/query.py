@@ -87,7 +87,9 @@ def _status(args: argparse.Namespace) -> int:
 
         shown = status.to_json()
         node = me if me is not None and policy.trusts(me) else None  # nodes only: not a reader's key
-        shown["progress"] = node_progress(store, status.commit, node)  # per node: queued, running, …
+        shown["progress"] = node_progress(  # per node: queued, running, …
+            store, status.commit, node, requesters=policy.requesters
+        )
         print_json(shown)
     elif not args.watch:
         print("\n".join(render_status(status, Style(), me=me, title=subject(store, status.commit))))

@@ -12,11 +12,13 @@ ended may show as ``retrying`` where that node itself holds it.
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from typing import Any
 
 from ..errors import DefinitionError
 from ..store import Jobs
 from .definitions import load_definitions
+from .requests import Reruns
 from .work import PlanItem, assess
 
 # A plan action as a person reads a commit's progress on a node.
@@ -34,9 +36,11 @@ def state(item: PlanItem) -> str:
 
 
 def node_progress(
-    jobs: Jobs, commit: str, me: str | None = None, now: float | None = None
+    jobs: Jobs, commit: str, me: str | None = None, now: float | None = None,
+    requesters: Collection[str] = (),
 ) -> dict[str, Any]:
-    """``{nid: {job name: {state, attempts, max_attempts, not_before}}}`` for one commit."""
+    """``{nid: {job name: {state, attempts, max_attempts, not_before}}}`` for one commit
+    (``requesters``: whose reruns give fresh attempts, besides each node's own key's)."""
     try:
         defs = load_definitions(jobs.repo, commit)
     except DefinitionError:
@@ -46,8 +50,9 @@ def node_progress(
     found = [j for j in jobs.find_by_commit(commit) if defs.get(j.name) is not None]
     nodes = {nid for j in found for nid in j.runs()} | ({me} if me else set())
     out: dict[str, Any] = {}
+    fresh = Reruns(jobs.repo, requesters)  # as the node counts its runs after a rerun
     for nid in sorted(nodes):
-        plan = assess(defs, {j.name: j.runs_of(nid) for j in found}, now or time.time())
+        plan = assess(defs, {j.name: fresh(j, nid) for j in found}, now or time.time())
         out[nid] = {
             name: {"state": state(item), "attempts": item.attempts, "max_attempts": item.max_attempts,
                    "not_before": item.not_before}
