@@ -24,7 +24,6 @@ from datetime import datetime
 
 import pygit2
 
-from cob import sync as cob_sync
 from cob.errors import TransportError
 
 from ..errors import PolicyError
@@ -104,6 +103,8 @@ def fetch_requested(jobs: Jobs, requesters: Collection[str], remote: str) -> lis
 
     A trusted request names a commit this node may not have (a branch it does not follow): it
     is fetched, never merely waited for. A commit the remote does not have is skipped."""
+    from cob import sync as cob_sync  # here: `status` reads reruns (Reruns) without the transport
+
     repo = jobs.repo
     order = [a.commit for a in requested_commits(jobs, requesters)]  # newest request first
     asked = set(order)
