@@ -348,3 +348,39 @@ def wait_until(pred: Callable[[], bool], log: Path, timeout: float = 30) -> None
     while not pred():
         assert time.monotonic() < deadline, log.read_text()
         time.sleep(0.2)
+
+
+def test_a_following_node_daemon_builds_two_pushes_3s_apart_with_depth_1(tmp_path: Path) -> None:
+    hub = tmp_path / "hub.git"
+    init_repo(hub, bare=True)
+    dev = tmp_path / "dev"
+    init_repo(dev)
+    git(dev, "remote", "add", "origin", str(hub))
+    first = commit_defs(dev, SLOW_OK, "ci")
+    git(dev, "push", "-q", "origin", "main")
+    follower = tmp_path / "follower"
+    git(tmp_path, "clone", "-q", str(hub), str(follower))
+    git(follower, "config", "jobs.isolation", "none")
+    _, key = new_key(tmp_path, "follower")
+    log = tmp_path / "follower.log"
+    env = dict(os.environ, GIT_JOBS_KEY=str(key))
+    argv = [GIT_JOBS, "node", "--remote", "origin", "--follow", "refs/heads/main", "--depth", "1",
+            "--interval", "4s"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(argv, cwd=follower, env=env, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+    try:
+        def outcome(sha: str) -> str:
+            r = gj(follower, "status", sha, "--json")
+            return str(r.json["outcome"]) if r.code in (0, 1, 8) and r.out else "unknown"
+
+        wait_until(lambda: outcome(first) == "succeeded", log)
+        second = commit_defs(dev, SLOW_OK + "# 2\n", "second")
+        git(dev, "push", "-q", "origin", "main")
+        time.sleep(3)
+        third = commit_defs(dev, SLOW_OK + "# 3\n", "third")
+        git(dev, "push", "-q", "origin", "main")
+        wait_until(lambda: outcome(third) == "succeeded" and outcome(second) == "succeeded", log)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert "Traceback" not in log.read_text()
