@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from .assign import Assignment
     from .node.definitions import Definitions
 from .model import Job, Reason, Run
-from .policy import Policy
+from .policy import Policy, skips_refused
 from .store import Jobs
 from .summary import OUTCOME_EXIT, QUEUED, RUNNING, run_json, run_state
 
@@ -100,6 +100,7 @@ class GateStatus:
     all_nodes: bool = False
     quorum: int = 1
     assignment: dict[str, Assignment] = field(default_factory=dict)  # empty: not shared
+    skip_refused: frozenset[str] = frozenset()  # required jobs a skip does not pass (policy.py)
 
     def assigned(self, name: str) -> list[str] | None:
         """The nodes asked to run job ``name`` now; None when the work is not shared (no
@@ -119,7 +120,8 @@ class GateStatus:
             return "failed"
         if any(c.in_progress for c in counted):
             return "pending"
-        if sum(c.passed for c in counted) >= self.quorum:
+        skips = name not in self.skip_refused
+        if sum(c.passed and (skips or c.state != "skipped") for c in counted) >= self.quorum:
             return "passed"
         return EXPECTED
 
@@ -282,6 +284,10 @@ def gate_status(
         status.cells.extend(
             _job_cells(name, by_name.get(name), policy, name in required, retries, all_nodes)
         )
+    skipped = [n for n in required if any(c.counted and c.state == "skipped" for c in status._cells(n))]
+    status.skip_refused = skips_refused(
+        store.repo, policy, commit, skipped, lambda n: any(c.failed for c in status._cells(n) if c.counted)
+    )
     if not policy.everyone:  # with no policy nothing is shared, and nothing to import for it
         from .assign import assign
 

@@ -46,7 +46,7 @@ def _release(args: argparse.Namespace) -> int:
         if args.json:
             print_json({"commit": sha, "jobs": []})
         return EXIT_OK
-    made = release(store, defs)
+    made = release(store, defs, ask=True)  # a person's release: a request to other nodes
     if args.json:
         print_json({"commit": sha, "jobs": [{"id": j.id, "name": j.name, "new": new} for j, new in made]})
     else:

@@ -2,9 +2,11 @@
 
 A job's command is code from its commit, so a request is a reason to run only when its signer
 may request work under this node's trust policy (:attr:`jobs.policy.Policy.requesters`: the
-policy's ``requesters``, else its trusted nodes; with no policy, nobody). Two effects:
+policy's ``requesters`` list; without one, nobody), and only when it is a request: a
+``release`` with ``ask`` (``git jobs release``) or a ``rerun``. A node's own plain release of a
+commit it works on (it follows it) is never a request to other nodes. Two effects:
 
-- **candidates**: a commit with a trusted ``release`` or ``rerun`` of one of its jobs may run
+- **candidates**: a commit with a trusted asked ``release`` or ``rerun`` of one of its jobs may run
   here (:func:`jobs.node.candidates.requested`);
 - **fresh attempts**: a trusted ``rerun`` of a job makes this node's runs of it that started
   before the node had *seen* that rerun stop counting (:class:`Reruns`, given to
@@ -51,9 +53,10 @@ def trusted_requesters(jobs: Jobs, out: Callable[[str], None] | None = None) -> 
 
 
 def latest_request(job: Job, requesters: Collection[str]) -> tuple[datetime, str, str] | None:
-    """(time, change oid, nid) of the newest trusted ``release`` or ``rerun`` of ``job``."""
+    """(time, change oid, nid) of the newest trusted request (an asked ``release`` or a
+    ``rerun``) of ``job``. A node's own plain release of what it works on is not a request."""
     best: tuple[datetime, str, str] | None = None
-    for kind in (job.requests(), job.reruns()):
+    for kind in (job.asks(), job.reruns()):
         for nid, req in kind.items():
             if nid in requesters and (best is None or (req.last_at, req.change) > best[:2]):
                 best = (req.last_at, req.change, nid)
@@ -80,7 +83,7 @@ def requested_commits(jobs: Jobs, requesters: Collection[str]) -> list[Asked]:
         latest = latest_request(job, requesters)
         if latest is None:
             continue
-        changes = [r.change for kind in (job.requests(), job.reruns())
+        changes = [r.change for kind in (job.asks(), job.reruns())
                    for nid, r in kind.items() if nid in requesters]
         best, seen = found.get(job.commit, (latest, []))
         found[job.commit] = (max(best, latest), seen + changes)
