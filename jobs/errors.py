@@ -68,6 +68,12 @@ class PolicyError(JobsError):
         return cls("; ".join(shown) + more, shown)
 
 
+class PolicyRewoundError(PolicyError):
+    """This clone has seen a policy, and the policy ref is now gone, has no ``[policy]``, or
+    is not a fast-forward of the last policy seen: fail closed until a person accepts it
+    (``git jobs trust accept-policy``)."""
+
+
 class SyncError(JobsError, cob.TransportError):
     """A sync could not talk to the remote. ``report`` holds what was done before the failure."""
 

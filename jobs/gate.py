@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from .assign import Assignment
     from .node.definitions import Definitions
 from .model import FAILING, Job, Reason, Run, Runs
-from .policy import Policy
+from .policy import Policy, skips_refused
 from .retries import ATTEMPTS, will_retry
 from .store import Jobs
 from .summary import OUTCOME_EXIT, QUEUED, RUNNING, run_json, run_state
@@ -123,6 +123,7 @@ class GateStatus:
         """Did a requester ask for a job of the group (a trusted node released it too)? Only
         then do the ranked nodes run it (besides a node that follows its branch: its run shows)."""
         return a.released_at is not None and any(n in self.requested for n in a.group)
+    skip_refused: frozenset[str] = frozenset()  # required jobs a skip does not pass (policy.py)
 
     def assigned(self, name: str) -> list[str] | None:
         """The nodes asked to run job ``name`` now; None when the work is not shared (no
@@ -143,7 +144,8 @@ class GateStatus:
             return "failed"
         if any(c.in_progress for c in counted):
             return "pending"
-        if sum(c.passed for c in counted) >= self.quorum:
+        skips = name not in self.skip_refused
+        if sum(c.passed and (skips or c.state != "skipped") for c in counted) >= self.quorum:
             return "passed"
         a = self.assignment.get(name)
         if a is not None and self._asked(a) and _abandoned(a):
@@ -366,7 +368,7 @@ def gate_status(
         needs = {d.name: list(d.needs) for d in defs} if defs is not None else {}
         status.assignment = assign(by_name, needs, policy, time.time() if now is None else now)
         status.requested = frozenset(
-            j.name for j in jobs if any(policy.may_request(n) for n in (*j.requests(), *j.reruns()))
+            j.name for j in jobs if any(policy.may_request(n) for n in (*j.asks(), *j.reruns()))
         )
     fresh = _fresh(store, policy)
     for name in status.names():
@@ -377,6 +379,10 @@ def gate_status(
         status.cells.extend(
             _job_cells(name, by_name.get(name), policy, name in required, retry, all_nodes, fresh, gone)
         )
+    skipped = [n for n in required if any(c.counted and c.state == "skipped" for c in status._cells(n))]
+    status.skip_refused = skips_refused(
+        store.repo, policy, commit, skipped, lambda n: any(c.failed for c in status._cells(n) if c.counted)
+    )
     return status
 
 

@@ -105,7 +105,8 @@ class JobType(CobType[JobState]):
     content_addressed_root: ClassVar[bool] = True
     commutative: ClassVar[bool] = True
     # 2: the signed ``release`` op; a finish carries its log blob and exit. 3: the ``rerun`` op.
-    rules: ClassVar[int] = 3
+    # 4: a ``release`` may carry ``ask`` (a request to other nodes).
+    rules: ClassVar[int] = 4
 
     def initial(self, root: Change) -> JobState:
         if len(root.ops) != 1 or not isinstance(root.ops[0], Request):
@@ -155,6 +156,8 @@ class JobType(CobType[JobState]):
         for op in change.ops:
             if isinstance(op, Release):
                 _note_request(state.requests, author, change.timestamp, key)
+                if op.ask:
+                    _note_request(state.asks, author, change.timestamp, key)
             elif isinstance(op, Rerun):
                 _note_request(state.reruns, author, change.timestamp, key)
             elif isinstance(op, StartRun):

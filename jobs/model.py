@@ -80,6 +80,7 @@ class JobState(msgspec.Struct, array_like=True):
     runs: dict[str, dict[str, RunState]] = msgspec.field(default_factory=dict)
     requests: dict[str, RequestState] = msgspec.field(default_factory=dict)
     reruns: dict[str, RequestState] = msgspec.field(default_factory=dict)  # ``rerun`` ops, by node
+    asks: dict[str, RequestState] = msgspec.field(default_factory=dict)  # ``release`` with ``ask``
 
     def owner_of(self, run_id: str, other_than: str | None = None) -> str | None:
         """The node (not ``other_than``) that has a run ``run_id``, for "belongs to" errors."""
@@ -245,6 +246,11 @@ class Job:
     def requests(self) -> dict[str, Requested]:
         """{nid: Requested} of every node that signed a ``release`` of this job, by NID."""
         return _requested(self._state.requests)
+
+    def asks(self) -> dict[str, Requested]:
+        """{nid: Requested} of every node that signed a ``release`` with ``ask`` (a person's
+        request to other nodes, ``git jobs release``), by NID."""
+        return _requested(self._state.asks)
 
     def reruns(self) -> dict[str, Requested]:
         """{nid: Requested} of every node that signed a ``rerun`` of this job, by NID."""

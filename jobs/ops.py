@@ -17,7 +17,9 @@ class Request(msgspec.Struct, tag="request", tag_field="type", forbid_unknown_fi
     name: str
 
 
-class Release(msgspec.Struct, tag="release", tag_field="type", forbid_unknown_fields=True):
+class Release(
+    msgspec.Struct, tag="release", tag_field="type", forbid_unknown_fields=True, omit_defaults=True
+):
     """The signer asks for this job to be run: who asked (the signer) and when (commit time).
 
     The root's ``request`` is unsigned (anyone can derive it from (commit, name)), so it says
@@ -25,7 +27,13 @@ class Release(msgspec.Struct, tag="release", tag_field="type", forbid_unknown_fi
     own namespace; it is the signed change that lets peers take the job at fetch, and what a
     trust policy reads to decide whose requests count. A node may release a job again (a later
     request, e.g. to ask for a rerun); the fold keeps each node's first and latest.
+
+    ``ask``: a person asked other nodes to run it (``git jobs release``). A node's own release
+    of a commit it works on has none (omitted: the bytes of a plain release are unchanged), and
+    is never a request to other nodes: only an ``ask`` (or a ``rerun``) by a policy requester is.
     """
+
+    ask: bool = False
 
 
 class Rerun(msgspec.Struct, tag="rerun", tag_field="type", forbid_unknown_fields=True):

@@ -12,7 +12,7 @@ changes nothing until a maintainer merges it into the policy ref.
     nodes = { "z6Mk…" = "alice-linux", "z6Mk…" = "bob-arm" }  # trusted nodes and their names
     required = ["build", "test"]   # default: every job the commit's own definitions declare
     quorum = 1                     # trusted passes each required job needs
-    requesters = ["z6Mk…"]         # who may request work (default: the trusted nodes)
+    requesters = ["z6Mk…"]         # who may request work (default: nobody)
     takeover = "10m"               # a job's next-ranked node runs it when its assigned one has
                                    # not started it that long after its release (jobs.assign)
 
@@ -23,8 +23,10 @@ trust (:mod:`jobs.trust`) adds nodes for one person on top of it.
 
 from __future__ import annotations
 
+import json
+import os
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +34,7 @@ import pygit2
 
 import cob
 
-from .errors import PolicyError
+from .errors import PolicyError, PolicyRewoundError
 from .jobtype import check_name
 from .text import safe, unsafe_chars
 
@@ -115,13 +117,12 @@ class Policy:
 
     @property
     def requesters(self) -> tuple[str, ...]:
-        """Who may request work: the explicit list, else the trusted nodes; nobody without a
-        policy (a request from anyone is never a reason to run)."""
-        if self.everyone:
+        """Who may request work: only the keys the policy's ``requesters`` names. Without that
+        list nobody does, trusted nodes included: a node building a branch it follows must not
+        make every other node build it too."""
+        if self.everyone or self.explicit_requesters is None:
             return ()
-        if self.explicit_requesters is not None:
-            return self.explicit_requesters
-        return tuple(self.trusted)
+        return self.explicit_requesters
 
     def may_request(self, nid: str) -> bool:
         return nid in self.requesters
@@ -361,10 +362,32 @@ def _policy_text(repo: pygit2.Repository, source: PolicySource) -> str | None:
 
 def load_repository_policy(repo: pygit2.Repository) -> Policy:
     """The repository's policy (without local trust): :meth:`Policy.none` when the policy ref
-    or its ``[policy]`` table does not exist; :class:`PolicyError` when it does not validate."""
+    or its ``[policy]`` table does not exist; :class:`PolicyError` when it does not validate.
+
+    Fail closed: once this clone has seen a policy (:func:`seen_policy`), a missing policy ref,
+    a tip without ``[policy]`` or a tip that is not a fast-forward of the last policy seen is a
+    :class:`PolicyRewoundError` until a person accepts it (:func:`accept_policy`)."""
     source = policy_ref(repo)
+    seen = seen_policy(repo)
     if source is None:
+        if seen is not None:
+            raise _rewound(f"the policy ref is gone; the last policy seen here is at {seen[:12]}")
         return Policy.none()
+    if seen is not None and seen != source.commit and not _descends(repo, source.commit, seen):
+        raise _rewound(
+            f"policy ref {safe(source.ref)} at {source.commit[:12]} is not a fast-forward of the"
+            f" last policy seen here ({seen[:12]})"
+        )
+    policy = _load_at(repo, source)
+    if seen is not None and policy.everyone:
+        raise _rewound(f"{DEFINITIONS_FILE} at {source} has no [policy]; the last policy seen here"
+                       f" is at {seen[:12]}")
+    if not policy.everyone and seen != source.commit:
+        _record_seen(repo, source.commit)
+    return policy
+
+
+def _load_at(repo: pygit2.Repository, source: PolicySource) -> Policy:
     # A commit never changes, so neither does its policy: parse it once per process (a watch
     # loop or a web page asks again and again).
     cached = _PARSED.get((source.ref, source.commit))
@@ -398,6 +421,112 @@ def _parse_at(repo: pygit2.Repository, source: PolicySource) -> Policy:
     return parse_policy(data["policy"], where, source)
 
 
+# -- fail closed: the last policy this clone has seen ----------------------------------------
+SEEN_FILE = "policy-seen"  # under <gitdir>/git-jobs/: the commit of the last policy seen here
+_DESCENDS: dict[tuple[str, str], bool] = {}
+
+
+def _seen_path(repo: pygit2.Repository) -> str:
+    return os.path.join(str(repo.path).rstrip("/"), "git-jobs", SEEN_FILE)
+
+
+def seen_policy(repo: pygit2.Repository) -> str | None:
+    """The commit of the last policy ref tip with a ``[policy]`` this clone read, or None."""
+    try:
+        with open(_seen_path(repo), encoding="utf-8") as f:
+            data = json.loads(f.read(4096))
+    except (OSError, ValueError):
+        return None
+    commit = data.get("commit") if isinstance(data, dict) else None
+    return commit if isinstance(commit, str) and cob.refs.is_oid(commit) else None
+
+
+def _record_seen(repo: pygit2.Repository, commit: str | None) -> None:
+    path = _seen_path(repo)
+    try:
+        if commit is None:
+            os.unlink(path)
+            return
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(json.dumps({"commit": commit}) + "\n")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only clone (or nothing to remove) cannot remember: it only reads
+
+
+def _descends(repo: pygit2.Repository, tip: str, seen: str) -> bool:
+    key = (tip, seen)
+    known = _DESCENDS.get(key)
+    if known is None:
+        try:
+            known = bool(repo.descendant_of(pygit2.Oid(hex=tip), pygit2.Oid(hex=seen)))
+        except (pygit2.GitError, KeyError, ValueError):
+            known = False  # the last policy seen is not even here: not a fast-forward
+        if len(_DESCENDS) >= 256:
+            _DESCENDS.pop(next(iter(_DESCENDS)))
+        _DESCENDS[key] = known
+    return known
+
+
+def _rewound(why: str) -> PolicyRewoundError:
+    return PolicyRewoundError(
+        f"policy refused: {why} (if a person meant this, `git jobs trust accept-policy` takes the"
+        " policy ref as it is now)"
+    )
+
+
+def accept_policy(repo: pygit2.Repository) -> Policy:
+    """A person takes the policy ref as it is now, whatever was seen before: its tip becomes
+    the last policy seen (no policy there: none is remembered). Raises :class:`PolicyError`
+    when it does not validate (nothing is recorded then)."""
+    source = policy_ref(repo)
+    policy = _load_at(repo, source) if source is not None else Policy.none()
+    _record_seen(repo, None if source is None or policy.everyone else source.commit)
+    return policy
+
+
+def fetch_policy(repo: pygit2.Repository, remote: str, timeout: float = 120.0) -> str | None:
+    """Fetch the policy ref from ``remote`` when it is that remote's branch (the default
+    ``refs/remotes/<remote>/<branch>``, or ``jobs.policyRef`` naming one), as a fast-forward
+    only: a rewound policy branch is refused by git and reported. Returns why it failed, or
+    None (also when the policy ref is not the remote's)."""
+    from cob import sync as cob_sync
+
+    ref = _remote_policy_ref(repo, remote)
+    if ref is None:
+        return None
+    branch = ref[len(f"refs/remotes/{remote}/"):]
+    args = ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules",
+            remote, f"refs/heads/{branch}:{ref}"]
+    try:
+        res = cob_sync.run_git(str(repo.path).rstrip("/"), args, timeout=timeout)
+    except cob.TransportError as e:
+        return f"cannot fetch the policy ref {safe(ref)}: {safe(str(e))}"
+    if res.returncode != 0:
+        why = cob_sync.first_error(res.stderr)
+        return f"policy ref {safe(ref)} kept as it was (a fast-forward only): {safe(why)}"
+    return None
+
+
+def _remote_policy_ref(repo: pygit2.Repository, remote: str) -> str | None:
+    """The policy ref when it is ``remote``'s branch (``refs/remotes/<remote>/<branch>``)."""
+    prefix = f"refs/remotes/{remote}/"
+    chosen = _config(repo, POLICY_REF_KEY)
+    if chosen is not None:
+        name = chosen if chosen.startswith("refs/") else f"refs/remotes/{chosen}"
+        ok = name.startswith(prefix) and pygit2.reference_is_valid_name(name)
+        return name if ok and not name.endswith("/HEAD") else None
+    if remote != _default_remote(repo):
+        return None
+    head = repo.references.get(f"{prefix}HEAD")
+    if head is None or head.type != pygit2.enums.ReferenceType.SYMBOLIC:
+        return None
+    target = str(head.target)
+    return target if target.startswith(prefix) else None
+
+
 def load_policy(repo: pygit2.Repository, *, local: bool = True) -> Policy:
     """The policy in force here: the repository's, plus this person's local trust."""
     from .trust import local_trust
@@ -409,3 +538,111 @@ def load_policy(repo: pygit2.Repository, *, local: bool = True) -> Policy:
 def names(policy: Policy, nids: Iterable[str]) -> dict[str, str]:
     """{nid: name} for the given nodes that have a name under ``policy``."""
     return {nid: name for nid in nids if (name := policy.name_of(nid))}
+
+
+# -- skips: the commit under test never skips what the policy source's definitions run -------
+MAX_SKIP_DEPTH = 64  # needs followed when asking whether a job would be skipped
+_SOURCE_DEFS: dict[str, Any] = {}
+
+
+def skips_refused(
+    repo: pygit2.Repository,
+    policy: Policy,
+    commit: str,
+    names: Iterable[str],
+    failed: Callable[[str], bool] = lambda name: False,
+) -> frozenset[str]:
+    """Of the required jobs ``names`` that ``commit``'s runs skipped, those a skip must not
+    satisfy: the policy source's own definitions (``.git-jobs.toml`` at the policy ref) would
+    run them for this commit. A pull request cannot skip its required check by giving it
+    ``if = "false"`` or an unmeetable ``needs`` in its own tree.
+
+    A skip counts when the source's definition of the job skips it too: its ``if`` is false
+    for this commit (a condition on the ref or on outcomes, which a reader cannot see, is taken
+    as the source's to make), a need it has *there* failed (``failed``) or would be skipped
+    there. A job the source does not define counts its skip only when it is required merely
+    because the commit declares it (the commit could as well have left it out). No repository
+    policy: every skip counts, as every node does.
+    """
+    names = list(names)
+    source = policy.source
+    if not names or policy.everyone or source is None:
+        return frozenset()
+    defs = _source_definitions(repo, source.commit)
+    if defs is False:
+        return frozenset(names)  # the source's definitions do not parse: nothing may skip
+    there = _Skips(repo, commit, defs, failed)
+    refused = set()
+    for name in names:
+        if defs is None or defs.get(name) is None:
+            if policy.required is not None and name in policy.required:
+                refused.add(name)
+        elif not there.skipped(name, 0):
+            refused.add(name)
+    return frozenset(refused)
+
+
+class _Skips:
+    """Would the policy source's definitions skip a job of ``commit``?"""
+
+    def __init__(
+        self, repo: pygit2.Repository, commit: str, defs: Any, failed: Callable[[str], bool]
+    ) -> None:
+        self.repo, self.commit, self.defs, self.failed = repo, commit, defs, failed
+        self._paths: list[list[str] | None] = []
+
+    def paths(self) -> list[str] | None:
+        from .node.conditions import changed_paths
+
+        if not self._paths:
+            self._paths.append(changed_paths(self.repo, self.commit) if self.commit in self.repo else [])
+        return self._paths[0]
+
+    def skipped(self, name: str, depth: int) -> bool:
+        d = self.defs.get(name)
+        if d is None or depth > MAX_SKIP_DEPTH:
+            return False
+        for need in d.needs:
+            if d.need_state(need) == "succeeded" and (self.failed(need) or self.skipped(need, depth + 1)):
+                return True
+        return d.when is not None and _maybe(d.when, self.paths) is not True
+
+
+def _source_definitions(repo: pygit2.Repository, commit: str) -> Any:
+    """The definitions at the policy source (None: no file; False: they do not parse)."""
+    from .errors import DefinitionError
+    from .node.definitions import load_definitions
+
+    if commit not in _SOURCE_DEFS:
+        try:
+            found: Any = load_definitions(repo, commit)
+        except DefinitionError:
+            found = False
+        if len(_SOURCE_DEFS) >= 16:
+            _SOURCE_DEFS.pop(next(iter(_SOURCE_DEFS)))
+        _SOURCE_DEFS[commit] = found
+    return _SOURCE_DEFS[commit]
+
+
+def _maybe(node: tuple[object, ...], paths: Callable[[], list[str] | None]) -> bool | None:
+    """An ``if`` expression in three values: None where it depends on what a reader cannot
+    know (the ref a node reached the commit by, the outcomes of needs on that node)."""
+    import fnmatch
+
+    kind = node[0]
+    if kind == "const":
+        return bool(node[1])
+    if kind == "not":
+        inner = _maybe(node[1], paths)  # type: ignore[arg-type]
+        return None if inner is None else not inner
+    if kind in ("and", "or"):
+        left = _maybe(node[1], paths)  # type: ignore[arg-type]
+        right = _maybe(node[2], paths)  # type: ignore[arg-type]
+        short = kind == "or"  # True decides an "or", False an "and"
+        if left is short or right is short:
+            return short
+        return None if left is None or right is None else not short
+    if node[1] == "changed":
+        found = paths()
+        return found is None or any(fnmatch.fnmatchcase(p, str(node[2])) for p in found)
+    return None

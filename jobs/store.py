@@ -119,12 +119,14 @@ class Jobs:
         return matches[0], None
 
     # -- writing -------------------------------------------------------------------------
-    def create(self, commit: str | pygit2.Oid, name: str = DEFAULT_NAME) -> JobMut:
+    def create(self, commit: str | pygit2.Oid, name: str = DEFAULT_NAME, *, ask: bool = False) -> JobMut:
         """The job for (commit, name): the same id on every node, created if needed.
 
         The id is the unsigned, content-addressed root (anyone can derive it, so it proves
         nothing); what makes the job this node's request, and what peers take at fetch, is a
         signed ``release`` change in this node's namespace, written once per node per job.
+        ``ask``: a person asks other nodes to run it (a ``release`` with ``ask``, written once
+        per node per job too); only that, by a policy requester, is a request to them.
         """
         signer = self._signer()
         problem = check_name(name)
@@ -134,21 +136,29 @@ class Jobs:
         job_id = cob.change.write_root(self.repo, self.store.codec(JOB_TYPE), [Request(sha, name)])
         ev = self._load(job_id)
         if ev is not None and ev.state is not None and signer.nid in ev.state.requests:
-            return JobMut(self, ev)
+            mut = JobMut(self, ev)
+            if ask and signer.nid not in ev.state.asks:
+                mut.ask()
+            return mut
 
         def not_yet(state: JobState) -> None:
             if signer.nid in state.requests:
                 raise _AlreadyRequested
 
         try:
-            ev = self.store.create(JOB_TYPE, [Request(sha, name)], then=[Release()], precondition=not_yet)
+            ev = self.store.create(
+                JOB_TYPE, [Request(sha, name)], then=[Release(ask=ask)], precondition=not_yet
+            )
         except _AlreadyRequested:  # another process of this node released it meanwhile
             ev = self._load(job_id)
             if ev is None:
                 raise JobsError(f"job {job_id[:12]} vanished while it was being created") from None
         except cob.NoKeyError as e:
             raise ReadOnlyError(str(e)) from None
-        return JobMut(self, ev)
+        mut = JobMut(self, ev)
+        if ask and ev.state is not None and signer.nid not in ev.state.asks:
+            mut.ask()  # another process of this node released it meanwhile, without asking
+        return mut
 
     # -- reading -------------------------------------------------------------------------
     def _load(self, job_id: str) -> Evaluation[JobState] | None:
@@ -291,6 +301,11 @@ class JobMut(Job):
         """update() may have folded other writers' changes into our evaluation before refusing."""
         if self._ev.state is not None:
             self._refresh(self._ev)
+
+    def ask(self) -> None:
+        """Ask other nodes to run this job (a signed ``release`` with ``ask``); they honour it
+        only when this node is one of their policy's ``requesters``."""
+        self._write([Release(ask=True)])
 
     def rerun(self) -> None:
         """Ask every node to run this job again with fresh attempts (a signed ``rerun``).

@@ -214,13 +214,14 @@ def test_with_no_policy_no_request_is_honoured(hub: Hub) -> None:
 
 
 def test_a_trusted_release_of_a_commit_no_node_follows_makes_a_node_run_it(hub: Hub) -> None:
-    main = commit_defs(hub.maintainer, policy(hub.maintainer_nid) + "[jobs.build]\nrun = 'true'\n")
+    defs = policy(hub.maintainer_nid, requesters=[hub.maintainer_nid]) + "[jobs.build]\nrun = 'true'\n"
+    main = commit_defs(hub.maintainer, defs)
     hub.push()
     path, signer, key = hub.node("worker")
     node = hub.start_node(path, key, "--follow", "refs/heads/main")
     wait_for(lambda: reasons(jobs.Jobs.open(path), main, signer.nid) == {"build": ["succeeded"]},
              what="main", log=lambda: hub.log(path))
-    # a branch nobody follows; the maintainer (a trusted node, so a requester) releases it
+    # a branch nobody follows; the maintainer (named a requester) releases it
     git(hub.maintainer, "checkout", "-q", "-b", "feature")
     wanted = commit_defs(hub.maintainer, "[jobs.build]\nrun = 'true'\n[jobs.check]\nrun = 'true'\n")
     hub.push("feature")

@@ -391,7 +391,7 @@ def test_library_policy_and_gate_match_the_cli(project: Project) -> None:
     store = jobs.Jobs.open(m)
     policy = store.policy()
     assert policy.trusts(alice) and not policy.trusts(mallory) and policy.name_of(alice) == "alice-linux"
-    assert policy.requesters == (alice,) and policy.source is not None
+    assert policy.requesters == () and policy.source is not None  # nobody unless named
     gate = store.status(sha)
     assert (gate.outcome, gate.expected, gate.exit_code) == ("pending", ["test"], 8)
     assert [c.node for c in gate.not_counted()] == [mallory]
@@ -403,14 +403,14 @@ def test_library_policy_and_gate_match_the_cli(project: Project) -> None:
     assert store.status(sha, policy=explicit).outcome == "succeeded"
 
 
-def test_requesters_default_to_the_trusted_nodes_and_nobody_without_a_policy() -> None:
+def test_requesters_are_only_those_the_policy_names() -> None:
     import jobs
     from jobs.policy import parse_policy
 
     a, b = (cob.Signer.generate().nid for _ in range(2))
     p = parse_policy({"nodes": {a: "a"}}, "test")
-    assert p.requesters == (a,) and p.may_request(a) and not p.may_request(b)
-    assert set(p.with_local({b: ""}).requesters) == {a, b}
+    assert p.requesters == () and not p.may_request(a) and not p.may_request(b)
+    assert p.with_local({b: ""}).requesters == ()  # local trust makes no requester either
     q = parse_policy({"nodes": {a: "a"}, "requesters": [f"did:key:{b}"]}, "test")
     assert q.requesters == (b,) and not q.may_request(a)
     assert jobs.Policy.none().requesters == () and not jobs.Policy.none().may_request(a)

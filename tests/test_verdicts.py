@@ -212,7 +212,7 @@ def test_a_node_that_never_worked_on_a_branch_starts_from_its_tip(tmp_path: Path
 def test_a_released_job_no_ranked_node_starts_is_not_built_after_their_takeovers(tmp_path: Path) -> None:
     path, alice, alice_key = node(tmp_path, "maintainer")
     bob, _ = new_key(tmp_path, "bob")
-    sha = commit_defs(path, SLOW_OK + policy({alice: "alice", bob: "bob"}, 'takeover = "1s"\n'))
+    sha = commit_defs(path, SLOW_OK + policy({alice: "alice", bob: "bob"}, f'takeover = "1s"\nrequesters = ["{alice}"]\n'))
     ok(path, "release", key=alice_key)  # alice asks; neither node ever starts
     code, data = status(path)
     assert code == 8 and by_name(data)["check"]["verdict"] == "expected"
@@ -231,9 +231,10 @@ def test_assigned_is_shown_only_after_a_requester_released_the_job(tmp_path: Pat
     path, alice, alice_key = node(tmp_path, "maintainer")
     bob, _ = new_key(tmp_path, "bob")
     _, mallory_key = new_key(tmp_path, "mallory")
-    commit_defs(path, SLOW_OK + policy({alice: "alice", bob: "bob"}))
+    asks = f'requesters = ["{alice}"]\n'
+    commit_defs(path, SLOW_OK + policy({alice: "alice", bob: "bob"}, asks))
     git(path, "checkout", "-q", "-b", "contrib")
-    commit_defs(path, SLOW_OK + "# a contributor's change\n" + policy({alice: "alice", bob: "bob"}), "pr")
+    commit_defs(path, SLOW_OK + "# a contributor's change\n" + policy({alice: "alice", bob: "bob"}, asks), "pr")
     ok(path, "release", key=mallory_key)  # only an untrusted key released it
     code, data = status(path)
     assert code == 8 and by_name(data)["check"]["assigned"] is None
@@ -275,8 +276,8 @@ def test_release_by_a_key_that_is_not_a_requester_says_so_in_one_line(tmp_path: 
     _, other_key = new_key(tmp_path, "other")
     commit_defs(path, SLOW_OK)
     assert len(_note(ok(path, "release", key=alice_key))) == 1  # no policy: nobody is a requester
-    commit_defs(path, SLOW_OK + policy({alice: "alice"}), "policy")
-    assert _note(ok(path, "release", key=alice_key)) == []  # a trusted node: a requester
+    commit_defs(path, SLOW_OK + policy({alice: "alice"}, f'requesters = ["{alice}"]\n'), "policy")
+    assert _note(ok(path, "release", key=alice_key)) == []  # named a requester by the policy
     notes = _note(ok(path, "release", key=other_key))
     assert len(notes) == 1 and "not a requester" in notes[0]
 

@@ -47,7 +47,7 @@ def _release(args: argparse.Namespace) -> int:
         if args.json:
             print_json({"commit": sha, "jobs": []})
         return EXIT_OK
-    made = release(store, defs)
+    made = release(store, defs, ask=True)  # a person's release: a request to other nodes
     if args.json:
         print_json({"commit": sha, "jobs": [{"id": j.id, "name": j.name, "new": new} for j, new in made]})
     else:
@@ -367,6 +367,9 @@ def _register_release(sub: Any) -> None:
         "Create the jobs that .git-jobs.toml at REV defines (idempotent).",
         "  git jobs release            # the jobs of HEAD\n  git jobs release v1.2 --json\n",
         _release,
+        "Signs a release of each job that asks other nodes to run it (a request): nodes honour it\n"
+        "when their policy names this key in `requesters` (docs/TRUST.md). A node's own release\n"
+        "of what it works on is not a request.",
     )
     p.add_argument("rev", nargs="?", default="HEAD", metavar="REV", help="The commit (default HEAD).")
     add_json(p)

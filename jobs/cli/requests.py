@@ -90,7 +90,7 @@ def register(sub: Any) -> None:
         _rerun,
         "Writes a signed `rerun` op on each chosen job in this node's namespace; share it with"
         " `git jobs sync`. A node honours it only if this node may request work under that node's"
-        " trust policy (`requesters`, else the trusted nodes; nobody without a policy): it then"
+        " trust policy (its `requesters` list; nobody without one): it then"
         " works on the commit, and its runs of the job started before it saw the rerun no longer"
         " count, so a job whose retries were used up runs again.",
     )

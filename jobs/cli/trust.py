@@ -13,7 +13,7 @@ from typing import Any
 
 import cob
 
-from ..policy import Policy, load_policy
+from ..policy import Policy, accept_policy, load_policy
 from ..text import safe
 from ..trust import trust_add, trust_remove
 from .common import Style, add_command, add_json, open_repo, print_json
@@ -74,6 +74,18 @@ def _list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _accept(args: argparse.Namespace) -> int:
+    policy = accept_policy(open_repo())
+    if args.json:
+        print_json(policy.to_json())
+    elif policy.everyone:
+        print("accepted: no policy at the policy ref (every node counts; nothing is remembered)",
+              file=sys.stderr)
+    else:
+        print(f"accepted {describe_policy(policy)}", file=sys.stderr)
+    return EXIT_OK
+
+
 def register(sub: Any) -> None:
     p = add_command(
         sub,
@@ -100,6 +112,15 @@ def register(sub: Any) -> None:
                     "  git jobs trust remove z6Mk…\n", _remove)
     r.add_argument("nid", metavar="NID")
     add_json(r)
+    acc = add_command(
+        actions, "accept-policy",
+        "Take the policy ref as it is now, even if it moved back or lost its [policy].",
+        "  git jobs trust accept-policy\n", _accept,
+        "Once this clone has seen a policy, a policy ref that is gone, has no [policy] or is not\n"
+        "a fast-forward of the last policy seen is refused (exit 2). Run this when a person\n"
+        "meant it: the policy ref's tip becomes the last policy seen (see docs/TRUST.md).",
+    )
+    add_json(acc)
     lst = add_command(actions, "list", "Show the policy in force and every trusted node.",
                       "  git jobs trust list --json\n", _list)
     add_json(lst)

@@ -6,27 +6,37 @@ The command's stdout and stderr go into a pipe (``fileno()`` is its write end, s
 to ``subprocess.Popen`` like a file); a thread writes the first half of the cap to the file at
 once — what ``git jobs logs --follow`` streams — and keeps only the last half in memory. When
 the log is closed the tail follows, after a line saying how much was left out.
+
+Redaction comes first (``jobs.logs.redact``): every line is redacted as it arrives, before the
+cap decides what is kept, so a cut can never leave two halves of a secret that no pattern
+matches. Patterns see one line at a time (a line longer than :data:`MAX_LINE` is redacted in
+pieces of that size); :func:`jobs.logs.publish` redacts the whole log again.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import select
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-from ..logs import cap_marker
+from ..logs import cap_marker, redact
 
 CHUNK = 65536
+MAX_LINE = 65536  # bytes a redaction pattern sees at once when a line has no end
 DRAIN_GRACE = 5.0  # seconds to wait for a process that escaped its group to close the pipe
 
 
 class CappedLog:
     """An append-only log file holding at most ``max_bytes`` of output plus one marker line."""
 
-    def __init__(self, path: Path, max_bytes: int) -> None:
+    def __init__(self, path: Path, max_bytes: int, patterns: Sequence[re.Pattern[bytes]] = ()) -> None:
         self._file = open(path, "ab", buffering=0)  # noqa: SIM115 - closed by close()
+        self._patterns = tuple(patterns)
+        self._line = bytearray()  # a line not ended yet: redacted once it ends
         self._head_cap = max_bytes // 2
         self._tail_cap = max_bytes - self._head_cap
         self._head = 0
@@ -58,7 +68,21 @@ class CappedLog:
             chunk = os.read(self._read_fd, CHUNK)
             if not chunk:
                 return
+            self._redacted(chunk)
+
+    def _redacted(self, chunk: bytes) -> None:
+        """Redact whole lines (or :data:`MAX_LINE` pieces) before the cap sees them."""
+        if not self._patterns:
             self._take(chunk)
+            return
+        self._line += chunk
+        end = self._line.rfind(b"\n") + 1
+        if end == 0 and len(self._line) >= MAX_LINE:
+            end = len(self._line)
+        if end:
+            ready = bytes(self._line[:end])
+            del self._line[:end]
+            self._take(redact(ready, self._patterns))
 
     def _take(self, chunk: bytes) -> None:
         self._total += len(chunk)
@@ -82,6 +106,9 @@ class CappedLog:
         self._stop.set()  # a process outside the job's group still holds the pipe: stop
         self._pump.join()
         os.close(self._read_fd)
+        if self._line:  # the last line, without its end
+            self._take(redact(bytes(self._line), self._patterns))
+            self._line.clear()
         omitted = self._total - self._head - len(self._tail)
         if omitted > 0:
             self._file.write(cap_marker(self._total, self._head, len(self._tail)))

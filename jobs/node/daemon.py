@@ -33,6 +33,7 @@ import cob
 from cob import sync as cob_sync
 
 from ..errors import DefinitionError, JobsError
+from ..policy import fetch_policy
 from ..store import Jobs
 from ..text import safe
 from .candidates import Candidate, select
@@ -284,6 +285,10 @@ class Node:
         def body() -> None:
             if not jobs:
                 jobs.append(self._jobs())
+            # the policy ref first, whatever this node follows: a revocation reaches it now
+            refused = fetch_policy(jobs[0].repo, remote)
+            if refused:
+                self._say_once(refused)
             report = jobs[0].sync(remote)
             if report.fetched or report.pushed or report.refused or report.rejected:
                 self.log(task, report.summary())

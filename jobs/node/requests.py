@@ -2,9 +2,11 @@
 
 A job's command is code from its commit, so a request is a reason to run only when its signer
 may request work under this node's trust policy (:attr:`jobs.policy.Policy.requesters`: the
-policy's ``requesters``, else its trusted nodes; with no policy, nobody). Two effects:
+policy's ``requesters`` list; without one, nobody), and only when it is a request: a
+``release`` with ``ask`` (``git jobs release``) or a ``rerun``. A node's own plain release of a
+commit it works on (it follows it) is never a request to other nodes. Two effects:
 
-- **candidates**: a commit with a trusted ``release`` or ``rerun`` of one of its jobs may run
+- **candidates**: a commit with a trusted asked ``release`` or ``rerun`` of one of its jobs may run
   here (:func:`jobs.node.candidates.requested`);
 - **fresh attempts**: a trusted ``rerun`` of a job — or one signed by the node's own key — makes
   this node's runs of it that started before the node had *seen* that rerun stop counting
@@ -53,10 +55,11 @@ def trusted_requesters(jobs: Jobs, out: Callable[[str], None] | None = None) -> 
 def latest_request(
     job: Job, requesters: Collection[str], own: str | None = None
 ) -> tuple[datetime, str, str] | None:
-    """(time, change oid, nid) of the newest trusted ``release`` or ``rerun`` of ``job`` (and
-    of ``own``'s ``rerun``: a node honours its own key's rerun, see :class:`Reruns`)."""
+    """(time, change oid, nid) of the newest trusted request (an asked ``release`` or a
+    ``rerun``) of ``job``, and of ``own``'s ``rerun`` (a node honours its own key's rerun, see
+    :class:`Reruns`). A node's own plain release of what it works on is not a request."""
     best: tuple[datetime, str, str] | None = None
-    for kind, extra in ((job.requests(), None), (job.reruns(), own)):
+    for kind, extra in ((job.asks(), None), (job.reruns(), own)):
         for nid, req in kind.items():
             if (nid in requesters or nid == extra) and (best is None or (req.last_at, req.change) > best[:2]):
                 best = (req.last_at, req.change, nid)
@@ -84,7 +87,7 @@ def requested_commits(jobs: Jobs, requesters: Collection[str], own: str | None =
         latest = latest_request(job, requesters, own)
         if latest is None:
             continue
-        changes = [r.change for kind, extra in ((job.requests(), None), (job.reruns(), own))
+        changes = [r.change for kind, extra in ((job.asks(), None), (job.reruns(), own))
                    for nid, r in kind.items() if nid in requesters or nid == extra]
         best, seen = found.get(job.commit, (latest, []))
         found[job.commit] = (max(best, latest), seen + changes)

@@ -391,14 +391,17 @@ def assess(
     return out
 
 def release(
-    jobs: Jobs, defs: Definitions, labels: frozenset[str] | None = None
+    jobs: Jobs, defs: Definitions, labels: frozenset[str] | None = None, *, ask: bool = False
 ) -> list[tuple[JobMut, bool]]:
     """Create every job ``defs`` declares (idempotent); ``(job, created)`` in needs order.
 
-    ``labels``: only the jobs a node with these labels may serve (see :func:`servable`)."""
+    ``labels``: only the jobs a node with these labels may serve (see :func:`servable`).
+    ``ask``: a person asks other nodes to run them (``git jobs release``), not a node's own
+    release of what it works on."""
     existing = {j.name for j in jobs.find_by_commit(defs.commit)}
     names = servable(defs, labels) if labels is not None else set(defs.names)
-    return [(jobs.create(defs.commit, d.name), d.name not in existing) for d in defs if d.name in names]
+    return [(jobs.create(defs.commit, d.name, ask=ask), d.name not in existing)
+            for d in defs if d.name in names]
 
 
 def servable(defs: Definitions, labels: frozenset[str]) -> set[str]:
@@ -696,7 +699,7 @@ class Workshop:
         scratch = Scratch(Path(tempfile.mkdtemp(prefix=f"git-jobs-{run_id}-")))
         entry = Entry(str(run_id), job.id, d.name, defs.commit, 0, str(scratch.root))
         self.journal.add(entry)
-        log = CappedLog(path, settings.max_bytes)
+        log = CappedLog(path, settings.max_bytes, settings.redact)  # redacted before capped
         try:
             log.write(f"git-jobs: run {run_id} of job {d.name} at {defs.commit} on {self.nid}\n".encode())
             job.run(url, run_id=run_id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Iterable
 
 from ..text import safe
 
@@ -110,12 +111,17 @@ def render_line(line: str, pen: _Pen) -> str:
 
 def to_html(text: str) -> str:
     """The whole log: one ``<span class="l" id="L{n}">`` per line with a link to itself."""
-    pen = _Pen()
     lines = text.replace("\r\n", "\n").split("\n")
     if lines and lines[-1] == "":
         lines.pop()
+    return render_lines(enumerate(lines, 1))
+
+
+def render_lines(numbered: Iterable[tuple[int, str]]) -> str:
+    """Numbered lines, each a ``<span class="l" id="L{n}">`` with a link to itself."""
+    pen = _Pen()
     out = []
-    for n, line in enumerate(lines, 1):
+    for n, line in numbered:
         # A carriage return redraws the line (progress bars): keep what was drawn last.
         shown = line.rsplit("\r", 1)[-1] if "\r" in line else line
         out.append(

@@ -31,7 +31,9 @@ _ROUTES: list[tuple[str, re.Pattern[str]]] = [
     ("branch", re.compile(r"/(?:index\.(html|json))?")),
     ("branch", re.compile(r"/page-([1-9][0-9]{0,5})\.(html|json)")),
     ("commit", re.compile(r"/commit-([0-9a-f]{40}(?:[0-9a-f]{24})?)\.(html|json)")),
-    ("run", re.compile(r"/run-([0-9a-f]{40}(?:[0-9a-f]{24})?)-(" + _UUID + r")\.(html|json)")),
+    ("run", re.compile(
+        r"/run-([0-9a-f]{40}(?:[0-9a-f]{24})?)-(" + _UUID + r")(?:-L([1-9][0-9]{0,8}))?\.(html|json)"
+    )),
     ("node", re.compile(r"/node-(z[1-9A-HJ-NP-Za-km-z]{40,60})\.(html|json)")),
 ]
 
@@ -65,7 +67,7 @@ def parse(path: str, query: dict[str, list[str]]) -> Route:
             continue
         groups = m.groups()
         fmt = groups[-1] or "html"
-        args = groups[:-1]
+        args = tuple(g for g in groups[:-1] if g is not None)  # a run's log window: its first line
         if view == "branch" and not args:
             args = ("1",)
         return Route(view, args, fmt, ref)
@@ -122,7 +124,8 @@ class Site:
         elif route.view == "commit":
             title, body = views.commit(value)
         elif route.view == "run":
-            title, body = views.run(value)
+            start = int(route.args[2]) if len(route.args) > 2 else None
+            title, body = views.run(value, start=start, paged=self.live)
         else:
             title, body = views.node(value)
         home = views.page_href(1, route.ref)

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..model import FAILING
-from .ansi import to_html
+from .logpage import window
 from .page import esc, external, link, state
 from .svg import Point, chart
 
@@ -23,8 +23,8 @@ def commit_href(sha: str) -> str:
     return f"commit-{sha}.html"
 
 
-def run_href(job: str, run: str) -> str:
-    return f"run-{job}-{run}.html"
+def run_href(job: str, run: str, line: int | None = None) -> str:
+    return f"run-{job}-{run}-L{line}.html" if line is not None else f"run-{job}-{run}.html"
 
 
 def node_href(nid: str) -> str:
@@ -222,8 +222,26 @@ def commit(data: dict[str, Any]) -> tuple[str, str]:
 
 
 # -- run -----------------------------------------------------------------------------------------
-def run(data: dict[str, Any]) -> tuple[str, str]:
-    """(title, body) of the run view: the run's facts and its log with line anchors."""
+def _log_nav(job: str, run_id: str, w: Any, paged: bool) -> str:
+    """Where this window is in the log, and links to the windows around it (served pages)."""
+    if w.first == 1 and w.after is None:
+        return ""
+    where = f"Lines {w.first} to {w.last} of {w.total}."
+    if not paged:
+        return f'<p class="small muted">{where} `git jobs logs` shows the whole log.</p>'
+    links = []
+    if w.before is not None:
+        links.append(link(run_href(job, run_id, 1), "first lines"))
+        links.append(link(run_href(job, run_id, w.before), "earlier lines"))
+    if w.after is not None:
+        links.append(link(run_href(job, run_id, w.after), "later lines"))
+        links.append(link(run_href(job, run_id), "last lines"))
+    return f'<p class="small muted">{where} {" · ".join(links)}</p>'
+
+
+def run(data: dict[str, Any], *, start: int | None = None, paged: bool = True) -> tuple[str, str]:
+    """(title, body) of the run view: the run's facts and one window of its log with line
+    anchors (:mod:`.logpage`: the log's end, or the lines from ``start``)."""
     job, r, me = data["job"], data["run"], data.get("me")
     log = data.get("log") or {"status": "missing", "text": None}
     if log.get("text") is None:
@@ -239,9 +257,10 @@ def run(data: dict[str, Any]) -> tuple[str, str]:
             else ""
         )
         source = "this node's copy" if log.get("source") == "local" else "published in Git, verified"
-        shown = (
-            f'<p class="small muted">{esc(source)}</p>{note}<pre class="log">{to_html(log["text"])}</pre>'
-        )
+        w = window(log["text"], start)
+        nav = _log_nav(job["id"], r["id"], w, paged)
+        shown = f'<p class="small muted">{esc(source)}</p>{note}{nav}<pre class="log">{w.html}</pre>{nav}'
+
     attempts = "".join(
         f"<li>{link(run_href(job['id'], a['id']), state(a['state']))} "
         f'<span class="small">{when(a.get("started_at"))}</span>'
