@@ -69,6 +69,11 @@ class GateCell:
         return self.state in (RUNNING, RETRYING)
 
     @property
+    def lost(self) -> bool:
+        """Its run is lost (past its deadline): retried as an ``error``, by takeover if need be."""
+        return self.run is not None and self.run.lost
+
+    @property
     def failed(self) -> bool:
         return self.run is not None and self.run.failed and self.state != RETRYING
 
@@ -117,10 +122,12 @@ class GateStatus:
         counted = [c for c in self._cells(name) if c.counted and c.run is not None]
         if any(c.failed for c in counted):
             return "failed"
-        if any(c.in_progress for c in counted):
+        if any(c.in_progress and not c.lost for c in counted):
             return "pending"
         if sum(c.passed for c in counted) >= self.quorum:
-            return "passed"
+            return "passed"  # a lost run's retry is not waited for once others passed
+        if any(c.in_progress for c in counted):
+            return "pending"
         return EXPECTED
 
     @property
@@ -199,7 +206,7 @@ class GateStatus:
 
 
 def _retrying(run: Run, attempts: int, max_attempts: int | None) -> bool:
-    return max_attempts is not None and run.reason in RETRIED and attempts < max_attempts
+    return max_attempts is not None and run.outcome in RETRIED and attempts < max_attempts
 
 
 def _job_cells(
@@ -211,7 +218,7 @@ def _job_cells(
         if latest is None:
             continue
         run_id, run = latest
-        attempts = sum(1 for r in runs.values() if r.reason in RETRIED)
+        attempts = sum(1 for r in runs.values() if r.outcome in RETRIED)  # lost: as error
         state = RETRYING if _retrying(run, attempts, retries) else run_state(run)
         counted = all_nodes or policy.trusts(nid)
         cells.append(GateCell(name, job, nid, run_id, run, state, counted, required))
