@@ -17,7 +17,9 @@ Takeover, with no messages either: the ledger says which ranked nodes have *star
 trusted node signed). While fewer than ``quorum`` have started, the not-started nodes in rank
 order are asked for ``quorum - started`` of them, plus one more per ``takeover`` period elapsed
 since the release. Once ``quorum`` have started, nobody else is asked: a node that comes back
-late finds its job covered and runs nothing. See docs/NODE.md for the guarantees and limits.
+late finds its job covered and runs nothing. A node whose every run of the group is *lost*
+(past its deadline: :mod:`jobs.deadline`) has not started it and is not asked again; takeover
+periods then count from the latest loss. See docs/NODE.md for the guarantees and limits.
 
 This module imports nothing of :mod:`jobs.node`: ``status`` shows the assignment too.
 """
@@ -162,6 +164,7 @@ class Assignment:
             "group": list(self.group),
             "ranking": list(self.ranking),
             "started": [n for n in self.ranking if n in self.started],
+            "lost": [n for n in self.ranking if n in self.lost],
             "released_at": _when(self.released_at) if self.released_at is not None else None,
             "done": self.done,
         }
@@ -218,16 +221,15 @@ def assign(
         key = jobs[first].id
         ran = {n for j in members for n, rs in j.runs().items() if rs and n in policy.nodes}
         live = {n for j in members for n, rs in j.runs().items() if any(not r.lost for r in rs.values())}
-        losses = [r.lost_at for j in members for rs in j.runs().values() for r in rs.values() if r.lost]
-        dues = [
-            r.lost_at for j in members for n, rs in j.runs().items() if n in live
-            for r in rs.values() if r.lost_at is not None and not r.lost
-        ]
+        started, lost = ran & live, ran - live
+        runs = [(n, r) for j in members for n, rs in j.runs().items() for r in rs.values()]
+        losses = [r.lost_at for n, r in runs if n in lost and r.lost_at is not None]
+        dues = [r.lost_at for n, r in runs if n in started and r.lost_at is not None and not r.lost]
         a = Assignment(
             key, tuple(sorted(names)), rank(key, policy.nodes), policy.quorum,
-            frozenset(ran & live), _released_at(members, policy), policy.takeover, now,
-            _done(members, names, policy), frozenset(ran - live),
-            max((t for t in losses if t is not None), default=None), min(dues, default=None),
+            frozenset(started), _released_at(members, policy), policy.takeover, now,
+            _done(members, names, policy), frozenset(lost), max(losses, default=None),
+            min(dues, default=None),
         )
         out.update((n, a) for n in names)
     return out

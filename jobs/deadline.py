@@ -53,7 +53,7 @@ def check_timeout(timeout: object) -> str | None:
     if isinstance(timeout, bool) or not isinstance(timeout, int):
         return "a run's timeout must be an integer number of seconds"
     if not MIN_TIMEOUT <= timeout <= MAX_TIMEOUT:
-        return f"a run's timeout must be from {MIN_TIMEOUT} to {MAX_TIMEOUT} seconds, not {timeout}"
+        return f"a run's timeout must be from 1 second to 7 days ({MAX_TIMEOUT} s), not {timeout} s"
     return None
 
 
