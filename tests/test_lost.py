@@ -244,6 +244,22 @@ def test_git_jobs_run_timeout_then_nothing_shows_lost_and_exits_1(tmp_path: Path
     assert shown["state"] == "failed" and shown["runs"][0]["state"] == "lost"
 
 
+def test_a_lost_run_of_a_job_whose_retry_covers_errors_is_pending(tmp_path: Path, signer: cob.Signer) -> None:
+    path = tmp_path / "repo"
+    init_repo(path)
+    (path / ".git-jobs.toml").write_text('[jobs.ci]\nrun = "true"\nretry = { max = 2, on = ["error"] }\n')
+    git(path, "add", ".")
+    git(path, "commit", "-qm", "defs")
+    key = signer.save(tmp_path / "key")
+    git(path, "config", "jobs.lostGrace", "0")
+    ok(path, "create", "HEAD", "--name", "ci", key=key)
+    ok(path, "run", "HEAD:ci", "--log", LOG, "--timeout", "1s", key=key)
+    time.sleep(2.2)
+    res = gj(path, "status", "HEAD", "--json")
+    assert res.code == 8 and res.json["jobs"][0]["latest"][0]["state"] == "retrying", res
+    assert ok(path, "show", "HEAD:ci", "--json").json["runs"][0]["state"] == "lost"
+
+
 def test_git_jobs_run_refuses_a_timeout_it_cannot_record(tmp_path: Path, signer: cob.Signer) -> None:
     path = tmp_path / "repo"
     init_repo(path)
