@@ -84,6 +84,7 @@ STATE_COLOUR = {
     "error": "red",
     "timed_out": "red",
     "cancelled": "red",
+    "lost": "red",
     "running": "yellow",
     "queued": "yellow",
     "expected": "yellow",
