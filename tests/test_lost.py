@@ -388,7 +388,6 @@ def test_a_trusted_node_sigkilled_mid_run_is_lost_and_another_takes_its_job_over
         orphans.extend(e.pid for e in Journal(pygit2.Repository(str(paths[dead]))).entries() if e.pid)
         procs[dead].send_signal(signal.SIGKILL)
         procs[dead].wait(timeout=10)
-        killed_at = time.time()
         assert [r.is_started for r in runs()[dead]] == [True]
 
         def taken_over() -> bool:
@@ -396,7 +395,10 @@ def test_a_trusted_node_sigkilled_mid_run_is_lost_and_another_takes_its_job_over
             return bool(got.get(other)) and got[other][-1].succeeded
 
         _wait_for(taken_over, 60, "the other node to take the job over", logs)
-        assert time.time() - killed_at >= 2  # not before the dead run's deadline passed
+        got = runs()
+        lost_at = got[dead][0].started_at.timestamp() + 5 + 1  # timeout 5s + jobs.lostGrace 1s
+        assert got[other][0].started_at.timestamp() >= lost_at - 1  # not before (whole seconds)
+        assert got[dead][0].lost and got[dead][0].lost_at == lost_at
         res = gj(paths["maintainer"], "status", sha, "--json")
         assert res.code == 0 and res.json["outcome"] == "succeeded", res
         states = {c["node_name"]: c["state"] for c in res.json["jobs"][0]["latest"]}
