@@ -242,6 +242,13 @@ def test_git_jobs_run_timeout_then_nothing_shows_lost_and_exits_1(tmp_path: Path
     assert data["outcome"] == "failed" and data["jobs"][0]["latest"][0]["state"] == "lost"
     shown = ok(path, "show", "HEAD:ci", "--json").json
     assert shown["state"] == "failed" and shown["runs"][0]["state"] == "lost"
+    # every view agrees: the branch view and the static web report
+    branch = git(path, "branch", "--show-current").strip()
+    [commit] = ok(path, "status", "--branch", branch, "--json").json["commits"]
+    assert commit["outcome"] == "failed" and commit["counts"] == {"lost": 1}
+    ok(path, "report", "--html", str(tmp_path / "site"))
+    page = next((tmp_path / "site").glob("commit-*.html")).read_text()
+    assert 'st-lost">lost<' in page
 
 
 def test_a_lost_run_of_a_job_whose_retry_covers_errors_is_pending(tmp_path: Path, signer: cob.Signer) -> None:
