@@ -325,11 +325,13 @@ def test_a_max_timeout_past_seven_days_is_refused(tmp_path: Path) -> None:
 
 
 # -- a trusted node dies mid-run -----------------------------------------------------------------
+# The first attempt (no mark yet) sleeps well past its deadline, so the node dies mid-run
+# whatever the load; the takeover's attempt is quick.
 SLOW = """
 [jobs.slow]
-run = "sleep 3"
-timeout = "5s"
-retry = { max = 2, on = ["error"] }
+run = "if [ -e {mark} ]; then sleep 1; else touch {mark}; sleep 30; fi"
+timeout = "8s"
+retry = {{ max = 2, on = ["error"] }}
 """
 
 
@@ -353,7 +355,8 @@ def test_a_trusted_node_sigkilled_mid_run_is_lost_and_another_takes_its_job_over
         keys[name], nids[name] = signer.save(tmp_path / f"{name}.key"), signer.nid
     table = ", ".join(f'"{nid}" = "{name}"' for name, nid in nids.items())
     policy = f'[policy]\nnodes = {{ {table} }}\nquorum = 1\ntakeover = "10m"\n'
-    (upstream / ".git-jobs.toml").write_text(f"{SLOW}\n{policy}")
+    mark = tmp_path / "first-attempt"
+    (upstream / ".git-jobs.toml").write_text(SLOW.format(mark=mark) + "\n" + policy)
     git(upstream, "add", ".")
     git(upstream, "commit", "-qm", "ci")
     git(upstream, "push", "-q", str(hub), "HEAD:refs/heads/main")
@@ -388,6 +391,7 @@ def test_a_trusted_node_sigkilled_mid_run_is_lost_and_another_takes_its_job_over
     try:
         start("alice")
         start("bob")
+        _wait_for(mark.exists, 60, "the first attempt to start", logs)
         _wait_for(lambda: bool(runs()), 60, "a run on the hub", logs)
         [dead] = runs()  # quorum 1: only the first ranked node started it
         other = "bob" if dead == "alice" else "alice"
@@ -403,7 +407,7 @@ def test_a_trusted_node_sigkilled_mid_run_is_lost_and_another_takes_its_job_over
 
         _wait_for(taken_over, 60, "the other node to take the job over", logs)
         got = runs()
-        lost_at = got[dead][0].started_at.timestamp() + 5 + 1  # timeout 5s + jobs.lostGrace 1s
+        lost_at = got[dead][0].started_at.timestamp() + 8 + 1  # timeout 8s + jobs.lostGrace 1s
         assert got[other][0].started_at.timestamp() >= lost_at - 1  # not before (whole seconds)
         assert got[dead][0].lost and got[dead][0].lost_at == lost_at
         res = gj(paths["maintainer"], "status", sha, "--json")
