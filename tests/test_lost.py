@@ -29,6 +29,7 @@ from jobs.errors import InvalidInputError
 from jobs.gate import gate_status
 from jobs.jobtype import JOB_TYPE
 from jobs.model import Reason, Runs
+from jobs.node import Workshop
 from jobs.node.journal import Journal
 from jobs.ops import StartRun
 from jobs.policy import Policy
@@ -429,3 +430,20 @@ def test_a_trusted_node_sigkilled_mid_run_is_lost_and_another_takes_its_job_over
         for pid in orphans:
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL)
+
+
+def test_a_nodes_own_lost_run_is_run_again_not_awaited(tmp_path: Path) -> None:
+    path, _, signer = _node_repo(tmp_path, '[jobs.ci]\nrun = "true"\ntimeout = "10s"\n')
+    store = jobs.Jobs.open(str(path), signer)
+    clock = Clock()
+    judged(store, clock)
+    ws = Workshop(store, isolation=None)
+    _, defs = ws.definitions("HEAD")
+    assert defs is not None
+    store.create("HEAD", "ci").run(LOG, timeout=10)  # then this process "died"
+    [item] = ws.plan(defs)
+    assert item.action == "running"
+    clock.now += 10 + DEFAULT_GRACE + 1
+    [item] = ws.plan(defs)
+    assert (item.action, item.attempts) == ("run", 0) and "lost" in item.reason
+    assert signer.nid in store.find_by_commit("HEAD")[0].runs()
