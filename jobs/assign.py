@@ -17,7 +17,9 @@ Takeover, with no messages either: the ledger says which ranked nodes have *star
 trusted node signed). While fewer than ``quorum`` have started, the not-started nodes in rank
 order are asked for ``quorum - started`` of them, plus one more per ``takeover`` period elapsed
 since the release. Once ``quorum`` have started, nobody else is asked: a node that comes back
-late finds its job covered and runs nothing. See docs/NODE.md for the guarantees and limits.
+late finds its job covered and runs nothing. A node whose every run of the group is *lost*
+(past its deadline: :mod:`jobs.deadline`) has not started it and is not asked again; takeover
+periods then count from the latest loss. See docs/NODE.md for the guarantees and limits.
 
 This module imports nothing of :mod:`jobs.node`: ``status`` shows the assignment too.
 """
@@ -93,18 +95,28 @@ class Assignment:
     takeover: float
     now: float
     done: bool = False  # every job of the group has quorum trusted passes
+    # Ranked nodes whose every run of the group is lost (jobs.deadline): not started, not asked;
+    # takeover periods count from the latest loss. ``lost_due``: when the earliest run of a
+    # started node still in progress would turn lost (when to look again).
+    lost: frozenset[str] = frozenset()
+    lost_since: float | None = None
+    lost_due: float | None = None
 
     @property
     def periods(self) -> int:
-        """Takeover periods elapsed since the release (0 before it, or with no release)."""
-        if self.released_at is None or self.now < self.released_at:
+        """Takeover periods elapsed since the release, or since the latest lost run (0 before
+        it, or with no release)."""
+        if self.released_at is None:
             return 0
-        return math.floor((self.now - self.released_at) / self.takeover)
+        since = max(self.released_at, self.lost_since or self.released_at)
+        if self.now < since:
+            return 0
+        return math.floor((self.now - since) / self.takeover)
 
     @property
     def waiting(self) -> tuple[str, ...]:
-        """Ranked nodes that have not started the group, in rank order."""
-        return tuple(n for n in self.ranking if n not in self.started)
+        """Ranked nodes that have not started the group (nor lost a run of it), in rank order."""
+        return tuple(n for n in self.ranking if n not in self.started and n not in self.lost)
 
     @property
     def missing(self) -> int:
@@ -124,11 +136,15 @@ class Assignment:
         return nid in self.assigned
 
     def takes_over_at(self, nid: str) -> float | None:
-        """When ``nid`` would be asked if nothing else starts meanwhile (None: never, or now)."""
-        if self.runs_on(nid) or not self.missing or self.released_at is None or nid not in self.waiting:
+        """When ``nid`` would be asked if nothing else starts meanwhile (None: never, or now).
+        While the quorum has started, when a run in progress would turn lost (a look again)."""
+        if self.runs_on(nid) or self.released_at is None or nid not in self.waiting:
             return None
+        if not self.missing:
+            return None if self.done else self.lost_due
+        since = max(self.released_at, self.lost_since or self.released_at)
         periods = self.waiting.index(nid) - self.missing + 1
-        return self.released_at + periods * self.takeover
+        return since + periods * self.takeover
 
     def why_not(self, nid: str, policy: Policy) -> str:
         """Why ``nid`` leaves this group alone, for a person ("assigned to alice-linux, …")."""
@@ -148,6 +164,7 @@ class Assignment:
             "group": list(self.group),
             "ranking": list(self.ranking),
             "started": [n for n in self.ranking if n in self.started],
+            "lost": [n for n in self.ranking if n in self.lost],
             "released_at": _when(self.released_at) if self.released_at is not None else None,
             "done": self.done,
         }
@@ -202,10 +219,17 @@ def assign(
             continue
         members = [jobs[n] for n in sorted(names) if n in jobs]
         key = jobs[first].id
-        started = frozenset(n for j in members for n, rs in j.runs().items() if rs and n in policy.nodes)
+        ran = {n for j in members for n, rs in j.runs().items() if rs and n in policy.nodes}
+        live = {n for j in members for n, rs in j.runs().items() if any(not r.lost for r in rs.values())}
+        started, lost = ran & live, ran - live
+        runs = [(n, r) for j in members for n, rs in j.runs().items() for r in rs.values()]
+        losses = [r.lost_at for n, r in runs if n in lost and r.lost_at is not None]
+        dues = [r.lost_at for n, r in runs if n in started and r.lost_at is not None and not r.lost]
         a = Assignment(
-            key, tuple(sorted(names)), rank(key, policy.nodes), policy.quorum, started,
-            _released_at(members, policy), policy.takeover, now, _done(members, names, policy),
+            key, tuple(sorted(names)), rank(key, policy.nodes), policy.quorum,
+            frozenset(started), _released_at(members, policy), policy.takeover, now,
+            _done(members, names, policy), frozenset(lost), max(losses, default=None),
+            min(dues, default=None),
         )
         out.update((n, a) for n in names)
     return out

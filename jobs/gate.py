@@ -32,6 +32,7 @@ then ``succeeded``. Exit codes as ``gh pr checks``: 0, 1 (failed, none, not_buil
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections import Counter
@@ -48,7 +49,7 @@ from .model import FAILING, Job, Reason, Run, Runs
 from .policy import Policy, skips_refused
 from .retries import ATTEMPTS, will_retry
 from .store import Jobs
-from .summary import OUTCOME_EXIT, QUEUED, RUNNING, run_json, run_state
+from .summary import LOST, OUTCOME_EXIT, QUEUED, RUNNING, run_json, run_state
 
 EXPECTED = "expected"
 RETRYING = "retrying"
@@ -60,7 +61,7 @@ VERDICTS = ("passed", "failed", "pending", EXPECTED, NOT_BUILT, "extra")
 # What a counted cell's state means for the verdict — the one place a new run state goes
 # (e.g. an infrastructure failure): someone will still act on it, it failed for good, it passed.
 PENDING_STATES = frozenset({RUNNING, RETRYING})
-FAILING_STATES = frozenset(r.value for r in FAILING)
+FAILING_STATES = frozenset({*(r.value for r in FAILING), LOST})
 PASSING_STATES = frozenset(r.value for r in PASSING)
 GATE_EXIT = {**OUTCOME_EXIT, NOT_BUILT: 1}
 
@@ -82,6 +83,11 @@ class GateCell:
     @property
     def in_progress(self) -> bool:
         return self.state in PENDING_STATES
+
+    @property
+    def lost(self) -> bool:
+        """Its run is lost (past its deadline): retried as an ``error``, by takeover if need be."""
+        return self.run is not None and self.run.lost
 
     @property
     def failed(self) -> bool:
@@ -119,11 +125,14 @@ class GateStatus:
     present: bool = True  # the commit is in this repository (else its definitions are unknown)
     requested: frozenset[str] = frozenset()  # jobs a requester released or reruns
 
-    def _asked(self, a: Assignment) -> bool:
-        """Did a requester ask for a job of the group (a trusted node released it too)? Only
-        then do the ranked nodes run it (besides a node that follows its branch: its run shows)."""
-        return a.released_at is not None and any(n in self.requested for n in a.group)
     skip_refused: frozenset[str] = frozenset()  # required jobs a skip does not pass (policy.py)
+    grace: float = 0.0  # the reader's jobs.lostGrace: how long past its last takeover a job waits
+
+    def _asked(self, a: Assignment) -> bool:
+        """Will the ranked nodes run a job of the group? A requester asked for it, or a trusted
+        node released it (it works on the commit: nodes follow the same refs). Never for a
+        branch only untrusted keys released."""
+        return a.released_at is not None and any(n in self.requested for n in a.group)
 
     def assigned(self, name: str) -> list[str] | None:
         """The nodes asked to run job ``name`` now; None when the work is not shared (no
@@ -142,13 +151,15 @@ class GateStatus:
         counted = [c for c in self._cells(name) if c.counted and c.run is not None]
         if any(c.failed for c in counted):
             return "failed"
-        if any(c.in_progress for c in counted):
+        if any(c.in_progress and not c.lost for c in counted):
             return "pending"
         skips = name not in self.skip_refused
         if sum(c.passed and (skips or c.state != "skipped") for c in counted) >= self.quorum:
-            return "passed"
+            return "passed"  # a lost run's retry is not waited for once others passed
+        if any(c.in_progress for c in counted):
+            return "pending"
         a = self.assignment.get(name)
-        if a is not None and self._asked(a) and _abandoned(a):
+        if a is not None and self._asked(a) and _abandoned(a, self.grace):
             return NOT_BUILT  # nobody will act any more: final
         return EXPECTED
 
@@ -233,23 +244,26 @@ class GateStatus:
         }
 
 
-def _abandoned(a: Assignment) -> bool:
-    """Has every ranked node had its ``takeover`` period since the release, and too few of them
-    started? Then nobody will act any more: the job is not built (a final state)."""
+def _abandoned(a: Assignment, grace: float) -> bool:
+    """Had every ranked node its ``takeover`` period since the release, ``grace`` ago already
+    (the reader's ``jobs.lostGrace``: a node polls, and a slow one still starts), and too few
+    of them started? Then nobody will act any more: the job is not built (a final state)."""
     if a.released_at is None or a.done or not a.missing:
         return False
-    return a.periods > len(a.waiting) - a.missing
+    then = dataclasses.replace(a, now=a.now - grace)
+    return then.periods > len(then.waiting) - then.missing
 
 
 def _cell_state(run: Run, fresh: Runs, retry: tuple[int, tuple[str, ...]] | None, run_id: uuid.UUID) -> str:
     """``retrying`` when the node will run the job again (jobs.retries, or a trusted rerun
     asked after this run); else the run's own state."""
-    if retry is None or run.reason is None:
+    outcome = run.outcome  # the finish reason; ``error`` for a lost run (infrastructure)
+    if retry is None or outcome is None:
         return run_state(run)
-    if run_id not in fresh and run.reason is not Reason.SUCCEEDED:
+    if run_id not in fresh and outcome is not Reason.SUCCEEDED:
         return RETRYING  # a rerun its node honours came after it: fresh attempts
-    attempts = sum(1 for r in fresh.values() if r.reason in RETRIED)
-    return RETRYING if will_retry(run.reason, attempts, *retry) else run_state(run)
+    attempts = sum(1 for r in fresh.values() if r.outcome in RETRIED)
+    return RETRYING if will_retry(outcome, attempts, *retry) else run_state(run)
 
 
 def _job_cells(
@@ -360,7 +374,8 @@ def gate_status(
     required, undefined = _required(policy, defs, errors, jobs, present)
     status = GateStatus(commit, policy, jobs, sorted(required), errors=errors,
                         defined=list(defs.names) if defs else [], all_nodes=all_nodes,
-                        quorum=policy.quorum, undefined=undefined, present=present)
+                        quorum=policy.quorum, undefined=undefined, present=present,
+                        grace=store.judge.grace)
     by_name = {j.name: j for j in jobs}
     if not policy.everyone:  # with no policy nothing is shared, and nothing to import for it
         from .assign import assign
@@ -368,14 +383,17 @@ def gate_status(
         needs = {d.name: list(d.needs) for d in defs} if defs is not None else {}
         status.assignment = assign(by_name, needs, policy, time.time() if now is None else now)
         status.requested = frozenset(
-            j.name for j in jobs if any(policy.may_request(n) for n in (*j.asks(), *j.reruns()))
+            j.name
+            for j in jobs
+            if any(policy.may_request(n) for n in (*j.asks(), *j.reruns()))
+            or any(n in policy.nodes for n in j.requests())
         )
     fresh = _fresh(store, policy)
     for name in status.names():
         d = defs.get(name) if defs is not None else None
         retry = (d.retry.max, d.retry.on) if d is not None else None
         a = status.assignment.get(name)
-        gone = a is not None and status._asked(a) and _abandoned(a)
+        gone = a is not None and status._asked(a) and _abandoned(a, status.grace)
         status.cells.extend(
             _job_cells(name, by_name.get(name), policy, name in required, retry, all_nodes, fresh, gone)
         )

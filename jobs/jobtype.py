@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from cob import Change, CobType, EvalContext, Reject
 from cob.refs import is_oid
 
+from .deadline import check_timeout
 from .model import JobState, Reason, RequestState, RunState
 from .ops import FinishRun, Op, Release, Request, Rerun, StartRun
 from .text import safe, unsafe_chars
@@ -85,6 +86,12 @@ def check_finish_extras(log_blob: str | None, exit_status: int | None) -> str | 
     return None
 
 
+def check_start(op: StartRun) -> str | None:
+    """Why a ``run`` op is invalid (its run id, log URL, optional timeout), or None."""
+    problem = check_run_id(op.run_id) or check_log_url(op.log)
+    return problem or (check_timeout(op.timeout) if op.timeout is not None else None)
+
+
 def check_run_id(run_id: str) -> str | None:
     """Why ``run_id`` is not a canonical uuid7 string, or None."""
     try:
@@ -106,6 +113,7 @@ class JobType(CobType[JobState]):
     commutative: ClassVar[bool] = True
     # 2: the signed ``release`` op; a finish carries its log blob and exit. 3: the ``rerun`` op.
     # 4: a ``release`` may carry ``ask`` (a request to other nodes).
+    # 4 also: a run carries the ``timeout`` its node promised.
     rules: ClassVar[int] = 4
 
     def initial(self, root: Change) -> JobState:
@@ -129,7 +137,7 @@ class JobType(CobType[JobState]):
             if isinstance(op, Request):
                 raise Reject("a request op may only appear in the root")
             if isinstance(op, StartRun):
-                problem = check_run_id(op.run_id) or check_log_url(op.log)
+                problem = check_start(op)
                 if problem:
                     raise Reject(problem)
                 started_here.add(op.run_id)
@@ -163,7 +171,9 @@ class JobType(CobType[JobState]):
             elif isinstance(op, StartRun):
                 run = mine.get(op.run_id)
                 if run is None:
-                    mine[op.run_id] = RunState(op.log, change.timestamp, key, [change.oid])
+                    mine[op.run_id] = RunState(
+                        op.log, change.timestamp, key, [change.oid], timeout=op.timeout
+                    )
                 else:
                     # Each change is applied once, its ops in a row: only a repeat within this
                     # change can already be recorded (`not in` the list was O(n) per start).
@@ -171,6 +181,7 @@ class JobType(CobType[JobState]):
                         run.start_changes.append(change.oid)
                     if key < tuple(run.start_key):
                         run.log, run.started_at, run.start_key = op.log, change.timestamp, key
+                        run.timeout = op.timeout
             elif isinstance(op, FinishRun):
                 run = mine[op.run_id]
                 if run.finish_key is None or key < tuple(run.finish_key):

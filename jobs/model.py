@@ -17,6 +17,8 @@ import msgspec
 
 from cob import Rejection
 
+from .deadline import Judge
+
 
 class Status(enum.Enum):
     STARTED = "started"
@@ -63,6 +65,7 @@ class RunState(msgspec.Struct, array_like=True):
     finish_key: tuple[int, str] | None = None
     log_blob: str | None = None  # of the winning finish (FORMAT.md 11.4)
     exit: int | None = None
+    timeout: int | None = None  # of the winning start: the deadline its node promised
 
 
 class RequestState(msgspec.Struct, array_like=True):
@@ -93,7 +96,10 @@ def _utc(ts: int | None) -> datetime | None:
 
 @dataclass(frozen=True, slots=True)
 class Run:
-    """One execution attempt by one node."""
+    """One execution attempt by one node.
+
+    ``lost``: still started past its deadline plus the reader's grace (:mod:`jobs.deadline`),
+    judged when the view was made; ``lost_at``: when that is (None once finished)."""
 
     status: Status
     reason: Reason | None
@@ -103,13 +109,23 @@ class Run:
     # The published log's blob id and the command's exit status, as the signed finish says.
     log_blob: str | None = None
     exit_status: int | None = None
+    timeout: int | None = None  # the deadline the start promised (seconds), if it says
+    lost: bool = False
+    lost_at: float | None = None
 
     @classmethod
-    def from_state(cls, s: RunState) -> Run:
+    def from_state(cls, s: RunState, judge: Judge | None = None, key: str = "") -> Run:
         reason = Reason(s.reason) if s.reason is not None else None
         status = Status.FINISHED if reason is not None else Status.STARTED
         started = _utc(s.started_at) or datetime.min
-        return cls(status, reason, s.log, started, _utc(s.finished_at), s.log_blob, s.exit)
+        lost, lost_at = False, None
+        if reason is None and judge is not None:
+            lost_at = judge.lost_at(key, s.started_at, s.timeout)
+            lost = judge.now() >= lost_at
+        return cls(
+            status, reason, s.log, started, _utc(s.finished_at), s.log_blob, s.exit, s.timeout,
+            lost, lost_at,
+        )
 
     @property
     def is_started(self) -> bool:
@@ -125,7 +141,12 @@ class Run:
 
     @property
     def failed(self) -> bool:
-        return self.reason in FAILING
+        return self.reason in FAILING or self.lost
+
+    @property
+    def outcome(self) -> Reason | None:
+        """What retry rules read: the finish reason, and ``error`` (infrastructure) for a lost run."""
+        return Reason.ERROR if self.lost else self.reason
 
 
 class Runs(Mapping[uuid.UUID, Run]):
@@ -137,9 +158,11 @@ class Runs(Mapping[uuid.UUID, Run]):
         self._runs: dict[uuid.UUID, Run] = dict(sorted((runs or {}).items()))
 
     @classmethod
-    def from_state(cls, runs: Mapping[str, RunState]) -> Runs:
+    def from_state(
+        cls, runs: Mapping[str, RunState], judge: Judge | None = None, nid: str = ""
+    ) -> Runs:
         out = cls()
-        out._runs = {uuid.UUID(k): Run.from_state(runs[k]) for k in sorted(runs)}
+        out._runs = {uuid.UUID(k): Run.from_state(runs[k], judge, f"{nid}/{k}") for k in sorted(runs)}
         return out
 
     def __getitem__(self, key: uuid.UUID | str) -> Run:
@@ -209,7 +232,7 @@ def _requested(requests: Mapping[str, RequestState]) -> dict[str, Requested]:
 class Job:
     """A job: one unit of CI work (``name``) for one commit, with every node's runs."""
 
-    __slots__ = ("_runs", "_state", "commit", "id", "name", "rejected", "tips")
+    __slots__ = ("_judge", "_runs", "_state", "commit", "id", "name", "rejected", "tips")
 
     def __init__(
         self,
@@ -217,6 +240,7 @@ class Job:
         state: JobState,
         rejected: list[Rejection] | None = None,
         tips: Mapping[str, str] | None = None,
+        judge: Judge | None = None,
     ) -> None:
         self.id = job_id
         self.commit = state.commit
@@ -225,6 +249,7 @@ class Job:
         self.tips: dict[str, str] = dict(tips or {})
         self._state = state
         self._runs: dict[str, Runs] | None = None
+        self._judge = judge  # when started runs turn lost (None: never, as in the ledger)
 
     def __repr__(self) -> str:
         return f"Job({self.id[:12]} {self.name!r} @ {self.commit[:12]})"
@@ -233,7 +258,9 @@ class Job:
         """{nid: Runs} for every node with at least one run."""
         if self._runs is None:
             self._runs = {
-                nid: Runs.from_state(rs) for nid, rs in sorted(self._state.runs.items()) if rs
+                nid: Runs.from_state(rs, self._judge, nid)
+                for nid, rs in sorted(self._state.runs.items())
+                if rs
             }
         return dict(self._runs)
 

@@ -47,11 +47,19 @@ class Rerun(msgspec.Struct, tag="rerun", tag_field="type", forbid_unknown_fields
     """
 
 
-class StartRun(msgspec.Struct, tag="run", tag_field="type", forbid_unknown_fields=True):
-    """The signer starts a run (one execution attempt); ``log`` is an absolute URL."""
+class StartRun(
+    msgspec.Struct, tag="run", tag_field="type", forbid_unknown_fields=True, omit_defaults=True
+):
+    """The signer starts a run (one execution attempt); ``log`` is an absolute URL.
+
+    ``timeout``: the deadline its node promised, whole seconds from the run's start (readers
+    show the run ``lost`` past it plus a grace: :mod:`jobs.deadline`). Optional and omitted
+    when absent, so a start without it has the same bytes (and a job the same ids) as before.
+    """
 
     run_id: str
     log: str
+    timeout: int | None = None
 
 
 class FinishRun(

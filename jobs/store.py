@@ -13,6 +13,7 @@ import uuid6
 import cob
 from cob.evaluate import Evaluation
 
+from .deadline import Judge, check_timeout, whole_seconds
 from .errors import (
     AlreadyFinishedError,
     AmbiguousJobError,
@@ -35,16 +36,30 @@ if TYPE_CHECKING:
 DEFAULT_NAME = "ci"
 
 
-def _job(ev: Evaluation[JobState]) -> Job:
+def _job(ev: Evaluation[JobState], judge: Judge | None = None) -> Job:
     assert ev.state is not None
-    return Job(ev.object_id, ev.state, ev.rejections(), ev.tips)
+    return Job(ev.object_id, ev.state, ev.rejections(), ev.tips, judge)
 
 
 class Jobs:
-    """All jobs of one repository. ``signer=None`` opens it read-only."""
+    """All jobs of one repository. ``signer=None`` opens it read-only.
+
+    ``judge``: when the jobs it returns show a started run ``lost`` (:mod:`jobs.deadline`;
+    git config ``jobs.lostGrace``, read on first use); a caller may set its own."""
 
     def __init__(self, store: cob.Store) -> None:
         self.store = store
+        self._judge: Judge | None = None
+
+    @property
+    def judge(self) -> Judge:
+        if self._judge is None:
+            self._judge = Judge.load(self.repo)
+        return self._judge
+
+    @judge.setter
+    def judge(self, judge: Judge) -> None:
+        self._judge = judge
 
     @classmethod
     def open(
@@ -171,7 +186,7 @@ class Jobs:
 
     def get(self, job_id: str) -> Job | None:
         ev = self._load(job_id)
-        return _job(ev) if ev is not None else None
+        return _job(ev, self.judge) if ev is not None else None
 
     def get_mut(self, job_id: str) -> JobMut | None:
         ev = self._load(job_id)
@@ -191,7 +206,7 @@ class Jobs:
         namespaces that hold none of them (:meth:`cob.Store.load_many`)."""
         for _, ev in self.store.load_many(JOB_TYPE, job_ids):
             if ev is not None and ev.state is not None:
-                yield _job(ev)
+                yield _job(ev, self.judge)
 
     def sync(
         self,
@@ -265,7 +280,7 @@ class JobMut(Job):
 
     def __init__(self, jobs: Jobs, ev: Evaluation[JobState]) -> None:
         assert ev.state is not None
-        super().__init__(ev.object_id, ev.state, ev.rejections(), ev.tips)
+        super().__init__(ev.object_id, ev.state, ev.rejections(), ev.tips, jobs.judge)
         self._jobs = jobs
         self._ev = ev
 
@@ -314,17 +329,29 @@ class JobMut(Job):
         then no longer counts its runs started before it had seen this change."""
         self._write([Rerun()])
 
-    def run(self, log: str, *, run_id: uuid.UUID | None = None) -> uuid.UUID:
+    def run(
+        self, log: str, *, run_id: uuid.UUID | None = None, timeout: float | None = None
+    ) -> uuid.UUID:
         """Start a run on this node with its log URL; returns the new uuid7 run id.
 
         ``run_id`` lets a caller that must name the run before starting it (the node puts it
-        in the log URL) pick the uuid7 itself.
+        in the log URL) pick the uuid7 itself. ``timeout``: the seconds within which this node
+        promises to finish the run (rounded up to whole seconds, 1 s to 7 days); readers show
+        it ``lost`` past that plus a grace. None records no promise: readers then allow
+        :data:`jobs.deadline.DEFAULT_TIMEOUT` (6 hours).
         """
         problem = check_log_url(log) or (check_run_id(str(run_id)) if run_id is not None else None)
+        seconds: int | None = None
+        if timeout is not None and not problem:
+            if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+                problem = f"a run's timeout must be a positive number of seconds, not {timeout!r}"
+            else:
+                seconds = whole_seconds(float(timeout)) if timeout < 1e9 else int(1e9)
+                problem = check_timeout(seconds)
         if problem:
             raise InvalidInputError(problem)
         run_id = run_id if run_id is not None else uuid6.uuid7()
-        self._write([StartRun(str(run_id), log)])
+        self._write([StartRun(str(run_id), log, timeout=seconds)])
         return run_id
 
     def finish(

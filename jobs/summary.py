@@ -5,11 +5,13 @@ for each job and each node, the latest run and its outcome, and one verdict for 
 It lives in the library (not the CLI) so that the CLI, the demo, a web page and Python callers
 all give the same verdict, and so the JSON the CLI prints is the JSON a program gets here.
 
-States of one job x node cell (the node's latest run): ``running`` or the finish reason
-(``succeeded``, ``failed``, ``error``, ``cancelled``, ``timed_out``, ``skipped``). A job that no
-node has run yet is ``queued``. The commit's outcome, in order of precedence:
+States of one job x node cell (the node's latest run): ``running``, ``lost`` (still started past
+its deadline plus the reader's grace: :mod:`jobs.deadline`; a failure, retried as ``error``) or
+the finish reason (``succeeded``, ``failed``, ``error``, ``cancelled``, ``timed_out``,
+``skipped``). A job that no node has run yet is ``queued``. The commit's outcome, in order of precedence:
 
-- ``failed``    — some node's latest run of some job failed (failed, error, timed_out, cancelled);
+- ``failed``    — some node's latest run of some job failed (failed, error, timed_out, cancelled,
+  lost);
 - ``pending``   — otherwise, some job is queued or running;
 - ``succeeded`` — otherwise every latest run succeeded or was skipped;
 - ``none``      — the commit has no jobs at all.
@@ -22,7 +24,7 @@ they pass); the run and job shapes here are shared by both.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import cob
@@ -30,7 +32,11 @@ import cob
 from .model import FAILING, Job, Reason, Run, Runs
 
 RUNNING = "running"
+LOST = "lost"
 QUEUED = "queued"
+# What makes a pass on a later attempt "flaky": the test's own failures. Infrastructure
+# (error, and so a crash-recovered or lost run) and cancellations say nothing about the test.
+FLAKY = frozenset({Reason.FAILED, Reason.TIMED_OUT})
 
 # Commit outcomes and the exit code `git jobs status` gives for each (as gh pr checks does:
 # 1 = failed, 8 = pending). A commit without jobs is not a pass: gh exits 1 for "no checks".
@@ -43,8 +49,10 @@ def iso(when: datetime | None) -> str | None:
 
 
 def run_state(run: Run) -> str:
-    """``running`` or the finish reason's value."""
-    return RUNNING if run.reason is None else run.reason.value
+    """``running``, ``lost`` or the finish reason's value."""
+    if run.reason is None:
+        return LOST if run.lost else RUNNING
+    return run.reason.value
 
 
 def run_json(nid: str, run_id: uuid.UUID, run: Run) -> dict[str, Any]:
@@ -60,6 +68,8 @@ def run_json(nid: str, run_id: uuid.UUID, run: Run) -> dict[str, Any]:
         "exit": run.exit_status,
         "started_at": iso(run.started_at),
         "finished_at": iso(run.finished_at),
+        "timeout": run.timeout,
+        "lost_at": iso(datetime.fromtimestamp(run.lost_at, UTC)) if run.lost_at is not None else None,
     }
 
 
@@ -68,8 +78,9 @@ def rejection_json(r: cob.Rejection) -> dict[str, str]:
 
 
 def flaky_attempts(runs: Runs) -> int:
-    """How many failed attempts (failed, timed_out, error) came right before a node's latest
-    run, when that run succeeded: a job that passed only on a later attempt is *flaky*. 0 if not."""
+    """How many failed attempts (failed, timed_out) came right before a node's latest run, when
+    that run succeeded: a job that passed only on a later attempt is *flaky*. 0 if not. An
+    ``error`` (infrastructure: could not start, crash-recovered) or a lost run is not one."""
     items = list(runs.values())
     if not items or not items[-1].succeeded:
         return 0
@@ -77,7 +88,7 @@ def flaky_attempts(runs: Runs) -> int:
     for run in reversed(items[:-1]):
         if run.succeeded:
             break
-        if run.reason in (Reason.FAILED, Reason.TIMED_OUT, Reason.ERROR):
+        if run.reason in FLAKY:
             failed += 1
     return failed
 
@@ -98,7 +109,7 @@ def job_state(job: Job) -> str:
 
 
 def _failing(state: str) -> bool:
-    return any(state == r.value for r in FAILING)
+    return state == LOST or any(state == r.value for r in FAILING)
 
 
 def job_json(job: Job, *, runs: bool = True) -> dict[str, Any]:

@@ -19,7 +19,8 @@ import jobs
 from tests.clirunner import GIT_JOBS, env_with, gj, ok
 from tests.conftest import commits_of, git, head
 
-RUN_KEYS = {"node", "id", "status", "reason", "state", "log", "log_blob", "exit", "started_at", "finished_at"}
+RUN_KEYS = {"node", "id", "status", "reason", "state", "log", "log_blob", "exit", "started_at", "finished_at",
+            "timeout", "lost_at"}
 STATUS_RUN_KEYS = RUN_KEYS | {"counted", "node_name"}  # status also says whether a run counts
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 

@@ -212,12 +212,16 @@ def test_a_node_that_never_worked_on_a_branch_starts_from_its_tip(tmp_path: Path
 def test_a_released_job_no_ranked_node_starts_is_not_built_after_their_takeovers(tmp_path: Path) -> None:
     path, alice, alice_key = node(tmp_path, "maintainer")
     bob, _ = new_key(tmp_path, "bob")
-    sha = commit_defs(path, SLOW_OK + policy({alice: "alice", bob: "bob"}, f'takeover = "1s"\nrequesters = ["{alice}"]\n'))
+    extra = f'takeover = "2s"\nrequesters = ["{alice}"]\n'
+    sha = commit_defs(path, SLOW_OK + policy({alice: "alice", bob: "bob"}, extra))
+    git(path, "config", "jobs.lostGrace", "2s")  # how long past the last takeover a reader waits
     ok(path, "release", key=alice_key)  # alice asks; neither node ever starts
     code, data = status(path)
     assert code == 8 and by_name(data)["check"]["verdict"] == "expected"
     assert by_name(data)["check"]["assigned"]  # someone is asked: pending
-    time.sleep(3.2)  # two ranked nodes, 1 s each: both had their turn
+    time.sleep(2.5)  # not every ranked node had its 2 s turn yet, let alone the 2 s grace
+    assert status(path)[0] == 8
+    time.sleep(4.5)  # both had their turn (4 s), and the grace (2 s) is over
     code, data = status(path)
     assert (code, data["outcome"]) == (1, "not_built")
     assert by_name(data)["check"]["verdict"] == "not_built" and data["counts"] == {"not_built": 1}
@@ -234,7 +238,8 @@ def test_assigned_is_shown_only_after_a_requester_released_the_job(tmp_path: Pat
     asks = f'requesters = ["{alice}"]\n'
     commit_defs(path, SLOW_OK + policy({alice: "alice", bob: "bob"}, asks))
     git(path, "checkout", "-q", "-b", "contrib")
-    commit_defs(path, SLOW_OK + "# a contributor's change\n" + policy({alice: "alice", bob: "bob"}, asks), "pr")
+    pr = SLOW_OK + "# a contributor's change\n" + policy({alice: "alice", bob: "bob"}, asks)
+    commit_defs(path, pr, "pr")
     ok(path, "release", key=mallory_key)  # only an untrusted key released it
     code, data = status(path)
     assert code == 8 and by_name(data)["check"]["assigned"] is None

@@ -85,6 +85,7 @@ STATE_COLOUR = {
     "timed_out": "red",
     "cancelled": "red",
     "not_built": "red",
+    "lost": "red",
     "running": "yellow",
     "queued": "yellow",
     "expected": "yellow",

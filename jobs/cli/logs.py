@@ -80,6 +80,8 @@ def _unavailable(found: logs.Located, got: logs.LogRead) -> str:
     status = got.status
     if status is logs.LogStatus.REFUSED:
         return f"refused: the log of {run} does not match the signed ledger: {safe(got.detail)}"
+    if status is logs.LogStatus.RUNNING and found.run.lost:
+        return f"{run} is lost: still started past its deadline, its log was never published{url}"
     if status is logs.LogStatus.RUNNING:
         return f"{run} has not finished: its log is published when it does{url}"
     if status is logs.LogStatus.NOT_PUBLISHED:
@@ -96,7 +98,7 @@ def _follow(store: Jobs, found: logs.Located, path: Path, write: Callable[[bytes
         offset = _copy_from(path, offset, write)
         job = store.get(found.job.id)
         run = job.runs_of(found.nid).get(found.run_id) if job is not None else None
-        if run is None or run.is_finished:
+        if run is None or run.is_finished or run.lost:  # lost: nobody will finish it
             _copy_from(path, offset, write)
             return
         time.sleep(FOLLOW_POLL)

@@ -12,9 +12,11 @@ import uuid
 from typing import Any
 
 from .. import logs
+from ..deadline import check_timeout, whole_seconds
 from ..errors import UnknownRunError
 from ..jobtype import check_finish_extras
 from ..model import Job, run_prefix
+from ..node.durations import DurationError, parse_duration
 from ..store import DEFAULT_NAME, JobMut, Jobs
 from .common import add_command, add_json, open_jobs, print_json
 from .errors import EXIT_OK, CliError
@@ -58,13 +60,29 @@ def _create(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _timeout(text: str | None) -> int | None:
+    """``--timeout DURATION`` as the run op's whole seconds (1 s to 7 days)."""
+    if text is None:
+        return None
+    try:
+        seconds = whole_seconds(parse_duration(text))
+    except DurationError as e:
+        raise CliError(f"--timeout: {e}") from None
+    problem = check_timeout(seconds)
+    if problem:
+        raise CliError(f"--timeout: {problem}")
+    return seconds
+
+
 def _run(args: argparse.Namespace) -> int:
+    timeout = _timeout(args.timeout)
     store = open_jobs(args, write=True)
     job = job_for_write(store, args.job)
-    run_id = job.run(args.log)
+    run_id = job.run(args.log, timeout=timeout)
     assert store.signer is not None
     if args.json:
-        print_json({"job": job.id, "run": str(run_id), "node": store.signer.nid, "log": args.log})
+        print_json({"job": job.id, "run": str(run_id), "node": store.signer.nid, "log": args.log,
+                    "timeout": timeout})
     else:
         print(run_id)
     return EXIT_OK
@@ -121,11 +139,18 @@ def register(sub: Any) -> None:
         "run",
         "Start a run of a job on this node, with the URL of its log; print the run id.",
         "  git jobs run 3f2a1b9c --log https://ci.example/logs/42\n"
-        "  RUN=$(git jobs run HEAD:test --log file:///var/log/ci/42.txt)\n",
+        "  RUN=$(git jobs run HEAD:test --log file:///var/log/ci/42.txt)\n"
+        "  git jobs run HEAD:test --log https://ci.example/43 --timeout 20m\n",
         _run,
     )
     p.add_argument("job", metavar="JOB", help="A unique job id prefix, or REV:NAME.")
     p.add_argument("--log", required=True, metavar="URL", help="Absolute URL of the run's log.")
+    p.add_argument(
+        "--timeout",
+        metavar="DURATION",
+        help="The deadline this node promises (30s, 20m, 2h; at most 7d): past it plus a grace,"
+        " readers show the run lost. Default: none recorded, readers allow 6h.",
+    )
     add_json(p)
 
     p = add_command(

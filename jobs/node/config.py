@@ -17,6 +17,8 @@ commit under test::
         parallel = 2                     # jobs at once; --jobs
         resources = gpu=1,db=2           # resource capacities (repeatable); --resource
         labels = gpu                     # labels beside the detected OS/arch (repeatable); --label
+        maxTimeout = 6h                  # no job runs longer (caps its timeout; at most 7d)
+        lostGrace = 10m                  # readers: a started run is lost this long past its deadline
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 
 import pygit2
 
+from ..deadline import DEFAULT_TIMEOUT, MAX_TIMEOUT
 from ..errors import JobsError
 from .candidates import MAX_DEPTH
 from .durations import DurationError, parse_duration
@@ -105,6 +108,24 @@ def load_config(
     slots = slots_config(repo, parallel, resources)
     found = labels_config(repo, labels)
     return NodeConfig(chosen, out, parse_depth(raw_depth), seconds, chosen_isolation, *slots, found)
+
+
+MAX_TIMEOUT_KEY = "jobs.maxTimeout"
+
+
+def max_timeout(repo: pygit2.Repository, override: str | None = None) -> float:
+    """``jobs.maxTimeout``: the longest any job runs on this node (default 6 hours, at most 7
+    days); a job's ``timeout`` above it, or none, is capped to it."""
+    raw = override if override is not None else _get(repo, MAX_TIMEOUT_KEY)
+    if raw is None:
+        return float(DEFAULT_TIMEOUT)
+    try:
+        seconds = parse_duration(raw)
+    except DurationError as e:
+        raise ConfigError(f"maxTimeout: {e}") from None
+    if seconds > MAX_TIMEOUT:
+        raise ConfigError(f"maxTimeout: at most 7d (what a run may promise), not {raw!r}")
+    return seconds
 
 
 def labels_config(repo: pygit2.Repository, labels: Sequence[str] | None = None) -> frozenset[str]:

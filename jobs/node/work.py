@@ -285,7 +285,7 @@ def _settled_here(d: JobDef, seen: _Seen, ctx: _Context, out: dict[str, PlanItem
     last = seen.last
     if last is not None and last.succeeded:
         return Action.DONE, "succeeded on this node"
-    if last is not None and last.is_started:
+    if last is not None and last.is_started and not last.lost:
         return Action.RUNNING, "a run of this node is in progress"
     away = elsewhere(d, out, ctx.labels)
     return (Action.ELSEWHERE, away) if away else None
@@ -345,6 +345,8 @@ def _to_run(item: PlanItem, d: JobDef, seen: _Seen, ctx: _Context) -> None:
         item.reason = f"run again: the last run here ended {last.reason.value} (not an attempt)"
     elif seen.recovered:
         item.reason = "run again: the last run here was interrupted (not an attempt)"
+    elif last is not None and last.lost:
+        item.reason = "run again: the last run here is lost, past its deadline (not an attempt)"
     if last is None or last.reason not in COUNTED or seen.recovered:
         return
     ended = ctx.finished.get(d.name)
@@ -445,6 +447,7 @@ class Workshop:
         resources: Mapping[str, int] | None = None,
         labels: frozenset[str] | None = None,
         assignment: str | None = None,
+        max_timeout: float | None = None,
     ) -> None:
         if jobs.signer is None:
             raise JobsError("running jobs needs this node's key (see `git jobs init`)")
@@ -467,6 +470,8 @@ class Workshop:
         # runs_on: the node's labels (detected OS/arch, plus --label / jobs.labels)
         self.labels = labels if labels is not None else node_labels()
         self._finished: dict[tuple[str, str], float] = {}
+        # jobs.maxTimeout (None: read from git config when first needed)
+        self._max_timeout = max_timeout
         self._sources: dict[str, str] = {}  # commit -> how it was reached (for `if` conditions)
         self._facts: dict[str, Facts] = {}
         from .share import Sharing  # it filters this module's plans
@@ -480,6 +485,20 @@ class Workshop:
             assert self.jobs.signer is not None
             self._isolation = load_isolation(self.jobs.repo, key=self.jobs.signer.path)
         return self._isolation
+
+    @property
+    def max_timeout(self) -> float:
+        """``jobs.maxTimeout``: no job runs longer here (a bad setting stops the pass)."""
+        if self._max_timeout is None:
+            from .config import max_timeout
+
+            self._max_timeout = max_timeout(self.jobs.repo)
+        return self._max_timeout
+
+    def time_limit(self, d: JobDef) -> float:
+        """How long ``d`` may run here: its ``timeout`` capped by ``jobs.maxTimeout`` (no
+        timeout: the cap). The run op records it as the deadline this node promises."""
+        return self.max_timeout if d.timeout is None else min(d.timeout, self.max_timeout)
 
     # -- reading ---------------------------------------------------------------------------
     def definitions(self, commit: str = "HEAD") -> tuple[str, Definitions | None]:
@@ -567,6 +586,7 @@ class Workshop:
             if defs is None:
                 return report
             self.isolation.check()
+            _ = self.max_timeout  # a bad jobs.maxTimeout stops the pass before anything runs
             mut = {job.name: job for job, _ in release(self.jobs, defs, self.labels)}
             while True:
                 if self._one_pass(defs, mut, report):
@@ -702,7 +722,11 @@ class Workshop:
         log = CappedLog(path, settings.max_bytes, settings.redact)  # redacted before capped
         try:
             log.write(f"git-jobs: run {run_id} of job {d.name} at {defs.commit} on {self.nid}\n".encode())
-            job.run(url, run_id=run_id)
+            limit = self.time_limit(d)
+            if d.timeout is not None and d.timeout > limit:
+                capped = f"timeout {format_duration(d.timeout)} capped to {format_duration(limit)}"
+                log.write(f"git-jobs: {capped} (jobs.maxTimeout)\n".encode())
+            job.run(url, run_id=run_id, timeout=limit)
         except BaseException:
             log.close()
             remove_tree(scratch.root)
@@ -782,7 +806,7 @@ class Workshop:
             return Reason.ERROR, f"cannot start: {e.strerror or e}"
         entry.pid = proc.pid
         self.journal.add(entry)
-        code = self._wait(proc, d.timeout)
+        code = self._wait(proc, self.time_limit(d))
         if isinstance(code, tuple):
             return code
         log.exit_status = code if code >= 0 else 128 - code  # recorded in the finish

@@ -33,7 +33,7 @@ th{background:#f6f8fa}code,.sha{font-family:ui-monospace,SFMono-Regular,Menlo,mo
 .st{display:inline-block;border-radius:10px;padding:0 8px;font-size:12px;font-weight:600;
 background:#eaeef2;color:#1f2328}
 .st-succeeded{background:#dafbe1;color:#116329}
-.st-failed,.st-error,.st-timed_out,.st-cancelled,.st-not_built{background:#ffebe9;color:#a40e26}
+.st-failed,.st-error,.st-timed_out,.st-cancelled,.st-not_built,.st-lost{background:#ffebe9;color:#a40e26}
 .st-running,.st-pending,.st-queued{background:#fff8c5;color:#7d4e00}
 .st-expected{background:#ddf4ff;color:#0a3069}
 .st-skipped,.st-none{background:#eaeef2;color:#57606a}.st-flaky{background:#fbefff;color:#6e40c9}

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from ..model import FAILING
+from ..summary import FLAKY
 from .logpage import window
 from .page import esc, external, link, state
 from .svg import Point, chart
@@ -78,7 +78,7 @@ def counts(c: dict[str, int]) -> str:
 
 
 # Run states that are a failure, for "flaky": an attempt failed, a later one passed.
-_FAILING = frozenset(r.value for r in FAILING)
+_FAILING = frozenset(r.value for r in FLAKY)
 
 
 def _uncounted(run: dict[str, Any]) -> bool:
