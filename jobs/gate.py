@@ -44,10 +44,11 @@ from .summary import OUTCOME_EXIT, QUEUED, RUNNING, run_json, run_state
 
 EXPECTED = "expected"
 RETRYING = "retrying"
+UNSERVABLE = "unservable"  # required, and no trusted node can run it (jobs.profile): final
 # Failed attempts that use up a retry (as the node counts them: jobs.node.work.COUNTED).
 RETRIED = frozenset({Reason.FAILED, Reason.TIMED_OUT, Reason.ERROR})
 PASSING = frozenset({Reason.SUCCEEDED, Reason.SKIPPED})
-VERDICTS = ("passed", "failed", "pending", EXPECTED, "extra")
+VERDICTS = ("passed", "failed", "pending", EXPECTED, "extra", UNSERVABLE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +101,23 @@ class GateStatus:
     all_nodes: bool = False
     quorum: int = 1
     assignment: dict[str, Assignment] = field(default_factory=dict)  # empty: not shared
+    unservable: dict[str, str] = field(default_factory=dict)  # job name → why no trusted node can
 
     def assigned(self, name: str) -> list[str] | None:
         """The nodes asked to run job ``name`` now; None when the work is not shared (no
         policy naming nodes: every node runs everything) or nobody released the job yet."""
         a = self.assignment.get(name)
         return list(a.assigned) if a is not None else None
+
+    def mark_unservable(self, why: dict[str, str]) -> None:
+        """Required jobs no trusted node can run (by their signed profiles): a final state,
+        shown with the reason ("no trusted node has label slow") instead of ``expected``."""
+        self.unservable = {n: w for n, w in why.items() if n in self.required}
+        self.cells = [
+            GateCell(c.name, c.job, None, None, None, UNSERVABLE, True, True)
+            if c.run is None and c.name in self.unservable else c
+            for c in self.cells
+        ]
 
     def _cells(self, name: str) -> list[GateCell]:
         return [c for c in self.cells if c.name == name]
@@ -121,7 +133,7 @@ class GateStatus:
             return "pending"
         if sum(c.passed for c in counted) >= self.quorum:
             return "passed"
-        return EXPECTED
+        return UNSERVABLE if name in self.unservable else EXPECTED
 
     @property
     def expected(self) -> list[str]:
@@ -131,7 +143,7 @@ class GateStatus:
     @property
     def outcome(self) -> str:
         verdicts = {self.verdict(n) for n in self.required}
-        if self.errors or "failed" in verdicts:
+        if self.errors or "failed" in verdicts or UNSERVABLE in verdicts:
             return "failed"
         if not self.required:
             return "none"
@@ -165,6 +177,8 @@ class GateStatus:
             return "failed"
         if RUNNING in states or RETRYING in states:
             return RUNNING if RUNNING in states else RETRYING
+        if not states and name in self.unservable:
+            return UNSERVABLE
         if not states:
             return EXPECTED if name in self.required else QUEUED
         return "skipped" if states == {"skipped"} else "succeeded"
@@ -181,6 +195,7 @@ class GateStatus:
             "counts": self.counts(),
             "expected": self.expected,
             "required": list(self.required),
+            "unservable": dict(self.unservable),
             "errors": list(self.errors),
             "policy": {**self.policy.to_json(), "all_nodes": self.all_nodes, "quorum": self.quorum},
             "jobs": [
@@ -284,10 +299,13 @@ def gate_status(
         )
     if not policy.everyone:  # with no policy nothing is shared, and nothing to import for it
         from .assign import assign
+        from .profile import eligibility
 
         needs = {d.name: list(d.needs) for d in defs} if defs is not None else {}
-        status.assignment = assign(by_name, needs, policy, time.time() if now is None else now)
+        eligible, nobody = eligibility(store, defs, policy)
+        status.assignment = assign(by_name, needs, policy, time.time() if now is None else now, eligible)
+        status.mark_unservable(nobody)
     return status
 
 
-__all__ = ["EXPECTED", "RETRYING", "VERDICTS", "GateCell", "GateStatus", "gate_status"]
+__all__ = ["EXPECTED", "RETRYING", "UNSERVABLE", "VERDICTS", "GateCell", "GateStatus", "gate_status"]
