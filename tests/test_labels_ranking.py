@@ -88,6 +88,10 @@ def test_a_labelled_job_goes_to_the_node_that_has_the_label(tmp_path: Path) -> N
     # The profiles are signed data every reader has: the maintainer reads both.
     known = profiles(Jobs.open(m), nids.values())
     assert "slow" in known[second].labels and "slow" not in known[first].labels
+    listed = ok(m, "trust", "list", "--json").json["profiles"]
+    assert "slow" in listed[second]["labels"] and "slow" not in listed[first]["labels"]
+    line = next(x for x in ok(m, "trust", "list").out.splitlines() if second in x)
+    assert "labels " in line and "slow" in line
 
 
 def test_a_node_without_a_profile_is_not_known_to_have_a_label(tmp_path: Path) -> None:
