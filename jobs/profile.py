@@ -11,8 +11,8 @@ and caching are `cob`'s, as for jobs. The node announces at ``git jobs node`` st
 
 A node *can run* a job when it has published a profile holding every label of the job's
 ``runs_on`` and no capacity 0 for a resource the job holds (a resource it does not declare is
-not limited, as on the node). A job with neither needs no profile: any trusted node can run it.
-A node that has published nothing is not known to have any label. See docs/FORMAT.md.
+not limited, as on the node). A node that has published nothing is not known to have any
+label: it can run only jobs without ``runs_on``. See docs/FORMAT.md.
 """
 
 from __future__ import annotations
@@ -182,10 +182,10 @@ def announce(store: Jobs, labels: Iterable[str], resources: Mapping[str, int]) -
 
 def capable(d: JobDef, nid: str, known: Mapping[str, NodeProfile]) -> bool:
     """Can node ``nid`` run definition ``d``, by what it published?"""
-    if not d.runs_on and not d.resources:
-        return True
     profile = known.get(nid)
-    return profile is not None and profile.can_run(d.runs_on, d.resources)
+    if profile is None:  # nothing published: no label known, no resource limited
+        return not d.runs_on
+    return profile.can_run(d.runs_on, d.resources)
 
 
 def why_nobody(d: JobDef, nids: Sequence[str], known: Mapping[str, NodeProfile]) -> str:
@@ -228,14 +228,13 @@ def eligibility(
         able = [n for n in trusted if capable(d, n, known) and all(n in eligible[x] for x in limited)]
         eligible[d.name] = able
         if not able:
-            own = [n for n in trusted if capable(d, n, known)]
             need = next((x for x in limited if x in nobody), None)
-            if own or need is None:
-                nobody[d.name] = why_nobody(d, trusted, known) if not own else (
-                    "no trusted node can run it with all its needs"
-                )
-            else:
+            if need is not None:
                 nobody[d.name] = f"its need {safe(need)}: {nobody[need]}"
+            elif any(capable(d, n, known) for n in trusted):
+                nobody[d.name] = "no trusted node can run both it and all its needs"
+            else:
+                nobody[d.name] = why_nobody(d, trusted, known)
     return eligible, nobody
 
 

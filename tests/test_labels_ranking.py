@@ -21,6 +21,7 @@ from jobs import Jobs
 from jobs.assign import rank
 from jobs.jobtype import JOB_TYPE
 from jobs.ops import Request
+from jobs.policy import Policy
 from jobs.profile import PROFILE_TYPE, Announce, announce, profiles
 from tests.clirunner import gj, ok, user_error
 from tests.conftest import git
@@ -136,3 +137,29 @@ def test_too_many_labels_is_one_line(tmp_path: Path) -> None:
     a = project.clone("one")
     many = ",".join(f"l{i}" for i in range(70))
     assert "at most 64 labels" in user_error(a, "work", "any", sha, "--label", many, key=project.keys["one"])
+
+
+def test_capacity_zero_and_needs_make_a_job_unservable(tmp_path: Path) -> None:
+    repo = tmp_path / "r"
+    git(tmp_path, "init", "-q", str(repo))
+    (repo / ".git-jobs.toml").write_text(
+        '[jobs.train]\nrun = "true"\nresources = ["gpu"]\n\n'
+        '[jobs.report]\nrun = "true"\nneeds = ["train"]\n\n[jobs.lint]\nrun = "true"\n'
+    )
+    git(repo, "add", ".git-jobs.toml")
+    git(repo, "commit", "-q", "-m", "defs")
+    alice = cob.Signer.generate()
+    mine = Jobs.open(repo, alice)
+    policy = Policy(nodes={alice.nid: "alice"})
+    # Nothing published: a resource nobody declared is not limited, as on the node.
+    assert mine.status("HEAD", policy=policy).unservable == {}
+    announce(mine, ["linux"], {"gpu": 0})
+    status = mine.status("HEAD", policy=policy)
+    assert status.unservable == {
+        "train": "every trusted node has capacity 0 of resource gpu",
+        "report": "its need train: every trusted node has capacity 0 of resource gpu",
+    }
+    assert status.verdict("lint") == "expected" and status.outcome == "failed" and status.exit_code == 1
+    announce(mine, ["linux"], {"gpu": 1})
+    again = mine.status("HEAD", policy=policy)
+    assert again.unservable == {} and again.outcome == "pending"
