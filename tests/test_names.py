@@ -41,6 +41,8 @@ def test_logs_status_web_and_report_call_nodes_by_name(tmp_path: Path) -> None:
     assert ok(m, "logs", f"{sha}:test", "--node", "alice-linux").out == by_nid[alice]
     assert ok(m, "logs", f"{sha}:test", "--node", "bobby").out == by_nid[bob]
     assert ok(m, "logs", f"{sha}:test", "--node", alice[:12]).out == by_nid[alice]  # a prefix still works
+    listed = ok(m, "list", "--node", "bobby", "--json").json
+    assert [j["name"] for j in listed] == ["test"]
     nobody = gj(m, "logs", f"{sha}:test", "--node", "carol")
     assert nobody.code != 0 and len(nobody.err.strip().splitlines()) == 1 and "'carol'" in nobody.err
     ok(m, "trust", "add", bob, "--name", "alice-linux")  # two trusted nodes, one name

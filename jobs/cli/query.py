@@ -22,6 +22,7 @@ import cob
 from ..errors import PolicyError
 from ..gate import GateStatus
 from ..model import Job
+from ..names import resolve_node
 from ..policy import Policy
 from ..store import Jobs
 from ..summary import (
@@ -253,7 +254,7 @@ def _order(store: Jobs, commits: set[str]) -> dict[str, tuple[int, int, str]]:
 
 def _list(args: argparse.Namespace) -> int:
     store = open_jobs(args)
-    node = cob.normalize_nid(args.node) if args.node else None
+    node = cob.normalize_nid(resolve_node(store, args.node)) if args.node else None  # a name too
     found: list[Job] = (
         store.find_by_commit(store.resolve_commit(args.commit, must_exist=False))
         if args.commit
@@ -343,7 +344,9 @@ def _register_list(sub: Any) -> None:
     )
     p.add_argument("--commit", metavar="REV", help="Only jobs of this commit.")
     p.add_argument("--name", metavar="NAME", help="Only jobs with this name.")
-    p.add_argument("--node", metavar="NID", help="Only jobs this node has run.")
+    p.add_argument(
+        "--node", metavar="NODE", help="Only jobs this node (its name as `status` prints it, or NID) has run."
+    )
     add_json(p)
 
 
