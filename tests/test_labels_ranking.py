@@ -85,6 +85,10 @@ def test_a_labelled_job_goes_to_the_node_that_has_the_label(tmp_path: Path) -> N
     assert gj(m, "status", sha, "--watch", "--timeout", "5").code == 1  # nothing to wait for
     branch = ok(m, "status", "--branch", "main", "--json").json["commits"][0]
     assert branch["unservable"] == {"gpu": "no trusted node has label gpu"}
+    ok(m, "report", "--html", str(tmp_path / "report"), "--branch", "main")
+    page = (tmp_path / "report" / f"commit-{sha}.html").read_text()
+    row = page[page.index("<tr><th>gpu ") :].split("</tr>", 1)[0]
+    assert "st-unservable" in row and "no trusted node has label gpu" in row
 
     # The profiles are signed data every reader has: the maintainer reads both.
     known = profiles(Jobs.open(m), nids.values())
