@@ -10,6 +10,7 @@ nodes that can run it. Through the installed CLI, a bare hub and two nodes: a ``
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pygit2
@@ -25,6 +26,7 @@ from jobs.policy import Policy
 from jobs.profile import PROFILE_TYPE, Announce, announce, profiles
 from tests.clirunner import gj, ok, user_error
 from tests.conftest import git
+from tests.test_node_daemon import BUILD_TEST, World, publish, wait_for, world  # noqa: F401 (fixture)
 from tests.test_trust import Project, policy_toml
 
 DEFS = """\
@@ -167,3 +169,19 @@ def test_capacity_zero_and_needs_make_a_job_unservable(tmp_path: Path) -> None:
     announce(mine, ["linux"], {"gpu": 1})
     again = mine.status("HEAD", policy=policy)
     assert again.unservable == {} and again.outcome == "pending"
+
+
+def test_the_node_publishes_its_labels_when_it_starts(world: World) -> None:  # noqa: F811
+    publish(world, BUILD_TEST)
+    path, signer, key = world.node_repo("carol")
+    proc = world.start_node(path, key, "origin", extra=("--label", "gpu", "--resource", "gpu=2"))
+
+    def seen() -> bool:
+        ok(world.maintainer, "sync", "hub", key=world.maintainer_key)
+        found = profiles(Jobs.open(world.maintainer), [signer.nid]).get(signer.nid)
+        return found is not None and "gpu" in found.labels and found.resources == {"gpu": 2}
+
+    wait_for(seen, 60, "carol's profile on the hub", lambda: world.node_log(path))
+    assert "published labels" in world.node_log(path) and "gpu" in world.node_log(path)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
