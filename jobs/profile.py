@@ -17,6 +17,7 @@ label: it can run only jobs without ``runs_on``. See docs/FORMAT.md.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -169,12 +170,18 @@ def announce(store: Jobs, labels: Iterable[str], resources: Mapping[str, int]) -
     problem = check_announce(wanted.labels, wanted.resources)
     if problem:
         raise ProfileError(problem)
-    current = profiles(store, [signer.nid]).get(signer.nid)
-    if current is not None and current.to_json() == {"labels": wanted.labels, "resources": wanted.resources}:
-        return False
     found = store.store.lookup(PROFILE_TYPE, "node", signer.nid)
+    ev = store.store.load(PROFILE_TYPE, found[0]) if found else None
+    state = ev.state if ev is not None else None
+    if state is not None and state.announced and (state.labels, state.resources) == (
+        wanted.labels, wanted.resources
+    ):
+        return False
     if found:
-        store.store.update(PROFILE_TYPE, found[0], [wanted])
+        # Later than the announce in force even within the same second: the latest by (commit
+        # time, oid) wins, so this node's own announces must be strictly ordered in time.
+        last = state.key[0] if state is not None and state.key is not None else 0
+        store.store.update(PROFILE_TYPE, found[0], [wanted], timestamp=max(int(time.time()), last + 1))
     else:
         store.store.create(PROFILE_TYPE, [Profile(signer.nid)], then=[wanted])
     return True
