@@ -185,3 +185,27 @@ def test_the_node_publishes_its_labels_when_it_starts(world: World) -> None:  # 
     assert "published labels" in world.node_log(path) and "gpu" in world.node_log(path)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0
+
+
+def test_a_forged_announce_in_a_peers_namespace_is_rejected_on_load(tmp_path: Path) -> None:
+    """Bob writes, by hand, an announce into alice's profile and points his own index at it
+    (as a fetch from him would deliver it): every load drops it and reports it."""
+    from cob.change import write_change
+    from tests.toytype import point
+
+    repo = tmp_path / "r"
+    git(tmp_path, "init", "-q", str(repo))
+    alice, bob = cob.Signer.generate(), cob.Signer.generate()
+    mine = Jobs.open(repo, alice)
+    announce(mine, ["linux"], {})
+    (object_id,) = mine.store.lookup(PROFILE_TYPE, "node", alice.nid)
+    tip = mine.store.tips(PROFILE_TYPE, object_id)[alice.nid]
+    codec = mine.store.codec(PROFILE_TYPE)
+    forged = write_change(mine.repo, codec, bob, bob.nid, [Announce(["gpu", "linux"], {})], [tip],
+                          timestamp=4_000_000_000)
+    point(mine.repo, bob.nid, PROFILE_TYPE.typename, object_id, forged, signer=bob)
+    reader = Jobs.open(repo)
+    assert profiles(reader, [alice.nid])[alice.nid].labels == {"linux"}
+    ev = reader.store.load(PROFILE_TYPE, object_id, full=True)
+    assert ev is not None and [r.change for r in ev.rejections()] == [forged]
+    assert "only node" in ev.rejections()[0].reason
