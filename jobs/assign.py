@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -203,11 +203,15 @@ def shared(policy: Policy) -> bool:
 
 
 def assign(
-    jobs: Mapping[str, Job], needs: Mapping[str, Sequence[str]], policy: Policy, now: float
+    jobs: Mapping[str, Job], needs: Mapping[str, Sequence[str]], policy: Policy, now: float,
+    eligible: Mapping[str, Collection[str]] | None = None,
 ) -> dict[str, Assignment]:
     """Job name → its :class:`Assignment`, for the jobs of one commit (empty when the policy
     does not share the work). ``needs``: each defined job's needs (the commit's definitions); a
-    group whose first job does not exist here (not released yet) has no assignment."""
+    group whose first job does not exist here (not released yet) has no assignment.
+    ``eligible``: job name → the nodes that can run it (their signed profiles, see
+    :mod:`jobs.profile`); a group is ranked among the nodes that can run all its jobs, and a
+    name not in it may run anywhere."""
     if not shared(policy):
         return {}
     by_group: dict[str, list[str]] = {}
@@ -219,14 +223,16 @@ def assign(
             continue
         members = [jobs[n] for n in sorted(names) if n in jobs]
         key = jobs[first].id
-        ran = {n for j in members for n, rs in j.runs().items() if rs and n in policy.nodes}
+        limits = [eligible[m] for m in names if m in eligible] if eligible else []
+        able = [n for n in policy.nodes if all(n in can for can in limits)]
+        ran = {n for j in members for n, rs in j.runs().items() if rs and n in able}
         live = {n for j in members for n, rs in j.runs().items() if any(not r.lost for r in rs.values())}
         started, lost = ran & live, ran - live
         runs = [(n, r) for j in members for n, rs in j.runs().items() for r in rs.values()]
         losses = [r.lost_at for n, r in runs if n in lost and r.lost_at is not None]
         dues = [r.lost_at for n, r in runs if n in started and r.lost_at is not None and not r.lost]
         a = Assignment(
-            key, tuple(sorted(names)), rank(key, policy.nodes), policy.quorum,
+            key, tuple(sorted(names)), rank(key, able), policy.quorum,
             frozenset(started), _released_at(members, policy), policy.takeover, now,
             _done(members, names, policy), frozenset(lost), max(losses, default=None),
             min(dues, default=None),

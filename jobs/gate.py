@@ -57,7 +57,8 @@ NOT_BUILT = "not_built"  # every ranked trusted node had its takeover period; no
 # Failed attempts that use up a retry (the node's rule: jobs.retries).
 RETRIED = ATTEMPTS
 PASSING = frozenset({Reason.SUCCEEDED, Reason.SKIPPED})
-VERDICTS = ("passed", "failed", "pending", EXPECTED, NOT_BUILT, "extra")
+UNSERVABLE = "unservable"  # required, and no trusted node can run it (jobs.profile): final
+VERDICTS = ("passed", "failed", "pending", EXPECTED, NOT_BUILT, "extra", UNSERVABLE)
 # What a counted cell's state means for the verdict — the one place a new run state goes
 # (e.g. an infrastructure failure): someone will still act on it, it failed for good, it passed.
 PENDING_STATES = frozenset({RUNNING, RETRYING})
@@ -126,6 +127,7 @@ class GateStatus:
     requested: frozenset[str] = frozenset()  # jobs a requester released or reruns
 
     skip_refused: frozenset[str] = frozenset()  # required jobs a skip does not pass (policy.py)
+    unservable: dict[str, str] = field(default_factory=dict)  # job name → why no trusted node can
     grace: float = 0.0  # the reader's jobs.lostGrace: how long past its last takeover a job waits
 
     def _asked(self, a: Assignment) -> bool:
@@ -140,6 +142,16 @@ class GateStatus:
         nodes run only what they follow or a requester asked for (shown only where they will)."""
         a = self.assignment.get(name)
         return list(a.assigned) if a is not None and self._asked(a) else None
+
+    def mark_unservable(self, why: dict[str, str]) -> None:
+        """Required jobs no trusted node can run (by their signed profiles): a final state,
+        shown with the reason ("no trusted node has label slow") instead of ``expected``."""
+        self.unservable = {n: w for n, w in why.items() if n in self.required}
+        self.cells = [
+            GateCell(c.name, c.job, None, None, None, UNSERVABLE, True, True)
+            if c.run is None and c.name in self.unservable else c
+            for c in self.cells
+        ]
 
     def _cells(self, name: str) -> list[GateCell]:
         return [c for c in self.cells if c.name == name]
@@ -161,7 +173,7 @@ class GateStatus:
         a = self.assignment.get(name)
         if a is not None and self._asked(a) and _abandoned(a, self.grace):
             return NOT_BUILT  # nobody will act any more: final
-        return EXPECTED
+        return UNSERVABLE if name in self.unservable else EXPECTED
 
     @property
     def expected(self) -> list[str]:
@@ -171,7 +183,7 @@ class GateStatus:
     @property
     def outcome(self) -> str:
         verdicts = {self.verdict(n) for n in self.required}
-        if self.errors or self.undefined or "failed" in verdicts:
+        if self.errors or self.undefined or "failed" in verdicts or UNSERVABLE in verdicts:
             return "failed"
         if not self.required:
             return "none"
@@ -208,6 +220,8 @@ class GateStatus:
             return "failed"
         if RUNNING in states or RETRYING in states:
             return RUNNING if RUNNING in states else RETRYING
+        if not states and name in self.unservable:
+            return UNSERVABLE
         if not states:
             if name in self.required:
                 return NOT_BUILT if self.verdict(name) == NOT_BUILT else EXPECTED
@@ -227,6 +241,7 @@ class GateStatus:
             "expected": self.expected,
             "required": list(self.required),
             "undefined": list(self.undefined),
+            "unservable": dict(self.unservable),
             "errors": list(self.errors),
             "policy": {**self.policy.to_json(), "all_nodes": self.all_nodes, "quorum": self.quorum},
             "jobs": [
@@ -377,11 +392,14 @@ def gate_status(
                         quorum=policy.quorum, undefined=undefined, present=present,
                         grace=store.judge.grace)
     by_name = {j.name: j for j in jobs}
+    nobody: dict[str, str] = {}  # job name → why no trusted node can run it
     if not policy.everyone:  # with no policy nothing is shared, and nothing to import for it
         from .assign import assign
+        from .profile import eligibility
 
         needs = {d.name: list(d.needs) for d in defs} if defs is not None else {}
-        status.assignment = assign(by_name, needs, policy, time.time() if now is None else now)
+        eligible, nobody = eligibility(store, defs, policy)
+        status.assignment = assign(by_name, needs, policy, time.time() if now is None else now, eligible)
         status.requested = frozenset(
             j.name
             for j in jobs
@@ -397,6 +415,7 @@ def gate_status(
         status.cells.extend(
             _job_cells(name, by_name.get(name), policy, name in required, retry, all_nodes, fresh, gone)
         )
+    status.mark_unservable(nobody)
     skipped = [n for n in required if any(c.counted and c.state == "skipped" for c in status._cells(n))]
     status.skip_refused = skips_refused(
         store.repo, policy, commit, skipped, lambda n: any(c.failed for c in status._cells(n) if c.counted)
@@ -405,6 +424,7 @@ def gate_status(
 
 
 __all__ = [
-    "EXPECTED", "FAILING_STATES", "NOT_BUILT", "PASSING_STATES", "PENDING_STATES", "RETRYING", "VERDICTS",
+    "EXPECTED", "FAILING_STATES", "NOT_BUILT", "PASSING_STATES", "PENDING_STATES", "RETRYING", "UNSERVABLE",
+    "VERDICTS",
     "GateCell", "GateStatus", "gate_status",
 ]

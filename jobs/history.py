@@ -94,9 +94,11 @@ def walk(repo: pygit2.Repository, where: Span, skip: int, limit: int) -> tuple[l
 
 
 def branch_json(
-    store: Jobs, spec: str | None, *, page: int = 1, per_page: int = DEFAULT_PER_PAGE
+    store: Jobs, spec: str | None, *, page: int = 1, per_page: int = DEFAULT_PER_PAGE,
+    all_nodes: bool = False,
 ) -> dict[str, Any]:
-    """The JSON shape of ``git jobs status --branch B --json`` (see docs/CLI.md)."""
+    """The JSON shape of ``git jobs status --branch B --json`` (see docs/CLI.md);
+    ``all_nodes`` counts every node's runs, as ``status --all-nodes``."""
     if not 1 <= per_page <= MAX_PER_PAGE:
         raise InvalidInputError(f"a page holds 1 to {MAX_PER_PAGE} commits, not {per_page}")
     if page < 1 or (page - 1) * per_page > MAX_WALK:
@@ -108,7 +110,7 @@ def branch_json(
     policy = store.policy()  # read once for the page
     commits = []
     for sha in shas:
-        entry = gate_status(store, sha, policy).to_json()
+        entry = gate_status(store, sha, policy, all_nodes=all_nodes).to_json()
         entry["subject"] = subject_of(store.repo, sha)
         commits.append(entry)
     return {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..history import branch_json
+from ..history import DEFAULT_PER_PAGE, branch_json
 from ..text import safe
 from .common import Style, open_jobs, print_json
 from .errors import EXIT_OK, CliError
@@ -25,12 +25,21 @@ def _fit(text: str, width: int) -> str:
 
 
 def status_branch(args: argparse.Namespace) -> int:
-    """Print the page of commits; exit 0 (a listing, not a verdict)."""
+    """Print the page of commits; exit 0 (a listing, not a verdict).
+
+    ``--sync REMOTE`` fetches first and ``--all-nodes`` counts every node's runs, as for one
+    commit; the flags that make no sense for a listing are refused by ``check_status_flags``."""
     if args.watch:
         raise CliError("--watch follows one commit; it does not combine with --branch or a range")
     store = open_jobs(args)
+    if args.sync:
+        store.sync(args.sync, push=False)
     spec = args.branch if args.branch else args.rev
-    value = branch_json(store, spec, page=args.page, per_page=args.limit)
+    value = branch_json(
+        store, spec, page=1 if args.page is None else args.page,
+        per_page=DEFAULT_PER_PAGE if args.limit is None else args.limit,
+        all_nodes=args.all_nodes,
+    )
     if args.json:
         print_json(value)
         return EXIT_OK

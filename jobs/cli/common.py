@@ -89,6 +89,7 @@ STATE_COLOUR = {
     "running": "yellow",
     "queued": "yellow",
     "expected": "yellow",
+    "unservable": "red",
     "retrying": "yellow",
     "pending": "yellow",
     "skipped": "dim",

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import logs
+from ..names import resolve_node
 from ..node.durations import DurationError, parse_duration
 from ..node.logs import log_path, prune_local
 from ..store import Jobs
@@ -46,7 +47,8 @@ def _writer(raw: bool) -> Callable[[bytes], None]:
 
 def _logs(args: argparse.Namespace) -> int:
     store = open_jobs(args)
-    found = logs.locate(store, args.spec, args.node)
+    node = resolve_node(store, args.node) if args.node is not None else None  # a name, as status prints
+    found = logs.locate(store, args.spec, node)
     me = store.signer.nid if store.signer is not None else None
     write = _writer(args.raw)
     local = log_path(store.repo, found.run_id)
@@ -141,13 +143,16 @@ def register(sub: Any) -> None:
         "logs",
         "Print a run's log, from this node or (verified against the ledger) any node after a sync.",
         "  git jobs logs 0190a4b2-…              # a run id, or a unique prefix\n"
-        "  git jobs logs HEAD:test --node z6Mk…  # that node's latest run of the job\n"
+        "  git jobs logs HEAD:test --node alice  # that node's latest run (name, NID or prefix)\n"
         "  git jobs logs 3f2a1b9c --follow       # stream this node's run in progress\n"
         "  git jobs logs HEAD:test --raw | less -R\n",
         _logs,
     )
     p.add_argument("spec", metavar="RUN|JOB|REV:NAME", help="A run id, a job id (prefix) or REV:NAME.")
-    p.add_argument("--node", metavar="NID", help="Whose run (a NID or unique prefix) when a job is named.")
+    p.add_argument(
+        "--node", metavar="NODE",
+        help="Whose run when a job is named: its name as `status` prints it, a NID or a unique prefix.",
+    )
     p.add_argument("--follow", "-f", action="store_true", help="Stream this node's run until it ends.")
     p.add_argument("--raw", action="store_true", help="The bytes as published, even on a terminal.")
 

@@ -22,6 +22,7 @@ import cob
 from ..errors import PolicyError
 from ..gate import GateStatus
 from ..model import Job
+from ..names import resolve_node
 from ..policy import Policy
 from ..store import Jobs
 from ..summary import (
@@ -59,21 +60,51 @@ def _you(nid: str | None, me: str | None) -> str:
 
 
 # -- status ---------------------------------------------------------------------------------
+DEFAULT_INTERVAL = 2.0  # seconds between looks of --watch
+
+
 def _status_once(store: Jobs, args: argparse.Namespace, policy: Policy) -> GateStatus:
     return store.status(args.rev, policy=policy, all_nodes=args.all_nodes)
 
 
-def _status(args: argparse.Namespace) -> int:
-    if not math.isfinite(args.interval) or not 0 < args.interval <= 86400:
+# Flags that belong to one view of `status`: given to another, they are refused, not ignored.
+_WATCH_ONLY = ("interval", "timeout", "fail_fast")
+_BRANCH_ONLY = ("limit", "page")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_status_flags(args: argparse.Namespace) -> None:
+    """Refuse a flag the chosen view cannot honour (one line, exit 2): every flag of `status`
+    either works with the view asked for (one commit, ``--watch``, ``--branch``/``A..B``,
+    ``--json``) or is refused here. ``--sync``, ``--all-nodes`` and ``--json`` work with all."""
+    branch_view = bool(args.branch) or (args.rev is not None and ".." in args.rev)
+    if args.branch and args.rev is not None:
+        raise CliError(f"--branch {args.branch} lists a branch; give REV or --branch, not both")
+    if branch_view and args.watch:
+        raise CliError("--watch follows one commit; it does not combine with --branch or a range")
+    for name in _WATCH_ONLY:
+        if getattr(args, name) not in (None, False) and not args.watch:
+            raise CliError(f"{_flag(name)} goes with --watch")
+    for name in _BRANCH_ONLY:
+        if getattr(args, name) is not None and not branch_view:
+            raise CliError(f"{_flag(name)} goes with --branch B or a range A..B")
+    if args.interval is not None and (not math.isfinite(args.interval) or not 0 < args.interval <= 86400):
         raise CliError(f"--interval must be a number of seconds from 0 to 86400, not {args.interval}")
-    if args.branch or ".." in args.rev:
+    if args.timeout is not None and (not math.isfinite(args.timeout) or not 0 < args.timeout <= 7 * 86400):
+        raise CliError(f"--timeout must be a number of seconds from 0 to 604800, not {args.timeout}")
+
+
+def _status(args: argparse.Namespace) -> int:
+    check_status_flags(args)
+    if args.branch or (args.rev is not None and ".." in args.rev):
         from .branchlist import status_branch
 
         return status_branch(args)
-    if args.timeout is not None and (not math.isfinite(args.timeout) or not 0 < args.timeout <= 7 * 86400):
-        raise CliError(f"--timeout must be a number of seconds from 0 to 604800, not {args.timeout}")
-    if args.timeout is not None and not args.watch:
-        raise CliError("--timeout goes with --watch")
+    args.rev = args.rev if args.rev is not None else "HEAD"
+    args.interval = args.interval if args.interval is not None else DEFAULT_INTERVAL
     store = open_jobs(args)
     me = store.signer.nid if store.signer else None
     policy = store.policy()
@@ -226,7 +257,7 @@ def _order(store: Jobs, commits: set[str]) -> dict[str, tuple[int, int, str]]:
 
 def _list(args: argparse.Namespace) -> int:
     store = open_jobs(args)
-    node = cob.normalize_nid(args.node) if args.node else None
+    node = cob.normalize_nid(resolve_node(store, args.node)) if args.node else None  # a name too
     found: list[Job] = (
         store.find_by_commit(store.resolve_commit(args.commit, must_exist=False))
         if args.commit
@@ -316,7 +347,9 @@ def _register_list(sub: Any) -> None:
     )
     p.add_argument("--commit", metavar="REV", help="Only jobs of this commit.")
     p.add_argument("--name", metavar="NAME", help="Only jobs with this name.")
-    p.add_argument("--node", metavar="NID", help="Only jobs this node has run.")
+    p.add_argument(
+        "--node", metavar="NODE", help="Only jobs this node (its name as `status` prints it, or NID) has run."
+    )
     add_json(p)
 
 
@@ -344,12 +377,12 @@ def _register_status(sub: Any) -> None:
         "required job is not defined, the definitions do not parse, or nothing is required (no\n"
         "jobs defined); 8 still pending: running, retrying or expected.",
     )
-    p.add_argument("rev", metavar="REV", nargs="?", default="HEAD", help="The commit (default HEAD).")
+    p.add_argument("rev", metavar="REV", nargs="?", default=None, help="The commit (default HEAD).")
     p.add_argument(
         "--watch", action="store_true", help="Refresh until the verdict is in (nothing pending)."
     )
     p.add_argument(
-        "--interval", type=float, default=2.0, metavar="S", help="Seconds between refreshes (2)."
+        "--interval", type=float, default=None, metavar="S", help="With --watch: seconds between looks (2)."
     )
     p.add_argument("--fail-fast", action="store_true", help="With --watch: stop at the first failure.")
     p.add_argument(
@@ -365,8 +398,8 @@ def _register_status(sub: Any) -> None:
     p.add_argument(
         "--branch", metavar="B", help="One line per commit of branch B (or give REV as A..B)."
     )
-    p.add_argument("--limit", type=int, default=20, metavar="N", help="With --branch: commits a page (20).")
-    p.add_argument("--page", type=int, default=1, metavar="P", help="With --branch: which page (1).")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="With --branch: commits a page (20).")
+    p.add_argument("--page", type=int, default=None, metavar="P", help="With --branch: which page (1).")
     add_json(p)
 
 

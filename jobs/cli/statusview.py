@@ -68,6 +68,8 @@ def _rows(
         if flaky:  # passed only on a later attempt: shown, so a flaky test is not hidden by retries
             took = f"{took} flaky ({flaky} failed)"
         log = _assigned(status, c.name, style, me, labels) if c.run is None else safe(c.run.log)
+        if c.run is None and c.name in status.unservable:  # already escaped (jobs.profile)
+            log = status.unservable[c.name]
         rows.append((c.state, safe(c.name), node_label(status, c.node, style, me, labels), took, log))
     rows.sort(key=lambda r: (r[1], r[2]))  # by job name, then node: stable across refreshes
     return rows
@@ -136,6 +138,8 @@ def _summary(status: GateStatus, style: Style) -> str:
         counts = "nothing required" + (f"; {counts}" if counts else "")
     if status.expected:
         counts += f"; expected: {', '.join(safe(n) for n in status.expected)}"
+    for name, why in status.unservable.items():
+        counts += f"; {safe(name)}: {why}"
     uncounted = len(status.not_counted())
     if uncounted:
         counts += f"; {uncounted} not counted"

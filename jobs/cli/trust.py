@@ -62,15 +62,22 @@ def _remove(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    policy = load_policy(open_repo())
+    repo = open_repo()
+    policy = load_policy(repo)
+    from ..profile import profiles
+    from ..store import Jobs
+
+    known = profiles(Jobs.open(repo), policy.trusted)  # what each says it can run (signed)
     if args.json:
-        print_json(policy.to_json())
+        print_json({**policy.to_json(), "profiles": {nid: p.to_json() for nid, p in known.items()}})
         return EXIT_OK
     style = Style()
     print(describe_policy(policy))
     for nid, name in policy.trusted.items():
         where = "local" if nid in policy.local else "policy"
-        print(f"  {nid}  {style(safe(name) or '-', 'cyan')}  ({where})")
+        found = known.get(nid)
+        labels = f"labels {', '.join(sorted(found.labels)) or '-'}" if found else "no labels published"
+        print(f"  {nid}  {style(safe(name) or '-', 'cyan')}  ({where})  {style(labels, 'dim')}")
     return EXIT_OK
 
 

@@ -190,6 +190,8 @@ class Node:
             )
             workshop = self._workshop(self._jobs(), "worker:work")
             recovered = workshop.recover()
+            if workshop.announce():
+                self.log("node", f"published labels {', '.join(sorted(workshop.labels))}")
             if recovered:
                 self.log("node", f"recovered {len(recovered)} run(s) left started by a previous process")
             work = self._spawn("worker:work", lambda: self._work(workshop))

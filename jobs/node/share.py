@@ -18,6 +18,7 @@ from typing import Any
 
 from ..assign import ALL, Assignment, assign, assignment_mode, shared
 from ..policy import Policy, load_repository_policy
+from ..profile import eligibility
 from ..store import Jobs
 from .definitions import Definitions
 from .work import ELSEWHERE, PlanItem
@@ -56,7 +57,8 @@ class Sharing:
             return Shares("off", why, policy, {})
         found = {j.name: j for j in self.jobs.find_by_commit(defs.commit) if defs.get(j.name)}
         needs = {d.name: list(d.needs) for d in defs}
-        table = assign(found, needs, policy, now)
+        eligible, _ = eligibility(self.jobs, defs, policy)  # the same answer `status` ranks by
+        table = assign(found, needs, policy, now, eligible)
         return Shares("shared", f"quorum {policy.quorum} of {len(policy.nodes)} trusted nodes", policy, table)
 
     def __call__(self, defs: Definitions, plan: list[PlanItem], now: float) -> list[PlanItem]:

@@ -474,6 +474,7 @@ class Workshop:
         self._max_timeout = max_timeout
         self._sources: dict[str, str] = {}  # commit -> how it was reached (for `if` conditions)
         self._facts: dict[str, Facts] = {}
+        self._announced: tuple[object, ...] | None = None  # what announce() last published
         from .share import Sharing  # it filters this module's plans
 
         self.sharing = Sharing(jobs, self.nid, assignment)
@@ -540,6 +541,18 @@ class Workshop:
         plan = assess(defs, runs, now, finished, ids, crashed, self.rerun_held, facts, self.labels)
         return self.sharing(defs, list(plan.values()), now)  # jobs assigned elsewhere left alone
 
+    def announce(self) -> bool:
+        """Publish this node's labels and resource capacities in its signed profile
+        (:mod:`jobs.profile`) when they differ from what it published; True if it wrote."""
+        now = (tuple(sorted(self.labels)), tuple(sorted(self.resources.items())))
+        if self._announced == now:
+            return False
+        from ..profile import announce
+
+        wrote = announce(self.jobs, self.labels, self.resources)
+        self._announced = now
+        return wrote
+
     # -- crash recovery --------------------------------------------------------------------
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -583,6 +596,7 @@ class Workshop:
         report = WorkReport(sha, defs is not None)
         with self.locked():
             report.recovered = self.recover()
+            self.announce()  # what this node can run, for every reader's ranking
             if defs is None:
                 return report
             self.isolation.check()

@@ -20,6 +20,7 @@ from ..gate import gate_status
 from ..history import branch_json, subject_of
 from ..jobtype import TYPENAME
 from ..model import FAILING, run_prefix
+from ..names import node_names
 from ..store import Jobs
 from ..summary import job_json, run_json
 from .logs import read_log
@@ -66,6 +67,7 @@ def commit_data(store: Jobs, rev: str) -> dict[str, Any]:
         "jobs": [job_json(j) for j in status.jobs],
         "definitions": definitions_json(store, commit) if in_repo else None,
         "me": store.signer.nid if store.signer else None,
+        "names": node_names(store, status.policy),
     }
 
 
@@ -87,6 +89,7 @@ def run_data(store: Jobs, job_id: str, run_id: str, *, local_ok: bool = True) ->
         "subject": subject_of(store.repo, job.commit),
         "log": read_log(store, nid, rid, run, local_ok=local_ok).to_json(),
         "me": store.signer.nid if store.signer else None,
+        "names": node_names(store),
     }
 
 
@@ -134,4 +137,5 @@ def node_data(store: Jobs, node: str) -> dict[str, Any]:
         "runs": runs[:MAX_NODE_RUNS],
         "rate": [{"day": p.label, "passed": p.passed, "total": p.total} for p in points],
         "me": store.signer.nid if store.signer else None,
+        "names": node_names(store),
     }

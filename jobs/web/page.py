@@ -35,7 +35,8 @@ background:#eaeef2;color:#1f2328}
 .st-succeeded{background:#dafbe1;color:#116329}
 .st-failed,.st-error,.st-timed_out,.st-cancelled,.st-not_built,.st-lost{background:#ffebe9;color:#a40e26}
 .st-running,.st-pending,.st-queued{background:#fff8c5;color:#7d4e00}
-.st-expected{background:#ddf4ff;color:#0a3069}
+.st-expected{background:#ddf4ff;color:#0a3069}.st-required{background:#eaeef2;color:#24292f}
+.st-unservable{background:#ffebe9;color:#a40e26}
 .st-skipped,.st-none{background:#eaeef2;color:#57606a}.st-flaky{background:#fbefff;color:#6e40c9}
 .warn{border:1px solid #d4a72c;background:#fff8c5;padding:8px 12px;margin:8px 0;border-radius:6px}
 .bad{border:1px solid #ff8182;background:#ffebe9;padding:8px 12px;margin:8px 0;border-radius:6px}

@@ -42,8 +42,20 @@ def short_nid(nid: str | None) -> str:
     return nid if len(nid) <= 16 else f"{nid[:7]}…{nid[-7:]}"
 
 
-def node_label(nid: str | None, me: str | None) -> str:
-    return esc(short_nid(nid)) + (' <span class="muted">(you)</span>' if nid and nid == me else "")
+def node_label(nid: str | None, me: str | None, names: dict[str, str] | None = None) -> str:
+    """A node as `status` prints it: a trusted node by its name (the NID on hover), else the
+    short NID; this node marked "(you)"."""
+    name = (names or {}).get(nid or "")
+    shown = f'<span title="{esc(nid)}">{esc(name)}</span>' if name else esc(short_nid(nid))
+    return shown + (' <span class="muted">(you)</span>' if nid and nid == me else "")
+
+
+def _required(j: dict[str, Any], why: str | None) -> str:
+    """The mark of a required job (and why no trusted node can run it, when none can)."""
+    if not j.get("required"):
+        return ' <span class="small muted">not required</span>'
+    mark = ' <span class="st st-required">required</span>'
+    return mark + (f'<div class="small">{esc(why)}</div>' if why else "")
 
 
 # -- times -------------------------------------------------------------------------------------
@@ -155,7 +167,9 @@ def _matrix(data: dict[str, Any], *, counted: bool = True) -> str:
     })
     if not counted and not nodes:
         return ""
-    head = "".join(f"<th>{link(node_href(n), node_label(n, me))}</th>" for n in nodes)
+    names = data.get("names") or {}
+    head = "".join(f"<th>{link(node_href(n), node_label(n, me, names))}</th>" for n in nodes)
+    why = status.get("unservable") or {}
     rows = []
     for j in status["jobs"]:
         latest = {r["node"]: r for r in j["latest"] if _uncounted(r) != counted}
@@ -164,7 +178,8 @@ def _matrix(data: dict[str, Any], *, counted: bool = True) -> str:
             _cell(j, latest.get(n), [r for r in runs if r["node"] == n]) for n in nodes
         )
         queued = "" if nodes else "<td></td>"
-        rows.append(f"<tr><th>{esc(j['name'])} {state(j['state'])}</th>{cells}{queued}</tr>")
+        mark = _required(j, why.get(j["name"])) if counted else ""
+        rows.append(f"<tr><th>{esc(j['name'])} {state(j['state'])}{mark}</th>{cells}{queued}</tr>")
     title = "" if counted else "<h2>Runs not counted (nodes the policy does not trust)</h2>"
     cls = "matrix" if counted else "matrix uncounted"
     return (
@@ -272,7 +287,8 @@ def run(data: dict[str, Any], *, start: int | None = None, paged: bool = True) -
         f"<h1>{esc(job['name'])} {state(r['state'])}</h1>"
         f"<p>commit {link(commit_href(job['commit']), esc(job['commit'][:12]), cls='sha')}"
         f" {esc(data.get('subject') or '')}</p>"
-        f"<p>node {link(node_href(r['node']), node_label(r['node'], me))} · run <code>{esc(r['id'])}</code>"
+        f"<p>node {link(node_href(r['node']), node_label(r['node'], me, data.get('names')))}"
+        f" · run <code>{esc(r['id'])}</code>"
         f"{counted}</p>"
         f"<p class=\"small\">started {when(r.get('started_at'))} · finished {when(r.get('finished_at'))}"
         f" · {esc(duration(r))} · log {external(r.get('log'))}</p>"
@@ -298,10 +314,14 @@ def node(data: dict[str, Any]) -> tuple[str, str]:
         if data["total"] > len(data["runs"])
         else ""
     )
+    name = (data.get("names") or {}).get(data["node"])
+    heading = f"{esc(name)} <code class=\"small\">{esc(data['node'])}</code>" if name else (
+        f"<code>{esc(data['node'])}</code>"
+    )
     body = (
-        f"<h1>Node <code>{esc(data['node'])}</code>{' (you)' if data['node'] == me else ''}</h1>"
+        f"<h1>Node {heading}{' (you)' if data['node'] == me else ''}</h1>"
         f"<h2>Pass rate per day</h2>{chart(points)}"
         f"<h2>Runs</h2>{more}<table><thead><tr><th>state</th><th>job</th><th>commit</th>"
         f"<th>started</th><th>took</th></tr></thead><tbody>{rows}</tbody></table>"
     )
-    return f"node {short_nid(data['node'])}", body
+    return f"node {name or short_nid(data['node'])}", body
