@@ -1,0 +1,187 @@
+"""Two copies of one node's key, through the installed CLI and a bare hub (issue 25, 1, 2, 4).
+
+Nothing this node acknowledged is lost when a second copy of its key writes: a reinstalled
+node's first sync keeps both its old and its new results (the index merge joins the job's two
+tips with a signed merge change), two live copies writing through one hub converge round
+after round, and a sync that could not publish this node's own results says so and exits 4.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pygit2
+
+import cob
+import jobs
+from cob import sigrefs
+from tests.clirunner import gj, ok
+from tests.conftest import git, init_repo
+
+EXIT_UNPUBLISHED = 4
+
+
+def _hub(tmp_path: Path) -> Path:
+    origin = tmp_path / "origin"
+    init_repo(origin, commits=2)
+    hub = tmp_path / "hub.git"
+    git(tmp_path, "clone", "-q", "--bare", str(origin), str(hub))
+    return hub
+
+
+def _clone(tmp_path: Path, hub: Path, name: str) -> Path:
+    git(tmp_path, "clone", "-q", str(hub), str(tmp_path / name))
+    return tmp_path / name
+
+
+def _runs(path: Path, job: str) -> dict[str, str | None]:
+    """{run id: reason} of every run of ``job`` as the CLI shows it here."""
+    return {r["id"]: r["reason"] for r in ok(path, "show", job, "--json").json["runs"]}
+
+
+def _hub_runs(hub: Path, job: str) -> dict[str, str | None]:
+    """The runs the hub itself holds (read in-process: a bare repository has no work tree)."""
+    found = jobs.Jobs.open(str(hub), cache=False).get(job)
+    return {} if found is None else {
+        str(r): (run.reason.value if run.reason else None) for rs in found.runs().values() for r, run in rs.items()
+    }
+
+
+def test_a_reinstalled_node_keeps_its_old_and_new_results(tmp_path: Path) -> None:
+    """The key restored on a fresh clone recreates HEAD's job (same id), runs and finishes it;
+    after its first sync both runs are on the node, the hub and a fresh peer, and status
+    shows the newer result."""
+    hub = _hub(tmp_path)
+    key = cob.Signer.generate().save(tmp_path / "node.key")
+    old = _clone(tmp_path, hub, "old")
+    job = ok(old, "create", "HEAD", "--name", "test", key=key).line
+    first = ok(old, "run", job, "--log", "https://ci.example/old", key=key).line
+    ok(old, "finish", job, first, "failed", key=key)
+    ok(old, "sync", key=key)
+
+    again = _clone(tmp_path, hub, "again")  # reinstalled: the same key, nothing synced yet
+    assert ok(again, "create", "HEAD", "--name", "test", key=key).line == job
+    second = ok(again, "run", job, "--log", "https://ci.example/new", key=key).line
+    ok(again, "finish", job, second, "succeeded", key=key)
+    report = ok(again, "sync", "--json", key=key).json
+
+    both = {first: "failed", second: "succeeded"}
+    peer = _clone(tmp_path, hub, "peer")
+    ok(peer, "sync")
+    for where in (again, peer):
+        assert _runs(where, job) == both, where
+        assert gj(where, "status", "--json").json["outcome"] == "succeeded", where
+    assert _hub_runs(hub, job) == both
+    assert report["published"] == "published" and report["unpublished"] == []
+    assert report["merged"] == [job] and report["refused"] == [], report
+    # The old copy takes the merged index as a fast-forward, and sees both too.
+    assert ok(old, "sync", "--json", key=key).json["refused"] == []
+    assert _runs(old, job) == both
+    # Every change is verified by stock git (the merge change included), and nothing dangles.
+    git(again, "fsck", "--strict", "--no-dangling")
+
+
+def _copy_op(path: Path, key: Path, job: str, tag: str) -> str:
+    """One acknowledged op of this copy: a run started and finished (exit 0 from the CLI)."""
+    run = ok(path, "run", job, "--log", f"https://ci.example/{tag}", key=key).line
+    ok(path, "finish", job, run, "succeeded", key=key)
+    return run
+
+
+def test_two_live_copies_of_one_key_converge_through_one_hub(tmp_path: Path) -> None:
+    """A node moved to a new machine while the old one still runs: both write the same jobs
+    and new ones, and sync through one hub, for several rounds. Every sync publishes (exit 0),
+    every acknowledged run is on every replica, and a peer that followed along took every
+    index as a fast-forward (it never refused this node's index)."""
+    hub = _hub(tmp_path)
+    key = cob.Signer.generate().save(tmp_path / "node.key")
+    nid = ok(tmp_path, "whoami", "--nid", key=key).line
+    a, b, peer = (_clone(tmp_path, hub, n) for n in ("a", "b", "peer"))
+    shared = ok(a, "create", "HEAD", "--name", "test", key=key).line
+    ok(a, "sync", key=key)
+    assert ok(b, "create", "HEAD", "--name", "test", key=key).line == shared
+    acked: set[str] = set()
+    syncs: list[tuple[int, str | None]] = []  # (exit code, "published") of every sync
+    refused: list[object] = []  # the peer's refusals of this node's index
+    for round_ in range(4):
+        for name, copy in (("a", a), ("b", b)):
+            acked.add(_copy_op(copy, key, shared, f"{name}{round_}"))
+            own = ok(copy, "create", "HEAD~1", "--name", f"{name}{round_}", key=key).line
+            acked.add(_copy_op(copy, key, own, f"{name}{round_}own"))
+        for copy in (b, a) if round_ % 2 else (a, b):  # either copy syncs first
+            report = gj(copy, "sync", "--json", key=key)
+            syncs.append((report.code, report.json.get("published")))
+        got = ok(peer, "sync", "--json").json
+        refused.extend(r for r in got["refused"] if nid in r["ref"])
+    ok(a, "sync", key=key)  # a saw b's last sync only now
+    every = {}
+    for where in (a, b, peer):
+        ok(where, "sync", key=key if where != peer else None)
+        every[where.name] = {
+            run for j in ok(where, "list", "--json").json for run in _runs(where, j["id"])
+        }
+    for name, runs in every.items():
+        assert acked <= runs, (name, acked - runs)
+    assert acked <= {r for j in jobs.Jobs.open(str(hub), cache=False).all() for r in _hub_runs(hub, j.id)}
+    # Every sync published, and the hub's index is one chain the peer took as fast-forwards
+    # all along.
+    assert syncs == [(0, "published")] * 8
+    assert refused == []
+    tip = git(hub, "rev-parse", cob.index_ref(nid)).strip()
+    assert sigrefs.read_tip(pygit2.Repository(str(peer)), nid) == tip
+
+
+def _refusing_hub(hub: Path) -> None:
+    """A read-only hub: its pre-receive hook refuses every push (tests run as root, and
+    chmod does not stop root)."""
+    hook = hub / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'this hub is read-only' >&2\nexit 1\n")
+    hook.chmod(hook.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+
+
+def test_a_sync_that_cannot_publish_exits_4_and_says_so(tmp_path: Path) -> None:
+    """A read-only hub: the sync fetches, but this node's results are not on the remote, so
+    it exits 4 with one line (and --json says `unpublished`); once pushes work again, 0."""
+    hub = _hub(tmp_path)
+    key = cob.Signer.generate().save(tmp_path / "node.key")
+    node = _clone(tmp_path, hub, "node")
+    job = ok(node, "create", "HEAD", "--name", "test", key=key).line
+    _copy_op(node, key, job, "x")
+    _refusing_hub(hub)
+    text = gj(node, "sync", key=key)
+    assert text.code == EXIT_UNPUBLISHED, text
+    errors = [line for line in text.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "not published" in errors[0], text.err
+    as_json = gj(node, "sync", "--json", key=key)
+    assert as_json.code == EXIT_UNPUBLISHED
+    report = json.loads(as_json.out)
+    assert report["published"] == "unpublished"
+    assert [(r["side"], r["kind"]) for r in report["unpublished"]] == [("push", "rejected")]
+    # Fetching only is not a failure to publish; nor is a keyless sync.
+    assert gj(node, "sync", "--no-push", key=key).code == 0
+    (hub / "hooks" / "pre-receive").unlink()
+    back = gj(node, "sync", "--json", key=key)
+    assert back.code == 0 and back.json["published"] == "published", back
+
+
+def test_two_copies_that_published_to_two_hubs_fail_loudly(tmp_path: Path) -> None:
+    """Truly impossible to merge: each copy's chain was taken by another hub (and its peers).
+    The sync reports it (exit 4, one line with the remedy) and signs nothing."""
+    hub = _hub(tmp_path)
+    other = tmp_path / "other.git"
+    git(tmp_path, "clone", "-q", "--bare", str(hub), str(other))
+    key = cob.Signer.generate().save(tmp_path / "node.key")
+    one, two = _clone(tmp_path, hub, "one"), _clone(tmp_path, other, "two")
+    ok(one, "create", "HEAD", "--name", "one", key=key)
+    ok(one, "sync", key=key)
+    ok(two, "create", "HEAD", "--name", "two", key=key)
+    ok(two, "sync", key=key)
+    nid = ok(tmp_path, "whoami", "--nid", key=key).line
+    before = sigrefs.read_tip(pygit2.Repository(str(one)), nid)
+    res = gj(one, "sync", str(other), key=key)
+    assert res.code == EXIT_UNPUBLISHED, res
+    errors = [line for line in res.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "give the other a key of its own" in errors[0], res.err
+    assert sigrefs.read_tip(pygit2.Repository(str(one)), nid) == before  # nothing signed
