@@ -9,16 +9,25 @@ after round, and a sync that could not publish this node's own results says so a
 from __future__ import annotations
 
 import json
+import signal
 import stat
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pygit2
 
 import cob
 import jobs
-from cob import sigrefs
-from tests.clirunner import gj, ok
+from cob import sigrefs, sshsig
+from cob.change import Codec, commit_buffer, write_change, write_merge
+from cob.evaluate import evaluate
+from jobs.sync import Publication
+from tests.clirunner import GIT_JOBS, env_with, gj, ok
 from tests.conftest import git, init_repo
+from tests.toytype import LOG, Append
 
 EXIT_UNPUBLISHED = 4
 
@@ -44,9 +53,10 @@ def _runs(path: Path, job: str) -> dict[str, str | None]:
 def _hub_runs(hub: Path, job: str) -> dict[str, str | None]:
     """The runs the hub itself holds (read in-process: a bare repository has no work tree)."""
     found = jobs.Jobs.open(str(hub), cache=False).get(job)
-    return {} if found is None else {
-        str(r): (run.reason.value if run.reason else None) for rs in found.runs().values() for r, run in rs.items()
-    }
+    if found is None:
+        return {}
+    return {str(r): (run.reason.value if run.reason else None)
+            for rs in found.runs().values() for r, run in rs.items()}
 
 
 def test_a_reinstalled_node_keeps_its_old_and_new_results(tmp_path: Path) -> None:
@@ -185,3 +195,101 @@ def test_two_copies_that_published_to_two_hubs_fail_loudly(tmp_path: Path) -> No
     errors = [line for line in res.err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "give the other a key of its own" in errors[0], res.err
     assert sigrefs.read_tip(pygit2.Repository(str(one)), nid) == before  # nothing signed
+
+
+def test_a_node_shows_itself_degraded_until_a_push_works(tmp_path: Path) -> None:
+    """`git jobs node` against a hub that refuses pushes: its log says `degraded` and node.json
+    has status `degraded` with why; once the hub takes pushes again, `recovered` and `ok`."""
+    hub = _hub(tmp_path)
+    key = cob.Signer.generate().save(tmp_path / "node.key")
+    node = _clone(tmp_path, hub, "node")
+    git(node, "config", "jobs.isolation", "none")
+    job = ok(node, "create", "HEAD", "--name", "test", key=key).line
+    _copy_op(node, key, job, "x")
+    _refusing_hub(hub)
+    beat = node / ".git" / "git-jobs" / "node.json"
+    log_path = tmp_path / "node.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [GIT_JOBS, "node", "--remote", str(hub), "--interval", "0.2s"], cwd=node,
+            env=env_with(GIT_JOBS_KEY=str(key)), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+        )
+    try:
+        _wait(lambda: _beat(beat).get("status") == "degraded", log_path)
+        (unpublished,) = _beat(beat)["unpublished"].values()
+        assert "not published" in unpublished["reason"] and unpublished["refused"][0]["kind"] == "rejected"
+        assert "degraded: this node's results were not published" in log_path.read_text()
+        (hub / "hooks" / "pre-receive").unlink()
+        _wait(lambda: _beat(beat).get("status") == "ok", log_path)
+        assert _beat(beat)["unpublished"] == {} and "recovered:" in log_path.read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert _hub_runs(hub, job) == _runs(node, job)
+
+
+def _beat(path: Path) -> dict[str, Any]:
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _wait(pred: Callable[[], bool], log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+
+
+def test_a_merge_change_joins_two_heads_of_any_type_and_changes_no_state(tmp_path: Path) -> None:
+    """A merge change (no ops, two parents) is accepted without asking the type — also a
+    non-commutative one — and leaves the state as it was; empty ops with one parent stay
+    invalid; a change on top of the merge folds as usual."""
+    repo = init_repo(tmp_path / "r")
+    signer = cob.Signer.generate()
+    store = cob.Store(repo, signer)
+    root = store.create(LOG, [Append("root")]).object_id
+    codec = store.codec(LOG)
+    left = write_change(repo, codec, signer, signer.nid, [Append("left")], [root], timestamp=10)
+    right = write_change(repo, codec, signer, signer.nid, [Append("right")], [root], timestamp=20)
+    before = evaluate(repo, codec, root, {"a": left, "b": right})
+    manifest = repo[left].tree["manifest"].id
+    merge = write_merge(repo, manifest, signer, signer.nid, [left, right])
+    after = evaluate(repo, codec, root, {"a": merge})
+    assert after.rejected == {} and merge in after.accepted and after.heads == {merge}
+    assert after.state == before.state and after.state is not None
+    assert after.state.lines == ["root", "left", "right"]
+    on_top = write_change(repo, codec, signer, signer.nid, [Append("next")], [merge])
+    assert evaluate(repo, codec, root, {"a": on_top}).state.lines[-1] == "next"
+    tree = repo[merge].tree.id  # the same tree, one parent: not a merge, and no ops
+    lone = commit_buffer(str(tree), [left], signer.nid, 30, "cob: merge\n")
+    lonely = str(repo.create_commit_with_signature(lone, sshsig.sign(signer, lone.encode())))
+    assert "carries no ops" in evaluate(repo, codec, root, {"a": lonely}).rejected[lonely]
+
+
+def test_a_merge_never_joins_a_change_our_rules_reject(tmp_path: Path) -> None:
+    """The other copy's chain builds on what we published, but its tip of a job both copies
+    changed is one our fold rejects (an unknown run finished): nothing is merged or signed,
+    and the sync says our results are not published (the other copy's data stays its own)."""
+    hub = _hub(tmp_path)
+    signer = cob.Signer.generate()
+    a = jobs.Jobs.open(str(_clone(tmp_path, hub, "a")), signer)
+    job = a.create(a.resolve_commit("HEAD"))
+    assert a.sync(str(hub)).publication is Publication.PUBLISHED
+    b = jobs.Jobs.open(str(_clone(tmp_path, hub, "b")), signer)
+    assert b.sync(str(hub)).publication is Publication.PUBLISHED  # b takes a's chain
+    tip = sigrefs.lookup(b.repo, sigrefs.tree_of(b.repo, sigrefs.read_tip(b.repo, signer.nid)),
+                         jobs.TYPENAME, job.id)
+    assert tip is not None
+    bad = write_change(b.repo, Codec(jobs.JOB_TYPE), signer, signer.nid,
+                       [jobs.FinishRun("0189c0de-0000-7000-8000-000000000001", "succeeded")], [tip])
+    assert sigrefs.set_tip(b.repo, signer, signer.nid, jobs.TYPENAME, job.id, bad, tip)
+    assert b.sync(str(hub)).publication is Publication.PUBLISHED
+    job.run("https://ci.example/a")  # a changes the same job
+    ours = sigrefs.read_tip(a.repo, signer.nid)
+    report = a.sync(str(hub))
+    assert report.publication is Publication.UNPUBLISHED
+    assert "is rejected" in report.unpublished[0].reason
+    assert sigrefs.read_tip(a.repo, signer.nid) == ours
