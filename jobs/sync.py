@@ -18,6 +18,7 @@ import pygit2
 
 import cob
 from cob import sync as cob_sync
+from cob.family import RefFamily
 from cob.sync import RefUpdate, Refusal, RefusalKind
 
 from . import logs
@@ -201,6 +202,7 @@ def sync(
                 report.pushed.extend(pushed)
                 report.logs_pushed.extend(logs_pushed)
                 report.logs_deleted.extend(d for d in sent.deleted if not _is_job_ref(d))
+                sent.refused = _settle_busy(jobs, remote, sent.refused, timeout, idle, families)
                 if not fetch or round_ + 1 == PUSH_ROUNDS or not _lost_race(sent.refused, own):
                     report.refused.extend(sent.refused)
                     break
@@ -210,6 +212,25 @@ def sync(
     except cob.TransportError as e:
         raise SyncError(str(e), report) from None
     return report
+
+
+def _settle_busy(
+    jobs: Jobs,
+    remote: str,
+    refused: list[Refusal],
+    timeout: float | None,
+    idle: float | None,
+    families: tuple[RefFamily, ...],
+) -> list[Refusal]:
+    """Drop the ``busy`` push refusals (another push moved the ref at the same moment) whose
+    ref the remote now holds at the value we pushed: another process of this node delivered
+    the same tip, so it is published. One more listing, only after such a race."""
+    busy = [r for r in refused if r.side == cob_sync.PUSH and r.kind is RefusalKind.BUSY]
+    if not busy:
+        return refused
+    listed = cob_sync.ls_remote(jobs.repo, remote, timeout=timeout, idle=idle, families=families)
+    done = {id(r) for r in busy if r.local is not None and listed.get(r.ref) == r.local}
+    return [r for r in refused if id(r) not in done]
 
 
 def _lost_race(refused: list[Refusal], own: str) -> bool:

@@ -102,7 +102,8 @@ def _copy_op(path: Path, key: Path, job: str, tag: str) -> str:
 
 def test_two_live_copies_of_one_key_converge_through_one_hub(tmp_path: Path) -> None:
     """A node moved to a new machine while the old one still runs: both write the same jobs
-    and new ones, and sync through one hub, for several rounds. Every sync publishes (exit 0),
+    and new ones, and sync through one hub, for several rounds (in turn, then at the same
+    moment, when one loses the push race and merges again). Every sync publishes (exit 0),
     every acknowledged run is on every replica, and a peer that followed along took every
     index as a fast-forward (it never refused this node's index)."""
     hub = _hub(tmp_path)
@@ -125,6 +126,20 @@ def test_two_live_copies_of_one_key_converge_through_one_hub(tmp_path: Path) -> 
             syncs.append((report.code, report.json.get("published")))
         got = ok(peer, "sync", "--json").json
         refused.extend(r for r in got["refused"] if nid in r["ref"])
+    for round_ in range(4, 6):  # both copies sync at the same moment: one loses the race
+        for name, copy in (("a", a), ("b", b)):
+            acked.add(_copy_op(copy, key, shared, f"{name}{round_}"))
+        racing = [
+            subprocess.Popen([GIT_JOBS, "sync", "--json"], cwd=copy, text=True, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=env_with(GIT_JOBS_KEY=str(key)))
+            for copy in (a, b)
+        ]
+        for proc in racing:
+            out, err = proc.communicate(timeout=120)
+            assert "Traceback" not in err
+            syncs.append((proc.returncode, json.loads(out).get("published")))
+        got = ok(peer, "sync", "--json").json
+        refused.extend(r for r in got["refused"] if nid in r["ref"])
     ok(a, "sync", key=key)  # a saw b's last sync only now
     every = {}
     for where in (a, b, peer):
@@ -137,7 +152,7 @@ def test_two_live_copies_of_one_key_converge_through_one_hub(tmp_path: Path) -> 
     assert acked <= {r for j in jobs.Jobs.open(str(hub), cache=False).all() for r in _hub_runs(hub, j.id)}
     # Every sync published, and the hub's index is one chain the peer took as fast-forwards
     # all along.
-    assert syncs == [(0, "published")] * 8
+    assert syncs == [(0, "published")] * 12
     assert refused == []
     tip = git(hub, "rev-parse", cob.index_ref(nid)).strip()
     assert sigrefs.read_tip(pygit2.Repository(str(peer)), nid) == tip
