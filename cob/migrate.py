@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 import pygit2
 
 from . import sigrefs
-from .change import MANIFEST, write_merge
+from .change import MALFORMED_ERRORS, MANIFEST, write_merge
 from .errors import ConflictError
 from .gitrun import run_git
 from .refs import CobRef, RefReader, common_dir, compare_and_swap, is_ancestor
@@ -159,10 +159,13 @@ def _merge_change(repo: pygit2.Repository, signer: Signer, theirs: str, ours: st
     manifest of our tip (a type and version this repository's readers accepted)."""
     manifest = None
     for tip in (ours, theirs):
-        obj = repo[tip]
-        if isinstance(obj, pygit2.Commit) and MANIFEST in obj.tree:
-            manifest = obj.tree[MANIFEST].id
-            break
+        try:
+            obj = repo[tip]
+            if isinstance(obj, pygit2.Commit) and MANIFEST in obj.tree:
+                manifest = obj.tree[MANIFEST].id
+                break
+        except MALFORMED_ERRORS:
+            continue
     if manifest is None:
         raise ConflictError(f"change {ours[:12]} has no manifest: not a change")
     return write_merge(repo, manifest, signer, signer.nid, [theirs, ours])
