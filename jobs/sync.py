@@ -22,7 +22,7 @@ from cob.family import RefFamily
 from cob.sync import RefUpdate, Refusal, RefusalKind
 
 from . import logs
-from .errors import PolicyError, SyncError
+from .errors import JobsError, PolicyError, SyncError
 from .jobtype import JOB_TYPE, TYPENAME
 from .policy import load_policy
 from .summary import rejection_json
@@ -74,9 +74,11 @@ class SyncReport:
         if self.own is None:
             return []
         index = cob.index_ref(self.own)
+        own = RefusalKind.OWN_NAMESPACE
         return [
             r for r in self.refused
-            if r.side == cob_sync.PUSH or (r.ref == index and r.kind is RefusalKind.OWN_NAMESPACE)
+            if r.side == cob_sync.PUSH
+            or (r.kind is own and (r.ref == index or logs.family().parse(r.ref) is not None))
         ]
 
     @property
@@ -273,6 +275,8 @@ def _fetch(
     report.refused.extend(r for r in got.refused if (r.ref, r.side, r.kind) not in seen)
     if got.own_index is not None and jobs.signer is not None:
         _merge_own(jobs, got.own_index, report)
+    if got.own_families and jobs.signer is not None:
+        _merge_own_logs(jobs, got.own_families, report)
     found = jobs.store.changed_since(JOB_TYPE, before)
     report.changed.extend(j for j in found.changed if j not in report.changed)
     known = {(r.object_id, r.change) for r in report.rejected}
@@ -294,6 +298,22 @@ def _merge_own(jobs: Jobs, theirs: str, report: SyncReport) -> None:
         report.refused.append(Refusal(index, str(e), "fetch", own, None, theirs))
         return
     report.merged.extend(object_id for _, object_id in both if object_id not in report.merged)
+
+
+def _merge_own_logs(jobs: Jobs, theirs: dict[str, str], report: SyncReport) -> None:
+    """Our own log buckets on the remote, signed by us but diverged (two copies of this node
+    published logs of one month): merged into ours (:func:`jobs.logs.merge_own`), so that the
+    push is a fast-forward; a bucket that cannot be merged stays refused, saying why."""
+    assert jobs.signer is not None
+    own = RefusalKind.OWN_NAMESPACE
+    for name, tip in sorted(theirs.items()):
+        try:
+            logs.merge_own(jobs.repo, jobs.signer, name, tip)
+        except JobsError as e:
+            report.refused = [r for r in report.refused if not (r.ref == name and r.kind is own)]
+            report.refused.append(Refusal(name, str(e), "fetch", own, None, tip))
+            continue
+        report.refused = [r for r in report.refused if not (r.ref == name and r.kind is own)]
 
 
 IDLE_CONFIG = "jobs.idleTimeout"

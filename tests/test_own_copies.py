@@ -94,9 +94,12 @@ def test_a_reinstalled_node_keeps_its_old_and_new_results(tmp_path: Path) -> Non
 
 
 def _copy_op(path: Path, key: Path, job: str, tag: str) -> str:
-    """One acknowledged op of this copy: a run started and finished (exit 0 from the CLI)."""
+    """One acknowledged op of this copy: a run started and finished with its log published in
+    this month's bucket, as a node does (exit 0 from the CLI)."""
     run = ok(path, "run", job, "--log", f"https://ci.example/{tag}", key=key).line
-    ok(path, "finish", job, run, "succeeded", key=key)
+    log = path.parent / f"{tag}.log"
+    log.write_text(f"log of {tag}\n")
+    ok(path, "finish", job, run, "succeeded", "--log-file", str(log), key=key)
     return run
 
 
@@ -149,6 +152,9 @@ def test_two_live_copies_of_one_key_converge_through_one_hub(tmp_path: Path) -> 
         }
     for name, runs in every.items():
         assert acked <= runs, (name, acked - runs)
+    for run in acked:  # and every log, verified against its signed finish, on every replica
+        for where in (a, b, peer):
+            assert gj(where, "logs", run).out.startswith("log of "), (where.name, run)
     assert acked <= {r for j in jobs.Jobs.open(str(hub), cache=False).all() for r in _hub_runs(hub, j.id)}
     # Every sync published, and the hub's index is one chain the peer took as fast-forwards
     # all along.
@@ -183,7 +189,8 @@ def test_a_sync_that_cannot_publish_exits_4_and_says_so(tmp_path: Path) -> None:
     assert as_json.code == EXIT_UNPUBLISHED
     report = json.loads(as_json.out)
     assert report["published"] == "unpublished"
-    assert [(r["side"], r["kind"]) for r in report["unpublished"]] == [("push", "rejected")]
+    refused = sorted((r["side"], r["kind"], "/refs/logs/" in r["ref"]) for r in report["unpublished"])
+    assert refused == [("push", "rejected", False), ("push", "rejected", True)]  # index, log bucket
     # Fetching only is not a failure to publish; nor is a keyless sync.
     assert gj(node, "sync", "--no-push", key=key).code == 0
     (hub / "hooks" / "pre-receive").unlink()
