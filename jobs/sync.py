@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 __all__ = ["Publication", "RefUpdate", "Refusal", "SyncReport", "allowed_signers", "idle_timeout", "sync"]
 
 JSON_VERSION = 1
-# Rounds of fetch, merge and push when our own index lost a race on the remote (another copy
-# of this node, or another process of it, pushed between our fetch and our push).
+# Rounds of fetch, merge and push when our own index or a log bucket lost a race on the remote
+# (another copy of this node, or another process of it, pushed between our fetch and our push).
 PUSH_ROUNDS = 3
 
 
@@ -236,10 +236,10 @@ def _settle_busy(
 
 
 def _lost_race(refused: list[Refusal], own: str) -> bool:
-    """Whether the remote refused our index because it moved since our fetch."""
-    index = cob.index_ref(own)
+    """Whether the remote refused our index or a log bucket of ours because it moved since our
+    fetch (a push only sends our own namespace)."""
     lost = (RefusalKind.NON_FAST_FORWARD, RefusalKind.BUSY)
-    return any(r.ref == index and r.kind in lost for r in refused)
+    return any(r.side == cob_sync.PUSH and r.kind in lost for r in refused)
 
 
 def _fetch(
