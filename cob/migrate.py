@@ -119,16 +119,17 @@ def merge_own(
     Raises :class:`ConflictError` (nothing written) when ``theirs`` is not a well-formed index
     chain, when part of our chain was published and ``theirs`` does not build on it (peers that
     took either chain would refuse the merged one: two remotes took two chains), or when
-    ``check`` refuses to join two tips."""
+    ``check`` refuses to join two tips (see :func:`_check_chain`)."""
     nid = signer.nid
     conflicts: list[sigrefs.Key] = []
-    if not sigrefs.is_index_chain(repo, theirs):
-        raise ConflictError("the remote's copy of this node's index is not a well-formed index")
+    checked = False
     for attempt in range(200):
         ours = sigrefs.read_tip(repo, nid)
         if ours is not None and (ours == theirs or is_ancestor(repo, theirs, ours)):
             return []  # already merged, or behind ours (a replay of our own chain)
-        _check_published(repo, theirs)
+        if not checked:
+            _check_chain(repo, theirs)
+            checked = True
         mine, other = sigrefs.tree_of(repo, ours), sigrefs.tree_of(repo, theirs)
         updates: dict[sigrefs.Key, str | None] = {}
         conflicts = []
@@ -171,20 +172,33 @@ def _merge_change(repo: pygit2.Repository, signer: Signer, theirs: str, ours: st
     return write_merge(repo, manifest, signer, signer.nid, [theirs, ours])
 
 
-def _check_published(repo: pygit2.Repository, theirs: str) -> None:
-    """Refuse to merge when part of our chain was published (the last tip a push delivered,
-    :data:`cob.sigrefs.PUBLISHED`) and ``theirs`` does not have it on its first-parent chain:
-    the merged index, whose first parent is ``theirs``, would then not be a fast-forward for
-    the peers that took our published chain. When ``theirs`` builds on what we published (the
-    other copy merged it, through the same remote), every peer takes the merge."""
+def _check_chain(repo: pygit2.Repository, theirs: str) -> None:
+    """Refuse (:class:`ConflictError`) a ``theirs`` that is not a well-formed index chain, or
+    that does not build on what we published.
+
+    Once part of our chain was published (the last tip a push delivered,
+    :data:`cob.sigrefs.PUBLISHED`), ``theirs`` must have it on its first-parent chain: the
+    merged index, whose first parent is ``theirs``, is then a fast-forward for the peers that
+    took our published chain as well as for those that took ``theirs`` (the other copy merged
+    ours through the same remote). Only the commits above it are read: what we published is
+    our own, checked when written. Otherwise two remotes took two chains and no index can be
+    a fast-forward for both. Never published: the whole chain must be well formed."""
     published = _target(repo, sigrefs.PUBLISHED)
-    if published is None or sigrefs.first_parents(repo, theirs, published, sigrefs.MAX_CHAIN) is not None:
+    if published is None:
+        if not sigrefs.is_index_chain(repo, theirs):
+            raise ConflictError("the remote's copy of this node's index is not a well-formed index")
         return
-    raise ConflictError(
-        "two copies of this node's key published diverging indexes (one from here, another on"
-        " this remote): keep one copy and give the other a key of its own"
-        " (git jobs --key NEW-FILE init; git config jobs.key NEW-FILE)"
-    )
+    above = sigrefs.first_parents(repo, theirs, published, sigrefs.MAX_CHAIN)
+    if above is None:
+        raise ConflictError(
+            "two copies of this node's key published diverging indexes (one from here, another on"
+            " this remote): keep one copy and give the other a key of its own"
+            " (git jobs --key NEW-FILE init; git config jobs.key NEW-FILE)"
+        )
+    well_formed = all(sigrefs.is_index_commit(repo, str(c.id)) for c in above)
+    tree = sigrefs.tree_of(repo, theirs)
+    if not well_formed or sigrefs.malformed(repo, sigrefs.tree_of(repo, published), tree) is not None:
+        raise ConflictError("the remote's copy of this node's index is not a well-formed index")
 
 
 def _target(repo: pygit2.Repository, name: str) -> str | None:

@@ -472,6 +472,9 @@ class Node:
                 try:
                     report = jobs.sync(remote)
                     self.log(task, f"final sync: {report.summary()}")
+                    unpublished = report.unpublished_line()
+                    if unpublished is not None:
+                        self.log(task, f"final sync: degraded: {safe(unpublished)}")
                 except Exception as e:
                     self.log(task, f"final sync failed: {_first_line(str(e))}")
 
