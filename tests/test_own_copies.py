@@ -89,8 +89,16 @@ def test_a_reinstalled_node_keeps_its_old_and_new_results(tmp_path: Path) -> Non
     # The old copy takes the merged index as a fast-forward, and sees both too.
     assert ok(old, "sync", "--json", key=key).json["refused"] == []
     assert _runs(old, job) == both
-    # Every change is verified by stock git (the merge change included), and nothing dangles.
+    # Every change verifies from scratch (the merge change included), and stock git agrees.
+    for where in (again, peer, old):
+        assert gj(where, "verify").code == 0, where
     git(again, "fsck", "--strict", "--no-dangling")
+    repo = pygit2.Repository(str(again))
+    nid = ok(again, "whoami", "--nid", key=key).line
+    merge = sigrefs.lookup(repo, sigrefs.tree_of(repo, sigrefs.read_tip(repo, nid)), jobs.TYPENAME, job)
+    assert merge is not None and len(repo[merge].parent_ids) == 2  # the job's two tips, joined
+    ok(again, "allowed-signers", "-o", str(tmp_path / "signers"))
+    git(again, "-c", f"gpg.ssh.allowedSignersFile={tmp_path / 'signers'}", "verify-commit", merge)
 
 
 def _copy_op(path: Path, key: Path, job: str, tag: str) -> str:
