@@ -323,3 +323,34 @@ def test_a_merge_never_joins_a_change_our_rules_reject(tmp_path: Path) -> None:
     assert report.publication is Publication.UNPUBLISHED
     assert "is rejected" in report.unpublished[0].reason
     assert sigrefs.read_tip(a.repo, signer.nid) == ours
+
+
+def test_a_hub_cannot_make_us_leave_what_we_published_for_a_side_chain(tmp_path: Path) -> None:
+    """Two copies through one hub merge; then the hub (forced) shows us the other copy's
+    chain that does not build on our last published index: refused, nothing signed, our
+    results reported unpublished — and a stale tip we already reach signs nothing either."""
+    hub = _hub(tmp_path)
+    signer = cob.Signer.generate()
+    a = jobs.Jobs.open(str(_clone(tmp_path, hub, "a")), signer)
+    a.create(a.resolve_commit("HEAD"), "one")
+    assert a.sync(str(hub)).publication is Publication.PUBLISHED
+    b = jobs.Jobs.open(str(_clone(tmp_path, hub, "b")), signer)
+    assert b.sync(str(hub)).publication is Publication.PUBLISHED
+    b.create(b.resolve_commit("HEAD"), "two")
+    assert b.sync(str(hub)).publication is Publication.PUBLISHED
+    stale = sigrefs.read_tip(b.repo, signer.nid)
+    assert stale is not None
+    a.create(a.resolve_commit("HEAD"), "three")
+    merged = a.sync(str(hub))  # the other copy's chain builds on ours: merged, published
+    assert merged.publication is Publication.PUBLISHED and merged.refused == []
+    published = sigrefs.read_tip(a.repo, signer.nid)
+    index = cob.index_ref(signer.nid)
+    b.create(b.resolve_commit("HEAD"), "four")  # b has not seen a's merge
+    git(Path(b.repo.path), "push", "-q", "-f", str(hub), f"{index}:{index}")  # the hub takes it anyway
+    report = a.sync(str(hub))
+    assert report.publication is Publication.UNPUBLISHED
+    assert [r.kind for r in report.unpublished][:1] == [cob.sync.RefusalKind.OWN_NAMESPACE]
+    assert sigrefs.read_tip(a.repo, signer.nid) == published  # nothing signed
+    git(hub, "update-ref", index, stale)  # a stale tip of ours: behind, nothing to sign
+    again = a.sync(str(hub))
+    assert again.publication is Publication.PUBLISHED and sigrefs.read_tip(a.repo, signer.nid) == published
