@@ -123,6 +123,10 @@ def register(sub: Any) -> None:
         "  git jobs sync ../hub.git              # any URL git understands: path, file://, ssh://\n"
         "  git jobs sync --no-push --json | jq '.changed'\n",
         _sync,
+        "Other nodes' trouble (refused refs, rejected changes) is reported, never a failure.\n\n"
+        "exit status: 0 synced; 2 the remote could not be reached; 4 the remote was reached but\n"
+        "this node's own results are not on it (a push refused, or its own index diverged\n"
+        "beyond a merge): one line says why, and --json has \"published\": \"unpublished\".",
     )
     p.add_argument("remote", metavar="REMOTE", nargs="?", help="Remote name or URL.")
     p.add_argument("--no-push", action="store_true", help="Only fetch.")
