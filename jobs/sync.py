@@ -36,7 +36,7 @@ __all__ = ["Publication", "RefUpdate", "Refusal", "SyncReport", "allowed_signers
 JSON_VERSION = 1
 # Rounds of fetch, merge and push when our own index or a log bucket lost a race on the remote
 # (another copy of this node, or another process of it, pushed between our fetch and our push).
-PUSH_ROUNDS = 3
+PUSH_ROUNDS = 4
 
 
 class Publication(StrEnum):
