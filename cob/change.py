@@ -137,14 +137,16 @@ class Codec:
         except (TypeError, msgspec.EncodeError) as e:
             raise InvalidChangeError(f"ops do not encode: {e}") from None
 
-    def decode_ops(self, data: bytes) -> tuple[Any, ...]:
+    def decode_ops(self, data: bytes, *, merge: bool = False) -> tuple[Any, ...]:
+        """The ops of a change; ``merge``: an empty list is allowed (a merge change, which a
+        reader accepts only with two parents or more: see :func:`write_merge`)."""
         if len(data) > MAX_OPS_BYTES:
             raise InvalidChangeError(f"ops blob is {len(data)} bytes (limit {MAX_OPS_BYTES})")
         try:
             ops = self.ops_decoder.decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
             raise InvalidChangeError(f"ops do not decode: {e}") from None
-        if not ops:
+        if not ops and not merge:
             raise InvalidChangeError("a change carries no ops")
         return tuple(ops)
 
@@ -223,6 +225,41 @@ def write_change(
     return str(repo.create_commit_with_signature(buffer, signature))
 
 
+MERGE_MESSAGE = "cob: merge\n"  # the message of a merge change (informative, like every change's)
+
+
+def write_merge(
+    repo: pygit2.Repository,
+    manifest: pygit2.Oid,
+    signer: sshsig.RawSigner,
+    nid: str,
+    parents: Sequence[str],
+    *,
+    timestamp: int | None = None,
+) -> str:
+    """Write a signed *merge change* (no ref is touched): no ops, ``parents`` (two or more,
+    sorted), and the manifest blob ``manifest`` of the object's type (taken from one of the
+    parents, so that it names a type and version that readers of the object accept).
+
+    A merge change joins two heads of one object's DAG and changes no state: the evaluator
+    accepts it without asking the type (docs/FORMAT.md 4.1, 8), so every type takes it. Our
+    own index merge writes one per object that two copies of one key both changed."""
+    if len(set(parents)) < 2:
+        raise InvalidChangeError("a merge change joins two parents or more")
+    builder = repo.TreeBuilder()
+    builder.insert(MANIFEST, manifest, GIT_FILEMODE_BLOB)
+    builder.insert(OPS, repo.create_blob(b"[]"), GIT_FILEMODE_BLOB)
+    when = int(time.time()) if timestamp is None else timestamp
+    buffer = commit_buffer(str(builder.write()), sorted(set(parents)), nid, when, MERGE_MESSAGE)
+    signature = sshsig.sign(signer, buffer.encode())
+    return str(repo.create_commit_with_signature(buffer, signature))
+
+
+def is_merge(change: Change) -> bool:
+    """A merge change: no ops (only valid with two parents or more, see :func:`write_merge`)."""
+    return not change.ops
+
+
 def commit_buffer(tree: str, parents: Sequence[str], nid: str, when: int, message: str) -> str:
     """The text of a commit authored and committed by ``nid`` at ``when`` (UTC), byte for byte
     what libgit2's ``create_commit_string`` writes, without its lookups of every parent (a
@@ -283,7 +320,7 @@ def _read_change(repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: bo
     parents = tuple(str(p) for p in commit.parent_ids)
     if len(parents) > MAX_PARENTS:
         raise InvalidChangeError(f"{len(parents)} parents (limit {MAX_PARENTS})")
-    tree = _read_tree(repo, codec, commit.tree)
+    tree = _read_tree(repo, codec, commit.tree, merge=len(set(parents)) >= 2 and not is_root)
     if is_root and codec.cobtype.content_addressed_root:
         _check_content_addressed_root(repo, codec, commit, oid, tree)
         return Change(oid, (), None, ROOT_TIME, tree.ops, commit.message, tree.version)
@@ -309,9 +346,10 @@ class _Tree:
     has_embeds: bool
 
 
-def _read_tree(repo: pygit2.Repository, codec: Codec, tree: pygit2.Tree) -> _Tree:
+def _read_tree(repo: pygit2.Repository, codec: Codec, tree: pygit2.Tree, *, merge: bool = False) -> _Tree:
     """Exactly a manifest and an ops blob (mode 100644, within their limits), and optionally
-    an ``embeds`` tree of blobs; anything else is an :class:`InvalidChangeError`."""
+    an ``embeds`` tree of blobs; anything else is an :class:`InvalidChangeError`. ``merge``:
+    the commit has two parents or more, so empty ops are a merge change."""
     manifest_entry = ops_entry = embeds_entry = None
     for entry in tree:
         name = entry.name
@@ -339,7 +377,9 @@ def _read_tree(repo: pygit2.Repository, codec: Codec, tree: pygit2.Tree) -> _Tre
     if ops_size > MAX_OPS_BYTES:
         raise InvalidChangeError(f"ops blob is {ops_size} bytes (limit {MAX_OPS_BYTES})")
     ops_data = ops_entry.data
-    ops = codec.decode_ops(ops_data)
+    ops = codec.decode_ops(ops_data, merge=merge)
+    if not ops and embeds_entry is not None:
+        raise InvalidChangeError("a merge change carries no embeds")
     embeds = _read_embeds(embeds_entry) if embeds_entry is not None else {}
     return _Tree(version, ops, embeds, manifest, ops_data, embeds_entry is not None)
 

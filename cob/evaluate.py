@@ -339,7 +339,7 @@ def _fold(repo: pygit2.Repository, codec: Codec, ev: Evaluation[Any], walk: _Wal
     for oid in walk.order():
         change = walk.read[oid]
         verdict = walk.why.get(oid) or _ancestry_problem(oid, ev, walk)
-        if verdict is None and change is not None:
+        if verdict is None and change is not None and change.ops:  # a merge change: no ops, no question
             try:
                 if oid == ev.object_id:
                     ev.state = cobtype.initial(change)

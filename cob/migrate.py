@@ -15,9 +15,12 @@ object. Nothing of it is lost and nothing needs a command:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import pygit2
 
 from . import sigrefs
+from .change import MALFORMED_ERRORS, MANIFEST, write_merge
 from .errors import ConflictError
 from .gitrun import run_git
 from .refs import CobRef, RefReader, common_dir, compare_and_swap, is_ancestor
@@ -96,22 +99,37 @@ def _delete_covered(repo: pygit2.Repository, nid: str, legacy: list[CobRef]) -> 
     return len(doomed) if res.returncode == 0 else 0
 
 
-def merge_own(repo: pygit2.Repository, signer: Signer, theirs: str) -> list[sigrefs.Key]:
+# What a merge asks of a type before joining two tips of one object: None when both are
+# accepted, else why not (cob.Store.merge_own folds them). Objects of types it does not know
+# are merged without the question (a merge change changes no state).
+MergeCheck = Callable[[str, str, Sequence[str]], str | None]
+
+
+def merge_own(
+    repo: pygit2.Repository, signer: Signer, theirs: str, check: MergeCheck | None = None
+) -> list[sigrefs.Key]:
     """Make our index a fast-forward of ``theirs``, our own index as a remote holds it but
-    diverged from ours (we wrote before our first sync after a reinstall, or from two
-    machines with one key): a new index commit whose first parent is ``theirs``, with the
-    entries of both — for an object both changed, the one whose tip descends from the
-    other's. Returns the objects both changed apart: there ``theirs`` is kept, and our tip
-    stays reachable (a parent) but unnamed, as the generic store cannot merge two changes."""
+    diverged from ours (we wrote before our first sync after a reinstall, or two machines
+    write with one key): a new index commit whose first parent is ``theirs`` and whose second
+    is ours, with the entries of both. For an object only one side changed, or where one tip
+    descends from the other, the newer tip; for an object both changed, a signed *merge
+    change* whose parents are both tips (:func:`cob.change.write_merge`), so that nothing
+    either copy signed drops out of the object's fold. Returns the objects both changed.
+
+    Raises :class:`ConflictError` (nothing written) when ``theirs`` is not a well-formed index
+    chain, when part of our chain was published and ``theirs`` does not build on it (peers that
+    took either chain would refuse the merged one: two remotes took two chains), or when
+    ``check`` refuses to join two tips (see :func:`_check_chain`)."""
     nid = signer.nid
     conflicts: list[sigrefs.Key] = []
-    if not sigrefs.is_index_chain(repo, theirs):
-        raise ConflictError("the remote's copy of this node's index is not a well-formed index")
+    checked = False
     for attempt in range(200):
         ours = sigrefs.read_tip(repo, nid)
         if ours is not None and (ours == theirs or is_ancestor(repo, theirs, ours)):
-            return []  # already merged, or behind ours
-        _check_unpublished(repo, ours)
+            return []  # already merged, or behind ours (a replay of our own chain)
+        if not checked:
+            _check_chain(repo, theirs)
+            checked = True
         mine, other = sigrefs.tree_of(repo, ours), sigrefs.tree_of(repo, theirs)
         updates: dict[sigrefs.Key, str | None] = {}
         conflicts = []
@@ -121,27 +139,66 @@ def merge_own(repo: pygit2.Repository, signer: Signer, theirs: str) -> list[sigr
                 continue  # only theirs has it, or theirs is newer
             if there is None or covered(repo, tip, there):
                 updates[(typename, object_id)] = tip
-            else:
-                conflicts.append((typename, object_id))
-        # our own chain stays reachable (what it named, too)
+                continue
+            problem = check(typename, object_id, (there, tip)) if check is not None else None
+            if problem is not None:
+                raise ConflictError(
+                    f"cannot merge the two copies of this node's {typename} {object_id[:12]}: {problem}"
+                )
+            updates[(typename, object_id)] = _merge_change(repo, signer, there, tip)
+            conflicts.append((typename, object_id))
+        # our own chain stays reachable as the second parent (and what it named, too)
         new = sigrefs.write_commit(repo, signer, nid, theirs, updates, also=[ours] if ours else [])
         if compare_and_swap(repo, sigrefs.index_ref(nid), new, ours, "cob: merge our index"):
             return conflicts
         sigrefs.backoff(attempt)
-    return conflicts
+    raise ConflictError(f"gave up merging {sigrefs.index_ref(nid)} after 200 lost races")
 
 
-def _check_unpublished(repo: pygit2.Repository, ours: str | None) -> None:
-    """Refuse to merge when part of our local chain was published: peers that took it would
-    refuse a chain whose first parents are the remote's (two live copies of one key)."""
+def _merge_change(repo: pygit2.Repository, signer: Signer, theirs: str, ours: str) -> str:
+    """A signed merge change of ``theirs`` and ``ours`` (two tips of one object), with the
+    manifest of our tip (a type and version this repository's readers accepted)."""
+    manifest = None
+    for tip in (ours, theirs):
+        try:
+            obj = repo[tip]
+            if isinstance(obj, pygit2.Commit) and MANIFEST in obj.tree:
+                manifest = obj.tree[MANIFEST].id
+                break
+        except MALFORMED_ERRORS:
+            continue
+    if manifest is None:
+        raise ConflictError(f"change {ours[:12]} has no manifest: not a change")
+    return write_merge(repo, manifest, signer, signer.nid, [theirs, ours])
+
+
+def _check_chain(repo: pygit2.Repository, theirs: str) -> None:
+    """Refuse (:class:`ConflictError`) a ``theirs`` that is not a well-formed index chain, or
+    that does not build on what we published.
+
+    Once part of our chain was published (the last tip a push delivered,
+    :data:`cob.sigrefs.PUBLISHED`), ``theirs`` must have it on its first-parent chain: the
+    merged index, whose first parent is ``theirs``, is then a fast-forward for the peers that
+    took our published chain as well as for those that took ``theirs`` (the other copy merged
+    ours through the same remote). Only the commits above it are read: what we published is
+    our own, checked when written. Otherwise two remotes took two chains and no index can be
+    a fast-forward for both. Never published: the whole chain must be well formed."""
     published = _target(repo, sigrefs.PUBLISHED)
-    if ours is None or published is None:
+    if published is None:
+        if not sigrefs.is_index_chain(repo, theirs):
+            raise ConflictError("the remote's copy of this node's index is not a well-formed index")
         return
-    if ours == published or sigrefs.first_parents(repo, ours, published, sigrefs.MAX_CHAIN) is not None:
+    above = sigrefs.first_parents(repo, theirs, published, sigrefs.MAX_CHAIN)
+    if above is None:
         raise ConflictError(
-            "this node's index was published from here and the remote holds another chain signed"
-            " by the same key: two copies of this node are writing; stop one"
+            "two copies of this node's key published diverging indexes (one from here, another on"
+            " this remote): keep one copy and give the other a key of its own"
+            " (git jobs --key NEW-FILE init; git config jobs.key NEW-FILE)"
         )
+    well_formed = all(sigrefs.is_index_commit(repo, str(c.id)) for c in above)
+    tree = sigrefs.tree_of(repo, theirs)
+    if not well_formed or sigrefs.malformed(repo, sigrefs.tree_of(repo, published), tree) is not None:
+        raise ConflictError("the remote's copy of this node's index is not a well-formed index")
 
 
 def _target(repo: pygit2.Repository, name: str) -> str | None:

@@ -508,12 +508,29 @@ class Store:
             time.sleep(random.uniform(0, min(0.05, 0.001 * (attempt + 1))))
         raise ConflictError(f"gave up updating {name} after {MAX_ATTEMPTS} lost races")
 
-    def merge_own(self, theirs: str) -> builtins.list[tuple[str, str]]:
+    def merge_own(
+        self, theirs: str, types: Sequence[CobType[Any]] = ()
+    ) -> builtins.list[tuple[str, str]]:
         """Merge our own index as a remote holds it, diverged from ours, into ours (see
-        :func:`cob.migrate.merge_own`); returns the (type, object id) both copies changed."""
+        :func:`cob.migrate.merge_own`); returns the (type, object id) both copies changed,
+        each now a merge change of both tips. Of ``types``, two tips are joined only when a
+        fold accepts both (a writer never builds on a change its evaluation rejected)."""
         from .migrate import merge_own
 
-        return merge_own(self.repo, self._require_signer(), theirs)
+        known = {t.typename: t for t in types}
+
+        def check(typename: str, object_id: str, tips: Sequence[str]) -> str | None:
+            cobtype = known.get(typename)
+            if cobtype is None:
+                return None
+            named = {f"tip{i}": t for i, t in enumerate(tips)}
+            ev = evaluate(self.repo, self.codec(cobtype), object_id, named)
+            for tip in tips:
+                if tip not in ev.accepted:
+                    return f"change {tip[:12]} is rejected ({ev.rejected.get(tip, 'not accepted')})"
+            return None
+
+        return merge_own(self.repo, self._require_signer(), theirs, check)
 
     def migrate(self, *, again: bool = False) -> int:
         """Move this node's per-object refs (the layout before the index) into its index

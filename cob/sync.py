@@ -173,6 +173,10 @@ class FetchResult:
     # Our own index on the remote, signed by us but diverged from ours (a node that wrote
     # before its first sync after a reinstall): its objects are kept for Store.merge_own.
     own_index: str | None = None
+    # Our own ref-family refs (e.g. log buckets) on the remote, signed by us but diverged from
+    # ours (two copies of one key published into one bucket): {ref: remote tip}, objects kept
+    # so that the caller can merge them (jobs.logs.merge_own).
+    own_families: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -740,7 +744,8 @@ class _Quarantine:
                 self.checked[name] = (old, new)
                 continue
             kind, why = problem
-            if kind is RefusalKind.OWN_NAMESPACE and parse_index_ref(name) is not None:
+            own_kind = parse_index_ref(name) is not None or family_of(name, families) is not None
+            if kind is RefusalKind.OWN_NAMESPACE and own_kind:
                 passed[name] = new  # signed by us: its objects are kept to merge (see _apply)
                 continue
             result.refused.append(Refusal(name, why, FETCH, kind, _local_target(self.repo, name), new))
@@ -864,6 +869,8 @@ def _apply(
             if kind is RefusalKind.OWN_NAMESPACE and parse_index_ref(name) is not None:
                 result.own_index = new
                 why += "; its entries are merged into ours by the next write (Store.merge_own)"
+            elif kind is RefusalKind.OWN_NAMESPACE and family_of(name, families) is not None:
+                result.own_families[name] = new
             result.refused.append(Refusal(name, why, FETCH, kind, old, new))
             return
         if compare_and_swap(repo, name, new, old, "git-jobs: sync fetch"):

@@ -207,6 +207,87 @@ def _bucket_commit(
     return str(repo.create_commit_with_signature(buffer, signature))
 
 
+MERGE_MESSAGE = "Log merge\n"
+_RUN_LEAF = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_FAN = re.compile(r"^[0-9a-f]{2}$")
+
+
+class BucketMergeError(JobsError):
+    """Our own log bucket on a remote cannot be merged into ours (it is not a bucket)."""
+
+
+def merge_own(repo: pygit2.Repository, signer: cob.Signer, name: str, theirs: str) -> bool:
+    """Merge our own bucket ``name`` as a remote holds it (``theirs``, signed by us, diverged
+    from ours: two copies of this node published logs of one month) into ours: a signed commit
+    whose parents are both tips (the remote's first) and whose tree holds every log of both —
+    for a run both list, ours. Every peer that took either chain takes it as a fast-forward
+    (bucket refs move forward by any parent). False when there is nothing to merge (``theirs``
+    is ours already, or behind it). Raises :class:`BucketMergeError`, signing nothing, when
+    ``theirs`` is not a log bucket (a hub passing off another commit of ours, e.g. an index)."""
+    month = name.rsplit("/", 1)[-1]
+    their_tree = _bucket_tree(repo, theirs, month)
+    if their_tree is None:
+        raise BucketMergeError(f"the remote's {name} is not a log bucket of this node")
+    for _ in range(50):  # another process of this node may move the bucket meanwhile
+        ref = repo.references.get(name)
+        ours = str(ref.target) if ref is not None else None
+        if ours is not None and (ours == theirs or cob.refs.is_ancestor(repo, theirs, ours)):
+            return False
+        mine = _bucket_tree(repo, ours, month) if ours is not None else None
+        if ours is not None and mine is None:
+            raise BucketMergeError(f"this node's own {name} is not a log bucket: not merged")
+        root = repo.TreeBuilder(their_tree)
+        for fan, leaves in (_fans(repo, mine) if mine is not None else {}).items():
+            theirs_fan = _fans(repo, their_tree).get(fan, {})
+            sub = repo.TreeBuilder()
+            for leaf, blob in sorted({**theirs_fan, **leaves}.items()):  # ours wins a run both list
+                sub.insert(leaf, blob, _FILEMODE_BLOB)
+            root.insert(fan, sub.write(), _FILEMODE_TREE)
+        ident = pygit2.Signature(signer.nid, signer.nid, int(time.time()), 0)
+        parents: list[str | pygit2.Oid] = [theirs, *([ours] if ours else [])]
+        buffer = cast(str, repo.create_commit_string(ident, ident, MERGE_MESSAGE, root.write(), parents))
+        commit = str(repo.create_commit_with_signature(buffer, sshsig.sign(signer, buffer.encode())))
+        if compare_and_swap(repo, name, commit, ours, "git-jobs: merge our log bucket"):
+            return True
+        time.sleep(0.01)
+    raise JobsError(f"cannot merge {name}: it kept moving")
+
+
+def _bucket_tree(repo: pygit2.Repository, tip: str, month: str) -> pygit2.Tree | None:
+    """The tree of bucket commit ``tip`` when it has the shape of bucket ``month`` (fan-out
+    directories of two hex digits holding blobs named by run ids of that month ending in
+    them), else None."""
+    try:
+        commit = repo[tip]
+        if not isinstance(commit, pygit2.Commit) or not commit.raw_message.startswith(b"Log "):
+            return None
+        tree = commit.tree
+        for fan in tree:
+            sub = repo[fan.id]
+            bad_fan = fan.filemode != _FILEMODE_TREE or not _FAN.match(fan.name or "")
+            if bad_fan or not isinstance(sub, pygit2.Tree):
+                return None
+            for leaf in sub:
+                name = leaf.name or ""
+                if leaf.filemode != _FILEMODE_BLOB or not _RUN_LEAF.match(name) or name[-2:] != fan.name:
+                    return None
+                if bucket_of(name) != month:
+                    return None
+        return tree
+    except (KeyError, ValueError, TypeError, OverflowError, OSError, pygit2.GitError):
+        return None
+
+
+def _fans(repo: pygit2.Repository, tree: pygit2.Tree) -> dict[str, dict[str, pygit2.Oid]]:
+    """{fan-out directory: {run id: blob}} of a bucket tree :func:`_bucket_tree` checked."""
+    out: dict[str, dict[str, pygit2.Oid]] = {}
+    for fan in tree:
+        sub = repo[fan.id]
+        if isinstance(sub, pygit2.Tree):
+            out[fan.name or ""] = {leaf.name or "": leaf.id for leaf in sub}
+    return out
+
+
 # -- reading ---------------------------------------------------------------------------------
 class LogStatus(enum.Enum):
     SHOWN = "shown"  # verified against the signed finish

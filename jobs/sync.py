@@ -11,16 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 import pygit2
 
 import cob
 from cob import sync as cob_sync
+from cob.family import RefFamily
 from cob.sync import RefUpdate, Refusal, RefusalKind
 
 from . import logs
-from .errors import PolicyError, SyncError
+from .errors import JobsError, PolicyError, SyncError
 from .jobtype import JOB_TYPE, TYPENAME
 from .policy import load_policy
 from .summary import rejection_json
@@ -29,9 +31,20 @@ from .text import safe
 if TYPE_CHECKING:
     from .store import Jobs
 
-__all__ = ["RefUpdate", "Refusal", "SyncReport", "allowed_signers", "idle_timeout", "sync"]
+__all__ = ["Publication", "RefUpdate", "Refusal", "SyncReport", "allowed_signers", "idle_timeout", "sync"]
 
 JSON_VERSION = 1
+# Rounds of fetch, merge and push when our own index or a log bucket lost a race on the remote
+# (another copy of this node, or another process of it, pushed between our fetch and our push).
+PUSH_ROUNDS = 4
+
+
+class Publication(StrEnum):
+    """Whether this node's own results (its index, its log buckets) reached the remote."""
+
+    PUBLISHED = "published"  # the remote holds them (or there was nothing to send)
+    UNPUBLISHED = "unpublished"  # the remote refused them, or our index could not be merged
+    NOT_ATTEMPTED = "not-attempted"  # --no-push, or no key: nothing of ours to publish
 
 
 @dataclass(slots=True)
@@ -50,6 +63,29 @@ class SyncReport:
     logs_deleted: list[str] = field(default_factory=list)
     skipped: int = 0  # the remote's refs of untrusted nodes, not fetched (jobs.fetch = trusted)
     scope: str = "all"  # "all" | "trusted": whose namespaces were fetched
+    own: str | None = None  # this node's NID when it pushed (None: fetch only)
+    # Objects two copies of this node both changed, joined by a merge change (Store.merge_own).
+    merged: list[str] = field(default_factory=list)
+
+    @property
+    def unpublished(self) -> list[Refusal]:
+        """The refusals that left this node's own results off the remote: a push refused (our
+        index or a log bucket), or our own index on the remote that could not be merged."""
+        if self.own is None:
+            return []
+        index = cob.index_ref(self.own)
+        own = RefusalKind.OWN_NAMESPACE
+        return [
+            r for r in self.refused
+            if r.side == cob_sync.PUSH
+            or (r.kind is own and (r.ref == index or logs.family().parse(r.ref) is not None))
+        ]
+
+    @property
+    def publication(self) -> Publication:
+        if self.own is None:
+            return Publication.NOT_ATTEMPTED
+        return Publication.UNPUBLISHED if self.unpublished else Publication.PUBLISHED
 
     @property
     def ok(self) -> bool:
@@ -72,6 +108,9 @@ class SyncReport:
             },
             "fetch": self.scope,
             "skipped": self.skipped,
+            "published": str(self.publication),
+            "unpublished": [r.to_json() for r in self.unpublished],
+            "merged": list(self.merged),
         }
 
     def summary(self) -> str:
@@ -87,7 +126,21 @@ class SyncReport:
                 f"; log buckets fetched {len(self.logs_fetched)}, pushed {len(self.logs_pushed)}"
                 + (f", deleted {len(self.logs_deleted)}" if self.logs_deleted else "")
             )
+        if self.merged:
+            line += f"; jobs written on two copies of this node merged {len(self.merged)}"
         return line
+
+    def unpublished_line(self) -> str | None:
+        """One line saying this node's results did not reach the remote, and why; None when
+        they did."""
+        refused = self.unpublished
+        if not refused:
+            return None
+        first = refused[0]
+        return (
+            f"this node's results were not published to {cob_sync.describe(self.remote)}:"
+            f" {first.reason}" + (f" (and {len(refused) - 1} more refusals)" if len(refused) > 1 else "")
+        )
 
 
 def _log_json(update: RefUpdate) -> dict[str, object]:
@@ -135,21 +188,58 @@ def sync(
     own = jobs.signer.nid if jobs.signer is not None else None
     remote_refs: dict[str, str] | None = None
     families = (logs.family_for(repo),)  # run logs travel beside the job refs
+    if push and own is not None:
+        report.own = own
     try:
         if fetch:
             remote_refs = _fetch(jobs, remote, report, own, trusted_only, limits, timeout, idle)
         if push and own is not None:
-            jobs.store.migrate(again=True)  # our per-object refs of the layout before the index
-            sent = cob_sync.push(
-                repo, remote, own, typenames=(TYPENAME,), remote_refs=remote_refs,
-                timeout=timeout, idle=idle, families=families,
-            )
-            report.pushed, report.logs_pushed = _split(sent.pushed)
-            report.logs_deleted = [d for d in sent.deleted if not _is_job_ref(d)]
-            report.refused.extend(sent.refused)
+            for round_ in range(PUSH_ROUNDS):
+                jobs.store.migrate(again=True)  # our per-object refs of the layout before the index
+                sent = cob_sync.push(
+                    repo, remote, own, typenames=(TYPENAME,), remote_refs=remote_refs,
+                    timeout=timeout, idle=idle, families=families,
+                )
+                pushed, logs_pushed = _split(sent.pushed)
+                report.pushed.extend(pushed)
+                report.logs_pushed.extend(logs_pushed)
+                report.logs_deleted.extend(d for d in sent.deleted if not _is_job_ref(d))
+                sent.refused = _settle_busy(jobs, remote, sent.refused, timeout, idle, families)
+                if not fetch or round_ + 1 == PUSH_ROUNDS or not _lost_race(sent.refused, own):
+                    report.refused.extend(sent.refused)
+                    break
+                # Our index moved on the remote since our fetch (another copy of this node, or
+                # another process of it, pushed meanwhile): fetch and merge again, then push.
+                remote_refs = _fetch(jobs, remote, report, own, trusted_only, limits, timeout, idle)
     except cob.TransportError as e:
         raise SyncError(str(e), report) from None
     return report
+
+
+def _settle_busy(
+    jobs: Jobs,
+    remote: str,
+    refused: list[Refusal],
+    timeout: float | None,
+    idle: float | None,
+    families: tuple[RefFamily, ...],
+) -> list[Refusal]:
+    """Drop the ``busy`` push refusals (another push moved the ref at the same moment) whose
+    ref the remote now holds at the value we pushed: another process of this node delivered
+    the same tip, so it is published. One more listing, only after such a race."""
+    busy = [r for r in refused if r.side == cob_sync.PUSH and r.kind is RefusalKind.BUSY]
+    if not busy:
+        return refused
+    listed = cob_sync.ls_remote(jobs.repo, remote, timeout=timeout, idle=idle, families=families)
+    done = {id(r) for r in busy if r.local is not None and listed.get(r.ref) == r.local}
+    return [r for r in refused if id(r) not in done]
+
+
+def _lost_race(refused: list[Refusal], own: str) -> bool:
+    """Whether the remote refused our index or a log bucket of ours because it moved since our
+    fetch (a push only sends our own namespace)."""
+    lost = (RefusalKind.NON_FAST_FORWARD, RefusalKind.BUSY)
+    return any(r.side == cob_sync.PUSH and r.kind in lost for r in refused)
 
 
 def _fetch(
@@ -177,36 +267,53 @@ def _fetch(
         families=(logs.family_for(jobs.repo),),
         namespaces=namespaces,
     )
-    report.fetched, report.logs_fetched = _split(got.updated)
+    fetched, logs_fetched = _split(got.updated)
+    report.fetched.extend(fetched)
+    report.logs_fetched.extend(logs_fetched)
     report.skipped = got.skipped
-    report.refused.extend(got.refused)
+    seen = {(r.ref, r.side, r.kind) for r in report.refused}  # a second round says it once
+    report.refused.extend(r for r in got.refused if (r.ref, r.side, r.kind) not in seen)
     if got.own_index is not None and jobs.signer is not None:
         _merge_own(jobs, got.own_index, report)
+    if got.own_families and jobs.signer is not None:
+        _merge_own_logs(jobs, got.own_families, report)
     found = jobs.store.changed_since(JOB_TYPE, before)
-    report.changed.extend(found.changed)
-    report.rejected.extend(found.rejected)
+    report.changed.extend(j for j in found.changed if j not in report.changed)
+    known = {(r.object_id, r.change) for r in report.rejected}
+    report.rejected.extend(r for r in found.rejected if (r.object_id, r.change) not in known)
     return got.remote_refs
 
 
 def _merge_own(jobs: Jobs, theirs: str, report: SyncReport) -> None:
     """The remote holds our own index, signed by us but diverged (this node wrote before its
-    first sync after a reinstall): merge it into ours, so that the push is a fast-forward.
-    The fetch's refusal is replaced by what the merge leaves to say, if anything."""
+    first sync after a reinstall, or another copy of it writes through the same remote): merge
+    it into ours, so that the push is a fast-forward. The fetch's refusal is dropped when the
+    merge succeeds; otherwise it says why (and this node's results stay unpublished)."""
     index = cob.index_ref(jobs.store.signer.nid if jobs.store.signer else "")
     own = RefusalKind.OWN_NAMESPACE
     report.refused = [r for r in report.refused if not (r.ref == index and r.kind is own)]
     try:
-        both = jobs.store.merge_own(theirs)
+        both = jobs.store.merge_own(theirs, (JOB_TYPE,))
     except cob.ConflictError as e:  # not ours to merge: say why
         report.refused.append(Refusal(index, str(e), "fetch", own, None, theirs))
         return
-    if both:
-        shown = ", ".join(object_id[:12] for _, object_id in both[:5])
-        why = (
-            f"{len(both)} jobs were written on two copies of this node ({shown}): the remote's"
-            " copy is kept and this copy's changes of them are not published"
-        )
-        report.refused.append(Refusal(index, why, "fetch", own, None, theirs))
+    report.merged.extend(object_id for _, object_id in both if object_id not in report.merged)
+
+
+def _merge_own_logs(jobs: Jobs, theirs: dict[str, str], report: SyncReport) -> None:
+    """Our own log buckets on the remote, signed by us but diverged (two copies of this node
+    published logs of one month): merged into ours (:func:`jobs.logs.merge_own`), so that the
+    push is a fast-forward; a bucket that cannot be merged stays refused, saying why."""
+    assert jobs.signer is not None
+    own = RefusalKind.OWN_NAMESPACE
+    for name, tip in sorted(theirs.items()):
+        try:
+            logs.merge_own(jobs.repo, jobs.signer, name, tip)
+        except JobsError as e:
+            report.refused = [r for r in report.refused if not (r.ref == name and r.kind is own)]
+            report.refused.append(Refusal(name, str(e), "fetch", own, None, tip))
+            continue
+        report.refused = [r for r in report.refused if not (r.ref == name and r.kind is own)]
 
 
 IDLE_CONFIG = "jobs.idleTimeout"

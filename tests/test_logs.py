@@ -502,24 +502,43 @@ def test_a_run_finished_by_hand_can_publish_its_log(net: Net) -> None:
 
 
 def test_log_buckets_move_only_forward_through_sync(tmp_path: Path) -> None:
-    """Two copies of one node that each publish into the same month: nothing is rewritten;
-    the sideways bucket is refused on both sides and reported, and peers keep the first."""
+    """Two copies of one node that each publish into the same month: nothing is rewritten.
+    The second merges the remote's bucket into its own (a signed commit with both tips as
+    parents, every log of both) and pushes it; peers that kept the first take it as a
+    fast-forward and have both logs."""
     hub = init_repo(tmp_path / "hub.git", bare=True)
     signer = cob.Signer.generate()
     first = jobs.Jobs.open(init_repo(tmp_path / "first"), signer)
     second = jobs.Jobs.open(init_repo(tmp_path / "second"), signer)
     peer = jobs.Jobs.open(init_repo(tmp_path / "peer"))
-    logs.publish(first.repo, signer, uuid6.uuid7(), b"one\n")
+    one = uuid6.uuid7()
+    blob_one = logs.publish(first.repo, signer, one, b"one\n")
     assert first.sync(hub.path).logs_pushed
     got = peer.sync(hub.path)
     assert len(got.logs_fetched) == 1 and got.ok
-    kept = dict(_bucket_refs(tmp_path / "peer"))
+    (name, kept), = _bucket_refs(tmp_path / "peer").items()
 
-    logs.publish(second.repo, signer, uuid6.uuid7(), b"two\n")  # a chain of its own
+    two = uuid6.uuid7()
+    blob_two = logs.publish(second.repo, signer, two, b"two\n")  # a chain of its own
     report = second.sync(hub.path)
-    kinds = sorted(r.kind for r in report.refused)
-    assert kinds == ["non-fast-forward", "own-namespace"] and not report.logs_pushed
-    assert peer.sync(hub.path).ok and _bucket_refs(tmp_path / "peer") == kept
+    assert report.ok and len(report.logs_pushed) == 1, report.summary()
+    merged = _bucket_refs(tmp_path / "second")[name]
+    parents = [str(p) for p in second.repo[merged].parent_ids]
+    assert len(parents) == 2 and parents[0] == kept  # the remote's tip first, then ours
+    assert peer.sync(hub.path).ok and _bucket_refs(tmp_path / "peer") == {name: merged}
+    for run, blob in ((one, blob_one), (two, blob_two)):
+        assert logs._bucket_entry(peer.repo, signer.nid, logs.bucket_of(run), run) == blob
+    assert first.sync(hub.path).ok and _bucket_refs(tmp_path / "first") == {name: merged}
+    # A hub passing off another commit of ours (our index) as the bucket: refused, not merged.
+    logs.publish(first.repo, signer, uuid6.uuid7(), b"three\n")
+    first.create(first.resolve_commit("HEAD"))  # an index of ours, signed by the same key
+    assert first.sync(hub.path).ok
+    index = cob.index_ref(signer.nid)
+    git(Path(hub.path), "update-ref", name, git(tmp_path / "first", "rev-parse", index).strip())
+    mine = _bucket_refs(tmp_path / "first")[name]
+    bad = first.sync(hub.path)
+    assert [r.kind for r in bad.refused if r.ref == name][:1] == [cob.sync.RefusalKind.OWN_NAMESPACE]
+    assert _bucket_refs(tmp_path / "first")[name] == mine
 
 
 def test_reader_refuses_oversized_and_non_blob_objects_and_says_running(

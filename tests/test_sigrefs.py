@@ -20,6 +20,7 @@ import jobs
 from cob import sigrefs
 from cob.change import Codec, write_change, write_root
 from cob.refs import RefReader, _namespace_section
+from jobs.sync import Publication
 from tests.conftest import git, head, init_repo
 
 CODEC = Codec(jobs.JOB_TYPE)
@@ -416,9 +417,10 @@ def test_a_merged_index_is_not_merged_again_when_a_hub_replays_our_old_chain(tmp
     assert sigrefs.read_tip(again.repo, key.nid) == merged and report.ok, report.summary()
 
 
-def test_our_index_published_from_here_is_not_merged_with_another_copy(tmp_path: Path) -> None:
+def test_our_index_published_from_here_is_not_merged_with_a_chain_not_built_on_it(tmp_path: Path) -> None:
     """Two live copies of one key: once this copy's index was published, a diverged one on the
-    remote is reported, never merged (peers that took ours would refuse the merged chain)."""
+    remote that does not build on it is reported, never merged (peers that took ours would
+    refuse the merged chain), and the sync says our results are not published."""
     hub, commits = _hub(tmp_path)
     key = cob.Signer.generate()
     one = _clone_node(tmp_path, hub, "one", key)
@@ -433,7 +435,8 @@ def test_our_index_published_from_here_is_not_merged_with_another_copy(tmp_path:
     ours = sigrefs.read_tip(one.repo, key.nid)
     report = one.sync(hub)
     own = [r for r in report.refused if r.kind is cob.sync.RefusalKind.OWN_NAMESPACE]
-    assert len(own) == 1 and "two copies of this node are writing" in own[0].reason
+    assert len(own) == 1 and "give the other a key of its own" in own[0].reason
+    assert report.publication is Publication.UNPUBLISHED
     assert sigrefs.read_tip(one.repo, key.nid) == ours  # reported, not merged
 
 

@@ -11,6 +11,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERNAL = 3
+EXIT_UNPUBLISHED = 4  # `sync`: the remote was reached but this node's own results are not on it
 EXIT_PENDING = 8
 
 

@@ -3,7 +3,10 @@
 Without REMOTE it syncs with ``origin``, or with the repository's only remote — what `git
 fetch` / `git push` would pick. Refused refs and rejected changes are peer trouble, not a
 failed sync: they are reported (and in ``--json``) but the exit code stays 0, so one hostile
-peer cannot break every maintainer's cron job. Only not reaching the remote is an error.
+peer cannot break every maintainer's cron job. Not reaching the remote is an error (2); a
+sync that reached it but left this node's own results off it (a push refused, our own index
+diverged beyond a merge) exits 4 (:data:`EXIT_UNPUBLISHED`), decided on the report's typed
+:class:`~jobs.sync.Publication`, never on a message.
 """
 
 from __future__ import annotations
@@ -17,10 +20,10 @@ import cob
 
 from ..errors import SyncError
 from ..store import Jobs
-from ..sync import SyncReport
+from ..sync import Publication, SyncReport
 from ..text import safe
 from .common import Style, add_command, add_json, open_jobs, open_repo, print_json, short
-from .errors import EXIT_OK, CliError
+from .errors import EXIT_OK, EXIT_UNPUBLISHED, CliError
 
 
 def default_remote(repo: Any) -> str:
@@ -68,17 +71,21 @@ def _sync(args: argparse.Namespace) -> int:
         if partial is not None and getattr(partial, "fetched", None):
             print(f"before the failure: {partial.summary()}", file=sys.stderr)  # type: ignore[attr-defined]
         raise
+    code = EXIT_UNPUBLISHED if report.publication is Publication.UNPUBLISHED else EXIT_OK
     if args.json:
         print_json(report.to_json())
-        return EXIT_OK
-    print(safe(report.summary()))
-    if store.signer is None and not args.no_push:
-        print("no key: fetched only (run `git jobs init` to push this node's jobs)", file=sys.stderr)
-    if args.verbose:
-        _print_details(report)
     else:
-        _print_counts(report)
-    return EXIT_OK
+        print(safe(report.summary()))
+        if store.signer is None and not args.no_push:
+            print("no key: fetched only (run `git jobs init` to push this node's jobs)", file=sys.stderr)
+        if args.verbose:
+            _print_details(report)
+        else:
+            _print_counts(report)
+    line = report.unpublished_line()
+    if line is not None:
+        print(f"error: {safe(line)}", file=sys.stderr)
+    return code
 
 
 def _print_counts(report: SyncReport) -> None:
@@ -116,6 +123,10 @@ def register(sub: Any) -> None:
         "  git jobs sync ../hub.git              # any URL git understands: path, file://, ssh://\n"
         "  git jobs sync --no-push --json | jq '.changed'\n",
         _sync,
+        "Other nodes' trouble (refused refs, rejected changes) is reported, never a failure.\n\n"
+        "exit status: 0 synced; 2 the remote could not be reached; 4 the remote was reached but\n"
+        "this node's own results are not on it (a push refused, or its own index diverged\n"
+        "beyond a merge): one line says why, and --json has \"published\": \"unpublished\".",
     )
     p.add_argument("remote", metavar="REMOTE", nargs="?", help="Remote name or URL.")
     p.add_argument("--no-push", action="store_true", help="Only fetch.")

@@ -35,6 +35,7 @@ from cob import sync as cob_sync
 from ..errors import DefinitionError, JobsError
 from ..policy import fetch_policy
 from ..store import Jobs
+from ..sync import Publication, SyncReport
 from ..text import safe
 from .candidates import Candidate, select
 from .definitions import load_definitions
@@ -100,6 +101,9 @@ class Node:
     _said: set[str] = field(default_factory=set)
     _progress: dict[str, dict[str, Any]] = field(default_factory=dict)
     _log_lock: threading.Lock = field(default_factory=threading.Lock)
+    # remote -> since when and why this node's own results are not on it (degraded until a
+    # sync publishes them; node.json "unpublished", and one log line each way)
+    _unpublished: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     # -- output ------------------------------------------------------------------------------
     def log(self, task: str, message: str) -> None:
@@ -294,12 +298,29 @@ class Node:
             report = jobs[0].sync(remote)
             if report.fetched or report.pushed or report.refused or report.rejected:
                 self.log(task, report.summary())
+            self._note_publication(task, remote, report)
             fetched = fetch_requested(jobs[0], self._requesters(jobs[0]), remote)
             if fetched:
                 shown = ", ".join(c[:12] for c in fetched)
                 self.log(task, f"fetched {len(fetched)} requested commit(s): {shown}")
 
         return body
+
+    def _note_publication(self, task: str, remote: str, report: SyncReport) -> None:
+        """Degraded while a remote does not hold this node's results (typed, never matched on
+        text): one log line when it starts, one when a push works again; node.json says so."""
+        line = report.unpublished_line()
+        name = cob_sync.describe(remote)
+        if report.publication is Publication.UNPUBLISHED and line is not None:
+            if name not in self._unpublished:
+                self.log(task, f"degraded: {safe(line)}")
+            self._unpublished[name] = {
+                "since": self._unpublished.get(name, {}).get("since", time.time()),
+                "reason": line,
+                "refused": [r.to_json() for r in report.unpublished],
+            }
+        elif report.publication is Publication.PUBLISHED and self._unpublished.pop(name, None) is not None:
+            self.log(task, f"recovered: this node's results are published to {name} again")
 
     def _follower(self, remote: str) -> Callable[[], None]:
         """Fetch this remote's followed refs into the node's private refs (HEAD never moves)."""
@@ -431,6 +452,8 @@ class Node:
             "remotes": [cob_sync.describe(r) for r in self.remotes],
             "follows": [str(f) for f in self.follows],
             "interval": self.interval,
+            "status": "degraded" if self._unpublished else "ok",
+            "unpublished": dict(self._unpublished),
             "workers": {
                 task: {
                     "runs": s.runs,
@@ -457,6 +480,9 @@ class Node:
                 try:
                     report = jobs.sync(remote)
                     self.log(task, f"final sync: {report.summary()}")
+                    unpublished = report.unpublished_line()
+                    if unpublished is not None:
+                        self.log(task, f"final sync: degraded: {safe(unpublished)}")
                 except Exception as e:
                     self.log(task, f"final sync failed: {_first_line(str(e))}")
 
