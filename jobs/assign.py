@@ -176,8 +176,16 @@ def label(policy: Policy, nid: str) -> str:
 
 
 def _released_at(jobs: Sequence[Job], policy: Policy) -> float | None:
+    """The earliest release of the group by a trusted node, or request (an asked release or a
+    rerun) by a requester: when the ranked nodes were first asked."""
     times = [
         r.first_at.timestamp() for j in jobs for nid, r in j.requests().items() if nid in policy.nodes
+    ] + [
+        r.first_at.timestamp()
+        for j in jobs
+        for asked in (j.asks(), j.reruns())
+        for nid, r in asked.items()
+        if policy.may_request(nid)
     ]
     return min(times) if times else None
 

@@ -24,7 +24,7 @@ from cob.sync import RefUpdate, Refusal, RefusalKind
 from . import logs
 from .errors import JobsError, PolicyError, SyncError
 from .jobtype import JOB_TYPE, TYPENAME
-from .policy import load_policy
+from .policy import fetch_policy, load_policy
 from .summary import rejection_json
 from .text import safe
 
@@ -66,6 +66,9 @@ class SyncReport:
     own: str | None = None  # this node's NID when it pushed (None: fetch only)
     # Objects two copies of this node both changed, joined by a merge change (Store.merge_own).
     merged: list[str] = field(default_factory=list)
+    # Why the policy ref was kept as it was (a rewind refused, the remote away), or None: the
+    # policy ref is fetched first, fast-forward only, so a revocation reaches every reader.
+    policy_kept: str | None = None
 
     @property
     def unpublished(self) -> list[Refusal]:
@@ -111,6 +114,7 @@ class SyncReport:
             "published": str(self.publication),
             "unpublished": [r.to_json() for r in self.unpublished],
             "merged": list(self.merged),
+            "policy_kept": self.policy_kept,
         }
 
     def summary(self) -> str:
@@ -192,6 +196,7 @@ def sync(
         report.own = own
     try:
         if fetch:
+            report.policy_kept = fetch_policy(repo, remote)
             remote_refs = _fetch(jobs, remote, report, own, trusted_only, limits, timeout, idle)
         if push and own is not None:
             for round_ in range(PUSH_ROUNDS):

@@ -86,7 +86,11 @@ def _targets(args: argparse.Namespace, workshop: Workshop, requesters: frozenset
     if config is not None and config.follows and not args.dry_run:  # a dry run writes nothing
         fetch(store.repo, config.follows)
     if args.requested and requesters and not args.dry_run:  # requested commits it lacks
-        for remote in load_config(store.repo).remotes:
+        remotes = load_config(store.repo).remotes
+        names = [str(n) for n in store.repo.remotes.names()]
+        # no jobs.remote: origin, or the only remote (as `git jobs sync` picks one)
+        default = ["origin"] if "origin" in names else names if len(names) == 1 else []
+        for remote in remotes or default:
             fetch_requested(store, requesters, remote)
     revs = list(args.revs) or ([] if config is not None or args.requested else [args.rev])
     follows = config.follows if config is not None else []

@@ -82,6 +82,8 @@ def _sync(args: argparse.Namespace) -> int:
             _print_details(report)
         else:
             _print_counts(report)
+    if report.policy_kept:
+        print(f"warning: {report.policy_kept}", file=sys.stderr)
     line = report.unpublished_line()
     if line is not None:
         print(f"error: {safe(line)}", file=sys.stderr)

@@ -33,7 +33,6 @@ import cob
 from cob import sync as cob_sync
 
 from ..errors import DefinitionError, JobsError
-from ..policy import fetch_policy
 from ..store import Jobs
 from ..sync import Publication, SyncReport
 from ..text import safe
@@ -291,11 +290,11 @@ class Node:
         def body() -> None:
             if not jobs:
                 jobs.append(self._jobs())
-            # the policy ref first, whatever this node follows: a revocation reaches it now
-            refused = fetch_policy(jobs[0].repo, remote)
-            if refused:
-                self._say_once(refused)
+            # the sync fetches the policy ref first, whatever this node follows: a revocation
+            # reaches it now
             report = jobs[0].sync(remote)
+            if report.policy_kept:
+                self._say_once(report.policy_kept)
             if report.fetched or report.pushed or report.refused or report.rejected:
                 self.log(task, report.summary())
             self._note_publication(task, remote, report)
