@@ -188,6 +188,9 @@ class Node:
                 f"interval {format_duration(self.interval)}, "
                 f"assignment {self.assignment or 'per git config'}, pid {os.getpid()}",
             )
+            if self._isolation is not None and self._isolation.mode == "none":
+                self.log("node", "isolation none: jobs run WITHOUT a sandbox, as this user (a person's "
+                         "choice: jobs.isolation / --isolation)")
             workshop = self._workshop(self._jobs(), "worker:work")
             recovered = workshop.recover()
             if recovered:
@@ -429,6 +432,7 @@ class Node:
             "remotes": [cob_sync.describe(r) for r in self.remotes],
             "follows": [str(f) for f in self.follows],
             "interval": self.interval,
+            "isolation": self._isolation.to_json() if self._isolation else None,
             "workers": {
                 task: {
                     "runs": s.runs,

@@ -43,12 +43,13 @@ from ..errors import JobsError
 from ..model import Job, Reason, Runs
 from ..retries import ATTEMPTS, exhausted
 from ..store import JobMut, Jobs
+from .candidates import REQUESTED
 from .capture import CappedLog
 from .checkout import CheckoutError, make_checkout, remove_tree
 from .conditions import Facts, changed_paths, evaluate, reached_by
 from .definitions import Definitions, JobDef, load_definitions
 from .durations import format_duration
-from .isolation import Isolation, Scratch, load_isolation
+from .isolation import Isolation, IsolationError, Scratch, load_isolation
 from .journal import Entry, Journal, WorkLock, kill_orphan, remove_checkout
 from .labels import node_labels
 from .logs import log_path, log_url
@@ -501,6 +502,10 @@ class Workshop:
         self._sources[commit] = source
         self._facts.pop(commit, None)
 
+    def requested_only(self, commit: str) -> bool:
+        """Was ``commit`` reached only by a requester's ask (no ref here followed, no REV named)?"""
+        return self._sources.get(commit, "").startswith(REQUESTED)
+
     def facts(self, defs: Definitions) -> Facts:
         """What the commit's ``if`` conditions may look at (computed once, only if one has any)."""
         if not any(d.when is not None for d in defs):
@@ -767,10 +772,18 @@ class Workshop:
                 "GIT_JOBS_NODE": self.nid,
             },
         )
+        requested = self.requested_only(defs.commit)
+        network = self.isolation.network_for(requested)
+        if requested and not network and self.isolation.network:
+            log.write(b"git-jobs: no network: only a requester asked for this commit (jobs.requestNetwork)\n")
         log.write(f"$ {d.run}\n".encode())
         try:
+            argv = self.isolation.command(["sh", "-c", d.run], scratch, scratch.src, network=network)
+        except IsolationError as e:
+            return Reason.ERROR, str(e)
+        try:
             proc = subprocess.Popen(
-                self.isolation.command(["sh", "-c", d.run], scratch, scratch.src),
+                argv,
                 cwd=scratch.src,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -828,7 +841,7 @@ class Workshop:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
 
-    def _kill(self, proc: subprocess.Popen[bytes]) -> None:
+    def _kill(self, proc: subprocess.Popen[Any]) -> None:
         """SIGTERM the job's process group, then SIGKILL after a grace period."""
         for sig, wait in ((signal.SIGTERM, self.kill_grace), (signal.SIGKILL, 5.0)):
             with contextlib.suppress(ProcessLookupError, PermissionError):
