@@ -54,6 +54,7 @@ from .journal import Entry, Journal, WorkLock, kill_orphan, remove_checkout
 from .labels import node_labels
 from .logs import log_path, log_url
 from .outputs import collect, provide
+from .outputs import prune as prune_outputs
 from .patterns import pattern_delay
 from .slots import Slots
 
@@ -215,7 +216,7 @@ def condition_holds(d: JobDef, out: dict[str, PlanItem], facts: Facts) -> bool:
         return "failed" if any(p.action in ("exhausted", "held") for p in items) else ""
 
     assert d.when is not None
-    return evaluate(d.when, Facts(facts.ref, facts.changed, outcome))
+    return evaluate(d.when, Facts(facts.ref, facts.changed, outcome, facts.matches))
 
 
 def elsewhere(d: JobDef, out: dict[str, PlanItem], labels: frozenset[str] | None) -> str:
@@ -569,6 +570,7 @@ class Workshop:
         report = WorkReport(sha, defs is not None)
         with self.locked():
             report.recovered = self.recover()
+            prune_outputs(self.jobs.repo, keep=sha)  # outputs of commits unused for days, or LRU
             if defs is None:
                 return report
             self.isolation.check()
