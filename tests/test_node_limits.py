@@ -155,7 +155,6 @@ def test_a_node_without_a_sandbox_refuses_to_start_or_says_so_at_start_and_in_no
     assert res.code == 2 and "preflight" in res.err and "no job sandbox" in res.err, res
     assert len(res.err.strip().splitlines()) == 1, res
 
-
     proc = subprocess.Popen(
         [GIT_JOBS, "node", "--remote", str(hub), "--interval", "0.2s", "--isolation", "none"],
         cwd=path, env=env_with(GIT_JOBS_KEY=str(key), **env), stdout=subprocess.PIPE,
