@@ -137,7 +137,10 @@ class Isolation:
     # -- the command ---------------------------------------------------------------------
     def network_for(self, requested: bool) -> bool:
         """Whether a job gets the network: never for work only a requester asked for (a branch
-        nobody here follows), unless ``jobs.requestNetwork``; never with ``jobs.network = false``."""
+        nobody here follows), unless ``jobs.requestNetwork``; never with ``jobs.network = false``.
+        Without a sandbox nothing can cut it: always True."""
+        if self.mode != "bwrap":
+            return True
         return self.network and (self.request_network or not requested)
 
     def command(
@@ -154,6 +157,14 @@ class Isolation:
             return [*reaper, *argv]
         net = self.network if network is None else network
         return [*reaper, self.bwrap, *self._bwrap_args(scratch, cwd, net), "--", *argv]
+
+    @property
+    def tmp_limit(self) -> int | None:
+        """The bytes the sandbox's ``/tmp`` may hold; None: unbounded (no limit set, no
+        sandbox, or a bubblewrap older than 0.7, which cannot size a tmpfs)."""
+        if self.mode != "bwrap" or self.limits.tmp_size <= 0 or not _bwrap_sizes_tmpfs(self.bwrap):
+            return None
+        return self.limits.tmp_size
 
     def _bwrap_args(self, scratch: Scratch, cwd: Path, network: bool | None = None) -> list[str]:
         # --new-session: no controlling terminal, so a job or trigger cannot push keystrokes
@@ -174,8 +185,8 @@ class Isolation:
         for secret in PROC_SECRETS:
             if os.path.exists(secret):
                 args += ["--ro-bind", "/dev/null", secret]
-        if self.limits.tmp_size > 0 and _bwrap_sizes_tmpfs(self.bwrap):
-            args += ["--size", str(self.limits.tmp_size)]
+        if self.tmp_limit is not None:
+            args += ["--size", str(self.tmp_limit)]
         args += ["--tmpfs", "/tmp", "--symlink", "/tmp", "/var/tmp"]
         for path in self.paths:
             if os.path.exists(path):
@@ -218,7 +229,7 @@ class Isolation:
         if self.mode == "none":
             return "none (own checkout, scratch HOME, scrubbed environment; NO sandbox, set by a person)"
         requested = "on" if self.network and self.request_network else "off"
-        tmp = f"{self.limits.tmp_size // 2**20} MiB" if self.limits.tmp_size else "unbounded"
+        tmp = f"{self.tmp_limit // 2**20} MiB" if self.tmp_limit else "unbounded"
         network = "on" if self.network else "off"
         return f"bwrap (network {network}, for requested work {requested}, /tmp {tmp})"
 
@@ -229,7 +240,7 @@ class Isolation:
             "refused": self.refusal or None, "network": self.network,
             "request_network": self.request_network and self.network,
             "max_processes": self.limits.processes, "max_file_size": self.limits.file_size,
-            "tmp_size": self.limits.tmp_size if self.mode == "bwrap" else None,
+            "tmp_size": self.tmp_limit if self.mode == "bwrap" and not self.refusal else None,
         }
 
 

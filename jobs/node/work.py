@@ -778,6 +778,8 @@ class Workshop:
         network = self.isolation.network_for(requested)
         if requested and not network and self.isolation.network:
             log.write(b"git-jobs: no network: only a requester asked for this commit (jobs.requestNetwork)\n")
+        elif requested and self.isolation.mode == "none" and not self.isolation.request_network:
+            log.write(b"git-jobs: network not cut: no sandbox (jobs.isolation none)\n")
         log.write(f"$ {d.run}\n".encode())
         try:
             argv = self.isolation.command(["sh", "-c", d.run], scratch, scratch.src, network=network)
