@@ -279,6 +279,18 @@ def test_under_bwrap_work_only_a_requester_asked_for_gets_no_network(tmp_path: P
         server.close()
 
 
+def test_without_a_sandbox_requested_work_is_told_its_network_is_not_cut(tmp_path: Path) -> None:
+    path = tmp_path / "node"
+    init_repo(path)
+    signer, _ = new_key(tmp_path / "node.key")
+    git(path, "config", "jobs.isolation", "none")
+    sha = commit_defs(path, "[jobs.a]\nrun = 'true'\n")
+    store = jobs.Jobs.open(path, signer)
+    report = Workshop(store).work_any(sha, source=f"requested by {signer.nid}")
+    log = (path / ".git" / "git-jobs" / "logs" / f"{report.outcomes[0].run_id}.log").read_text()
+    assert "network not cut: no sandbox" in log and "no network:" not in log, log
+
+
 def _fresh_attempt(
     path: Path, signer: cob.Signer, sha: str, source: str, request_network: bool = False
 ) -> str:
