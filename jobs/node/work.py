@@ -774,12 +774,7 @@ class Workshop:
                 "GIT_JOBS_NODE": self.nid,
             },
         )
-        requested = self.requested_only(defs.commit)
-        network = self.isolation.network_for(requested)
-        if requested and not network and self.isolation.network:
-            log.write(b"git-jobs: no network: only a requester asked for this commit (jobs.requestNetwork)\n")
-        elif requested and self.isolation.mode == "none" and not self.isolation.request_network:
-            log.write(b"git-jobs: network not cut: no sandbox (jobs.isolation none)\n")
+        network = self._network(defs.commit, log)
         log.write(f"$ {d.run}\n".encode())
         try:
             argv = self.isolation.command(["sh", "-c", d.run], scratch, scratch.src, network=network)
@@ -815,6 +810,17 @@ class Workshop:
         if code < 0:
             return Reason.FAILED, f"killed by signal {-code}"
         return Reason.FAILED, f"exit status {code}"
+
+    def _network(self, commit: str, log: Any) -> bool:
+        """Whether this run gets the network (see :meth:`.Isolation.network_for`); its log says
+        when work only a requester asked for has none, or has it for want of a sandbox."""
+        requested = self.requested_only(commit)
+        network = self.isolation.network_for(requested)
+        if requested and not network and self.isolation.network:
+            log.write(b"git-jobs: no network: only a requester asked for this commit (jobs.requestNetwork)\n")
+        elif requested and self.isolation.mode == "none" and not self.isolation.request_network:
+            log.write(b"git-jobs: network not cut: no sandbox (jobs.isolation none)\n")
+        return network
 
     def _wait(self, proc: subprocess.Popen[bytes], timeout: float | None) -> int | tuple[Reason, str]:
         """The command's exit code; or, when it was stopped (cancelled, timed out), why."""
