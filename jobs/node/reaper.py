@@ -2,7 +2,7 @@
 
 The node starts every job (and trigger) as ``python -I -S reaper.py [--nproc N] [--fsize N]
 -- ARGV...`` (see :meth:`.isolation.Isolation.command`). This script, stdlib only and run as a
-file so that it imports nothing of git-jobs:
+file so that it imports nothing of git-jobs (and little of the stdlib: it starts for every job):
 
 1. makes itself a *child subreaper* (``prctl(PR_SET_CHILD_SUBREAPER)``): whatever the job
    starts and abandons — a ``setsid`` daemon, a double fork — is re-parented to it rather than
@@ -16,7 +16,6 @@ file so that it imports nothing of git-jobs:
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import sys
@@ -35,10 +34,12 @@ def _stop(signum: int, frame: object) -> None:
 
 
 def _subreaper() -> None:
-    with contextlib.suppress(Exception):  # not Linux, no libc: best effort (the group is killed too)
+    try:
         import ctypes
 
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except Exception:  # not Linux, no libc: best effort (the node kills the group too)
+        return
 
 
 def _limit(resource_name: str, value: int) -> None:
@@ -79,9 +80,11 @@ def descendants(root: int) -> list[int]:
 
 
 def _reap() -> None:
-    with contextlib.suppress(ChildProcessError):
+    try:
         while os.waitpid(-1, os.WNOHANG)[0] > 0:
             pass
+    except ChildProcessError:
+        return
 
 
 def kill_all(me: int) -> None:
@@ -91,8 +94,10 @@ def kill_all(me: int) -> None:
         if not left:
             return
         for pid in left:
-            with contextlib.suppress(OSError):
+            try:
                 os.kill(pid, signal.SIGKILL)
+            except OSError:
+                continue
         time.sleep(0.01)
         _reap()
 
@@ -119,8 +124,10 @@ def _child(nproc: int, fsize: int, command: list[str]) -> None:
         _limit("RLIMIT_FSIZE", fsize)
         os.execvp(command[0], command)
     except BaseException as e:  # cannot start: say so, as a shell would
-        with contextlib.suppress(Exception):
+        try:
             os.write(2, f"cannot start {command[0]}: {e}\n".encode())
+        except OSError:
+            os._exit(127)
     os._exit(127)
 
 
@@ -132,8 +139,10 @@ def _wait(pid: int) -> int | None:
             if done == pid:
                 return status
     except _Stop:
-        with contextlib.suppress(OSError):
+        try:
             os.kill(pid, signal.SIGTERM)
+        except OSError:
+            return None
         return None
 
 
