@@ -31,6 +31,7 @@ unused for :data:`KEEP_SECONDS` (:func:`prune`, at every collect and every ``wor
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import shutil
@@ -188,28 +189,56 @@ def collect(repo: pygit2.Repository, commit: str, job: str, src: Path, paths: It
     return f"outputs kept: {', '.join(kept)}" if kept else ""
 
 
+def _segments(fd: int, size: int) -> list[tuple[int, int]]:
+    """The (start, end) ranges of ``fd`` holding data, up to ``size``: holes are skipped
+    (``SEEK_DATA``/``SEEK_HOLE``; where the file system cannot tell, the whole file)."""
+    if not hasattr(os, "SEEK_DATA"):
+        return [(0, size)]
+    out, pos = [], 0
+    try:
+        while pos < size:
+            try:
+                start = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError as e:
+                if e.errno == errno.ENXIO:  # no data after pos
+                    break
+                raise
+            if start >= size:
+                break
+            pos = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+            out.append((start, pos))
+    except OSError:
+        return [(0, size)]
+    return out
+
+
 def _copy_file(src: str, dst: str) -> None:
     """Copy a regular file without following a link, writing at most the size it had when it
-    was opened (it may not grow meanwhile) and runs of zeros as holes (sparse stays sparse)."""
+    was opened (it may not grow meanwhile); holes and runs of zeros are written as holes, so a
+    sparse file stays sparse and costs no reading of its holes."""
     fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
-    with os.fdopen(fd, "rb") as fin:
+    with os.fdopen(fd, "rb", buffering=0) as fin:
         st = os.fstat(fin.fileno())
         if not stat.S_ISREG(st.st_mode):
             raise OSError(f"{os.path.basename(src)} is no longer a regular file")
         with open(dst, "wb") as fout:
-            left = st.st_size
-            while left > 0:
-                chunk = fin.read(min(CHUNK, left))
-                if not chunk:
-                    break
-                left -= len(chunk)
-                if chunk.count(0) == len(chunk):
-                    fout.seek(len(chunk), os.SEEK_CUR)  # a hole
-                else:
-                    fout.write(chunk)
+            for start, end in _segments(fin.fileno(), st.st_size):
+                fin.seek(start)
+                fout.seek(start)
+                left = end - start
+                while left > 0:
+                    chunk = fin.read(min(CHUNK, left))
+                    if not chunk:
+                        break
+                    left -= len(chunk)
+                    if chunk.count(0) == len(chunk):
+                        fout.seek(len(chunk), os.SEEK_CUR)  # a hole
+                    else:
+                        fout.write(chunk)
+            fin.seek(st.st_size)
             if fin.read(1):
                 raise OSError(f"{os.path.basename(src)} grew while it was copied")
-            fout.truncate(st.st_size - left)
+            fout.truncate(st.st_size)
         os.chmod(dst, stat.S_IMODE(st.st_mode))
         os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
 
