@@ -142,6 +142,23 @@ def test_without_bubblewrap_work_any_and_trigger_run_nothing_unless_a_person_cho
     wait_for(lambda: _processes(f"sleep {seconds}") == [], 10, "leftovers killed")
 
 
+def test_a_timed_out_jobs_escaped_processes_get_sigterm_then_go(tmp_path: Path, leftovers: list[str]) -> None:
+    path = tmp_path / "node"
+    init_repo(path)
+    signer, key = new_key(tmp_path / "node.key")
+    git(path, "config", "jobs.isolation", "none")  # the marker is written to a host path
+    marker, seconds = tmp_path / "cleaned", str(7000 + os.getpid() % 900)
+    leftovers.append(f"sleep {seconds}")
+    trap = f"trap 'sleep 0.3; echo cleaned > {marker}; exit 0' TERM"  # cleaning up takes a while
+    (path / "escape.sh").write_text(f"{trap}\nsleep {seconds} & wait\n")
+    git(path, "add", "escape.sh")
+    sha = commit_defs(path, f'[jobs.slow]\nrun = "setsid sh escape.sh & sleep {seconds}1"\ntimeout = "1s"\n')
+    res = gj(path, "work", "any", key=key)
+    assert reasons(jobs.Jobs.open(path), sha, signer.nid) == {"slow": ["timed_out"]}, res
+    assert marker.read_text() == "cleaned\n"  # it left the job's group, and still got its SIGTERM
+    wait_for(lambda: _processes(f"sleep {seconds}") == [], 10, "every process of the run gone")
+
+
 def test_a_node_without_a_sandbox_refuses_to_start_or_says_so_at_start_and_in_node_json(
     tmp_path: Path,
 ) -> None:

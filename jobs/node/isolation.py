@@ -144,15 +144,17 @@ class Isolation:
         return self.network and (self.request_network or not requested)
 
     def command(
-        self, argv: list[str], scratch: Scratch, cwd: Path, *, network: bool | None = None
+        self, argv: list[str], scratch: Scratch, cwd: Path, *, network: bool | None = None,
+        grace: float = 0.0,
     ) -> list[str]:
         """``argv`` wrapped for this isolation, under the :mod:`.reaper` (limits, no leftovers).
 
-        ``network``: this run's network (default: the node's ``jobs.network``)."""
+        ``network``: this run's network (default: the node's ``jobs.network``); ``grace``: the
+        seconds a stopped job's processes get between SIGTERM and SIGKILL."""
         self.check()
         limits = self.limits
         reaper = [sys.executable, "-I", "-S", REAPER, "--nproc", str(limits.processes),
-                  "--fsize", str(limits.file_size), "--"]
+                  "--fsize", str(limits.file_size), "--grace", f"{max(0.0, grace):.3f}", "--"]
         if self.mode == "none":
             return [*reaper, *argv]
         net = self.network if network is None else network

@@ -1,7 +1,7 @@
 """Run one job's command with its limits, and leave nothing of it behind when it ends.
 
 The node starts every job (and trigger) as ``python -I -S reaper.py [--nproc N] [--fsize N]
--- ARGV...`` (see :meth:`.isolation.Isolation.command`). This script, stdlib only and run as a
+[--grace S] -- ARGV...`` (see :meth:`.isolation.Isolation.command`). This script, stdlib only and run as a
 file so that it imports nothing of git-jobs (and little of the stdlib: it starts for every job):
 
 1. makes itself a *child subreaper* (``prctl(PR_SET_CHILD_SUBREAPER)``): whatever the job
@@ -9,8 +9,9 @@ file so that it imports nothing of git-jobs (and little of the stdlib: it starts
    to the machine's init, so it stays findable;
 2. forks the command with the resource limits applied (``RLIMIT_NPROC``: processes of this
    user; ``RLIMIT_FSIZE``: bytes per file written; 0 = no limit) and waits for it;
-3. when the command ends (or this process gets SIGTERM/SIGINT/SIGHUP: the node stops the run),
-   kills every descendant still alive — with or without a sandbox — and exits as the command
+3. when the command ends, kills every descendant still alive; when this process gets
+   SIGTERM/SIGINT/SIGHUP (the node stops the run), every descendant gets SIGTERM and ``--grace``
+   seconds, then the same — with or without a sandbox — and exits as the command
    did (the same status, or the same signal).
 """
 
@@ -105,12 +106,13 @@ def kill_all(me: int) -> None:
 STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
-def _parse(argv: list[str]) -> tuple[int, int, list[str]]:
-    """``(nproc, fsize, command)`` from ``[--nproc N] [--fsize N] -- COMMAND...``."""
-    limits = {"--nproc": 0, "--fsize": 0}
+def _parse(argv: list[str]) -> tuple[int, int, float, list[str]]:
+    """``(nproc, fsize, grace, command)`` from ``[--nproc N] [--fsize N] [--grace S] -- COMMAND...``."""
+    limits = {"--nproc": 0.0, "--fsize": 0.0, "--grace": 0.0}
     while len(argv) > 1 and argv[0] in limits:
-        limits[argv[0]], argv = int(argv[1]), argv[2:]
-    return limits["--nproc"], limits["--fsize"], argv[1:] if argv[:1] == ["--"] else []
+        limits[argv[0]], argv = float(argv[1]), argv[2:]
+    command = argv[1:] if argv[:1] == ["--"] else []
+    return int(limits["--nproc"]), int(limits["--fsize"]), limits["--grace"], command
 
 
 def _child(nproc: int, fsize: int, command: list[str]) -> None:
@@ -131,25 +133,32 @@ def _child(nproc: int, fsize: int, command: list[str]) -> None:
     os._exit(127)
 
 
-def _wait(pid: int) -> int | None:
-    """The child's wait status; None when this process was told to stop first."""
+def _wait(pid: int, grace: float) -> int | None:
+    """The child's wait status; None when this process was told to stop first — then every
+    descendant gets SIGTERM and up to ``grace`` seconds to end (the rest is SIGKILLed after)."""
     try:
         while True:
             done, status = os.waitpid(pid, 0)
             if done == pid:
                 return status
     except _Stop:
+        pass
+    me, deadline = os.getpid(), time.monotonic() + grace
+    for other in descendants(me):  # the job's group had it already; those that left it had not
         try:
-            os.kill(pid, signal.SIGTERM)
+            os.kill(other, signal.SIGTERM)
         except OSError:
-            return None
-        return None
+            continue
+    while time.monotonic() < deadline and descendants(me):
+        time.sleep(0.02)
+        _reap()
+    return None
 
 
 def main(argv: list[str]) -> int:
-    nproc, fsize, command = _parse(argv)
+    nproc, fsize, grace, command = _parse(argv)
     if not command:
-        print("reaper: usage: reaper.py [--nproc N] [--fsize N] -- COMMAND...", file=sys.stderr)
+        print("reaper: usage: reaper.py [--nproc N] [--fsize N] [--grace S] -- COMMAND...", file=sys.stderr)
         return 2
     _subreaper()
     me = os.getpid()
@@ -159,7 +168,7 @@ def main(argv: list[str]) -> int:
     if pid == 0:
         _child(nproc, fsize, command)
     try:
-        status = _wait(pid)
+        status = _wait(pid, grace)
     finally:
         for sig in STOPS:
             signal.signal(sig, signal.SIG_IGN)

@@ -117,7 +117,7 @@ def _run(workshop: Workshop, commit: str, command: str, pending: list[str], time
         env = isolation.environment(scratch, {"GIT_JOBS_COMMIT": commit, "GIT_JOBS_NODE": workshop.nid})
         # its own session, under the reaper: what it leaves running is killed when it ends
         with subprocess.Popen(
-            isolation.command(["sh", "-c", command], scratch, scratch.root),
+            isolation.command(["sh", "-c", command], scratch, scratch.root, grace=workshop.kill_grace / 2),
             cwd=scratch.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             stdin=subprocess.DEVNULL, env=env, start_new_session=True,
         ) as proc:

@@ -777,7 +777,9 @@ class Workshop:
         network = self._network(defs.commit, log)
         log.write(f"$ {d.run}\n".encode())
         try:
-            argv = self.isolation.command(["sh", "-c", d.run], scratch, scratch.src, network=network)
+            argv = self.isolation.command(
+                ["sh", "-c", d.run], scratch, scratch.src, network=network, grace=self.kill_grace / 2
+            )
         except IsolationError as e:
             return Reason.ERROR, str(e)
         try:
