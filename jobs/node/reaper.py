@@ -1,18 +1,18 @@
 """Run one job's command with its limits, and leave nothing of it behind when it ends.
 
 The node starts every job (and trigger) as ``python -I -S reaper.py [--nproc N] [--fsize N]
-[--grace S] -- ARGV...`` (see :meth:`.isolation.Isolation.command`). This script, stdlib only and run as a
-file so that it imports nothing of git-jobs (and little of the stdlib: it starts for every job):
+[--grace S] -- ARGV...`` (see :meth:`.isolation.Isolation.command`). This script, stdlib only
+and run as a file so that it imports nothing of git-jobs (and little of the stdlib: it starts
+for every job):
 
 1. makes itself a *child subreaper* (``prctl(PR_SET_CHILD_SUBREAPER)``): whatever the job
    starts and abandons — a ``setsid`` daemon, a double fork — is re-parented to it rather than
    to the machine's init, so it stays findable;
 2. forks the command with the resource limits applied (``RLIMIT_NPROC``: processes of this
    user; ``RLIMIT_FSIZE``: bytes per file written; 0 = no limit) and waits for it;
-3. when the command ends, kills every descendant still alive; when this process gets
-   SIGTERM/SIGINT/SIGHUP (the node stops the run), every descendant gets SIGTERM and ``--grace``
-   seconds, then the same — with or without a sandbox — and exits as the command
-   did (the same status, or the same signal).
+3. when the command ends, or this process gets SIGTERM/SIGINT/SIGHUP (the node stops the
+   run), gives every descendant still alive SIGTERM and ``--grace`` seconds, then kills it —
+   with or without a sandbox — and exits as the command did (same status, or same signal).
 """
 
 from __future__ import annotations
@@ -133,26 +133,31 @@ def _child(nproc: int, fsize: int, command: list[str]) -> None:
     os._exit(127)
 
 
-def _wait(pid: int, grace: float) -> int | None:
-    """The child's wait status; None when this process was told to stop first — then every
-    descendant gets SIGTERM and up to ``grace`` seconds to end (the rest is SIGKILLed after)."""
+def _wait(pid: int) -> int | None:
+    """The child's wait status; None when this process was told to stop first."""
     try:
         while True:
             done, status = os.waitpid(pid, 0)
             if done == pid:
                 return status
     except _Stop:
-        pass
-    me, deadline = os.getpid(), time.monotonic() + grace
-    for other in descendants(me):  # the job's group had it already; those that left it had not
+        return None
+
+
+def terminate(me: int, grace: float) -> None:
+    """SIGTERM every descendant of ``me`` (the job's group may have had it already; those that
+    left the group had not), and wait up to ``grace`` seconds for them to end."""
+    deadline = time.monotonic() + grace
+    left = descendants(me)
+    for other in left:
         try:
             os.kill(other, signal.SIGTERM)
         except OSError:
             continue
-    while time.monotonic() < deadline and descendants(me):
+    while left and time.monotonic() < deadline:
         time.sleep(0.02)
         _reap()
-    return None
+        left = descendants(me)
 
 
 def main(argv: list[str]) -> int:
@@ -168,10 +173,11 @@ def main(argv: list[str]) -> int:
     if pid == 0:
         _child(nproc, fsize, command)
     try:
-        status = _wait(pid, grace)
+        status = _wait(pid)
     finally:
         for sig in STOPS:
             signal.signal(sig, signal.SIG_IGN)
+        terminate(me, grace)
         kill_all(me)
     if status is None:
         return 128 + signal.SIGTERM
