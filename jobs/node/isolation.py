@@ -10,13 +10,13 @@ The rules, whichever isolation the node chose:
 - its environment is an allowlist (:data:`PASS_ENV` plus the node's ``jobs.passEnv``), so no
   ``GIT_JOBS_KEY``, ``SSH_AUTH_SOCK``, ``GIT_DIR`` or cloud credential leaks through.
 
-With ``bwrap`` (the default where bubblewrap is installed) it also runs in a sandbox: new
-user, pid, ipc, uts and mount namespaces with every capability dropped; the system directories
-(:data:`SYSTEM_DIRS`) read-only; ``/tmp`` empty; only its scratch directory writable; the
-node's git directory, working tree, HOME and key not mounted at all (and masked should they lie
-under a mounted path); ``/tmp`` a tmpfs of at most ``jobs.tmpSize``. The network is shared
-unless ``jobs.network = false`` — and never for work only a requester asked for
-(``jobs.requestNetwork``, default false).
+With ``bwrap`` (the default) it also runs in a sandbox: new user, pid, ipc, uts and mount
+namespaces with every capability dropped; the system directories (:data:`SYSTEM_DIRS`)
+read-only; only its scratch directory writable; the node's git directory, working tree, HOME
+and key not mounted at all (and masked should they lie under a mounted path); ``/tmp`` an
+empty tmpfs of at most ``jobs.tmpSize``; the kernel keyrings (:data:`PROC_SECRETS`) masked.
+The network is shared unless ``jobs.network = false`` — and never for work only a requester
+asked for (``jobs.requestNetwork``, default false).
 
 Either way the command runs under :mod:`.reaper`, which applies the node's process and file-size
 limits (``jobs.maxProcesses``, ``jobs.maxFileSize``) and kills whatever the job left running when
