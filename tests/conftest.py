@@ -36,6 +36,11 @@ def sandbox_problem() -> str | None:
     return None
 
 
+def no_sandbox() -> bool:
+    """No usable job sandbox here (bubblewrap missing or unusable): jobs run with isolation none."""
+    return shutil.which("bwrap") is None or sandbox_problem() is not None
+
+
 def pytest_report_header() -> str:
     if shutil.which("bwrap") is None:
         return "job sandbox: bubblewrap not installed (bwrap tests skip; jobs run with isolation none)"
@@ -50,9 +55,9 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
         "[user]\n\tname = Test User\n\temail = test@example.invalid\n"
         "[init]\n\tdefaultBranch = main\n"
         "[protocol]\n\tallow = always\n"
-        # where bubblewrap is installed but cannot sandbox, jobs run without one (the
-        # bwrap-specific tests set jobs.isolation themselves and skip with the reason)
-        + ("[jobs]\n\tisolation = none\n" if sandbox_problem() else "")
+        # where bubblewrap is missing or cannot sandbox, jobs run without one — a node refuses
+        # to unless told so (the bwrap-specific tests set jobs.isolation themselves and skip)
+        + ("[jobs]\n\tisolation = none\n" if no_sandbox() else "")
     )
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))

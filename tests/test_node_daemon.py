@@ -207,9 +207,13 @@ def _slow_once(tmp: Path, name: str) -> tuple[str, Path, Path]:
 def _alive(pidfile: Path) -> bool:
     """Whether any live (non-zombie) process is left in the job's process group."""
     try:
-        pgid = int(pidfile.read_text())
+        pid = int(pidfile.read_text())
     except (OSError, ValueError):
         return False
+    try:  # the job's shell is not the group's leader: the reaper it runs under is (isolation.py)
+        pgid = os.getpgid(pid)
+    except ProcessLookupError:
+        pgid = pid
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()

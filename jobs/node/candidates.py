@@ -34,6 +34,7 @@ MAX_DEPTH = 1000
 # on (released, or ran): those after it are built too. Found none: only ``depth`` (a new node,
 # a forced push or a push of more commits than this starts from the tip).
 BACKLOG = 50
+REQUESTED = "requested by "  # the source of a commit only a requester asked for (then: its NID)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +115,7 @@ def requested(jobs: Jobs, requesters: Collection[str], own: str | None = None) -
     for asked in requested_commits(jobs, requesters, own):
         commit = _commit(jobs.repo, asked.commit)
         if commit is not None:
-            out.append(Candidate(asked.commit, f"requested by {asked.nid}", commit.commit_time, asked.digest))
+            out.append(Candidate(asked.commit, f"{REQUESTED}{asked.nid}", commit.commit_time, asked.digest))
     return out
 
 

@@ -17,7 +17,8 @@ Functions, each taking one double- or single-quoted string:
 - ``branch(GLOB)`` / ``tag(GLOB)``: that ref is ``refs/heads/…`` / ``refs/tags/…`` (or a
   remote-tracking ``refs/remotes/R/…`` for branches) with the rest matching GLOB;
 - ``changed(GLOB)``: a path changed against the first parent (every path for a root commit)
-  matches GLOB;
+  matches GLOB (each GLOB is matched once per commit, at most :data:`MAX_MATCH_WORK` path
+  comparisons per commit — past that, and past :data:`MAX_CHANGED` paths, it is true);
 - ``succeeded(JOB)`` / ``failed(JOB)``: JOB, which must be one of the job's ``needs``, ended
   that way on this node (``failed``: its attempts are used up without success).
 
@@ -46,6 +47,35 @@ class ConditionError(ValueError):
     """The expression does not parse (the message says where)."""
 
 
+MAX_MATCH_WORK = 1_000_000  # path x glob comparisons per commit; past it changed() is true
+
+
+@dataclass(slots=True)
+class Matches:
+    """Each ``changed(GLOB)`` answer of one commit, computed once (``spent``: paths compared).
+
+    Shared by every plan of the commit, so re-planning after each skip costs nothing more; the
+    comparisons are bounded (:data:`MAX_MATCH_WORK`): a glob past the bound counts as changed —
+    the safe side, as for a diff too large to list."""
+
+    known: dict[str, bool] = field(default_factory=dict)
+    spent: int = 0
+
+    def changed(self, paths: Collection[str] | None, glob: str) -> bool:
+        if paths is None:
+            return True
+        hit = self.known.get(glob)
+        if hit is None:
+            if self.spent + len(paths) > MAX_MATCH_WORK:
+                hit = True
+            else:
+                self.spent += len(paths)
+                match = re.compile(fnmatch.translate(glob)).match
+                hit = any(match(p) for p in paths)
+            self.known[glob] = hit
+        return hit
+
+
 @dataclass(frozen=True, slots=True)
 class Facts:
     """What a condition may look at: the ref, the changed paths, the needs' outcomes."""
@@ -53,6 +83,7 @@ class Facts:
     ref: str | None = None
     changed: Collection[str] | None = ()  # None: too many to list — every changed() is true
     outcome: Callable[[str], str] = field(default=lambda name: "")  # "succeeded" | "failed" | ""
+    matches: Matches = field(default_factory=Matches, compare=False)  # changed() answers so far
 
 
 # A parsed expression: nested tuples ("or"|"and", a, b) | ("not", a) | ("call", f, arg) | ("const", b)
@@ -173,7 +204,7 @@ def evaluate(node: Node, facts: Facts) -> bool:
         rest = _ref_rest(facts.ref, func)
         return rest is not None and fnmatch.fnmatchcase(rest, arg)
     if func == "changed":
-        return facts.changed is None or any(fnmatch.fnmatchcase(p, arg) for p in facts.changed)
+        return facts.matches.changed(facts.changed, arg)
     return facts.outcome(arg) == func
 
 

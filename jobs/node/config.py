@@ -9,8 +9,12 @@ commit under test::
         follow = origin:refs/pull/*/head #   R:SPEC follows on R only
         depth = 1                        # first-parent commits per followed tip; --depth
         interval = 30s                   # --interval
-        isolation = bwrap                # bwrap | none; --isolation (see isolation.py)
+        isolation = bwrap                # bwrap | none (a person's choice); --isolation
         network = true                   # false: jobs get no network (bwrap only)
+        requestNetwork = false           # true: work only a requester asked for gets it too
+        maxProcesses = 4096              # RLIMIT_NPROC of a job (0: none)
+        maxFileSize = 4g                 # RLIMIT_FSIZE of a job (0: none)
+        tmpSize = 512m                   # the sandbox's /tmp tmpfs
         sandboxPath = /opt/toolchain     # also visible, read-only, in the sandbox (repeatable)
         sandboxHide = /srv/secrets       # never visible in the sandbox (repeatable)
         passEnv = CARGO_HOME             # also passed to jobs (repeatable)

@@ -191,6 +191,9 @@ class Node:
                 f"interval {format_duration(self.interval)}, "
                 f"assignment {self.assignment or 'per git config'}, pid {os.getpid()}",
             )
+            if self._isolation is not None and self._isolation.mode == "none":
+                self.log("node", "isolation none: jobs run WITHOUT a sandbox, as this user (a person's "
+                         "choice: jobs.isolation / --isolation)")
             workshop = self._workshop(self._jobs(), "worker:work")
             recovered = workshop.recover()
             if workshop.announce():
@@ -453,6 +456,7 @@ class Node:
             "interval": self.interval,
             "status": "degraded" if self._unpublished else "ok",
             "unpublished": dict(self._unpublished),
+            "isolation": self._isolation.to_json() if self._isolation else None,
             "workers": {
                 task: {
                     "runs": s.runs,

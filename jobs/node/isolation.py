@@ -10,11 +10,18 @@ The rules, whichever isolation the node chose:
 - its environment is an allowlist (:data:`PASS_ENV` plus the node's ``jobs.passEnv``), so no
   ``GIT_JOBS_KEY``, ``SSH_AUTH_SOCK``, ``GIT_DIR`` or cloud credential leaks through.
 
-With ``bwrap`` (the default where bubblewrap is installed) it also runs in a sandbox: new
-user, pid, ipc, uts and mount namespaces with every capability dropped; the system directories
-(:data:`SYSTEM_DIRS`) read-only; ``/tmp`` empty; only its scratch directory writable; the
-node's git directory, working tree, HOME and key not mounted at all (and masked should they lie
-under a mounted path). The network is shared unless ``jobs.network = false``.
+With ``bwrap`` (the default) it also runs in a sandbox: new user, pid, ipc, uts and mount
+namespaces with every capability dropped; the system directories (:data:`SYSTEM_DIRS`)
+read-only; only its scratch directory writable; the node's git directory, working tree, HOME
+and key not mounted at all (and masked should they lie under a mounted path); ``/tmp`` an
+empty tmpfs of at most ``jobs.tmpSize``; the kernel keyrings (:data:`PROC_SECRETS`) masked.
+The network is shared unless ``jobs.network = false`` — and never for work only a requester
+asked for (``jobs.requestNetwork``, default false).
+
+Either way the command runs under :mod:`.reaper`, which applies the node's process and file-size
+limits (``jobs.maxProcesses``, ``jobs.maxFileSize``) and kills whatever the job left running when
+it ends. No sandbox is a person's choice: where bubblewrap is missing or cannot sandbox, the node
+runs nothing until ``jobs.isolation = none`` is set (or ``--isolation none`` given).
 
 The choice is the node's (git config or a command-line flag), never the commit's: nothing in
 ``.git-jobs.toml`` can weaken it.
@@ -22,9 +29,11 @@ The choice is the node's (git config or a command-line flag), never the commit's
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +47,14 @@ MODES = ("bwrap", "none")
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/nix")
 # Secrets commonly found under those: masked even though their parent is mounted.
 SYSTEM_SECRETS = ("/etc/ssh", "/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/etc/sudoers.d",
-                  "/etc/ssl/private")
+                  "/etc/ssl/private", "/etc/krb5.keytab")
+# The kernel keyrings the node's user can see: masked in the sandbox's own /proc.
+PROC_SECRETS = ("/proc/keys", "/proc/key-users")
+# Resource limits of a job (each a git config of the node; 0 = no limit).
+MAX_PROCESSES = 4096  # RLIMIT_NPROC (processes of the node's user; root is exempt)
+MAX_FILE_SIZE = 4 * 2**30  # RLIMIT_FSIZE: bytes per file a job writes
+TMP_SIZE = 512 * 2**20  # the sandbox's /tmp (a tmpfs in memory; /var/tmp is the same)
+REAPER = str(Path(__file__).with_name("reaper.py"))
 # The environment a job inherits from the node; everything else is dropped.
 PASS_ENV = ("PATH", "LANG", "LANGUAGE", "TZ", "TERM", "USER", "LOGNAME",
             "http_proxy", "https_proxy", "no_proxy", "all_proxy",
@@ -48,6 +64,26 @@ PROBE_TIMEOUT = 30.0
 
 class IsolationError(JobsError):
     """The node's isolation setting cannot be honoured here (the node runs no job then)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one job may use (0: no limit): processes, bytes per file, bytes of ``/tmp``."""
+
+    processes: int = MAX_PROCESSES
+    file_size: int = MAX_FILE_SIZE
+    tmp_size: int = TMP_SIZE
+
+
+@functools.cache
+def _bwrap_sizes_tmpfs(bwrap: str) -> bool:
+    """Does this bubblewrap know ``--size`` (0.7 and later)?"""
+    try:
+        done = subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=PROBE_TIMEOUT,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "--size" in done.stdout + done.stderr
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +119,9 @@ class Isolation:
     hidden: tuple[str, ...] = ()  # the node's git dir, work tree, HOME, key: never visible
     pass_env: tuple[str, ...] = ()
     bwrap: str = "bwrap"
+    limits: Limits = field(default_factory=Limits)
+    request_network: bool = False  # network for work only a requester asked for (under bwrap)
+    refusal: str = ""  # why no job may run here (no sandbox, and none was chosen by a person)
     _checked: list[bool] = field(default_factory=list, compare=False, repr=False)
 
     # -- the job's environment -----------------------------------------------------------
@@ -96,17 +135,44 @@ class Isolation:
         return env
 
     # -- the command ---------------------------------------------------------------------
-    def command(self, argv: list[str], scratch: Scratch, cwd: Path) -> list[str]:
-        """``argv`` wrapped for this isolation (unchanged for ``none``)."""
-        if self.mode == "none":
-            return argv
-        return [self.bwrap, *self._bwrap_args(scratch, cwd), "--", *argv]
+    def network_for(self, requested: bool) -> bool:
+        """Whether a job gets the network: never for work only a requester asked for (a branch
+        nobody here follows), unless ``jobs.requestNetwork``; never with ``jobs.network = false``.
+        Without a sandbox nothing can cut it: always True."""
+        if self.mode != "bwrap":
+            return True
+        return self.network and (self.request_network or not requested)
 
-    def _bwrap_args(self, scratch: Scratch, cwd: Path) -> list[str]:
+    def command(
+        self, argv: list[str], scratch: Scratch, cwd: Path, *, network: bool | None = None,
+        grace: float = 0.0,
+    ) -> list[str]:
+        """``argv`` wrapped for this isolation, under the :mod:`.reaper` (limits, no leftovers).
+
+        ``network``: this run's network (default: the node's ``jobs.network``); ``grace``: the
+        seconds a stopped job's processes get between SIGTERM and SIGKILL."""
+        self.check()
+        limits = self.limits
+        reaper = [sys.executable, "-I", "-S", REAPER, "--nproc", str(limits.processes),
+                  "--fsize", str(limits.file_size), "--grace", f"{max(0.0, grace):.3f}", "--"]
+        if self.mode == "none":
+            return [*reaper, *argv]
+        net = self.network if network is None else network
+        return [*reaper, self.bwrap, *self._bwrap_args(scratch, cwd, net), "--", *argv]
+
+    @property
+    def tmp_limit(self) -> int | None:
+        """The bytes the sandbox's ``/tmp`` may hold; None: unbounded (no limit set, no
+        sandbox, or a bubblewrap older than 0.7, which cannot size a tmpfs)."""
+        if self.mode != "bwrap" or self.limits.tmp_size <= 0 or not _bwrap_sizes_tmpfs(self.bwrap):
+            return None
+        return self.limits.tmp_size
+
+    def _bwrap_args(self, scratch: Scratch, cwd: Path, network: bool | None = None) -> list[str]:
         # --new-session: no controlling terminal, so a job or trigger cannot push keystrokes
         # into the operator's shell (TIOCSTI)
         args = ["--unshare-all", "--unshare-user", "--cap-drop", "ALL", "--die-with-parent", "--new-session"]
-        if self.network:
+        if self.network if network is None else network:
             args.append("--share-net")
         mounted: list[str] = []
         # the system first, then the private /tmp, then the node's extra paths (which may lie
@@ -117,7 +183,13 @@ class Isolation:
             elif os.path.exists(path):
                 args += ["--ro-bind", path, path]
                 mounted.append(os.path.realpath(path))
-        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/var/tmp"]
+        args += ["--proc", "/proc", "--dev", "/dev"]
+        for secret in PROC_SECRETS:
+            if os.path.exists(secret):
+                args += ["--ro-bind", "/dev/null", secret]
+        if self.tmp_limit is not None:
+            args += ["--size", str(self.tmp_limit)]
+        args += ["--tmpfs", "/tmp", "--symlink", "/tmp", "/var/tmp"]
         for path in self.paths:
             if os.path.exists(path):
                 real = os.path.realpath(path)
@@ -133,7 +205,10 @@ class Isolation:
 
     # -- can it be honoured? -------------------------------------------------------------
     def check(self) -> None:
-        """Raise :class:`IsolationError` when bwrap cannot make a sandbox here (cached)."""
+        """Raise :class:`IsolationError` when no job may run here: no sandbox and none chosen by
+        a person, or bwrap cannot make a sandbox here (cached)."""
+        if self.refusal:
+            raise IsolationError(self.refusal)
         if self.mode != "bwrap" or self._checked:
             return
         probe = Path(os.path.realpath(os.environ.get("TMPDIR") or "/tmp"))
@@ -151,9 +226,24 @@ class Isolation:
         self._checked.append(True)
 
     def describe(self) -> str:
+        if self.refusal:
+            return "refused (no sandbox; jobs.isolation = none not set)"
         if self.mode == "none":
-            return "none (own checkout, scratch HOME, scrubbed environment; no sandbox)"
-        return f"bwrap (network {'on' if self.network else 'off'})"
+            return "none (own checkout, scratch HOME, scrubbed environment; NO sandbox, set by a person)"
+        requested = "on" if self.network and self.request_network else "off"
+        tmp = f"{self.tmp_limit // 2**20} MiB" if self.tmp_limit else "unbounded"
+        network = "on" if self.network else "off"
+        return f"bwrap (network {network}, for requested work {requested}, /tmp {tmp})"
+
+    def to_json(self) -> dict[str, object]:
+        """What ``node.json`` says about it."""
+        return {
+            "mode": self.mode, "sandbox": self.mode == "bwrap" and not self.refusal,
+            "refused": self.refusal or None, "network": self.network,
+            "request_network": self.request_network and self.network,
+            "max_processes": self.limits.processes, "max_file_size": self.limits.file_size,
+            "tmp_size": self.tmp_limit if self.mode == "bwrap" and not self.refusal else None,
+        }
 
 
 def _under(path: str, parent: str) -> bool:
@@ -213,6 +303,35 @@ def _refuse_node_paths(repo: pygit2.Repository, key: Path | None, paths: list[st
             )
 
 
+def _size(repo: pygit2.Repository, name: str, default: int) -> int:
+    """A byte count or count of ``git config NAME`` (``k``/``m``/``g`` suffixes; 0 = no limit)."""
+    raw = _config(repo, name)
+    if raw is None:
+        return default
+    text = raw.strip().lower()
+    scale = {"k": 2**10, "m": 2**20, "g": 2**30}.get(text[-1:], 1)
+    digits = text[:-1] if scale > 1 else text
+    if not digits.isdigit() or len(digits) > 15:
+        raise IsolationError(f"git config {name}: {raw[:40]!r} is not a count (e.g. 512m, 4g, 0 = no limit)")
+    return int(digits) * scale
+
+
+def load_limits(repo: pygit2.Repository) -> Limits:
+    """The node's limits on a job (``jobs.maxProcesses``, ``jobs.maxFileSize``, ``jobs.tmpSize``)."""
+    return Limits(
+        processes=_size(repo, "jobs.maxProcesses", MAX_PROCESSES),
+        file_size=_size(repo, "jobs.maxFileSize", MAX_FILE_SIZE),
+        tmp_size=_size(repo, "jobs.tmpSize", TMP_SIZE),
+    )
+
+
+NO_SANDBOX = (
+    "no job sandbox: bubblewrap is not installed, so this node runs no job "
+    "(apt-get install bubblewrap, or let jobs run unsandboxed as this user: "
+    "`git config jobs.isolation none` or --isolation none)"
+)
+
+
 def load_isolation(
     repo: pygit2.Repository,
     mode: str | None = None,
@@ -221,14 +340,13 @@ def load_isolation(
 ) -> Isolation:
     """The node's isolation from ``mode`` (a flag) or ``git config jobs.isolation``.
 
-    Default: ``bwrap`` when bubblewrap is installed, else ``none``. Asking for ``bwrap`` where
-    it is missing, or for no network without a sandbox to enforce it, is an error.
+    Default: ``bwrap``. Where bubblewrap is missing and no person chose ``none``, the isolation
+    *refuses* (:meth:`Isolation.check` raises, so nothing runs); asking for ``bwrap`` where it
+    is missing, or for no network without a sandbox to enforce it, is an error.
     """
     chosen = mode or _config(repo, "jobs.isolation")
     found = shutil.which("bwrap")
-    if chosen is None:
-        chosen = "bwrap" if found else "none"
-    if chosen not in MODES:
+    if chosen is not None and chosen not in MODES:
         raise IsolationError(f"jobs.isolation: {chosen!r} is not one of {', '.join(MODES)}")
     network = _bool(repo, "jobs.network", True)
     if chosen == "bwrap" and not found:
@@ -240,10 +358,13 @@ def load_isolation(
     paths = _multi(repo, "jobs.sandboxPath")
     _refuse_node_paths(repo, key, paths)
     return Isolation(
-        mode=chosen,
+        mode=chosen or "bwrap",
         network=network,
         paths=tuple(paths),
         hidden=tuple([*node_paths(repo, key), *_multi(repo, "jobs.sandboxHide"), *extra_hidden]),
         pass_env=tuple(_multi(repo, "jobs.passEnv")),
         bwrap=found or "bwrap",
+        limits=load_limits(repo),
+        request_network=_bool(repo, "jobs.requestNetwork", False),
+        refusal=NO_SANDBOX if chosen is None and not found else "",
     )

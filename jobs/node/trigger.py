@@ -115,13 +115,19 @@ def _run(workshop: Workshop, commit: str, command: str, pending: list[str], time
     try:
         scratch.make()
         env = isolation.environment(scratch, {"GIT_JOBS_COMMIT": commit, "GIT_JOBS_NODE": workshop.nid})
-        done = subprocess.run(
-            isolation.command(["sh", "-c", command], scratch, scratch.root),
-            cwd=scratch.root, capture_output=True, text=True, timeout=timeout,
-            stdin=subprocess.DEVNULL, check=False, env=env,
-        )
-    except subprocess.TimeoutExpired:
-        return Triggered(commit, False, f"timed out after {format_duration(timeout)}", command)
+        # its own session, under the reaper: what it leaves running is killed when it ends
+        with subprocess.Popen(
+            isolation.command(["sh", "-c", command], scratch, scratch.root, grace=workshop.kill_grace / 2),
+            cwd=scratch.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+        ) as proc:
+            try:
+                stdout, stderr = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                workshop._kill(proc)  # SIGTERM its group (the reaper ends the rest), then SIGKILL
+                proc.communicate()
+                return Triggered(commit, False, f"timed out after {format_duration(timeout)}", command)
+        done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     except OSError as e:
         return Triggered(commit, False, f"cannot start: {e.strerror or e}", command)
     finally:

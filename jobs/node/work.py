@@ -43,16 +43,18 @@ from ..errors import JobsError
 from ..model import Job, Reason, Runs
 from ..retries import ATTEMPTS, exhausted
 from ..store import JobMut, Jobs
+from .candidates import REQUESTED
 from .capture import CappedLog
 from .checkout import CheckoutError, make_checkout, remove_tree
 from .conditions import Facts, changed_paths, evaluate, reached_by
 from .definitions import Definitions, JobDef, load_definitions
 from .durations import format_duration
-from .isolation import Isolation, Scratch, load_isolation
+from .isolation import Isolation, IsolationError, Scratch, load_isolation
 from .journal import Entry, Journal, WorkLock, kill_orphan, remove_checkout
 from .labels import node_labels
 from .logs import log_path, log_url
 from .outputs import collect, provide
+from .outputs import prune as prune_outputs
 from .patterns import pattern_delay
 from .slots import Slots
 
@@ -214,7 +216,7 @@ def condition_holds(d: JobDef, out: dict[str, PlanItem], facts: Facts) -> bool:
         return "failed" if any(p.action in ("exhausted", "held") for p in items) else ""
 
     assert d.when is not None
-    return evaluate(d.when, Facts(facts.ref, facts.changed, outcome))
+    return evaluate(d.when, Facts(facts.ref, facts.changed, outcome, facts.matches))
 
 
 def elsewhere(d: JobDef, out: dict[str, PlanItem], labels: frozenset[str] | None) -> str:
@@ -521,6 +523,10 @@ class Workshop:
         self._sources[commit] = source
         self._facts.pop(commit, None)
 
+    def requested_only(self, commit: str) -> bool:
+        """Was ``commit`` reached only by a requester's ask (no ref here followed, no REV named)?"""
+        return self._sources.get(commit, "").startswith(REQUESTED)
+
     def facts(self, defs: Definitions) -> Facts:
         """What the commit's ``if`` conditions may look at (computed once, only if one has any)."""
         if not any(d.when is not None for d in defs):
@@ -597,6 +603,7 @@ class Workshop:
         with self.locked():
             report.recovered = self.recover()
             self.announce()  # what this node can run, for every reader's ranking
+            prune_outputs(self.jobs.repo, keep=sha)  # outputs of commits unused for days, or LRU
             if defs is None:
                 return report
             self.isolation.check()
@@ -805,10 +812,17 @@ class Workshop:
                 "GIT_JOBS_NODE": self.nid,
             },
         )
+        network = self._network(defs.commit, log)
         log.write(f"$ {d.run}\n".encode())
         try:
+            argv = self.isolation.command(
+                ["sh", "-c", d.run], scratch, scratch.src, network=network, grace=self.kill_grace / 2
+            )
+        except IsolationError as e:
+            return Reason.ERROR, str(e)
+        try:
             proc = subprocess.Popen(
-                self.isolation.command(["sh", "-c", d.run], scratch, scratch.src),
+                argv,
                 cwd=scratch.src,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -836,6 +850,17 @@ class Workshop:
         if code < 0:
             return Reason.FAILED, f"killed by signal {-code}"
         return Reason.FAILED, f"exit status {code}"
+
+    def _network(self, commit: str, log: Any) -> bool:
+        """Whether this run gets the network (see :meth:`.Isolation.network_for`); its log says
+        when work only a requester asked for has none, or has it for want of a sandbox."""
+        requested = self.requested_only(commit)
+        network = self.isolation.network_for(requested)
+        if requested and not network and self.isolation.network:
+            log.write(b"git-jobs: no network: only a requester asked for this commit (jobs.requestNetwork)\n")
+        elif requested and self.isolation.mode == "none" and not self.isolation.request_network:
+            log.write(b"git-jobs: network not cut: no sandbox (jobs.isolation none)\n")
+        return network
 
     def _wait(self, proc: subprocess.Popen[bytes], timeout: float | None) -> int | tuple[Reason, str]:
         """The command's exit code; or, when it was stopped (cancelled, timed out), why."""
@@ -866,7 +891,7 @@ class Workshop:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
 
-    def _kill(self, proc: subprocess.Popen[bytes]) -> None:
+    def _kill(self, proc: subprocess.Popen[Any]) -> None:
         """SIGTERM the job's process group, then SIGKILL after a grace period."""
         for sig, wait in ((signal.SIGTERM, self.kill_grace), (signal.SIGKILL, 5.0)):
             with contextlib.suppress(ProcessLookupError, PermissionError):
