@@ -456,6 +456,30 @@ class Cache:
 
 
     # -- inspection -------------------------------------------------------------------
+    def disagreement(self, codec: Codec, refs: RefReader) -> str | None:
+        """What the tips table says that the refs do not, when its stamp claims it is
+        current (``git jobs doctor``); None when it agrees or is merely stale."""
+        typename = codec.cobtype.typename
+        token, _ = refs.stamp(typename)
+
+        def read(db: sqlite3.Connection) -> dict[tuple[str, str], str] | None:
+            row = db.execute("SELECT value FROM meta WHERE key=?", ("fp:" + typename,)).fetchone()
+            if row is None or row[0] != token:
+                return None
+            rows = db.execute("SELECT id, nid, tip FROM tips WHERE typename=?", (typename,))
+            return {(i, n): t for i, n, t in rows}
+
+        stored = self._run(read)
+        if stored is None:
+            return None
+        actual = {(r.object_id, r.nid): r.target for r in refs.refs_of_type(typename)}
+        if stored == actual:
+            return None
+        differ = sorted(k for k in stored.keys() | actual.keys() if stored.get(k) != actual.get(k))
+        shown = ", ".join(i[:12] for i, _ in differ[:5])
+        return (f"the cache {self.path} is stamped current but {len(differ)} tip(s) differ from"
+                f" the refs ({shown})")
+
     def status(self, typename: str, refs: RefReader) -> dict[str, Any]:
         """What the index holds for one type, and whether its object list is current."""
 

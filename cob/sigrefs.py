@@ -362,11 +362,16 @@ def move(
     for attempt in range(attempts):
         old = read_tip(repo, nid)
         tree = tree_of(repo, old)
+        if old is not None and tree is None:  # pruned under us (git gc): move on from intact
+            from .recovery import repair
+
+            repair(repo, signer, nid)
+            continue
         for (typename, object_id), want in expect.items():
             if lookup(repo, tree, typename, object_id) != want:
                 return None
         new = write_commit(repo, signer, nid, old, updates)
-        if compare_and_swap(repo, name, new, old, MESSAGE.strip()):
+        if compare_and_swap(repo, name, new, old, MESSAGE.strip(), updates=updates):
             return Moved(old, new)
         backoff(attempt)
     raise ConflictError(f"gave up updating {name} after {attempts} lost races")

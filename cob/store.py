@@ -37,6 +37,7 @@ from .change import (
 from .cobtype import CobType, Reject
 from .errors import ConflictError, InvalidOpsError, NoKeyError, RepositoryError, UnknownObjectError
 from .evaluate import Evaluation, Rejection, evaluate
+from .recovery import Recovery, repair
 from .refs import RefReader, common_dir, is_oid
 from .signer import Signer
 
@@ -507,6 +508,13 @@ class Store:
                 return change, ev
             time.sleep(random.uniform(0, min(0.05, 0.001 * (attempt + 1))))
         raise ConflictError(f"gave up updating {name} after {MAX_ATTEMPTS} lost races")
+
+    def repair_index(self) -> Recovery | None:
+        """Move this node's index forward from its newest intact one when its tip is missing
+        or unreadable (pruned by ``git gc`` next to a writer); None when it is readable. See
+        :mod:`cob.recovery`. Writes do this by themselves; sync and ``doctor --repair`` ask."""
+        signer = self._require_signer()
+        return repair(self.repo, signer, signer.nid)
 
     def merge_own(self, theirs: str) -> builtins.list[tuple[str, str]]:
         """Merge our own index as a remote holds it, diverged from ours, into ours (see
