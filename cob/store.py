@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import logging
 import os
 import random
 import time
@@ -35,13 +36,30 @@ from .change import (
     write_root,
 )
 from .cobtype import CobType, Reject
-from .errors import ConflictError, InvalidOpsError, NoKeyError, RepositoryError, UnknownObjectError
+from .errors import (
+    CacheBusyError,
+    ConflictError,
+    InvalidOpsError,
+    NoKeyError,
+    RepositoryError,
+    UnknownObjectError,
+)
 from .evaluate import Evaluation, Rejection, evaluate
 from .recovery import Recovery, repair
 from .refs import RefReader, common_dir, is_oid
 from .signer import Signer
 
 S = TypeVar("S")
+T = TypeVar("T")
+log = logging.getLogger("cob")
+_SAID_BUSY: set[str] = set()  # caches this process said were busy (one line each)
+
+
+class _Miss:
+    """The cache gave no answer (none, or locked): read from Git."""
+
+
+_MISS = _Miss()
 # Below this many (objects x namespaces) ref lookups, a batch looks refs up one by one.
 SCAN_MIN = 2_000
 
@@ -90,6 +108,21 @@ class Store:
                 codec.signers = self.cache.signer
         return codec
 
+    def _ask(self, fn: Callable[[Cache], T]) -> T | _Miss:
+        """``fn(cache)``, or :data:`_MISS` without a cache or while it is locked by another
+        process past a bounded wait (:data:`cob.cache.BUSY_TIMEOUT_S`): the caller then reads
+        from Git. The cache is an accelerator; a write it misses is in Git, where it counts."""
+        cache = self.cache
+        if cache is None or time.monotonic() < cache.busy_until:
+            return _MISS
+        try:
+            return fn(cache)
+        except CacheBusyError as e:
+            if cache.path not in _SAID_BUSY:
+                _SAID_BUSY.add(cache.path)
+                log.warning("warning: %s; reading from Git instead (slower, same answer)", e)
+            return _MISS
+
     def _require_signer(self) -> Signer:
         if self.signer is None:
             raise NoKeyError("this store is read-only: open it with a signer to write")
@@ -99,14 +132,16 @@ class Store:
         """{nid: change oid} of every namespace's ref for one object."""
         if not is_oid(object_id):  # also keeps "../" out of the ref paths read from disk
             raise UnknownObjectError(f"not an object id: {object_id!r}")
-        if self.cache is not None:
-            return self.cache.tips(self.codec(cobtype), self.refs, [object_id]).get(object_id, {})
+        found = self._ask(lambda c: c.tips(self.codec(cobtype), self.refs, [object_id]).get(object_id, {}))
+        if not isinstance(found, _Miss):
+            return found
         return self.refs.tips(cobtype.typename, object_id)
 
     def list(self, cobtype: CobType[Any]) -> builtins.list[str]:
         """Object ids of every object of this type with a ref in any namespace (sorted)."""
-        if self.cache is not None:
-            return self.cache.list_ids(self.codec(cobtype), self.refs)
+        found = self._ask(lambda c: c.list_ids(self.codec(cobtype), self.refs))
+        if not isinstance(found, _Miss):
+            return found
         return sorted({r.object_id for r in self.refs.refs_of_type(cobtype.typename)})
 
     def lookup(
@@ -115,8 +150,9 @@ class Store:
         """Object ids whose root declares ``(key, value)`` (and every pair of ``more``) in
         ``index_keys`` (sorted); one look at the refs however many pairs."""
         pairs = [(key, value), *more]
-        if self.cache is not None:
-            return self.cache.find_all(self.codec(cobtype), self.refs, pairs)
+        found = self._ask(lambda c: c.find_all(self.codec(cobtype), self.refs, pairs))
+        if not isinstance(found, _Miss):
+            return found
         codec = self.codec(cobtype)
         out = []
         for object_id in self.list(cobtype):
@@ -131,8 +167,9 @@ class Store:
     def resolve_prefix(self, cobtype: CobType[Any], prefix: str) -> builtins.list[str]:
         """Object ids starting with a hex prefix."""
         prefix = prefix.lower()
-        if self.cache is not None:
-            return self.cache.find_prefix(self.codec(cobtype), self.refs, prefix)
+        found = self._ask(lambda c: c.find_prefix(self.codec(cobtype), self.refs, prefix))
+        if not isinstance(found, _Miss):
+            return found
         return [i for i in self.list(cobtype) if i.startswith(prefix)]
 
     # -- reading -----------------------------------------------------------------------
@@ -173,7 +210,8 @@ class Store:
         if full:
             base = None
         elif base is None and self.cache is not None and cobtype.commutative:
-            base = self.cache.get(codec, object_id)
+            cached = self._ask(lambda c: c.get(codec, object_id))
+            base = None if isinstance(cached, _Miss) else cached
         if base is not None and (not cobtype.commutative or base.object_id != object_id):
             base = None
         if base is not None and base.tips == tips and base.state is not None and not base.curable():
@@ -182,7 +220,7 @@ class Store:
         ev = evaluate(self.repo, codec, object_id, tips, base)
         self.evaluations += 1
         if self.cache is not None and cobtype.commutative and not full:
-            self.cache.put(codec, ev)
+            self._ask(lambda c: c.put(codec, ev))
         return ev
 
     def load_many(
@@ -207,9 +245,9 @@ class Store:
 
     def _tips_for(self, cobtype: CobType[Any], ids: builtins.list[str]) -> Callable[[str], dict[str, str]]:
         """One lookup per object, or one scan of the type's entries when that is cheaper."""
-        if self.cache is not None:
-            found = self.cache.tips(self.codec(cobtype), self.refs, ids)
-            return lambda object_id: found.get(object_id, {})
+        cached = self._ask(lambda c: c.tips(self.codec(cobtype), self.refs, ids))
+        if not isinstance(cached, _Miss):
+            return lambda object_id: cached.get(object_id, {})
         lookups = len(ids) * len(self.refs.namespaces())
         if lookups <= SCAN_MIN or lookups <= 2 * self._estimated_refs(cobtype) + SCAN_MIN:
             return lambda object_id: self.tips(cobtype, object_id)
@@ -222,7 +260,8 @@ class Store:
 
     def _estimated_refs(self, cobtype: CobType[Any]) -> int:
         """About how many refs the type has (objects the index knows); 0 without an index."""
-        return self.cache.count(self.codec(cobtype)) if self.cache is not None else 0
+        found = self._ask(lambda c: c.count(self.codec(cobtype)))
+        return 0 if isinstance(found, _Miss) else found
 
     def get(self, cobtype: CobType[S], object_id: str) -> Evaluation[S]:
         """Like :meth:`load`, but an unknown object is an :class:`UnknownObjectError` error."""
@@ -263,7 +302,8 @@ class Store:
             return None
         codec = self.codec(cobtype)
         if self.cache is not None and cobtype.commutative:
-            cached = self.cache.get(codec, object_id)
+            got = self._ask(lambda c: c.get(codec, object_id))
+            cached = None if isinstance(got, _Miss) else got
             if cached is not None and cached.tips == tips and cached.state is not None:
                 return cached
         self.evaluations += 1
@@ -457,8 +497,8 @@ class Store:
         own = sigrefs.tree_of(self.repo, sigrefs.read_tip(self.repo, signer.nid))
         if sigrefs.lookup(self.repo, own, *key) is None:
             moved = sigrefs.move(self.repo, signer, signer.nid, {key: root}, {key: None})
-            if moved is not None and self.cache is not None:
-                self.cache.own_write(codec, self.refs, signer.nid, moved, root, root)
+            if moved is not None:
+                self._ask(lambda c: c.own_write(codec, self.refs, signer.nid, moved, root, root))
         return self.load(cobtype, root) or ev
 
     def update(
@@ -499,9 +539,8 @@ class Store:
             change = self._write(cobtype, change, embeds)
             moved = sigrefs.move(self.repo, signer, signer.nid, {key: change.oid}, {key: old})
             if moved is not None:
-                if self.cache is not None:
-                    codec = self.codec(cobtype)
-                    self.cache.own_write(codec, self.refs, signer.nid, moved, object_id, change.oid)
+                codec, done, tip = self.codec(cobtype), moved, change.oid
+                self._ask(lambda c: c.own_write(codec, self.refs, signer.nid, done, object_id, tip))  # noqa: B023
                 _apply_own(cobtype, ev, change, tips)
                 if not embeds:  # we signed it: the next load need not verify it again
                     self.codec(cobtype).verified[(change.oid, False)] = change
