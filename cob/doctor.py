@@ -43,6 +43,7 @@ class Finding:
     message: str
     repairable: bool = False
     error: bool = True  # False: a note (exit 0)
+    objects: tuple[str, ...] = ()  # the object ids it is about, when it names some
 
     def line(self) -> str:
         return f"{self.kind.value}: {self.message}"
@@ -74,7 +75,7 @@ def check(repo: pygit2.Repository, signer: Signer | None, codecs: Sequence[Codec
         text += (f" {len(loss.entries)} write(s) lost: {shown}" if loss.entries
                  else " no recorded write was lost")
         out.append(Finding(Kind.LOST, text + " (repair: acknowledges it)", repairable=True,
-                           error=bool(loss.entries)))
+                           error=bool(loss.entries), objects=tuple(i for _, i, _ in loss.entries)))
     if objects:
         out.extend(_missing_objects(repo, reader))
     for codec in codecs:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -199,7 +200,7 @@ class RefReader:
 
                     self._trees.pop(tip, None)
                     fallback = recover(self.repo, nid, tip).base
-                if len(self._present) > 4096:
+                if len(self._present) > 256:
                     self._present.clear()
                 self._present[tip] = (now, fallback)
             if fallback is None:
@@ -526,7 +527,7 @@ def _compare_and_swap(
         if old is None:
             repo.create_reference_direct(name, pygit2.Oid(hex=new), False, message=message)
             return True
-        ref = repo.references.get(name)
+        ref = repo.references.get(sys.intern(name))  # pygit2 keeps a reference to the name
         if ref is None or str(ref.target) != old:
             return False
         ref.set_target(new, message)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import random
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -91,7 +92,7 @@ def _entry(tree: pygit2.Tree, name: str) -> pygit2.Object | None:
     costs a fraction of a microsecond; reading a 256-entry directory entry by entry ~200.
     """
     try:
-        return tree[name]
+        return tree[sys.intern(name)]  # pygit2 keeps a reference to the name: a fresh str per call would leak
     except (KeyError, *MALFORMED_ERRORS):
         return None
 
@@ -245,7 +246,7 @@ def _write_tree(
             fan = repo.TreeBuilder(fan_tree) if fan_tree is not None else repo.TreeBuilder()
             for object_id, tip in sorted(leaves.items()):
                 if tip is None:
-                    if fan.get(object_id) is not None:
+                    if fan.get(sys.intern(object_id)) is not None:
                         fan.remove(object_id)
                 else:
                     fan.insert(object_id, pygit2.Oid(hex=tip), GITLINK)
@@ -257,7 +258,7 @@ def _write_tree(
 def _put(parent: pygit2.TreeBuilder, name: str, child: pygit2.TreeBuilder) -> None:
     if len(child):
         parent.insert(name, child.write(), TREE)
-    elif parent.get(name) is not None:
+    elif parent.get(sys.intern(name)) is not None:
         parent.remove(name)
 
 
@@ -334,7 +335,7 @@ class Moved:
 
 def read_tip(repo: pygit2.Repository, nid: str) -> str | None:
     try:
-        ref = repo.references.get(index_ref(nid))
+        ref = repo.references.get(sys.intern(index_ref(nid)))
     except (pygit2.GitError, ValueError):
         return None
     if ref is None or ref.type != pygit2.enums.ReferenceType.DIRECT:

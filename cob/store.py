@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import msgspec
 import pygit2
 
-from . import sigrefs
+from . import durable, sigrefs
 from .cache import Cache
 from .change import (
     MAX_EMBEDS,
@@ -91,6 +91,7 @@ class Store:
         cache: bool = True,
     ) -> None:
         self.repo = open_repository(repo)
+        durable.apply(self.repo)  # fsync'd writes, a bounded libgit2 cache (once per process)
         self.signer = signer
         self.refs = RefReader(self.repo)
         self.cache: Cache | None = Cache(common_dir(self.repo)) if cache else None

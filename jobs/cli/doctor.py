@@ -40,7 +40,7 @@ def _doctor(args: argparse.Namespace) -> int:
         print_json({
             "ok": not bad,
             "findings": [{"kind": f.kind.value, "message": f.message, "error": f.error,
-                          "repairable": f.repairable} for f in findings],
+                          "repairable": f.repairable, "objects": list(f.objects)} for f in findings],
             "repaired": repaired,
         })
     else:
