@@ -18,8 +18,8 @@ import pygit2
 
 from . import recovery, sigrefs
 from .cache import Cache
-from .change import Codec
-from .gitrun import run_git
+from .change import MALFORMED_ERRORS, Codec
+from .gitrun import first_error, run_git
 from .refs import STALE_LOCK_SECONDS, RefReader, clear_stale_lock, common_dir, is_ancestor
 from .signer import Signer
 
@@ -101,20 +101,38 @@ def _raw_tips(repo: pygit2.Repository, reader: RefReader) -> dict[str, str]:
 
 
 def _missing_objects(repo: pygit2.Repository, reader: RefReader) -> list[Finding]:
-    tips = sorted(set(reader.index_tips().values()))
+    tips = reader.index_tips()
     if not tips:
         return []
     res = run_git(common_dir(repo), ["rev-list", "--objects", "--missing=print", "--stdin"],
-                  stdin="".join(t + "\n" for t in tips), timeout=600)
+                  stdin="".join(t + "\n" for t in sorted(set(tips.values()))), timeout=600)
     missing = [line[1:41] for line in res.stdout.splitlines() if line.startswith("?")]
-    if res.returncode != 0 and not missing:
-        return [Finding(Kind.MISSING_OBJECTS, f"git rev-list failed: {res.stderr.strip()[:200]}")]
-    if not missing:
+    if res.returncode == 0 and not missing:
         return []
-    shown = ", ".join(m[:12] for m in missing[:MAX_MISSING_SHOWN])
-    return [Finding(Kind.MISSING_OBJECTS,
-                    f"{len(missing)} object(s) the indexes reach are missing ({shown}); a sync"
-                    " from a remote that holds them brings them back")]
+    broken = sorted({object_id for nid, tip in tips.items()
+                     for _, object_id, change in sigrefs.walk_entries(repo, reader.tree(tip))
+                     if not _history_readable(repo, change)})
+    first = ", ".join(m[:12] for m in missing[:MAX_MISSING_SHOWN]) or first_error(res.stderr)[:200]
+    shown = ", ".join(i[:12] for i in broken[:MAX_MISSING_SHOWN])
+    text = f"objects the indexes reach are missing or unreadable ({first})"
+    if broken:
+        text += f"; the history of {len(broken)} object(s) is incomplete ({shown})"
+    return [Finding(Kind.MISSING_OBJECTS, text + "; a sync from a remote that holds them brings them back",
+                    objects=tuple(broken))]
+
+
+def _history_readable(repo: pygit2.Repository, tip: str, budget: int = 1_000_000) -> bool:
+    """Whether every commit of ``tip``'s history, with its tree and blobs, can be read."""
+    try:
+        for commit in repo.walk(tip):
+            if not recovery.complete_change(repo, str(commit.id)):
+                return False
+            budget -= 1
+            if budget <= 0:
+                break
+    except MALFORMED_ERRORS:
+        return False
+    return True
 
 
 def _cache_problem(gitdir: str, codec: Codec, reader: RefReader) -> str | None:

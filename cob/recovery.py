@@ -173,16 +173,24 @@ def present(repo: pygit2.Repository, oid: str | None) -> bool:
 
 
 def intact_index(repo: pygit2.Repository, tip: str | None) -> bool:
-    """Whether index commit ``tip`` and every tree of its index can be read (not what its
-    entries name: those are checked by the loads that fold them)."""
+    """Whether index commit ``tip`` can be read: the commit, its tree, each type's tree, and
+    every fan-out tree that differs from its first parent's (what that commit wrote, so what a
+    prune could have deleted with it). Not what the entries name: loads check those."""
     tree = sigrefs.tree_of(repo, tip)
-    if tree is None or not sigrefs.is_index_commit(repo, tip):
+    if tip is None or tree is None or not sigrefs.is_index_commit(repo, tip):
         return False
     try:
+        commit = repo[tip]
+        parent = commit.parent_ids[0] if commit.parent_ids else None  # type: ignore[attr-defined]
+        before = sigrefs.tree_of(repo, str(parent)) if parent is not None else None
         for typename in sigrefs.typenames(tree):
             top = repo[tree[typename].id]
+            old = before[typename].id if before is not None and typename in before else None
+            if old == top.id:
+                continue
+            old_fans = {e.name: e.id for e in repo[old]} if old is not None else {}  # type: ignore[attr-defined]
             for entry in top:  # type: ignore[attr-defined]
-                if entry.filemode == sigrefs.TREE:
+                if entry.filemode == sigrefs.TREE and old_fans.get(entry.name) != entry.id:
                     repo[entry.id]
     except MALFORMED_ERRORS:
         return False

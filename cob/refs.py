@@ -182,6 +182,11 @@ class RefReader:
                 loose[nid] = target
         return self._intact(loose)
 
+    def forget(self) -> None:
+        """Drop what this reader remembers of index commits (objects may have vanished)."""
+        self._trees.clear()
+        self._present.clear()
+
     def _intact(self, tips: dict[str, str]) -> dict[str, str]:
         """``tips`` with each one that names no readable commit (pruned by ``git gc`` next
         to a writer) replaced by the newest intact index of that node (:mod:`cob.recovery`),
@@ -195,12 +200,12 @@ class RefReader:
                 fallback = seen[1]
             else:
                 fallback = tip
-                if self.tree(tip) is None or tip not in self.repo:
-                    from .recovery import recover
+                from .recovery import intact_index, recover
 
+                if self.tree(tip) is None or not intact_index(self.repo, tip):
                     self._trees.pop(tip, None)
                     fallback = recover(self.repo, nid, tip).base
-                if len(self._present) > 256:
+                if len(self._present) > 2 * len(tips) + 256:
                     self._present.clear()
                 self._present[tip] = (now, fallback)
             if fallback is None:

@@ -64,6 +64,7 @@ _MISS = _Miss()
 SCAN_MIN = 2_000
 
 MAX_ATTEMPTS = 200
+MAX_VANISHED = 5  # writes started again because an object vanished under them (git prune)
 
 
 def open_repository(repo: pygit2.Repository | str | os.PathLike[str]) -> pygit2.Repository:
@@ -492,7 +493,9 @@ class Store:
         if ev.state is None:
             raise InvalidOpsError(f"root rejected: {ev.rejected.get(root, 'invalid')}")
         if then is not None:
-            return self.update(cobtype, root, then, precondition=precondition, _root=root)[1]
+            root_ops = ops if cobtype.content_addressed_root else None
+            return self.update(cobtype, root, then, precondition=precondition, _root=root,
+                               _root_ops=root_ops)[1]
         self.migrate()
         key = (cobtype.typename, root)
         own = sigrefs.tree_of(self.repo, sigrefs.read_tip(self.repo, signer.nid))
@@ -513,6 +516,7 @@ class Store:
         timestamp: int | None = None,
         precondition: Callable[[S], None] | None = None,
         _root: str | None = None,
+        _root_ops: Sequence[Any] | None = None,
     ) -> tuple[Change, Evaluation[S]]:
         """Append a change carrying ``ops`` to an object, as this store's signer.
 
@@ -530,15 +534,29 @@ class Store:
         key = (cobtype.typename, object_id)
         self.migrate()
         ev = base
+        vanished = 0
         for attempt in range(MAX_ATTEMPTS):
+            if _root_ops is not None and _root is not None and _root not in self.repo:
+                write_root(self.repo, self.codec(cobtype), _root_ops)  # pruned since create() wrote it
             tips, ev = self._load_for_write(cobtype, object_id, ev, _root)
             assert ev.state is not None  # _load_for_write raises otherwise
             if precondition is not None:
                 precondition(ev.state)
             old = tips.get(signer.nid)
             change = self._check_change(cobtype, ev, name, old, ops, timestamp)
-            change = self._write(cobtype, change, embeds)
-            moved = sigrefs.move(self.repo, signer, signer.nid, {key: change.oid}, {key: old})
+            try:
+                change = self._write(cobtype, change, embeds)
+                moved = sigrefs.move(self.repo, signer, signer.nid, {key: change.oid}, {key: old})
+            except (pygit2.GitError, OSError, RepositoryError) as e:
+                # An object this write builds on vanished under it (``git prune --expire=now``
+                # next to a writer; libgit2 refuses to name a missing object): nothing was
+                # acknowledged, so start again from what is there now.
+                vanished += 1
+                if vanished > MAX_VANISHED:
+                    raise RepositoryError(f"cannot write {name}: {e}") from None
+                self.refs.forget()
+                ev = None
+                continue
             if moved is not None:
                 codec, done, tip = self.codec(cobtype), moved, change.oid
                 self._ask(lambda c: c.own_write(codec, self.refs, signer.nid, done, object_id, tip))  # noqa: B023
