@@ -64,7 +64,7 @@ _MISS = _Miss()
 SCAN_MIN = 2_000
 
 MAX_ATTEMPTS = 200
-MAX_VANISHED = 5  # writes started again because an object vanished under them (git prune)
+MAX_VANISHED = 8  # writes started again because an object vanished under them (git prune)
 
 
 def open_repository(repo: pygit2.Repository | str | os.PathLike[str]) -> pygit2.Repository:
@@ -556,6 +556,7 @@ class Store:
                     raise RepositoryError(f"cannot write {name}: {e}") from None
                 self.refs.forget()
                 ev = None
+                time.sleep(0.1 * vanished)  # let the prune that took it finish
                 continue
             if moved is not None:
                 codec, done, tip = self.codec(cobtype), moved, change.oid
