@@ -42,7 +42,7 @@ MAX_EMBEDS = 64
 _NIDS: dict[bytes, str] = {}  # public key -> NID, memoised
 # Verified changes a Codec remembers (see Codec.verified), bounded by an estimate of their bytes:
 # a long-running node writes for weeks, and a bound by count alone let it grow ~1 KB per write.
-MAX_VERIFIED_BYTES = 4 << 20
+MAX_VERIFIED_BYTES = 2 << 20
 # Commit times a change may claim: 1970 .. the end of year 9999 (what datetime can show).
 # Times are the author's claim and only order ties; beyond these they are just hostile.
 _IDENT = re.compile(r"^[0-9A-Za-z]{1,128}$")  # a NID: nothing that could end a header line

@@ -24,6 +24,7 @@ from .errors import RepositoryError
 
 NAMESPACES = "refs/namespaces/"
 PRESENT_TTL = 5.0  # seconds a reader trusts that an index tip it found is still there
+RECENT_S = 3600  # index commits younger than this are checked whole (see RefReader._intact)
 _HEX = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 
 
@@ -182,6 +183,16 @@ class RefReader:
                 loose[nid] = target
         return self._intact(loose)
 
+    def _recent(self, tip: str) -> bool:
+        """Whether index commit ``tip`` is recent enough that a prune racing its writer may
+        have taken part of it (its trees are then checked, not only the commit and tree)."""
+        try:
+            commit = self.repo[tip]
+            when = int(commit.commit_time) if isinstance(commit, pygit2.Commit) else 0
+        except (KeyError, ValueError, pygit2.GitError):
+            return True
+        return abs(time.time() - when) < RECENT_S
+
     def forget(self) -> None:
         """Drop what this reader remembers of index commits (objects may have vanished)."""
         self._trees.clear()
@@ -202,7 +213,7 @@ class RefReader:
                 fallback = tip
                 from .recovery import intact_index, recover
 
-                if self.tree(tip) is None or not intact_index(self.repo, tip):
+                if self.tree(tip) is None or (self._recent(tip) and not intact_index(self.repo, tip)):
                     self._trees.pop(tip, None)
                     fallback = recover(self.repo, nid, tip).base
                 if len(self._present) > 2 * len(tips) + 256:
