@@ -60,7 +60,7 @@ def check(repo: pygit2.Repository, signer: Signer | None, codecs: Sequence[Codec
     reader = RefReader(repo)
     raw = _raw_tips(repo, reader)
     for nid, tip in sorted(raw.items()):
-        if sigrefs.tree_of(repo, tip) is None or tip not in repo:
+        if not recovery.intact_index(repo, tip):
             rec = recovery.recover(repo, nid, tip)
             who = "this node's" if nid == own else f"node {nid}'s"
             fix = ("repair: moves it on from there" if nid == own

@@ -299,9 +299,9 @@ def _published(repo: pygit2.Repository, nid: str) -> str | None:
 
 
 def broken(repo: pygit2.Repository, nid: str) -> str | None:
-    """The tip of ``nid``'s index ref when it names nothing readable, else None."""
+    """The tip of ``nid``'s index ref when it is not an intact index, else None."""
     tip = sigrefs.read_tip(repo, nid)
-    if tip is None or sigrefs.tree_of(repo, tip) is not None:
+    if tip is None or intact_index(repo, tip):
         return None
     return tip
 

@@ -363,10 +363,10 @@ def move(
     for attempt in range(attempts):
         old = read_tip(repo, nid)
         tree = tree_of(repo, old)
-        if old is not None and tree is None:  # pruned under us (git gc): move on from intact
-            from .recovery import repair
+        from .recovery import intact_index, repair
 
-            repair(repo, signer, nid)
+        if old is not None and (tree is None or not intact_index(repo, old)):
+            repair(repo, signer, nid)  # pruned under us (git gc): move on from an intact index
             continue
         for (typename, object_id), want in expect.items():
             if lookup(repo, tree, typename, object_id) != want:

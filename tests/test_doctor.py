@@ -279,3 +279,27 @@ def test_gc_prune_now_in_a_loop_next_to_a_writer_and_a_sync_loop(
     assert len(failures) <= len(missing) + len(gcs), failures
     print(f"{len(gcs)} gc runs, {len(acked)} acknowledged writes, {len(missing)} lost,"
           f" {len(failures)} failed, syncs {syncs.count(0)}/{len(syncs)} exit 0")
+
+
+def test_an_index_commit_whose_new_tree_was_pruned_is_not_built_on(
+    repo: pygit2.Repository, signer: cob.Signer
+) -> None:
+    """A prune took the fan-out tree the last index commit wrote, not the commit: building on
+    it would drop every entry of that directory; the write moves on from the intact index."""
+    jobs = Jobs(cob.Store(repo, signer, cache=False))
+    head = str(repo.head.target)
+    made = [jobs.create(head, f"job-{i}").id for i in range(6)]
+    tip = _tip(repo, signer.nid)
+    tree = sigrefs.tree_of(repo, tip)
+    parent = sigrefs.tree_of(repo, str(repo[tip].parent_ids[0]))  # type: ignore[attr-defined]
+    assert tree is not None and parent is not None
+    top, before = repo[tree["dev.gitjobs.job"].id], repo[parent["dev.gitjobs.job"].id]
+    new_fans = [e.id for e in top if e.name not in before or before[e.name].id != e.id]  # type: ignore[attr-defined]
+    assert len(new_fans) == 1
+    _drop(repo, str(new_fans[0]))
+    reader = Jobs(cob.Store(repo, signer, cache=False))
+    assert set(made[:5]) <= {j.id for j in reader.all()}  # the intact index before it
+    assert doctor.check(repo, signer, objects=False)[0].kind is doctor.Kind.BROKEN_INDEX
+    extra = reader.create(head, "job-after").id  # moves on: the last job's change is still here
+    fresh = Jobs(cob.Store(repo, signer, cache=False))
+    assert {j.id for j in fresh.all()} == {*made, extra}
