@@ -544,29 +544,39 @@ class Store:
                 precondition(ev.state)
             old = tips.get(signer.nid)
             change = self._check_change(cobtype, ev, name, old, ops, timestamp)
-            try:
-                change = self._write(cobtype, change, embeds)
-                moved = sigrefs.move(self.repo, signer, signer.nid, {key: change.oid}, {key: old})
-            except (pygit2.GitError, OSError, RepositoryError) as e:
-                # An object this write builds on vanished under it (``git prune --expire=now``
-                # next to a writer; libgit2 refuses to name a missing object): nothing was
-                # acknowledged, so start again from what is there now.
+            done = self._write_and_move(cobtype, change, embeds, key, old)
+            if isinstance(done, Exception):  # nothing acknowledged: start again from what is there
                 vanished += 1
                 if vanished > MAX_VANISHED:
-                    raise RepositoryError(f"cannot write {name}: {e}") from None
-                self.refs.forget()
+                    raise RepositoryError(f"cannot write {name}: {done}") from None
                 ev = None
                 time.sleep(0.1 * vanished)  # let the prune that took it finish
                 continue
+            change, moved = done
             if moved is not None:
-                codec, done, tip = self.codec(cobtype), moved, change.oid
-                self._ask(lambda c: c.own_write(codec, self.refs, signer.nid, done, object_id, tip))  # noqa: B023
+                codec, ours, tip = self.codec(cobtype), moved, change.oid
+                self._ask(lambda c: c.own_write(codec, self.refs, signer.nid, ours, object_id, tip))  # noqa: B023
                 _apply_own(cobtype, ev, change, tips)
                 if not embeds:  # we signed it: the next load need not verify it again
                     self.codec(cobtype).verified[(change.oid, False)] = change
                 return change, ev
             time.sleep(random.uniform(0, min(0.05, 0.001 * (attempt + 1))))
         raise ConflictError(f"gave up updating {name} after {MAX_ATTEMPTS} lost races")
+
+    def _write_and_move(
+        self, cobtype: CobType[Any], change: Change, embeds: Mapping[str, bytes] | None,
+        key: sigrefs.Key, old: str | None,
+    ) -> tuple[Change, sigrefs.Moved | None] | Exception:
+        """Write ``change`` and move our index entry ``key`` from ``old`` to it; the error when
+        an object it builds on vanished under it (``git prune --expire=now`` next to a writer:
+        libgit2 refuses to name a missing object)."""
+        signer = self._require_signer()
+        try:
+            written = self._write(cobtype, change, embeds)
+            return written, sigrefs.move(self.repo, signer, signer.nid, {key: written.oid}, {key: old})
+        except (pygit2.GitError, OSError, RepositoryError) as e:
+            self.refs.forget()
+            return e
 
     def repair_index(self) -> Recovery | None:
         """Move this node's index forward from its newest intact one when its tip is missing
