@@ -230,7 +230,7 @@ class RefReader:
         from .sigrefs import tree_of
 
         if tip not in self._trees:
-            if len(self._trees) > 4096:
+            if len(self._trees) > 2 * len(self._present) + 256:  # about two per node, not per write
                 self._trees.clear()
             self._trees[tip] = tree_of(self.repo, tip)
         return self._trees[tip]

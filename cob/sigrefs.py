@@ -120,6 +120,9 @@ def _names(tree: pygit2.Tree) -> list[str]:
         return []
 
 
+# Parsed trees kept in memory (each up to 256 entries): enough for a listing or a diff of two
+# indexes, small enough that a long-running writer's new trees do not pile up.
+MAX_MEMO = 1024
 _DIRS: dict[pygit2.Oid, dict[str, pygit2.Oid]] = {}
 
 
@@ -128,7 +131,7 @@ def _dirs(tree: pygit2.Tree) -> dict[str, pygit2.Oid]:
     listing and comparing directories, never for finding one entry."""
     found = _DIRS.get(tree.id)
     if found is None:
-        if len(_DIRS) >= 4096:
+        if len(_DIRS) >= MAX_MEMO:
             _DIRS.clear()
         found = {}
         for name in _names(tree):
@@ -155,7 +158,7 @@ def lookup(repo: pygit2.Repository, tree: pygit2.Tree | None, typename: str, obj
 def _fan(repo: pygit2.Repository, fan: pygit2.Tree, xx: str) -> dict[str, str]:
     found = _FANS.get((fan.id, xx))
     if found is None:
-        if len(_FANS) >= 4096:
+        if len(_FANS) >= MAX_MEMO:
             _FANS.clear()
         found = _FANS[(fan.id, xx)] = _leaves(repo, fan, xx)
     return found
