@@ -38,13 +38,16 @@ import msgspec
 
 from . import sigrefs
 from .change import Codec, InvalidChangeError, read_change
-from .errors import RepositoryError
+from .errors import CacheBusyError
 from .evaluate import Evaluation, RejectKind, Verdict
 from .refs import RefReader
 
 SCHEMA = 5  # 5: per-node index refs; tips of every object kept here
 FILENAME = "git-jobs-index.sqlite3"
-BUSY_TIMEOUT_S = 60
+# How long one query waits for a cache another process holds locked before the store reads
+# from Git instead (the cache is an accelerator); then it leaves the cache alone for BUSY_BACKOFF_S.
+BUSY_TIMEOUT_S = 2.0
+BUSY_BACKOFF_S = 10.0
 # A ref stamp is trusted only once its newest mtime is this far in the past: a write in the same
 # tick of the filesystem's coarse clock would not change it. Filesystems that store whole
 # seconds (FAT, some network mounts) get the wider window.
@@ -124,6 +127,8 @@ class Cache:
         self.refreshes = 0  # rescans of the object list (for tests and benches)
         self.resets = 0  # times a damaged, deleted or replaced file was started afresh
         self.in_memory = False  # True once the file could not be used (see _fallback)
+        self.busy_until = 0.0  # monotonic time before which the cache is not asked (was busy)
+        self.busy = 0  # times a query gave up on a locked cache (for tests)
 
     # -- connection ---------------------------------------------------------------------
     def _connect(self, memory: bool = False) -> sqlite3.Connection:
@@ -202,16 +207,24 @@ class Cache:
             with contextlib.suppress(sqlite3.Error):
                 self._db.execute("ROLLBACK")
 
-    def _busy(self) -> RepositoryError:
-        return RepositoryError(f"the index {self.path} stayed locked for {BUSY_TIMEOUT_S} s")
+    def _busy(self) -> CacheBusyError:
+        """Give up on a locked cache for :data:`BUSY_BACKOFF_S` (the caller reads from Git)."""
+        self.busy += 1
+        self.busy_until = time.monotonic() + BUSY_BACKOFF_S
+        return CacheBusyError(
+            f"the job index {self.path} is locked by another process (waited {BUSY_TIMEOUT_S:g} s)"
+        )
 
     def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on the database; a damaged file is thrown away and ``fn`` run once more.
 
         SQLite answers "busy" at once, without its busy handler, in a few cases (another
         process switching a new file to WAL, a snapshot that cannot be upgraded): those are
-        retried here, with a short random pause, until :data:`BUSY_TIMEOUT_S` has passed.
+        retried here, with a short random pause, until :data:`BUSY_TIMEOUT_S` has passed; then
+        :class:`~cob.errors.CacheBusyError` (and at once while a recent one's backoff lasts).
         """
+        if time.monotonic() < self.busy_until:
+            raise CacheBusyError(f"the job index {self.path} is locked by another process")
         deadline = time.monotonic() + BUSY_TIMEOUT_S
         while True:
             try:
@@ -448,14 +461,42 @@ class Cache:
         """The NID whose signature on change ``oid`` was checked here before, or None (for
         :attr:`cob.change.Codec.signers`): one indexed read, outside :meth:`_run`'s retries,
         as a miss only means checking the signature."""
+        if time.monotonic() < self.busy_until:
+            return None
         try:
             row = self.db.execute("SELECT nid FROM verified WHERE oid=?", (oid,)).fetchone()
-        except sqlite3.Error:
+        except sqlite3.Error as e:
+            if _is_busy(e):
+                self._busy()
             return None
         return None if row is None else str(row[0])
 
 
     # -- inspection -------------------------------------------------------------------
+    def disagreement(self, codec: Codec, refs: RefReader) -> str | None:
+        """What the tips table says that the refs do not, when its stamp claims it is
+        current (``git jobs doctor``); None when it agrees or is merely stale."""
+        typename = codec.cobtype.typename
+        token, _ = refs.stamp(typename)
+
+        def read(db: sqlite3.Connection) -> dict[tuple[str, str], str] | None:
+            row = db.execute("SELECT value FROM meta WHERE key=?", ("fp:" + typename,)).fetchone()
+            if row is None or row[0] != token:
+                return None
+            rows = db.execute("SELECT id, nid, tip FROM tips WHERE typename=?", (typename,))
+            return {(i, n): t for i, n, t in rows}
+
+        stored = self._run(read)
+        if stored is None:
+            return None
+        actual = {(r.object_id, r.nid): r.target for r in refs.refs_of_type(typename)}
+        if stored == actual:
+            return None
+        differ = sorted(k for k in stored.keys() | actual.keys() if stored.get(k) != actual.get(k))
+        shown = ", ".join(i[:12] for i, _ in differ[:5])
+        return (f"the cache {self.path} is stamped current but {len(differ)} tip(s) differ from"
+                f" the refs ({shown})")
+
     def status(self, typename: str, refs: RefReader) -> dict[str, Any]:
         """What the index holds for one type, and whether its object list is current."""
 

@@ -40,7 +40,9 @@ MAX_MANIFEST_BYTES = 1024
 MAX_PARENTS = 256
 MAX_EMBEDS = 64
 _NIDS: dict[bytes, str] = {}  # public key -> NID, memoised
-MAX_VERIFIED = 100_000  # verified changes a Codec remembers (see Codec.verified)
+# Verified changes a Codec remembers (see Codec.verified), bounded by an estimate of their bytes:
+# a long-running node writes for weeks, and a bound by count alone let it grow ~1 KB per write.
+MAX_VERIFIED_BYTES = 2 << 20
 # Commit times a change may claim: 1970 .. the end of year 9999 (what datetime can show).
 # Times are the author's claim and only order ties; beyond these they are just hostile.
 _IDENT = re.compile(r"^[0-9A-Za-z]{1,128}$")  # a NID: nothing that could end a header line
@@ -102,6 +104,61 @@ class Change:
         return (self.timestamp, self.oid)
 
 
+class Verified:
+    """(oid, is_root) -> verified :class:`Change`, holding at most ``limit`` bytes (an estimate
+    from the change's ops and parents); the oldest go first."""
+
+    __slots__ = ("_items", "bytes", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self._items: dict[tuple[str, bool], tuple[Change, int]] = {}
+        self.bytes = 0
+        self.limit = limit
+
+    def get(self, key: tuple[str, bool]) -> Change | None:
+        hit = self._items.get(key)
+        return hit[0] if hit is not None else None
+
+    def __setitem__(self, key: tuple[str, bool], change: Change) -> None:
+        size = _estimate(change)
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.bytes -= old[1]
+        if size > self.limit:
+            return
+        self._items[key] = (change, size)
+        self.bytes += size
+        if self.bytes > self.limit:
+            for first in list(self._items)[: max(1, len(self._items) // 4)]:
+                self.bytes -= self._items.pop(first)[1]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def clear(self) -> None:
+        self._items.clear()
+        self.bytes = 0
+
+
+def _estimate(change: Change) -> int:
+    """About how many bytes ``change`` holds in memory (a one-op change: ~1 KB)."""
+    total = 400 + len(change.message) + 100 * len(change.parents)
+    for op in change.ops:
+        total += 200
+        for name in getattr(op, "__struct_fields__", ()):
+            value = getattr(op, name, None)
+            if isinstance(value, (str, bytes)):
+                total += 50 + len(value)
+            elif isinstance(value, (list, tuple, dict)):
+                total += 64 * (1 + len(value))
+            else:
+                total += 16
+    return total
+
+
 class Codec:
     """Per-type encoders/decoders, built once (msgspec decoders are worth reusing)."""
 
@@ -117,7 +174,7 @@ class Codec:
         # (oid, is_root) -> verified change. Git objects are immutable, so a change verified
         # once stays verified: re-folding a non-commutative object after a concurrent write
         # then costs the fold alone, not a signature check per change.
-        self.verified: dict[tuple[str, bool], Change] = {}
+        self.verified = Verified(MAX_VERIFIED_BYTES)
         # oid -> NID of changes whose signature this repository checked before (kept by the
         # index across rebuilds, see cob.cache): a commit's oid names its bytes, signature
         # included, so a signature checked once need not be checked again.
@@ -288,8 +345,6 @@ def read_change(repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: boo
         if _is_missing(e):  # a tree or blob not here (yet): curable by a later fetch
             raise InvalidChangeError(MISSING_OBJECT, RejectKind.MISSING) from None
         raise InvalidChangeError(f"malformed object: {type(e).__name__}: {e}"[:300]) from None
-    if len(codec.verified) >= MAX_VERIFIED:
-        codec.verified.clear()
     codec.verified[(oid, is_root)] = change
     return change
 

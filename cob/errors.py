@@ -46,3 +46,8 @@ class RepositoryError(CobError):
 
 class TransportError(CobError):
     """A fetch or push could not talk to the remote (network, protocol, permissions)."""
+
+
+class CacheBusyError(RepositoryError):
+    """The SQLite cache stayed locked by another process past the bounded wait: the store
+    reads from Git instead (the cache is an accelerator only)."""

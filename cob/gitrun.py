@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from . import durable
 from .errors import TransportError
 
 __all__ = ["DEFAULT_IDLE", "DEFAULT_TIMEOUT", "deadline", "describe", "first_error", "git_env", "run_git"]
@@ -46,6 +47,11 @@ def git_env(*, untrusted_content: bool = False) -> dict[str, str]:
         env = dict(os.environ)
         for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_NAMESPACE", "GIT_INDEX_FILE"):
             env.pop(name, None)
+        if durable.fsync_enabled() is not False:  # objects and refs git writes for us hit the disk
+            count = env.get("GIT_CONFIG_COUNT", "0")
+            n = int(count) if count.isdigit() else 0
+            env.update({"GIT_CONFIG_COUNT": str(n + 1), f"GIT_CONFIG_KEY_{n}": "core.fsync",
+                        f"GIT_CONFIG_VALUE_{n}": "committed"})
     env["GIT_TERMINAL_PROMPT"] = "0"
     env["GCM_INTERACTIVE"] = "never"
     env["LC_ALL"] = "C"

@@ -13,8 +13,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import pygit2
@@ -22,6 +23,8 @@ import pygit2
 from .errors import RepositoryError
 
 NAMESPACES = "refs/namespaces/"
+PRESENT_TTL = 5.0  # seconds a reader trusts that an index tip it found is still there
+RECENT_S = 3600  # index commits younger than this are checked whole (see RefReader._intact)
 _HEX = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 
 
@@ -100,6 +103,7 @@ class RefReader:
         self._packed_legacy = False  # packed-refs holds per-object refs
         self._reftable = os.path.isdir(os.path.join(self.gitdir, "reftable"))
         self._trees: dict[str, pygit2.Tree | None] = {}
+        self._present: dict[str, tuple[float, str | None]] = {}  # tip -> (checked, what to read)
 
     # -- packed-refs -------------------------------------------------------------------
     def _packed_refs(self) -> dict[str, str]:
@@ -165,7 +169,7 @@ class RefReader:
                 ref = self.repo.references.get(name) if nid else None
                 if nid and ref is not None and ref.type == pygit2.enums.ReferenceType.DIRECT:
                     out[nid] = str(ref.target)
-            return out
+            return self._intact(out)
         loose: dict[str, str] = {}
         base = os.path.join(self.gitdir, "refs", "namespaces")
         with contextlib.suppress(FileNotFoundError, NotADirectoryError):
@@ -177,14 +181,56 @@ class RefReader:
             nid = parse_index_ref(name)
             if nid is not None and nid not in loose and name == index_ref(nid):
                 loose[nid] = target
-        return loose
+        return self._intact(loose)
+
+    def _recent(self, tip: str) -> bool:
+        """Whether index commit ``tip`` is recent enough that a prune racing its writer may
+        have taken part of it (its trees are then checked, not only the commit and tree)."""
+        try:
+            commit = self.repo[tip]
+            when = int(commit.commit_time) if isinstance(commit, pygit2.Commit) else 0
+        except (KeyError, ValueError, pygit2.GitError):
+            return True
+        return abs(time.time() - when) < RECENT_S
+
+    def forget(self) -> None:
+        """Drop what this reader remembers of index commits (objects may have vanished)."""
+        self._trees.clear()
+        self._present.clear()
+
+    def _intact(self, tips: dict[str, str]) -> dict[str, str]:
+        """``tips`` with each one that names no readable commit (pruned by ``git gc`` next
+        to a writer) replaced by the newest intact index of that node (:mod:`cob.recovery`),
+        or left out when none is known: a broken tip never reads as "no objects". A tip is
+        looked up again after :data:`PRESENT_TTL` seconds (a long-lived reader)."""
+        now = time.monotonic()
+        out = dict(tips)
+        for nid, tip in tips.items():
+            seen = self._present.get(tip)
+            if seen is not None and now - seen[0] < PRESENT_TTL:
+                fallback = seen[1]
+            else:
+                fallback = tip
+                from .recovery import intact_index, recover
+
+                if self.tree(tip) is None or (self._recent(tip) and not intact_index(self.repo, tip)):
+                    self._trees.pop(tip, None)
+                    fallback = recover(self.repo, nid, tip).base
+                if len(self._present) > 2 * len(tips) + 256:
+                    self._present.clear()
+                self._present[tip] = (now, fallback)
+            if fallback is None:
+                del out[nid]
+            else:
+                out[nid] = fallback
+        return out
 
     def tree(self, tip: str) -> pygit2.Tree | None:
         """The tree of an index commit, kept for the life of this reader (commits never change)."""
         from .sigrefs import tree_of
 
         if tip not in self._trees:
-            if len(self._trees) > 4096:
+            if len(self._trees) > 2 * len(self._present) + 256:  # about two per node, not per write
                 self._trees.clear()
             self._trees[tip] = tree_of(self.repo, tip)
         return self._trees[tip]
@@ -467,17 +513,26 @@ def clear_stale_lock(repo: pygit2.Repository, name: str, max_age: float = STALE_
     return True
 
 
-def compare_and_swap(repo: pygit2.Repository, name: str, new: str, old: str | None, message: str) -> bool:
+def compare_and_swap(
+    repo: pygit2.Repository, name: str, new: str, old: str | None, message: str,
+    *, updates: Mapping[tuple[str, str], str | None] | None = None,
+) -> bool:
     """Move ``name`` from ``old`` (None: absent) to ``new`` atomically. False on a lost race.
 
     libgit2 takes ``<ref>.lock`` with O_EXCL and re-checks the current value under the lock,
     so two processes can never both win. A lost race caused by a stale lock (its writer died)
-    clears that lock, so the caller's retry can win (see :func:`clear_stale_lock`).
+    clears that lock, so the caller's retry can win (see :func:`clear_stale_lock`). A move of
+    an index ref is recorded in the local index log (:mod:`cob.recovery`; ``updates``: the
+    entries it set), so that a tip git's prune deletes falls back to an intact one.
     """
     with _writers_lock(common_dir(repo), exclusive=False):
         won = _compare_and_swap(repo, name, new, old, message)
     if not won:
         clear_stale_lock(repo, name)
+    elif name.startswith(NAMESPACES) and name.endswith("/refs/sigrefs"):
+        from .recovery import record_move
+
+        record_move(common_dir(repo), name[len(NAMESPACES) : -len("/refs/sigrefs")], old, new, updates)
     return won
 
 
@@ -488,7 +543,7 @@ def _compare_and_swap(
         if old is None:
             repo.create_reference_direct(name, pygit2.Oid(hex=new), False, message=message)
             return True
-        ref = repo.references.get(name)
+        ref = repo.references.get(sys.intern(name))  # pygit2 keeps a reference to the name
         if ref is None or str(ref.target) != old:
             return False
         ref.set_target(new, message)

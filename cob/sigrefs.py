@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import random
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -91,7 +92,7 @@ def _entry(tree: pygit2.Tree, name: str) -> pygit2.Object | None:
     costs a fraction of a microsecond; reading a 256-entry directory entry by entry ~200.
     """
     try:
-        return tree[name]
+        return tree[sys.intern(name)]  # pygit2 keeps a reference to the name: a fresh str per call would leak
     except (KeyError, *MALFORMED_ERRORS):
         return None
 
@@ -119,6 +120,9 @@ def _names(tree: pygit2.Tree) -> list[str]:
         return []
 
 
+# Parsed trees kept in memory (each up to 256 entries): enough for a listing or a diff of two
+# indexes, small enough that a long-running writer's new trees do not pile up.
+MAX_MEMO = 1024
 _DIRS: dict[pygit2.Oid, dict[str, pygit2.Oid]] = {}
 
 
@@ -127,7 +131,7 @@ def _dirs(tree: pygit2.Tree) -> dict[str, pygit2.Oid]:
     listing and comparing directories, never for finding one entry."""
     found = _DIRS.get(tree.id)
     if found is None:
-        if len(_DIRS) >= 4096:
+        if len(_DIRS) >= MAX_MEMO:
             _DIRS.clear()
         found = {}
         for name in _names(tree):
@@ -154,7 +158,7 @@ def lookup(repo: pygit2.Repository, tree: pygit2.Tree | None, typename: str, obj
 def _fan(repo: pygit2.Repository, fan: pygit2.Tree, xx: str) -> dict[str, str]:
     found = _FANS.get((fan.id, xx))
     if found is None:
-        if len(_FANS) >= 4096:
+        if len(_FANS) >= MAX_MEMO:
             _FANS.clear()
         found = _FANS[(fan.id, xx)] = _leaves(repo, fan, xx)
     return found
@@ -245,7 +249,7 @@ def _write_tree(
             fan = repo.TreeBuilder(fan_tree) if fan_tree is not None else repo.TreeBuilder()
             for object_id, tip in sorted(leaves.items()):
                 if tip is None:
-                    if fan.get(object_id) is not None:
+                    if fan.get(sys.intern(object_id)) is not None:
                         fan.remove(object_id)
                 else:
                     fan.insert(object_id, pygit2.Oid(hex=tip), GITLINK)
@@ -257,7 +261,7 @@ def _write_tree(
 def _put(parent: pygit2.TreeBuilder, name: str, child: pygit2.TreeBuilder) -> None:
     if len(child):
         parent.insert(name, child.write(), TREE)
-    elif parent.get(name) is not None:
+    elif parent.get(sys.intern(name)) is not None:
         parent.remove(name)
 
 
@@ -334,7 +338,7 @@ class Moved:
 
 def read_tip(repo: pygit2.Repository, nid: str) -> str | None:
     try:
-        ref = repo.references.get(index_ref(nid))
+        ref = repo.references.get(sys.intern(index_ref(nid)))
     except (pygit2.GitError, ValueError):
         return None
     if ref is None or ref.type != pygit2.enums.ReferenceType.DIRECT:
@@ -362,11 +366,16 @@ def move(
     for attempt in range(attempts):
         old = read_tip(repo, nid)
         tree = tree_of(repo, old)
+        from .recovery import intact_index, repair
+
+        if old is not None and (tree is None or not intact_index(repo, old)):
+            repair(repo, signer, nid)  # pruned under us (git gc): move on from an intact index
+            continue
         for (typename, object_id), want in expect.items():
             if lookup(repo, tree, typename, object_id) != want:
                 return None
         new = write_commit(repo, signer, nid, old, updates)
-        if compare_and_swap(repo, name, new, old, MESSAGE.strip()):
+        if compare_and_swap(repo, name, new, old, MESSAGE.strip(), updates=updates):
             return Moved(old, new)
         backoff(attempt)
     raise ConflictError(f"gave up updating {name} after {attempts} lost races")

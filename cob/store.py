@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import logging
 import os
 import random
 import time
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 import msgspec
 import pygit2
 
-from . import sigrefs
+from . import durable, sigrefs
 from .cache import Cache
 from .change import (
     MAX_EMBEDS,
@@ -35,16 +36,35 @@ from .change import (
     write_root,
 )
 from .cobtype import CobType, Reject
-from .errors import ConflictError, InvalidOpsError, NoKeyError, RepositoryError, UnknownObjectError
+from .errors import (
+    CacheBusyError,
+    ConflictError,
+    InvalidOpsError,
+    NoKeyError,
+    RepositoryError,
+    UnknownObjectError,
+)
 from .evaluate import Evaluation, Rejection, evaluate
+from .recovery import Recovery, repair
 from .refs import RefReader, common_dir, is_oid
 from .signer import Signer
 
 S = TypeVar("S")
+T = TypeVar("T")
+log = logging.getLogger("cob")
+_SAID_BUSY: set[str] = set()  # caches this process said were busy (one line each)
+
+
+class _Miss:
+    """The cache gave no answer (none, or locked): read from Git."""
+
+
+_MISS = _Miss()
 # Below this many (objects x namespaces) ref lookups, a batch looks refs up one by one.
 SCAN_MIN = 2_000
 
 MAX_ATTEMPTS = 200
+MAX_VANISHED = 8  # writes started again because an object vanished under them (git prune)
 
 
 def open_repository(repo: pygit2.Repository | str | os.PathLike[str]) -> pygit2.Repository:
@@ -72,6 +92,7 @@ class Store:
         cache: bool = True,
     ) -> None:
         self.repo = open_repository(repo)
+        durable.apply(self.repo)  # fsync'd writes, a bounded libgit2 cache (once per process)
         self.signer = signer
         self.refs = RefReader(self.repo)
         self.cache: Cache | None = Cache(common_dir(self.repo)) if cache else None
@@ -89,6 +110,21 @@ class Store:
                 codec.signers = self.cache.signer
         return codec
 
+    def _ask(self, fn: Callable[[Cache], T]) -> T | _Miss:
+        """``fn(cache)``, or :data:`_MISS` without a cache or while it is locked by another
+        process past a bounded wait (:data:`cob.cache.BUSY_TIMEOUT_S`): the caller then reads
+        from Git. The cache is an accelerator; a write it misses is in Git, where it counts."""
+        cache = self.cache
+        if cache is None or time.monotonic() < cache.busy_until:
+            return _MISS
+        try:
+            return fn(cache)
+        except CacheBusyError as e:
+            if cache.path not in _SAID_BUSY:
+                _SAID_BUSY.add(cache.path)
+                log.warning("warning: %s; reading from Git instead (slower, same answer)", e)
+            return _MISS
+
     def _require_signer(self) -> Signer:
         if self.signer is None:
             raise NoKeyError("this store is read-only: open it with a signer to write")
@@ -98,14 +134,16 @@ class Store:
         """{nid: change oid} of every namespace's ref for one object."""
         if not is_oid(object_id):  # also keeps "../" out of the ref paths read from disk
             raise UnknownObjectError(f"not an object id: {object_id!r}")
-        if self.cache is not None:
-            return self.cache.tips(self.codec(cobtype), self.refs, [object_id]).get(object_id, {})
+        found = self._ask(lambda c: c.tips(self.codec(cobtype), self.refs, [object_id]).get(object_id, {}))
+        if not isinstance(found, _Miss):
+            return found
         return self.refs.tips(cobtype.typename, object_id)
 
     def list(self, cobtype: CobType[Any]) -> builtins.list[str]:
         """Object ids of every object of this type with a ref in any namespace (sorted)."""
-        if self.cache is not None:
-            return self.cache.list_ids(self.codec(cobtype), self.refs)
+        found = self._ask(lambda c: c.list_ids(self.codec(cobtype), self.refs))
+        if not isinstance(found, _Miss):
+            return found
         return sorted({r.object_id for r in self.refs.refs_of_type(cobtype.typename)})
 
     def lookup(
@@ -114,8 +152,9 @@ class Store:
         """Object ids whose root declares ``(key, value)`` (and every pair of ``more``) in
         ``index_keys`` (sorted); one look at the refs however many pairs."""
         pairs = [(key, value), *more]
-        if self.cache is not None:
-            return self.cache.find_all(self.codec(cobtype), self.refs, pairs)
+        found = self._ask(lambda c: c.find_all(self.codec(cobtype), self.refs, pairs))
+        if not isinstance(found, _Miss):
+            return found
         codec = self.codec(cobtype)
         out = []
         for object_id in self.list(cobtype):
@@ -130,8 +169,9 @@ class Store:
     def resolve_prefix(self, cobtype: CobType[Any], prefix: str) -> builtins.list[str]:
         """Object ids starting with a hex prefix."""
         prefix = prefix.lower()
-        if self.cache is not None:
-            return self.cache.find_prefix(self.codec(cobtype), self.refs, prefix)
+        found = self._ask(lambda c: c.find_prefix(self.codec(cobtype), self.refs, prefix))
+        if not isinstance(found, _Miss):
+            return found
         return [i for i in self.list(cobtype) if i.startswith(prefix)]
 
     # -- reading -----------------------------------------------------------------------
@@ -172,7 +212,8 @@ class Store:
         if full:
             base = None
         elif base is None and self.cache is not None and cobtype.commutative:
-            base = self.cache.get(codec, object_id)
+            cached = self._ask(lambda c: c.get(codec, object_id))
+            base = None if isinstance(cached, _Miss) else cached
         if base is not None and (not cobtype.commutative or base.object_id != object_id):
             base = None
         if base is not None and base.tips == tips and base.state is not None and not base.curable():
@@ -181,7 +222,7 @@ class Store:
         ev = evaluate(self.repo, codec, object_id, tips, base)
         self.evaluations += 1
         if self.cache is not None and cobtype.commutative and not full:
-            self.cache.put(codec, ev)
+            self._ask(lambda c: c.put(codec, ev))
         return ev
 
     def load_many(
@@ -206,9 +247,9 @@ class Store:
 
     def _tips_for(self, cobtype: CobType[Any], ids: builtins.list[str]) -> Callable[[str], dict[str, str]]:
         """One lookup per object, or one scan of the type's entries when that is cheaper."""
-        if self.cache is not None:
-            found = self.cache.tips(self.codec(cobtype), self.refs, ids)
-            return lambda object_id: found.get(object_id, {})
+        cached = self._ask(lambda c: c.tips(self.codec(cobtype), self.refs, ids))
+        if not isinstance(cached, _Miss):
+            return lambda object_id: cached.get(object_id, {})
         lookups = len(ids) * len(self.refs.namespaces())
         if lookups <= SCAN_MIN or lookups <= 2 * self._estimated_refs(cobtype) + SCAN_MIN:
             return lambda object_id: self.tips(cobtype, object_id)
@@ -221,7 +262,8 @@ class Store:
 
     def _estimated_refs(self, cobtype: CobType[Any]) -> int:
         """About how many refs the type has (objects the index knows); 0 without an index."""
-        return self.cache.count(self.codec(cobtype)) if self.cache is not None else 0
+        found = self._ask(lambda c: c.count(self.codec(cobtype)))
+        return 0 if isinstance(found, _Miss) else found
 
     def get(self, cobtype: CobType[S], object_id: str) -> Evaluation[S]:
         """Like :meth:`load`, but an unknown object is an :class:`UnknownObjectError` error."""
@@ -262,7 +304,8 @@ class Store:
             return None
         codec = self.codec(cobtype)
         if self.cache is not None and cobtype.commutative:
-            cached = self.cache.get(codec, object_id)
+            got = self._ask(lambda c: c.get(codec, object_id))
+            cached = None if isinstance(got, _Miss) else got
             if cached is not None and cached.tips == tips and cached.state is not None:
                 return cached
         self.evaluations += 1
@@ -450,14 +493,16 @@ class Store:
         if ev.state is None:
             raise InvalidOpsError(f"root rejected: {ev.rejected.get(root, 'invalid')}")
         if then is not None:
-            return self.update(cobtype, root, then, precondition=precondition, _root=root)[1]
+            root_ops = ops if cobtype.content_addressed_root else None
+            return self.update(cobtype, root, then, precondition=precondition, _root=root,
+                               _root_ops=root_ops)[1]
         self.migrate()
         key = (cobtype.typename, root)
         own = sigrefs.tree_of(self.repo, sigrefs.read_tip(self.repo, signer.nid))
         if sigrefs.lookup(self.repo, own, *key) is None:
             moved = sigrefs.move(self.repo, signer, signer.nid, {key: root}, {key: None})
-            if moved is not None and self.cache is not None:
-                self.cache.own_write(codec, self.refs, signer.nid, moved, root, root)
+            if moved is not None:
+                self._ask(lambda c: c.own_write(codec, self.refs, signer.nid, moved, root, root))
         return self.load(cobtype, root) or ev
 
     def update(
@@ -471,6 +516,7 @@ class Store:
         timestamp: int | None = None,
         precondition: Callable[[S], None] | None = None,
         _root: str | None = None,
+        _root_ops: Sequence[Any] | None = None,
     ) -> tuple[Change, Evaluation[S]]:
         """Append a change carrying ``ops`` to an object, as this store's signer.
 
@@ -488,25 +534,56 @@ class Store:
         key = (cobtype.typename, object_id)
         self.migrate()
         ev = base
+        vanished = 0
         for attempt in range(MAX_ATTEMPTS):
+            if _root_ops is not None and _root is not None and _root not in self.repo:
+                write_root(self.repo, self.codec(cobtype), _root_ops)  # pruned since create() wrote it
             tips, ev = self._load_for_write(cobtype, object_id, ev, _root)
             assert ev.state is not None  # _load_for_write raises otherwise
             if precondition is not None:
                 precondition(ev.state)
             old = tips.get(signer.nid)
             change = self._check_change(cobtype, ev, name, old, ops, timestamp)
-            change = self._write(cobtype, change, embeds)
-            moved = sigrefs.move(self.repo, signer, signer.nid, {key: change.oid}, {key: old})
+            done = self._write_and_move(cobtype, change, embeds, key, old)
+            if isinstance(done, Exception):  # nothing acknowledged: start again from what is there
+                vanished += 1
+                if vanished > MAX_VANISHED:
+                    raise RepositoryError(f"cannot write {name}: {done}") from None
+                ev = None
+                time.sleep(0.1 * vanished)  # let the prune that took it finish
+                continue
+            change, moved = done
             if moved is not None:
-                if self.cache is not None:
-                    codec = self.codec(cobtype)
-                    self.cache.own_write(codec, self.refs, signer.nid, moved, object_id, change.oid)
+                codec, ours, tip = self.codec(cobtype), moved, change.oid
+                self._ask(lambda c: c.own_write(codec, self.refs, signer.nid, ours, object_id, tip))  # noqa: B023
                 _apply_own(cobtype, ev, change, tips)
                 if not embeds:  # we signed it: the next load need not verify it again
                     self.codec(cobtype).verified[(change.oid, False)] = change
                 return change, ev
             time.sleep(random.uniform(0, min(0.05, 0.001 * (attempt + 1))))
         raise ConflictError(f"gave up updating {name} after {MAX_ATTEMPTS} lost races")
+
+    def _write_and_move(
+        self, cobtype: CobType[Any], change: Change, embeds: Mapping[str, bytes] | None,
+        key: sigrefs.Key, old: str | None,
+    ) -> tuple[Change, sigrefs.Moved | None] | Exception:
+        """Write ``change`` and move our index entry ``key`` from ``old`` to it; the error when
+        an object it builds on vanished under it (``git prune --expire=now`` next to a writer:
+        libgit2 refuses to name a missing object)."""
+        signer = self._require_signer()
+        try:
+            written = self._write(cobtype, change, embeds)
+            return written, sigrefs.move(self.repo, signer, signer.nid, {key: written.oid}, {key: old})
+        except (pygit2.GitError, OSError, RepositoryError) as e:
+            self.refs.forget()
+            return e
+
+    def repair_index(self) -> Recovery | None:
+        """Move this node's index forward from its newest intact one when its tip is missing
+        or unreadable (pruned by ``git gc`` next to a writer); None when it is readable. See
+        :mod:`cob.recovery`. Writes do this by themselves; sync and ``doctor --repair`` ask."""
+        signer = self._require_signer()
+        return repair(self.repo, signer, signer.nid)
 
     def merge_own(
         self, theirs: str, types: Sequence[CobType[Any]] = ()

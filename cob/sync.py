@@ -40,6 +40,7 @@ import random
 import re
 import secrets
 import shutil
+import sys
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -393,7 +394,7 @@ def _check_commit(obj: pygit2.Commit, nid: str) -> str | None:
 
 def _local_target(repo: pygit2.Repository, name: str) -> str | None:
     try:
-        ref = repo.references.get(name)
+        ref = repo.references.get(sys.intern(name))  # pygit2 keeps a reference to the name
     except (pygit2.GitError, ValueError):
         return None
     if ref is None or ref.type != pygit2.enums.ReferenceType.DIRECT:

@@ -190,6 +190,8 @@ def sync(
     if idle is None:
         idle = idle_timeout(repo)
     own = jobs.signer.nid if jobs.signer is not None else None
+    if own is not None:
+        jobs.store.repair_index()  # an index tip git's prune deleted: move on from an intact one
     remote_refs: dict[str, str] | None = None
     families = (logs.family_for(repo),)  # run logs travel beside the job refs
     if push and own is not None:

@@ -60,6 +60,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Fetch every node's jobs from a remote (fast-forward only) and push this node's own.",
     ),
     "trust": ("trust", "Whose runs count here: the policy ref's trusted nodes plus your local ones."),
+    "doctor": (
+        "doctor",
+        "Check this repository's jobs ledger (missing objects, broken index, lost writes, cache,"
+        " stale locks, unpublished work); exit 1 when something is wrong.",
+    ),
     "cache": (
         "cache",
         "Show or rebuild the job index (an accelerator in the git directory; deleting it loses nothing).",

@@ -1,0 +1,344 @@
+"""A missing index tip never reads as "this node has no objects".
+
+``git gc --prune=now`` (or ``git prune --expire=now``) next to a writer can delete objects
+written during its reachability walk: the new index commit after the index ref already moved
+to it, with the change it names. The ref then names nothing, and without this module every
+read saw an empty node and every write failed ("object not found").
+
+So every move of an index ref is also recorded in a small local log beside the refs
+(:data:`LOG_NAME`, in the common git directory; never synced): the old and new tip, and the
+entries the move set. git keeps no reflog of ``refs/namespaces/...`` by default
+(``core.logAllRefUpdates`` covers branches only, and is off in bare repositories), so the
+log is ours. When an index tip is missing or unreadable:
+
+* readers use the newest *intact* index this log (or the last published tip,
+  :data:`cob.sigrefs.PUBLISHED`) knows of (:func:`recover`);
+* the next write, sync or ``git jobs doctor --repair`` moves forward from there
+  (:func:`repair`): a new index commit on that intact index, plus every entry recorded
+  after it whose change is still complete and descends from the intact entry; the others
+  are lost and recorded as such, for ``doctor`` to report.
+
+Nothing here is trusted for authority: entries still name signed changes that every load
+verifies, and the log only says where to look.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pygit2
+
+from . import sigrefs
+from .change import MALFORMED_ERRORS
+from .refs import common_dir, compare_and_swap, is_ancestor, is_oid
+from .sshsig import RawSigner
+
+LOG_NAME = "git-jobs-index-log"
+# The log is trimmed to its newest KEEP_BYTES once it passes MAX_BYTES (a few thousand moves).
+MAX_BYTES = 1 << 20
+KEEP_BYTES = 256 << 10
+# Entries recorded per move; a bigger move (a migration, a merge) records its tips only.
+MAX_RECORDED = 64
+# Index records scanned per recovery (newest first).
+MAX_SCAN = 20_000
+NONE = "0" * 40
+
+log = logging.getLogger("cob")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One line of the log: an index move (``kind`` "M") or a recovery ("L", lost entries;
+    "A", losses acknowledged by ``doctor --repair``)."""
+
+    kind: str
+    nid: str
+    old: str | None
+    new: str | None
+    when: int
+    entries: tuple[tuple[str, str, str], ...] = ()  # (typename, object id, tip)
+
+
+def log_path(gitdir: str) -> str:
+    return os.path.join(gitdir, LOG_NAME)
+
+
+def _format(rec: Record) -> str:
+    parts = [rec.kind, rec.nid, rec.old or NONE, rec.new or NONE, str(rec.when)]
+    parts.extend(f"{t}/{i}={tip}" for t, i, tip in rec.entries)
+    return " ".join(parts) + "\n"
+
+
+def _parse(line: str) -> Record | None:
+    parts = line.split()
+    if len(parts) < 5 or parts[0] not in ("M", "L", "A") or not parts[4].isdigit():
+        return None
+    old, new = parts[2], parts[3]
+    if not (is_oid(old) and is_oid(new)):
+        return None
+    entries = []
+    for part in parts[5 : 5 + MAX_RECORDED]:
+        path, eq, tip = part.partition("=")
+        typename, slash, object_id = path.rpartition("/")
+        if eq and slash and is_oid(object_id) and is_oid(tip) and sigrefs.is_typename(typename):
+            entries.append((typename, object_id, tip))
+    return Record(parts[0], parts[1], None if old == NONE else old, None if new == NONE else new,
+                  int(parts[4]), tuple(entries))
+
+
+def append(gitdir: str, records: Iterable[Record]) -> None:
+    """Append records (one ``write`` per call, under a lock so a trim never drops one);
+    never raises: the log only helps recovery, a write that cannot record still stands."""
+    data = "".join(_format(r) for r in records).encode()
+    if not data:
+        return
+    path = log_path(gitdir)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: append without the trim lock
+        with contextlib.suppress(OSError), open(path, "ab") as f:
+            f.write(data)
+        return
+    with contextlib.suppress(OSError):
+        for _ in range(5):
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    same = os.fstat(fd).st_ino == os.stat(path).st_ino
+                except FileNotFoundError:
+                    same = False
+                if not same:  # trimmed (replaced) while we waited: append to the new file
+                    continue
+                os.write(fd, data)
+                if os.fstat(fd).st_size > MAX_BYTES:
+                    _trim(path)
+                return
+            finally:
+                os.close(fd)
+
+
+def _trim(path: str) -> None:
+    """Keep the newest :data:`KEEP_BYTES` (whole lines); called under the append lock."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - KEEP_BYTES))
+        tail = f.read()
+    if size > KEEP_BYTES:
+        tail = tail[tail.find(b"\n") + 1 :]
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(tail)
+    os.replace(tmp, path)
+
+
+def read(gitdir: str, nid: str | None = None) -> list[Record]:
+    """Records, oldest first (of one node, or all)."""
+    try:
+        with open(log_path(gitdir), "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - MAX_BYTES - KEEP_BYTES))  # bounded even if never trimmed
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        rec = _parse(line)
+        if rec is not None and (nid is None or rec.nid == nid):
+            out.append(rec)
+    return out
+
+
+def record_move(gitdir: str, nid: str, old: str | None, new: str,
+                updates: Mapping[sigrefs.Key, str | None] | None = None) -> None:
+    entries: tuple[tuple[str, str, str], ...] = ()
+    if updates and len(updates) <= MAX_RECORDED:
+        entries = tuple((t, i, tip) for (t, i), tip in sorted(updates.items()) if tip is not None)
+    append(gitdir, [Record("M", nid, old, new, int(time.time()), entries)])
+
+
+# -- checking --------------------------------------------------------------------------------
+def present(repo: pygit2.Repository, oid: str | None) -> bool:
+    try:
+        return oid is not None and oid in repo
+    except MALFORMED_ERRORS:
+        return False
+
+
+def intact_index(repo: pygit2.Repository, tip: str | None) -> bool:
+    """Whether index commit ``tip`` can be read: the commit, its tree, each type's tree, and
+    every fan-out tree that differs from its first parent's (what that commit wrote, so what a
+    prune could have deleted with it). Not what the entries name: loads check those."""
+    tree = sigrefs.tree_of(repo, tip)
+    if tip is None or tree is None:  # the message is not checked: readers take what plain git wrote
+        return False
+    try:
+        commit = repo[tip]
+        parent = commit.parent_ids[0] if commit.parent_ids else None  # type: ignore[attr-defined]
+        before = sigrefs.tree_of(repo, str(parent)) if parent is not None else None
+        for typename in sigrefs.typenames(tree):
+            top = repo[tree[typename].id]
+            old = before[typename].id if before is not None and typename in before else None
+            if old == top.id:
+                continue
+            old_fans = {e.name: e.id for e in repo[old]} if old is not None else {}  # type: ignore[attr-defined]
+            for entry in top:  # type: ignore[attr-defined]
+                if entry.filemode == sigrefs.TREE and old_fans.get(entry.name) != entry.id:
+                    repo[entry.id]
+    except MALFORMED_ERRORS:
+        return False
+    return True
+
+
+def complete_change(repo: pygit2.Repository, oid: str, budget: int = 10_000) -> bool:
+    """Whether change commit ``oid`` can be read whole: the commit, its tree and blobs, and
+    its parents (present: their own history is the index's to reach)."""
+    try:
+        commit = repo[oid]
+        if not isinstance(commit, pygit2.Commit):
+            return False
+        if not all(str(p) in repo for p in commit.parent_ids):
+            return False
+        stack = [commit.tree_id]
+        while stack:
+            budget -= 1
+            if budget < 0:
+                return False
+            obj = repo[stack.pop()]
+            if isinstance(obj, pygit2.Tree):
+                for entry in obj:
+                    if entry.filemode == sigrefs.TREE:
+                        stack.append(entry.id)
+                    elif entry.filemode != sigrefs.GITLINK and entry.id not in repo:
+                        return False
+    except MALFORMED_ERRORS:
+        return False
+    return True
+
+
+# -- recovering ------------------------------------------------------------------------------
+@dataclass(slots=True)
+class Recovery:
+    """Where a broken index of ``nid`` falls back to, what survives and what is lost."""
+
+    nid: str
+    bad: str | None  # the tip the ref names that cannot be read
+    base: str | None  # the newest intact index known, or None
+    salvage: dict[sigrefs.Key, str] = field(default_factory=dict)
+    lost: list[tuple[sigrefs.Key, str]] = field(default_factory=list)
+
+    def describe(self) -> str:
+        base = self.base[:12] if self.base else "nothing (no intact index is known)"
+        bad = self.bad[:12] if self.bad else "an unreadable value"
+        text = (f"the index of node {self.nid} names {bad}, which is missing or unreadable (pruned"
+                f" by git gc?); fell back to {base}")
+        if self.salvage:
+            text += f", kept {len(self.salvage)} later change(s) still present"
+        if self.lost:
+            shown = ", ".join(i[:12] for (_, i), _ in self.lost[:5])
+            text += f"; {len(self.lost)} write(s) lost (objects {shown})"
+        return text
+
+
+def recover(repo: pygit2.Repository, nid: str, bad: str | None) -> Recovery:
+    """The newest intact index of ``nid`` the log (or the last published tip) knows, and the
+    entries recorded after it: still complete (``salvage``) or gone (``lost``)."""
+    gitdir = common_dir(repo)
+    records = [r for r in read(gitdir, nid) if r.kind == "M"][-MAX_SCAN:]
+    base: str | None = None
+    after: list[Record] = records
+    for pos in range(len(records) - 1, -1, -1):
+        rec = records[pos]
+        if rec.new != bad and intact_index(repo, rec.new):
+            base, after = rec.new, records[pos + 1 :]
+            break
+        if rec.old is not None and intact_index(repo, rec.old):
+            base, after = rec.old, records[pos:]
+            break
+    published = _published(repo, nid)
+    if published is not None and published != base and (
+        base is None or is_ancestor(repo, base, published)
+    ):
+        base = published
+        after = [r for r in after if not intact_index(repo, r.new)]
+    out = Recovery(nid, bad, base)
+    tree = sigrefs.tree_of(repo, base)
+    latest: dict[sigrefs.Key, str] = {}
+    for rec in after:
+        for typename, object_id, tip in rec.entries:
+            latest[(typename, object_id)] = tip
+    for key, tip in sorted(latest.items()):
+        entry = sigrefs.lookup(repo, tree, *key)
+        if entry == tip or (entry is not None and is_ancestor(repo, tip, entry)):
+            continue  # the intact index has it already
+        if complete_change(repo, tip) and (entry is None or is_ancestor(repo, entry, tip)):
+            out.salvage[key] = tip
+        else:
+            out.lost.append((key, tip))
+    return out
+
+
+def _published(repo: pygit2.Repository, nid: str) -> str | None:
+    """The last index tip of ours a push delivered, when it is ``nid``'s and intact."""
+    try:
+        ref = repo.references.get(sigrefs.PUBLISHED)
+        tip = str(ref.target) if ref is not None else None
+        commit = repo[tip] if tip else None
+    except MALFORMED_ERRORS:
+        return None
+    if not isinstance(commit, pygit2.Commit) or commit.author.name != nid:
+        return None
+    return tip if intact_index(repo, tip) else None
+
+
+def broken(repo: pygit2.Repository, nid: str) -> str | None:
+    """The tip of ``nid``'s index ref when it is not an intact index, else None."""
+    tip = sigrefs.read_tip(repo, nid)
+    if tip is None or intact_index(repo, tip):
+        return None
+    return tip
+
+
+def repair(repo: pygit2.Repository, signer: RawSigner, nid: str, *, quiet: bool = False) -> Recovery | None:
+    """Move ``nid``'s broken index forward from its newest intact one (:func:`recover`), with
+    every later change still present; None when the index is readable. Records what was
+    lost in the log and says it once (``logging``, one line)."""
+    for attempt in range(50):
+        bad = broken(repo, nid)
+        if bad is None:
+            return None
+        rec = recover(repo, nid, bad)
+        new = sigrefs.write_commit(repo, signer, nid, rec.base, dict(rec.salvage))
+        if compare_and_swap(repo, sigrefs.index_ref(nid), new, bad, "cob: recover the index",
+                            updates=dict(rec.salvage)):
+            gitdir = common_dir(repo)
+            now = int(time.time())
+            lost = tuple((t, i, tip) for (t, i), tip in rec.lost[:MAX_RECORDED])
+            append(gitdir, [Record("L", nid, bad, rec.base, now, lost)])
+            if not quiet:
+                log.warning("warning: %s", rec.describe())
+            return rec
+        sigrefs.backoff(attempt)
+    return None
+
+
+def losses(gitdir: str, nid: str | None = None) -> list[Record]:
+    """Recoveries ("L" records) not acknowledged since (by an "A" record of the same node)."""
+    out: list[Record] = []
+    for rec in read(gitdir, nid):
+        if rec.kind == "L":
+            out.append(rec)
+        elif rec.kind == "A":
+            out = [r for r in out if r.nid != rec.nid]
+    return out
+
+
+def acknowledge(gitdir: str, nids: Sequence[str]) -> None:
+    append(gitdir, [Record("A", n, None, None, int(time.time())) for n in sorted(set(nids))])
