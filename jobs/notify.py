@@ -132,6 +132,20 @@ def config_timeout(value: str | None) -> float:
     return seconds
 
 
+def notify_config(repo: Any) -> tuple[str | None, float]:
+    """``jobs.notify`` and ``jobs.notifyTimeout`` of git config (:class:`ValueError` if bad)."""
+
+    def get(key: str) -> str | None:
+        try:
+            return str(repo.config[key])
+        except (KeyError, ValueError):
+            return None
+
+    command = get(NOTIFY_KEY)
+    return (check_command(command) if command is not None else None,
+            config_timeout(get(NOTIFY_TIMEOUT_KEY)))
+
+
 @dataclass(slots=True)
 class Watcher:
     """Remembers the last outcome seen per commit and says which looks are changes."""
