@@ -19,11 +19,13 @@ from typing import Any
 import pytest
 
 import cob
+import jobs
 from jobs import Jobs
-from jobs.node.schedule import Scheduler, ScheduleError, load_schedules
+from jobs.node.schedule import ScheduleError, Scheduler, load_schedules
 
 from .clirunner import GIT_JOBS, gj
 from .conftest import git, init_repo
+from .test_node_daemon import World, publish, wait_for, world  # noqa: F401 - the node fixture
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -327,7 +329,8 @@ def test_a_scheduled_job_runs_at_its_time(tmp_path: Path) -> None:
     now[0] = _at("03:00:20")
     fired = scheduler.tick(store, tips, lines.append)
     assert [(f.schedule.name, f.commit, f.jobs) for f in fired] == [("nightly", head, ("test",))]
-    assert lines == [f"schedule nightly (0 3 * * *) due 2026-03-01T03:00:00Z: rerun test on {head[:12]} (main)"]
+    due = "schedule nightly (0 3 * * *) due 2026-03-01T03:00:00Z"
+    assert lines == [f"{due}: rerun test on {head[:12]} (main)"]
     now[0] = _at("03:10:00")
     assert scheduler.tick(store, tips, lines.append) == []  # once a day, not once a look
     # The signed rerun is the record; the node's ordinary work loop runs the job again.
@@ -336,9 +339,10 @@ def test_a_scheduled_job_runs_at_its_time(tmp_path: Path) -> None:
 
 
 def test_schedules_come_from_the_default_branch_never_the_commit_under_test(tmp_path: Path) -> None:
-    path, key, head = _repo(tmp_path, SCHEDULED)
+    path, _, _ = _repo(tmp_path, SCHEDULED)
     git(path, "checkout", "-q", "-b", "feature")
-    (path / ".git-jobs.toml").write_text(SCHEDULED.replace("0 3 * * *", "* * * * *") + "[schedule.x]\ncron = \"* * * * *\"\n")
+    mine = SCHEDULED.replace("0 3 * * *", "* * * * *") + '[schedule.x]\ncron = "* * * * *"\n'
+    (path / ".git-jobs.toml").write_text(mine)
     git(path, "commit", "-qam", "schedule everything")
     repo = cob.open_repository(str(path))
     schedules, where = load_schedules(repo)
@@ -360,3 +364,40 @@ def test_a_bad_schedule_is_one_line_and_ignored(tmp_path: Path) -> None:
         now[0] = _at(t)
         assert scheduler.tick(store, [(head, "main")], lines.append) == []
     assert len(lines) == 1 and lines[0].startswith("schedules ignored: ")
+
+
+# -- the node: jobs.notify and [schedule] in `git jobs node` ----------------------------------
+SLOW_TEST = '[jobs.test]\nrun = "sleep 1.5; echo tested"\n'
+
+
+def test_the_node_runs_jobs_notify_when_a_verdict_it_works_on_changes(world: World) -> None:  # noqa: F811
+    sha = publish(world, SLOW_TEST)
+    path, _, key = world.node_repo("alice")
+    inbox = world.tmp / "inbox.jsonl"
+    git(path, "config", "jobs.notify", f"cat >> {inbox}")
+    world.start_node(path, key)
+    wait_for(lambda: inbox.exists() and bool(inbox.read_text().strip()), 60, "the notify command",
+             lambda: world.node_log(path))
+    change = json.loads(inbox.read_text().splitlines()[0])
+    assert (change["commit"], change["previous"], change["outcome"]) == (sha, "pending", "succeeded")
+    assert f"worker:notify notified {sha[:12]} pending -> succeeded" in world.node_log(path)
+
+
+@pytest.mark.slow
+def test_the_node_runs_a_scheduled_job_at_its_time(world: World) -> None:  # noqa: F811
+    """A real node and the real clock: `* * * * *` fires at the next minute (up to 60 s)."""
+    every_minute = SCHEDULED.replace("0 3 * * *", "* * * * *")
+    sha = publish(world, every_minute)
+    path, signer, key = world.node_repo("alice")
+    world.start_node(path, key)
+
+    def tests() -> int:
+        job = jobs.Jobs.open(path).find_by_commit(sha)
+        return sum(len(j.runs_of(signer.nid)) for j in job if j.name == "test")
+
+    wait_for(lambda: tests() >= 1, 60, "the first run", lambda: world.node_log(path))
+    wait_for(lambda: tests() >= 2, 90, "the scheduled run", lambda: world.node_log(path))
+    log = world.node_log(path)
+    assert "worker:schedule schedule nightly (* * * * *) due " in log and f"rerun test on {sha[:12]}" in log
+    builds = [j for j in jobs.Jobs.open(path).find_by_commit(sha) if j.name == "build"]
+    assert len(builds[0].runs_of(signer.nid)) == 1  # only the scheduled job ran again

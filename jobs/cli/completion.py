@@ -165,4 +165,4 @@ def register(sub: Any) -> None:
         "version has. For bash, `git jobs <TAB>` works once git's own completion is loaded\n"
         "(it calls _git_jobs); `git-jobs <TAB>` works on its own.",
     )
-    p.add_argument("shell", metavar="SHELL", choices=SHELLS, help="bash, zsh or fish.")
+    p.add_argument("shell", metavar="SHELL", choices=SHELLS, help="The shell: bash, zsh or fish.")
