@@ -37,7 +37,7 @@ from ..policy import fetch_policy
 from ..store import Jobs
 from ..sync import Publication, SyncReport
 from ..text import safe
-from .candidates import Candidate, select
+from .candidates import Candidate, followed, select
 from .definitions import load_definitions
 from .durations import format_duration
 from .follow import Follow, fetch
@@ -397,8 +397,7 @@ class Node:
         """(commit, why) of what this node follows now: the followed tips, else HEAD."""
         if not self.follows:
             return [(store.resolve_commit("HEAD"), "HEAD")]
-        me = store.signer.nid if store.signer is not None else None
-        return [(c.commit, c.source) for c in select(store, follows=self.follows, depth=1, me=me)]
+        return [(c.commit, c.source) for c in followed(store.repo, self.follows)]  # tips only
 
     def _scheduler(self) -> Callable[[], None]:
         """``[schedule]`` of the policy ref: due schedules rerun jobs on the followed tips."""
