@@ -90,8 +90,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "logs",
         "Drop every node's published logs older than a duration (whole monthly buckets).",
     ),
+    "watch": (
+        "watch",
+        "Follow a branch and print each commit's verdict change; --notify runs a command for each.",
+    ),
     "serve": ("web", "Serve a read-only web page of this repository's jobs on 127.0.0.1, updated live."),
     "report": ("web", "Write the web page's views as static HTML and JSON files, to publish anywhere."),
+    "completion": ("completion", "Print a shell completion script for git jobs (bash, zsh or fish)."),
 }
 
 

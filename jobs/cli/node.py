@@ -306,6 +306,12 @@ def _node(args: argparse.Namespace) -> int:
         labels=args.label,
     )
     signer = cob.Signer.load(repo, getattr(args, "key", None))
+    from ..notify import notify_config
+
+    try:
+        notify, notify_timeout = notify_config(repo)
+    except ValueError as e:
+        raise CliError(str(e)) from None
     node = Node(
         repo.workdir or repo.path,
         signer,
@@ -318,6 +324,8 @@ def _node(args: argparse.Namespace) -> int:
         resources=config.resources,
         labels=config.labels,
         assignment=assignment_mode(repo, ALL if args.all else None),
+        notify=notify,
+        notify_timeout=notify_timeout,
     )
     return node.run()
 

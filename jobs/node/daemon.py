@@ -36,7 +36,7 @@ from ..errors import DefinitionError, JobsError
 from ..store import Jobs
 from ..sync import Publication, SyncReport
 from ..text import safe
-from .candidates import Candidate, select
+from .candidates import Candidate, followed, select
 from .definitions import load_definitions
 from .durations import format_duration
 from .follow import Follow, fetch
@@ -103,6 +103,9 @@ class Node:
     # remote -> since when and why this node's own results are not on it (degraded until a
     # sync publishes them; node.json "unpublished", and one log line each way)
     _unpublished: dict[str, dict[str, Any]] = field(default_factory=dict)
+    clock: Callable[[], float] = time.time  # for [schedule] (a test replaces it)
+    notify: str | None = None  # git config jobs.notify: run on each verdict change (notify.py)
+    notify_timeout: float = 30.0
 
     # -- output ------------------------------------------------------------------------------
     def log(self, task: str, message: str) -> None:
@@ -209,6 +212,9 @@ class Node:
                 others.append(self._spawn(task, self._follower(remote)))
             others.append(self._spawn("worker:release", self._releaser()))
             others.append(self._spawn("worker:heartbeat", self._heartbeat))
+            others.append(self._spawn("worker:schedule", self._scheduler()))
+            if self.notify:
+                others.append(self._spawn("worker:notify", self._notifier()))
             while not self.stop.wait(0.2):
                 pass
             self.log("node", "stopping (a running job, if any, is finished as cancelled)")
@@ -386,6 +392,56 @@ class Node:
                     existed = [job.name for job, new in made if not new]
                     also = f" ({', '.join(existed)} already existed)" if existed else ""
                     self.log("worker:release", f"released {', '.join(created)} for {commit[:12]}{also}")
+
+        return body
+
+    def _tips(self, store: Jobs) -> list[tuple[str, str]]:
+        """(commit, why) of what this node follows now: the followed tips, else HEAD."""
+        if not self.follows:
+            return [(store.resolve_commit("HEAD"), "HEAD")]
+        return [(c.commit, c.source) for c in followed(store.repo, self.follows)]  # tips only
+
+    def _scheduler(self) -> Callable[[], None]:
+        """``[schedule]`` of the policy ref: due schedules rerun jobs on the followed tips."""
+        from .schedule import Scheduler
+
+        scheduler = Scheduler(self.clock)
+        jobs: list[Jobs] = []
+
+        def body() -> None:
+            if not jobs:
+                jobs.append(self._jobs())
+            store = jobs[0]
+            fired = scheduler.tick(store, self._tips(store), lambda line: self.log("worker:schedule", line),
+                                   self.labels if self.labels is not None else node_labels())
+            for f in fired:  # look at the commit again: its reruns are new work
+                self._settled = {s for s in self._settled if s[0] != f.commit}
+
+        return body
+
+    def _notifier(self) -> Callable[[], None]:
+        """``jobs.notify``: the command runs when a worked-on commit's verdict changes."""
+        from ..gate import gate_status
+        from ..history import subject_of
+        from ..notify import Change, Watcher, notify_all
+
+        watcher = Watcher()
+        jobs: list[Jobs] = []
+
+        def body() -> None:
+            if not jobs:
+                jobs.append(self._jobs())
+            store = jobs[0]
+            policy = store.policy()
+            found = self._commits(store)[:MAX_PROGRESS]
+            why = {c.commit: c.source for c in found}
+            changes = [
+                Change(s, before, subject_of(store.repo, s.commit), why.get(s.commit))
+                for s, before in watcher.look(gate_status(store, c.commit, policy) for c in found)
+            ]
+            if changes and self.notify:
+                notify_all(self.notify, changes, self.notify_timeout,
+                           lambda line: self.log("worker:notify", line))
 
         return body
 

@@ -59,8 +59,9 @@ MAX_NESTING = 16  # arrays / inline tables inside each other (tomllib recurses)
 
 DEFINITIONS_FILE = ".git-jobs.toml"
 MAX_RETRY = 100
-# [policy] is read from the policy ref by jobs.policy, never from the commit under test.
-_TOP_KEYS = {"jobs", "trigger", "log", "policy"}
+# [policy] is read from the policy ref by jobs.policy, never from the commit under test;
+# [schedule] likewise, by jobs.node.schedule.
+_TOP_KEYS = {"jobs", "trigger", "log", "policy", "schedule"}
 MAX_ERRORS = 50  # problems listed for one file; the rest are counted
 _JOB_KEYS = {"run", "needs", "timeout", "retry", "idempotent", "matrix", "resources", "if", "runs_on"}
 _JOB_KEYS |= {"outputs"}

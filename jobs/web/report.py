@@ -3,8 +3,8 @@
 The same :class:`~jobs.web.site.Site` renders every page (without the live-refresh script),
 so a published report and the live page never differ. Written: the branch pages, each listed
 commit's page, every run page of those commits, and a page per node seen — each also as
-``.json`` (the CLI's shapes). Files are written to a temporary name and renamed, so a reader
-never sees half a page.
+``.json`` (the CLI's shapes) — and ``badge.svg``, the branch's badge (:mod:`.badge`). Files
+are written to a temporary name and renamed, so a reader never sees half a page.
 """
 
 from __future__ import annotations
@@ -76,4 +76,6 @@ def write_report(site: Site, out: Path, commits: int) -> int:
         route = Route("node", (nid,), "html")
         _emit(site, out, route, f"node-{nid}", site.data(route))
         written += 1
+    badge = Route("badge", (), "svg")
+    _write(out, "badge.svg", site.render(badge, "")[1])  # the branch's badge, for a README
     return written

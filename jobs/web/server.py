@@ -28,6 +28,7 @@ HOST = "127.0.0.1"
 MAX_PATH = 2048
 MAX_CONCURRENT = 16
 SOCKET_TIMEOUT = 30
+BADGE_CACHE = "public, max-age=60, must-revalidate"
 
 
 class Server(ThreadingHTTPServer):
@@ -121,7 +122,10 @@ class Handler(BaseHTTPRequestHandler):
             print(f"git jobs serve: internal error on {route}: {type(e).__name__}: {e}", file=sys.stderr)
             self._send(500, "text/html; charset=utf-8", error_page(500, "internal error"), head=head)
             return
-        self._send(200, ctype, body, head=head, extra={"ETag": f'"{etag}"'})
+        extra = {"ETag": f'"{etag}"'}
+        if route.view == "badge":  # a README's <img>: caches may keep it a minute, then ask
+            extra["Cache-Control"] = BADGE_CACHE
+        self._send(200, ctype, body, head=head, extra=extra)
 
     def _send(
         self, status: int, ctype: str | None, body: bytes, *, head: bool = False,
@@ -135,8 +139,9 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("Referrer-Policy", "no-referrer")
         self.send_header("X-Frame-Options", "DENY")
-        self.send_header("Cache-Control", "no-cache")
-        for k, v in (extra or {}).items():
+        extra = dict(extra or {})
+        self.send_header("Cache-Control", extra.pop("Cache-Control", "no-cache"))
+        for k, v in extra.items():
             self.send_header(k, v)
         self.end_headers()
         if not head:

@@ -22,6 +22,7 @@ from ..history import span
 from ..jobtype import TYPENAME
 from ..store import Jobs
 from . import data, page, views
+from .badge import badge_data, badge_svg
 from .logs import log_stamp
 
 MAX_REF = 256
@@ -35,6 +36,7 @@ _ROUTES: list[tuple[str, re.Pattern[str]]] = [
         r"/run-([0-9a-f]{40}(?:[0-9a-f]{24})?)-(" + _UUID + r")(?:-L([1-9][0-9]{0,8}))?\.(html|json)"
     )),
     ("node", re.compile(r"/node-(z[1-9A-HJ-NP-Za-km-z]{40,60})\.(html|json)")),
+    ("badge", re.compile(r"/badge\.(svg)")),  # the branch's gate verdict (badge.py)
 ]
 
 
@@ -90,7 +92,7 @@ class Site:
         branch tip, the run's log file. A stamp too fresh to trust gets a unique tag."""
         token, newest = self.store.store.refs.stamp(TYPENAME)
         parts = [token, repr(route)]
-        if route.view == "branch":
+        if route.view in ("branch", "badge"):
             parts.append(self._tip(route.ref))
         if route.view == "run":
             log, mtime = log_stamp(self.store, route.args[1])
@@ -113,6 +115,8 @@ class Site:
             return data.branch_data(self.store, ref, int(route.args[0]), self.per_page)
         if route.view == "commit":
             return data.commit_data(self.store, route.args[0])
+        if route.view == "badge":
+            return badge_data(self.store, route.ref or self.default_ref)
         if route.view == "run":
             # a static report is published: only the log as this node publishes it (redacted)
             return data.run_data(self.store, route.args[0], route.args[1], local_ok=self.live)
@@ -134,6 +138,8 @@ class Site:
     def render(self, route: Route, etag: str) -> tuple[str, bytes]:
         """(content type, body) of a route."""
         value = self.data(route)
+        if route.fmt == "svg":
+            return "image/svg+xml", badge_svg(value).encode()
         if route.fmt == "json":
             return "application/json", json.dumps(value, indent=2, sort_keys=True).encode()
         return "text/html; charset=utf-8", self.html(route, value, etag).encode()

@@ -1,0 +1,220 @@
+"""Schedules: run jobs again on the followed tip at set times, like cron.
+
+    [schedule.nightly]
+    cron = "0 3 * * *"        # minute hour day-of-month month day-of-week, in UTC
+    jobs = ["test"]           # default: every job the tip defines
+
+The ``[schedule]`` table is read from ``.git-jobs.toml`` at the tip of the **policy ref** (the
+default branch, as for ``[policy]``; :func:`jobs.policy.policy_ref`), never from a commit under
+test: a branch cannot schedule work by adding a table. A commit's own ``[schedule]`` is
+ignored (allowed, so the one file serves both).
+
+When a schedule is due, a following node writes a signed ``rerun`` of the scheduled jobs on
+each followed tip (creating them first, as a release does) and logs one line naming the
+schedule. The rerun is the record every reader sees (``git jobs show``: who asked, when); the
+node honours its own key's rerun, so its earlier runs of those jobs stop counting and the jobs
+run again through the ordinary work loop — same sandbox, logs and retries. Other nodes run
+them too only if this node may request work under their policy.
+
+Times are checked each node interval against the clock (:class:`Scheduler`'s ``clock``, which
+a test replaces): a schedule fires once when one of its times passed since the last check; times
+missed while the node was not running are not caught up. Expressions are parsed by croniter.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pygit2
+
+from ..errors import DefinitionError, JobsError, PolicyError
+from ..policy import DEFINITIONS_FILE, _policy_text, policy_ref
+from ..store import Jobs
+from ..text import safe
+
+MAX_SCHEDULES = 20
+MAX_CRON = 100  # characters of one expression
+MAX_JOBS = 200
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_KEYS = {"cron", "jobs"}
+
+
+class ScheduleError(JobsError):
+    """The policy ref's ``[schedule]`` table does not validate."""
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    name: str
+    cron: str
+    jobs: tuple[str, ...] = ()  # empty: every job of the tip
+
+    def next_after(self, when: float) -> float:
+        """The first time of this schedule strictly after ``when`` (epoch seconds, UTC)."""
+        from croniter import croniter
+
+        start = datetime.fromtimestamp(when, UTC)
+        nxt: datetime = croniter(self.cron, start).get_next(datetime)
+        return nxt.timestamp()
+
+    def wants(self, name: str, base: str) -> bool:
+        return not self.jobs or name in self.jobs or base in self.jobs
+
+
+def _cron(where: str, value: Any) -> str:
+    from croniter import croniter
+
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_CRON:
+        raise ScheduleError(f"{where}.cron: must be a cron expression (at most {MAX_CRON} characters)")
+    text = " ".join(value.split())
+    if len(text.split(" ")) != 5 or not croniter.is_valid(text):
+        raise ScheduleError(
+            f"{where}.cron: {safe(value)!r} is not a five-field cron expression"
+            " (minute hour day-of-month month day-of-week)"
+        )
+    return text
+
+
+def parse_schedules(table: Any, where: str = "[schedule]") -> list[Schedule]:
+    """The schedules of a ``[schedule]`` table (every entry a ``[schedule.NAME]`` table)."""
+    if not isinstance(table, Mapping):
+        raise ScheduleError(f"{where}: must be a table of [schedule.NAME] tables")
+    if len(table) > MAX_SCHEDULES:
+        raise ScheduleError(f"{where}: at most {MAX_SCHEDULES} schedules")
+    out = []
+    for name, entry in table.items():
+        at = f"schedule.{safe(name)}"
+        if not _NAME.match(name):
+            raise ScheduleError(f"{at}: a schedule's name is letters, digits, '.', '_' or '-'")
+        if not isinstance(entry, Mapping):
+            raise ScheduleError(f"{at}: must be a table with cron = \"M H DoM Mon DoW\"")
+        unknown = sorted(set(entry) - _KEYS)
+        if unknown:
+            raise ScheduleError(f"{at}: unknown key(s) {', '.join(map(safe, unknown))} (known: cron, jobs)")
+        jobs = entry.get("jobs", [])
+        if (not isinstance(jobs, list) or len(jobs) > MAX_JOBS
+                or not all(isinstance(j, str) and j for j in jobs)):
+            raise ScheduleError(f"{at}.jobs: must be a list of job names")
+        out.append(Schedule(name, _cron(at, entry.get("cron")), tuple(jobs)))
+    return out
+
+
+def load_schedules(repo: pygit2.Repository) -> tuple[list[Schedule], str | None]:
+    """The policy ref's schedules and where they were read (None: no policy ref)."""
+    try:
+        source = policy_ref(repo)
+    except PolicyError as e:
+        raise ScheduleError(str(e)) from None
+    if source is None:
+        return [], None
+    try:
+        text = _policy_text(repo, source)
+    except PolicyError as e:
+        raise ScheduleError(str(e)) from None
+    where = f"{DEFINITIONS_FILE} at {source.ref}"
+    if text is None:
+        return [], where
+    try:
+        data = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError) as e:
+        raise ScheduleError(f"{where}: {e}") from None
+    if "schedule" not in data:
+        return [], where
+    try:
+        return parse_schedules(data["schedule"]), where
+    except ScheduleError as e:
+        raise ScheduleError(f"{where}: {e}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    """A schedule that was due: the jobs it asked to rerun on a commit (``source``: why the
+    node works on it, e.g. the followed ref)."""
+
+    schedule: Schedule
+    due: float
+    commit: str
+    source: str
+    jobs: tuple[str, ...]
+
+    def line(self) -> str:
+        at = datetime.fromtimestamp(self.due, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        what = ", ".join(self.jobs) if self.jobs else "no job (none matched)"
+        return (f"schedule {self.schedule.name} ({self.schedule.cron}) due {at}: "
+                f"rerun {what} on {self.commit[:12]} ({self.source})")
+
+
+@dataclass(slots=True)
+class Scheduler:
+    """Decides when schedules are due and asks for their reruns; ``clock`` gives epoch seconds."""
+
+    clock: Callable[[], float] = time.time
+    last: float | None = None  # the previous check (None: not yet; the first sets the start)
+    problem: str | None = None  # the last error said, to say each one once
+
+    def due(self, schedules: Iterable[Schedule]) -> list[tuple[Schedule, float]]:
+        """Schedules with a time in (last check, now]; the first call only starts the clock."""
+        now = self.clock()
+        last, self.last = self.last, now
+        if last is None:
+            return []
+        out = []
+        for s in schedules:
+            nxt = s.next_after(last)
+            if nxt <= now:
+                out.append((s, nxt))
+        return out
+
+    def tick(
+        self, store: Jobs, tips: Iterable[tuple[str, str]], out: Callable[[str], None],
+        labels: frozenset[str] | None = None,
+    ) -> list[Fired]:
+        """One check: for every due schedule and every (commit, source) tip, release the
+        commit's jobs and write a signed ``rerun`` of the scheduled ones."""
+        try:
+            schedules, _ = load_schedules(store.repo)
+        except ScheduleError as e:
+            if str(e) != self.problem:
+                self.problem = str(e)
+                out(f"schedules ignored: {e}")
+            self.due(())
+            return []
+        self.problem = None
+        fired = []
+        tips = list(tips)
+        for schedule, when in self.due(schedules):
+            for commit, source in tips:
+                try:
+                    names = _rerun(store, commit, schedule, labels)
+                except DefinitionError as e:
+                    out(f"schedule {schedule.name}: {commit[:12]}: {e}")
+                    continue
+                f = Fired(schedule, when, commit, source, tuple(names))
+                out(f.line())
+                fired.append(f)
+        return fired
+
+
+def _rerun(store: Jobs, commit: str, schedule: Schedule, labels: frozenset[str] | None) -> list[str]:
+    from .definitions import load_definitions
+    from .work import release
+
+    defs = load_definitions(store.repo, commit)
+    if defs is None:
+        return []
+    chosen = {d.name for d in defs if schedule.wants(d.name, d.base or d.name)}
+    names = []
+    for job, _ in release(store, defs, labels):
+        if job.name in chosen:
+            job.rerun()
+            names.append(job.name)
+    return names
+
+
+__all__ = ["Fired", "Schedule", "ScheduleError", "Scheduler", "load_schedules", "parse_schedules"]
