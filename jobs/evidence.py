@@ -68,20 +68,23 @@ class Agreement:
                 "outputs": dict(self.digests)}
 
 
-def agreement(repo: pygit2.Repository, latest: Iterable[tuple[str, Run]]) -> Agreement | None:
-    """Agreement over ``(nid, latest run)`` of counted nodes; None under two outputs."""
+def agreement(repo: pygit2.Repository, latest: Iterable[tuple[str, str, Run]]) -> Agreement | None:
+    """Agreement over ``(nid, run id, latest run)`` of counted nodes; None under two outputs.
+
+    The reference is the largest group of equal outputs; on a tie, the group of the run that
+    started first (uuid7 run ids are in start order), so every reader names the same nodes."""
     outs: dict[str, str] = {}
-    finished: dict[str, float] = {}
-    for nid, run in latest:
+    first: dict[str, str] = {}
+    for nid, run_id, run in latest:
         if run.reason is Reason.SUCCEEDED and run.evidence is not None and run.evidence.outputs:
             outs[nid] = run.evidence.outputs
-            finished[nid] = run.finished_at.timestamp() if run.finished_at else 0.0
+            first[nid] = run_id
     if len(outs) < 2:
         return None
     groups: dict[str, list[str]] = {}
     for nid, digest in outs.items():
         groups.setdefault(digest, []).append(nid)
-    ref = max(groups, key=lambda d: (len(groups[d]), -min(finished[n] for n in groups[d])))
+    ref = min(groups, key=lambda d: (-len(groups[d]), min(first[n] for n in groups[d])))
     differs = sorted(n for n in outs if outs[n] != ref)
     files = {}
     for nid in differs:
@@ -221,8 +224,9 @@ def annotate(store: Any, status: Any, defs: Any) -> None:
     for name in status.names():
         cells = [c for c in status.cells if c.name == name and c.counted and c.run is not None and c.node]
         latest = [(c.node, c.run) for c in cells]
+        with_ids = [(c.node, str(c.run_id), c.run) for c in cells]
         flaky = [c.node for c in cells if c.job is not None and flaky_attempts(c.job.runs_of(c.node))]
-        ev = JobEvidence(agreement(repo, latest), divergence(latest), sorted(flaky))
+        ev = JobEvidence(agreement(repo, with_ids), divergence(latest), sorted(flaky))
         d = defs.get(name) if defs is not None else None
         passes = sum(1 for _, r in latest if r.reason is Reason.SUCCEEDED)
         failed = any(c.failed for c in cells)

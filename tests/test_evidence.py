@@ -1,0 +1,180 @@
+"""Evidence no other CI gives (issue 27), through the installed CLI.
+
+Two trusted nodes (keys of their own) work in one repository, so each node's outputs tree is
+in the object database the reader looks at: agreement is shown file by file. What a pass ran
+under is in its signed finish (`show`); `status` says whether the nodes agree, whether a job is
+divergent (fails on one trusted node only), and reuses a pass of the same tree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cob
+
+from .clirunner import gj, ok
+from .conftest import git, init_repo
+
+
+def new_key(tmp: Path, name: str) -> tuple[str, Path]:
+    signer = cob.Signer.generate()
+    path = tmp / f"{name}.key"
+    signer.save(path)
+    return signer.nid, path
+
+
+def commit_defs(path: Path, text: str, message: str = "definitions") -> str:
+    (path / ".git-jobs.toml").write_text(text)
+    git(path, "add", ".git-jobs.toml")
+    git(path, "commit", "-q", "-m", message)
+    return git(path, "rev-parse", "HEAD").strip()
+
+
+def policy(nodes: dict[str, str], extra: str = "") -> str:
+    table = ", ".join(f'"{nid}" = "{name}"' for nid, name in nodes.items())
+    return f"\n[policy]\nnodes = {{ {table} }}\n{extra}"
+
+
+def two_nodes(tmp: Path, second: str = "bob") -> tuple[Path, tuple[str, Path], tuple[str, Path]]:
+    path = tmp / "repo"
+    init_repo(path)
+    git(path, "config", "jobs.isolation", "none")
+    git(path, "config", "jobs.assignment", "all")  # both nodes run every job
+    return path, new_key(tmp, "alice"), new_key(tmp, second)
+
+
+def by_name(data: Any) -> dict[str, Any]:
+    return {j["name"]: j for j in data["jobs"]}
+
+
+BUILDS = """
+[jobs.det]
+run = "mkdir -p out && echo same > out/a.txt"
+outputs = ["out/"]
+[jobs.stamp]
+run = "mkdir -p out && echo same > out/a.txt && date +%s%N > out/stamp.txt"
+outputs = ["out/"]
+"""
+
+
+def test_two_nodes_agree_on_a_deterministic_output_and_differ_on_a_timestamp(tmp_path: Path) -> None:
+    path, (alice, akey), (bob, bkey) = two_nodes(tmp_path)
+    sha = commit_defs(path, BUILDS + policy({alice: "alice", bob: "bob"}))
+    ok(path, "work", "any", key=akey)
+    ok(path, "work", "any", key=bkey)
+
+    data = gj(path, "status", "--json", key=akey).json
+    jobs = by_name(data)
+    det, stamp = jobs["det"]["evidence"]["reproducible"], jobs["stamp"]["evidence"]["reproducible"]
+    assert (det["reproducible"], det["agree"], det["total"], det["differs"]) == (True, 2, 2, [])
+    assert (stamp["reproducible"], stamp["agree"], stamp["total"]) == (False, 1, 2)
+    assert stamp["differs"] == [bob]  # a tie: alice's run started first, so hers is the reference
+    assert stamp["files"] == {bob: ["out/stamp.txt"]}
+    assert len(set(stamp["outputs"].values())) == 2 and len(set(det["outputs"].values())) == 1
+    # Not required reproducible: a difference is shown, and the gate still passes.
+    assert data["outcome"] == "succeeded"
+    text = gj(path, "status", key=akey)
+    assert text.code == 0, text
+    assert "det: reproducible (2/2 agree)" in text.out
+    assert "stamp: differs: bob (out/stamp.txt)" in text.out
+
+    # What a pass ran under is in the signed finish, and `show` displays it.
+    tree = git(path, "rev-parse", f"{sha}^{{tree}}").strip()
+    defs_blob = git(path, "rev-parse", f"{sha}:.git-jobs.toml").strip()
+    shown = ok(path, "show", jobs["det"]["id"], key=akey).out
+    assert f"tree    {tree}" in shown and f"defs    {defs_blob}" in shown
+    assert f"outputs {det['outputs'][alice]}" in shown and "os=" in shown and "labels=" in shown
+    run = ok(path, "show", jobs["det"]["id"], "--json", key=akey).json["runs"][0]
+    assert run["evidence"]["tree"] == tree and run["evidence"]["defs"] == defs_blob
+    assert run["evidence"]["policy"] == git(path, "rev-parse", "main").strip()
+    # The outputs tree is a real tree here: its file is the job's output.
+    assert git(path, "cat-file", "-p", f"{det['outputs'][alice]}:out/a.txt").strip() == "same"
+
+    # A policy that requires `stamp` reproducible makes the difference a failure of the gate.
+    commit_defs(path, BUILDS + policy({alice: "alice", bob: "bob"}, 'reproducible = ["stamp"]\n'), "strict")
+    strict = gj(path, "status", sha, "--json", key=akey)
+    assert strict.code == 1 and strict.json["outcome"] == "failed"
+    assert by_name(strict.json)["stamp"]["verdict"] == "failed"
+    assert by_name(strict.json)["det"]["verdict"] == "passed"
+    assert strict.json["policy"]["reproducible"] == ["stamp"]
+
+
+def test_a_job_failing_on_one_trusted_node_only_is_divergent_not_flaky(tmp_path: Path) -> None:
+    path, (alice, akey), (carol, ckey) = two_nodes(tmp_path, "carol")
+    commit_defs(path, f'[jobs.unit]\nrun = \'test "$GIT_JOBS_NODE" != "{carol}"\'\n'
+                + policy({alice: "alice", carol: "carol"}))
+    ok(path, "work", "any", key=akey)
+    assert gj(path, "work", "any", key=ckey).code == 1
+    r = gj(path, "status", "--json", key=akey)
+    unit = by_name(r.json)["unit"]
+    assert r.code == 1 and unit["verdict"] == "failed"
+    assert unit["evidence"]["divergent"] == {"fails_on": [carol]}
+    assert unit["evidence"]["flaky"] == []  # flaky is a pass after a retry on the *same* node
+    assert "unit: divergent (fails on carol)" in gj(path, "status", key=akey).out
+
+
+def test_a_policy_reproducible_list_is_strict(tmp_path: Path) -> None:
+    path, (alice, akey), _ = two_nodes(tmp_path)
+    commit_defs(path, BUILDS + policy({alice: "alice"}, 'reproducible = "stamp"\n'))
+    r = gj(path, "status", key=akey)
+    assert r.code != 0 and "reproducible" in r.err
+
+
+REUSE = """
+[jobs.slow]
+run = "echo ran >> {marker}"
+reuse = "tree"
+"""
+
+
+def test_a_pass_on_a_branch_is_reused_for_its_merge_with_the_same_tree(tmp_path: Path) -> None:
+    path, (alice, akey), (bob, bkey) = two_nodes(tmp_path)
+    marker = tmp_path / "ran.txt"
+    commit_defs(path, REUSE.format(marker=marker) + policy({alice: "alice", bob: "bob"}), "base")
+    git(path, "checkout", "-q", "-b", "pr")
+    (path / "feature.txt").write_text("feature\n")
+    git(path, "add", "feature.txt")
+    git(path, "commit", "-q", "-m", "feature")
+    pr = git(path, "rev-parse", "HEAD").strip()
+    ok(path, "work", "any", key=akey)
+    assert marker.read_text() == "ran\n"
+
+    # The merge to main: a new commit (two parents) with the very same tree as pr.
+    git(path, "checkout", "-q", "main")
+    git(path, "merge", "-q", "--no-ff", "-m", "merge pr", "pr")
+    main = git(path, "rev-parse", "HEAD").strip()
+    assert main != pr and git(path, "rev-parse", "main^{tree}") == git(path, "rev-parse", "pr^{tree}")
+    plan = ok(path, "work", "any", "--dry-run", "--json", key=bkey).json
+    assert [(j["name"], j["action"]) for j in plan["jobs"]] == [("slow", "reused")]
+    assert pr[:12] in plan["jobs"][0]["reason"]
+    ok(path, "work", "any", key=bkey)
+    ok(path, "work", "any", key=akey)
+    assert marker.read_text() == "ran\n"  # no node ran it again
+    r = gj(path, "status", "--json", key=bkey)
+    slow = by_name(r.json)["slow"]
+    assert r.code == 0 and r.json["outcome"] == "succeeded" and slow["verdict"] == "passed"
+    assert slow["latest"] == [] and slow["evidence"]["reused"]["commit"] == pr
+    assert slow["evidence"]["reused"]["node"] == alice
+    assert f"passed (reused from {pr[:12]})" in gj(path, "status", key=bkey).out
+
+    # One byte more in the tree: nothing to reuse, so it runs again.
+    (path / "feature.txt").write_text("feature!\n")
+    git(path, "commit", "-q", "-am", "one byte")
+    plan = ok(path, "work", "any", "--dry-run", "--json", key=bkey).json
+    assert [(j["name"], j["action"]) for j in plan["jobs"]] == [("slow", "run")]
+    ok(path, "work", "any", key=bkey)
+    assert marker.read_text() == "ran\nran\n"
+
+
+def test_an_untrusted_pass_is_never_reused(tmp_path: Path) -> None:
+    path, (alice, akey), (mallory, mkey) = two_nodes(tmp_path, "mallory")
+    marker = tmp_path / "ran.txt"
+    commit_defs(path, REUSE.format(marker=marker) + policy({alice: "alice"}), "base")
+    git(path, "checkout", "-q", "-b", "pr")
+    git(path, "commit", "-q", "--allow-empty", "-m", "same tree")
+    ok(path, "work", "any", key=mkey)  # mallory (not trusted) passes the tree on pr
+    git(path, "checkout", "-q", "main")
+    plan = ok(path, "work", "any", "--dry-run", "--json", key=akey).json
+    assert [(j["name"], j["action"]) for j in plan["jobs"]] == [("slow", "run")]
+    assert by_name(gj(path, "status", "--json", key=akey).json)["slow"]["verdict"] == "expected"
