@@ -387,6 +387,17 @@ def _definitions(store: Jobs, commit: str) -> tuple[Definitions | None, list[str
     return cached[0], list(cached[1])
 
 
+def _evidence(store: Jobs, status: GateStatus, defs: Definitions | None) -> None:
+    """What the counted runs say beyond pass or fail; a reused job's placeholder is ``reused``."""
+    from .evidence import annotate
+
+    annotate(store, status, defs)
+    status.cells = [
+        dataclasses.replace(c, state=REUSED) if c.run is None and status.reused(c.name) else c
+        for c in status.cells
+    ]
+
+
 def gate_status(
     store: Jobs,
     rev: str = "HEAD",
@@ -438,13 +449,7 @@ def gate_status(
             _job_cells(name, by_name.get(name), policy, name in required, retry, all_nodes, fresh, gone)
         )
     status.mark_unservable(nobody)
-    from .evidence import annotate  # agreement, divergence, reuse (issue 27)
-
-    annotate(store, status, defs)
-    status.cells = [
-        dataclasses.replace(c, state=REUSED) if c.run is None and status.reused(c.name) else c
-        for c in status.cells
-    ]
+    _evidence(store, status, defs)  # agreement, divergence, reuse (jobs.evidence, issue 27)
     skipped = [n for n in required if any(c.counted and c.state == "skipped" for c in status._cells(n))]
     status.skip_refused = skips_refused(
         store.repo, policy, commit, skipped, lambda n: any(c.failed for c in status._cells(n) if c.counted)
