@@ -91,6 +91,14 @@ def test_two_nodes_agree_on_a_deterministic_output_and_differ_on_a_timestamp(tmp
     # The outputs tree is a real tree here: its file is the job's output.
     assert git(path, "cat-file", "-p", f"{det['outputs'][alice]}:out/a.txt").strip() == "same"
 
+    # The web page says the same (the static report writes the served views).
+    out = tmp_path / "report"
+    ok(path, "report", "--html", str(out), "--branch", "main", "--commits", "1", key=akey)
+    page = (out / f"commit-{sha}.html").read_text()
+    assert "reproducible (2/2 agree)" in page and "differs: " in page and "(out/stamp.txt)" in page
+    run_page = (out / f"run-{jobs['det']['id']}-{run['id']}.html").read_text()
+    assert f"tree <code>{tree}</code>" in run_page and "env " in run_page
+
     # A policy that requires `stamp` reproducible makes the difference a failure of the gate.
     commit_defs(path, BUILDS + policy({alice: "alice", bob: "bob"}, 'reproducible = ["stamp"]\n'), "strict")
     strict = gj(path, "status", sha, "--json", key=akey)
@@ -168,7 +176,7 @@ def test_a_pass_on_a_branch_is_reused_for_its_merge_with_the_same_tree(tmp_path:
 
 
 def test_an_untrusted_pass_is_never_reused(tmp_path: Path) -> None:
-    path, (alice, akey), (mallory, mkey) = two_nodes(tmp_path, "mallory")
+    path, (alice, akey), (_mallory, mkey) = two_nodes(tmp_path, "mallory")
     marker = tmp_path / "ran.txt"
     commit_defs(path, REUSE.format(marker=marker) + policy({alice: "alice"}), "base")
     git(path, "checkout", "-q", "-b", "pr")
