@@ -11,7 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pygit2
+import pytest
+
 import cob
+import jobs
+import jobs.model
+import jobs.ops
 
 from .clirunner import gj, ok
 from .conftest import git, init_repo
@@ -186,3 +192,40 @@ def test_an_untrusted_pass_is_never_reused(tmp_path: Path) -> None:
     plan = ok(path, "work", "any", "--dry-run", "--json", key=akey).json
     assert [(j["name"], j["action"]) for j in plan["jobs"]] == [("slow", "run")]
     assert by_name(gj(path, "status", "--json", key=akey).json)["slow"]["verdict"] == "expected"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("tree", "not-an-oid"),
+        ("outputs", "A" * 40),
+        ("env", {"os": "\x1b[2Jlinux"}),
+        ("env", {"OS": "linux"}),
+        ("env", {f"k{i}": "v" for i in range(17)}),
+        ("env", {"os": "x" * 201}),
+    ],
+)
+def test_a_finish_with_bad_evidence_is_refused_by_the_type(
+    repo: pygit2.Repository, signer: cob.Signer, field: str, value: Any
+) -> None:
+    """Peer data the signer could write: the type rejects it, so no reader ever shows it."""
+    store = jobs.Jobs.open(repo.path, signer=signer)
+    job = store.create(str(repo.head.target), "build")
+    run_id = job.run("https://ci.example/1")
+    with pytest.raises(jobs.JobsError):
+        job.finish(run_id, "succeeded", evidence=jobs.model.Evidence(**{field: value}))
+    bad = jobs.ops.FinishRun(str(run_id), "succeeded", **{field: value})
+    with pytest.raises(jobs.JobsError):
+        job._write([bad])  # what a hostile peer's own writer would sign
+    fresh = jobs.Jobs.open(repo.path).get(job.id)
+    assert fresh is not None and fresh.runs_of(signer.nid)[run_id].is_started
+
+
+def test_a_finish_without_evidence_keeps_its_bytes() -> None:
+    """Old changes keep their bytes: the new fields are omitted when absent."""
+    import msgspec
+
+    plain = jobs.ops.FinishRun("0190a4b2-0000-7000-8000-000000000000", "succeeded", exit=0)
+    assert msgspec.json.encode(plain) == (
+        b'{"type":"finish","run_id":"0190a4b2-0000-7000-8000-000000000000","reason":"succeeded","exit":0}'
+    )
