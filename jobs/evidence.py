@@ -30,7 +30,7 @@ from .model import Evidence, Job, Reason, Run
 from .text import safe
 
 MAX_FILES_SHOWN = 20  # differing files named per node
-MAX_CANDIDATES = 1000  # jobs of one name looked at for reuse
+MAX_PATH_SHOWN = 256  # characters of each (a path in a tree may be much longer)
 DEFINITIONS_FILE = ".git-jobs.toml"
 
 
@@ -105,7 +105,7 @@ def diff_trees(repo: pygit2.Repository, a: str, b: str) -> list[str] | None:
         paths = [d.new_file.path or d.old_file.path for d in diff.deltas]
     except (KeyError, ValueError, pygit2.GitError):
         return None
-    return sorted(paths)[:MAX_FILES_SHOWN]
+    return [p[:MAX_PATH_SHOWN] for p in sorted(paths)[:MAX_FILES_SHOWN]]
 
 
 def divergence(latest: Iterable[tuple[str, Run]]) -> list[str]:
@@ -189,9 +189,7 @@ def find_reuse(
     tree, defs = mine
     best: tuple[float, str, Reuse] | None = None
     signers: set[str] = set()
-    for i, job in enumerate(candidates):
-        if i >= MAX_CANDIDATES:
-            break
+    for job in candidates:
         if job.commit == commit or job.name != name:
             continue
         theirs = tree_and_defs(repo, job.commit)

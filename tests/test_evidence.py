@@ -229,3 +229,26 @@ def test_a_finish_without_evidence_keeps_its_bytes() -> None:
     assert msgspec.json.encode(plain) == (
         b'{"type":"finish","run_id":"0190a4b2-0000-7000-8000-000000000000","reason":"succeeded","exit":0}'
     )
+
+
+def test_flaky_and_divergent_are_told_apart_in_json(repo: pygit2.Repository) -> None:
+    """Flaky: a pass after a failed attempt on the same node. Divergent: fails on one trusted
+    node while another passes. With no policy every node counts (both are trusted here)."""
+    alice, carol = cob.Signer.generate(), cob.Signer.generate()
+    sha = str(repo.head.target)
+    a = jobs.Jobs.open(repo.path, signer=alice).create(sha, "unit")
+    for reason in ("failed", "succeeded"):  # alice: failed, then passed on a retry
+        a.finish(a.run("https://ci.example/a"), reason)
+    c = jobs.Jobs.open(repo.path, signer=carol).get_mut(a.id)
+    assert c is not None
+    c.finish(c.run("https://ci.example/c"), "failed")
+    status = jobs.gate_status(jobs.Jobs.open(repo.path), sha)
+    ev = by_name(status.to_json())["unit"]["evidence"]
+    assert ev["flaky"] == [alice.nid] and ev["divergent"] == {"fails_on": [carol.nid]}
+    assert status.outcome == "failed"
+    # Carol passes on her retry: flaky on both nodes, divergent no more.
+    c.finish(c.run("https://ci.example/c2"), "succeeded")
+    status = jobs.gate_status(jobs.Jobs.open(repo.path), sha)
+    ev = by_name(status.to_json())["unit"]["evidence"]
+    assert ev["flaky"] == sorted([alice.nid, carol.nid]) and ev["divergent"] is None
+    assert status.outcome == "succeeded"

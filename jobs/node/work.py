@@ -573,8 +573,8 @@ class Workshop:
                 return None  # no trust to go by: run it
             trusts = lambda nid: nid == self.nid or policy.trusts(nid)  # noqa: E731
             reuse = find_reuse(self.jobs.find_by_name(d.name), self.jobs.repo, commit, d.name, trusts)
-            if reuse is None:
-                return None
+            if reuse is None or len(reuse.nodes) < policy.quorum:
+                return None  # as the gate counts it: a quorum of trusted signers
             found = f"passed on {reuse.commit[:12]} with the same tree (run {reuse.run_id[:8]}): not run"
             self._reuse[(commit, d.name)] = found
         return found
