@@ -252,3 +252,21 @@ def test_flaky_and_divergent_are_told_apart_in_json(repo: pygit2.Repository) -> 
     ev = by_name(status.to_json())["unit"]["evidence"]
     assert ev["flaky"] == sorted([alice.nid, carol.nid]) and ev["divergent"] is None
     assert status.outcome == "succeeded"
+
+
+def test_outputs_not_here_differ_by_digest_only(repo: pygit2.Repository) -> None:
+    """Another node's outputs tree is not fetched: the difference is told by its id alone."""
+    alice, bob = cob.Signer.generate(), cob.Signer.generate()
+    sha = str(repo.head.target)
+    for signer, digest in ((alice, "1" * 40), (bob, "2" * 40)):
+        store = jobs.Jobs.open(repo.path, signer=signer)
+        job = store.create(sha, "build")
+        job.finish(job.run("https://ci.example/x"), "succeeded", evidence=jobs.model.Evidence(outputs=digest))
+    status = jobs.gate_status(jobs.Jobs.open(repo.path), sha)
+    agree = by_name(status.to_json())["build"]["evidence"]["reproducible"]
+    assert agree["reproducible"] is False and agree["total"] == 2 and agree["files"] == {}
+    assert len(agree["differs"]) == 1
+    from jobs.cli.common import Style
+    from jobs.cli.statusview import evidence_notes
+
+    assert any("(by digest)" in line for line in evidence_notes(status, Style()))
