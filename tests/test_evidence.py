@@ -171,6 +171,9 @@ def test_a_pass_on_a_branch_is_reused_for_its_merge_with_the_same_tree(tmp_path:
     assert slow["latest"] == [] and slow["evidence"]["reused"]["commit"] == pr
     assert slow["evidence"]["reused"]["node"] == alice
     assert f"passed (reused from {pr[:12]})" in gj(path, "status", key=bkey).out
+    out = tmp_path / "report"
+    ok(path, "report", "--html", str(out), "--branch", "main", "--commits", "1", key=bkey)
+    assert f"passed (reused from <code>{pr[:12]}</code>)" in (out / f"commit-{main}.html").read_text()
 
     # One byte more in the tree: nothing to reuse, so it runs again.
     (path / "feature.txt").write_text("feature!\n")
@@ -270,3 +273,12 @@ def test_outputs_not_here_differ_by_digest_only(repo: pygit2.Repository) -> None
     from jobs.cli.statusview import evidence_notes
 
     assert any("(by digest)" in line for line in evidence_notes(status, Style()))
+
+
+def test_reuse_takes_only_tree() -> None:
+    from jobs.node.definitions import parse_definitions
+
+    d = parse_definitions('[jobs.a]\nrun = "x"\nreuse = "tree"\n', "0" * 40)
+    assert d.jobs[0].reuse == "tree"
+    with pytest.raises(jobs.DefinitionError, match='jobs.a.reuse: must be "tree", not \'name\''):
+        parse_definitions('[jobs.a]\nrun = "x"\nreuse = "name"\n', "0" * 40)
