@@ -280,5 +280,6 @@ def test_reuse_takes_only_tree() -> None:
 
     d = parse_definitions('[jobs.a]\nrun = "x"\nreuse = "tree"\n', "0" * 40)
     assert d.jobs[0].reuse == "tree"
-    with pytest.raises(jobs.DefinitionError, match='jobs.a.reuse: must be "tree", not \'name\''):
+    with pytest.raises(jobs.DefinitionError) as e:
         parse_definitions('[jobs.a]\nrun = "x"\nreuse = "name"\n', "0" * 40)
+    assert 'jobs.a.reuse: must be "tree", not \'name\'' in str(e.value)
