@@ -283,3 +283,31 @@ def test_reuse_takes_only_tree() -> None:
     with pytest.raises(jobs.DefinitionError) as e:
         parse_definitions('[jobs.a]\nrun = "x"\nreuse = "name"\n', "0" * 40)
     assert 'jobs.a.reuse: must be "tree", not \'name\'' in str(e.value)
+
+
+def test_the_outputs_tree_keeps_links_as_links(repo: pygit2.Repository, tmp_path: Path) -> None:
+    """Job-made files: a link is recorded as a link (never followed), a FIFO and an empty
+    directory are left out, an executable keeps its bit: the same files give the same id."""
+    import os
+
+    from jobs.node.evidence import outputs_tree
+
+    root = tmp_path / "kept"
+    (root / "dist" / "empty").mkdir(parents=True)
+    (root / "dist" / "app.txt").write_text("app\n")
+    (root / "dist" / "run.sh").write_text("#!/bin/sh\n")
+    (root / "dist" / "run.sh").chmod(0o755)
+    os.symlink("/etc/passwd", root / "dist" / "secret")
+    os.mkfifo(root / "dist" / "pipe")
+    oid = outputs_tree(repo, root)
+    assert oid is not None
+    tree = repo.get(oid)
+    assert isinstance(tree, pygit2.Tree)
+    dist = repo.get(tree["dist"].id)
+    assert isinstance(dist, pygit2.Tree)
+    modes = {e.name: e.filemode for e in dist}
+    assert modes == {"app.txt": pygit2.enums.FileMode.BLOB, "run.sh": pygit2.enums.FileMode.BLOB_EXECUTABLE,
+                     "secret": pygit2.enums.FileMode.LINK}
+    secret = repo.get(dist["secret"].id)
+    assert isinstance(secret, pygit2.Blob) and secret.data == b"/etc/passwd"
+    assert outputs_tree(repo, root) == oid and outputs_tree(repo, tmp_path / "none") is None

@@ -91,5 +91,10 @@ def record(
             defs = str(obj.tree[DEFINITIONS_FILE].id)
         except KeyError:
             defs = None
-    out = outputs_tree(repo, store_dir(repo, commit, job)) if outputs else None
+    out = None
+    if outputs:
+        try:
+            out = outputs_tree(repo, store_dir(repo, commit, job))
+        except (OSError, pygit2.GitError, ValueError):
+            out = None  # an unreadable output (the job's doing): the run is still finished
     return Evidence(defs, _policy_tip(repo), tree, out, environment(labels))
