@@ -459,6 +459,7 @@ def gate_status(
 
 __all__ = [
     "EXPECTED", "FAILING_STATES", "NOT_BUILT", "PASSING_STATES", "PENDING_STATES", "RETRYING", "UNSERVABLE",
+    "REUSED",
     "VERDICTS",
     "GateCell", "GateStatus", "gate_status",
 ]
