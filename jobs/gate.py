@@ -44,6 +44,7 @@ from .errors import DefinitionError
 
 if TYPE_CHECKING:
     from .assign import Assignment
+    from .evidence import JobEvidence, Reuse
     from .node.definitions import Definitions
 from .model import FAILING, Job, Reason, Run, Runs
 from .policy import Policy, skips_refused
@@ -58,6 +59,7 @@ NOT_BUILT = "not_built"  # every ranked trusted node had its takeover period; no
 RETRIED = ATTEMPTS
 PASSING = frozenset({Reason.SUCCEEDED, Reason.SKIPPED})
 UNSERVABLE = "unservable"  # required, and no trusted node can run it (jobs.profile): final
+REUSED = "reused"  # no run here: a trusted pass of the same tree elsewhere counts (jobs.evidence)
 VERDICTS = ("passed", "failed", "pending", EXPECTED, NOT_BUILT, "extra", UNSERVABLE)
 # What a counted cell's state means for the verdict — the one place a new run state goes
 # (e.g. an infrastructure failure): someone will still act on it, it failed for good, it passed.
@@ -129,6 +131,7 @@ class GateStatus:
     skip_refused: frozenset[str] = frozenset()  # required jobs a skip does not pass (policy.py)
     unservable: dict[str, str] = field(default_factory=dict)  # job name → why no trusted node can
     grace: float = 0.0  # the reader's jobs.lostGrace: how long past its last takeover a job waits
+    evidence: dict[str, JobEvidence] = field(default_factory=dict)  # job name → jobs.evidence
 
     def _asked(self, a: Assignment) -> bool:
         """Will the ranked nodes run a job of the group? A requester asked for it, or a trusted
@@ -161,19 +164,35 @@ class GateStatus:
         if name not in self.required:
             return "extra"
         counted = [c for c in self._cells(name) if c.counted and c.run is not None]
-        if any(c.failed for c in counted):
+        if any(c.failed for c in counted) or self.differs(name):
             return "failed"
         if any(c.in_progress and not c.lost for c in counted):
             return "pending"
         skips = name not in self.skip_refused
         if sum(c.passed and (skips or c.state != "skipped") for c in counted) >= self.quorum:
             return "passed"  # a lost run's retry is not waited for once others passed
+        if self.reused(name) is not None:
+            return "passed"  # a trusted signed pass of the same tree and definitions
         if any(c.in_progress for c in counted):
             return "pending"
         a = self.assignment.get(name)
         if a is not None and self._asked(a) and _abandoned(a, self.grace):
             return NOT_BUILT  # nobody will act any more: final
         return UNSERVABLE if name in self.unservable else EXPECTED
+
+    def differs(self, name: str) -> bool:
+        """The policy requires ``name`` reproducible and trusted nodes' outputs differ."""
+        from .evidence import covers
+
+        ev = self.evidence.get(name)
+        return bool(ev and ev.agreement and not ev.agreement.reproducible
+                    and covers(self.policy.reproducible, name))
+
+    def reused(self, name: str) -> Reuse | None:
+        """The reusable pass of ``name`` (enough trusted signers for the quorum), or None."""
+        ev = self.evidence.get(name)
+        r = ev.reused if ev is not None else None
+        return r if r is not None and len(r.nodes) >= self.quorum else None
 
     @property
     def expected(self) -> list[str]:
@@ -216,12 +235,14 @@ class GateStatus:
     def job_state(self, name: str) -> str:
         """One word over the counted latest runs of a job (as :func:`jobs.summary.job_state`)."""
         states = {c.state for c in self._cells(name) if c.counted and c.run is not None}
-        if any(c.failed for c in self._cells(name) if c.counted):
+        if any(c.failed for c in self._cells(name) if c.counted) or self.differs(name):
             return "failed"
         if RUNNING in states or RETRYING in states:
             return RUNNING if RUNNING in states else RETRYING
         if not states and name in self.unservable:
             return UNSERVABLE
+        if not states and self.reused(name) is not None:
+            return REUSED
         if not states:
             if name in self.required:
                 return NOT_BUILT if self.verdict(name) == NOT_BUILT else EXPECTED
@@ -253,6 +274,7 @@ class GateStatus:
                     "verdict": self.verdict(n),
                     "assigned": self.assigned(n),
                     "latest": [c.to_json(self.policy) for c in self._cells(n) if c.run is not None],
+                    "evidence": self.evidence[n].to_json() if n in self.evidence else None,
                 }
                 for n in self.names()
             ],
@@ -365,6 +387,17 @@ def _definitions(store: Jobs, commit: str) -> tuple[Definitions | None, list[str
     return cached[0], list(cached[1])
 
 
+def _evidence(store: Jobs, status: GateStatus, defs: Definitions | None) -> None:
+    """What the counted runs say beyond pass or fail; a reused job's placeholder is ``reused``."""
+    from .evidence import annotate
+
+    annotate(store, status, defs)
+    status.cells = [
+        dataclasses.replace(c, state=REUSED) if c.run is None and status.reused(c.name) else c
+        for c in status.cells
+    ]
+
+
 def gate_status(
     store: Jobs,
     rev: str = "HEAD",
@@ -416,6 +449,7 @@ def gate_status(
             _job_cells(name, by_name.get(name), policy, name in required, retry, all_nodes, fresh, gone)
         )
     status.mark_unservable(nobody)
+    _evidence(store, status, defs)  # agreement, divergence, reuse (jobs.evidence, issue 27)
     skipped = [n for n in required if any(c.counted and c.state == "skipped" for c in status._cells(n))]
     status.skip_refused = skips_refused(
         store.repo, policy, commit, skipped, lambda n: any(c.failed for c in status._cells(n) if c.counted)
@@ -425,6 +459,7 @@ def gate_status(
 
 __all__ = [
     "EXPECTED", "FAILING_STATES", "NOT_BUILT", "PASSING_STATES", "PENDING_STATES", "RETRYING", "UNSERVABLE",
+    "REUSED",
     "VERDICTS",
     "GateCell", "GateStatus", "gate_status",
 ]

@@ -20,7 +20,7 @@ from cob import Change, CobType, EvalContext, Reject
 from cob.refs import is_oid
 
 from .deadline import check_timeout
-from .model import JobState, Reason, RequestState, RunState
+from .model import Evidence, JobState, Reason, RequestState, RunState
 from .ops import FinishRun, Op, Release, Request, Rerun, StartRun
 from .text import safe, unsafe_chars
 
@@ -86,6 +86,39 @@ def check_finish_extras(log_blob: str | None, exit_status: int | None) -> str | 
     return None
 
 
+MAX_ENV = 16  # entries of a finish's ``env``
+MAX_ENV_KEY = 32
+MAX_ENV_VALUE = 200
+_ENV_KEY = re.compile(r"^[a-z][a-z0-9_.-]*$")
+_ENV_VALUE = re.compile(r"^[ -~]*$")  # printable ASCII (spaces allowed)
+
+
+def check_evidence(op: FinishRun) -> str | None:
+    """Why a finish's evidence fields (defs, policy, tree, outputs, env) are invalid, or None.
+
+    Object ids are lowercase hex; ``env`` has at most 16 entries, keys of a-z 0-9 _ . - (at
+    most 32 characters), values of printable ASCII (at most 200): no byte of it can move a
+    terminal or a web page before it is escaped."""
+    for field_name in ("defs", "policy", "tree", "outputs"):
+        value = getattr(op, field_name)
+        if value is not None and not is_oid(value):
+            return f"a finish's {field_name} must be a lowercase hex object id, not {safe(value[:80])!r}"
+    if op.env is not None:
+        if len(op.env) > MAX_ENV:
+            return f"a finish's env has at most {MAX_ENV} entries, not {len(op.env)}"
+        for key, value in op.env.items():
+            if len(key) > MAX_ENV_KEY or not _ENV_KEY.fullmatch(key):
+                return f"a finish's env key must be a-z 0-9 _ . - (at most {MAX_ENV_KEY}): {safe(key[:40])!r}"
+            if len(value) > MAX_ENV_VALUE or not _ENV_VALUE.fullmatch(value):
+                return f"a finish's env value of {key} must be printable ASCII (at most {MAX_ENV_VALUE})"
+    return None
+
+
+def evidence_of(op: FinishRun) -> Evidence | None:
+    ev = Evidence(op.defs, op.policy, op.tree, op.outputs, op.env)
+    return ev if ev else None
+
+
 def check_start(op: StartRun) -> str | None:
     """Why a ``run`` op is invalid (its run id, log URL, optional timeout), or None."""
     problem = check_run_id(op.run_id) or check_log_url(op.log)
@@ -114,7 +147,8 @@ class JobType(CobType[JobState]):
     # 2: the signed ``release`` op; a finish carries its log blob and exit. 3: the ``rerun`` op.
     # 4: a ``release`` may carry ``ask`` (a request to other nodes).
     # 4 also: a run carries the ``timeout`` its node promised.
-    rules: ClassVar[int] = 4
+    # 5: a finish carries what it ran under (defs, policy, tree, outputs, env: issue 27).
+    rules: ClassVar[int] = 5
 
     def initial(self, root: Change) -> JobState:
         if len(root.ops) != 1 or not isinstance(root.ops[0], Request):
@@ -143,6 +177,7 @@ class JobType(CobType[JobState]):
                 started_here.add(op.run_id)
             elif isinstance(op, FinishRun):
                 problem = check_run_id(op.run_id) or check_finish_extras(op.log_blob, op.exit)
+                problem = problem or check_evidence(op)
                 if problem:
                     raise Reject(problem)
                 if op.reason not in _REASONS:
@@ -187,6 +222,7 @@ class JobType(CobType[JobState]):
                 if run.finish_key is None or key < tuple(run.finish_key):
                     run.reason, run.finished_at, run.finish_key = op.reason, change.timestamp, key
                     run.log_blob, run.exit = op.log_blob, op.exit
+                    run.evidence = evidence_of(op)
 
     def summary(self, ops: Sequence[Any]) -> str:
         parts = []

@@ -53,6 +53,24 @@ class Reason(enum.Enum):
 FAILING = frozenset({Reason.FAILED, Reason.ERROR, Reason.TIMED_OUT, Reason.CANCELLED})
 
 
+class Evidence(msgspec.Struct, array_like=True, frozen=True):
+    """What a run ran under, as its signed finish says (FORMAT.md 11; every field optional):
+    the definitions blob, the policy tip, the commit's tree, the outputs tree, the node's env."""
+
+    defs: str | None = None
+    policy: str | None = None
+    tree: str | None = None
+    outputs: str | None = None
+    env: dict[str, str] | None = None
+
+    def __bool__(self) -> bool:
+        return any(v is not None for v in (self.defs, self.policy, self.tree, self.outputs, self.env))
+
+    def to_json(self) -> dict[str, object]:
+        return {"defs": self.defs, "policy": self.policy, "tree": self.tree,
+                "outputs": self.outputs, "env": dict(self.env) if self.env is not None else None}
+
+
 class RunState(msgspec.Struct, array_like=True):
     """One run in the fold. ``*_key`` = (commit time, change oid) of the winning op."""
 
@@ -66,6 +84,7 @@ class RunState(msgspec.Struct, array_like=True):
     log_blob: str | None = None  # of the winning finish (FORMAT.md 11.4)
     exit: int | None = None
     timeout: int | None = None  # of the winning start: the deadline its node promised
+    evidence: Evidence | None = None  # of the winning finish: what it ran under (issue 27)
 
 
 class RequestState(msgspec.Struct, array_like=True):
@@ -112,6 +131,7 @@ class Run:
     timeout: int | None = None  # the deadline the start promised (seconds), if it says
     lost: bool = False
     lost_at: float | None = None
+    evidence: Evidence | None = None  # what it ran under, as the signed finish says
 
     @classmethod
     def from_state(cls, s: RunState, judge: Judge | None = None, key: str = "") -> Run:
@@ -124,7 +144,7 @@ class Run:
             lost = judge.now() >= lost_at
         return cls(
             status, reason, s.log, started, _utc(s.finished_at), s.log_blob, s.exit, s.timeout,
-            lost, lost_at,
+            lost, lost_at, s.evidence,
         )
 
     @property

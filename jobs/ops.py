@@ -71,12 +71,23 @@ class FinishRun(
     verifies the log against this signed op; ``exit``: the command's exit status (0..255,
     128+N when killed by signal N). Both are optional and omitted when absent, so a finish
     without them has the same bytes (and a job the same change ids) as before they existed.
+
+    What the run ran under (issue 27; all optional, omitted when absent, so old finishes keep
+    their bytes): ``defs``, the blob id of the ``.git-jobs.toml`` it ran; ``policy``, the tip
+    of the policy ref the node read; ``tree``, the commit's tree id; ``outputs``, the Git tree
+    id of the job's kept output files; ``env``, a short bounded description of the node (os,
+    arch, its labels). Readers derive reproducibility and reuse from them (jobs.evidence).
     """
 
     run_id: str
     reason: str
     log_blob: str | None = None
     exit: int | None = None
+    defs: str | None = None
+    policy: str | None = None
+    tree: str | None = None
+    outputs: str | None = None
+    env: dict[str, str] | None = None
 
 
 Op = Request | Release | Rerun | StartRun | FinishRun

@@ -47,7 +47,7 @@ MAX_NODE_NAME = 64  # characters of a node's human name
 MAX_ERRORS = 50  # errors listed for one policy; the rest are counted
 DEFAULT_TAKEOVER = 600.0  # seconds: a dead node delays its share of the work this long
 MIN_TAKEOVER = 1.0  # ledger times are whole seconds: a shorter delay would be noise
-_KEYS = ("nodes", "required", "quorum", "requesters", "takeover")
+_KEYS = ("nodes", "required", "quorum", "requesters", "takeover", "reproducible")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +85,8 @@ class Policy:
     source: PolicySource | None = None
     everyone: bool = False
     takeover: float = DEFAULT_TAKEOVER
+    # Jobs whose trusted nodes' outputs must agree (jobs.evidence): a difference fails the gate.
+    reproducible: tuple[str, ...] = ()
 
     @classmethod
     def none(cls) -> Policy:
@@ -97,7 +99,7 @@ class Policy:
             return self
         return Policy(
             self.nodes, self.required, self.quorum, self.explicit_requesters, dict(local),
-            self.source, everyone=False, takeover=self.takeover,
+            self.source, everyone=False, takeover=self.takeover, reproducible=self.reproducible,
         )
 
     @property
@@ -139,6 +141,7 @@ class Policy:
             "quorum": self.quorum,
             "requesters": list(self.requesters),
             "takeover": self.takeover,
+            "reproducible": list(self.reproducible),
         }
 
 
@@ -224,6 +227,22 @@ def _required(errors: _Errors, value: Any) -> tuple[str, ...] | None:
     return tuple(value) if ok else None
 
 
+def _reproducible(errors: _Errors, value: Any) -> tuple[str, ...]:
+    """``reproducible``: job names (a matrix definition's name covers its jobs)."""
+    if not isinstance(value, list) or len(value) > MAX_REQUIRED:
+        errors.add("reproducible", f"must be a list of at most {MAX_REQUIRED} job names")
+        return ()
+    for i, name in enumerate(value):
+        problem = check_name(name) if isinstance(name, str) else "a job name must be a string"
+        if problem:
+            errors.add(f"reproducible[{i}]", safe(problem))
+            return ()
+    if len(set(value)) != len(value):
+        errors.add("reproducible", "names a job more than once")
+        return ()
+    return tuple(value)
+
+
 def _quorum(errors: _Errors, value: Any, nodes: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_NODES:
         errors.add("quorum", f"must be an integer from 1 to {MAX_NODES}, not {safe(repr(value))[:40]}")
@@ -271,8 +290,10 @@ def parse_policy(table: Any, where: str, source: PolicySource | None = None) -> 
     quorum = _quorum(errors, table.get("quorum", 1), len(nodes))
     requesters = _requesters(errors, table["requesters"]) if "requesters" in table else None
     takeover = _takeover(errors, table["takeover"]) if "takeover" in table else DEFAULT_TAKEOVER
+    reproducible = _reproducible(errors, table["reproducible"]) if "reproducible" in table else ()
     errors.raise_if_any()
-    return Policy(nodes, required, quorum, requesters, {}, source, takeover=takeover)
+    return Policy(nodes, required, quorum, requesters, {}, source, takeover=takeover,
+                  reproducible=reproducible)
 
 
 # -- finding the policy ref ----------------------------------------------------------------------

@@ -24,8 +24,8 @@ from .errors import (
     UnknownJobError,
     UnknownRunError,
 )
-from .jobtype import JOB_TYPE, check_finish_extras, check_log_url, check_name, check_run_id
-from .model import Job, JobState, Reason
+from .jobtype import JOB_TYPE, check_evidence, check_finish_extras, check_log_url, check_name, check_run_id
+from .model import Evidence, Job, JobState, Reason
 from .ops import FinishRun, Release, Request, Rerun, StartRun
 
 if TYPE_CHECKING:
@@ -198,6 +198,11 @@ class Jobs:
         jobs = list(self._get_many(self.store.lookup(JOB_TYPE, "commit", sha)))
         return sorted(jobs, key=lambda j: (j.name, j.id))
 
+    def find_by_name(self, name: str) -> list[Job]:
+        """Every job named ``name``, whatever its commit (one index lookup, then a fold of
+        each: what reuse by tree scans, :mod:`jobs.evidence`)."""
+        return sorted(self._get_many(self.store.lookup(JOB_TYPE, "name", name)), key=lambda j: j.id)
+
     def all(self) -> Iterator[Job]:
         yield from self._get_many(self.store.list(JOB_TYPE))
 
@@ -361,9 +366,11 @@ class JobMut(Job):
         *,
         log_blob: str | None = None,
         exit_status: int | None = None,
+        evidence: Evidence | None = None,
     ) -> None:
         """Finish one of this node's runs; ``log_blob`` names its published log
-        (:func:`jobs.logs.publish`), ``exit_status`` the command's exit status."""
+        (:func:`jobs.logs.publish`), ``exit_status`` the command's exit status, ``evidence``
+        what it ran under (signed with the finish: FORMAT.md 11)."""
         signer = self._jobs._signer()
         why = Reason.parse(reason)
         try:
@@ -385,5 +392,9 @@ class JobMut(Job):
                 raise AlreadyFinishedError(f"run {key} already finished: {run.reason}")
 
         # Checked inside update(), on the state it has just brought up to date with the refs.
-        op = FinishRun(key, why.value, log_blob, exit_status)
+        ev = evidence or Evidence()
+        op = FinishRun(key, why.value, log_blob, exit_status, ev.defs, ev.policy, ev.tree, ev.outputs, ev.env)
+        problem = check_evidence(op)
+        if problem:
+            raise InvalidInputError(problem)
         self._write([op], precondition=unfinished)

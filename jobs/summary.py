@@ -70,6 +70,7 @@ def run_json(nid: str, run_id: uuid.UUID, run: Run) -> dict[str, Any]:
         "finished_at": iso(run.finished_at),
         "timeout": run.timeout,
         "lost_at": iso(datetime.fromtimestamp(run.lost_at, UTC)) if run.lost_at is not None else None,
+        "evidence": run.evidence.to_json() if run.evidence else None,
     }
 
 

@@ -9,21 +9,42 @@ A fresh key each time: the NID and signatures change, the job id never does.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+import pygit2
 import uuid6
 
 import cob
 import jobs
 from jobs import logs
 from jobs.jobtype import JOB_TYPE
+from jobs.model import Evidence
 from jobs.ops import Release, Request
 
 COMMIT = "5012552ee0a40e8a9b26d3e5b8c70219092edfcd"
 LOG = b"$ make test\nall 12 tests passed\n"
+DEFS = b'[jobs.ci]\nrun = "make test"\noutputs = ["dist/"]\n'
+ENV = {"arch": "x86_64", "labels": "linux,x86_64", "os": "linux"}
+
+
+def evidence(repo: pygit2.Repository) -> Evidence:
+    """What the run ran under: the commit's tree (its definitions file and a Makefile), the
+    definitions blob, the policy tip (here the commit itself), and the outputs tree
+    (``dist/app.txt``), each written into the repository so that it can be shown."""
+    defs = repo.create_blob(DEFS)
+    top = repo.TreeBuilder()
+    top.insert(".git-jobs.toml", defs, pygit2.enums.FileMode.BLOB)
+    make = repo.create_blob(b"test:\n\t@echo all 12 tests passed\n")
+    top.insert("Makefile", make, pygit2.enums.FileMode.BLOB)
+    dist = repo.TreeBuilder()
+    dist.insert("app.txt", repo.create_blob(b"app 1.0\n"), pygit2.enums.FileMode.BLOB)
+    outputs = repo.TreeBuilder()
+    outputs.insert("dist", dist.write(), pygit2.enums.FileMode.TREE)
+    return Evidence(str(defs), COMMIT, str(top.write()), str(outputs.write()), ENV)
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -67,7 +88,7 @@ def main() -> int:
         run_id = uuid6.uuid7()
         job.run(f"git-jobs://{signer.nid}/{run_id}", run_id=run_id)
         blob = logs.publish(store.repo, signer, run_id, LOG)
-        job.finish(run_id, "succeeded", log_blob=blob, exit_status=0)
+        job.finish(run_id, "succeeded", log_blob=blob, exit_status=0, evidence=evidence(store.repo))
         sys.stdout.write(render(repo_dir, signer, ev.object_id, str(run_id), blob or ""))
     return 0
 
@@ -83,6 +104,7 @@ def render(repo: Path, signer: cob.Signer, job_id: str, run_id: str, blob: str) 
     finish, start, release = (line.split()[0] for line in chain[:3])
     index_chain = git(repo, "log", "--first-parent", "--format=%H %P", index)
     short = {o: o[:8] for o in (finish, start, release, bucket_ref, index)}
+    outputs = json.loads(git(repo, "cat-file", "-p", f"{finish}:ops"))[0]["outputs"]
     key_line = signer.allowed_signers_line.split(" ", 2)[2]
     out = [
         "## 12. Worked example\n",
@@ -93,7 +115,10 @@ def render(repo: Path, signer: cob.Signer, job_id: str, run_id: str, blob: str) 
         "— what `Jobs.create` writes — then, as a node does for one run,",
         "`.run(\"git-jobs://<NID>/<run id>\", run_id=…)`, `jobs.logs.publish(repo, signer, run_id, log)`",
         "with the log `$ make test\\nall 12 tests passed\\n`, and",
-        "`.finish(run_id, \"succeeded\", log_blob=…, exit_status=0)`:\n",
+        "`.finish(run_id, \"succeeded\", log_blob=…, exit_status=0, evidence=…)` — what the run ran",
+        "under: the commit's tree, its definitions blob, the policy tip the node read (here the",
+        "commit itself), the outputs tree and the node's environment (section 11.1; the tree, the",
+        "blob and the outputs tree were written into this repository so that they can be shown):\n",
         "```",
         f"NID    {nid}",
         f"key    {key_line}",
@@ -128,9 +153,11 @@ def render(repo: Path, signer: cob.Signer, job_id: str, run_id: str, blob: str) 
         "The run start, on top of it:\n",
         "```",
         cat(repo, start) + cat(repo, f"{start}:ops", f"{short[start]}:ops") + "\n```\n",
-        "The finish, on top of that, naming the log's blob and the exit status:\n",
+        "The finish, on top of that, naming the log's blob, the exit status and what the run ran",
+        "under; then the outputs tree it names (two nodes' outputs compare by this one id):\n",
         "```",
-        cat(repo, finish) + cat(repo, f"{finish}:ops", f"{short[finish]}:ops") + "\n```\n",
+        cat(repo, finish) + cat(repo, f"{finish}:ops", f"{short[finish]}:ops") + "\n"
+        + f"$ git ls-tree -r {outputs[:8]}\n" + git(repo, "ls-tree", "-r", outputs) + "```\n",
         "The log bucket (section 11.4): one signed commit per published log, the log under the run id's",
         "last two hex digits:\n",
         "```",
@@ -148,7 +175,8 @@ def render(repo: Path, signer: cob.Signer, job_id: str, run_id: str, blob: str) 
         "```\n",
         f"The folded state: node `{nid[:8]}…` requested the job (first and latest `release` at the",
         f"release's commit time), and has one run, `{run_id[:8]}-…`, finished `succeeded` with exit",
-        f"status 0 and log blob `{blob[:8]}…`, log URL `git-jobs://{nid[:8]}…/{run_id[:8]}-…`.",
+        f"status 0 and log blob `{blob[:8]}…`, log URL `git-jobs://{nid[:8]}…/{run_id[:8]}-…`,",
+        f"and its finish's evidence (tree, definitions blob, policy tip, outputs `{outputs[:8]}…`, env).",
         f"`git jobs logs {run_id[:8]}` prints the blob after checking that its bytes hash to `{blob[:8]}…`.",
     ]
     return "\n".join(out) + "\n"

@@ -20,7 +20,7 @@ from tests.clirunner import GIT_JOBS, env_with, gj, ok
 from tests.conftest import commits_of, git, head
 
 RUN_KEYS = {"node", "id", "status", "reason", "state", "log", "log_blob", "exit", "started_at", "finished_at",
-            "timeout", "lost_at"}
+            "timeout", "lost_at", "evidence"}
 STATUS_RUN_KEYS = RUN_KEYS | {"counted", "node_name"}  # status also says whether a run counts
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
@@ -162,7 +162,8 @@ def test_status_exit_codes_follow_gh_pr_checks(repo: pygit2.Repository, keys: li
     # expected (pending).
     assert code == 8 and data["outcome"] == "pending" and data["counts"] == {"expected": 1}
     assert data["jobs"] == [{"id": build, "name": "build", "state": "expected", "required": True,
-                             "verdict": "expected", "assigned": None, "latest": []}]
+                             "verdict": "expected", "assigned": None, "latest": [],
+                             "evidence": None}]
     assert data["expected"] == ["build"]
 
     run_a = build_job.run("https://ci.example/a/1")

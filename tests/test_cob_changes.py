@@ -441,12 +441,12 @@ def test_format_example_verifies_and_rederives(repo: pygit2.Repository) -> None:
     from jobs.ops import Request
 
     doc = (PROJECT / "docs" / "FORMAT.md").read_text()
-    nid = "z6MkuhvikqArN7kATPP9Abt4ikJJLkCW2MpHFxfU8sE4eCdr"
+    nid = "z6MkuVTdbAFGJY66PmaSqfgRhFgrB8NXmboH9yr1BVPJzh8u"
     job_id = "9fa9f1c0f6a7ab20dcf67b921fbac896272ebb7a"
     # the job root, the release, the run start, the finish, and the log bucket commit (11.4)
-    for oid in (job_id, "75424abab463c5b1c934386f085a9af07f3db112",
-                "c4ab87c5a260338d18719178a04493e675182bb4", "21e2efa4912bbbd7313015a38b07d6e35d3a4a53",
-                "22bb5c0e28f49631347c9aac70accdb3c6076c96"):
+    for oid in (job_id, "f2547742065377b8e12399f65f9b3d848c35fed3",
+                "104341ee8ffb88794ae3c9e73088562ad5b104bd", "cb375bcb04a6e90fd025ec4af3ad811b1178a5cf",
+                "2ff08343b417e221485b65efb5eada781322244d"):
         raw = _documented_commit(doc, oid)
         assert commit_oid(raw) == oid  # the pasted bytes are exactly the object
         if oid == job_id:

@@ -80,6 +80,7 @@ _CODES = {
 # Colour of each run/job state.
 STATE_COLOUR = {
     "succeeded": "green",
+    "reused": "green",
     "failed": "red",
     "error": "red",
     "timed_out": "red",
@@ -115,11 +116,11 @@ class Style:
     def symbol(self, state: str) -> str:
         if self.unicode:
             table = {"succeeded": "✓", "running": "•", "queued": "○", "skipped": "-",
-                     "expected": "○", "retrying": "↻"}
+                     "expected": "○", "retrying": "↻", "reused": "✓"}
             sym = table.get(state, "✗")
         else:
             table = {"succeeded": "ok", "running": "..", "queued": "..", "skipped": "--",
-                     "expected": "..", "retrying": ".."}
+                     "expected": "..", "retrying": "..", "reused": "ok"}
             sym = table.get(state, "XX")
         return self.state(state, sym)
 

@@ -20,6 +20,7 @@ from pygit2.enums import SortMode
 import cob
 
 from ..errors import PolicyError
+from ..evidence import evidence_lines
 from ..gate import GateStatus
 from ..model import Job
 from ..names import resolve_node
@@ -215,6 +216,8 @@ def _show(args: argparse.Namespace) -> int:
             )
             print(f"  {style.symbol(state)} {run_id}  {style.state(state)}  {when}")
             print(f"      {safe(run.log)}")
+            for line in evidence_lines(run.evidence):
+                print(f"      {line}")
     if job.rejected:
         print()
         print(style(f"rejected {len(job.rejected)} change(s):", "red"))

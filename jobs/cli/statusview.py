@@ -70,6 +70,9 @@ def _rows(
         log = _assigned(status, c.name, style, me, labels) if c.run is None else safe(c.run.log)
         if c.run is None and c.name in status.unservable:  # already escaped (jobs.profile)
             log = status.unservable[c.name]
+        reused = status.reused(c.name) if c.run is None else None
+        if reused is not None:
+            log = f"passed (reused from {short(reused.commit)})"
         rows.append((c.state, safe(c.name), node_label(status, c.node, style, me, labels), took, log))
     rows.sort(key=lambda r: (r[1], r[2]))  # by job name, then node: stable across refreshes
     return rows
@@ -124,8 +127,35 @@ def render_status(
             if rows and caption:
                 lines.append(style(caption, "dim"))
             lines.extend(_table(rows, style, widths))
+    lines.extend(evidence_notes(status, style, me, labels))
     lines.append(_summary(status, style))
     return lines
+
+
+def evidence_notes(
+    status: GateStatus, style: Style, me: str | None = None, labels: Mapping[str, str] | None = None
+) -> list[str]:
+    """One line per job the evidence says something about (jobs.evidence): whether trusted
+    nodes' outputs agree, whether it fails on some trusted nodes only."""
+    out = []
+    for name, ev in sorted(status.evidence.items()):
+        parts = []
+        a = ev.agreement
+        if a is not None and a.reproducible:
+            parts.append(style(f"reproducible ({a.agree}/{a.total} agree)", "green"))
+        elif a is not None:
+            who = []
+            for nid in a.differs:
+                files = a.files.get(nid)
+                shown = f" ({', '.join(safe(f) for f in files)})" if files else " (by digest)"
+                who.append(node_label(status, nid, style, me, labels) + shown)
+            parts.append(style("differs: " + ", ".join(who), "red"))
+        if ev.divergent:
+            nodes = ", ".join(node_label(status, n, style, me, labels) for n in ev.divergent)
+            parts.append(style(f"divergent (fails on {nodes})", "yellow"))
+        if parts:
+            out.append(f"  {safe(name)}: " + "; ".join(parts))
+    return out
 
 
 def _summary(status: GateStatus, style: Style) -> str:

@@ -64,7 +64,8 @@ MAX_RETRY = 100
 _TOP_KEYS = {"jobs", "trigger", "log", "policy", "schedule"}
 MAX_ERRORS = 50  # problems listed for one file; the rest are counted
 _JOB_KEYS = {"run", "needs", "timeout", "retry", "idempotent", "matrix", "resources", "if", "runs_on"}
-_JOB_KEYS |= {"outputs"}
+_JOB_KEYS |= {"outputs", "reuse"}
+REUSE = ("tree",)  # `reuse = "tree"`: a trusted pass on another commit with the same tree counts
 MAX_RESOURCES = 8  # named resources one job holds
 # What a need must have ended as for its user to run (the list form of `needs` means succeeded).
 NEED_STATES = ("succeeded", "failed", "any")
@@ -102,6 +103,7 @@ class JobDef:
     when: Node | None = None  # `if`, parsed
     runs_on: tuple[str, ...] = ()  # labels a node must have to serve it (labels.py)
     outputs: tuple[str, ...] = ()  # paths handed to the jobs that need it here (outputs.py)
+    reuse: str | None = None  # "tree": a trusted pass of the same tree counts (jobs.evidence)
 
     def need_state(self, need: str) -> str:
         """What ``need`` must end as for this job to run (``succeeded`` unless stated)."""
@@ -227,6 +229,10 @@ def _job(ctx: _Ctx, name: str, value: Any) -> list[JobDef]:
     outputs: tuple[str, ...] = ()
     with ctx.check():
         outputs = _outputs(ctx, f"{key}.outputs", table.get("outputs", []))
+    reuse = table.get("reuse")
+    if reuse is not None and reuse not in REUSE:
+        shown = safe(reuse[:40]) if isinstance(reuse, str) else type(reuse).__name__
+        ctx.errors.extend(ctx.error(f"{key}.reuse", f'must be "tree", not {shown!r}').errors)
     condition, when = None, None
     with ctx.check():
         condition, when = _condition(ctx, f"{key}.if", table.get("if"), needs)
@@ -240,7 +246,7 @@ def _job(ctx: _Ctx, name: str, value: Any) -> list[JobDef]:
         raise DefinitionError("invalid job", [])  # already recorded: the job is left out
     one = JobDef(name, str(run), tuple(needs), timeout, retry, idempotent, tuple(states), name)
     one = dataclasses.replace(one, resources=resources, condition=condition, when=when, runs_on=runs_on)
-    one = dataclasses.replace(one, outputs=outputs)
+    one = dataclasses.replace(one, outputs=outputs, reuse=reuse)
     return [_instance(ctx, key, one, combo) for combo in combos] if "matrix" in table else [one]
 
 

@@ -24,7 +24,7 @@ from .work import PlanItem, assess
 # A plan action as a person reads a commit's progress on a node.
 PROGRESS = {
     "run": "queued", "skip": "queued", "blocked": "queued", "wait": "retrying", "running": "running",
-    "done": "succeeded", "exhausted": "failed", "held": "held", "skipped": "skipped",
+    "done": "succeeded", "exhausted": "failed", "held": "held", "skipped": "skipped", "reused": "reused",
 }
 
 

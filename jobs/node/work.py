@@ -49,6 +49,7 @@ from .checkout import CheckoutError, make_checkout, remove_tree
 from .conditions import Facts, changed_paths, evaluate, reached_by
 from .definitions import Definitions, JobDef, load_definitions
 from .durations import format_duration
+from .evidence import record as record_evidence
 from .isolation import Isolation, IsolationError, Scratch, load_isolation
 from .journal import Entry, Journal, WorkLock, kill_orphan, remove_checkout
 from .labels import node_labels
@@ -74,6 +75,7 @@ class Action(StrEnum):
     HELD = "held"  # interrupted and not idempotent: rerun only when asked
     SKIPPED = "skipped"  # already recorded skipped
     ELSEWHERE = "elsewhere"  # another node's: not this node's labels, or assigned elsewhere
+    REUSED = "reused"  # reuse = "tree": a trusted pass of the same tree counts; not run here
 
 
 WORK = (Action.RUN, Action.SKIP, Action.WAIT)  # the actions that are work; the rest are settled or wait
@@ -159,7 +161,7 @@ class WorkReport:
     @property
     def ok(self) -> bool:
         """Every job this node may serve and is assigned has succeeded here (``elsewhere``: not its)."""
-        return all(p.action in ("done", ELSEWHERE) for p in self.plan)
+        return all(p.action in ("done", ELSEWHERE, Action.REUSED) for p in self.plan)
 
 
 def _latest_id(runs: Runs) -> uuid.UUID | None:
@@ -211,7 +213,7 @@ def condition_holds(d: JobDef, out: dict[str, PlanItem], facts: Facts) -> bool:
 
     def outcome(name: str) -> str:
         items = [out[n] for n in d.needs if n == name or n.startswith(name + " (")]
-        if items and all(p.action == "done" for p in items):
+        if items and all(p.action in ("done", "reused") for p in items):
             return "succeeded"
         return "failed" if any(p.action in ("exhausted", "held") for p in items) else ""
 
@@ -233,10 +235,10 @@ def elsewhere(d: JobDef, out: dict[str, PlanItem], labels: frozenset[str] | None
 def need_met(state: str, action: str) -> bool:
     """Whether a need whose plan is ``action`` has ended as ``state`` asks (see NEED_STATES)."""
     if state == "succeeded":
-        return action == "done"
+        return action in ("done", "reused")
     if state == "failed":
         return action in ("exhausted", "held")
-    return action == "done" or action in SETTLED_BAD  # any: settled, whatever the outcome
+    return action in ("done", "reused") or action in SETTLED_BAD  # any: settled, whatever the outcome
 
 
 def need_satisfiable(state: str, action: str) -> bool:
@@ -259,6 +261,7 @@ class _Context:
     rerun_held: bool
     facts: Facts
     labels: frozenset[str] | None
+    reusable: Callable[[JobDef], str | None] | None = None  # why it is reused, or None
 
 
 @dataclass(slots=True)
@@ -291,6 +294,15 @@ def _settled_here(d: JobDef, seen: _Seen, ctx: _Context, out: dict[str, PlanItem
         return Action.RUNNING, "a run of this node is in progress"
     away = elsewhere(d, out, ctx.labels)
     return (Action.ELSEWHERE, away) if away else None
+
+
+def _reused(d: JobDef, seen: _Seen, ctx: _Context, out: dict[str, PlanItem]) -> Verdict:
+    """``reuse = "tree"`` and nothing run here: a trusted signed pass of the same tree and
+    definitions on another commit counts for this one (jobs.evidence), so it is not run."""
+    if d.reuse is None or ctx.reusable is None or seen.latest is not None:
+        return None
+    why = ctx.reusable(d)
+    return (Action.REUSED, why) if why else None
 
 
 def _exhausted(d: JobDef, seen: _Seen, ctx: _Context, out: dict[str, PlanItem]) -> Verdict:
@@ -337,7 +349,7 @@ def _condition_false(d: JobDef, seen: _Seen, ctx: _Context, out: dict[str, PlanI
 
 
 # In order: the first rule with a verdict settles the job; none means it runs (or waits).
-_RULES = (_settled_here, _exhausted, _held, _needs_failed, _blocked, _condition_false)
+_RULES = (_settled_here, _reused, _exhausted, _held, _needs_failed, _blocked, _condition_false)
 
 
 def _to_run(item: PlanItem, d: JobDef, seen: _Seen, ctx: _Context) -> None:
@@ -371,6 +383,7 @@ def assess(
     rerun_held: bool = False,
     facts: Facts | None = None,
     labels: frozenset[str] | None = None,
+    reusable: Callable[[JobDef], str | None] | None = None,
 ) -> dict[str, PlanItem]:
     """The plan for every job of ``defs`` from this node's ``runs`` of each (by job name).
 
@@ -378,7 +391,8 @@ def assess(
     retry delays are measured on one clock; otherwise the ledger's finish time is used.
     ``uncounted``: run ids that do not use up a retry (runs ended by crash recovery).
     """
-    ctx = _Context(runs, now, finished or {}, uncounted or set(), rerun_held, facts or Facts(), labels)
+    ctx = _Context(runs, now, finished or {}, uncounted or set(), rerun_held, facts or Facts(), labels,
+                   reusable)
     out: dict[str, PlanItem] = {}
     for d in defs:
         seen = _seen(runs.get(d.name, Runs()), ctx.skip_ids)
@@ -477,6 +491,7 @@ class Workshop:
         self._sources: dict[str, str] = {}  # commit -> how it was reached (for `if` conditions)
         self._facts: dict[str, Facts] = {}
         self._announced: tuple[object, ...] | None = None  # what announce() last published
+        self._reuse: dict[tuple[str, str], str] = {}  # (commit, job) → why it is reused
         from .share import Sharing  # it filters this module's plans
 
         self.sharing = Sharing(jobs, self.nid, assignment)
@@ -544,8 +559,31 @@ class Workshop:
         crashed = self.journal.recovered()
         facts = self.facts(defs)
         now = self.clock()
-        plan = assess(defs, runs, now, finished, ids, crashed, self.rerun_held, facts, self.labels)
+        plan = assess(defs, runs, now, finished, ids, crashed, self.rerun_held, facts, self.labels,
+                      lambda d: self.reusable(defs.commit, d))
         return self.sharing(defs, list(plan.values()), now)  # jobs assigned elsewhere left alone
+
+    def reusable(self, commit: str, d: JobDef) -> str | None:
+        """Why ``d`` (``reuse = "tree"``) need not run at ``commit``: a pass by this node or a
+        node its policy trusts on another commit with the same tree and definitions (a found
+        one is kept for the process: a signed pass never changes), or None."""
+        found = self._reuse.get((commit, d.name))
+        if found is None:
+            from ..errors import PolicyError
+            from ..evidence import find_reuse
+            from ..policy import load_policy
+
+            try:
+                policy = load_policy(self.jobs.repo)
+            except PolicyError:
+                return None  # no trust to go by: run it
+            trusts = lambda nid: nid == self.nid or policy.trusts(nid)  # noqa: E731
+            reuse = find_reuse(self.jobs.find_by_name(d.name), self.jobs.repo, commit, d.name, trusts)
+            if reuse is None or len(reuse.nodes) < policy.quorum:
+                return None  # as the gate counts it: a quorum of trusted signers
+            found = f"passed on {reuse.commit[:12]} with the same tree (run {reuse.run_id[:8]}): not run"
+            self._reuse[(commit, d.name)] = found
+        return found
 
     def announce(self) -> bool:
         """Publish this node's labels and resource capacities in its signed profile
@@ -770,7 +808,9 @@ class Workshop:
         s.log.write(f"git-jobs: {reason.value} after {took}{': ' + detail if detail else ''}\n".encode())
         s.log.close()
         blob = self._publish(s.run_id, s.path, s.settings)
-        s.job.finish(s.run_id, reason, log_blob=blob, exit_status=s.log.exit_status)
+        kept = reason is Reason.SUCCEEDED and bool(s.d.outputs)
+        evidence = record_evidence(self.jobs.repo, s.defs.commit, s.d.name, self.labels, kept)
+        s.job.finish(s.run_id, reason, log_blob=blob, exit_status=s.log.exit_status, evidence=evidence)
         self.journal.remove(s.run_id)
         self._finished[(s.defs.commit, s.d.name)] = self.clock()
         return Outcome(s.d.name, s.defs.commit, s.job.id, str(s.run_id), reason, s.url, detail)

@@ -179,6 +179,7 @@ def _matrix(data: dict[str, Any], *, counted: bool = True) -> str:
         )
         queued = "" if nodes else "<td></td>"
         mark = _required(j, why.get(j["name"])) if counted else ""
+        mark += _evidence(j, me, names) if counted else ""
         rows.append(f"<tr><th>{esc(j['name'])} {state(j['state'])}{mark}</th>{cells}{queued}</tr>")
     title = "" if counted else "<h2>Runs not counted (nodes the policy does not trust)</h2>"
     cls = "matrix" if counted else "matrix uncounted"
@@ -186,6 +187,40 @@ def _matrix(data: dict[str, Any], *, counted: bool = True) -> str:
         f'{title}<table class="{cls}"><thead><tr><th>job \\ node</th>{head or "<th>no runs yet</th>"}'
         f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
+
+
+def _evidence(j: dict[str, Any], me: str | None, names: dict[str, str]) -> str:
+    """What trusted nodes' signed finishes say beyond pass or fail (jobs.evidence)."""
+    ev = j.get("evidence") or {}
+    notes = []
+    agree = ev.get("reproducible")
+    if agree and agree["reproducible"]:
+        notes.append(f"reproducible ({agree['agree']}/{agree['total']} agree)")
+    elif agree:
+        who = []
+        for nid in agree["differs"]:
+            files = agree["files"].get(nid)
+            shown = esc(", ".join(files)) if files else "by digest"
+            who.append(f"{node_label(nid, me, names)} ({shown})")
+        notes.append("differs: " + ", ".join(who))
+    if ev.get("divergent"):
+        fails = ", ".join(node_label(n, me, names) for n in ev["divergent"]["fails_on"])
+        notes.append(f"divergent (fails on {fails})")
+    if ev.get("reused") and not j["latest"]:
+        notes.append(f"passed (reused from <code>{esc(ev['reused']['commit'][:12])}</code>)")
+    # node_label escapes; every other part is escaped here
+    return "".join(f'<div class="small">{n}</div>' for n in notes)
+
+
+def _ran_under(r: dict[str, Any]) -> str:
+    """The evidence fields of a run's signed finish, escaped."""
+    ev = r.get("evidence")
+    if not ev:
+        return ""
+    items = [f"{k} <code>{esc(ev[k])}</code>" for k in ("tree", "defs", "policy", "outputs") if ev.get(k)]
+    if ev.get("env"):
+        items.append("env " + esc(", ".join(f"{k}={v}" for k, v in sorted(ev["env"].items()))))
+    return f'<p class="small">ran under: {" · ".join(items)}</p>'
 
 
 def _rejected(data: dict[str, Any]) -> str:
@@ -291,7 +326,7 @@ def run(data: dict[str, Any], *, start: int | None = None, paged: bool = True) -
         f" · run <code>{esc(r['id'])}</code>"
         f"{counted}</p>"
         f"<p class=\"small\">started {when(r.get('started_at'))} · finished {when(r.get('finished_at'))}"
-        f" · {esc(duration(r))} · log {external(r.get('log'))}</p>"
+        f" · {esc(duration(r))} · log {external(r.get('log'))}</p>{_ran_under(r)}"
         f"<h2>Attempts on this node</h2><ul>{attempts}</ul><h2>Log</h2>{shown}"
     )
     return f"{job['name']} {r['state']}", body
