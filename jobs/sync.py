@@ -66,6 +66,14 @@ class SyncReport:
     own: str | None = None  # this node's NID when it pushed (None: fetch only)
     # Objects two copies of this node both changed, joined by a merge change (Store.merge_own).
     merged: list[str] = field(default_factory=list)
+    # Refs not downloaded (cob.sync.FetchResult): refused before at the same values, listed
+    # but never taken (other nodes' old-layout refs, pruned or future log buckets), and new log
+    # buckets of one node beyond the per-fetch bound (taken by later syncs).
+    remembered: int = 0
+    ignored: int = 0
+    deferred: int = 0
+    # Why the fetch failed, when it did: the push still ran (our own results always go out).
+    fetch_error: str | None = None
 
     @property
     def unpublished(self) -> list[Refusal]:
@@ -111,6 +119,10 @@ class SyncReport:
             "published": str(self.publication),
             "unpublished": [r.to_json() for r in self.unpublished],
             "merged": list(self.merged),
+            "remembered": self.remembered,
+            "ignored": self.ignored,
+            "deferred": self.deferred,
+            "fetch_error": self.fetch_error,
         }
 
     def summary(self) -> str:
@@ -128,6 +140,13 @@ class SyncReport:
             )
         if self.merged:
             line += f"; jobs written on two copies of this node merged {len(self.merged)}"
+        if self.remembered or self.deferred:
+            line += (
+                f"; refused before, not fetched again {self.remembered}"
+                + (f"; new log buckets deferred {self.deferred}" if self.deferred else "")
+            )
+        if self.ignored:
+            line += f"; refs never taken, ignored {self.ignored}"
         return line
 
     def unpublished_line(self) -> str | None:
@@ -192,7 +211,15 @@ def sync(
         report.own = own
     try:
         if fetch:
-            remote_refs = _fetch(jobs, remote, report, own, trusted_only, limits, timeout, idle)
+            try:
+                remote_refs = _fetch(jobs, remote, report, own, trusted_only, limits, timeout, idle)
+            except cob.TransportError as e:
+                if not (push and own is not None):
+                    raise
+                # Our own push still happens: a hub that cannot serve its refs in time (a flood
+                # of junk) may delay what we take from others, never stop our own results.
+                report.fetch_error = str(e)
+                fetch = False
         if push and own is not None:
             for round_ in range(PUSH_ROUNDS):
                 jobs.store.migrate(again=True)  # our per-object refs of the layout before the index
@@ -213,6 +240,8 @@ def sync(
                 remote_refs = _fetch(jobs, remote, report, own, trusted_only, limits, timeout, idle)
     except cob.TransportError as e:
         raise SyncError(str(e), report) from None
+    if report.fetch_error is not None:
+        raise SyncError(report.fetch_error, report)
     return report
 
 
@@ -256,7 +285,7 @@ def _fetch(
     before = jobs.store.snapshot(JOB_TYPE)
     namespaces = _scope(jobs, trusted_only)
     report.scope = "all" if namespaces is None else "trusted"
-    got = cob_sync.fetch(
+    got = cob_sync.fetch(  # strangers' namespaces are held to smaller bounds (Limits.untrusted_*)
         jobs.repo,
         remote,
         own_nid=own,
@@ -266,7 +295,9 @@ def _fetch(
         idle=idle,
         families=(logs.family_for(jobs.repo),),
         namespaces=namespaces,
+        trusted=_trusted(jobs),
     )
+    report.remembered, report.ignored, report.deferred = got.remembered, got.ignored, got.deferred
     fetched, logs_fetched = _split(got.updated)
     report.fetched.extend(fetched)
     report.logs_fetched.extend(logs_fetched)
@@ -357,6 +388,16 @@ def _scope(jobs: Jobs, trusted_only: bool | None) -> set[str] | None:
     if not trusted_only:
         return None
     policy = load_policy(jobs.repo)
+    return None if policy.everyone else set(policy.trusted)
+
+
+def _trusted(jobs: Jobs) -> set[str] | None:
+    """The NIDs whose data verdicts read (the policy's nodes and local trust); None when there
+    is no policy (everyone counts) or it cannot be read (a refusal is reported elsewhere)."""
+    try:
+        policy = load_policy(jobs.repo)
+    except (JobsError, PolicyError):
+        return None
     return None if policy.everyone else set(policy.trusted)
 
 
