@@ -220,6 +220,23 @@ def ls_remote(
 ) -> dict[str, str]:
     """{ref: oid} of the remote's cob refs (of ``typenames``, or of every type), and of
     ``families`` (every leaf, pruned ones too: push deletes our own)."""
+    return _listing(repo, remote, typenames, timeout, idle, families, None)[0]
+
+
+def _listing(
+    repo: pygit2.Repository,
+    remote: str,
+    typenames: Collection[str] | None,
+    timeout: float | None,
+    idle: float | None,
+    families: tuple[RefFamily, ...],
+    legacy_of: str | None,
+) -> tuple[dict[str, str], int]:
+    """:func:`ls_remote`, and how many listed refs were ignored. ``legacy_of``: keep per-object
+    refs (the layout before the index) of that namespace only — the only ones a sync uses (our
+    own, for push to delete) — so a hub's 200,000 old-layout refs cost a line each, not a
+    parse, a dict entry and a check each. (Git's ``ls-remote`` sends no protocol v2
+    ``ref-prefix`` for a pattern, so the remote still sends every name under the prefix.)"""
     _check_remote(remote)
     res = run_git(
         _gitdir(repo), ["ls-remote", "--refs", remote, NAMESPACES + "*"], timeout=timeout, idle=idle
@@ -227,8 +244,13 @@ def ls_remote(
     if res.returncode != 0:
         raise TransportError(f"cannot list {describe(remote)}: {first_error(res.stderr)}")
     out: dict[str, str] = {}
+    ignored = 0
+    own_legacy = None if legacy_of is None else f"{NAMESPACES}{legacy_of}/refs/cobs/"
     for line in res.stdout.splitlines():
         oid, _, name = line.partition("\t")
+        if own_legacy is not None and "/refs/cobs/" in name and not name.startswith(own_legacy):
+            ignored += 1  # another node's per-object ref: never fetched
+            continue
         parsed = parse_ref(name)
         if is_oid(oid) and parse_index_ref(name) is not None:
             out[name] = oid
@@ -237,11 +259,13 @@ def ls_remote(
             out[name] = oid
             continue
         if parsed is None or not is_oid(oid):
+            ignored += 1
             continue
         if typenames is not None and parsed[1] not in typenames:
+            ignored += 1
             continue
         out[name] = oid
-    return out
+    return out, ignored
 
 
 def _check_remote(remote: str) -> None:
@@ -520,22 +544,22 @@ def fetch(
     trust = None if trusted is None else {*trusted, *([own_nid] if own_nid else [])}
     with _Quarantine(repo, timeout, idle, own_nid, trust) as q:
         for attempt in range(3):
-            listed = ls_remote(repo, remote, typenames, timeout=timeout, idle=idle, families=families)
+            listed, ignored = _listing(repo, remote, typenames, timeout, idle, families, own_nid or "")
             followed = _followed(listed, namespaces, own_nid, families)
-            result = FetchResult(remote_refs=listed, skipped=len(listed) - len(followed))
+            result = FetchResult(remote_refs=listed, skipped=len(listed) - len(followed), ignored=ignored)
             candidates = _screen(repo, result, followed, own_nid, limits, families, memory, trust)
             wanted = {
                 name: oid
                 for name, oid in candidates.items()
                 if _local_target(repo, name) != oid and not _has_commit(repo, oid)
             }
-            if not wanted or q.fetch(remote, wanted, retry=attempt < 2):
+            if not wanted or _download(q, remote, wanted, result, retry=attempt < 2):
                 break
         passed = q.check(wanted, result, families, limits)
         q.migrate(passed)
     for name in sorted(candidates):
-        if name in q.staged and name not in passed:
-            continue  # refused in quarantine, reported there
+        if (name in q.staged and name not in passed) or name in q.unsendable:
+            continue  # refused in quarantine or by _download, reported there
         nid = _owner(name, families)[0]
         _apply(repo, name, passed.get(name, candidates[name]), own_nid, result, families, limits, q.checked,
                trust is None or nid in trust)
@@ -559,6 +583,33 @@ def _owner_or_none(name: str, families: tuple[RefFamily, ...]) -> str | None:
     if parse_ref(name) is None and parse_index_ref(name) is None and family_of(name, families) is None:
         return name[len(NAMESPACES):].split("/", 1)[0] if name.startswith(NAMESPACES) else None
     return _owner(name, families)[0]
+
+
+_NOT_OUR_REF = re.compile(r"not our ref ([0-9a-f]{40})")
+MAX_UNSENDABLE_ROUNDS = 16
+
+
+def _download(
+    q: _Quarantine, remote: str, wanted: dict[str, str], result: FetchResult, *, retry: bool
+) -> bool:
+    """:meth:`_Quarantine.fetch`; a ref the remote lists but cannot send (it points at an
+    object the hub does not have: one broken ref would fail every peer's whole fetch) is
+    refused — and remembered — and the others are fetched without it."""
+    for _ in range(MAX_UNSENDABLE_ROUNDS):
+        try:
+            return q.fetch(remote, wanted, retry=retry)
+        except TransportError as e:
+            bad = set(_NOT_OUR_REF.findall(str(e)))
+            names = [n for n, o in wanted.items() if o in bad]
+            if not names:
+                raise
+            for name in names:
+                why = "the remote lists it but cannot send its object (a broken ref on the remote)"
+                result.refused.append(Refusal(name, why, FETCH, RefusalKind.BAD_TIP, None, wanted.pop(name)))
+                q.unsendable.add(name)
+            if not wanted:
+                return True
+    raise TransportError(f"cannot fetch from {describe(remote)}: too many refs it cannot send")
 
 
 def _drop_superseded(repo: pygit2.Repository, result: FetchResult) -> None:
@@ -753,6 +804,7 @@ class _Quarantine:
         self.staged: dict[str, str] = {}
         self._staging: dict[str, str] = {}  # remote ref -> its staging ref in the quarantine
         self.checked: dict[str, tuple[str | None, str]] = {}  # ref -> (old, new) that passed
+        self.unsendable: set[str] = set()  # refs the remote listed but could not send
         self._scratch: pygit2.Repository | None = None
 
     def __enter__(self) -> _Quarantine:

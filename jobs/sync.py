@@ -238,8 +238,8 @@ def sync(
                 # Our index moved on the remote since our fetch (another copy of this node, or
                 # another process of it, pushed meanwhile): fetch and merge again, then push.
                 remote_refs = _fetch(jobs, remote, report, own, trusted_only, limits, timeout, idle)
-    except cob.TransportError as e:
-        raise SyncError(str(e), report) from None
+    except cob.TransportError as e:  # the fetch's failure, when both failed, is said first
+        raise SyncError(report.fetch_error or str(e), report) from None
     if report.fetch_error is not None:
         raise SyncError(report.fetch_error, report)
     return report
