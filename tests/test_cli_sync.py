@@ -15,7 +15,7 @@ from tests.gitdaemon import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORT_KEYS = {"version", "remote", "fetched", "pushed", "refused", "changed", "rejected", "logs",
-               "published", "unpublished", "merged",
+               "published", "unpublished", "merged", "remembered", "ignored", "deferred", "fetch_error",
                "fetch", "skipped"}
 
 

@@ -331,3 +331,27 @@ def test_a_release_dated_1970_does_not_make_every_node_take_over(
     # A clock far ahead cannot hold takeover off either.
     judge = Judge()
     assert judge.released("k", now + 10**9, now) == now + MAX_SKEW
+
+
+def test_the_request_scan_reads_only_the_jobs_its_requesters_name(
+    arena: Arena, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stranger's index naming 300 jobs costs a node's request scan nothing: the scan loads
+    only the jobs the requesters' (and this node's) own indexes name."""
+    from jobs.node.requests import requested_commits
+
+    stranger = cob.Signer.generate()
+    arena.mallory_push(stranger_index(arena, stranger, entries=300), cob.index_ref(stranger.nid))
+    report = arena.bob.sync(arena.url)
+    assert cob.index_ref(stranger.nid) in {u.ref for u in report.fetched}
+    loaded: list[str] = []
+    get_many = arena.bob._get_many
+
+    def spy(ids: list[str]) -> Iterator[jobs.Job]:
+        loaded.extend(ids)
+        return get_many(ids)
+
+    monkeypatch.setattr(arena.bob, "_get_many", spy)
+    asked = requested_commits(arena.bob, {arena.nid("alice")})
+    assert loaded == [arena.job_id]
+    assert asked == []  # Alice's plain release is not a request (SECURITY.md 7)
