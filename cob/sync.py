@@ -349,7 +349,7 @@ def index_problem(
     if chain is None and old is not None:
         chain = merged_chain(repo, new, old, longest)  # old on a merged side chain (FORMAT.md 7)
     if chain is None:
-        if not trusted and first_parents(repo, new, old, MAX_CHAIN) is not None:
+        if not trusted and _longer_than(repo, new, longest):
             return RefusalKind.TOO_LARGE, (
                 f"the index of an untrusted node has more than {longest} new commits"
             )
@@ -376,6 +376,20 @@ def index_problem(
         )
     bad = malformed(repo, old_tree, new_tree)
     return None if bad is None else (RefusalKind.BAD_TIP, bad)
+
+
+def _longer_than(repo: pygit2.Repository, tip: str, limit: int) -> bool:
+    """Whether ``tip``'s first-parent chain has more than ``limit`` commits (walks at most
+    ``limit + 1``, keeping none)."""
+    try:
+        commit = repo[tip]
+        for _ in range(limit + 1):
+            if not isinstance(commit, pygit2.Commit) or not commit.parent_ids:
+                return False
+            commit = repo[commit.parent_ids[0]]
+    except (KeyError, ValueError, pygit2.GitError, *MALFORMED_ERRORS):
+        return False
+    return True
 
 
 def _moved_back(
@@ -698,7 +712,7 @@ def _screen(
         if memory is not None and memory.knows(name, oid, _memory_key(local, nid, trust)):
             result.remembered += 1
             continue
-        if found is not None and local is None and nid != own_nid:
+        if found is not None and local is None:  # our own too: junk under our name is junk
             family_new[nid] = family_new.get(nid, 0) + 1
             if family_new[nid] > limits.new_family_refs:
                 result.deferred += 1
