@@ -393,11 +393,12 @@ def _scope(jobs: Jobs, trusted_only: bool | None) -> set[str] | None:
 
 def _trusted(jobs: Jobs) -> set[str] | None:
     """The NIDs whose data verdicts read (the policy's nodes and local trust); None when there
-    is no policy (everyone counts) or it cannot be read (a refusal is reported elsewhere)."""
+    is no policy (everyone counts). A policy that cannot be read trusts nobody here (fail
+    closed: every namespace gets the smaller bounds until it is readable again)."""
     try:
         policy = load_policy(jobs.repo)
     except (JobsError, PolicyError):
-        return None
+        return set()
     return None if policy.everyone else set(policy.trusted)
 
 
