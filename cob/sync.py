@@ -546,10 +546,8 @@ def fetch(
     in ``remote_refs`` so that a push can delete our own. ``namespaces``: take only the refs of
     these NIDs (and our own); the others are neither downloaded nor applied, only counted in
     ``skipped`` (a follow policy, as Radicle's scopes). ``trusted``: the NIDs whose data the
-    caller's verdicts read (None: every one); other namespaces are held to the smaller bounds of
-    :class:`Limits` (``untrusted_entries``, ``untrusted_chain``). A refusal of the data itself
-    is remembered (:mod:`cob.refused`): the same ref at the same values is not downloaded or
-    checked again, only counted in ``remembered``.
+    caller's verdicts read (None: all); the others get :class:`Limits`' smaller bounds. A
+    refusal of the data itself is remembered (:mod:`cob.refused`), not fetched again.
     """
     limits = limits or Limits()
     result = FetchResult()
@@ -574,16 +572,23 @@ def fetch(
     for name in sorted(candidates):
         if (name in q.staged and name not in passed) or name in q.unsendable:
             continue  # refused in quarantine or by _download, reported there
-        nid = _owner(name, families)[0]
+        trusted_here = trust is None or _owner(name, families)[0] in trust
         _apply(repo, name, passed.get(name, candidates[name]), own_nid, result, families, limits, q.checked,
-               trust is None or nid in trust)
+               trusted_here)
     _drop_superseded(repo, result)
+    _remember(memory, result, families, trust)
+    return result
+
+
+def _remember(
+    memory: RefusedMemory, result: FetchResult, families: tuple[RefFamily, ...], trust: set[str] | None
+) -> None:
+    """Record the fetch's refusals of the data itself (:data:`REMEMBERED_KINDS`)."""
     for refusal in result.refused:
         if refusal.side == FETCH and refusal.kind in REMEMBERED_KINDS and refusal.remote is not None:
             owner = _owner_or_none(refusal.ref, families)
             memory.add(refusal.ref, refusal.remote, _memory_key(refusal.local, owner, trust))
     memory.save()
-    return result
 
 
 def _memory_key(local: str | None, nid: str | None, trust: set[str] | None) -> str | None:
@@ -697,26 +702,10 @@ def _screen(
     new: dict[str, list[str]] = {}
     family_new: dict[str, int] = {}
     for name, oid in sorted(listed.items(), key=_newest_first):
-        legacy = parse_ref(name)
-        found = family_of(name, families) if families else None
-        if _pruned(name, families) or (legacy is not None and legacy[0] != own_nid) or (
-            found is not None and found[0].is_future(found[2])
-        ):
-            # listed for push's deletions (pruned logs), never fetched; per-object refs of the
-            # layout before the index only from our own namespace, for our store to migrate
-            # (a node reinstalled from a hub that still has them); leaves not valid yet
-            result.ignored += 1
+        local = _local_target(repo, name)
+        if _set_aside(result, name, oid, local, own_nid, limits, families, memory, trust, family_new):
             continue
         nid = _owner(name, families)[0]
-        local = _local_target(repo, name)
-        if memory is not None and memory.knows(name, oid, _memory_key(local, nid, trust)):
-            result.remembered += 1
-            continue
-        if found is not None and local is None:  # our own too: junk under our name is junk
-            family_new[nid] = family_new.get(nid, 0) + 1
-            if family_new[nid] > limits.new_family_refs:
-                result.deferred += 1
-                continue
         problem = _known_bad(repo, name, nid, oid)
         if not is_nid(nid):
             result.refused.append(
@@ -724,7 +713,7 @@ def _screen(
             )
         elif problem is not None:
             result.refused.append(Refusal(name, problem[1], FETCH, problem[0], None, oid))
-        elif _local_target(repo, name) is not None:
+        elif local is not None:
             out[name] = oid  # a ref we have: never held back
         elif nid in known or nid == own_nid:
             if budget > 0:
@@ -736,6 +725,41 @@ def _screen(
             new.setdefault(nid, []).append(name)
     _take_new_namespaces(new, result, out, budget, limits)
     return out
+
+
+def _set_aside(
+    result: FetchResult,
+    name: str,
+    oid: str,
+    local: str | None,
+    own_nid: str | None,
+    limits: Limits,
+    families: tuple[RefFamily, ...],
+    memory: RefusedMemory | None,
+    trust: set[str] | None,
+    family_new: dict[str, int],
+) -> bool:
+    """Whether :func:`_screen` leaves a listed ref alone, counted in ``result``: ``ignored``
+    (pruned leaves, listed for push's deletions; per-object refs of the layout before the index
+    but our own, which our store migrates; leaves not valid yet), ``remembered`` (refused before
+    at the same values), ``deferred`` (a namespace's new family refs beyond the bound)."""
+    legacy = parse_ref(name)
+    found = family_of(name, families) if families else None
+    if _pruned(name, families) or (legacy is not None and legacy[0] != own_nid) or (
+        found is not None and found[0].is_future(found[2])
+    ):
+        result.ignored += 1
+        return True
+    nid = _owner(name, families)[0]
+    if memory is not None and memory.knows(name, oid, _memory_key(local, nid, trust)):
+        result.remembered += 1
+        return True
+    if found is not None and local is None:  # our own too: junk under our name is junk
+        family_new[nid] = family_new.get(nid, 0) + 1
+        if family_new[nid] > limits.new_family_refs:
+            result.deferred += 1
+            return True
+    return False
 
 
 def _newest_first(item: tuple[str, str]) -> tuple[str, int, str]:

@@ -211,15 +211,8 @@ def sync(
         report.own = own
     try:
         if fetch:
-            try:
-                remote_refs = _fetch(jobs, remote, report, own, trusted_only, limits, timeout, idle)
-            except cob.TransportError as e:
-                if not (push and own is not None):
-                    raise
-                # Our own push still happens: a hub that cannot serve its refs in time (a flood
-                # of junk) may delay what we take from others, never stop our own results.
-                report.fetch_error = str(e)
-                fetch = False
+            remote_refs = _first_fetch(jobs, remote, report, own, trusted_only, limits, timeout, idle)
+            fetch = report.fetch_error is None
         if push and own is not None:
             for round_ in range(PUSH_ROUNDS):
                 jobs.store.migrate(again=True)  # our per-object refs of the layout before the index
@@ -243,6 +236,28 @@ def sync(
     if report.fetch_error is not None:
         raise SyncError(report.fetch_error, report)
     return report
+
+
+def _first_fetch(
+    jobs: Jobs,
+    remote: str,
+    report: SyncReport,
+    own: str | None,
+    trusted_only: bool | None,
+    limits: cob_sync.Limits | None,
+    timeout: float | None,
+    idle: float | None,
+) -> dict[str, str] | None:
+    """:func:`_fetch`; when it fails and this node has something to push, the failure is
+    noted in ``report.fetch_error`` (raised after the push) and None returned: a hub that
+    cannot serve its refs in time may delay what we take from others, never our own results."""
+    try:
+        return _fetch(jobs, remote, report, own, trusted_only, limits, timeout, idle)
+    except cob.TransportError as e:
+        if report.own is None:  # nothing of ours to push (--no-push, or no key)
+            raise
+        report.fetch_error = str(e)
+        return None
 
 
 def _settle_busy(
