@@ -15,7 +15,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import pygit2
 
@@ -27,11 +28,18 @@ _KIND = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 @dataclass(frozen=True, slots=True)
 class RefFamily:
     """``kind``: the directory under ``refs/``; ``leaf``: the valid leaf names (a full match);
-    ``pruned_before``: leaves sorting before it are pruned (not fetched, deleted on push)."""
+    ``pruned_before``: leaves sorting before it are pruned (not fetched, deleted on push);
+    ``not_after``: leaves sorting after it cannot be valid yet (e.g. a month to come) and are
+    not fetched; ``tip_problem``: the shape a tip must have (why not, or None), so that a commit
+    of another family — an index, a change — signed by the same key is not taken as one."""
 
     kind: str
     leaf: re.Pattern[str]
     pruned_before: str | None = None
+    not_after: str | None = None
+    tip_problem: Callable[[pygit2.Repository, str, str], str | None] | None = field(
+        default=None, compare=False
+    )
 
     def __post_init__(self) -> None:
         if not _KIND.match(self.kind) or self.kind in ("cobs", "sigrefs"):
@@ -56,6 +64,9 @@ class RefFamily:
 
     def is_pruned(self, leaf: str) -> bool:
         return self.pruned_before is not None and leaf < self.pruned_before
+
+    def is_future(self, leaf: str) -> bool:
+        return self.not_after is not None and leaf > self.not_after
 
 
 def family_of(name: str, families: tuple[RefFamily, ...]) -> tuple[RefFamily, str, str] | None:

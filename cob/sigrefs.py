@@ -429,6 +429,43 @@ def first_parents(
     return out if isinstance(commit, pygit2.Commit) else None
 
 
+def merged_chain(
+    repo: pygit2.Repository, tip: str, old: str, limit: int
+) -> list[pygit2.Commit] | None:
+    """The index commits ``tip`` reaches and ``old`` does not (newest first), when ``old`` is
+    an index commit ``tip`` reaches by *any* parent — a side chain the node merged into its
+    index (FORMAT.md 7): a reader that took that side chain takes the merged index as a
+    fast-forward. None when ``old`` is not reached, or beyond ``limit`` commits walked."""
+    try:
+        if not is_index_commit(repo, old) or not repo.descendant_of(pygit2.Oid(hex=tip), pygit2.Oid(hex=old)):
+            return None
+        walker = repo.walk(pygit2.Oid(hex=tip), pygit2.enums.SortMode.TOPOLOGICAL)
+        walker.hide(pygit2.Oid(hex=old))
+        out: list[pygit2.Commit] = []
+        for walked, commit in enumerate(walker):
+            if walked >= limit:
+                return None
+            if commit.raw_message == MESSAGE.encode():
+                out.append(commit)
+    except (KeyError, ValueError, pygit2.GitError, *MALFORMED_ERRORS):
+        return None
+    return out
+
+
+def count_entries(repo: pygit2.Repository, tree: pygit2.Tree | None, stop: int) -> int:
+    """How many entries index ``tree`` holds, counted from its fan-out trees' sizes (no leaf
+    is parsed); stops counting once past ``stop``."""
+    total = 0
+    for typename in typenames(tree):
+        top = _subtree(repo, tree, typename)
+        for xx in _dirs(top) if top is not None else {}:
+            fan = _subtree(repo, top, xx) if _FANOUT.match(xx) else None
+            total += len(fan) if fan is not None else 0
+            if total > stop:
+                return total
+    return total
+
+
 def unreached(
     repo: pygit2.Repository, chain: list[pygit2.Commit], changed: Mapping[Key, str | None]
 ) -> list[Key]:

@@ -53,15 +53,18 @@ from .family import RefFamily, family_of, family_refs
 from .gitrun import DEFAULT_IDLE, DEFAULT_TIMEOUT, deadline, describe, first_error, git_env, run_git
 from .identity import is_nid
 from .refs import NAMESPACES, RefReader, common_dir, compare_and_swap, is_ancestor, is_oid, parse_ref
+from .refused import RefusedMemory
 from .sigrefs import (
     MAX_CHAIN,
     PUBLISHED,
+    count_entries,
     diff_all,
     first_parents,
     index_ref,
     is_index_commit,
     lookup,
     malformed,
+    merged_chain,
     parse_index_ref,
     tree_of,
     unreached,
@@ -130,6 +133,15 @@ class RefusalKind(StrEnum):
     BUSY = "busy"
     NON_FAST_FORWARD = "non-fast-forward"
     REJECTED = "rejected"
+    TOO_LARGE = "too-large"
+
+
+# Verdicts on the data itself: unchanged while neither the remote's ref nor ours moves, so
+# remembered (cob.refused) and not downloaded or checked again.
+REMEMBERED_KINDS = frozenset(
+    {RefusalKind.BAD_TIP, RefusalKind.NOT_A_COMMIT, RefusalKind.BAD_NAMESPACE, RefusalKind.DIVERGED,
+     RefusalKind.TOO_LARGE}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +190,12 @@ class FetchResult:
     # ours (two copies of one key published into one bucket): {ref: remote tip}, objects kept
     # so that the caller can merge them (jobs.logs.merge_own).
     own_families: dict[str, str] = field(default_factory=dict)
+    # Refs refused before with the same values (cob.refused): skipped unread, only counted.
+    remembered: int = 0
+    # Refs listed that no fetch takes (other nodes' per-object refs, pruned or future leaves).
+    ignored: int = 0
+    # New family refs of a namespace beyond Limits.new_family_refs: taken by later fetches.
+    deferred: int = 0
 
 
 @dataclass(slots=True)
@@ -203,6 +221,23 @@ def ls_remote(
 ) -> dict[str, str]:
     """{ref: oid} of the remote's cob refs (of ``typenames``, or of every type), and of
     ``families`` (every leaf, pruned ones too: push deletes our own)."""
+    return _listing(repo, remote, typenames, timeout, idle, families, None)[0]
+
+
+def _listing(
+    repo: pygit2.Repository,
+    remote: str,
+    typenames: Collection[str] | None,
+    timeout: float | None,
+    idle: float | None,
+    families: tuple[RefFamily, ...],
+    legacy_of: str | None,
+) -> tuple[dict[str, str], int]:
+    """:func:`ls_remote`, and how many listed refs were ignored. ``legacy_of``: keep per-object
+    refs (the layout before the index) of that namespace only — the only ones a sync uses (our
+    own, for push to delete) — so a hub's 200,000 old-layout refs cost a line each, not a
+    parse, a dict entry and a check each. (Git's ``ls-remote`` sends no protocol v2
+    ``ref-prefix`` for a pattern, so the remote still sends every name under the prefix.)"""
     _check_remote(remote)
     res = run_git(
         _gitdir(repo), ["ls-remote", "--refs", remote, NAMESPACES + "*"], timeout=timeout, idle=idle
@@ -210,8 +245,13 @@ def ls_remote(
     if res.returncode != 0:
         raise TransportError(f"cannot list {describe(remote)}: {first_error(res.stderr)}")
     out: dict[str, str] = {}
+    ignored = 0
+    own_legacy = None if legacy_of is None else f"{NAMESPACES}{legacy_of}/refs/cobs/"
     for line in res.stdout.splitlines():
         oid, _, name = line.partition("\t")
+        if own_legacy is not None and "/refs/cobs/" in name and not name.startswith(own_legacy):
+            ignored += 1  # another node's per-object ref: never fetched
+            continue
         parsed = parse_ref(name)
         if is_oid(oid) and parse_index_ref(name) is not None:
             out[name] = oid
@@ -220,11 +260,13 @@ def ls_remote(
             out[name] = oid
             continue
         if parsed is None or not is_oid(oid):
+            ignored += 1
             continue
         if typenames is not None and parsed[1] not in typenames:
+            ignored += 1
             continue
         out[name] = oid
-    return out
+    return out, ignored
 
 
 def _check_remote(remote: str) -> None:
@@ -271,11 +313,19 @@ def ref_problem(
     new: str,
     limits: Limits | None = None,
     own_nid: str | None = None,
+    families: tuple[RefFamily, ...] = (),
+    trusted: bool = True,
 ) -> tuple[RefusalKind, str] | None:
     """Why ``name`` may not move from ``old`` to ``new``, or None: the tip must be signed by
     the namespace's node and a fast-forward; an index ref must also reach every tip it names
-    and add at most ``limits.new_entries`` entries. Costs what is new, not the whole index."""
+    and add at most ``limits.new_entries`` entries (an untrusted node's: hold at most
+    ``limits.untrusted_entries``, over at most ``limits.untrusted_chain`` new commits); a family
+    ref's tip must have its family's shape. Costs what is new, not the whole index."""
     problem = tip_problem(repo, nid, object_id, new)
+    found = family_of(name, families) if families else None
+    if problem is None and found is not None and found[0].tip_problem is not None:
+        why = found[0].tip_problem(repo, name, new)
+        problem = None if why is None else (RefusalKind.BAD_TIP, why)
     if problem is None and object_id and new != object_id and not is_ancestor(repo, object_id, new):
         # a per-object ref (ours, of the layout before the index) naming another object's change
         problem = RefusalKind.BAD_TIP, "the tip is not a change of the object the ref is named after"
@@ -283,22 +333,33 @@ def ref_problem(
         if old is not None and not is_ancestor(repo, old, new):
             problem = RefusalKind.DIVERGED, "the remote's history diverged (would rewrite history)"
     elif problem is None:
-        problem = index_problem(repo, old, new, limits or Limits())
+        problem = index_problem(repo, old, new, limits or Limits(), trusted)
     if problem is not None and problem[0] is RefusalKind.DIVERGED and nid == own_nid:
         return RefusalKind.OWN_NAMESPACE, "the remote's copy of this node's ref diverged"
     return problem
 
 
 def index_problem(
-    repo: pygit2.Repository, old: str | None, new: str, limits: Limits
+    repo: pygit2.Repository, old: str | None, new: str, limits: Limits, trusted: bool = True
 ) -> tuple[RefusalKind, str] | None:
     """:func:`ref_problem` for an index ref whose tip is signed (see :mod:`cob.sigrefs`)."""
     if not is_index_commit(repo, new):  # one key signs changes and indexes: tell them apart
         return RefusalKind.BAD_TIP, "the tip is not an index commit (a change, or another commit)"
-    chain = first_parents(repo, new, old, MAX_CHAIN)
+    longest = MAX_CHAIN if trusted else limits.untrusted_chain
+    chain = first_parents(repo, new, old, longest)
+    if chain is None and old is not None:
+        chain = merged_chain(repo, new, old, longest)  # old on a merged side chain (FORMAT.md 7)
     if chain is None:
+        if not trusted and _longer_than(repo, new, longest):
+            return RefusalKind.TOO_LARGE, (
+                f"the index of an untrusted node has more than {longest} new commits"
+            )
         return RefusalKind.DIVERGED, "the remote's index diverged (would rewrite history)"
     old_tree, new_tree = tree_of(repo, old), tree_of(repo, new)
+    if not trusted and count_entries(repo, new_tree, limits.untrusted_entries) > limits.untrusted_entries:
+        return RefusalKind.TOO_LARGE, (
+            f"the index of an untrusted node holds more than {limits.untrusted_entries} objects"
+        )
     changed = diff_all(repo, old_tree, new_tree)
     if len(changed) > limits.new_entries:
         return RefusalKind.LIMIT, (
@@ -316,6 +377,20 @@ def index_problem(
         )
     bad = malformed(repo, old_tree, new_tree)
     return None if bad is None else (RefusalKind.BAD_TIP, bad)
+
+
+def _longer_than(repo: pygit2.Repository, tip: str, limit: int) -> bool:
+    """Whether ``tip``'s first-parent chain has more than ``limit`` commits (walks at most
+    ``limit + 1``, keeping none)."""
+    try:
+        commit = repo[tip]
+        for _ in range(limit + 1):
+            if not isinstance(commit, pygit2.Commit) or not commit.parent_ids:
+                return False
+            commit = repo[commit.parent_ids[0]]
+    except (KeyError, ValueError, pygit2.GitError, *MALFORMED_ERRORS):
+        return False
+    return True
 
 
 def _moved_back(
@@ -421,6 +496,15 @@ MAX_NEW_ENTRIES = 1_000_000
 # each check is a walk from the new tip down to the old one, and a peer could otherwise make
 # N entries x H commits of walking from a few kilobytes of new objects.
 MAX_ANCESTRY_WALK = 200_000
+# New refs of one ref family (log buckets) taken from one namespace per fetch, newest first:
+# a hub pusher's thousands of junk buckets under a node's namespace cost a few per sync (and
+# once each: cob.refused), never the node's index or its current bucket.
+MAX_NEW_FAMILY_REFS = 32
+# What a namespace whose node the caller does not trust may hold: objects in its index, and
+# index commits between the tip we have and its new tip. A stranger's index is data nobody's
+# verdict reads; beyond these it is refused as ``too-large`` (and remembered).
+MAX_UNTRUSTED_ENTRIES = 10_000
+MAX_UNTRUSTED_CHAIN = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,6 +514,9 @@ class Limits:
     new_namespaces: int = MAX_NEW_NAMESPACES
     new_refs: int = MAX_NEW_REFS
     new_entries: int = MAX_NEW_ENTRIES
+    new_family_refs: int = MAX_NEW_FAMILY_REFS
+    untrusted_entries: int = MAX_UNTRUSTED_ENTRIES
+    untrusted_chain: int = MAX_UNTRUSTED_CHAIN
 
 
 def fetch(
@@ -443,6 +530,7 @@ def fetch(
     idle: float | None = DEFAULT_IDLE,
     families: tuple[RefFamily, ...] = (),
     namespaces: Collection[str] | None = None,
+    trusted: Collection[str] | None = None,
 ) -> FetchResult:
     """Take the remote's cob refs as fast-forwards; report the refs left as they are.
 
@@ -458,32 +546,90 @@ def fetch(
     taken by the same rules (:mod:`cob.family`); their pruned leaves are not fetched, but stay
     in ``remote_refs`` so that a push can delete our own. ``namespaces``: take only the refs of
     these NIDs (and our own); the others are neither downloaded nor applied, only counted in
-    ``skipped`` (a follow policy, as Radicle's scopes).
+    ``skipped`` (a follow policy, as Radicle's scopes). ``trusted``: the NIDs whose data the
+    caller's verdicts read (None: all); the others get :class:`Limits`' smaller bounds. A
+    refusal of the data itself is remembered (:mod:`cob.refused`), not fetched again.
     """
     limits = limits or Limits()
     result = FetchResult()
     _clean_stale(repo, timeout)
-    with _Quarantine(repo, timeout, idle, own_nid) as q:
+    memory = RefusedMemory(_gitdir(repo))
+    trust = None if trusted is None else {*trusted, *([own_nid] if own_nid else [])}
+    with _Quarantine(repo, timeout, idle, own_nid, trust) as q:
         for attempt in range(3):
-            listed = ls_remote(repo, remote, typenames, timeout=timeout, idle=idle, families=families)
+            listed, ignored = _listing(repo, remote, typenames, timeout, idle, families, own_nid or "")
             followed = _followed(listed, namespaces, own_nid, families)
-            result = FetchResult(remote_refs=listed, skipped=len(listed) - len(followed))
-            candidates = _screen(repo, result, followed, own_nid, limits, families)
+            result = FetchResult(remote_refs=listed, skipped=len(listed) - len(followed), ignored=ignored)
+            candidates = _screen(repo, result, followed, own_nid, limits, families, memory, trust)
             wanted = {
                 name: oid
                 for name, oid in candidates.items()
                 if _local_target(repo, name) != oid and not _has_commit(repo, oid)
             }
-            if not wanted or q.fetch(remote, wanted, retry=attempt < 2):
+            if not wanted or _download(q, remote, wanted, result, retry=attempt < 2):
                 break
         passed = q.check(wanted, result, families, limits)
         q.migrate(passed)
     for name in sorted(candidates):
-        if name in q.staged and name not in passed:
-            continue  # refused in quarantine, reported there
-        _apply(repo, name, passed.get(name, candidates[name]), own_nid, result, families, limits, q.checked)
+        if (name in q.staged and name not in passed) or name in q.unsendable:
+            continue  # refused in quarantine or by _download, reported there
+        trusted_here = trust is None or _owner(name, families)[0] in trust
+        _apply(repo, name, passed.get(name, candidates[name]), own_nid, result, families, limits, q.checked,
+               trusted_here)
     _drop_superseded(repo, result)
+    _remember(memory, result, families, trust)
     return result
+
+
+def _remember(
+    memory: RefusedMemory, result: FetchResult, families: tuple[RefFamily, ...], trust: set[str] | None
+) -> None:
+    """Record the fetch's refusals of the data itself (:data:`REMEMBERED_KINDS`)."""
+    for refusal in result.refused:
+        if refusal.side == FETCH and refusal.kind in REMEMBERED_KINDS and refusal.remote is not None:
+            owner = _owner_or_none(refusal.ref, families)
+            memory.add(refusal.ref, refusal.remote, _memory_key(refusal.local, owner, trust))
+    memory.save()
+
+
+def _memory_key(local: str | None, nid: str | None, trust: set[str] | None) -> str | None:
+    """Our side of a remembered refusal: our tip, and whether the node was trusted then (the
+    bounds differ), so that a verdict is reused only while neither has changed."""
+    untrusted = trust is not None and nid not in trust
+    return (local or "-") + ("~untrusted" if untrusted else "") if untrusted else local
+
+
+def _owner_or_none(name: str, families: tuple[RefFamily, ...]) -> str | None:
+    if parse_ref(name) is None and parse_index_ref(name) is None and family_of(name, families) is None:
+        return name[len(NAMESPACES):].split("/", 1)[0] if name.startswith(NAMESPACES) else None
+    return _owner(name, families)[0]
+
+
+_NOT_OUR_REF = re.compile(r"not our ref ([0-9a-f]{40})")
+MAX_UNSENDABLE_ROUNDS = 16
+
+
+def _download(
+    q: _Quarantine, remote: str, wanted: dict[str, str], result: FetchResult, *, retry: bool
+) -> bool:
+    """:meth:`_Quarantine.fetch`; a ref the remote lists but cannot send (it points at an
+    object the hub does not have: one broken ref would fail every peer's whole fetch) is
+    refused — and remembered — and the others are fetched without it."""
+    for _ in range(MAX_UNSENDABLE_ROUNDS):
+        try:
+            return q.fetch(remote, wanted, retry=retry)
+        except TransportError as e:
+            bad = set(_NOT_OUR_REF.findall(str(e)))
+            names = [n for n, o in wanted.items() if o in bad]
+            if not names:
+                raise
+            for name in names:
+                why = "the remote lists it but cannot send its object (a broken ref on the remote)"
+                result.refused.append(Refusal(name, why, FETCH, RefusalKind.BAD_TIP, None, wanted.pop(name)))
+                q.unsendable.add(name)
+            if not wanted:
+                return True
+    raise TransportError(f"cannot fetch from {describe(remote)}: too many refs it cannot send")
 
 
 def _drop_superseded(repo: pygit2.Repository, result: FetchResult) -> None:
@@ -537,6 +683,8 @@ def _screen(
     own_nid: str | None,
     limits: Limits,
     families: tuple[RefFamily, ...] = (),
+    memory: RefusedMemory | None = None,
+    trust: set[str] | None = None,
 ) -> dict[str, str]:
     """The remote refs worth fetching; the others are refused at once, before any download.
 
@@ -544,18 +692,19 @@ def _screen(
     or new namespaces beyond ``limits``: new refs of known namespaces first, then new
     namespaces in a random order (so a flood delays a new honest peer but cannot lock it out
     for good; a follow policy is the real answer). Refs we already have are never held back.
+    A ref refused before at the same values (``memory``) is skipped unread. A namespace's new
+    family refs count at most ``limits.new_family_refs`` (newest first; the rest ``deferred``),
+    so junk family refs under a node's namespace never cost its index or the namespace itself.
     """
     known = set(RefReader(repo).namespaces())
     budget = limits.new_refs
     too_many = f"more than {limits.new_refs} new refs in one fetch: taken by a later one"
     out: dict[str, str] = {}
     new: dict[str, list[str]] = {}
-    for name, oid in sorted(listed.items()):
-        legacy = parse_ref(name)
-        if _pruned(name, families) or (legacy is not None and legacy[0] != own_nid):
-            # listed for push's deletions (pruned logs), never fetched; per-object refs of the
-            # layout before the index only from our own namespace, for our store to migrate
-            # (a node reinstalled from a hub that still has them)
+    family_new: dict[str, int] = {}
+    for name, oid in sorted(listed.items(), key=_newest_first):
+        local = _local_target(repo, name)
+        if _set_aside(result, name, oid, local, own_nid, limits, families, memory, trust, family_new):
             continue
         nid = _owner(name, families)[0]
         problem = _known_bad(repo, name, nid, oid)
@@ -565,7 +714,7 @@ def _screen(
             )
         elif problem is not None:
             result.refused.append(Refusal(name, problem[1], FETCH, problem[0], None, oid))
-        elif _local_target(repo, name) is not None:
+        elif local is not None:
             out[name] = oid  # a ref we have: never held back
         elif nid in known or nid == own_nid:
             if budget > 0:
@@ -577,6 +726,53 @@ def _screen(
             new.setdefault(nid, []).append(name)
     _take_new_namespaces(new, result, out, budget, limits)
     return out
+
+
+def _set_aside(
+    result: FetchResult,
+    name: str,
+    oid: str,
+    local: str | None,
+    own_nid: str | None,
+    limits: Limits,
+    families: tuple[RefFamily, ...],
+    memory: RefusedMemory | None,
+    trust: set[str] | None,
+    family_new: dict[str, int],
+) -> bool:
+    """Whether :func:`_screen` leaves a listed ref alone, counted in ``result``: ``ignored``
+    (pruned leaves, listed for push's deletions; per-object refs of the layout before the index
+    but our own, which our store migrates; leaves not valid yet), ``remembered`` (refused before
+    at the same values), ``deferred`` (a namespace's new family refs beyond the bound)."""
+    legacy = parse_ref(name)
+    found = family_of(name, families) if families else None
+    if _pruned(name, families) or (legacy is not None and legacy[0] != own_nid) or (
+        found is not None and found[0].is_future(found[2])
+    ):
+        result.ignored += 1
+        return True
+    nid = _owner(name, families)[0]
+    if memory is not None and memory.knows(name, oid, _memory_key(local, nid, trust)):
+        result.remembered += 1
+        return True
+    if found is not None and local is None:  # our own too: junk under our name is junk
+        family_new[nid] = family_new.get(nid, 0) + 1
+        if family_new[nid] > limits.new_family_refs:
+            result.deferred += 1
+            return True
+    return False
+
+
+def _newest_first(item: tuple[str, str]) -> tuple[str, int, str]:
+    """Sort key: by namespace; in one, the index and per-object refs before family refs, and
+    family leaves newest first (a node's current log bucket before a hub's old junk)."""
+    name = item[0]
+    rest = name[len(NAMESPACES):] if name.startswith(NAMESPACES) else name
+    nid, _, tail = rest.partition("/")
+    if not tail.startswith("refs/") or tail.startswith(("refs/sigrefs", "refs/cobs/")):
+        return nid, 0, tail
+    inverted = "".join(chr(0x10FFFF - ord(c)) if ord(c) < 0x10FFFF else c for c in tail)
+    return nid, 1, inverted
 
 
 def _known_bad(repo: pygit2.Repository, name: str, nid: str, oid: str) -> tuple[RefusalKind, str] | None:
@@ -630,10 +826,16 @@ class _Quarantine:
     """
 
     def __init__(
-        self, repo: pygit2.Repository, timeout: float | None, idle: float | None, own_nid: str | None = None
+        self,
+        repo: pygit2.Repository,
+        timeout: float | None,
+        idle: float | None,
+        own_nid: str | None = None,
+        trust: set[str] | None = None,
     ) -> None:
         self.repo = repo
         self.own_nid = own_nid
+        self.trust = trust
         self.timeout = timeout
         self.idle = idle
         self.tag = f"{os.getpid()}-{secrets.token_hex(4)}"
@@ -641,6 +843,7 @@ class _Quarantine:
         self.staged: dict[str, str] = {}
         self._staging: dict[str, str] = {}  # remote ref -> its staging ref in the quarantine
         self.checked: dict[str, tuple[str | None, str]] = {}  # ref -> (old, new) that passed
+        self.unsendable: set[str] = set()  # refs the remote listed but could not send
         self._scratch: pygit2.Repository | None = None
 
     def __enter__(self) -> _Quarantine:
@@ -739,7 +942,10 @@ class _Quarantine:
                 continue  # not received: _apply reports it
             nid, _, object_id = _owner(name, families)
             old = _local_target(self.repo, name)
-            problem = ref_problem(self.scratch(), name, nid, object_id, old, new, limits, self.own_nid)
+            trusted = self.trust is None or nid in self.trust
+            problem = ref_problem(
+                self.scratch(), name, nid, object_id, old, new, limits, self.own_nid, families, trusted
+            )
             if problem is None:
                 passed[name] = new
                 self.checked[name] = (old, new)
@@ -837,6 +1043,7 @@ def _apply(
     families: tuple[RefFamily, ...] = (),
     limits: Limits | None = None,
     checked: Mapping[str, tuple[str | None, str]] | None = None,
+    trusted: bool = True,
 ) -> None:
     """Move ``name`` to ``new`` if it may; ``checked``: (old, new) pairs the quarantine
     already passed, not walked again while the local ref is still at that old value."""
@@ -864,7 +1071,9 @@ def _apply(
                     )
                 )
             return
-        problem = None if passed else ref_problem(repo, name, nid, object_id, old, new, limits, own_nid)
+        problem = None if passed else ref_problem(
+            repo, name, nid, object_id, old, new, limits, own_nid, families, trusted
+        )
         if problem is not None:
             kind, why = problem
             if kind is RefusalKind.OWN_NAMESPACE and parse_index_ref(name) is not None:

@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 
 import pygit2
 
+from .deadline import Judge
 from .errors import JobsError
 from .model import Job
 from .policy import Policy
@@ -175,9 +176,14 @@ def label(policy: Policy, nid: str) -> str:
     return policy.name_of(nid) or f"{nid[:12]}…"
 
 
-def _released_at(jobs: Sequence[Job], policy: Policy) -> float | None:
+_JUDGE = Judge()  # for jobs loaded without a judge: this process remembers what it saw
+
+
+def _released_at(jobs: Sequence[Job], policy: Policy, key: str, now: float) -> float | None:
     """The earliest release of the group by a trusted node, or request (an asked release or a
-    rerun) by a requester: when the ranked nodes were first asked."""
+    rerun) by a requester — when the ranked nodes were first asked — as a claim held within a
+    bound of when this reader first saw one (:meth:`jobs.deadline.Judge.released`): a peer's
+    clock alone never starts takeover early (a 1970 clock) nor holds it off (a clock far ahead)."""
     times = [
         r.first_at.timestamp() for j in jobs for nid, r in j.requests().items() if nid in policy.nodes
     ] + [
@@ -187,7 +193,10 @@ def _released_at(jobs: Sequence[Job], policy: Policy) -> float | None:
         for nid, r in asked.items()
         if policy.may_request(nid)
     ]
-    return min(times) if times else None
+    if not times:
+        return None
+    judge = next((j.judge for j in jobs if j.judge is not None), None) or _JUDGE
+    return judge.released(key, min(times), now)
 
 
 def _done(jobs: Sequence[Job], names: Sequence[str], policy: Policy) -> bool:
@@ -241,7 +250,7 @@ def assign(
         dues = [r.lost_at for n, r in runs if n in started and r.lost_at is not None and not r.lost]
         a = Assignment(
             key, tuple(sorted(names)), rank(key, able), policy.quorum,
-            frozenset(started), _released_at(members, policy), policy.takeover, now,
+            frozenset(started), _released_at(members, policy, key, now), policy.takeover, now,
             _done(members, names, policy), frozenset(lost), max(losses, default=None),
             min(dues, default=None),
         )

@@ -14,6 +14,12 @@ claim in the future is believed up to :data:`MAX_SKEW` after this reader's clock
 the reader measures from when *it first saw* the run (plus the skew), remembered in
 ``.git/git-jobs/future-starts.json`` (bounded; a reader that cannot write it remembers for
 its own process). So no claimed time can keep a run alive forever.
+
+The same holds for a ``release`` (the time takeover waits from, :mod:`jobs.assign`): a claimed
+release time is believed only within :data:`MAX_SKEW` of when this reader first saw a trusted
+release of the group (``.git/git-jobs/releases-seen.json``, bounded). A node whose clock says
+1970 cannot make every other node take over at once, and one whose clock runs ahead cannot
+hold takeover off.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ MAX_SKEW = 300.0  # how far in the future a start claim is believed
 GRACE_KEY = "jobs.lostGrace"
 MAX_REMEMBERED = 10_000  # future-claiming runs remembered (oldest dropped)
 _FILE = "future-starts.json"
+RELEASES_FILE = "releases-seen.json"
 
 
 class GraceError(JobsError):
@@ -80,8 +87,9 @@ def parse_grace(text: str) -> float:
 class _Memory:
     """When this reader first saw runs that claim a start in the future (one per git dir)."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, prefix: str = ".future-starts-") -> None:
         self.path = path
+        self.prefix = prefix
         self.seen: dict[str, float] = {}
         self.lock = threading.Lock()
         self.loaded = False
@@ -115,7 +123,7 @@ class _Memory:
             return
         with contextlib.suppress(OSError):
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".future-starts-")
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.prefix)
             try:
                 with os.fdopen(fd, "w") as fh:
                     json.dump(self.seen, fh)
@@ -129,12 +137,13 @@ _MEMORIES: dict[str, _Memory] = {}
 _MEMORIES_LOCK = threading.Lock()
 
 
-def _memory(repo: pygit2.Repository | None) -> _Memory:
-    key = "" if repo is None else str(repo.path)
+def _memory(repo: pygit2.Repository | None, file: str = _FILE) -> _Memory:
+    key = ("" if repo is None else str(repo.path)) + "\0" + file
     with _MEMORIES_LOCK:
         mem = _MEMORIES.get(key)
         if mem is None:
-            mem = _MEMORIES[key] = _Memory(Path(repo.path) / "git-jobs" / _FILE if repo else None)
+            path = Path(repo.path) / "git-jobs" / file if repo else None
+            mem = _MEMORIES[key] = _Memory(path, "." + file.split(".")[0] + "-")
         return mem
 
 
@@ -145,6 +154,7 @@ class Judge:
     grace: float = DEFAULT_GRACE
     clock: Callable[[], float] = time.time
     memory: _Memory = field(default_factory=lambda: _memory(None))
+    releases: _Memory = field(default_factory=lambda: _memory(None, RELEASES_FILE))
 
     @classmethod
     def load(cls, repo: pygit2.Repository, clock: Callable[[], float] = time.time) -> Judge:
@@ -154,7 +164,7 @@ class Judge:
         except (KeyError, ValueError, pygit2.GitError):
             raw = None
         grace = DEFAULT_GRACE if raw is None else parse_grace(raw)
-        return cls(grace, clock, _memory(repo))
+        return cls(grace, clock, _memory(repo), _memory(repo, RELEASES_FILE))
 
     def start(self, key: str, claimed: float, now: float) -> float:
         """The start a reader measures from: the claim, never later than the skew bound after
@@ -167,6 +177,12 @@ class Judge:
         """When a run started (by its claim) at ``claimed`` turns lost for this reader."""
         promised = DEFAULT_TIMEOUT if timeout is None else timeout
         return self.start(key, claimed, self.clock()) + promised + self.grace
+
+    def released(self, key: str, claimed: float, now: float) -> float:
+        """The release time takeover waits from for group ``key``: the claim, held within
+        :data:`MAX_SKEW` of when this reader first saw a trusted release of the group."""
+        seen = self.releases.first_seen(key, now)
+        return min(max(claimed, seen - MAX_SKEW), seen + MAX_SKEW)
 
     def now(self) -> float:
         return self.clock()

@@ -101,8 +101,35 @@ def _int_setting(config: pygit2.Config, name: str, default: int) -> int:
 
 
 def family(pruned_before: str | None = None) -> RefFamily:
-    """The ``logs`` ref family sync fetches and pushes beside the job refs."""
-    return RefFamily(KIND, BUCKET, pruned_before)
+    """The ``logs`` ref family sync fetches and pushes beside the job refs. A bucket of a month
+    after next is not fetched (no run of it can have finished yet: a hub's junk names), and a
+    bucket tip must have a bucket's shape (:func:`bucket_problem`)."""
+    return RefFamily(KIND, BUCKET, pruned_before, _next_month(), bucket_problem)
+
+
+def _next_month() -> str:
+    now = datetime.now(UTC)
+    year, month = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)
+    return f"{year:04d}-{month:02d}"
+
+
+def bucket_problem(repo: pygit2.Repository, name: str, tip: str) -> str | None:
+    """Why ``tip`` may not be the tip of bucket ref ``name``, or None: it must be a log commit
+    (message ``Log <run id>`` or ``Log merge``) whose tree has the shape of that month's bucket
+    (FORMAT.md 11.4). An index commit or a change signed by the same key is refused."""
+    month = name.rsplit("/", 1)[-1]
+    try:
+        commit = repo[tip]
+        message = commit.raw_message if isinstance(commit, pygit2.Commit) else b""
+    except (KeyError, ValueError, TypeError, pygit2.GitError):
+        message = b""
+    text = message.decode("ascii", "replace")
+    if not (text == MERGE_MESSAGE or (text.startswith("Log ") and _RUN_LEAF.match(text[4:].rstrip("\n"))
+                                      and text.endswith("\n") and text.count("\n") == 1)):
+        return "the tip is not a log bucket commit (an index, a change, or another commit)"
+    if _bucket_tree(repo, tip, month) is None:
+        return f"the tip's tree is not a log bucket of {month}"
+    return None
 
 
 def family_for(repo: pygit2.Repository) -> RefFamily:

@@ -284,6 +284,11 @@ class Job:
             }
         return dict(self._runs)
 
+    @property
+    def judge(self) -> Judge | None:
+        """The reader's judge of time this job was loaded with (None: times as claimed)."""
+        return self._judge
+
     def runs_of(self, nid: str) -> Runs:
         return self.runs().get(nid, Runs())
 

@@ -69,6 +69,14 @@ class SyncReport:
     # Why the policy ref was kept as it was (a rewind refused, the remote away), or None: the
     # policy ref is fetched first, fast-forward only, so a revocation reaches every reader.
     policy_kept: str | None = None
+    # Refs not downloaded (cob.sync.FetchResult): refused before at the same values, listed
+    # but never taken (other nodes' old-layout refs, pruned or future log buckets), and new log
+    # buckets of one node beyond the per-fetch bound (taken by later syncs).
+    remembered: int = 0
+    ignored: int = 0
+    deferred: int = 0
+    # Why the fetch failed, when it did: the push still ran (our own results always go out).
+    fetch_error: str | None = None
 
     @property
     def unpublished(self) -> list[Refusal]:
@@ -115,6 +123,10 @@ class SyncReport:
             "unpublished": [r.to_json() for r in self.unpublished],
             "merged": list(self.merged),
             "policy_kept": self.policy_kept,
+            "remembered": self.remembered,
+            "ignored": self.ignored,
+            "deferred": self.deferred,
+            "fetch_error": self.fetch_error,
         }
 
     def summary(self) -> str:
@@ -132,6 +144,13 @@ class SyncReport:
             )
         if self.merged:
             line += f"; jobs written on two copies of this node merged {len(self.merged)}"
+        if self.remembered or self.deferred:
+            line += (
+                f"; refused before, not fetched again {self.remembered}"
+                + (f"; new log buckets deferred {self.deferred}" if self.deferred else "")
+            )
+        if self.ignored:
+            line += f"; refs never taken, ignored {self.ignored}"
         return line
 
     def unpublished_line(self) -> str | None:
@@ -199,7 +218,8 @@ def sync(
     try:
         if fetch:
             report.policy_kept = fetch_policy(repo, remote)
-            remote_refs = _fetch(jobs, remote, report, own, trusted_only, limits, timeout, idle)
+            remote_refs = _first_fetch(jobs, remote, report, own, trusted_only, limits, timeout, idle)
+            fetch = report.fetch_error is None
         if push and own is not None:
             for round_ in range(PUSH_ROUNDS):
                 jobs.store.migrate(again=True)  # our per-object refs of the layout before the index
@@ -218,9 +238,33 @@ def sync(
                 # Our index moved on the remote since our fetch (another copy of this node, or
                 # another process of it, pushed meanwhile): fetch and merge again, then push.
                 remote_refs = _fetch(jobs, remote, report, own, trusted_only, limits, timeout, idle)
-    except cob.TransportError as e:
-        raise SyncError(str(e), report) from None
+    except cob.TransportError as e:  # the fetch's failure, when both failed, is said first
+        raise SyncError(report.fetch_error or str(e), report) from None
+    if report.fetch_error is not None:
+        raise SyncError(report.fetch_error, report)
     return report
+
+
+def _first_fetch(
+    jobs: Jobs,
+    remote: str,
+    report: SyncReport,
+    own: str | None,
+    trusted_only: bool | None,
+    limits: cob_sync.Limits | None,
+    timeout: float | None,
+    idle: float | None,
+) -> dict[str, str] | None:
+    """:func:`_fetch`; when it fails and this node has something to push, the failure is
+    noted in ``report.fetch_error`` (raised after the push) and None returned: a hub that
+    cannot serve its refs in time may delay what we take from others, never our own results."""
+    try:
+        return _fetch(jobs, remote, report, own, trusted_only, limits, timeout, idle)
+    except cob.TransportError as e:
+        if report.own is None:  # nothing of ours to push (--no-push, or no key)
+            raise
+        report.fetch_error = str(e)
+        return None
 
 
 def _settle_busy(
@@ -263,7 +307,7 @@ def _fetch(
     before = jobs.store.snapshot(JOB_TYPE)
     namespaces = _scope(jobs, trusted_only)
     report.scope = "all" if namespaces is None else "trusted"
-    got = cob_sync.fetch(
+    got = cob_sync.fetch(  # strangers' namespaces are held to smaller bounds (Limits.untrusted_*)
         jobs.repo,
         remote,
         own_nid=own,
@@ -273,7 +317,9 @@ def _fetch(
         idle=idle,
         families=(logs.family_for(jobs.repo),),
         namespaces=namespaces,
+        trusted=_trusted(jobs),
     )
+    report.remembered, report.ignored, report.deferred = got.remembered, got.ignored, got.deferred
     fetched, logs_fetched = _split(got.updated)
     report.fetched.extend(fetched)
     report.logs_fetched.extend(logs_fetched)
@@ -364,6 +410,17 @@ def _scope(jobs: Jobs, trusted_only: bool | None) -> set[str] | None:
     if not trusted_only:
         return None
     policy = load_policy(jobs.repo)
+    return None if policy.everyone else set(policy.trusted)
+
+
+def _trusted(jobs: Jobs) -> set[str] | None:
+    """The NIDs whose data verdicts read (the policy's nodes and local trust); None when there
+    is no policy (everyone counts). A policy that cannot be read trusts nobody here (fail
+    closed: every namespace gets the smaller bounds until it is readable again)."""
+    try:
+        policy = load_policy(jobs.repo)
+    except (JobsError, PolicyError):
+        return set()
     return None if policy.everyone else set(policy.trusted)
 
 

@@ -16,6 +16,7 @@ from tests.gitdaemon import free_port
 ROOT = Path(__file__).resolve().parent.parent
 REPORT_KEYS = {"version", "remote", "fetched", "pushed", "refused", "changed", "rejected", "logs",
                "published", "unpublished", "merged", "policy_kept",
+               "remembered", "ignored", "deferred", "fetch_error",
                "fetch", "skipped"}
 
 

@@ -537,7 +537,10 @@ def test_log_buckets_move_only_forward_through_sync(tmp_path: Path) -> None:
     git(Path(hub.path), "update-ref", name, git(tmp_path / "first", "rev-parse", index).strip())
     mine = _bucket_refs(tmp_path / "first")[name]
     bad = first.sync(hub.path)
-    assert [r.kind for r in bad.refused if r.ref == name][:1] == [cob.sync.RefusalKind.OWN_NAMESPACE]
+    # (refused at fetch for its shape: a bucket tip is a log commit, FORMAT.md 11.4)
+    refused = [r for r in bad.refused if r.ref == name and r.side == "fetch"]
+    assert [r.kind for r in refused][:1] == [cob.sync.RefusalKind.BAD_TIP]
+    assert "not a log bucket commit" in refused[0].reason
     assert _bucket_refs(tmp_path / "first")[name] == mine
 
 

@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
 import pygit2
 
+import cob.refs
 from cob.errors import TransportError
 
 from ..errors import PolicyError
+from ..jobtype import TYPENAME
 from ..model import Job, Runs
 from ..store import Jobs
 from ..text import safe
@@ -83,7 +85,7 @@ def requested_commits(jobs: Jobs, requesters: Collection[str], own: str | None =
     if not requesters and own is None:
         return []
     found: dict[str, tuple[tuple[datetime, str, str], list[str]]] = {}
-    for job in jobs.all():
+    for job in _named_by(jobs, {*requesters, *([own] if own else [])}):
         latest = latest_request(job, requesters, own)
         if latest is None:
             continue
@@ -97,6 +99,17 @@ def requested_commits(jobs: Jobs, requesters: Collection[str], own: str | None =
     ]
     out.sort(key=lambda a: (a.when, a.commit), reverse=True)
     return out[:MAX_REQUESTED]
+
+
+def _named_by(jobs: Jobs, nids: Collection[str]) -> Iterator[Job]:
+    """The jobs whose object some of ``nids`` names in its own index: a request is a change
+    its requester signed, so its index names the job. Reading only those keeps a stranger's
+    index (any number of jobs nobody asked for) out of every node pass."""
+    reader = cob.refs.RefReader(jobs.repo)
+    ids: set[str] = set()
+    for nid in sorted(nids):
+        ids.update(reader.objects_of(nid, TYPENAME))
+    yield from jobs._get_many(sorted(ids))
 
 
 def fetch_requested(jobs: Jobs, requesters: Collection[str], remote: str) -> list[str]:
