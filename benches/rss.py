@@ -3,11 +3,12 @@
 One `Jobs` store lives for the whole run (a node's), and writes the way a node does: a new job,
 then ``--runs`` (4) runs on it started and finished (`run` + `finish` = 2 writes), so a new job
 every 9 writes, with reads (`get`) in between. ``--runs`` larger than the writes puts every run on
-one job: then what grows is that job's own state (its runs), not a leak. The resident set (current, ``/proc/self/statm``; not the peak) is sampled
-every ``--every`` writes after a ``gc.collect()``. After ``--warmup`` writes (while the bounded
+one job: then what grows is that job's own state (its runs), not a leak. The resident set
+(current, ``/proc/self/statm``; not the peak) is sampled every ``--every`` writes after a
+``gc.collect()``. After ``--warmup`` writes (while the bounded
 caches fill: verified changes 2 MiB, libgit2's objects 4 MiB, SQLite's pages, index trees),
 ``--writes`` more are measured: RSS must stay within ``--tolerance`` (10 %) of its value at the
-start of them (issue 25, item 7: ~6 KB per write grew without a plateau).
+start of them (issue 25, item 7).
 
     .venv/bin/python benches/rss.py                                # 5,000 + 10,000 writes
     .venv/bin/python benches/rss.py --warmup 2000 --writes 3000    # quicker
