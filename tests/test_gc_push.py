@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import pygit2
+import pytest
 
 import cob
 from cob import sigrefs
@@ -27,8 +28,9 @@ def _drop(repo: pygit2.Repository, oid: str) -> None:
     os.unlink(os.path.join(repo.path, "objects", oid[:2], oid[2:]))
 
 
+@pytest.mark.parametrize("pruned", ["before-the-next-write", "after-the-next-write"])
 def test_a_pruned_change_under_a_later_index_commit_does_not_stop_publishing(
-    repo: pygit2.Repository, tmp_path: Path
+    repo: pygit2.Repository, tmp_path: Path, pruned: str
 ) -> None:
     work = Path(repo.workdir)
     hub = tmp_path / "hub.git"
@@ -39,13 +41,17 @@ def test_a_pruned_change_under_a_later_index_commit_does_not_stop_publishing(
     nid = ok(work, "whoami", "--json", key=key).json["nid"]
     first = ok(work, "create", "HEAD", "--name", "build", key=key).line
     ok(work, "sync", key=key)
-    # A write whose change the prune deleted, its index commit kept; then a write on top.
+    # A write whose change the prune deleted, its index commit kept, and a write on top:
+    # the prune came before it (the write sees it) or after it (it is buried in the history).
     lost = ok(work, "create", "HEAD", "--name", "lint", key=key).line
     tip = sigrefs.read_tip(repo, nid)
     change = sigrefs.lookup(repo, sigrefs.tree_of(repo, tip), JOB, lost)
     assert change is not None
-    _drop(repo, change)
+    if pruned == "before-the-next-write":
+        _drop(repo, change)
     later = ok(work, "create", "HEAD", "--name", "test", key=key).line
+    if pruned == "after-the-next-write":
+        _drop(repo, change)
 
     synced = gj(work, "sync", key=key)
     assert synced.code == 0, synced
