@@ -173,14 +173,17 @@ def present(repo: pygit2.Repository, oid: str | None) -> bool:
 
 
 def intact_index(repo: pygit2.Repository, tip: str | None) -> bool:
-    """Whether index commit ``tip`` can be read: the commit, its tree, each type's tree, and
-    every fan-out tree that differs from its first parent's (what that commit wrote, so what a
-    prune could have deleted with it). Not what the entries name: loads check those."""
+    """Whether index commit ``tip`` can be read: the commit, its parents (the previous index
+    and the changes it added), its tree, each type's tree, and every fan-out tree that differs
+    from its first parent's (what that commit wrote, so what a prune could have deleted with
+    it). Not the rest of what the entries name: loads check those."""
     tree = sigrefs.tree_of(repo, tip)
     if tip is None or tree is None:  # the message is not checked: readers take what plain git wrote
         return False
     try:
         commit = repo[tip]
+        if not all(p in repo for p in commit.parent_ids):  # type: ignore[attr-defined]
+            return False  # a change it names was pruned with it: no push could send it
         parent = commit.parent_ids[0] if commit.parent_ids else None  # type: ignore[attr-defined]
         before = sigrefs.tree_of(repo, str(parent)) if parent is not None else None
         for typename in sigrefs.typenames(tree):
@@ -233,11 +236,13 @@ class Recovery:
     base: str | None  # the newest intact index known, or None
     salvage: dict[sigrefs.Key, str] = field(default_factory=dict)
     lost: list[tuple[sigrefs.Key, str]] = field(default_factory=list)
+    incomplete: bool = False  # the tip is readable but reaches missing objects (republish)
 
     def describe(self) -> str:
         base = self.base[:12] if self.base else "nothing (no intact index is known)"
         bad = self.bad[:12] if self.bad else "an unreadable value"
-        text = (f"the index of node {self.nid} names {bad}, which is missing or unreadable (pruned"
+        what = "reaches missing objects" if self.incomplete else "is missing or unreadable"
+        text = (f"the index of node {self.nid} names {bad}, which {what} (pruned"
                 f" by git gc?); fell back to {base}")
         if self.salvage:
             text += f", kept {len(self.salvage)} later change(s) still present"
@@ -327,6 +332,108 @@ def repair(repo: pygit2.Repository, signer: RawSigner, nid: str, *, quiet: bool 
             return rec
         sigrefs.backoff(attempt)
     return None
+
+
+# -- an index that reaches a missing object -------------------------------------------------
+def missing_since_published(repo: pygit2.Repository, nid: str) -> list[str]:
+    """Objects the index tip of ``nid`` reaches (not through its last published tip) that are
+    missing: a change the prune deleted under an index commit that survived it, and that later
+    writes built on. ``git push`` cannot pack such a history (the remote says "unpacker
+    error"), on every sync. Costs one walk of what the next push sends."""
+    from .gitrun import run_git
+
+    tip = sigrefs.read_tip(repo, nid)
+    if tip is None or not present(repo, tip):
+        return []
+    published = _published(repo, nid)
+    args = ["rev-list", "--objects", "--missing=print", tip, *(["--not", published] if published else [])]
+    res = run_git(common_dir(repo), args, timeout=600)
+    missing = [line[1:41] for line in res.stdout.splitlines() if line.startswith("?")]
+    if res.returncode != 0 and not missing:
+        missing = [tip]  # the walk itself failed on a missing or unreadable object
+    return missing
+
+
+def history_complete(repo: pygit2.Repository, tip: str, stop: str | None, budget: int = 100_000) -> bool:
+    """Whether every change of ``tip``'s history down to ``stop`` (its published value, whose
+    history a remote holds) can be read whole: what a push of it must send."""
+    try:
+        walker = repo.walk(tip, pygit2.enums.SortMode.NONE)
+        if stop is not None and present(repo, stop):
+            walker.hide(stop)
+        for commit in walker:
+            budget -= 1
+            if budget < 0 or not complete_change(repo, str(commit.id)):
+                return False
+    except MALFORMED_ERRORS:
+        return False
+    return True
+
+
+def republish(
+    repo: pygit2.Repository, signer: RawSigner, nid: str, *, quiet: bool = False
+) -> Recovery | None:
+    """When ``nid``'s index reaches missing objects (:func:`missing_since_published`), move it
+    on from its last published tip (or from nothing) with one new index commit: each entry at
+    its newest value on the index chain whose history is complete, the others lost and
+    recorded as such. A fast-forward of what the remote holds, so the next push goes through.
+    None when nothing is missing."""
+    for attempt in range(50):
+        if not missing_since_published(repo, nid):
+            return None
+        bad = sigrefs.read_tip(repo, nid)
+        if bad is None:
+            return None
+        out = Recovery(nid, bad, _published(repo, nid), incomplete=True)
+        updates = _complete_entries(repo, out)
+        new = sigrefs.write_commit(repo, signer, nid, out.base, updates)
+        if compare_and_swap(repo, sigrefs.index_ref(nid), new, bad, "cob: recover the index",
+                            updates=updates):
+            lost = tuple((t, i, tip) for (t, i), tip in out.lost[:MAX_RECORDED])
+            append(common_dir(repo), [Record("L", nid, bad, out.base, int(time.time()), lost)])
+            if not quiet:
+                log.warning("warning: %s", out.describe())
+            return out
+        sigrefs.backoff(attempt)
+    return None
+
+
+def _complete_entries(repo: pygit2.Repository, out: Recovery) -> dict[sigrefs.Key, str | None]:
+    """The updates on ``out.base`` that set each entry of ``out.bad`` to its newest value on
+    the index chain between them whose history is complete; fills ``salvage`` and ``lost``."""
+    assert out.bad is not None
+    chain: list[pygit2.Commit] = sigrefs.first_parents(repo, out.bad, out.base, MAX_SCAN) or []
+    if not chain:  # not within reach of the published tip: the tip alone
+        with contextlib.suppress(*MALFORMED_ERRORS):
+            commit = repo[out.bad]
+            chain = [commit] if isinstance(commit, pygit2.Commit) else []
+    trees = [t for t in (sigrefs.tree_of(repo, str(c.id)) for c in chain) if t is not None]
+    base_tree = sigrefs.tree_of(repo, out.base)
+    keys = {(t, i) for t, i, _ in sigrefs.walk_entries(repo, trees[0])} if trees else set()
+    keys.update((t, i) for t, i, _ in sigrefs.walk_entries(repo, base_tree))
+    updates: dict[sigrefs.Key, str | None] = {}
+    for key in sorted(keys):
+        before = sigrefs.lookup(repo, base_tree, *key)
+        newest = sigrefs.lookup(repo, trees[0], *key) if trees else before
+        if newest is None:  # removed since: a removal sends nothing
+            if before is not None:
+                updates[key] = None
+            continue
+        chosen = before
+        for tree in trees:
+            tip = sigrefs.lookup(repo, tree, *key)
+            if tip is None or tip == before:
+                break
+            if history_complete(repo, tip, before):
+                chosen = tip
+                break
+        if chosen != newest and newest is not None:
+            out.lost.append((key, newest))
+        if chosen != before:
+            updates[key] = chosen
+            if chosen is not None:
+                out.salvage[key] = chosen
+    return updates
 
 
 def losses(gitdir: str, nid: str | None = None) -> list[Record]:

@@ -45,7 +45,7 @@ from .errors import (
     UnknownObjectError,
 )
 from .evaluate import Evaluation, Rejection, evaluate
-from .recovery import Recovery, repair
+from .recovery import Recovery, repair, republish
 from .refs import RefReader, common_dir, is_oid
 from .signer import Signer
 
@@ -580,10 +580,12 @@ class Store:
 
     def repair_index(self) -> Recovery | None:
         """Move this node's index forward from its newest intact one when its tip is missing
-        or unreadable (pruned by ``git gc`` next to a writer); None when it is readable. See
+        or unreadable (pruned by ``git gc`` next to a writer), or when it reaches objects such
+        a prune deleted under it (which no push can send: from the last published index,
+        :func:`cob.recovery.republish`); None when there is nothing to repair. See
         :mod:`cob.recovery`. Writes do this by themselves; sync and ``doctor --repair`` ask."""
         signer = self._require_signer()
-        return repair(self.repo, signer, signer.nid)
+        return repair(self.repo, signer, signer.nid) or republish(self.repo, signer, signer.nid)
 
     def merge_own(
         self, theirs: str, types: Sequence[CobType[Any]] = ()
