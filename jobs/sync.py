@@ -217,7 +217,6 @@ def sync(
         report.own = own
     try:
         if fetch:
-            report.policy_kept = fetch_policy(repo, remote)
             remote_refs = _first_fetch(jobs, remote, report, own, trusted_only, limits, timeout, idle)
             fetch = report.fetch_error is None
         if push and own is not None:
@@ -257,7 +256,9 @@ def _first_fetch(
 ) -> dict[str, str] | None:
     """:func:`_fetch`; when it fails and this node has something to push, the failure is
     noted in ``report.fetch_error`` (raised after the push) and None returned: a hub that
-    cannot serve its refs in time may delay what we take from others, never our own results."""
+    cannot serve its refs in time may delay what we take from others, never our own results.
+    The policy ref comes first, fast-forward only: a revocation reaches every reader."""
+    report.policy_kept = fetch_policy(jobs.repo, remote)
     try:
         return _fetch(jobs, remote, report, own, trusted_only, limits, timeout, idle)
     except cob.TransportError as e:
