@@ -21,25 +21,7 @@ import jobs.ops
 
 from .clirunner import gj, ok
 from .conftest import git, init_repo
-
-
-def new_key(tmp: Path, name: str) -> tuple[str, Path]:
-    signer = cob.Signer.generate()
-    path = tmp / f"{name}.key"
-    signer.save(path)
-    return signer.nid, path
-
-
-def commit_defs(path: Path, text: str, message: str = "definitions") -> str:
-    (path / ".git-jobs.toml").write_text(text)
-    git(path, "add", ".git-jobs.toml")
-    git(path, "commit", "-q", "-m", message)
-    return git(path, "rev-parse", "HEAD").strip()
-
-
-def policy(nodes: dict[str, str], extra: str = "") -> str:
-    table = ", ".join(f'"{nid}" = "{name}"' for nid, name in nodes.items())
-    return f"\n[policy]\nnodes = {{ {table} }}\n{extra}"
+from .test_verdicts import commit_defs, new_key, policy
 
 
 def two_nodes(tmp: Path, second: str = "bob") -> tuple[Path, tuple[str, Path], tuple[str, Path]]:

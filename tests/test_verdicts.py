@@ -21,6 +21,7 @@ import cob
 
 from .clirunner import GIT_JOBS, Result, gj, ok
 from .conftest import git, init_repo
+from .test_node_work import commit_defs
 
 
 def new_key(tmp: Path, name: str) -> tuple[str, Path]:
@@ -28,13 +29,6 @@ def new_key(tmp: Path, name: str) -> tuple[str, Path]:
     path = tmp / f"{name}.key"
     signer.save(path)
     return signer.nid, path
-
-
-def commit_defs(path: Path, text: str, message: str = "definitions") -> str:
-    (path / ".git-jobs.toml").write_text(text)
-    git(path, "add", ".git-jobs.toml")
-    git(path, "commit", "-q", "-m", message)
-    return git(path, "rev-parse", "HEAD").strip()
 
 
 def policy(nodes: dict[str, str], extra: str = "") -> str:
