@@ -12,7 +12,6 @@ import re
 import secrets
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,32 +19,16 @@ import pytest
 import jobs
 
 from .clirunner import gj, ok
-from .conftest import git, init_repo
+from .conftest import git
 from .test_node_daemon import wait_for
-from .test_node_requests import Hub, _passes, policy
+from .test_node_requests import Hub, _passes, hub, policy
 from .test_node_work import commit_defs, new_key, reasons
+
+hub = hub  # the hub-and-maintainer fixture of test_node_requests
 
 BUILD = "[jobs.build]\nrun = 'true'\n"
 
 
-@pytest.fixture
-def hub(tmp_path: Path) -> Iterator[Hub]:
-    """A bare hub, a maintainer's clone with a key, and the node processes started (killed at
-    the end), as in test_node_requests."""
-    bare = tmp_path / "hub.git"
-    init_repo(bare, bare=True)
-    maintainer = tmp_path / "maintainer"
-    init_repo(maintainer)
-    git(maintainer, "remote", "add", "origin", str(bare))
-    signer, key = new_key(tmp_path / "maintainer.key")
-    h = Hub(tmp_path, bare, maintainer, key, signer.nid)
-    try:
-        yield h
-    finally:
-        for proc in h.procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=10)
 
 
 def _clone(hub: Hub, name: str) -> Path:
