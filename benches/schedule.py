@@ -40,10 +40,16 @@ from jobs.node.isolation import load_isolation  # noqa: E402
 
 
 def _git(cwd: Path, *args: str) -> str:
-    env = dict(os.environ, GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@x", GIT_COMMITTER_NAME="b",
-               GIT_COMMITTER_EMAIL="b@x")
-    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True,
-                          text=True).stdout.strip()
+    env = dict(
+        os.environ,
+        GIT_AUTHOR_NAME="b",
+        GIT_AUTHOR_EMAIL="b@x",
+        GIT_COMMITTER_NAME="b",
+        GIT_COMMITTER_EMAIL="b@x",
+    )
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def _commit(repo: Path, n: int, salt: int, command: str = "true") -> str:
@@ -58,11 +64,25 @@ def _commit(repo: Path, n: int, salt: int, command: str = "true") -> str:
 def _floor_checkout(repo: Path, sha: str, dest: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull)
-    run = lambda *a, cwd=None: subprocess.run(["git", *a], cwd=cwd, env=env, check=True,  # noqa: E731
-                                             capture_output=True)
+
+    def run(*a: str, cwd: Path | None = None) -> None:
+        subprocess.run(["git", *a], cwd=cwd, env=env, check=True, capture_output=True)
+
     run("init", "-q", "--template=", str(dest))
-    run("-c", "protocol.file.allow=always", "-c", "protocol.version=2", "fetch", "-q", "--depth", "1",
-        "--no-tags", (repo / ".git").resolve().as_uri(), sha, cwd=dest)
+    run(
+        "-c",
+        "protocol.file.allow=always",
+        "-c",
+        "protocol.version=2",
+        "fetch",
+        "-q",
+        "--depth",
+        "1",
+        "--no-tags",
+        (repo / ".git").resolve().as_uri(),
+        sha,
+        cwd=dest,
+    )
     run("-c", "advice.detachedHead=false", "checkout", "-q", "--detach", sha, cwd=dest)
 
 
@@ -116,8 +136,10 @@ def main() -> int:
                 floor.append(_floor(repo, sha, n, writer, base, rep))
         o = statistics.median(ours)
         if args.no_floor:
-            print(f"command={args.command!r} jobs/commit={n} parallel={args.parallel}: "
-                  f"wall {o * n:.2f} s per commit (median of {args.repeats})")
+            print(
+                f"command={args.command!r} jobs/commit={n} parallel={args.parallel}: "
+                f"wall {o * n:.2f} s per commit (median of {args.repeats})"
+            )
             return 0
         f = statistics.median(floor)
         print(f"isolation={args.isolation} jobs/commit={n} parallel={args.parallel} repeats={args.repeats}")

@@ -139,8 +139,13 @@ class RefusalKind(StrEnum):
 # Verdicts on the data itself: unchanged while neither the remote's ref nor ours moves, so
 # remembered (cob.refused) and not downloaded or checked again.
 REMEMBERED_KINDS = frozenset(
-    {RefusalKind.BAD_TIP, RefusalKind.NOT_A_COMMIT, RefusalKind.BAD_NAMESPACE, RefusalKind.DIVERGED,
-     RefusalKind.TOO_LARGE}
+    {
+        RefusalKind.BAD_TIP,
+        RefusalKind.NOT_A_COMMIT,
+        RefusalKind.BAD_NAMESPACE,
+        RefusalKind.DIVERGED,
+        RefusalKind.TOO_LARGE,
+    }
 )
 
 
@@ -570,15 +575,30 @@ def fetch(
                 break
         passed = q.check(wanted, result, families, limits)
         q.migrate(passed)
+    _apply_all(repo, candidates, q, passed, own_nid, result, families, limits, trust)
+    _drop_superseded(repo, result)
+    _remember(memory, result, families, trust)
+    return result
+
+
+def _apply_all(
+    repo: pygit2.Repository,
+    candidates: Mapping[str, str],
+    q: _Quarantine,
+    passed: Mapping[str, str],
+    own_nid: str | None,
+    result: FetchResult,
+    families: tuple[RefFamily, ...],
+    limits: Limits,
+    trust: set[str] | None,
+) -> None:
+    """Move each candidate ref that passed (or needed no download) to its new tip."""
     for name in sorted(candidates):
         if (name in q.staged and name not in passed) or name in q.unsendable:
             continue  # refused in quarantine or by _download, reported there
         trusted_here = trust is None or _owner(name, families)[0] in trust
-        _apply(repo, name, passed.get(name, candidates[name]), own_nid, result, families, limits, q.checked,
-               trusted_here)
-    _drop_superseded(repo, result)
-    _remember(memory, result, families, trust)
-    return result
+        tip = passed.get(name, candidates[name])
+        _apply(repo, name, tip, own_nid, result, families, limits, q.checked, trusted_here)
 
 
 def _remember(
@@ -601,7 +621,7 @@ def _memory_key(local: str | None, nid: str | None, trust: set[str] | None) -> s
 
 def _owner_or_none(name: str, families: tuple[RefFamily, ...]) -> str | None:
     if parse_ref(name) is None and parse_index_ref(name) is None and family_of(name, families) is None:
-        return name[len(NAMESPACES):].split("/", 1)[0] if name.startswith(NAMESPACES) else None
+        return name[len(NAMESPACES) :].split("/", 1)[0] if name.startswith(NAMESPACES) else None
     return _owner(name, families)[0]
 
 
@@ -746,8 +766,10 @@ def _set_aside(
     at the same values), ``deferred`` (a namespace's new family refs beyond the bound)."""
     legacy = parse_ref(name)
     found = family_of(name, families) if families else None
-    if _pruned(name, families) or (legacy is not None and legacy[0] != own_nid) or (
-        found is not None and found[0].is_future(found[2])
+    if (
+        _pruned(name, families)
+        or (legacy is not None and legacy[0] != own_nid)
+        or (found is not None and found[0].is_future(found[2]))
     ):
         result.ignored += 1
         return True
@@ -767,7 +789,7 @@ def _newest_first(item: tuple[str, str]) -> tuple[str, int, str]:
     """Sort key: by namespace; in one, the index and per-object refs before family refs, and
     family leaves newest first (a node's current log bucket before a hub's old junk)."""
     name = item[0]
-    rest = name[len(NAMESPACES):] if name.startswith(NAMESPACES) else name
+    rest = name[len(NAMESPACES) :] if name.startswith(NAMESPACES) else name
     nid, _, tail = rest.partition("/")
     if not tail.startswith("refs/") or tail.startswith(("refs/sigrefs", "refs/cobs/")):
         return nid, 0, tail
@@ -813,6 +835,24 @@ def _take_new_namespaces(
 
 def _config_quote(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+# The quarantine's fetch: one pack (a few files to delete, not a directory per object); only our
+# refspecs (--refmap= stops git from also moving refs through a configured fetch refspec); no
+# prune, tags or submodules; progress lines are how a slow transfer shows it is alive.
+_QUARANTINE_FETCH = (
+    "-c",
+    "fetch.unpackLimit=1",
+    "fetch",
+    "--refmap=",
+    "--no-prune",
+    "--no-tags",
+    "--no-recurse-submodules",
+    "--no-write-fetch-head",
+    "--no-auto-maintenance",
+    "--progress",
+    "--stdin",
+)
 
 
 class _Quarantine:
@@ -884,22 +924,7 @@ class _Quarantine:
         self._staging = {n: f"{STAGING}{i}" for i, n in enumerate(names)}
         res = run_git(
             self.gitdir,
-            [
-                "-c",
-                "fetch.unpackLimit=1",  # keep one pack: a few files to delete, not a directory per object
-                "fetch",
-                # Only our refspecs: --refmap= stops git from also moving refs through a
-                # configured fetch refspec; no prune, tags or submodules.
-                "--refmap=",
-                "--no-prune",
-                "--no-tags",
-                "--no-recurse-submodules",
-                "--no-write-fetch-head",
-                "--no-auto-maintenance",
-                "--progress",  # progress lines are how a slow transfer shows it is alive
-                "--stdin",
-                remote,
-            ],
+            [*_QUARANTINE_FETCH, remote],
             stdin="".join(lines),
             timeout=self.timeout,
             idle=self.idle,
@@ -967,8 +992,16 @@ class _Quarantine:
         lines = "".join(f"{self._staging[n]}\n" for n in sorted(passed))
         res = run_git(
             _gitdir(self.repo),
-            ["fetch", "--refmap=", "--no-tags", "--no-write-fetch-head", "--no-auto-maintenance",
-             "--quiet", "--stdin", self.gitdir],
+            [
+                "fetch",
+                "--refmap=",
+                "--no-tags",
+                "--no-write-fetch-head",
+                "--no-auto-maintenance",
+                "--quiet",
+                "--stdin",
+                self.gitdir,
+            ],
             stdin=lines,
             timeout=self.timeout,
         )
@@ -1071,8 +1104,10 @@ def _apply(
                     )
                 )
             return
-        problem = None if passed else ref_problem(
-            repo, name, nid, object_id, old, new, limits, own_nid, families, trusted
+        problem = (
+            None
+            if passed
+            else ref_problem(repo, name, nid, object_id, old, new, limits, own_nid, families, trusted)
         )
         if problem is not None:
             kind, why = problem
@@ -1290,8 +1325,7 @@ def _push_refusal(why: str) -> tuple[RefusalKind, str]:
     """The kind and one-line reason of a ref the remote refused, from git's porcelain summary."""
     if "fast-forward" in why or "fetch first" in why:
         return RefusalKind.NON_FAST_FORWARD, (
-            f"the remote refused it ({why}); the remote has changes this node lacks:"
-            " fetch, then sync again"
+            f"the remote refused it ({why}); the remote has changes this node lacks: fetch, then sync again"
         )
     if any(marker in why for marker in _LOST_RACE):
         return RefusalKind.BUSY, (
@@ -1300,9 +1334,7 @@ def _push_refusal(why: str) -> tuple[RefusalKind, str]:
     return RefusalKind.REJECTED, f"the remote refused it ({why})"
 
 
-def _deletions(
-    nid: str, remote_refs: Mapping[str, str] | None, families: tuple[RefFamily, ...]
-) -> list[str]:
+def _deletions(nid: str, remote_refs: Mapping[str, str] | None, families: tuple[RefFamily, ...]) -> list[str]:
     """Our own pruned family refs that the remote still lists (known only after a listing)."""
     if remote_refs is None:
         return []

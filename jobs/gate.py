@@ -102,9 +102,18 @@ class GateCell:
 
     def to_json(self, policy: Policy) -> dict[str, Any]:
         if self.run is None or self.node is None or self.run_id is None:
-            return {"node": None, "node_name": None, "id": None, "status": None, "reason": None,
-                    "state": self.state, "log": None, "started_at": None, "finished_at": None,
-                    "counted": self.counted}
+            return {
+                "node": None,
+                "node_name": None,
+                "id": None,
+                "status": None,
+                "reason": None,
+                "state": self.state,
+                "log": None,
+                "started_at": None,
+                "finished_at": None,
+                "counted": self.counted,
+            }
         out = run_json(self.node, self.run_id, self.run)
         out.update(state=self.state, counted=self.counted, node_name=policy.name_of(self.node))
         return out
@@ -152,7 +161,8 @@ class GateStatus:
         self.unservable = {n: w for n, w in why.items() if n in self.required}
         self.cells = [
             GateCell(c.name, c.job, None, None, None, UNSERVABLE, True, True)
-            if c.run is None and c.name in self.unservable else c
+            if c.run is None and c.name in self.unservable
+            else c
             for c in self.cells
         ]
 
@@ -185,8 +195,9 @@ class GateStatus:
         from .evidence import covers
 
         ev = self.evidence.get(name)
-        return bool(ev and ev.agreement and not ev.agreement.reproducible
-                    and covers(self.policy.reproducible, name))
+        return bool(
+            ev and ev.agreement and not ev.agreement.reproducible and covers(self.policy.reproducible, name)
+        )
 
     def reused(self, name: str) -> Reuse | None:
         """The reusable pass of ``name`` (enough trusted signers for the quorum), or None."""
@@ -398,6 +409,32 @@ def _evidence(store: Jobs, status: GateStatus, defs: Definitions | None) -> None
     ]
 
 
+def _assign(
+    store: Jobs,
+    status: GateStatus,
+    defs: Definitions | None,
+    policy: Policy,
+    by_name: dict[str, Job],
+    now: float | None,
+) -> dict[str, str]:
+    """Fill the status's assignment and requested jobs; {job: why no trusted node can run it}."""
+    if policy.everyone:  # with no policy nothing is shared, and nothing to import for it
+        return {}
+    from .assign import assign
+    from .profile import eligibility
+
+    needs = {d.name: list(d.needs) for d in defs} if defs is not None else {}
+    eligible, nobody = eligibility(store, defs, policy)
+    status.assignment = assign(by_name, needs, policy, time.time() if now is None else now, eligible)
+    status.requested = frozenset(
+        j.name
+        for j in by_name.values()
+        if any(policy.may_request(n) for n in (*j.asks(), *j.reruns()))
+        or any(n in policy.nodes for n in j.requests())
+    )
+    return nobody
+
+
 def gate_status(
     store: Jobs,
     rev: str = "HEAD",
@@ -420,25 +457,21 @@ def gate_status(
     defs, errors = _definitions(store, commit)
     present = commit in store.repo
     required, undefined = _required(policy, defs, errors, jobs, present)
-    status = GateStatus(commit, policy, jobs, sorted(required), errors=errors,
-                        defined=list(defs.names) if defs else [], all_nodes=all_nodes,
-                        quorum=policy.quorum, undefined=undefined, present=present,
-                        grace=store.judge.grace)
+    status = GateStatus(
+        commit,
+        policy,
+        jobs,
+        sorted(required),
+        errors=errors,
+        defined=list(defs.names) if defs else [],
+        all_nodes=all_nodes,
+        quorum=policy.quorum,
+        undefined=undefined,
+        present=present,
+        grace=store.judge.grace,
+    )
     by_name = {j.name: j for j in jobs}
-    nobody: dict[str, str] = {}  # job name → why no trusted node can run it
-    if not policy.everyone:  # with no policy nothing is shared, and nothing to import for it
-        from .assign import assign
-        from .profile import eligibility
-
-        needs = {d.name: list(d.needs) for d in defs} if defs is not None else {}
-        eligible, nobody = eligibility(store, defs, policy)
-        status.assignment = assign(by_name, needs, policy, time.time() if now is None else now, eligible)
-        status.requested = frozenset(
-            j.name
-            for j in jobs
-            if any(policy.may_request(n) for n in (*j.asks(), *j.reruns()))
-            or any(n in policy.nodes for n in j.requests())
-        )
+    nobody = _assign(store, status, defs, policy, by_name, now)
     fresh = _fresh(store, policy)
     for name in status.names():
         d = defs.get(name) if defs is not None else None
@@ -458,8 +491,16 @@ def gate_status(
 
 
 __all__ = [
-    "EXPECTED", "FAILING_STATES", "NOT_BUILT", "PASSING_STATES", "PENDING_STATES", "RETRYING", "UNSERVABLE",
+    "EXPECTED",
+    "FAILING_STATES",
+    "NOT_BUILT",
+    "PASSING_STATES",
+    "PENDING_STATES",
+    "RETRYING",
+    "UNSERVABLE",
     "REUSED",
     "VERDICTS",
-    "GateCell", "GateStatus", "gate_status",
+    "GateCell",
+    "GateStatus",
+    "gate_status",
 ]

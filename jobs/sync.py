@@ -87,7 +87,8 @@ class SyncReport:
         index = cob.index_ref(self.own)
         own = RefusalKind.OWN_NAMESPACE
         return [
-            r for r in self.refused
+            r
+            for r in self.refused
             if r.side == cob_sync.PUSH
             or (r.kind is own and (r.ref == index or logs.family().parse(r.ref) is not None))
         ]
@@ -138,16 +139,14 @@ class SyncReport:
             + (f", untrusted refs skipped {self.skipped}" if self.scope == "trusted" else "")
         )
         if self.logs_fetched or self.logs_pushed or self.logs_deleted:
-            line += (
-                f"; log buckets fetched {len(self.logs_fetched)}, pushed {len(self.logs_pushed)}"
-                + (f", deleted {len(self.logs_deleted)}" if self.logs_deleted else "")
+            line += f"; log buckets fetched {len(self.logs_fetched)}, pushed {len(self.logs_pushed)}" + (
+                f", deleted {len(self.logs_deleted)}" if self.logs_deleted else ""
             )
         if self.merged:
             line += f"; jobs written on two copies of this node merged {len(self.merged)}"
         if self.remembered or self.deferred:
-            line += (
-                f"; refused before, not fetched again {self.remembered}"
-                + (f"; new log buckets deferred {self.deferred}" if self.deferred else "")
+            line += f"; refused before, not fetched again {self.remembered}" + (
+                f"; new log buckets deferred {self.deferred}" if self.deferred else ""
             )
         if self.ignored:
             line += f"; refs never taken, ignored {self.ignored}"
@@ -212,7 +211,6 @@ def sync(
     if own is not None:
         jobs.store.repair_index()  # an index tip git's prune deleted: move on from an intact one
     remote_refs: dict[str, str] | None = None
-    families = (logs.family_for(repo),)  # run logs travel beside the job refs
     if push and own is not None:
         report.own = own
     try:
@@ -220,28 +218,52 @@ def sync(
             remote_refs = _first_fetch(jobs, remote, report, own, trusted_only, limits, timeout, idle)
             fetch = report.fetch_error is None
         if push and own is not None:
-            for round_ in range(PUSH_ROUNDS):
-                jobs.store.migrate(again=True)  # our per-object refs of the layout before the index
-                sent = cob_sync.push(
-                    repo, remote, own, typenames=(TYPENAME,), remote_refs=remote_refs,
-                    timeout=timeout, idle=idle, families=families,
-                )
-                pushed, logs_pushed = _split(sent.pushed)
-                report.pushed.extend(pushed)
-                report.logs_pushed.extend(logs_pushed)
-                report.logs_deleted.extend(d for d in sent.deleted if not _is_job_ref(d))
-                sent.refused = _settle_busy(jobs, remote, sent.refused, timeout, idle, families)
-                if not fetch or round_ + 1 == PUSH_ROUNDS or not _lost_race(sent.refused, own):
-                    report.refused.extend(sent.refused)
-                    break
-                # Our index moved on the remote since our fetch (another copy of this node, or
-                # another process of it, pushed meanwhile): fetch and merge again, then push.
-                remote_refs = _fetch(jobs, remote, report, own, trusted_only, limits, timeout, idle)
+            _push(jobs, remote, report, own, remote_refs, fetch, trusted_only, limits, timeout, idle)
     except cob.TransportError as e:  # the fetch's failure, when both failed, is said first
         raise SyncError(report.fetch_error or str(e), report) from None
     if report.fetch_error is not None:
         raise SyncError(report.fetch_error, report)
     return report
+
+
+def _push(
+    jobs: Jobs,
+    remote: str,
+    report: SyncReport,
+    own: str,
+    remote_refs: dict[str, str] | None,
+    fetched: bool,
+    trusted_only: bool | None,
+    limits: cob_sync.Limits | None,
+    timeout: float | None,
+    idle: float | None,
+) -> None:
+    """Push our refs; when our index moved on the remote meanwhile, fetch, merge and push again."""
+    repo = jobs.repo
+    families = (logs.family_for(repo),)  # run logs travel beside the job refs
+    for round_ in range(PUSH_ROUNDS):
+        jobs.store.migrate(again=True)  # our per-object refs of the layout before the index
+        sent = cob_sync.push(
+            repo,
+            remote,
+            own,
+            typenames=(TYPENAME,),
+            remote_refs=remote_refs,
+            timeout=timeout,
+            idle=idle,
+            families=families,
+        )
+        pushed, logs_pushed = _split(sent.pushed)
+        report.pushed.extend(pushed)
+        report.logs_pushed.extend(logs_pushed)
+        report.logs_deleted.extend(d for d in sent.deleted if not _is_job_ref(d))
+        sent.refused = _settle_busy(jobs, remote, sent.refused, timeout, idle, families)
+        if not fetched or round_ + 1 == PUSH_ROUNDS or not _lost_race(sent.refused, own):
+            report.refused.extend(sent.refused)
+            return
+        # Our index moved on the remote since our fetch (another copy of this node, or
+        # another process of it, pushed meanwhile): fetch and merge again, then push.
+        remote_refs = _fetch(jobs, remote, report, own, trusted_only, limits, timeout, idle)
 
 
 def _first_fetch(

@@ -45,7 +45,9 @@ NAMES = [
 
 
 def test_a_matrix_gives_the_same_named_jobs_with_the_same_ids_on_two_nodes(
-    work_repo: Path, tmp_path: Path, key: tuple[cob.Signer, Path]  # noqa: F811
+    work_repo: Path,
+    tmp_path: Path,
+    key: tuple[cob.Signer, Path],
 ) -> None:
     sha = commit_defs(work_repo, MATRIX)
     _, other_key = new_key(tmp_path / "other.key")
@@ -122,7 +124,8 @@ needs = { test = "succeeded" }
 
 
 def test_needs_with_states_run_notify_and_cleanup_after_a_failure(
-    work_repo: Path, key: tuple[cob.Signer, Path]  # noqa: F811
+    work_repo: Path,
+    key: tuple[cob.Signer, Path],
 ) -> None:
     sha = commit_defs(work_repo, NOTIFY)
     res = cli(work_repo, "work", "any", key=key[1])
@@ -138,7 +141,8 @@ def test_needs_with_states_run_notify_and_cleanup_after_a_failure(
 
 
 def test_a_need_that_must_fail_skips_its_user_after_a_success(
-    work_repo: Path, key: tuple[cob.Signer, Path]  # noqa: F811
+    work_repo: Path,
+    key: tuple[cob.Signer, Path],
 ) -> None:
     sha = commit_defs(work_repo, NOTIFY.replace("exit 3", "true"))
     res = cli(work_repo, "work", "any", key=key[1])
@@ -184,7 +188,8 @@ needs = ["one", "two"]
 
 
 def test_jobs_2_runs_independent_jobs_at_once_and_needs_after_both(
-    work_repo: Path, key: tuple[cob.Signer, Path]  # noqa: F811
+    work_repo: Path,
+    key: tuple[cob.Signer, Path],
 ) -> None:
     sha = commit_defs(work_repo, PARALLEL)
     res = cli(work_repo, "work", "any", "--jobs", "2", key=key[1])
@@ -196,10 +201,11 @@ def test_jobs_2_runs_independent_jobs_at_once_and_needs_after_both(
 
 
 def test_a_resource_of_capacity_1_serialises_the_jobs_that_share_it(
-    work_repo: Path, key: tuple[cob.Signer, Path]  # noqa: F811
+    work_repo: Path,
+    key: tuple[cob.Signer, Path],
 ) -> None:
-    text = PARALLEL.replace('[jobs.two]\n', '[jobs.two]\nresources = ["gpu"]\n').replace(
-        '[jobs.one]\n', '[jobs.one]\nresources = ["gpu"]\n'
+    text = PARALLEL.replace("[jobs.two]\n", '[jobs.two]\nresources = ["gpu"]\n').replace(
+        "[jobs.one]\n", '[jobs.one]\nresources = ["gpu"]\n'
     )
     sha = commit_defs(work_repo, text)
     res = cli(work_repo, "work", "any", "--jobs", "2", "--resource", "gpu=1", key=key[1])
@@ -210,11 +216,18 @@ def test_a_resource_of_capacity_1_serialises_the_jobs_that_share_it(
 
 @pytest.mark.parametrize(
     ("args", "problem"),
-    [(["--jobs", "0"], "--jobs"), (["--jobs", "x"], "--jobs"), (["--resource", "gpu"], "NAME=CAPACITY"),
-     (["--resource", "gpu=-1"], "capacity")],
+    [
+        (["--jobs", "0"], "--jobs"),
+        (["--jobs", "x"], "--jobs"),
+        (["--resource", "gpu"], "NAME=CAPACITY"),
+        (["--resource", "gpu=-1"], "capacity"),
+    ],
 )
 def test_bad_jobs_or_resource_flags_are_one_line_errors(
-    work_repo: Path, key: tuple[cob.Signer, Path], args: list[str], problem: str  # noqa: F811
+    work_repo: Path,
+    key: tuple[cob.Signer, Path],
+    args: list[str],
+    problem: str,
 ) -> None:
     commit_defs(work_repo, PARALLEL)
     res = cli(work_repo, "work", "any", *args, key=key[1])
@@ -239,7 +252,8 @@ needs = ["deploy"]
 
 
 def test_a_condition_on_branch_skips_deploy_off_main_and_runs_it_on_main(
-    work_repo: Path, key: tuple[cob.Signer, Path]  # noqa: F811
+    work_repo: Path,
+    key: tuple[cob.Signer, Path],
 ) -> None:
     git(work_repo, "checkout", "-q", "-b", "feature")
     sha = commit_defs(work_repo, DEPLOY)
@@ -247,7 +261,10 @@ def test_a_condition_on_branch_skips_deploy_off_main_and_runs_it_on_main(
     assert res.returncode == 1, res.stdout + res.stderr
     store = jobs.Jobs.open(work_repo)
     assert reasons(store, sha, key[0].nid) == {
-        "test": ["succeeded"], "deploy": ["skipped"], "docs": ["skipped"], "after": ["skipped"]
+        "test": ["succeeded"],
+        "deploy": ["skipped"],
+        "docs": ["skipped"],
+        "after": ["skipped"],
     }
     why = cli(work_repo, "logs", "HEAD:deploy", check=True).stdout
     assert "its condition is false" in why and 'branch("main")' in why
@@ -264,7 +281,8 @@ def test_a_condition_on_branch_skips_deploy_off_main_and_runs_it_on_main(
 
 
 def test_a_condition_on_changed_paths_and_on_a_needs_outcome(
-    work_repo: Path, key: tuple[cob.Signer, Path]  # noqa: F811
+    work_repo: Path,
+    key: tuple[cob.Signer, Path],
 ) -> None:
     commit_defs(work_repo, "[jobs.x]\nrun = 'true'\n")
     (work_repo / "docs").mkdir()
@@ -285,7 +303,9 @@ if = 'failed("test") || (true && !true)'
     res = cli(work_repo, "work", "any", key=key[1])
     assert res.returncode == 1
     assert reasons(jobs.Jobs.open(work_repo), sha, key[0].nid) == {
-        "docs": ["succeeded"], "test": ["failed"], "report": ["succeeded"]
+        "docs": ["succeeded"],
+        "test": ["failed"],
+        "report": ["succeeded"],
     }
 
 
@@ -322,7 +342,9 @@ needs = ["gpu"]
 
 
 def test_a_job_that_runs_on_gpu_is_left_alone_without_the_label_and_run_with_it(
-    work_repo: Path, tmp_path: Path, key: tuple[cob.Signer, Path]  # noqa: F811
+    work_repo: Path,
+    tmp_path: Path,
+    key: tuple[cob.Signer, Path],
 ) -> None:
     sha = commit_defs(work_repo, LABELS)
     res = cli(work_repo, "work", "any", key=key[1])
@@ -341,7 +363,9 @@ def test_a_job_that_runs_on_gpu_is_left_alone_without_the_label_and_run_with_it(
     got = {j.name: j for j in jobs.Jobs.open(work_repo).find_by_commit(sha)}
     nid = next(n for n in got["gpu"].runs() if n != key[0].nid)
     assert reasons(jobs.Jobs.open(work_repo), sha, nid) == {
-        "any": ["succeeded"], "gpu": ["succeeded"], "after": ["succeeded"]
+        "any": ["succeeded"],
+        "gpu": ["succeeded"],
+        "after": ["succeeded"],
     }
     # and --label is checked like any input
     bad = cli(work_repo, "work", "any", "--label", "G PU", key=key[1])
@@ -355,7 +379,8 @@ def test_runs_on_must_be_labels() -> None:
 
 # -- failure classes and flakiness ------------------------------------------------------------
 def test_retry_on_retries_only_the_named_failure_classes(
-    work_repo: Path, key: tuple[cob.Signer, Path]  # noqa: F811
+    work_repo: Path,
+    key: tuple[cob.Signer, Path],
 ) -> None:
     text = """
 [jobs.test]
@@ -372,7 +397,8 @@ retry = { max = 2, on = ["error", "timed_out"] }
     report = ws.work_any(sha, comprehensive=True)
     # A test's own failure is not retried; the timeout (an infrastructure class here) is.
     assert reasons(jobs.Jobs.open(work_repo), sha, key[0].nid) == {
-        "test": ["failed"], "slow": ["timed_out", "timed_out"]
+        "test": ["failed"],
+        "slow": ["timed_out", "timed_out"],
     }
     plan = {p.name: p for p in report.plan}
     assert plan["test"].action == "exhausted" and "retry.on" in plan["test"].reason
@@ -381,7 +407,9 @@ retry = { max = 2, on = ["error", "timed_out"] }
 
 
 def test_a_job_that_passed_only_on_a_later_attempt_is_flaky_in_status_and_show(
-    work_repo: Path, key: tuple[cob.Signer, Path], tmp_path: Path  # noqa: F811
+    work_repo: Path,
+    key: tuple[cob.Signer, Path],
+    tmp_path: Path,
 ) -> None:
     counter = tmp_path / "count"
     git(work_repo, "config", "jobs.isolation", "none")  # the counter lives outside the checkout
@@ -404,7 +432,8 @@ def _job_id(path: Path, sha: str, name: str) -> str:
 
 # -- outputs ----------------------------------------------------------------------------------
 def test_a_build_output_is_seen_by_the_test_that_needs_it_on_this_node(
-    work_repo: Path, key: tuple[cob.Signer, Path]  # noqa: F811
+    work_repo: Path,
+    key: tuple[cob.Signer, Path],
 ) -> None:
     text = """
 [jobs.build]
@@ -420,7 +449,9 @@ run = "test ! -e dist"
     res = cli(work_repo, "work", "any", key=key[1])
     assert res.returncode == 0, res.stdout + res.stderr + cli(work_repo, "logs", "HEAD:test").stdout
     assert reasons(jobs.Jobs.open(work_repo), sha, key[0].nid) == {
-        "build": ["succeeded"], "test": ["succeeded"], "unrelated": ["succeeded"]
+        "build": ["succeeded"],
+        "test": ["succeeded"],
+        "unrelated": ["succeeded"],
     }
     assert "outputs of build copied" in cli(work_repo, "logs", "HEAD:test", check=True).stdout
 
@@ -450,14 +481,22 @@ run = "y"
 def test_every_mistake_with_the_new_keys_is_reported_at_once() -> None:
     with pytest.raises(jobs.DefinitionError) as err:
         parse_definitions(THREE_MISTAKES, "ab" * 20)
-    keys = ["jobs.a.matrix", "jobs.a.needs.b", "jobs.a.if", "jobs.a.runs_on", "jobs.a.outputs",
-            "jobs.a.resources", "jobs.a.retry.on"]
+    keys = [
+        "jobs.a.matrix",
+        "jobs.a.needs.b",
+        "jobs.a.if",
+        "jobs.a.runs_on",
+        "jobs.a.outputs",
+        "jobs.a.resources",
+        "jobs.a.retry.on",
+    ]
     assert all(k in str(err.value) for k in keys), str(err.value)
     assert len(err.value.errors) == len(keys)
 
 
 def test_a_node_records_an_invalid_file_once_and_never_retries_it(
-    work_repo: Path, key: tuple[cob.Signer, Path]  # noqa: F811
+    work_repo: Path,
+    key: tuple[cob.Signer, Path],
 ) -> None:
     import os
     import signal
@@ -497,7 +536,8 @@ def test_a_node_records_an_invalid_file_once_and_never_retries_it(
 
 
 def test_the_node_runs_jobs_in_parallel_with_its_labels_and_resources(
-    work_repo: Path, key: tuple[cob.Signer, Path]  # noqa: F811
+    work_repo: Path,
+    key: tuple[cob.Signer, Path],
 ) -> None:
     import os
     import signal

@@ -175,7 +175,7 @@ def _unknown(ctx: _Ctx, prefix: str, table: Mapping[str, Any], allowed: set[str]
 
 def _retry(ctx: _Ctx, key: str, value: Any) -> RetrySpec:
     if isinstance(value, bool) or not isinstance(value, int | dict):
-        raise ctx.error(key, "must be a table like { max = 3, pattern = \"seconds\" } or an integer")
+        raise ctx.error(key, 'must be a table like { max = 3, pattern = "seconds" } or an integer')
     if isinstance(value, int):
         value = {"max": value}
     _unknown(ctx, key, value, _RETRY_KEYS)
@@ -191,11 +191,23 @@ def _retry(ctx: _Ctx, key: str, value: Any) -> RetrySpec:
     return RetrySpec(most, pattern, tuple(dict.fromkeys(on)))
 
 
+def _reuse(ctx: _Ctx, key: str, reuse: Any) -> Any:
+    """The job's ``reuse`` value; a wrong one is recorded as the job's error."""
+    if reuse is not None and reuse not in REUSE:
+        shown = safe(reuse[:40]) if isinstance(reuse, str) else type(reuse).__name__
+        ctx.errors.extend(ctx.error(f"{key}.reuse", f'must be "tree", not {shown!r}').errors)
+    return reuse
+
+
 def _job(ctx: _Ctx, name: str, value: Any) -> list[JobDef]:
     """The job(s) one definition declares: one, or one per matrix combination."""
     key = f"jobs.{name}"
-    problem = check_name(name) or (None if _BASE.match(name) else f"invalid job name {safe(name)!r}"
-                                   " (letters, digits and . _ / + - ; starting with a letter or digit)")
+    problem = check_name(name) or (
+        None
+        if _BASE.match(name)
+        else f"invalid job name {safe(name)!r}"
+        " (letters, digits and . _ / + - ; starting with a letter or digit)"
+    )
     if problem:
         raise ctx.error(key, problem)
     table = _table(ctx, key, value)
@@ -229,10 +241,7 @@ def _job(ctx: _Ctx, name: str, value: Any) -> list[JobDef]:
     outputs: tuple[str, ...] = ()
     with ctx.check():
         outputs = _outputs(ctx, f"{key}.outputs", table.get("outputs", []))
-    reuse = table.get("reuse")
-    if reuse is not None and reuse not in REUSE:
-        shown = safe(reuse[:40]) if isinstance(reuse, str) else type(reuse).__name__
-        ctx.errors.extend(ctx.error(f"{key}.reuse", f'must be "tree", not {shown!r}').errors)
+    reuse = _reuse(ctx, key, table.get("reuse"))
     condition, when = None, None
     with ctx.check():
         condition, when = _condition(ctx, f"{key}.if", table.get("if"), needs)
@@ -370,7 +379,7 @@ def _order(ctx: _Ctx, jobs: dict[str, JobDef], known: Collection[str] = ()) -> t
         if name in done:
             return
         if name in visiting:
-            cycle = [*visiting[visiting.index(name):], name]
+            cycle = [*visiting[visiting.index(name) :], name]
             raise ctx.error(f"jobs.{name}.needs", f"cycle in needs: {' -> '.join(cycle)}")
         visiting.append(name)
         for need in sorted(jobs[name].needs):
