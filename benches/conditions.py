@@ -25,10 +25,16 @@ HERE = Path(__file__).resolve().parent
 
 
 def _git(cwd: Path, *args: str) -> str:
-    env = dict(os.environ, GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@x", GIT_COMMITTER_NAME="b",
-               GIT_COMMITTER_EMAIL="b@x")
-    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True,
-                          text=True).stdout.strip()
+    env = dict(
+        os.environ,
+        GIT_AUTHOR_NAME="b",
+        GIT_AUTHOR_EMAIL="b@x",
+        GIT_COMMITTER_NAME="b",
+        GIT_COMMITTER_EMAIL="b@x",
+    )
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def _repo(base: Path, jobs: int, paths: int, distinct: bool) -> tuple[Path, str]:
@@ -80,10 +86,12 @@ def main() -> None:
             plan = ws.plan(defs)
             times.append(time.perf_counter() - t)
         skips = sum(1 for p in plan if p.action == "skip")
-        print(f"jobs={args.jobs} paths={args.paths} globs={'distinct' if args.distinct else 'shared'} "
-              f"source={args.source or 'this checkout'}: first plan {times[0]:.3f} s, "
-              f"next plan {times[1]:.3f} s ({skips} skip, {len(plan) - skips} run: past the "
-              "comparison bound a glob counts as changed)")
+        print(
+            f"jobs={args.jobs} paths={args.paths} globs={'distinct' if args.distinct else 'shared'} "
+            f"source={args.source or 'this checkout'}: first plan {times[0]:.3f} s, "
+            f"next plan {times[1]:.3f} s ({skips} skip, {len(plan) - skips} run: past the "
+            "comparison bound a glob counts as changed)"
+        )
 
 
 if __name__ == "__main__":

@@ -37,13 +37,22 @@ def _sshsig(key: Ed25519PrivateKey, public: bytes, message: bytes) -> str:
     signed = b"SSHSIG" + _string(b"git") + _string(b"") + _string(b"sha512") + _string(digest)
     raw = key.sign(signed)
     blob = (
-        b"SSHSIG" + struct.pack(">I", 1) + _string(_string(b"ssh-ed25519") + _string(public))
-        + _string(b"git") + _string(b"") + _string(b"sha512")
+        b"SSHSIG"
+        + struct.pack(">I", 1)
+        + _string(_string(b"ssh-ed25519") + _string(public))
+        + _string(b"git")
+        + _string(b"")
+        + _string(b"sha512")
         + _string(_string(b"ssh-ed25519") + _string(raw))
     )
     b64 = base64.b64encode(blob).decode()
-    return "\n".join(["-----BEGIN SSH SIGNATURE-----", *(b64[i:i + 70] for i in range(0, len(b64), 70)),
-                      "-----END SSH SIGNATURE-----"])
+    return "\n".join(
+        [
+            "-----BEGIN SSH SIGNATURE-----",
+            *(b64[i : i + 70] for i in range(0, len(b64), 70)),
+            "-----END SSH SIGNATURE-----",
+        ]
+    )
 
 
 class FloorWriter:
@@ -101,9 +110,7 @@ class FloorWriter:
         tb.insert("ops", repo.create_blob(ops_json), BLOB)
         tree = tb.write()
         ident = pygit2.Signature(self.ident_name, self.ident_name, when, 0)
-        buffer = repo.create_commit_string(
-            ident, ident, "op\n", tree, [pygit2.Oid(hex=p) for p in parents]
-        )
+        buffer = repo.create_commit_string(ident, ident, "op\n", tree, [pygit2.Oid(hex=p) for p in parents])
         oid = str(repo.create_commit_with_signature(buffer, _sshsig(self.key, self.public, buffer.encode())))
         if self.index:
             self._index(ref.rsplit("/", 1)[-1].rjust(40, "0")[-40:], oid, when)
@@ -117,11 +124,11 @@ def _verify(armored: str, payload: bytes) -> None:
     blob = base64.b64decode(body)
     # Fixed offsets of an Ed25519 SSHSIG: magic, version, key (51 bytes), ns, reserved, hash, sig.
     pos = 6 + 4
-    klen = struct.unpack(">I", blob[pos:pos + 4])[0]
-    key = blob[pos + 4 + klen - 32: pos + 4 + klen]
+    klen = struct.unpack(">I", blob[pos : pos + 4])[0]
+    key = blob[pos + 4 + klen - 32 : pos + 4 + klen]
     pos += 4 + klen
     for _ in range(3):
-        pos += 4 + struct.unpack(">I", blob[pos:pos + 4])[0]
+        pos += 4 + struct.unpack(">I", blob[pos : pos + 4])[0]
     raw = blob[-64:]
     digest = hashlib.sha512(payload).digest()
     signed = b"SSHSIG" + _string(b"git") + _string(b"") + _string(b"sha512") + _string(digest)

@@ -49,8 +49,9 @@ def timed(repo: Path, key: Path, *args: str) -> tuple[float, int, dict[str, Any]
     """(seconds, peak RSS MB, JSON output or None) of one `git jobs` command."""
     env = dict(os.environ, GIT_JOBS_KEY=str(key))
     t = time.monotonic()
-    res = subprocess.run(["/usr/bin/time", "-f", "%M", GIT_JOBS, *args], cwd=repo, env=env,
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", GIT_JOBS, *args], cwd=repo, env=env, capture_output=True, text=True
+    )
     dt = time.monotonic() - t
     rss = int(res.stderr.strip().splitlines()[-1]) // 1024
     try:
@@ -66,9 +67,11 @@ def brief(report: dict[str, Any] | None) -> str:
     kinds: dict[str, int] = {}
     for r in report["refused"]:
         kinds[r["kind"]] = kinds.get(r["kind"], 0) + 1
-    return (f"fetched {len(report['fetched'])}, pushed {len(report['pushed'])}, refused {kinds}, "
-            f"remembered {report.get('remembered')}, deferred {report.get('deferred')}, "
-            f"ignored {report.get('ignored')}, published {report['published']}")
+    return (
+        f"fetched {len(report['fetched'])}, pushed {len(report['pushed'])}, refused {kinds}, "
+        f"remembered {report.get('remembered')}, deferred {report.get('deferred')}, "
+        f"ignored {report.get('ignored')}, published {report['published']}"
+    )
 
 
 def fast_import(repo: Path, script: str) -> None:
@@ -80,8 +83,9 @@ def unsigned_commits(hub: Path, refs: list[str], message: str = "junk\n") -> Non
     lines = []
     for i, ref in enumerate(refs):
         data = message.encode()
-        lines.append(f"commit {ref}\ncommitter m <m> {1_600_000_000 + i} +0000\n"
-                     f"data {len(data)}\n{message}\n")
+        lines.append(
+            f"commit {ref}\ncommitter m <m> {1_600_000_000 + i} +0000\ndata {len(data)}\n{message}\n"
+        )
     fast_import(hub, "".join(lines))
 
 
@@ -162,9 +166,10 @@ def case_deep(w: World, depth: int) -> None:
     ref = "refs/heads/deep"
     lines = []
     for i in range(depth):
-        lines.append(f"commit {ref}\ncommitter {stranger.nid} <{stranger.nid}> {1_600_000_000 + i} +0000\n"
-                     f"data {len(sigrefs.MESSAGE)}\n{sigrefs.MESSAGE}"
-                     + ("deleteall\n" if i == 0 else "") + "\n")
+        lines.append(
+            f"commit {ref}\ncommitter {stranger.nid} <{stranger.nid}> {1_600_000_000 + i} +0000\n"
+            f"data {len(sigrefs.MESSAGE)}\n{sigrefs.MESSAGE}" + ("deleteall\n" if i == 0 else "") + "\n"
+        )
     fast_import(w.hub, "".join(lines))
     repo = pygit2_repo(w.hub)
     below = git(w.hub, "rev-parse", ref).strip()
@@ -192,8 +197,11 @@ def case_legacy(w: World, n: int) -> None:
 
 def _ls_remote(w: World) -> tuple[float, int, None]:
     t = time.monotonic()
-    res = subprocess.run(["/usr/bin/time", "-f", "%M", "git", "ls-remote", "--refs", str(w.hub),
-                          "refs/namespaces/*"], capture_output=True, text=True)
+    res = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", "git", "ls-remote", "--refs", str(w.hub), "refs/namespaces/*"],
+        capture_output=True,
+        text=True,
+    )
     return time.monotonic() - t, int(res.stderr.strip().splitlines()[-1]) // 1024, None
 
 

@@ -42,8 +42,11 @@ def _repo(base: Path, files: int) -> tuple[pygit2.Repository, str]:
 
 def _worktree(repo: pygit2.Repository, sha: str, base: Path) -> None:
     dest = base / "wt"
-    subprocess.run(["git", "--git-dir", repo.path, "worktree", "add", "-q", "--detach", str(dest), sha],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["git", "--git-dir", repo.path, "worktree", "add", "-q", "--detach", str(dest), sha],
+        check=True,
+        capture_output=True,
+    )
     subprocess.run(["sh", "-c", "true"], cwd=dest, check=True)
     subprocess.run(["git", "--git-dir", repo.path, "worktree", "remove", "--force", str(dest)], check=True)
 

@@ -145,8 +145,14 @@ def main() -> int:
                 args.repeats,
             )
             ratio = f"{ours / baseline:.2f} x (goal <= 1.10)"
-            rows.append((f"node run printing {mb} + sync, log published", f"{ours * 1000:.0f} ms",
-                         f"{baseline * 1000:.0f} ms (not published)", ratio))
+            rows.append(
+                (
+                    f"node run printing {mb} + sync, log published",
+                    f"{ours * 1000:.0f} ms",
+                    f"{baseline * 1000:.0f} ms (not published)",
+                    ratio,
+                )
+            )
             store.repo.config["jobs.logs.publish"] = "true"
             log = text_log(args.size)
             ours, baseline = interleaved(
@@ -155,10 +161,22 @@ def main() -> int:
                 args.repeats,
             )
             floor = median(lambda: zlib.compress(log, 1), args.repeats)
-            rows.append((f"ledger run + finish + sync, {mb} log", f"{ours * 1000:.0f} ms",
-                         f"{baseline * 1000:.0f} ms (no log)", f"{ours / baseline:.2f} x"))
-            rows.append((f"floor: deflate {mb} once (zlib level 1)", f"{floor * 1000:.0f} ms", "",
-                         f"3 passes (node, push, hub) = {3 * floor / baseline:.2f} x the baseline"))
+            rows.append(
+                (
+                    f"ledger run + finish + sync, {mb} log",
+                    f"{ours * 1000:.0f} ms",
+                    f"{baseline * 1000:.0f} ms (no log)",
+                    f"{ours / baseline:.2f} x",
+                )
+            )
+            rows.append(
+                (
+                    f"floor: deflate {mb} once (zlib level 1)",
+                    f"{floor * 1000:.0f} ms",
+                    "",
+                    f"3 passes (node, push, hub) = {3 * floor / baseline:.2f} x the baseline",
+                )
+            )
             rows.extend(_reads(base, url, log, args.repeats))
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -198,8 +216,14 @@ def _reads(base: Path, url: str, log: bytes, repeats: int) -> list[tuple[str, st
         rows.append((what, f"{t * 1000:.1f} ms", "", "goal ≤ 50 ms"))
     t_logs = median(cli("logs", spec), max(3, repeats // 3))
     t_start = median(cli("--version"), max(3, repeats // 3))
-    rows.append((f"`git jobs logs {spec}` process", f"{t_logs * 1000:.0f} ms",
-                 f"{t_start * 1000:.0f} ms (`git jobs --version`)", f"+{(t_logs - t_start) * 1000:.0f} ms"))
+    rows.append(
+        (
+            f"`git jobs logs {spec}` process",
+            f"{t_logs * 1000:.0f} ms",
+            f"{t_start * 1000:.0f} ms (`git jobs --version`)",
+            f"+{(t_logs - t_start) * 1000:.0f} ms",
+        )
+    )
     return rows
 
 

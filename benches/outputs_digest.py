@@ -72,12 +72,28 @@ def main() -> int:
             repo = fresh_repo(base, f"ours{i}")
             ours.append(timed(lambda repo=repo: outputs_tree(repo, base / "src")))
             bare = fresh_repo(base, f"git{i}")
-            write.append(timed(lambda bare=bare: subprocess.run(
-                ["git", "--git-dir", bare.path, "hash-object", "-w", "--stdin-paths"],
-                input=listing, text=True, capture_output=True, check=True)))
-            hash_only.append(timed(lambda: subprocess.run(
-                ["git", "hash-object", "--stdin-paths"], input=listing, text=True,
-                capture_output=True, check=True)))
+            write.append(
+                timed(
+                    lambda bare=bare: subprocess.run(
+                        ["git", "--git-dir", bare.path, "hash-object", "-w", "--stdin-paths"],
+                        input=listing,
+                        text=True,
+                        capture_output=True,
+                        check=True,
+                    )
+                )
+            )
+            hash_only.append(
+                timed(
+                    lambda: subprocess.run(
+                        ["git", "hash-object", "--stdin-paths"],
+                        input=listing,
+                        text=True,
+                        capture_output=True,
+                        check=True,
+                    )
+                )
+            )
             dest = base / f"copy{i}"
             copy.append(timed(lambda dest=dest: shutil.copytree(base / "src", dest, symlinks=True)))
         o, w, h, c = (statistics.median(x) * 1000 for x in (ours, write, hash_only, copy))

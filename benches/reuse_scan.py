@@ -42,8 +42,23 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="gj-reuse-", dir=shm if shm.is_dir() else None) as tmp:
         repo_dir = Path(tmp) / "repo"
         subprocess.run(["git", "init", "-q", str(repo_dir)], check=True)
-        subprocess.run(["git", "-C", str(repo_dir), "-c", "user.name=b", "-c", "user.email=b@b",
-                        "commit", "-q", "--allow-empty", "-m", "head"], check=True)
+        subprocess.run(
+            [
+                "git",
+                "-C",
+                str(repo_dir),
+                "-c",
+                "user.name=b",
+                "-c",
+                "user.email=b@b",
+                "commit",
+                "-q",
+                "--allow-empty",
+                "-m",
+                "head",
+            ],
+            check=True,
+        )
         signer = cob.Signer.generate()
         store = jobs.Jobs.open(repo_dir, signer=signer)
         head = str(store.repo.head.target)

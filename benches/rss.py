@@ -40,8 +40,23 @@ def repository(where: Path) -> Path:
     repo = where / "repo"
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     for i in range(50):
-        subprocess.run(["git", "-C", str(repo), "-c", "user.name=b", "-c", "user.email=b@b", "commit",
-                        "-q", "--allow-empty", "-m", f"c{i}"], check=True)
+        subprocess.run(
+            [
+                "git",
+                "-C",
+                str(repo),
+                "-c",
+                "user.name=b",
+                "-c",
+                "user.email=b@b",
+                "commit",
+                "-q",
+                "--allow-empty",
+                "-m",
+                f"c{i}",
+            ],
+            check=True,
+        )
     return repo
 
 
@@ -56,8 +71,9 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="gj-rss-") as tmp:
         repo = repository(Path(tmp))
-        commits = subprocess.run(["git", "-C", str(repo), "rev-list", "HEAD"], check=True,
-                                 capture_output=True, text=True).stdout.split()
+        commits = subprocess.run(
+            ["git", "-C", str(repo), "rev-list", "HEAD"], check=True, capture_output=True, text=True
+        ).stdout.split()
         jobs = Jobs(cob.Store(str(repo), cob.Signer.generate()))
         samples: list[tuple[int, int]] = []
         started = time.perf_counter()
@@ -90,10 +106,12 @@ def main() -> int:
     top = max(warm)
     growth = (top - base) / base
     per_write = (samples[-1][1] - base) * 1024 / max(1, samples[-1][0] - warm_at)
-    print(f"{args.warmup:,} + {args.writes:,} writes in {elapsed:.0f} s;"
-          f" RSS after warm-up {base / 1024:.1f} MB,"
-          f" max after {top / 1024:.1f} MB, end {samples[-1][1] / 1024:.1f} MB:"
-          f" growth {growth * 100:+.1f} % ({per_write:+.0f} B per write)")
+    print(
+        f"{args.warmup:,} + {args.writes:,} writes in {elapsed:.0f} s;"
+        f" RSS after warm-up {base / 1024:.1f} MB,"
+        f" max after {top / 1024:.1f} MB, end {samples[-1][1] / 1024:.1f} MB:"
+        f" growth {growth * 100:+.1f} % ({per_write:+.0f} B per write)"
+    )
     for w, kb in samples:
         print(f"  {w:>7,}  {kb / 1024:7.1f} MB")
     ok = growth <= args.tolerance

@@ -73,8 +73,17 @@ def compare_all(fns: list[Callable[[], object]], repeats: int) -> list[float]:
 
 def row(case: str, ours: float, base: float | None, unit: str, baseline: str, goal: str = "") -> None:
     ratio = (ours / base) if base else None
-    ROWS.append({"case": case, "ours": ours, "baseline": base, "unit": unit, "ratio": ratio,
-                 "baseline_is": baseline, "goal": goal})
+    ROWS.append(
+        {
+            "case": case,
+            "ours": ours,
+            "baseline": base,
+            "unit": unit,
+            "ratio": ratio,
+            "baseline_is": baseline,
+            "goal": goal,
+        }
+    )
     shown = f"{ratio:6.2f}x" if ratio is not None else "     -"
     b = f"{base:10.3f}" if base is not None else "         -"
     print(f"  {case:<46} {ours:10.3f} {b} {unit:<5} {shown}  ({baseline}) {goal}", flush=True)
@@ -121,10 +130,21 @@ def case_write(base: Path, ops: int, repeats: int) -> None:
     ours(), plain(), indexed()  # warm up: object fan-out directories, ref files
     medians = compare_all([ours, plain, indexed], max(repeats, ops // batch))
     ours_t, plain_t, indexed_t = (t / batch * 1e3 for t in medians)
-    row("1. write: run/finish, per op", ours_t, indexed_t, "ms",
-        "floor: change (blob+tree+SSHSIG commit) + index (3 trees+SSHSIG commit) + CAS", "goal <=1.5x")
-    row("   same, against a change alone", ours_t, plain_t, "ms",
-        "floor of the per-object layout: blob+tree+SSHSIG commit+CAS")
+    row(
+        "1. write: run/finish, per op",
+        ours_t,
+        indexed_t,
+        "ms",
+        "floor: change (blob+tree+SSHSIG commit) + index (3 trees+SSHSIG commit) + CAS",
+        "goal <=1.5x",
+    )
+    row(
+        "   same, against a change alone",
+        ours_t,
+        plain_t,
+        "ms",
+        "floor of the per-object layout: blob+tree+SSHSIG commit+CAS",
+    )
 
 
 # -- 2. cold load of one big job --------------------------------------------------------------
@@ -146,8 +166,14 @@ def case_cold_load(base: Path, changes: int, nodes: int, repeats: int) -> None:
         assert floor_load(pygit2.Repository(path), big.tips.values()) == big.changes
 
     ours_t, floor_t = compare(ours, floor, repeats)
-    row(f"2. cold load: 1 job, {changes:,} changes, {nodes} nodes", ours_t, floor_t, "s",
-        "floor: walk+SSHSIG verify+decode", "goal <=1.5x")
+    row(
+        f"2. cold load: 1 job, {changes:,} changes, {nodes} nodes",
+        ours_t,
+        floor_t,
+        "s",
+        "floor: walk+SSHSIG verify+decode",
+        "goal <=1.5x",
+    )
     j = jobs.Jobs.open(path)
     j.get(big.job_id)  # fills the index
     warm = median_time(lambda: jobs.Jobs.open(path).get(big.job_id), repeats)
@@ -155,9 +181,7 @@ def case_cold_load(base: Path, changes: int, nodes: int, repeats: int) -> None:
 
 
 # -- 3. warm find_by_commit at growing sizes -----------------------------------------------------
-def case_find(
-    base: Path, sizes: list[int], per_commit: int, repeats: int, fill_size: int
-) -> dict[int, str]:
+def case_find(base: Path, sizes: list[int], per_commit: int, repeats: int, fill_size: int) -> dict[int, str]:
     repos = {}
     for n in sizes:
         path = str(base / f"find{n}")
@@ -176,8 +200,10 @@ def case_find(
             count = sum(1 for _ in j.all())  # folds and stores every job
             assert count == n
             fill = f", all states indexed in {time.perf_counter() - t:.1f} s"
-        log(f"{n:,} jobs over {len(commits):,} commits: generated in {gen_s:.1f} s, "
-            f"listed (every root read) in {index_s:.1f} s{fill}")
+        log(
+            f"{n:,} jobs over {len(commits):,} commits: generated in {gen_s:.1f} s, "
+            f"listed (every root read) in {index_s:.1f} s{fill}"
+        )
         time.sleep(0.1)  # past the racy-stamp window: what a long-lived reader sees
         probe = commits[len(commits) // 2]
         warm_reader = jobs.Jobs.open(path)
@@ -191,13 +217,19 @@ def case_find(
         ours_ms = median_time(warm, repeats) / calls * 1e3
         fresh_ms = median_time(lambda p=path, c=probe: jobs.Jobs.open(p).find_by_commit(c), repeats) * 1e3
         if n <= 10_000:
-            nocache_ms = median_time(
-                lambda p=path, c=probe: jobs.Jobs.open(p, cache=False).find_by_commit(c), 1
-            ) * 1e3
+            nocache_ms = (
+                median_time(lambda p=path, c=probe: jobs.Jobs.open(p, cache=False).find_by_commit(c), 1) * 1e3
+            )
         else:
             nocache_ms = None
-        row(f"3. warm find_by_commit, {n:,} jobs", ours_ms, nocache_ms, "ms",
-            "no index: fold from scratch", "goal <=5 ms at 10k" if n == 10_000 else "")
+        row(
+            f"3. warm find_by_commit, {n:,} jobs",
+            ours_ms,
+            nocache_ms,
+            "ms",
+            "no index: fold from scratch",
+            "goal <=5 ms at 10k" if n == 10_000 else "",
+        )
         row("   same, new process-like Jobs.open + query", fresh_ms, None, "ms", "")
         if n == fill_size:  # after `git gc`/`pack-refs`, every ref lives in packed-refs
             subprocess.run(["git", "pack-refs", "--all"], cwd=path, check=True)
@@ -252,9 +284,14 @@ def case_hundred_runs(base: Path, runs: int, repeats: int) -> None:
             tip = old = oid
 
     floor_s = median_time(floor, repeats)
-    row(f"4. {runs} runs started+finished, one commit", ours_s, floor_s, "s",
+    row(
+        f"4. {runs} runs started+finished, one commit",
+        ours_s,
+        floor_s,
+        "s",
         f"floor: {2 * runs} raw signed writes + index; radicle-ci-broker: 40 s cached / 600 s",
-        "goal <1 s")
+        "goal <1 s",
+    )
 
 
 # -- 5. sync ------------------------------------------------------------------------------------
@@ -303,8 +340,13 @@ def case_sync(base: Path, changes: int, repeats: int) -> None:
             refspec = "refs/namespaces/*:refs/namespaces/*"
             subprocess.run(["git", "fetch", "-q", url, refspec], cwd=dst, check=True)
             git_t.append(time.perf_counter() - t)
-    row(f"5. sync {changes:,} new changes over git:// loopback", statistics.median(ours_t),
-        statistics.median(git_t), "s", "plain git fetch of the same refs")
+    row(
+        f"5. sync {changes:,} new changes over git:// loopback",
+        statistics.median(ours_t),
+        statistics.median(git_t),
+        "s",
+        "plain git fetch of the same refs",
+    )
 
 
 # -- 6. memory --------------------------------------------------------------------------------
@@ -325,13 +367,24 @@ print(n, hwm)
 
 def case_memory(path: str, n: int) -> None:
     def measure(mode: str) -> float:
-        out = subprocess.run([sys.executable, "-c", MEM, mode, path], check=True, capture_output=True,
-                             text=True, cwd=str(HERE.parent)).stdout.split()
+        out = subprocess.run(
+            [sys.executable, "-c", MEM, mode, path],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=str(HERE.parent),
+        ).stdout.split()
         return int(out[1]) / 1024  # KiB
 
     baseline = measure("baseline")
-    row(f"6. peak RSS, loading {n:,} jobs (indexed)", measure("warm"), baseline, "MB",
-        "python + imports, nothing loaded", "goal <200 MB")
+    row(
+        f"6. peak RSS, loading {n:,} jobs (indexed)",
+        measure("warm"),
+        baseline,
+        "MB",
+        "python + imports, nothing loaded",
+        "goal <200 MB",
+    )
     row(f"   peak RSS, loading {n:,} jobs (no index)", measure("nocache"), baseline, "MB", "as above")
 
 
@@ -348,11 +401,21 @@ def case_gate(base: Path, nodes: int, repeats: int) -> None:
     (path / ".git-jobs.toml").write_text(f"{defs}[policy]\nnodes = {{ {trusted} }}\nquorum = 2\n")
     subprocess.run(["git", "checkout", "-q", "-f", "main"], cwd=path, check=True)
     subprocess.run(["git", "add", ".git-jobs.toml"], cwd=path, check=True)
-    subprocess.run(["git", "commit", "-q", "-m", "ci"], cwd=path, check=True,
-                   env={**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@e",
-                        "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@e"})
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, check=True, capture_output=True,
-                            text=True).stdout.strip()
+    subprocess.run(
+        ["git", "commit", "-q", "-m", "ci"],
+        cwd=path,
+        check=True,
+        env={
+            **os.environ,
+            "GIT_AUTHOR_NAME": "b",
+            "GIT_AUTHOR_EMAIL": "b@e",
+            "GIT_COMMITTER_NAME": "b",
+            "GIT_COMMITTER_EMAIL": "b@e",
+        },
+    )
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=path, check=True, capture_output=True, text=True
+    ).stdout.strip()
     for s in signers:
         store = jobs.Jobs.open(str(path), signer=s)
         for n in names:
@@ -365,8 +428,14 @@ def case_gate(base: Path, nodes: int, repeats: int) -> None:
     gate_s, plain_s = compare(
         lambda: reader.status(commit), lambda: commit_status(reader, commit), repeats * 4
     )
-    row(f"7. status as a merge gate, {len(names)} jobs x {nodes} nodes", gate_s * 1e3, plain_s * 1e3, "ms",
-        "plain per-node rollup of the same jobs", "goal <=2x")
+    row(
+        f"7. status as a merge gate, {len(names)} jobs x {nodes} nodes",
+        gate_s * 1e3,
+        plain_s * 1e3,
+        "ms",
+        "plain per-node rollup of the same jobs",
+        "goal <=2x",
+    )
 
 
 def machine() -> str:
@@ -377,9 +446,11 @@ def machine() -> str:
                 cpu = line.split(":", 1)[1].strip()
                 break
     git_version = subprocess.run(["git", "--version"], capture_output=True, text=True).stdout.split()[-1]
-    return (f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, pygit2 {pygit2.__version__} (libgit2 "
-            f"{pygit2.LIBGIT2_VERSION}), git {git_version}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, pygit2 {pygit2.__version__} (libgit2 "
+        f"{pygit2.LIBGIT2_VERSION}), git {git_version}"
+    )
 
 
 def main() -> int:
@@ -397,8 +468,9 @@ def main() -> int:
     os.environ.setdefault("GIT_CONFIG_NOSYSTEM", "1")
     os.environ["HOME"] = str(base / "home")
     (base / "home").mkdir()
-    (base / "home" / ".gitconfig").write_text("[user]\n\tname = Bench\n\temail = b@example.invalid\n"
-                                              "[init]\n\tdefaultBranch = main\n")
+    (base / "home" / ".gitconfig").write_text(
+        "[user]\n\tname = Bench\n\temail = b@example.invalid\n[init]\n\tdefaultBranch = main\n"
+    )
     print(f"machine: {machine()}")
     print(f"repositories in {base} ({'quick' if q else 'full'} sizes)")
     print(f"  {'case':<46} {'ours':>10} {'baseline':>10} {'unit':<5} {'ratio':>7}")

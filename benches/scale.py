@@ -73,12 +73,29 @@ def log(msg: str) -> None:
     print(f"# {msg}", file=sys.stderr, flush=True)
 
 
-def row(case: str, ours: float, base: float | None, unit: str, baseline: str, goal: str = "",
-        met: bool | None = None) -> None:
+def row(
+    case: str,
+    ours: float,
+    base: float | None,
+    unit: str,
+    baseline: str,
+    goal: str = "",
+    met: bool | None = None,
+) -> None:
     """One table line; ``met`` is the verdict against the goal when the row has one."""
     ratio = (ours / base) if base else None
-    ROWS.append({"case": case, "ours": ours, "baseline": base, "unit": unit, "ratio": ratio,
-                 "baseline_is": baseline, "goal": goal, "met": met})
+    ROWS.append(
+        {
+            "case": case,
+            "ours": ours,
+            "baseline": base,
+            "unit": unit,
+            "ratio": ratio,
+            "baseline_is": baseline,
+            "goal": goal,
+            "met": met,
+        }
+    )
     shown = f"{ratio:6.2f}x" if ratio is not None else "      -"
     b = f"{base:10.3f}" if base is not None else "         -"
     verdict = "" if met is None else (" MET" if met else " NOT MET")
@@ -93,8 +110,14 @@ def git(*args: str, cwd: str | Path | None = None) -> str:
 def timed(args: Sequence[str], cwd: str | Path, ok: Sequence[int] = (0,)) -> float:
     """Wall time of one whole process, as a shell would run it (stdout discarded)."""
     t = time.perf_counter()
-    done = subprocess.run(list(args), cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          stdin=subprocess.DEVNULL, text=True)
+    done = subprocess.run(
+        list(args),
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
     elapsed = time.perf_counter() - t
     if done.returncode not in ok:
         raise RuntimeError(f"{' '.join(args)} exited {done.returncode}: {done.stderr[-2000:]}")
@@ -122,8 +145,15 @@ class Built:
     seconds: float
 
 
-def _node_history(repo: pygit2.Repository, codec: Codec, signer: cob.Signer, k: int,
-                  roots: Sequence[str], rng: random.Random, chunk: int) -> str:
+def _node_history(
+    repo: pygit2.Repository,
+    codec: Codec,
+    signer: cob.Signer,
+    k: int,
+    roots: Sequence[str],
+    rng: random.Random,
+    chunk: int,
+) -> str:
     """Node ``k``'s one signed change per job, and its index chain; returns the index tip.
 
     Each change holds what a node that released, ran and finished the job writes
@@ -139,10 +169,14 @@ def _node_history(repo: pygit2.Repository, codec: Codec, signer: cob.Signer, k: 
     for i, root in enumerate(roots):
         when = T0 + i * 60 + k
         run_id = uuid7_at(when, rng)
-        ops = [jobs.Release(), jobs.StartRun(run_id, f"https://ci{k}.example/{i}"),
-               jobs.FinishRun(run_id, "succeeded")]
-        pending[(jobs.TYPENAME, root)] = write_change(repo, codec, signer, signer.nid, ops, [root],
-                                                      timestamp=when)
+        ops = [
+            jobs.Release(),
+            jobs.StartRun(run_id, f"https://ci{k}.example/{i}"),
+            jobs.FinishRun(run_id, "succeeded"),
+        ]
+        pending[(jobs.TYPENAME, root)] = write_change(
+            repo, codec, signer, signer.nid, ops, [root], timestamp=when
+        )
         if len(pending) == chunk or i == len(roots) - 1:
             tip = sigrefs.write_commit(repo, signer, signer.nid, tip, pending, timestamp=when + 30)
             pending = {}
@@ -161,8 +195,10 @@ def build(path: str, nodes: int, job_count: int, seed: int = 3, chunk: int = 25)
     commits = make_commits(path, math.ceil(job_count / len(NAMES)))
     repo = pygit2.Repository(path)
     codec = Codec(jobs.JOB_TYPE)
-    job_ids = [write_root(repo, codec, [jobs.Request(commits[i // len(NAMES)], NAMES[i % len(NAMES)])])
-               for i in range(job_count)]
+    job_ids = [
+        write_root(repo, codec, [jobs.Request(commits[i // len(NAMES)], NAMES[i % len(NAMES)])])
+        for i in range(job_count)
+    ]
     rng = random.Random(seed)
     signers = [cob.Signer.generate() for _ in range(nodes)]
     for k, signer in enumerate(signers):
@@ -214,8 +250,9 @@ def index_files(gitdir: str) -> list[Path]:
 
 
 # -- a. sync (and f. plain git fetch) ----------------------------------------------------------
-def case_sync(base: Path, hub: Built, m_path: str, url: str, small_url: str, small: str,
-              repeats: int) -> None:
+def case_sync(
+    base: Path, hub: Built, m_path: str, url: str, small_url: str, small: str, repeats: int
+) -> None:
     """Another node A writes 1 new change and pushes it (untimed); then, timed as processes:
     M's ``git jobs sync URL`` and a plain-git ``refs/namespaces/*`` fetch; and a plain fetch
     of one new commit between two small repositories (after a new commit there, untimed).
@@ -254,6 +291,7 @@ def case_sync(base: Path, hub: Built, m_path: str, url: str, small_url: str, sma
             moved = sigrefs.read_tip(pygit2.Repository(m_path), writer.nid)
             assert moved == sigrefs.read_tip(a.repo, writer.nid), "M did not take A's new change"
             return elapsed
+
         return timed_sync
 
     m = jobs.Jobs.open(m_path, signer=hub.signers[0])  # a node's long-lived process
@@ -280,19 +318,39 @@ def case_sync(base: Path, hub: Built, m_path: str, url: str, small_url: str, sma
         fn()
     log(f"  sync warm-up round {time.perf_counter() - t:.1f} s")
     recent_s, plain_recent_s, old_s, plain_old_s, small_s, lib_s = interleaved(
-        [sync("recent"), plain, sync("old"), plain, small_fetch, in_process], repeats)
+        [sync("recent"), plain, sync("old"), plain, small_fetch, in_process], repeats
+    )
     ok = recent_s < 1.0 and recent_s <= 3 * small_s
-    row("a. sync 1 new change, recent job (process)", recent_s, small_s, "s",
-        "git fetch of 1 new commit, small repos", "goal <1 s and <=3x", ok)
+    row(
+        "a. sync 1 new change, recent job (process)",
+        recent_s,
+        small_s,
+        "s",
+        "git fetch of 1 new commit, small repos",
+        "goal <1 s and <=3x",
+        ok,
+    )
     ok = lib_s < 1.0 and lib_s <= 3 * small_s
-    row("   same, in-process Jobs.sync (a node's daemon)", lib_s, small_s, "s", "as above",
-        "goal <1 s and <=3x", ok)
+    row(
+        "   same, in-process Jobs.sync (a node's daemon)",
+        lib_s,
+        small_s,
+        "s",
+        "as above",
+        "goal <1 s and <=3x",
+        ok,
+    )
     ok = old_s < 1.0 and old_s <= 3 * small_s
     row("   same, old job", old_s, small_s, "s", "as above", "goal <1 s and <=3x", ok)
     row("f. plain git fetch refs/namespaces/*, recent", plain_recent_s, small_s, "s", "as above")
     row("   same, old job", plain_old_s, small_s, "s", "as above")
-    row("   (A's push: Jobs.sync(fetch=False)), recent", statistics.median(pushes["recent"]), None, "s",
-        "in-process, untimed above")
+    row(
+        "   (A's push: Jobs.sync(fetch=False)), recent",
+        statistics.median(pushes["recent"]),
+        None,
+        "s",
+        "in-process, untimed above",
+    )
     row("   (A's push: Jobs.sync(fetch=False)), old", statistics.median(pushes["old"]), None, "s", "")
 
 
@@ -319,17 +377,36 @@ def case_status(m_path: str, commit: str, repeats: int) -> None:
     ours_s, start_s, help_s, deps_s = interleaved([ours, startup, helped, deps], repeats)
     work_ms = (ours_s - start_s) * 1e3
     row("b. warm status REV (process)", ours_s * 1e3, start_s * 1e3, "ms", "git jobs --version")
-    row("   status work beyond --version", work_ms, None, "ms", "difference of the medians",
-        "goal <50 ms", work_ms < 50)
-    row("   status work beyond status -h", (ours_s - help_s) * 1e3, None, "ms",
-        f"status -h: {help_s * 1e3:.0f} ms (its module imported)")
+    row(
+        "   status work beyond --version",
+        work_ms,
+        None,
+        "ms",
+        "difference of the medians",
+        "goal <50 ms",
+        work_ms < 50,
+    )
+    row(
+        "   status work beyond status -h",
+        (ours_s - help_s) * 1e3,
+        None,
+        "ms",
+        f"status -h: {help_s * 1e3:.0f} ms (its module imported)",
+    )
     beyond_deps = (ours_s - deps_s) * 1e3
-    row("   status work beyond importing its libraries", beyond_deps, None, "ms",
+    row(
+        "   status work beyond importing its libraries",
+        beyond_deps,
+        None,
+        "ms",
         f"python -c 'import pygit2, msgspec, uuid6, cryptography': {deps_s * 1e3:.0f} ms",
-        "goal <50 ms", beyond_deps < 50)
+        "goal <50 ms",
+        beyond_deps < 50,
+    )
     cwd = os.getcwd()
     os.chdir(m_path)  # the CLI's key and repository lookups, as in the process
     try:
+
         def in_process() -> float:
             t = time.perf_counter()
             jobs.Jobs.open(m_path).status(commit)
@@ -364,15 +441,23 @@ def case_list(m_path: str, repeats: int, budget_s: float) -> None:
             break
     cold_s, rebuilt_s = statistics.median(cold), statistics.median(rebuilt)
     row(f"c. cold list (index deleted), n={len(cold)}", cold_s, None, "s", "", "goal <5 s", cold_s < 5)
-    row(f"   cold list (index emptied, signatures kept), n={len(rebuilt)}", rebuilt_s, None, "s", "",
-        "goal <5 s", rebuilt_s < 5)
+    row(
+        f"   cold list (index emptied, signatures kept), n={len(rebuilt)}",
+        rebuilt_s,
+        None,
+        "s",
+        "",
+        "goal <5 s",
+        rebuilt_s < 5,
+    )
     row("   warm list (index current)", statistics.median(warm), None, "s", "")
 
 
 # -- d. disk for refs --------------------------------------------------------------------------------
 def refs_bytes(gitdir: str) -> int:
-    paths = [p for p in (os.path.join(gitdir, "refs"), os.path.join(gitdir, "packed-refs"))
-             if os.path.exists(p)]
+    paths = [
+        p for p in (os.path.join(gitdir, "refs"), os.path.join(gitdir, "packed-refs")) if os.path.exists(p)
+    ]
     out = subprocess.run(["du", "-sbc", *paths], check=True, capture_output=True, text=True).stdout
     return int(out.strip().splitlines()[-1].split()[0])
 
@@ -382,8 +467,15 @@ def case_disk(m_path: str) -> None:
     refs = int(git("for-each-ref", "--format=x", cwd=m_path).count("x"))
     git("pack-refs", "--all", cwd=m_path)
     after = refs_bytes(m_path)
-    row(f"d. refs/ + packed-refs, {refs} refs (du -sb)", before / 1e6, None, "MB",
-        "as left by clone + syncs", "goal <5 MB", before < 5e6)
+    row(
+        f"d. refs/ + packed-refs, {refs} refs (du -sb)",
+        before / 1e6,
+        None,
+        "MB",
+        "as left by clone + syncs",
+        "goal <5 MB",
+        before < 5e6,
+    )
     row("   same after git pack-refs --all", after / 1e6, None, "MB", "", "goal <5 MB", after < 5e6)
 
 
@@ -431,8 +523,15 @@ def case_hundred(base: Path, job_count: int, runs: int, repeats: int, profile: b
 
     ours(), floor()  # warm-up
     ours_s, floor_s = interleaved([ours, floor], repeats)
-    row(f"e. {runs} x (find, run, finish), {job_count:,} jobs", ours_s, floor_s, "s",
-        f"floor: {2 * runs} raw signed writes", "goal <1 s", ours_s < 1)
+    row(
+        f"e. {runs} x (find, run, finish), {job_count:,} jobs",
+        ours_s,
+        floor_s,
+        "s",
+        f"floor: {2 * runs} raw signed writes",
+        "goal <1 s",
+        ours_s < 1,
+    )
     if profile:
         print_profile(ours, "e. 100 runs")
 
@@ -450,8 +549,13 @@ def print_profile(fn: Callable[[], object], what: str) -> None:
 def profile_process(m_path: str, args: Sequence[str], what: str) -> None:
     """cProfile of one CLI command in M, its top functions by own time (stderr)."""
     out = Path(m_path) / "scale.prof"
-    subprocess.run([sys.executable, "-m", "cProfile", "-o", str(out), GIT_JOBS, *args], cwd=m_path,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    subprocess.run(
+        [sys.executable, "-m", "cProfile", "-o", str(out), GIT_JOBS, *args],
+        cwd=m_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=False,
+    )
     text = io.StringIO()
     stats = pstats.Stats(str(out), stream=text)
     stats.sort_stats("tottime").print_stats(12)
@@ -469,8 +573,10 @@ def machine() -> str:
                 cpu = line.split(":", 1)[1].strip()
                 break
     git_version = git("--version").split()[-1]
-    return (f"{cpu}, {os.cpu_count()} cores, Python {sys.version.split()[0]}, pygit2 {pygit2.__version__}"
-            f" (libgit2 {pygit2.LIBGIT2_VERSION}), git {git_version}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, Python {sys.version.split()[0]}, pygit2 {pygit2.__version__}"
+        f" (libgit2 {pygit2.LIBGIT2_VERSION}), git {git_version}"
+    )
 
 
 @contextlib.contextmanager
@@ -496,8 +602,9 @@ def setup_env(base: Path) -> None:
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     os.environ["PYTHONPYCACHEPREFIX"] = str(base / "pycache")
     (base / "home").mkdir()
-    (base / "home" / ".gitconfig").write_text("[user]\n\tname = Bench\n\temail = b@example.invalid\n"
-                                              "[init]\n\tdefaultBranch = main\n")
+    (base / "home" / ".gitconfig").write_text(
+        "[user]\n\tname = Bench\n\temail = b@example.invalid\n[init]\n\tdefaultBranch = main\n"
+    )
 
 
 def run(args: argparse.Namespace, base: Path) -> None:
@@ -507,8 +614,15 @@ def run(args: argparse.Namespace, base: Path) -> None:
     served.mkdir()
     log(f"building {nodes} nodes x {per_node:,} jobs = {nodes * per_node:,} (node, job) entries")
     hub = build(str(served / "hub"), nodes, per_node)
-    row(f"build: {nodes} nodes x {per_node:,} jobs, packed", hub.seconds, None, "s", "",
-        "goal <300 s", hub.seconds < 300)
+    row(
+        f"build: {nodes} nodes x {per_node:,} jobs, packed",
+        hub.seconds,
+        None,
+        "s",
+        "",
+        "goal <300 s",
+        hub.seconds < 300,
+    )
     small = str(served / "small")
     make_commits(small, 1)
     keys = base / "keys"
@@ -538,8 +652,12 @@ def run(args: argparse.Namespace, base: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nodes", type=int, default=20)
-    ap.add_argument("--jobs-per-node", type=int, default=5000,
-                    help="jobs in the hub; every node has one finished run on each")
+    ap.add_argument(
+        "--jobs-per-node",
+        type=int,
+        default=5000,
+        help="jobs in the hub; every node has one finished run on each",
+    )
     ap.add_argument("--ten-k", type=int, default=10_000, help="jobs in case e's repository")
     ap.add_argument("--quick", action="store_true", help="4 nodes x 500 jobs, 2,000 jobs for case e")
     ap.add_argument("--repeats", type=int, help="repeats per case (default 5, quick 3)")

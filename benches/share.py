@@ -34,8 +34,13 @@ def _git(cwd: Path, *args: str) -> None:
 
 def _gj(cwd: Path, key: Path, *args: str) -> float:
     began = time.monotonic()
-    subprocess.run([GIT_JOBS, *args], cwd=cwd, check=True, capture_output=True,
-                   env=dict(os.environ, GIT_JOBS_KEY=str(key)))
+    subprocess.run(
+        [GIT_JOBS, *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        env=dict(os.environ, GIT_JOBS_KEY=str(key)),
+    )
     return time.monotonic() - began
 
 
@@ -85,8 +90,10 @@ def main() -> None:
         for name, quorum, everything in cases:
             found[name].append(node_seconds(args.jobs, args.sleep, quorum, everything))
     base = statistics.median(found[cases[0][0]])
-    print(f"{NODES} nodes, {args.jobs} jobs x {args.sleep}s = {work:.1f}s of work per commit;"
-          f" medians of {args.repeats}")
+    print(
+        f"{NODES} nodes, {args.jobs} jobs x {args.sleep}s = {work:.1f}s of work per commit;"
+        f" medians of {args.repeats}"
+    )
     print("| case | node-seconds | x the work | vs all |")
     print("|---|---:|---:|---:|")
     for name, _, _ in cases:

@@ -39,15 +39,36 @@ def one_job_repository(where: Path, gj: str) -> Path:
     repo = where / "repo"
     env = dict(os.environ, GIT_JOBS_KEY=str(where / "key"))
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    subprocess.run(["git", "-C", str(repo), "-c", "user.name=b", "-c", "user.email=b@b", "commit",
-                    "-q", "--allow-empty", "-m", "one"], check=True)
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(repo),
+            "-c",
+            "user.name=b",
+            "-c",
+            "user.email=b@b",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "one",
+        ],
+        check=True,
+    )
     subprocess.run([gj, "init"], cwd=repo, env=env, check=True, capture_output=True)
-    job = subprocess.run([gj, "create", "HEAD"], cwd=repo, env=env, check=True, capture_output=True,
-                         text=True).stdout.strip()
-    run = subprocess.run([gj, "run", job, "--log", "https://ci.example/1"], cwd=repo, env=env,
-                         check=True, capture_output=True, text=True).stdout.strip()
-    subprocess.run([gj, "finish", job, run, "succeeded"], cwd=repo, env=env, check=True,
-                   capture_output=True)
+    job = subprocess.run(
+        [gj, "create", "HEAD"], cwd=repo, env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    run = subprocess.run(
+        [gj, "run", job, "--log", "https://ci.example/1"],
+        cwd=repo,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    subprocess.run([gj, "finish", job, run, "succeeded"], cwd=repo, env=env, check=True, capture_output=True)
     subprocess.run([gj, "status"], cwd=repo, env=env, check=True, capture_output=True)
     return repo
 

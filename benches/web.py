@@ -90,15 +90,22 @@ def main() -> int:
         cases: list[tuple[str, Callable[[], object]]] = [
             ("branch page 1 (30 commits), warm site", lambda: site.render(first, "x")),
             ("branch page 1 over HTTP (git jobs serve)", lambda: get(port, "/")),
-            ("branch page 1, fresh store + site",
-             lambda: Site(jobs.Jobs.open(path), "main").render(first, "x")),
+            (
+                "branch page 1, fresh store + site",
+                lambda: Site(jobs.Jobs.open(path), "main").render(first, "x"),
+            ),
             (f"branch page {last_page} (walk past {commits - 30:,} commits)", lambda: site.render(last, "x")),
             ("commit page (5 jobs)", lambda: site.render(commit, "x")),
             (f"node page (runs in ~{count // 3:,} of {count:,} jobs)", lambda: site.render(node, "x")),
-            ("baseline: git log -n 30 (no jobs)", lambda: subprocess.run(
-                ["git", "log", "-n", "30", "--format=%H %s", "main"], cwd=path, check=True,
-                capture_output=True,
-            )),
+            (
+                "baseline: git log -n 30 (no jobs)",
+                lambda: subprocess.run(
+                    ["git", "log", "-n", "30", "--format=%H %s", "main"],
+                    cwd=path,
+                    check=True,
+                    capture_output=True,
+                ),
+            ),
         ]
         # Interleaved: every repeat runs every case once, so background load hits all alike.
         times: dict[str, list[float]] = {name: [] for name, _ in cases}

@@ -330,6 +330,7 @@ class Cache:
         without reading any ref: when the index was current just before it, it is current
         after, and the next query need not refresh at all."""
         typename = codec.cobtype.typename
+
         def do(db: sqlite3.Connection) -> None:
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -471,7 +472,6 @@ class Cache:
             return None
         return None if row is None else str(row[0])
 
-
     # -- inspection -------------------------------------------------------------------
     def disagreement(self, codec: Codec, refs: RefReader) -> str | None:
         """What the tips table says that the refs do not, when its stamp claims it is
@@ -494,8 +494,10 @@ class Cache:
             return None
         differ = sorted(k for k in stored.keys() | actual.keys() if stored.get(k) != actual.get(k))
         shown = ", ".join(i[:12] for i, _ in differ[:5])
-        return (f"the cache {self.path} is stamped current but {len(differ)} tip(s) differ from"
-                f" the refs ({shown})")
+        return (
+            f"the cache {self.path} is stamped current but {len(differ)} tip(s) differ from"
+            f" the refs ({shown})"
+        )
 
     def status(self, typename: str, refs: RefReader) -> dict[str, Any]:
         """What the index holds for one type, and whether its object list is current."""

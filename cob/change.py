@@ -243,9 +243,7 @@ def _tree(
     return tree_oid
 
 
-def root_commit_buffer(
-    repo: pygit2.Repository, codec: Codec, ops: Sequence[Any], tree: pygit2.Oid
-) -> str:
+def root_commit_buffer(repo: pygit2.Repository, codec: Codec, ops: Sequence[Any], tree: pygit2.Oid) -> str:
     """The commit text of a content-addressed root (unsigned, fixed identity and time)."""
     ident = pygit2.Signature(ROOT_NAME, ROOT_EMAIL, ROOT_TIME, 0)
     message = codec.cobtype.summary(ops) + "\n"
@@ -351,8 +349,10 @@ def read_change(repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: boo
 
 def _is_missing(error: Exception) -> bool:
     text = str(error).lower()
-    return isinstance(error, KeyError) or type(error).__name__ == "NotFoundError" or (
-        "not found" in text or "missing" in text
+    return (
+        isinstance(error, KeyError)
+        or type(error).__name__ == "NotFoundError"
+        or ("not found" in text or "missing" in text)
     )
 
 

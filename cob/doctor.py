@@ -49,8 +49,9 @@ class Finding:
         return f"{self.kind.value}: {self.message}"
 
 
-def check(repo: pygit2.Repository, signer: Signer | None, codecs: Sequence[Codec] = (),
-          *, objects: bool = True) -> list[Finding]:
+def check(
+    repo: pygit2.Repository, signer: Signer | None, codecs: Sequence[Codec] = (), *, objects: bool = True
+) -> list[Finding]:
     """Every finding, read-only. ``codecs``: the types whose cache entries to compare with the
     refs; ``objects``: also look for objects the indexes reach that are missing (reads every
     object of the ledger once, through ``git rev-list``)."""
@@ -63,19 +64,33 @@ def check(repo: pygit2.Repository, signer: Signer | None, codecs: Sequence[Codec
         if not recovery.intact_index(repo, tip):
             rec = recovery.recover(repo, nid, tip)
             who = "this node's" if nid == own else f"node {nid}'s"
-            fix = ("repair: moves it on from there" if nid == own
-                   else "its node, or a sync from a remote holding it, moves it on")
-            out.append(Finding(Kind.BROKEN_INDEX, f"{who} index: {rec.describe()} ({fix})",
-                               repairable=nid == own))
+            fix = (
+                "repair: moves it on from there"
+                if nid == own
+                else "its node, or a sync from a remote holding it, moves it on"
+            )
+            out.append(
+                Finding(Kind.BROKEN_INDEX, f"{who} index: {rec.describe()} ({fix})", repairable=nid == own)
+            )
     for loss in recovery.losses(gitdir):
         shown = ", ".join(f"{i[:12]} (change {t[:12]})" for _, i, t in loss.entries[:MAX_MISSING_SHOWN])
         base = loss.new[:12] if loss.new else "an empty index"
-        text = (f"node {loss.nid}: at {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(loss.when))} UTC its"
-                f" index {loss.old[:12] if loss.old else '?'} was missing and it moved on from {base};")
-        text += (f" {len(loss.entries)} write(s) lost: {shown}" if loss.entries
-                 else " no recorded write was lost")
-        out.append(Finding(Kind.LOST, text + " (repair: acknowledges it)", repairable=True,
-                           error=bool(loss.entries), objects=tuple(i for _, i, _ in loss.entries)))
+        text = (
+            f"node {loss.nid}: at {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(loss.when))} UTC its"
+            f" index {loss.old[:12] if loss.old else '?'} was missing and it moved on from {base};"
+        )
+        text += (
+            f" {len(loss.entries)} write(s) lost: {shown}" if loss.entries else " no recorded write was lost"
+        )
+        out.append(
+            Finding(
+                Kind.LOST,
+                text + " (repair: acknowledges it)",
+                repairable=True,
+                error=bool(loss.entries),
+                objects=tuple(i for _, i, _ in loss.entries),
+            )
+        )
     if objects:
         out.extend(_missing_objects(repo, reader))
     for codec in codecs:
@@ -104,21 +119,35 @@ def _missing_objects(repo: pygit2.Repository, reader: RefReader) -> list[Finding
     tips = reader.index_tips()
     if not tips:
         return []
-    res = run_git(common_dir(repo), ["rev-list", "--objects", "--missing=print", "--stdin"],
-                  stdin="".join(t + "\n" for t in sorted(set(tips.values()))), timeout=600)
+    res = run_git(
+        common_dir(repo),
+        ["rev-list", "--objects", "--missing=print", "--stdin"],
+        stdin="".join(t + "\n" for t in sorted(set(tips.values()))),
+        timeout=600,
+    )
     missing = [line[1:41] for line in res.stdout.splitlines() if line.startswith("?")]
     if res.returncode == 0 and not missing:
         return []
-    broken = sorted({object_id for nid, tip in tips.items()
-                     for _, object_id, change in sigrefs.walk_entries(repo, reader.tree(tip))
-                     if not _history_readable(repo, change)})
+    broken = sorted(
+        {
+            object_id
+            for nid, tip in tips.items()
+            for _, object_id, change in sigrefs.walk_entries(repo, reader.tree(tip))
+            if not _history_readable(repo, change)
+        }
+    )
     first = ", ".join(m[:12] for m in missing[:MAX_MISSING_SHOWN]) or first_error(res.stderr)[:200]
     shown = ", ".join(i[:12] for i in broken[:MAX_MISSING_SHOWN])
     text = f"objects the indexes reach are missing or unreadable ({first})"
     if broken:
         text += f"; the history of {len(broken)} object(s) is incomplete ({shown})"
-    return [Finding(Kind.MISSING_OBJECTS, text + "; a sync from a remote that holds them brings them back",
-                    objects=tuple(broken))]
+    return [
+        Finding(
+            Kind.MISSING_OBJECTS,
+            text + "; a sync from a remote that holds them brings them back",
+            objects=tuple(broken),
+        )
+    ]
 
 
 def _history_readable(repo: pygit2.Repository, tip: str, budget: int = 1_000_000) -> bool:
@@ -166,9 +195,14 @@ def _stale_locks(gitdir: str) -> list[Finding]:
             continue
         if age >= STALE_LOCK_SECONDS:
             name = os.path.relpath(path, gitdir)
-            out.append(Finding(Kind.STALE_LOCK, f"{name} is {age:.0f} s old (left by a process that"
-                               " died?; repair: removes it when no writer of ours is running)",
-                               repairable=True))
+            out.append(
+                Finding(
+                    Kind.STALE_LOCK,
+                    f"{name} is {age:.0f} s old (left by a process that"
+                    " died?; repair: removes it when no writer of ours is running)",
+                    repairable=True,
+                )
+            )
     return out
 
 
@@ -182,18 +216,34 @@ def _published(repo: pygit2.Repository, own: str) -> list[Finding]:
     if tip is None or published is None or tip == published:
         return []
     if published not in repo:
-        return [Finding(Kind.DIVERGED, f"the index last published ({published[:12]}) is missing here;"
-                        " run git jobs sync to fetch it back")]
+        return [
+            Finding(
+                Kind.DIVERGED,
+                f"the index last published ({published[:12]}) is missing here;"
+                " run git jobs sync to fetch it back",
+            )
+        ]
     if is_ancestor(repo, published, tip):
         count = len(sigrefs.first_parents(repo, tip, published, 100_000) or [])
-        return [Finding(Kind.UNPUBLISHED, f"{count or 'some'} index commit(s) of this node not pushed"
-                        " yet (run git jobs sync)", error=False)]
-    return [Finding(Kind.DIVERGED, f"this node's index ({tip[:12]}) does not descend from what it last"
-                    f" published ({published[:12]}); the next sync merges them or says why not")]
+        return [
+            Finding(
+                Kind.UNPUBLISHED,
+                f"{count or 'some'} index commit(s) of this node not pushed yet (run git jobs sync)",
+                error=False,
+            )
+        ]
+    return [
+        Finding(
+            Kind.DIVERGED,
+            f"this node's index ({tip[:12]}) does not descend from what it last"
+            f" published ({published[:12]}); the next sync merges them or says why not",
+        )
+    ]
 
 
-def repair(repo: pygit2.Repository, signer: Signer | None, findings: Sequence[Finding],
-           codecs: Sequence[Codec] = ()) -> list[str]:
+def repair(
+    repo: pygit2.Repository, signer: Signer | None, findings: Sequence[Finding], codecs: Sequence[Codec] = ()
+) -> list[str]:
     """Repair what needs no person; returns one line per repair made."""
     gitdir = common_dir(repo)
     done: list[str] = []
@@ -201,8 +251,9 @@ def repair(repo: pygit2.Repository, signer: Signer | None, findings: Sequence[Fi
     if Kind.LOST in kinds:
         nids = [r.nid for r in recovery.losses(gitdir)]
         recovery.acknowledge(gitdir, nids)
-        done.append(f"acknowledged lost writes of {len(set(nids))} node(s)"
-                    f" (they stay in {recovery.LOG_NAME})")
+        done.append(
+            f"acknowledged lost writes of {len(set(nids))} node(s) (they stay in {recovery.LOG_NAME})"
+        )
     if Kind.BROKEN_INDEX in kinds and signer is not None:
         rec = recovery.repair(repo, signer, signer.nid, quiet=True)
         if rec is not None:

@@ -31,7 +31,6 @@ BITSET_LIMIT = 20_000
 MISSING_ROOT = "the object's root is missing or invalid"
 
 
-
 class Verdict(str):
     """Why one change was dropped: the reason people read, carrying the kind code decides on.
 
@@ -53,6 +52,7 @@ class Verdict(str):
 
 def _too_large() -> Verdict:
     return Verdict(RejectKind.TOO_LARGE, f"history larger than {MAX_CHANGES} changes")
+
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
@@ -94,9 +94,7 @@ class Evaluation(Generic[S]):
         return any(v.kind.transient for v in self.rejected.values())
 
     def rejections(self) -> list[Rejection]:
-        return [
-            Rejection(self.object_id, oid, v.reason, v.kind) for oid, v in sorted(self.rejected.items())
-        ]
+        return [Rejection(self.object_id, oid, v.reason, v.kind) for oid, v in sorted(self.rejected.items())]
 
 
 class _Context:

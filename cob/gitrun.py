@@ -50,8 +50,13 @@ def git_env(*, untrusted_content: bool = False) -> dict[str, str]:
         if durable.fsync_enabled() is not False:  # objects and refs git writes for us hit the disk
             count = env.get("GIT_CONFIG_COUNT", "0")
             n = int(count) if count.isdigit() else 0
-            env.update({"GIT_CONFIG_COUNT": str(n + 1), f"GIT_CONFIG_KEY_{n}": "core.fsync",
-                        f"GIT_CONFIG_VALUE_{n}": "committed"})
+            env.update(
+                {
+                    "GIT_CONFIG_COUNT": str(n + 1),
+                    f"GIT_CONFIG_KEY_{n}": "core.fsync",
+                    f"GIT_CONFIG_VALUE_{n}": "committed",
+                }
+            )
     env["GIT_TERMINAL_PROMPT"] = "0"
     env["GCM_INTERACTIVE"] = "never"
     env["LC_ALL"] = "C"

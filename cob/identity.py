@@ -54,7 +54,7 @@ def public_key_from_nid(nid: str) -> bytes:
     """The raw 32-byte public key of a NID; accepts ``did:key:`` in front."""
     if not isinstance(nid, str):
         raise InvalidNidError(f"a node id is a string, not {type(nid).__name__}")
-    text = nid[len(_DID_PREFIX):] if nid.startswith(_DID_PREFIX) else nid
+    text = nid[len(_DID_PREFIX) :] if nid.startswith(_DID_PREFIX) else nid
     if not text.startswith("z") or len(text) > _MAX_NID_LEN:
         raise InvalidNidError(f"not a node id: {nid!r} (expected z6Mk… or did:key:z6Mk…)")
     raw = b58decode(text[1:])

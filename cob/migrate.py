@@ -89,7 +89,8 @@ def _delete_covered(repo: pygit2.Repository, nid: str, legacy: list[CobRef]) -> 
     in one ``git update-ref`` transaction (packed-refs is rewritten once, not per ref)."""
     tree = sigrefs.tree_of(repo, sigrefs.read_tip(repo, nid))
     doomed = [
-        ref for ref in legacy
+        ref
+        for ref in legacy
         if covered(repo, sigrefs.lookup(repo, tree, ref.typename, ref.object_id), ref.target)
     ]
     if not doomed:

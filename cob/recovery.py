@@ -87,8 +87,14 @@ def _parse(line: str) -> Record | None:
         typename, slash, object_id = path.rpartition("/")
         if eq and slash and is_oid(object_id) and is_oid(tip) and sigrefs.is_typename(typename):
             entries.append((typename, object_id, tip))
-    return Record(parts[0], parts[1], None if old == NONE else old, None if new == NONE else new,
-                  int(parts[4]), tuple(entries))
+    return Record(
+        parts[0],
+        parts[1],
+        None if old == NONE else old,
+        None if new == NONE else new,
+        int(parts[4]),
+        tuple(entries),
+    )
 
 
 def append(gitdir: str, records: Iterable[Record]) -> None:
@@ -156,8 +162,9 @@ def read(gitdir: str, nid: str | None = None) -> list[Record]:
     return out
 
 
-def record_move(gitdir: str, nid: str, old: str | None, new: str,
-                updates: Mapping[sigrefs.Key, str | None] | None = None) -> None:
+def record_move(
+    gitdir: str, nid: str, old: str | None, new: str, updates: Mapping[sigrefs.Key, str | None] | None = None
+) -> None:
     entries: tuple[tuple[str, str, str], ...] = ()
     if updates and len(updates) <= MAX_RECORDED:
         entries = tuple((t, i, tip) for (t, i), tip in sorted(updates.items()) if tip is not None)
@@ -242,8 +249,9 @@ class Recovery:
         base = self.base[:12] if self.base else "nothing (no intact index is known)"
         bad = self.bad[:12] if self.bad else "an unreadable value"
         what = "reaches missing objects" if self.incomplete else "is missing or unreadable"
-        text = (f"the index of node {self.nid} names {bad}, which {what} (pruned"
-                f" by git gc?); fell back to {base}")
+        text = (
+            f"the index of node {self.nid} names {bad}, which {what} (pruned by git gc?); fell back to {base}"
+        )
         if self.salvage:
             text += f", kept {len(self.salvage)} later change(s) still present"
         if self.lost:
@@ -268,9 +276,7 @@ def recover(repo: pygit2.Repository, nid: str, bad: str | None) -> Recovery:
             base, after = rec.old, records[pos:]
             break
     published = _published(repo, nid)
-    if published is not None and published != base and (
-        base is None or is_ancestor(repo, base, published)
-    ):
+    if published is not None and published != base and (base is None or is_ancestor(repo, base, published)):
         base = published
         after = [r for r in after if not intact_index(repo, r.new)]
     out = Recovery(nid, bad, base)
@@ -321,8 +327,9 @@ def repair(repo: pygit2.Repository, signer: RawSigner, nid: str, *, quiet: bool 
             return None
         rec = recover(repo, nid, bad)
         new = sigrefs.write_commit(repo, signer, nid, rec.base, dict(rec.salvage))
-        if compare_and_swap(repo, sigrefs.index_ref(nid), new, bad, "cob: recover the index",
-                            updates=dict(rec.salvage)):
+        if compare_and_swap(
+            repo, sigrefs.index_ref(nid), new, bad, "cob: recover the index", updates=dict(rec.salvage)
+        ):
             gitdir = common_dir(repo)
             now = int(time.time())
             lost = tuple((t, i, tip) for (t, i), tip in rec.lost[:MAX_RECORDED])
@@ -387,8 +394,9 @@ def republish(
         out = Recovery(nid, bad, _published(repo, nid), incomplete=True)
         updates = _complete_entries(repo, out)
         new = sigrefs.write_commit(repo, signer, nid, out.base, updates)
-        if compare_and_swap(repo, sigrefs.index_ref(nid), new, bad, "cob: recover the index",
-                            updates=updates):
+        if compare_and_swap(
+            repo, sigrefs.index_ref(nid), new, bad, "cob: recover the index", updates=updates
+        ):
             lost = tuple((t, i, tip) for (t, i), tip in out.lost[:MAX_RECORDED])
             append(common_dir(repo), [Record("L", nid, bad, out.base, int(time.time()), lost)])
             if not quiet:

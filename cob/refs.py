@@ -76,7 +76,7 @@ def parse_ref(name: str) -> tuple[str, str, str] | None:
     """(nid, typename, object_id) of a cob ref name, or None if it is not one."""
     if not name.startswith(NAMESPACES):
         return None
-    parts = name[len(NAMESPACES):].split("/")
+    parts = name[len(NAMESPACES) :].split("/")
     if len(parts) != 5 or parts[1] != "refs" or parts[2] != "cobs":
         return None
     nid, _, _, typename, object_id = parts
@@ -126,7 +126,7 @@ class RefReader:
                 if name.startswith(NAMESPACES):
                     refs[name] = oid
             self._packed_stat, self._packed = key, refs
-            self._packed_nids = frozenset(n[len(NAMESPACES):].split("/", 1)[0] for n in refs)
+            self._packed_nids = frozenset(n[len(NAMESPACES) :].split("/", 1)[0] for n in refs)
             self._packed_legacy = any("/refs/cobs/" in n for n in refs)
         return self._packed
 
@@ -150,7 +150,7 @@ class RefReader:
         """Every NID with at least one ref (loose or packed)."""
         if self._reftable:
             names = self.repo.listall_references()
-            return sorted({n[len(NAMESPACES):].split("/", 1)[0] for n in names if n.startswith(NAMESPACES)})
+            return sorted({n[len(NAMESPACES) :].split("/", 1)[0] for n in names if n.startswith(NAMESPACES)})
         found: set[str] = set()
         with contextlib.suppress(FileNotFoundError):
             found.update(os.listdir(os.path.join(self.gitdir, "refs", "namespaces")))
@@ -290,8 +290,10 @@ class RefReader:
     def has_legacy(self, nid: str | None = None) -> bool:
         """Whether any per-object ref (of ``nid``, or of anyone) is left to migrate."""
         if self._reftable:
-            return any(parse_ref(n) and (nid is None or n.startswith(f"{NAMESPACES}{nid}/"))
-                       for n in self.repo.listall_references())
+            return any(
+                parse_ref(n) and (nid is None or n.startswith(f"{NAMESPACES}{nid}/"))
+                for n in self.repo.listall_references()
+            )
         nids = [nid] if nid else self._loose_namespace_dirs()
         for one in nids:
             cobs = os.path.join(self.gitdir, "refs", "namespaces", one, "refs", "cobs")
@@ -514,8 +516,13 @@ def clear_stale_lock(repo: pygit2.Repository, name: str, max_age: float = STALE_
 
 
 def compare_and_swap(
-    repo: pygit2.Repository, name: str, new: str, old: str | None, message: str,
-    *, updates: Mapping[tuple[str, str], str | None] | None = None,
+    repo: pygit2.Repository,
+    name: str,
+    new: str,
+    old: str | None,
+    message: str,
+    *,
+    updates: Mapping[tuple[str, str], str | None] | None = None,
 ) -> bool:
     """Move ``name`` from ``old`` (None: absent) to ``new`` atomically. False on a lost race.
 
@@ -536,9 +543,7 @@ def compare_and_swap(
     return won
 
 
-def _compare_and_swap(
-    repo: pygit2.Repository, name: str, new: str, old: str | None, message: str
-) -> bool:
+def _compare_and_swap(repo: pygit2.Repository, name: str, new: str, old: str | None, message: str) -> bool:
     try:
         if old is None:
             repo.create_reference_direct(name, pygit2.Oid(hex=new), False, message=message)
@@ -560,4 +565,3 @@ def _compare_and_swap(
         if "lock" in text or "modified" in text or "changed" in text:
             return False
         raise RepositoryError(f"cannot update {name}: {text}") from None
-

@@ -215,9 +215,7 @@ def _is_ed25519_private_key_file(path: Path) -> bool:
     return isinstance(key, Ed25519PrivateKey)
 
 
-def resolve_key_path(
-    repo: object = None, path: str | os.PathLike[str] | None = None
-) -> KeySource | None:
+def resolve_key_path(repo: object = None, path: str | os.PathLike[str] | None = None) -> KeySource | None:
     """Which key file the resolution order picks, or None when nothing resolves.
 
     An explicitly named file (argument, environment, ``jobs.key``) is returned even if it is

@@ -294,8 +294,9 @@ def write_commit(
         chunk = dict(items[start : start + MAX_NEW_PER_COMMIT])
         when = max([floor, *(_commit_time(repo, t) for t in chunk.values())])
         last = start + MAX_NEW_PER_COMMIT >= len(items)
-        tip = _write_one(repo, signer, nid, tip, chunk, when if timestamp is None else timestamp,
-                         also if last else ())
+        tip = _write_one(
+            repo, signer, nid, tip, chunk, when if timestamp is None else timestamp, also if last else ()
+        )
         floor = when
     return tip
 
@@ -429,9 +430,7 @@ def first_parents(
     return out if isinstance(commit, pygit2.Commit) else None
 
 
-def merged_chain(
-    repo: pygit2.Repository, tip: str, old: str, limit: int
-) -> list[pygit2.Commit] | None:
+def merged_chain(repo: pygit2.Repository, tip: str, old: str, limit: int) -> list[pygit2.Commit] | None:
     """The index commits ``tip`` reaches and ``old`` does not (newest first), when ``old`` is
     an index commit ``tip`` reaches by *any* parent — a side chain the node merged into its
     index (FORMAT.md 7): a reader that took that side chain takes the merged index as a
@@ -483,8 +482,13 @@ def walk_entries(repo: pygit2.Repository, tree: pygit2.Tree | None) -> Iterator[
 
 
 def set_tip(
-    repo: pygit2.Repository, signer: sshsig.RawSigner, nid: str, typename: str, object_id: str,
-    new: str | None, old: str | None,
+    repo: pygit2.Repository,
+    signer: sshsig.RawSigner,
+    nid: str,
+    typename: str,
+    object_id: str,
+    new: str | None,
+    old: str | None,
 ) -> bool:
     """Move ``nid``'s entry for one object from ``old`` to ``new`` (None: absent), as a
     compare-and-swap; False when the entry was not ``old``. For tools and tests that write

@@ -428,8 +428,14 @@ class Store:
         """Write ``pending`` as a signed commit; the change with its oid and message."""
         signer = self._require_signer()
         oid = write_change(
-            self.repo, self.codec(cobtype), signer, signer.nid, pending.ops, list(pending.parents),
-            timestamp=pending.timestamp, embeds=embeds,
+            self.repo,
+            self.codec(cobtype),
+            signer,
+            signer.nid,
+            pending.ops,
+            list(pending.parents),
+            timestamp=pending.timestamp,
+            embeds=embeds,
         )
         return dataclasses.replace(pending, oid=oid, message=cobtype.summary(pending.ops) + "\n")
 
@@ -494,8 +500,9 @@ class Store:
             raise InvalidOpsError(f"root rejected: {ev.rejected.get(root, 'invalid')}")
         if then is not None:
             root_ops = ops if cobtype.content_addressed_root else None
-            return self.update(cobtype, root, then, precondition=precondition, _root=root,
-                               _root_ops=root_ops)[1]
+            return self.update(
+                cobtype, root, then, precondition=precondition, _root=root, _root_ops=root_ops
+            )[1]
         self.migrate()
         key = (cobtype.typename, root)
         own = sigrefs.tree_of(self.repo, sigrefs.read_tip(self.repo, signer.nid))
@@ -564,8 +571,12 @@ class Store:
         raise ConflictError(f"gave up updating {name} after {MAX_ATTEMPTS} lost races")
 
     def _write_and_move(
-        self, cobtype: CobType[Any], change: Change, embeds: Mapping[str, bytes] | None,
-        key: sigrefs.Key, old: str | None,
+        self,
+        cobtype: CobType[Any],
+        change: Change,
+        embeds: Mapping[str, bytes] | None,
+        key: sigrefs.Key,
+        old: str | None,
     ) -> tuple[Change, sigrefs.Moved | None] | Exception:
         """Write ``change`` and move our index entry ``key`` from ``old`` to it; the error when
         an object it builds on vanished under it (``git prune --expire=now`` next to a writer:
@@ -587,9 +598,7 @@ class Store:
         signer = self._require_signer()
         return repair(self.repo, signer, signer.nid) or republish(self.repo, signer, signer.nid)
 
-    def merge_own(
-        self, theirs: str, types: Sequence[CobType[Any]] = ()
-    ) -> builtins.list[tuple[str, str]]:
+    def merge_own(self, theirs: str, types: Sequence[CobType[Any]] = ()) -> builtins.list[tuple[str, str]]:
         """Merge our own index as a remote holds it, diverged from ours, into ours (see
         :func:`cob.migrate.merge_own`); returns the (type, object id) both copies changed,
         each now a merge change of both tips. Of ``types``, two tips are joined only when a

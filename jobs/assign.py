@@ -220,7 +220,10 @@ def shared(policy: Policy) -> bool:
 
 
 def assign(
-    jobs: Mapping[str, Job], needs: Mapping[str, Sequence[str]], policy: Policy, now: float,
+    jobs: Mapping[str, Job],
+    needs: Mapping[str, Sequence[str]],
+    policy: Policy,
+    now: float,
     eligible: Mapping[str, Collection[str]] | None = None,
 ) -> dict[str, Assignment]:
     """Job name → its :class:`Assignment`, for the jobs of one commit (empty when the policy
@@ -249,9 +252,17 @@ def assign(
         losses = [r.lost_at for n, r in runs if n in lost and r.lost_at is not None]
         dues = [r.lost_at for n, r in runs if n in started and r.lost_at is not None and not r.lost]
         a = Assignment(
-            key, tuple(sorted(names)), rank(key, able), policy.quorum,
-            frozenset(started), _released_at(members, policy, key, now), policy.takeover, now,
-            _done(members, names, policy), frozenset(lost), max(losses, default=None),
+            key,
+            tuple(sorted(names)),
+            rank(key, able),
+            policy.quorum,
+            frozenset(started),
+            _released_at(members, policy, key, now),
+            policy.takeover,
+            now,
+            _done(members, names, policy),
+            frozenset(lost),
+            max(losses, default=None),
             min(dues, default=None),
         )
         out.update((n, a) for n in names)
@@ -275,6 +286,17 @@ def assignment_mode(repo: pygit2.Repository, override: str | None = None) -> str
 
 
 __all__ = [
-    "ALL", "CONFIG_KEY", "MODES", "SHARED", "Assignment", "AssignmentError", "assign",
-    "assignment_mode", "groups", "label", "rank", "shared", "weight",
+    "ALL",
+    "CONFIG_KEY",
+    "MODES",
+    "SHARED",
+    "Assignment",
+    "AssignmentError",
+    "assign",
+    "assignment_mode",
+    "groups",
+    "label",
+    "rank",
+    "shared",
+    "weight",
 ]

@@ -189,6 +189,15 @@ class Judge:
 
 
 __all__ = [
-    "DEFAULT_GRACE", "DEFAULT_TIMEOUT", "GRACE_KEY", "MAX_SKEW", "MAX_TIMEOUT", "MIN_TIMEOUT",
-    "GraceError", "Judge", "check_timeout", "parse_grace", "whole_seconds",
+    "DEFAULT_GRACE",
+    "DEFAULT_TIMEOUT",
+    "GRACE_KEY",
+    "MAX_SKEW",
+    "MAX_TIMEOUT",
+    "MIN_TIMEOUT",
+    "GraceError",
+    "Judge",
+    "check_timeout",
+    "parse_grace",
+    "whole_seconds",
 ]

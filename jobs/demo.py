@@ -66,12 +66,9 @@ class DemoResult:
             "directory": str(self.directory),
             "hub": str(self.hub),
             "nodes": [
-                {"name": n.name, "nid": n.nid, "path": str(n.path), "key": str(n.key)}
-                for n in self.nodes
+                {"name": n.name, "nid": n.nid, "path": str(n.path), "key": str(n.key)} for n in self.nodes
             ],
-            "commits": [
-                {**s.to_json(), "subject": subjects.get(s.commit, "")} for s in self.statuses
-            ],
+            "commits": [{**s.to_json(), "subject": subjects.get(s.commit, "")} for s in self.statuses],
             "converged": self.converged,
         }
 

@@ -63,9 +63,14 @@ class Agreement:
         return not self.differs
 
     def to_json(self) -> dict[str, Any]:
-        return {"reproducible": self.reproducible, "agree": self.agree, "total": self.total,
-                "differs": list(self.differs), "files": {n: list(f) for n, f in self.files.items()},
-                "outputs": dict(self.digests)}
+        return {
+            "reproducible": self.reproducible,
+            "agree": self.agree,
+            "total": self.total,
+            "differs": list(self.differs),
+            "files": {n: list(f) for n, f in self.files.items()},
+            "outputs": dict(self.digests),
+        }
 
 
 def agreement(repo: pygit2.Repository, latest: Iterable[tuple[str, str, Run]]) -> Agreement | None:
@@ -129,8 +134,13 @@ class Reuse:
     nodes: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"commit": self.commit, "job": self.job, "node": self.node, "run": self.run_id,
-                "nodes": list(self.nodes)}
+        return {
+            "commit": self.commit,
+            "job": self.job,
+            "node": self.node,
+            "run": self.run_id,
+            "nodes": list(self.nodes),
+        }
 
 
 @dataclass(slots=True)

@@ -94,7 +94,11 @@ def walk(repo: pygit2.Repository, where: Span, skip: int, limit: int) -> tuple[l
 
 
 def branch_json(
-    store: Jobs, spec: str | None, *, page: int = 1, per_page: int = DEFAULT_PER_PAGE,
+    store: Jobs,
+    spec: str | None,
+    *,
+    page: int = 1,
+    per_page: int = DEFAULT_PER_PAGE,
     all_nodes: bool = False,
 ) -> dict[str, Any]:
     """The JSON shape of ``git jobs status --branch B --json`` (see docs/CLI.md);

@@ -246,9 +246,7 @@ class JobType(CobType[JobState]):
             yield ("name", req.name)
 
 
-def _note_request(
-    requests: dict[str, RequestState], nid: str, when: int, key: tuple[int, str]
-) -> None:
+def _note_request(requests: dict[str, RequestState], nid: str, when: int, key: tuple[int, str]) -> None:
     """Keep ``nid``'s first and latest release (or rerun) by (commit time, oid): order-independent."""
     req = requests.get(nid)
     if req is None:

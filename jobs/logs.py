@@ -124,8 +124,15 @@ def bucket_problem(repo: pygit2.Repository, name: str, tip: str) -> str | None:
     except (KeyError, ValueError, TypeError, pygit2.GitError):
         message = b""
     text = message.decode("ascii", "replace")
-    if not (text == MERGE_MESSAGE or (text.startswith("Log ") and _RUN_LEAF.match(text[4:].rstrip("\n"))
-                                      and text.endswith("\n") and text.count("\n") == 1)):
+    if not (
+        text == MERGE_MESSAGE
+        or (
+            text.startswith("Log ")
+            and _RUN_LEAF.match(text[4:].rstrip("\n"))
+            and text.endswith("\n")
+            and text.count("\n") == 1
+        )
+    ):
         return "the tip is not a log bucket commit (an index, a change, or another commit)"
     if _bucket_tree(repo, tip, month) is None:
         return f"the tip's tree is not a log bucket of {month}"

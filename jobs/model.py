@@ -67,8 +67,13 @@ class Evidence(msgspec.Struct, array_like=True, frozen=True):
         return any(v is not None for v in (self.defs, self.policy, self.tree, self.outputs, self.env))
 
     def to_json(self) -> dict[str, object]:
-        return {"defs": self.defs, "policy": self.policy, "tree": self.tree,
-                "outputs": self.outputs, "env": dict(self.env) if self.env is not None else None}
+        return {
+            "defs": self.defs,
+            "policy": self.policy,
+            "tree": self.tree,
+            "outputs": self.outputs,
+            "env": dict(self.env) if self.env is not None else None,
+        }
 
 
 class RunState(msgspec.Struct, array_like=True):
@@ -143,8 +148,17 @@ class Run:
             lost_at = judge.lost_at(key, s.started_at, s.timeout)
             lost = judge.now() >= lost_at
         return cls(
-            status, reason, s.log, started, _utc(s.finished_at), s.log_blob, s.exit, s.timeout,
-            lost, lost_at, s.evidence,
+            status,
+            reason,
+            s.log,
+            started,
+            _utc(s.finished_at),
+            s.log_blob,
+            s.exit,
+            s.timeout,
+            lost,
+            lost_at,
+            s.evidence,
         )
 
     @property
@@ -178,9 +192,7 @@ class Runs(Mapping[uuid.UUID, Run]):
         self._runs: dict[uuid.UUID, Run] = dict(sorted((runs or {}).items()))
 
     @classmethod
-    def from_state(
-        cls, runs: Mapping[str, RunState], judge: Judge | None = None, nid: str = ""
-    ) -> Runs:
+    def from_state(cls, runs: Mapping[str, RunState], judge: Judge | None = None, nid: str = "") -> Runs:
         out = cls()
         out._runs = {uuid.UUID(k): Run.from_state(runs[k], judge, f"{nid}/{k}") for k in sorted(runs)}
         return out

@@ -96,8 +96,12 @@ def run_command(command: str, change: Change, timeout: float = DEFAULT_TIMEOUT) 
     env = {**os.environ, **change.env()}
     try:
         proc = subprocess.Popen(
-            ["/bin/sh", "-c", command], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+            ["/bin/sh", "-c", command],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
         )
     except OSError as e:
         return Notified(change, False, f"cannot start: {e.strerror or e}")
@@ -142,8 +146,7 @@ def notify_config(repo: Any) -> tuple[str | None, float]:
             return None
 
     command = get(NOTIFY_KEY)
-    return (check_command(command) if command is not None else None,
-            config_timeout(get(NOTIFY_TIMEOUT_KEY)))
+    return (check_command(command) if command is not None else None, config_timeout(get(NOTIFY_TIMEOUT_KEY)))
 
 
 @dataclass(slots=True)

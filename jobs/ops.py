@@ -47,9 +47,7 @@ class Rerun(msgspec.Struct, tag="rerun", tag_field="type", forbid_unknown_fields
     """
 
 
-class StartRun(
-    msgspec.Struct, tag="run", tag_field="type", forbid_unknown_fields=True, omit_defaults=True
-):
+class StartRun(msgspec.Struct, tag="run", tag_field="type", forbid_unknown_fields=True, omit_defaults=True):
     """The signer starts a run (one execution attempt); ``log`` is an absolute URL.
 
     ``timeout``: the deadline its node promised, whole seconds from the run's start (readers

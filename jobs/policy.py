@@ -98,8 +98,15 @@ class Policy:
         if not local:
             return self
         return Policy(
-            self.nodes, self.required, self.quorum, self.explicit_requesters, dict(local),
-            self.source, everyone=False, takeover=self.takeover, reproducible=self.reproducible,
+            self.nodes,
+            self.required,
+            self.quorum,
+            self.explicit_requesters,
+            dict(local),
+            self.source,
+            everyone=False,
+            takeover=self.takeover,
+            reproducible=self.reproducible,
         )
 
     @property
@@ -209,8 +216,10 @@ def _nodes(errors: _Errors, value: Any) -> dict[str, str]:
 
 def _required(errors: _Errors, value: Any) -> tuple[str, ...] | None:
     if not isinstance(value, list) or not value:
-        errors.add("required", "must be a non-empty list of job names (leave it out to require"
-                   " every job the commit defines)")
+        errors.add(
+            "required",
+            "must be a non-empty list of job names (leave it out to require every job the commit defines)",
+        )
         return None
     if len(value) > MAX_REQUIRED:
         errors.add("required", f"{len(value)} jobs (at most {MAX_REQUIRED})")
@@ -292,8 +301,9 @@ def parse_policy(table: Any, where: str, source: PolicySource | None = None) -> 
     takeover = _takeover(errors, table["takeover"]) if "takeover" in table else DEFAULT_TAKEOVER
     reproducible = _reproducible(errors, table["reproducible"]) if "reproducible" in table else ()
     errors.raise_if_any()
-    return Policy(nodes, required, quorum, requesters, {}, source, takeover=takeover,
-                  reproducible=reproducible)
+    return Policy(
+        nodes, required, quorum, requesters, {}, source, takeover=takeover, reproducible=reproducible
+    )
 
 
 # -- finding the policy ref ----------------------------------------------------------------------
@@ -401,8 +411,9 @@ def load_repository_policy(repo: pygit2.Repository) -> Policy:
         )
     policy = _load_at(repo, source)
     if seen is not None and policy.everyone:
-        raise _rewound(f"{DEFINITIONS_FILE} at {source} has no [policy]; the last policy seen here"
-                       f" is at {seen[:12]}")
+        raise _rewound(
+            f"{DEFINITIONS_FILE} at {source} has no [policy]; the last policy seen here is at {seen[:12]}"
+        )
     if not policy.everyone and seen != source.commit:
         _record_seen(repo, source.commit)
     return policy
@@ -518,9 +529,16 @@ def fetch_policy(repo: pygit2.Repository, remote: str, timeout: float = 120.0) -
     ref = _remote_policy_ref(repo, remote)
     if ref is None:
         return None
-    branch = ref[len(f"refs/remotes/{remote}/"):]
-    args = ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules",
-            remote, f"refs/heads/{branch}:{ref}"]
+    branch = ref[len(f"refs/remotes/{remote}/") :]
+    args = [
+        "fetch",
+        "--quiet",
+        "--no-tags",
+        "--no-write-fetch-head",
+        "--no-recurse-submodules",
+        remote,
+        f"refs/heads/{branch}:{ref}",
+    ]
     try:
         res = cob_sync.run_git(str(repo.path).rstrip("/"), args, timeout=timeout)
     except cob.TransportError as e:

@@ -173,8 +173,10 @@ def announce(store: Jobs, labels: Iterable[str], resources: Mapping[str, int]) -
     found = store.store.lookup(PROFILE_TYPE, "node", signer.nid)
     ev = store.store.load(PROFILE_TYPE, found[0]) if found else None
     state = ev.state if ev is not None else None
-    if state is not None and state.announced and (state.labels, state.resources) == (
-        wanted.labels, wanted.resources
+    if (
+        state is not None
+        and state.announced
+        and (state.labels, state.resources) == (wanted.labels, wanted.resources)
     ):
         return False
     if found:
@@ -246,7 +248,19 @@ def eligibility(
 
 
 __all__ = [
-    "MAX_LABELS", "MAX_RESOURCES", "PROFILE_TYPE", "TYPENAME", "Announce", "NodeProfile",
-    "Profile", "ProfileError", "ProfileState", "announce", "capable", "check_announce", "eligibility",
-    "profiles", "why_nobody",
+    "MAX_LABELS",
+    "MAX_RESOURCES",
+    "PROFILE_TYPE",
+    "TYPENAME",
+    "Announce",
+    "NodeProfile",
+    "Profile",
+    "ProfileError",
+    "ProfileState",
+    "announce",
+    "capable",
+    "check_announce",
+    "eligibility",
+    "profiles",
+    "why_nobody",
 ]

@@ -41,9 +41,18 @@ class Cell:
 
     def to_json(self) -> dict[str, Any]:
         if self.run is None or self.node is None or self.run_id is None:
-            return {"node": None, "id": None, "status": None, "reason": None, "state": QUEUED,
-                    "log": None, "log_blob": None, "exit": None, "started_at": None,
-                    "finished_at": None}
+            return {
+                "node": None,
+                "id": None,
+                "status": None,
+                "reason": None,
+                "state": QUEUED,
+                "log": None,
+                "log_blob": None,
+                "exit": None,
+                "started_at": None,
+                "finished_at": None,
+            }
         return run_json(self.node, self.run_id, self.run)
 
 
@@ -104,8 +113,7 @@ class CommitStatus:
             "outcome": self.outcome,
             "counts": self.counts(),
             "jobs": [
-                {"id": j.id, "name": j.name, "state": job_state(j), "latest": by_job[j.id]}
-                for j in self.jobs
+                {"id": j.id, "name": j.name, "state": job_state(j), "latest": by_job[j.id]} for j in self.jobs
             ],
         }
 

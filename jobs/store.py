@@ -233,6 +233,7 @@ class Jobs:
         return sync(
             self, remote, fetch=fetch, push=push, timeout=timeout, idle=idle, trusted_only=trusted_only
         )
+
     def policy(self) -> Policy:
         """The trust policy in force here: the policy ref's ``[policy]`` plus local trust."""
         from .policy import load_policy
@@ -306,9 +307,7 @@ class JobMut(Job):
     def _write(self, ops: list[Any], precondition: Callable[[JobState], None] | None = None) -> None:
         self._jobs._signer()
         try:
-            _, ev = self._jobs.store.update(
-                JOB_TYPE, self.id, ops, base=self._ev, precondition=precondition
-            )
+            _, ev = self._jobs.store.update(JOB_TYPE, self.id, ops, base=self._ev, precondition=precondition)
         except cob.InvalidOpsError as e:
             self._refresh_after_refusal()
             raise InvalidInputError(str(e)) from None
@@ -334,9 +333,7 @@ class JobMut(Job):
         then no longer counts its runs started before it had seen this change."""
         self._write([Rerun()])
 
-    def run(
-        self, log: str, *, run_id: uuid.UUID | None = None, timeout: float | None = None
-    ) -> uuid.UUID:
+    def run(self, log: str, *, run_id: uuid.UUID | None = None, timeout: float | None = None) -> uuid.UUID:
         """Start a run on this node with its log URL; returns the new uuid7 run id.
 
         ``run_id`` lets a caller that must name the run before starting it (the node puts it

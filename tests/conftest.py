@@ -54,10 +54,9 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     (home / ".gitconfig").write_text(
         "[user]\n\tname = Test User\n\temail = test@example.invalid\n"
         "[init]\n\tdefaultBranch = main\n"
-        "[protocol]\n\tallow = always\n"
+        "[protocol]\n\tallow = always\n" + ("[jobs]\n\tisolation = none\n" if no_sandbox() else "")
         # where bubblewrap is missing or cannot sandbox, jobs run without one — a node refuses
         # to unless told so (the bwrap-specific tests set jobs.isolation themselves and skip)
-        + ("[jobs]\n\tisolation = none\n" if no_sandbox() else "")
     )
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
@@ -77,9 +76,7 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
 
 def git(cwd: Path | str, *args: str, check: bool = True) -> str:
     """Run stock git; return stdout."""
-    out = subprocess.run(
-        ["git", *args], cwd=cwd, check=check, capture_output=True, text=True, timeout=120
-    )
+    out = subprocess.run(["git", *args], cwd=cwd, check=check, capture_output=True, text=True, timeout=120)
     return out.stdout
 
 

@@ -38,9 +38,16 @@ class GitDaemon:
         self.base.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [
-                "git", "daemon", "--reuseaddr", "--export-all", "--enable=receive-pack",
-                "--listen=127.0.0.1", f"--port={self.port}", f"--base-path={self.base}",
-                "--informative-errors", str(self.base),
+                "git",
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--enable=receive-pack",
+                "--listen=127.0.0.1",
+                f"--port={self.port}",
+                f"--base-path={self.base}",
+                "--informative-errors",
+                str(self.base),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -73,8 +73,14 @@ def snapshot(job: jobs.Job) -> dict[str, Any]:
         "name": job.name,
         "runs": {
             nid: [
-                (str(rid), r.status.value, r.reason.value if r.reason else None, r.log,
-                 r.started_at.timestamp(), r.finished_at.timestamp() if r.finished_at else None)
+                (
+                    str(rid),
+                    r.status.value,
+                    r.reason.value if r.reason else None,
+                    r.log,
+                    r.started_at.timestamp(),
+                    r.finished_at.timestamp() if r.finished_at else None,
+                )
                 for rid, r in runs.items()
             ]
             for nid, runs in job.runs().items()

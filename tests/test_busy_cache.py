@@ -41,8 +41,15 @@ def locked(path: Path, *, exclusive_mode: bool = False) -> Iterator[None]:
 
 def run(cwd: Path, *args: str, key: Path) -> Result:
     """The CLI with a 20 s limit: waiting out SQLite's old 60 s busy timeout fails here."""
-    proc = subprocess.run([GIT_JOBS, *args], cwd=cwd, capture_output=True, text=True, timeout=20,
-                          env=env_with(GIT_JOBS_KEY=str(key)), stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [GIT_JOBS, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        env=env_with(GIT_JOBS_KEY=str(key)),
+        stdin=subprocess.DEVNULL,
+    )
     result = Result(proc)
     assert "Traceback" not in result.err, result
     return result
@@ -82,8 +89,9 @@ def test_a_locked_cache_falls_back_to_git_for_reads_and_writes(
     assert len(ok(work, "show", second, "--json", key=key).json["runs"]) == 1
 
 
-def test_a_cache_locked_even_for_readers_falls_back_in_process(repo: pygit2.Repository, tmp_path: Path,
-                                                               signer: cob.Signer) -> None:
+def test_a_cache_locked_even_for_readers_falls_back_in_process(
+    repo: pygit2.Repository, tmp_path: Path, signer: cob.Signer
+) -> None:
     jobs = Jobs(cob.Store(repo, signer))
     made = jobs.create(str(repo.head.target), "build")
     assert [j.id for j in jobs.all()] == [made.id]

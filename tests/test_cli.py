@@ -19,8 +19,21 @@ import jobs
 from tests.clirunner import GIT_JOBS, env_with, gj, ok
 from tests.conftest import commits_of, git, head
 
-RUN_KEYS = {"node", "id", "status", "reason", "state", "log", "log_blob", "exit", "started_at", "finished_at",
-            "timeout", "lost_at", "evidence"}
+RUN_KEYS = {
+    "node",
+    "id",
+    "status",
+    "reason",
+    "state",
+    "log",
+    "log_blob",
+    "exit",
+    "started_at",
+    "finished_at",
+    "timeout",
+    "lost_at",
+    "evidence",
+}
 STATUS_RUN_KEYS = RUN_KEYS | {"counted", "node_name"}  # status also says whether a run counts
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
@@ -100,24 +113,45 @@ def test_create_run_finish_show_list(repo: pygit2.Repository, keys: list[Path]) 
     # RUN may be a unique prefix, with or without dashes.
     assert ok(wd, "finish", job[:12], run[:23], "succeeded", key=a).out == ""
     done = ok(wd, "finish", "HEAD:ci", started["run"].replace("-", "")[:20], "failed", "--json", key=b)
-    assert done.json == {"job": job, "run": started["run"], "node": nid_of(b), "reason": "failed",
-                         "log_blob": None, "exit": None}
+    assert done.json == {
+        "job": job,
+        "run": started["run"],
+        "node": nid_of(b),
+        "reason": "failed",
+        "log_blob": None,
+        "exit": None,
+    }
 
     shown = ok(wd, "show", job[:10], key=a).out
-    for text in (job, sha, run, started["run"], "https://ci.example/logs/1", "succeeded", "failed",
-                 nid_of(a) + " (you)", nid_of(b), "runs     2 on 2 nodes"):
+    for text in (
+        job,
+        sha,
+        run,
+        started["run"],
+        "https://ci.example/logs/1",
+        "succeeded",
+        "failed",
+        nid_of(a) + " (you)",
+        nid_of(b),
+        "runs     2 on 2 nodes",
+    ):
         assert text in shown
     data = ok(wd, "show", "HEAD:ci", "--json").json
     assert data.keys() == {"id", "commit", "name", "state", "nodes", "runs", "rejected"}
     assert (data["id"], data["commit"], data["name"], data["state"], data["nodes"]) == (
-        job, sha, "ci", "failed", 2
+        job,
+        sha,
+        "ci",
+        "failed",
+        2,
     )
     assert data["rejected"] == []
     for r in data["runs"]:
         assert r.keys() == RUN_KEYS and r["status"] == "finished" and ISO.match(r["started_at"])
         assert ISO.match(r["finished_at"])
     assert {(r["node"], r["id"], r["reason"]) for r in data["runs"]} == {
-        (nid_of(a), run, "succeeded"), (nid_of(b), started["run"], "failed")
+        (nid_of(a), run, "succeeded"),
+        (nid_of(b), started["run"], "failed"),
     }
 
     lines = ok(wd, "list").out.splitlines()
@@ -125,8 +159,15 @@ def test_create_run_finish_show_list(repo: pygit2.Repository, keys: list[Path]) 
     assert "failed" in lines[0] and "2 runs on 2 nodes" in lines[0] and "queued" in lines[1]
     listed = ok(wd, "list", "--json").json
     assert [j["id"] for j in listed] == [job, created["id"]]  # newest commit first
-    assert listed[0] == {"id": job, "commit": sha, "name": "ci", "state": "failed", "nodes": 2,
-                         "runs": 2, "rejected": 0}
+    assert listed[0] == {
+        "id": job,
+        "commit": sha,
+        "name": "ci",
+        "state": "failed",
+        "nodes": 2,
+        "runs": 2,
+        "rejected": 0,
+    }
     assert [j["id"] for j in ok(wd, "list", "--commit", "HEAD~1", "--json").json] == [created["id"]]
     assert [j["name"] for j in ok(wd, "list", "--name", "test", "--json").json] == ["test"]
     assert ok(wd, "list", "--name", "nope", "--json").json == []
@@ -150,7 +191,11 @@ def test_status_exit_codes_follow_gh_pr_checks(repo: pygit2.Repository, keys: li
     assert none.code == 1 and "no jobs" in none.out
     code, data = status(wd)
     assert code == 1 and {k: data[k] for k in ("commit", "outcome", "counts", "jobs", "progress")} == {
-        "commit": head(repo), "outcome": "none", "counts": {}, "jobs": [], "progress": {}
+        "commit": head(repo),
+        "outcome": "none",
+        "counts": {},
+        "jobs": [],
+        "progress": {},
     }
     assert data["policy"]["everyone"] is True and data["expected"] == [] and data["errors"] == []
 
@@ -161,9 +206,18 @@ def test_status_exit_codes_follow_gh_pr_checks(repo: pygit2.Repository, keys: li
     # No definitions and no policy: every job someone made is required, and one nobody ran is
     # expected (pending).
     assert code == 8 and data["outcome"] == "pending" and data["counts"] == {"expected": 1}
-    assert data["jobs"] == [{"id": build, "name": "build", "state": "expected", "required": True,
-                             "verdict": "expected", "assigned": None, "latest": [],
-                             "evidence": None}]
+    assert data["jobs"] == [
+        {
+            "id": build,
+            "name": "build",
+            "state": "expected",
+            "required": True,
+            "verdict": "expected",
+            "assigned": None,
+            "latest": [],
+            "evidence": None,
+        }
+    ]
     assert data["expected"] == ["build"]
 
     run_a = build_job.run("https://ci.example/a/1")
@@ -210,11 +264,19 @@ def test_status_watch_waits_until_nothing_runs(repo: pygit2.Repository, keys: li
     run = job.run("https://ci.example/1")
     as_json = subprocess.Popen(
         [GIT_JOBS, "status", "--watch", "--interval", "0.1", "--json"],
-        cwd=wd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_with(),
+        cwd=wd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env_with(),
     )
     text = subprocess.Popen(
         [GIT_JOBS, "status", "--watch", "--interval", "0.1"],
-        cwd=wd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_with(),
+        cwd=wd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env_with(),
     )
     try:
         assert text.stdout is not None
@@ -264,13 +326,18 @@ def forge_change(repo: pygit2.Repository, job_id: str, nid: str) -> str:
     index = git(wd, "rev-parse", ref).strip()
     tip = entry_of(wd, nid, job_id)
     tree = git(wd, "rev-parse", f"{tip}^{{tree}}").strip()
-    env = env_with(GIT_AUTHOR_NAME=nid, GIT_COMMITTER_NAME=nid,
-                   GIT_AUTHOR_EMAIL="x@example.invalid", GIT_COMMITTER_EMAIL="x@example.invalid",
-                   GIT_INDEX_FILE=str(Path(repo.path) / "forge-index"))
+    env = env_with(
+        GIT_AUTHOR_NAME=nid,
+        GIT_COMMITTER_NAME=nid,
+        GIT_AUTHOR_EMAIL="x@example.invalid",
+        GIT_COMMITTER_EMAIL="x@example.invalid",
+        GIT_INDEX_FILE=str(Path(repo.path) / "forge-index"),
+    )
 
     def plain(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=wd, env=env, capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=wd, env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
 
     forged = plain("commit-tree", tree, "-p", tip, "-m", "forged")
     plain("read-tree", index)
@@ -345,8 +412,13 @@ def on_a_tty(cwd: Path, *args: str, **env: str | None) -> str:
     leader, follower = pty.openpty()
     try:
         proc = subprocess.run(
-            [GIT_JOBS, *args], cwd=cwd, stdout=follower, stderr=subprocess.PIPE,
-            env=env_with(**env), timeout=60, stdin=subprocess.DEVNULL,
+            [GIT_JOBS, *args],
+            cwd=cwd,
+            stdout=follower,
+            stderr=subprocess.PIPE,
+            env=env_with(**env),
+            timeout=60,
+            stdin=subprocess.DEVNULL,
         )
         os.close(follower)
         follower = -1
@@ -383,8 +455,20 @@ def test_help_with_examples_on_every_command(tmp_path: Path) -> None:
     assert "usage: git jobs" in top
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     names = sorted(sub.choices)  # type: ignore[arg-type]
-    for name in ("init", "whoami", "create", "run", "finish", "show", "list", "status", "sync",
-                 "verify", "allowed-signers", "demo"):
+    for name in (
+        "init",
+        "whoami",
+        "create",
+        "run",
+        "finish",
+        "show",
+        "list",
+        "status",
+        "sync",
+        "verify",
+        "allowed-signers",
+        "demo",
+    ):
         assert name in names and name in top
     # One process for all: the script's own argv handling, command by command.
     script = (
@@ -412,7 +496,11 @@ def test_git_dispatches_to_git_jobs(repo: pygit2.Repository, keys: list[Path]) -
     path = str(Path(GIT_JOBS).parent) + os.pathsep + os.environ.get("PATH", "")
     wd = workdir(repo)
     job = subprocess.run(
-        ["git", "jobs", "create", "HEAD"], cwd=wd, env=env_with(PATH=path, GIT_JOBS_KEY=str(keys[0])),
-        capture_output=True, text=True, check=True,
+        ["git", "jobs", "create", "HEAD"],
+        cwd=wd,
+        env=env_with(PATH=path, GIT_JOBS_KEY=str(keys[0])),
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     assert job == ok(wd, "list", "--json").json[0]["id"]

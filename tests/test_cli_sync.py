@@ -14,10 +14,26 @@ from tests.conftest import git, init_repo
 from tests.gitdaemon import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-REPORT_KEYS = {"version", "remote", "fetched", "pushed", "refused", "changed", "rejected", "logs",
-               "published", "unpublished", "merged", "policy_kept",
-               "remembered", "ignored", "deferred", "fetch_error",
-               "fetch", "skipped"}
+REPORT_KEYS = {
+    "version",
+    "remote",
+    "fetched",
+    "pushed",
+    "refused",
+    "changed",
+    "rejected",
+    "logs",
+    "published",
+    "unpublished",
+    "merged",
+    "policy_kept",
+    "remembered",
+    "ignored",
+    "deferred",
+    "fetch_error",
+    "fetch",
+    "skipped",
+}
 
 
 def test_sync_through_a_bare_hub(repo: pygit2.Repository, tmp_path: Path) -> None:
@@ -102,7 +118,9 @@ def test_demo_json_and_keep(tmp_path: Path) -> None:
     assert data["converged"] is True and len(data["nodes"]) == 3
     assert [c["outcome"] for c in data["commits"]] == ["pending", "failed", "succeeded"]
     assert [c["subject"] for c in data["commits"]] == [
-        "Add a command line", "Handle empty input", "Start the parser"
+        "Add a command line",
+        "Handle empty input",
+        "Start the parser",
     ]
 
     kept = tmp_path / "kept"
@@ -157,9 +175,14 @@ def test_two_syncs_racing_on_one_hub_are_never_reported_as_a_hook_refusal(
     job = ok(wd, "create", "HEAD", key=key).line
     ok(wd, "run", job, "--log", "https://ci.example/1", key=key)
     procs = [
-        subprocess.Popen([GIT_JOBS, "sync", str(hub), "--no-fetch", "--json"], cwd=wd, text=True,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**__import__("os").environ,
-                         "GIT_JOBS_KEY": str(key)})
+        subprocess.Popen(
+            [GIT_JOBS, "sync", str(hub), "--no-fetch", "--json"],
+            cwd=wd,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**__import__("os").environ, "GIT_JOBS_KEY": str(key)},
+        )
         for _ in range(2)
     ]
     reports = [p.communicate(timeout=60) for p in procs]

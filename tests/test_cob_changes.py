@@ -77,7 +77,11 @@ def test_thousand_changes_reload_in_new_process(repo: pygit2.Repository, signer:
     write_s = time.monotonic() - started
     out = subprocess.run(
         [sys.executable, "-c", _RELOAD, repo.path, ev.object_id],
-        cwd=PROJECT, check=True, capture_output=True, text=True, timeout=120,
+        cwd=PROJECT,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     got = json.loads(out.stdout)
     assert got["oids"] == oids
@@ -146,8 +150,12 @@ def test_every_change_passes_git_verify_commit_and_fsck(
     # So does every index commit, signed by its own node (the whole chain of each index ref).
     for node in nodes:
         chain = subprocess.run(
-            ["git", "rev-list", "--first-parent", cob.index_ref(node.nid)], cwd=repo.workdir,
-            capture_output=True, text=True, check=True, timeout=60,
+            ["git", "rev-list", "--first-parent", cob.index_ref(node.nid)],
+            cwd=repo.workdir,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
         ).stdout.split()
         assert len(chain) >= 2  # the empty first commit and at least one with entries
         got = verify_commits(repo.workdir, allowed, chain)
@@ -159,8 +167,11 @@ def test_every_change_passes_git_verify_commit_and_fsck(
     # The content-addressed root is unsigned by design (its oid is its proof).
     assert verify_commits(repo.workdir, allowed, [tags]).returncode != 0
     fsck = subprocess.run(
-        ["git", "fsck", "--strict", "--no-dangling"], cwd=repo.workdir,
-        capture_output=True, text=True, timeout=120,
+        ["git", "fsck", "--strict", "--no-dangling"],
+        cwd=repo.workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
 
@@ -198,9 +209,24 @@ def test_commit_signed_by_stock_git_is_accepted(repo: pygit2.Repository, tmp_pat
         env[f"GIT_{who}_NAME"] = env[f"GIT_{who}_EMAIL"] = signer.nid
         env[f"GIT_{who}_DATE"] = "1700000000 +0000"
     out = subprocess.run(
-        ["git", "-c", "gpg.format=ssh", "-c", f"user.signingKey={key}", "commit-tree", "-S",
-         "-m", "made by git", str(tree)],
-        cwd=repo.workdir, env=env, check=True, capture_output=True, text=True, timeout=60,
+        [
+            "git",
+            "-c",
+            "gpg.format=ssh",
+            "-c",
+            f"user.signingKey={key}",
+            "commit-tree",
+            "-S",
+            "-m",
+            "made by git",
+            str(tree),
+        ],
+        cwd=repo.workdir,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     oid = out.stdout.strip()
     change = read_change(repo, Codec(LOG), oid, is_root=True)
@@ -236,10 +262,22 @@ class Scene:
         self.bad: dict[str, tuple[str, str, str]] = {}  # kind -> (bad, child, grandchild)
 
     def add_bad(self, kind: str, bad: str) -> None:
-        child = write_raw(self.repo, parents=[bad], author=self.carol.nid, sign_with=self.carol,
-                          ops=ops_bytes(f"child of {kind}"), when=1_700_000_100)
-        grandchild = write_raw(self.repo, parents=[child, self.a1.oid], author=self.carol.nid,
-                               sign_with=self.carol, ops=ops_bytes("merge"), when=1_700_000_200)
+        child = write_raw(
+            self.repo,
+            parents=[bad],
+            author=self.carol.nid,
+            sign_with=self.carol,
+            ops=ops_bytes(f"child of {kind}"),
+            when=1_700_000_100,
+        )
+        grandchild = write_raw(
+            self.repo,
+            parents=[child, self.a1.oid],
+            author=self.carol.nid,
+            sign_with=self.carol,
+            ops=ops_bytes("merge"),
+            when=1_700_000_200,
+        )
         ns = cob.Signer.generate().nid  # an arbitrary peer's namespace carries the branch
         point(self.repo, ns, LOG_TYPENAME, self.id, grandchild)
         self.bad[kind] = (bad, child, grandchild)
@@ -261,29 +299,36 @@ class Scene:
             evil = write_tree(r, {"manifest": manifest_bytes(LOG_TYPENAME), "ops": ops_bytes("evil")})
             return swap_tree(r, signed, evil)
         if kind == "other type":
-            return write_raw(r, parents=parent, author=m.nid, sign_with=m,
-                             manifest=manifest_bytes(TAGS_TYPENAME))
+            return write_raw(
+                r, parents=parent, author=m.nid, sign_with=m, manifest=manifest_bytes(TAGS_TYPENAME)
+            )
         if kind == "ops do not decode":
             return write_raw(r, parents=parent, author=m.nid, sign_with=m, ops=b'[{"type":"append"}]')
         if kind == "ops not json":
             return write_raw(r, parents=parent, author=m.nid, sign_with=m, ops=b"\xff not json")
         if kind == "unknown version":
-            return write_raw(r, parents=parent, author=m.nid, sign_with=m,
-                             manifest=manifest_bytes(LOG_TYPENAME, 2))
+            return write_raw(
+                r, parents=parent, author=m.nid, sign_with=m, manifest=manifest_bytes(LOG_TYPENAME, 2)
+            )
         if kind == "type refuses":
             return write_raw(r, parents=parent, author=m.nid, sign_with=m, ops=ops_bytes("REJECT"))
         if kind == "second root":
             return write_raw(r, parents=[], author=m.nid, sign_with=m)
         if kind == "extra tree entry":
-            tree = write_tree(r, {"manifest": manifest_bytes(LOG_TYPENAME), "ops": ops_bytes("x"),
-                                  "zzz": b"surprise"})
+            tree = write_tree(
+                r, {"manifest": manifest_bytes(LOG_TYPENAME), "ops": ops_bytes("x"), "zzz": b"surprise"}
+            )
             buf = commit_buffer(r, tree, parent, m.nid)
             return str(r.create_commit_with_signature(buf, cob.sshsig.sign(m, buf.encode())))
         if kind == "empty ops":
             return write_raw(r, parents=parent, author=m.nid, sign_with=m, ops=b"[]")
         if kind == "signature namespace":
-            buf = commit_buffer(r, write_tree(r, {"manifest": manifest_bytes(LOG_TYPENAME),
-                                                   "ops": ops_bytes("x")}), parent, m.nid)
+            buf = commit_buffer(
+                r,
+                write_tree(r, {"manifest": manifest_bytes(LOG_TYPENAME), "ops": ops_bytes("x")}),
+                parent,
+                m.nid,
+            )
             sig = cob.sshsig.sign(m, buf.encode(), namespace=b"file")
             return str(r.create_commit_with_signature(buf, sig))
         raise AssertionError(kind)
@@ -347,9 +392,7 @@ def test_ref_to_missing_object_or_non_commit(repo: pygit2.Repository) -> None:
     scene = Scene(repo)
     blob = str(repo.create_blob(b"not a commit"))
     missing = "0123456789abcdef0123456789abcdef01234567"
-    (Path(repo.path) / "refs" / "namespaces" / "znope" / "refs" / "cobs" / LOG_TYPENAME).mkdir(
-        parents=True
-    )
+    (Path(repo.path) / "refs" / "namespaces" / "znope" / "refs" / "cobs" / LOG_TYPENAME).mkdir(parents=True)
     point(repo, cob.Signer.generate().nid, LOG_TYPENAME, scene.id, blob)
     # a dangling index entry, as a broken fetch could leave
     point(repo, cob.Signer.generate().nid, LOG_TYPENAME, scene.id, missing)
@@ -420,8 +463,16 @@ def test_git_log_shows_good_signatures(repo: pygit2.Repository, tmp_path: Path) 
     signer = cob.Signer.generate()
     ev = cob.Store(repo, signer).create(LOG, [Append("x")])
     allowed = allowed_signers_file(tmp_path / "allowed", [signer.nid])
-    out = git(repo.workdir, "-c", "gpg.format=ssh", "-c", f"gpg.ssh.allowedSignersFile={allowed}",
-              "log", "--format=%G? %GS %an", ev.object_id)
+    out = git(
+        repo.workdir,
+        "-c",
+        "gpg.format=ssh",
+        "-c",
+        f"gpg.ssh.allowedSignersFile={allowed}",
+        "log",
+        "--format=%G? %GS %an",
+        ev.object_id,
+    )
     assert out.strip() == f"G {signer.nid} {signer.nid}"
 
 
@@ -444,9 +495,13 @@ def test_format_example_verifies_and_rederives(repo: pygit2.Repository) -> None:
     nid = "z6MkuVTdbAFGJY66PmaSqfgRhFgrB8NXmboH9yr1BVPJzh8u"
     job_id = "9fa9f1c0f6a7ab20dcf67b921fbac896272ebb7a"
     # the job root, the release, the run start, the finish, and the log bucket commit (11.4)
-    for oid in (job_id, "f2547742065377b8e12399f65f9b3d848c35fed3",
-                "104341ee8ffb88794ae3c9e73088562ad5b104bd", "cb375bcb04a6e90fd025ec4af3ad811b1178a5cf",
-                "2ff08343b417e221485b65efb5eada781322244d"):
+    for oid in (
+        job_id,
+        "f2547742065377b8e12399f65f9b3d848c35fed3",
+        "104341ee8ffb88794ae3c9e73088562ad5b104bd",
+        "cb375bcb04a6e90fd025ec4af3ad811b1178a5cf",
+        "2ff08343b417e221485b65efb5eada781322244d",
+    ):
         raw = _documented_commit(doc, oid)
         assert commit_oid(raw) == oid  # the pasted bytes are exactly the object
         if oid == job_id:
@@ -457,7 +512,7 @@ def test_format_example_verifies_and_rederives(repo: pygit2.Repository) -> None:
         end = at + 1
         while end < len(lines) and lines[end].startswith(b" "):
             end += 1
-        armored = b"\n".join([lines[at][len(b"gpgsig "):]] + [ln[1:] for ln in lines[at + 1 : end]])
+        armored = b"\n".join([lines[at][len(b"gpgsig ") :]] + [ln[1:] for ln in lines[at + 1 : end]])
         payload = b"\n".join(lines[:at] + lines[end:]) + b"\n\n" + message
         key = cob.sshsig.verify(armored, payload)
         assert cob.nid_from_public_key(key) == nid

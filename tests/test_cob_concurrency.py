@@ -41,14 +41,15 @@ print("done")
 """
 
 
-def _race(repo: pygit2.Repository, tmp_path: Path, keys: list[Path], cobtype: object,
-          object_id: str) -> None:
+def _race(repo: pygit2.Repository, tmp_path: Path, keys: list[Path], cobtype: object, object_id: str) -> None:
     go = tmp_path / "go"
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _WRITER, repo.path, str(key), object_id,
-             cobtype.typename, label, str(go)],  # type: ignore[attr-defined]
-            cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [sys.executable, "-c", _WRITER, repo.path, str(key), object_id, cobtype.typename, label, str(go)],  # type: ignore[attr-defined]
+            cwd=PROJECT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for label, key in zip("AB", keys, strict=True)
     ]

@@ -66,8 +66,11 @@ def write_dag(repo: pygit2.Repository, spec: Spec, cobtype: Any) -> list[str]:
         text = f"{REJECT_TEXT} c{i}" if spec.refused[i] else f"c{i}"
         op = Append(text) if cobtype is LOG else Tag(text)
         signer = SIGNERS[spec.authors[i]]
-        oids.append(write_change(repo, codec, signer, signer.nid, [op], [oids[p] for p in ps],
-                                 timestamp=spec.times[i]))
+        oids.append(
+            write_change(
+                repo, codec, signer, signer.nid, [op], [oids[p] for p in ps], timestamp=spec.times[i]
+            )
+        )
     return oids
 
 
@@ -114,8 +117,13 @@ def copy_objects(src: pygit2.Repository, dst: pygit2.Repository, rng: random.Ran
 def result(store: cob.Store, cobtype: Any, object_id: str, full: bool) -> tuple[Any, ...]:
     ev = store.load(cobtype, object_id, full=full)
     assert ev is not None
-    return ([c.oid for c in ev.changes] if full else None, msgspec.to_builtins(ev.state),
-            set(ev.rejected), set(ev.accepted), set(ev.heads))
+    return (
+        [c.oid for c in ev.changes] if full else None,
+        msgspec.to_builtins(ev.state),
+        set(ev.rejected),
+        set(ev.accepted),
+        set(ev.heads),
+    )
 
 
 def check(spec: Spec, cobtype: Any, seed: int) -> None:
@@ -207,8 +215,13 @@ def test_content_addressed_object_merges_from_independent_writers() -> None:
             s.update(TAGS, object_id, [Tag(f"from {i}")])
         for i in range(2):
             other = SIGNERS[1 - i].nid
-            git(base / f"r{i}", "fetch", "-q", str(base / f"r{1 - i}"),
-                f"refs/namespaces/{other}/*:refs/namespaces/{other}/*")
+            git(
+                base / f"r{i}",
+                "fetch",
+                "-q",
+                str(base / f"r{1 - i}"),
+                f"refs/namespaces/{other}/*:refs/namespaces/{other}/*",
+            )
         got = [result(cob.Store(r, cache=False), TAGS, object_id, True) for r in repos]
         assert got[0] == got[1]
         assert got[0][1]["tags"] == ["from 0", "from 1"]

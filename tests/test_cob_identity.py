@@ -28,7 +28,9 @@ SPEC_NID = "z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
 def keygen(path: Path, *args: str) -> Path:
     subprocess.run(
         ["ssh-keygen", "-q", "-f", str(path), "-C", "test", *args],
-        check=True, capture_output=True, timeout=60,
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
     return path
 
@@ -278,9 +280,7 @@ def test_resolution_reads_repo_path_and_global_config(
 
 
 @pytest.mark.parametrize("kind", ["rsa", "inline", "missing"])
-def test_signing_key_skipped_unless_ed25519_file(
-    tmp_path: Path, repo: pygit2.Repository, kind: str
-) -> None:
+def test_signing_key_skipped_unless_ed25519_file(tmp_path: Path, repo: pygit2.Repository, kind: str) -> None:
     default = cob.Signer.generate().save(cob.default_key_path())
     if kind == "rsa":
         value = str(keygen(tmp_path / "rsa", "-t", "rsa", "-b", "2048", "-N", ""))
@@ -323,8 +323,19 @@ def test_our_signature_verifies_with_ssh_keygen(tmp_path: Path, signer: cob.Sign
     (tmp_path / "msg").write_bytes(message)
     (tmp_path / "msg.sig").write_text(sshsig.sign(signer, message) + "\n")
     (tmp_path / "allowed").write_text(signer.allowed_signers_line + "\n")
-    args = ["ssh-keygen", "-Y", "verify", "-f", str(tmp_path / "allowed"), "-I", signer.nid,
-            "-n", "git", "-s", str(tmp_path / "msg.sig")]
+    args = [
+        "ssh-keygen",
+        "-Y",
+        "verify",
+        "-f",
+        str(tmp_path / "allowed"),
+        "-I",
+        signer.nid,
+        "-n",
+        "git",
+        "-s",
+        str(tmp_path / "msg.sig"),
+    ]
     ok = subprocess.run(args, input=message, capture_output=True, timeout=60)
     assert ok.returncode == 0, ok.stderr
     bad = subprocess.run(args, input=message + b"x", capture_output=True, timeout=60)
@@ -339,7 +350,9 @@ def test_ssh_keygen_signature_verifies_with_us_and_is_byte_identical(
     (tmp_path / "msg").write_bytes(message)
     subprocess.run(
         ["ssh-keygen", "-q", "-Y", "sign", "-f", str(key), "-n", "git", str(tmp_path / "msg")],
-        check=True, capture_output=True, timeout=60,
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
     written = (tmp_path / "msg.sig").read_text()
     # git stores ssh-keygen's output in the gpgsig header without its final newline
@@ -358,7 +371,9 @@ def test_ssh_keygen_other_namespace_rejected(tmp_path: Path, signer: cob.Signer)
     (tmp_path / "msg").write_bytes(b"m")
     subprocess.run(
         ["ssh-keygen", "-q", "-Y", "sign", "-f", str(key), "-n", "file", str(tmp_path / "msg")],
-        check=True, capture_output=True, timeout=60,
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
     with pytest.raises(cob.SignatureError, match="namespace"):
         sshsig.verify((tmp_path / "msg.sig").read_text().removesuffix("\n"), b"m")
@@ -369,7 +384,9 @@ def test_ssh_keygen_rsa_signature_rejected(tmp_path: Path) -> None:
     (tmp_path / "msg").write_bytes(b"m")
     subprocess.run(
         ["ssh-keygen", "-q", "-Y", "sign", "-f", str(key), "-n", "git", str(tmp_path / "msg")],
-        check=True, capture_output=True, timeout=60,
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
     with pytest.raises(cob.SignatureError, match="ed25519"):
         sshsig.verify((tmp_path / "msg.sig").read_text().removesuffix("\n"), b"m")
@@ -377,8 +394,13 @@ def test_ssh_keygen_rsa_signature_rejected(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "armored",
-    ["", "garbage", "-----BEGIN SSH SIGNATURE-----\n!!!\n-----END SSH SIGNATURE-----",
-     "-----BEGIN SSH SIGNATURE-----\nU1NIU0lH\n-----END SSH SIGNATURE-----", "x" * 10_000],
+    [
+        "",
+        "garbage",
+        "-----BEGIN SSH SIGNATURE-----\n!!!\n-----END SSH SIGNATURE-----",
+        "-----BEGIN SSH SIGNATURE-----\nU1NIU0lH\n-----END SSH SIGNATURE-----",
+        "x" * 10_000,
+    ],
 )
 def test_malformed_signatures(armored: str) -> None:
     with pytest.raises(cob.SignatureError):

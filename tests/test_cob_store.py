@@ -69,8 +69,15 @@ def test_create_is_idempotent_for_content_addressed_roots(
     assert again.state is not None and again.state.tags == ["t"]
 
 
-def _hand_root(repo: pygit2.Repository, *, ops: bytes, when: int = 0, message: str = "Create x\n",
-               email: str = ROOT_EMAIL, sign_with: cob.Signer | None = None) -> str:
+def _hand_root(
+    repo: pygit2.Repository,
+    *,
+    ops: bytes,
+    when: int = 0,
+    message: str = "Create x\n",
+    email: str = ROOT_EMAIL,
+    sign_with: cob.Signer | None = None,
+) -> str:
     tree = write_tree(repo, {"manifest": manifest_bytes(TAGS_TYPENAME), "ops": ops})
     ident = pygit2.Signature(ROOT_NAME, email, when, 0)
     buffer = cast(str, repo.create_commit_string(ident, ident, message, tree, []))
@@ -103,8 +110,14 @@ def test_root_that_does_not_rederive_is_rejected(
         kwargs["sign_with"] = signer
     bad = _hand_root(repo, **kwargs)
     assert bad != good
-    child = write_raw(repo, parents=[bad], author=signer.nid, sign_with=signer,
-                      manifest=manifest_bytes(TAGS_TYPENAME), ops=b'[{"text":"t","type":"tag"}]')
+    child = write_raw(
+        repo,
+        parents=[bad],
+        author=signer.nid,
+        sign_with=signer,
+        manifest=manifest_bytes(TAGS_TYPENAME),
+        ops=b'[{"text":"t","type":"tag"}]',
+    )
     point(repo, signer.nid, TAGS_TYPENAME, bad, child)
     for cache in (False, True):
         ev = cob.Store(repo.path, cache=cache).load(TAGS, bad)
@@ -121,8 +134,14 @@ def test_signed_root_of_content_addressed_type_is_not_a_change(
     """A non-root change of a content-addressed type must be signed like any other."""
     store = cob.Store(repo, signer, cache=False)
     root = store.create(TAGS, [Create("x")]).object_id
-    unsigned = write_raw(repo, parents=[root], author=signer.nid, sign_with=None,
-                         manifest=manifest_bytes(TAGS_TYPENAME), ops=b'[{"text":"t","type":"tag"}]')
+    unsigned = write_raw(
+        repo,
+        parents=[root],
+        author=signer.nid,
+        sign_with=None,
+        manifest=manifest_bytes(TAGS_TYPENAME),
+        ops=b'[{"text":"t","type":"tag"}]',
+    )
     point(repo, cob.Signer.generate().nid, TAGS_TYPENAME, root, unsigned)
     ev = store.load(TAGS, root)
     assert ev is not None and ev.state is not None and ev.state.tags == []
@@ -170,9 +189,7 @@ def _populated(repo: pygit2.Repository, signers: Iterator[cob.Signer]) -> None:
     point(repo, m.nid, LOG_TYPENAME, log, bad)
 
 
-def test_gc_and_pack_refs_change_nothing(
-    repo: pygit2.Repository, signers: Iterator[cob.Signer]
-) -> None:
+def test_gc_and_pack_refs_change_nothing(repo: pygit2.Repository, signers: Iterator[cob.Signer]) -> None:
     _populated(repo, signers)
     cached = cob.Store(repo.path, cache=True)
     before = _snapshot(cob.Store(repo.path, cache=False))
@@ -235,10 +252,12 @@ UNKNOWN = "0" * 40
     [
         (lambda s, log, tags: s.update(LOG, UNKNOWN, [Append("x")]), cob.UnknownObjectError, UNKNOWN),
         (lambda s, log, tags: s.get(LOG, UNKNOWN), cob.UnknownObjectError, UNKNOWN),
-        (lambda s, log, tags: s.update(LOG, "not-an-id", [Append("x")]), cob.UnknownObjectError,
-         "not an object id"),
-        (lambda s, log, tags: s.load(LOG, "../../../heads/main"), cob.UnknownObjectError,
-         "not an object id"),
+        (
+            lambda s, log, tags: s.update(LOG, "not-an-id", [Append("x")]),
+            cob.UnknownObjectError,
+            "not an object id",
+        ),
+        (lambda s, log, tags: s.load(LOG, "../../../heads/main"), cob.UnknownObjectError, "not an object id"),
         (lambda s, log, tags: s.update(LOG, log.upper(), [Append("x")]), cob.UnknownObjectError, ""),
         # the wrong type: a LOG object named as TAGS and vice versa
         (lambda s, log, tags: s.update(TAGS, log, [Tag("x")]), cob.UnknownObjectError, TAGS_TYPENAME),
@@ -246,12 +265,21 @@ UNKNOWN = "0" * 40
         (lambda s, log, tags: s.update(LOG, tags, [Append("x")]), cob.UnknownObjectError, LOG_TYPENAME),
         # ops that do not fit the type's structs
         (lambda s, log, tags: s.update(LOG, log, [Tag("x")]), cob.InvalidOpsError, LOG_TYPENAME),
-        (lambda s, log, tags: s.update(LOG, log, [Append(5)]), cob.InvalidOpsError,  # type: ignore[arg-type]
-         "Expected `str`"),
-        (lambda s, log, tags: s.update(LOG, log, [{"type": "append"}]), cob.InvalidOpsError,
-         "missing required field"),
-        (lambda s, log, tags: s.update(LOG, log, [{"type": "append", "text": "x", "extra": 1}]),
-         cob.InvalidOpsError, "extra"),
+        (
+            lambda s, log, tags: s.update(LOG, log, [Append(5)]),
+            cob.InvalidOpsError,  # type: ignore[arg-type]
+            "Expected `str`",
+        ),
+        (
+            lambda s, log, tags: s.update(LOG, log, [{"type": "append"}]),
+            cob.InvalidOpsError,
+            "missing required field",
+        ),
+        (
+            lambda s, log, tags: s.update(LOG, log, [{"type": "append", "text": "x", "extra": 1}]),
+            cob.InvalidOpsError,
+            "extra",
+        ),
         (lambda s, log, tags: s.update(LOG, log, [object()]), cob.InvalidOpsError, "encode"),
         (lambda s, log, tags: s.update(LOG, log, []), cob.InvalidOpsError, "at least one op"),
         (lambda s, log, tags: s.create(LOG, []), cob.InvalidOpsError, "at least one op"),
@@ -261,17 +289,31 @@ UNKNOWN = "0" * 40
         (lambda s, log, tags: s.create(LOG, [Append("REJECT")]), cob.InvalidOpsError, "REJECT"),
         (lambda s, log, tags: s.create(TAGS, [Tag("x")]), cob.InvalidOpsError, "create op"),
         (lambda s, log, tags: s.update(TAGS, tags, [Create("again")]), cob.InvalidOpsError, "root"),
-        (lambda s, log, tags: s.create(TAGS, [Create("x")], embeds={"a": b"b"}), cob.InvalidOpsError,
-         "embeds"),
-        (lambda s, log, tags: s.create(LOG, [Append("x")], embeds={"../a": b"b"}), cob.InvalidOpsError,
-         "bad embed name"),
-        (lambda s, log, tags: s.update(LOG, log, [Append("x")], embeds={"": b"b"}), cob.InvalidOpsError,
-         "bad embed name"),
-        (lambda s, log, tags: s.update(LOG, log, [Append("x")], embeds={"a": "str"}),
-         cob.InvalidOpsError, "not bytes"),
-        (lambda s, log, tags: s.update(LOG, log, [Append("x")],
-                                       embeds={str(i): b"" for i in range(65)}),
-         cob.InvalidOpsError, "limit"),
+        (
+            lambda s, log, tags: s.create(TAGS, [Create("x")], embeds={"a": b"b"}),
+            cob.InvalidOpsError,
+            "embeds",
+        ),
+        (
+            lambda s, log, tags: s.create(LOG, [Append("x")], embeds={"../a": b"b"}),
+            cob.InvalidOpsError,
+            "bad embed name",
+        ),
+        (
+            lambda s, log, tags: s.update(LOG, log, [Append("x")], embeds={"": b"b"}),
+            cob.InvalidOpsError,
+            "bad embed name",
+        ),
+        (
+            lambda s, log, tags: s.update(LOG, log, [Append("x")], embeds={"a": "str"}),
+            cob.InvalidOpsError,
+            "not bytes",
+        ),
+        (
+            lambda s, log, tags: s.update(LOG, log, [Append("x")], embeds={str(i): b"" for i in range(65)}),
+            cob.InvalidOpsError,
+            "limit",
+        ),
     ],
 )
 def test_bad_input_is_a_typed_error_and_writes_nothing(
@@ -290,8 +332,9 @@ def test_bad_input_is_a_typed_error_and_writes_nothing(
 
 
 @pytest.mark.parametrize("op", ["create", "update"])
-def test_writing_without_a_signer(repo: pygit2.Repository, world: tuple[cob.Store, str, str],
-                                  op: str) -> None:
+def test_writing_without_a_signer(
+    repo: pygit2.Repository, world: tuple[cob.Store, str, str], op: str
+) -> None:
     _, log, _ = world
     reader = cob.Store(repo.path)
     with Unchanged(repo), pytest.raises(cob.NoKeyError, match="read-only"):
@@ -368,6 +411,11 @@ def test_update_from_a_stale_base_builds_on_current_tips(
 def test_fsck_strict_after_gc(repo: pygit2.Repository, signers: Iterator[cob.Signer]) -> None:
     _populated(repo, signers)
     git(repo.workdir, "gc", "--quiet")
-    result = subprocess.run(["git", "fsck", "--strict", "--no-dangling"], cwd=repo.workdir,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["git", "fsck", "--strict", "--no-dangling"],
+        cwd=repo.workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -48,8 +48,7 @@ URLS = st.sampled_from(["https://ci.example/a", "https://ci.example/b", "file://
 
 
 def _git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
-                           text=True).stdout
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
 
 def _state(store: jobs.Jobs, job_id: str) -> bytes | None:
@@ -92,8 +91,11 @@ class Peers(RuleBasedStateMachine):
     def teardown(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    @rule(peer=st.integers(0, N_PEERS - 1), commit=st.integers(0, COMMITS - 1),
-          name=st.sampled_from(["ci", "lint"]))
+    @rule(
+        peer=st.integers(0, N_PEERS - 1),
+        commit=st.integers(0, COMMITS - 1),
+        name=st.sampled_from(["ci", "lint"]),
+    )
     def create(self, peer: int, commit: int, name: str) -> None:
         self.jobs.add(self.stores[peer].create(self.commits[commit], name=name).id)
 
@@ -149,9 +151,14 @@ class Peers(RuleBasedStateMachine):
         job_id = data.draw(st.sampled_from(known))
         tips = store.store.tips(jobs.JOB_TYPE, job_id)
         codec = store.store.codec(jobs.JOB_TYPE)
-        write_change(store.repo, codec, self.signers[peer], self.signers[peer].nid,
-                     [jobs.StartRun("01900000-0000-7000-8000-00000000dead", "https://x/orphan")],
-                     sorted(set(tips.values())))
+        write_change(
+            store.repo,
+            codec,
+            self.signers[peer],
+            self.signers[peer].nid,
+            [jobs.StartRun("01900000-0000-7000-8000-00000000dead", "https://x/orphan")],
+            sorted(set(tips.values())),
+        )
         self.stores[peer] = self._open(peer)
 
     @invariant()
@@ -179,8 +186,7 @@ class Peers(RuleBasedStateMachine):
                 assert job is not None
                 run = job.runs_of(nid)[run_id]
                 assert (run.reason.value if run.reason else None) == reason
-                assert "01900000-0000-7000-8000-00000000dead" not in {
-                    str(k) for k in job.runs_of(nid)}
+                assert "01900000-0000-7000-8000-00000000dead" not in {str(k) for k in job.runs_of(nid)}
 
 
 class ConvergingPeers(Peers):
@@ -198,4 +204,3 @@ TestConvergence.settings = settings(
     deadline=None,
     suppress_health_check=list(HealthCheck),
 )
-

@@ -48,7 +48,10 @@ def test_sigkill_during_index_updates_leaves_a_usable_index(tmp_path: Path) -> N
     for seed in range(6):
         proc = subprocess.Popen(
             world.worker_cmd(ops=10_000, seed=seed, hub=False, mix="run=1,finish=1,index=6"),
-            cwd=world.base, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=worker_env(),
+            cwd=world.base,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=worker_env(),
         )
         assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
         time.sleep(0.05 + 0.07 * seed)
@@ -78,9 +81,7 @@ def test_a_stale_ref_lock_is_removed_and_the_next_call_works(
     assert run_id in jobs.Jobs.open(repo.path, cache=False).get(job.id).runs_of(signer.nid)  # type: ignore[union-attr]
 
 
-def test_a_fresh_lock_or_a_live_writer_is_never_broken(
-    repo: pygit2.Repository, signer: cob.Signer
-) -> None:
+def test_a_fresh_lock_or_a_live_writer_is_never_broken(repo: pygit2.Repository, signer: cob.Signer) -> None:
     store = jobs.Jobs.open(repo.path, signer=signer)
     store.create(head(repo))  # the index ref exists
     lock = _ref_lock(store, signer)
@@ -107,14 +108,13 @@ def test_a_writer_killed_while_holding_the_ref_lock_blocks_it_briefly(
     child = textwrap.dedent(f"""
         import os, sys, time
         from cob.refs import _writers_lock
-        with _writers_lock({store.repo.path.rstrip('/')!r}, exclusive=False):
+        with _writers_lock({store.repo.path.rstrip("/")!r}, exclusive=False):
             fd = os.open({str(lock)!r}, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             os.write(fd, b"half")
             print("locked", flush=True)
             time.sleep(60)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE,
-                            cwd=ROOT, env=worker_env())
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, cwd=ROOT, env=worker_env())
     assert proc.stdout is not None and proc.stdout.readline() == b"locked\n"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -129,16 +129,18 @@ def test_a_writer_killed_while_holding_the_ref_lock_blocks_it_briefly(
 
 
 @pytest.mark.parametrize("victim", ["run", "finish"])
-def test_a_killed_call_is_either_fully_there_or_absent(
-    tmp_path: Path, victim: str
-) -> None:
+def test_a_killed_call_is_either_fully_there_or_absent(tmp_path: Path, victim: str) -> None:
     """Kill right after many calls of one kind: no half-applied op (a change is one commit and
     one ref move), and what is there folds without rejections."""
     world = crash.World.make(tmp_path / "w", n_jobs=1)
     mix = "run=1" if victim == "run" else "run=1,finish=3"
-    proc = subprocess.Popen(world.worker_cmd(ops=10_000, seed=3, hub=False, mix=mix),
-                            cwd=world.base, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            env=worker_env())
+    proc = subprocess.Popen(
+        world.worker_cmd(ops=10_000, seed=3, hub=False, mix=mix),
+        cwd=world.base,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=worker_env(),
+    )
     assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
     time.sleep(0.5)
     proc.send_signal(signal.SIGKILL)

@@ -90,9 +90,9 @@ def test_bash_completion_completes_commands_and_options(tmp_path: Path) -> None:
     script.write_text(gj(tmp_path, "completion", "bash").out)
     probe = (
         f"source {script}\n"
-        "COMP_WORDS=(git-jobs sta); COMP_CWORD=1; _git_jobs_script; echo \"${COMPREPLY[*]}\"\n"
-        "COMP_WORDS=(git-jobs -C x wat); COMP_CWORD=3; _git_jobs_script; echo \"${COMPREPLY[*]}\"\n"
-        "COMP_WORDS=(git jobs status --fail); COMP_CWORD=3; _git_jobs; echo \"${COMPREPLY[*]}\"\n"
+        'COMP_WORDS=(git-jobs sta); COMP_CWORD=1; _git_jobs_script; echo "${COMPREPLY[*]}"\n'
+        'COMP_WORDS=(git-jobs -C x wat); COMP_CWORD=3; _git_jobs_script; echo "${COMPREPLY[*]}"\n'
+        'COMP_WORDS=(git jobs status --fail); COMP_CWORD=3; _git_jobs; echo "${COMPREPLY[*]}"\n'
     )
     out = subprocess.run(["bash", "-c", probe], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
@@ -113,7 +113,10 @@ def watched(tmp_path: Path) -> tuple[Path, Path, str]:
 def _watch(path: Path, *args: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [GIT_JOBS, "watch", "--branch", "main", "--interval", "0.2", "--timeout", "60", *args],
-        cwd=path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None
     assert "watching the newest 5 commit(s) of main" in proc.stdout.readline()
@@ -240,8 +243,11 @@ def badge_server(tmp_path: Path) -> Iterator[tuple[str, Path, Path, str]]:
     hostile = 'x<script>alert(1)</script>&"'  # a legal git branch name
     git(path, "branch", hostile)
     proc = subprocess.Popen(
-        [GIT_JOBS, "serve", "--port", "0", "--branch", "main"], cwd=path,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [GIT_JOBS, "serve", "--port", "0", "--branch", "main"],
+        cwd=path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None
@@ -370,21 +376,25 @@ def test_a_bad_schedule_is_one_line_and_ignored(tmp_path: Path) -> None:
 SLOW_TEST = '[jobs.test]\nrun = "sleep 1.5; echo tested"\n'
 
 
-def test_the_node_runs_jobs_notify_when_a_verdict_it_works_on_changes(world: World) -> None:  # noqa: F811
+def test_the_node_runs_jobs_notify_when_a_verdict_it_works_on_changes(world: World) -> None:
     sha = publish(world, SLOW_TEST)
     path, _, key = world.node_repo("alice")
     inbox = world.tmp / "inbox.jsonl"
     git(path, "config", "jobs.notify", f"cat >> {inbox}")
     world.start_node(path, key)
-    wait_for(lambda: inbox.exists() and bool(inbox.read_text().strip()), 60, "the notify command",
-             lambda: world.node_log(path))
+    wait_for(
+        lambda: inbox.exists() and bool(inbox.read_text().strip()),
+        60,
+        "the notify command",
+        lambda: world.node_log(path),
+    )
     change = json.loads(inbox.read_text().splitlines()[0])
     assert (change["commit"], change["previous"], change["outcome"]) == (sha, "pending", "succeeded")
     assert f"worker:notify notified {sha[:12]} pending -> succeeded" in world.node_log(path)
 
 
 @pytest.mark.slow
-def test_the_node_runs_a_scheduled_job_at_its_time(world: World) -> None:  # noqa: F811
+def test_the_node_runs_a_scheduled_job_at_its_time(world: World) -> None:
     """A real node and the real clock: `* * * * *` fires at the next minute (up to 60 s)."""
     every_minute = SCHEDULED.replace("0 3 * * *", "* * * * *")
     sha = publish(world, every_minute)

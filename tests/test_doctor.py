@@ -149,8 +149,9 @@ def test_the_index_log_stays_bounded(tmp_path: Path) -> None:
     gitdir = str(tmp_path)
     nid = "z6Mk" + "a" * 44
     for i in range(3000):
-        recovery.record_move(gitdir, nid, f"{i:040x}", f"{i + 1:040x}",
-                             {("dev.gitjobs.job", f"{i:040x}"): f"{i:040x}"})
+        recovery.record_move(
+            gitdir, nid, f"{i:040x}", f"{i + 1:040x}", {("dev.gitjobs.job", f"{i:040x}"): f"{i:040x}"}
+        )
     size = os.path.getsize(recovery.log_path(gitdir))
     assert size <= recovery.MAX_BYTES
     records = recovery.read(gitdir, nid)
@@ -180,8 +181,14 @@ def test_gc_prune_now_in_a_loop_next_to_a_writer_and_a_sync_loop(
 
     def timed(*args: str) -> tuple[subprocess.CompletedProcess[str], float, float]:
         started = time.monotonic()
-        proc = subprocess.run([GIT_JOBS, *args], cwd=work, capture_output=True, text=True,
-                              env={**os.environ, "GIT_JOBS_KEY": str(key)}, timeout=120)
+        proc = subprocess.run(
+            [GIT_JOBS, *args],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "GIT_JOBS_KEY": str(key)},
+            timeout=120,
+        )
         assert "Traceback" not in proc.stderr, proc.stderr
         return proc, started, time.monotonic()
 
@@ -217,8 +224,9 @@ def test_gc_prune_now_in_a_loop_next_to_a_writer_and_a_sync_loop(
     def gc() -> None:
         while time.monotonic() < stop:
             t0 = time.monotonic()
-            subprocess.run(["git", "gc", "--prune=now", "--quiet"], cwd=work, capture_output=True,
-                           timeout=120)
+            subprocess.run(
+                ["git", "gc", "--prune=now", "--quiet"], cwd=work, capture_output=True, timeout=120
+            )
             gcs.append((t0, time.monotonic()))
             time.sleep(1.0)  # writes between gc runs are not in flight: none of them may be lost
 
@@ -258,11 +266,22 @@ def test_gc_prune_now_in_a_loop_next_to_a_writer_and_a_sync_loop(
     if os.environ.get("GIT_JOBS_GC_DEBUG"):
         import json
 
-        Path(os.environ["GIT_JOBS_GC_DEBUG"]).write_text(json.dumps(
-            {"missing": missing, "gcs": gcs, "doctor": report.json, "failures": failures,
-             "syncs": syncs, "work": str(work)}, indent=1))
-    named = {o for f in report.json["findings"] if f["kind"] in ("lost", "missing-objects")
-             for o in f["objects"]}
+        Path(os.environ["GIT_JOBS_GC_DEBUG"]).write_text(
+            json.dumps(
+                {
+                    "missing": missing,
+                    "gcs": gcs,
+                    "doctor": report.json,
+                    "failures": failures,
+                    "syncs": syncs,
+                    "work": str(work),
+                },
+                indent=1,
+            )
+        )
+    named = {
+        o for f in report.json["findings"] if f["kind"] in ("lost", "missing-objects") for o in f["objects"]
+    }
     lost_jobs = {m[0] for m in missing if m[1] is None or m[0] not in present or present[m[0]] is None}
     assert lost_jobs <= named, (lost_jobs, report.json)
     if missing:
@@ -277,8 +296,10 @@ def test_gc_prune_now_in_a_loop_next_to_a_writer_and_a_sync_loop(
     assert {j.id for j in seen.all()} >= kept | {last}
     # Failed writes are only the ones whose run a lost write took with it.
     assert len(failures) <= len(missing) + len(gcs), failures
-    print(f"{len(gcs)} gc runs, {len(acked)} acknowledged writes, {len(missing)} lost,"
-          f" {len(failures)} failed, syncs {syncs.count(0)}/{len(syncs)} exit 0")
+    print(
+        f"{len(gcs)} gc runs, {len(acked)} acknowledged writes, {len(missing)} lost,"
+        f" {len(failures)} failed, syncs {syncs.count(0)}/{len(syncs)} exit 0"
+    )
 
 
 def test_an_index_commit_whose_new_tree_was_pruned_is_not_built_on(

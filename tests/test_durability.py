@@ -25,8 +25,21 @@ STRACE = shutil.which("strace")
 
 def _trace(work: Path, key: Path, out: Path, *args: str) -> list[str]:
     proc = subprocess.run(
-        [str(STRACE), "-f", "-y", "-o", str(out), "-e", "trace=fsync,fdatasync,rename,write",
-         GIT_JOBS, *args], cwd=work, capture_output=True, text=True, timeout=120,
+        [
+            str(STRACE),
+            "-f",
+            "-y",
+            "-o",
+            str(out),
+            "-e",
+            "trace=fsync,fdatasync,rename,write",
+            GIT_JOBS,
+            *args,
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env=env_with(GIT_JOBS_KEY=str(key)),
     )
     assert proc.returncode == 0, proc.stderr
@@ -48,10 +61,14 @@ def test_a_write_is_fsynced_before_it_is_acknowledged(repo: pygit2.Repository, t
     ok(work, "create", "HEAD", "--name", "warm", key=key)
     lines = _trace(work, key, tmp_path / "trace", "create", "HEAD", "--name", "build")
     lines = [ln for ln in lines if "sqlite3" not in ln]  # the cache is not the ledger
-    fsynced = {m.group(1): i for i, ln in enumerate(lines)
-               if (m := re.search(r"\bf(?:data)?sync\(\d+<([^>]+)>", ln))}
-    objects = {m.group(1): i for i, ln in enumerate(lines)
-               if (m := re.search(r"\bwrite\(\d+<([^>]+/objects/tmp_object[^>]+)>", ln))}
+    fsynced = {
+        m.group(1): i for i, ln in enumerate(lines) if (m := re.search(r"\bf(?:data)?sync\(\d+<([^>]+)>", ln))
+    }
+    objects = {
+        m.group(1): i
+        for i, ln in enumerate(lines)
+        if (m := re.search(r"\bwrite\(\d+<([^>]+/objects/tmp_object[^>]+)>", ln))
+    }
     index = next(i for i, ln in enumerate(lines) if re.search(r'rename\("[^"]+/refs/sigrefs.lock"', ln))
     printed = next(i for i, ln in enumerate(lines) if re.search(r"\bwrite\(1<", ln))
     assert len(objects) >= 3, lines  # the change (commit, tree, ops blob) and the index commit
@@ -70,6 +87,7 @@ def test_a_write_is_fsynced_before_it_is_acknowledged(repo: pygit2.Repository, t
 
 def test_git_subprocesses_write_with_fsync(repo: pygit2.Repository, signer: cob.Signer) -> None:
     cob.Store(repo, signer)  # the first store of the process applies the settings
-    shown = subprocess.run(["git", "config", "core.fsync"], cwd=repo.workdir, capture_output=True,
-                           text=True, env=git_env())
+    shown = subprocess.run(
+        ["git", "config", "core.fsync"], cwd=repo.workdir, capture_output=True, text=True, env=git_env()
+    )
     assert shown.stdout.strip() == "committed"

@@ -98,8 +98,11 @@ def test_two_nodes_agree_on_a_deterministic_output_and_differ_on_a_timestamp(tmp
 
 def test_a_job_failing_on_one_trusted_node_only_is_divergent_not_flaky(tmp_path: Path) -> None:
     path, (alice, akey), (carol, ckey) = two_nodes(tmp_path, "carol")
-    commit_defs(path, f'[jobs.unit]\nrun = \'test "$GIT_JOBS_NODE" != "{carol}"\'\n'
-                + policy({alice: "alice", carol: "carol"}))
+    commit_defs(
+        path,
+        f'[jobs.unit]\nrun = \'test "$GIT_JOBS_NODE" != "{carol}"\'\n'
+        + policy({alice: "alice", carol: "carol"}),
+    )
     ok(path, "work", "any", key=akey)
     assert gj(path, "work", "any", key=ckey).code == 1
     r = gj(path, "status", "--json", key=akey)
@@ -264,7 +267,7 @@ def test_reuse_takes_only_tree() -> None:
     assert d.jobs[0].reuse == "tree"
     with pytest.raises(jobs.DefinitionError) as e:
         parse_definitions('[jobs.a]\nrun = "x"\nreuse = "name"\n', "0" * 40)
-    assert 'jobs.a.reuse: must be "tree", not \'name\'' in str(e.value)
+    assert "jobs.a.reuse: must be \"tree\", not 'name'" in str(e.value)
 
 
 def test_the_outputs_tree_keeps_links_as_links(repo: pygit2.Repository, tmp_path: Path) -> None:
@@ -288,8 +291,11 @@ def test_the_outputs_tree_keeps_links_as_links(repo: pygit2.Repository, tmp_path
     dist = repo.get(tree["dist"].id)
     assert isinstance(dist, pygit2.Tree)
     modes = {e.name: e.filemode for e in dist}
-    assert modes == {"app.txt": pygit2.enums.FileMode.BLOB, "run.sh": pygit2.enums.FileMode.BLOB_EXECUTABLE,
-                     "secret": pygit2.enums.FileMode.LINK}
+    assert modes == {
+        "app.txt": pygit2.enums.FileMode.BLOB,
+        "run.sh": pygit2.enums.FileMode.BLOB_EXECUTABLE,
+        "secret": pygit2.enums.FileMode.LINK,
+    }
     secret = repo.get(dist["secret"].id)
     assert isinstance(secret, pygit2.Blob) and secret.data == b"/etc/passwd"
     assert outputs_tree(repo, root) == oid and outputs_tree(repo, tmp_path / "none") is None

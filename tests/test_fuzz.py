@@ -54,9 +54,7 @@ nid_like = st.one_of(
     st.text(max_size=80),
     st.text(alphabet=B58, max_size=60).map(lambda t: "z" + t),
     st.text(alphabet=B58, max_size=60).map(lambda t: "did:key:z" + t),
-    st.binary(min_size=0, max_size=40).map(lambda b: cob.identity.b58encode(b)).map(
-        lambda t: "z" + t
-    ),
+    st.binary(min_size=0, max_size=40).map(lambda b: cob.identity.b58encode(b)).map(lambda t: "z" + t),
 )
 
 
@@ -101,8 +99,9 @@ segment = st.one_of(
     st.sampled_from(["refs", "cobs", "sigrefs", TYPENAME, ALICE.nid, "..", "", "a" * 40, "0" * 64]),
     st.binary(min_size=20, max_size=32).map(bytes.hex),
 )
-ref_names = st.one_of(st.text(max_size=300), st.lists(segment, max_size=8).map("/".join).map(
-    lambda t: "refs/namespaces/" + t))
+ref_names = st.one_of(
+    st.text(max_size=300), st.lists(segment, max_size=8).map("/".join).map(lambda t: "refs/namespaces/" + t)
+)
 
 
 @FAST
@@ -283,8 +282,11 @@ class World:
         self.repo = pygit2.init_repository(str(path), bare=True)
         r = self.repo
         self.manifest = str(r.create_blob(CODEC.manifest))
-        self.ops = str(r.create_blob(b'[{"log":"https://x/1","run_id":'
-                                     b'"0190a000-0000-7000-8000-000000000000","type":"run"}]'))
+        self.ops = str(
+            r.create_blob(
+                b'[{"log":"https://x/1","run_id":"0190a000-0000-7000-8000-000000000000","type":"run"}]'
+            )
+        )
         self.empty_tree = str(r.odb.write(TREE, b""))
         self.job = cob.Store(r, ALICE, cache=False).create(JOB_TYPE, [Request("a" * 40, "ci")]).object_id
         self.garbage = str(r.odb.write(COMMIT, b"not a commit"))
@@ -293,8 +295,9 @@ class World:
         assert self.index is not None
         self.index_root = str(r[self.index].parent_ids[0])
         # Corpus commits name this tree (its oid is fixed by the two blobs above).
-        self.good_tree = self.w(TREE, tree_bytes(
-            [(b"100644", b"manifest", self.manifest), (b"100644", b"ops", self.ops)]))
+        self.good_tree = self.w(
+            TREE, tree_bytes([(b"100644", b"manifest", self.manifest), (b"100644", b"ops", self.ops)])
+        )
 
     def w(self, kind: pygit2.enums.ObjectType, data: bytes) -> str:
         return str(self.repo.odb.write(kind, data))
@@ -317,24 +320,38 @@ def fuzzed_commit(draw: st.DrawFn, world: World) -> str:
     mode = st.sampled_from([b"100644", b"100755", b"40000", b"160000", b"120000", b"644", b"x"])
     name = st.one_of(st.sampled_from([b"manifest", b"ops", b"embeds"]), st.binary(min_size=1, max_size=9))
     ops_blob = st.one_of(st.just(world.ops), ops_blobs.map(lambda d: world.w(BLOB, d)))
-    entries = st.lists(
-        st.tuples(mode, name, st.one_of(any_oid, ops_blob)), max_size=4
-    )
+    entries = st.lists(st.tuples(mode, name, st.one_of(any_oid, ops_blob)), max_size=4)
     good = [(b"100644", b"manifest", world.manifest), (b"100644", b"ops", draw(ops_blob))]
     # Mostly near-valid, so that most examples get past the first checks to the later ones.
     tree_entries = good if draw(OFTEN) else draw(entries)
     tree_entries = sorted(tree_entries, key=lambda e: e[1]) if draw(OFTEN) else tree_entries
     tree = world.w(TREE, tree_bytes(tree_entries)) if draw(OFTEN) else draw(any_oid)
-    parents = draw(st.lists(st.sampled_from([world.job]), max_size=1)) if draw(
-        st.integers(0, 3)) else draw(st.lists(any_oid, max_size=3))
+    parents = (
+        draw(st.lists(st.sampled_from([world.job]), max_size=1))
+        if draw(st.integers(0, 3))
+        else draw(st.lists(any_oid, max_size=3))
+    )
     nid = draw(st.sampled_from([ALICE.nid] * 4 + [MALLORY.nid, "git-jobs", "", "\udcff"]))
-    time_field = "1700000000" if draw(OFTEN) else draw(st.one_of(
-        st.integers(-(2**63), 2**64).map(str),
-        st.sampled_from(["0", "253402300799", "253402300800", "-1", "99999999999999999999", "x"]),
-    ))
+    time_field = (
+        "1700000000"
+        if draw(OFTEN)
+        else draw(
+            st.one_of(
+                st.integers(-(2**63), 2**64).map(str),
+                st.sampled_from(["0", "253402300799", "253402300800", "-1", "99999999999999999999", "x"]),
+            )
+        )
+    )
     tz = "+0000" if draw(OFTEN) else draw(st.sampled_from(["-1200", "+9999", "zzzz", ""]))
-    ident = (nid.encode("utf-8", "surrogateescape") + b" <" + nid.encode("utf-8", "surrogateescape")
-             + b"> " + time_field.encode() + b" " + tz.encode())
+    ident = (
+        nid.encode("utf-8", "surrogateescape")
+        + b" <"
+        + nid.encode("utf-8", "surrogateescape")
+        + b"> "
+        + time_field.encode()
+        + b" "
+        + tz.encode()
+    )
     header = b"tree " + tree.encode() + b"\n"
     header += b"".join(b"parent " + p.encode() + b"\n" for p in parents)
     header += b"author " + ident + b"\ncommitter " + ident + b"\n"
@@ -408,29 +425,40 @@ NAME = st.binary(min_size=1, max_size=12).filter(lambda b: b"\0" not in b)
 def fuzzed_index_tree(draw: st.DrawFn, world: World) -> str:
     """A tree shaped like an index (``<typename>/<xx>/<id>`` -> gitlink) with any part
     malformed: modes, names, fan-out prefixes, entry targets, order and duplicates."""
-    present = st.sampled_from([world.manifest, world.ops, world.empty_tree, world.job, world.garbage,
-                               world.good_tree])
+    present = st.sampled_from(
+        [world.manifest, world.ops, world.empty_tree, world.job, world.garbage, world.good_tree]
+    )
     any_oid = st.one_of(present, st.binary(min_size=20, max_size=20).map(bytes.hex))
     job = world.job.encode()
-    leaf_name = st.one_of(st.just(job), st.binary(min_size=20, max_size=20).map(lambda b: b.hex().encode()),
-                          st.sampled_from([b"..", b"x", job.upper(), job[:39], job + b"0"]), NAME)
+    leaf_name = st.one_of(
+        st.just(job),
+        st.binary(min_size=20, max_size=20).map(lambda b: b.hex().encode()),
+        st.sampled_from([b"..", b"x", job.upper(), job[:39], job + b"0"]),
+        NAME,
+    )
     leaf = st.one_of(
         st.tuples(st.just(b"160000"), leaf_name, any_oid),
         st.tuples(st.one_of(st.sampled_from([b"100644", b"40000", b"120000"]), ODD_MODE), leaf_name, present),
     )
-    fan = st.lists(leaf, max_size=3).map(
-        lambda es: world.w(TREE, tree_bytes(sorted(es, key=lambda e: e[1]))))
+    fan = st.lists(leaf, max_size=3).map(lambda es: world.w(TREE, tree_bytes(sorted(es, key=lambda e: e[1]))))
     fan_name = st.one_of(st.just(job[:2]), st.sampled_from([b"00", b"zz", b"0", b"A1"]), NAME)
-    fan_entry = st.one_of(st.tuples(st.just(b"40000"), fan_name, fan),
-                          st.tuples(st.just(b"160000"), fan_name, any_oid),
-                          st.tuples(st.one_of(st.just(b"100644"), ODD_MODE), fan_name, present))
+    fan_entry = st.one_of(
+        st.tuples(st.just(b"40000"), fan_name, fan),
+        st.tuples(st.just(b"160000"), fan_name, any_oid),
+        st.tuples(st.one_of(st.just(b"100644"), ODD_MODE), fan_name, present),
+    )
     top = st.lists(fan_entry, max_size=3).map(
-        lambda es: world.w(TREE, tree_bytes(sorted(es, key=lambda e: e[1]))))
+        lambda es: world.w(TREE, tree_bytes(sorted(es, key=lambda e: e[1])))
+    )
     type_name = st.one_of(st.just(TYPENAME.encode()), st.sampled_from([b"Bad", b"a/b", b"x" * 200]), NAME)
-    root = st.lists(st.one_of(st.tuples(st.just(b"40000"), type_name, top),
-                              st.tuples(st.just(b"160000"), type_name, any_oid),
-                              st.tuples(st.one_of(st.just(b"100644"), ODD_MODE), type_name, present)),
-                    max_size=3)
+    root = st.lists(
+        st.one_of(
+            st.tuples(st.just(b"40000"), type_name, top),
+            st.tuples(st.just(b"160000"), type_name, any_oid),
+            st.tuples(st.one_of(st.just(b"100644"), ODD_MODE), type_name, present),
+        ),
+        max_size=3,
+    )
     entries = draw(root)
     ordered = sorted(entries, key=lambda e: e[1]) if draw(OFTEN) else entries
     return world.w(TREE, tree_bytes(ordered))
@@ -463,15 +491,27 @@ def test_index_trees_give_well_formed_entries_or_none(world: World, data: st.Dat
 def fuzzed_index_commit(draw: st.DrawFn, world: World) -> str:
     """An index commit in Alice's namespace with a chosen (or fuzzed) tree, parents, author and
     signature, as a hub may serve it."""
-    honest_tree = st.builds(lambda tip: sigrefs._write_tree(world.repo, world.repo[world.index].tree,
-                                                            {(TYPENAME, world.job): tip}),
-                            st.sampled_from([world.job, world.garbage, world.manifest]))
-    tree = str(draw(st.one_of(honest_tree, fuzzed_index_tree(world),
-                              st.sampled_from([world.empty_tree, world.good_tree]))))
+    honest_tree = st.builds(
+        lambda tip: sigrefs._write_tree(
+            world.repo, world.repo[world.index].tree, {(TYPENAME, world.job): tip}
+        ),
+        st.sampled_from([world.job, world.garbage, world.manifest]),
+    )
+    tree = str(
+        draw(
+            st.one_of(
+                honest_tree, fuzzed_index_tree(world), st.sampled_from([world.empty_tree, world.good_tree])
+            )
+        )
+    )
     parent_pool = [world.index, world.index_root, world.job, world.garbage, world.manifest, world.good_tree]
     first = draw(st.lists(st.sampled_from(parent_pool), max_size=1))
-    more = draw(st.lists(st.one_of(st.sampled_from(parent_pool),
-                                   st.binary(min_size=20, max_size=20).map(bytes.hex)), max_size=3))
+    more = draw(
+        st.lists(
+            st.one_of(st.sampled_from(parent_pool), st.binary(min_size=20, max_size=20).map(bytes.hex)),
+            max_size=3,
+        )
+    )
     nid = draw(st.sampled_from([ALICE.nid] * 3 + [MALLORY.nid, ""]))
     ident = f"{nid} <{nid}> 1700000000 +0000".encode()
     payload = b"tree " + tree.encode() + b"\n"
@@ -483,8 +523,11 @@ def fuzzed_index_commit(draw: st.DrawFn, world: World) -> str:
     sig_kind = draw(st.sampled_from(["alice"] * 4 + ["none", "mallory", "mutated"]))
     if sig_kind == "none":
         return world.w(COMMIT, payload)
-    sig = {"alice": lambda: sshsig.sign(ALICE, payload), "mallory": lambda: sshsig.sign(MALLORY, payload),
-           "mutated": lambda: _armor(draw(mutated_blob()))}[sig_kind]()
+    sig = {
+        "alice": lambda: sshsig.sign(ALICE, payload),
+        "mallory": lambda: sshsig.sign(MALLORY, payload),
+        "mutated": lambda: _armor(draw(mutated_blob())),
+    }[sig_kind]()
     head, _, message = payload.partition(b"\n\n")
     return world.w(COMMIT, head + b"\ngpgsig " + sig.encode().replace(b"\n", b"\n ") + b"\n\n" + message)
 
@@ -527,16 +570,43 @@ def _definitions_parser() -> Any:
 toml_like = st.one_of(
     st.text(max_size=300),
     st.lists(
-        st.sampled_from([
-            "[jobs.ci]", '[jobs."a b"]', "[jobs]", "[[jobs]]", 'run = "make test"', "run = 1",
-            'timeout = "10m"', 'timeout = "-1s"', "timeout = 1e309", 'timeout = "nan"',
-            'needs = ["ci"]', 'needs = ["ci", "ci"]', "needs = [1]", "retry = 3", "retry = -1",
-            'retry = { max = 3, pattern = "x" }', "idempotent = 1", 'command = ["a"]',
-            "x = [[[[[[1]]]]]]", 'env = { A = "1" }', "= 1", "[a.b.c]", 'name = "\\u0000"',
-            'timeout = "999999999999999999h"', "[trigger]", 'run = "{commit}"', "[log]",
-            'url = "https://x/{run_id}"', 'url = "https://x/{nope}"', 'url = "https://x/{0}"',
-            'url = "https://x/{run_id!r:^20}"', 'url = "{"', 'url = "https://x/{run_id.__class__}"',
-        ]),
+        st.sampled_from(
+            [
+                "[jobs.ci]",
+                '[jobs."a b"]',
+                "[jobs]",
+                "[[jobs]]",
+                'run = "make test"',
+                "run = 1",
+                'timeout = "10m"',
+                'timeout = "-1s"',
+                "timeout = 1e309",
+                'timeout = "nan"',
+                'needs = ["ci"]',
+                'needs = ["ci", "ci"]',
+                "needs = [1]",
+                "retry = 3",
+                "retry = -1",
+                'retry = { max = 3, pattern = "x" }',
+                "idempotent = 1",
+                'command = ["a"]',
+                "x = [[[[[[1]]]]]]",
+                'env = { A = "1" }',
+                "= 1",
+                "[a.b.c]",
+                'name = "\\u0000"',
+                'timeout = "999999999999999999h"',
+                "[trigger]",
+                'run = "{commit}"',
+                "[log]",
+                'url = "https://x/{run_id}"',
+                'url = "https://x/{nope}"',
+                'url = "https://x/{0}"',
+                'url = "https://x/{run_id!r:^20}"',
+                'url = "{"',
+                'url = "https://x/{run_id.__class__}"',
+            ]
+        ),
         max_size=10,
     ).map("\n".join),
 )
@@ -624,8 +694,9 @@ def test_corpus_replays(world: World, path: Path) -> None:
         pytest.fail(f"unknown corpus kind {path.name}")
 
 
-@pytest.mark.parametrize("path", [p for p in _corpus_files() if p.suffix in (".commit", ".tree")],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", [p for p in _corpus_files() if p.suffix in (".commit", ".tree")], ids=lambda p: p.name
+)
 def test_corpus_replays_as_index(world: World, path: Path) -> None:
     """The same inputs where a node's index takes them: ``*.commit`` as the tip of Alice's
     index ref (refused at fetch, on her index or as a new one), ``*.tree`` as an index's tree

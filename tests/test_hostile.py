@@ -62,13 +62,26 @@ def mallory_runs(arena: Arena) -> int:
     return len(job.runs_of(arena.nid("mallory")))
 
 
-def _change(arena: Arena, parents: list[str], *, author: str = "mallory",
-            signer: str | None = "mallory", corrupt: bool = False,
-            timestamp: int = 1_700_000_000, ops: bytes | None = None) -> str:
+def _change(
+    arena: Arena,
+    parents: list[str],
+    *,
+    author: str = "mallory",
+    signer: str | None = "mallory",
+    corrupt: bool = False,
+    timestamp: int = 1_700_000_000,
+    ops: bytes | None = None,
+) -> str:
     r = arena.mallory_repo
-    return forge(r, tree_of(r, ops or start_run_ops()), parents, author=arena.nid(author),
-                 signer=arena.signers[signer] if signer else None, corrupt=corrupt,
-                 timestamp=timestamp)
+    return forge(
+        r,
+        tree_of(r, ops or start_run_ops()),
+        parents,
+        author=arena.nid(author),
+        signer=arena.signers[signer] if signer else None,
+        corrupt=corrupt,
+        timestamp=timestamp,
+    )
 
 
 # -- signatures ------------------------------------------------------------------------------
@@ -96,7 +109,8 @@ def test_a_forged_change_named_by_a_valid_index_is_rejected_at_load(arena: Arena
     """Mallory's index is her signed word, so it is taken; the forged change it names as her
     tip is only data: the load rejects it, reports it, and counts nothing of it."""
     oid = _change(
-        arena, [arena.alice_tip()],
+        arena,
+        [arena.alice_tip()],
         corrupt=kind == "corrupt",
         signer=None if kind == "unsigned" else "mallory",
         author="alice" if kind == "authored-as-alice" else "mallory",
@@ -104,31 +118,35 @@ def test_a_forged_change_named_by_a_valid_index_is_rejected_at_load(arena: Arena
     arena.mallory_publish(oid)
     report = bob_sync(arena)
     assert arena.ref("mallory") in {u.ref for u in report.fetched}
-    expected = {"corrupt": "bad signature", "unsigned": "not signed",
-                "authored-as-alice": "authored as"}[kind]
+    expected = {"corrupt": "bad signature", "unsigned": "not signed", "authored-as-alice": "authored as"}[
+        kind
+    ]
     assert expected in rejections(report)[oid]
     assert mallory_runs(arena) == 0
     assert not arena.bob.get(arena.job_id).runs_of(arena.nid("alice")).get(hostile.RUN_ID)  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("kind", ["corrupt", "unsigned", "authored-as-alice"])
-def test_a_forged_change_below_a_valid_tip_is_rejected_with_its_descendants(
-    arena: Arena, kind: str
-) -> None:
+def test_a_forged_change_below_a_valid_tip_is_rejected_with_its_descendants(arena: Arena, kind: str) -> None:
     bad = _change(
-        arena, [arena.alice_tip()],
+        arena,
+        [arena.alice_tip()],
         corrupt=kind == "corrupt",
         signer=None if kind == "unsigned" else "mallory",
         author="alice" if kind == "authored-as-alice" else "mallory",
     )
-    tip = _change(arena, [bad], ops=ops_bytes([jobs.StartRun(
-        "01900000-0000-7000-8000-0000000000bb", "https://evil.example/2")]))
+    tip = _change(
+        arena,
+        [bad],
+        ops=ops_bytes([jobs.StartRun("01900000-0000-7000-8000-0000000000bb", "https://evil.example/2")]),
+    )
     arena.mallory_publish(tip)
     report = bob_sync(arena)
     assert arena.ref("mallory") in {u.ref for u in report.fetched}
     why = rejections(report)
-    expected = {"corrupt": "bad signature", "unsigned": "not signed",
-                "authored-as-alice": "authored as"}[kind]
+    expected = {"corrupt": "bad signature", "unsigned": "not signed", "authored-as-alice": "authored as"}[
+        kind
+    ]
     assert expected in why[bad]
     assert "descends from rejected" in why[tip]
     assert mallory_runs(arena) == 0
@@ -136,10 +154,11 @@ def test_a_forged_change_below_a_valid_tip_is_rejected_with_its_descendants(
     # with the author) good only for Mallory's principal, not Alice's.
     signers = arena.base / "allowed"
     signers.write_text(arena.bob.allowed_signers())
-    res = git(arena.paths["bob"], "-c", f"gpg.ssh.allowedSignersFile={signers}",
-              "verify-commit", bad, check=False)
+    res = git(
+        arena.paths["bob"], "-c", f"gpg.ssh.allowedSignersFile={signers}", "verify-commit", bad, check=False
+    )
     if kind == "authored-as-alice":
-        assert f'signature for {arena.nid("mallory")}' in res.stderr
+        assert f"signature for {arena.nid('mallory')}" in res.stderr
         assert arena.nid("alice") not in res.stderr
     else:
         assert res.returncode != 0
@@ -151,8 +170,10 @@ def test_a_validly_signed_change_of_alice_cannot_be_pushed_as_mallorys(arena: Ar
     assert alice_index is not None
     arena.mallory_push(alice_index, arena.ref("mallory"))
     report = bob_sync(arena)
-    assert any(x.startswith("bad-tip") and "not by the namespace's node" in x
-               for x in refusals(report, arena.ref("mallory")))
+    assert any(
+        x.startswith("bad-tip") and "not by the namespace's node" in x
+        for x in refusals(report, arena.ref("mallory"))
+    )
     assert arena.bob.repo.references.get(arena.ref("mallory")) is None
 
 
@@ -213,9 +234,7 @@ def test_a_deep_dag_is_folded_in_bounded_time(arena: Arena) -> None:
     assert mallory_runs(arena) == 1  # 1,500 starts of one run id: one run
 
 
-def test_a_dag_over_the_limit_is_cut_and_reported(
-    arena: Arena, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_dag_over_the_limit_is_cut_and_reported(arena: Arena, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cob.evaluate, "MAX_CHANGES", 300)
     arena.deep_chain(400)
     report = arena.bob.sync(arena.url)
@@ -258,8 +277,14 @@ def test_a_signed_tip_with_an_unknown_encoding_header(arena: Arena) -> None:
     Mallory's index commit and the change it names carry the header."""
     r = arena.mallory_repo
     bogus = "encoding bogus-charset\n"
-    oid = forge(r, tree_of(r, start_run_ops()), [arena.alice_tip()], author=arena.nid("mallory"),
-                signer=arena.signers["mallory"], extra_header=bogus)
+    oid = forge(
+        r,
+        tree_of(r, start_run_ops()),
+        [arena.alice_tip()],
+        author=arena.nid("mallory"),
+        signer=arena.signers["mallory"],
+        extra_header=bogus,
+    )
     arena.mallory_publish(oid, extra_header=bogus)
     report = bob_sync(arena)
     assert any(x.startswith("bad-tip") and "malformed" in x for x in refusals(report, arena.ref("mallory")))
@@ -296,8 +321,13 @@ def test_a_ref_of_our_type_pointing_at_a_blob_or_tree(arena: Arena, kind: str) -
     assert fresh.get(arena.job_id).runs_of(arena.nid("mallory")) == {}  # type: ignore[union-attr]
     assert arena.bob_alice_state_intact()
     fresh.get_mut(arena.job_id).run("https://ci.example/bob/1")  # type: ignore[union-attr]
-    assert jobs.Jobs.open(arena.paths["bob"], cache=False).get(arena.job_id).runs_of(  # type: ignore[union-attr]
-        arena.nid("bob"))
+    assert (
+        jobs.Jobs.open(arena.paths["bob"], cache=False)
+        .get(arena.job_id)
+        .runs_of(  # type: ignore[union-attr]
+            arena.nid("bob")
+        )
+    )
 
 
 @pytest.mark.parametrize("kind", ["blob", "tree"])
@@ -311,8 +341,15 @@ def test_an_index_entry_naming_a_blob_or_tree(arena: Arena, kind: str) -> None:
     builder = r.TreeBuilder(r[hostile.index_tree(r, parent, {arena.job_id: target})])
     mode = pygit2.enums.FileMode.BLOB if kind == "blob" else pygit2.enums.FileMode.TREE
     builder.insert("x", pygit2.Oid(hex=target), mode)
-    index = hostile.forge_index(r, parent, {arena.job_id: target}, author=arena.nid("mallory"),
-                                signer=arena.signers["mallory"], reach=False, tree=str(builder.write()))
+    index = hostile.forge_index(
+        r,
+        parent,
+        {arena.job_id: target},
+        author=arena.nid("mallory"),
+        signer=arena.signers["mallory"],
+        reach=False,
+        tree=str(builder.write()),
+    )
     ref = arena.ref("mallory")
     arena.mallory_push(index, ref)
     report = bob_sync(arena)
@@ -367,8 +404,9 @@ def test_an_index_naming_tips_it_does_not_reach_is_refused(arena: Arena) -> None
     index = arena.mallory_publish(change, signer="mallory", author="mallory", reach=False)
     assert change not in arena.mallory_repo[index].parent_ids
     report = bob_sync(arena)
-    assert any(x.startswith("bad-tip") and "does not reach" in x
-               for x in refusals(report, arena.ref("mallory"))), report.refused
+    assert any(
+        x.startswith("bad-tip") and "does not reach" in x for x in refusals(report, arena.ref("mallory"))
+    ), report.refused
     assert arena.bob.repo.references.get(arena.ref("mallory")) is None
     assert change not in arena.bob.repo and index not in arena.bob.repo
     assert mallory_runs(arena) == 0
@@ -382,8 +420,10 @@ def test_a_peer_rewriting_another_nodes_ref_is_refused_everywhere(arena: Arena) 
     index = arena.mallory_publish(forged, who="alice", signer="mallory", author="mallory")
     assert arena.mallory_repo[index].parent_ids[0] == pygit2.Oid(hex=real)  # type: ignore[arg-type]
     report = bob_sync(arena)
-    assert any(x.startswith("bad-tip") and "not by the namespace's node" in x
-               for x in refusals(report, arena.ref("alice")))
+    assert any(
+        x.startswith("bad-tip") and "not by the namespace's node" in x
+        for x in refusals(report, arena.ref("alice"))
+    )
     assert str(arena.bob.repo.references[arena.ref("alice")].target) == real
     assert forged not in arena.bob.repo
     # Alice is not fooled either, and learns her ref on the hub is not hers.
@@ -425,10 +465,16 @@ def test_a_sideways_index_is_refused_even_validly_signed(arena: Arena) -> None:
     bob_sync(arena)
     now = str(arena.bob.repo.references[arena.ref("alice")].target)
     r = arena.mallory_repo
-    fork = forge(r, tree_of(r, start_run_ops("01900000-0000-7000-8000-0000000000cc")), [old_tip],
-                 author=arena.nid("alice"), signer=arena.signers["alice"])
-    sideways = sigrefs.write_commit(r, arena.signers["alice"], arena.nid("alice"), old,
-                                    {(jobs.TYPENAME, arena.job_id): fork})
+    fork = forge(
+        r,
+        tree_of(r, start_run_ops("01900000-0000-7000-8000-0000000000cc")),
+        [old_tip],
+        author=arena.nid("alice"),
+        signer=arena.signers["alice"],
+    )
+    sideways = sigrefs.write_commit(
+        r, arena.signers["alice"], arena.nid("alice"), old, {(jobs.TYPENAME, arena.job_id): fork}
+    )
     arena.mallory_push(sideways, arena.ref("alice"))
     report = bob_sync(arena)
     assert any(x.startswith("diverged") for x in refusals(report, arena.ref("alice"))), report.refused
@@ -443,8 +489,9 @@ def test_a_signed_index_moving_an_entry_back_or_sideways_is_refused(arena: Arena
     to an older change, sideways to one that does not descend from it, or drops it: un-saying
     a run result she published. Per job, a node's history only grows, as with one ref per job."""
     first = _change(arena, [arena.alice_tip()])
-    done = _change(arena, [first], timestamp=1_700_000_001,
-                   ops=ops_bytes([jobs.FinishRun(hostile.RUN_ID, "failed")]))
+    done = _change(
+        arena, [first], timestamp=1_700_000_001, ops=ops_bytes([jobs.FinishRun(hostile.RUN_ID, "failed")])
+    )
     arena.mallory_publish(done)
     bob_sync(arena)
     before = str(arena.bob.repo.references[arena.ref("mallory")].target)
@@ -454,7 +501,9 @@ def test_a_signed_index_moving_an_entry_back_or_sideways_is_refused(arena: Arena
     arena.mallory_publish({"back": first, "sideways": other, "dropped": None}[move])
     report = bob_sync(arena)
     assert any(x.startswith(("behind", "diverged")) for x in refusals(report, arena.ref("mallory"))), (
-        report.refused, report.fetched)
+        report.refused,
+        report.fetched,
+    )
     assert str(arena.bob.repo.references[arena.ref("mallory")].target) == before
     fresh = jobs.Jobs.open(arena.paths["bob"], cache=False).get(arena.job_id)
     assert fresh is not None

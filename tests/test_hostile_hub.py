@@ -89,8 +89,9 @@ def test_a_root_tip_that_does_not_re_derive_is_refused(arena: Arena) -> None:
     refused as unsigned as an index tip; named as a tip by Mallory's own signed index (which
     is taken: entries are data), rejected by the load, and no job for Bob."""
     r = arena.mallory_repo
-    fake = forge(r, tree_of(r, ops_bytes([jobs.Request(arena.commit, "ci")])), [],
-                 author="git-jobs", signer=None)
+    fake = forge(
+        r, tree_of(r, ops_bytes([jobs.Request(arena.commit, "ci")])), [], author="git-jobs", signer=None
+    )
     ref = arena.ref("mallory")
     arena.mallory_push(fake, ref)
     report = arena.bob.sync(arena.url)
@@ -100,8 +101,9 @@ def test_a_root_tip_that_does_not_re_derive_is_refused(arena: Arena) -> None:
     # Mallory's signed index {fake: fake}, on a chain of her own (forced over the fake tip:
     # an index built on it would hold its manifest and ops, and be refused as malformed)
     start = cob.sigrefs.write_commit(r, arena.signers["mallory"], arena.nid("mallory"), None, {})
-    index = cob.sigrefs.write_commit(r, arena.signers["mallory"], arena.nid("mallory"), start,
-                                 {(jobs.TYPENAME, fake): fake})
+    index = cob.sigrefs.write_commit(
+        r, arena.signers["mallory"], arena.nid("mallory"), start, {(jobs.TYPENAME, fake): fake}
+    )
     arena.mallory_push(index, ref)
     report = arena.bob.sync(arena.url)
     assert report.refused == [] and [u.ref for u in report.fetched] == [ref]
@@ -156,8 +158,14 @@ def test_no_staging_or_quarantine_left_after_a_failed_fetch(arena: Arena, tmp_pa
         arena.bob.sync(str(tmp_path / "no-such-hub.git"))
     gitdir = Path(arena.bob.repo.path)
     assert not (gitdir / "git-jobs-quarantine").exists()
-    assert subprocess.run(["git", "--git-dir", str(gitdir), "for-each-ref", "refs/git-jobs-staging/"],
-                          capture_output=True, text=True).stdout == ""
+    assert (
+        subprocess.run(
+            ["git", "--git-dir", str(gitdir), "for-each-ref", "refs/git-jobs-staging/"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        == ""
+    )
 
 
 # -- 3. malleable signature armor -----------------------------------------------------------
@@ -184,9 +192,7 @@ def rewrap(repo: pygit2.Repository, oid: str, how: str) -> str:
 
 
 @pytest.mark.parametrize("how", ["64 columns", "trailing newline", "indented"])
-def test_a_re_armored_signature_is_refused_and_the_honest_history_still_flows(
-    arena: Arena, how: str
-) -> None:
+def test_a_re_armored_signature_is_refused_and_the_honest_history_still_flows(arena: Arena, how: str) -> None:
     """The review's attack: Alice's tip re-wrapped (a new oid that verified as Alice's), forced
     onto the hub as Alice's ref; a fresh peer took it, then refused Alice's real history.
     On the index layout the tip is Alice's index commit: its twin would name the same entries,
@@ -209,8 +215,11 @@ def test_a_re_armored_signature_is_refused_and_the_honest_history_still_flows(
     job = arena.alice.get_mut(arena.job_id)
     assert job is not None
     job.run("https://ci.example/alice/2")
-    subprocess.run(["git", "push", "-q", "--force", arena.url,
-                    f"{arena.ref('alice')}:{arena.ref('alice')}"], cwd=arena.paths["alice"], check=True)
+    subprocess.run(
+        ["git", "push", "-q", "--force", arena.url, f"{arena.ref('alice')}:{arena.ref('alice')}"],
+        cwd=arena.paths["alice"],
+        check=True,
+    )
     report = carol.sync(arena.url)
     assert arena.ref("alice") in {u.ref for u in report.fetched} and not report.refused
     ours = arena.alice.repo.references[arena.ref("alice")].target
@@ -222,9 +231,15 @@ def test_a_re_armored_signature_is_refused_and_the_honest_history_still_flows(
 def test_a_re_armored_change_below_a_valid_tip_is_rejected(arena: Arena) -> None:
     r = arena.mallory_repo
     twin = rewrap(r, arena.alice_tip(), "64 columns")
-    tip = forge(r, tree_of(r, ops_bytes([jobs.StartRun("01900000-0000-7000-8000-0000000000cc",
-                                                       "https://evil.example/3")])),
-                [twin], author=arena.nid("mallory"), signer=arena.signers["mallory"])
+    tip = forge(
+        r,
+        tree_of(
+            r, ops_bytes([jobs.StartRun("01900000-0000-7000-8000-0000000000cc", "https://evil.example/3")])
+        ),
+        [twin],
+        author=arena.nid("mallory"),
+        signer=arena.signers["mallory"],
+    )
     arena.mallory_publish(tip)
     report = arena.bob.sync(arena.url)
     assert arena.ref("mallory") in {u.ref for u in report.fetched}
@@ -249,29 +264,64 @@ def test_peer_and_commit_text_reaches_the_terminal_escaped(arena: Arena) -> None
 
     r = arena.mallory_repo
     title = "\x1b]0;pwned\x07\x1b[2J\x1b[32mverified\x1b[0m"
-    evil_ops = ops_bytes([{"log": "https://e.example/1", "run_id": "01900000-0000-7000-8000-0000000000dd",
-                           "type": "run", title: 1}])
-    evil_log = ops_bytes([jobs.StartRun("01900000-0000-7000-8000-0000000000ee",
-                                        "https://e.example/\u202egnp.exe\x9b2J")])
-    one = forge(r, tree_of(r, evil_ops), [arena.alice_tip()], author=arena.nid("mallory"),
-                signer=arena.signers["mallory"])
-    two = forge(r, tree_of(r, evil_log), [arena.alice_tip()], author=arena.nid("mallory"),
-                signer=arena.signers["mallory"], timestamp=1_700_000_001)
-    tip = forge(r, tree_of(r, ops_bytes([jobs.Release()])), [one, two], author=arena.nid("mallory"),
-                signer=arena.signers["mallory"], timestamp=1_700_000_002)
+    evil_ops = ops_bytes(
+        [
+            {
+                "log": "https://e.example/1",
+                "run_id": "01900000-0000-7000-8000-0000000000dd",
+                "type": "run",
+                title: 1,
+            }
+        ]
+    )
+    evil_log = ops_bytes(
+        [jobs.StartRun("01900000-0000-7000-8000-0000000000ee", "https://e.example/\u202egnp.exe\x9b2J")]
+    )
+    one = forge(
+        r,
+        tree_of(r, evil_ops),
+        [arena.alice_tip()],
+        author=arena.nid("mallory"),
+        signer=arena.signers["mallory"],
+    )
+    two = forge(
+        r,
+        tree_of(r, evil_log),
+        [arena.alice_tip()],
+        author=arena.nid("mallory"),
+        signer=arena.signers["mallory"],
+        timestamp=1_700_000_001,
+    )
+    tip = forge(
+        r,
+        tree_of(r, ops_bytes([jobs.Release()])),
+        [one, two],
+        author=arena.nid("mallory"),
+        signer=arena.signers["mallory"],
+        timestamp=1_700_000_002,
+    )
     arena.mallory_publish(tip)
     bob_dir, key = arena.paths["bob"], arena.keys["bob"]
     # a commit whose subject is an escape sequence, with a job on it (Bob's own)
-    git(bob_dir, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty",
-        "-m", f"fix {title}\u202e")
+    git(
+        bob_dir,
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@t",
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        f"fix {title}\u202e",
+    )
     ok(bob_dir, "create", "HEAD", key=key)
 
     synced = ok(bob_dir, "sync", arena.url, "--verbose", key=key)
     assert "rejected" in synced.out and "unknown field" in synced.out
     assert "\\x1b]0;pwned" in synced.out  # shown, visibly escaped
     outputs = [synced.out, synced.err]
-    for args in (["show", arena.job_id], ["verify"], ["status", "HEAD"], ["list"],
-                 ["status", arena.commit]):
+    for args in (["show", arena.job_id], ["verify"], ["status", "HEAD"], ["list"], ["status", arena.commit]):
         res = gj(bob_dir, *args, key=key)  # exit codes vary (verify: 1); never a traceback
         assert res.out.strip()
         outputs += [res.out, res.err]
@@ -283,8 +333,12 @@ def test_urls_and_names_with_control_or_bidi_characters_are_refused_when_written
     arena: Arena,
 ) -> None:
     job = arena.bob.create(arena.commit)
-    for url in ("https://ci.example/\u202eexe.txt", "https://ci.example/\x9b2J",
-                "https://ci.example/\u200bx", "https://ci.example/x\n"):
+    for url in (
+        "https://ci.example/\u202eexe.txt",
+        "https://ci.example/\x9b2J",
+        "https://ci.example/\u200bx",
+        "https://ci.example/x\n",
+    ):
         with pytest.raises(jobs.InvalidInputError, match="control or bidi"):
             job.run(url)
     for name in ("ci\n", "ci\u202e", "c\x1bi"):
@@ -401,8 +455,13 @@ def test_init_under_umask_000_makes_a_private_key_directory(tmp_path: Path, isol
 
     from tests.clirunner import GIT_JOBS
 
-    res = subprocess.run(["sh", "-c", f'umask 000 && exec "{GIT_JOBS}" init'], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        ["sh", "-c", f'umask 000 && exec "{GIT_JOBS}" init'],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 0, res.stderr
     keydir = isolated_home / ".config" / "git-jobs"
 
@@ -414,11 +473,19 @@ def test_init_under_umask_000_makes_a_private_key_directory(tmp_path: Path, isol
     assert mode(keydir / "key.pub") == 0o644
     assert mode(isolated_home / ".config") == 0o700  # created by us, so private too
     # an explicit path under a strict umask: the public key is still readable (0644)
-    res = subprocess.run(["sh", "-c", f'umask 077 && exec "{GIT_JOBS}" init --key {tmp_path}/k/n.key'],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        ["sh", "-c", f'umask 077 && exec "{GIT_JOBS}" init --key {tmp_path}/k/n.key'],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 0, res.stderr
     assert (mode(tmp_path / "k"), mode(tmp_path / "k" / "n.key"), mode(tmp_path / "k" / "n.key.pub")) == (
-        0o700, 0o600, 0o644)
+        0o700,
+        0o600,
+        0o644,
+    )
 
 
 # -- 8. linked worktrees --------------------------------------------------------------------
@@ -434,8 +501,12 @@ def test_a_linked_worktree_sees_and_writes_the_shared_jobs(arena: Arena) -> None
     assert arena.job_id in ok(linked, "show", "HEAD:ci", key=key).out
     ok(linked, "create", "HEAD", "--name", "lint", key=key)  # written where the main checkout sees it
     assert {j["name"] for j in ok(bob, "list", "--json", key=key).json} == {"ci", "lint"}
-    assert not (Path(git(bob, "rev-parse", "--absolute-git-dir").stdout.strip()) / "worktrees" / "bob-linked"
-                / "git-jobs-index.sqlite3").exists()
+    assert not (
+        Path(git(bob, "rev-parse", "--absolute-git-dir").stdout.strip())
+        / "worktrees"
+        / "bob-linked"
+        / "git-jobs-index.sqlite3"
+    ).exists()
     report = ok(linked, "sync", arena.url, "--json", key=key).json
     assert [u["ref"] for u in report["pushed"]] == [arena.ref("bob")]
     lint = next(j["id"] for j in ok(bob, "list", "--json", key=key).json if j["name"] == "lint")
@@ -523,10 +594,13 @@ def test_concurrent_creates_write_one_release_per_node(tmp_path: Path) -> None:
     git(tmp_path, "init", "-q", str(repo))
     git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "c")
     key = cob.Signer.generate().save(tmp_path / "k")
-    code = (f"import cob, jobs; s = jobs.Jobs.open({str(repo)!r}, cob.Signer.from_file({str(key)!r}));"
-            " print(s.create('HEAD').id)")
-    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-             for _ in range(4)]
+    code = (
+        f"import cob, jobs; s = jobs.Jobs.open({str(repo)!r}, cob.Signer.from_file({str(key)!r}));"
+        " print(s.create('HEAD').id)"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(4)
+    ]
     ids = {p.communicate(timeout=120)[0].strip() for p in procs}
     assert all(p.returncode == 0 for p in procs) and len(ids) == 1
     (job_id,) = ids

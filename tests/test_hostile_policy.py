@@ -29,8 +29,6 @@ hub = hub  # the hub-and-maintainer fixture of test_node_requests
 BUILD = "[jobs.build]\nrun = 'true'\n"
 
 
-
-
 def _clone(hub: Hub, name: str) -> Path:
     """A node's clone of the hub as it is now (its origin/HEAD names the hub's main)."""
     path = hub.tmp / name
@@ -63,8 +61,11 @@ def test_a_trusted_nodes_own_release_of_a_branch_it_follows_is_no_request(hub: H
 
     git(a_path, "config", "jobs.assignment", "all")  # B passed it already: A would leave it to B
     node = hub.start_node(a_path, a_key, "--follow", "refs/heads/main")
-    wait_for(lambda: reasons(jobs.Jobs.open(a_path), main, a.nid) == {"build": ["succeeded"]},
-             what="main on A", log=lambda: hub.log(a_path))
+    wait_for(
+        lambda: reasons(jobs.Jobs.open(a_path), main, a.nid) == {"build": ["succeeded"]},
+        what="main on A",
+        log=lambda: hub.log(a_path),
+    )
     store = jobs.Jobs.open(a_path)
     [job] = store.find_by_commit(feature)
     assert b.nid in job.requests() and job.asks() == {}  # released by B, asked by nobody
@@ -77,8 +78,11 @@ def test_a_trusted_nodes_own_release_of_a_branch_it_follows_is_no_request(hub: H
     # B's person asks: that is a request by a named requester, and A builds the branch
     ok(b_path, "release", feature, key=b_key)
     ok(b_path, "sync", "origin", key=b_key)
-    wait_for(lambda: reasons(jobs.Jobs.open(a_path), feature, a.nid) == {"build": ["succeeded"]},
-             what="the asked commit on A", log=lambda: hub.log(a_path))
+    wait_for(
+        lambda: reasons(jobs.Jobs.open(a_path), feature, a.nid) == {"build": ["succeeded"]},
+        what="the asked commit on A",
+        log=lambda: hub.log(a_path),
+    )
     hub.stop(node)
     assert f"requested by {b.nid}" in hub.log(a_path)
     assert reasons(jobs.Jobs.open(a_path), feature, b.nid) == {"build": ["succeeded"]}  # B's data intact
@@ -212,8 +216,9 @@ def test_a_pull_request_skipping_its_required_job_stays_expected(hub: Hub, pr_de
     node, key = hub.tmp / "maintainer", hub.maintainer_key
     git(node, "config", "jobs.isolation", "none")
     base = policy(hub.maintainer_nid, requesters=[hub.maintainer_nid])
-    main = commit_defs(node, base + "[jobs.test]\nrun = 'true'\n" + "[jobs.docs]\nrun = 'true'\n"
-                       "if = 'changed(\"docs/*\")'\n")
+    main = commit_defs(
+        node, base + "[jobs.test]\nrun = 'true'\n" + "[jobs.docs]\nrun = 'true'\nif = 'changed(\"docs/*\")'\n"
+    )
     hub.push()
     assert gj(node, "work", "any", main, key=key).code in (0, 1)  # 1: a job was skipped
     assert gj(node, "status", main).code == 0  # the maintainers' own skip (docs) still passes
@@ -233,8 +238,10 @@ def test_a_secret_cut_by_the_cap_is_never_published_in_halves(hub: Hub) -> None:
     _, key = new_key(hub.tmp / "n.key")
     token = "SECRET-" + secrets.token_hex(16)
     # one long line of the secret across the head's end, then enough to cap the log
-    script = f"printf 'pad\\n%.0s' $(seq 150); for i in $(seq 120); do printf '{token} '; done; echo; " \
-             "printf 'tail line\\n%.0s' $(seq 300)"
+    script = (
+        f"printf 'pad\\n%.0s' $(seq 150); for i in $(seq 120); do printf '{token} '; done; echo; "
+        "printf 'tail line\\n%.0s' $(seq 300)"
+    )
     commit_defs(hub.maintainer, f'[jobs.t]\nrun = "{script}"\n')
     hub.push()
     path = _clone(hub, "n")
@@ -247,7 +254,7 @@ def test_a_secret_cut_by_the_cap_is_never_published_in_halves(hub: Hub) -> None:
     ok(peer, "sync", "origin")
     shown = ok(peer, "logs", "HEAD:t").out
     assert "log capped" in shown and "[REDACTED]" in shown
-    pieces = {token[i:i + 6] for i in range(len(token) - 5)}
+    pieces = {token[i : i + 6] for i in range(len(token) - 5)}
     assert not [p for p in pieces if p in shown], shown[:300]
     own = ok(path, "logs", "HEAD:t", key=key).out
     assert not [p for p in pieces if p in own]
@@ -262,7 +269,7 @@ def test_the_capture_redacts_a_secret_straddling_the_cut(tmp_path: Path) -> None
         capped.write(b"x" * 2040 + token + b"\n" + b"y" * 2100 + b"\n")  # the cut is in the secret
     data = log.read_bytes()
     assert b"log capped" in data
-    assert not [token[i:i + 5] for i in range(len(token) - 4) if token[i:i + 5] in data]
+    assert not [token[i : i + 5] for i in range(len(token) - 4) if token[i : i + 5] in data]
 
 
 # -- 16. a log page renders a bounded window -------------------------------------------------

@@ -175,8 +175,14 @@ def test_our_own_push_happens_when_the_fetch_fails(arena: Arena, tmp_path: Path,
     gitconfig = isolated_home / ".gitconfig"
     gitconfig.write_text(gitconfig.read_text() + f"[uploadpack]\n\tpackObjectsHook = {hook}\n")
     env = dict(os.environ, GIT_JOBS_KEY=str(arena.keys["bob"]))
-    result = subprocess.run([GIT_JOBS, "sync", arena.url], cwd=arena.paths["bob"], capture_output=True,
-                            text=True, timeout=120, env=env)
+    result = subprocess.run(
+        [GIT_JOBS, "sync", arena.url],
+        cwd=arena.paths["bob"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert result.returncode != 0 and "cannot fetch from" in result.stderr
     assert "Traceback" not in result.stderr
     listed = git(tmp_path, "ls-remote", str(hub(tmp_path)), arena.ref("bob")).stdout.split()
@@ -240,8 +246,15 @@ def test_a_peer_that_took_a_side_chain_takes_the_merged_index(arena: Arena) -> N
     side = sigrefs.write_commit(r, signer, nid, base, {}, timestamp=1_800_000_001)
     merged = sigrefs.write_commit(r, signer, nid, main, {}, timestamp=1_800_000_002, also=[side])
     later = sigrefs.write_commit(r, signer, nid, merged, {}, timestamp=1_800_000_003)
-    git(arena.paths["mallory"], "push", "-q", "--force", arena.url,
-        f"{side}:refs/heads/tmp-side", f"{merged}:refs/heads/tmp-merged")
+    git(
+        arena.paths["mallory"],
+        "push",
+        "-q",
+        "--force",
+        arena.url,
+        f"{side}:refs/heads/tmp-side",
+        f"{merged}:refs/heads/tmp-merged",
+    )
     git(arena.paths["mallory"], "push", "-q", "--force", arena.url, f"{side}:{arena.ref('alice')}")
 
     carol = new_peer(arena, "carol")
@@ -299,8 +312,13 @@ def test_old_layout_refs_of_other_nodes_are_ignored_and_counted(arena: Arena, tm
     report = arena.bob.sync(arena.url)
     assert report.ignored >= 2000 and report.refused == []
     assert "refs never taken, ignored" in report.summary()
-    result = subprocess.run([GIT_JOBS, "sync", "--json", arena.url], cwd=arena.paths["bob"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [GIT_JOBS, "sync", "--json", arena.url],
+        cwd=arena.paths["bob"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert '"ignored": 20' in result.stdout
 
@@ -318,8 +336,9 @@ def test_a_release_dated_1970_does_not_make_every_node_take_over(
         old = arena.alice.create(arena.commit, name="late")
     assert old.requests()[arena.nid("alice")].first_at.year == 1970
     nids = [arena.nid("alice"), arena.nid("bob"), cob.Signer.generate().nid]
-    policy = parse_policy({"nodes": {n: f"n{i}" for i, n in enumerate(nids)}, "quorum": 1,
-                           "takeover": "10m"}, "here")
+    policy = parse_policy(
+        {"nodes": {n: f"n{i}" for i, n in enumerate(nids)}, "quorum": 1, "takeover": "10m"}, "here"
+    )
     job = arena.alice.get(old.id)
     assert job is not None and job.judge is not None
     now = real()

@@ -100,9 +100,15 @@ step = st.one_of(
     st.tuples(st.just("delete"), st.integers(0, 2), st.integers(0, 9)),  # git update-ref -d of an index
     st.tuples(st.just("back"), st.integers(0, 2), st.integers(0, 9)),  # an entry set to an older change
     st.tuples(st.just("drop"), st.integers(0, 2), st.integers(0, 9)),  # an entry removed
-    st.tuples(st.just("pack"),),  # git pack-refs --all
-    st.tuples(st.just("drop-index"),),  # rm the index file while open
-    st.tuples(st.just("check"),),
+    st.tuples(
+        st.just("pack"),
+    ),  # git pack-refs --all
+    st.tuples(
+        st.just("drop-index"),
+    ),  # rm the index file while open
+    st.tuples(
+        st.just("check"),
+    ),
 )
 
 
@@ -278,9 +284,7 @@ def test_notices_git_update_ref(
 
 
 @pytest.mark.parametrize("wait", [False, True], ids=["racy", "settled"])
-def test_notices_git_fetch_and_pack_refs(
-    make_repo: Any, signers: Any, wait: bool
-) -> None:
+def test_notices_git_fetch_and_pack_refs(make_repo: Any, signers: Any, wait: bool) -> None:
     upstream = make_repo("upstream", commits=3)
     commits = [str(c.id) for c in upstream.walk(upstream.head.target)]
     clone_dir = Path(upstream.workdir).parent / "clone"

@@ -50,8 +50,7 @@ def test_two_processes_share_the_index(repo: pygit2.Repository, tmp_path: Path) 
         keys.append(path)
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", WORKER, repo.path, str(keys[i]), str(i), "30", str(i),
-             ",".join(commits)],
+            [sys.executable, "-c", WORKER, repo.path, str(keys[i]), str(i), "30", str(i), ",".join(commits)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -72,10 +72,12 @@ def test_git_jobs_help_through_git_opens_the_man_page(tmp_path: Path) -> None:
     if shutil.which("man") is None:
         pytest.skip("no `man` on this machine: `git jobs -h` is the documented fallback")
     bin_dir = str(Path(GIT_JOBS).parent)
-    env = env_with(PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""), MANPAGER="cat",
-                   PAGER="cat", MANWIDTH="100")
-    proc = subprocess.run(["git", "jobs", "--help"], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=60)
+    env = env_with(
+        PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""), MANPAGER="cat", PAGER="cat", MANWIDTH="100"
+    )
+    proc = subprocess.run(
+        ["git", "jobs", "--help"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc
     assert "git-jobs - decentralized CI jobs over Git" in proc.stdout
     assert "git jobs status" in proc.stdout
@@ -112,9 +114,7 @@ def _help_texts(parser: argparse.ArgumentParser, where: str) -> list[tuple[str, 
             texts += [(f"{where} {c.dest}", c.help or "") for c in action._choices_actions]
             for name, child in action.choices.items():
                 texts += _help_texts(child, f"{where} {name}")
-        elif action.help not in (None, argparse.SUPPRESS) and not isinstance(
-            action, argparse._HelpAction
-        ):
+        elif action.help not in (None, argparse.SUPPRESS) and not isinstance(action, argparse._HelpAction):
             texts.append((f"{where} {'/'.join(action.option_strings) or action.dest}", str(action.help)))
     return texts
 
@@ -131,16 +131,19 @@ def test_every_help_text_is_one_style_capital_and_full_stop() -> None:
 
 
 _MODULES_AFTER = (
-    "import sys\n"
-    "from jobs.cli import main\n"
-    "code = main(sys.argv[1:])\n"
-    "print(' '.join(sorted(sys.modules)))\n"
+    "import sys\nfrom jobs.cli import main\ncode = main(sys.argv[1:])\nprint(' '.join(sorted(sys.modules)))\n"
 )
 
 
 def _modules_after(cwd: Path, *args: str) -> set[str]:
-    proc = subprocess.run([sys.executable, "-c", _MODULES_AFTER, *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=60, env=env_with())
+    proc = subprocess.run(
+        [sys.executable, "-c", _MODULES_AFTER, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env_with(),
+    )
     assert proc.returncode in (0, 1), proc
     return set(proc.stdout.strip().splitlines()[-1].split())
 
@@ -150,8 +153,14 @@ def test_version_and_help_import_nothing_of_the_library(tmp_path: Path) -> None:
         script = _MODULES_AFTER.replace("code = main", "try:\n    main").replace(
             "(sys.argv[1:])\n", "(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
         )
-        proc = subprocess.run([sys.executable, "-c", script, *args], cwd=tmp_path, capture_output=True,
-                              text=True, timeout=60, env=env_with())
+        proc = subprocess.run(
+            [sys.executable, "-c", script, *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env_with(),
+        )
         loaded = set(proc.stdout.strip().splitlines()[-1].split())
         assert not {"pygit2", "cryptography", "msgspec", "cob", "jobs.store"} & loaded, args
 
@@ -161,14 +170,23 @@ def test_status_imports_no_runner_sync_or_demo_code(tmp_path: Path) -> None:
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     (tmp_path / ".git-jobs.toml").write_text("[jobs.ci]\nrun = 'true'\nretry = { max = 2 }\n")
     subprocess.run(["git", "-C", str(tmp_path), "add", "."], check=True)
-    subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", "commit",
-                    "-qm", "one"], check=True)
+    subprocess.run(
+        ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one"],
+        check=True,
+    )
     key = cob.Signer.generate().save(tmp_path / "key")
     ok(tmp_path, "release", key=key)
     loaded = _modules_after(tmp_path, "status")
     assert {"jobs.store", "jobs.gate", "jobs.node.definitions"} <= loaded
-    heavy = ("jobs.node.work", "jobs.node.checkout", "jobs.node.isolation", "jobs.demo", "cob.sync",
-             "jobs.sync", "jobs.web")
+    heavy = (
+        "jobs.node.work",
+        "jobs.node.checkout",
+        "jobs.node.isolation",
+        "jobs.demo",
+        "cob.sync",
+        "jobs.sync",
+        "jobs.web",
+    )
     assert not {m for m in loaded if m.startswith(heavy)}
 
 

@@ -190,8 +190,13 @@ def test_duplicate_finishes_least_time_and_oid_wins(repo: pygit2.Repository, sig
     early = write_change(repo, codec, signer, nid, [FinishRun(rid, "succeeded")], [start], timestamp=now + 5)
     # A merge change on top of both, so one ref sees the whole DAG.
     merge = write_change(
-        repo, codec, signer, signer.nid, [StartRun(str(uuid.UUID(int=uuid.UUID(rid).int + 1)), "https://x.example/2")],
-        sorted([late, early]), timestamp=now + 20,
+        repo,
+        codec,
+        signer,
+        signer.nid,
+        [StartRun(str(uuid.UUID(int=uuid.UUID(rid).int + 1)), "https://x.example/2")],
+        sorted([late, early]),
+        timestamp=now + 20,
     )
     assert cob.set_tip(repo, signer, signer.nid, jobs.TYPENAME, job.id, merge, start)
     got = jobs.Jobs.open(repo.path, cache=False).get(job.id)
@@ -321,9 +326,7 @@ def test_resolve_prefix_and_rev_name(repo: pygit2.Repository, signer: cob.Signer
     with pytest.raises(jobs.UnknownJobError):
         store.resolve("zzzz")
     ids = [j.id for j in store.all()]
-    common = next(
-        (a[:1] for a in ids for b in ids if a != b and a[0] == b[0]), None
-    )
+    common = next((a[:1] for a in ids for b in ids if a != b and a[0] == b[0]), None)
     if common:
         with pytest.raises(jobs.AmbiguousJobError):
             store.resolve(common)

@@ -92,6 +92,4 @@ def test_three_nodes_converge(steps: list[tuple[object, ...]], final_order: list
         # Every run that any node started is present everywhere.
         for node, runs in enumerate(started):
             for job_id, run_id in runs:
-                assert run_id in [
-                    rid for rid, *_ in states[0][job_id]["runs"][signers[node].nid]
-                ]
+                assert run_id in [rid for rid, *_ in states[0][job_id]["runs"][signers[node].nid]]

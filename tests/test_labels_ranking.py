@@ -171,7 +171,7 @@ def test_capacity_zero_and_needs_make_a_job_unservable(tmp_path: Path) -> None:
     assert again.unservable == {} and again.outcome == "pending"
 
 
-def test_the_node_publishes_its_labels_when_it_starts(world: World) -> None:  # noqa: F811
+def test_the_node_publishes_its_labels_when_it_starts(world: World) -> None:
     publish(world, BUILD_TEST)
     path, signer, key = world.node_repo("carol")
     proc = world.start_node(path, key, "origin", extra=("--label", "gpu", "--resource", "gpu=2"))
@@ -201,8 +201,9 @@ def test_a_forged_announce_in_a_peers_namespace_is_rejected_on_load(tmp_path: Pa
     (object_id,) = mine.store.lookup(PROFILE_TYPE, "node", alice.nid)
     tip = mine.store.tips(PROFILE_TYPE, object_id)[alice.nid]
     codec = mine.store.codec(PROFILE_TYPE)
-    forged = write_change(mine.repo, codec, bob, bob.nid, [Announce(["gpu", "linux"], {})], [tip],
-                          timestamp=4_000_000_000)
+    forged = write_change(
+        mine.repo, codec, bob, bob.nid, [Announce(["gpu", "linux"], {})], [tip], timestamp=4_000_000_000
+    )
     point(mine.repo, bob.nid, PROFILE_TYPE.typename, object_id, forged, signer=bob)
     reader = Jobs.open(repo)
     assert profiles(reader, [alice.nid])[alice.nid].labels == {"linux"}

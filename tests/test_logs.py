@@ -34,7 +34,7 @@ from .clirunner import GIT_JOBS, env_with
 from .conftest import git, init_repo
 from .gitdaemon import GitDaemon
 
-FAILING = '[jobs.test]\nrun = "printf \'out \\\\033[31mred\\\\n\'; echo to-stderr >&2; exit 3"\n'
+FAILING = "[jobs.test]\nrun = \"printf 'out \\\\033[31mred\\\\n'; echo to-stderr >&2; exit 3\"\n"
 
 
 @dataclass
@@ -48,8 +48,13 @@ def gjb(cwd: Path, *args: str, key: Path | None = None, **env: str) -> Run:
     """`git-jobs ARGS` with stdout as bytes (a pipe: the log's raw bytes)."""
     extra: dict[str, str | None] = {"GIT_JOBS_KEY": str(key) if key else None, **env}
     proc = subprocess.run(
-        [GIT_JOBS, *args], cwd=cwd, capture_output=True, timeout=120, env=env_with(**extra),
-        stdin=subprocess.DEVNULL, check=False,
+        [GIT_JOBS, *args],
+        cwd=cwd,
+        capture_output=True,
+        timeout=120,
+        env=env_with(**extra),
+        stdin=subprocess.DEVNULL,
+        check=False,
     )
     err = proc.stderr.decode("utf-8", "replace")
     assert "Traceback" not in err, err
@@ -153,8 +158,12 @@ def _on_a_terminal(cwd: Path, *args: str) -> bytes:
     leader, follower = pty.openpty()
     try:
         proc = subprocess.Popen(
-            [GIT_JOBS, *args], cwd=cwd, stdout=follower, stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL, env=env_with(GIT_JOBS_KEY=None),
+            [GIT_JOBS, *args],
+            cwd=cwd,
+            stdout=follower,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=env_with(GIT_JOBS_KEY=None),
         )
         os.close(follower)
         chunks = []
@@ -265,7 +274,7 @@ def test_a_50_mb_log_is_capped_head_and_tail_and_the_repositories_grow_by_the_ca
     tail = body_head[tail_start:]
     closing = tail.index(b"git-jobs: succeeded after")
     assert output.endswith(tail[:closing]) and len(tail[:closing]) > cap // 2 - 1024
-    assert b"bytes omitted here" in body_head[marker : tail_start]
+    assert b"bytes omitted here" in body_head[marker:tail_start]
     # the node's disk and the object store grow by about the cap each, not by 50 MB
     assert _size(net.a / ".git" / "objects") - objects_a < cap + 256 * 1024
     assert _size(net.a / ".git") - gitdir_a < 2 * cap + 512 * 1024
@@ -478,8 +487,16 @@ def test_buckets_are_monthly_signed_chains_with_a_fanout(tmp_path: Path) -> None
     # stock git verifies the chain's signatures from the NID alone
     allowed = tmp_path / "allowed"
     allowed.write_text(cob.allowed_signers_line(signer.nid) + "\n")
-    out = git(tmp_path / "r", "-c", "gpg.format=ssh", "-c", f"gpg.ssh.allowedSignersFile={allowed}",
-              "log", "--format=%G?", bucket)
+    out = git(
+        tmp_path / "r",
+        "-c",
+        "gpg.format=ssh",
+        "-c",
+        f"gpg.ssh.allowedSignersFile={allowed}",
+        "log",
+        "--format=%G?",
+        bucket,
+    )
     assert out.split() == ["G", "G", "G"]
 
 
@@ -489,8 +506,9 @@ def test_a_run_finished_by_hand_can_publish_its_log(net: Net) -> None:
     out = net.tmp / "out.log"
     out.write_bytes(b"by hand\n\xff binary ok\n")
     assert gjb(net.a, "finish", job, run, "failed", "--exit", "300", key=net.a_key).code == 2
-    done = ok(net.a, "finish", job, run, "failed", "--log-file", str(out), "--exit", "2", "--json",
-              key=net.a_key).out
+    done = ok(
+        net.a, "finish", job, run, "failed", "--log-file", str(out), "--exit", "2", "--json", key=net.a_key
+    ).out
     assert b'"exit": 2' in done and b'"log_blob": "' in done
     again = gjb(net.a, "finish", job, run, "failed", "--log-file", str(out), key=net.a_key)
     assert again.code == 2 and "already finished" in again.err
@@ -516,7 +534,7 @@ def test_log_buckets_move_only_forward_through_sync(tmp_path: Path) -> None:
     assert first.sync(hub.path).logs_pushed
     got = peer.sync(hub.path)
     assert len(got.logs_fetched) == 1 and got.ok
-    (name, kept), = _bucket_refs(tmp_path / "peer").items()
+    ((name, kept),) = _bucket_refs(tmp_path / "peer").items()
 
     two = uuid6.uuid7()
     blob_two = logs.publish(second.repo, signer, two, b"two\n")  # a chain of its own

@@ -377,8 +377,11 @@ def test_a_trusted_node_sigkilled_mid_run_is_lost_and_another_takes_its_job_over
         with open(tmp_path / f"{name}.log", "ab") as log:
             procs[name] = subprocess.Popen(
                 [GIT_JOBS, "node", "--remote", "origin", "--follow", "refs/heads/main", "--interval", "0.3s"],
-                cwd=paths[name], env=env_with(GIT_JOBS_KEY=str(keys[name])),
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                cwd=paths[name],
+                env=env_with(GIT_JOBS_KEY=str(keys[name])),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
             )
 
     def runs() -> dict[str, list[jobs.Run]]:

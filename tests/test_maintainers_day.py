@@ -240,7 +240,11 @@ def test_a_maintainers_day_every_verdict_is_right(day: Day) -> None:
     log = open(day.tmp / "alice.node.log", "ab")  # noqa: SIM115 - the child owns it
     alice = subprocess.Popen(
         [*CLI, "node", "--remote", "origin", "--follow", "refs/heads/main", "--interval", "0.2s"],
-        cwd=day.clones["alice"], env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+        cwd=day.clones["alice"],
+        env=env,
+        stdout=log,
+        stderr=log,
+        stdin=subprocess.DEVNULL,
     )
     log.close()
     day.procs.append(alice)
@@ -257,12 +261,16 @@ def test_a_maintainers_day_every_verdict_is_right(day: Day) -> None:
     code, data, text = day.settle(hang, "bob", timeout=120)
     assert (code, data["outcome"]) == (0, "succeeded"), text
     shown = [
-        c for j in data["jobs"] if j["name"].startswith("test") for c in j["latest"]
+        c
+        for j in data["jobs"]
+        if j["name"].startswith("test")
+        for c in j["latest"]
         if c["node"] == day.nids["alice"]
     ]
     assert shown and all(c["state"] in ("retrying", "lost") for c in shown), shown
-    assert any(c["node"] == day.nids["bob"] and c["reason"] == "succeeded" for j in data["jobs"]
-               for c in j["latest"])
+    assert any(
+        c["node"] == day.nids["bob"] and c["reason"] == "succeeded" for j in data["jobs"] for c in j["latest"]
+    )
 
     # Every replica gives the same verdicts: the maintainer, bob, and a fresh clone of the hub.
     fresh = day.tmp / "fresh"

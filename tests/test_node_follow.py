@@ -56,6 +56,7 @@ def test_a_node_started_once_builds_every_commit_pushed_to_a_followed_branch(wor
     tip = git(path, "rev-parse", "refs/git-jobs/follow/origin/heads/main").strip()
     assert tip == pushed[-1]
     assert "follows origin:refs/heads/main" in world.node_log(path)
+
     # Where each commit stands on this node, in its heartbeat file.
     def progress() -> tuple[str, dict[str, str]]:
         shown = _beat(path).get("progress", {}).get(pushed[-1], {"source": "", "jobs": {}})

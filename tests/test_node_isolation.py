@@ -55,8 +55,12 @@ def _state(path: Path) -> dict[str, list[str]]:
         for nid, index in sorted(cob.refs.RefReader(repo).index_tips().items())
         for typename, object_id, tip in cob.sigrefs.walk_entries(repo, cob.sigrefs.tree_of(repo, index))
     ]
-    return {"hooks": hooks, "config": [(gitdir / "config").read_text()], "refs": refs.splitlines(),
-            "entries": sorted(entries)}
+    return {
+        "hooks": hooks,
+        "config": [(gitdir / "config").read_text()],
+        "refs": refs.splitlines(),
+        "entries": sorted(entries),
+    }
 
 
 def _victim(path: Path, signer: cob.Signer) -> tuple[str, str, str]:
@@ -260,7 +264,12 @@ def test_a_sandbox_path_inside_the_nodes_repository_is_refused_and_one_holding_i
 def _work_any(path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", "import sys; from jobs.cli import main; sys.exit(main())", "work", "any"],
-        cwd=path, env=env, capture_output=True, text=True, timeout=60, check=False,
+        cwd=path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -288,9 +297,22 @@ def test_where_bubblewrap_cannot_sandbox_the_node_refuses_to_run_jobs_and_says_w
     hub = tmp_path / "hub.git"
     init_repo(hub, bare=True)
     node = subprocess.run(  # a node says so in its preflight, before any work
-        [sys.executable, "-c", "import sys; from jobs.cli import main; sys.exit(main())", "node",
-         "--remote", str(hub), "--interval", "0.1s"],
-        cwd=path, env=env, capture_output=True, text=True, timeout=60, check=False,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from jobs.cli import main; sys.exit(main())",
+            "node",
+            "--remote",
+            str(hub),
+            "--interval",
+            "0.1s",
+        ],
+        cwd=path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert node.returncode == 2 and "preflight" in node.stderr and "uid map" in node.stderr, node
     git(path, "config", "jobs.isolation", "none")  # the node's explicit choice

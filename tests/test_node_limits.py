@@ -39,8 +39,23 @@ from .conftest import git, init_repo
 from .test_node_daemon import wait_for
 from .test_node_work import commit_defs, new_key, reasons
 
-TOOLS = ("git", "sh", "cat", "sleep", "setsid", "env", "head", "truncate", "mkdir", "ls", "echo", "true",
-         "rm", "id", "grep")
+TOOLS = (
+    "git",
+    "sh",
+    "cat",
+    "sleep",
+    "setsid",
+    "env",
+    "head",
+    "truncate",
+    "mkdir",
+    "ls",
+    "echo",
+    "true",
+    "rm",
+    "id",
+    "grep",
+)
 
 
 def _bwrap_problem(repo: Path) -> str | None:
@@ -99,8 +114,10 @@ def leftovers() -> Iterator[list[str]]:
 
 def _escape(seconds: str) -> str:
     """A job that leaves processes behind three ways: background, setsid, and env -i + setsid."""
-    return (f"sleep {seconds}1 & setsid sleep {seconds}2 & (env -i setsid sleep {seconds}3 &) ; "
-            "echo left three behind")
+    return (
+        f"sleep {seconds}1 & setsid sleep {seconds}2 & (env -i setsid sleep {seconds}3 &) ; "
+        "echo left three behind"
+    )
 
 
 # -- 10: no sandbox, no job -------------------------------------------------------------------------
@@ -113,8 +130,9 @@ def test_without_bubblewrap_work_any_and_trigger_run_nothing_unless_a_person_cho
     hook = path / ".git" / "hooks" / "post-checkout"
     seconds = str(9000 + os.getpid() % 900)
     leftovers.append(f"sleep {seconds}")
-    attack = (f"cat {key} && echo STOLE-KEY; echo 'echo pwned' > {hook} && echo WROTE-HOOK; "
-              + _escape(seconds))
+    attack = f"cat {key} && echo STOLE-KEY; echo 'echo pwned' > {hook} && echo WROTE-HOOK; " + _escape(
+        seconds
+    )
     sha = commit_defs(path, f"[jobs.attack]\nrun = '''{attack}'''\n[trigger]\nrun = '''{attack}'''\n")
     git(path, "checkout", "-q", "-b", "other")  # `work trigger` looks at the other branches' tips
     git(path, "commit", "-q", "--allow-empty", "-m", "HEAD moves on")
@@ -174,8 +192,11 @@ def test_a_node_without_a_sandbox_refuses_to_start_or_says_so_at_start_and_in_no
 
     proc = subprocess.Popen(
         [GIT_JOBS, "node", "--remote", str(hub), "--interval", "0.2s", "--isolation", "none"],
-        cwd=path, env=env_with(GIT_JOBS_KEY=str(key), **env), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
+        cwd=path,
+        env=env_with(GIT_JOBS_KEY=str(key), **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     beat = path / ".git" / "git-jobs" / "node.json"
     try:
@@ -281,8 +302,10 @@ def test_under_bwrap_work_only_a_requester_asked_for_gets_no_network(tmp_path: P
         pytest.skip("no /usr/bin/python3 to try the network from inside the sandbox")
     server, port = _listener()
     signer, _ = new_key(tmp_path / "node.key")
-    probe = (f"/usr/bin/python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}), 5); "
-             "print('CONNECTED')\" || echo NO-NETWORK")
+    probe = (
+        f"/usr/bin/python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}), 5); "
+        "print('CONNECTED')\" || echo NO-NETWORK"
+    )
     sha = commit_defs(path, f"[jobs.net]\nrun = '''{probe}'''\n")
     try:
         requested = _fresh_attempt(path, signer, sha, f"requested by {signer.nid}")

@@ -51,8 +51,11 @@ class Hub:
         log = open(self.tmp / f"{path.name}.node.log", "ab")  # noqa: SIM115 - the child owns it
         proc = subprocess.Popen(
             [GIT_JOBS, "node", "--remote", "origin", "--interval", "0.2s", *extra],
-            cwd=path, env=dict(os.environ, GIT_JOBS_KEY=str(key)),
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+            cwd=path,
+            env=dict(os.environ, GIT_JOBS_KEY=str(key)),
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
         )
         log.close()
         self.procs.append(proc)
@@ -125,8 +128,11 @@ def test_a_trusted_rerun_failed_makes_an_exhausted_job_run_again_on_every_node(h
     assert gj(b_path, *follow, key=b_key).code == 1
     assert gj(b_path, *follow, key=b_key).code == 1  # exhausted: no second attempt
     ok(b_path, "sync", "origin", key=b_key)
-    wait_for(lambda: flaky_runs(a_path, sha, a.nid) == ["failed"], what="node a's attempt",
-             log=lambda: hub.log(a_path))
+    wait_for(
+        lambda: flaky_runs(a_path, sha, a.nid) == ["failed"],
+        what="node a's attempt",
+        log=lambda: hub.log(a_path),
+    )
     assert flaky_runs(b_path, sha, b.nid) == ["failed"]
 
     # the maintainer sees both failures and asks for a rerun of the failed jobs
@@ -140,8 +146,11 @@ def test_a_trusted_rerun_failed_makes_an_exhausted_job_run_again_on_every_node(h
     ok(hub.maintainer, "sync", "origin", key=hub.maintainer_key)
 
     # node a picks it up by itself; node b on its next sync and pass
-    wait_for(lambda: flaky_runs(a_path, sha, a.nid) == ["failed", "failed"], what="node a's rerun",
-             log=lambda: hub.log(a_path))
+    wait_for(
+        lambda: flaky_runs(a_path, sha, a.nid) == ["failed", "failed"],
+        what="node a's rerun",
+        log=lambda: hub.log(a_path),
+    )
     ok(b_path, "sync", "origin", key=b_key)
     assert gj(b_path, *follow, key=b_key).code == 1
     assert flaky_runs(b_path, sha, b.nid) == ["failed", "failed"]
@@ -189,8 +198,11 @@ def test_an_untrusted_release_or_rerun_of_a_foreign_commit_is_never_run(hub: Hub
         res = gj(path, *args, key=key)
         assert res.code == 0 and foreign[:12] not in res.out, res
     node = hub.start_node(path, key, "--follow", "refs/heads/main")
-    wait_for(lambda: reasons(jobs.Jobs.open(path), main, signer.nid) == {"build": ["succeeded"]},
-             what="the followed commit", log=lambda: hub.log(path))
+    wait_for(
+        lambda: reasons(jobs.Jobs.open(path), main, signer.nid) == {"build": ["succeeded"]},
+        what="the followed commit",
+        log=lambda: hub.log(path),
+    )
     passes = _passes(path)
     wait_for(lambda: _passes(path) >= passes + 3, what="three more passes", log=lambda: hub.log(path))
     hub.stop(node)
@@ -219,8 +231,11 @@ def test_a_trusted_release_of_a_commit_no_node_follows_makes_a_node_run_it(hub: 
     hub.push()
     path, signer, key = hub.node("worker")
     node = hub.start_node(path, key, "--follow", "refs/heads/main")
-    wait_for(lambda: reasons(jobs.Jobs.open(path), main, signer.nid) == {"build": ["succeeded"]},
-             what="main", log=lambda: hub.log(path))
+    wait_for(
+        lambda: reasons(jobs.Jobs.open(path), main, signer.nid) == {"build": ["succeeded"]},
+        what="main",
+        log=lambda: hub.log(path),
+    )
     # a branch nobody follows; the maintainer (named a requester) releases it
     git(hub.maintainer, "checkout", "-q", "-b", "feature")
     wanted = commit_defs(hub.maintainer, "[jobs.build]\nrun = 'true'\n[jobs.check]\nrun = 'true'\n")
@@ -228,8 +243,11 @@ def test_a_trusted_release_of_a_commit_no_node_follows_makes_a_node_run_it(hub: 
     ok(hub.maintainer, "release", key=hub.maintainer_key)
     ok(hub.maintainer, "sync", "origin", key=hub.maintainer_key)
     done = {"build": ["succeeded"], "check": ["succeeded"]}
-    wait_for(lambda: reasons(jobs.Jobs.open(path), wanted, signer.nid) == done,
-             what="the requested commit", log=lambda: hub.log(path))
+    wait_for(
+        lambda: reasons(jobs.Jobs.open(path), wanted, signer.nid) == done,
+        what="the requested commit",
+        log=lambda: hub.log(path),
+    )
     hub.stop(node)
     assert git(path, "rev-parse", "HEAD").strip() == main  # HEAD never moved
     assert f"{wanted[:12]} (requested by {hub.maintainer_nid}): 2 of 2 jobs done" in hub.log(path)

@@ -372,8 +372,8 @@ def test_dry_run_speaks_to_people_and_lists_no_waiting_retry_as_work_to_do_now(
     work_repo: Path, key: tuple[cob.Signer, Path]
 ) -> None:
     sha = commit_defs(
-        work_repo, "[jobs.flaky]\nrun = 'exit 1'\nretry = { max = 3, pattern = 'minutes' }\n"
-        "[jobs.lint]\nrun = 'true'\n"
+        work_repo,
+        "[jobs.flaky]\nrun = 'exit 1'\nretry = { max = 3, pattern = 'minutes' }\n[jobs.lint]\nrun = 'true'\n",
     )
     cli(work_repo, "work", "any", key=key[1])  # flaky fails once; its retry is minutes away
     res = cli(work_repo, "work", "any", "--dry-run", key=key[1], check=True)

@@ -55,8 +55,11 @@ def _hub_runs(hub: Path, job: str) -> dict[str, str | None]:
     found = jobs.Jobs.open(str(hub), cache=False).get(job)
     if found is None:
         return {}
-    return {str(r): (run.reason.value if run.reason else None)
-            for rs in found.runs().values() for r, run in rs.items()}
+    return {
+        str(r): (run.reason.value if run.reason else None)
+        for rs in found.runs().values()
+        for r, run in rs.items()
+    }
 
 
 def test_a_reinstalled_node_keeps_its_old_and_new_results(tmp_path: Path) -> None:
@@ -141,8 +144,14 @@ def test_two_live_copies_of_one_key_converge_through_one_hub(tmp_path: Path) -> 
         for name, copy in (("a", a), ("b", b)):
             acked.add(_copy_op(copy, key, shared, f"{name}{round_}"))
         racing = [
-            subprocess.Popen([GIT_JOBS, "sync", "--json"], cwd=copy, text=True, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, env=env_with(GIT_JOBS_KEY=str(key)))
+            subprocess.Popen(
+                [GIT_JOBS, "sync", "--json"],
+                cwd=copy,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env_with(GIT_JOBS_KEY=str(key)),
+            )
             for copy in (a, b)
         ]
         for proc in racing:
@@ -157,9 +166,7 @@ def test_two_live_copies_of_one_key_converge_through_one_hub(tmp_path: Path) -> 
     every = {}
     for where in (a, b, peer):
         ok(where, "sync", key=key if where != peer else None)
-        every[where.name] = {
-            run for j in ok(where, "list", "--json").json for run in _runs(where, j["id"])
-        }
+        every[where.name] = {run for j in ok(where, "list", "--json").json for run in _runs(where, j["id"])}
     for name, runs in every.items():
         assert acked <= runs, (name, acked - runs)
     for run in acked:  # and every log, verified against its signed finish, on every replica
@@ -239,8 +246,12 @@ def test_a_node_shows_itself_degraded_until_a_push_works(tmp_path: Path) -> None
     log_path = tmp_path / "node.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [GIT_JOBS, "node", "--remote", str(hub), "--interval", "0.2s"], cwd=node,
-            env=env_with(GIT_JOBS_KEY=str(key)), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+            [GIT_JOBS, "node", "--remote", str(hub), "--interval", "0.2s"],
+            cwd=node,
+            env=env_with(GIT_JOBS_KEY=str(key)),
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
         )
     try:
         _wait(lambda: _beat(beat).get("status") == "degraded", log_path)
@@ -308,11 +319,18 @@ def test_a_merge_never_joins_a_change_our_rules_reject(tmp_path: Path) -> None:
     assert a.sync(str(hub)).publication is Publication.PUBLISHED
     b = jobs.Jobs.open(str(_clone(tmp_path, hub, "b")), signer)
     assert b.sync(str(hub)).publication is Publication.PUBLISHED  # b takes a's chain
-    tip = sigrefs.lookup(b.repo, sigrefs.tree_of(b.repo, sigrefs.read_tip(b.repo, signer.nid)),
-                         jobs.TYPENAME, job.id)
+    tip = sigrefs.lookup(
+        b.repo, sigrefs.tree_of(b.repo, sigrefs.read_tip(b.repo, signer.nid)), jobs.TYPENAME, job.id
+    )
     assert tip is not None
-    bad = write_change(b.repo, Codec(jobs.JOB_TYPE), signer, signer.nid,
-                       [jobs.FinishRun("0189c0de-0000-7000-8000-000000000001", "succeeded")], [tip])
+    bad = write_change(
+        b.repo,
+        Codec(jobs.JOB_TYPE),
+        signer,
+        signer.nid,
+        [jobs.FinishRun("0189c0de-0000-7000-8000-000000000001", "succeeded")],
+        [tip],
+    )
     assert sigrefs.set_tip(b.repo, signer, signer.nid, jobs.TYPENAME, job.id, bad, tip)
     assert b.sync(str(hub)).publication is Publication.PUBLISHED
     job.run("https://ci.example/a")  # a changes the same job

@@ -30,24 +30,41 @@ def problems(table: Any) -> list[str]:
 
 
 def test_a_valid_policy_normalises_node_ids_and_keeps_names() -> None:
-    p = parse_policy({"nodes": {f"did:key:{A}": "alice", B: "bob"}, "required": ["build"],
-                      "quorum": 2, "requesters": [A, A]}, "here")
+    p = parse_policy(
+        {
+            "nodes": {f"did:key:{A}": "alice", B: "bob"},
+            "required": ["build"],
+            "quorum": 2,
+            "requesters": [A, A],
+        },
+        "here",
+    )
     assert p.nodes == {A: "alice", B: "bob"} and p.required == ("build",) and p.quorum == 2
     assert p.requesters == (A,) and p.trusts(A) and not p.trusts("z6Mkx") and not p.everyone
     assert p.name_of(B) == "bob" and p.name_of("other") is None
 
 
 def test_every_problem_is_reported_at_once() -> None:
-    errors = problems({
-        "nodes": {A: "same", B: "same", "z6Mkbad": "x", "did:key:" + A: "dup"},
-        "required": ["ok", "../no", 3],
-        "quorum": True,
-        "requesters": ["nope"],
-        "extra": 1,
-    })
+    errors = problems(
+        {
+            "nodes": {A: "same", B: "same", "z6Mkbad": "x", "did:key:" + A: "dup"},
+            "required": ["ok", "../no", 3],
+            "quorum": True,
+            "requesters": ["nope"],
+            "extra": 1,
+        }
+    )
     joined = "\n".join(errors)
-    for part in ("policy.extra", "z6Mkbad", "given to another node", "listed already",
-                 "required[1]", "required[2]", "quorum", "requesters[0]"):
+    for part in (
+        "policy.extra",
+        "z6Mkbad",
+        "given to another node",
+        "listed already",
+        "required[1]",
+        "required[2]",
+        "quorum",
+        "requesters[0]",
+    ):
         assert part in joined, part
     assert all(e.startswith("here: ") for e in errors)
 
@@ -86,10 +103,16 @@ def test_escapes_never_reach_a_message() -> None:
 
 
 policy_like = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=20)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text(max_size=20)
     | st.sampled_from([A, B, "did:key:" + A]),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-        st.sampled_from(["nodes", "required", "quorum", "requesters", "x", A, B]), inner, max_size=5
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["nodes", "required", "quorum", "requesters", "x", A, B]), inner, max_size=5
+        )
     ),
     max_leaves=20,
 )

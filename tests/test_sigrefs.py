@@ -28,8 +28,10 @@ CODEC = Codec(jobs.JOB_TYPE)
 
 def _states(path: Path | str) -> dict[str, object]:
     store = jobs.Jobs.open(str(path), cache=False)
-    return {j.id: sorted((n, str(r), run.status.value) for n, rs in j.runs().items() for r, run in rs.items())
-            for j in store.all()}
+    return {
+        j.id: sorted((n, str(r), run.status.value) for n, rs in j.runs().items() for r, run in rs.items())
+        for j in store.all()
+    }
 
 
 def _refs(path: Path) -> list[str]:
@@ -206,10 +208,23 @@ def test_own_writes_keep_the_index_current_and_outside_moves_are_read_by_differe
 
 
 @settings(max_examples=200, deadline=None)
-@given(names=st.lists(st.sampled_from(
-    ["refs/heads/", "refs/namespaces/", "refs/namespacez", "refs/namespace", "refs/tags/", "refs/n", ""]
-).flatmap(lambda p: st.builds(lambda n: p + n, st.text("abz09/", min_size=0, max_size=4))), max_size=30),
-       peeled=st.lists(st.booleans(), min_size=30, max_size=30))
+@given(
+    names=st.lists(
+        st.sampled_from(
+            [
+                "refs/heads/",
+                "refs/namespaces/",
+                "refs/namespacez",
+                "refs/namespace",
+                "refs/tags/",
+                "refs/n",
+                "",
+            ]
+        ).flatmap(lambda p: st.builds(lambda n: p + n, st.text("abz09/", min_size=0, max_size=4))),
+        max_size=30,
+    ),
+    peeled=st.lists(st.booleans(), min_size=30, max_size=30),
+)
 def test_packed_refs_namespace_section_is_found_by_bisection(names: list[str], peeled: list[bool]) -> None:
     names = sorted({n for n in names if n})
     lines = [b"# pack-refs with: peeled fully-peeled sorted \n"]
@@ -235,9 +250,7 @@ def test_many_branches_and_tags_do_not_slow_reading_the_index(tmp_path: Path) ->
     assert len(reader._packed_refs()) == 1  # the index ref alone, not 5,001 refs
 
 
-def test_a_rebuilt_index_does_not_check_the_same_signature_twice(
-    tmp_path: Path, monkeypatch: object
-) -> None:
+def test_a_rebuilt_index_does_not_check_the_same_signature_twice(tmp_path: Path, monkeypatch: object) -> None:
     """Rebuilding the index (``git jobs index --rebuild``, a new version's rules) folds every
     job again, but a signature this repository checked once is not checked again."""
     import pytest
@@ -324,9 +337,7 @@ def test_a_push_never_deletes_old_refs_its_index_does_not_hold(tmp_path: Path) -
     assert [r.reason for r in found.runs_of(key.nid).values()] == [jobs.Reason.SUCCEEDED]
 
 
-def test_entries_moved_over_a_long_history_cost_a_bounded_walk(
-    tmp_path: Path, monkeypatch: object
-) -> None:
+def test_entries_moved_over_a_long_history_cost_a_bounded_walk(tmp_path: Path, monkeypatch: object) -> None:
     """A signed index that moves many entries over many new commits: checking that each moved
     forward shares one walk budget; beyond it the index is refused as `limit`, not walked."""
     import pytest
@@ -373,7 +384,10 @@ def test_type_names_that_extend_each_other_are_in_git_order(tmp_path: Path) -> N
     index = sigrefs.write_commit(repo, signer, signer.nid, None, tips)
     assert sigrefs.malformed(repo, None, sigrefs.tree_of(repo, index)) is None
     assert [t for t, _, _ in sigrefs.walk_entries(repo, sigrefs.tree_of(repo, index))] == [
-        "dev.gitjobs.job-log", "dev.gitjobs.job.x", "dev.gitjobs.job"]
+        "dev.gitjobs.job-log",
+        "dev.gitjobs.job.x",
+        "dev.gitjobs.job",
+    ]
     git(tmp_path / "r", "fsck", "--strict", "--no-dangling")
 
 
@@ -391,7 +405,8 @@ def test_a_hub_cannot_pass_one_of_our_changes_off_as_our_index(tmp_path: Path) -
     observer = _clone_node(tmp_path, hub, "observer", cob.Signer.generate())
     report = observer.sync(hub)  # a peer that never had our index: not an index, refused
     assert [(r.kind, "not an index commit" in r.reason) for r in report.refused] == [
-        (cob.sync.RefusalKind.BAD_TIP, True)]
+        (cob.sync.RefusalKind.BAD_TIP, True)
+    ]
     other = init_repo(tmp_path / "fresh", commits=0)
     sigrefs_ref = cob.index_ref(key.nid)
     git(tmp_path / "fresh", "fetch", "-q", hub, f"{sigrefs_ref}:{sigrefs_ref}")  # plain git takes it

@@ -77,8 +77,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "[user]\n\tname = T\n\temail = t@example.invalid\n[init]\n\tdefaultBranch = main\n"
     )
     with pytest.MonkeyPatch.context() as mp:
-        for k, v in {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
-                     "GIT_CONFIG_NOSYSTEM": "1", "NO_COLOR": "1"}.items():
+        for k, v in {
+            "HOME": str(home),
+            "XDG_CONFIG_HOME": str(home / ".config"),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "NO_COLOR": "1",
+        }.items():
             mp.setenv(k, v)
         mp.delenv("GIT_JOBS_KEY", raising=False)
         project = Project(tmp, ("alice", "mallory"))

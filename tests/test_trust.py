@@ -181,7 +181,9 @@ def test_policy_required_overrides_the_definitions_and_extras_never_block(projec
     code, data = status(project.maintainer(), sha)
     assert (code, data["required"]) == (0, ["build"])
     assert {j["name"]: j["verdict"] for j in data["jobs"]} == {
-        "build": "passed", "lint": "extra", "test": "extra"
+        "build": "passed",
+        "lint": "extra",
+        "test": "extra",
     }
 
 
@@ -291,7 +293,8 @@ def test_local_trust_adds_to_the_policy_for_one_person_in_git_config(project: Pr
     assert f"node {mallory}  my-laptop" in ok(m, "show", f"{sha}:build").out
     listed = ok(m, "trust", "list", "--json").json
     assert {(t["nid"], t["name"], t["local"]) for t in listed["trusted"]} == {
-        (alice, "alice-linux", False), (mallory, "my-laptop", True)
+        (alice, "alice-linux", False),
+        (mallory, "my-laptop", True),
     }
     assert ok(m, "trust", "add", mallory, "--json").json["new"] is False  # renamed: no name now
     assert git(m, "config", "--get-all", "jobs.trust").split() == [mallory]

@@ -327,6 +327,7 @@ def test_a_solo_node_daemon_honours_a_rerun_by_its_own_key(tmp_path: Path) -> No
         argv = [GIT_JOBS, "node", "--remote", "origin", "--interval", "0.2s"]
         proc = subprocess.Popen(argv, cwd=path, env=env, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
     try:
+
         def runs() -> list[str]:
             shown = gj(path, "show", "HEAD:unit", "--json")
             return [r["reason"] for r in shown.json["runs"]] if shown.code == 0 else []
@@ -364,11 +365,22 @@ def test_a_following_node_daemon_builds_two_pushes_3s_apart_with_depth_1(tmp_pat
     _, key = new_key(tmp_path, "follower")
     log = tmp_path / "follower.log"
     env = dict(os.environ, GIT_JOBS_KEY=str(key))
-    argv = [GIT_JOBS, "node", "--remote", "origin", "--follow", "refs/heads/main", "--depth", "1",
-            "--interval", "4s"]
+    argv = [
+        GIT_JOBS,
+        "node",
+        "--remote",
+        "origin",
+        "--follow",
+        "refs/heads/main",
+        "--depth",
+        "1",
+        "--interval",
+        "4s",
+    ]
     with open(log, "wb") as out:
         proc = subprocess.Popen(argv, cwd=follower, env=env, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
     try:
+
         def outcome(sha: str) -> str:
             r = gj(follower, "status", sha, "--json")
             return str(r.json["outcome"]) if r.code in (0, 1, 8) and r.out else "unknown"

@@ -91,8 +91,13 @@ def test_status_branch_json_is_the_status_shape_of_each_commit(web: WebRepo) -> 
 
 @pytest.mark.parametrize(
     "args",
-    [("--branch", "nope"), ("nope..HEAD",), ("--branch", "main", "--limit", "0"),
-     ("--branch", "main", "--page", "0"), ("HEAD...HEAD~1",)],
+    [
+        ("--branch", "nope"),
+        ("nope..HEAD",),
+        ("--branch", "main", "--limit", "0"),
+        ("--branch", "main", "--page", "0"),
+        ("HEAD...HEAD~1",),
+    ],
 )
 def test_status_branch_bad_input_is_one_line(web: WebRepo, args: tuple[str, ...]) -> None:
     res = gj(web.path, "status", *args)
@@ -196,7 +201,7 @@ def test_report_writes_the_same_views_as_static_files(web: WebRepo, tmp_path: Pa
     index = (out / "index.html").read_text()
     assert "<script" not in index and "script-src 'none'" in index.replace("&#x27;", "'")
     commit = out / f"commit-{web.head}.html"
-    assert commit.exists() and "table class=\"matrix\"" in commit.read_text()
+    assert commit.exists() and 'table class="matrix"' in commit.read_text()
     runs = sorted(out.glob("run-*.html"))
     assert len(runs) == 3
     assert any("green ok" in r.read_text() for r in runs)  # this node's own log
@@ -217,8 +222,12 @@ def test_serve_and_report_bad_input_is_one_line(web: WebRepo, tmp_path: Path) ->
     taken.listen()
     try:
         port = str(taken.getsockname()[1])
-        for args in (("serve", "--port", "70000"), ("serve", "--branch", "nope"), ("serve", "--port", port),
-                     ("report", "--html", str(tmp_path / "x"), "--commits", "0")):
+        for args in (
+            ("serve", "--port", "70000"),
+            ("serve", "--branch", "nope"),
+            ("serve", "--port", port),
+            ("report", "--html", str(tmp_path / "x"), "--commits", "0"),
+        ):
             res = gj(web.path, *args)
             assert res.code == 2 and res.err.startswith("error: "), res
             assert len(res.err.strip().splitlines()) == 1

@@ -214,19 +214,27 @@ def _with_entry(
     return new
 
 
-def _index_commit(repo: pygit2.Repository, namespace: str, tree: pygit2.Oid, parents: Sequence[str],
-                  signer: Signer | None) -> str:
+def _index_commit(
+    repo: pygit2.Repository, namespace: str, tree: pygit2.Oid, parents: Sequence[str], signer: Signer | None
+) -> str:
     ident = pygit2.Signature(namespace, namespace, 1_700_000_000, 0)
-    buffer = cast(str, repo.create_commit_string(ident, ident, sigrefs.MESSAGE, tree,
-                                                 [pygit2.Oid(hex=p) for p in parents]))
+    buffer = cast(
+        str,
+        repo.create_commit_string(ident, ident, sigrefs.MESSAGE, tree, [pygit2.Oid(hex=p) for p in parents]),
+    )
     if signer is None:
         return str(repo.odb.write(pygit2.enums.ObjectType.COMMIT, buffer.encode()))
     return str(repo.create_commit_with_signature(buffer, sshsig.sign(signer, buffer.encode())))
 
 
 def point(
-    repo: pygit2.Repository, namespace: str, typename: str, object_id: str, oid: str,
-    *, signer: Signer | None = None,
+    repo: pygit2.Repository,
+    namespace: str,
+    typename: str,
+    object_id: str,
+    oid: str,
+    *,
+    signer: Signer | None = None,
 ) -> str:
     """Set ``namespace``'s index entry for one object to ``oid`` (create or force it), as a
     fetch from that peer would deliver it; returns the new index commit.
@@ -261,7 +269,10 @@ def odb_oids(path: str) -> set[str]:
 def all_refs(path: str) -> dict[str, str]:
     out = subprocess.run(
         ["git", "for-each-ref", "--format=%(refname) %(objectname)"],
-        cwd=path, check=True, capture_output=True, text=True,
+        cwd=path,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return dict(line.split(" ", 1) for line in out.splitlines())
 
@@ -274,7 +285,18 @@ def allowed_signers_file(path: Path, nids: Iterable[str]) -> Path:
 def verify_commits(repo_path: str, allowed: Path, oids: Sequence[str]) -> subprocess.CompletedProcess[str]:
     """Stock ``git verify-commit`` with ``gpg.format=ssh`` and an allowed-signers file."""
     return subprocess.run(
-        ["git", "-c", "gpg.format=ssh", "-c", f"gpg.ssh.allowedSignersFile={allowed}",
-         "verify-commit", "-v", *oids],
-        cwd=repo_path, capture_output=True, text=True, timeout=300,
+        [
+            "git",
+            "-c",
+            "gpg.format=ssh",
+            "-c",
+            f"gpg.ssh.allowedSignersFile={allowed}",
+            "verify-commit",
+            "-v",
+            *oids,
+        ],
+        cwd=repo_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )

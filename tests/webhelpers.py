@@ -32,11 +32,9 @@ HOSTILE_REJECTED = "javascript:<img/src=x/onerror=window.__pwned=6>"
 
 DEFINITIONS = (
     "[jobs.build]\n"
-    "run = \"printf '\\\\033[32mgreen ok\\\\033[0m\\\\n%s\\\\nline three\\\\n' '"
-    + HOSTILE_LOG_LINE
-    + "'\"\n"
+    "run = \"printf '\\\\033[32mgreen ok\\\\033[0m\\\\n%s\\\\nline three\\\\n' '" + HOSTILE_LOG_LINE + "'\"\n"
     "[jobs.test]\n"
-    "run = \"echo testing; exit 1\"\n"
+    'run = "echo testing; exit 1"\n'
 )
 
 
@@ -113,7 +111,11 @@ def serving(repo: WebRepo, *args: str) -> Iterator[str]:
     env = dict(os.environ, GIT_JOBS_KEY=str(repo.key_a))
     proc = subprocess.Popen(
         [GIT_JOBS, "serve", "--port", "0", *args],
-        cwd=repo.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=repo.path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None

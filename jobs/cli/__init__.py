@@ -241,8 +241,7 @@ def _report(e: Exception) -> int:
     if os.environ.get("GIT_JOBS_DEBUG"):
         raise e
     print(
-        f"error: internal error: {type(e).__name__}: {_one_line(e)}"
-        " (set GIT_JOBS_DEBUG=1 for a traceback)",
+        f"error: internal error: {type(e).__name__}: {_one_line(e)} (set GIT_JOBS_DEBUG=1 for a traceback)",
         file=sys.stderr,
     )
     return EXIT_INTERNAL

@@ -36,7 +36,9 @@ def status_branch(args: argparse.Namespace) -> int:
         store.sync(args.sync, push=False)
     spec = args.branch if args.branch else args.rev
     value = branch_json(
-        store, spec, page=1 if args.page is None else args.page,
+        store,
+        spec,
+        page=1 if args.page is None else args.page,
         per_page=DEFAULT_PER_PAGE if args.limit is None else args.limit,
         all_nodes=args.all_nodes,
     )

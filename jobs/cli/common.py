@@ -115,12 +115,26 @@ class Style:
 
     def symbol(self, state: str) -> str:
         if self.unicode:
-            table = {"succeeded": "✓", "running": "•", "queued": "○", "skipped": "-",
-                     "expected": "○", "retrying": "↻", "reused": "✓"}
+            table = {
+                "succeeded": "✓",
+                "running": "•",
+                "queued": "○",
+                "skipped": "-",
+                "expected": "○",
+                "retrying": "↻",
+                "reused": "✓",
+            }
             sym = table.get(state, "✗")
         else:
-            table = {"succeeded": "ok", "running": "..", "queued": "..", "skipped": "--",
-                     "expected": "..", "retrying": "..", "reused": "ok"}
+            table = {
+                "succeeded": "ok",
+                "running": "..",
+                "queued": "..",
+                "skipped": "--",
+                "expected": "..",
+                "retrying": "..",
+                "reused": "ok",
+            }
             sym = table.get(state, "XX")
         return self.state(state, sym)
 
@@ -151,8 +165,6 @@ def add_command(
     )
     # Also accepted after the command (`git jobs create HEAD --key FILE`); SUPPRESS keeps a
     # value given before the command from being overwritten by this parser's default.
-    parser.add_argument(
-        "--key", metavar="FILE", default=argparse.SUPPRESS, help="The node's ed25519 key."
-    )
+    parser.add_argument("--key", metavar="FILE", default=argparse.SUPPRESS, help="The node's ed25519 key.")
     parser.set_defaults(handler=handler)
     return parser

@@ -18,8 +18,10 @@ from ..text import safe
 from .common import add_command, add_json, open_jobs, print_json
 from .errors import EXIT_FAILED, EXIT_OK
 
-HELP = ("Check this repository's jobs ledger (missing objects, broken index, lost writes, cache,"
-        " stale locks, unpublished work); exit 1 when something is wrong.")
+HELP = (
+    "Check this repository's jobs ledger (missing objects, broken index, lost writes, cache,"
+    " stale locks, unpublished work); exit 1 when something is wrong."
+)
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -37,12 +39,22 @@ def _doctor(args: argparse.Namespace) -> int:
         findings = doctor.check(store.repo, store.signer, codecs, objects=not args.quick)
     bad = any(f.error for f in findings)
     if args.json:
-        print_json({
-            "ok": not bad,
-            "findings": [{"kind": f.kind.value, "message": f.message, "error": f.error,
-                          "repairable": f.repairable, "objects": list(f.objects)} for f in findings],
-            "repaired": repaired,
-        })
+        print_json(
+            {
+                "ok": not bad,
+                "findings": [
+                    {
+                        "kind": f.kind.value,
+                        "message": f.message,
+                        "error": f.error,
+                        "repairable": f.repairable,
+                        "objects": list(f.objects),
+                    }
+                    for f in findings
+                ],
+                "repaired": repaired,
+            }
+        )
     else:
         for f in findings:
             print(safe(f.line()))
@@ -66,6 +78,9 @@ def register(sub: Any) -> None:
         " disagrees with the refs is removed; stale ref locks of dead writers are removed.",
     )
     p.add_argument("--repair", action="store_true", help="Repair what can be repaired without a person.")
-    p.add_argument("--quick", action="store_true",
-                   help="Skip the walk for missing objects (reads every object of the ledger).")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="Skip the walk for missing objects (reads every object of the ledger).",
+    )
     add_json(p)

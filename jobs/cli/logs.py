@@ -31,6 +31,7 @@ def _writer(raw: bool) -> Callable[[bytes], None]:
     """Bytes as they are (pipe, file, --raw), or made safe for a terminal."""
     out = sys.stdout
     if raw or not out.isatty():
+
         def write_raw(data: bytes) -> None:
             out.buffer.write(data)
             out.buffer.flush()
@@ -150,7 +151,8 @@ def register(sub: Any) -> None:
     )
     p.add_argument("spec", metavar="RUN|JOB|REV:NAME", help="A run id, a job id (prefix) or REV:NAME.")
     p.add_argument(
-        "--node", metavar="NODE",
+        "--node",
+        metavar="NODE",
         help="Whose run when a job is named: its name as `status` prints it, a NID or a unique prefix.",
     )
     p.add_argument("--follow", "-f", action="store_true", help="Stream this node's run until it ends.")
@@ -165,6 +167,3 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--older-than", required=True, metavar="DURATION", help="How old, e.g. 90d or 2160h.")
     add_json(p)
-
-
-

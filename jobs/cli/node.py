@@ -55,8 +55,10 @@ def _release(args: argparse.Namespace) -> int:
             print(f"{job.id}  {safe(job.name):<16} {'released' if new else 'exists'}")
     why = _not_a_requester(store)
     if why:
-        print(f"note: other nodes will not honour this release ({why}); it asks nobody to build it",
-              file=sys.stderr)
+        print(
+            f"note: other nodes will not honour this release ({why}); it asks nobody to build it",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
@@ -280,7 +282,11 @@ def _work_trigger(args: argparse.Namespace) -> int:
     config = load_config(store.repo)
     out = None if args.json else _say
     results = trigger(
-        workshop, intent=args.intent, follows=config.follows, depth=config.depth, out=out,
+        workshop,
+        intent=args.intent,
+        follows=config.follows,
+        depth=config.depth,
+        out=out,
         requesters=requesters,
     )
     if args.json:
@@ -451,9 +457,7 @@ def _register_trigger(inner: Any) -> None:
         "  git jobs work trigger\n  git jobs work trigger --intent   # branch tips only\n",
         _work_trigger,
     )
-    p.add_argument(
-        "--intent", action="store_true", help="Only the tips of local branches and followed refs."
-    )
+    p.add_argument("--intent", action="store_true", help="Only the tips of local branches and followed refs.")
     add_json(p)
 
 

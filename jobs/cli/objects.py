@@ -81,8 +81,9 @@ def _run(args: argparse.Namespace) -> int:
     run_id = job.run(args.log, timeout=timeout)
     assert store.signer is not None
     if args.json:
-        print_json({"job": job.id, "run": str(run_id), "node": store.signer.nid, "log": args.log,
-                    "timeout": timeout})
+        print_json(
+            {"job": job.id, "run": str(run_id), "node": store.signer.nid, "log": args.log, "timeout": timeout}
+        )
     else:
         print(run_id)
     return EXIT_OK
@@ -108,14 +109,24 @@ def _finish(args: argparse.Namespace) -> int:
             raise CliError(f"cannot read the log {args.log_file}: {e.strerror or e}") from None
         blob = logs.publish(store.repo, store.signer, run_id, data)
         if blob is None:
-            print("note: the log was not published (jobs.logs.publish is false, or its month was pruned)",
-                  file=sys.stderr)
+            print(
+                "note: the log was not published (jobs.logs.publish is false, or its month was pruned)",
+                file=sys.stderr,
+            )
     job.finish(run_id, args.reason, log_blob=blob, exit_status=args.exit)
     if args.json:
         run = job.runs_of(store.signer.nid)[run_id]
         reason = run.reason.value if run.reason else None
-        print_json({"job": job.id, "run": str(run_id), "node": store.signer.nid, "reason": reason,
-                    "log_blob": run.log_blob, "exit": run.exit_status})
+        print_json(
+            {
+                "job": job.id,
+                "run": str(run_id),
+                "node": store.signer.nid,
+                "reason": reason,
+                "log_blob": run.log_blob,
+                "exit": run.exit_status,
+            }
+        )
     return EXIT_OK
 
 
@@ -159,7 +170,7 @@ def register(sub: Any) -> None:
         "Finish one of this node's runs with a reason: succeeded, failed, error (infrastructure,"
         " retryable), cancelled, timed_out or skipped.",
         "  git jobs finish HEAD:test 0190d3a4-7b1c succeeded\n"
-        "  git jobs finish 3f2a1b9c \"$RUN\" failed --log-file out.log --exit 2\n",
+        '  git jobs finish 3f2a1b9c "$RUN" failed --log-file out.log --exit 2\n',
         _finish,
     )
     p.add_argument("job", metavar="JOB", help="A unique job id prefix, or REV:NAME.")

@@ -326,8 +326,7 @@ def _register_show(sub: Any) -> None:
     p = add_command(
         sub,
         "show",
-        "Show one job: every node's runs with status, reason, log URL and times, and anything"
-        " rejected.",
+        "Show one job: every node's runs with status, reason, log URL and times, and anything rejected.",
         "  git jobs show 3f2a1b9c\n"
         "  git jobs show HEAD:test\n"
         "  git jobs show main~2:build --json | jq '.runs[] | select(.state == \"failed\") | .log'\n",
@@ -371,7 +370,7 @@ def _register_status(sub: Any) -> None:
         "  git jobs status v1.2..main --page 2\n",
         _status,
         "Only runs of nodes the policy trusts count (`git jobs trust list`; with no policy every\n"
-        "node counts); others are shown as \"not counted\". Every required job (the policy's\n"
+        'node counts); others are shown as "not counted". Every required job (the policy\'s\n'
         "`required`, else the jobs the commit's .git-jobs.toml defines) needs `quorum` trusted\n"
         "passes; one with no trusted result yet is `expected`. Jobs nothing requires are shown\n"
         "but never block. A failure its node will retry (retry.max and retry.on) is `retrying`,\n"
@@ -381,9 +380,7 @@ def _register_status(sub: Any) -> None:
         "jobs defined); 8 still pending: running, retrying or expected.",
     )
     p.add_argument("rev", metavar="REV", nargs="?", default=None, help="The commit (default HEAD).")
-    p.add_argument(
-        "--watch", action="store_true", help="Refresh until the verdict is in (nothing pending)."
-    )
+    p.add_argument("--watch", action="store_true", help="Refresh until the verdict is in (nothing pending).")
     p.add_argument(
         "--interval", type=float, default=None, metavar="S", help="With --watch: seconds between looks (2)."
     )
@@ -398,9 +395,7 @@ def _register_status(sub: Any) -> None:
         help="With --watch: give up after S seconds (exit 8 if pending).",
     )
     p.add_argument("--all-nodes", action="store_true", help="Count every node's runs, trusted or not.")
-    p.add_argument(
-        "--branch", metavar="B", help="One line per commit of branch B (or give REV as A..B)."
-    )
+    p.add_argument("--branch", metavar="B", help="One line per commit of branch B (or give REV as A..B).")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="With --branch: commits a page (20).")
     p.add_argument("--page", type=int, default=None, metavar="P", help="With --branch: which page (1).")
     add_json(p)
@@ -412,8 +407,7 @@ def _register_verify(sub: Any) -> None:
         "verify",
         "Re-verify every change of every job from scratch (signatures, authorship, rules) and"
         " print the rejected ones; exit 1 when there are any.",
-        "  git jobs verify\n"
-        "  git jobs verify --json | jq '.rejected | length'\n",
+        "  git jobs verify\n  git jobs verify --json | jq '.rejected | length'\n",
         _verify,
     )
     add_json(p)

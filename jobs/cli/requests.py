@@ -60,12 +60,14 @@ def _rerun(args: argparse.Namespace) -> int:
     policy = store.policy()
     honoured = policy.may_request(nid)
     if args.json:
-        print_json({
-            "commit": sha,
-            "node": nid,
-            "may_request": honoured,
-            "jobs": [{"id": j.id, "name": j.name} for j in chosen],
-        })
+        print_json(
+            {
+                "commit": sha,
+                "node": nid,
+                "may_request": honoured,
+                "jobs": [{"id": j.id, "name": j.name} for j in chosen],
+            }
+        )
     elif not chosen:
         print(f"no job of commit {sha[:12]} failed on a trusted node: nothing to rerun", file=sys.stderr)
     else:
@@ -73,8 +75,10 @@ def _rerun(args: argparse.Namespace) -> int:
             print(f"{job.id}  {safe(job.name):<16} rerun requested")
     if chosen and not honoured:
         why = "there is no trust policy here" if policy.everyone else "it is not a requester here"
-        print(f"note: nodes honour this only if this node ({nid}) may request work there; {why}",
-              file=sys.stderr)
+        print(
+            f"note: nodes honour this only if this node ({nid}) may request work there; {why}",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 

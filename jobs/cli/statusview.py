@@ -49,7 +49,7 @@ def node_label(
 def _assigned(
     status: GateStatus, name: str, style: Style, me: str | None, labels: Mapping[str, str] | None
 ) -> str:
-    """"assigned to alice-linux, bob-mac" for a job nobody counted has run yet (or "")."""
+    """ "assigned to alice-linux, bob-mac" for a job nobody counted has run yet (or "")."""
     nids = status.assigned(name)
     if not nids:
         return ""
@@ -57,7 +57,10 @@ def _assigned(
 
 
 def _rows(
-    status: GateStatus, cells: list[GateCell], style: Style, me: str | None,
+    status: GateStatus,
+    cells: list[GateCell],
+    style: Style,
+    me: str | None,
     labels: Mapping[str, str] | None,
 ) -> list[tuple[str, ...]]:
     now = time.time()

@@ -63,7 +63,9 @@ def _sync(args: argparse.Namespace) -> int:
         if idle is not None and not 0 <= idle <= 86400:
             raise CliError(f"--idle-timeout must be a number of seconds from 0 to 86400, not {idle}")
         report = store.sync(
-            remote, fetch=not args.no_fetch, push=not args.no_push,
+            remote,
+            fetch=not args.no_fetch,
+            push=not args.no_push,
             idle=None if idle is None else (idle or float("inf")),
         )
     except SyncError as e:
@@ -98,8 +100,10 @@ def _print_counts(report: SyncReport) -> None:
         detail = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
         print(f"  {style('refused', 'red')}  {len(report.refused)} refs ({safe(detail)})")
     if report.rejected:
-        print(f"  {style('rejected', 'red')} {len(report.rejected)} changes of "
-              f"{len({r.object_id for r in report.rejected})} jobs")
+        print(
+            f"  {style('rejected', 'red')} {len(report.rejected)} changes of "
+            f"{len({r.object_id for r in report.rejected})} jobs"
+        )
     if report.refused or report.rejected or len(report.changed) > 0:
         print("  (--verbose lists every job, refusal and rejection; --json gives them all)")
 
@@ -128,14 +132,14 @@ def register(sub: Any) -> None:
         "Other nodes' trouble (refused refs, rejected changes) is reported, never a failure.\n\n"
         "exit status: 0 synced; 2 the remote could not be reached; 4 the remote was reached but\n"
         "this node's own results are not on it (a push refused, or its own index diverged\n"
-        "beyond a merge): one line says why, and --json has \"published\": \"unpublished\".",
+        'beyond a merge): one line says why, and --json has "published": "unpublished".',
     )
     p.add_argument("remote", metavar="REMOTE", nargs="?", help="Remote name or URL.")
     p.add_argument("--no-push", action="store_true", help="Only fetch.")
     p.add_argument("--no-fetch", action="store_true", help="Only push this node's jobs.")
     p.add_argument(
         "-v", "--verbose", action="store_true", help="List every changed job, refusal and rejection."
-)
+    )
     p.add_argument(
         "--idle-timeout",
         type=float,

@@ -86,8 +86,10 @@ def _accept(args: argparse.Namespace) -> int:
     if args.json:
         print_json(policy.to_json())
     elif policy.everyone:
-        print("accepted: no policy at the policy ref (every node counts; nothing is remembered)",
-              file=sys.stderr)
+        print(
+            "accepted: no policy at the policy ref (every node counts; nothing is remembered)",
+            file=sys.stderr,
+        )
     else:
         print(f"accepted {describe_policy(policy)}", file=sys.stderr)
     return EXIT_OK
@@ -110,24 +112,37 @@ def register(sub: Any) -> None:
     )
     add_json(p)
     actions = p.add_subparsers(dest="action", metavar="ACTION")
-    a = add_command(actions, "add", "Trust a node locally (NID or did:key:), with a name.",
-                    "  git jobs trust add z6Mk… --name alice-linux\n", _add)
+    a = add_command(
+        actions,
+        "add",
+        "Trust a node locally (NID or did:key:), with a name.",
+        "  git jobs trust add z6Mk… --name alice-linux\n",
+        _add,
+    )
     a.add_argument("nid", metavar="NID")
     a.add_argument("--name", metavar="NAME", help="A human name shown instead of the NID.")
     add_json(a)
-    r = add_command(actions, "remove", "Stop trusting a node locally.",
-                    "  git jobs trust remove z6Mk…\n", _remove)
+    r = add_command(
+        actions, "remove", "Stop trusting a node locally.", "  git jobs trust remove z6Mk…\n", _remove
+    )
     r.add_argument("nid", metavar="NID")
     add_json(r)
     acc = add_command(
-        actions, "accept-policy",
+        actions,
+        "accept-policy",
         "Take the policy ref as it is now, even if it moved back or lost its [policy].",
-        "  git jobs trust accept-policy\n", _accept,
+        "  git jobs trust accept-policy\n",
+        _accept,
         "Once this clone has seen a policy, a policy ref that is gone, has no [policy] or is not\n"
         "a fast-forward of the last policy seen is refused (exit 2). Run this when a person\n"
         "meant it: the policy ref's tip becomes the last policy seen (see docs/TRUST.md).",
     )
     add_json(acc)
-    lst = add_command(actions, "list", "Show the policy in force and every trusted node.",
-                      "  git jobs trust list --json\n", _list)
+    lst = add_command(
+        actions,
+        "list",
+        "Show the policy in force and every trusted node.",
+        "  git jobs trust list --json\n",
+        _list,
+    )
     add_json(lst)

@@ -66,8 +66,10 @@ def _watch(args: argparse.Namespace) -> int:
     label = span(store, args.branch).label  # a bad branch: one clear error before watching
     watcher = Watcher()
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
-    _say(f"watching the newest {args.depth} commit(s) of {label} every {args.interval:g}s"
-         + (" (notifying)" if command else ""))
+    _say(
+        f"watching the newest {args.depth} commit(s) of {label} every {args.interval:g}s"
+        + (" (notifying)" if command else "")
+    )
     while True:
         if args.sync:
             try:
@@ -97,7 +99,7 @@ def register(sub: Any) -> None:
         "watch",
         "Follow a branch and print each commit's verdict change; --notify runs a command for each.",
         "  git jobs watch --branch main\n"
-        "  git jobs watch --sync origin --notify 'notify-send \"git jobs\" \"$GIT_JOBS_OUTCOME\"'\n"
+        '  git jobs watch --sync origin --notify \'notify-send "git jobs" "$GIT_JOBS_OUTCOME"\'\n'
         "  git config jobs.notify 'curl -fsS -d @- https://chat.example/hook' && git jobs watch\n",
         _watch,
         "Each look reads the verdict (as `git jobs status`) of the branch's newest --depth commits.\n"
@@ -111,11 +113,17 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--branch", metavar="B", help="The branch (default: the current one).")
     p.add_argument(
-        "--depth", type=int, default=DEFAULT_DEPTH, metavar="N",
+        "--depth",
+        type=int,
+        default=DEFAULT_DEPTH,
+        metavar="N",
         help=f"How many of its newest commits to follow ({DEFAULT_DEPTH}).",
     )
     p.add_argument(
-        "--interval", type=float, default=DEFAULT_INTERVAL, metavar="S",
+        "--interval",
+        type=float,
+        default=DEFAULT_INTERVAL,
+        metavar="S",
         help=f"Seconds between looks ({DEFAULT_INTERVAL:g}).",
     )
     p.add_argument("--sync", metavar="REMOTE", help="Fetch from REMOTE before every look.")

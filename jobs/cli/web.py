@@ -86,13 +86,15 @@ def register(sub: Any) -> None:
         sub,
         "report",
         "Write the web page's views as static HTML and JSON files, to publish anywhere.",
-        "  git jobs report --html public/\n"
-        "  git jobs report --html out --branch main --commits 500\n",
+        "  git jobs report --html public/\n  git jobs report --html out --branch main --commits 500\n",
         _report,
     )
     p.add_argument("--html", required=True, metavar="OUT", help="The directory to write.")
     p.add_argument("--branch", metavar="B", help="The branch (default: the current one).")
     p.add_argument(
-        "--commits", type=int, default=DEFAULT_REPORT_COMMITS, metavar="N",
+        "--commits",
+        type=int,
+        default=DEFAULT_REPORT_COMMITS,
+        metavar="N",
         help=f"How many of its newest commits ({DEFAULT_REPORT_COMMITS}).",
     )

@@ -37,8 +37,14 @@ __getattr__, __dir__ = exports(
     __name__,
     globals(),
     where(
-        definitions=("DEFINITIONS_FILE", "Definitions", "JobDef", "RetrySpec", "load_definitions",
-                     "parse_definitions"),
+        definitions=(
+            "DEFINITIONS_FILE",
+            "Definitions",
+            "JobDef",
+            "RetrySpec",
+            "load_definitions",
+            "parse_definitions",
+        ),
         durations=("format_duration", "parse_duration"),
         work=("Outcome", "PlanItem", "WorkReport", "Workshop", "release"),
     ),

@@ -70,7 +70,10 @@ def worked_on(jobs: Jobs, commit: str, nid: str) -> bool:
 
 
 def followed(
-    repo: pygit2.Repository, follows: Iterable[Follow], depth: int = 1, jobs: Jobs | None = None,
+    repo: pygit2.Repository,
+    follows: Iterable[Follow],
+    depth: int = 1,
+    jobs: Jobs | None = None,
     me: str | None = None,
 ) -> list[Candidate]:
     """The followed tips and their first-parent ancestors (``depth`` commits per tip), and with

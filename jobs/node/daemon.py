@@ -59,6 +59,7 @@ MAX_PROGRESS = 100  # commits remembered in node.json
 # threading.Event.wait refuses timeouts past ~292 years; no worker sleeps more than a day.
 MAX_WAIT = 24 * 3600.0
 
+
 class PreflightError(JobsError):
     """A preflight check failed; the node did no work."""
 
@@ -195,8 +196,11 @@ class Node:
                 f"assignment {self.assignment or 'per git config'}, pid {os.getpid()}",
             )
             if self._isolation is not None and self._isolation.mode == "none":
-                self.log("node", "isolation none: jobs run WITHOUT a sandbox, as this user (a person's "
-                         "choice: jobs.isolation / --isolation)")
+                self.log(
+                    "node",
+                    "isolation none: jobs run WITHOUT a sandbox, as this user (a person's "
+                    "choice: jobs.isolation / --isolation)",
+                )
             workshop = self._workshop(self._jobs(), "worker:work")
             recovered = workshop.recover()
             if workshop.announce():
@@ -412,8 +416,12 @@ class Node:
             if not jobs:
                 jobs.append(self._jobs())
             store = jobs[0]
-            fired = scheduler.tick(store, self._tips(store), lambda line: self.log("worker:schedule", line),
-                                   self.labels if self.labels is not None else node_labels())
+            fired = scheduler.tick(
+                store,
+                self._tips(store),
+                lambda line: self.log("worker:schedule", line),
+                self.labels if self.labels is not None else node_labels(),
+            )
             for f in fired:  # look at the commit again: its reruns are new work
                 self._settled = {s for s in self._settled if s[0] != f.commit}
 
@@ -440,8 +448,9 @@ class Node:
                 for s, before in watcher.look(gate_status(store, c.commit, policy) for c in found)
             ]
             if changes and self.notify:
-                notify_all(self.notify, changes, self.notify_timeout,
-                           lambda line: self.log("worker:notify", line))
+                notify_all(
+                    self.notify, changes, self.notify_timeout, lambda line: self.log("worker:notify", line)
+                )
 
         return body
 
@@ -494,8 +503,10 @@ class Node:
 
     def _progress_now(self, repo: pygit2.Repository) -> dict[str, Any]:
         """The remembered progress, with the runs in flight right now marked ``running``."""
-        shown = {c: {"source": p["source"], "jobs": {n: dict(j) for n, j in p["jobs"].items()}}
-                 for c, p in list(self._progress.items())}
+        shown = {
+            c: {"source": p["source"], "jobs": {n: dict(j) for n, j in p["jobs"].items()}}
+            for c, p in list(self._progress.items())
+        }
         for entry in Journal(repo).entries():
             commit = shown.setdefault(entry.commit, {"source": "", "jobs": {}})
             commit["jobs"][entry.job] = {"state": "running", "run": entry.run_id, "not_before": None}

@@ -79,9 +79,7 @@ def _policy_tip(repo: pygit2.Repository) -> str | None:
     return source.commit if source is not None else None
 
 
-def record(
-    repo: pygit2.Repository, commit: str, job: str, labels: frozenset[str], outputs: bool
-) -> Evidence:
+def record(repo: pygit2.Repository, commit: str, job: str, labels: frozenset[str], outputs: bool) -> Evidence:
     """The evidence for a finish of ``job`` at ``commit`` (``outputs``: its outputs were kept)."""
     obj = repo.get(commit)
     tree = defs = None

@@ -73,7 +73,7 @@ class Follow:
     @property
     def local(self) -> str:
         """Where the node keeps what it fetched (a pattern when ``spec`` is)."""
-        return f"{FOLLOW_ROOT}{remote_key(self.remote)}/{self.spec[len('refs/'):]}"
+        return f"{FOLLOW_ROOT}{remote_key(self.remote)}/{self.spec[len('refs/') :]}"
 
     @property
     def refspec(self) -> str:
@@ -107,8 +107,16 @@ def fetch(repo: pygit2.Repository, follows: Iterable[Follow], timeout: float = F
         by_remote.setdefault(f.remote, []).append(f)
     gitdir = str(repo.path).rstrip("/")
     for remote, fs in by_remote.items():
-        args = ["fetch", "--quiet", "--no-tags", "--prune", "--no-write-fetch-head",
-                "--no-recurse-submodules", remote, *(f.refspec for f in fs)]
+        args = [
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--prune",
+            "--no-write-fetch-head",
+            "--no-recurse-submodules",
+            remote,
+            *(f.refspec for f in fs),
+        ]
         res = cob_sync.run_git(gitdir, args, timeout=timeout)
         if res.returncode != 0:
             why = next((ln for ln in res.stderr.splitlines() if ln.startswith(("fatal:", "error:"))), "")

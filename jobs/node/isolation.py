@@ -46,8 +46,15 @@ MODES = ("bwrap", "none")
 # Read-only in the sandbox, where they exist: what programs need to run.
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/nix")
 # Secrets commonly found under those: masked even though their parent is mounted.
-SYSTEM_SECRETS = ("/etc/ssh", "/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/etc/sudoers.d",
-                  "/etc/ssl/private", "/etc/krb5.keytab")
+SYSTEM_SECRETS = (
+    "/etc/ssh",
+    "/etc/shadow",
+    "/etc/gshadow",
+    "/etc/sudoers",
+    "/etc/sudoers.d",
+    "/etc/ssl/private",
+    "/etc/krb5.keytab",
+)
 # The kernel keyrings the node's user can see: masked in the sandbox's own /proc.
 PROC_SECRETS = ("/proc/keys", "/proc/key-users")
 # Resource limits of a job (each a git config of the node; 0 = no limit).
@@ -56,9 +63,23 @@ MAX_FILE_SIZE = 4 * 2**30  # RLIMIT_FSIZE: bytes per file a job writes
 TMP_SIZE = 512 * 2**20  # the sandbox's /tmp (a tmpfs in memory; /var/tmp is the same)
 REAPER = str(Path(__file__).with_name("reaper.py"))
 # The environment a job inherits from the node; everything else is dropped.
-PASS_ENV = ("PATH", "LANG", "LANGUAGE", "TZ", "TERM", "USER", "LOGNAME",
-            "http_proxy", "https_proxy", "no_proxy", "all_proxy",
-            "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY")
+PASS_ENV = (
+    "PATH",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TERM",
+    "USER",
+    "LOGNAME",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+)
 PROBE_TIMEOUT = 30.0
 
 
@@ -79,8 +100,9 @@ class Limits:
 def _bwrap_sizes_tmpfs(bwrap: str) -> bool:
     """Does this bubblewrap know ``--size`` (0.7 and later)?"""
     try:
-        done = subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=PROBE_TIMEOUT,
-                              check=False)
+        done = subprocess.run(
+            [bwrap, "--help"], capture_output=True, text=True, timeout=PROBE_TIMEOUT, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return "--size" in done.stdout + done.stderr
@@ -144,7 +166,12 @@ class Isolation:
         return self.network and (self.request_network or not requested)
 
     def command(
-        self, argv: list[str], scratch: Scratch, cwd: Path, *, network: bool | None = None,
+        self,
+        argv: list[str],
+        scratch: Scratch,
+        cwd: Path,
+        *,
+        network: bool | None = None,
         grace: float = 0.0,
     ) -> list[str]:
         """``argv`` wrapped for this isolation, under the :mod:`.reaper` (limits, no leftovers).
@@ -153,8 +180,19 @@ class Isolation:
         seconds a stopped job's processes get between SIGTERM and SIGKILL."""
         self.check()
         limits = self.limits
-        reaper = [sys.executable, "-I", "-S", REAPER, "--nproc", str(limits.processes),
-                  "--fsize", str(limits.file_size), "--grace", f"{max(0.0, grace):.3f}", "--"]
+        reaper = [
+            sys.executable,
+            "-I",
+            "-S",
+            REAPER,
+            "--nproc",
+            str(limits.processes),
+            "--fsize",
+            str(limits.file_size),
+            "--grace",
+            f"{max(0.0, grace):.3f}",
+            "--",
+        ]
         if self.mode == "none":
             return [*reaper, *argv]
         net = self.network if network is None else network
@@ -238,10 +276,13 @@ class Isolation:
     def to_json(self) -> dict[str, object]:
         """What ``node.json`` says about it."""
         return {
-            "mode": self.mode, "sandbox": self.mode == "bwrap" and not self.refusal,
-            "refused": self.refusal or None, "network": self.network,
+            "mode": self.mode,
+            "sandbox": self.mode == "bwrap" and not self.refusal,
+            "refused": self.refusal or None,
+            "network": self.network,
             "request_network": self.request_network and self.network,
-            "max_processes": self.limits.processes, "max_file_size": self.limits.file_size,
+            "max_processes": self.limits.processes,
+            "max_file_size": self.limits.file_size,
             "tmp_size": self.tmp_limit if self.mode == "bwrap" and not self.refusal else None,
         }
 

@@ -32,9 +32,7 @@ def log_path(repo: pygit2.Repository, run_id: uuid.UUID | str) -> Path:
     return logs_dir(repo) / f"{run_id}.log"
 
 
-def log_url(
-    nid: str, run_id: uuid.UUID, commit: str, job: str, template: str | None
-) -> str:
+def log_url(nid: str, run_id: uuid.UUID, commit: str, job: str, template: str | None) -> str:
     """The URL recorded with a run: the definitions' template, else ``git-jobs://NID/RUN``."""
     if template:
         return render(template, {"run_id": run_id, "commit": commit, "job": job})

@@ -51,7 +51,7 @@ def _value(where: str, value: Any) -> str:
 def _entry(where: str, value: Any, axes: Mapping[str, list[str]], extra: bool) -> Combination:
     """One include/exclude entry; ``extra``: keys beyond the axes are allowed (include)."""
     if not isinstance(value, dict) or not value:
-        raise MatrixError(f"{where}: must be a non-empty table like {{ python = \"3.12\" }}")
+        raise MatrixError(f'{where}: must be a non-empty table like {{ python = "3.12" }}')
     out = []
     for key, v in value.items():
         if not _KEY.match(key) or (not extra and key not in axes):
@@ -90,7 +90,7 @@ def _entries(
 def expand(where: str, table: Any) -> list[Combination]:
     """Every combination of the matrix, in a deterministic order; :class:`MatrixError` if bad."""
     if not isinstance(table, dict):
-        raise MatrixError(f"{where}: must be a table like {{ python = [\"3.11\", \"3.12\"] }}")
+        raise MatrixError(f'{where}: must be a table like {{ python = ["3.11", "3.12"] }}')
     axes = _axes(where, table)
     size = 1
     for listed in axes.values():

@@ -121,6 +121,7 @@ def _at(root: str, rel: str) -> str:
 def _files(root: str) -> list[tuple[str, str]]:
     """(relative path, kind) of what is under ``root``, parents first; kind is ``dir``,
     ``file`` or ``link`` (kept as a link, never followed); FIFOs and devices are left out."""
+
     def kind(path: str) -> str | None:
         if os.path.islink(path):
             return "link"
@@ -177,8 +178,10 @@ def collect(repo: pygit2.Repository, commit: str, job: str, src: Path, paths: It
             kept.append(rel)
     except _TooBig:
         _drop(dest)
-        return (f"outputs not kept: more than {MAX_BYTES // 2**20} MiB for the job, "
-                f"{MAX_COMMIT_BYTES // 2**20} MiB for the commit or {MAX_FILES} files (apparent sizes)")
+        return (
+            f"outputs not kept: more than {MAX_BYTES // 2**20} MiB for the job, "
+            f"{MAX_COMMIT_BYTES // 2**20} MiB for the commit or {MAX_FILES} files (apparent sizes)"
+        )
     except OSError as e:  # an unreadable file, overlapping paths: the job's doing, not the node's
         _drop(dest)
         return f"outputs not kept: {e.strerror or e}"

@@ -23,8 +23,16 @@ from .work import PlanItem, assess
 
 # A plan action as a person reads a commit's progress on a node.
 PROGRESS = {
-    "run": "queued", "skip": "queued", "blocked": "queued", "wait": "retrying", "running": "running",
-    "done": "succeeded", "exhausted": "failed", "held": "held", "skipped": "skipped", "reused": "reused",
+    "run": "queued",
+    "skip": "queued",
+    "blocked": "queued",
+    "wait": "retrying",
+    "running": "running",
+    "done": "succeeded",
+    "exhausted": "failed",
+    "held": "held",
+    "skipped": "skipped",
+    "reused": "reused",
 }
 
 
@@ -36,7 +44,10 @@ def state(item: PlanItem) -> str:
 
 
 def node_progress(
-    jobs: Jobs, commit: str, me: str | None = None, now: float | None = None,
+    jobs: Jobs,
+    commit: str,
+    me: str | None = None,
+    now: float | None = None,
     requesters: Collection[str] = (),
 ) -> dict[str, Any]:
     """``{nid: {job name: {state, attempts, max_attempts, not_before}}}`` for one commit
@@ -54,8 +65,12 @@ def node_progress(
     for nid in sorted(nodes):
         plan = assess(defs, {j.name: fresh(j, nid) for j in found}, now or time.time())
         out[nid] = {
-            name: {"state": state(item), "attempts": item.attempts, "max_attempts": item.max_attempts,
-                   "not_before": item.not_before}
+            name: {
+                "state": state(item),
+                "attempts": item.attempts,
+                "max_attempts": item.max_attempts,
+                "not_before": item.not_before,
+            }
             for name, item in plan.items()
         }
     return out

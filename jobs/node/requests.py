@@ -89,8 +89,12 @@ def requested_commits(jobs: Jobs, requesters: Collection[str], own: str | None =
         latest = latest_request(job, requesters, own)
         if latest is None:
             continue
-        changes = [r.change for kind, extra in ((job.asks(), None), (job.reruns(), own))
-                   for nid, r in kind.items() if nid in requesters or nid == extra]
+        changes = [
+            r.change
+            for kind, extra in ((job.asks(), None), (job.reruns(), own))
+            for nid, r in kind.items()
+            if nid in requesters or nid == extra
+        ]
         best, seen = found.get(job.commit, (latest, []))
         found[job.commit] = (max(best, latest), seen + changes)
     out = [
@@ -125,7 +129,7 @@ def fetch_requested(jobs: Jobs, requesters: Collection[str], remote: str) -> lis
     order = [a.commit for a in requested_commits(jobs, requesters)]  # newest request first
     asked = set(order)
     for name in list(repo.references):
-        if name.startswith(REQUESTED_ROOT) and name[len(REQUESTED_ROOT):] not in asked:
+        if name.startswith(REQUESTED_ROOT) and name[len(REQUESTED_ROOT) :] not in asked:
             with contextlib.suppress(pygit2.GitError, KeyError):
                 repo.references.delete(name)
     # one commit that stalls or is gone does not stop the others
@@ -133,8 +137,15 @@ def fetch_requested(jobs: Jobs, requesters: Collection[str], remote: str) -> lis
     gitdir = str(repo.path).rstrip("/")
     fetched = []
     for commit in missing:
-        args = ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules",
-                remote, f"{commit}:{REQUESTED_ROOT}{commit}"]
+        args = [
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-write-fetch-head",
+            "--no-recurse-submodules",
+            remote,
+            f"{commit}:{REQUESTED_ROOT}{commit}",
+        ]
         try:
             done = cob_sync.run_git(gitdir, args, timeout=FETCH_TIMEOUT).returncode == 0
         except TransportError:

@@ -93,13 +93,16 @@ def parse_schedules(table: Any, where: str = "[schedule]") -> list[Schedule]:
         if not _NAME.match(name):
             raise ScheduleError(f"{at}: a schedule's name is letters, digits, '.', '_' or '-'")
         if not isinstance(entry, Mapping):
-            raise ScheduleError(f"{at}: must be a table with cron = \"M H DoM Mon DoW\"")
+            raise ScheduleError(f'{at}: must be a table with cron = "M H DoM Mon DoW"')
         unknown = sorted(set(entry) - _KEYS)
         if unknown:
             raise ScheduleError(f"{at}: unknown key(s) {', '.join(map(safe, unknown))} (known: cron, jobs)")
         jobs = entry.get("jobs", [])
-        if (not isinstance(jobs, list) or len(jobs) > MAX_JOBS
-                or not all(isinstance(j, str) and j for j in jobs)):
+        if (
+            not isinstance(jobs, list)
+            or len(jobs) > MAX_JOBS
+            or not all(isinstance(j, str) and j for j in jobs)
+        ):
             raise ScheduleError(f"{at}.jobs: must be a list of job names")
         out.append(Schedule(name, _cron(at, entry.get("cron")), tuple(jobs)))
     return out
@@ -146,8 +149,10 @@ class Fired:
     def line(self) -> str:
         at = datetime.fromtimestamp(self.due, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         what = ", ".join(self.jobs) if self.jobs else "no job (none matched)"
-        return (f"schedule {self.schedule.name} ({self.schedule.cron}) due {at}: "
-                f"rerun {what} on {self.commit[:12]} ({self.source})")
+        return (
+            f"schedule {self.schedule.name} ({self.schedule.cron}) due {at}: "
+            f"rerun {what} on {self.commit[:12]} ({self.source})"
+        )
 
 
 @dataclass(slots=True)
@@ -172,7 +177,10 @@ class Scheduler:
         return out
 
     def tick(
-        self, store: Jobs, tips: Iterable[tuple[str, str]], out: Callable[[str], None],
+        self,
+        store: Jobs,
+        tips: Iterable[tuple[str, str]],
+        out: Callable[[str], None],
         labels: frozenset[str] | None = None,
     ) -> list[Fired]:
         """One check: for every due schedule and every (commit, source) tip, release the

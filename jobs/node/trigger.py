@@ -97,8 +97,14 @@ def trigger(
         if not pending:
             continue
         if not defs.trigger:
-            results.append(Triggered(commit, True, f"outstanding work ({', '.join(pending)}); "
-                                     "its .git-jobs.toml has no [trigger]", triggered=False))
+            results.append(
+                Triggered(
+                    commit,
+                    True,
+                    f"outstanding work ({', '.join(pending)}); its .git-jobs.toml has no [trigger]",
+                    triggered=False,
+                )
+            )
             say(results[-1].line())
             continue
         command = defs.trigger.replace("{commit}", shlex.quote(commit))
@@ -118,8 +124,13 @@ def _run(workshop: Workshop, commit: str, command: str, pending: list[str], time
         # its own session, under the reaper: what it leaves running is killed when it ends
         with subprocess.Popen(
             isolation.command(["sh", "-c", command], scratch, scratch.root, grace=workshop.kill_grace / 2),
-            cwd=scratch.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+            cwd=scratch.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
         ) as proc:
             try:
                 stdout, stderr = proc.communicate(timeout=timeout)

@@ -154,7 +154,8 @@ class WorkReport:
     def remaining(self) -> list[PlanItem]:
         """Work still to come here: a job elsewhere counts while this node may take it over."""
         return [
-            p for p in self.plan
+            p
+            for p in self.plan
             if p.action in WORK or p.action == "blocked" or (p.action == ELSEWHERE and p.not_before)
         ]
 
@@ -391,14 +392,21 @@ def assess(
     retry delays are measured on one clock; otherwise the ledger's finish time is used.
     ``uncounted``: run ids that do not use up a retry (runs ended by crash recovery).
     """
-    ctx = _Context(runs, now, finished or {}, uncounted or set(), rerun_held, facts or Facts(), labels,
-                   reusable)
+    ctx = _Context(
+        runs, now, finished or {}, uncounted or set(), rerun_held, facts or Facts(), labels, reusable
+    )
     out: dict[str, PlanItem] = {}
     for d in defs:
         seen = _seen(runs.get(d.name, Runs()), ctx.skip_ids)
         item = PlanItem(
-            d.name, Action.RUN, "not run on this node yet", d.run, list(d.needs), seen.attempts,
-            d.retry.max, (job_ids or {}).get(d.name),
+            d.name,
+            Action.RUN,
+            "not run on this node yet",
+            d.run,
+            list(d.needs),
+            seen.attempts,
+            d.retry.max,
+            (job_ids or {}).get(d.name),
         )
         out[d.name] = item
         verdict = next((v for rule in _RULES if (v := rule(d, seen, ctx, out)) is not None), None)
@@ -407,6 +415,7 @@ def assess(
         else:
             _to_run(item, d, seen, ctx)
     return out
+
 
 def release(
     jobs: Jobs, defs: Definitions, labels: frozenset[str] | None = None, *, ask: bool = False
@@ -418,8 +427,9 @@ def release(
     release of what it works on."""
     existing = {j.name for j in jobs.find_by_commit(defs.commit)}
     names = servable(defs, labels) if labels is not None else set(defs.names)
-    return [(jobs.create(defs.commit, d.name, ask=ask), d.name not in existing)
-            for d in defs if d.name in names]
+    return [
+        (jobs.create(defs.commit, d.name, ask=ask), d.name not in existing) for d in defs if d.name in names
+    ]
 
 
 def servable(defs: Definitions, labels: frozenset[str]) -> set[str]:
@@ -559,8 +569,18 @@ class Workshop:
         crashed = self.journal.recovered()
         facts = self.facts(defs)
         now = self.clock()
-        plan = assess(defs, runs, now, finished, ids, crashed, self.rerun_held, facts, self.labels,
-                      lambda d: self.reusable(defs.commit, d))
+        plan = assess(
+            defs,
+            runs,
+            now,
+            finished,
+            ids,
+            crashed,
+            self.rerun_held,
+            facts,
+            self.labels,
+            lambda d: self.reusable(defs.commit, d),
+        )
         return self.sharing(defs, list(plan.values()), now)  # jobs assigned elsewhere left alone
 
     def reusable(self, commit: str, d: JobDef) -> str | None:

@@ -125,7 +125,6 @@ def render_lines(numbered: Iterable[tuple[int, str]]) -> str:
         # A carriage return redraws the line (progress bars): keep what was drawn last.
         shown = line.rsplit("\r", 1)[-1] if "\r" in line else line
         out.append(
-            f'<span class="l" id="L{n}"><a class="n" href="#L{n}">{n}</a>'
-            f"{render_line(shown, pen)}</span>\n"
+            f'<span class="l" id="L{n}"><a class="n" href="#L{n}">{n}</a>{render_line(shown, pen)}</span>\n'
         )
     return "".join(out)

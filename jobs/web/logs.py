@@ -42,8 +42,14 @@ class LogText:
     detail: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"status": self.status, "text": self.text, "size": self.size,
-                "truncated": self.truncated, "source": self.source, "detail": self.detail}
+        return {
+            "status": self.status,
+            "text": self.text,
+            "size": self.size,
+            "truncated": self.truncated,
+            "source": self.source,
+            "detail": self.detail,
+        }
 
 
 def _tail(data: bytes, size: int, source: str) -> LogText:

@@ -155,7 +155,7 @@ def document(title: str, body: str, *, etag: str, live: bool, home: str = "index
         '<meta name="referrer" content="no-referrer">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
-        f'<header>{link(home, "git jobs")}</header>'
+        f"<header>{link(home, 'git jobs')}</header>"
         f'<main id="main" data-etag="{html.escape(etag, quote=True)}">{body}</main>'
         f"{script}</body></html>\n"
     )

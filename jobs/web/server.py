@@ -128,7 +128,12 @@ class Handler(BaseHTTPRequestHandler):
         self._send(200, ctype, body, head=head, extra=extra)
 
     def _send(
-        self, status: int, ctype: str | None, body: bytes, *, head: bool = False,
+        self,
+        status: int,
+        ctype: str | None,
+        body: bytes,
+        *,
+        head: bool = False,
         extra: dict[str, str] | None = None,
     ) -> None:
         self.send_response(status)

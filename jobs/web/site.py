@@ -32,9 +32,12 @@ _ROUTES: list[tuple[str, re.Pattern[str]]] = [
     ("branch", re.compile(r"/(?:index\.(html|json))?")),
     ("branch", re.compile(r"/page-([1-9][0-9]{0,5})\.(html|json)")),
     ("commit", re.compile(r"/commit-([0-9a-f]{40}(?:[0-9a-f]{24})?)\.(html|json)")),
-    ("run", re.compile(
-        r"/run-([0-9a-f]{40}(?:[0-9a-f]{24})?)-(" + _UUID + r")(?:-L([1-9][0-9]{0,8}))?\.(html|json)"
-    )),
+    (
+        "run",
+        re.compile(
+            r"/run-([0-9a-f]{40}(?:[0-9a-f]{24})?)-(" + _UUID + r")(?:-L([1-9][0-9]{0,8}))?\.(html|json)"
+        ),
+    ),
     ("node", re.compile(r"/node-(z[1-9A-HJ-NP-Za-km-z]{40,60})\.(html|json)")),
     ("badge", re.compile(r"/badge\.(svg)")),  # the branch's gate verdict (badge.py)
 ]

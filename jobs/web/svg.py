@@ -59,8 +59,7 @@ def chart(points: Sequence[Point]) -> str:
     first, last = html.escape(points[0].label), html.escape(points[-1].label)
     parts.append(f'<text x="{PAD}" y="{HEIGHT - 8}" font-size="10" fill="#666">{first}</text>')
     parts.append(
-        f'<text x="{WIDTH - PAD}" y="{HEIGHT - 8}" font-size="10" fill="#666"'
-        f' text-anchor="end">{last}</text>'
+        f'<text x="{WIDTH - PAD}" y="{HEIGHT - 8}" font-size="10" fill="#666" text-anchor="end">{last}</text>'
     )
     parts.append("</svg>")
     return "".join(parts)

@@ -122,7 +122,7 @@ def branch(data: dict[str, Any], *, ref: str | None = None) -> tuple[str, str]:
     body = (
         f"<h1>Branch <code>{esc(data['branch'])}</code></h1>"
         f'<p class="muted">Commits newest first, {data["per_page"]} a page; page {data["page"]}.</p>'
-        f"{table}<div class=\"nav\">{''.join(nav)}</div>"
+        f'{table}<div class="nav">{"".join(nav)}</div>'
     )
     return title, body
 
@@ -147,9 +147,7 @@ def _cell(job: dict[str, Any], run: dict[str, Any] | None, attempts: list[dict[s
             f'<span class="small">{when(a.get("started_at"))}</span></li>'
             for a in reversed(earlier)
         )
-        parts.append(
-            f"<details><summary>{len(attempts)} attempts</summary><ul>{items}</ul></details>"
-        )
+        parts.append(f"<details><summary>{len(attempts)} attempts</summary><ul>{items}</ul></details>")
     parts.append("</td>")
     return "".join(parts)
 
@@ -161,10 +159,9 @@ def _matrix(data: dict[str, Any], *, counted: bool = True) -> str:
     if not status["jobs"]:
         return '<p class="muted">No jobs for this commit.</p>' if counted else ""
     shown = {j["id"]: j for j in data["jobs"]}
-    nodes = sorted({
-        r["node"] for j in status["jobs"] for r in j["latest"]
-        if r.get("node") and _uncounted(r) != counted
-    })
+    nodes = sorted(
+        {r["node"] for j in status["jobs"] for r in j["latest"] if r.get("node") and _uncounted(r) != counted}
+    )
     if not counted and not nodes:
         return ""
     names = data.get("names") or {}
@@ -174,9 +171,7 @@ def _matrix(data: dict[str, Any], *, counted: bool = True) -> str:
     for j in status["jobs"]:
         latest = {r["node"]: r for r in j["latest"] if _uncounted(r) != counted}
         runs = shown.get(j["id"], {}).get("runs", [])
-        cells = "".join(
-            _cell(j, latest.get(n), [r for r in runs if r["node"] == n]) for n in nodes
-        )
+        cells = "".join(_cell(j, latest.get(n), [r for r in runs if r["node"] == n]) for n in nodes)
         queued = "" if nodes else "<td></td>"
         mark = _required(j, why.get(j["name"])) if counted else ""
         mark += _evidence(j, me, names) if counted else ""
@@ -251,8 +246,9 @@ def _definitions(data: dict[str, Any]) -> str:
 def _undefined(status: dict[str, Any]) -> str:
     """The policy's required names this commit does not define (the gate fails on them)."""
     names = status.get("undefined") or []
-    items = "".join(f"<li>required job <code>{esc(n)}</code> is not defined by this commit</li>"
-                    for n in names)
+    items = "".join(
+        f"<li>required job <code>{esc(n)}</code> is not defined by this commit</li>" for n in names
+    )
     return f'<div class="bad"><ul>{items}</ul></div>' if names else ""
 
 
@@ -297,7 +293,7 @@ def run(data: dict[str, Any], *, start: int | None = None, paged: bool = True) -
     if log.get("text") is None:
         shown = (
             f'<p class="muted">No log shown here: {esc(log.get("status"))}'
-            f'{": " + esc(log["detail"]) if log.get("detail") else ""}.'
+            f"{': ' + esc(log['detail']) if log.get('detail') else ''}."
             f" Its recorded URL: {external(r.get('log'))}</p>"
         )
     else:
@@ -317,7 +313,7 @@ def run(data: dict[str, Any], *, start: int | None = None, paged: bool = True) -
         f"{' (this run)' if a['id'] == r['id'] else ''}</li>"
         for a in data.get("attempts", [])
     )
-    counted = ' · <b>not counted</b>' if _uncounted(r) else ""
+    counted = " · <b>not counted</b>" if _uncounted(r) else ""
     body = (
         f"<h1>{esc(job['name'])} {state(r['state'])}</h1>"
         f"<p>commit {link(commit_href(job['commit']), esc(job['commit'][:12]), cls='sha')}"
@@ -325,7 +321,7 @@ def run(data: dict[str, Any], *, start: int | None = None, paged: bool = True) -
         f"<p>node {link(node_href(r['node']), node_label(r['node'], me, data.get('names')))}"
         f" · run <code>{esc(r['id'])}</code>"
         f"{counted}</p>"
-        f"<p class=\"small\">started {when(r.get('started_at'))} · finished {when(r.get('finished_at'))}"
+        f'<p class="small">started {when(r.get("started_at"))} · finished {when(r.get("finished_at"))}'
         f" · {esc(duration(r))} · log {external(r.get('log'))}</p>{_ran_under(r)}"
         f"<h2>Attempts on this node</h2><ul>{attempts}</ul><h2>Log</h2>{shown}"
     )
@@ -350,8 +346,10 @@ def node(data: dict[str, Any]) -> tuple[str, str]:
         else ""
     )
     name = (data.get("names") or {}).get(data["node"])
-    heading = f"{esc(name)} <code class=\"small\">{esc(data['node'])}</code>" if name else (
-        f"<code>{esc(data['node'])}</code>"
+    heading = (
+        f'{esc(name)} <code class="small">{esc(data["node"])}</code>'
+        if name
+        else (f"<code>{esc(data['node'])}</code>")
     )
     body = (
         f"<h1>Node {heading}{' (you)' if data['node'] == me else ''}</h1>"

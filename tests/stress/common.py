@@ -20,9 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def git(cwd: Path | str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=check, capture_output=True, text=True, timeout=300
-    )
+    return subprocess.run(["git", *args], cwd=cwd, check=check, capture_output=True, text=True, timeout=300)
 
 
 @dataclass
@@ -51,16 +49,33 @@ class World:
         key = signer.save(base / "key")
         store = jobs.Jobs.open(repo, signer=signer)
         commits = git(repo, "rev-list", "HEAD").stdout.split()
-        ids = [
-            store.create(commits[i % len(commits)], name=f"job{i}").id for i in range(n_jobs)
-        ]
+        ids = [store.create(commits[i % len(commits)], name=f"job{i}").id for i in range(n_jobs)]
         return cls(base, repo, hub, key, signer, ids)
 
-    def worker_cmd(self, ops: int, seed: int, hub: bool = True, mix: str | None = None,
-                   key: Path | None = None, repo: Path | None = None) -> list[str]:
-        cmd = [sys.executable, "-m", "tests.stress.worker", "--repo", str(repo or self.repo),
-               "--key", str(key or self.key), "--jobs", ",".join(self.job_ids),
-               "--ops", str(ops), "--seed", str(seed)]
+    def worker_cmd(
+        self,
+        ops: int,
+        seed: int,
+        hub: bool = True,
+        mix: str | None = None,
+        key: Path | None = None,
+        repo: Path | None = None,
+    ) -> list[str]:
+        cmd = [
+            sys.executable,
+            "-m",
+            "tests.stress.worker",
+            "--repo",
+            str(repo or self.repo),
+            "--key",
+            str(key or self.key),
+            "--jobs",
+            ",".join(self.job_ids),
+            "--ops",
+            str(ops),
+            "--seed",
+            str(seed),
+        ]
         if hub:
             cmd += ["--hub", str(self.hub)]
         if mix:

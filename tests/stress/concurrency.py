@@ -50,8 +50,9 @@ class ConcurrencyFigures:
 
     @property
     def ok(self) -> bool:
-        return not (self.failed_workers or self.lost or self.duplicates
-                    or self.index_mismatches or self.fsck_failure)
+        return not (
+            self.failed_workers or self.lost or self.duplicates or self.index_mismatches or self.fsck_failure
+        )
 
     def lines(self) -> list[str]:
         rate = self.acked_ops / self.seconds if self.seconds else 0.0
@@ -85,17 +86,39 @@ def run(procs: int, ops: int, base: Path, seed: int = 0, sync: bool = True) -> C
     running: list[tuple[str, str, subprocess.Popen[bytes]]] = []
     for i in range(procs):
         cmd = world.worker_cmd(ops=ops, seed=seed * 1000 + i, hub=False, mix="run=4,finish=4,index=1")
-        running.append(("writer", world.signer.nid, subprocess.Popen(
-            cmd, cwd=world.base, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)))
+        running.append(
+            (
+                "writer",
+                world.signer.nid,
+                subprocess.Popen(
+                    cmd, cwd=world.base, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+                ),
+            )
+        )
     if sync:
         syncs = max(4, ops // 10)
         cmd = world.worker_cmd(ops=syncs, seed=seed, mix="sync=1")
-        running.append(("sync", world.signer.nid, subprocess.Popen(
-            cmd, cwd=world.base, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)))
-        cmd = world.worker_cmd(ops=max(10, ops // 2), seed=seed + 7, mix="run=3,finish=3,sync=1",
-                               key=peer_key, repo=peer_repo)
-        running.append(("peer", peer.nid, subprocess.Popen(
-            cmd, cwd=world.base, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)))
+        running.append(
+            (
+                "sync",
+                world.signer.nid,
+                subprocess.Popen(
+                    cmd, cwd=world.base, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+                ),
+            )
+        )
+        cmd = world.worker_cmd(
+            ops=max(10, ops // 2), seed=seed + 7, mix="run=3,finish=3,sync=1", key=peer_key, repo=peer_repo
+        )
+        running.append(
+            (
+                "peer",
+                peer.nid,
+                subprocess.Popen(
+                    cmd, cwd=world.base, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+                ),
+            )
+        )
     acks = Acks()
     peer_acks = Acks()
     for role, nid, proc in running:
@@ -129,8 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="git-jobs-concurrency-") as tmp:
         figures = run(args.procs, args.ops, Path(tmp), args.seed, sync=not args.no_sync)
     print("\n".join(figures.lines()))
-    for problem in (figures.failed_workers + figures.lost + figures.duplicates
-                    + figures.index_mismatches)[:20]:
+    for problem in (figures.failed_workers + figures.lost + figures.duplicates + figures.index_mismatches)[
+        :20
+    ]:
         print("PROBLEM:", problem)
     if figures.fsck_failure:
         print("PROBLEM: fsck:", figures.fsck_failure)

@@ -57,8 +57,7 @@ class CrashFigures:
 
     @property
     def ok(self) -> bool:
-        return not (self.lost or self.fsck_failures or self.index_mismatches
-                    or self.next_call_failures)
+        return not (self.lost or self.fsck_failures or self.index_mismatches or self.next_call_failures)
 
     def lines(self) -> list[str]:
         return [
@@ -76,8 +75,9 @@ class CrashFigures:
         ]
 
 
-def run(iterations: int, base: Path, seed: int = 0, max_delay: float = 0.6,
-        sync: bool = True, log: bool = False) -> CrashFigures:
+def run(
+    iterations: int, base: Path, seed: int = 0, max_delay: float = 0.6, sync: bool = True, log: bool = False
+) -> CrashFigures:
     rng = random.Random(seed)
     world = World.make(base)
     acks = Acks()
@@ -87,7 +87,10 @@ def run(iterations: int, base: Path, seed: int = 0, max_delay: float = 0.6,
     for i in range(iterations):
         proc = subprocess.Popen(
             world.worker_cmd(ops=100_000, seed=seed * 100_003 + i, hub=sync),
-            cwd=world.base, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=worker_env(),
+            cwd=world.base,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=worker_env(),
         )
         assert proc.stdout is not None
         first = proc.stdout.readline()
@@ -145,11 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-sync", action="store_true")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="git-jobs-crash-") as tmp:
-        figures = run(args.iterations, Path(tmp), args.seed, args.max_delay,
-                      sync=not args.no_sync, log=True)
+        figures = run(args.iterations, Path(tmp), args.seed, args.max_delay, sync=not args.no_sync, log=True)
     print("\n".join(figures.lines()))
-    for problem in (figures.lost + figures.fsck_failures + figures.index_mismatches
-                    + figures.next_call_failures)[:20]:
+    for problem in (
+        figures.lost + figures.fsck_failures + figures.index_mismatches + figures.next_call_failures
+    )[:20]:
         print("PROBLEM:", problem)
     return 0 if figures.ok else 1
 

@@ -160,13 +160,15 @@ print(json.dumps(dict(seconds=dt, fold=fold, base=base, peak=hwm(),
       fetched=len(report.fetched), refused=[r.kind for r in report.refused],
       rejected=[r.reason for r in report.rejected], all_rejected=len(rejected), runs=runs)))
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=worker_env(), timeout=7200)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=worker_env(), timeout=7200
+    )
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-3000:])
     data = json.loads(out.stdout.strip().splitlines()[-1])
-    return Cost(data["seconds"], data["fold"], data["peak"] / 1024, data["base"] / 1024,
-                data["git"] / 1024, data)
+    return Cost(
+        data["seconds"], data["fold"], data["peak"] / 1024, data["base"] / 1024, data["git"] / 1024, data
+    )
 
 
 class Arena:
@@ -247,8 +249,14 @@ class Arena:
             return sigrefs.write_commit(r, self.signers[who], self.nid(who), parent, updates)
         if parent is None:  # the chain's parentless empty root; only the tip is checked
             parent = sigrefs.write_commit(r, self.signers["mallory"], self.nid(who), None, {})
-        return forge_index(r, parent, entries, author=self.nid(author or who),
-                           signer=self.signers[signer] if signer else None, **kwargs)
+        return forge_index(
+            r,
+            parent,
+            entries,
+            author=self.nid(author or who),
+            signer=self.signers[signer] if signer else None,
+            **kwargs,
+        )
 
     def mallory_publish(self, tip: str | None, object_id: str | None = None, **kwargs: Any) -> str:
         """Name ``tip`` as Mallory's tip of the job (or of ``object_id``; None drops the entry)
@@ -273,8 +281,7 @@ class Arena:
         payload = b'[{"log":"' + b"A" * max(0, size - 80) + b'","run_id":"' + RUN_ID.encode()
         payload += b'","type":"run"}]'
         tree = tree_of(r, payload)
-        oid = forge(r, tree, [self.alice_tip()], author=self.nid("mallory"),
-                    signer=self.signers["mallory"])
+        oid = forge(r, tree, [self.alice_tip()], author=self.nid("mallory"), signer=self.signers["mallory"])
         self.mallory_publish(oid)
         return oid
 
@@ -308,10 +315,13 @@ class Arena:
 
 
 def _report(name: str, cost: Cost, extra: str = "") -> None:
-    print(f"{name:<26} sync {cost.seconds:7.2f} s  cold fold {cost.fold_seconds:7.2f} s  "
-          f"peak RSS {cost.peak_rss_mb:6.1f} MB (+{cost.peak_rss_mb - cost.base_rss_mb:5.1f}) "
-          f"git {cost.git_peak_rss_mb:6.1f} MB  refused={cost.result['refused']} "
-          f"rejected={len(cost.result['rejected'])} {extra}", flush=True)
+    print(
+        f"{name:<26} sync {cost.seconds:7.2f} s  cold fold {cost.fold_seconds:7.2f} s  "
+        f"peak RSS {cost.peak_rss_mb:6.1f} MB (+{cost.peak_rss_mb - cost.base_rss_mb:5.1f}) "
+        f"git {cost.git_peak_rss_mb:6.1f} MB  refused={cost.result['refused']} "
+        f"rejected={len(cost.result['rejected'])} {extra}",
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -319,8 +329,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ops-mb", type=int, default=100)
     p.add_argument("--parents", type=int, default=10_000)
     p.add_argument("--depth", type=int, default=100_000)
-    p.add_argument("--finish-depth", type=int, default=2_000,
-                   help="a chain where every change finishes the run its root started")
+    p.add_argument(
+        "--finish-depth",
+        type=int,
+        default=2_000,
+        help="a chain where every change finishes the run its root started",
+    )
     p.add_argument("--only", default="", help="comma-separated scenario numbers (1-4) to run")
     args = p.parse_args(argv)
     from tests.gitdaemon import GitDaemon
@@ -332,8 +346,10 @@ def main(argv: list[str] | None = None) -> int:
                 (f"ops blob {args.ops_mb} MB", lambda a: a.big_ops(args.ops_mb << 20)),
                 (f"{args.parents} parents", lambda a: a.many_parents(args.parents)),
                 (f"DAG {args.depth} deep", lambda a: a.deep_chain(args.depth)),
-                (f"{args.finish_depth} chained finishes",
-                 lambda a: a.deep_chain(args.finish_depth, finishes=True)),
+                (
+                    f"{args.finish_depth} chained finishes",
+                    lambda a: a.deep_chain(args.finish_depth, finishes=True),
+                ),
             ]
             only = {int(x) for x in args.only.split(",") if x}
             for i, (name, make) in enumerate(scenarios):
@@ -348,8 +364,10 @@ def main(argv: list[str] | None = None) -> int:
                 built = time.monotonic() - t
                 cost = measured_sync(arena.paths["bob"], arena.keys["bob"], arena.url)
                 _report(name, cost, f"(forging took {built:.1f} s)")
-    print(f"limits: MAX_OPS_BYTES={cob.change.MAX_OPS_BYTES} MAX_PARENTS={cob.change.MAX_PARENTS} "
-          f"MAX_CHANGES={cob.evaluate.MAX_CHANGES}")
+    print(
+        f"limits: MAX_OPS_BYTES={cob.change.MAX_OPS_BYTES} MAX_PARENTS={cob.change.MAX_PARENTS} "
+        f"MAX_CHANGES={cob.evaluate.MAX_CHANGES}"
+    )
     print(f"harness peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     return 0
 

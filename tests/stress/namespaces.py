@@ -42,8 +42,7 @@ COMMANDS = {
 def cli(repo: Path, key: Path, *args: str) -> float:
     env = dict(os.environ, GIT_JOBS_KEY=str(key))
     start = time.monotonic()
-    res = subprocess.run([GIT_JOBS, *args], cwd=repo, env=env, capture_output=True, text=True,
-                         timeout=3600)
+    res = subprocess.run([GIT_JOBS, *args], cwd=repo, env=env, capture_output=True, text=True, timeout=3600)
     took = time.monotonic() - start
     if res.returncode not in (0, 8, 1) or "Traceback" in res.stderr:
         raise RuntimeError(f"git jobs {' '.join(args)}: {res.returncode} {res.stderr[-2000:]}")
@@ -61,8 +60,10 @@ def timings(repo: Path, base: Path, key: Path, repeat: int) -> tuple[dict[str, f
         for name, args in COMMANDS.items():
             theirs[name].append(cli(base, key, *args))
             ours[name].append(cli(repo, key, *args))
-    return ({n: statistics.median(v) for n, v in ours.items()},
-            {n: statistics.median(v) for n, v in theirs.items()})
+    return (
+        {n: statistics.median(v) for n, v in ours.items()},
+        {n: statistics.median(v) for n, v in theirs.items()},
+    )
 
 
 def setup(base: Path, n_jobs: int) -> tuple[Path, Path, Path, str]:
@@ -86,11 +87,11 @@ def flood_keyless(hub: Path, job_id: str, n: int) -> None:
     """``n`` namespaces (valid NIDs, no key behind them) whose index ref points at the job's
     (unsigned) root: nothing any of them could sign."""
     lines = "".join(
-        f"create {cob.index_ref(nid_from_public_key(secrets.token_bytes(32)))} {job_id}\n"
-        for _ in range(n)
+        f"create {cob.index_ref(nid_from_public_key(secrets.token_bytes(32)))} {job_id}\n" for _ in range(n)
     )
-    subprocess.run(["git", "--git-dir", str(hub), "update-ref", "--stdin"], input=lines, text=True,
-                   check=True)
+    subprocess.run(
+        ["git", "--git-dir", str(hub), "update-ref", "--stdin"], input=lines, text=True, check=True
+    )
 
 
 def flood_signed(hub: Path, job_id: str, n: int) -> None:
@@ -106,15 +107,23 @@ def flood_signed(hub: Path, job_id: str, n: int) -> None:
         oid = write_change(repo, codec, signer, signer.nid, [jobs.Release()], [job_id])
         index = sigrefs.write_commit(repo, signer, signer.nid, None, {(jobs.TYPENAME, job_id): oid})
         lines.append(f"create {cob.index_ref(signer.nid)} {index}\n")
-    subprocess.run(["git", "--git-dir", str(hub), "update-ref", "--stdin"], input="".join(lines),
-                   text=True, check=True)
+    subprocess.run(
+        ["git", "--git-dir", str(hub), "update-ref", "--stdin"], input="".join(lines), text=True, check=True
+    )
 
 
 def sync(bob: Path, key: Path, hub: Path) -> tuple[float, dict[str, int], int]:
     env = dict(os.environ, GIT_JOBS_KEY=str(key))
     start = time.monotonic()
-    res = subprocess.run([GIT_JOBS, "sync", str(hub), "--json"], cwd=bob, env=env,
-                         capture_output=True, text=True, timeout=3600, check=True)
+    res = subprocess.run(
+        [GIT_JOBS, "sync", str(hub), "--json"],
+        cwd=bob,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=True,
+    )
     took = time.monotonic() - start
     report = json.loads(res.stdout)
     kinds: dict[str, int] = {}
@@ -146,19 +155,28 @@ def main(argv: list[str] | None = None) -> int:
         hub, bob, key, job_id = setup(base, args.jobs)
         untouched = base / "baseline"
         subprocess.run(["cp", "-a", str(bob), str(untouched)], check=True)
-        print(f"{args.jobs} jobs on HEAD; each row: median of {args.repeat}, and the ratio to the "
-              "same command on an untouched copy measured interleaved", flush=True)
+        print(
+            f"{args.jobs} jobs on HEAD; each row: median of {args.repeat}, and the ratio to the "
+            "same command on an untouched copy measured interleaved",
+            flush=True,
+        )
 
         flood_keyless(hub, job_id, args.namespaces)
         took, kinds, fetched = sync(bob, key, hub)
-        print(f"sync with {args.namespaces} keyless namespaces: {took:.2f} s, fetched {fetched}, "
-              f"refused {kinds}, namespaces kept {namespaces_of(bob)}", flush=True)
+        print(
+            f"sync with {args.namespaces} keyless namespaces: {took:.2f} s, fetched {fetched}, "
+            f"refused {kinds}, namespaces kept {namespaces_of(bob)}",
+            flush=True,
+        )
         row("after the keyless flood", timings(bob, untouched, key, args.repeat))
 
         flood_signed(hub, job_id, args.namespaces)
         took, kinds, fetched = sync(bob, key, hub)
-        print(f"sync with {args.namespaces} signed namespaces: {took:.2f} s, fetched {fetched}, "
-              f"refused {kinds}, namespaces kept {namespaces_of(bob)}", flush=True)
+        print(
+            f"sync with {args.namespaces} signed namespaces: {took:.2f} s, fetched {fetched}, "
+            f"refused {kinds}, namespaces kept {namespaces_of(bob)}",
+            flush=True,
+        )
         row("after one sync of the signed flood", timings(bob, untouched, key, args.repeat))
 
         # Everything taken (what many syncs, or a plain `git fetch` of every namespace, gives):
