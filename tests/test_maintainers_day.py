@@ -23,8 +23,9 @@ from typing import Any
 
 import pytest
 
+from tests.node.test_node_work import CLI, cli, new_key
+
 from .conftest import git, init_repo
-from .test_node_work import CLI, cli, new_key
 
 pytestmark = pytest.mark.slow
 

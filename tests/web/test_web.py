@@ -18,10 +18,9 @@ import pytest
 
 from jobs.web.ansi import to_html
 from jobs.web.page import external
-
-from .clirunner import gj
-from .conftest import git
-from .webhelpers import (
+from tests.clirunner import gj
+from tests.conftest import git
+from tests.webhelpers import (
     HOSTILE_LOG_LINE,
     HOSTILE_SUBJECT,
     HOSTILE_URL,

@@ -29,10 +29,9 @@ from cob.sync import check_tip
 from jobs import logs
 from jobs.node.capture import CappedLog
 from jobs.node.logs import log_path
-
-from .clirunner import GIT_JOBS, env_with
-from .conftest import git, init_repo
-from .gitdaemon import GitDaemon
+from tests.clirunner import GIT_JOBS, env_with
+from tests.conftest import git, init_repo
+from tests.gitdaemon import GitDaemon
 
 FAILING = "[jobs.test]\nrun = \"printf 'out \\\\033[31mred\\\\n'; echo to-stderr >&2; exit 3\"\n"
 

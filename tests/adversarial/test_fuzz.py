@@ -36,7 +36,7 @@ from cob.refs import object_ref, parse_ref
 from cob.sigrefs import index_ref, parse_index_ref
 from jobs import JOB_TYPE, TYPENAME, Request
 
-CORPUS = Path(__file__).parent / "corpus"
+CORPUS = Path(__file__).parents[1] / "corpus"
 COMMIT = pygit2.enums.ObjectType.COMMIT
 TREE = pygit2.enums.ObjectType.TREE
 BLOB = pygit2.enums.ObjectType.BLOB

@@ -20,11 +20,10 @@ import pytest
 
 import cob
 import jobs
-
-from .clirunner import GIT_JOBS, gj, ok
-from .conftest import git, init_repo
-from .test_node_daemon import wait_for
-from .test_node_work import commit_defs, new_key, reasons
+from tests.clirunner import GIT_JOBS, gj, ok
+from tests.conftest import git, init_repo
+from tests.node.test_node_daemon import wait_for
+from tests.node.test_node_work import commit_defs, new_key, reasons
 
 FLAKY = "[jobs.flaky]\nrun = 'exit 3'\n"  # retry.max = 1: one failed attempt uses it up
 

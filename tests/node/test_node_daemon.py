@@ -21,10 +21,9 @@ import pytest
 
 import cob
 import jobs
-
-from .conftest import git, init_repo
-from .gitdaemon import GitDaemon, free_port
-from .test_node_work import CLI, cli, commit_defs, new_key, reasons
+from tests.conftest import git, init_repo
+from tests.gitdaemon import GitDaemon, free_port
+from tests.node.test_node_work import CLI, cli, commit_defs, new_key, reasons
 
 INTERVAL = "0.2s"
 

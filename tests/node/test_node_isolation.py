@@ -22,9 +22,8 @@ import cob
 import jobs
 from jobs.node.isolation import IsolationError, load_isolation
 from jobs.profile import TYPENAME as PROFILE
-
-from .conftest import git, init_repo
-from .test_node_work import cli, commit_defs, new_key, reasons
+from tests.conftest import git, init_repo
+from tests.node.test_node_work import cli, commit_defs, new_key, reasons
 
 SOURCE_ROOT = Path(jobs.__file__).resolve().parents[1]
 # `git jobs` as the job would call it: this test's own interpreter and package, made visible in

@@ -13,7 +13,7 @@ from tests.clirunner import GIT_JOBS, gj, ok, user_error
 from tests.conftest import git, init_repo
 from tests.gitdaemon import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REPORT_KEYS = {
     "version",
     "remote",

@@ -17,12 +17,11 @@ from pathlib import Path
 import pytest
 
 import jobs
-
-from .clirunner import gj, ok
-from .conftest import git
-from .test_node_daemon import wait_for
-from .test_node_requests import Hub, _passes, hub, policy
-from .test_node_work import commit_defs, new_key, reasons
+from tests.clirunner import gj, ok
+from tests.conftest import git
+from tests.node.test_node_daemon import wait_for
+from tests.node.test_node_requests import Hub, _passes, hub, policy
+from tests.node.test_node_work import commit_defs, new_key, reasons
 
 hub = hub  # the hub-and-maintainer fixture of test_node_requests
 
@@ -274,7 +273,7 @@ def test_the_capture_redacts_a_secret_straddling_the_cut(tmp_path: Path) -> None
 
 # -- 16. a log page renders a bounded window -------------------------------------------------
 def test_a_log_of_two_mebibytes_of_newlines_renders_a_bounded_page(hub: Hub) -> None:
-    from .webhelpers import WebRepo, serving
+    from tests.webhelpers import WebRepo, serving
 
     signer, key = new_key(hub.tmp / "n.key")
     commit_defs(hub.maintainer, "[jobs.t]\nrun = \"head -c 2097152 /dev/zero | tr '\\\\0' '\\\\n'\"\n")

@@ -18,7 +18,7 @@ from jobs.node.definitions import parse_definitions
 from jobs.node.retry import MAX_HINT, Backoff, Policy, policies
 from tests.clirunner import gj
 from tests.conftest import git, init_repo
-from tests.test_node_work import cli, commit_defs, interrupt_work_any, new_key, reasons
+from tests.node.test_node_work import cli, commit_defs, interrupt_work_any, new_key, reasons
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pygit2
 
 import cob
 import jobs
-from tests.test_index import answers, fresh
+from tests.cob.test_index import answers, fresh
 
 WORKER = r"""
 import json, random, sys

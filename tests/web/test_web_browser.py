@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from .clirunner import gj
-from .webhelpers import (
+from tests.clirunner import gj
+from tests.webhelpers import (
     HOSTILE_LOG_LINE,
     HOSTILE_NAME,
     HOSTILE_REJECTED,

@@ -19,7 +19,7 @@ import pytest
 import cob
 from tests.toytype import LOG, TAGS, Append, Create
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 PER_PROCESS = 200
 
 _WRITER = f"""

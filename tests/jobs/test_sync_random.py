@@ -14,8 +14,7 @@ from hypothesis import strategies as st
 import cob
 from jobs import Jobs
 from jobs.jobtype import JOB_TYPE
-
-from .conftest import git, init_repo
+from tests.conftest import git, init_repo
 
 PEERS = 3
 JOBS = 2

@@ -18,10 +18,9 @@ import cob
 import jobs
 import jobs.model
 import jobs.ops
-
-from .clirunner import gj, ok
-from .conftest import git, init_repo
-from .test_verdicts import commit_defs, new_key, policy
+from tests.clirunner import gj, ok
+from tests.conftest import git, init_repo
+from tests.jobs.test_verdicts import commit_defs, new_key, policy
 
 
 def two_nodes(tmp: Path, second: str = "bob") -> tuple[Path, tuple[str, Path], tuple[str, Path]]:

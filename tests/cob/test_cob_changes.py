@@ -43,7 +43,7 @@ from tests.toytype import (
     write_tree,
 )
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 
 
 # -- round trip -----------------------------------------------------------------------------

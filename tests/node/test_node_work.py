@@ -28,8 +28,7 @@ from jobs.node.journal import Entry, Journal
 from jobs.node.logs import log_path
 from jobs.node.patterns import pattern_delay
 from jobs.node.trigger import trigger
-
-from .conftest import git, init_repo
+from tests.conftest import git, init_repo
 
 CLI = [sys.executable, "-c", "import sys; from jobs.cli import main; sys.exit(main())"]
 

@@ -27,9 +27,8 @@ from cob.change import write_change
 from jobs import FinishRun, Jobs, StartRun
 from jobs.jobtype import JOB_TYPE, TYPENAME
 from jobs.sync import SyncReport
-
-from .conftest import git, init_repo
-from .gitdaemon import GitDaemon
+from tests.conftest import git, init_repo
+from tests.gitdaemon import GitDaemon
 
 LOG = "https://ci.example.invalid/log/"
 

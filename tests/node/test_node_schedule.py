@@ -14,9 +14,17 @@ import pytest
 import cob
 import jobs
 from jobs.node import Workshop, parse_definitions
-
-from .conftest import git
-from .test_node_work import FakeClock, cli, commit_defs, key, new_key, reasons, runs_by_name, work_repo  # noqa: F401
+from tests.conftest import git
+from tests.node.test_node_work import (  # noqa: F401
+    FakeClock,
+    cli,
+    commit_defs,
+    key,
+    new_key,
+    reasons,
+    runs_by_name,
+    work_repo,
+)
 
 MATRIX = """
 [jobs.build]
@@ -503,7 +511,7 @@ def test_a_node_records_an_invalid_file_once_and_never_retries_it(
     import subprocess
     import time
 
-    from .test_node_work import CLI
+    from tests.node.test_node_work import CLI
 
     sha = commit_defs(work_repo, THREE_MISTAKES)
     log = work_repo.parent / "node.log"
@@ -544,7 +552,7 @@ def test_the_node_runs_jobs_in_parallel_with_its_labels_and_resources(
     import subprocess
     import time
 
-    from .test_node_work import CLI
+    from tests.node.test_node_work import CLI
 
     text = PARALLEL + '[jobs.gpu]\nrun = "true"\nruns_on = ["gpu"]\nresources = ["gpu"]\n'
     sha = commit_defs(work_repo, text)

@@ -22,10 +22,9 @@ import cob
 import jobs
 from jobs import Jobs
 from jobs.node.schedule import ScheduleError, Scheduler, load_schedules
-
-from .clirunner import GIT_JOBS, gj
-from .conftest import git, init_repo
-from .test_node_daemon import World, publish, wait_for, world  # noqa: F401 - the node fixture
+from tests.clirunner import GIT_JOBS, gj
+from tests.conftest import git, init_repo
+from tests.node.test_node_daemon import World, publish, wait_for, world  # noqa: F401 - the node fixture
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -26,8 +26,8 @@ from jobs.policy import Policy
 from jobs.profile import PROFILE_TYPE, Announce, announce, profiles
 from tests.clirunner import gj, ok, user_error
 from tests.conftest import git
-from tests.test_node_daemon import BUILD_TEST, World, publish, wait_for, world  # noqa: F401 (fixture)
-from tests.test_trust import Project, policy_toml
+from tests.jobs.test_trust import Project, policy_toml
+from tests.node.test_node_daemon import BUILD_TEST, World, publish, wait_for, world  # noqa: F401 (fixture)
 
 DEFS = """\
 [jobs.build]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from jobs.web.views import short_nid
 from tests.clirunner import gj, ok
-from tests.test_trust import Project, policy_toml
+from tests.jobs.test_trust import Project, policy_toml
 
 DEFS = """\
 [jobs.test]

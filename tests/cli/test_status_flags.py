@@ -18,7 +18,7 @@ import pytest
 
 from tests.clirunner import gj, ok, user_error
 from tests.conftest import git
-from tests.test_trust import Project, policy_toml
+from tests.jobs.test_trust import Project, policy_toml
 
 DEFS = """\
 [jobs.test]

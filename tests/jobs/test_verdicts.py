@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import cob
-
-from .clirunner import GIT_JOBS, Result, gj, ok
-from .conftest import git, init_repo
-from .test_node_work import commit_defs
+from tests.clirunner import GIT_JOBS, Result, gj, ok
+from tests.conftest import git, init_repo
+from tests.node.test_node_work import commit_defs
 
 
 def new_key(tmp: Path, name: str) -> tuple[str, Path]:
