@@ -1,4 +1,4 @@
-"""The library stays readable: no function in `cob` or `jobs` is longer than 60 lines.
+"""The library stays readable: no function in `cob` or `jobs` over 60 lines, no module over 600.
 
 Read from the installed package's sources (what users get), with the standard `ast` module.
 Long functions are where a reader gets lost and where two jobs hide in one; split them.
@@ -31,6 +31,20 @@ def _long_functions(package_dir: Path) -> list[tuple[str, str, int]]:
 def test_no_function_in_the_library_is_longer_than_60_lines() -> None:
     for package in (cob, jobs):
         assert _long_functions(Path(package.__file__).parent) == []
+
+
+MAX_MODULE_LINES = 600
+
+
+def test_no_module_in_the_library_is_longer_than_600_lines() -> None:
+    long = []
+    for package in (cob, jobs):
+        top = Path(package.__file__).parent
+        for path in sorted(top.rglob("*.py")):
+            lines = len(path.read_text(encoding="utf-8").splitlines())
+            if lines > MAX_MODULE_LINES:
+                long.append((path.relative_to(top.parent).as_posix(), lines))
+    assert long == []
 
 
 def test_the_check_finds_a_long_function(tmp_path: Path) -> None:
