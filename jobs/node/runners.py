@@ -205,9 +205,10 @@ class PythonRunner:
 
 
 def interpreter(isolation: Isolation) -> str | None:
-    """The node's interpreter as the job sees it: ``sys.executable``; in a sandbox where a
-    virtual environment's path is not mounted, the interpreter it links to (without the
-    environment's packages); None when neither is visible there."""
+    """The node's interpreter as the job sees it: ``sys.executable``; in a sandbox that does
+    not mount it (a virtual environment, pyenv), the interpreter it links to, else the same
+    ``pythonX.Y`` on ``PATH`` under the system directories — without the node's packages
+    either way; None when none is visible there (``jobs.sandboxPath`` can mount one)."""
     from .isolation import SYSTEM_DIRS
 
     if isolation.mode != "bwrap":
@@ -221,8 +222,11 @@ def interpreter(isolation: Isolation) -> str | None:
     def visible(path: str) -> bool:
         return any(under(path, m) for m in mounted) and not any(under(path, h) for h in hidden)
 
-    for candidate in (sys.executable, os.path.realpath(sys.executable)):
-        if visible(os.path.abspath(candidate)) and visible(os.path.realpath(candidate)):
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    on_path = [os.path.join(d, version) for d in os.environ.get("PATH", "").split(os.pathsep) if d]
+    for candidate in (sys.executable, os.path.realpath(sys.executable), *on_path):
+        real = os.path.realpath(candidate)
+        if os.path.isfile(real) and visible(os.path.abspath(candidate)) and visible(real):
             return candidate
     return None
 
