@@ -143,7 +143,8 @@ class Node:
             except PreflightError:
                 raise
             except Exception as e:  # a given preflight's failure, in its own words
-                raise PreflightError(f"{task.name}: {_first_line(str(e) or type(e).__name__)}") from None
+                said = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                raise PreflightError(f"{task.name}: {said}") from None
         lock = WorkLock(found["repo"])
         try:
             lock.acquire()
