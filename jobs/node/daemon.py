@@ -49,7 +49,7 @@ from .logs import state_dir
 from .progress import state
 from .requests import Reruns, fetch_requested, trusted_requesters
 from .retry import Backoff, policies
-from .runners import Runners, RunnerUnavailable
+from .runners import Runners, RunnerUnavailableError
 from .tasks import Preflight, Registry, TaskError, Worker, given, preflight, worker
 from .work import WorkReport, Workshop, release
 
@@ -527,7 +527,7 @@ class Node:
                 continue
             try:
                 report = workshop.work_any(commit, source=why)
-            except RunnerUnavailable as e:  # this node's config, not the commit: not recorded
+            except RunnerUnavailableError as e:  # this node's config, not the commit: not recorded
                 self.log("worker:work", f"{safe(e)} (not run here while this node lacks the runner)")
                 self._settled.add(settled)
                 continue

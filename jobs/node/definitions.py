@@ -202,6 +202,15 @@ def _reuse(ctx: _Ctx, key: str, reuse: Any) -> Any:
     return reuse
 
 
+def _runner(ctx: _Ctx, key: str, table: Mapping[str, Any], run: Any) -> tuple[Any, Any]:
+    """The job's ``runner`` and ``with`` (data only, see runners.py); a wrong one is recorded."""
+    runner, data = table.get("runner", "sh"), table.get("with", {})
+    bad = check_definition(runner, run, data) if isinstance(run, str) else None
+    if bad:
+        ctx.errors.extend(ctx.error(f"{key}.{bad[0]}", bad[1]).errors)
+    return runner, data
+
+
 def _job(ctx: _Ctx, name: str, value: Any) -> list[JobDef]:
     """The job(s) one definition declares: one, or one per matrix combination."""
     key = f"jobs.{name}"
@@ -245,10 +254,7 @@ def _job(ctx: _Ctx, name: str, value: Any) -> list[JobDef]:
     with ctx.check():
         outputs = _outputs(ctx, f"{key}.outputs", table.get("outputs", []))
     reuse = _reuse(ctx, key, table.get("reuse"))
-    runner, data = table.get("runner", "sh"), table.get("with", {})
-    bad = check_definition(runner, run, data) if isinstance(run, str) else None
-    if bad:
-        ctx.errors.extend(ctx.error(f"{key}.{bad[0]}", bad[1]).errors)
+    runner, data = _runner(ctx, key, table, run)
     condition, when = None, None
     with ctx.check():
         condition, when = _condition(ctx, f"{key}.if", table.get("if"), needs)

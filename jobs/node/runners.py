@@ -52,7 +52,7 @@ class RunnerError(JobsError):
     """A runner the node's config enables cannot be loaded (a node setting, not a commit's)."""
 
 
-class RunnerUnavailable(DefinitionError):
+class RunnerUnavailableError(DefinitionError):
     """A definition names a runner this node does not have or has not enabled.
 
     A fact about this node, not about the commit: the node does not record the commit as
@@ -330,7 +330,7 @@ class Runners:
         return self.enabled[name]
 
     def check(self, defs: Any) -> None:
-        """Raise :class:`RunnerUnavailable` naming every job whose runner this node lacks or
+        """Raise :class:`RunnerUnavailableError` naming every job whose runner this node lacks or
         whose ``run``/``with`` that runner refuses (``defs``: a commit's Definitions)."""
         problems: list[str] = []
         where = f"{defs.path} at {defs.commit[:12]}"
@@ -350,7 +350,7 @@ class Runners:
                 problems.append(f"{where}: {key}: {safe(problem)}")
         if problems:
             shown = list(dict.fromkeys(problems))
-            raise RunnerUnavailable("; ".join(shown), shown)
+            raise RunnerUnavailableError("; ".join(shown), shown)
 
     def why_missing(self, name: str) -> str:
         enabled = ", ".join(self.names)
