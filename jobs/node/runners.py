@@ -197,10 +197,10 @@ class PythonRunner:
                 "(add its directory with jobs.sandboxPath)",
             )
         target = ctx.run.strip()
-        ctx.log.write(f"$ python {target} (runner python, {python})\n".encode())
-        args = json.dumps(list(ctx.data.get("args", [])))
-        result = ctx.process([python, "-I", "-c", _BOOT, target, args])
-        meta = {"runner": "python", "interpreter": python}
+        args = list(ctx.data.get("args", []))
+        ctx.log.write(f"$ python {' '.join([target, *args])}\n".encode())
+        result = ctx.process([python, "-I", "-u", "-c", _BOOT, target, json.dumps(args)])
+        meta = {"interpreter": python}
         return RunResult(result.reason, result.detail, result.exit_status, meta)
 
 
