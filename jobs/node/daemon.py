@@ -9,8 +9,9 @@ Phase 2: crash recovery (runs a dead predecessor left ``started`` are finished `
 one thread per worker — ``worker:sync:<remote>``, ``worker:release``, ``worker:work``,
 ``worker:heartbeat`` — each on its interval. A failing worker backs off under the policy its
 error falls in (:mod:`.retry`) and keeps the others running. Preflights and workers are named
-tasks (:mod:`.tasks`): ``Node(..., preflights=[...], workers=[...])`` adds more from Python. SIGTERM/SIGINT: the running job is
-killed and finished ``cancelled``, results are pushed one last time, and the node exits 0.
+tasks (:mod:`.tasks`): ``Node(..., preflights=[...], workers=[...])`` adds more from Python.
+SIGTERM/SIGINT: the running job is killed and finished ``cancelled``, results are pushed one
+last time, and the node exits 0.
 """
 
 from __future__ import annotations
