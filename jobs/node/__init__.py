@@ -3,7 +3,9 @@
 - :mod:`.definitions` — parse and validate ``.git-jobs.toml`` from a commit's own tree.
 - :mod:`.work` — ``release``, ``work any`` (plan, run, retry, skip) and crash recovery.
 - :mod:`.trigger` — ``work trigger``: ask other machines to work on other commits.
-- :mod:`.daemon` — ``git jobs node``: preflights, then workers on intervals.
+- :mod:`.daemon` — ``git jobs node``: preflights, then workers on intervals; :mod:`.tasks` —
+  the ``Preflight``/``Worker`` protocols, for tasks given from Python.
+- :mod:`.runners` — the ``Runner`` protocol: ``sh``, ``python``, entry points the node enables.
 - :mod:`.candidates` — which commits may run here (named, followed, trusted requests); never a
   commit that merely arrived. :mod:`.follow` — followed refs, fetched into private refs.
   :mod:`.requests` — trusted ``release``/``rerun`` requests: requested commits, fresh attempts.
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING
 from ..lazy import exports, where
 
 if TYPE_CHECKING:
+    from .daemon import Node
     from .definitions import (
         DEFINITIONS_FILE,
         Definitions,
@@ -29,6 +32,8 @@ if TYPE_CHECKING:
         parse_definitions,
     )
     from .durations import format_duration, parse_duration
+    from .runners import RunContext, Runner, Runners, RunResult
+    from .tasks import Preflight, Worker, preflight, worker
     from .work import Outcome, PlanItem, WorkReport, Workshop, release
 
 # Loaded on first use (PEP 562): `git jobs status` reads a commit's definitions (which jobs are
@@ -45,7 +50,10 @@ __getattr__, __dir__ = exports(
             "load_definitions",
             "parse_definitions",
         ),
+        daemon=("Node",),
         durations=("format_duration", "parse_duration"),
+        runners=("RunContext", "RunResult", "Runner", "Runners"),
+        tasks=("Preflight", "Worker", "preflight", "worker"),
         work=("Outcome", "PlanItem", "WorkReport", "Workshop", "release"),
     ),
 )
@@ -54,14 +62,23 @@ __all__ = [
     "DEFINITIONS_FILE",
     "Definitions",
     "JobDef",
+    "Node",
     "Outcome",
     "PlanItem",
+    "Preflight",
     "RetrySpec",
+    "RunContext",
+    "RunResult",
+    "Runner",
+    "Runners",
+    "Worker",
     "WorkReport",
     "Workshop",
     "format_duration",
     "load_definitions",
     "parse_definitions",
     "parse_duration",
+    "preflight",
     "release",
+    "worker",
 ]

@@ -8,12 +8,15 @@ node that cannot publish its results should not produce them.
 Phase 2: crash recovery (runs a dead predecessor left ``started`` are finished ``error``), then
 one thread per worker — ``worker:sync:<remote>``, ``worker:release``, ``worker:work``,
 ``worker:heartbeat`` — each on its interval. A failing worker backs off under the policy its
-error falls in (:mod:`.retry`) and keeps the others running. SIGTERM/SIGINT: the running job is
-killed and finished ``cancelled``, results are pushed one last time, and the node exits 0.
+error falls in (:mod:`.retry`) and keeps the others running. Preflights and workers are named
+tasks (:mod:`.tasks`): ``Node(..., preflights=[...], workers=[...])`` adds more from Python.
+SIGTERM/SIGINT: the running job is killed and finished ``cancelled``, results are pushed one
+last time, and the node exits 0.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -48,6 +51,8 @@ from .logs import state_dir
 from .progress import state
 from .requests import Reruns, fetch_requested, trusted_requesters
 from .retry import Backoff, policies
+from .runners import Runners, RunnerUnavailableError
+from .tasks import Preflight, Registry, TaskError, Worker, given, preflight, worker
 from .work import WorkReport, Workshop, release
 
 PREFLIGHT_TIMEOUT = 30.0
@@ -107,6 +112,10 @@ class Node:
     clock: Callable[[], float] = time.time  # for [schedule] (a test replaces it)
     notify: str | None = None  # git config jobs.notify: run on each verdict change (notify.py)
     notify_timeout: float = 30.0
+    # Tasks given from Python (jobs.node.tasks): run beside the node's own, each on its interval
+    workers: list[Worker] = field(default_factory=list)
+    preflights: list[Preflight] = field(default_factory=list)
+    runners: Runners | None = None  # None: the node's git config (jobs.runners), at preflight
 
     # -- output ------------------------------------------------------------------------------
     def log(self, task: str, message: str) -> None:
@@ -121,7 +130,46 @@ class Node:
 
     # -- phase 1 -----------------------------------------------------------------------------
     def preflight(self) -> None:
-        """Check everything the workers need; raise :class:`PreflightError` on the first failure."""
+        """Run every preflight in order (the node's own, then those given); raise
+        :class:`PreflightError` on the first failure. Last, take the repository's work lock."""
+        found: dict[str, Any] = {}
+        try:
+            given("worker", self.workers)
+            given("preflight", self.preflights)
+            tasks = Registry("preflight", [*self._builtin_preflights(found), *self.preflights])
+        except TaskError as e:
+            raise PreflightError(f"preflight: {e}") from None
+        for task in tasks:
+            try:
+                task.check()
+            except PreflightError:
+                raise
+            except Exception as e:  # a given preflight's failure, in its own words
+                said = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                raise PreflightError(f"{task.name}: {said}") from None
+        lock = WorkLock(found["repo"])
+        try:
+            lock.acquire()
+        except LockedError as e:
+            raise PreflightError(f"preflight: {e}") from None
+        self._lock = lock
+
+    def _builtin_preflights(self, found: dict[str, Any]) -> list[Preflight]:
+        """The node's own preflights; ``found`` passes the repository and HEAD between them."""
+        checks = [
+            preflight("preflight:repository", lambda: self._check_repository(found)),
+            preflight("preflight:isolation", lambda: self._check_isolation(found["repo"])),
+            preflight("preflight:runners", lambda: self._check_runners(found["repo"])),
+        ]
+        remotes = [(r, True) for r in self.remotes]
+        remotes += [(r, False) for r in sorted({f.remote for f in self.follows} - set(self.remotes))]
+        for remote, push in remotes:
+            name = f"preflight:{'remote' if push else 'follow'}:{cob_sync.describe(remote)}"
+            check = functools.partial(self._check_found_remote, found, remote, push)
+            checks.append(preflight(name, check))
+        return checks
+
+    def _check_repository(self, found: dict[str, Any]) -> None:
         try:
             repo = cob.open_repository(self.path)
         except cob.RepositoryError as e:
@@ -145,21 +193,25 @@ class Node:
             raise PreflightError(f"preflight: repository {repo.path} is not writable: {e}") from None
         if not self.remotes:
             raise PreflightError("preflight: no remote given (use --remote R or git config jobs.remote R)")
+        found.update(repo=repo, head=head)
+
+    def _check_isolation(self, repo: pygit2.Repository) -> None:
         try:
             self._isolation = load_isolation(repo, self.isolation_mode, key=self.signer.path)
             self._isolation.check()
         except IsolationError as e:
             raise PreflightError(f"preflight: {e}") from None
-        for remote in self.remotes:
-            self._check_remote(repo, remote, head)
-        for remote in sorted({f.remote for f in self.follows} - set(self.remotes)):
-            self._check_remote(repo, remote, head, push=False)
-        lock = WorkLock(repo)
-        try:
-            lock.acquire()
-        except LockedError as e:
-            raise PreflightError(f"preflight: {e}") from None
-        self._lock = lock
+
+    def _check_runners(self, repo: pygit2.Repository) -> None:
+        """The runners ``jobs.runners`` enables load (only those: see :mod:`.runners`)."""
+        if self.runners is None:
+            try:
+                self.runners = Runners.load(repo)
+            except JobsError as e:
+                raise PreflightError(f"preflight: {e}") from None
+
+    def _check_found_remote(self, found: dict[str, Any], remote: str, push: bool) -> None:
+        self._check_remote(found["repo"], remote, found["head"], push)
 
     def _check_remote(self, repo: pygit2.Repository, remote: str, head: str, push: bool = True) -> None:
         name = cob_sync.describe(remote)
@@ -193,7 +245,8 @@ class Node:
                 f"remotes {', '.join(map(cob_sync.describe, self.remotes))}, "
                 f"follows {follows} (depth {self.depth}), isolation {isolation}, "
                 f"interval {format_duration(self.interval)}, "
-                f"assignment {self.assignment or 'per git config'}, pid {os.getpid()}",
+                f"assignment {self.assignment or 'per git config'}, "
+                f"runners {', '.join(self.runners.names) if self.runners else '?'}, pid {os.getpid()}",
             )
             if self._isolation is not None and self._isolation.mode == "none":
                 self.log(
@@ -207,18 +260,9 @@ class Node:
                 self.log("node", f"published labels {', '.join(sorted(workshop.labels))}")
             if recovered:
                 self.log("node", f"recovered {len(recovered)} run(s) left started by a previous process")
-            work = self._spawn("worker:work", lambda: self._work(workshop))
-            others = [
-                self._spawn(f"worker:sync:{cob_sync.describe(r)}", self._syncer(r)) for r in self.remotes
-            ]
-            for remote in dict.fromkeys(f.remote for f in self.follows):
-                task = f"worker:follow:{cob_sync.describe(remote)}"
-                others.append(self._spawn(task, self._follower(remote)))
-            others.append(self._spawn("worker:release", self._releaser()))
-            others.append(self._spawn("worker:heartbeat", self._heartbeat))
-            others.append(self._spawn("worker:schedule", self._scheduler()))
-            if self.notify:
-                others.append(self._spawn("worker:notify", self._notifier()))
+            threads = {w.name: self._spawn(w.name, w.run, w.interval) for w in self._worker_tasks(workshop)}
+            work = threads.pop("worker:work")
+            others = list(threads.values())
             while not self.stop.wait(0.2):
                 pass
             self.log("node", "stopping (a running job, if any, is finished as cancelled)")
@@ -234,6 +278,19 @@ class Node:
                 self._lock.release()
                 self._lock = None
 
+    def _worker_tasks(self, workshop: Workshop) -> Registry[Worker]:
+        """The node's own workers, then those given (a bad or duplicate name stops the node)."""
+        own = [worker("worker:work", lambda: self._work(workshop))]
+        own += [worker(f"worker:sync:{cob_sync.describe(r)}", self._syncer(r)) for r in self.remotes]
+        for remote in dict.fromkeys(f.remote for f in self.follows):
+            own.append(worker(f"worker:follow:{cob_sync.describe(remote)}", self._follower(remote)))
+        own.append(worker("worker:release", self._releaser()))
+        own.append(worker("worker:heartbeat", self._heartbeat))
+        own.append(worker("worker:schedule", self._scheduler()))
+        if self.notify:
+            own.append(worker("worker:notify", self._notifier()))
+        return Registry("worker", [*own, *self.workers])
+
     def _workshop(self, jobs: Jobs, task: str) -> Workshop:
         self._reruns = Reruns(jobs.repo)
         return Workshop(
@@ -248,6 +305,7 @@ class Node:
             resources=self.resources,
             labels=self.labels,
             assignment=self.assignment,
+            runners=self.runners,
         )
 
     def _install_signals(self) -> dict[int, Any]:
@@ -263,18 +321,21 @@ class Node:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
-    def _spawn(self, task: str, body: Callable[[], None]) -> threading.Thread:
-        thread = threading.Thread(target=self._loop, args=(task, body), name=task, daemon=True)
+    def _spawn(self, task: str, body: Callable[[], None], interval: float | None = None) -> threading.Thread:
+        args = (task, body, interval)
+        thread = threading.Thread(target=self._loop, args=args, name=task, daemon=True)
         thread.start()
         return thread
 
-    def _loop(self, task: str, body: Callable[[], None]) -> None:
-        """Run ``body`` every interval; on errors back off under the error's policy."""
-        backoff = Backoff(policies(self.interval), self.rand)
+    def _loop(self, task: str, body: Callable[[], None], interval: float | None = None) -> None:
+        """Run ``body`` every interval (the worker's, else the node's); on errors back off
+        under the error's policy."""
+        every = interval or self.interval
+        backoff = Backoff(policies(every), self.rand)
         status = self.status.setdefault(task, TaskStatus())
         while not self.stop.is_set():
             status.runs += 1
-            wait = self.interval
+            wait = every
             try:
                 body()
             except Exception as e:  # a worker must survive anything; the policy decides the pace
@@ -289,7 +350,7 @@ class Node:
                         f"{_first_line(status.last_error)}",
                     )
                 except Exception as inner:  # never let reporting an error end the worker
-                    wait = self.interval
+                    wait = every
                     self.log(task, f"error: {_first_line(str(inner) or type(inner).__name__)}")
             else:
                 backoff.reset()
@@ -468,6 +529,10 @@ class Node:
                 continue
             try:
                 report = workshop.work_any(commit, source=why)
+            except RunnerUnavailableError as e:  # this node's config, not the commit: not recorded
+                self.log("worker:work", f"{safe(e)} (not run here while this node lacks the runner)")
+                self._settled.add(settled)
+                continue
             except DefinitionError as e:  # this commit's definitions never change: say it once
                 self.log("worker:work", f"{safe(e)} (recorded: this commit is not tried again)")
                 self._settled.add(settled)

@@ -45,6 +45,7 @@ from .labels import LABEL, MAX_LABELS
 from .matrix import Combination, MatrixError, expand, job_name, substitute
 from .outputs import MAX_OUTPUTS, check_path
 from .patterns import PATTERNS
+from .runners import check_definition
 from .slots import RESOURCE
 from .templates import TemplateError, render
 
@@ -64,7 +65,7 @@ MAX_RETRY = 100
 _TOP_KEYS = {"jobs", "trigger", "log", "policy", "schedule"}
 MAX_ERRORS = 50  # problems listed for one file; the rest are counted
 _JOB_KEYS = {"run", "needs", "timeout", "retry", "idempotent", "matrix", "resources", "if", "runs_on"}
-_JOB_KEYS |= {"outputs", "reuse"}
+_JOB_KEYS |= {"outputs", "reuse", "runner", "with"}
 REUSE = ("tree",)  # `reuse = "tree"`: a trusted pass on another commit with the same tree counts
 MAX_RESOURCES = 8  # named resources one job holds
 # What a need must have ended as for its user to run (the list form of `needs` means succeeded).
@@ -104,6 +105,8 @@ class JobDef:
     runs_on: tuple[str, ...] = ()  # labels a node must have to serve it (labels.py)
     outputs: tuple[str, ...] = ()  # paths handed to the jobs that need it here (outputs.py)
     reuse: str | None = None  # "tree": a trusted pass of the same tree counts (jobs.evidence)
+    runner: str = "sh"  # the node's runner that executes `run` (runners.py)
+    data: Mapping[str, Any] = field(default_factory=dict, hash=False)  # `with`: the runner's data
 
     def need_state(self, need: str) -> str:
         """What ``need`` must end as for this job to run (``succeeded`` unless stated)."""
@@ -199,6 +202,15 @@ def _reuse(ctx: _Ctx, key: str, reuse: Any) -> Any:
     return reuse
 
 
+def _runner(ctx: _Ctx, key: str, table: Mapping[str, Any], run: Any) -> tuple[Any, Any]:
+    """The job's ``runner`` and ``with`` (data only, see runners.py); a wrong one is recorded."""
+    runner, data = table.get("runner", "sh"), table.get("with", {})
+    bad = check_definition(runner, run, data) if isinstance(run, str) else None
+    if bad:
+        ctx.errors.extend(ctx.error(f"{key}.{bad[0]}", bad[1]).errors)
+    return runner, data
+
+
 def _job(ctx: _Ctx, name: str, value: Any) -> list[JobDef]:
     """The job(s) one definition declares: one, or one per matrix combination."""
     key = f"jobs.{name}"
@@ -242,6 +254,7 @@ def _job(ctx: _Ctx, name: str, value: Any) -> list[JobDef]:
     with ctx.check():
         outputs = _outputs(ctx, f"{key}.outputs", table.get("outputs", []))
     reuse = _reuse(ctx, key, table.get("reuse"))
+    runner, data = _runner(ctx, key, table, run)
     condition, when = None, None
     with ctx.check():
         condition, when = _condition(ctx, f"{key}.if", table.get("if"), needs)
@@ -255,7 +268,7 @@ def _job(ctx: _Ctx, name: str, value: Any) -> list[JobDef]:
         raise DefinitionError("invalid job", [])  # already recorded: the job is left out
     one = JobDef(name, str(run), tuple(needs), timeout, retry, idempotent, tuple(states), name)
     one = dataclasses.replace(one, resources=resources, condition=condition, when=when, runs_on=runs_on)
-    one = dataclasses.replace(one, outputs=outputs, reuse=reuse)
+    one = dataclasses.replace(one, outputs=outputs, reuse=reuse, runner=runner, data=data)
     return [_instance(ctx, key, one, combo) for combo in combos] if "matrix" in table else [one]
 
 

@@ -18,6 +18,7 @@ A job whose need has settled without success is finished ``skipped`` with the re
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -25,7 +26,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent import futures
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -57,6 +58,7 @@ from .logs import log_path, log_url
 from .outputs import collect, provide
 from .outputs import prune as prune_outputs
 from .patterns import pattern_delay
+from .runners import RunContext, Runners, RunResult, run_with
 from .slots import Slots
 
 COUNTED = ATTEMPTS  # failed attempts use up retry.max (the rule: jobs.retries, shared with status)
@@ -474,6 +476,7 @@ class Workshop:
         labels: frozenset[str] | None = None,
         assignment: str | None = None,
         max_timeout: float | None = None,
+        runners: Runners | None = None,
     ) -> None:
         if jobs.signer is None:
             raise JobsError("running jobs needs this node's key (see `git jobs init`)")
@@ -488,6 +491,7 @@ class Workshop:
         self.rerun_held = rerun_held
         self.journal = Journal(jobs.repo)
         self._isolation = isolation
+        self._runners = runners  # the node's enabled runners (None: its git config, when needed)
         self.reruns = reruns or (lambda job, nid: job.runs_of(nid))
         self._lock = lock
         # --jobs N and --resource NAME=N (see .slots): independent jobs at once, bounded
@@ -515,6 +519,13 @@ class Workshop:
         return self._isolation
 
     @property
+    def runners(self) -> Runners:
+        """The runners this node enabled (``jobs.runners``; see :mod:`.runners`)."""
+        if self._runners is None:
+            self._runners = Runners.load(self.jobs.repo)
+        return self._runners
+
+    @property
     def max_timeout(self) -> float:
         """``jobs.maxTimeout``: no job runs longer here (a bad setting stops the pass)."""
         if self._max_timeout is None:
@@ -531,7 +542,10 @@ class Workshop:
     # -- reading ---------------------------------------------------------------------------
     def definitions(self, commit: str = "HEAD") -> tuple[str, Definitions | None]:
         sha = self.jobs.resolve_commit(commit)
-        return sha, load_definitions(self.jobs.repo, sha)
+        defs = load_definitions(self.jobs.repo, sha)
+        if defs is not None:
+            self.runners.check(defs)  # a runner this node lacks: one definition error
+        return sha, defs
 
     def _runs(self, defs: Definitions) -> tuple[dict[str, Runs], dict[str, str]]:
         runs: dict[str, Runs] = {}
@@ -873,43 +887,62 @@ class Workshop:
             },
         )
         network = self._network(defs.commit, log)
-        log.write(f"$ {d.run}\n".encode())
+        limit = self.time_limit(d)
+        process = functools.partial(self._process, scratch, env, network, limit, log, entry)
+        ids = (d.name, defs.commit, str(run_id), d.run, d.data, scratch.src, env, limit)
+        result = run_with(self.runners, d.runner, RunContext(*ids, self.cancel, log, process, self.isolation))
+        if result.exit_status is not None:
+            log.exit_status = result.exit_status  # recorded in the finish
+        if result.reason is Reason.SUCCEEDED and d.outputs:
+            note = collect(self.jobs.repo, defs.commit, d.name, scratch.src, d.outputs)
+            if note:
+                log.write(f"git-jobs: {note}\n".encode())
+        return result.reason, result.detail
+
+    def _process(
+        self,
+        scratch: Scratch,
+        base: Mapping[str, str],
+        network: bool,
+        limit: float | None,
+        log: Any,
+        entry: Entry,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None = None,
+    ) -> RunResult:
+        """A runner's program in the job's sandbox, to its end (see :class:`.runners.Process`)."""
         try:
-            argv = self.isolation.command(
-                ["sh", "-c", d.run], scratch, scratch.src, network=network, grace=self.kill_grace / 2
+            wrapped = self.isolation.command(
+                list(argv), scratch, scratch.src, network=network, grace=self.kill_grace / 2
             )
         except IsolationError as e:
-            return Reason.ERROR, str(e)
+            return RunResult(Reason.ERROR, str(e))
         try:
             proc = subprocess.Popen(
-                argv,
+                wrapped,
                 cwd=scratch.src,
-                env=env,
+                env={**base, **(env or {})},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         except OSError as e:
-            return Reason.ERROR, f"cannot start: {e.strerror or e}"
+            return RunResult(Reason.ERROR, f"cannot start: {e.strerror or e}")
         entry.pid = proc.pid
         self.journal.add(entry)
-        code = self._wait(proc, self.time_limit(d))
+        code = self._wait(proc, limit)
         if isinstance(code, tuple):
-            return code
-        log.exit_status = code if code >= 0 else 128 - code  # recorded in the finish
+            return RunResult(*code)
+        status = code if code >= 0 else 128 - code
         # The run ends with its command: background processes it left behind are stopped
         # (as CI services do), so nothing writes to the log after its closing line.
         self._kill_group(proc.pid)
         if code == 0:
-            if d.outputs:
-                note = collect(self.jobs.repo, defs.commit, d.name, scratch.src, d.outputs)
-                if note:
-                    log.write(f"git-jobs: {note}\n".encode())
-            return Reason.SUCCEEDED, ""
+            return RunResult(Reason.SUCCEEDED, "", status)
         if code < 0:
-            return Reason.FAILED, f"killed by signal {-code}"
-        return Reason.FAILED, f"exit status {code}"
+            return RunResult(Reason.FAILED, f"killed by signal {-code}", status)
+        return RunResult(Reason.FAILED, f"exit status {code}", status)
 
     def _network(self, commit: str, log: Any) -> bool:
         """Whether this run gets the network (see :meth:`.Isolation.network_for`); its log says
