@@ -37,10 +37,7 @@ class FinishRun(JobOp, tag="finish"):
     arch, its labels). Readers derive reproducibility and reuse from them (jobs.evidence).
     """
 
-    help: ClassVar[str] = (
-        "The signer finishes one of its own runs with a reason, its log's blob, exit status and"
-        " what it ran under."
-    )
+    help: ClassVar[str] = "The signer finishes its own run: reason, log blob, exit, what it ran under."
 
     run_id: str
     reason: str

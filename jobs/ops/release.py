@@ -22,7 +22,7 @@ class Release(JobOp, tag="release"):
     is never a request to other nodes: only an ``ask`` (or a ``rerun``) by a policy requester is.
     """
 
-    help: ClassVar[str] = "The signer wants the job run; with ask, a person asks other nodes to run it."
+    help: ClassVar[str] = "The signer wants the job run (with ask: a person asks other nodes to run it)."
 
     ask: bool = False
 

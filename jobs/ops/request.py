@@ -16,7 +16,7 @@ from .fields import check_name
 class Request(JobOp, tag="request"):
     """The root op: a job is a request to run ``name`` on ``commit``."""
 
-    help: ClassVar[str] = "The root of a job, unsigned: run NAME on COMMIT (same pair, same job id)."
+    help: ClassVar[str] = "The root, unsigned: run NAME on COMMIT (one pair, one job id everywhere)."
 
     commit: str
     name: str

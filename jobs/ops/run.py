@@ -20,7 +20,7 @@ class StartRun(JobOp, tag="run"):
     when absent, so a start without it has the same bytes (and a job the same ids) as before.
     """
 
-    help: ClassVar[str] = "The signer starts a run RUN_ID with the URL of its log and an optional deadline."
+    help: ClassVar[str] = "The signer starts run RUN_ID, with its log's URL and an optional deadline."
 
     run_id: str
     log: str
