@@ -8,6 +8,7 @@ and the commit message without any edit of jobs/jobtype.py.
 
 from __future__ import annotations
 
+import ast
 import subprocess
 from pathlib import Path
 from typing import ClassVar
@@ -16,6 +17,7 @@ import pytest
 
 import cob
 import jobs
+import jobs.jobtype
 import jobs.ops
 from jobs.jobtype import JOB_TYPE, JobType
 from jobs.ops import OPS, Checking, Folding, JobOp, Request, StartRun, tag_of
@@ -34,6 +36,13 @@ def test_every_registered_op_owns_its_rules_and_a_help_line() -> None:
         assert op.help[:1].isupper() and op.help.endswith("."), op.help
         assert len(op.help) <= 80, f"{op.__name__}.help fits one line of -h"
         assert op.__module__ == f"jobs.ops.{op.__module__.rsplit('.', 1)[1]}", "one module per op"
+
+
+def test_the_type_names_no_op_but_its_root() -> None:
+    """jobs/jobtype.py dispatches to the ops' methods: no isinstance chain over the ops."""
+    source = Path(jobs.jobtype.__file__).read_text(encoding="utf-8")
+    names = {node.id for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Name)}
+    assert names & {op.__name__ for op in OPS} == {"Request"}
 
 
 def test_public_names_and_decode_table_derive_from_the_registry() -> None:
