@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from ..jobtype import JOB_TYPE
-from .common import add_command, add_json, open_jobs, print_json
+from .common import add_command, add_json, command, open_jobs, print_json
 from .errors import EXIT_OK, CliError
 
 
@@ -48,10 +48,9 @@ def _usage(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    parent = add_command(
+    parent = command(
         sub,
         "cache",
-        "Show or rebuild the job index (an accelerator in the git directory; deleting it loses nothing).",
         "  git jobs cache status\n"
         "  git jobs cache rebuild          # throw the index away and rebuild it from the refs\n",
         _usage,

@@ -151,11 +151,21 @@ def short_nid(nid: str, *, unicode: bool = True) -> str:
     return f"{nid[:7]}{'…' if unicode else '..'}{nid[-7:]}"
 
 
+def command(sub: Any, name: str, examples: str, handler: Any, details: str = "") -> argparse.ArgumentParser:
+    """Add the command ``name`` of `git jobs`: its one line is written once, in the table
+    :data:`jobs.cli.COMMANDS` (which lists every command without importing its module);
+    ``details`` follow it in the command's own ``-h``, then the examples."""
+    from . import COMMANDS
+
+    return add_command(sub, name, COMMANDS[name][1], examples, handler, details)
+
+
 def add_command(
     sub: Any, name: str, help: str, examples: str, handler: Any, details: str = ""
 ) -> argparse.ArgumentParser:
-    """Add a subcommand: ``help`` is its one line in `git jobs -h` (kept equal to the table in
-    :mod:`jobs.cli`), ``details`` follow it in the command's own ``-h``, then the examples."""
+    """Add a subcommand: ``help`` is its one line in the parent's ``-h`` (a command of `git jobs`
+    takes it from the table: :func:`command`), ``details`` follow it in the command's own
+    ``-h``, then the examples."""
     parser: argparse.ArgumentParser = sub.add_parser(
         name,
         help=help,

@@ -15,7 +15,7 @@ import argparse
 import re
 from typing import Any
 
-from .common import add_command
+from .common import command
 from .errors import EXIT_OK, CliError
 
 SHELLS = ("bash", "zsh", "fish")
@@ -150,10 +150,9 @@ def _completion(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    p = add_command(
+    p = command(
         sub,
         "completion",
-        "Print a shell completion script for git jobs (bash, zsh or fish).",
         "  git jobs completion bash > ~/.local/share/bash-completion/completions/git-jobs\n"
         "  echo 'source <(git jobs completion zsh)' >> ~/.zshrc\n"
         "  git jobs completion fish > ~/.config/fish/completions/git-jobs.fish\n",

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..demo import DemoError, DemoResult, run_demo
-from .common import Style, add_command, add_json, print_json
+from .common import Style, add_json, command, print_json
 from .errors import EXIT_FAILED, EXIT_OK, CliError
 from .statusview import render_status
 
@@ -56,12 +56,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    p = add_command(
+    p = command(
         sub,
         "demo",
-        "In a temporary directory, three simulated nodes run jobs on a few commits, sync"
-        " through a bare hub repository, and the status of each commit is printed. No server,"
-        " no network, no key of yours.",
         "  git jobs demo\n"
         "  git jobs demo --keep /tmp/jobs-demo    # keep the repositories to explore\n"
         "  git -C /tmp/jobs-demo/bob jobs list\n",

@@ -15,13 +15,8 @@ from cob import doctor
 
 from ..jobtype import JOB_TYPE
 from ..text import safe
-from .common import add_command, add_json, open_jobs, print_json
+from .common import add_json, command, open_jobs, print_json
 from .errors import EXIT_FAILED, EXIT_OK
-
-HELP = (
-    "Check this repository's jobs ledger (missing objects, broken index, lost writes, cache,"
-    " stale locks, unpublished work); exit 1 when something is wrong."
-)
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -64,10 +59,9 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    p = add_command(
+    p = command(
         sub,
         "doctor",
-        HELP,
         "  git jobs doctor\n"
         "  git jobs doctor --repair        # fix what needs no person, then check again\n"
         "  git jobs doctor --json\n",

@@ -9,7 +9,7 @@ from typing import Any
 
 import cob
 
-from .common import add_command, add_json, open_jobs, print_json
+from .common import add_json, command, open_jobs, print_json
 from .errors import EXIT_OK
 
 
@@ -100,20 +100,18 @@ def _allowed_signers(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    p = add_command(
+    p = command(
         sub,
         "init",
-        "Make this node's ed25519 key if none resolves, and print its node id (NID).",
         "  git jobs init                         # writes ~/.config/git-jobs/key\n"
         "  git jobs --key ci/node.key init       # make (or reuse) a key at a chosen path\n"
         "  GIT_JOBS_KEY=~/.ssh/id_ed25519 git jobs init   # reuse an existing ssh key\n",
         _init,
     )
     add_json(p)
-    p = add_command(
+    p = command(
         sub,
         "whoami",
-        "Show this node's id (NID), its key file, and its allowed-signers line.",
         "  git jobs whoami\n"
         "  NS=refs/namespaces/$(git jobs whoami --nid)/refs   # for plain git refspecs\n"
         "  git jobs whoami --json | jq -r .nid\n",
@@ -121,10 +119,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--nid", dest="nid_only", action="store_true", help="Print only the NID.")
     add_json(p)
-    p = add_command(
+    p = command(
         sub,
         "allowed-signers",
-        "Print an allowed-signers line for every node seen here, for stock git's verify tools.",
         "  git jobs allowed-signers -o signers.txt\n"
         "  git -c gpg.ssh.allowedSignersFile=signers.txt log --show-signature \\\n"
         "      refs/namespaces/z6Mk.../refs/sigrefs   # this node's index and its changes\n"

@@ -21,7 +21,7 @@ from ..node.durations import DurationError, parse_duration
 from ..node.logs import log_path, prune_local
 from ..store import Jobs
 from ..text import safe
-from .common import add_command, add_json, open_jobs, print_json
+from .common import add_json, command, open_jobs, print_json
 from .errors import EXIT_FAILED, EXIT_OK, CliError
 
 FOLLOW_POLL = 0.2  # seconds between looks at a followed log and at the ledger
@@ -139,10 +139,9 @@ def _prune(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    p = add_command(
+    p = command(
         sub,
         "logs",
-        "Print a run's log, from this node or (verified against the ledger) any node after a sync.",
         "  git jobs logs 0190a4b2-…              # a run id, or a unique prefix\n"
         "  git jobs logs HEAD:test --node alice  # that node's latest run (name, NID or prefix)\n"
         "  git jobs logs 3f2a1b9c --follow       # stream this node's run in progress\n"
@@ -158,10 +157,9 @@ def register(sub: Any) -> None:
     p.add_argument("--follow", "-f", action="store_true", help="Stream this node's run until it ends.")
     p.add_argument("--raw", action="store_true", help="The bytes as published, even on a terminal.")
 
-    p = add_command(
+    p = command(
         sub,
         "prune-logs",
-        "Drop every node's published logs older than a duration (whole monthly buckets).",
         "  git jobs prune-logs --older-than 90d\n",
         _prune,
     )

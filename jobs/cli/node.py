@@ -28,7 +28,7 @@ from ..node.trigger import trigger
 from ..node.work import ELSEWHERE, PlanItem, WorkReport
 from ..store import Jobs
 from ..text import safe
-from .common import add_command, add_json, open_jobs, open_repo, print_json
+from .common import add_command, add_json, command, open_jobs, open_repo, print_json
 from .errors import EXIT_FAILED, EXIT_OK, EXIT_PENDING, CliError
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -364,10 +364,9 @@ def _work_help(parser: argparse.ArgumentParser) -> Any:
 
 def register(sub: Any) -> None:
     _register_release(sub)
-    work = add_command(
+    work = command(
         sub,
         "work",
-        "Run this node's outstanding jobs (`work any`), or trigger other commits.",
         "  git jobs work any\n  git jobs work any --dry-run\n  git jobs work trigger --intent\n",
         None,
     )
@@ -379,10 +378,9 @@ def register(sub: Any) -> None:
 
 
 def _register_release(sub: Any) -> None:
-    p = add_command(
+    p = command(
         sub,
         "release",
-        "Create the jobs that .git-jobs.toml at REV defines (idempotent).",
         "  git jobs release            # the jobs of HEAD\n  git jobs release v1.2 --json\n",
         _release,
         "Signs a release of each job that asks other nodes to run it (a request): nodes honour it\n"
@@ -462,10 +460,9 @@ def _register_trigger(inner: Any) -> None:
 
 
 def _register_node(sub: Any) -> None:
-    p = add_command(
+    p = command(
         sub,
         "node",
-        "Run a long-running peer: preflights, then sync, release, work and heartbeat workers.",
         "  git jobs node --remote origin --follow refs/heads/main\n"
         "  git jobs node --remote git://hub.example/repo.git --follow 'refs/heads/*' --interval 10s\n"
         "  git jobs node                   # remotes and follows from git config jobs.remote/jobs.follow\n",

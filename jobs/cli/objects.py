@@ -18,7 +18,7 @@ from ..jobtype import check_finish_extras
 from ..model import Job, run_prefix
 from ..node.durations import DurationError, parse_duration
 from ..store import DEFAULT_NAME, JobMut, Jobs
-from .common import add_command, add_json, open_jobs, print_json
+from .common import add_json, command, open_jobs, print_json
 from .errors import EXIT_OK, CliError
 
 
@@ -131,11 +131,9 @@ def _finish(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    p = add_command(
+    p = command(
         sub,
         "create",
-        "Create the job NAME for a commit (idempotent: same commit and name, same id everywhere);"
-        " print its id.",
         "  git jobs create HEAD                  # the job 'ci' for HEAD\n"
         "  git jobs create v1.2 --name test      # any rev git resolves: branch, tag, short sha\n"
         "  JOB=$(git jobs create HEAD --name build)\n",
@@ -145,10 +143,9 @@ def register(sub: Any) -> None:
     p.add_argument("--name", default=DEFAULT_NAME, help=f"The job's name (default: {DEFAULT_NAME}).")
     add_json(p)
 
-    p = add_command(
+    p = command(
         sub,
         "run",
-        "Start a run of a job on this node, with the URL of its log; print the run id.",
         "  git jobs run 3f2a1b9c --log https://ci.example/logs/42\n"
         "  RUN=$(git jobs run HEAD:test --log file:///var/log/ci/42.txt)\n"
         "  git jobs run HEAD:test --log https://ci.example/43 --timeout 20m\n",
@@ -164,11 +161,9 @@ def register(sub: Any) -> None:
     )
     add_json(p)
 
-    p = add_command(
+    p = command(
         sub,
         "finish",
-        "Finish one of this node's runs with a reason: succeeded, failed, error (infrastructure,"
-        " retryable), cancelled, timed_out or skipped.",
         "  git jobs finish HEAD:test 0190d3a4-7b1c succeeded\n"
         '  git jobs finish 3f2a1b9c "$RUN" failed --log-file out.log --exit 2\n',
         _finish,

@@ -24,6 +24,7 @@ from ..evidence import evidence_lines
 from ..gate import GateStatus
 from ..model import Job
 from ..names import resolve_node
+from ..ops import help_lines
 from ..policy import Policy
 from ..store import Jobs
 from ..summary import (
@@ -34,7 +35,7 @@ from ..summary import (
     run_state,
 )
 from ..text import safe
-from .common import Style, add_command, add_json, open_jobs, print_json, short
+from .common import Style, add_json, command, open_jobs, print_json, short
 from .errors import EXIT_FAILED, EXIT_OK, CliError
 from .statusview import render_status, run_duration
 
@@ -322,25 +323,31 @@ def register(sub: Any) -> None:
     _register_verify(sub)
 
 
+# What a job's changes carry, from the ops' own help lines (jobs.ops.OPS: written once).
+_OPS_HELP = (
+    "A job is a history of signed changes; each carries ops, and its commit message (`git log`)\n"
+    "is their summaries. The ops (docs/FORMAT.md 11.1):\n" + "\n".join(f"  {line}" for line in help_lines())
+)
+
+
 def _register_show(sub: Any) -> None:
-    p = add_command(
+    p = command(
         sub,
         "show",
-        "Show one job: every node's runs with status, reason, log URL and times, and anything rejected.",
         "  git jobs show 3f2a1b9c\n"
         "  git jobs show HEAD:test\n"
         "  git jobs show main~2:build --json | jq '.runs[] | select(.state == \"failed\") | .log'\n",
         _show,
+        _OPS_HELP,
     )
     p.add_argument("job", metavar="JOB", help="A unique job id prefix, or REV:NAME.")
     add_json(p)
 
 
 def _register_list(sub: Any) -> None:
-    p = add_command(
+    p = command(
         sub,
         "list",
-        "List jobs, one line each (newest commits first): id, commit, name, state, runs.",
         "  git jobs list\n"
         "  git jobs list --commit HEAD\n"
         "  git jobs list --name test --node z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK\n"
@@ -356,10 +363,9 @@ def _register_list(sub: Any) -> None:
 
 
 def _register_status(sub: Any) -> None:
-    p = add_command(
+    p = command(
         sub,
         "status",
-        "A merge gate for a commit: each job x each node, the latest run, and the verdict.",
         "  git jobs status                       # HEAD\n"
         "  git jobs status main~1\n"
         "  git jobs status --watch --interval 5  # until the verdict is in\n"
@@ -402,11 +408,9 @@ def _register_status(sub: Any) -> None:
 
 
 def _register_verify(sub: Any) -> None:
-    p = add_command(
+    p = command(
         sub,
         "verify",
-        "Re-verify every change of every job from scratch (signatures, authorship, rules) and"
-        " print the rejected ones; exit 1 when there are any.",
         "  git jobs verify\n  git jobs verify --json | jq '.rejected | length'\n",
         _verify,
     )

@@ -14,7 +14,7 @@ from typing import Any
 from ..model import Job
 from ..policy import Policy
 from ..text import safe
-from .common import add_command, add_json, open_jobs, print_json
+from .common import add_json, command, open_jobs, print_json
 from .errors import EXIT_OK, CliError
 
 
@@ -83,10 +83,9 @@ def _rerun(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    p = add_command(
+    p = command(
         sub,
         "rerun",
-        "Ask every node to run jobs of REV again with fresh attempts (a signed rerun request).",
         "  git jobs rerun HEAD                # every job of HEAD\n"
         "  git jobs rerun main --failed       # the jobs whose trusted latest run failed\n"
         "  git jobs rerun v1.2 --job test     # one job (created if needed)\n"

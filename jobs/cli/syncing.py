@@ -22,7 +22,7 @@ from ..errors import SyncError
 from ..store import Jobs
 from ..sync import Publication, SyncReport
 from ..text import safe
-from .common import Style, add_command, add_json, open_jobs, open_repo, print_json, short
+from .common import Style, add_json, command, open_jobs, open_repo, print_json, short
 from .errors import EXIT_OK, EXIT_UNPUBLISHED, CliError
 
 
@@ -120,10 +120,9 @@ def _print_details(report: SyncReport) -> None:
 
 
 def register(sub: Any) -> None:
-    p = add_command(
+    p = command(
         sub,
         "sync",
-        "Fetch every node's jobs from a remote (fast-forward only) and push this node's own.",
         "  git jobs sync                         # origin, or the only remote\n"
         "  git jobs sync upstream\n"
         "  git jobs sync ../hub.git              # any URL git understands: path, file://, ssh://\n"

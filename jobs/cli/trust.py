@@ -16,7 +16,7 @@ import cob
 from ..policy import Policy, accept_policy, load_policy
 from ..text import safe
 from ..trust import trust_add, trust_remove
-from .common import Style, add_command, add_json, open_repo, print_json
+from .common import Style, add_command, add_json, command, open_repo, print_json
 from .errors import EXIT_OK
 
 
@@ -96,10 +96,9 @@ def _accept(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    p = add_command(
+    p = command(
         sub,
         "trust",
-        "Whose runs count here: the policy ref's trusted nodes plus your local ones.",
         "  git jobs trust list\n"
         "  git jobs trust add z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK --name alice-linux\n"
         "  git jobs trust remove z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK\n"

@@ -13,7 +13,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from .common import add_command, open_jobs
+from .common import command, open_jobs
 from .errors import EXIT_OK, CliError
 
 DEFAULT_INTERVAL = 10.0
@@ -94,10 +94,9 @@ def _watch(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    p = add_command(
+    p = command(
         sub,
         "watch",
-        "Follow a branch and print each commit's verdict change; --notify runs a command for each.",
         "  git jobs watch --branch main\n"
         '  git jobs watch --sync origin --notify \'notify-send "git jobs" "$GIT_JOBS_OUTCOME"\'\n'
         "  git config jobs.notify 'curl -fsS -d @- https://chat.example/hook' && git jobs watch\n",

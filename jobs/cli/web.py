@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .common import add_command, open_jobs
+from .common import command, open_jobs
 from .errors import EXIT_OK, CliError
 
 DEFAULT_REPORT_COMMITS = 100
@@ -65,10 +65,9 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    p = add_command(
+    p = command(
         sub,
         "serve",
-        "Serve a read-only web page of this repository's jobs on 127.0.0.1, updated live.",
         "  git jobs serve                 # http://127.0.0.1:8765/\n"
         "  git jobs serve --port 0 --open # any free port, and open a browser\n"
         "  git jobs serve --branch release/1.x\n",
@@ -82,10 +81,9 @@ def register(sub: Any) -> None:
     p.add_argument("--open", action="store_true", help="Open the page in a browser.")
     p.add_argument("--branch", metavar="B", help="The branch of the front page (default: the current one).")
 
-    p = add_command(
+    p = command(
         sub,
         "report",
-        "Write the web page's views as static HTML and JSON files, to publish anywhere.",
         "  git jobs report --html public/\n  git jobs report --html out --branch main --commits 500\n",
         _report,
     )
