@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,7 +64,6 @@ print(json.dumps({
 
 def test_thousand_changes_reload_in_new_process(repo: pygit2.Repository, signer: cob.Signer) -> None:
     store = cob.Store(repo, signer, cache=False)
-    started = time.monotonic()
     ev = store.create(LOG, [Append("root")])
     oids = [ev.object_id]
     ops = [["root"]]
@@ -74,7 +72,6 @@ def test_thousand_changes_reload_in_new_process(repo: pygit2.Repository, signer:
         change, ev = store.update(LOG, ev.object_id, [Append(t) for t in texts], base=ev)
         oids.append(change.oid)
         ops.append(texts)
-    write_s = time.monotonic() - started
     out = subprocess.run(
         [sys.executable, "-c", _RELOAD, repo.path, ev.object_id],
         cwd=PROJECT,
@@ -89,7 +86,6 @@ def test_thousand_changes_reload_in_new_process(repo: pygit2.Repository, signer:
     assert got["authors"] == [signer.nid] * 1001
     assert got["lines"] == [t for texts in ops for t in texts]
     assert got["rejected"] == {}
-    assert write_s < 30, f"writing 1,000 changes took {write_s:.1f}s"
 
 
 # -- stock git verifies every change ----------------------------------------------------------
