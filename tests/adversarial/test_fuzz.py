@@ -210,13 +210,11 @@ def test_sshsig_verify_never_accepts_a_forgery(armored: str | bytes, message: by
 def test_sshsig_decoder_is_bounded_on_huge_input() -> None:
     huge = sshsig.BEGIN + "\n" + "A" * 50_000_000 + "\n" + sshsig.END
     tracemalloc.start()
-    start = time.perf_counter()
     with pytest.raises(cob.SignatureError, match="too large"):
         sshsig.parse(huge)
-    elapsed = time.perf_counter() - start
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert elapsed < 0.5 and peak < 1 << 20
+    assert peak < 1 << 20  # refused from its length: the 50 MB are never decoded
 
 
 # -- manifests and ops blobs ---------------------------------------------------------------
