@@ -156,7 +156,7 @@ def sign_finish(
         return None
     try:
         subject = subjects(store_dir(repo, job.commit, job.name))
-    except OSError:
+    except (OSError, ValueError):  # an output unreadable now: the finish matters more
         return None
     if not subject:
         return None
