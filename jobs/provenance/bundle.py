@@ -126,7 +126,7 @@ def create(store: Jobs, rev: str, out: Path) -> Made:
     with tempfile.TemporaryDirectory(prefix="git-jobs-bundle-") as tmp:
         scratch = pygit2.init_repository(tmp, bare=True)
         alternates = Path(tmp) / "objects" / "info" / "alternates"
-        alternates.write_text(os.path.abspath(os.path.join(repo.path, "objects")) + "\n")
+        alternates.write_text(_objects_dir(repo) + "\n")
         blob = scratch.create_blob(json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n")
         tree = scratch.TreeBuilder()
         tree.insert(MANIFEST_FILE, blob, pygit2.enums.FileMode.BLOB)
@@ -140,6 +140,17 @@ def create(store: Jobs, rev: str, out: Path) -> Made:
             raise BundleError(f"git bundle create: {_first_line(res.stderr)}")
     made.size = out.stat().st_size
     return made
+
+
+def _objects_dir(repo: pygit2.Repository) -> str:
+    """The object directory of ``repo``, also from a linked worktree (its ``commondir``)."""
+    git_dir = Path(repo.path)
+    try:
+        common = (git_dir / "commondir").read_text().strip()
+        git_dir = git_dir / common if common else git_dir
+    except OSError:
+        pass
+    return os.path.abspath(git_dir / "objects")
 
 
 # -- reading ---------------------------------------------------------------------------------

@@ -213,7 +213,8 @@ def test_a_bundle_made_on_the_maintainers_clone_reproduces_the_verdict_in_an_emp
 @pytest.mark.slow
 def test_a_tampered_bundle_is_refused_with_one_clear_line(evidence: Evidence, tmp_path: Path) -> None:
     bundle = tmp_path / "evidence.bundle"
-    ok(evidence.maint, "bundle", evidence.commit, "-o", str(bundle))
+    git(evidence.maint, "worktree", "add", "-q", str(tmp_path / "linked"))  # made from a worktree
+    ok(tmp_path / "linked", "bundle", evidence.commit, "-o", str(bundle))
     data = bundle.read_bytes()
     pack = data.index(b"PACK")
     header = data[:pack].decode()
@@ -231,6 +232,8 @@ def test_a_tampered_bundle_is_refused_with_one_clear_line(evidence: Evidence, tm
     empty = tmp_path / "empty"
     empty.mkdir()
     env = _no_network_env(tmp_path / "nohome")
+    (empty / "t.bundle").write_bytes(data)
+    assert "evidence bundle: intact" in ok(empty, "verify", "--bundle", "t.bundle", **env).out  # as made
     for where, i in places.items():
         changed = bytearray(data)
         changed[i] ^= 0x01
