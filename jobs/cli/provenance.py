@@ -23,8 +23,8 @@ MAX_READ = 8 * 1024 * 1024 + 1
 def _attest(args: argparse.Namespace) -> int:
     if args.verify is not None:
         return _attest_verify(args)
-    if args.rev is None or args.job is None:
-        raise CliError("give REV and --job NAME (or --verify FILE --trusted NID)")
+    if args.rev is None:
+        raise CliError("give REV --job NAME, a run id or a job id (or --verify FILE --trusted NID)")
     if args.trusted or args.outputs is not None:
         raise CliError("--trusted and --outputs go with --verify FILE")
     from .. import logs
@@ -33,7 +33,7 @@ def _attest(args: argparse.Namespace) -> int:
 
     store = open_jobs(args)
     node = resolve_node(store, args.node) if args.node is not None else None
-    found = logs.locate(store, f"{args.rev}:{args.job}", node)
+    found = logs.locate(store, f"{args.rev}:{args.job}" if args.job is not None else args.rev, node)
     data = published(store.repo, found.job, found.nid, found.run_id)
     if args.output is None or args.output == "-":
         sys.stdout.buffer.write(data)
@@ -163,6 +163,7 @@ def register(sub: Any) -> None:
         "Export a node's signed in-toto/SLSA provenance of a run, or verify one offline.",
         "  git jobs attest HEAD --job build -o build.intoto.json\n"
         "  git jobs attest v1.2 --job build --node z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK\n"
+        "  git jobs attest 0190d3a4-7b1c  # a run id (prefix), as `git jobs logs` takes\n"
         "  git jobs attest --verify build.intoto.json --trusted z6MkhaXg... --outputs dist-dir/\n",
         _attest,
         "A node signs a DSSE envelope (an in-toto Statement v1 whose subjects are the job's kept\n"
@@ -173,8 +174,10 @@ def register(sub: Any) -> None:
         "exit status: 0 exported or verified; 1 the envelope does not verify; 2 usage, no such\n"
         "run or no attestation.",
     )
-    p.add_argument("rev", metavar="REV", nargs="?", default=None, help="The commit.")
-    p.add_argument("--job", metavar="NAME", help="The job whose run's attestation to export.")
+    p.add_argument(
+        "rev", metavar="REV", nargs="?", default=None, help="The commit (with --job), or a run id or job id."
+    )
+    p.add_argument("--job", metavar="NAME", help="The job whose latest run's attestation to export.")
     p.add_argument("--node", metavar="NODE", help="Whose run (a NID, or a name as `status` prints it).")
     p.add_argument("-o", "--output", metavar="FILE", help="Write the envelope here (default stdout).")
     p.add_argument("--verify", metavar="FILE", help="Verify this envelope offline instead.")

@@ -81,6 +81,9 @@ def test_an_attestation_made_on_a_node_verifies_elsewhere_with_only_its_nid(
     ok(evidence.node, "attest", evidence.commit, "--job", "build", "-o", str(mine))
     theirs = ok(evidence.maint, "attest", evidence.commit[:12], "--job", "build", "--node", "alice")
     assert theirs.out.encode() == mine.read_bytes()
+    shown = ok(evidence.maint, "show", f"{evidence.commit}:build", "--json").json
+    by_run = ok(evidence.maint, "attest", shown["runs"][0]["id"][:13])  # a run id prefix
+    assert by_run.out == theirs.out
     statement = json.loads(base64.b64decode(json.loads(mine.read_bytes())["payload"]))
     assert statement["_type"] == "https://in-toto.io/Statement/v1"
     assert statement["predicateType"] == "https://slsa.dev/provenance/v1"
