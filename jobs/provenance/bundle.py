@@ -192,6 +192,8 @@ def opened(path: Path) -> Iterator[Opened]:
         if heads.returncode != 0:
             raise _refused(path, f"not an intact git bundle ({_first_line(heads.stderr)})")
         listed = _heads(path, heads.stdout)
+        if _header(path) != listed:  # git reads some changed bytes leniently: hex case, v3
+            raise _refused(path, "its header is not the one git bundle create writes (it was changed)")
         got = _git(
             git_dir, "-c", "fetch.fsckObjects=true", "fetch", "-q", "--no-tags", bundle, "refs/*:refs/*"
         )
@@ -206,6 +208,36 @@ def opened(path: Path) -> Iterator[Opened]:
         nodes = sorted(n for n in (parse_index_ref(r) for r in listed) if n)
         buckets = sorted(r for r in listed if logs.family().parse(r) is not None)
         yield Opened(Jobs(cob.Store(repo, None)), commit, policy, nodes, buckets)
+
+
+_SIGNATURE = b"# v2 git bundle\n"
+_HEAD_LINE = re.compile(rb"^([0-9a-f]{40}|[0-9a-f]{64}) (refs/[!-~]+)\n$")
+
+
+def _header(path: Path) -> dict[str, str]:
+    """The refs of the bundle's header, read strictly as ``git bundle create`` writes it: the
+    v2 signature line, one ``<lowercase hex id> <ref>`` line per ref (no prerequisites), an
+    empty line, then the pack."""
+    out: dict[str, str] = {}
+    read = 0
+    with open(path, "rb") as fh:
+        if fh.readline(len(_SIGNATURE) + 1) != _SIGNATURE:
+            raise _refused(path, "it does not start as a v2 git bundle")
+        while True:
+            line = fh.readline(4096)
+            read += len(line)
+            if line == b"\n":
+                break
+            found = _HEAD_LINE.match(line)
+            if found is None or read > MAX_MANIFEST_BYTES:
+                raise _refused(path, "its list of refs is malformed (or has prerequisites)")
+            name = found.group(2).decode()
+            if name in out:
+                raise _refused(path, "its list of refs is malformed")
+            out[name] = found.group(1).decode()
+        if fh.read(4) != b"PACK":
+            raise _refused(path, "its pack does not follow its list of refs")
+    return out
 
 
 def _heads(path: Path, text: str) -> dict[str, str]:

@@ -237,9 +237,12 @@ def test_a_tampered_bundle_is_refused_with_one_clear_line(evidence: Evidence, tm
     env = _no_network_env(tmp_path / "nohome")
     (empty / "t.bundle").write_bytes(data)
     assert "evidence bundle: intact" in ok(empty, "verify", "--bundle", "t.bundle", **env).out  # as made
+    letter = next(i for i in range(at_oid, pack) if data[i] in b"abcdef")  # git reads "A" as "a"
+    places["an object id's case"] = letter
+    places["the version (v2 to v3, which git also reads)"] = data.index(b"2")
     for where, i in places.items():
         changed = bytearray(data)
-        changed[i] ^= 0x01
+        changed[i] ^= 0x20 if where == "an object id's case" else 0x01
         (empty / "t.bundle").write_bytes(bytes(changed))
         line = user_error(empty, "verify", "--bundle", "t.bundle", **env)
         assert line.startswith("error: refused t.bundle: "), (where, line)
