@@ -73,6 +73,7 @@ def _one_error(result: object) -> str:
 
 
 # -- attestations ------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_an_attestation_made_on_a_node_verifies_elsewhere_with_only_its_nid(
     evidence: Evidence, tmp_path: Path
 ) -> None:
