@@ -11,11 +11,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..text import safe
 from .common import Style, add_command, add_json, open_jobs, print_json, short
 from .errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError
+
+if TYPE_CHECKING:
+    from ..gate import GateStatus
+    from ..store import Jobs
 
 MAX_READ = 8 * 1024 * 1024 + 1
 
@@ -104,9 +108,7 @@ def _bundle(args: argparse.Namespace) -> int:
 
 def verify_bundle(args: argparse.Namespace) -> int:
     """`git jobs verify --bundle FILE [REV]`: the gate from the bundle alone, as `status` prints it."""
-    from .. import logs
     from ..errors import JobsError
-    from ..provenance.attest import AttestationError, published
     from ..provenance.bundle import opened, pick, status
     from .query import subject
     from .statusview import render_status
@@ -115,45 +117,54 @@ def verify_bundle(args: argparse.Namespace) -> int:
         with opened(Path(args.bundle)) as got:
             commit = pick(got, args.rev)
             gate = status(got, commit)
-            shown = {"logs": 0, "attested": 0}
-            problems = []
-            for cell in gate.cells:
-                if cell.run is None or cell.node is None or cell.job is None or cell.run_id is None:
-                    continue
-                read = logs.read(got.store.repo, cell.node, cell.run_id, cell.run)
-                if read.status is logs.LogStatus.SHOWN:
-                    shown["logs"] += 1
-                elif read.status is logs.LogStatus.REFUSED:
-                    problems.append(f"log of run {cell.run_id}: {read.detail}")
-                if cell.run.evidence is not None and cell.run.evidence.outputs:
-                    try:
-                        published(got.store.repo, cell.job, cell.node, cell.run_id)
-                        shown["attested"] += 1
-                    except AttestationError as e:
-                        problems.append(f"attestation of run {cell.run_id}: {e}")
+            counts, problems = _check_runs(got.store, gate)
             if args.json:
                 doc: dict[str, Any] = gate.to_json()
                 doc["bundle"] = {
                     "nodes": got.nodes,
                     "log_buckets": got.buckets,
-                    "logs_verified": shown["logs"],
-                    "attestations_verified": shown["attested"],
+                    "logs_verified": counts[0],
+                    "attestations_verified": counts[1],
                     "problems": problems,
                 }
                 print_json(doc)
             else:
-                lines = render_status(gate, Style(), title=subject(got.store, commit))
-                print("\n".join(lines))
+                print("\n".join(render_status(gate, Style(), title=subject(got.store, commit))))
                 print(
                     f"evidence bundle: intact; {len(got.nodes)} node index(es) and {len(got.buckets)}"
-                    f" log bucket(s) signed by their nodes; {shown['logs']} log(s) and"
-                    f" {shown['attested']} attestation(s) verified against the signed finishes"
+                    f" log bucket(s) signed by their nodes; {counts[0]} log(s) and"
+                    f" {counts[1]} attestation(s) verified against the signed finishes"
                 )
                 for p in problems:
                     print(f"  {safe(p)}")
     except JobsError as e:
         raise CliError(str(e), EXIT_USAGE) from None
     return EXIT_FAILED if problems and gate.exit_code == EXIT_OK else int(gate.exit_code)
+
+
+def _check_runs(store: Jobs, gate: GateStatus) -> tuple[tuple[int, int], list[str]]:
+    """((logs verified, attestations verified), problems) of the runs the gate shows: each log
+    against its signed finish, each attestation of a run that kept outputs under its node."""
+    from .. import logs
+    from ..provenance.attest import AttestationError, published
+
+    shown = attested = 0
+    problems = []
+    for cell in gate.cells:
+        if cell.run is None or cell.node is None or cell.job is None or cell.run_id is None:
+            continue
+        read = logs.read(store.repo, cell.node, cell.run_id, cell.run)
+        if read.status is logs.LogStatus.SHOWN:
+            shown += 1
+        elif read.status is logs.LogStatus.REFUSED:
+            problems.append(f"log of run {cell.run_id}: {read.detail}")
+        if cell.run.evidence is not None and cell.run.evidence.outputs:
+            try:
+                published(store.repo, cell.job, cell.node, cell.run_id)
+                attested += 1
+            except AttestationError as e:
+                problems.append(f"attestation of run {cell.run_id}: {e}")
+    return (shown, attested), problems
 
 
 def register(sub: Any) -> None:
