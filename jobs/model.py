@@ -325,6 +325,11 @@ class Job:
         run = self._state.runs.get(nid, {}).get(str(run_id))
         return run.start_key[1] if run is not None else None
 
+    def finish_change(self, nid: str, run_id: uuid.UUID | str) -> str | None:
+        """The change holding ``nid``'s winning finish of ``run_id`` (its attestation), or None."""
+        run = self._state.runs.get(nid, {}).get(str(run_id))
+        return run.finish_key[1] if run is not None and run.finish_key is not None else None
+
     def latest(self) -> tuple[str, uuid.UUID, Run] | None:
         """The most recently started run of any node: (nid, run_id, Run)."""
         best: tuple[str, uuid.UUID, Run] | None = None

@@ -304,10 +304,17 @@ class JobMut(Job):
         if ev is not None and ev.state is not None:
             self._refresh(ev)
 
-    def _write(self, ops: list[Any], precondition: Callable[[JobState], None] | None = None) -> None:
+    def _write(
+        self,
+        ops: list[Any],
+        precondition: Callable[[JobState], None] | None = None,
+        embeds: dict[str, bytes] | None = None,
+    ) -> None:
         self._jobs._signer()
         try:
-            _, ev = self._jobs.store.update(JOB_TYPE, self.id, ops, base=self._ev, precondition=precondition)
+            _, ev = self._jobs.store.update(
+                JOB_TYPE, self.id, ops, base=self._ev, precondition=precondition, embeds=embeds
+            )
         except cob.InvalidOpsError as e:
             self._refresh_after_refusal()
             raise InvalidInputError(str(e)) from None
@@ -364,10 +371,12 @@ class JobMut(Job):
         log_blob: str | None = None,
         exit_status: int | None = None,
         evidence: Evidence | None = None,
+        attestation: bytes | None = None,
     ) -> None:
         """Finish one of this node's runs; ``log_blob`` names its published log
         (:func:`jobs.logs.publish`), ``exit_status`` the command's exit status, ``evidence``
-        what it ran under (signed with the finish: FORMAT.md 11)."""
+        what it ran under (signed with the finish: FORMAT.md 11), ``attestation`` its DSSE
+        envelope, embedded in the finish change (:mod:`jobs.provenance`, FORMAT.md 11.5)."""
         signer = self._jobs._signer()
         why = Reason.parse(reason)
         try:
@@ -394,4 +403,7 @@ class JobMut(Job):
         problem = check_evidence(op)
         if problem:
             raise InvalidInputError(problem)
-        self._write([op], precondition=unfinished)
+        from .provenance import ATTESTATION_EMBED
+
+        embeds = {ATTESTATION_EMBED: attestation} if attestation is not None else None
+        self._write([op], precondition=unfinished, embeds=embeds)

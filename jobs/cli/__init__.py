@@ -96,6 +96,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "serve": ("web", "Serve a read-only web page of this repository's jobs on 127.0.0.1, updated live."),
     "report": ("web", "Write the web page's views as static HTML and JSON files, to publish anywhere."),
+    "attest": (
+        "provenance",
+        "Export a node's signed in-toto/SLSA provenance of a run, or verify one offline.",
+    ),
+    "bundle": (
+        "provenance",
+        "Write an offline evidence bundle of a commit: a git bundle with what its gate needs.",
+    ),
     "completion": ("completion", "Print a shell completion script for git jobs (bash, zsh or fish)."),
 }
 

@@ -298,6 +298,12 @@ def _list(args: argparse.Namespace) -> int:
 
 # -- verify ---------------------------------------------------------------------------------
 def _verify(args: argparse.Namespace) -> int:
+    if args.bundle is not None:
+        from .provenance import verify_bundle
+
+        return verify_bundle(args)
+    if args.rev is not None:
+        raise CliError("REV goes with --bundle FILE")
     store = open_jobs(args)
     count = store.count()
     rejected = store.rejected()
@@ -411,7 +417,10 @@ def _register_verify(sub: Any) -> None:
     p = command(
         sub,
         "verify",
-        "  git jobs verify\n  git jobs verify --json | jq '.rejected | length'\n",
+        "  git jobs verify\n  git jobs verify --json | jq '.rejected | length'\n"
+        "  git jobs verify --bundle evidence.bundle 3f2a1b9c  # offline: the gate from a bundle\n",
         _verify,
     )
+    p.add_argument("rev", metavar="REV", nargs="?", default=None, help="With --bundle: the commit.")
+    p.add_argument("--bundle", metavar="FILE", help="Check this evidence bundle and print its gate.")
     add_json(p)

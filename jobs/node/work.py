@@ -42,6 +42,7 @@ import cob
 from .. import logs as published
 from ..errors import JobsError
 from ..model import Job, Reason, Runs
+from ..provenance.attest import sign_finish
 from ..retries import ATTEMPTS, exhausted
 from ..store import JobMut, Jobs
 from .candidates import REQUESTED
@@ -844,7 +845,15 @@ class Workshop:
         blob = self._publish(s.run_id, s.path, s.settings)
         kept = reason is Reason.SUCCEEDED and bool(s.d.outputs)
         evidence = record_evidence(self.jobs.repo, s.defs.commit, s.d.name, self.labels, kept)
-        s.job.finish(s.run_id, reason, log_blob=blob, exit_status=s.log.exit_status, evidence=evidence)
+        signed = sign_finish(self.jobs, s.job, s.run_id, evidence, blob)  # its attestation, if any
+        s.job.finish(
+            s.run_id,
+            reason,
+            log_blob=blob,
+            exit_status=s.log.exit_status,
+            evidence=evidence,
+            attestation=signed,
+        )
         self.journal.remove(s.run_id)
         self._finished[(s.defs.commit, s.d.name)] = self.clock()
         return Outcome(s.d.name, s.defs.commit, s.job.id, str(s.run_id), reason, s.url, detail)
