@@ -40,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .artifacts import grouping_needs
 from .errors import DefinitionError
 
 if TYPE_CHECKING:
@@ -423,7 +424,7 @@ def _assign(
     from .assign import assign
     from .profile import eligibility
 
-    needs = {d.name: list(d.needs) for d in defs} if defs is not None else {}
+    needs = grouping_needs(defs) if defs is not None else {}  # published needs: jobs.artifacts
     eligible, nobody = eligibility(store, defs, policy)
     status.assignment = assign(by_name, needs, policy, time.time() if now is None else now, eligible)
     status.requested = frozenset(
