@@ -40,7 +40,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .artifacts import grouping_needs
 from .errors import DefinitionError
 
 if TYPE_CHECKING:
@@ -421,10 +420,11 @@ def _assign(
     """Fill the status's assignment and requested jobs; {job: why no trusted node can run it}."""
     if policy.everyone:  # with no policy nothing is shared, and nothing to import for it
         return {}
+    from .artifacts import grouping_needs  # published needs do not bind their users to one node
     from .assign import assign
     from .profile import eligibility
 
-    needs = grouping_needs(defs) if defs is not None else {}  # published needs: jobs.artifacts
+    needs = grouping_needs(defs) if defs is not None else {}
     eligible, nobody = eligibility(store, defs, policy)
     status.assignment = assign(by_name, needs, policy, time.time() if now is None else now, eligible)
     status.requested = frozenset(

@@ -13,10 +13,12 @@ key had no entry, ``paths`` are copied into a new one. An entry is never overwri
 names its content, as in GitHub Actions).
 
 Entries live under ``<gitdir>/git-jobs/caches/<scope>/``, on this node only (they never travel).
-There are two scopes, never mixed: ``followed`` (commits of refs this node follows, or that its
-user named) and ``requested`` (commits only a requester asked for: a contributor's code). A run
-restores from and saves to its own scope only, so a cache written by a contributor's run never
-reaches a run of a followed branch. Copies are made as outputs are (:mod:`.outputs`: links kept
+There are two scopes, never mixed: ``trusted`` (commits of the branches and tags this node
+follows, or that its user named) and ``contributed`` (a contributor's commit, as
+:func:`.secrets.contributed` tells: one only a requester asked for, or one of a followed ref that
+is not a branch or tag, like ``refs/pull/*/head``). A run restores from and saves to its own
+scope only, so a cache written by a contributor's run never reaches a run of a followed branch.
+Copies are made as outputs are (:mod:`.outputs`: links kept
 as links, never followed; bounded). The store holds at most ``jobs.cacheMax`` bytes (default
 2g, ``0``: caching off); the least recently used entries go first. Hits, misses and saves are
 written to the run's log.
@@ -30,7 +32,6 @@ import json
 import os
 import re
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +44,7 @@ MAX_PATHS = 16
 MAX_GLOBS = 8
 MAX_WALK = 200_000  # tree entries a hash() looks at
 DEFAULT_MAX = 2 * 2**30
-SCOPES = ("followed", "requested")
+SCOPES = ("trusted", "contributed")
 _LITERAL = re.compile(r"^[A-Za-z0-9._-]*$")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _HASH = re.compile(r"^hash\((.*)\)$", re.S)
@@ -272,12 +273,14 @@ def evict(repo: pygit2.Repository, limit: int) -> int:
 
 
 def around(
-    repo: pygit2.Repository, spec: CacheSpec | None, commit: str, job: str, requested: bool
+    repo: pygit2.Repository, spec: CacheSpec | None, commit: str, job: str, source: str
 ) -> Session | None:
-    """A cache session of one run (None: the job has no cache, or caching is off here)."""
+    """A cache session of one run of ``commit``, reached through ``source`` (None: no cache)."""
     if spec is None:
         return None
-    return Session(repo, spec, commit, job, SCOPES[1] if requested else SCOPES[0])
+    from .secrets import contributed
+
+    return Session(repo, spec, commit, job, SCOPES[1] if contributed(repo, commit, source) else SCOPES[0])
 
 
 @dataclass(slots=True)
@@ -301,9 +304,8 @@ class Session:
         except (ValueError, OSError, KeyError, pygit2.GitError) as e:
             self.key = ""
             return f"cache not used: {e}"
-        started = time.strftime("%H:%M:%S")
         what = "hit" if self.hit else "miss"
-        return f"cache {what}: {self.key} ({self.scope} scope, {started})"
+        return f"cache {what}: {self.key} ({self.scope} scope)"
 
     def save(self, src: Path) -> str:
         if not self.key or self.hit:

@@ -127,8 +127,10 @@ def on_followed(repo: pygit2.Repository, commit: str) -> bool:
     return False
 
 
-def allowed(repo: pygit2.Repository, commit: str, source: str) -> str:
-    """Why this run gets no secrets ("" when it gets them); ``source``: how it was reached."""
+def contributed(repo: pygit2.Repository, commit: str, source: str) -> str:
+    """Why ``commit`` (reached through ``source``) is a contributor's, or "" when it is not:
+    only a requester asked for it and no followed branch or tag holds it, or its followed ref
+    is not a branch or tag (``refs/pull/*/head``). Caches keep such runs apart (cache.py)."""
     contributor = ""
     if source.startswith(REQUESTED):
         if not on_followed(repo, commit):
@@ -137,6 +139,12 @@ def allowed(repo: pygit2.Repository, commit: str, source: str) -> str:
         rest = source[len(FOLLOW_ROOT) :].split("/", 1)
         if len(rest) != 2 or not rest[1].startswith(("heads/", "tags/")):
             contributor = "its followed ref is not a branch or tag (a contributor's ref)"
+    return contributor
+
+
+def allowed(repo: pygit2.Repository, commit: str, source: str) -> str:
+    """Why this run gets no secrets ("" when it gets them); ``source``: how it was reached."""
+    contributor = contributed(repo, commit, source)
     if not contributor:
         return ""
     from ..errors import PolicyError

@@ -554,6 +554,9 @@ class Workshop:
         self._sources[commit] = source
         self._facts.pop(commit, None)
 
+    def _source(self, commit: str) -> str:
+        return self._sources.get(commit, commit)
+
     def requested_only(self, commit: str) -> bool:
         """Was ``commit`` reached only by a requester's ask (no ref here followed, no REV named)?"""
         return self._sources.get(commit, "").startswith(REQUESTED)
@@ -805,7 +808,7 @@ class Workshop:
         """Record the run ``started`` (a signed write: in the scheduling thread) and open its log."""
         settings = published.LogSettings.load(self.jobs.repo)  # a bad setting stops us here
         run_id, url, path = self._start(job, d, defs)
-        given = for_run(self.jobs.repo, d.secrets, defs.commit, self._sources.get(defs.commit, defs.commit))
+        given = for_run(self.jobs.repo, d.secrets, defs.commit, self._source(defs.commit))
         settings = replace(settings, redact=settings.redact + tuple(given.patterns))  # values never logged
         scratch = Scratch(Path(tempfile.mkdtemp(prefix=f"git-jobs-{run_id}-")))
         entry = Entry(str(run_id), job.id, d.name, defs.commit, 0, str(scratch.root))
@@ -887,7 +890,7 @@ class Workshop:
         scratch.make()
         handed = provide(self.jobs.repo, defs.commit, d.needs, scratch.src)
         handed += self.handoff.provide(defs.commit, [n for n in d.needs if n not in handed], scratch.src)
-        cache = cache_around(self.jobs.repo, d.cache, defs.commit, d.name, self.requested_only(defs.commit))
+        cache = cache_around(self.jobs.repo, d.cache, defs.commit, d.name, self._source(defs.commit))
         log.write(
             f"git-jobs: {cache.restore(scratch.src, environment(self.labels))}\n".encode() if cache else b""
         )
