@@ -269,8 +269,10 @@ def verify_tree(repo: pygit2.Repository, tree: str) -> str | None:
         oid, kind = stack.pop()
         try:
             _, data = repo.odb.read(oid)
-        except (KeyError, ValueError, pygit2.GitError):
+        except KeyError:
             return f"object {oid[:12]} of the artifact is not in this repository"
+        except (ValueError, pygit2.GitError):
+            return f"object {oid[:12]} of the artifact is corrupt: it does not hash to its id"
         if len(oid) == 40 and _rehash(kind, bytes(data)) != oid:
             return f"object {oid[:12]} of the artifact does not hash to its id"
         if kind == "tree":
