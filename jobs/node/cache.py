@@ -189,9 +189,12 @@ def entry_dir(repo: pygit2.Repository, scope: str, key: str) -> Path:
 
 
 def cache_max(repo: pygit2.Repository) -> int:
-    from .isolation import _size
+    from .isolation import IsolationError, _size
 
-    return _size(repo, "jobs.cacheMax", DEFAULT_MAX)
+    try:
+        return _size(repo, "jobs.cacheMax", DEFAULT_MAX)
+    except IsolationError as e:
+        raise ValueError(str(e)) from None
 
 
 def restore(repo: pygit2.Repository, scope: str, key: str, dest: Path) -> bool:

@@ -28,7 +28,7 @@ __all__ = ["net"]  # the fixture
 
 WHEEL = b"PK\x03\x04 a wheel built on node a \x00\xff"
 BUILD = (
-    '[jobs.build]\nrun = "mkdir -p dist && printf \'PK\\\\003\\\\004 a wheel built on node a \\\\000\\\\377\''
+    "[jobs.build]\nrun = \"mkdir -p dist && printf 'PK\\\\003\\\\004 a wheel built on node a \\\\000\\\\377'"
     ' > dist/pkg-1.0-py3-none-any.whl"\noutputs = ["dist/"]\npublish = true\n'
 )
 
@@ -46,7 +46,9 @@ def test_a_wheel_built_on_node_a_is_fetched_and_verified_by_the_maintainer(net: 
     got = ok(m, "artifacts", "HEAD:build", "-o", str(out), key=net.m_key)
     assert (out / "dist" / "pkg-1.0-py3-none-any.whl").read_bytes() == WHEEL
     assert f"run {run_id}" in got.err and run.evidence.outputs in got.err
-    as_json = json.loads(ok(m, "artifacts", str(run_id), "-o", str(tmp_path / "j"), "--json", key=net.m_key).out)
+    as_json = json.loads(
+        ok(m, "artifacts", str(run_id), "-o", str(tmp_path / "j"), "--json", key=net.m_key).out
+    )
     assert as_json["tree"] == run.evidence.outputs and as_json["files"] == 1
     # a second fetch into a directory that holds files is refused (nothing overwritten)
     again = gjb(m, "artifacts", "HEAD:build", "-o", str(out), key=net.m_key)
