@@ -107,7 +107,7 @@ def test_a_tampered_artifact_is_refused(net: Net, tmp_path: Path) -> None:
 def test_a_corrupt_object_of_an_artifact_is_refused(net: Net, tmp_path: Path) -> None:
     commit_defs(net, BUILD)
     ok(net.a, "work", "any", key=net.a_key)
-    run_id, run = only_run(net.a, "build", net.a_nid)
+    _, run = only_run(net.a, "build", net.a_nid)
     repo = pygit2.Repository(str(net.a))
     assert run.evidence is not None and run.evidence.outputs
     assert artifacts.verify_tree(repo, run.evidence.outputs) is None

@@ -7,7 +7,6 @@ Through the installed `git-jobs` script on one node (caches never travel).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pygit2
 import pytest
@@ -123,7 +122,7 @@ def test_the_key_is_computed_from_the_tree_without_running_code(net: Net) -> Non
     ],
 )
 def test_a_bad_cache_is_a_definition_error(value: str) -> None:
-    with pytest.raises(Exception, match="jobs.x.cache"):
+    with pytest.raises(Exception, match=r"jobs\.x\.cache"):
         parse_definitions(f'[jobs.x]\nrun = "true"\ncache = {value}\n', "0" * 40)
 
 

@@ -107,5 +107,5 @@ def test_secret_names_are_checked(value: object, ok_: bool) -> None:
     if ok_:
         assert parse_definitions(text, "0" * 40).jobs[0].secrets == tuple(value)  # type: ignore[arg-type]
     else:
-        with pytest.raises(Exception, match="jobs.x.secrets"):
+        with pytest.raises(Exception, match=r"jobs\.x\.secrets"):
             parse_definitions(text, "0" * 40)
