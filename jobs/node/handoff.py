@@ -11,6 +11,7 @@ on its node, so the cells of a matrix that needs ``build`` spread over the nodes
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,6 +24,8 @@ from ..store import Jobs
 from .definitions import JobDef
 from .evidence import outputs_tree
 from .outputs import store_dir
+
+MISS_TTL = 2.0  # seconds a "not published" answer is kept
 
 
 def publish_outputs(jobs: Jobs, d: JobDef, commit: str, run_id: uuid.UUID, reason: Reason) -> str:
@@ -44,13 +47,17 @@ class Handoff:
     def __init__(self, jobs: Jobs) -> None:
         self.jobs = jobs
         self._found: dict[tuple[str, str], tuple[str, uuid.UUID, str]] = {}
+        self._missed: dict[tuple[str, str], float] = {}  # looked for, not found: when
 
     def why(self, commit: str, d: JobDef) -> str | None:
         """Why ``d`` need not run here (a trusted node published its outputs), or None."""
         found = self._found.get((commit, d.name))
         if found is None:
+            if time.monotonic() - self._missed.get((commit, d.name), -MISS_TTL) < MISS_TTL:
+                return None  # a plan is made many times a pass: look again only now and then
             got = artifacts.published_by(self.jobs, commit, d.name)
             if got is None:
+                self._missed[(commit, d.name)] = time.monotonic()
                 return None
             self._found[(commit, d.name)] = found = got
         nid, run_id, _ = found
