@@ -167,8 +167,16 @@ class SyncReport:
 
 
 def _log_json(update: RefUpdate) -> dict[str, object]:
-    nid, _, bucket = update.ref[len(cob.refs.NAMESPACES) :].partition("/refs/logs/")
-    return {"ref": update.ref, "nid": nid, "bucket": bucket, "old": update.old, "new": update.new}
+    nid, _, rest = update.ref[len(cob.refs.NAMESPACES) :].partition("/refs/")
+    kind, _, bucket = rest.partition("/")  # logs, or artifacts (jobs.artifacts)
+    return {
+        "ref": update.ref,
+        "nid": nid,
+        "bucket": bucket,
+        "kind": kind,
+        "old": update.old,
+        "new": update.new,
+    }
 
 
 def _split(updates: list[RefUpdate]) -> tuple[list[RefUpdate], list[RefUpdate]]:
