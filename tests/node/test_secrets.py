@@ -109,3 +109,23 @@ def test_secret_names_are_checked(value: object, ok_: bool) -> None:
     else:
         with pytest.raises(Exception, match=r"jobs\.x\.secrets"):
             parse_definitions(text, "0" * 40)
+
+
+def test_a_requested_commit_gets_them_only_when_a_followed_branch_holds_it(net: Net) -> None:
+    import pygit2
+
+    from jobs.node.candidates import REQUESTED
+    from jobs.node.secrets import allowed, contributed
+
+    main = commit_defs(net, UPLOAD)
+    git(net.a, "commit", "-q", "--allow-empty", "-m", "a contributor's commit")
+    theirs = git(net.a, "rev-parse", "HEAD").strip()
+    repo = pygit2.Repository(str(net.a))
+    asked = f"{REQUESTED}z6MkRequester"
+    assert contributed(repo, main, asked)  # nothing followed yet
+    repo.references.create("refs/git-jobs/follow/hub/heads/main", main)
+    assert contributed(repo, main, asked) == "" and allowed(repo, main, asked) == ""  # a rerun of main
+    assert "only a requester asked" in allowed(repo, theirs, asked)
+    assert "secrets_for_requests" in allowed(repo, theirs, asked)
+    assert allowed(repo, theirs, "HEAD") == ""  # a revision this node's user named
+    assert "not a branch or tag" in allowed(repo, theirs, "refs/git-jobs/follow/hub/pull/3/head")
