@@ -302,7 +302,8 @@ class Session:
         try:
             if cache_max(self.repo) == 0:
                 return "cache off on this node (jobs.cacheMax = 0)"
-            self.key = cache_key(self.repo, self.commit, self.spec, self.job, env)
+            mine = pygit2.Repository(self.repo.path)  # its own: this runs in a worker thread
+            self.key = cache_key(mine, self.commit, self.spec, self.job, env)
             self.hit = restore(self.repo, self.scope, self.key, dest)
         except (ValueError, OSError, KeyError, pygit2.GitError) as e:
             self.key = ""

@@ -66,9 +66,13 @@ class Handoff:
     def provide(self, commit: str, needs: Iterable[str], dest: Path) -> list[str]:
         """Write the published outputs of ``needs`` into the checkout ``dest``."""
         out = []
+        repo = None
         for need in needs:
             found = self._found.get((commit, need))
-            if found is not None and artifacts.verify_tree(self.jobs.repo, found[2]) is None:
-                artifacts.write_tree(self.jobs.repo, found[2], dest)
+            if found is None:
+                continue
+            repo = repo or pygit2.Repository(self.jobs.repo.path)  # its own: a worker thread's
+            if artifacts.verify_tree(repo, found[2]) is None:
+                artifacts.write_tree(repo, found[2], dest)
                 out.append(f"{need} (published by {found[0][:16]}…)")
         return out

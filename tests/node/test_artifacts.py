@@ -33,6 +33,7 @@ BUILD = (
 )
 
 
+@pytest.mark.slow
 def test_a_wheel_built_on_node_a_is_fetched_and_verified_by_the_maintainer(net: Net, tmp_path: Path) -> None:
     commit_defs(net, BUILD)
     ok(net.a, "work", "any", key=net.a_key)
@@ -160,6 +161,8 @@ def test_a_matrix_of_four_cells_needing_build_is_spread_over_two_nodes(tmp_path:
     c = Cluster(tmp_path, seed=2)
     c.nids = {n: c.nids[n] for n in ("alice", "bob")}  # two trusted nodes
     sha = c.publish(MATRIX, quorum=1)
+    for name in c.nids:
+        git(c.node(name), "config", "jobs.parallel", "2")  # cells run in worker threads
     for _ in range(2):
         for name in ("alice", "bob"):
             c.turn(name)

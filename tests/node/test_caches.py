@@ -39,6 +39,7 @@ def _log(net: Net, rev: str = "HEAD") -> bytes:
     return ok(net.a, "logs", f"{rev}:deps", key=net.a_key).out
 
 
+@pytest.mark.slow
 def test_a_cache_hit_on_the_second_run(net: Net) -> None:
     _commit(net, {".git-jobs.toml": DEPS, "requirements.txt": "msgspec\n"}, "one")
     ok(net.a, "work", "any", key=net.a_key)
