@@ -274,6 +274,10 @@ def _extras(ctx: _Ctx, key: str, table: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(publish, bool):
         ctx.errors.extend(ctx.error(f"{key}.publish", "must be true or false").errors)
     out["publish"] = publish is True
+    if publish is True and not table.get("outputs"):
+        ctx.errors.extend(
+            ctx.error(f"{key}.publish", "publishes the job's outputs: list them in `outputs`").errors
+        )
     if "cache" in table:
         try:
             out["cache"] = parse_cache(table["cache"])

@@ -141,6 +141,11 @@ def test_publish_is_checked_and_capped_by_the_node(net: Net) -> None:
     bad = commit_defs(net, BUILD.replace("publish = true", 'publish = "yes"'))
     res = gjb(net.a, "release", bad, key=net.a_key)
     assert res.code != 0 and "jobs.build.publish: must be true or false" in res.err
+    alone = commit_defs(net, '[jobs.build]\nrun = "true"\npublish = true\n')
+    res = gjb(net.a, "release", alone, key=net.a_key)
+    assert (
+        res.code != 0 and "jobs.build.publish: publishes the job's outputs: list them in `outputs`" in res.err
+    )
     commit_defs(net, BUILD)
     git(net.a, "config", "jobs.artifactsMax", "4")
     ok(net.a, "work", "any", key=net.a_key)
