@@ -420,10 +420,11 @@ def _assign(
     """Fill the status's assignment and requested jobs; {job: why no trusted node can run it}."""
     if policy.everyone:  # with no policy nothing is shared, and nothing to import for it
         return {}
+    from .artifacts import grouping_needs  # published needs do not bind their users to one node
     from .assign import assign
     from .profile import eligibility
 
-    needs = {d.name: list(d.needs) for d in defs} if defs is not None else {}
+    needs = grouping_needs(defs) if defs is not None else {}
     eligible, nobody = eligibility(store, defs, policy)
     status.assignment = assign(by_name, needs, policy, time.time() if now is None else now, eligible)
     status.requested = frozenset(

@@ -47,7 +47,7 @@ MAX_NODE_NAME = 64  # characters of a node's human name
 MAX_ERRORS = 50  # errors listed for one policy; the rest are counted
 DEFAULT_TAKEOVER = 600.0  # seconds: a dead node delays its share of the work this long
 MIN_TAKEOVER = 1.0  # ledger times are whole seconds: a shorter delay would be noise
-_KEYS = ("nodes", "required", "quorum", "requesters", "takeover", "reproducible")
+_KEYS = ("nodes", "required", "quorum", "requesters", "takeover", "reproducible", "secrets_for_requests")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +87,8 @@ class Policy:
     takeover: float = DEFAULT_TAKEOVER
     # Jobs whose trusted nodes' outputs must agree (jobs.evidence): a difference fails the gate.
     reproducible: tuple[str, ...] = ()
+    # Node secrets also for commits only a requester asked for (jobs.node.secrets): default no.
+    secrets_for_requests: bool = False
 
     @classmethod
     def none(cls) -> Policy:
@@ -107,6 +109,7 @@ class Policy:
             everyone=False,
             takeover=self.takeover,
             reproducible=self.reproducible,
+            secrets_for_requests=self.secrets_for_requests,
         )
 
     @property
@@ -300,9 +303,20 @@ def parse_policy(table: Any, where: str, source: PolicySource | None = None) -> 
     requesters = _requesters(errors, table["requesters"]) if "requesters" in table else None
     takeover = _takeover(errors, table["takeover"]) if "takeover" in table else DEFAULT_TAKEOVER
     reproducible = _reproducible(errors, table["reproducible"]) if "reproducible" in table else ()
+    secrets = table.get("secrets_for_requests", False)
+    if not isinstance(secrets, bool):
+        errors.add("secrets_for_requests", "must be true or false")
     errors.raise_if_any()
     return Policy(
-        nodes, required, quorum, requesters, {}, source, takeover=takeover, reproducible=reproducible
+        nodes,
+        required,
+        quorum,
+        requesters,
+        {},
+        source,
+        takeover=takeover,
+        reproducible=reproducible,
+        secrets_for_requests=secrets is True,
     )
 
 

@@ -21,7 +21,7 @@ from cob import sync as cob_sync
 from cob.family import RefFamily
 from cob.sync import RefUpdate, Refusal, RefusalKind
 
-from . import logs
+from . import artifacts, logs
 from .errors import JobsError, PolicyError, SyncError
 from .jobtype import JOB_TYPE, TYPENAME
 from .policy import fetch_policy, load_policy
@@ -91,6 +91,7 @@ class SyncReport:
             for r in self.refused
             if r.side == cob_sync.PUSH
             or (r.kind is own and (r.ref == index or logs.family().parse(r.ref) is not None))
+            or (r.kind is own and artifacts.family().parse(r.ref) is not None)
         ]
 
     @property
@@ -166,8 +167,16 @@ class SyncReport:
 
 
 def _log_json(update: RefUpdate) -> dict[str, object]:
-    nid, _, bucket = update.ref[len(cob.refs.NAMESPACES) :].partition("/refs/logs/")
-    return {"ref": update.ref, "nid": nid, "bucket": bucket, "old": update.old, "new": update.new}
+    nid, _, rest = update.ref[len(cob.refs.NAMESPACES) :].partition("/refs/")
+    kind, _, bucket = rest.partition("/")  # logs, or artifacts (jobs.artifacts)
+    return {
+        "ref": update.ref,
+        "nid": nid,
+        "bucket": bucket,
+        "kind": kind,
+        "old": update.old,
+        "new": update.new,
+    }
 
 
 def _split(updates: list[RefUpdate]) -> tuple[list[RefUpdate], list[RefUpdate]]:
@@ -240,7 +249,7 @@ def _push(
 ) -> None:
     """Push our refs; when our index moved on the remote meanwhile, fetch, merge and push again."""
     repo = jobs.repo
-    families = (logs.family_for(repo),)  # run logs travel beside the job refs
+    families = (logs.family_for(repo), artifacts.family_for(repo))  # logs and artifacts travel beside
     for round_ in range(PUSH_ROUNDS):
         jobs.store.migrate(again=True)  # our per-object refs of the layout before the index
         sent = cob_sync.push(
@@ -338,7 +347,7 @@ def _fetch(
         limits=limits,
         timeout=timeout,
         idle=idle,
-        families=(logs.family_for(jobs.repo),),
+        families=(logs.family_for(jobs.repo), artifacts.family_for(jobs.repo)),
         namespaces=namespaces,
         trusted=_trusted(jobs),
     )
@@ -384,7 +393,8 @@ def _merge_own_logs(jobs: Jobs, theirs: dict[str, str], report: SyncReport) -> N
     own = RefusalKind.OWN_NAMESPACE
     for name, tip in sorted(theirs.items()):
         try:
-            logs.merge_own(jobs.repo, jobs.signer, name, tip)
+            merge = artifacts.merge_own if artifacts.family().parse(name) else logs.merge_own
+            merge(jobs.repo, jobs.signer, name, tip)
         except JobsError as e:
             report.refused = [r for r in report.refused if not (r.ref == name and r.kind is own)]
             report.refused.append(Refusal(name, str(e), "fetch", own, None, tip))

@@ -90,6 +90,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "logs",
         "Drop every node's published logs older than a duration (whole monthly buckets).",
     ),
+    "artifacts": (
+        "artifacts",
+        "Fetch a job's published outputs (verified against the signed finish) into a directory.",
+    ),
+    "prune-artifacts": (
+        "artifacts",
+        "Drop every node's published artifacts older than a duration (whole monthly buckets).",
+    ),
     "watch": (
         "watch",
         "Follow a branch and print each commit's verdict change; --notify runs a command for each.",

@@ -40,6 +40,7 @@ import pygit2
 from ..errors import DefinitionError
 from ..jobtype import check_log_url, check_name
 from ..text import safe
+from .cache import CacheSpec, parse_cache
 from .durations import DurationError, parse_duration
 from .labels import LABEL, MAX_LABELS
 from .matrix import Combination, MatrixError, expand, job_name, substitute
@@ -66,6 +67,7 @@ _TOP_KEYS = {"jobs", "trigger", "log", "policy", "schedule"}
 MAX_ERRORS = 50  # problems listed for one file; the rest are counted
 _JOB_KEYS = {"run", "needs", "timeout", "retry", "idempotent", "matrix", "resources", "if", "runs_on"}
 _JOB_KEYS |= {"outputs", "reuse", "runner", "with"}
+_JOB_KEYS |= {"publish", "cache", "secrets"}  # issue 29: jobs.artifacts, .cache, .secrets
 REUSE = ("tree",)  # `reuse = "tree"`: a trusted pass on another commit with the same tree counts
 MAX_RESOURCES = 8  # named resources one job holds
 # What a need must have ended as for its user to run (the list form of `needs` means succeeded).
@@ -107,6 +109,9 @@ class JobDef:
     reuse: str | None = None  # "tree": a trusted pass of the same tree counts (jobs.evidence)
     runner: str = "sh"  # the node's runner that executes `run` (runners.py)
     data: Mapping[str, Any] = field(default_factory=dict, hash=False)  # `with`: the runner's data
+    publish: bool = False  # its outputs travel as Git data (jobs.artifacts)
+    cache: CacheSpec | None = None  # restored before and saved after a run (cache.py)
+    secrets: tuple[str, ...] = ()  # names of node secrets it asks for (secrets.py)
 
     def need_state(self, need: str) -> str:
         """What ``need`` must end as for this job to run (``succeeded`` unless stated)."""
@@ -255,6 +260,7 @@ def _job(ctx: _Ctx, name: str, value: Any) -> list[JobDef]:
         outputs = _outputs(ctx, f"{key}.outputs", table.get("outputs", []))
     reuse = _reuse(ctx, key, table.get("reuse"))
     runner, data = _runner(ctx, key, table, run)
+    extras = _extras(ctx, key, table)
     condition, when = None, None
     with ctx.check():
         condition, when = _condition(ctx, f"{key}.if", table.get("if"), needs)
@@ -268,8 +274,34 @@ def _job(ctx: _Ctx, name: str, value: Any) -> list[JobDef]:
         raise DefinitionError("invalid job", [])  # already recorded: the job is left out
     one = JobDef(name, str(run), tuple(needs), timeout, retry, idempotent, tuple(states), name)
     one = dataclasses.replace(one, resources=resources, condition=condition, when=when, runs_on=runs_on)
-    one = dataclasses.replace(one, outputs=outputs, reuse=reuse, runner=runner, data=data)
+    one = dataclasses.replace(one, outputs=outputs, reuse=reuse, runner=runner, data=data, **extras)
     return [_instance(ctx, key, one, combo) for combo in combos] if "matrix" in table else [one]
+
+
+def _extras(ctx: _Ctx, key: str, table: Mapping[str, Any]) -> dict[str, Any]:
+    """``publish``, ``cache`` and ``secrets`` (issue 29); a wrong one is recorded."""
+    from .secrets import check_names
+
+    out: dict[str, Any] = {}
+    publish = table.get("publish", False)
+    if not isinstance(publish, bool):
+        ctx.errors.extend(ctx.error(f"{key}.publish", "must be true or false").errors)
+    out["publish"] = publish is True
+    if publish is True and not table.get("outputs"):
+        ctx.errors.extend(
+            ctx.error(f"{key}.publish", "publishes the job's outputs: list them in `outputs`").errors
+        )
+    if "cache" in table:
+        try:
+            out["cache"] = parse_cache(table["cache"])
+        except ValueError as e:
+            ctx.errors.extend(ctx.error(f"{key}.cache", safe(str(e))).errors)
+    problem = check_names(table.get("secrets", []))
+    if problem:
+        ctx.errors.extend(ctx.error(f"{key}.secrets", problem).errors)
+    else:
+        out["secrets"] = tuple(dict.fromkeys(table.get("secrets", [])))
+    return out
 
 
 def _instance(ctx: _Ctx, key: str, job: JobDef, combo: Combination) -> JobDef:

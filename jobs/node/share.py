@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..artifacts import grouping_needs
 from ..assign import ALL, Assignment, assign, assignment_mode, shared
 from ..policy import Policy, load_repository_policy
 from ..profile import eligibility
@@ -56,7 +57,7 @@ class Sharing:
             why = "this node is not trusted by the policy (its runs count for nobody): every job runs here"
             return Shares("off", why, policy, {})
         found = {j.name: j for j in self.jobs.find_by_commit(defs.commit) if defs.get(j.name)}
-        needs = {d.name: list(d.needs) for d in defs}
+        needs = grouping_needs(defs)  # a published need does not bind its users here
         eligible, _ = eligibility(self.jobs, defs, policy)  # the same answer `status` ranks by
         table = assign(found, needs, policy, now, eligible)
         return Shares("shared", f"quorum {policy.quorum} of {len(policy.nodes)} trusted nodes", policy, table)

@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent import futures
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -45,13 +45,16 @@ from ..model import Job, Reason, Runs
 from ..provenance.attest import sign_finish
 from ..retries import ATTEMPTS, exhausted
 from ..store import JobMut, Jobs
+from .cache import around as cache_around
 from .candidates import REQUESTED
 from .capture import CappedLog
 from .checkout import CheckoutError, make_checkout, remove_tree
 from .conditions import Facts, changed_paths, evaluate, reached_by
 from .definitions import Definitions, JobDef, load_definitions
 from .durations import format_duration
+from .evidence import environment
 from .evidence import record as record_evidence
+from .handoff import Handoff, publish_outputs
 from .isolation import Isolation, IsolationError, Scratch, load_isolation
 from .journal import Entry, Journal, WorkLock, kill_orphan, remove_checkout
 from .labels import node_labels
@@ -60,6 +63,7 @@ from .outputs import collect, provide
 from .outputs import prune as prune_outputs
 from .patterns import pattern_delay
 from .runners import RunContext, Runners, RunResult, run_with
+from .secrets import Given, for_run
 from .slots import Slots
 
 COUNTED = ATTEMPTS  # failed attempts use up retry.max (the rule: jobs.retries, shared with status)
@@ -142,6 +146,7 @@ class Started:
     log: CappedLog
     settings: published.LogSettings
     began: float
+    secrets: Given | None = None  # what the run was given (secrets.py)
 
 
 @dataclass(slots=True)
@@ -303,7 +308,7 @@ def _settled_here(d: JobDef, seen: _Seen, ctx: _Context, out: dict[str, PlanItem
 def _reused(d: JobDef, seen: _Seen, ctx: _Context, out: dict[str, PlanItem]) -> Verdict:
     """``reuse = "tree"`` and nothing run here: a trusted signed pass of the same tree and
     definitions on another commit counts for this one (jobs.evidence), so it is not run."""
-    if d.reuse is None or ctx.reusable is None or seen.latest is not None:
+    if (d.reuse is None and not d.publish) or ctx.reusable is None or seen.latest is not None:
         return None
     why = ctx.reusable(d)
     return (Action.REUSED, why) if why else None
@@ -510,6 +515,7 @@ class Workshop:
         from .share import Sharing  # it filters this module's plans
 
         self.sharing = Sharing(jobs, self.nid, assignment)
+        self.handoff = Handoff(jobs)  # trusted nodes' published outputs (jobs.artifacts)
 
     @property
     def isolation(self) -> Isolation:
@@ -563,6 +569,9 @@ class Workshop:
         self._sources[commit] = source
         self._facts.pop(commit, None)
 
+    def _source(self, commit: str) -> str:
+        return self._sources.get(commit, commit)
+
     def requested_only(self, commit: str) -> bool:
         """Was ``commit`` reached only by a requester's ask (no ref here followed, no REV named)?"""
         return self._sources.get(commit, "").startswith(REQUESTED)
@@ -602,7 +611,11 @@ class Workshop:
         """Why ``d`` (``reuse = "tree"``) need not run at ``commit``: a pass by this node or a
         node its policy trusts on another commit with the same tree and definitions (a found
         one is kept for the process: a signed pass never changes), or None."""
+        if d.publish and (got := self.handoff.why(commit, d)) is not None:
+            return got
         found = self._reuse.get((commit, d.name))
+        if d.reuse is None:
+            return None
         if found is None:
             from ..errors import PolicyError
             from ..evidence import find_reuse
@@ -810,12 +823,15 @@ class Workshop:
         """Record the run ``started`` (a signed write: in the scheduling thread) and open its log."""
         settings = published.LogSettings.load(self.jobs.repo)  # a bad setting stops us here
         run_id, url, path = self._start(job, d, defs)
+        given = for_run(self.jobs.repo, d.secrets, defs.commit, self._source(defs.commit))
+        settings = replace(settings, redact=settings.redact + tuple(given.patterns))  # values never logged
         scratch = Scratch(Path(tempfile.mkdtemp(prefix=f"git-jobs-{run_id}-")))
         entry = Entry(str(run_id), job.id, d.name, defs.commit, 0, str(scratch.root))
         self.journal.add(entry)
         log = CappedLog(path, settings.max_bytes, settings.redact)  # redacted before capped
         try:
             log.write(f"git-jobs: run {run_id} of job {d.name} at {defs.commit} on {self.nid}\n".encode())
+            log.write("".join(f"git-jobs: {note}\n" for note in given.notes).encode())
             limit = self.time_limit(d)
             if d.timeout is not None and d.timeout > limit:
                 capped = f"timeout {format_duration(d.timeout)} capped to {format_duration(limit)}"
@@ -825,12 +841,14 @@ class Workshop:
             log.close()
             remove_tree(scratch.root)
             raise
-        return Started(job, d, defs, run_id, url, path, scratch, entry, log, settings, time.monotonic())
+        return Started(
+            job, d, defs, run_id, url, path, scratch, entry, log, settings, time.monotonic(), given
+        )
 
     def _run_started(self, s: Started) -> tuple[Reason, str]:
         """The command of a started run, to its end (no ledger write: safe in a worker thread)."""
         try:
-            return self._execute(s.d, s.defs, s.run_id, s.scratch, s.log, s.entry)
+            return self._execute(s.d, s.defs, s.run_id, s.scratch, s.log, s.entry, s.secrets)
         except BaseException:
             s.log.close()
             raise
@@ -840,11 +858,14 @@ class Workshop:
     def _conclude(self, s: Started, reason: Reason, detail: str) -> Outcome:
         """Close the log, publish it and record the finish (in the scheduling thread)."""
         took = format_duration(time.monotonic() - s.began)
+        note = publish_outputs(self.jobs, s.d, s.defs.commit, s.run_id, reason)  # jobs.artifacts
+        s.log.write(f"git-jobs: {note}\n".encode() if note else b"")
         s.log.write(f"git-jobs: {reason.value} after {took}{': ' + detail if detail else ''}\n".encode())
         s.log.close()
         blob = self._publish(s.run_id, s.path, s.settings)
         kept = reason is Reason.SUCCEEDED and bool(s.d.outputs)
         evidence = record_evidence(self.jobs.repo, s.defs.commit, s.d.name, self.labels, kept)
+        evidence = s.secrets.recorded(evidence) if s.secrets is not None else evidence  # names only
         signed = sign_finish(self.jobs, s.job, s.run_id, evidence, blob)  # its attestation, if any
         s.job.finish(
             s.run_id,
@@ -875,7 +896,14 @@ class Workshop:
             return None
 
     def _execute(
-        self, d: JobDef, defs: Definitions, run_id: uuid.UUID, scratch: Scratch, log: Any, entry: Entry
+        self,
+        d: JobDef,
+        defs: Definitions,
+        run_id: uuid.UUID,
+        scratch: Scratch,
+        log: Any,
+        entry: Entry,
+        given: Given | None = None,
     ) -> tuple[Reason, str]:
         try:
             make_checkout(self.jobs.repo, defs.commit, scratch.src)
@@ -884,6 +912,11 @@ class Workshop:
             return Reason.ERROR, f"cannot check out the commit: {e}"
         scratch.make()
         handed = provide(self.jobs.repo, defs.commit, d.needs, scratch.src)
+        handed += self.handoff.provide(defs.commit, [n for n in d.needs if n not in handed], scratch.src)
+        cache = cache_around(self.jobs.repo, d.cache, defs.commit, d.name, self._source(defs.commit))
+        log.write(
+            f"git-jobs: {cache.restore(scratch.src, environment(self.labels))}\n".encode() if cache else b""
+        )
         if handed:
             log.write(f"git-jobs: outputs of {', '.join(handed)} copied into the checkout\n".encode())
         env = self.isolation.environment(
@@ -893,6 +926,7 @@ class Workshop:
                 "GIT_JOBS_RUN_ID": str(run_id),
                 "GIT_JOBS_JOB": d.name,
                 "GIT_JOBS_NODE": self.nid,
+                **(given.env if given is not None else {}),
             },
         )
         network = self._network(defs.commit, log)
@@ -902,10 +936,13 @@ class Workshop:
         result = run_with(self.runners, d.runner, RunContext(*ids, self.cancel, log, process, self.isolation))
         if result.exit_status is not None:
             log.exit_status = result.exit_status  # recorded in the finish
-        if result.reason is Reason.SUCCEEDED and d.outputs:
-            note = collect(self.jobs.repo, defs.commit, d.name, scratch.src, d.outputs)
-            if note:
-                log.write(f"git-jobs: {note}\n".encode())
+        if result.reason is Reason.SUCCEEDED:
+            saved = cache.save(scratch.src) if cache is not None else ""
+            log.write(f"git-jobs: {saved}\n".encode() if saved else b"")
+            if d.outputs:
+                note = collect(self.jobs.repo, defs.commit, d.name, scratch.src, d.outputs)
+                if note:
+                    log.write(f"git-jobs: {note}\n".encode())
         return result.reason, result.detail
 
     def _process(

@@ -1,0 +1,317 @@
+"""``cache``: files a job keeps between its runs on this node, restored before and saved after.
+
+    [jobs.test]
+    run = "python -m venv .venv && .venv/bin/pip install -r requirements.txt && .venv/bin/pytest"
+    cache = { key = "deps-{hash('requirements*.txt')}", paths = [".venv"] }
+
+The key is computed by the node *without running the commit's code*: literal text (letters,
+digits, ``.`` ``_`` ``-``) and placeholders — ``{hash('GLOB', …)}`` (SHA-256 over the path and
+blob id of every file of the commit's tree a glob matches: ``*`` and ``?`` stay in one
+directory, ``**`` crosses them), ``{job}``, ``{os}``, ``{arch}``. Before the job starts, the
+entry of that key (when there is one) is copied into the checkout; after it succeeds, when the
+key had no entry, ``paths`` are copied into a new one. An entry is never overwritten (a key
+names its content, as in GitHub Actions).
+
+Entries live under ``<gitdir>/git-jobs/caches/<scope>/``, on this node only (they never travel).
+There are two scopes, never mixed: ``trusted`` (commits of the branches and tags this node
+follows, or that its user named) and ``contributed`` (a contributor's commit, as
+:func:`.secrets.contributed` tells: one only a requester asked for, or one of a followed ref that
+is not a branch or tag, like ``refs/pull/*/head``). A run restores from and saves to its own
+scope only, so a cache written by a contributor's run never reaches a run of a followed branch.
+Copies are made as outputs are (:mod:`.outputs`: links kept
+as links, never followed; bounded). The store holds at most ``jobs.cacheMax`` bytes (default
+2g, ``0``: caching off); the least recently used entries go first. Hits, misses and saves are
+written to the run's log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pygit2
+
+from .outputs import MAX_BYTES, MAX_FILES, _at, _copy_tree, _files, _inside, check_path
+
+MAX_KEY = 200
+MAX_PATHS = 16
+MAX_GLOBS = 8
+MAX_WALK = 200_000  # tree entries a hash() looks at
+DEFAULT_MAX = 2 * 2**30
+SCOPES = ("trusted", "contributed")
+_LITERAL = re.compile(r"^[A-Za-z0-9._-]*$")
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_HASH = re.compile(r"^hash\((.*)\)$", re.S)
+_ARG = re.compile(r"""\s*(?:'([^']*)'|"([^"]*)")\s*(,|$)""")
+_NAMES = ("job", "os", "arch")
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSpec:
+    """A job's ``cache``: the key template and the paths kept."""
+
+    key: str
+    paths: tuple[str, ...]
+
+
+def _parts(key: str) -> list[tuple[str, str | tuple[str, ...]]]:
+    """The key as ("text", literal) / ("name", name) / ("hash", globs); ValueError if bad."""
+    out: list[tuple[str, str | tuple[str, ...]]] = []
+    pos = 0
+    for m in _PLACEHOLDER.finditer(key):
+        out.append(("text", key[pos : m.start()]))
+        inner = m.group(1).strip()
+        h = _HASH.match(inner)
+        if inner in _NAMES:
+            out.append(("name", inner))
+        elif h:
+            globs, rest = [], h.group(1)
+            while rest.strip():
+                a = _ARG.match(rest)
+                if a is None:
+                    raise ValueError(
+                        f"hash() takes quoted globs, like hash('requirements*.txt'): {inner[:60]!r}"
+                    )
+                globs.append(a.group(1) if a.group(1) is not None else a.group(2))
+                rest = rest[a.end() :]
+            if not globs or len(globs) > MAX_GLOBS or any(check_path(g.replace("*", "x")) for g in globs):
+                raise ValueError(f"hash() takes 1 to {MAX_GLOBS} relative globs: {inner[:60]!r}")
+            out.append(("hash", tuple(globs)))
+        else:
+            raise ValueError(f"unknown placeholder {{{inner[:40]}}} (use hash('GLOB'), job, os, arch)")
+        pos = m.end()
+    out.append(("text", key[pos:]))
+    for kind, value in out:
+        if kind == "text" and not _LITERAL.match(str(value)):
+            raise ValueError(f"key text may hold letters, digits and . _ - only: {key[:60]!r}")
+    return out
+
+
+def parse_cache(value: object) -> CacheSpec:
+    """A ``cache`` table from the definitions (ValueError says what is wrong)."""
+    if not isinstance(value, dict) or set(value) - {"key", "paths"} or "key" not in value:
+        raise ValueError(
+            'must be a table like { key = "deps-{hash(\'requirements*.txt\')}", paths = [".venv"] }'
+        )
+    key, paths = value["key"], value.get("paths", [])
+    if not isinstance(key, str) or not key or len(key) > MAX_KEY:
+        raise ValueError(f"key must be a string of 1 to {MAX_KEY} characters")
+    _parts(key)
+    if (
+        not isinstance(paths, list)
+        or not 1 <= len(paths) <= MAX_PATHS
+        or not all(isinstance(p, str) for p in paths)
+    ):
+        raise ValueError(f"paths must be a list of 1 to {MAX_PATHS} relative paths, like ['.venv']")
+    for path in paths:
+        problem = check_path(path)
+        if problem:
+            raise ValueError(f"paths: {problem}")
+    return CacheSpec(key, tuple(dict.fromkeys(paths)))
+
+
+def glob_regex(glob: str) -> re.Pattern[str]:
+    """``*``/``?`` within one directory, ``**`` across them; the whole path must match."""
+    out, i = [], 0
+    while i < len(glob):
+        if glob.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif glob.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif glob[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif glob[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(glob[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z", re.S)
+
+
+def _tree_files(repo: pygit2.Repository, tree: pygit2.Tree) -> list[tuple[str, str]]:
+    """(path, blob id) of every file of ``tree`` (at most :data:`MAX_WALK` entries looked at)."""
+    out: list[tuple[str, str]] = []
+    stack: list[tuple[str, pygit2.Tree]] = [("", tree)]
+    seen = 0
+    while stack:
+        prefix, t = stack.pop()
+        for entry in t:
+            seen += 1
+            if seen > MAX_WALK:
+                raise ValueError(f"the commit's tree has more than {MAX_WALK} entries to hash")
+            path = prefix + (entry.name or "")
+            if entry.filemode == pygit2.enums.FileMode.TREE:
+                sub = repo[entry.id]
+                if isinstance(sub, pygit2.Tree):
+                    stack.append((path + "/", sub))
+            elif entry.filemode != pygit2.enums.FileMode.COMMIT:
+                out.append((path, str(entry.id)))
+    return out
+
+
+def cache_key(repo: pygit2.Repository, commit: str, spec: CacheSpec, job: str, env: dict[str, str]) -> str:
+    """The key for ``commit`` (ValueError when it cannot be computed)."""
+    obj = repo[commit].peel(pygit2.Commit)
+    files: list[tuple[str, str]] | None = None
+    out = []
+    for kind, value in _parts(spec.key):
+        if kind == "text":
+            out.append(str(value))
+        elif kind == "name":
+            out.append(job if value == "job" else env.get(str(value), ""))
+        else:
+            files = files if files is not None else _tree_files(repo, obj.tree)
+            patterns = [glob_regex(g) for g in value]
+            digest = hashlib.sha256()
+            for path, oid in sorted(files):
+                if any(p.match(path) for p in patterns):
+                    digest.update(f"{path}\0{oid}\n".encode())
+            out.append(digest.hexdigest()[:16])
+    return "".join(out)
+
+
+def root(repo: pygit2.Repository) -> Path:
+    return Path(repo.path) / "git-jobs" / "caches"
+
+
+def entry_dir(repo: pygit2.Repository, scope: str, key: str) -> Path:
+    return root(repo) / scope / hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def cache_max(repo: pygit2.Repository) -> int:
+    from .isolation import IsolationError, _size
+
+    try:
+        return _size(repo, "jobs.cacheMax", DEFAULT_MAX)
+    except IsolationError as e:
+        raise ValueError(str(e)) from None
+
+
+def restore(repo: pygit2.Repository, scope: str, key: str, dest: Path) -> bool:
+    """Copy the entry of ``key`` into the checkout ``dest``; False on a miss."""
+    entry = entry_dir(repo, scope, key)
+    data = entry / "data"
+    if not (entry / "meta.json").is_file() or not data.is_dir():
+        return False
+    os.utime(entry)  # used now: the least recently used go first
+    for top in sorted(os.listdir(data)):
+        _copy_tree(str(data / top), str(dest / top), _files(str(data / top)))
+    return True
+
+
+def save(repo: pygit2.Repository, scope: str, key: str, src: Path, paths: tuple[str, ...]) -> str:
+    """Keep ``paths`` of the checkout ``src`` as the entry of ``key``; a note for the log."""
+    entry = entry_dir(repo, scope, key)
+    if (entry / "meta.json").is_file():
+        return f"cache {key}: kept as it is (an entry is never overwritten)"
+    limit = cache_max(repo)
+    budget = min(MAX_BYTES, limit)
+    tmp = entry.with_name(entry.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    base = os.path.realpath(src)
+    total = files = 0
+    kept = []
+    try:
+        for rel in paths:
+            item = os.path.join(base, rel)
+            if not os.path.lexists(item) or not _inside(os.path.realpath(item), base):
+                continue
+            entries = _files(item)
+            files += len(entries)
+            total += sum(os.lstat(_at(item, r)).st_size for r, k in entries if k == "file")
+            if total > budget or files > MAX_FILES:
+                shutil.rmtree(tmp, ignore_errors=True)
+                return f"cache {key}: not saved: over {budget} bytes or {MAX_FILES} files"
+            os.makedirs(os.path.dirname(str(tmp / "data" / rel)), exist_ok=True)
+            _copy_tree(item, str(tmp / "data" / rel), entries)
+            kept.append(rel)
+        if not kept:
+            shutil.rmtree(tmp, ignore_errors=True)
+            return f"cache {key}: not saved: none of its paths exist"
+        (tmp / "meta.json").write_text(json.dumps({"key": key, "bytes": total, "paths": kept}))
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(tmp, entry)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return f"cache {key}: not saved: {e.strerror or e}"
+    gone = evict(repo, limit)
+    return f"cache {key}: saved {', '.join(kept)} ({total} bytes)" + (f"; evicted {gone}" if gone else "")
+
+
+def _entries(repo: pygit2.Repository) -> list[tuple[float, Path, int]]:
+    out = []
+    for scope in SCOPES:
+        with contextlib.suppress(OSError):
+            for e in os.scandir(root(repo) / scope):
+                meta = Path(e.path) / "meta.json"
+                size = 0
+                with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+                    size = int(json.loads(meta.read_text()).get("bytes", 0))
+                out.append((e.stat(follow_symlinks=False).st_mtime, Path(e.path), size))
+    return sorted(out, key=lambda x: (x[0], str(x[1])))
+
+
+def evict(repo: pygit2.Repository, limit: int) -> int:
+    """Delete the least recently used entries until the store holds at most ``limit`` bytes."""
+    found = _entries(repo)
+    total = sum(size for _, _, size in found)
+    gone = 0
+    for _, path, size in found:
+        if total <= limit:
+            break
+        shutil.rmtree(path, ignore_errors=True)
+        total -= size
+        gone += 1
+    return gone
+
+
+def around(
+    repo: pygit2.Repository, spec: CacheSpec | None, commit: str, job: str, source: str
+) -> Session | None:
+    """A cache session of one run of ``commit``, reached through ``source`` (None: no cache)."""
+    if spec is None:
+        return None
+    from .secrets import contributed
+
+    return Session(repo, spec, commit, job, SCOPES[1] if contributed(repo, commit, source) else SCOPES[0])
+
+
+@dataclass(slots=True)
+class Session:
+    """The cache of one run: :meth:`restore` before the command, :meth:`save` after success."""
+
+    repo: pygit2.Repository
+    spec: CacheSpec
+    commit: str
+    job: str
+    scope: str
+    key: str = ""
+    hit: bool = False
+
+    def restore(self, dest: Path, env: dict[str, str]) -> str:
+        try:
+            if cache_max(self.repo) == 0:
+                return "cache off on this node (jobs.cacheMax = 0)"
+            mine = pygit2.Repository(self.repo.path)  # its own: this runs in a worker thread
+            self.key = cache_key(mine, self.commit, self.spec, self.job, env)
+            self.hit = restore(self.repo, self.scope, self.key, dest)
+        except (ValueError, OSError, KeyError, pygit2.GitError) as e:
+            self.key = ""
+            return f"cache not used: {e}"
+        what = "hit" if self.hit else "miss"
+        return f"cache {what}: {self.key} ({self.scope} scope)"
+
+    def save(self, src: Path) -> str:
+        if not self.key or self.hit:
+            return ""
+        return save(self.repo, self.scope, self.key, src, self.spec.paths)
