@@ -60,10 +60,6 @@ class ArtifactError(JobsError):
     """An artifact that cannot be published, found or written (one clear line)."""
 
 
-class Refused(ArtifactError):
-    """What is here does not match the signed finish, or its signer is not trusted."""
-
-
 # -- the ref family --------------------------------------------------------------------------
 def family(pruned_before: str | None = None) -> RefFamily:
     return RefFamily(KIND, BUCKET, pruned_before, _next_month(), bucket_problem)
