@@ -22,7 +22,6 @@ import os
 import random
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -48,6 +47,7 @@ from .isolation import Isolation, IsolationError, load_isolation
 from .journal import Journal, LockedError, WorkLock
 from .labels import node_labels
 from .logs import state_dir
+from .preflights import PreflightError, check_remote, check_repository
 from .progress import state
 from .requests import Reruns, fetch_requested, trusted_requesters
 from .retry import Backoff, policies
@@ -55,7 +55,6 @@ from .runners import Runners, RunnerUnavailableError
 from .tasks import Preflight, Registry, TaskError, Worker, given, preflight, worker
 from .work import WorkReport, Workshop, release
 
-PREFLIGHT_TIMEOUT = 30.0
 FINAL_SYNC_TIMEOUT = 30.0
 
 
@@ -63,10 +62,6 @@ MAX_PROGRESS = 100  # commits remembered in node.json
 
 # threading.Event.wait refuses timeouts past ~292 years; no worker sleeps more than a day.
 MAX_WAIT = 24 * 3600.0
-
-
-class PreflightError(JobsError):
-    """A preflight check failed; the node did no work."""
 
 
 @dataclass(slots=True)
@@ -170,29 +165,7 @@ class Node:
         return checks
 
     def _check_repository(self, found: dict[str, Any]) -> None:
-        try:
-            repo = cob.open_repository(self.path)
-        except cob.RepositoryError as e:
-            raise PreflightError(f"preflight: {e}") from None
-        try:
-            head = str(repo.head.peel(pygit2.Commit).id)
-            list(repo.references)
-        except (pygit2.GitError, KeyError, ValueError) as e:
-            raise PreflightError(
-                f"preflight: repository {repo.path} has no readable HEAD commit ({e})"
-            ) from None
-        directory = state_dir(repo)
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=directory, prefix=".preflight-"):
-                pass
-            for sub in ("objects", "refs"):
-                if not os.access(os.path.join(repo.path, sub), os.W_OK):
-                    raise PermissionError(f"{os.path.join(repo.path, sub)} is not writable")
-        except OSError as e:
-            raise PreflightError(f"preflight: repository {repo.path} is not writable: {e}") from None
-        if not self.remotes:
-            raise PreflightError("preflight: no remote given (use --remote R or git config jobs.remote R)")
+        repo, head = check_repository(self.path, self.remotes)
         found.update(repo=repo, head=head)
 
     def _check_isolation(self, repo: pygit2.Repository) -> None:
@@ -214,22 +187,7 @@ class Node:
         self._check_remote(found["repo"], remote, found["head"], push)
 
     def _check_remote(self, repo: pygit2.Repository, remote: str, head: str, push: bool = True) -> None:
-        name = cob_sync.describe(remote)
-        if not remote or remote.startswith("-"):
-            raise PreflightError(f"preflight: invalid remote {remote!r}")
-        gitdir = repo.path.rstrip("/")
-        probe = f"refs/namespaces/{self.signer.nid}/refs/git-jobs-preflight"
-        checks = [("fetch", ["ls-remote", "--heads", remote])]
-        if push:
-            checks.append(("push", ["push", "--dry-run", "--porcelain", remote, f"{head}:{probe}"]))
-        for what, args in checks:
-            try:
-                res = cob_sync.run_git(gitdir, args, timeout=PREFLIGHT_TIMEOUT)
-            except cob.TransportError as e:
-                raise PreflightError(f"preflight: remote {name} is not reachable for {what}: {e}") from None
-            if res.returncode != 0:
-                why = cob_sync.first_error(res.stderr)
-                raise PreflightError(f"preflight: remote {name} is not reachable for {what}: {why}")
+        check_remote(repo, remote, head, self.signer.nid, push)
 
     # -- phase 2 -----------------------------------------------------------------------------
     def run(self) -> int:
