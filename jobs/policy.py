@@ -271,7 +271,7 @@ def _requesters(errors: _Errors, value: Any) -> tuple[str, ...] | None:
 
 def _takeover(errors: _Errors, value: Any) -> float:
     """The takeover delay in seconds (``"10m"``, ``"90s"``, or a number of seconds)."""
-    from .node.durations import DurationError, parse_duration  # the spellings of definitions
+    from .spec.durations import DurationError, parse_duration  # the spellings of definitions
 
     try:
         seconds = parse_duration(value)
@@ -631,7 +631,7 @@ class _Skips:
         self._paths: list[list[str] | None] = []
 
     def paths(self) -> list[str] | None:
-        from .node.conditions import changed_paths
+        from .spec.conditions import changed_paths
 
         if not self._paths:
             self._paths.append(changed_paths(self.repo, self.commit) if self.commit in self.repo else [])
@@ -650,7 +650,7 @@ class _Skips:
 def _source_definitions(repo: pygit2.Repository, commit: str) -> Any:
     """The definitions at the policy source (None: no file; False: they do not parse)."""
     from .errors import DefinitionError
-    from .node.definitions import load_definitions
+    from .spec.definitions import load_definitions
 
     if commit not in _SOURCE_DEFS:
         try:

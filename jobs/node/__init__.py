@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from ..lazy import exports, where
 
 if TYPE_CHECKING:
-    from .definitions import (
+    from ..spec.definitions import (
         DEFINITIONS_FILE,
         Definitions,
         JobDef,
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
         load_definitions,
         parse_definitions,
     )
-    from .durations import format_duration, parse_duration
+    from ..spec.durations import format_duration, parse_duration
     from .work import Outcome, PlanItem, WorkReport, Workshop, release
 
 # Loaded on first use (PEP 562): `git jobs status` reads a commit's definitions (which jobs are
@@ -37,15 +37,17 @@ __getattr__, __dir__ = exports(
     __name__,
     globals(),
     where(
-        definitions=(
-            "DEFINITIONS_FILE",
-            "Definitions",
-            "JobDef",
-            "RetrySpec",
-            "load_definitions",
-            "parse_definitions",
-        ),
-        durations=("format_duration", "parse_duration"),
+        **{
+            ".spec.definitions": (
+                "DEFINITIONS_FILE",
+                "Definitions",
+                "JobDef",
+                "RetrySpec",
+                "load_definitions",
+                "parse_definitions",
+            ),
+            ".spec.durations": ("format_duration", "parse_duration"),
+        },
         work=("Outcome", "PlanItem", "WorkReport", "Workshop", "release"),
     ),
 )

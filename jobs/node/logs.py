@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pygit2
 
-from .templates import render
+from ..spec.templates import render
 
 SCHEME = "git-jobs"  # the default log URL: the log travels in Git, `git jobs logs RUN` reads it
 

@@ -210,7 +210,7 @@ class Scheduler:
 
 
 def _rerun(store: Jobs, commit: str, schedule: Schedule, labels: frozenset[str] | None) -> list[str]:
-    from .definitions import load_definitions
+    from ..spec.definitions import load_definitions
     from .work import release
 
     defs = load_definitions(store.repo, commit)

@@ -19,8 +19,8 @@ from typing import Any
 from ..assign import ALL, Assignment, assign, assignment_mode, shared
 from ..policy import Policy, load_repository_policy
 from ..profile import eligibility
+from ..spec.definitions import Definitions
 from ..store import Jobs
-from .definitions import Definitions
 from .work import ELSEWHERE, PlanItem
 
 

@@ -561,7 +561,7 @@ def test_the_fetch_index_check_returns_a_refusal_or_none(world: World, data: st.
 # -- .git-jobs.toml --------------------------------------------------------------------------
 def _definitions_parser() -> Any:
     try:
-        module = importlib.import_module("jobs.node.definitions")
+        module = importlib.import_module("jobs.spec.definitions")
     except ImportError:
         return None
     return getattr(module, "parse_definitions", None)
@@ -619,7 +619,7 @@ def test_job_definitions_decoder_returns_definitions_or_definition_error(text: s
 
     parse = _definitions_parser()
     if parse is None:
-        pytest.skip("jobs.node.definitions is not there yet")
+        pytest.skip("jobs.spec.definitions is not there yet")
     try:
         defs = parse(text, "0" * 40)
     except jobs.DefinitionError as e:
@@ -634,7 +634,7 @@ def test_job_definitions_decoder_is_bounded_in_memory() -> None:
 
     parse = _definitions_parser()
     if parse is None:
-        pytest.skip("jobs.node.definitions is not there yet")
+        pytest.skip("jobs.spec.definitions is not there yet")
     text = (CORPUS / "definitions-format-width.toml").read_text()
     tracemalloc.start()
     try:

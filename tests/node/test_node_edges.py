@@ -14,8 +14,8 @@ import uuid6
 import cob
 import jobs
 from jobs import logs
-from jobs.node.definitions import parse_definitions
 from jobs.node.retry import MAX_HINT, Backoff, Policy, policies
+from jobs.spec.definitions import parse_definitions
 from tests.clirunner import gj
 from tests.conftest import git, init_repo
 from tests.node.test_node_work import cli, commit_defs, interrupt_work_any, new_key, reasons

@@ -30,9 +30,9 @@ import pytest
 import cob
 import jobs
 from jobs.node import Workshop
-from jobs.node.conditions import MAX_MATCH_WORK, Facts, evaluate, parse
 from jobs.node.isolation import IsolationError, load_isolation
 from jobs.node.outputs import KEEP_SECONDS, MAX_COMMIT_BYTES, collect, provide, prune, store_root
+from jobs.spec.conditions import MAX_MATCH_WORK, Facts, evaluate, parse
 from tests.clirunner import GIT_JOBS, env_with, gj
 from tests.conftest import git, init_repo
 from tests.node.test_node_daemon import wait_for

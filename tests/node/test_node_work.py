@@ -26,8 +26,8 @@ import jobs
 from jobs.node import Workshop, load_definitions, parse_definitions, parse_duration
 from jobs.node.journal import Entry, Journal
 from jobs.node.logs import log_path
-from jobs.node.patterns import pattern_delay
 from jobs.node.trigger import trigger
+from jobs.spec.patterns import pattern_delay
 from tests.conftest import git, init_repo
 
 CLI = [sys.executable, "-c", "import sys; from jobs.cli import main; sys.exit(main())"]

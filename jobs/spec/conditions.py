@@ -232,7 +232,7 @@ def reached_by(repo: pygit2.Repository, source: str | None) -> str | None:
     if not source or "~" in source:
         return None  # a followed tip's ancestor was not reached by that ref's name
     name = source.split(":", 1)[1] if ":" in source and not source.startswith("refs/") else source
-    from .follow import FOLLOW_ROOT  # here: parsing a condition (status) needs no fetch code
+    from ..node.follow import FOLLOW_ROOT  # here: parsing a condition (status) needs no fetch code
 
     if name.startswith(FOLLOW_ROOT):  # refs/git-jobs/follow/<remote>/heads/main: the remote's ref
         rest = name[len(FOLLOW_ROOT) :].split("/", 1)
