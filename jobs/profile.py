@@ -28,8 +28,8 @@ import cob
 from cob import Change, CobType, EvalContext, Reject
 
 from .errors import JobsError
-from .node.slots import MAX_CAPACITY, RESOURCE
 from .spec.labels import LABEL
+from .spec.resources import MAX_CAPACITY, RESOURCE
 from .text import safe
 
 if TYPE_CHECKING:

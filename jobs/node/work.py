@@ -42,7 +42,7 @@ from .. import logs as published
 from ..errors import JobsError
 from ..model import Job, Reason, Runs
 from ..retries import ATTEMPTS, exhausted
-from ..spec.conditions import Facts, changed_paths, evaluate, reached_by
+from ..spec.conditions import Facts, changed_paths, evaluate
 from ..spec.definitions import Definitions, JobDef, load_definitions
 from ..spec.durations import format_duration
 from ..spec.labels import node_labels
@@ -52,6 +52,7 @@ from .candidates import REQUESTED
 from .capture import CappedLog
 from .checkout import CheckoutError, make_checkout, remove_tree
 from .evidence import record as record_evidence
+from .follow import reached_by
 from .isolation import Isolation, IsolationError, Scratch, load_isolation
 from .journal import Entry, Journal, WorkLock, kill_orphan, remove_checkout
 from .logs import log_path, log_url

@@ -39,13 +39,13 @@ import pygit2
 
 from ..errors import DefinitionError
 from ..jobtype import check_log_url, check_name
-from ..node.outputs import MAX_OUTPUTS, check_path
-from ..node.slots import RESOURCE
 from ..text import safe
 from .durations import DurationError, parse_duration
 from .labels import LABEL, MAX_LABELS
 from .matrix import Combination, MatrixError, expand, job_name, substitute
+from .outputs import MAX_OUTPUTS, check_path
 from .patterns import PATTERNS
+from .resources import RESOURCE
 from .templates import TemplateError, render
 
 if TYPE_CHECKING:
