@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import re
 import time
-import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,7 +33,8 @@ from typing import Any
 import pygit2
 
 from ..errors import DefinitionError, JobsError, PolicyError
-from ..policy import DEFINITIONS_FILE, _policy_text, policy_ref
+from ..policy import policy_ref, tables_at
+from ..spec.file import DEFINITIONS_FILE
 from ..store import Jobs
 from ..text import safe
 
@@ -116,18 +116,9 @@ def load_schedules(repo: pygit2.Repository) -> tuple[list[Schedule], str | None]
         raise ScheduleError(str(e)) from None
     if source is None:
         return [], None
-    try:
-        text = _policy_text(repo, source)
-    except PolicyError as e:
-        raise ScheduleError(str(e)) from None
+    data = tables_at(repo, source, ScheduleError)
     where = f"{DEFINITIONS_FILE} at {source.ref}"
-    if text is None:
-        return [], where
-    try:
-        data = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, RecursionError) as e:
-        raise ScheduleError(f"{where}: {e}") from None
-    if "schedule" not in data:
+    if data is None or "schedule" not in data:
         return [], where
     try:
         return parse_schedules(data["schedule"]), where
