@@ -369,7 +369,7 @@ def _required(
 
 def _fresh(store: Jobs, policy: Policy) -> Callable[[Job, str], Runs]:
     """(job, node) → that node's runs that still count after the reruns it honours (a
-    requester's, or its own key's) — the node's own rule (jobs.node.requests, no runner code)."""
+    requester's, or its own key's) — the node's own rule (jobs.requests, no runner code)."""
     from .requests import Reruns
 
     return Reruns(store.repo, policy.requesters)

@@ -1,16 +1,17 @@
 """The peer node: learn what to run from ``.git-jobs.toml``, run it, record every attempt.
 
-- :mod:`.definitions` — parse and validate ``.git-jobs.toml`` from a commit's own tree.
+- :mod:`jobs.spec` — the ``.git-jobs.toml`` language, read from a commit's own tree (its
+  public names are re-exported here).
 - :mod:`.work` — ``release``, ``work any`` (plan, run, retry, skip) and crash recovery.
 - :mod:`.trigger` — ``work trigger``: ask other machines to work on other commits.
 - :mod:`.daemon` — ``git jobs node``: preflights, then workers on intervals.
 - :mod:`.candidates` — which commits may run here (named, followed, trusted requests); never a
   commit that merely arrived. :mod:`.follow` — followed refs, fetched into private refs.
-  :mod:`.requests` — trusted ``release``/``rerun`` requests: requested commits, fresh attempts.
+  :mod:`jobs.requests` — trusted ``release``/``rerun`` requests: requested commits, fresh attempts.
 - :mod:`.isolation`, :mod:`.checkout` — a job cannot reach the node: its own checkout, scratch
   HOME, allowlisted environment, a bubblewrap sandbox.
 - :mod:`.config` — the node's settings (git config, flags); :mod:`.progress` — per-node progress.
-- :mod:`.retry`, :mod:`.durations`, :mod:`.logs` — small shared pieces.
+- :mod:`.retry`, :mod:`.logs` — small shared pieces.
 
 See ``docs/NODE.md`` for the user guide.
 """
