@@ -6,7 +6,8 @@ package; it needs only the job type's names and checks (:mod:`jobs.errors`,
 
 - :mod:`.file` — the one reader of the file in a commit's tree: bounds, one parse per blob.
 - :mod:`.definitions` — ``[jobs]``, ``[trigger]``, ``[log]`` of the commit under test.
-- :mod:`.policy` — the ``[policy]`` table (read at the policy ref by :mod:`jobs.policy`).
+- :mod:`.policy` — the ``[policy]`` table (read at the policy ref by :mod:`jobs.policy`);
+  :mod:`.schedule` — the ``[schedule]`` table (fired by :mod:`jobs.node.schedule`).
 - :mod:`.conditions` (``if``), :mod:`.matrix`, :mod:`.templates` (``{placeholders}``),
   :mod:`.durations`, :mod:`.patterns` (retry delays), :mod:`.labels` (``runs_on``),
   :mod:`.resources`, :mod:`.outputs` (declared output paths).
