@@ -42,6 +42,10 @@ from pathlib import Path
 
 import pygit2
 
+# The declared paths are the language's (jobs.spec.outputs); re-exported for older imports.
+from ..spec.outputs import MAX_OUTPUTS as MAX_OUTPUTS
+from ..spec.outputs import check_path as check_path
+
 MAX_BYTES = 512 * 1024 * 1024  # per job, as copied (apparent sizes)
 MAX_FILES = 20_000
 MAX_COMMIT_BYTES = 1024 * 1024 * 1024  # all the jobs of one commit together

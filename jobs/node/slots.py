@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from ..errors import JobsError
-from ..spec.resources import MAX_CAPACITY, RESOURCE
+from ..spec.resources import MAX_CAPACITY as MAX_CAPACITY
+from ..spec.resources import RESOURCE as RESOURCE
 
 MAX_PARALLEL = 64
 
