@@ -108,3 +108,15 @@ def test_every_mistake_with_the_new_keys_is_reported_at_once() -> None:
 def test_definitions_that_nest_or_grow_without_bound_are_one_clear_error(text: str) -> None:
     with pytest.raises(jobs.DefinitionError):
         parse_definitions(text, COMMIT)
+
+
+def test_the_names_jobs_node_exported_are_still_there() -> None:
+    import jobs.node
+    import jobs.spec.definitions
+    import jobs.spec.durations
+
+    for name in ("DEFINITIONS_FILE", "Definitions", "JobDef", "RetrySpec", "load_definitions"):
+        assert getattr(jobs.node, name) is getattr(jobs.spec.definitions, name)
+    assert jobs.node.parse_definitions is parse_definitions
+    assert jobs.node.parse_duration is jobs.spec.durations.parse_duration
+    assert jobs.node.format_duration is jobs.spec.durations.format_duration
