@@ -71,7 +71,7 @@ def whole_seconds(seconds: float) -> int:
 
 def parse_grace(text: str) -> float:
     """``jobs.lostGrace``: a duration (``10m``, ``2s``) or ``0``."""
-    from .node.durations import DurationError, parse_duration
+    from .spec.durations import DurationError, parse_duration
 
     if text.strip() in ("0", "0s"):
         return 0.0

@@ -45,7 +45,7 @@ from .errors import DefinitionError
 if TYPE_CHECKING:
     from .assign import Assignment
     from .evidence import JobEvidence, Reuse
-    from .node.definitions import Definitions
+    from .spec.definitions import Definitions
 from .model import FAILING, Job, Reason, Run, Runs
 from .policy import Policy, skips_refused
 from .retries import ATTEMPTS, will_retry
@@ -369,8 +369,8 @@ def _required(
 
 def _fresh(store: Jobs, policy: Policy) -> Callable[[Job, str], Runs]:
     """(job, node) → that node's runs that still count after the reruns it honours (a
-    requester's, or its own key's) — the node's own rule (jobs.node.requests, no runner code)."""
-    from .node.requests import Reruns
+    requester's, or its own key's) — the node's own rule (jobs.requests, no runner code)."""
+    from .requests import Reruns
 
     return Reruns(store.repo, policy.requesters)
 
@@ -382,7 +382,7 @@ def _definitions(store: Jobs, commit: str) -> tuple[Definitions | None, list[str
     """The commit's definitions and the errors in them (none when the commit is not here).
 
     A commit's tree never changes, so the answer is kept for the process (bounded)."""
-    from .node.definitions import load_definitions
+    from .spec.definitions import load_definitions
 
     if commit not in store.repo:
         return None, []

@@ -28,13 +28,13 @@ import cob
 from cob import Change, CobType, EvalContext, Reject
 
 from .errors import JobsError
-from .node.labels import LABEL
-from .node.slots import MAX_CAPACITY, RESOURCE
+from .spec.labels import LABEL
+from .spec.resources import MAX_CAPACITY, RESOURCE
 from .text import safe
 
 if TYPE_CHECKING:
-    from .node.definitions import Definitions, JobDef
     from .policy import Policy
+    from .spec.definitions import Definitions, JobDef
     from .store import Jobs
 
 TYPENAME = "dev.gitjobs.node"

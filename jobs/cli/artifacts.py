@@ -12,7 +12,7 @@ from typing import Any
 from .. import artifacts, logs
 from ..errors import JobsError
 from ..names import resolve_node
-from ..node.durations import DurationError, parse_duration
+from ..spec.durations import DurationError, parse_duration
 from ..text import safe
 from .common import add_command, add_json, open_jobs, print_json
 from .errors import EXIT_FAILED, EXIT_OK, CliError

@@ -17,8 +17,8 @@ from typing import Any
 
 from .. import logs
 from ..names import resolve_node
-from ..node.durations import DurationError, parse_duration
 from ..node.logs import log_path, prune_local
+from ..spec.durations import DurationError, parse_duration
 from ..store import Jobs
 from ..text import safe
 from .common import add_json, command, open_jobs, print_json

@@ -23,9 +23,9 @@ from ..node.config import labels_config, load_config, slots_config
 from ..node.daemon import Node
 from ..node.follow import FOLLOW_ROOT, fetch
 from ..node.isolation import load_isolation
-from ..node.requests import Reruns, fetch_requested, trusted_requesters
 from ..node.trigger import trigger
 from ..node.work import ELSEWHERE, PlanItem, WorkReport
+from ..requests import Reruns, fetch_requested, trusted_requesters
 from ..store import Jobs
 from ..text import safe
 from .common import add_command, add_json, command, open_jobs, open_repo, print_json

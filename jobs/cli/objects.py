@@ -16,7 +16,7 @@ from ..deadline import check_timeout, whole_seconds
 from ..errors import UnknownRunError
 from ..jobtype import check_finish_extras
 from ..model import Job, run_prefix
-from ..node.durations import DurationError, parse_duration
+from ..spec.durations import DurationError, parse_duration
 from ..store import DEFAULT_NAME, JobMut, Jobs
 from .common import add_json, command, open_jobs, print_json
 from .errors import EXIT_OK, CliError

@@ -110,8 +110,7 @@ def verify_bundle(args: argparse.Namespace) -> int:
     """`git jobs verify --bundle FILE [REV]`: the gate from the bundle alone, as `status` prints it."""
     from ..errors import JobsError
     from ..provenance.bundle import opened, pick, status
-    from .query import subject
-    from .statusview import render_status
+    from .statusview import render_status, subject
 
     try:
         with opened(Path(args.bundle)) as got:

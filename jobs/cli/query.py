@@ -37,20 +37,9 @@ from ..summary import (
 from ..text import safe
 from .common import Style, add_json, command, open_jobs, print_json, short
 from .errors import EXIT_FAILED, EXIT_OK, CliError
-from .statusview import render_status, run_duration
+from .statusview import render_status, run_duration, subject
 
 __all__ = ["register", "render_status", "subject"]
-
-
-def subject(store: Jobs, commit: str) -> str:
-    """The commit's subject line, or "" when the commit is not (yet) in this repository."""
-    try:
-        obj: Any = store.repo.get(commit)
-        message: str = obj.message if obj is not None else ""
-    except (ValueError, AttributeError, KeyError):
-        return ""
-    first = message.strip().splitlines()[0] if message.strip() else ""
-    return safe(first)  # the commit author chose it
 
 
 def _utc(when: datetime | None) -> str:

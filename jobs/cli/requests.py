@@ -2,7 +2,7 @@
 
 A thin wrapper over :meth:`jobs.store.JobMut.rerun` (a signed ``rerun`` op per selected job).
 Nodes honour it only when this node may request work under their trust policy
-(:mod:`jobs.node.requests`); it is then also a request to run the commit at all.
+(:mod:`jobs.requests`); it is then also a request to run the commit at all.
 """
 
 from __future__ import annotations

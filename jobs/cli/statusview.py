@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..gate import GateCell, GateStatus
 from ..model import Run
@@ -17,6 +18,20 @@ from ..summary import flaky_attempts
 from ..text import safe
 from .common import Style, short, short_nid
 from .trust import describe_policy
+
+if TYPE_CHECKING:
+    from ..store import Jobs
+
+
+def subject(store: Jobs, commit: str) -> str:
+    """The commit's subject line, or "" when the commit is not (yet) in this repository."""
+    try:
+        obj: Any = store.repo.get(commit)
+        message: str = obj.message if obj is not None else ""
+    except (ValueError, AttributeError, KeyError):
+        return ""
+    first = message.strip().splitlines()[0] if message.strip() else ""
+    return safe(first)  # the commit author chose it
 
 
 def _duration(seconds: float) -> str:

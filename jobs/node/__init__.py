@@ -1,6 +1,7 @@
 """The peer node: learn what to run from ``.git-jobs.toml``, run it, record every attempt.
 
-- :mod:`.definitions` — parse and validate ``.git-jobs.toml`` from a commit's own tree.
+- :mod:`jobs.spec` — the ``.git-jobs.toml`` language, read from a commit's own tree (its
+  public names are re-exported here).
 - :mod:`.work` — ``release``, ``work any`` (plan, run, retry, skip) and crash recovery.
 - :mod:`.trigger` — ``work trigger``: ask other machines to work on other commits.
 - :mod:`.daemon` — ``git jobs node``: preflights, then workers on intervals; :mod:`.tasks` —
@@ -8,11 +9,11 @@
 - :mod:`.runners` — the ``Runner`` protocol: ``sh``, ``python``, entry points the node enables.
 - :mod:`.candidates` — which commits may run here (named, followed, trusted requests); never a
   commit that merely arrived. :mod:`.follow` — followed refs, fetched into private refs.
-  :mod:`.requests` — trusted ``release``/``rerun`` requests: requested commits, fresh attempts.
+  :mod:`jobs.requests` — trusted ``release``/``rerun`` requests: requested commits, fresh attempts.
 - :mod:`.isolation`, :mod:`.checkout` — a job cannot reach the node: its own checkout, scratch
   HOME, allowlisted environment, a bubblewrap sandbox.
 - :mod:`.config` — the node's settings (git config, flags); :mod:`.progress` — per-node progress.
-- :mod:`.retry`, :mod:`.durations`, :mod:`.logs` — small shared pieces.
+- :mod:`.retry`, :mod:`.logs` — small shared pieces.
 
 See ``docs/NODE.md`` for the user guide.
 """
@@ -22,8 +23,7 @@ from typing import TYPE_CHECKING
 from ..lazy import exports, where
 
 if TYPE_CHECKING:
-    from .daemon import Node
-    from .definitions import (
+    from ..spec.definitions import (
         DEFINITIONS_FILE,
         Definitions,
         JobDef,
@@ -31,7 +31,8 @@ if TYPE_CHECKING:
         load_definitions,
         parse_definitions,
     )
-    from .durations import format_duration, parse_duration
+    from ..spec.durations import format_duration, parse_duration
+    from .daemon import Node
     from .runners import RunContext, Runner, Runners, RunResult
     from .tasks import Preflight, Worker, preflight, worker
     from .work import Outcome, PlanItem, WorkReport, Workshop, release
@@ -42,16 +43,18 @@ __getattr__, __dir__ = exports(
     __name__,
     globals(),
     where(
-        definitions=(
-            "DEFINITIONS_FILE",
-            "Definitions",
-            "JobDef",
-            "RetrySpec",
-            "load_definitions",
-            "parse_definitions",
-        ),
+        **{
+            ".spec.definitions": (
+                "DEFINITIONS_FILE",
+                "Definitions",
+                "JobDef",
+                "RetrySpec",
+                "load_definitions",
+                "parse_definitions",
+            ),
+            ".spec.durations": ("format_duration", "parse_duration"),
+        },
         daemon=("Node",),
-        durations=("format_duration", "parse_duration"),
         runners=("RunContext", "RunResult", "Runner", "Runners"),
         tasks=("Preflight", "Worker", "preflight", "worker"),
         work=("Outcome", "PlanItem", "WorkReport", "Workshop", "release"),

@@ -25,9 +25,9 @@ from dataclasses import dataclass, replace
 
 import pygit2
 
+from ..requests import requested_commits
 from ..store import Jobs
 from .follow import Follow, tips
-from .requests import requested_commits
 
 MAX_DEPTH = 1000
 # First-parent commits of a followed tip looked back through for the last one this node worked

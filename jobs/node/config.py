@@ -34,10 +34,10 @@ import pygit2
 
 from ..deadline import DEFAULT_TIMEOUT, MAX_TIMEOUT
 from ..errors import JobsError
+from ..spec.durations import DurationError, parse_duration
+from ..spec.labels import node_labels
 from .candidates import MAX_DEPTH
-from .durations import DurationError, parse_duration
 from .follow import Follow, parse_follow
-from .labels import node_labels
 from .slots import parse_parallel, parse_resources
 
 

@@ -35,21 +35,21 @@ import cob
 from cob import sync as cob_sync
 
 from ..errors import DefinitionError, JobsError
+from ..requests import Reruns, fetch_requested, trusted_requesters
+from ..spec.definitions import load_definitions
+from ..spec.durations import format_duration
+from ..spec.labels import node_labels
 from ..store import Jobs
 from ..sync import Publication, SyncReport
 from ..text import safe
 from .candidates import Candidate, followed, select
-from .definitions import load_definitions
-from .durations import format_duration
 from .follow import Follow, fetch
 from .invalid import InvalidDefinitions
 from .isolation import Isolation, IsolationError, load_isolation
 from .journal import Journal, LockedError, WorkLock
-from .labels import node_labels
 from .logs import state_dir
 from .preflights import PreflightError, check_remote, check_repository
 from .progress import state
-from .requests import Reruns, fetch_requested, trusted_requesters
 from .retry import Backoff, policies
 from .runners import Runners, RunnerUnavailableError
 from .tasks import Preflight, Registry, TaskError, Worker, given, preflight, worker

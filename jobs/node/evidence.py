@@ -17,7 +17,7 @@ from pathlib import Path
 import pygit2
 
 from ..model import Evidence
-from .definitions import DEFINITIONS_FILE
+from ..spec.definitions import DEFINITIONS_FILE
 from .outputs import store_dir
 
 MAX_ENV_VALUE = 200  # as jobs.jobtype checks

@@ -138,3 +138,23 @@ def tips(repo: pygit2.Repository, follows: Iterable[Follow]) -> dict[str, str]:
         if len(out) > MAX_FOLLOWED_TIPS:
             raise FollowError(f"more than {MAX_FOLLOWED_TIPS} followed refs: narrow the follow patterns")
     return out
+
+
+def reached_by(repo: pygit2.Repository, source: str | None) -> str | None:
+    """The full ref a candidate's source names: a followed ref as is, a named REV resolved
+    through the repository (``HEAD`` → its branch, ``main`` → ``refs/heads/main``); else None."""
+    if not source or "~" in source:
+        return None  # a followed tip's ancestor was not reached by that ref's name
+    name = source.split(":", 1)[1] if ":" in source and not source.startswith("refs/") else source
+    if name.startswith(FOLLOW_ROOT):  # refs/git-jobs/follow/<remote>/heads/main: the remote's ref
+        rest = name[len(FOLLOW_ROOT) :].split("/", 1)
+        return "refs/" + rest[1] if len(rest) == 2 else None
+    if name.startswith("refs/"):
+        return name
+    try:
+        if name == "HEAD":
+            return None if repo.head_is_detached else repo.head.name
+        ref = repo.lookup_reference_dwim(name)
+    except (KeyError, ValueError, pygit2.GitError):
+        return None
+    return ref.name if ref.name != "HEAD" else None

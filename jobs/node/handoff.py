@@ -20,8 +20,8 @@ import pygit2
 
 from .. import artifacts
 from ..model import Reason
+from ..spec.definitions import JobDef
 from ..store import Jobs
-from .definitions import JobDef
 from .evidence import outputs_tree
 from .outputs import store_dir
 

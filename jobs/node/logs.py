@@ -11,25 +11,15 @@ the local file and the Git copy are kept either way.
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 import pygit2
 
-from .templates import render
+from ..logs import log_path as log_path  # re-exported: the node's files have one owner
+from ..logs import logs_dir
+from ..logs import state_dir as state_dir
+from ..spec.templates import render
 
 SCHEME = "git-jobs"  # the default log URL: the log travels in Git, `git jobs logs RUN` reads it
-
-
-def state_dir(repo: pygit2.Repository) -> Path:
-    return Path(repo.path) / "git-jobs"
-
-
-def logs_dir(repo: pygit2.Repository) -> Path:
-    return state_dir(repo) / "logs"
-
-
-def log_path(repo: pygit2.Repository, run_id: uuid.UUID | str) -> Path:
-    return logs_dir(repo) / f"{run_id}.log"
 
 
 def log_url(nid: str, run_id: uuid.UUID, commit: str, job: str, template: str | None) -> str:

@@ -38,27 +38,20 @@ import shutil
 import stat
 import time
 from collections.abc import Iterable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import pygit2
 
-MAX_OUTPUTS = 16  # paths one job declares
+# The declared paths are the language's (jobs.spec.outputs); re-exported for older imports.
+from ..spec.outputs import MAX_OUTPUTS as MAX_OUTPUTS
+from ..spec.outputs import check_path as check_path
+
 MAX_BYTES = 512 * 1024 * 1024  # per job, as copied (apparent sizes)
 MAX_FILES = 20_000
 MAX_COMMIT_BYTES = 1024 * 1024 * 1024  # all the jobs of one commit together
 MAX_STORE_BYTES = 4 * 1024 * 1024 * 1024  # the whole store; least recently used commits go first
 KEEP_SECONDS = 2 * 24 * 3600.0  # a commit's outputs unused this long are deleted
 CHUNK = 1024 * 1024
-
-
-def check_path(path: str) -> str | None:
-    """Why ``path`` is not a relative path inside the checkout, or None."""
-    p = PurePosixPath(path)
-    if not path or not p.parts or p.is_absolute() or ".." in p.parts or "\0" in path or len(path) > 256:
-        return f"{path[:60]!r} must be a relative path inside the checkout (no .., at most 256)"
-    if p.parts and p.parts[0] == ".git":
-        return f"{path[:60]!r} is inside .git"
-    return None
 
 
 def store_root(repo: pygit2.Repository) -> Path:

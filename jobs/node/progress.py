@@ -16,9 +16,9 @@ from collections.abc import Collection
 from typing import Any
 
 from ..errors import DefinitionError
+from ..requests import Reruns
+from ..spec.definitions import load_definitions
 from ..store import Jobs
-from .definitions import load_definitions
-from .requests import Reruns
 from .work import PlanItem, assess
 
 # A plan action as a person reads a commit's progress on a node.

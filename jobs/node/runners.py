@@ -33,6 +33,11 @@ import pygit2
 
 from ..errors import DefinitionError, JobsError
 from ..model import Reason
+from ..spec.runner import (
+    NAME,
+    python_config,
+    sh_config,
+)
 from ..text import safe
 
 if TYPE_CHECKING:  # definitions import this module: no sandbox or metadata code loads for them
@@ -42,10 +47,6 @@ if TYPE_CHECKING:  # definitions import this module: no sandbox or metadata code
 
 ENTRY_POINTS = "git_jobs.runners"  # the entry point group third-party runners register in
 RUNNERS_KEY = "jobs.runners"  # git config of the node: the runners it enables, by name
-DEFAULT = "sh"  # a definition without `runner`
-NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-MAX_WITH_BYTES = 16 * 1024  # a job's `with` table, as JSON
-MAX_WITH_DEPTH = 4
 
 
 class RunnerError(JobsError):
@@ -116,17 +117,12 @@ class ShRunner:
     """``sh -c RUN``: the default, what every job did before runners existed."""
 
     def valid_config(self, run: str, data: Mapping[str, Any]) -> str | None:
-        return "runner sh takes no `with` (put everything in `run`)" if data else None
+        return sh_config(run, data)
 
     def run(self, ctx: RunContext) -> RunResult:
         ctx.log.write(f"$ {ctx.run}\n".encode())
         return ctx.process(["sh", "-c", ctx.run])
 
-
-_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
-_TARGET = re.compile(rf"^{_IDENT}(\.{_IDENT})*:{_IDENT}(\.{_IDENT})*$")
-_PY_KEYS = {"args"}
-MAX_ARGS = 64
 
 # Run by the node's interpreter in isolated mode (-I: no PYTHON* variables, no user site, no
 # current directory on sys.path). The module or script is looked up in the checkout only.
@@ -171,22 +167,7 @@ class PythonRunner:
     interpreter, in the same sandbox as ``sh``. ``with = { args = [...] }``: ``sys.argv[1:]``."""
 
     def valid_config(self, run: str, data: Mapping[str, Any]) -> str | None:
-        unknown = sorted(set(data) - _PY_KEYS)
-        if unknown:
-            return f"runner python: unknown `with` key {safe(unknown[0])!r} (expected: args)"
-        args = data.get("args", [])
-        if not isinstance(args, list) or len(args) > MAX_ARGS or not all(isinstance(a, str) for a in args):
-            return f"runner python: `with.args` must be a list of at most {MAX_ARGS} strings"
-        target = run.strip()
-        if _TARGET.match(target):
-            return None
-        parts = target.split("/")
-        if target.endswith(".py") and not target.startswith("/") and ".." not in parts and "" not in parts:
-            return None
-        return (
-            f"runner python: run {safe(target[:80])!r} must be 'package.module:function' or a "
-            "relative path to a .py file in the checkout"
-        )
+        return python_config(run, data)
 
     def run(self, ctx: RunContext) -> RunResult:
         python = interpreter(ctx.isolation)
@@ -233,47 +214,6 @@ def interpreter(isolation: Isolation) -> str | None:
 
 BUILTIN: dict[str, Callable[[], Runner]] = {"sh": ShRunner, "python": PythonRunner}
 DEFAULT_ENABLED = ("sh", "python")
-
-
-def check_data(value: Any) -> str | None:
-    """The problem with a ``with`` table (data only: strings, numbers, booleans, lists and
-    tables, bounded), or None."""
-    if not isinstance(value, dict):
-        return "must be a table like { args = ['-v'] }"
-
-    def plain(v: Any, depth: int) -> bool:
-        if depth > MAX_WITH_DEPTH:
-            return False
-        if isinstance(v, dict):
-            return all(isinstance(k, str) and plain(x, depth + 1) for k, x in v.items())
-        if isinstance(v, list):
-            return all(plain(x, depth + 1) for x in v)
-        return isinstance(v, str | int | float | bool)
-
-    if not plain(value, 0):
-        return (
-            f"must hold only strings, numbers, booleans, lists and tables (nested at most {MAX_WITH_DEPTH})"
-        )
-    if len(json.dumps(value)) > MAX_WITH_BYTES:
-        return f"is larger than {MAX_WITH_BYTES} bytes"
-    return None
-
-
-def check_definition(runner: Any, run: str, data: Any) -> tuple[str, str] | None:
-    """(key, problem) with a job's ``runner``/``with`` wherever definitions are read; a
-    built-in runner's own check included (third-party ones are checked by the node)."""
-    if not isinstance(runner, str) or not NAME.match(runner):
-        shown = safe(runner[:40]) if isinstance(runner, str) else type(runner).__name__
-        return "runner", f"must be a runner name like 'sh' or 'python' (a-z 0-9 _ -), not {shown!r}"
-    problem = check_data(data)
-    if problem:
-        return "with", problem
-    factory = BUILTIN.get(runner)
-    if factory is not None:
-        problem = factory().valid_config(run, data)
-        if problem:
-            return "runner", problem
-    return None
 
 
 def _installed() -> dict[str, importlib.metadata.EntryPoint]:

@@ -18,94 +18,26 @@ them too only if this node may request work under their policy.
 
 Times are checked each node interval against the clock (:class:`Scheduler`'s ``clock``, which
 a test replaces): a schedule fires once when one of its times passed since the last check; times
-missed while the node was not running are not caught up. Expressions are parsed by croniter.
+missed while the node was not running are not caught up. The table itself is
+:mod:`jobs.spec.schedule`.
 """
 
 from __future__ import annotations
 
-import re
 import time
-import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import pygit2
 
-from ..errors import DefinitionError, JobsError, PolicyError
-from ..policy import DEFINITIONS_FILE, _policy_text, policy_ref
+from ..errors import DefinitionError, PolicyError
+from ..policy import policy_ref, tables_at
+from ..spec.file import DEFINITIONS_FILE
+from ..spec.schedule import Schedule as Schedule
+from ..spec.schedule import ScheduleError as ScheduleError
+from ..spec.schedule import parse_schedules as parse_schedules
 from ..store import Jobs
-from ..text import safe
-
-MAX_SCHEDULES = 20
-MAX_CRON = 100  # characters of one expression
-MAX_JOBS = 200
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_KEYS = {"cron", "jobs"}
-
-
-class ScheduleError(JobsError):
-    """The policy ref's ``[schedule]`` table does not validate."""
-
-
-@dataclass(frozen=True, slots=True)
-class Schedule:
-    name: str
-    cron: str
-    jobs: tuple[str, ...] = ()  # empty: every job of the tip
-
-    def next_after(self, when: float) -> float:
-        """The first time of this schedule strictly after ``when`` (epoch seconds, UTC)."""
-        from croniter import croniter
-
-        start = datetime.fromtimestamp(when, UTC)
-        nxt: datetime = croniter(self.cron, start).get_next(datetime)
-        return nxt.timestamp()
-
-    def wants(self, name: str, base: str) -> bool:
-        return not self.jobs or name in self.jobs or base in self.jobs
-
-
-def _cron(where: str, value: Any) -> str:
-    from croniter import croniter
-
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_CRON:
-        raise ScheduleError(f"{where}.cron: must be a cron expression (at most {MAX_CRON} characters)")
-    text = " ".join(value.split())
-    if len(text.split(" ")) != 5 or not croniter.is_valid(text):
-        raise ScheduleError(
-            f"{where}.cron: {safe(value)!r} is not a five-field cron expression"
-            " (minute hour day-of-month month day-of-week)"
-        )
-    return text
-
-
-def parse_schedules(table: Any, where: str = "[schedule]") -> list[Schedule]:
-    """The schedules of a ``[schedule]`` table (every entry a ``[schedule.NAME]`` table)."""
-    if not isinstance(table, Mapping):
-        raise ScheduleError(f"{where}: must be a table of [schedule.NAME] tables")
-    if len(table) > MAX_SCHEDULES:
-        raise ScheduleError(f"{where}: at most {MAX_SCHEDULES} schedules")
-    out = []
-    for name, entry in table.items():
-        at = f"schedule.{safe(name)}"
-        if not _NAME.match(name):
-            raise ScheduleError(f"{at}: a schedule's name is letters, digits, '.', '_' or '-'")
-        if not isinstance(entry, Mapping):
-            raise ScheduleError(f'{at}: must be a table with cron = "M H DoM Mon DoW"')
-        unknown = sorted(set(entry) - _KEYS)
-        if unknown:
-            raise ScheduleError(f"{at}: unknown key(s) {', '.join(map(safe, unknown))} (known: cron, jobs)")
-        jobs = entry.get("jobs", [])
-        if (
-            not isinstance(jobs, list)
-            or len(jobs) > MAX_JOBS
-            or not all(isinstance(j, str) and j for j in jobs)
-        ):
-            raise ScheduleError(f"{at}.jobs: must be a list of job names")
-        out.append(Schedule(name, _cron(at, entry.get("cron")), tuple(jobs)))
-    return out
 
 
 def load_schedules(repo: pygit2.Repository) -> tuple[list[Schedule], str | None]:
@@ -116,18 +48,9 @@ def load_schedules(repo: pygit2.Repository) -> tuple[list[Schedule], str | None]
         raise ScheduleError(str(e)) from None
     if source is None:
         return [], None
-    try:
-        text = _policy_text(repo, source)
-    except PolicyError as e:
-        raise ScheduleError(str(e)) from None
+    data = tables_at(repo, source, ScheduleError)
     where = f"{DEFINITIONS_FILE} at {source.ref}"
-    if text is None:
-        return [], where
-    try:
-        data = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, RecursionError) as e:
-        raise ScheduleError(f"{where}: {e}") from None
-    if "schedule" not in data:
+    if data is None or "schedule" not in data:
         return [], where
     try:
         return parse_schedules(data["schedule"]), where
@@ -210,7 +133,7 @@ class Scheduler:
 
 
 def _rerun(store: Jobs, commit: str, schedule: Schedule, labels: frozenset[str] | None) -> list[str]:
-    from .definitions import load_definitions
+    from ..spec.definitions import load_definitions
     from .work import release
 
     defs = load_definitions(store.repo, commit)

@@ -36,13 +36,11 @@ import pygit2
 
 from ..errors import JobsError
 from ..model import Evidence
+from ..spec.secrets import NAME
 from .candidates import REQUESTED
 from .follow import FOLLOW_ROOT
 
 CONFIG = "jobs.secret"
-NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-MAX_SECRETS = 16
-MAX_NAMES = 200  # the names of one job, comma-separated: they fit the finish's env value
 MAX_VALUE = 64 * 1024
 MIN_REDACTED = 4  # a shorter value is not redacted (it would blank out ordinary text)
 MAX_TIPS = 1000  # followed refs looked at for a requested commit's ancestry
@@ -50,19 +48,6 @@ MAX_TIPS = 1000  # followed refs looked at for a requested commit's ancestry
 
 class SecretError(JobsError):
     """A bad ``jobs.secret`` setting, or a value that cannot be read (names the secret)."""
-
-
-def check_names(value: object) -> str | None:
-    """Why a job's ``secrets`` list is invalid, or None."""
-    if (
-        not isinstance(value, list)
-        or len(value) > MAX_SECRETS
-        or not all(isinstance(n, str) and NAME.match(n) for n in value)
-    ):
-        return f"must be a list of at most {MAX_SECRETS} names of A-Z a-z 0-9 _, like ['PYPI_TOKEN']"
-    if len(",".join(str(n) for n in value)) > MAX_NAMES:
-        return f"names {MAX_NAMES} characters at most in all (they are recorded in the finish)"
-    return None
 
 
 def sources(repo: pygit2.Repository) -> dict[str, str]:

@@ -20,8 +20,8 @@ from ..artifacts import grouping_needs
 from ..assign import ALL, Assignment, assign, assignment_mode, shared
 from ..policy import Policy, load_repository_policy
 from ..profile import eligibility
+from ..spec.definitions import Definitions
 from ..store import Jobs
-from .definitions import Definitions
 from .work import ELSEWHERE, PlanItem
 
 

@@ -10,14 +10,13 @@ commit says what a job uses, only the node says how much there is.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 
 from ..errors import JobsError
+from ..spec.resources import MAX_CAPACITY as MAX_CAPACITY
+from ..spec.resources import RESOURCE as RESOURCE
 
-RESOURCE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 MAX_PARALLEL = 64
-MAX_CAPACITY = 1024
 
 
 class SlotsError(JobsError):

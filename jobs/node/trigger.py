@@ -22,10 +22,10 @@ from pathlib import Path
 import pygit2
 
 from ..errors import DefinitionError
+from ..spec.durations import format_duration
 from ..text import safe
 from .candidates import branches, followed, ordered, requested
 from .checkout import remove_tree
-from .durations import format_duration
 from .follow import Follow
 from .isolation import Scratch
 from .work import WORK, Workshop

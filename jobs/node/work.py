@@ -44,24 +44,25 @@ from ..errors import JobsError
 from ..model import Job, Reason, Runs
 from ..provenance.attest import sign_finish
 from ..retries import ATTEMPTS, exhausted
+from ..spec.conditions import Facts, changed_paths, evaluate
+from ..spec.definitions import Definitions, JobDef, load_definitions
+from ..spec.durations import format_duration
+from ..spec.labels import node_labels
+from ..spec.patterns import pattern_delay
 from ..store import JobMut, Jobs
 from .cache import around as cache_around
 from .candidates import REQUESTED
 from .capture import CappedLog
 from .checkout import CheckoutError, make_checkout, remove_tree
-from .conditions import Facts, changed_paths, evaluate, reached_by
-from .definitions import Definitions, JobDef, load_definitions
-from .durations import format_duration
 from .evidence import environment
 from .evidence import record as record_evidence
+from .follow import reached_by
 from .handoff import Handoff, publish_outputs
 from .isolation import Isolation, IsolationError, Scratch, load_isolation
 from .journal import Entry, Journal, WorkLock, kill_orphan, remove_checkout
-from .labels import node_labels
 from .logs import log_path, log_url
 from .outputs import collect, provide
 from .outputs import prune as prune_outputs
-from .patterns import pattern_delay
 from .runners import RunContext, Runners, RunResult, run_with
 from .secrets import Given, for_run
 from .slots import Slots

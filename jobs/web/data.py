@@ -41,7 +41,7 @@ def branch_data(store: Jobs, spec: str | None, page: int, per_page: int) -> dict
 
 def definitions_json(store: Jobs, commit: str) -> dict[str, Any] | None:
     """The commit's ``.git-jobs.toml``: its job names, or its error; None when it has none."""
-    from ..node.definitions import DEFINITIONS_FILE, load_definitions
+    from ..spec.definitions import DEFINITIONS_FILE, load_definitions
 
     try:
         defs = load_definitions(store.repo, commit)

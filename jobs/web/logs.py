@@ -1,7 +1,7 @@
 """The one place the web page reads a run's log.
 
 This node's own runs are read from the file the node wrote
-(``<gitdir>/git-jobs/logs/<run id>.log``, :func:`jobs.node.logs.log_path`), which also holds a
+(``<gitdir>/git-jobs/logs/<run id>.log``, :func:`jobs.logs.log_path`), which also holds a
 run still being written; every other node's from Git, through :func:`jobs.logs.read`, which
 shows a log only when its bytes hash to the blob id that node's signed finish names (the same
 rule as ``git jobs logs``). The file is found by the run id alone, never by the recorded log
@@ -20,7 +20,6 @@ from typing import Any
 
 from .. import logs
 from ..model import Run
-from ..node.logs import log_path
 from ..store import Jobs
 
 MAX_LOG_BYTES = 2 * 1024 * 1024
@@ -62,7 +61,7 @@ def _local(store: Jobs, nid: str, run_id: uuid.UUID) -> LogText | None:
     if me is None or nid != me:
         return None
     try:
-        with open(log_path(store.repo, run_id), "rb") as f:
+        with open(logs.log_path(store.repo, run_id), "rb") as f:
             size = os.fstat(f.fileno()).st_size
             f.seek(max(0, size - MAX_LOG_BYTES))
             return _tail(f.read(MAX_LOG_BYTES), size, "local")
@@ -90,7 +89,7 @@ def log_stamp(store: Jobs, run_id: str) -> tuple[str, int]:
     (this node's log still being written); the live page re-renders when it does. Published
     logs arrive with the finish, a ref move, which the page's ETag already covers."""
     try:
-        st = os.stat(log_path(store.repo, uuid.UUID(run_id)))
+        st = os.stat(logs.log_path(store.repo, uuid.UUID(run_id)))
     except (OSError, ValueError):
         return "-", 0
     return f"{st.st_size}.{st.st_mtime_ns}", st.st_mtime_ns

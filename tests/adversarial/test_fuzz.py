@@ -2,7 +2,7 @@
 
 Peers control every byte of what we fetch: commit objects, trees, the manifest and ops blobs,
 the SSHSIG in ``gpgsig``, ref names, node ids, each node's signed index (``cob.sigrefs``: its
-commits, parents and tree of gitlinks), and (for the node) ``.git-jobs.toml``. Each decoder here
+commits, parents and tree of gitlinks); ``.git-jobs.toml`` is fuzzed in ``tests/spec``. Each decoder here
 is fed arbitrary and near-valid input by hypothesis; the only outcomes allowed are a value or the
 decoder's typed rejection (``InvalidChangeError``, ``SignatureError``, ``InvalidNidError``,
 ``None`` for a ref that is not ours, a malformed index entry left out, a fetch refusal,
@@ -14,7 +14,6 @@ Inputs that once found a bug live in ``tests/corpus/`` and are replayed by
 from __future__ import annotations
 
 import base64
-import importlib
 import json
 import struct
 import time
@@ -554,94 +553,6 @@ def test_the_fetch_index_check_returns_a_refusal_or_none(world: World, data: st.
     named = {str(p) for c in chain for p in c.parent_ids[1:]}
     changed = sigrefs.diff_all(world.repo, sigrefs.tree_of(world.repo, old), sigrefs.tree_of(world.repo, new))
     assert all(tip is None or tip in named for tip in changed.values())
-
-
-# -- .git-jobs.toml --------------------------------------------------------------------------
-def _definitions_parser() -> Any:
-    try:
-        module = importlib.import_module("jobs.node.definitions")
-    except ImportError:
-        return None
-    return getattr(module, "parse_definitions", None)
-
-
-toml_like = st.one_of(
-    st.text(max_size=300),
-    st.lists(
-        st.sampled_from(
-            [
-                "[jobs.ci]",
-                '[jobs."a b"]',
-                "[jobs]",
-                "[[jobs]]",
-                'run = "make test"',
-                "run = 1",
-                'timeout = "10m"',
-                'timeout = "-1s"',
-                "timeout = 1e309",
-                'timeout = "nan"',
-                'needs = ["ci"]',
-                'needs = ["ci", "ci"]',
-                "needs = [1]",
-                "retry = 3",
-                "retry = -1",
-                'retry = { max = 3, pattern = "x" }',
-                "idempotent = 1",
-                'command = ["a"]',
-                "x = [[[[[[1]]]]]]",
-                'env = { A = "1" }',
-                "= 1",
-                "[a.b.c]",
-                'name = "\\u0000"',
-                'timeout = "999999999999999999h"',
-                "[trigger]",
-                'run = "{commit}"',
-                "[log]",
-                'url = "https://x/{run_id}"',
-                'url = "https://x/{nope}"',
-                'url = "https://x/{0}"',
-                'url = "https://x/{run_id!r:^20}"',
-                'url = "{"',
-                'url = "https://x/{run_id.__class__}"',
-            ]
-        ),
-        max_size=10,
-    ).map("\n".join),
-)
-
-
-@SLOW
-@given(toml_like)
-def test_job_definitions_decoder_returns_definitions_or_definition_error(text: str) -> None:
-    import jobs
-
-    parse = _definitions_parser()
-    if parse is None:
-        pytest.skip("jobs.node.definitions is not there yet")
-    try:
-        defs = parse(text, "0" * 40)
-    except jobs.DefinitionError as e:
-        assert str(e).startswith(".git-jobs.toml")
-        return
-    assert all(job.run for job in defs.jobs)
-
-
-def test_job_definitions_decoder_is_bounded_in_memory() -> None:
-    """A log URL template's format spec (``{run_id:>999999999}``) must not allocate 1 GB."""
-    import jobs
-
-    parse = _definitions_parser()
-    if parse is None:
-        pytest.skip("jobs.node.definitions is not there yet")
-    text = (CORPUS / "definitions-format-width.toml").read_text()
-    tracemalloc.start()
-    try:
-        with pytest.raises(jobs.DefinitionError):
-            parse(text, "0" * 40)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak < 16 << 20, f"validating a log URL template took {peak >> 20} MiB"
 
 
 # -- the corpus ----------------------------------------------------------------------------

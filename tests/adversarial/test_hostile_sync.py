@@ -357,7 +357,7 @@ def test_the_request_scan_reads_only_the_jobs_its_requesters_name(
 ) -> None:
     """A stranger's index naming 300 jobs costs a node's request scan nothing: the scan loads
     only the jobs the requesters' (and this node's) own indexes name."""
-    from jobs.node.requests import requested_commits
+    from jobs.requests import requested_commits
 
     stranger = cob.Signer.generate()
     arena.mallory_push(stranger_index(arena, stranger, entries=300), cob.index_ref(stranger.nid))

@@ -177,7 +177,7 @@ def test_status_imports_no_runner_sync_or_demo_code(tmp_path: Path) -> None:
     key = cob.Signer.generate().save(tmp_path / "key")
     ok(tmp_path, "release", key=key)
     loaded = _modules_after(tmp_path, "status")
-    assert {"jobs.store", "jobs.gate", "jobs.node.definitions"} <= loaded
+    assert {"jobs.store", "jobs.gate", "jobs.spec.definitions"} <= loaded
     heavy = (
         "jobs.node.work",
         "jobs.node.checkout",

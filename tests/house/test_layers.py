@@ -6,9 +6,10 @@ imports under ``if TYPE_CHECKING:`` are left out: they never run, they only name
 
 The rules:
 - `cob` is generic: it never imports `jobs`.
-- The core (gate, policy, store, ...) and the definitions language (`jobs.spec`) never import
-  an application (`jobs.node`, `jobs.cli`, `jobs.web`); `jobs.web` never imports the worker
-  or the CLI; the worker never imports the CLI.
+- The definitions language (`jobs.spec`) needs only the job type's names and checks
+  (`jobs.errors`, `jobs.jobtype`, `jobs.text`): never a store, the gate or the worker.
+- The core (gate, policy, store, ...) never imports an application (`jobs.node`, `jobs.cli`,
+  `jobs.web`); `jobs.web` never imports the worker or the CLI; the worker never imports the CLI.
 - No cycles between modules.
 """
 
@@ -24,6 +25,7 @@ import cob
 import jobs
 
 APPS = ("jobs.node", "jobs.cli", "jobs.web")
+SPEC_NEEDS = ("jobs.spec", "jobs.errors", "jobs.jobtype", "jobs.text")
 # Modules that start the applications for a user: the CLI's entry points and the demo.
 ENTRY = ("jobs.cli", "jobs.__main__", "jobs.demo")
 
@@ -123,6 +125,8 @@ def _violations(graph: dict[str, set[str]]) -> list[str]:
         for dep in sorted(deps):
             if _under(name, ("cob",)) and _under(dep, ("jobs",)):
                 bad.append(f"{name} -> {dep} (cob is generic)")
+            elif _under(name, ("jobs.spec",)) and _under(dep, ("jobs",)) and not _under(dep, SPEC_NEEDS):
+                bad.append(f"{name} -> {dep} (the language needs only the job type's names)")
             elif not _under(name, (*APPS, *ENTRY)) and _under(dep, APPS):
                 bad.append(f"{name} -> {dep} (the core never imports an application)")
             elif _under(name, ("jobs.web",)) and _under(dep, ("jobs.node", "jobs.cli")):
@@ -153,5 +157,10 @@ def test_the_cycle_check_finds_a_cycle(graph: dict[str, set[str]], expected: lis
 
 
 def test_the_layer_check_finds_a_wrong_import() -> None:
-    graph = {"cob.x": {"jobs.y"}, "jobs.gate": {"jobs.node.work"}, "jobs.web.a": {"jobs.cli.b"}}
-    assert len(_violations(graph)) == 3
+    graph = {
+        "cob.x": {"jobs.y"},
+        "jobs.gate": {"jobs.node.work"},
+        "jobs.web.a": {"jobs.cli.b"},
+        "jobs.spec.d": {"jobs.store", "jobs.text"},
+    }
+    assert len(_violations(graph)) == 4

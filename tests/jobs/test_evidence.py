@@ -260,7 +260,7 @@ def test_outputs_not_here_differ_by_digest_only(repo: pygit2.Repository) -> None
 
 
 def test_reuse_takes_only_tree() -> None:
-    from jobs.node.definitions import parse_definitions
+    from jobs.spec.definitions import parse_definitions
 
     d = parse_definitions('[jobs.a]\nrun = "x"\nreuse = "tree"\n', "0" * 40)
     assert d.jobs[0].reuse == "tree"

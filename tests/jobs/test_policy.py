@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 import cob
 import jobs
-from jobs.node.definitions import parse_definitions
 from jobs.policy import MAX_NODES, Policy, load_policy, parse_policy, policy_ref
+from jobs.spec.definitions import parse_definitions
 from jobs.trust import local_trust, trust_add, trust_remove
 from tests.conftest import git
 

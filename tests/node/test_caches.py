@@ -12,7 +12,7 @@ import pygit2
 import pytest
 
 from jobs.node import cache
-from jobs.node.definitions import parse_definitions
+from jobs.spec.definitions import parse_definitions
 from tests.conftest import git
 from tests.jobs.test_logs import Net, gjb, net, ok
 

@@ -14,7 +14,6 @@ import uuid6
 import cob
 import jobs
 from jobs import logs
-from jobs.node.definitions import parse_definitions
 from jobs.node.retry import MAX_HINT, Backoff, Policy, policies
 from tests.clirunner import gj
 from tests.conftest import git, init_repo
@@ -36,14 +35,6 @@ def test_backoff_stays_finite_after_any_number_of_failures() -> None:
     backoff.failures = 10_000
     _, wait = backoff.next_delay(cob.TransportError("HTTP 429 Too Many Requests; retry-after: 1e12"))
     assert math.isfinite(wait) and wait <= MAX_HINT
-
-
-def test_a_long_needs_chain_is_a_definition_error_not_a_crash() -> None:
-    text = "".join(
-        f'[jobs.j{i}]\nrun = "true"\n' + (f'needs = ["j{i - 1}"]\n' if i else "") for i in range(1500)
-    )
-    with pytest.raises(jobs.DefinitionError, match="at most"):
-        parse_definitions(text, "0" * 40)
 
 
 def test_whoami_nid_makes_the_readme_push_refspec_work(

@@ -22,7 +22,7 @@ from jobs.node import Workshop, load_definitions
 from jobs.node.config import ConfigError, load_config
 from jobs.node.follow import FollowError, parse_follow
 from jobs.node.isolation import load_isolation
-from jobs.node.requests import Reruns
+from jobs.requests import Reruns
 from tests.conftest import git, init_repo
 from tests.node.test_node_daemon import BUILD_TEST, World, publish, wait_for
 from tests.node.test_node_work import cli, commit_defs, new_key, reasons

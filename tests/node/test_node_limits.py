@@ -8,7 +8,7 @@
 - 7: sparse outputs were copied as real bytes and never pruned; now they are counted as
   copied, bounded per job and per commit, kept sparse, and the store is pruned.
 - 8: ``changed()`` globs cost the scheduler minutes; now each is matched once per commit, with a
-  bounded number of comparisons.
+  bounded number of comparisons (``tests/spec/test_conditions.py``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import pytest
 import cob
 import jobs
 from jobs.node import Workshop
-from jobs.node.conditions import MAX_MATCH_WORK, Facts, evaluate, parse
 from jobs.node.isolation import IsolationError, load_isolation
 from jobs.node.outputs import KEEP_SECONDS, MAX_COMMIT_BYTES, collect, provide, prune, store_root
 from tests.clirunner import GIT_JOBS, env_with, gj
@@ -425,29 +424,3 @@ def test_the_output_store_is_pruned_by_age_and_by_size(tmp_path: Path) -> None:
     finally:
         outputs.MAX_STORE_BYTES = limit
     assert sorted(os.listdir(store_root(repo))) == [third]
-
-
-# -- 8: conditions ---------------------------------------------------------------------------------
-class CountingPaths(list[str]):
-    """Changed paths that count how often they are walked."""
-
-    walks = 0
-
-    def __iter__(self) -> Iterator[str]:
-        CountingPaths.walks += 1
-        return super().__iter__()
-
-
-def test_each_changed_glob_is_matched_once_per_commit_and_the_work_is_bounded() -> None:
-    paths = CountingPaths(f"src/{i}/f.c" for i in range(9990))
-    facts = Facts("refs/heads/main", paths)
-    cond = parse('changed("docs/*") || changed("*.md") || changed("web/*") || changed("src/9989/*")')
-    CountingPaths.walks = 0
-    for _ in range(200):  # 200 jobs, or 200 plans: each a new Facts sharing the commit's answers
-        assert evaluate(cond, Facts(facts.ref, facts.changed, facts.outcome, facts.matches)) is True
-    assert CountingPaths.walks == 4, CountingPaths.walks
-    # distinct globs: matched until the comparisons run out, then counted as changed (the safe side)
-    answers = [evaluate(parse(f'changed("nothing-{i}/*")'), facts) for i in range(200)]
-    fit = MAX_MATCH_WORK // len(paths) - 4
-    assert answers[:fit] == [False] * fit and all(answers[fit:]), answers.index(True)
-    assert facts.matches.spent <= MAX_MATCH_WORK

@@ -25,6 +25,7 @@ from tests.node.test_node_work import (  # noqa: F401
     runs_by_name,
     work_repo,
 )
+from tests.spec.test_definitions import THREE_MISTAKES
 
 MATRIX = """
 [jobs.build]
@@ -42,7 +43,6 @@ run = "echo report"
 needs = ["test"]
 """
 
-NINE = ",".join(f'"{i}"' for i in range(9))
 NAMES = [
     "build",
     "test (python=3.11, os=linux)",
@@ -75,42 +75,6 @@ def test_a_matrix_gives_the_same_named_jobs_with_the_same_ids_on_two_nodes(
     plan = json.loads(cli(work_repo, "work", "any", "--dry-run", "--json", key=key[1], check=True).stdout)
     report = next(p for p in plan["jobs"] if p["name"] == "report")
     assert report["needs"] == NAMES[1:4]
-
-
-@pytest.mark.parametrize(
-    ("matrix", "problem"),
-    [
-        ('{ python = ["3.11", "a b"] }', "matrix value"),
-        ('{ python = ["3.11", "x\\u001b[31m"] }', "matrix value"),
-        ('{ "Py Thon" = ["3"] }', "axis name"),
-        (f"{{ a = [{NINE}], b = [{NINE}] }}", "64"),
-        ('{ python = ["3"], exclude = [{ python = "3" }] }', "no combination"),
-        ('{ python = ["3"], exclude = [{ os = "x" }] }', "not an axis"),
-        ('"3.12"', "must be a table"),
-    ],
-)
-def test_a_bad_or_oversized_matrix_is_a_definition_error(matrix: str, problem: str) -> None:
-    text = f"[jobs.t]\nrun = 'x {{matrix.python}}'\nmatrix = {matrix}\n"
-    with pytest.raises(jobs.DefinitionError) as err:
-        parse_definitions(text, "ab" * 20)
-    assert problem in str(err.value) and "jobs.t" in str(err.value)
-    assert "\x1b" not in str(err.value)
-
-
-def test_matrix_expansion_is_bounded_across_the_file() -> None:
-    axis = ",".join(f'"{i}"' for i in range(8))
-    big = f"{{ a = [{axis}], b = [{axis}] }}"
-    text = "".join(f"[jobs.t{i}]\nrun = 'x'\nmatrix = {big}\n" for i in range(4))
-    with pytest.raises(jobs.DefinitionError, match="after matrix expansion"):
-        parse_definitions(text, "ab" * 20)
-
-
-def test_a_matrix_placeholder_must_name_an_axis_and_shell_braces_are_left_alone() -> None:
-    text = "[jobs.t]\nrun = 'echo ${HOME} {a,b} {matrix.v}'\nmatrix = { v = [1] }\n"
-    defs = parse_definitions(text, "ab" * 20)
-    assert [j.run for j in defs] == ["echo ${HOME} {a,b} 1"]
-    with pytest.raises(jobs.DefinitionError, match=r"jobs.t.run: unknown placeholder \{matrix.w\}"):
-        parse_definitions("[jobs.t]\nrun = 'echo {matrix.w}'\nmatrix = { v = [1] }\n", "ab" * 20)
 
 
 NOTIFY = """
@@ -163,11 +127,6 @@ def test_a_need_that_must_fail_skips_its_user_after_a_success(
         "celebrate": ["succeeded"],
     }
     assert "need 'test' cannot end failed" in cli(work_repo, "logs", "HEAD:cleanup", check=True).stdout
-
-
-def test_a_need_state_must_be_known() -> None:
-    with pytest.raises(jobs.DefinitionError, match=r"jobs.b.needs.a: must be one of succeeded, failed, any"):
-        parse_definitions("[jobs.a]\nrun='x'\n[jobs.b]\nrun='x'\nneeds = { a = 'maybe' }\n", "ab" * 20)
 
 
 # -- parallel jobs and resources --------------------------------------------------------------
@@ -317,25 +276,6 @@ if = 'failed("test") || (true && !true)'
     }
 
 
-@pytest.mark.parametrize(
-    ("condition", "problem"),
-    [
-        ("branch(main)", "quoted string"),
-        ("os.system('x')", "unexpected text"),
-        ("__import__('os')", "unexpected text"),
-        ("branch('main') &&", "expected more"),
-        ("succeeded('build')", "not in this job's needs"),
-        ("(" * 20 + "true" + ")" * 20, "nested deeper"),
-        ("x" * 600, "at most 512"),
-    ],
-)
-def test_a_bad_condition_is_a_definition_error(condition: str, problem: str) -> None:
-    text = f"[jobs.a]\nrun = 'x'\nif = {json.dumps(condition)}\n"
-    with pytest.raises(jobs.DefinitionError) as err:
-        parse_definitions(text, "ab" * 20)
-    assert problem in str(err.value) and "jobs.a.if" in str(err.value)
-
-
 # -- labels -----------------------------------------------------------------------------------
 LABELS = """
 [jobs.any]
@@ -378,11 +318,6 @@ def test_a_job_that_runs_on_gpu_is_left_alone_without_the_label_and_run_with_it(
     # and --label is checked like any input
     bad = cli(work_repo, "work", "any", "--label", "G PU", key=key[1])
     assert bad.returncode == 2 and "label" in bad.stderr
-
-
-def test_runs_on_must_be_labels() -> None:
-    with pytest.raises(jobs.DefinitionError, match=r"jobs\.a\.runs_on"):
-        parse_definitions("[jobs.a]\nrun = 'x'\nruns_on = ['Linux box']\n", "ab" * 20)
 
 
 # -- failure classes and flakiness ------------------------------------------------------------
@@ -464,44 +399,7 @@ run = "test ! -e dist"
     assert "outputs of build copied" in cli(work_repo, "logs", "HEAD:test", check=True).stdout
 
 
-@pytest.mark.parametrize("path", ["/etc", "../x", "a/../../b", ".git/hooks"])
-def test_outputs_stay_inside_the_checkout(path: str) -> None:
-    with pytest.raises(jobs.DefinitionError, match=r"jobs\.a\.outputs"):
-        parse_definitions(f"[jobs.a]\nrun = 'x'\noutputs = [{json.dumps(path)}]\n", "ab" * 20)
-
-
 # -- every error at once; an invalid file is a permanent fact ---------------------------------
-THREE_MISTAKES = """
-[jobs.a]
-run = "x {matrix.py}"
-matrix = { py = ["3 .1"] }
-needs = { b = "sometimes" }
-if = 'branch(main)'
-runs_on = ["Big Box"]
-outputs = ["../up"]
-resources = ["GPU"]
-retry = { on = ["cancelled"] }
-[jobs.b]
-run = "y"
-"""
-
-
-def test_every_mistake_with_the_new_keys_is_reported_at_once() -> None:
-    with pytest.raises(jobs.DefinitionError) as err:
-        parse_definitions(THREE_MISTAKES, "ab" * 20)
-    keys = [
-        "jobs.a.matrix",
-        "jobs.a.needs.b",
-        "jobs.a.if",
-        "jobs.a.runs_on",
-        "jobs.a.outputs",
-        "jobs.a.resources",
-        "jobs.a.retry.on",
-    ]
-    assert all(k in str(err.value) for k in keys), str(err.value)
-    assert len(err.value.errors) == len(keys)
-
-
 def test_a_node_records_an_invalid_file_once_and_never_retries_it(
     work_repo: Path,
     key: tuple[cob.Signer, Path],

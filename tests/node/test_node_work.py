@@ -23,10 +23,9 @@ import pytest
 
 import cob
 import jobs
-from jobs.node import Workshop, load_definitions, parse_definitions, parse_duration
+from jobs.node import Workshop, load_definitions
 from jobs.node.journal import Entry, Journal
 from jobs.node.logs import log_path
-from jobs.node.patterns import pattern_delay
 from jobs.node.trigger import trigger
 from tests.conftest import git, init_repo
 
@@ -150,35 +149,6 @@ def test_definitions_are_read_from_the_commit_not_the_working_copy(
     assert "committed marker" in log and "DIRTY" not in log
 
 
-@pytest.mark.parametrize(
-    ("text", "key_named"),
-    [
-        ("[jobs.build]\nrun = 'make'\nrunn = 'typo'\n", "jobs.build.runn"),
-        ("[jobs.build]\nrun = 'make'\n[jobz]\n", "jobz"),
-        ("[jobs.a]\nrun = 'x'\nneeds = ['b']\n[jobs.b]\nrun = 'y'\nneeds = ['a']\n", "cycle in needs"),
-        ("[jobs.a]\nrun = 'x'\nneeds = ['nope']\n", "jobs.a.needs"),
-        ("[jobs.a]\nrun = 'x'\ntimeout = '20 parsecs'\n", "jobs.a.timeout"),
-        ("[jobs.a]\nrun = 'x'\ntimeout = '0s'\n", "jobs.a.timeout"),
-        ("[jobs.a]\nrun = 'x'\nretry = { max = 0 }\n", "jobs.a.retry.max"),
-        ("[jobs.a]\nrun = 'x'\nretry = { max = 3, pattern = 'days' }\n", "jobs.a.retry.pattern"),
-        ("[jobs.a]\nrun = 'x'\nretry = { max = 3, backoff = 2 }\n", "jobs.a.retry.backoff"),
-        ("[jobs.a]\nrun = 'x'\nidempotent = 'yes'\n", "jobs.a.idempotent"),
-        ("[jobs.a]\nneeds = []\n", "jobs.a.run"),
-        ("[jobs.a]\nrun = 'x'\n[log]\nurl = 'not a url {run_id}'\n", "log.url"),
-        ("[jobs.a]\nrun = 'x'\n[log]\nurl = 'https://x.example/{nope}'\n", "log.url"),
-        ("[trigger]\nrun = 'x'\nwhen = 'always'\n", "trigger.when"),
-        ("[jobs.a\nrun = 'x'\n", "invalid TOML"),
-    ],
-)
-def test_invalid_definitions_are_one_error_naming_file_commit_and_key(text: str, key_named: str) -> None:
-    commit = "ab" * 20
-    with pytest.raises(jobs.DefinitionError) as err:
-        parse_definitions(text, commit)
-    message = str(err.value)
-    assert message.startswith(f".git-jobs.toml at {commit[:12]}: ")
-    assert key_named in message and "\n" not in message
-
-
 def test_invalid_definitions_at_the_cli_are_one_line_and_exit_nonzero(
     work_repo: Path, key: tuple[cob.Signer, Path]
 ) -> None:
@@ -189,19 +159,6 @@ def test_invalid_definitions_at_the_cli_are_one_line_and_exit_nonzero(
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and "Traceback" not in res.stderr
         assert ".git-jobs.toml" in lines[0] and sha[:12] in lines[0] and "jobs.build.needs" in lines[0]
-
-
-def test_durations_and_retry_patterns() -> None:
-    assert parse_duration("20m") == 1200 and parse_duration("1h30m") == 5400
-    assert parse_duration("0.2s") == pytest.approx(0.2) and parse_duration("250ms") == 0.25
-    assert parse_duration(45) == 45.0
-    for bad in ("", "10x", "-1s", "0", True):
-        with pytest.raises(ValueError):
-            parse_duration(bad)
-    # µTask: seconds = 10s + 10s*ln(n); minutes/hours = one unit twice, then 10 units*ln(n-1).
-    assert [round(pattern_delay("seconds", n), 2) for n in (1, 2, 3)] == [10.0, 16.93, 20.99]
-    assert [round(pattern_delay("minutes", n) / 60, 2) for n in (1, 2, 3, 4)] == [1, 1, 6.93, 10.99]
-    assert pattern_delay("hours", 3) == pytest.approx(3600 * 10 * math.log(2))
 
 
 # -- release ----------------------------------------------------------------------------------

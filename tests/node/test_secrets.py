@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.node.definitions import parse_definitions
-from jobs.node.secrets import check_names
+from jobs.spec.definitions import parse_definitions
+from jobs.spec.secrets import check_names
 from tests.conftest import git
 from tests.jobs.test_logs import Net, commit_defs, gjb, net, ok, only_run
 

@@ -29,11 +29,11 @@ import pygit2
 import cob.refs
 from cob.errors import TransportError
 
-from ..errors import PolicyError
-from ..jobtype import TYPENAME
-from ..model import Job, Runs
-from ..store import Jobs
-from ..text import safe
+from .errors import PolicyError
+from .jobtype import TYPENAME
+from .model import Job, Runs
+from .store import Jobs
+from .text import safe
 
 MAX_REQUESTED = 200  # commits with trusted requests a node considers, newest request first
 MAX_FETCH = 20  # requested commits fetched by id in one call

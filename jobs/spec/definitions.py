@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
-import tomllib
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -42,24 +41,21 @@ from ..jobtype import check_log_url, check_name
 from ..text import safe
 from .cache import CacheSpec, parse_cache
 from .durations import DurationError, parse_duration
+from .file import DEFINITIONS_FILE as DEFINITIONS_FILE
+from .file import parse_toml, read_tables
 from .labels import LABEL, MAX_LABELS
 from .matrix import Combination, MatrixError, expand, job_name, substitute
 from .outputs import MAX_OUTPUTS, check_path
 from .patterns import PATTERNS
-from .runners import check_definition
-from .slots import RESOURCE
+from .resources import RESOURCE
+from .runner import check_definition
 from .templates import TemplateError, render
 
 if TYPE_CHECKING:
     from .conditions import Node
 
-# A definitions file is a few hundred bytes; anything past this is not read at all.
-MAX_DEFINITIONS_BYTES = 256 * 1024
 # Jobs in one file: enough for any real pipeline, and it bounds the `needs` walk's depth.
 MAX_JOBS = 200
-MAX_NESTING = 16  # arrays / inline tables inside each other (tomllib recurses)
-
-DEFINITIONS_FILE = ".git-jobs.toml"
 MAX_RETRY = 100
 # [policy] is read from the policy ref by jobs.policy, never from the commit under test;
 # [schedule] likewise, by jobs.node.schedule.
@@ -437,57 +433,15 @@ def _order(ctx: _Ctx, jobs: dict[str, JobDef], known: Collection[str] = ()) -> t
     return tuple(done.values())
 
 
-def nesting(text: str) -> int:
-    """The deepest nesting of ``[`` / ``{`` in TOML text, outside strings and comments.
-
-    tomllib parses nested arrays and inline tables recursively: 40 KB of ``[[[[…`` raised
-    RecursionError. This linear scan runs first, so such a file is one clear error.
-    """
-    depth = most = i = 0
-    n = len(text)
-    while i < n:
-        c = text[i]
-        if c == "#":
-            i = _line_end(text, i)
-        elif c in "\"'":
-            i = _string_end(text, i)
-        elif c in "[{":
-            depth += 1
-            most = max(most, depth)
-        elif c in "]}":
-            depth = max(0, depth - 1)
-        i += 1
-    return most
-
-
-def _line_end(text: str, i: int) -> int:
-    end = text.find("\n", i)
-    return len(text) if end < 0 else end
-
-
-def _string_end(text: str, i: int) -> int:
-    """The index of the last character of the string starting at ``i`` (or the text's end)."""
-    quote = text[i]
-    if text.startswith(quote * 3, i):
-        end = text.find(quote * 3, i + 3)
-        return len(text) if end < 0 else end + 2
-    j = i + 1
-    while j < len(text) and text[j] not in (quote, "\n"):
-        j += 2 if quote == '"' and text[j] == "\\" else 1
-    return j
-
-
 def parse_definitions(text: str, commit: str, path: str = DEFINITIONS_FILE) -> Definitions:
     """Parse and validate the file's text; raise :class:`DefinitionError` on any problem."""
+    return definitions_of(parse_toml(text, f"{path} at {commit[:12]}", DefinitionError), commit, path)
+
+
+def definitions_of(data: Mapping[str, Any], commit: str, path: str = DEFINITIONS_FILE) -> Definitions:
+    """Validate the tables of a parsed file (:mod:`.file`): the definitions, or
+    :class:`DefinitionError` listing every problem."""
     ctx = _Ctx(path, commit)
-    if nesting(text) > MAX_NESTING:
-        raise ctx.error(None, f"arrays or inline tables nested deeper than {MAX_NESTING} levels")
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ctx.error(None, f"invalid TOML: {e}") from None
-    except RecursionError:  # the scan above should make this unreachable; never a crash
-        raise ctx.error(None, "nested too deeply") from None
     _unknown(ctx, "", data, _TOP_KEYS)
     jobs_table = _table(ctx, "jobs", data.get("jobs", {}))
     if len(jobs_table) > MAX_JOBS:
@@ -547,21 +501,5 @@ def load_definitions(repo: pygit2.Repository, commit: str) -> Definitions | None
     except (KeyError, ValueError, pygit2.GitError) as e:
         raise DefinitionError(f"commit {commit!r} is not in this repository ({e})") from None
     sha = str(obj.id)
-    try:
-        entry = obj.tree[DEFINITIONS_FILE]
-    except KeyError:
-        return None
-    kind, size = repo.odb.read_header(entry.id)
-    if kind != pygit2.enums.ObjectType.BLOB:
-        raise DefinitionError(f"{DEFINITIONS_FILE} at {sha[:12]}: is not a file")
-    if size > MAX_DEFINITIONS_BYTES:
-        raise DefinitionError(
-            f"{DEFINITIONS_FILE} at {sha[:12]}: is {size} bytes (limit {MAX_DEFINITIONS_BYTES})"
-        )
-    blob = repo.get(entry.id)
-    assert isinstance(blob, pygit2.Blob)
-    try:
-        text = blob.data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise DefinitionError(f"{DEFINITIONS_FILE} at {sha[:12]}: is not UTF-8 text") from None
-    return parse_definitions(text, sha)
+    data = read_tables(repo, obj, f"{DEFINITIONS_FILE} at {sha[:12]}", DefinitionError)
+    return None if data is None else definitions_of(data, sha)

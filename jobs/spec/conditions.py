@@ -224,25 +224,3 @@ def changed_paths(repo: pygit2.Repository, commit: str) -> list[str] | None:
         if len(out) > MAX_CHANGED:
             return None
     return out
-
-
-def reached_by(repo: pygit2.Repository, source: str | None) -> str | None:
-    """The full ref a candidate's source names: a followed ref as is, a named REV resolved
-    through the repository (``HEAD`` → its branch, ``main`` → ``refs/heads/main``); else None."""
-    if not source or "~" in source:
-        return None  # a followed tip's ancestor was not reached by that ref's name
-    name = source.split(":", 1)[1] if ":" in source and not source.startswith("refs/") else source
-    from .follow import FOLLOW_ROOT  # here: parsing a condition (status) needs no fetch code
-
-    if name.startswith(FOLLOW_ROOT):  # refs/git-jobs/follow/<remote>/heads/main: the remote's ref
-        rest = name[len(FOLLOW_ROOT) :].split("/", 1)
-        return "refs/" + rest[1] if len(rest) == 2 else None
-    if name.startswith("refs/"):
-        return name
-    try:
-        if name == "HEAD":
-            return None if repo.head_is_detached else repo.head.name
-        ref = repo.lookup_reference_dwim(name)
-    except (KeyError, ValueError, pygit2.GitError):
-        return None
-    return ref.name if ref.name != "HEAD" else None
