@@ -46,10 +46,10 @@ if TYPE_CHECKING:
     from .assign import Assignment
     from .evidence import JobEvidence, Reuse
     from .spec.definitions import Definitions
+    from .store import Jobs  # a type only: Jobs.status() calls the gate
 from .model import FAILING, Job, Reason, Run, Runs
 from .policy import Policy, skips_refused
 from .retries import ATTEMPTS, will_retry
-from .store import Jobs
 from .summary import LOST, OUTCOME_EXIT, QUEUED, RUNNING, run_json, run_state
 
 EXPECTED = "expected"

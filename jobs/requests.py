@@ -23,6 +23,7 @@ import hashlib
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import pygit2
 
@@ -32,8 +33,10 @@ from cob.errors import TransportError
 from .errors import PolicyError
 from .jobtype import TYPENAME
 from .model import Job, Runs
-from .store import Jobs
 from .text import safe
+
+if TYPE_CHECKING:  # a type only: the store reads requests through the gate
+    from .store import Jobs
 
 MAX_REQUESTED = 200  # commits with trusted requests a node considers, newest request first
 MAX_FETCH = 20  # requested commits fetched by id in one call

@@ -20,7 +20,7 @@ import pygit2
 import cob
 
 from .errors import InvalidInputError, PolicyError
-from .policy import check_node_name
+from .spec.policy import check_node_name
 from .text import safe
 
 TRUST_KEY = "jobs.trust"
