@@ -37,6 +37,7 @@ from pathlib import Path
 
 import pygit2
 
+from . import paths
 from .errors import JobsError
 
 DEFAULT_TIMEOUT = 6 * 3600  # a run's deadline when its op records none; also jobs.maxTimeout's default
@@ -142,7 +143,7 @@ def _memory(repo: pygit2.Repository | None, file: str = _FILE) -> _Memory:
     with _MEMORIES_LOCK:
         mem = _MEMORIES.get(key)
         if mem is None:
-            path = Path(repo.path) / "git-jobs" / file if repo else None
+            path = paths.state_file(repo, file) if repo else None
             mem = _MEMORIES[key] = _Memory(path, "." + file.split(".")[0] + "-")
         return mem
 

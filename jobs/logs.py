@@ -25,7 +25,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import pygit2
@@ -38,6 +37,9 @@ from cob.refs import compare_and_swap
 from .errors import AmbiguousJobError, JobsError, UnknownJobError, UnknownRunError
 from .jobtype import JOB_TYPE
 from .model import Job, Run, run_prefix
+from .paths import log_path as log_path
+from .paths import logs_dir as logs_dir
+from .paths import state_dir as state_dir
 
 if TYPE_CHECKING:
     from .store import Jobs
@@ -163,22 +165,6 @@ def entry_path(run_id: uuid.UUID | str) -> tuple[str, str]:
     """(fan-out directory, file name) of a run's log in its bucket's tree."""
     text = str(uuid.UUID(str(run_id)))
     return text[-2:], text
-
-
-# -- this clone's own files -------------------------------------------------------------------
-def state_dir(repo: pygit2.Repository) -> Path:
-    """``<gitdir>/git-jobs/``: what a clone keeps beside its repository (a node's logs,
-    checkouts, journal and lock; the last policy seen)."""
-    return Path(repo.path) / "git-jobs"
-
-
-def logs_dir(repo: pygit2.Repository) -> Path:
-    return state_dir(repo) / "logs"
-
-
-def log_path(repo: pygit2.Repository, run_id: uuid.UUID | str) -> Path:
-    """The local file of a run's log on the node that ran it."""
-    return logs_dir(repo) / f"{run_id}.log"
 
 
 def month_of(when: float) -> str:

@@ -24,6 +24,7 @@ import pygit2
 
 import cob
 
+from . import paths
 from .errors import PolicyError, PolicyRewoundError
 from .spec.file import DEFINITIONS_FILE, read_tables
 from .spec.policy import DEFAULT_TAKEOVER as DEFAULT_TAKEOVER
@@ -176,7 +177,7 @@ _DESCENDS: dict[tuple[str, str], bool] = {}
 
 
 def _seen_path(repo: pygit2.Repository) -> str:
-    return os.path.join(str(repo.path).rstrip("/"), "git-jobs", SEEN_FILE)
+    return str(paths.state_file(repo, SEEN_FILE))
 
 
 def seen_policy(repo: pygit2.Repository) -> str | None:

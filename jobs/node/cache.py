@@ -37,6 +37,7 @@ from pathlib import Path
 
 import pygit2
 
+from .. import paths
 from ..spec.cache import CacheSpec, parts
 from .outputs import MAX_BYTES, MAX_FILES, _at, _copy_tree, _files, _inside
 
@@ -109,8 +110,7 @@ def cache_key(repo: pygit2.Repository, commit: str, spec: CacheSpec, job: str, e
     return "".join(out)
 
 
-def root(repo: pygit2.Repository) -> Path:
-    return Path(repo.path) / "git-jobs" / "caches"
+root = paths.caches_root
 
 
 def entry_dir(repo: pygit2.Repository, scope: str, key: str) -> Path:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import re
-from pathlib import Path
 
 import pygit2
+
+from .. import paths
 
 MAX_ENTRIES = 10_000
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
@@ -21,7 +22,7 @@ _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 
 class InvalidDefinitions:
     def __init__(self, repo: pygit2.Repository) -> None:
-        self.path = Path(repo.path) / "git-jobs" / "invalid-definitions"
+        self.path = paths.state_file(repo, "invalid-definitions")
         self._known: list[str] | None = None
 
     def known(self) -> list[str]:

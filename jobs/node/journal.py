@@ -29,6 +29,7 @@ import pygit2
 from cob.errors import TransportError
 from cob.gitrun import run_git
 
+from .. import paths
 from ..errors import JobsError
 from .checkout import remove_tree
 from .logs import state_dir
@@ -92,7 +93,8 @@ class Entry:
 class Journal:
     def __init__(self, repo: pygit2.Repository) -> None:
         self.repo = repo
-        self.dir = state_dir(repo) / "running"
+        self.dir = paths.running_dir(repo)
+        self.recovered_dir = paths.recovered_dir(repo)
 
     def _path(self, run_id: str) -> Path:
         return self.dir / f"{run_id}.json"
@@ -109,12 +111,12 @@ class Journal:
 
     def mark_recovered(self, run_id: str) -> None:
         """Remember that this run ended ``error`` by crash recovery: it does not use up a retry."""
-        directory = self.dir.parent / "recovered"
+        directory = self.recovered_dir
         directory.mkdir(parents=True, exist_ok=True)
         (directory / run_id).touch()
 
     def recovered(self) -> set[str]:
-        directory = self.dir.parent / "recovered"
+        directory = self.recovered_dir
         return {p.name for p in directory.iterdir()} if directory.is_dir() else set()
 
     def entries(self) -> list[Entry]:

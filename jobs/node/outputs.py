@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 import shutil
 import stat
@@ -43,6 +42,7 @@ from pathlib import Path
 import pygit2
 
 # The declared paths are the language's (jobs.spec.outputs); re-exported for older imports.
+from .. import paths
 from ..spec.outputs import MAX_OUTPUTS as MAX_OUTPUTS
 from ..spec.outputs import check_path as check_path
 
@@ -54,13 +54,8 @@ KEEP_SECONDS = 2 * 24 * 3600.0  # a commit's outputs unused this long are delete
 CHUNK = 1024 * 1024
 
 
-def store_root(repo: pygit2.Repository) -> Path:
-    return Path(repo.path) / "git-jobs" / "outputs"
-
-
-def store_dir(repo: pygit2.Repository, commit: str, job: str) -> Path:
-    key = hashlib.sha256(job.encode()).hexdigest()[:24]
-    return store_root(repo) / commit / key
+store_root = paths.outputs_root
+store_dir = paths.outputs_dir
 
 
 def _size_file(dest: Path) -> Path:

@@ -26,6 +26,7 @@ import pygit2
 
 import cob
 
+from .. import paths
 from ..errors import JobsError
 from ..model import Evidence, Job
 from . import ATTESTATION_EMBED, dsse
@@ -146,7 +147,6 @@ def sign_finish(
 ) -> bytes | None:
     """The envelope a node embeds in the finish of ``run_id`` (the node's hook, at finish);
     None when the run kept no outputs (nothing to attest) or they are more than it names."""
-    from ..node.outputs import store_dir
 
     signer, repo = jobs.signer, jobs.repo
     if not evidence.outputs or signer is None:
@@ -155,7 +155,7 @@ def sign_finish(
     if run is None:
         return None
     try:
-        subject = subjects(store_dir(repo, job.commit, job.name))
+        subject = subjects(paths.outputs_dir(repo, job.commit, job.name))
     except (OSError, ValueError):  # an output unreadable now: the finish matters more
         return None
     if not subject:
