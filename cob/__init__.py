@@ -28,9 +28,10 @@ from .identity import (
     public_key_from_nid,
     ssh_public_key_line,
 )
+from .recovery import set_tip
 from .refs import object_ref
 from .signer import Signer, default_key_path, resolve_key_path
-from .sigrefs import index_ref, set_tip
+from .sigrefs import index_ref
 from .store import Store, open_repository
 
 __all__ = [

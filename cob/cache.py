@@ -40,7 +40,7 @@ from . import sigrefs
 from .change import Codec, InvalidChangeError, read_change
 from .errors import CacheBusyError
 from .evaluate import Evaluation, RejectKind, Verdict
-from .refs import RefReader
+from .reader import RefReader
 
 SCHEMA = 5  # 5: per-node index refs; tips of every object kept here
 FILENAME = "git-jobs-index.sqlite3"

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 
 import pygit2
 
-from . import recovery, sigrefs
+from . import indexlog, recovery, sigrefs
 from .cache import Cache
 from .change import MALFORMED_ERRORS, Codec
 from .gitrun import first_error, run_git
-from .refs import STALE_LOCK_SECONDS, RefReader, clear_stale_lock, common_dir, is_ancestor
+from .reader import RefReader
+from .refs import STALE_LOCK_SECONDS, clear_stale_lock, common_dir, is_ancestor
 from .signer import Signer
 
 MAX_MISSING_SHOWN = 5
@@ -72,7 +73,7 @@ def check(
             out.append(
                 Finding(Kind.BROKEN_INDEX, f"{who} index: {rec.describe()} ({fix})", repairable=nid == own)
             )
-    for loss in recovery.losses(gitdir):
+    for loss in indexlog.losses(gitdir):
         shown = ", ".join(f"{i[:12]} (change {t[:12]})" for _, i, t in loss.entries[:MAX_MISSING_SHOWN])
         base = loss.new[:12] if loss.new else "an empty index"
         text = (
@@ -249,10 +250,10 @@ def repair(
     done: list[str] = []
     kinds = {f.kind for f in findings if f.repairable}
     if Kind.LOST in kinds:
-        nids = [r.nid for r in recovery.losses(gitdir)]
-        recovery.acknowledge(gitdir, nids)
+        nids = [r.nid for r in indexlog.losses(gitdir)]
+        indexlog.acknowledge(gitdir, nids)
         done.append(
-            f"acknowledged lost writes of {len(set(nids))} node(s) (they stay in {recovery.LOG_NAME})"
+            f"acknowledged lost writes of {len(set(nids))} node(s) (they stay in {indexlog.LOG_NAME})"
         )
     if Kind.BROKEN_INDEX in kinds and signer is not None:
         rec = recovery.repair(repo, signer, signer.nid, quiet=True)

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 
 import pygit2
 
-from .refs import NAMESPACES, RefReader
+from .reader import RefReader
+from .refs import NAMESPACES
 
 _KIND = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 

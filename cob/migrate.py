@@ -23,7 +23,8 @@ from . import sigrefs
 from .change import MALFORMED_ERRORS, MANIFEST, write_merge
 from .errors import ConflictError
 from .gitrun import run_git
-from .refs import CobRef, RefReader, common_dir, compare_and_swap, is_ancestor
+from .reader import RefReader
+from .refs import CobRef, common_dir, compare_and_swap, is_ancestor
 from .signer import Signer
 
 

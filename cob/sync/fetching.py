@@ -13,7 +13,8 @@ from ..errors import TransportError
 from ..family import RefFamily, family_of
 from ..gitrun import DEFAULT_IDLE, DEFAULT_TIMEOUT, describe
 from ..identity import is_nid
-from ..refs import NAMESPACES, RefReader, compare_and_swap, parse_ref
+from ..reader import RefReader
+from ..refs import NAMESPACES, compare_and_swap, parse_ref
 from ..refused import RefusedMemory
 from ..sigrefs import (
     parse_index_ref,

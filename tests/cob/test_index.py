@@ -223,7 +223,7 @@ def test_find_by_commit_loads_only_that_commits_jobs(repo: pygit2.Repository, si
     for i in range(1000):
         root = cob.change.write_root(repo, codec, [jobs.Request(f"{i + 1:040x}", "ci")])
         others[(jobs.TYPENAME, root)] = root
-    assert cob.sigrefs.move(repo, signer, signer.nid, others, {}) is not None
+    assert cob.recovery.move(repo, signer, signer.nid, others, {}) is not None
     reader = jobs.Jobs.open(repo.path)
     found = reader.find_by_commit(target)
     assert sorted(x.id for x in found) == sorted(mine)

@@ -19,7 +19,7 @@ import cob
 import jobs
 from cob import sigrefs
 from cob.change import Codec, write_change, write_root
-from cob.refs import RefReader, _namespace_section
+from cob.reader import RefReader, _namespace_section
 from jobs.sync import Publication
 from tests.conftest import git, head, init_repo
 
