@@ -30,7 +30,7 @@ from .identity import (
 )
 from .recovery import set_tip
 from .refs import object_ref
-from .signer import Signer, default_key_path, resolve_key_path
+from .signer import Signer
 from .sigrefs import index_ref
 from .store import Store, open_repository
 
@@ -57,7 +57,6 @@ __all__ = [
     "UnknownObjectError",
     "Verdict",
     "allowed_signers_line",
-    "default_key_path",
     "is_nid",
     "nid_from_public_key",
     "normalize_nid",
@@ -65,7 +64,6 @@ __all__ = [
     "object_ref",
     "open_repository",
     "public_key_from_nid",
-    "resolve_key_path",
     "set_tip",
     "ssh_public_key_line",
 ]

@@ -19,7 +19,7 @@ from typing import Any, cast
 import msgspec
 import pygit2
 
-from . import canonical, sshsig
+from . import canonical, layout, sshsig
 from .cobtype import CobType
 from .errors import SignatureError
 from .identity import nid_from_public_key
@@ -28,7 +28,7 @@ MANIFEST = "manifest"
 OPS = "ops"
 EMBEDS = "embeds"
 # Fixed identity and time of a content-addressed root: its oid then depends on its ops alone.
-ROOT_NAME = "git-jobs"
+# Its author's name is the layout's (cob.layout.Layout.root_author): part of the oid.
 ROOT_EMAIL = "content-addressed-root"
 ROOT_TIME = 0
 
@@ -245,7 +245,7 @@ def _tree(
 
 def root_commit_buffer(repo: pygit2.Repository, codec: Codec, ops: Sequence[Any], tree: pygit2.Oid) -> str:
     """The commit text of a content-addressed root (unsigned, fixed identity and time)."""
-    ident = pygit2.Signature(ROOT_NAME, ROOT_EMAIL, ROOT_TIME, 0)
+    ident = pygit2.Signature(layout.current().root_author, ROOT_EMAIL, ROOT_TIME, 0)
     message = codec.cobtype.summary(ops) + "\n"
     buffer = cast(str, repo.create_commit_string(ident, ident, message, tree, []))
     return buffer

@@ -1,6 +1,6 @@
 """How a type plugs into `cob`: its name, its op structs, and its fold.
 
-A type is a small class (see ``jobs.model.JobType``). `cob` reads, verifies and orders changes;
+A type is a small class (an application's, e.g. a job type). `cob` reads, verifies and orders changes;
 the type only says whether a change is acceptable (:meth:`CobType.validate`, raising
 :class:`Reject`) and how it changes the state (:meth:`CobType.apply`, which must not fail).
 Splitting the two keeps the fold atomic per change without copying the state.
@@ -35,7 +35,7 @@ class CobType(ABC, Generic[S]):
 
     Class attributes a type sets:
 
-    - ``typename``: reverse-DNS name, e.g. ``"dev.gitjobs.job"``; also the ref path segment.
+    - ``typename``: reverse-DNS name, e.g. ``"org.example.issue"``; also the ref path segment.
     - ``version``: the manifest version this code writes; ``versions`` those it reads.
     - ``op_type``: a msgspec type (usually a ``Union`` of structs tagged by ``"type"``).
     - ``content_addressed_root``: the root is unsigned, with a fixed identity and time, so its

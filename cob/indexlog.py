@@ -14,11 +14,12 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from . import layout
 from .syntax import is_oid, is_typename
 
 Key = tuple[str, str]  # (typename, object id)
 
-LOG_NAME = "git-jobs-index-log"
+LOG_NAME = "index-log"  # <gitdir>/<layout prefix>-index-log (cob.layout)
 # The log is trimmed to its newest KEEP_BYTES once it passes MAX_BYTES (a few thousand moves).
 MAX_BYTES = 1 << 20
 KEEP_BYTES = 256 << 10
@@ -41,7 +42,7 @@ class Record:
 
 
 def log_path(gitdir: str) -> str:
-    return os.path.join(gitdir, LOG_NAME)
+    return os.path.join(gitdir, layout.current().file(LOG_NAME))
 
 
 def _format(rec: Record) -> str:

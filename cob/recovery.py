@@ -12,8 +12,8 @@ entries the move set. git keeps no reflog of ``refs/namespaces/...`` by default
 log is ours. When an index tip is missing or unreadable:
 
 * readers use the newest *intact* index this log (or the last published tip,
-  :data:`cob.sigrefs.PUBLISHED`) knows of (:func:`recover`);
-* the next write, sync or ``git jobs doctor --repair`` moves forward from there
+  :attr:`cob.layout.Layout.published_ref`) knows of (:func:`recover`);
+* the next write, sync or ``doctor --repair`` moves forward from there
   (:func:`repair`): a new index commit on that intact index, plus every entry recorded
   after it whose change is still complete and descends from the intact entry; the others
   are lost and recorded as such, for ``doctor`` to report.
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import pygit2
 
-from . import sigrefs
+from . import layout, sigrefs
 from .change import MALFORMED_ERRORS
 from .errors import ConflictError
 from .indexlog import MAX_RECORDED, Record, append, read
@@ -173,7 +173,7 @@ def recover(repo: pygit2.Repository, nid: str, bad: str | None) -> Recovery:
 def _published(repo: pygit2.Repository, nid: str) -> str | None:
     """The last index tip of ours a push delivered, when it is ``nid``'s and intact."""
     try:
-        ref = repo.references.get(sigrefs.PUBLISHED)
+        ref = repo.references.get(layout.current().published_ref)
         tip = str(ref.target) if ref is not None else None
         commit = repo[tip] if tip else None
     except MALFORMED_ERRORS:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import pygit2
 
+from . import layout
 from .errors import RepositoryError
 from .indexlog import record_move
 from .syntax import is_oid as is_oid  # re-exported: cob.refs.is_oid is public
@@ -77,17 +78,17 @@ def parse_ref(name: str) -> tuple[str, str, str] | None:
     return nid, typename, object_id
 
 
-# A ``<ref>.lock`` older than this, while no git-jobs writer is inside compare_and_swap, was
+# A ``<ref>.lock`` older than this, while no writer of ours is inside compare_and_swap, was
 # left by a writer that died (SIGKILL, power loss) and is removed. libgit2 holds a ref lock for
 # microseconds; the age also protects locks taken by stock git (fetch, pack-refs), which does not
 # take our writers' lock.
 STALE_LOCK_SECONDS = 2.0
-WRITERS_LOCK = "git-jobs-writers.lock"
+WRITERS_LOCK = "writers.lock"  # <gitdir>/<layout prefix>-writers.lock (cob.layout)
 
 
 @contextlib.contextmanager
 def _writers_lock(gitdir: str, exclusive: bool) -> Iterator[bool]:
-    """flock on ``<gitdir>/git-jobs-writers.lock``: shared while writing a ref, exclusive
+    """flock on ``<gitdir>/<prefix>-writers.lock`` (:mod:`cob.layout`): shared while writing a ref, exclusive
     (non-blocking; yields False when busy) to clear a stale lock. The kernel drops a dead
     process's flock, so "exclusive acquired" means no live writer of ours holds a ref lock."""
     try:
@@ -96,7 +97,7 @@ def _writers_lock(gitdir: str, exclusive: bool) -> Iterator[bool]:
         yield not exclusive
         return
     try:
-        fd = os.open(os.path.join(gitdir, WRITERS_LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(os.path.join(gitdir, layout.current().file(WRITERS_LOCK)), os.O_RDWR | os.O_CREAT, 0o644)
     except OSError:
         yield not exclusive
         return

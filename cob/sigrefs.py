@@ -38,7 +38,7 @@ MESSAGE = "cob: index\n"  # every index commit's message; a change never has it 
 # Local only, never synced: the last index tip of ours a push delivered. A merge of our own
 # index as a remote holds it (cob.migrate.merge_own) is only safe while nothing of our local
 # chain was published: peers that took it would refuse the merged chain.
-PUBLISHED = "refs/git-jobs-published/sigrefs"
+# Its name is the layout's (cob.layout.Layout.published_ref).
 GITLINK = pygit2.enums.FileMode.COMMIT
 TREE = pygit2.enums.FileMode.TREE
 # Index commits one walk of a chain may visit: every write adds one, so years of a busy node.

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from cob import Change, CobType, EvalContext, Reject
 from cob.refs import is_oid
 
+from . import layout as _layout  # noqa: F401  (git-jobs' names in cob: the root's author)
 from .deadline import check_timeout
 from .model import Evidence, JobState, Reason, RequestState, RunState
 from .ops import FinishRun, Op, Release, Request, Rerun, StartRun

@@ -9,6 +9,7 @@ from collections.abc import Collection, Mapping
 
 import pygit2
 
+from .. import layout
 from ..errors import TransportError
 from ..family import RefFamily, family_of
 from ..gitrun import DEFAULT_IDLE, DEFAULT_TIMEOUT, describe
@@ -373,7 +374,7 @@ def _apply(
                 result.own_families[name] = new
             result.refused.append(Refusal(name, why, FETCH, kind, old, new))
             return
-        if compare_and_swap(repo, name, new, old, "git-jobs: sync fetch"):
+        if compare_and_swap(repo, name, new, old, f"{layout.current().prefix}: sync fetch"):
             result.updated.append(RefUpdate(name, old, new))
             return
     result.refused.append(Refusal(name, "the local ref kept moving", FETCH, RefusalKind.BUSY, None, new))

@@ -8,12 +8,12 @@ from collections.abc import Collection, Mapping
 
 import pygit2
 
+from .. import layout
 from ..errors import TransportError
 from ..family import RefFamily, family_of, family_refs
 from ..gitrun import DEFAULT_IDLE, DEFAULT_TIMEOUT, describe, first_error, run_git
 from ..refs import is_oid, parse_ref
 from ..sigrefs import (
-    PUBLISHED,
     index_ref,
     lookup,
     tree_of,
@@ -93,9 +93,9 @@ def push(
 
 
 def _mark_published(repo: pygit2.Repository, tip: str) -> None:
-    """Remember that a remote holds our index at ``tip`` (see :data:`cob.sigrefs.PUBLISHED`)."""
+    """Remember that a remote holds our index at ``tip`` (:attr:`cob.layout.Layout.published_ref`)."""
     with contextlib.suppress(pygit2.GitError, ValueError, OSError):
-        repo.references.create(PUBLISHED, pygit2.Oid(hex=tip), force=True)
+        repo.references.create(layout.current().published_ref, pygit2.Oid(hex=tip), force=True)
 
 
 def _push(

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 
 import pygit2
 
+from .. import layout
 from ..errors import TransportError
 from ..family import RefFamily, family_of
 from ..gitrun import describe, first_error, run_git
@@ -25,8 +26,7 @@ from .limits import Limits
 from .listing import _gitdir, _owner
 from .results import FETCH, FetchResult, Refusal, RefusalKind
 
-STAGING = "refs/git-jobs-staging/"
-QUARANTINE = "git-jobs-quarantine"  # <gitdir>/git-jobs-quarantine/<pid>-<hex>/: see _Quarantine
+QUARANTINE = "quarantine"  # <gitdir>/<layout prefix>-quarantine/<pid>-<hex>/: see _Quarantine
 
 
 def _config_quote(text: str) -> str:
@@ -75,7 +75,7 @@ class _Quarantine:
         self.timeout = timeout
         self.idle = idle
         self.tag = f"{os.getpid()}-{secrets.token_hex(4)}"
-        self.gitdir = os.path.join(_gitdir(repo), QUARANTINE, self.tag)
+        self.gitdir = os.path.join(_gitdir(repo), layout.current().file(QUARANTINE), self.tag)
         self.staged: dict[str, str] = {}
         self._staging: dict[str, str] = {}  # remote ref -> its staging ref in the quarantine
         self.checked: dict[str, tuple[str | None, str]] = {}  # ref -> (old, new) that passed
@@ -115,9 +115,10 @@ class _Quarantine:
         """Download ``wanted`` into the quarantine; False when a ref vanished (list again)."""
         self._create()
         names = sorted(wanted)
-        # Staging refs are flat (refs/git-jobs-staging/<n>): one directory to create and delete.
-        lines = [f"+{n}:{STAGING}{i}\n" for i, n in enumerate(names)]
-        self._staging = {n: f"{STAGING}{i}" for i, n in enumerate(names)}
+        # Staging refs are flat (refs/<prefix>-staging/<n>): one directory to create and delete.
+        staging = layout.current().staging_refs
+        lines = [f"+{n}:{staging}{i}\n" for i, n in enumerate(names)]
+        self._staging = {n: f"{staging}{i}" for i, n in enumerate(names)}
         res = run_git(
             self.gitdir,
             [*_QUARANTINE_FETCH, remote],
@@ -267,25 +268,26 @@ def _clean_stale(repo: pygit2.Repository, timeout: float | None) -> None:
     """Delete what a sync whose process died (kill -9, power loss) left: its quarantine
     directory, and staging refs of older versions, which fetched into the repository itself."""
     gitdir = _gitdir(repo)
-    base = os.path.join(gitdir, QUARANTINE)
+    base = os.path.join(gitdir, layout.current().file(QUARANTINE))
+    staging = layout.current().staging_refs
     with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         for tag in os.listdir(base):
             pid_text = tag.split("-", 1)[0]
             if not (pid_text.isdigit() and _alive(int(pid_text))):
                 shutil.rmtree(os.path.join(base, tag), ignore_errors=True)
     packed = os.path.join(gitdir, "packed-refs")
-    loose = os.path.join(gitdir, STAGING.rstrip("/"))
+    loose = os.path.join(gitdir, staging.rstrip("/"))
     if not os.path.isdir(loose):
         try:
             with open(packed, "rb") as f:
-                if STAGING.encode() not in f.read():
+                if staging.encode() not in f.read():
                     return
         except FileNotFoundError:
             return
-    res = run_git(gitdir, ["for-each-ref", "--format=%(refname)", STAGING], timeout=timeout)
+    res = run_git(gitdir, ["for-each-ref", "--format=%(refname)", staging], timeout=timeout)
     stale = []
     for name in res.stdout.split():
-        tag = name[len(STAGING) :].split("/", 1)[0]
+        tag = name[len(staging) :].split("/", 1)[0]
         pid_text = tag.split("-", 1)[0]
         if pid_text.isdigit() and _alive(int(pid_text)):
             continue

@@ -110,7 +110,7 @@ class FetchResult:
     own_index: str | None = None
     # Our own ref-family refs (e.g. log buckets) on the remote, signed by us but diverged from
     # ours (two copies of one key published into one bucket): {ref: remote tip}, objects kept
-    # so that the caller can merge them (jobs.logs.merge_own).
+    # so that the caller can merge them (e.g. an application's own merge of its log buckets).
     own_families: dict[str, str] = field(default_factory=dict)
     # Refs refused before with the same values (cob.refused): skipped unread, only counted.
     remembered: int = 0
