@@ -9,11 +9,29 @@ Splitting the two keeps the fold atomic per change without copying the state.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
-if TYPE_CHECKING:
-    from .change import Change
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A verified change. ``author`` is the signer's NID, or None for a content-addressed root."""
+
+    oid: str
+    parents: tuple[str, ...]
+    author: str | None
+    timestamp: int
+    ops: tuple[Any, ...]
+    message: str = ""
+    version: int = 1
+    embeds: Mapping[str, str] = field(default_factory=dict)  # name -> blob oid
+
+    @property
+    def key(self) -> tuple[int, str]:
+        """The tie-break among changes ready at once: (commit time, oid)."""
+        return (self.timestamp, self.oid)
+
 
 S = TypeVar("S")
 
