@@ -19,7 +19,7 @@ from typing import Any, cast
 import msgspec
 import pygit2
 
-from . import canonical, layout, sshsig
+from . import canonical, sshsig
 from .cobtype import Change as Change  # re-exported: defined with the contract a type sees
 from .cobtype import CobType
 from .errors import SignatureError
@@ -29,7 +29,7 @@ MANIFEST = "manifest"
 OPS = "ops"
 EMBEDS = "embeds"
 # Fixed identity and time of a content-addressed root: its oid then depends on its ops alone.
-# Its author's name is the layout's (cob.layout.Layout.root_author): part of the oid.
+# Its author's name is the type's (CobType.root_author): part of the oid.
 ROOT_EMAIL = "content-addressed-root"
 ROOT_TIME = 0
 
@@ -227,7 +227,7 @@ def _tree(
 
 def root_commit_buffer(repo: pygit2.Repository, codec: Codec, ops: Sequence[Any], tree: pygit2.Oid) -> str:
     """The commit text of a content-addressed root (unsigned, fixed identity and time)."""
-    ident = pygit2.Signature(layout.current().root_author, ROOT_EMAIL, ROOT_TIME, 0)
+    ident = pygit2.Signature(codec.cobtype.root_author, ROOT_EMAIL, ROOT_TIME, 0)
     message = codec.cobtype.summary(ops) + "\n"
     buffer = cast(str, repo.create_commit_string(ident, ident, message, tree, []))
     return buffer

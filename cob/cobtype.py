@@ -58,6 +58,8 @@ class CobType(ABC, Generic[S]):
     - ``op_type``: a msgspec type (usually a ``Union`` of structs tagged by ``"type"``).
     - ``content_addressed_root``: the root is unsigned, with a fixed identity and time, so its
       oid depends only on its ops (every node creating it gets the same object id).
+    - ``root_author``: the name in that fixed identity (part of every object id of the type:
+      never change it once objects exist).
     - ``commutative``: ops commute and are idempotent, so a cached state plus only the new
       changes equals a full fold. The cache only folds incrementally for such types.
     - ``rules``: a number to bump whenever ``validate``/``apply`` change meaning, so that
@@ -69,6 +71,7 @@ class CobType(ABC, Generic[S]):
     versions: ClassVar[frozenset[int]] = frozenset({1})
     op_type: ClassVar[Any]
     content_addressed_root: ClassVar[bool] = False
+    root_author: ClassVar[str] = "cob"
     commutative: ClassVar[bool] = False
     # Bump when validate/apply change meaning: cached folds made under older rules are redone.
     rules: ClassVar[int] = 1

@@ -2,14 +2,14 @@
 
 cob is generic: the files it keeps in the git directory (its index cache, index log, refused
 memory, writers' lock, fetch quarantine), its local refs (the last published index, a fetch's
-staging refs), the author of a content-addressed root, its git config section and the command
-its hints name are all taken from the layout in use. The defaults are generic (``cob-…``); an
+staging refs), its git config section and the command its hints name are all taken from the
+layout in use. The defaults are generic (``cob-…``); an
 application builds its layout once and installs it with :func:`use` before it opens a
 repository (an application does so on import, with the names its format documents). A process serves
 one application, so the layout is per process, like :mod:`cob.durable`'s settings.
 
-The author of a content-addressed root is part of the root's oid, hence of every object id of
-a type that uses one: an application must never change it once objects exist.
+What decides an object's id is never per process: the author of a content-addressed root is
+the type's (:attr:`cob.CobType.root_author`), so two programs on one repository agree on ids.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ class Layout:
     """Every product-specific name cob uses (see the module's docstring)."""
 
     prefix: str = "cob"  # <gitdir>/<prefix>-index.sqlite3 ..., refs/<prefix>-published/ ...
-    root_author: str = "cob"  # author and committer name of a content-addressed root
     config_section: str = "cob"  # git config: <section>.fsync
     command: str = "cob"  # the command named in hints ("run <command> sync")
     new_key_hint: str = ""  # how to give a node a key of its own, for one error's hint

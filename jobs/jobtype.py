@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 from cob import Change, CobType, EvalContext, Reject
 from cob.refs import is_oid
 
-from . import layout as _layout  # noqa: F401  (git-jobs' names in cob: the root's author)
 from .deadline import check_timeout
+from .layout import ROOT_AUTHOR  # (importing it installs git-jobs' names in cob)
 from .model import Evidence, JobState, Reason, RequestState, RunState
 from .ops import FinishRun, Op, Release, Request, Rerun, StartRun
 from .text import safe, unsafe_chars
@@ -144,6 +144,7 @@ class JobType(CobType[JobState]):
     op_type: ClassVar[Any] = Op
     state_type: ClassVar[Any] = JobState
     content_addressed_root: ClassVar[bool] = True
+    root_author: ClassVar[str] = ROOT_AUTHOR
     commutative: ClassVar[bool] = True
     # 2: the signed ``release`` op; a finish carries its log blob and exit. 3: the ``rerun`` op.
     # 4: a ``release`` may carry ``ask`` (a request to other nodes).

@@ -45,12 +45,12 @@ def test_cob_alone_uses_its_generic_names(tmp_path: Path) -> None:
     code = (
         "import cob.layout, jobs.layout as j\n"
         "d = cob.layout.Layout()\n"
-        "print(d.file('index-log'), d.published_ref, d.staging_refs, d.root_author, d.config('fsync'))\n"
+        "print(d.file('index-log'), d.published_ref, d.staging_refs, d.config('fsync'))\n"
         "print(j.LAYOUT.file('index-log'), j.LAYOUT.published_ref, j.LAYOUT.config('fsync'))\n"
         "assert cob.layout.current() == j.LAYOUT\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.splitlines() == [
-        "cob-index-log refs/cob-published/sigrefs refs/cob-staging/ cob cob.fsync",
+        "cob-index-log refs/cob-published/sigrefs refs/cob-staging/ cob.fsync",
         "git-jobs-index-log refs/git-jobs-published/sigrefs jobs.fsync",
     ]
