@@ -28,6 +28,7 @@ from .identity import (
     public_key_from_nid,
     ssh_public_key_line,
 )
+from .layout import Layout
 from .recovery import set_tip
 from .refs import object_ref
 from .signer import Signer
@@ -45,6 +46,7 @@ __all__ = [
     "InvalidNidError",
     "InvalidOpsError",
     "KeyFileError",
+    "Layout",
     "NoKeyError",
     "Reject",
     "RejectKind",
