@@ -28,9 +28,11 @@ from .identity import (
     public_key_from_nid,
     ssh_public_key_line,
 )
+from .layout import Layout
+from .recovery import set_tip
 from .refs import object_ref
-from .signer import Signer, default_key_path, resolve_key_path
-from .sigrefs import index_ref, set_tip
+from .signer import Signer
+from .sigrefs import index_ref
 from .store import Store, open_repository
 
 __all__ = [
@@ -44,6 +46,7 @@ __all__ = [
     "InvalidNidError",
     "InvalidOpsError",
     "KeyFileError",
+    "Layout",
     "NoKeyError",
     "Reject",
     "RejectKind",
@@ -56,7 +59,6 @@ __all__ = [
     "UnknownObjectError",
     "Verdict",
     "allowed_signers_line",
-    "default_key_path",
     "is_nid",
     "nid_from_public_key",
     "normalize_nid",
@@ -64,7 +66,6 @@ __all__ = [
     "object_ref",
     "open_repository",
     "public_key_from_nid",
-    "resolve_key_path",
     "set_tip",
     "ssh_public_key_line",
 ]

@@ -36,14 +36,14 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from . import sigrefs
+from . import layout, sigrefs
 from .change import Codec, InvalidChangeError, read_change
 from .errors import CacheBusyError
 from .evaluate import Evaluation, RejectKind, Verdict
-from .refs import RefReader
+from .reader import RefReader
 
 SCHEMA = 5  # 5: per-node index refs; tips of every object kept here
-FILENAME = "git-jobs-index.sqlite3"
+FILENAME = "index.sqlite3"  # <gitdir>/<layout prefix>-index.sqlite3 (cob.layout)
 # How long one query waits for a cache another process holds locked before the store reads
 # from Git instead (the cache is an accelerator); then it leaves the cache alone for BUSY_BACKOFF_S.
 BUSY_TIMEOUT_S = 2.0
@@ -98,7 +98,7 @@ _encoder = msgspec.msgpack.Encoder()
 
 
 def default_path(gitdir: str) -> str:
-    return os.path.join(gitdir, FILENAME)
+    return os.path.join(gitdir, layout.current().file(FILENAME))
 
 
 def _is_busy(e: sqlite3.Error) -> bool:
@@ -475,7 +475,7 @@ class Cache:
     # -- inspection -------------------------------------------------------------------
     def disagreement(self, codec: Codec, refs: RefReader) -> str | None:
         """What the tips table says that the refs do not, when its stamp claims it is
-        current (``git jobs doctor``); None when it agrees or is merely stale."""
+        current (``doctor``); None when it agrees or is merely stale."""
         typename = codec.cobtype.typename
         token, _ = refs.stamp(typename)
 

@@ -12,7 +12,7 @@ import hashlib
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
 
@@ -20,6 +20,7 @@ import msgspec
 import pygit2
 
 from . import canonical, sshsig
+from .cobtype import Change as Change  # re-exported: defined with the contract a type sees
 from .cobtype import CobType
 from .errors import SignatureError
 from .identity import nid_from_public_key
@@ -28,7 +29,7 @@ MANIFEST = "manifest"
 OPS = "ops"
 EMBEDS = "embeds"
 # Fixed identity and time of a content-addressed root: its oid then depends on its ops alone.
-ROOT_NAME = "git-jobs"
+# Its author's name is the type's (CobType.root_author): part of the oid.
 ROOT_EMAIL = "content-addressed-root"
 ROOT_TIME = 0
 
@@ -83,25 +84,6 @@ class InvalidChangeError(Exception):
     def __init__(self, reason: str, kind: RejectKind = RejectKind.INVALID) -> None:
         super().__init__(reason)
         self.kind = kind
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """A verified change. ``author`` is the signer's NID, or None for a content-addressed root."""
-
-    oid: str
-    parents: tuple[str, ...]
-    author: str | None
-    timestamp: int
-    ops: tuple[Any, ...]
-    message: str = ""
-    version: int = 1
-    embeds: Mapping[str, str] = field(default_factory=dict)  # name -> blob oid
-
-    @property
-    def key(self) -> tuple[int, str]:
-        """The tie-break among changes ready at once: (commit time, oid)."""
-        return (self.timestamp, self.oid)
 
 
 class Verified:
@@ -245,7 +227,7 @@ def _tree(
 
 def root_commit_buffer(repo: pygit2.Repository, codec: Codec, ops: Sequence[Any], tree: pygit2.Oid) -> str:
     """The commit text of a content-addressed root (unsigned, fixed identity and time)."""
-    ident = pygit2.Signature(ROOT_NAME, ROOT_EMAIL, ROOT_TIME, 0)
+    ident = pygit2.Signature(codec.cobtype.root_author, ROOT_EMAIL, ROOT_TIME, 0)
     message = codec.cobtype.summary(ops) + "\n"
     buffer = cast(str, repo.create_commit_string(ident, ident, message, tree, []))
     return buffer

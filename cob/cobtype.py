@@ -1,6 +1,6 @@
 """How a type plugs into `cob`: its name, its op structs, and its fold.
 
-A type is a small class (see ``jobs.model.JobType``). `cob` reads, verifies and orders changes;
+A type is a small class (an application's, e.g. a job type). `cob` reads, verifies and orders changes;
 the type only says whether a change is acceptable (:meth:`CobType.validate`, raising
 :class:`Reject`) and how it changes the state (:meth:`CobType.apply`, which must not fail).
 Splitting the two keeps the fold atomic per change without copying the state.
@@ -9,11 +9,29 @@ Splitting the two keeps the fold atomic per change without copying the state.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
-if TYPE_CHECKING:
-    from .change import Change
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A verified change. ``author`` is the signer's NID, or None for a content-addressed root."""
+
+    oid: str
+    parents: tuple[str, ...]
+    author: str | None
+    timestamp: int
+    ops: tuple[Any, ...]
+    message: str = ""
+    version: int = 1
+    embeds: Mapping[str, str] = field(default_factory=dict)  # name -> blob oid
+
+    @property
+    def key(self) -> tuple[int, str]:
+        """The tie-break among changes ready at once: (commit time, oid)."""
+        return (self.timestamp, self.oid)
+
 
 S = TypeVar("S")
 
@@ -35,11 +53,13 @@ class CobType(ABC, Generic[S]):
 
     Class attributes a type sets:
 
-    - ``typename``: reverse-DNS name, e.g. ``"dev.gitjobs.job"``; also the ref path segment.
+    - ``typename``: reverse-DNS name, e.g. ``"org.example.issue"``; also the ref path segment.
     - ``version``: the manifest version this code writes; ``versions`` those it reads.
     - ``op_type``: a msgspec type (usually a ``Union`` of structs tagged by ``"type"``).
     - ``content_addressed_root``: the root is unsigned, with a fixed identity and time, so its
       oid depends only on its ops (every node creating it gets the same object id).
+    - ``root_author``: the name in that fixed identity (part of every object id of the type:
+      never change it once objects exist).
     - ``commutative``: ops commute and are idempotent, so a cached state plus only the new
       changes equals a full fold. The cache only folds incrementally for such types.
     - ``rules``: a number to bump whenever ``validate``/``apply`` change meaning, so that
@@ -51,6 +71,7 @@ class CobType(ABC, Generic[S]):
     versions: ClassVar[frozenset[int]] = frozenset({1})
     op_type: ClassVar[Any]
     content_addressed_root: ClassVar[bool] = False
+    root_author: ClassVar[str] = "cob"
     commutative: ClassVar[bool] = False
     # Bump when validate/apply change meaning: cached folds made under older rules are redone.
     rules: ClassVar[int] = 1

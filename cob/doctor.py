@@ -1,4 +1,4 @@
-"""A read-only health check of one repository's collaborative objects (``git jobs doctor``).
+"""A read-only health check of one repository's collaborative objects (the ``doctor`` command).
 
 Each :class:`Finding` is one problem, said in one line; :func:`repair` fixes those that need
 no person (a broken index of our own moved on from its newest intact one, stale locks, a cache
@@ -16,11 +16,12 @@ from dataclasses import dataclass
 
 import pygit2
 
-from . import recovery, sigrefs
+from . import indexlog, layout, recovery, sigrefs
 from .cache import Cache
 from .change import MALFORMED_ERRORS, Codec
 from .gitrun import first_error, run_git
-from .refs import STALE_LOCK_SECONDS, RefReader, clear_stale_lock, common_dir, is_ancestor
+from .reader import RefReader
+from .refs import STALE_LOCK_SECONDS, clear_stale_lock, common_dir, is_ancestor
 from .signer import Signer
 
 MAX_MISSING_SHOWN = 5
@@ -72,7 +73,7 @@ def check(
             out.append(
                 Finding(Kind.BROKEN_INDEX, f"{who} index: {rec.describe()} ({fix})", repairable=nid == own)
             )
-    for loss in recovery.losses(gitdir):
+    for loss in indexlog.losses(gitdir):
         shown = ", ".join(f"{i[:12]} (change {t[:12]})" for _, i, t in loss.entries[:MAX_MISSING_SHOWN])
         base = loss.new[:12] if loss.new else "an empty index"
         text = (
@@ -181,7 +182,10 @@ def _stale_locks(gitdir: str) -> list[Finding]:
     """``*.lock`` files under our refs older than a writer ever holds one."""
     out: list[Finding] = []
     now = time.time()
-    roots = [os.path.join(gitdir, "refs", "namespaces"), os.path.join(gitdir, "refs", "git-jobs-published")]
+    roots = [
+        os.path.join(gitdir, "refs", "namespaces"),
+        os.path.join(gitdir, os.path.dirname(layout.current().published_ref)),
+    ]
     candidates = [os.path.join(gitdir, "packed-refs.lock")]
     for root in roots:
         for dirpath, _, files in os.walk(root):
@@ -209,7 +213,7 @@ def _stale_locks(gitdir: str) -> list[Finding]:
 def _published(repo: pygit2.Repository, own: str) -> list[Finding]:
     tip = sigrefs.read_tip(repo, own)
     try:
-        ref = repo.references.get(sigrefs.PUBLISHED)
+        ref = repo.references.get(layout.current().published_ref)
     except (pygit2.GitError, ValueError):
         ref = None
     published = str(ref.target) if ref is not None else None
@@ -220,7 +224,7 @@ def _published(repo: pygit2.Repository, own: str) -> list[Finding]:
             Finding(
                 Kind.DIVERGED,
                 f"the index last published ({published[:12]}) is missing here;"
-                " run git jobs sync to fetch it back",
+                f" run {layout.current().command} sync to fetch it back",
             )
         ]
     if is_ancestor(repo, published, tip):
@@ -228,7 +232,8 @@ def _published(repo: pygit2.Repository, own: str) -> list[Finding]:
         return [
             Finding(
                 Kind.UNPUBLISHED,
-                f"{count or 'some'} index commit(s) of this node not pushed yet (run git jobs sync)",
+                f"{count or 'some'} index commit(s) of this node not pushed yet"
+                f" (run {layout.current().command} sync)",
                 error=False,
             )
         ]
@@ -249,10 +254,11 @@ def repair(
     done: list[str] = []
     kinds = {f.kind for f in findings if f.repairable}
     if Kind.LOST in kinds:
-        nids = [r.nid for r in recovery.losses(gitdir)]
-        recovery.acknowledge(gitdir, nids)
+        nids = [r.nid for r in indexlog.losses(gitdir)]
+        indexlog.acknowledge(gitdir, nids)
         done.append(
-            f"acknowledged lost writes of {len(set(nids))} node(s) (they stay in {recovery.LOG_NAME})"
+            f"acknowledged lost writes of {len(set(nids))} node(s)"
+            f" (they stay in {layout.current().file(indexlog.LOG_NAME)})"
         )
     if Kind.BROKEN_INDEX in kinds and signer is not None:
         rec = recovery.repair(repo, signer, signer.nid, quiet=True)

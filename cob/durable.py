@@ -7,7 +7,8 @@
   before the rename that publishes them; a write is acknowledged (the store returns, the CLI
   prints) only after the index ref moved, so only after all it names is on disk. ``git``
   subprocesses get ``core.fsync=committed`` (:func:`cob.gitrun.git_env`). ``git config
-  jobs.fsync false`` turns it off (a scratch repository on tmpfs: fsync buys nothing there).
+  <section>.fsync false`` (the section of :mod:`cob.layout`) turns it off (a scratch
+  repository on tmpfs: fsync buys nothing there).
 * **libgit2's object cache** holds up to 256 MB by default, and a long-running writer fills
   it with the commits and trees it writes (measured: ~8 KB per write, no plateau in
   practice). It is bounded here to :data:`LIBGIT2_CACHE_BYTES` unless the program set its own.
@@ -19,15 +20,17 @@ from __future__ import annotations
 
 import pygit2
 
+from . import layout
+
 LIBGIT2_CACHE_BYTES = 4 << 20
 _LIBGIT2_DEFAULT_CACHE = 256 << 20
 _applied: bool | None = None  # fsync on (True) or off (False), once applied
 
 
 def fsync_wanted(repo: pygit2.Repository) -> bool:
-    """``jobs.fsync`` (default true)."""
+    """``<section>.fsync`` (:mod:`cob.layout`; default true)."""
     try:
-        return bool(repo.config.get_bool("jobs.fsync"))
+        return bool(repo.config.get_bool(layout.current().config("fsync")))
     except (KeyError, pygit2.GitError, ValueError):
         return True
 

@@ -2,7 +2,7 @@
 
 Some per-node data travels with the cobs but must not be reachable from any object's change
 DAG — because it has to be prunable, which a signed, append-only DAG never is. A *family* is
-such a set of refs (git-jobs uses one, ``logs``, for run logs in monthly buckets). Sync treats
+such a set of refs (e.g. an application's run logs in monthly buckets). Sync treats
 its refs like cob refs: fetched only as fast-forwards whose tip is signed by the namespace's
 node, pushed only from our own namespace, never forced. The one difference is pruning: a
 family's leaves sort in time order, and leaves before ``pruned_before`` are neither fetched
@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 
 import pygit2
 
-from .refs import NAMESPACES, RefReader
+from .reader import RefReader
+from .refs import NAMESPACES
 
 _KIND = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 

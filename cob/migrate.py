@@ -19,11 +19,12 @@ from collections.abc import Callable, Sequence
 
 import pygit2
 
-from . import sigrefs
+from . import layout, sigrefs
 from .change import MALFORMED_ERRORS, MANIFEST, write_merge
 from .errors import ConflictError
 from .gitrun import run_git
-from .refs import CobRef, RefReader, common_dir, compare_and_swap, is_ancestor
+from .reader import RefReader
+from .refs import CobRef, common_dir, compare_and_swap, is_ancestor
 from .signer import Signer
 
 
@@ -178,13 +179,13 @@ def _check_chain(repo: pygit2.Repository, theirs: str) -> None:
     that does not build on what we published.
 
     Once part of our chain was published (the last tip a push delivered,
-    :data:`cob.sigrefs.PUBLISHED`), ``theirs`` must have it on its first-parent chain: the
+    :attr:`cob.layout.Layout.published_ref`), ``theirs`` must have it on its first-parent chain: the
     merged index, whose first parent is ``theirs``, is then a fast-forward for the peers that
     took our published chain as well as for those that took ``theirs`` (the other copy merged
     ours through the same remote). Only the commits above it are read: what we published is
     our own, checked when written. Otherwise two remotes took two chains and no index can be
     a fast-forward for both. Never published: the whole chain must be well formed."""
-    published = _target(repo, sigrefs.PUBLISHED)
+    published = _target(repo, layout.current().published_ref)
     if published is None:
         if not sigrefs.is_index_chain(repo, theirs):
             raise ConflictError("the remote's copy of this node's index is not a well-formed index")
@@ -194,7 +195,7 @@ def _check_chain(repo: pygit2.Repository, theirs: str) -> None:
         raise ConflictError(
             "two copies of this node's key published diverging indexes (one from here, another on"
             " this remote): keep one copy and give the other a key of its own"
-            " (git jobs --key NEW-FILE init; git config jobs.key NEW-FILE)"
+            + _hint(layout.current().new_key_hint)
         )
     well_formed = all(sigrefs.is_index_commit(repo, str(c.id)) for c in above)
     tree = sigrefs.tree_of(repo, theirs)
@@ -205,3 +206,7 @@ def _check_chain(repo: pygit2.Repository, theirs: str) -> None:
 def _target(repo: pygit2.Repository, name: str) -> str | None:
     ref = repo.references.get(name)
     return str(ref.target) if ref is not None else None
+
+
+def _hint(text: str) -> str:
+    return f" ({text})" if text else ""

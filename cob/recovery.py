@@ -6,14 +6,14 @@ to it, with the change it names. The ref then names nothing, and without this mo
 read saw an empty node and every write failed ("object not found").
 
 So every move of an index ref is also recorded in a small local log beside the refs
-(:data:`LOG_NAME`, in the common git directory; never synced): the old and new tip, and the
+(:data:`cob.indexlog.LOG_NAME`, in the common git directory; never synced): the old and new tip, and the
 entries the move set. git keeps no reflog of ``refs/namespaces/...`` by default
 (``core.logAllRefUpdates`` covers branches only, and is off in bare repositories), so the
 log is ours. When an index tip is missing or unreadable:
 
 * readers use the newest *intact* index this log (or the last published tip,
-  :data:`cob.sigrefs.PUBLISHED`) knows of (:func:`recover`);
-* the next write, sync or ``git jobs doctor --repair`` moves forward from there
+  :attr:`cob.layout.Layout.published_ref`) knows of (:func:`recover`);
+* the next write, sync or ``doctor --repair`` moves forward from there
   (:func:`repair`): a new index commit on that intact index, plus every entry recorded
   after it whose change is still complete and descends from the intact entry; the others
   are lost and recorded as such, for ``doctor`` to report.
@@ -26,149 +26,23 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pygit2
 
-from . import sigrefs
+from . import layout, sigrefs
 from .change import MALFORMED_ERRORS
-from .refs import common_dir, compare_and_swap, is_ancestor, is_oid
+from .errors import ConflictError
+from .indexlog import MAX_RECORDED, Record, append, read
+from .refs import common_dir, compare_and_swap, is_ancestor
 from .sshsig import RawSigner
 
-LOG_NAME = "git-jobs-index-log"
-# The log is trimmed to its newest KEEP_BYTES once it passes MAX_BYTES (a few thousand moves).
-MAX_BYTES = 1 << 20
-KEEP_BYTES = 256 << 10
-# Entries recorded per move; a bigger move (a migration, a merge) records its tips only.
-MAX_RECORDED = 64
 # Index records scanned per recovery (newest first).
 MAX_SCAN = 20_000
-NONE = "0" * 40
 
 log = logging.getLogger("cob")
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One line of the log: an index move (``kind`` "M") or a recovery ("L", lost entries;
-    "A", losses acknowledged by ``doctor --repair``)."""
-
-    kind: str
-    nid: str
-    old: str | None
-    new: str | None
-    when: int
-    entries: tuple[tuple[str, str, str], ...] = ()  # (typename, object id, tip)
-
-
-def log_path(gitdir: str) -> str:
-    return os.path.join(gitdir, LOG_NAME)
-
-
-def _format(rec: Record) -> str:
-    parts = [rec.kind, rec.nid, rec.old or NONE, rec.new or NONE, str(rec.when)]
-    parts.extend(f"{t}/{i}={tip}" for t, i, tip in rec.entries)
-    return " ".join(parts) + "\n"
-
-
-def _parse(line: str) -> Record | None:
-    parts = line.split()
-    if len(parts) < 5 or parts[0] not in ("M", "L", "A") or not parts[4].isdigit():
-        return None
-    old, new = parts[2], parts[3]
-    if not (is_oid(old) and is_oid(new)):
-        return None
-    entries = []
-    for part in parts[5 : 5 + MAX_RECORDED]:
-        path, eq, tip = part.partition("=")
-        typename, slash, object_id = path.rpartition("/")
-        if eq and slash and is_oid(object_id) and is_oid(tip) and sigrefs.is_typename(typename):
-            entries.append((typename, object_id, tip))
-    return Record(
-        parts[0],
-        parts[1],
-        None if old == NONE else old,
-        None if new == NONE else new,
-        int(parts[4]),
-        tuple(entries),
-    )
-
-
-def append(gitdir: str, records: Iterable[Record]) -> None:
-    """Append records (one ``write`` per call, under a lock so a trim never drops one);
-    never raises: the log only helps recovery, a write that cannot record still stands."""
-    data = "".join(_format(r) for r in records).encode()
-    if not data:
-        return
-    path = log_path(gitdir)
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: append without the trim lock
-        with contextlib.suppress(OSError), open(path, "ab") as f:
-            f.write(data)
-        return
-    with contextlib.suppress(OSError):
-        for _ in range(5):
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                try:
-                    same = os.fstat(fd).st_ino == os.stat(path).st_ino
-                except FileNotFoundError:
-                    same = False
-                if not same:  # trimmed (replaced) while we waited: append to the new file
-                    continue
-                os.write(fd, data)
-                if os.fstat(fd).st_size > MAX_BYTES:
-                    _trim(path)
-                return
-            finally:
-                os.close(fd)
-
-
-def _trim(path: str) -> None:
-    """Keep the newest :data:`KEEP_BYTES` (whole lines); called under the append lock."""
-    with open(path, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        size = f.tell()
-        f.seek(max(0, size - KEEP_BYTES))
-        tail = f.read()
-    if size > KEEP_BYTES:
-        tail = tail[tail.find(b"\n") + 1 :]
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(tail)
-    os.replace(tmp, path)
-
-
-def read(gitdir: str, nid: str | None = None) -> list[Record]:
-    """Records, oldest first (of one node, or all)."""
-    try:
-        with open(log_path(gitdir), "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - MAX_BYTES - KEEP_BYTES))  # bounded even if never trimmed
-            text = f.read().decode("utf-8", "replace")
-    except OSError:
-        return []
-    out = []
-    for line in text.splitlines():
-        rec = _parse(line)
-        if rec is not None and (nid is None or rec.nid == nid):
-            out.append(rec)
-    return out
-
-
-def record_move(
-    gitdir: str, nid: str, old: str | None, new: str, updates: Mapping[sigrefs.Key, str | None] | None = None
-) -> None:
-    entries: tuple[tuple[str, str, str], ...] = ()
-    if updates and len(updates) <= MAX_RECORDED:
-        entries = tuple((t, i, tip) for (t, i), tip in sorted(updates.items()) if tip is not None)
-    append(gitdir, [Record("M", nid, old, new, int(time.time()), entries)])
 
 
 # -- checking --------------------------------------------------------------------------------
@@ -299,7 +173,7 @@ def recover(repo: pygit2.Repository, nid: str, bad: str | None) -> Recovery:
 def _published(repo: pygit2.Repository, nid: str) -> str | None:
     """The last index tip of ours a push delivered, when it is ``nid``'s and intact."""
     try:
-        ref = repo.references.get(sigrefs.PUBLISHED)
+        ref = repo.references.get(layout.current().published_ref)
         tip = str(ref.target) if ref is not None else None
         commit = repo[tip] if tip else None
     except MALFORMED_ERRORS:
@@ -444,16 +318,54 @@ def _complete_entries(repo: pygit2.Repository, out: Recovery) -> dict[sigrefs.Ke
     return updates
 
 
-def losses(gitdir: str, nid: str | None = None) -> list[Record]:
-    """Recoveries ("L" records) not acknowledged since (by an "A" record of the same node)."""
-    out: list[Record] = []
-    for rec in read(gitdir, nid):
-        if rec.kind == "L":
-            out.append(rec)
-        elif rec.kind == "A":
-            out = [r for r in out if r.nid != rec.nid]
-    return out
+# -- writing ---------------------------------------------------------------------------------
+def move(
+    repo: pygit2.Repository,
+    signer: RawSigner,
+    nid: str,
+    updates: Mapping[sigrefs.Key, str | None],
+    expect: Mapping[sigrefs.Key, str | None],
+    *,
+    attempts: int = 200,
+) -> sigrefs.Moved | None:
+    """Set ``updates`` in ``nid``'s index, if each entry of ``expect`` still holds there.
+
+    Here, beside :func:`repair`, not in :mod:`cob.sigrefs`: an index pruned under the writer
+    (``git gc``) is repaired first.
+
+    None when an expected entry moved (another process of this node wrote that object first:
+    the caller rebuilds its change). A lost race on the index ref itself, with our entries
+    unchanged, only rewrites the index commit. Raises :class:`~cob.errors.ConflictError` when
+    the ref never stops moving.
+    """
+    name = sigrefs.index_ref(nid)
+    for attempt in range(attempts):
+        old = sigrefs.read_tip(repo, nid)
+        tree = sigrefs.tree_of(repo, old)
+        if old is not None and (tree is None or not intact_index(repo, old)):
+            repair(repo, signer, nid)  # pruned under us (git gc): move on from an intact index
+            continue
+        for (typename, object_id), want in expect.items():
+            if sigrefs.lookup(repo, tree, typename, object_id) != want:
+                return None
+        new = sigrefs.write_commit(repo, signer, nid, old, updates)
+        if compare_and_swap(repo, name, new, old, sigrefs.MESSAGE.strip(), updates=updates):
+            return sigrefs.Moved(old, new)
+        sigrefs.backoff(attempt)
+    raise ConflictError(f"gave up updating {name} after {attempts} lost races")
 
 
-def acknowledge(gitdir: str, nids: Sequence[str]) -> None:
-    append(gitdir, [Record("A", n, None, None, int(time.time())) for n in sorted(set(nids))])
+def set_tip(
+    repo: pygit2.Repository,
+    signer: RawSigner,
+    nid: str,
+    typename: str,
+    object_id: str,
+    new: str | None,
+    old: str | None,
+) -> bool:
+    """Move ``nid``'s entry for one object from ``old`` to ``new`` (None: absent), as a
+    compare-and-swap; False when the entry was not ``old``. For tools and tests that write
+    changes themselves (``write_change``): the store's writes go through :func:`move`."""
+    key = (typename, object_id)
+    return move(repo, signer, nid, {key: new}, {key: old}) is not None

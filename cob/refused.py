@@ -11,7 +11,7 @@ blocks a node's real update.
 
 Only verdicts on the data itself are remembered (``bad-tip``, ``not-a-commit``,
 ``bad-namespace``, ``diverged``); ``limit``, ``missing``, ``busy`` and the like are about this
-fetch and are never remembered. The file, ``<gitdir>/git-jobs-refused``, holds at most
+fetch and are never remembered. The file, ``<gitdir>/<prefix>-refused`` (:mod:`cob.layout`), holds at most
 :data:`MAX_REMEMBERED` lines (the oldest are dropped); deleting it only costs a re-check.
 """
 
@@ -21,8 +21,10 @@ import contextlib
 import os
 import tempfile
 
+from . import layout
+
 MAX_REMEMBERED = 100_000
-FILE = "git-jobs-refused"
+FILE = "refused"  # <gitdir>/<layout prefix>-refused (cob.layout)
 
 
 def _key(ref: str, remote: str, local: str | None) -> str:
@@ -33,7 +35,7 @@ class RefusedMemory:
     """The remembered refusals of one repository (read once, written once per fetch)."""
 
     def __init__(self, gitdir: str) -> None:
-        self.path = os.path.join(gitdir, FILE)
+        self.path = os.path.join(gitdir, layout.current().file(FILE))
         self._keys: dict[str, None] = {}
         self._dirty = False
         with contextlib.suppress(OSError, UnicodeDecodeError), open(self.path, encoding="utf-8") as f:
@@ -66,7 +68,7 @@ class RefusedMemory:
             return
         directory = os.path.dirname(self.path)
         with contextlib.suppress(OSError):
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".git-jobs-refused-")
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{layout.current().file(FILE)}-")
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as f:
                     f.write("".join(k + "\n" for k in self._keys))

@@ -1,8 +1,9 @@
-"""Ed25519 signers backed by OpenSSH key files, and the documented key resolution order.
+"""Ed25519 signers backed by OpenSSH key files.
 
 A node's whole identity is one OpenSSH ed25519 private key — the same file ``ssh-keygen -t
 ed25519`` writes — so a user can reuse the key git already signs with. Every failure to find or
-read it is a :class:`~cob.errors.KeyFileError` naming the path.
+read it is a :class:`~cob.errors.KeyFileError` naming the path. Which file is a node's key (the
+resolution order: environment, git config, a default path) is the application's to say.
 """
 
 from __future__ import annotations
@@ -13,22 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import KeyFileError, NoKeyError
+from .errors import KeyFileError
 from .identity import allowed_signers_line, nid_from_public_key
 
 # cryptography's key classes are imported where a key is made, read or used: a command that only
-# reads the ledger from the index (`git jobs status`) then never loads them.
+# reads objects from the index only then never loads them.
 if TYPE_CHECKING:
-    import pygit2
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-ENV_KEY = "GIT_JOBS_KEY"
-
-
-def default_key_path() -> Path:
-    """``$XDG_CONFIG_HOME/git-jobs/key``, by default ``~/.config/git-jobs/key``."""
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(Path.home(), ".config")
-    return Path(base) / "git-jobs" / "key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +28,7 @@ class KeySource:
     """Where a key was found: the path and which rule of the resolution order found it."""
 
     path: Path
-    origin: str  # "argument", "GIT_JOBS_KEY", "jobs.key", "user.signingKey", "default"
+    origin: str  # which rule found it, named by the application's resolution order, e.g. "argument"
 
 
 def _private_dirs(path: Path) -> None:
@@ -116,22 +108,6 @@ class Signer:
             raise KeyFileError(f"key file {p} is not an ed25519 key")
         return cls(key, KeySource(p, origin))
 
-    @classmethod
-    def load(
-        cls,
-        repo: pygit2.Repository | str | os.PathLike[str] | None = None,
-        path: str | os.PathLike[str] | None = None,
-    ) -> Signer:
-        """Resolve the node's key: ``path`` → ``$GIT_JOBS_KEY`` → ``jobs.key`` →
-        ``user.signingKey`` (if an ed25519 key file) → :func:`default_key_path`."""
-        source = resolve_key_path(repo, path)
-        if source is None:
-            raise NoKeyError(
-                f"no key: set {ENV_KEY}, `git config jobs.key PATH`, or run `git jobs init` "
-                f"(which writes {default_key_path()})"
-            )
-        return cls.from_file(source.path, source.origin)
-
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         """Write the private key in OpenSSH format, mode 0600 (and ``path.pub`` beside it).
 
@@ -184,60 +160,3 @@ class Signer:
     @property
     def allowed_signers_line(self) -> str:
         return allowed_signers_line(self.nid)
-
-
-def _config_get(repo: object, name: str) -> str | None:
-    import pygit2
-
-    config: pygit2.Config
-    try:
-        if isinstance(repo, pygit2.Repository):
-            config = repo.config
-        elif isinstance(repo, str | os.PathLike):
-            config = pygit2.Repository(os.fspath(repo)).config
-        else:
-            config = pygit2.Config.get_global_config()
-        value = config[name]
-    except (KeyError, OSError, pygit2.GitError):
-        return None
-    return str(value) if value else None
-
-
-def _is_ed25519_private_key_file(path: Path) -> bool:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    try:
-        data = path.read_bytes()[:65536]
-        key = serialization.load_ssh_private_key(data, password=None)
-    except Exception:
-        return False
-    return isinstance(key, Ed25519PrivateKey)
-
-
-def resolve_key_path(repo: object = None, path: str | os.PathLike[str] | None = None) -> KeySource | None:
-    """Which key file the resolution order picks, or None when nothing resolves.
-
-    An explicitly named file (argument, environment, ``jobs.key``) is returned even if it is
-    missing, so that the caller's error names it; ``user.signingKey`` is only taken when it is an
-    ed25519 private key file (or a ``.pub`` whose private half sits beside it).
-    """
-    if path:
-        return KeySource(Path(path).expanduser(), "argument")
-    env = os.environ.get(ENV_KEY)
-    if env:
-        return KeySource(Path(env).expanduser(), ENV_KEY)
-    configured = _config_get(repo, "jobs.key")
-    if configured:
-        return KeySource(Path(configured).expanduser(), "jobs.key")
-    signing = _config_get(repo, "user.signingKey")
-    if signing and not signing.startswith(("key::", "ssh-")):
-        candidate = Path(signing).expanduser()
-        if candidate.suffix == ".pub":
-            candidate = candidate.with_suffix("")
-        if _is_ed25519_private_key_file(candidate):
-            return KeySource(candidate, "user.signingKey")
-    default = default_key_path()
-    if default.exists():
-        return KeySource(default, "default")
-    return None

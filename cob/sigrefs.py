@@ -30,22 +30,21 @@ import pygit2
 
 from . import sshsig
 from .change import MALFORMED_ERRORS, commit_buffer
-from .errors import ConflictError
-from .refs import NAMESPACES, compare_and_swap, is_oid
+from .refs import NAMESPACES, is_oid
+from .syntax import is_typename as is_typename  # re-exported
 
 KIND = "sigrefs"
 MESSAGE = "cob: index\n"  # every index commit's message; a change never has it (cob.change)
 # Local only, never synced: the last index tip of ours a push delivered. A merge of our own
 # index as a remote holds it (cob.migrate.merge_own) is only safe while nothing of our local
 # chain was published: peers that took it would refuse the merged chain.
-PUBLISHED = "refs/git-jobs-published/sigrefs"
+# Its name is the layout's (cob.layout.Layout.published_ref).
 GITLINK = pygit2.enums.FileMode.COMMIT
 TREE = pygit2.enums.FileMode.TREE
 # Index commits one walk of a chain may visit: every write adds one, so years of a busy node.
 MAX_CHAIN = 100_000_000
 # New tips one index commit names as parents; more are spread over a chain of commits.
 MAX_NEW_PER_COMMIT = 255
-_TYPENAME = re.compile(r"^[a-z0-9][a-z0-9.-]{0,127}$")
 _FANOUT = re.compile(r"^[0-9a-f]{2}$")
 
 Key = tuple[str, str]  # (typename, object id)
@@ -65,10 +64,6 @@ def parse_index_ref(name: str) -> str | None:
 
 def entry_path(typename: str, object_id: str) -> str:
     return f"{typename}/{object_id[:2]}/{object_id}"
-
-
-def is_typename(text: str) -> bool:
-    return bool(_TYPENAME.match(text))
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -347,41 +342,6 @@ def read_tip(repo: pygit2.Repository, nid: str) -> str | None:
     return str(ref.target)
 
 
-def move(
-    repo: pygit2.Repository,
-    signer: sshsig.RawSigner,
-    nid: str,
-    updates: Mapping[Key, str | None],
-    expect: Mapping[Key, str | None],
-    *,
-    attempts: int = 200,
-) -> Moved | None:
-    """Set ``updates`` in ``nid``'s index, if each entry of ``expect`` still holds there.
-
-    None when an expected entry moved (another process of this node wrote that object first:
-    the caller rebuilds its change). A lost race on the index ref itself, with our entries
-    unchanged, only rewrites the index commit. Raises :class:`~cob.errors.ConflictError` when
-    the ref never stops moving.
-    """
-    name = index_ref(nid)
-    for attempt in range(attempts):
-        old = read_tip(repo, nid)
-        tree = tree_of(repo, old)
-        from .recovery import intact_index, repair
-
-        if old is not None and (tree is None or not intact_index(repo, old)):
-            repair(repo, signer, nid)  # pruned under us (git gc): move on from an intact index
-            continue
-        for (typename, object_id), want in expect.items():
-            if lookup(repo, tree, typename, object_id) != want:
-                return None
-        new = write_commit(repo, signer, nid, old, updates)
-        if compare_and_swap(repo, name, new, old, MESSAGE.strip(), updates=updates):
-            return Moved(old, new)
-        backoff(attempt)
-    raise ConflictError(f"gave up updating {name} after {attempts} lost races")
-
-
 def backoff(attempt: int) -> None:
     """A short random pause after a lost race, growing with ``attempt``: 200 attempts outlast
     :data:`~cob.refs.STALE_LOCK_SECONDS`, so a lock left by a killed writer is cleared and
@@ -479,22 +439,6 @@ def walk_entries(repo: pygit2.Repository, tree: pygit2.Tree | None) -> Iterator[
     for typename in typenames(tree):
         for object_id, tip in entries(repo, tree, typename).items():
             yield typename, object_id, tip
-
-
-def set_tip(
-    repo: pygit2.Repository,
-    signer: sshsig.RawSigner,
-    nid: str,
-    typename: str,
-    object_id: str,
-    new: str | None,
-    old: str | None,
-) -> bool:
-    """Move ``nid``'s entry for one object from ``old`` to ``new`` (None: absent), as a
-    compare-and-swap; False when the entry was not ``old``. For tools and tests that write
-    changes themselves (``write_change``): the store's writes go through :func:`move`."""
-    key = (typename, object_id)
-    return move(repo, signer, nid, {key: new}, {key: old}) is not None
 
 
 def malformed(repo: pygit2.Repository, old: pygit2.Tree | None, new: pygit2.Tree | None) -> str | None:

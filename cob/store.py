@@ -45,8 +45,9 @@ from .errors import (
     UnknownObjectError,
 )
 from .evaluate import Evaluation, Rejection, evaluate
-from .recovery import Recovery, repair, republish
-from .refs import RefReader, common_dir, is_oid
+from .reader import RefReader
+from .recovery import Recovery, move, repair, republish
+from .refs import common_dir, is_oid
 from .signer import Signer
 
 S = TypeVar("S")
@@ -507,7 +508,7 @@ class Store:
         key = (cobtype.typename, root)
         own = sigrefs.tree_of(self.repo, sigrefs.read_tip(self.repo, signer.nid))
         if sigrefs.lookup(self.repo, own, *key) is None:
-            moved = sigrefs.move(self.repo, signer, signer.nid, {key: root}, {key: None})
+            moved = move(self.repo, signer, signer.nid, {key: root}, {key: None})
             if moved is not None:
                 self._ask(lambda c: c.own_write(codec, self.refs, signer.nid, moved, root, root))
         return self.load(cobtype, root) or ev
@@ -584,7 +585,7 @@ class Store:
         signer = self._require_signer()
         try:
             written = self._write(cobtype, change, embeds)
-            return written, sigrefs.move(self.repo, signer, signer.nid, {key: written.oid}, {key: old})
+            return written, move(self.repo, signer, signer.nid, {key: written.oid}, {key: old})
         except (pygit2.GitError, OSError, RepositoryError) as e:
             self.refs.forget()
             return e

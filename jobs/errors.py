@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import cob
 
+from . import layout as _layout  # noqa: F401  (git-jobs' names in cob, before any repository)
+
 
 class JobsError(Exception):
     """Base class of every error raised by `jobs`."""

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 from cob import Change, CobType, EvalContext, Reject
 
+from .layout import ROOT_AUTHOR  # (importing it installs git-jobs' names in cob)
 from .model import JobState
 from .ops import OPS, Checking, Folding, JobOp, Request, decode_type
 
@@ -46,6 +47,7 @@ class JobType(CobType[JobState]):
     op_type: ClassVar[Any] = decode_type(OPS)
     state_type: ClassVar[Any] = JobState
     content_addressed_root: ClassVar[bool] = True
+    root_author: ClassVar[str] = ROOT_AUTHOR
     commutative: ClassVar[bool] = True
     # 2: the signed ``release`` op; a finish carries its log blob and exit. 3: the ``rerun`` op.
     # 4: a ``release`` may carry ``ask`` (a request to other nodes).

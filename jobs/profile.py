@@ -28,6 +28,7 @@ import cob
 from cob import Change, CobType, EvalContext, Reject
 
 from .errors import JobsError
+from .layout import ROOT_AUTHOR
 from .spec.labels import LABEL
 from .spec.resources import MAX_CAPACITY, RESOURCE
 from .text import safe
@@ -90,6 +91,7 @@ class ProfileType(CobType[ProfileState]):
     op_type: ClassVar[Any] = ProfileOp
     state_type: ClassVar[Any] = ProfileState
     content_addressed_root: ClassVar[bool] = True
+    root_author: ClassVar[str] = ROOT_AUTHOR
     commutative: ClassVar[bool] = True
 
     def initial(self, root: Change) -> ProfileState:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import pygit2
 
-import cob.refs
+import cob.reader
 from cob.errors import TransportError
 
 from .errors import PolicyError
@@ -112,7 +112,7 @@ def _named_by(jobs: Jobs, nids: Collection[str]) -> Iterator[Job]:
     """The jobs whose object some of ``nids`` names in its own index: a request is a change
     its requester signed, so its index names the job. Reading only those keeps a stranger's
     index (any number of jobs nobody asked for) out of every node pass."""
-    reader = cob.refs.RefReader(jobs.repo)
+    reader = cob.reader.RefReader(jobs.repo)
     ids: set[str] = set()
     for nid in sorted(nids):
         ids.update(reader.objects_of(nid, TYPENAME))

@@ -33,7 +33,7 @@ def _copy_tree(src: pygit2.Repository, dst: pygit2.Repository, tree: pygit2.Tree
 
 def copy_objects(src: pygit2.Repository, dst: pygit2.Repository) -> None:
     """Copy what ``src``'s index refs reach into ``dst`` (what a fetch of those refs transfers)."""
-    stack = [pygit2.Oid(hex=t) for t in cob.refs.RefReader(src).index_tips().values()]
+    stack = [pygit2.Oid(hex=t) for t in cob.reader.RefReader(src).index_tips().values()]
     seen: set[pygit2.Oid] = set()
     while stack:
         oid = stack.pop()
@@ -51,7 +51,7 @@ def exchange(src: pygit2.Repository, dst: pygit2.Repository, *, skip_nid: str | 
     """Deliver ``src``'s index refs to ``dst`` as fast-forwards only; returns refs moved."""
     copy_objects(src, dst)
     moved = 0
-    for nid, tip in cob.refs.RefReader(src).index_tips().items():
+    for nid, tip in cob.reader.RefReader(src).index_tips().items():
         if nid == skip_nid:
             continue
         name = cob.index_ref(nid)

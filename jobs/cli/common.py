@@ -10,6 +10,7 @@ from typing import Any
 
 import cob
 
+from .. import identity
 from ..store import Jobs
 from .errors import CliError
 
@@ -33,10 +34,10 @@ def open_jobs(args: argparse.Namespace, *, write: bool = False) -> Jobs:
     repo = open_repo()
     signer = None
     if write:
-        signer = cob.Signer.load(repo, getattr(args, "key", None))
+        signer = identity.load_signer(repo, getattr(args, "key", None))
     else:
         try:
-            signer = cob.Signer.load(repo, getattr(args, "key", None))
+            signer = identity.load_signer(repo, getattr(args, "key", None))
         except cob.KeyFileError:
             signer = None
     return Jobs(cob.Store(repo, signer))

@@ -9,6 +9,7 @@ from typing import Any
 
 import cob
 
+from .. import identity
 from .common import add_json, command, open_jobs, print_json
 from .errors import EXIT_OK
 
@@ -23,13 +24,13 @@ def _repo_or_none() -> Any:
 
 def _init(args: argparse.Namespace) -> int:
     repo = _repo_or_none()
-    source = cob.resolve_key_path(repo, getattr(args, "key", None))
+    source = identity.resolve_key_path(repo, getattr(args, "key", None))
     if source is not None and source.path.exists():
         signer = cob.Signer.from_file(source.path, source.origin)
         created = False
     else:
         # Nothing resolves, or an explicitly named key file does not exist yet: make it there.
-        path = source.path if source is not None else cob.default_key_path()
+        path = source.path if source is not None else identity.default_key_path()
         signer = cob.Signer.generate()
         signer.save(path)
         signer = cob.Signer.from_file(path, source.origin if source else "default")
@@ -52,7 +53,7 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _whoami(args: argparse.Namespace) -> int:
-    signer = cob.Signer.load(_repo_or_none(), getattr(args, "key", None))
+    signer = identity.load_signer(_repo_or_none(), getattr(args, "key", None))
     assert signer.source is not None
     info = {
         "nid": signer.nid,

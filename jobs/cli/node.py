@@ -13,8 +13,7 @@ import signal
 import sys
 from typing import Any
 
-import cob
-
+from .. import identity
 from ..assign import ALL, assignment_mode, label
 from ..errors import PolicyError
 from ..node import Workshop, release
@@ -311,7 +310,7 @@ def _node(args: argparse.Namespace) -> int:
         resources=args.resource,
         labels=args.label,
     )
-    signer = cob.Signer.load(repo, getattr(args, "key", None))
+    signer = identity.load_signer(repo, getattr(args, "key", None))
     from ..notify import notify_config
 
     try:

@@ -18,6 +18,7 @@ from typing import Any
 
 import cob
 
+from .. import identity
 from ..errors import SyncError
 from ..store import Jobs
 from ..sync import Publication, SyncReport
@@ -45,7 +46,7 @@ def _open_for_sync(args: argparse.Namespace) -> Jobs:
         return open_jobs(args)
     repo = open_repo()
     try:
-        signer = cob.Signer.load(repo, getattr(args, "key", None))
+        signer = identity.load_signer(repo, getattr(args, "key", None))
     except cob.NoKeyError:
         if args.no_fetch:
             raise

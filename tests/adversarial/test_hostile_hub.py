@@ -78,7 +78,7 @@ def test_keyless_refs_and_their_objects_are_refused_at_fetch(arena: Arena) -> No
     bob = fresh(arena.bob.repo)
     for oid in (evil, root, start, unsigned):  # nothing of a refused tip is kept
         assert oid not in bob
-    assert cob.refs.RefReader(bob).index_tips().keys() == {arena.nid("alice")}
+    assert cob.reader.RefReader(bob).index_tips().keys() == {arena.nid("alice")}
     assert arena.bob.get(root) is None and arena.bob.find_by_commit(evil) == []
     assert [j.id for j in jobs.Jobs.open(bob).all()] == [arena.job_id]
     assert not list(Path(bob.path).glob("git-jobs-quarantine/*"))

@@ -20,6 +20,7 @@ import pytest
 
 import cob
 import jobs
+import jobs.identity
 from jobs import Jobs
 from jobs.node.schedule import ScheduleError, Scheduler, load_schedules
 from tests.clirunner import GIT_JOBS, gj
@@ -325,7 +326,7 @@ def test_a_scheduled_job_runs_at_its_time(tmp_path: Path) -> None:
     assert (_runs(path, "build"), _runs(path, "test")) == (1, 1)
     now = [_at("02:58:00")]
     scheduler = Scheduler(clock=lambda: now[0])
-    store = Jobs.open(str(path), cob.Signer.load(cob.open_repository(str(path)), str(key)))
+    store = Jobs.open(str(path), jobs.identity.load_signer(cob.open_repository(str(path)), str(key)))
     lines: list[str] = []
     tips = [(head, "main")]
     assert scheduler.tick(store, tips, lines.append) == []  # starts the clock
@@ -361,7 +362,7 @@ def test_a_bad_schedule_is_one_line_and_ignored(tmp_path: Path) -> None:
     repo = cob.open_repository(str(path))
     with pytest.raises(ScheduleError, match="not a five-field cron expression"):
         load_schedules(repo)
-    store = Jobs.open(str(path), cob.Signer.load(repo, str(key)))
+    store = Jobs.open(str(path), jobs.identity.load_signer(repo, str(key)))
     lines: list[str] = []
     now = [_at("00:00:00")]
     scheduler = Scheduler(clock=lambda: now[0])

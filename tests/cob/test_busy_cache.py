@@ -17,7 +17,7 @@ from pathlib import Path
 import pygit2
 
 import cob
-from cob.cache import FILENAME
+from cob.cache import default_path
 from jobs import Jobs
 from tests.clirunner import GIT_JOBS, Result, env_with, ok
 
@@ -62,7 +62,7 @@ def test_a_locked_cache_falls_back_to_git_for_reads_and_writes(
     key = cob.Signer.generate().save(tmp_path / "node.key")
     first = ok(work, "create", "HEAD", "--name", "build", key=key).line
     ok(work, "list", key=key)  # the cache exists and is current
-    cache = Path(repo.path) / FILENAME
+    cache = Path(default_path(repo.path.rstrip("/")))
     assert cache.exists()
 
     with locked(cache):
@@ -95,7 +95,7 @@ def test_a_cache_locked_even_for_readers_falls_back_in_process(
     jobs = Jobs(cob.Store(repo, signer))
     made = jobs.create(str(repo.head.target), "build")
     assert [j.id for j in jobs.all()] == [made.id]
-    cache = Path(repo.path) / FILENAME
+    cache = Path(default_path(repo.path.rstrip("/")))
     assert jobs.store.cache is not None
     jobs.store.cache.close()  # SQLite's exclusive locking mode waits for every other connection
     with locked(cache, exclusive_mode=True):

@@ -17,6 +17,7 @@ import pygit2
 import pytest
 
 import cob
+import jobs.identity
 from cob import sshsig
 from cob.identity import b58encode
 from tests.conftest import git
@@ -224,7 +225,7 @@ class Ladder:
         self.env = cob.Signer.generate().save(tmp / "env")
         self.jobs_key = cob.Signer.generate().save(tmp / "jobs_key")
         self.signing = ed25519_key(tmp / "signing")
-        self.default = cob.Signer.generate().save(cob.default_key_path())
+        self.default = cob.Signer.generate().save(jobs.identity.default_key_path())
         monkeypatch.setenv("GIT_JOBS_KEY", str(self.env))
         repo.config["jobs.key"] = str(self.jobs_key)
         repo.config["user.signingKey"] = str(self.signing)
@@ -240,12 +241,12 @@ def test_resolution_order_each_step(
     ladder = Ladder(tmp_path, repo, monkeypatch)
 
     def loaded() -> tuple[str, str]:
-        s = cob.Signer.load(repo)
+        s = jobs.identity.load_signer(repo)
         assert s.source is not None
         return s.nid, s.source.origin
 
     # 1. an explicit argument beats everything
-    s = cob.Signer.load(repo, ladder.argument)
+    s = jobs.identity.load_signer(repo, ladder.argument)
     assert s.nid == ladder.nid(ladder.argument) and s.source and s.source.origin == "argument"
     # 2. GIT_JOBS_KEY
     assert loaded() == (ladder.nid(ladder.env), "GIT_JOBS_KEY")
@@ -264,7 +265,7 @@ def test_resolution_order_each_step(
     assert ladder.default == Path(os.environ["HOME"]) / ".config" / "git-jobs" / "key"
     ladder.default.unlink()
     with pytest.raises(cob.NoKeyError):
-        cob.Signer.load(repo)
+        jobs.identity.load_signer(repo)
 
 
 def test_resolution_reads_repo_path_and_global_config(
@@ -272,16 +273,16 @@ def test_resolution_reads_repo_path_and_global_config(
 ) -> None:
     key = cob.Signer.generate().save(tmp_path / "k")
     git(isolated_home, "config", "--global", "jobs.key", str(key))
-    assert cob.Signer.load().nid == cob.Signer.from_file(key).nid  # no repo: global config
-    assert cob.Signer.load(repo.workdir).nid == cob.Signer.from_file(key).nid
+    assert jobs.identity.load_signer().nid == cob.Signer.from_file(key).nid  # no repo: global config
+    assert jobs.identity.load_signer(repo.workdir).nid == cob.Signer.from_file(key).nid
     local = cob.Signer.generate().save(tmp_path / "local")
     git(repo.workdir, "config", "jobs.key", str(local))
-    assert cob.Signer.load(repo.workdir).nid == cob.Signer.from_file(local).nid
+    assert jobs.identity.load_signer(repo.workdir).nid == cob.Signer.from_file(local).nid
 
 
 @pytest.mark.parametrize("kind", ["rsa", "inline", "missing"])
 def test_signing_key_skipped_unless_ed25519_file(tmp_path: Path, repo: pygit2.Repository, kind: str) -> None:
-    default = cob.Signer.generate().save(cob.default_key_path())
+    default = cob.Signer.generate().save(jobs.identity.default_key_path())
     if kind == "rsa":
         value = str(keygen(tmp_path / "rsa", "-t", "rsa", "-b", "2048", "-N", ""))
     elif kind == "inline":
@@ -289,7 +290,7 @@ def test_signing_key_skipped_unless_ed25519_file(tmp_path: Path, repo: pygit2.Re
     else:
         value = str(tmp_path / "absent")
     repo.config["user.signingKey"] = value
-    s = cob.Signer.load(repo)
+    s = jobs.identity.load_signer(repo)
     assert s.nid == cob.Signer.from_file(default).nid
     assert s.source is not None and s.source.origin == "default"
 
@@ -298,19 +299,19 @@ def test_signing_key_skipped_unless_ed25519_file(tmp_path: Path, repo: pygit2.Re
 def test_explicit_missing_key_is_an_error_naming_it(
     tmp_path: Path, repo: pygit2.Repository, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
-    cob.Signer.generate().save(cob.default_key_path())  # must NOT be fallen back to
+    cob.Signer.generate().save(jobs.identity.default_key_path())  # must NOT be fallen back to
     missing = tmp_path / "missing-key"
     if how == "env":
         monkeypatch.setenv("GIT_JOBS_KEY", str(missing))
     elif how == "jobs.key":
         repo.config["jobs.key"] = str(missing)
     with pytest.raises(cob.KeyFileError, match=str(missing)):
-        cob.Signer.load(repo, missing if how == "argument" else None)
+        jobs.identity.load_signer(repo, missing if how == "argument" else None)
 
 
 def test_no_key_at_all(repo: pygit2.Repository) -> None:
     with pytest.raises(cob.NoKeyError) as e:
-        cob.Signer.load(repo)
+        jobs.identity.load_signer(repo)
     assert "GIT_JOBS_KEY" in str(e.value)
     assert isinstance(e.value, cob.KeyFileError) and isinstance(e.value, cob.CobError)
 

@@ -17,7 +17,7 @@ import pygit2
 import pytest
 
 import cob
-from cob.change import ROOT_EMAIL, ROOT_NAME, Codec, write_root
+from cob.change import ROOT_EMAIL, Codec, write_root
 from tests.conftest import git
 from tests.toytype import (
     LOG,
@@ -51,7 +51,8 @@ def test_same_root_same_id_in_independent_repositories(
     # the root carries the fixed identity and no signature
     commit = one[a.object_id]
     assert isinstance(commit, pygit2.Commit)
-    assert (commit.author.name, commit.author.email, commit.author.time) == (ROOT_NAME, ROOT_EMAIL, 0)
+    author = TAGS.root_author  # the type's (cob's default here; git-jobs' types: "git-jobs")
+    assert (commit.author.name, commit.author.email, commit.author.time) == (author, ROOT_EMAIL, 0)
     assert commit.committer.time == 0 and commit.gpg_signature == (None, None)
     assert commit.message == "Create release\n"
 
@@ -79,7 +80,7 @@ def _hand_root(
     sign_with: cob.Signer | None = None,
 ) -> str:
     tree = write_tree(repo, {"manifest": manifest_bytes(TAGS_TYPENAME), "ops": ops})
-    ident = pygit2.Signature(ROOT_NAME, email, when, 0)
+    ident = pygit2.Signature(TAGS.root_author, email, when, 0)
     buffer = cast(str, repo.create_commit_string(ident, ident, message, tree, []))
     if sign_with is not None:
         return str(repo.create_commit_with_signature(buffer, cob.sshsig.sign(sign_with, buffer.encode())))

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 import cob
 import jobs
-from cob.cache import FILENAME, RACY_NS
+from cob.cache import RACY_NS, default_path
 from jobs.cli import main as cli_main
 from tests.conftest import git, init_repo
 from tests.jobhelpers import copy_objects
@@ -65,7 +65,7 @@ def settle() -> None:
 
 
 def index_path(repo: pygit2.Repository) -> Path:
-    return Path(repo.path) / FILENAME
+    return Path(default_path(repo.path.rstrip("/")))
 
 
 def index_tip(repo: pygit2.Repository, nid: str) -> str:
@@ -223,7 +223,7 @@ def test_find_by_commit_loads_only_that_commits_jobs(repo: pygit2.Repository, si
     for i in range(1000):
         root = cob.change.write_root(repo, codec, [jobs.Request(f"{i + 1:040x}", "ci")])
         others[(jobs.TYPENAME, root)] = root
-    assert cob.sigrefs.move(repo, signer, signer.nid, others, {}) is not None
+    assert cob.recovery.move(repo, signer, signer.nid, others, {}) is not None
     reader = jobs.Jobs.open(repo.path)
     found = reader.find_by_commit(target)
     assert sorted(x.id for x in found) == sorted(mine)
@@ -365,7 +365,7 @@ def test_deleting_the_index_mid_use_loses_nothing(
     path.unlink()  # only the database; its -wal and -shm are left behind, as `rm` would
     assert answers(j, commits) == expected
     assert path.exists()
-    for p in path.parent.glob(FILENAME + "*"):
+    for p in path.parent.glob(path.name + "*"):
         p.unlink()
     mut = j.get_mut(ids[0])
     assert mut is not None
@@ -432,7 +432,7 @@ def test_an_index_that_cannot_be_written_falls_back_to_memory(
     """A read-only git directory (here: the index path is taken by a directory, which also
     stops root) still answers every query, exactly, from an index kept in memory."""
     _populated(repo, signer, commits)
-    for p in index_path(repo).parent.glob(FILENAME + "*"):
+    for p in index_path(repo).parent.glob(index_path(repo).name + "*"):
         p.unlink()
     index_path(repo).mkdir()
     j = jobs.Jobs.open(repo.path)

@@ -19,7 +19,7 @@ import cob
 import jobs
 from cob import sigrefs
 from cob.change import Codec, write_change, write_root
-from cob.refs import RefReader, _namespace_section
+from cob.reader import RefReader, _namespace_section
 from jobs.sync import Publication
 from tests.conftest import git, head, init_repo
 
@@ -342,10 +342,10 @@ def test_entries_moved_over_a_long_history_cost_a_bounded_walk(tmp_path: Path, m
     forward shares one walk budget; beyond it the index is refused as `limit`, not walked."""
     import pytest
 
-    import cob.sync
+    import cob.sync.checks
 
     assert isinstance(monkeypatch, pytest.MonkeyPatch)
-    monkeypatch.setattr(cob.sync, "MAX_ANCESTRY_WALK", 100)
+    monkeypatch.setattr(cob.sync.checks, "MAX_ANCESTRY_WALK", 100)
     hub, commits = _hub(tmp_path)
     mallory, bob = cob.Signer.generate(), cob.Signer.generate()
     m = _clone_node(tmp_path, hub, "m", mallory)

@@ -18,7 +18,7 @@ import pygit2
 import pytest
 
 import cob
-from cob import doctor, recovery, sigrefs
+from cob import doctor, indexlog, sigrefs
 from jobs import Jobs
 from tests.clirunner import GIT_JOBS, gj, ok
 from tests.conftest import git, init_repo
@@ -149,12 +149,12 @@ def test_the_index_log_stays_bounded(tmp_path: Path) -> None:
     gitdir = str(tmp_path)
     nid = "z6Mk" + "a" * 44
     for i in range(3000):
-        recovery.record_move(
+        indexlog.record_move(
             gitdir, nid, f"{i:040x}", f"{i + 1:040x}", {("dev.gitjobs.job", f"{i:040x}"): f"{i:040x}"}
         )
-    size = os.path.getsize(recovery.log_path(gitdir))
-    assert size <= recovery.MAX_BYTES
-    records = recovery.read(gitdir, nid)
+    size = os.path.getsize(indexlog.log_path(gitdir))
+    assert size <= indexlog.MAX_BYTES
+    records = indexlog.read(gitdir, nid)
     assert records[-1].new == f"{3000:040x}" and len(records[-1].entries) == 1
 
 

@@ -21,7 +21,7 @@ import pygit2
 
 import cob
 import jobs
-from cob import sigrefs, sshsig
+from cob import recovery, sigrefs, sshsig
 from cob.change import Codec, commit_buffer, write_change, write_merge
 from cob.evaluate import evaluate
 from jobs.sync import Publication
@@ -331,7 +331,7 @@ def test_a_merge_never_joins_a_change_our_rules_reject(tmp_path: Path) -> None:
         [jobs.FinishRun("0189c0de-0000-7000-8000-000000000001", "succeeded")],
         [tip],
     )
-    assert sigrefs.set_tip(b.repo, signer, signer.nid, jobs.TYPENAME, job.id, bad, tip)
+    assert recovery.set_tip(b.repo, signer, signer.nid, jobs.TYPENAME, job.id, bad, tip)
     assert b.sync(str(hub)).publication is Publication.PUBLISHED
     job.run("https://ci.example/a")  # a changes the same job
     ours = sigrefs.read_tip(a.repo, signer.nid)

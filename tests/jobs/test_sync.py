@@ -46,7 +46,7 @@ def index_ref(nid: str | None) -> str:
 def index_tip(path: Path | str, nid: str | None) -> str | None:
     """``nid``'s index tip in the repository at ``path`` (a work tree or a bare hub)."""
     assert nid is not None
-    return cob.refs.RefReader(pygit2.Repository(str(path))).index_tips().get(nid)
+    return cob.reader.RefReader(pygit2.Repository(str(path))).index_tips().get(nid)
 
 
 def entries(path: Path | str, nid: str | None) -> dict[str, str]:

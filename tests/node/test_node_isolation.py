@@ -51,7 +51,7 @@ def _state(path: Path) -> dict[str, list[str]]:
     repo = pygit2.Repository(str(path))
     entries = [
         f"{nid} {typename} {object_id} {tip}"
-        for nid, index in sorted(cob.refs.RefReader(repo).index_tips().items())
+        for nid, index in sorted(cob.reader.RefReader(repo).index_tips().items())
         for typename, object_id, tip in cob.sigrefs.walk_entries(repo, cob.sigrefs.tree_of(repo, index))
     ]
     return {
