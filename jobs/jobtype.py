@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -114,6 +114,51 @@ def check_evidence(op: FinishRun) -> str | None:
     return None
 
 
+# A finish's ``values`` (structured outputs, FORMAT.md 11.5): bounded, as every replica keeps them.
+MAX_VALUES = 32  # keys
+MAX_VALUE = 4096  # bytes of one value (UTF-8)
+MAX_VALUES_TOTAL = 8192  # bytes of all keys and values
+VALUE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+
+
+def check_values(values: Mapping[str, str]) -> str | None:
+    """Why a finish's ``values`` break the bounds, or None: at most 32 keys of A-Z a-z 0-9 _ -
+    (at most 64, not starting with a digit or -), values of text without NUL of at most 4096
+    bytes, 8192 bytes in all. The writer (jobs.node.values) applies the same rule."""
+    if len(values) > MAX_VALUES:
+        return f"{len(values)} outputs (at most {MAX_VALUES})"
+    total = 0
+    for key, value in values.items():
+        if not isinstance(key, str) or not VALUE_KEY.fullmatch(key):
+            return f"output name {safe(str(key)[:40])!r} must be A-Z a-z 0-9 _ - (at most 64)"
+        if not isinstance(value, str) or "\0" in value:
+            return f"output {key} must be text without NUL"
+        size = len(value.encode("utf-8", "surrogatepass"))
+        if size > MAX_VALUE:
+            return f"output {key} is {size} bytes (at most {MAX_VALUE})"
+        total += size + len(key)
+    if total > MAX_VALUES_TOTAL:
+        return f"outputs are {total} bytes in all (at most {MAX_VALUES_TOTAL})"
+    return None
+
+
+MAX_FANOUT = 64  # jobs a dynamic matrix expands into (as a static one: jobs.node.matrix)
+
+
+def check_fanout(name: str, fanout: Sequence[str]) -> str | None:
+    """Why a release's ``fanout`` is invalid, or None: 1 to 64 distinct valid job names, each
+    a matrix job of this job's definition (``NAME (k=v, …)``)."""
+    if not 1 <= len(fanout) <= MAX_FANOUT or len(set(fanout)) != len(fanout):
+        return f"a fanout names 1 to {MAX_FANOUT} distinct jobs"
+    for one in fanout:
+        problem = check_name(one) if isinstance(one, str) else "a job name must be a string"
+        if problem:
+            return problem
+        if not (one.startswith(name + " (") and one.endswith(")")):
+            return f"a fanout of {safe(name)!r} names {safe(one)!r}, not one of its matrix jobs"
+    return None
+
+
 def evidence_of(op: FinishRun) -> Evidence | None:
     ev = Evidence(op.defs, op.policy, op.tree, op.outputs, op.env)
     return ev if ev else None
@@ -148,7 +193,8 @@ class JobType(CobType[JobState]):
     # 4: a ``release`` may carry ``ask`` (a request to other nodes).
     # 4 also: a run carries the ``timeout`` its node promised.
     # 5: a finish carries what it ran under (defs, policy, tree, outputs, env: issue 27).
-    rules: ClassVar[int] = 5
+    # 6: a finish carries ``values`` (structured outputs); a release may carry ``fanout``.
+    rules: ClassVar[int] = 6
 
     def initial(self, root: Change) -> JobState:
         if len(root.ops) != 1 or not isinstance(root.ops[0], Request):
@@ -168,20 +214,12 @@ class JobType(CobType[JobState]):
         mine = state.runs.get(author, {})
         started_here: set[str] = set()
         for op in change.ops:
-            if isinstance(op, Request):
-                raise Reject("a request op may only appear in the root")
+            problem = _op_problem(state.name, op)
+            if problem:
+                raise Reject(problem)
             if isinstance(op, StartRun):
-                problem = check_start(op)
-                if problem:
-                    raise Reject(problem)
                 started_here.add(op.run_id)
             elif isinstance(op, FinishRun):
-                problem = check_run_id(op.run_id) or check_finish_extras(op.log_blob, op.exit)
-                problem = problem or check_evidence(op)
-                if problem:
-                    raise Reject(problem)
-                if op.reason not in _REASONS:
-                    raise Reject(f"unknown reason {op.reason!r}")
                 if op.run_id in started_here:
                     continue
                 run = mine.get(op.run_id)
@@ -201,6 +239,7 @@ class JobType(CobType[JobState]):
                 _note_request(state.requests, author, change.timestamp, key)
                 if op.ask:
                     _note_request(state.asks, author, change.timestamp, key)
+                _note_fanout(state, author, key, op.fanout)
             elif isinstance(op, Rerun):
                 _note_request(state.reruns, author, change.timestamp, key)
             elif isinstance(op, StartRun):
@@ -223,6 +262,7 @@ class JobType(CobType[JobState]):
                     run.reason, run.finished_at, run.finish_key = op.reason, change.timestamp, key
                     run.log_blob, run.exit = op.log_blob, op.exit
                     run.evidence = evidence_of(op)
+                    run.values = op.values
 
     def summary(self, ops: Sequence[Any]) -> str:
         parts = []
@@ -244,6 +284,30 @@ class JobType(CobType[JobState]):
         if isinstance(req, Request):
             yield ("commit", req.commit)
             yield ("name", req.name)
+
+
+def _op_problem(name: str, op: Any) -> str | None:
+    """Why an op (not a root's) is invalid on its own, whatever the state, or None."""
+    if isinstance(op, Request):
+        return "a request op may only appear in the root"
+    if isinstance(op, Release):
+        return check_fanout(name, op.fanout) if op.fanout is not None else None
+    if isinstance(op, StartRun):
+        return check_start(op)
+    if isinstance(op, FinishRun):
+        problem = check_run_id(op.run_id) or check_finish_extras(op.log_blob, op.exit)
+        problem = problem or check_evidence(op)
+        problem = problem or (check_values(op.values) if op.values is not None else None)
+        return problem or (None if op.reason in _REASONS else f"unknown reason {op.reason!r}")
+    return None
+
+
+def _note_fanout(state: JobState, nid: str, key: tuple[int, str], fanout: list[str] | None) -> None:
+    """Keep ``nid``'s first ``fanout`` by (commit time, oid): order-independent."""
+    if fanout is not None:
+        had = state.fanouts.get(nid)
+        if had is None or key < tuple(had[0]):
+            state.fanouts[nid] = (key, list(fanout))
 
 
 def _note_request(requests: dict[str, RequestState], nid: str, when: int, key: tuple[int, str]) -> None:

@@ -31,9 +31,13 @@ class Release(
     ``ask``: a person asked other nodes to run it (``git jobs release``). A node's own release
     of a commit it works on has none (omitted: the bytes of a plain release are unchanged), and
     is never a request to other nodes: only an ``ask`` (or a ``rerun``) by a policy requester is.
+
+    ``fanout``: on the job of a dynamic matrix's definition (issue 32), the names of the jobs
+    the signer expanded it into from its needs' outputs (FORMAT.md 11.6); omitted otherwise.
     """
 
     ask: bool = False
+    fanout: list[str] | None = None
 
 
 class Rerun(msgspec.Struct, tag="rerun", tag_field="type", forbid_unknown_fields=True):
@@ -75,6 +79,7 @@ class FinishRun(
     of the policy ref the node read; ``tree``, the commit's tree id; ``outputs``, the Git tree
     id of the job's kept output files; ``env``, a short bounded description of the node (os,
     arch, its labels). Readers derive reproducibility and reuse from them (jobs.evidence).
+    ``values``: the key/values the job wrote to ``$GIT_JOBS_OUTPUT`` (bounded: jobtype).
     """
 
     run_id: str
@@ -86,6 +91,7 @@ class FinishRun(
     tree: str | None = None
     outputs: str | None = None
     env: dict[str, str] | None = None
+    values: dict[str, str] | None = None  # structured outputs ($GIT_JOBS_OUTPUT; issue 32)
 
 
 Op = Request | Release | Rerun | StartRun | FinishRun

@@ -64,7 +64,7 @@ MAX_RETRY = 100
 _TOP_KEYS = {"jobs", "trigger", "log", "policy", "schedule"}
 MAX_ERRORS = 50  # problems listed for one file; the rest are counted
 _JOB_KEYS = {"run", "needs", "timeout", "retry", "idempotent", "matrix", "resources", "if", "runs_on"}
-_JOB_KEYS |= {"outputs", "reuse"}
+_JOB_KEYS |= {"outputs", "reuse", "check"}
 REUSE = ("tree",)  # `reuse = "tree"`: a trusted pass on another commit with the same tree counts
 MAX_RESOURCES = 8  # named resources one job holds
 # What a need must have ended as for its user to run (the list form of `needs` means succeeded).
@@ -104,6 +104,10 @@ class JobDef:
     runs_on: tuple[str, ...] = ()  # labels a node must have to serve it (labels.py)
     outputs: tuple[str, ...] = ()  # paths handed to the jobs that need it here (outputs.py)
     reuse: str | None = None  # "tree": a trusted pass of the same tree counts (jobs.evidence)
+    check: str | None = None  # `check`, as written: judged after the run (values.py, issue 32)
+    checked: Node | None = None  # `check`, parsed
+    dynamic: str | None = None  # a matrix over needs' outputs, as canonical JSON (fanout.py)
+    fanout_error: str = ""  # why a dynamic matrix could not be expanded (the run fails with it)
 
     def need_state(self, need: str) -> str:
         """What ``need`` must end as for this job to run (``succeeded`` unless stated)."""
@@ -245,8 +249,21 @@ def _job(ctx: _Ctx, name: str, value: Any) -> list[JobDef]:
     condition, when = None, None
     with ctx.check():
         condition, when = _condition(ctx, f"{key}.if", table.get("if"), needs)
+    check, checked = None, None
+    with ctx.check():
+        check, checked = _condition(ctx, f"{key}.check", table.get("check"), needs, after=True)
+    with ctx.check():
+        _placeholders(ctx, f"{key}.run", run if isinstance(run, str) else "", needs)
+    dynamic, matrix = None, table.get("matrix")
+    static = not (isinstance(matrix, dict) and any(isinstance(v, str) for v in matrix.values()))
+    with ctx.check():
+        dynamic = (
+            None
+            if static or not isinstance(matrix, dict)
+            else _dynamic(ctx, f"{key}.matrix", matrix, needs, run)
+        )
     combos: list[Combination] = [()]
-    if "matrix" in table:
+    if "matrix" in table and static:
         try:
             combos = expand(f"{key}.matrix", table["matrix"])
         except MatrixError as e:
@@ -255,8 +272,10 @@ def _job(ctx: _Ctx, name: str, value: Any) -> list[JobDef]:
         raise DefinitionError("invalid job", [])  # already recorded: the job is left out
     one = JobDef(name, str(run), tuple(needs), timeout, retry, idempotent, tuple(states), name)
     one = dataclasses.replace(one, resources=resources, condition=condition, when=when, runs_on=runs_on)
-    one = dataclasses.replace(one, outputs=outputs, reuse=reuse)
-    return [_instance(ctx, key, one, combo) for combo in combos] if "matrix" in table else [one]
+    one = dataclasses.replace(
+        one, outputs=outputs, reuse=reuse, check=check, checked=checked, dynamic=dynamic
+    )
+    return [_instance(ctx, key, one, combo) for combo in combos] if "matrix" in table and static else [one]
 
 
 def _instance(ctx: _Ctx, key: str, job: JobDef, combo: Combination) -> JobDef:
@@ -272,8 +291,34 @@ def _instance(ctx: _Ctx, key: str, job: JobDef, combo: Combination) -> JobDef:
     return dataclasses.replace(job, name=name, run=run, matrix=combo)
 
 
-def _condition(ctx: _Ctx, key: str, value: Any, needs: list[str]) -> tuple[str | None, Node | None]:
-    """``if``: parsed now, so a bad expression is a definition error (see conditions.py)."""
+def _placeholders(ctx: _Ctx, key: str, text: str, needs: list[str]) -> None:
+    """``{needs.JOB.outputs.NAME}`` in ``run``: well formed, JOB one of the needs (values.py)."""
+    if "{needs." in text:
+        from .values import check_placeholders
+
+        problem = check_placeholders(text, needs)
+        if problem:
+            raise ctx.error(key, problem)
+
+
+def _dynamic(ctx: _Ctx, key: str, table: dict[str, Any], needs: list[str], run: Any) -> str:
+    """A matrix with an axis ``"{needs.JOB.outputs.NAME}"`` (expanded at run time, fanout.py):
+    its table as canonical JSON, checked now as far as it can be."""
+    from .fanout import check_dynamic
+
+    problem = check_dynamic(key, table, needs, run if isinstance(run, str) else "")
+    if problem:
+        raise ctx.error(None, problem)
+    import json
+
+    return json.dumps(table, separators=(",", ":"))  # axes in the order written (names)
+
+
+def _condition(
+    ctx: _Ctx, key: str, value: Any, needs: list[str], *, after: bool = False
+) -> tuple[str | None, Node | None]:
+    """``if`` (or ``check``, ``after`` the run): parsed now, so a bad expression is a
+    definition error (see conditions.py)."""
     if value is None:
         return None, None
     if not isinstance(value, str):
@@ -281,7 +326,7 @@ def _condition(ctx: _Ctx, key: str, value: Any, needs: list[str]) -> tuple[str |
     from .conditions import ConditionError, jobs_named, parse  # only files with an `if` pay for it
 
     try:
-        node = parse(value)
+        node = parse(value, after=after)
     except ConditionError as e:
         raise ctx.error(key, str(e)) from None
     for name in sorted(jobs_named(node) - set(needs)):

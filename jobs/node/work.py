@@ -18,6 +18,7 @@ A job whose need has settled without success is finished ``skipped`` with the re
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -25,7 +26,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent import futures
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -43,6 +44,7 @@ from ..errors import JobsError
 from ..model import Job, Reason, Runs
 from ..retries import ATTEMPTS, exhausted
 from ..store import JobMut, Jobs
+from ..text import safe
 from .candidates import REQUESTED
 from .capture import CappedLog
 from .checkout import CheckoutError, make_checkout, remove_tree
@@ -50,6 +52,7 @@ from .conditions import Facts, changed_paths, evaluate, reached_by
 from .definitions import Definitions, JobDef, load_definitions
 from .durations import format_duration
 from .evidence import record as record_evidence
+from .fanout import expand_dynamic
 from .isolation import Isolation, IsolationError, Scratch, load_isolation
 from .journal import Entry, Journal, WorkLock, kill_orphan, remove_checkout
 from .labels import node_labels
@@ -58,6 +61,8 @@ from .outputs import collect, provide
 from .outputs import prune as prune_outputs
 from .patterns import pattern_delay
 from .slots import Slots
+from .values import OUTPUT_FILE, NeedValues, ValuesError, judge, render_run
+from .values import read as read_values
 
 COUNTED = ATTEMPTS  # failed attempts use up retry.max (the rule: jobs.retries, shared with status)
 
@@ -219,7 +224,7 @@ def condition_holds(d: JobDef, out: dict[str, PlanItem], facts: Facts) -> bool:
         return "failed" if any(p.action in ("exhausted", "held") for p in items) else ""
 
     assert d.when is not None
-    return evaluate(d.when, Facts(facts.ref, facts.changed, outcome, facts.matches))
+    return evaluate(d.when, dataclasses.replace(facts, outcome=outcome))
 
 
 def elsewhere(d: JobDef, out: dict[str, PlanItem], labels: frozenset[str] | None) -> str:
@@ -263,6 +268,7 @@ class _Context:
     facts: Facts
     labels: frozenset[str] | None
     reusable: Callable[[JobDef], str | None] | None = None  # why it is reused, or None
+    passed: Callable[[JobDef], str | None] | None = None  # a trusted node passed it (values.py)
 
 
 @dataclass(slots=True)
@@ -294,6 +300,8 @@ def _settled_here(d: JobDef, seen: _Seen, ctx: _Context, out: dict[str, PlanItem
     if last is not None and last.is_started and not last.lost:
         return Action.RUNNING, "a run of this node is in progress"
     away = elsewhere(d, out, ctx.labels)
+    if away and ctx.passed is not None and (why := ctx.passed(d)):
+        return Action.REUSED, why  # not served here, passed on a trusted node: needs are met
     return (Action.ELSEWHERE, away) if away else None
 
 
@@ -342,6 +350,11 @@ def _blocked(d: JobDef, seen: _Seen, ctx: _Context, out: dict[str, PlanItem]) ->
     return None
 
 
+def _unexpanded(d: JobDef, seen: _Seen, ctx: _Context, out: dict[str, PlanItem]) -> Verdict:
+    """A dynamic matrix waits for its needs' values (fanout.py expands it once they exist)."""
+    return (Action.BLOCKED, "its matrix waits for its needs' outputs") if d.dynamic else None
+
+
 def _condition_false(d: JobDef, seen: _Seen, ctx: _Context, out: dict[str, PlanItem]) -> Verdict:
     if d.when is not None and not condition_holds(d, out, ctx.facts):
         action = Action.SKIPPED if _skipped_since_needs(d, ctx.runs, seen.latest) else Action.SKIP
@@ -350,7 +363,7 @@ def _condition_false(d: JobDef, seen: _Seen, ctx: _Context, out: dict[str, PlanI
 
 
 # In order: the first rule with a verdict settles the job; none means it runs (or waits).
-_RULES = (_settled_here, _reused, _exhausted, _held, _needs_failed, _blocked, _condition_false)
+_RULES = (_settled_here, _reused, _exhausted, _held, _needs_failed, _blocked, _unexpanded, _condition_false)
 
 
 def _to_run(item: PlanItem, d: JobDef, seen: _Seen, ctx: _Context) -> None:
@@ -385,6 +398,7 @@ def assess(
     facts: Facts | None = None,
     labels: frozenset[str] | None = None,
     reusable: Callable[[JobDef], str | None] | None = None,
+    passed: Callable[[JobDef], str | None] | None = None,
 ) -> dict[str, PlanItem]:
     """The plan for every job of ``defs`` from this node's ``runs`` of each (by job name).
 
@@ -393,7 +407,7 @@ def assess(
     ``uncounted``: run ids that do not use up a retry (runs ended by crash recovery).
     """
     ctx = _Context(
-        runs, now, finished or {}, uncounted or set(), rerun_held, facts or Facts(), labels, reusable
+        runs, now, finished or {}, uncounted or set(), rerun_held, facts or Facts(), labels, reusable, passed
     )
     out: dict[str, PlanItem] = {}
     for d in defs:
@@ -418,7 +432,12 @@ def assess(
 
 
 def release(
-    jobs: Jobs, defs: Definitions, labels: frozenset[str] | None = None, *, ask: bool = False
+    jobs: Jobs,
+    defs: Definitions,
+    labels: frozenset[str] | None = None,
+    *,
+    ask: bool = False,
+    passed: Collection[str] = (),
 ) -> list[tuple[JobMut, bool]]:
     """Create every job ``defs`` declares (idempotent); ``(job, created)`` in needs order.
 
@@ -426,17 +445,18 @@ def release(
     ``ask``: a person asks other nodes to run them (``git jobs release``), not a node's own
     release of what it works on."""
     existing = {j.name for j in jobs.find_by_commit(defs.commit)}
-    names = servable(defs, labels) if labels is not None else set(defs.names)
+    names = servable(defs, labels, passed) if labels is not None else set(defs.names)
     return [
         (jobs.create(defs.commit, d.name, ask=ask), d.name not in existing) for d in defs if d.name in names
     ]
 
 
-def servable(defs: Definitions, labels: frozenset[str]) -> set[str]:
-    """Jobs a node with ``labels`` may serve: its ``runs_on`` labels, and so all its needs'."""
+def servable(defs: Definitions, labels: frozenset[str], passed: Collection[str] = ()) -> set[str]:
+    """Jobs a node with ``labels`` may serve: its ``runs_on`` labels, and so all its needs'
+    (or the need ``passed`` on a trusted node: :class:`.values.NeedValues`)."""
     out: set[str] = set()
     for d in defs:  # needs first
-        if set(d.runs_on) <= labels and all(n in out for n in d.needs):
+        if set(d.runs_on) <= labels and all(n in out or n in passed for n in d.needs):
             out.add(d.name)
     return out
 
@@ -505,6 +525,8 @@ class Workshop:
         from .share import Sharing  # it filters this module's plans
 
         self.sharing = Sharing(jobs, self.nid, assignment)
+        self.values = NeedValues(jobs, self.nid)  # needs' outputs, from the ledger (values.py)
+        self._values: dict[uuid.UUID, dict[str, str]] = {}  # run → what it wrote (to its finish)
 
     @property
     def isolation(self) -> Isolation:
@@ -559,7 +581,8 @@ class Workshop:
         if defs.commit not in self._facts:
             repo = self.jobs.repo
             ref = reached_by(repo, self._sources.get(defs.commit))
-            self._facts[defs.commit] = Facts(ref, changed_paths(repo, defs.commit))
+            value = lambda job, key: self.values.value(defs.commit, job, key)  # noqa: E731
+            self._facts[defs.commit] = Facts(ref, changed_paths(repo, defs.commit), value=value)
         return self._facts[defs.commit]
 
     def plan(self, defs: Definitions) -> list[PlanItem]:
@@ -580,8 +603,23 @@ class Workshop:
             facts,
             self.labels,
             lambda d: self.reusable(defs.commit, d),
+            lambda d: self.values.passed_elsewhere(defs.commit, d.name),
         )
         return self.sharing(defs, list(plan.values()), now)  # jobs assigned elsewhere left alone
+
+    def expanded(self, defs: Definitions) -> Definitions:
+        """``defs`` with its dynamic matrices expanded where its needs' values are known (the
+        expansion recorded in a signed ``release`` with ``fanout``: fanout.py); else ``defs``."""
+        grown, fanned = expand_dynamic(defs, lambda job: self.values.of(defs.commit, job))
+        for base, names in fanned.items():
+            self.jobs.create(defs.commit, base).fanout(names)
+        return grown
+
+    def _passed(self, defs: Definitions) -> set[str]:
+        """Jobs this node does not serve (runs_on) that a trusted node passed (values.py)."""
+        if not any(d.runs_on for d in defs):
+            return set()
+        return {d.name for d in defs if d.runs_on and self.values.passed_elsewhere(defs.commit, d.name)}
 
     def reusable(self, commit: str, d: JobDef) -> str | None:
         """Why ``d`` (``reuse = "tree"``) need not run at ``commit``: a pass by this node or a
@@ -666,11 +704,22 @@ class Workshop:
                 return report
             self.isolation.check()
             _ = self.max_timeout  # a bad jobs.maxTimeout stops the pass before anything runs
-            mut = {job.name: job for job, _ in release(self.jobs, defs, self.labels)}
+            defs = self.expanded(defs)  # dynamic matrices whose needs' outputs are known (fanout.py)
+            mut = {
+                job.name: job for job, _ in release(self.jobs, defs, self.labels, passed=self._passed(defs))
+            }
             while True:
                 if self._one_pass(defs, mut, report):
                     report.interrupted = True
                     break
+                grown = self.expanded(defs)  # a pass may have made a dynamic matrix's values
+                if grown is not defs:
+                    defs = grown
+                    mut.update(
+                        (j.name, j)
+                        for j, _ in release(self.jobs, defs, self.labels, passed=self._passed(defs))
+                    )
+                    continue
                 if not comprehensive:
                     break
                 plan = self.plan(defs)
@@ -794,6 +843,7 @@ class Workshop:
     def _begin(self, job: JobMut, d: JobDef, defs: Definitions) -> Started:
         """Record the run ``started`` (a signed write: in the scheduling thread) and open its log."""
         settings = published.LogSettings.load(self.jobs.repo)  # a bad setting stops us here
+        d = self._rendered(d, defs)  # {needs.JOB.outputs.NAME}, shell-quoted (values.py)
         run_id, url, path = self._start(job, d, defs)
         scratch = Scratch(Path(tempfile.mkdtemp(prefix=f"git-jobs-{run_id}-")))
         entry = Entry(str(run_id), job.id, d.name, defs.commit, 0, str(scratch.root))
@@ -811,6 +861,27 @@ class Workshop:
             remove_tree(scratch.root)
             raise
         return Started(job, d, defs, run_id, url, path, scratch, entry, log, settings, time.monotonic())
+
+    def _rendered(self, d: JobDef, defs: Definitions) -> JobDef:
+        if "{needs." not in d.run:
+            return d
+        run, _ = render_run(d.run, lambda job, key: self.values.value(defs.commit, job, key))
+        return dataclasses.replace(d, run=run)
+
+    def _judge(
+        self, d: JobDef, defs: Definitions, run_id: uuid.UUID, root: Path, log: Any
+    ) -> tuple[Reason, str] | None:
+        """What the run wrote to ``$GIT_JOBS_OUTPUT`` (kept for its finish) and its ``check``'s
+        verdict (values.py): None when the exit status decides."""
+        try:
+            values = self._values[run_id] = read_values(root)
+        except ValuesError as e:
+            return Reason.FAILED, f"outputs refused: {e}"
+        reader = lambda job, key: self.values.value(defs.commit, job, key)  # noqa: E731
+        verdict = judge(d, log.exit_status, values, reader)
+        if verdict is not None and verdict[1]:
+            log.write(f"git-jobs: {verdict[1]}\n".encode())
+        return verdict
 
     def _run_started(self, s: Started) -> tuple[Reason, str]:
         """The command of a started run, to its end (no ledger write: safe in a worker thread)."""
@@ -830,7 +901,10 @@ class Workshop:
         blob = self._publish(s.run_id, s.path, s.settings)
         kept = reason is Reason.SUCCEEDED and bool(s.d.outputs)
         evidence = record_evidence(self.jobs.repo, s.defs.commit, s.d.name, self.labels, kept)
-        s.job.finish(s.run_id, reason, log_blob=blob, exit_status=s.log.exit_status, evidence=evidence)
+        values = self._values.pop(s.run_id, None)
+        s.job.finish(
+            s.run_id, reason, log_blob=blob, exit_status=s.log.exit_status, evidence=evidence, values=values
+        )
         self.journal.remove(s.run_id)
         self._finished[(s.defs.commit, s.d.name)] = self.clock()
         return Outcome(s.d.name, s.defs.commit, s.job.id, str(s.run_id), reason, s.url, detail)
@@ -854,6 +928,9 @@ class Workshop:
     def _execute(
         self, d: JobDef, defs: Definitions, run_id: uuid.UUID, scratch: Scratch, log: Any, entry: Entry
     ) -> tuple[Reason, str]:
+        if d.fanout_error:  # a dynamic matrix its needs' outputs could not expand: no command
+            log.write(f"git-jobs: {safe(d.fanout_error)}\n".encode())
+            return Reason.FAILED, safe(d.fanout_error)
         try:
             make_checkout(self.jobs.repo, defs.commit, scratch.src)
         except CheckoutError as e:
@@ -870,6 +947,7 @@ class Workshop:
                 "GIT_JOBS_RUN_ID": str(run_id),
                 "GIT_JOBS_JOB": d.name,
                 "GIT_JOBS_NODE": self.nid,
+                "GIT_JOBS_OUTPUT": str(scratch.root / OUTPUT_FILE),  # key=value lines (values.py)
             },
         )
         network = self._network(defs.commit, log)
@@ -901,7 +979,10 @@ class Workshop:
         # The run ends with its command: background processes it left behind are stopped
         # (as CI services do), so nothing writes to the log after its closing line.
         self._kill_group(proc.pid)
-        if code == 0:
+        verdict = self._judge(d, defs, run_id, scratch.root, log)  # outputs and `check` (values.py)
+        if verdict is not None and verdict[0] is not Reason.SUCCEEDED:
+            return verdict
+        if code == 0 or verdict is not None:
             if d.outputs:
                 note = collect(self.jobs.repo, defs.commit, d.name, scratch.src, d.outputs)
                 if note:
