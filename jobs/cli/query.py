@@ -220,8 +220,8 @@ def _show(args: argparse.Namespace) -> int:
                 print(f"      {line}")
             for name, value in sorted((run.values or {}).items()):  # escaped: the job's own text
                 print(f"      output  {safe(name)}={safe(value)}")
-    for nid, names in job.fanouts().items():
-        print(f"\nfanout by {style(nid, 'cyan')}: {', '.join(safe(n) for n in names)}")
+    for nid, fanned in job.fanouts().items():
+        print(f"\nfanout by {style(nid, 'cyan')}: {', '.join(safe(n) for n in fanned)}")
     if job.rejected:
         print()
         print(style(f"rejected {len(job.rejected)} change(s):", "red"))

@@ -587,6 +587,7 @@ class Workshop:
 
     def plan(self, defs: Definitions) -> list[PlanItem]:
         """What :meth:`work_any` would do now for these definitions (nothing is written)."""
+        defs = self.expanded(defs, record=False)  # a dynamic matrix's jobs, once known
         runs, ids = self._runs(defs)
         finished = {n: t for (c, n), t in self._finished.items() if c == defs.commit}
         crashed = self.journal.recovered()
@@ -607,11 +608,11 @@ class Workshop:
         )
         return self.sharing(defs, list(plan.values()), now)  # jobs assigned elsewhere left alone
 
-    def expanded(self, defs: Definitions) -> Definitions:
+    def expanded(self, defs: Definitions, *, record: bool = True) -> Definitions:
         """``defs`` with its dynamic matrices expanded where its needs' values are known (the
-        expansion recorded in a signed ``release`` with ``fanout``: fanout.py); else ``defs``."""
+        expansion recorded in a signed ``release`` with ``fanout`` when ``record``: fanout.py)."""
         grown, fanned = expand_dynamic(defs, lambda job: self.values.of(defs.commit, job))
-        for base, names in fanned.items():
+        for base, names in fanned.items() if record else ():
             self.jobs.create(defs.commit, base).fanout(names)
         return grown
 
@@ -804,7 +805,9 @@ class Workshop:
         for d in defs:
             if self.cancel.is_set():
                 return True
-            item = next(p for p in self.plan(defs) if p.name == d.name)
+            item = next((p for p in self.plan(defs) if p.name == d.name), None)
+            if item is None:  # a dynamic matrix expanded meanwhile: work_any passes again
+                continue
             if item.action == "run":
                 outcome = self.attempt(mut[d.name], d, defs)
             elif item.action == "skip":

@@ -8,7 +8,6 @@ and ``matrix`` — from the ledger, so across nodes, and only from nodes the pol
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -72,8 +71,15 @@ def test_outputs_past_a_bound_or_malformed_are_refused_with_the_reason(data: byt
         ('[jobs.a]\nrun = "true"\nif = "exit == 0"\n', "only after the run"),
         ('[jobs.a]\nrun = "true"\ncheck = "output(coverage) > 1"\n', "quoted string"),
         ('[jobs.a]\nrun = "true"\nmatrix = { t = "{needs.b.outputs.x}" }\n', "not in this job's needs"),
-        ('[jobs.a]\nrun = "{matrix.u}"\nneeds = ["b"]\nmatrix = { t = "{needs.b.outputs.x}" }\n[jobs.b]\nrun = "true"\n', "unknown placeholder"),
-        ('[jobs.a]\nrun = "true"\nneeds = ["b"]\nmatrix = { t = "x86 arm" }\n[jobs.b]\nrun = "true"\n', "must be a list"),
+        (
+            '[jobs.a]\nrun = "{matrix.u}"\nneeds = ["b"]\nmatrix = { t = "{needs.b.outputs.x}" }\n'
+            '[jobs.b]\nrun = "true"\n',
+            "unknown placeholder",
+        ),
+        (
+            '[jobs.a]\nrun = "true"\nneeds = ["b"]\nmatrix = { t = "x86 arm" }\n[jobs.b]\nrun = "true"\n',
+            "must be a list",
+        ),
     ],
 )
 def test_placeholders_checks_and_dynamic_matrices_are_checked_when_the_file_is_read(
@@ -108,7 +114,7 @@ if = '{needs.plan.outputs.version} >= 2'
 
 def test_outputs_template_run_if_and_a_dynamic_matrix_on_one_node(
     work_repo: Path,
-    key: tuple[cob.Signer, Path],  # noqa: F811
+    key: tuple[cob.Signer, Path],
 ) -> None:
     sha = commit_defs(work_repo, PIPELINE)
     res = gj(work_repo, "work", "any", key=key[1])
@@ -123,7 +129,11 @@ def test_outputs_template_run_if_and_a_dynamic_matrix_on_one_node(
         "never": ["skipped"],
     }
     runs = finishes(store, sha, key[0].nid)
-    assert runs["plan"].values == {"version": "1.4.2", "targets": '["x86", "arm"]', "quote": "it's $(not run)"}
+    assert runs["plan"].values == {
+        "version": "1.4.2",
+        "targets": '["x86", "arm"]',
+        "quote": "it's $(not run)",
+    }
     # a value is data: substituted shell-quoted, never run
     assert "building arm 1.4.2 it's $(not run)\n" in log_of(work_repo, runs["build (target=arm)"])
     # the expansion is a signed release naming the jobs, on the definition's own job
@@ -161,7 +171,7 @@ run = 'printf "title=\\\\033]0;pwned\\\\007\\\\n" >> "$GIT_JOBS_OUTPUT"'
 
 def test_a_check_judges_the_run_and_bounds_refuse_outputs_with_a_clear_reason(
     work_repo: Path,
-    key: tuple[cob.Signer, Path],  # noqa: F811
+    key: tuple[cob.Signer, Path],
 ) -> None:
     sha = commit_defs(work_repo, CHECKED)
     res = gj(work_repo, "work", "any", key=key[1])
@@ -171,7 +181,7 @@ def test_a_check_judges_the_run_and_bounds_refuse_outputs_with_a_clear_reason(
     # exit 0, and still failed: the check is false; what it read is signed in the finish
     assert runs["cover"].reason is jobs.Reason.FAILED and runs["cover"].exit_status == 0
     assert runs["cover"].values == {"coverage": "75.5"}
-    assert "check is false: exit == 0 && output(\"coverage\") >= 80" in log_of(work_repo, runs["cover"])
+    assert 'check is false: exit == 0 && output("coverage") >= 80' in log_of(work_repo, runs["cover"])
     assert "check is false" in res.out
     # a check that reads `exit` replaces the exit rule; one that does not is added to it
     assert runs["flaky-ok"].reason is jobs.Reason.SUCCEEDED and runs["flaky-ok"].exit_status == 3
@@ -189,7 +199,7 @@ def test_a_check_judges_the_run_and_bounds_refuse_outputs_with_a_clear_reason(
 
 def test_a_finish_with_values_past_a_bound_is_refused_by_the_writer_and_rejected_by_readers(
     work_repo: Path,
-    key: tuple[cob.Signer, Path],  # noqa: F811
+    key: tuple[cob.Signer, Path],
 ) -> None:
     sha = commit_defs(work_repo, "[jobs.a]\nrun = 'true'\n")
     store = jobs.Jobs.open(work_repo, key[0])
@@ -228,7 +238,8 @@ def forge(path: Path, signer: cob.Signer, key: Path, sha: str) -> None:
     ok(path, "sync", "origin", key=key)
 
 
-def test_outputs_flow_from_plan_on_node_a_to_a_dynamic_matrix_built_on_node_b(hub: Hub) -> None:  # noqa: F811
+@pytest.mark.slow
+def test_outputs_flow_from_plan_on_node_a_to_a_dynamic_matrix_built_on_node_b(hub: Hub) -> None:
     a_path, a, a_key = hub.node("a")
     b_path, b, b_key = hub.node("b")
     c_path, c, c_key = hub.node("c")  # not trusted
