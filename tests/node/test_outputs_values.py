@@ -144,6 +144,8 @@ def test_outputs_template_run_if_and_a_dynamic_matrix_on_one_node(
     status = ok(work_repo, "status", sha, "--json").json
     assert status["outcome"] == "succeeded"
     assert {"build (target=x86)", "build (target=arm)"} <= set(status["required"])
+    progress = status["progress"][key[0].nid]
+    assert "build" not in progress and progress["build (target=arm)"]["state"] == "succeeded"
     shown = ok(work_repo, "show", f"{sha}:plan", "--json").json
     assert shown["runs"][0]["values"]["version"] == "1.4.2"
     assert "output  quote=it's $(not run)" in ok(work_repo, "show", f"{sha}:plan").out
