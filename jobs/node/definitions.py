@@ -249,19 +249,8 @@ def _job(ctx: _Ctx, name: str, value: Any) -> list[JobDef]:
     condition, when = None, None
     with ctx.check():
         condition, when = _condition(ctx, f"{key}.if", table.get("if"), needs)
-    check, checked = None, None
-    with ctx.check():
-        check, checked = _condition(ctx, f"{key}.check", table.get("check"), needs, after=True)
-    with ctx.check():
-        _placeholders(ctx, f"{key}.run", run if isinstance(run, str) else "", needs)
-    dynamic, matrix = None, table.get("matrix")
-    static = not (isinstance(matrix, dict) and any(isinstance(v, str) for v in matrix.values()))
-    with ctx.check():
-        dynamic = (
-            None
-            if static or not isinstance(matrix, dict)
-            else _dynamic(ctx, f"{key}.matrix", matrix, needs, run)
-        )
+    values = _values_keys(ctx, key, table, needs)  # check, {needs…} placeholders, dynamic matrix
+    static = values["dynamic"] is None
     combos: list[Combination] = [()]
     if "matrix" in table and static:
         try:
@@ -272,9 +261,7 @@ def _job(ctx: _Ctx, name: str, value: Any) -> list[JobDef]:
         raise DefinitionError("invalid job", [])  # already recorded: the job is left out
     one = JobDef(name, str(run), tuple(needs), timeout, retry, idempotent, tuple(states), name)
     one = dataclasses.replace(one, resources=resources, condition=condition, when=when, runs_on=runs_on)
-    one = dataclasses.replace(
-        one, outputs=outputs, reuse=reuse, check=check, checked=checked, dynamic=dynamic
-    )
+    one = dataclasses.replace(one, outputs=outputs, reuse=reuse, **values)
     return [_instance(ctx, key, one, combo) for combo in combos] if "matrix" in table and static else [one]
 
 
@@ -289,6 +276,23 @@ def _instance(ctx: _Ctx, key: str, job: JobDef, combo: Combination) -> JobDef:
     except MatrixError as e:
         raise ctx.error(f"{key}.run", str(e)) from None
     return dataclasses.replace(job, name=name, run=run, matrix=combo)
+
+
+def _values_keys(ctx: _Ctx, key: str, table: Mapping[str, Any], needs: list[str]) -> dict[str, Any]:
+    """The keys that read values (issue 32): ``check``, ``{needs.JOB.outputs.NAME}`` in ``run``
+    and a dynamic ``matrix``, as JobDef fields (errors recorded in ``ctx``)."""
+    out: dict[str, Any] = {"check": None, "checked": None, "dynamic": None}
+    run = table.get("run")
+    with ctx.check():
+        out["check"], out["checked"] = _condition(ctx, f"{key}.check", table.get("check"), needs, after=True)
+    with ctx.check():
+        _placeholders(ctx, f"{key}.run", run if isinstance(run, str) else "", needs)
+    matrix = table.get("matrix")
+    if isinstance(matrix, dict) and any(isinstance(v, str) for v in matrix.values()):
+        out["dynamic"] = ""  # not static, even when invalid
+        with ctx.check():
+            out["dynamic"] = _dynamic(ctx, f"{key}.matrix", matrix, needs, run)
+    return out
 
 
 def _placeholders(ctx: _Ctx, key: str, text: str, needs: list[str]) -> None:

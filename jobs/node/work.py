@@ -889,6 +889,9 @@ class Workshop:
     def _run_started(self, s: Started) -> tuple[Reason, str]:
         """The command of a started run, to its end (no ledger write: safe in a worker thread)."""
         try:
+            if s.d.fanout_error:  # a dynamic matrix its needs' outputs could not expand: no command
+                s.log.write(f"git-jobs: {safe(s.d.fanout_error)}\n".encode())
+                return Reason.FAILED, safe(s.d.fanout_error)
             return self._execute(s.d, s.defs, s.run_id, s.scratch, s.log, s.entry)
         except BaseException:
             s.log.close()
@@ -931,9 +934,6 @@ class Workshop:
     def _execute(
         self, d: JobDef, defs: Definitions, run_id: uuid.UUID, scratch: Scratch, log: Any, entry: Entry
     ) -> tuple[Reason, str]:
-        if d.fanout_error:  # a dynamic matrix its needs' outputs could not expand: no command
-            log.write(f"git-jobs: {safe(d.fanout_error)}\n".encode())
-            return Reason.FAILED, safe(d.fanout_error)
         try:
             make_checkout(self.jobs.repo, defs.commit, scratch.src)
         except CheckoutError as e:
@@ -986,14 +986,18 @@ class Workshop:
         if verdict is not None and verdict[0] is not Reason.SUCCEEDED:
             return verdict
         if code == 0 or verdict is not None:
-            if d.outputs:
-                note = collect(self.jobs.repo, defs.commit, d.name, scratch.src, d.outputs)
-                if note:
-                    log.write(f"git-jobs: {note}\n".encode())
-            return Reason.SUCCEEDED, ""
+            return self._keep_outputs(d, defs, scratch, log)
         if code < 0:
             return Reason.FAILED, f"killed by signal {-code}"
         return Reason.FAILED, f"exit status {code}"
+
+    def _keep_outputs(self, d: JobDef, defs: Definitions, scratch: Scratch, log: Any) -> tuple[Reason, str]:
+        """A passed run: its declared ``outputs`` are kept for the jobs that need it here."""
+        if d.outputs:
+            note = collect(self.jobs.repo, defs.commit, d.name, scratch.src, d.outputs)
+            if note:
+                log.write(f"git-jobs: {note}\n".encode())
+        return Reason.SUCCEEDED, ""
 
     def _network(self, commit: str, log: Any) -> bool:
         """Whether this run gets the network (see :meth:`.Isolation.network_for`); its log says
