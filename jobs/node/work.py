@@ -783,7 +783,7 @@ class Workshop:
         acted = False
         for item in self.plan(defs):
             d = defs.get(item.name)
-            if d is None or item.name in tried:
+            if d is None or d.dynamic or item.name in tried:  # dynamic: runs as expanded, next pass
                 continue
             if item.action == "skip":
                 tried.add(item.name)
@@ -806,7 +806,7 @@ class Workshop:
             if self.cancel.is_set():
                 return True
             item = next((p for p in self.plan(defs) if p.name == d.name), None)
-            if item is None:  # a dynamic matrix expanded meanwhile: work_any passes again
+            if item is None or d.dynamic:  # a dynamic matrix runs as expanded, in the next pass
                 continue
             if item.action == "run":
                 outcome = self.attempt(mut[d.name], d, defs)

@@ -281,3 +281,25 @@ def test_outputs_flow_from_plan_on_node_a_to_a_dynamic_matrix_built_on_node_b(hu
     status = ok(hub.maintainer, "status", sha, "--json").json
     assert status["outcome"] == "succeeded"
     assert sorted(status["required"]) == sorted(["plan", *CELLS])
+
+
+def test_a_dynamic_matrix_its_values_cannot_expand_fails_with_the_reason(
+    work_repo: Path,
+    key: tuple[cob.Signer, Path],
+) -> None:
+    text = (
+        "[jobs.plan]\nrun = \"echo 'targets=x86 $(rm)' >> $GIT_JOBS_OUTPUT\"\n"
+        '[jobs.build]\nneeds = ["plan"]\nrun = "echo {matrix.target}"\n'
+        'matrix = { target = "{needs.plan.outputs.targets}" }\n'
+    )
+    sha = commit_defs(work_repo, text)
+    res = gj(work_repo, "work", "any", key=key[1])
+    assert res.code == 1
+    store = jobs.Jobs.open(work_repo, key[0])
+    runs = finishes(store, sha, key[0].nid)
+    assert runs["build"].reason is jobs.Reason.FAILED and runs["build"].exit_status is None
+    assert "matrix value '$(rm)' must be 1-40 of" in log_of(work_repo, runs["build"])
+    # a fanout names only the definition's own matrix jobs: the writer refuses anything else
+    base = next(j for j in store.find_by_commit(sha) if j.name == "build")
+    with pytest.raises(jobs.JobsError, match="not one of its matrix jobs"):
+        store.get_mut(base.id).fanout(["plan"])  # type: ignore[union-attr]
