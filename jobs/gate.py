@@ -141,6 +141,7 @@ class GateStatus:
     unservable: dict[str, str] = field(default_factory=dict)  # job name → why no trusted node can
     grace: float = 0.0  # the reader's jobs.lostGrace: how long past its last takeover a job waits
     evidence: dict[str, JobEvidence] = field(default_factory=dict)  # job name → jobs.evidence
+    fanned: dict[str, list[str]] = field(default_factory=dict)  # dynamic matrix → its jobs (signed)
 
     def _asked(self, a: Assignment) -> bool:
         """Will the ranked nodes run a job of the group? A requester asked for it, or a trusted
@@ -261,7 +262,8 @@ class GateStatus:
         return "skipped" if states == {"skipped"} else "succeeded"
 
     def names(self) -> list[str]:
-        return sorted({*self.required, *self.defined, *(j.name for j in self.jobs)})
+        names = {*self.required, *self.defined, *(j.name for j in self.jobs)}
+        return sorted(names - (set(self.fanned) - set(self.required)))
 
     def to_json(self) -> dict[str, Any]:
         """The JSON shape of ``git jobs status`` (see docs/CLI.md)."""
@@ -339,15 +341,36 @@ def _job_cells(
     return cells
 
 
+def _fanned(defs: Definitions | None, jobs: list[Job], trusts: Callable[[str], bool]) -> dict[str, list[str]]:
+    """{dynamic matrix definition: the jobs trusted nodes' signed ``fanout`` releases expanded
+    it into (all they name, in order)}; a definition nobody trusted expanded yet is left out:
+    it stays required by its own name, so ``expected`` (FORMAT.md 11.6)."""
+    by_name = {j.name: j for j in jobs}
+    out: dict[str, list[str]] = {}
+    for d in defs or ():
+        job = by_name.get(d.name)
+        if d.dynamic and job is not None:
+            names = [n for nid, ns in job.fanouts().items() if trusts(nid) for n in ns]
+            if names:
+                out[d.name] = list(dict.fromkeys(names))
+    return out
+
+
 def _required(
-    policy: Policy, defs: Definitions | None, errors: list[str], jobs: list[Job], present: bool
+    policy: Policy,
+    defs: Definitions | None,
+    errors: list[str],
+    jobs: list[Job],
+    present: bool,
+    fanned: dict[str, list[str]] | None = None,
 ) -> tuple[list[str], list[str]]:
     """(the required job names, the policy's required names this commit does not define).
 
     A required name covers the definition of that name: one job, or every job of a matrix
     (``test`` → ``test (python=3.12)`` …), as ``needs`` does. A commit here with no job defined
     and none in the ledger requires nothing: no jobs defined, a final state."""
-    defined = defs.names if defs is not None else []
+    fanned = fanned or {}
+    defined = [n for name in defs.names for n in fanned.get(name, [name])] if defs is not None else []
     if errors:
         return (list(policy.required) if policy.required is not None else []), []
     if not defined and present and not jobs:
@@ -360,6 +383,7 @@ def _required(
     undefined: list[str] = []
     for want in policy.required:
         covers = [d.name for d in defs if d.name == want or (d.matrix and d.base == want)]
+        covers = [n for name in covers for n in fanned.get(name, [name])]  # a dynamic matrix's jobs
         if covers:
             required.extend(n for n in covers if n not in required)
         else:
@@ -457,19 +481,21 @@ def gate_status(
     jobs = store.find_by_commit(commit)
     defs, errors = _definitions(store, commit)
     present = commit in store.repo
-    required, undefined = _required(policy, defs, errors, jobs, present)
+    fanned = _fanned(defs, jobs, lambda nid: all_nodes or policy.trusts(nid))
+    required, undefined = _required(policy, defs, errors, jobs, present, fanned)
     status = GateStatus(
         commit,
         policy,
         jobs,
         sorted(required),
         errors=errors,
-        defined=list(defs.names) if defs else [],
+        defined=[n for name in defs.names for n in fanned.get(name, [name])] if defs else [],
         all_nodes=all_nodes,
         quorum=policy.quorum,
         undefined=undefined,
         present=present,
         grace=store.judge.grace,
+        fanned=fanned,
     )
     by_name = {j.name: j for j in jobs}
     nobody = _assign(store, status, defs, policy, by_name, now)

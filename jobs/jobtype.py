@@ -36,7 +36,9 @@ from .ops.finish import MAX_ENV_VALUE as MAX_ENV_VALUE
 from .ops.finish import MAX_EXIT as MAX_EXIT
 from .ops.finish import check_evidence as check_evidence
 from .ops.finish import check_finish_extras as check_finish_extras
+from .ops.finish import check_values as check_values
 from .ops.finish import evidence_of as evidence_of
+from .ops.release import check_fanout as check_fanout
 
 TYPENAME = "dev.gitjobs.job"
 
@@ -53,7 +55,8 @@ class JobType(CobType[JobState]):
     # 4: a ``release`` may carry ``ask`` (a request to other nodes).
     # 4 also: a run carries the ``timeout`` its node promised.
     # 5: a finish carries what it ran under (defs, policy, tree, outputs, env: issue 27).
-    rules: ClassVar[int] = 5
+    # 6: a finish carries ``values`` (structured outputs); a release may carry ``fanout``.
+    rules: ClassVar[int] = 6
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A subclass that sets ``ops`` decodes exactly those (a test's extra op, a fork's)."""

@@ -90,6 +90,7 @@ class RunState(msgspec.Struct, array_like=True):
     exit: int | None = None
     timeout: int | None = None  # of the winning start: the deadline its node promised
     evidence: Evidence | None = None  # of the winning finish: what it ran under (issue 27)
+    values: dict[str, str] | None = None  # of the winning finish: its structured outputs
 
 
 class RequestState(msgspec.Struct, array_like=True):
@@ -108,6 +109,8 @@ class JobState(msgspec.Struct, array_like=True):
     requests: dict[str, RequestState] = msgspec.field(default_factory=dict)
     reruns: dict[str, RequestState] = msgspec.field(default_factory=dict)  # ``rerun`` ops, by node
     asks: dict[str, RequestState] = msgspec.field(default_factory=dict)  # ``release`` with ``ask``
+    # ``release`` with ``fanout``, by node: (key, names) of its first one (least key)
+    fanouts: dict[str, tuple[tuple[int, str], list[str]]] = msgspec.field(default_factory=dict)
 
     def owner_of(self, run_id: str, other_than: str | None = None) -> str | None:
         """The node (not ``other_than``) that has a run ``run_id``, for "belongs to" errors."""
@@ -137,6 +140,7 @@ class Run:
     lost: bool = False
     lost_at: float | None = None
     evidence: Evidence | None = None  # what it ran under, as the signed finish says
+    values: Mapping[str, str] | None = None  # its structured outputs, as the signed finish says
 
     @classmethod
     def from_state(cls, s: RunState, judge: Judge | None = None, key: str = "") -> Run:
@@ -159,6 +163,7 @@ class Run:
             lost,
             lost_at,
             s.evidence,
+            s.values,
         )
 
     @property
@@ -315,6 +320,11 @@ class Job:
         """{nid: Requested} of every node that signed a ``release`` with ``ask`` (a person's
         request to other nodes, ``git jobs release``), by NID."""
         return _requested(self._state.asks)
+
+    def fanouts(self) -> dict[str, list[str]]:
+        """{nid: job names} each node's signed ``release`` with ``fanout`` expanded this (a
+        dynamic matrix's) job into: its first such release, by (commit time, oid)."""
+        return {nid: list(f[1]) for nid, f in sorted(self._state.fanouts.items())}
 
     def reruns(self) -> dict[str, Requested]:
         """{nid: Requested} of every node that signed a ``rerun`` of this job, by NID."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pygit2
@@ -24,7 +24,16 @@ from .errors import (
     UnknownJobError,
     UnknownRunError,
 )
-from .jobtype import JOB_TYPE, check_evidence, check_finish_extras, check_log_url, check_name, check_run_id
+from .jobtype import (
+    JOB_TYPE,
+    check_evidence,
+    check_fanout,
+    check_finish_extras,
+    check_log_url,
+    check_name,
+    check_run_id,
+    check_values,
+)
 from .model import Evidence, Job, JobState, Reason
 from .ops import FinishRun, Release, Request, Rerun, StartRun
 
@@ -333,6 +342,15 @@ class JobMut(Job):
         only when this node is one of their policy's ``requesters``."""
         self._write([Release(ask=True)])
 
+    def fanout(self, names: Sequence[str]) -> None:
+        """Record the jobs this node expanded this job (a dynamic matrix's definition) into: a
+        signed ``release`` with ``fanout`` (FORMAT.md 11.6), written once per node per job."""
+        problem = check_fanout(self.name, list(names))
+        if problem:
+            raise InvalidInputError(problem)
+        if self._jobs._signer().nid not in self._state.fanouts:
+            self._write([Release(fanout=list(names))])
+
     def rerun(self) -> None:
         """Ask every node to run this job again with fresh attempts (a signed ``rerun``).
 
@@ -372,11 +390,13 @@ class JobMut(Job):
         exit_status: int | None = None,
         evidence: Evidence | None = None,
         attestation: bytes | None = None,
+        values: Mapping[str, str] | None = None,
     ) -> None:
         """Finish one of this node's runs; ``log_blob`` names its published log
         (:func:`jobs.logs.publish`), ``exit_status`` the command's exit status, ``evidence``
         what it ran under (signed with the finish: FORMAT.md 11), ``attestation`` its DSSE
-        envelope, embedded in the finish change (:mod:`jobs.provenance`, FORMAT.md 11.5)."""
+        envelope, embedded in the finish change (:mod:`jobs.provenance`, FORMAT.md 11.5),
+        ``values`` its structured outputs (FORMAT.md 11.1; none or empty: omitted)."""
         signer = self._jobs._signer()
         why = Reason.parse(reason)
         try:
@@ -400,7 +420,8 @@ class JobMut(Job):
         # Checked inside update(), on the state it has just brought up to date with the refs.
         ev = evidence or Evidence()
         op = FinishRun(key, why.value, log_blob, exit_status, ev.defs, ev.policy, ev.tree, ev.outputs, ev.env)
-        problem = check_evidence(op)
+        op.values = dict(values) if values else None
+        problem = check_evidence(op) or (check_values(op.values) if op.values else None)
         if problem:
             raise InvalidInputError(problem)
         from .provenance import ATTESTATION_EMBED

@@ -71,6 +71,7 @@ def run_json(nid: str, run_id: uuid.UUID, run: Run) -> dict[str, Any]:
         "timeout": run.timeout,
         "lost_at": iso(datetime.fromtimestamp(run.lost_at, UTC)) if run.lost_at is not None else None,
         "evidence": run.evidence.to_json() if run.evidence else None,
+        "values": dict(run.values) if run.values is not None else None,  # structured outputs
     }
 
 
@@ -128,6 +129,7 @@ def job_json(job: Job, *, runs: bool = True) -> dict[str, Any]:
     if runs:
         out["runs"] = all_runs
         out["rejected"] = [rejection_json(r) for r in job.rejected]
+        out["fanout"] = job.fanouts()  # a dynamic matrix's jobs, per node that expanded it
     else:
         out["runs"] = len(all_runs)
         out["rejected"] = len(job.rejected)

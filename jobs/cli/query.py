@@ -208,6 +208,10 @@ def _show(args: argparse.Namespace) -> int:
             print(f"      {safe(run.log)}")
             for line in evidence_lines(run.evidence):
                 print(f"      {line}")
+            for name, value in sorted((run.values or {}).items()):  # escaped: the job's own text
+                print(f"      output  {safe(name)}={safe(value)}")
+    for nid, fanned in job.fanouts().items():
+        print(f"\nfanout by {style(nid, 'cyan')}: {', '.join(safe(n) for n in fanned)}")
     if job.rejected:
         print()
         print(style(f"rejected {len(job.rejected)} change(s):", "red"))

@@ -16,8 +16,9 @@ from collections.abc import Collection
 from typing import Any
 
 from ..errors import DefinitionError
+from ..model import Job
 from ..requests import Reruns
-from ..spec.definitions import load_definitions
+from ..spec.definitions import Definitions, load_definitions
 from ..store import Jobs
 from .work import PlanItem, assess
 
@@ -43,6 +44,15 @@ def state(item: PlanItem) -> str:
     return PROGRESS.get(item.action, item.action)
 
 
+def _expanded(defs: Definitions, every: list[Job], nid: str) -> Definitions:
+    """``defs`` with each dynamic matrix expanded by ``nid``'s own values (fanout.py)."""
+    from .fanout import expand_dynamic
+    from .values import values_of
+
+    by_name = {j.name: j for j in every}
+    return expand_dynamic(defs, lambda name: values_of(by_name[name], nid) if name in by_name else None)[0]
+
+
 def node_progress(
     jobs: Jobs,
     commit: str,
@@ -58,12 +68,14 @@ def node_progress(
         return {}  # no commit here, or definitions no node can run: nothing is in progress
     if defs is None:
         return {}
-    found = [j for j in jobs.find_by_commit(commit) if defs.get(j.name) is not None]
-    nodes = {nid for j in found for nid in j.runs()} | ({me} if me else set())
+    every = jobs.find_by_commit(commit)
+    nodes = {nid for j in every for nid in j.runs()} | ({me} if me else set())
     out: dict[str, Any] = {}
     fresh = Reruns(jobs.repo, requesters)  # as the node counts its runs after a rerun
     for nid in sorted(nodes):
-        plan = assess(defs, {j.name: fresh(j, nid) for j in found}, now or time.time())
+        mine = _expanded(defs, every, nid)  # a dynamic matrix as this node's values expand it
+        found = [j for j in every if mine.get(j.name) is not None]
+        plan = assess(mine, {j.name: fresh(j, nid) for j in found}, now or time.time())
         out[nid] = {
             name: {
                 "state": state(item),

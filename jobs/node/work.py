@@ -18,6 +18,7 @@ A job whose need has settled without success is finished ``skipped`` with the re
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import signal
@@ -26,7 +27,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent import futures
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -50,12 +51,14 @@ from ..spec.durations import format_duration
 from ..spec.labels import node_labels
 from ..spec.patterns import pattern_delay
 from ..store import JobMut, Jobs
+from ..text import safe
 from .cache import around as cache_around
 from .candidates import REQUESTED
 from .capture import CappedLog
 from .checkout import CheckoutError, make_checkout, remove_tree
 from .evidence import environment
 from .evidence import record as record_evidence
+from .fanout import expand_dynamic
 from .follow import reached_by
 from .handoff import Handoff, publish_outputs
 from .isolation import Isolation, IsolationError, Scratch, load_isolation
@@ -66,6 +69,8 @@ from .outputs import prune as prune_outputs
 from .runners import RunContext, Runners, RunResult, run_with
 from .secrets import Given, for_run
 from .slots import Slots
+from .values import OUTPUT_FILE, NeedValues, ValuesError, judge, render_run
+from .values import read as read_values
 
 COUNTED = ATTEMPTS  # failed attempts use up retry.max (the rule: jobs.retries, shared with status)
 
@@ -228,7 +233,7 @@ def condition_holds(d: JobDef, out: dict[str, PlanItem], facts: Facts) -> bool:
         return "failed" if any(p.action in ("exhausted", "held") for p in items) else ""
 
     assert d.when is not None
-    return evaluate(d.when, Facts(facts.ref, facts.changed, outcome, facts.matches))
+    return evaluate(d.when, dataclasses.replace(facts, outcome=outcome))
 
 
 def elsewhere(d: JobDef, out: dict[str, PlanItem], labels: frozenset[str] | None) -> str:
@@ -272,6 +277,7 @@ class _Context:
     facts: Facts
     labels: frozenset[str] | None
     reusable: Callable[[JobDef], str | None] | None = None  # why it is reused, or None
+    passed: Callable[[JobDef], str | None] | None = None  # a trusted node passed it (values.py)
 
 
 @dataclass(slots=True)
@@ -303,6 +309,8 @@ def _settled_here(d: JobDef, seen: _Seen, ctx: _Context, out: dict[str, PlanItem
     if last is not None and last.is_started and not last.lost:
         return Action.RUNNING, "a run of this node is in progress"
     away = elsewhere(d, out, ctx.labels)
+    if away and ctx.passed is not None and (why := ctx.passed(d)):
+        return Action.REUSED, why  # not served here, passed on a trusted node: needs are met
     return (Action.ELSEWHERE, away) if away else None
 
 
@@ -351,6 +359,11 @@ def _blocked(d: JobDef, seen: _Seen, ctx: _Context, out: dict[str, PlanItem]) ->
     return None
 
 
+def _unexpanded(d: JobDef, seen: _Seen, ctx: _Context, out: dict[str, PlanItem]) -> Verdict:
+    """A dynamic matrix waits for its needs' values (fanout.py expands it once they exist)."""
+    return (Action.BLOCKED, "its matrix waits for its needs' outputs") if d.dynamic else None
+
+
 def _condition_false(d: JobDef, seen: _Seen, ctx: _Context, out: dict[str, PlanItem]) -> Verdict:
     if d.when is not None and not condition_holds(d, out, ctx.facts):
         action = Action.SKIPPED if _skipped_since_needs(d, ctx.runs, seen.latest) else Action.SKIP
@@ -359,7 +372,7 @@ def _condition_false(d: JobDef, seen: _Seen, ctx: _Context, out: dict[str, PlanI
 
 
 # In order: the first rule with a verdict settles the job; none means it runs (or waits).
-_RULES = (_settled_here, _reused, _exhausted, _held, _needs_failed, _blocked, _condition_false)
+_RULES = (_settled_here, _reused, _exhausted, _held, _needs_failed, _blocked, _unexpanded, _condition_false)
 
 
 def _to_run(item: PlanItem, d: JobDef, seen: _Seen, ctx: _Context) -> None:
@@ -394,6 +407,7 @@ def assess(
     facts: Facts | None = None,
     labels: frozenset[str] | None = None,
     reusable: Callable[[JobDef], str | None] | None = None,
+    passed: Callable[[JobDef], str | None] | None = None,
 ) -> dict[str, PlanItem]:
     """The plan for every job of ``defs`` from this node's ``runs`` of each (by job name).
 
@@ -402,7 +416,7 @@ def assess(
     ``uncounted``: run ids that do not use up a retry (runs ended by crash recovery).
     """
     ctx = _Context(
-        runs, now, finished or {}, uncounted or set(), rerun_held, facts or Facts(), labels, reusable
+        runs, now, finished or {}, uncounted or set(), rerun_held, facts or Facts(), labels, reusable, passed
     )
     out: dict[str, PlanItem] = {}
     for d in defs:
@@ -427,7 +441,12 @@ def assess(
 
 
 def release(
-    jobs: Jobs, defs: Definitions, labels: frozenset[str] | None = None, *, ask: bool = False
+    jobs: Jobs,
+    defs: Definitions,
+    labels: frozenset[str] | None = None,
+    *,
+    ask: bool = False,
+    passed: Collection[str] = (),
 ) -> list[tuple[JobMut, bool]]:
     """Create every job ``defs`` declares (idempotent); ``(job, created)`` in needs order.
 
@@ -435,17 +454,18 @@ def release(
     ``ask``: a person asks other nodes to run them (``git jobs release``), not a node's own
     release of what it works on."""
     existing = {j.name for j in jobs.find_by_commit(defs.commit)}
-    names = servable(defs, labels) if labels is not None else set(defs.names)
+    names = servable(defs, labels, passed) if labels is not None else set(defs.names)
     return [
         (jobs.create(defs.commit, d.name, ask=ask), d.name not in existing) for d in defs if d.name in names
     ]
 
 
-def servable(defs: Definitions, labels: frozenset[str]) -> set[str]:
-    """Jobs a node with ``labels`` may serve: its ``runs_on`` labels, and so all its needs'."""
+def servable(defs: Definitions, labels: frozenset[str], passed: Collection[str] = ()) -> set[str]:
+    """Jobs a node with ``labels`` may serve: its ``runs_on`` labels, and so all its needs'
+    (or the need ``passed`` on a trusted node: :class:`.values.NeedValues`)."""
     out: set[str] = set()
     for d in defs:  # needs first
-        if set(d.runs_on) <= labels and all(n in out for n in d.needs):
+        if set(d.runs_on) <= labels and all(n in out or n in passed for n in d.needs):
             out.add(d.name)
     return out
 
@@ -517,6 +537,8 @@ class Workshop:
 
         self.sharing = Sharing(jobs, self.nid, assignment)
         self.handoff = Handoff(jobs)  # trusted nodes' published outputs (jobs.artifacts)
+        self.values = NeedValues(jobs, self.nid)  # needs' outputs, from the ledger (values.py)
+        self._values: dict[uuid.UUID, dict[str, str]] = {}  # run → what it wrote (to its finish)
 
     @property
     def isolation(self) -> Isolation:
@@ -584,11 +606,13 @@ class Workshop:
         if defs.commit not in self._facts:
             repo = self.jobs.repo
             ref = reached_by(repo, self._sources.get(defs.commit))
-            self._facts[defs.commit] = Facts(ref, changed_paths(repo, defs.commit))
+            value = lambda job, key: self.values.value(defs.commit, job, key)  # noqa: E731
+            self._facts[defs.commit] = Facts(ref, changed_paths(repo, defs.commit), value=value)
         return self._facts[defs.commit]
 
     def plan(self, defs: Definitions) -> list[PlanItem]:
         """What :meth:`work_any` would do now for these definitions (nothing is written)."""
+        defs = self.expanded(defs, record=False)  # a dynamic matrix's jobs, once known
         runs, ids = self._runs(defs)
         finished = {n: t for (c, n), t in self._finished.items() if c == defs.commit}
         crashed = self.journal.recovered()
@@ -605,8 +629,23 @@ class Workshop:
             facts,
             self.labels,
             lambda d: self.reusable(defs.commit, d),
+            lambda d: self.values.passed_elsewhere(defs.commit, d.name),
         )
         return self.sharing(defs, list(plan.values()), now)  # jobs assigned elsewhere left alone
+
+    def expanded(self, defs: Definitions, *, record: bool = True) -> Definitions:
+        """``defs`` with its dynamic matrices expanded where its needs' values are known (the
+        expansion recorded in a signed ``release`` with ``fanout`` when ``record``: fanout.py)."""
+        grown, fanned = expand_dynamic(defs, lambda job: self.values.of(defs.commit, job))
+        for base, names in fanned.items() if record else ():
+            self.jobs.create(defs.commit, base).fanout(names)
+        return grown
+
+    def _passed(self, defs: Definitions) -> set[str]:
+        """Jobs this node does not serve (runs_on) that a trusted node passed (values.py)."""
+        if not any(d.runs_on for d in defs):
+            return set()
+        return {d.name for d in defs if d.runs_on and self.values.passed_elsewhere(defs.commit, d.name)}
 
     def reusable(self, commit: str, d: JobDef) -> str | None:
         """Why ``d`` (``reuse = "tree"``) need not run at ``commit``: a pass by this node or a
@@ -695,11 +734,22 @@ class Workshop:
                 return report
             self.isolation.check()
             _ = self.max_timeout  # a bad jobs.maxTimeout stops the pass before anything runs
-            mut = {job.name: job for job, _ in release(self.jobs, defs, self.labels)}
+            defs = self.expanded(defs)  # dynamic matrices whose needs' outputs are known (fanout.py)
+            mut = {
+                job.name: job for job, _ in release(self.jobs, defs, self.labels, passed=self._passed(defs))
+            }
             while True:
                 if self._one_pass(defs, mut, report):
                     report.interrupted = True
                     break
+                grown = self.expanded(defs)  # a pass may have made a dynamic matrix's values
+                if grown is not defs:
+                    defs = grown
+                    mut.update(
+                        (j.name, j)
+                        for j, _ in release(self.jobs, defs, self.labels, passed=self._passed(defs))
+                    )
+                    continue
                 if not comprehensive:
                     break
                 plan = self.plan(defs)
@@ -762,7 +812,7 @@ class Workshop:
         acted = False
         for item in self.plan(defs):
             d = defs.get(item.name)
-            if d is None or item.name in tried:
+            if d is None or d.dynamic or item.name in tried:  # dynamic: runs as expanded, next pass
                 continue
             if item.action == "skip":
                 tried.add(item.name)
@@ -784,7 +834,9 @@ class Workshop:
         for d in defs:
             if self.cancel.is_set():
                 return True
-            item = next(p for p in self.plan(defs) if p.name == d.name)
+            item = next((p for p in self.plan(defs) if p.name == d.name), None)
+            if item is None or d.dynamic:  # a dynamic matrix runs as expanded, in the next pass
+                continue
             if item.action == "run":
                 outcome = self.attempt(mut[d.name], d, defs)
             elif item.action == "skip":
@@ -823,6 +875,7 @@ class Workshop:
     def _begin(self, job: JobMut, d: JobDef, defs: Definitions) -> Started:
         """Record the run ``started`` (a signed write: in the scheduling thread) and open its log."""
         settings = published.LogSettings.load(self.jobs.repo)  # a bad setting stops us here
+        d = self._rendered(d, defs)  # {needs.JOB.outputs.NAME}, shell-quoted (values.py)
         run_id, url, path = self._start(job, d, defs)
         given = for_run(self.jobs.repo, d.secrets, defs.commit, self._source(defs.commit))
         settings = replace(settings, redact=settings.redact + tuple(given.patterns))  # values never logged
@@ -846,9 +899,33 @@ class Workshop:
             job, d, defs, run_id, url, path, scratch, entry, log, settings, time.monotonic(), given
         )
 
+    def _rendered(self, d: JobDef, defs: Definitions) -> JobDef:
+        if "{needs." not in d.run:
+            return d
+        run, _ = render_run(d.run, lambda job, key: self.values.value(defs.commit, job, key))
+        return dataclasses.replace(d, run=run)
+
+    def _judge(
+        self, d: JobDef, defs: Definitions, run_id: uuid.UUID, root: Path, log: Any
+    ) -> tuple[Reason, str] | None:
+        """What the run wrote to ``$GIT_JOBS_OUTPUT`` (kept for its finish) and its ``check``'s
+        verdict (values.py): None when the exit status decides."""
+        try:
+            values = self._values[run_id] = read_values(root)
+        except ValuesError as e:
+            return Reason.FAILED, f"outputs refused: {e}"
+        reader = lambda job, key: self.values.value(defs.commit, job, key)  # noqa: E731
+        verdict = judge(d, log.exit_status, values, reader)
+        if verdict is not None and verdict[1]:
+            log.write(f"git-jobs: {verdict[1]}\n".encode())
+        return verdict
+
     def _run_started(self, s: Started) -> tuple[Reason, str]:
         """The command of a started run, to its end (no ledger write: safe in a worker thread)."""
         try:
+            if s.d.fanout_error:  # a dynamic matrix its needs' outputs could not expand: no command
+                s.log.write(f"git-jobs: {safe(s.d.fanout_error)}\n".encode())
+                return Reason.FAILED, safe(s.d.fanout_error)
             return self._execute(s.d, s.defs, s.run_id, s.scratch, s.log, s.entry, s.secrets)
         except BaseException:
             s.log.close()
@@ -875,6 +952,7 @@ class Workshop:
             exit_status=s.log.exit_status,
             evidence=evidence,
             attestation=signed,
+            values=self._values.pop(s.run_id, None),
         )
         self.journal.remove(s.run_id)
         self._finished[(s.defs.commit, s.d.name)] = self.clock()
@@ -928,6 +1006,7 @@ class Workshop:
                 "GIT_JOBS_JOB": d.name,
                 "GIT_JOBS_NODE": self.nid,
                 **(given.env if given is not None else {}),
+                "GIT_JOBS_OUTPUT": str(scratch.root / OUTPUT_FILE),  # key=value lines (values.py)
             },
         )
         network = self._network(defs.commit, log)
@@ -935,16 +1014,17 @@ class Workshop:
         process = functools.partial(self._process, scratch, env, network, limit, log, entry)
         ids = (d.name, defs.commit, str(run_id), d.run, d.data, scratch.src, env, limit)
         result = run_with(self.runners, d.runner, RunContext(*ids, self.cancel, log, process, self.isolation))
+        reason, detail = result.reason, result.detail
         if result.exit_status is not None:
             log.exit_status = result.exit_status  # recorded in the finish
-        if result.reason is Reason.SUCCEEDED:
+            if reason in (Reason.SUCCEEDED, Reason.FAILED):  # ran to its end: outputs and `check`
+                reason, detail = self._judge(d, defs, run_id, scratch.root, log) or (reason, detail)
+        if reason is Reason.SUCCEEDED:
+            detail = ""
             saved = cache.save(scratch.src) if cache is not None else ""
             log.write(f"git-jobs: {saved}\n".encode() if saved else b"")
-            if d.outputs:
-                note = collect(self.jobs.repo, defs.commit, d.name, scratch.src, d.outputs)
-                if note:
-                    log.write(f"git-jobs: {note}\n".encode())
-        return result.reason, result.detail
+            self._keep_outputs(d, defs, scratch, log)
+        return reason, detail
 
     def _process(
         self,
@@ -990,6 +1070,14 @@ class Workshop:
         if code < 0:
             return RunResult(Reason.FAILED, f"killed by signal {-code}", status)
         return RunResult(Reason.FAILED, f"exit status {code}", status)
+
+    def _keep_outputs(self, d: JobDef, defs: Definitions, scratch: Scratch, log: Any) -> tuple[Reason, str]:
+        """A passed run: its declared ``outputs`` are kept for the jobs that need it here."""
+        if d.outputs:
+            note = collect(self.jobs.repo, defs.commit, d.name, scratch.src, d.outputs)
+            if note:
+                log.write(f"git-jobs: {note}\n".encode())
+        return Reason.SUCCEEDED, ""
 
     def _network(self, commit: str, log: Any) -> bool:
         """Whether this run gets the network (see :meth:`.Isolation.network_for`); its log says

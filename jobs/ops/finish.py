@@ -8,6 +8,7 @@ finishes keep their bytes), its rule in :func:`check_evidence` (or its own check
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import ClassVar
 
 from cob import Reject
@@ -35,6 +36,7 @@ class FinishRun(JobOp, tag="finish"):
     of the policy ref the node read; ``tree``, the commit's tree id; ``outputs``, the Git tree
     id of the job's kept output files; ``env``, a short bounded description of the node (os,
     arch, its labels). Readers derive reproducibility and reuse from them (jobs.evidence).
+    ``values``: the key/values the job wrote to ``$GIT_JOBS_OUTPUT`` (bounded: :func:`check_values`).
     """
 
     help: ClassVar[str] = "The signer finishes its own run: reason, log blob, exit, what it ran under."
@@ -48,10 +50,12 @@ class FinishRun(JobOp, tag="finish"):
     tree: str | None = None
     outputs: str | None = None
     env: dict[str, str] | None = None
+    values: dict[str, str] | None = None  # structured outputs ($GIT_JOBS_OUTPUT; issue 32)
 
     def validate(self, at: Checking) -> None:
         problem = check_run_id(self.run_id) or check_finish_extras(self.log_blob, self.exit)
         problem = problem or check_evidence(self)
+        problem = problem or (check_values(self.values) if self.values is not None else None)
         if problem:
             raise Reject(problem)
         if self.reason not in _REASONS:
@@ -73,6 +77,7 @@ class FinishRun(JobOp, tag="finish"):
             run.reason, run.finished_at, run.finish_key = self.reason, at.change.timestamp, key
             run.log_blob, run.exit = self.log_blob, self.exit
             run.evidence = evidence_of(self)
+            run.values = self.values
 
     def summary(self) -> str:
         return f"Finish {self.run_id}: {self.reason}"
@@ -119,3 +124,31 @@ def evidence_of(op: FinishRun) -> Evidence | None:
     """What the fold keeps of a finish's evidence fields (None when it has none)."""
     ev = Evidence(op.defs, op.policy, op.tree, op.outputs, op.env)
     return ev if ev else None
+
+
+# A finish's ``values`` (structured outputs, FORMAT.md 11.1): bounded, as every replica keeps them.
+MAX_VALUES = 32  # keys
+MAX_VALUE = 4096  # bytes of one value (UTF-8)
+MAX_VALUES_TOTAL = 8192  # bytes of all keys and values
+VALUE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+
+
+def check_values(values: Mapping[str, str]) -> str | None:
+    """Why a finish's ``values`` break the bounds, or None: at most 32 keys of A-Z a-z 0-9 _ -
+    (at most 64, not starting with a digit or -), values of text without NUL of at most 4096
+    bytes, 8192 bytes in all. The writer (jobs.node.values) applies the same rule."""
+    if len(values) > MAX_VALUES:
+        return f"{len(values)} outputs (at most {MAX_VALUES})"
+    total = 0
+    for key, value in values.items():
+        if not isinstance(key, str) or not VALUE_KEY.fullmatch(key):
+            return f"output name {safe(str(key)[:40])!r} must be A-Z a-z 0-9 _ - (at most 64)"
+        if not isinstance(value, str) or "\0" in value:
+            return f"output {key} must be text without NUL"
+        size = len(value.encode("utf-8", "surrogatepass"))
+        if size > MAX_VALUE:
+            return f"output {key} is {size} bytes (at most {MAX_VALUE})"
+        total += size + len(key)
+    if total > MAX_VALUES_TOTAL:
+        return f"outputs are {total} bytes in all (at most {MAX_VALUES_TOTAL})"
+    return None

@@ -62,7 +62,7 @@ MAX_RETRY = 100
 _TOP_KEYS = {"jobs", "trigger", "log", "policy", "schedule"}
 MAX_ERRORS = 50  # problems listed for one file; the rest are counted
 _JOB_KEYS = {"run", "needs", "timeout", "retry", "idempotent", "matrix", "resources", "if", "runs_on"}
-_JOB_KEYS |= {"outputs", "reuse", "runner", "with"}
+_JOB_KEYS |= {"outputs", "reuse", "runner", "with", "check"}
 _JOB_KEYS |= {"publish", "cache", "secrets"}  # issue 29: jobs.artifacts, .cache, .secrets
 REUSE = ("tree",)  # `reuse = "tree"`: a trusted pass on another commit with the same tree counts
 MAX_RESOURCES = 8  # named resources one job holds
@@ -108,6 +108,10 @@ class JobDef:
     publish: bool = False  # its outputs travel as Git data (jobs.artifacts)
     cache: CacheSpec | None = None  # restored before and saved after a run (cache.py)
     secrets: tuple[str, ...] = ()  # names of node secrets it asks for (secrets.py)
+    check: str | None = None  # `check`, as written: judged after the run (values.py, issue 32)
+    checked: Node | None = None  # `check`, parsed
+    dynamic: str | None = None  # a matrix over needs' outputs, as canonical JSON (fanout.py)
+    fanout_error: str = ""  # why a dynamic matrix could not be expanded (the run fails with it)
 
     def need_state(self, need: str) -> str:
         """What ``need`` must end as for this job to run (``succeeded`` unless stated)."""
@@ -260,8 +264,10 @@ def _job(ctx: _Ctx, name: str, value: Any) -> list[JobDef]:
     condition, when = None, None
     with ctx.check():
         condition, when = _condition(ctx, f"{key}.if", table.get("if"), needs)
+    values = _values_keys(ctx, key, table, needs)  # check, {needs…} placeholders, dynamic matrix
+    static = values["dynamic"] is None
     combos: list[Combination] = [()]
-    if "matrix" in table:
+    if "matrix" in table and static:
         try:
             combos = expand(f"{key}.matrix", table["matrix"])
         except MatrixError as e:
@@ -270,8 +276,8 @@ def _job(ctx: _Ctx, name: str, value: Any) -> list[JobDef]:
         raise DefinitionError("invalid job", [])  # already recorded: the job is left out
     one = JobDef(name, str(run), tuple(needs), timeout, retry, idempotent, tuple(states), name)
     one = dataclasses.replace(one, resources=resources, condition=condition, when=when, runs_on=runs_on)
-    one = dataclasses.replace(one, outputs=outputs, reuse=reuse, runner=runner, data=data, **extras)
-    return [_instance(ctx, key, one, combo) for combo in combos] if "matrix" in table else [one]
+    one = dataclasses.replace(one, outputs=outputs, reuse=reuse, runner=runner, data=data, **extras, **values)
+    return [_instance(ctx, key, one, combo) for combo in combos] if "matrix" in table and static else [one]
 
 
 def _extras(ctx: _Ctx, key: str, table: Mapping[str, Any]) -> dict[str, Any]:
@@ -313,8 +319,51 @@ def _instance(ctx: _Ctx, key: str, job: JobDef, combo: Combination) -> JobDef:
     return dataclasses.replace(job, name=name, run=run, matrix=combo)
 
 
-def _condition(ctx: _Ctx, key: str, value: Any, needs: list[str]) -> tuple[str | None, Node | None]:
-    """``if``: parsed now, so a bad expression is a definition error (see conditions.py)."""
+def _values_keys(ctx: _Ctx, key: str, table: Mapping[str, Any], needs: list[str]) -> dict[str, Any]:
+    """The keys that read values (issue 32): ``check``, ``{needs.JOB.outputs.NAME}`` in ``run``
+    and a dynamic ``matrix``, as JobDef fields (errors recorded in ``ctx``)."""
+    out: dict[str, Any] = {"check": None, "checked": None, "dynamic": None}
+    run = table.get("run")
+    with ctx.check():
+        out["check"], out["checked"] = _condition(ctx, f"{key}.check", table.get("check"), needs, after=True)
+    with ctx.check():
+        _placeholders(ctx, f"{key}.run", run if isinstance(run, str) else "", needs)
+    matrix = table.get("matrix")
+    if isinstance(matrix, dict) and any(isinstance(v, str) for v in matrix.values()):
+        out["dynamic"] = ""  # not static, even when invalid
+        with ctx.check():
+            out["dynamic"] = _dynamic(ctx, f"{key}.matrix", matrix, needs, run)
+    return out
+
+
+def _placeholders(ctx: _Ctx, key: str, text: str, needs: list[str]) -> None:
+    """``{needs.JOB.outputs.NAME}`` in ``run``: well formed, JOB one of the needs (values.py)."""
+    if "{needs." in text:
+        from .values import check_placeholders
+
+        problem = check_placeholders(text, needs)
+        if problem:
+            raise ctx.error(key, problem)
+
+
+def _dynamic(ctx: _Ctx, key: str, table: dict[str, Any], needs: list[str], run: Any) -> str:
+    """A matrix with an axis ``"{needs.JOB.outputs.NAME}"`` (expanded at run time, fanout.py):
+    its table as canonical JSON, checked now as far as it can be."""
+    from .fanout import check_dynamic
+
+    problem = check_dynamic(key, table, needs, run if isinstance(run, str) else "")
+    if problem:
+        raise ctx.error(None, problem)
+    import json
+
+    return json.dumps(table, separators=(",", ":"))  # axes in the order written (names)
+
+
+def _condition(
+    ctx: _Ctx, key: str, value: Any, needs: list[str], *, after: bool = False
+) -> tuple[str | None, Node | None]:
+    """``if`` (or ``check``, ``after`` the run): parsed now, so a bad expression is a
+    definition error (see conditions.py)."""
     if value is None:
         return None, None
     if not isinstance(value, str):
@@ -322,7 +371,7 @@ def _condition(ctx: _Ctx, key: str, value: Any, needs: list[str]) -> tuple[str |
     from .conditions import ConditionError, jobs_named, parse  # only files with an `if` pay for it
 
     try:
-        node = parse(value)
+        node = parse(value, after=after)
     except ConditionError as e:
         raise ctx.error(key, str(e)) from None
     for name in sorted(jobs_named(node) - set(needs)):

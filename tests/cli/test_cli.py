@@ -33,6 +33,7 @@ RUN_KEYS = {
     "timeout",
     "lost_at",
     "evidence",
+    "values",
 }
 STATUS_RUN_KEYS = RUN_KEYS | {"counted", "node_name"}  # status also says whether a run counts
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
@@ -137,7 +138,7 @@ def test_create_run_finish_show_list(repo: pygit2.Repository, keys: list[Path]) 
     ):
         assert text in shown
     data = ok(wd, "show", "HEAD:ci", "--json").json
-    assert data.keys() == {"id", "commit", "name", "state", "nodes", "runs", "rejected"}
+    assert data.keys() == {"id", "commit", "name", "state", "nodes", "runs", "rejected", "fanout"}
     assert (data["id"], data["commit"], data["name"], data["state"], data["nodes"]) == (
         job,
         sha,

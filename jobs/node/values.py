@@ -1,0 +1,259 @@
+"""Structured outputs: ``key=value`` pairs a job writes to ``$GIT_JOBS_OUTPUT``, signed in its
+``finish`` (the ``values`` field, FORMAT.md 11.5), read by the jobs that need it.
+
+    [jobs.plan]
+    run = 'echo "version=1.4.2" >> "$GIT_JOBS_OUTPUT"; echo "targets=x86 arm" >> "$GIT_JOBS_OUTPUT"'
+    [jobs.build]
+    needs = ["plan"]
+    run = "make VERSION={needs.plan.outputs.version} TARGET={matrix.target}"
+    matrix = { target = "{needs.plan.outputs.targets}" }
+
+The file takes GitHub's two forms: ``key=value`` (one line) and a heredoc for multi-line
+values (``key<<EOF``, the lines, ``EOF``). Keys are letters, digits, ``_`` and ``-`` (at most
+64, starting with a letter or ``_``); a later line for the same key replaces the value. The
+file is the job's (untrusted) data and ends up in every replica of the ledger, so it is
+bounded: at most :data:`MAX_VALUES` keys, :data:`MAX_VALUE` bytes per value and
+:data:`MAX_TOTAL` bytes in all; past any bound nothing is kept and the run fails with the
+reason (a dependent must never run on half of what its need meant to say).
+
+Readers take a need's values **from the ledger**: the latest succeeded run of the needed job
+at the same commit by this node, else by a node the policy trusts (:func:`lookup`). So a
+job on one node reads what its need printed on another; an untrusted node's values are never
+used. In ``run`` a value is substituted shell-quoted (:func:`render_run`): a value is data,
+never shell syntax.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..model import Job
+from ..ops.finish import MAX_VALUE, MAX_VALUES, VALUE_KEY, check_values
+from ..spec.values import PLACEHOLDER as PLACEHOLDER
+from ..spec.values import check_placeholders as check_placeholders
+from ..spec.values import needed as needed
+from ..store import Jobs
+from ..text import safe
+
+if TYPE_CHECKING:
+    from ..model import Reason
+    from ..spec.definitions import JobDef
+
+MAX_FILE = 64 * 1024  # bytes of $GIT_JOBS_OUTPUT read at all (more: refused unread)
+OUTPUT_FILE = "output"  # directly in the job's scratch directory
+
+
+class ValuesError(ValueError):
+    """The outputs file breaks a bound or a rule (the message says which, escaped)."""
+
+
+def _heredoc(lines: list[str], i: int, marker: str) -> tuple[str, int]:
+    """The value of a ``key<<EOF`` whose body starts at line ``i``; and the line after it."""
+    if not marker.strip():
+        raise ValuesError(f"line {i}: a heredoc needs a delimiter (key<<EOF)")
+    body: list[str] = []
+    while i < len(lines) and lines[i].removesuffix("\r") != marker:
+        body.append(lines[i].removesuffix("\r"))
+        i += 1
+    if i >= len(lines):
+        raise ValuesError(f"line {i}: heredoc {safe(marker[:40])!r} is not closed")
+    return "\n".join(body), i + 1
+
+
+def parse(data: bytes) -> dict[str, str]:
+    """The values the file's bytes declare; :class:`ValuesError` when they break a rule."""
+    if len(data) > MAX_FILE:
+        raise ValuesError(f"$GIT_JOBS_OUTPUT is larger than {MAX_FILE} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValuesError("$GIT_JOBS_OUTPUT is not UTF-8 text") from None
+    out: dict[str, str] = {}
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines):
+        line = lines[i].removesuffix("\r")
+        i += 1
+        if not line.strip():
+            continue
+        if "=" in line and ("<<" not in line or line.index("=") < line.index("<<")):
+            key, value = line.split("=", 1)
+        elif "<<" in line:
+            key, marker = line.split("<<", 1)
+            value, i = _heredoc(lines, i, marker)
+        else:
+            raise ValuesError(f"line {i}: not key=value or key<<EOF: {safe(line[:60])!r}")
+        if not VALUE_KEY.fullmatch(key):
+            raise ValuesError(
+                f"line {i}: output name {safe(key[:40])!r} must be A-Z a-z 0-9 _ - (at most 64)"
+            )
+        out.pop(key, None)
+        out[key] = value
+        if len(out) > MAX_VALUES:
+            raise ValuesError(f"more than {MAX_VALUES} outputs")
+    problem = check_values(out)
+    if problem:
+        raise ValuesError(problem)
+    return out
+
+
+def read(root: Path) -> dict[str, str]:
+    """The values a run wrote to its outputs file, :data:`OUTPUT_FILE` directly in its scratch
+    directory ``root`` (none when it wrote none).
+
+    The job may have replaced the file by a link to a file of the node, or by a FIFO: it is
+    opened relative to ``root`` (a mount point the job cannot move), never following a link,
+    without blocking, and read only when it is a regular file."""
+    import os
+    import stat
+
+    try:
+        dirfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as e:
+        raise ValuesError(f"cannot read $GIT_JOBS_OUTPUT: {e.strerror or e}") from None
+    try:
+        fd = os.open(OUTPUT_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dirfd)
+    except FileNotFoundError:
+        return {}
+    except OSError as e:
+        raise ValuesError(f"$GIT_JOBS_OUTPUT is not a regular file ({e.strerror or e})") from None
+    finally:
+        os.close(dirfd)
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValuesError("$GIT_JOBS_OUTPUT is not a regular file")
+        data = fh.read(MAX_FILE + 1)
+    return parse(data)
+
+
+def judge(
+    d: JobDef, status: int, values: Mapping[str, str], value: Callable[[str, str], str | None]
+) -> tuple[Reason, str] | None:
+    """A ``check``'s verdict on a run that exited with ``status`` and wrote ``values``: None
+    when the exit rule stands (no check; or a check that does not read ``exit`` and a non-zero
+    exit, which fails the run as always); else (succeeded, "") or (failed, why).
+
+    A check that reads ``exit`` replaces the exit rule (``exit == 0 || exit == 3`` passes on 3);
+    one that does not is added to it (``output("coverage") >= 80`` also needs exit 0)."""
+    from ..model import Reason
+    from ..spec.conditions import Facts, evaluate, reads_exit
+
+    if d.checked is None or (status != 0 and not reads_exit(d.checked)):
+        return None
+    if evaluate(d.checked, Facts(value=value, exit=status, outputs=values)):
+        return Reason.SUCCEEDED, ""
+    return Reason.FAILED, f"check is false: {safe(d.check)}"
+
+
+# -- reading a need's values from the ledger ------------------------------------------------
+def values_of(job: Job, nid: str) -> dict[str, str] | None:
+    """The values of ``nid``'s latest run of ``job`` when it succeeded, else None."""
+    latest = job.runs_of(nid).latest()
+    if latest is None or not latest[1].succeeded:
+        return None
+    return dict(latest[1].values or {})
+
+
+def lookup(job: Job | None, own: str, trusts: Callable[[str], bool]) -> tuple[str, dict[str, str]] | None:
+    """(node, values) of the run a dependent reads: this node's latest run of ``job`` when it
+    succeeded, else the newest succeeded latest run of a node ``trusts`` accepts; else None.
+    An untrusted node's values are never returned."""
+    if job is None:
+        return None
+    mine = values_of(job, own)
+    if mine is not None:
+        return own, mine
+    best: tuple[object, str, dict[str, str]] | None = None
+    for nid, runs in job.runs().items():
+        latest = runs.latest()
+        if nid == own or latest is None or not latest[1].succeeded or not trusts(nid):
+            continue
+        if best is None or latest[0] > best[0]:  # type: ignore[operator]
+            best = (latest[0], nid, dict(latest[1].values or {}))
+    return (best[1], best[2]) if best is not None else None
+
+
+def render_run(run: str, values: Callable[[str, str], str | None]) -> tuple[str, list[str]]:
+    """``run`` with each placeholder replaced by its value shell-quoted (``''`` when the need
+    wrote no such output); and the placeholders that had no value (for the log)."""
+    missing: list[str] = []
+
+    def one(m: re.Match[str]) -> str:
+        value = values(m.group(1), m.group(2))
+        if value is None:
+            missing.append(m.group(0))
+            value = ""
+        return shlex.quote(value)
+
+    return PLACEHOLDER.sub(one, run), missing
+
+
+# -- a list of values for a dynamic matrix ---------------------------------------------------
+MAX_LIST_TEXT = MAX_VALUE
+
+
+def as_list(value: str) -> list[str]:
+    """A value as a list: a JSON array of strings/integers (``["x86", "arm"]``), or words
+    separated by commas and/or whitespace (``x86, arm``); :class:`ValuesError` otherwise."""
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            items = json.loads(text)
+        except ValueError:
+            raise ValuesError("not a JSON list") from None
+        if not isinstance(items, list) or not all(
+            isinstance(x, str | int) and not isinstance(x, bool) for x in items
+        ):
+            raise ValuesError("a JSON list of strings or integers is expected")
+        return [str(x) for x in items]
+    return [w for w in re.split(r"[\s,]+", text) if w]
+
+
+class NeedValues:
+    """What a node reads of its needs' values, from the ledger, as its policy trusts.
+
+    ``of(commit, job)``: the values of the run of ``job`` at ``commit`` a dependent reads
+    (:func:`lookup`: this node's pass, else a trusted node's), None before there is one. The
+    policy is read at each call (it moves on fetch); when it does not validate only this
+    node's own values count."""
+
+    def __init__(self, jobs: Jobs, nid: str) -> None:
+        self.jobs = jobs
+        self.nid = nid
+
+    def trusts(self) -> Callable[[str], bool]:
+        from ..errors import PolicyError
+        from ..policy import load_policy
+
+        try:
+            policy = load_policy(self.jobs.repo)
+        except PolicyError:
+            return lambda nid: False
+        return policy.trusts
+
+    def job(self, commit: str, name: str) -> Job | None:
+        return next((j for j in self.jobs.find_by_commit(commit) if j.name == name), None)
+
+    def of(self, commit: str, name: str) -> dict[str, str] | None:
+        found = lookup(self.job(commit, name), self.nid, self.trusts())
+        return found[1] if found is not None else None
+
+    def value(self, commit: str, name: str, key: str) -> str | None:
+        values = self.of(commit, name)
+        return None if values is None else values.get(key)
+
+    def passed_elsewhere(self, commit: str, name: str) -> str | None:
+        """Why ``name`` at ``commit`` counts as passed though this node does not serve it (a
+        node its policy trusts passed it: a dependent here may run, reading its values)."""
+        job = self.job(commit, name)
+        if job is None:
+            return None
+        found = lookup(job, self.nid, self.trusts())
+        if found is None or found[0] == self.nid:
+            return None
+        return f"passed on trusted node {found[0][:16]}…: not run here"
