@@ -49,13 +49,12 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "tests"))
 
 import msgspec  # noqa: E402
 import pygit2  # noqa: E402
 from floor import FloorWriter  # noqa: E402
 from gen import T0, make_commits, new_uuid7, uuid7_at  # noqa: E402
-from gitdaemon import GitDaemon  # noqa: E402
+from tests.gitdaemon import GitDaemon  # noqa: E402
 
 import cob  # noqa: E402
 import jobs  # noqa: E402

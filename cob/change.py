@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import msgspec
 import pygit2
@@ -23,6 +23,7 @@ from . import canonical, sshsig
 from .cobtype import CobType
 from .errors import SignatureError
 from .identity import nid_from_public_key
+from .verified import NoneVerified
 
 MANIFEST = "manifest"
 OPS = "ops"
@@ -159,10 +160,20 @@ def _estimate(change: Change) -> int:
     return total
 
 
+class Checked(Protocol):
+    """Signatures checked before (:class:`cob.verified.VerifiedSet`): ``known(oid, nid)``."""
+
+    def known(self, oid: str, nid: str) -> bool: ...
+
+    def add(self, oid: str, nid: str) -> None: ...
+
+    def flush(self) -> None: ...
+
+
 class Codec:
     """Per-type encoders/decoders, built once (msgspec decoders are worth reusing)."""
 
-    __slots__ = ("_manifest_oids", "_manifests", "cobtype", "manifest", "ops_decoder", "signers", "verified")
+    __slots__ = ("_manifest_oids", "_manifests", "checked", "cobtype", "manifest", "ops_decoder", "verified")
 
     def __init__(self, cobtype: CobType[Any]) -> None:
         self.cobtype = cobtype
@@ -175,10 +186,10 @@ class Codec:
         # once stays verified: re-folding a non-commutative object after a concurrent write
         # then costs the fold alone, not a signature check per change.
         self.verified = Verified(MAX_VERIFIED_BYTES)
-        # oid -> NID of changes whose signature this repository checked before (kept by the
-        # index across rebuilds, see cob.cache): a commit's oid names its bytes, signature
-        # included, so a signature checked once need not be checked again.
-        self.signers: Callable[[str], str | None] = _no_signer
+        # Changes whose signature this repository checked before (cob.verified, kept apart
+        # from the index): a commit's oid names its bytes, signature included, so a signature
+        # checked once need not be checked again.
+        self.checked: Checked = NoneVerified()
         self._manifest_oids: dict[str, pygit2.Oid] = {}
 
     def manifest_blob(self, repo: pygit2.Repository) -> pygit2.Oid:
@@ -219,11 +230,6 @@ class Codec:
             kind = decoded.get("type") if isinstance(decoded, dict) else None
             raise InvalidChangeError(f"manifest type is {kind!r}, expected {self.cobtype.typename!r}")
         raise InvalidChangeError(f"unsupported manifest {decoded!r}")
-
-
-def _no_signer(oid: str) -> str | None:
-    """:attr:`Codec.signers` without an index: no signature is known to be checked."""
-    return None
 
 
 def _tree(
@@ -326,17 +332,20 @@ def commit_buffer(tree: str, parents: Sequence[str], nid: str, when: int, messag
     return f"tree {tree}\n{head}author {ident}\ncommitter {ident}\n\n{message}"
 
 
-def read_change(repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: bool) -> Change:
+def read_change(
+    repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: bool, recheck: bool = False
+) -> Change:
     """Read and verify one change. Raises :class:`InvalidChangeError` with the reason.
 
     Anything libgit2 or the decoders raise on a malformed object (unparseable commit, missing
     tree or blob, bad file mode, undecodable text) is an :class:`InvalidChangeError` too.
+    ``recheck``: check everything again, the signature included (``git jobs verify``).
     """
-    hit = codec.verified.get((oid, is_root))
+    hit = None if recheck else codec.verified.get((oid, is_root))
     if hit is not None:
         return hit
     try:
-        change = _read_change(repo, codec, oid, is_root=is_root)
+        change = _read_change(repo, codec, oid, is_root=is_root, recheck=recheck)
     except InvalidChangeError:
         raise
     except MALFORMED_ERRORS as e:
@@ -364,7 +373,7 @@ def _blob_size(repo: pygit2.Repository, blob: pygit2.Object) -> int:
     return int(size)
 
 
-def _read_change(repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: bool) -> Change:
+def _read_change(repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: bool, recheck: bool) -> Change:
     try:
         obj = repo[oid]
     except (KeyError, ValueError):
@@ -379,7 +388,10 @@ def _read_change(repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: bo
     if is_root and codec.cobtype.content_addressed_root:
         _check_content_addressed_root(repo, codec, commit, oid, tree)
         return Change(oid, (), None, ROOT_TIME, tree.ops, commit.message, tree.version)
-    signer_nid = codec.signers(oid) or signed_by(commit)
+    signer_nid = commit.author.name
+    if recheck or not codec.checked.known(oid, signer_nid):
+        signer_nid = signed_by(commit)
+        codec.checked.add(oid, signer_nid)
     if is_root and parents:
         raise InvalidChangeError("a root has no parents")
     if not MIN_TIMESTAMP <= commit.commit_time <= MAX_TIMESTAMP:
