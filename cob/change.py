@@ -121,7 +121,10 @@ class Verified:
         return hit[0] if hit is not None else None
 
     def __setitem__(self, key: tuple[str, bool], change: Change) -> None:
-        size = _estimate(change)
+        self.put(key, change, _estimate(change))
+
+    def put(self, key: tuple[str, bool], change: Change, size: int) -> None:
+        """Keep ``change``, of about ``size`` bytes in memory."""
         old = self._items.pop(key, None)
         if old is not None:
             self.bytes -= old[1]
@@ -173,7 +176,16 @@ class Checked(Protocol):
 class Codec:
     """Per-type encoders/decoders, built once (msgspec decoders are worth reusing)."""
 
-    __slots__ = ("_manifest_oids", "_manifests", "checked", "cobtype", "manifest", "ops_decoder", "verified")
+    __slots__ = (
+        "_manifest_oids",
+        "_manifests",
+        "checked",
+        "cobtype",
+        "known_manifests",
+        "manifest",
+        "ops_decoder",
+        "verified",
+    )
 
     def __init__(self, cobtype: CobType[Any]) -> None:
         self.cobtype = cobtype
@@ -182,6 +194,9 @@ class Codec:
         self._manifests = {
             canonical.dumps({"type": cobtype.typename, "version": v}): v for v in cobtype.versions
         }
+        # Blob id -> (bytes, version) of the manifests this type reads: a blob is its id's
+        # content, so a change naming one of these needs no read of it (every change has one).
+        self.known_manifests = {pygit2.hash(m): (m, v) for m, v in self._manifests.items()}
         # (oid, is_root) -> verified change. Git objects are immutable, so a change verified
         # once stays verified: re-folding a non-commutative object after a concurrent write
         # then costs the fold alone, not a signature check per change.
@@ -345,14 +360,16 @@ def read_change(
     if hit is not None:
         return hit
     try:
-        change = _read_change(repo, codec, oid, is_root=is_root, recheck=recheck)
+        change, ops_bytes = _read_change(repo, codec, oid, is_root=is_root, recheck=recheck)
     except InvalidChangeError:
         raise
     except MALFORMED_ERRORS as e:
         if _is_missing(e):  # a tree or blob not here (yet): curable by a later fetch
             raise InvalidChangeError(MISSING_OBJECT, RejectKind.MISSING) from None
         raise InvalidChangeError(f"malformed object: {type(e).__name__}: {e}"[:300]) from None
-    codec.verified[(oid, is_root)] = change
+    # About its size in memory, from the ops' JSON (cheaper than _estimate's walk of the ops).
+    size = 400 + len(change.message) + 100 * len(change.parents) + 200 * len(change.ops) + 3 * ops_bytes
+    codec.verified.put((oid, is_root), change, size)
     return change
 
 
@@ -373,7 +390,10 @@ def _blob_size(repo: pygit2.Repository, blob: pygit2.Object) -> int:
     return int(size)
 
 
-def _read_change(repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: bool, recheck: bool) -> Change:
+def _read_change(
+    repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: bool, recheck: bool
+) -> tuple[Change, int]:
+    """The change and the size of its ops blob."""
     try:
         obj = repo[oid]
     except (KeyError, ValueError):
@@ -387,7 +407,7 @@ def _read_change(repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: bo
     tree = _read_tree(repo, codec, commit.tree, merge=len(set(parents)) >= 2 and not is_root)
     if is_root and codec.cobtype.content_addressed_root:
         _check_content_addressed_root(repo, codec, commit, oid, tree)
-        return Change(oid, (), None, ROOT_TIME, tree.ops, commit.message, tree.version)
+        return Change(oid, (), None, ROOT_TIME, tree.ops, commit.message, tree.version), len(tree.ops_data)
     signer_nid = commit.author.name
     if recheck or not codec.checked.known(oid, signer_nid):
         signer_nid = signed_by(commit)
@@ -398,7 +418,7 @@ def _read_change(repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: bo
         raise InvalidChangeError(f"commit time {commit.commit_time} is out of range")
     return Change(
         oid, parents, signer_nid, commit.commit_time, tree.ops, commit.message, tree.version, tree.embeds
-    )
+    ), len(tree.ops_data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -436,10 +456,14 @@ def _read_tree(repo: pygit2.Repository, codec: Codec, tree: pygit2.Tree, *, merg
         # One mode only: otherwise one set of ops has several trees, and a content-addressed
         # root several ids.
         raise InvalidChangeError("manifest and ops must have file mode 100644")
-    if _blob_size(repo, manifest_entry) > MAX_MANIFEST_BYTES:
-        raise InvalidChangeError("manifest too large")
-    manifest = manifest_entry.data
-    version = codec.manifest_version(manifest)
+    known = codec.known_manifests.get(manifest_entry.id)
+    if known is not None:
+        manifest, version = known
+    else:
+        if _blob_size(repo, manifest_entry) > MAX_MANIFEST_BYTES:
+            raise InvalidChangeError("manifest too large")
+        manifest = manifest_entry.data
+        version = codec.manifest_version(manifest)
     ops_size = _blob_size(repo, ops_entry)
     if ops_size > MAX_OPS_BYTES:
         raise InvalidChangeError(f"ops blob is {ops_size} bytes (limit {MAX_OPS_BYTES})")
