@@ -506,6 +506,12 @@ def signed_by(commit: pygit2.Commit) -> str:
     :class:`InvalidChangeError` saying what is wrong otherwise. The one signer check: loading a
     change and taking a peer's tip at fetch both ask it."""
     signature, payload = commit.gpg_signature
+    return signer_of(signature, payload, commit.author.name, commit.committer.name)
+
+
+def signer_of(signature: bytes | None, payload: bytes, author: str, committer: str) -> str:
+    """:func:`signed_by` on a commit's parts (its ``gpgsig``, the signed buffer, its author's
+    and committer's names): also what :mod:`cob.parallel` runs in worker processes."""
     if signature is None:
         raise InvalidChangeError("change is not signed")
     try:
@@ -517,11 +523,9 @@ def signed_by(commit: pygit2.Commit) -> str:
         if len(_NIDS) >= 4096:
             _NIDS.clear()
         signer_nid = _NIDS[public_key] = nid_from_public_key(public_key)
-    author_name = commit.author.name
-    if author_name != signer_nid or commit.committer.name != signer_nid:
+    if author != signer_nid or committer != signer_nid:
         raise InvalidChangeError(
-            f"signed by {signer_nid} but authored as {author_name!r}"
-            f" and committed as {commit.committer.name!r}"
+            f"signed by {signer_nid} but authored as {author!r} and committed as {committer!r}"
         )
     return signer_nid
 

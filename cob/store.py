@@ -41,6 +41,7 @@ from .errors import (
     UnknownObjectError,
 )
 from .evaluate import Evaluation, evaluate
+from .parallel import first_load
 from .recovery import Recovery, repair, republish
 from .refs import RefReader, common_dir, is_oid
 from .signer import Signer
@@ -143,14 +144,11 @@ class Store:
         object_id: str,
         tips: Mapping[str, str],
         base: Evaluation[Any] | None = None,
-        *,
         recheck: bool = False,
     ) -> Evaluation[Any]:
-        """:func:`cob.evaluate.evaluate`, then the signatures it checked recorded on disk."""
-        try:
-            return evaluate(self.repo, codec, object_id, tips, base, recheck=recheck)
-        finally:
-            self.verified.flush()
+        ev = evaluate(self.repo, codec, object_id, tips, base, recheck=recheck)
+        self.verified.flush()  # the signatures it checked, recorded on disk (cob.verified)
+        return ev
 
     def _kept_state(self, codec: Codec, object_id: str, tips: dict[str, str]) -> Evaluation[Any] | None:
         """The state at exactly ``tips`` kept across a rebuild (cob.statecache), stored again."""
@@ -280,6 +278,7 @@ class Store:
             if not is_oid(object_id):
                 raise UnknownObjectError(f"not an object id: {object_id!r}")
         tips_of = self._tips_for(cobtype, ids)
+        first_load(self, cobtype, ids, tips_of)  # nothing verified here yet: on every core
         for object_id in ids:
             tips = tips_of(object_id)
             yield object_id, (self._fold(cobtype, object_id, tips, None) if tips else None)

@@ -199,3 +199,39 @@ def test_deleting_the_index_or_the_verified_set_changes_no_answer(
             expected = _fresh(path, one)
             assert _answer(reader.load(TAGS, one)) == expected, (action, one)
             assert _answer(cob.Store(path).load(TAGS, one)) == expected, (action, one)
+
+
+def test_a_first_load_checks_signatures_in_worker_processes_and_records_only_good_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cob import parallel
+
+    path = tmp_path / "r"
+    repo = init_repo(path)
+    alice, mallory = cob.Signer.generate(), cob.Signer.generate()
+    store = cob.Store(path, alice)
+    ids = [store.create(TAGS, [Create(f"o{i}")]).object_id for i in range(3)]
+    for object_id in ids:
+        store.update(TAGS, object_id, [Tag("a")])
+    forged = _forged_tag(repo, ids[0], alice, mallory)
+    point(repo, mallory.nid, TAGS_TYPENAME, ids[0], forged, signer=mallory)
+    expected = {i: _fresh(path, i) for i in ids}
+    gitdir = common_dir(repo)
+    for name in (verified.SET_FILE, verified.SECRET_FILE, "git-jobs-index.sqlite3"):
+        Path(gitdir, name).unlink(missing_ok=True)
+    monkeypatch.setattr(parallel, "MIN_CHANGES", 1)
+    calls: list[int] = []
+    real = parallel.verify_ahead
+
+    def counted(*args: Any, **kwargs: Any) -> int:
+        calls.append(real(*args, **{**kwargs, "cores": 2}))
+        return calls[-1]
+
+    monkeypatch.setattr(parallel, "verify_ahead", counted)
+    reader = cob.Store(path)
+    got = {i: _answer(ev) for i, ev in reader.load_many(TAGS, ids)}
+    assert got == expected
+    assert calls == [4]  # three good changes and the forgery were checked ahead, in workers
+    assert isinstance(reader.verified, verified.VerifiedSet)
+    assert reader.verified.hits == 3  # the load found the good ones recorded
+    assert not reader.verified.known(forged, alice.nid) and not reader.verified.known(forged, mallory.nid)
