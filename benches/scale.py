@@ -433,7 +433,7 @@ def case_list(m_path: str, repeats: int, budget_s: float) -> None:
     rebuilt: list[float] = []
     for _ in range(repeats):
         # What an upgrade with new rules, or `git jobs cache rebuild`, leaves: every evaluation
-        # and object list gone, the signatures checked before kept (cob.cache "verified").
+        # and object list gone, the signatures checked before kept (cob.verified).
         cob.cache.Cache(m_path).clear()
         rebuilt.append(timed([GIT_JOBS, "list"], m_path))
         if rebuilt[-1] > budget_s:
