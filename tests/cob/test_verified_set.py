@@ -235,3 +235,24 @@ def test_a_first_load_checks_signatures_in_worker_processes_and_records_only_goo
     assert isinstance(reader.verified, verified.VerifiedSet)
     assert reader.verified.hits == 3  # the load found the good ones recorded
     assert not reader.verified.known(forged, alice.nid) and not reader.verified.known(forged, mallory.nid)
+
+
+def test_kept_states_survive_a_schema_change_but_not_a_change_of_rules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cob import cache
+
+    path = tmp_path / "r"
+    init_repo(path)
+    store = cob.Store(path, cob.Signer.generate())
+    object_id = store.create(TAGS, [Create("x")]).object_id
+    store.update(TAGS, object_id, [Tag("a")])
+    answer = _answer(cob.Store(path).load(TAGS, object_id))
+    monkeypatch.setattr(cache, "SCHEMA", cache.SCHEMA + 1)  # an upgrade drops the index's tables
+    upgraded = cob.Store(path)
+    assert _answer(upgraded.load(TAGS, object_id)) == answer
+    assert upgraded.evaluations == 0  # looked up by its tips, not folded
+    monkeypatch.setattr(type(TAGS), "rules", 2, raising=False)  # other rules: fold again
+    ruled = cob.Store(path)
+    assert _answer(ruled.load(TAGS, object_id)) == answer
+    assert ruled.evaluations == 1
