@@ -49,18 +49,17 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "tests"))
 
 import msgspec  # noqa: E402
 import pygit2  # noqa: E402
 from floor import FloorWriter  # noqa: E402
 from gen import T0, make_commits, new_uuid7, uuid7_at  # noqa: E402
-from gitdaemon import GitDaemon  # noqa: E402
 
 import cob  # noqa: E402
 import jobs  # noqa: E402
 from cob import sigrefs  # noqa: E402
 from cob.change import Codec, write_change, write_root  # noqa: E402
+from tests.gitdaemon import GitDaemon  # noqa: E402
 
 # The venv's console script, beside this interpreter (as tests/clirunner.py finds it).
 GIT_JOBS = str(Path(sys.executable).parent / "git-jobs")
@@ -434,7 +433,7 @@ def case_list(m_path: str, repeats: int, budget_s: float) -> None:
     rebuilt: list[float] = []
     for _ in range(repeats):
         # What an upgrade with new rules, or `git jobs cache rebuild`, leaves: every evaluation
-        # and object list gone, the signatures checked before kept (cob.cache "verified").
+        # and object list gone, the signatures checked before kept (cob.verified).
         cob.cache.Cache(m_path).clear()
         rebuilt.append(timed([GIT_JOBS, "list"], m_path))
         if rebuilt[-1] > budget_s:
@@ -612,6 +611,15 @@ def run(args: argparse.Namespace, base: Path) -> None:
     repeats = args.repeats or (3 if args.quick else 5)
     served = base / "served"
     served.mkdir()
+    cases = set(args.cases.split(","))
+    if "g" in cases:  # issue 30's rows, at each of --sizes (benches/scale_big.py)
+        import scale_big
+
+        scale_big.case_big(
+            sys.modules[__name__], base, [int(n) for n in args.sizes.split(",")], nodes, repeats
+        )
+        if cases == {"g"}:
+            return
     log(f"building {nodes} nodes x {per_node:,} jobs = {nodes * per_node:,} (node, job) entries")
     hub = build(str(served / "hub"), nodes, per_node)
     row(
@@ -630,7 +638,6 @@ def run(args: argparse.Namespace, base: Path) -> None:
     use_key(m_path, hub.signers[0], keys, "node0")
     for k, signer in enumerate(hub.signers[1:], 1):  # for re-running by hand (--keep)
         signer.save(keys / f"node{k}")
-    cases = set(args.cases.split(","))
     with GitDaemon(served) as daemon:
         url, small_url = daemon.url("hub"), daemon.url("small")
         if args.profile and "c" in cases:
@@ -661,7 +668,10 @@ def main() -> int:
     ap.add_argument("--ten-k", type=int, default=10_000, help="jobs in case e's repository")
     ap.add_argument("--quick", action="store_true", help="4 nodes x 500 jobs, 2,000 jobs for case e")
     ap.add_argument("--repeats", type=int, help="repeats per case (default 5, quick 3)")
-    ap.add_argument("--cases", default="a,b,c,d,e", help="which rows, e.g. a,e (the build always runs)")
+    ap.add_argument(
+        "--cases", default="a,b,c,d,e", help="which rows, e.g. a,e; g: issue 30's rows (own builds)"
+    )
+    ap.add_argument("--sizes", default="1000,10000", help="case g: (node, job) entries, 20 nodes by default")
     ap.add_argument("--dir", help="where to build (default /dev/shm if present)")
     ap.add_argument("--keep", action="store_true", help="keep the repositories (printed on stderr)")
     ap.add_argument("--profile", action="store_true", help="cProfile the slow paths (stderr)")

@@ -3,7 +3,8 @@
 It is an accelerator only: Git refs and commits are the truth, so deleting the file loses
 nothing and it rebuilds on demand. It keeps, per type, the object ids and the keys each root
 declares (``CobType.index_keys``, e.g. a job's commit), and per object the last evaluation
-(state, the tips it was built from, the accepted and rejected change ids, the heads).
+(state, the tips it was built from, the accepted and rejected change ids, the heads), sealed
+and also kept by tips across rebuilds (:mod:`cob.statecache`).
 
 Staying exact without trusting anyone to tell us about writes:
 
@@ -31,16 +32,17 @@ import os
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import msgspec
 
-from . import layout, sigrefs
+from . import layout, sigrefs, statecache
 from .change import Codec, InvalidChangeError, read_change
 from .errors import CacheBusyError
-from .evaluate import Evaluation, RejectKind, Verdict
+from .evaluate import Evaluation
 from .reader import RefReader
+from .verified import repository_secret
 
 SCHEMA = 5  # 5: per-node index refs; tips of every object kept here
 FILENAME = "index.sqlite3"  # <gitdir>/<layout prefix>-index.sqlite3 (cob.layout)
@@ -71,30 +73,7 @@ CREATE TABLE IF NOT EXISTS tips (
     typename TEXT NOT NULL, id TEXT NOT NULL, nid TEXT NOT NULL, tip TEXT NOT NULL,
     PRIMARY KEY (typename, id, nid)) WITHOUT ROWID;
 """
-_TABLES = ("roots", "keys", "evaluations", "tips", "meta")
-# Kept across schema changes and rebuilds: what it says (this commit's signature was checked,
-# by this key) depends on the commit's bytes alone, which its oid names.
-_VERIFIED_DDL = "CREATE TABLE IF NOT EXISTS verified (oid TEXT PRIMARY KEY, nid TEXT NOT NULL) WITHOUT ROWID"
-
-
-class _Stored(msgspec.Struct, array_like=True):
-    tips: dict[str, str]
-    state: bytes | None
-    accepted: list[bytes]
-    rejected: dict[str, tuple[RejectKind, str]]
-    heads: list[str]
-    rules: str = ""  # the type's rules when this was folded (see rules_tag)
-
-
-def rules_tag(cobtype: Any) -> str:
-    """What a stored fold depends on besides Git: the type's name, the manifest versions it
-    reads and its ``rules`` number. A fold made under other rules is folded again."""
-    versions = ",".join(str(v) for v in sorted(cobtype.versions))
-    return f"{cobtype.typename}/{versions}/{getattr(cobtype, 'rules', 1)}"
-
-
-_stored_decoder = msgspec.msgpack.Decoder(_Stored)
-_encoder = msgspec.msgpack.Encoder()
+_TABLES = ("roots", "keys", "evaluations", "tips", "meta")  # dropped on a schema change ("states" is not)
 
 
 def default_path(gitdir: str) -> str:
@@ -118,8 +97,10 @@ def is_racy(newest_mtime_ns: int, now_ns: int | None = None) -> bool:
 class Cache:
     """The index of one repository. Cheap to create; opens its database lazily."""
 
-    def __init__(self, gitdir: str, path: str | None = None) -> None:
+    def __init__(self, gitdir: str, path: str | None = None, secret: bytes | None = None) -> None:
         self.path = path or default_path(gitdir)
+        # Seals every stored evaluation (cob.statecache): an entry nobody with it wrote is unused.
+        self.secret = secret or repository_secret(gitdir) or os.urandom(32)
         self._db: sqlite3.Connection | None = None
         self._ino: int | None = None
         self._decoders: dict[str, msgspec.msgpack.Decoder[Any]] = {}
@@ -156,8 +137,8 @@ class Cache:
                     with contextlib.suppress(sqlite3.Error):
                         db.execute("ROLLBACK")
                     raise
-            if db.execute("SELECT 1 FROM sqlite_master WHERE name='verified'").fetchone() is None:
-                db.execute(_VERIFIED_DDL)
+            if db.execute("SELECT 1 FROM sqlite_master WHERE name='states'").fetchone() is None:
+                db.execute(statecache.STATES_DDL)
             # A database that opens but is damaged inside fails here, not in the middle of a query.
             db.execute("SELECT id FROM roots LIMIT 1").fetchone()
         except BaseException:
@@ -334,8 +315,6 @@ class Cache:
         def do(db: sqlite3.Connection) -> None:
             db.execute("BEGIN IMMEDIATE")
             try:
-                if tip != object_id:  # we signed it (a content-addressed root is not signed)
-                    db.execute("INSERT OR IGNORE INTO verified VALUES (?, ?)", (tip, nid))
                 row = db.execute("SELECT value FROM meta WHERE key=?", ("fp:" + typename,)).fetchone()
                 parsed = _parse_token(row[0]) if row else None
                 if parsed is None or parsed[0].get(nid) != moved.old:
@@ -407,70 +386,47 @@ class Cache:
 
     # -- evaluations ------------------------------------------------------------------
     def get(self, codec: Codec, object_id: str) -> Evaluation[Any] | None:
+        """The last evaluation stored for ``object_id`` (any tips), or None."""
         cobtype = codec.cobtype
         if cobtype.state_type is None:
             return None
         sql = "SELECT data FROM evaluations WHERE typename=? AND id=?"
         row = self._run(lambda db: db.execute(sql, (cobtype.typename, object_id)).fetchone())
-        if row is None:
+        data = statecache.unseal(self.secret, object_id, row[0]) if row is not None else None
+        return None if data is None else statecache.decode(codec, object_id, data, self._decoders)
+
+    def state_at(self, codec: Codec, object_id: str, tips: Mapping[str, str]) -> Evaluation[Any] | None:
+        """The evaluation of ``object_id`` at exactly ``tips`` under the type's current rules,
+        kept across rebuilds (:mod:`cob.statecache`); None when none is stored."""
+        cobtype = codec.cobtype
+        if cobtype.state_type is None:
             return None
-        try:
-            stored = _stored_decoder.decode(row[0])
-            if stored.rules != rules_tag(cobtype):
-                return None  # folded by other code (an upgrade): fold again
-            decoder = self._decoders.get(cobtype.typename)
-            if decoder is None:
-                decoder = self._decoders[cobtype.typename] = msgspec.msgpack.Decoder(cobtype.state_type)
-            state = decoder.decode(stored.state) if stored.state is not None else None
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return None  # an old or damaged entry: fold again
-        return Evaluation(
-            cobtype.typename,
-            object_id,
-            state,
-            tips=stored.tips,
-            accepted={a.hex() for a in stored.accepted},
-            rejected={oid: Verdict(kind, why) for oid, (kind, why) in stored.rejected.items()},
-            heads=set(stored.heads),
-        )
+        key = statecache.state_key(cobtype, object_id, tips)
+        sql = "SELECT data FROM states WHERE typename=? AND id=? AND key=?"
+        row = self._run(lambda db: db.execute(sql, (cobtype.typename, object_id, key)).fetchone())
+        data = statecache.unseal(self.secret, key, row[0]) if row is not None else None
+        ev = None if data is None else statecache.decode(codec, object_id, data, self._decoders)
+        return ev if ev is not None and ev.tips == tips else None
 
     def put(self, codec: Codec, ev: Evaluation[Any]) -> None:
-        if codec.cobtype.state_type is None:
+        cobtype = codec.cobtype
+        if cobtype.state_type is None:
             return
-        stored = _Stored(
-            ev.tips,
-            _encoder.encode(ev.state) if ev.state is not None else None,
-            [bytes.fromhex(a) for a in ev.accepted],
-            {oid: (v.kind, str(v)) for oid, v in ev.rejected.items()},
-            sorted(ev.heads),
-            rules_tag(codec.cobtype),
-        )
-        data = _encoder.encode(stored)
+        data = statecache.encode(codec, ev)
         self.loads += 1
-        sql = "INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?)"
-        checked = [(c.oid, c.author) for c in ev.changes if c.author is not None and c.oid not in ev.rejected]
+        row = (cobtype.typename, ev.object_id, statecache.seal(self.secret, ev.object_id, data))
+        key = statecache.state_key(cobtype, ev.object_id, ev.tips)
+        # A result that objects arriving later could change is not a function of the tips.
+        state = None if ev.curable() else (*row[:2], key, statecache.seal(self.secret, key, data))
 
         def do(db: sqlite3.Connection) -> None:
             db.execute("BEGIN IMMEDIATE")
-            db.execute(sql, (codec.cobtype.typename, ev.object_id, data))
-            db.executemany("INSERT OR IGNORE INTO verified VALUES (?, ?)", checked)
+            db.execute("INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?)", row)
+            if state is not None:
+                db.execute("INSERT OR REPLACE INTO states VALUES (?, ?, ?, ?)", state)
             db.execute("COMMIT")
 
         self._run(do)
-
-    def signer(self, oid: str) -> str | None:
-        """The NID whose signature on change ``oid`` was checked here before, or None (for
-        :attr:`cob.change.Codec.signers`): one indexed read, outside :meth:`_run`'s retries,
-        as a miss only means checking the signature."""
-        if time.monotonic() < self.busy_until:
-            return None
-        try:
-            row = self.db.execute("SELECT nid FROM verified WHERE oid=?", (oid,)).fetchone()
-        except sqlite3.Error as e:
-            if _is_busy(e):
-                self._busy()
-            return None
-        return None if row is None else str(row[0])
 
     # -- inspection -------------------------------------------------------------------
     def disagreement(self, codec: Codec, refs: RefReader) -> str | None:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import msgspec
 import pygit2
@@ -24,6 +24,7 @@ from .cobtype import Change as Change  # re-exported: defined with the contract 
 from .cobtype import CobType
 from .errors import SignatureError
 from .identity import nid_from_public_key
+from .verified import NoneVerified
 
 MANIFEST = "manifest"
 OPS = "ops"
@@ -102,7 +103,10 @@ class Verified:
         return hit[0] if hit is not None else None
 
     def __setitem__(self, key: tuple[str, bool], change: Change) -> None:
-        size = _estimate(change)
+        self.put(key, change, _estimate(change))
+
+    def put(self, key: tuple[str, bool], change: Change, size: int) -> None:
+        """Keep ``change``, of about ``size`` bytes in memory."""
         old = self._items.pop(key, None)
         if old is not None:
             self.bytes -= old[1]
@@ -141,10 +145,29 @@ def _estimate(change: Change) -> int:
     return total
 
 
+class Checked(Protocol):
+    """Signatures checked before (:class:`cob.verified.VerifiedSet`): ``known(oid, nid)``."""
+
+    def known(self, oid: str, nid: str) -> bool: ...
+
+    def add(self, oid: str, nid: str) -> None: ...
+
+    def flush(self) -> None: ...
+
+
 class Codec:
     """Per-type encoders/decoders, built once (msgspec decoders are worth reusing)."""
 
-    __slots__ = ("_manifest_oids", "_manifests", "cobtype", "manifest", "ops_decoder", "signers", "verified")
+    __slots__ = (
+        "_manifest_oids",
+        "_manifests",
+        "checked",
+        "cobtype",
+        "known_manifests",
+        "manifest",
+        "ops_decoder",
+        "verified",
+    )
 
     def __init__(self, cobtype: CobType[Any]) -> None:
         self.cobtype = cobtype
@@ -153,14 +176,17 @@ class Codec:
         self._manifests = {
             canonical.dumps({"type": cobtype.typename, "version": v}): v for v in cobtype.versions
         }
+        # Blob id -> (bytes, version) of the manifests this type reads: a blob is its id's
+        # content, so a change naming one of these needs no read of it (every change has one).
+        self.known_manifests = {pygit2.hash(m): (m, v) for m, v in self._manifests.items()}
         # (oid, is_root) -> verified change. Git objects are immutable, so a change verified
         # once stays verified: re-folding a non-commutative object after a concurrent write
         # then costs the fold alone, not a signature check per change.
         self.verified = Verified(MAX_VERIFIED_BYTES)
-        # oid -> NID of changes whose signature this repository checked before (kept by the
-        # index across rebuilds, see cob.cache): a commit's oid names its bytes, signature
-        # included, so a signature checked once need not be checked again.
-        self.signers: Callable[[str], str | None] = _no_signer
+        # Changes whose signature this repository checked before (cob.verified, kept apart
+        # from the index): a commit's oid names its bytes, signature included, so a signature
+        # checked once need not be checked again.
+        self.checked: Checked = NoneVerified()
         self._manifest_oids: dict[str, pygit2.Oid] = {}
 
     def manifest_blob(self, repo: pygit2.Repository) -> pygit2.Oid:
@@ -201,11 +227,6 @@ class Codec:
             kind = decoded.get("type") if isinstance(decoded, dict) else None
             raise InvalidChangeError(f"manifest type is {kind!r}, expected {self.cobtype.typename!r}")
         raise InvalidChangeError(f"unsupported manifest {decoded!r}")
-
-
-def _no_signer(oid: str) -> str | None:
-    """:attr:`Codec.signers` without an index: no signature is known to be checked."""
-    return None
 
 
 def _tree(
@@ -308,24 +329,29 @@ def commit_buffer(tree: str, parents: Sequence[str], nid: str, when: int, messag
     return f"tree {tree}\n{head}author {ident}\ncommitter {ident}\n\n{message}"
 
 
-def read_change(repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: bool) -> Change:
+def read_change(
+    repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: bool, recheck: bool = False
+) -> Change:
     """Read and verify one change. Raises :class:`InvalidChangeError` with the reason.
 
     Anything libgit2 or the decoders raise on a malformed object (unparseable commit, missing
     tree or blob, bad file mode, undecodable text) is an :class:`InvalidChangeError` too.
+    ``recheck``: check everything again, the signature included (``git jobs verify``).
     """
-    hit = codec.verified.get((oid, is_root))
+    hit = None if recheck else codec.verified.get((oid, is_root))
     if hit is not None:
         return hit
     try:
-        change = _read_change(repo, codec, oid, is_root=is_root)
+        change, ops_bytes = _read_change(repo, codec, oid, is_root=is_root, recheck=recheck)
     except InvalidChangeError:
         raise
     except MALFORMED_ERRORS as e:
         if _is_missing(e):  # a tree or blob not here (yet): curable by a later fetch
             raise InvalidChangeError(MISSING_OBJECT, RejectKind.MISSING) from None
         raise InvalidChangeError(f"malformed object: {type(e).__name__}: {e}"[:300]) from None
-    codec.verified[(oid, is_root)] = change
+    # About its size in memory, from the ops' JSON (cheaper than _estimate's walk of the ops).
+    size = 400 + len(change.message) + 100 * len(change.parents) + 200 * len(change.ops) + 3 * ops_bytes
+    codec.verified.put((oid, is_root), change, size)
     return change
 
 
@@ -346,7 +372,10 @@ def _blob_size(repo: pygit2.Repository, blob: pygit2.Object) -> int:
     return int(size)
 
 
-def _read_change(repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: bool) -> Change:
+def _read_change(
+    repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: bool, recheck: bool
+) -> tuple[Change, int]:
+    """The change and the size of its ops blob."""
     try:
         obj = repo[oid]
     except (KeyError, ValueError):
@@ -360,15 +389,18 @@ def _read_change(repo: pygit2.Repository, codec: Codec, oid: str, *, is_root: bo
     tree = _read_tree(repo, codec, commit.tree, merge=len(set(parents)) >= 2 and not is_root)
     if is_root and codec.cobtype.content_addressed_root:
         _check_content_addressed_root(repo, codec, commit, oid, tree)
-        return Change(oid, (), None, ROOT_TIME, tree.ops, commit.message, tree.version)
-    signer_nid = codec.signers(oid) or signed_by(commit)
+        return Change(oid, (), None, ROOT_TIME, tree.ops, commit.message, tree.version), len(tree.ops_data)
+    signer_nid = commit.author.name
+    if recheck or not codec.checked.known(oid, signer_nid):
+        signer_nid = signed_by(commit)
+        codec.checked.add(oid, signer_nid)
     if is_root and parents:
         raise InvalidChangeError("a root has no parents")
     if not MIN_TIMESTAMP <= commit.commit_time <= MAX_TIMESTAMP:
         raise InvalidChangeError(f"commit time {commit.commit_time} is out of range")
     return Change(
         oid, parents, signer_nid, commit.commit_time, tree.ops, commit.message, tree.version, tree.embeds
-    )
+    ), len(tree.ops_data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,10 +438,14 @@ def _read_tree(repo: pygit2.Repository, codec: Codec, tree: pygit2.Tree, *, merg
         # One mode only: otherwise one set of ops has several trees, and a content-addressed
         # root several ids.
         raise InvalidChangeError("manifest and ops must have file mode 100644")
-    if _blob_size(repo, manifest_entry) > MAX_MANIFEST_BYTES:
-        raise InvalidChangeError("manifest too large")
-    manifest = manifest_entry.data
-    version = codec.manifest_version(manifest)
+    known = codec.known_manifests.get(manifest_entry.id)
+    if known is not None:
+        manifest, version = known
+    else:
+        if _blob_size(repo, manifest_entry) > MAX_MANIFEST_BYTES:
+            raise InvalidChangeError("manifest too large")
+        manifest = manifest_entry.data
+        version = codec.manifest_version(manifest)
     ops_size = _blob_size(repo, ops_entry)
     if ops_size > MAX_OPS_BYTES:
         raise InvalidChangeError(f"ops blob is {ops_size} bytes (limit {MAX_OPS_BYTES})")
@@ -452,6 +488,12 @@ def signed_by(commit: pygit2.Commit) -> str:
     :class:`InvalidChangeError` saying what is wrong otherwise. The one signer check: loading a
     change and taking a peer's tip at fetch both ask it."""
     signature, payload = commit.gpg_signature
+    return signer_of(signature, payload, commit.author.name, commit.committer.name)
+
+
+def signer_of(signature: bytes | None, payload: bytes, author: str, committer: str) -> str:
+    """:func:`signed_by` on a commit's parts (its ``gpgsig``, the signed buffer, its author's
+    and committer's names): also what :mod:`cob.parallel` runs in worker processes."""
     if signature is None:
         raise InvalidChangeError("change is not signed")
     try:
@@ -463,11 +505,9 @@ def signed_by(commit: pygit2.Commit) -> str:
         if len(_NIDS) >= 4096:
             _NIDS.clear()
         signer_nid = _NIDS[public_key] = nid_from_public_key(public_key)
-    author_name = commit.author.name
-    if author_name != signer_nid or commit.committer.name != signer_nid:
+    if author != signer_nid or committer != signer_nid:
         raise InvalidChangeError(
-            f"signed by {signer_nid} but authored as {author_name!r}"
-            f" and committed as {commit.committer.name!r}"
+            f"signed by {signer_nid} but authored as {author!r} and committed as {committer!r}"
         )
     return signer_nid
 

@@ -225,12 +225,14 @@ def evaluate(
     base: Evaluation[Any] | None = None,
     *,
     trim: bool = True,
+    recheck: bool = False,
 ) -> Evaluation[Any]:
     """Fold the object reachable from ``tips``. ``base`` (consumed) skips what it already saw.
 
     A history over :data:`MAX_CHANGES` (counting what ``base`` already holds) is handed to
     :func:`_evaluate_trimmed`, which keeps a deterministic subset of the tips; ``trim=False``
     (its own inner fold) rejects what is past the limit instead of trimming again.
+    ``recheck``: check every signature again, even those checked before (``git jobs verify``).
 
     ``base`` is only extended when that equals a full fold: every namespace's tip must have
     stayed or moved forward (a ref moved backwards or sideways, or was deleted, drops history),
@@ -238,9 +240,9 @@ def evaluate(
     Otherwise the object is folded from scratch.
     """
     ev = _start(repo, codec, object_id, tips, base)
-    walk = _Walk.collect(repo, codec, object_id, tips, ev, trim)
+    walk = _Walk.collect(repo, codec, object_id, tips, ev, trim, recheck)
     if walk is None:
-        return _evaluate_trimmed(repo, codec, object_id, tips)
+        return _evaluate_trimmed(repo, codec, object_id, tips, recheck)
     _fold(repo, codec, ev, walk)
     ev.tips = dict(tips)  # only now: a bail-out above must leave a caller's base consistent
     return ev
@@ -280,6 +282,7 @@ class _Walk:
         tips: Mapping[str, str],
         ev: Evaluation[Any],
         trim: bool,
+        recheck: bool = False,
     ) -> _Walk | None:
         """Walk back from ``tips`` to what ``ev`` already settled; None: too big, trim."""
         walk = cls()
@@ -294,16 +297,16 @@ class _Walk:
                 walk.why[oid] = _too_large()
                 walk.read[oid], walk.parents[oid], walk.keys[oid] = None, (), (0, oid)
                 continue
-            walk.visit(repo, codec, oid, oid == object_id)
+            walk.visit(repo, codec, oid, oid == object_id, recheck)
             for p in walk.parents[oid]:
                 if p not in seen and p not in ev.accepted and p not in ev.rejected:
                     seen.add(p)
                     stack.append(p)
         return walk
 
-    def visit(self, repo: pygit2.Repository, codec: Codec, oid: str, is_root: bool) -> None:
+    def visit(self, repo: pygit2.Repository, codec: Codec, oid: str, is_root: bool, recheck: bool) -> None:
         try:
-            got = read_change(repo, codec, oid, is_root=is_root)
+            got = read_change(repo, codec, oid, is_root=is_root, recheck=recheck)
             self.read[oid], self.parents[oid], self.keys[oid] = got, got.parents, got.key
         except InvalidChangeError as e:
             self.read[oid], self.why[oid] = None, Verdict(e.kind, str(e))
@@ -377,7 +380,7 @@ def _history_size(repo: pygit2.Repository, tips: Iterable[str], limit: int) -> i
 
 
 def _evaluate_trimmed(
-    repo: pygit2.Repository, codec: Codec, object_id: str, tips: Mapping[str, str]
+    repo: pygit2.Repository, codec: Codec, object_id: str, tips: Mapping[str, str], recheck: bool = False
 ) -> Evaluation[Any]:
     """Fold an object whose history is over :data:`MAX_CHANGES`, deterministically.
 
@@ -392,7 +395,8 @@ def _evaluate_trimmed(
         if sizes[tip] <= MAX_CHANGES and _history_size(repo, [*kept, tip], MAX_CHANGES) <= MAX_CHANGES:
             kept.append(tip)
     dropped = [t for t in distinct if t not in kept]
-    ev = evaluate(repo, codec, object_id, {n: t for n, t in tips.items() if t in kept}, trim=False)
+    kept_tips = {n: t for n, t in tips.items() if t in kept}
+    ev = evaluate(repo, codec, object_id, kept_tips, trim=False, recheck=recheck)
     ev.tips = dict(tips)
     for tip in dropped:
         ev.rejected[tip] = _too_large()

@@ -46,6 +46,9 @@ class RefReader:
         self._reftable = os.path.isdir(os.path.join(self.gitdir, "reftable"))
         self._trees: dict[str, pygit2.Tree | None] = {}
         self._present: dict[str, tuple[float, str | None]] = {}  # tip -> (checked, what to read)
+        # (index tip, type, object id) -> entry: other nodes' indexes rarely move between two
+        # writes of ours, so a write on a 20-node hub looks up its object in one index, not 20.
+        self._found: dict[tuple[str, str, str], str | None] = {}
 
     # -- packed-refs -------------------------------------------------------------------
     def _packed_refs(self) -> dict[str, str]:
@@ -137,6 +140,10 @@ class RefReader:
         """Drop what this reader remembers of index commits (objects may have vanished)."""
         self._trees.clear()
         self._present.clear()
+        self._found.clear()
+        from .recovery import _INTACT
+
+        _INTACT.clear()
 
     def _intact(self, tips: dict[str, str]) -> dict[str, str]:
         """``tips`` with each one that names no readable commit (pruned by ``git gc`` next
@@ -175,8 +182,15 @@ class RefReader:
     def tips(self, typename: str, object_id: str) -> dict[str, str]:
         """{nid: target} of every namespace's entry (or legacy ref) for one object."""
         out: dict[str, str] = {}
+        found = self._found
         for nid, tip in self.index_tips().items():
-            target = lookup(self.repo, self.tree(tip), typename, object_id)
+            key = (tip, typename, object_id)
+            if key in found:
+                target = found[key]
+            else:
+                if len(found) >= 4096:
+                    found.clear()
+                target = found[key] = lookup(self.repo, self.tree(tip), typename, object_id)
             if target is not None:
                 out[nid] = target
         for nid, target in self._legacy_tips(typename, object_id).items():

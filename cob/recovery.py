@@ -53,11 +53,31 @@ def present(repo: pygit2.Repository, oid: str | None) -> bool:
         return False
 
 
+# Index tips found intact, by (repository, tip) -> when: a write checks its base twice (reading
+# the tips, then moving the ref), as long as a reader trusts a tip it found (refs.PRESENT_TTL).
+INTACT_TTL = 1.0
+_INTACT: dict[tuple[str, str], float] = {}
+
+
 def intact_index(repo: pygit2.Repository, tip: str | None) -> bool:
     """Whether index commit ``tip`` can be read: the commit, its parents (the previous index
     and the changes it added), its tree, each type's tree, and every fan-out tree that differs
     from its first parent's (what that commit wrote, so what a prune could have deleted with
-    it). Not the rest of what the entries name: loads check those."""
+    it). Not the rest of what the entries name: loads check those. A tip found intact less
+    than :data:`INTACT_TTL` seconds ago is not read again."""
+    key = (repo.path, tip or "")
+    seen = _INTACT.get(key)
+    if seen is not None and time.monotonic() - seen < INTACT_TTL:
+        return True
+    if not _intact_index(repo, tip):
+        return False
+    if len(_INTACT) >= 64:
+        _INTACT.clear()
+    _INTACT[key] = time.monotonic()
+    return True
+
+
+def _intact_index(repo: pygit2.Repository, tip: str | None) -> bool:
     tree = sigrefs.tree_of(repo, tip)
     if tip is None or tree is None:  # the message is not checked: readers take what plain git wrote
         return False
@@ -70,12 +90,15 @@ def intact_index(repo: pygit2.Repository, tip: str | None) -> bool:
         for typename in sigrefs.typenames(tree):
             top = repo[tree[typename].id]
             old = before[typename].id if before is not None and typename in before else None
-            if old == top.id:
+            if old == top.id or not isinstance(top, pygit2.Tree):
                 continue
-            old_fans = {e.name: e.id for e in repo[old]} if old is not None else {}  # type: ignore[attr-defined]
-            for entry in top:  # type: ignore[attr-defined]
-                if entry.filemode == sigrefs.TREE and old_fans.get(entry.name) != entry.id:
-                    repo[entry.id]
+            # Fan-out directories by name, kept per tree id (sigrefs._dirs): the previous index's
+            # were read when it was new, so a write reads its own new directory once.
+            old_tree = repo[old] if old is not None else None
+            old_fans = sigrefs._dirs(old_tree) if isinstance(old_tree, pygit2.Tree) else {}
+            for name, fan in sigrefs._dirs(top).items():
+                if old_fans.get(name) != fan:
+                    repo[fan]
     except MALFORMED_ERRORS:
         return False
     return True

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
-from typing import Protocol
+from typing import Protocol, cast
 
 from .errors import SignatureError
 from .identity import ssh_wire_public_key
@@ -88,11 +88,67 @@ class _Reader:
         return self.take(self.u32())
 
 
+def _layout(namespace: bytes) -> tuple[bytes, bytes, bytes, int]:
+    """The fixed parts of an Ed25519 SSHSIG blob of ``namespace``: what comes before the public
+    key, between it and the raw signature, and the blob's length (see :func:`sign`)."""
+    head = MAGIC + struct.pack(">I", VERSION) + struct.pack(">I", 51) + _string(b"ssh-ed25519")
+    head += struct.pack(">I", 32)
+    middle = _string(namespace) + _string(b"") + _string(HASH)
+    middle += struct.pack(">I", 83) + _string(b"ssh-ed25519") + struct.pack(">I", 64)
+    return head, b"", middle, len(head) + 32 + len(middle) + 64
+
+
+_HEAD, _, _MIDDLE, _LENGTH = _layout(NAMESPACE)
+_PK_AT = len(_HEAD)
+_MIDDLE_AT = _PK_AT + 32
+_SIG_AT = _MIDDLE_AT + len(_MIDDLE)
+# What the armor of such a blob looks like (its one canonical form, see armor()).
+_B64_LENGTH = 4 * ((_LENGTH + 2) // 3)
+_ARMORED_LENGTH = len(BEGIN) + 1 + _B64_LENGTH + (_B64_LENGTH - 1) // 70 + 1 + len(END)
+_BREAKS = tuple(70 + 71 * i for i in range((_B64_LENGTH - 1) // 70))  # newlines in the body
+_KEYS: dict[bytes, object] = {}  # public key bytes -> Ed25519PublicKey (few distinct signers)
+
+
+def _fast(armored: str | bytes) -> tuple[bytes, bytes] | None:
+    """(public key, raw signature) of a canonical Ed25519 SSHSIG of namespace ``git`` and
+    SHA-512, read at fixed offsets; None for anything else (then :func:`parse` decides)."""
+    if isinstance(armored, bytes):
+        if len(armored) != _ARMORED_LENGTH:
+            return None
+        try:
+            armored = armored.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    if len(armored) != _ARMORED_LENGTH or not armored.startswith(BEGIN) or not armored.endswith(END):
+        return None
+    body = armored[len(BEGIN) + 1 : -len(END) - 1]
+    if armored[len(BEGIN)] != "\n" or armored[-len(END) - 1] != "\n" or body.count("\n") != len(_BREAKS):
+        return None
+    if any(body[i] != "\n" for i in _BREAKS):
+        return None
+    flat = body.replace("\n", "")
+    try:
+        blob = base64.b64decode(flat, validate=True)
+    except ValueError:
+        return None
+    if (
+        len(blob) != _LENGTH
+        or base64.b64encode(blob).decode("ascii") != flat
+        or blob[:_PK_AT] != _HEAD
+        or blob[_MIDDLE_AT:_SIG_AT] != _MIDDLE
+    ):
+        return None
+    return blob[_PK_AT:_MIDDLE_AT], blob[_SIG_AT:]
+
+
 def parse(armored: str | bytes) -> tuple[bytes, bytes, bytes, bytes]:
     """Decode an armored SSHSIG into (public key, namespace, hash name, raw signature).
 
     Raises :class:`SignatureError` for anything but a well-formed Ed25519 signature.
     """
+    fast = _fast(armored)
+    if fast is not None:
+        return fast[0], NAMESPACE, HASH, fast[1]
     r = _Reader(_dearmor(armored))
     if r.take(6) != MAGIC:
         raise SignatureError("bad SSHSIG magic")
@@ -158,8 +214,13 @@ def verify(armored: str | bytes, message: bytes, namespace: bytes = NAMESPACE) -
         raise SignatureError(f"signature namespace is {ns!r}, expected {namespace!r}")
     if hash_alg != HASH:
         raise SignatureError(f"signature hash is {hash_alg!r}, expected sha512")
+    key = _KEYS.get(public_key)
+    if key is None:
+        if len(_KEYS) >= 4096:
+            _KEYS.clear()
+        key = _KEYS[public_key] = Ed25519PublicKey.from_public_bytes(public_key)
     try:
-        Ed25519PublicKey.from_public_bytes(public_key).verify(raw, signed_data(message, ns))
+        cast(Ed25519PublicKey, key).verify(raw, signed_data(message, ns))
     except InvalidSignature:
         raise SignatureError("signature does not verify") from None
     return public_key

@@ -15,17 +15,13 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import msgspec
 import pygit2
 
 from . import durable, sigrefs
 from .cache import Cache
 from .change import (
-    MAX_EMBEDS,
-    MAX_PARENTS,
     MAX_WRITE_TIMESTAMP,
     MIN_TIMESTAMP,
     Change,
@@ -44,11 +40,24 @@ from .errors import (
     RepositoryError,
     UnknownObjectError,
 )
-from .evaluate import Evaluation, Rejection, evaluate
+from .evaluate import Evaluation, evaluate
+from .parallel import first_load
 from .reader import RefReader
 from .recovery import Recovery, move, repair, republish
 from .refs import common_dir, is_oid
 from .signer import Signer
+from .verified import NoneVerified, VerifiedSet
+from .writes import (
+    Changes,
+    Snapshot,
+    _apply_own,
+    _choose_parents,
+    _NewChangeContext,
+    changed_since,
+    check_embeds,
+    merge_check,
+    rebuild,
+)
 
 S = TypeVar("S")
 T = TypeVar("T")
@@ -91,12 +100,17 @@ class Store:
         signer: Signer | None = None,
         *,
         cache: bool = True,
+        verified: bool | None = None,
     ) -> None:
         self.repo = open_repository(repo)
         durable.apply(self.repo)  # fsync'd writes, a bounded libgit2 cache (once per process)
         self.signer = signer
         self.refs = RefReader(self.repo)
-        self.cache: Cache | None = Cache(common_dir(self.repo)) if cache else None
+        gitdir = common_dir(self.repo)
+        keep = cache if verified is None else verified  # signatures checked before: cob.verified
+        self.verified: VerifiedSet | NoneVerified = VerifiedSet(gitdir) if keep else NoneVerified()
+        secret = self.verified.secret if isinstance(self.verified, VerifiedSet) else None
+        self.cache: Cache | None = Cache(gitdir, secret=secret) if cache else None
         self._codecs: dict[str, Codec] = {}
         self.evaluations = 0  # full or incremental folds computed (for tests and benches)
         self.loads = 0  # objects loaded, from the cache or folded (for tests and benches)
@@ -107,8 +121,7 @@ class Store:
         codec = self._codecs.get(cobtype.typename)
         if codec is None:
             codec = self._codecs[cobtype.typename] = Codec(cobtype)
-            if self.cache is not None:
-                codec.signers = self.cache.signer
+            codec.checked = self.verified
         return codec
 
     def _ask(self, fn: Callable[[Cache], T]) -> T | _Miss:
@@ -125,6 +138,26 @@ class Store:
                 _SAID_BUSY.add(cache.path)
                 log.warning("warning: %s; reading from Git instead (slower, same answer)", e)
             return _MISS
+
+    def _evaluate(
+        self,
+        codec: Codec,
+        object_id: str,
+        tips: Mapping[str, str],
+        base: Evaluation[Any] | None = None,
+        recheck: bool = False,
+    ) -> Evaluation[Any]:
+        ev = evaluate(self.repo, codec, object_id, tips, base, recheck=recheck)
+        self.verified.flush()  # the signatures it checked, recorded on disk (cob.verified)
+        return ev
+
+    def _kept_state(self, codec: Codec, object_id: str, tips: dict[str, str]) -> Evaluation[Any] | None:
+        """The state at exactly ``tips`` kept across a rebuild (cob.statecache), stored again."""
+        got = self._ask(lambda c: c.state_at(codec, object_id, tips))
+        if isinstance(got, _Miss) or got is None or got.state is None or got.curable():
+            return None
+        self._ask(lambda c: c.put(codec, got))
+        return got
 
     def _require_signer(self) -> Signer:
         if self.signer is None:
@@ -220,7 +253,11 @@ class Store:
         if base is not None and base.tips == tips and base.state is not None and not base.curable():
             base.changes = []
             return base
-        ev = evaluate(self.repo, codec, object_id, tips, base)
+        if base is None and not full and self.cache is not None and cobtype.commutative:
+            kept = self._kept_state(codec, object_id, tips)
+            if kept is not None:
+                return kept
+        ev = self._evaluate(codec, object_id, tips, base, recheck=full)
         self.evaluations += 1
         if self.cache is not None and cobtype.commutative and not full:
             self._ask(lambda c: c.put(codec, ev))
@@ -242,6 +279,7 @@ class Store:
             if not is_oid(object_id):
                 raise UnknownObjectError(f"not an object id: {object_id!r}")
         tips_of = self._tips_for(cobtype, ids)
+        first_load(self, cobtype, ids, tips_of)  # nothing verified here yet: on every core
         for object_id in ids:
             tips = tips_of(object_id)
             yield object_id, (self._fold(cobtype, object_id, tips, None) if tips else None)
@@ -289,16 +327,6 @@ class Store:
                 legacy.setdefault(ref.object_id, {})[ref.nid] = ref.target
         return Snapshot(self.refs.index_tips(), legacy)
 
-    def _tips_at(self, cobtype: CobType[Any], snap: Snapshot, object_id: str) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for nid, tip in snap.heads.items():
-            target = sigrefs.lookup(self.repo, self.refs.tree(tip), cobtype.typename, object_id)
-            if target is not None:
-                out[nid] = target
-        for nid, target in snap.legacy.get(object_id, {}).items():
-            out.setdefault(nid, target)
-        return out
-
     def load_at(self, cobtype: CobType[S], object_id: str, tips: Mapping[str, str]) -> Evaluation[S] | None:
         """The object as it was at ``tips`` (refs since moved); from the index when it matches."""
         if not tips:
@@ -310,7 +338,7 @@ class Store:
             if cached is not None and cached.tips == tips and cached.state is not None:
                 return cached
         self.evaluations += 1
-        return evaluate(self.repo, codec, object_id, tips)
+        return self._evaluate(codec, object_id, tips)
 
     def changed_since(self, cobtype: CobType[Any], before: Snapshot) -> Changes:
         """What moving refs did to the objects, given :meth:`snapshot` from before.
@@ -321,30 +349,7 @@ class Store:
         the state did not move (a forged change fetched from a peer changes nothing, but must
         be seen).
         """
-        out = Changes()
-        after = self.snapshot(cobtype)
-        moved: set[str] = set()
-        for nid in before.heads.keys() | after.heads.keys():
-            was, now = before.heads.get(nid), after.heads.get(nid)
-            if was != now:
-                old_tree = self.refs.tree(was) if was else None
-                new_tree = self.refs.tree(now) if now else None
-                moved.update(sigrefs.diff(self.repo, old_tree, new_tree, cobtype.typename))
-        for object_id in before.legacy.keys() | after.legacy.keys():
-            if before.legacy.get(object_id) != after.legacy.get(object_id):
-                moved.add(object_id)
-        for object_id in sorted(moved):
-            old_tips = self._tips_at(cobtype, before, object_id)
-            new_tips = self._tips_at(cobtype, after, object_id)
-            if old_tips == new_tips or not new_tips:
-                continue
-            old_ev = self.load_at(cobtype, object_id, old_tips)
-            old_rejected = set(old_ev.rejected) if old_ev is not None else set()
-            new = self._fold(cobtype, object_id, new_tips, None)
-            if new.state is not None and _state_bytes(new) != _state_bytes(old_ev):
-                out.changed.append(object_id)
-            out.rejected.extend(r for r in new.rejections() if r.change not in old_rejected)
-        return out
+        return changed_since(self, cobtype, before)
 
     def cache_status(self, cobtype: CobType[Any]) -> dict[str, Any] | None:
         """What the index holds for the type and whether it is current; None without one."""
@@ -353,22 +358,7 @@ class Store:
     def rebuild_cache(self, cobtype: CobType[Any]) -> int:
         """Empty the index and rebuild it for ``cobtype`` from the refs; returns the number
         of objects indexed. Nothing is lost: the index only ever holds what Git can re-derive."""
-        cache = self.cache if self.cache is not None else Cache(common_dir(self.repo))
-        # Emptied in one transaction, not deleted: other processes may have the file open, and
-        # deleting it under them would race their reconnect (a corrupt file is still deleted).
-        cache.clear()
-        codec = self.codec(cobtype)
-        ids = cache.list_ids(codec, self.refs)
-        if cobtype.commutative:
-            for object_id in ids:
-                tips = self.tips(cobtype, object_id)
-                if tips:
-                    ev = evaluate(self.repo, codec, object_id, tips)
-                    self.evaluations += 1
-                    cache.put(codec, ev)
-        if cache is not self.cache:
-            cache.close()
-        return len(ids)
+        return rebuild(self, cobtype)
 
     # -- writing -----------------------------------------------------------------------
     def _load_for_write(
@@ -391,7 +381,7 @@ class Store:
             if tips:
                 ev = self._fold(cobtype, object_id, seen, ev)
             else:
-                ev = evaluate(self.repo, self.codec(cobtype), object_id, seen)
+                ev = self._evaluate(self.codec(cobtype), object_id, seen)
         if ev.state is None:
             raise UnknownObjectError(f"{cobtype.typename} object {object_id} has no valid root")
         return tips, ev
@@ -450,20 +440,6 @@ class Store:
         except InvalidChangeError as e:
             raise InvalidOpsError(f"ops do not fit {cobtype.typename}: {e}") from None
 
-    @staticmethod
-    def _check_embeds(embeds: Mapping[str, bytes] | None) -> None:
-        """Checked before anything is written: a bad name must leave no stray blobs behind,
-        and more embeds than readers accept would get our own change rejected."""
-        if not embeds:
-            return
-        if len(embeds) > MAX_EMBEDS:
-            raise InvalidOpsError(f"{len(embeds)} embeds (limit {MAX_EMBEDS})")
-        for name, content in embeds.items():
-            if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\0" in name:
-                raise InvalidOpsError(f"bad embed name {name!r}")
-            if not isinstance(content, bytes):
-                raise InvalidOpsError(f"embed {name!r} is not bytes")
-
     def create(
         self,
         cobtype: CobType[S],
@@ -483,7 +459,7 @@ class Store:
         """
         signer = self._require_signer()
         ops = self._check_ops(cobtype, ops)
-        self._check_embeds(embeds)
+        check_embeds(embeds)
         codec = self.codec(cobtype)
         if cobtype.content_addressed_root and embeds:
             raise InvalidOpsError("a content-addressed root carries no embeds")
@@ -496,7 +472,7 @@ class Store:
             root = write_root(self.repo, codec, ops)
         else:
             root = write_change(self.repo, codec, signer, signer.nid, ops, [], embeds=embeds)
-        ev = evaluate(self.repo, codec, root, {signer.nid: root})
+        ev = self._evaluate(codec, root, {signer.nid: root})
         if ev.state is None:
             raise InvalidOpsError(f"root rejected: {ev.rejected.get(root, 'invalid')}")
         if then is not None:
@@ -537,7 +513,7 @@ class Store:
         """
         signer = self._require_signer()
         ops = tuple(self._check_ops(cobtype, ops))
-        self._check_embeds(embeds)
+        check_embeds(embeds)
         name = f"{sigrefs.index_ref(signer.nid)}:{sigrefs.entry_path(cobtype.typename, object_id)}"
         key = (cobtype.typename, object_id)
         self.migrate()
@@ -567,6 +543,8 @@ class Store:
                 _apply_own(cobtype, ev, change, tips)
                 if not embeds:  # we signed it: the next load need not verify it again
                     self.codec(cobtype).verified[(change.oid, False)] = change
+                self.verified.add(change.oid, signer.nid)
+                self.verified.flush()
                 return change, ev
             time.sleep(random.uniform(0, min(0.05, 0.001 * (attempt + 1))))
         raise ConflictError(f"gave up updating {name} after {MAX_ATTEMPTS} lost races")
@@ -606,20 +584,7 @@ class Store:
         fold accepts both (a writer never builds on a change its evaluation rejected)."""
         from .migrate import merge_own
 
-        known = {t.typename: t for t in types}
-
-        def check(typename: str, object_id: str, tips: Sequence[str]) -> str | None:
-            cobtype = known.get(typename)
-            if cobtype is None:
-                return None
-            named = {f"tip{i}": t for i, t in enumerate(tips)}
-            ev = evaluate(self.repo, self.codec(cobtype), object_id, named)
-            for tip in tips:
-                if tip not in ev.accepted:
-                    return f"change {tip[:12]} is rejected ({ev.rejected.get(tip, 'not accepted')})"
-            return None
-
-        return merge_own(self.repo, self._require_signer(), theirs, check)
+        return merge_own(self.repo, self._require_signer(), theirs, merge_check(self, types))
 
     def migrate(self, *, again: bool = False) -> int:
         """Move this node's per-object refs (the layout before the index) into its index
@@ -632,72 +597,3 @@ class Store:
         moved = migrate_own(self.repo, self.signer, self.refs)
         self._migrated = True
         return moved
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """:meth:`Store.snapshot`: each node's index tip, and legacy refs ({id: {nid: tip}})."""
-
-    heads: dict[str, str]
-    legacy: dict[str, dict[str, str]] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class Changes:
-    """What :meth:`Store.changed_since` found: objects whose state moved, rejections new since."""
-
-    changed: builtins.list[str] = field(default_factory=builtins.list)
-    rejected: builtins.list[Rejection] = field(default_factory=builtins.list)
-
-
-_state_encoder = msgspec.msgpack.Encoder(order="deterministic")
-
-
-def _state_bytes(ev: Evaluation[Any] | None) -> bytes | None:
-    """A state as comparable bytes (msgspec structs have no deep equality by default)."""
-    if ev is None or ev.state is None:
-        return None
-    return _state_encoder.encode(ev.state)
-
-
-def _apply_own(cobtype: CobType[Any], ev: Evaluation[Any], change: Change, tips: Mapping[str, str]) -> None:
-    """Fold our own just-written change into ``ev``, as a load would (it is a new head)."""
-    assert change.author is not None
-    cobtype.apply(ev.state, change)
-    ev.accepted.add(change.oid)
-    ev.changes = [change]
-    ev.heads.difference_update(change.parents)
-    ev.heads.add(change.oid)
-    ev.tips = {**tips, change.author: change.oid}
-
-
-def _choose_parents(ev: Evaluation[Any], own_tip: str | None) -> list[str]:
-    """Every accepted head — at most :data:`MAX_PARENTS` of them, as readers allow no more.
-
-    With more heads than that (hundreds of concurrent writers), this node's own tip and the
-    most recent heads by (commit time, oid) are taken; the rest stay heads, so the next change
-    takes them. Deterministic, and never a change this node's evaluation rejected.
-    """
-    heads = sorted(ev.heads)
-    if len(heads) <= MAX_PARENTS:
-        return heads
-    times = {c.oid: c.key for c in ev.changes}
-    chosen = {own_tip} if own_tip is not None and own_tip in ev.heads else set()
-    for head in sorted(heads, key=lambda h: times.get(h, (0, h)), reverse=True):
-        if len(chosen) >= MAX_PARENTS:
-            break
-        chosen.add(head)
-    return sorted(chosen)
-
-
-class _NewChangeContext:
-    """Ancestry for a change about to be written: its parents are all accepted heads."""
-
-    __slots__ = ("ev",)
-
-    def __init__(self, ev: Evaluation[Any]) -> None:
-        self.ev = ev
-
-    def is_ancestor(self, ancestor: str, of: str) -> bool:
-        # Every accepted change is an ancestor of the new one (it builds on all heads).
-        return ancestor in self.ev.accepted or ancestor == of

@@ -1,0 +1,293 @@
+"""Issue 30's rows (big ledgers), run by ``benches/scale.py --cases g --sizes 1000,10000``.
+
+For each size (entries = nodes x jobs, 20 nodes by default) a hub is built (scale.build) and a
+node M cloned from it; every row is ours next to its floor, timed in the same run, interleaved,
+medians of ``--repeats``. Then, per row, the growth exponent between the sizes
+(log(t2/t1) / log(n2/n1): 1.0 is linear, 0 is flat).
+
+g1. cold ``git jobs list``, first-ever (index, verified set and its secret deleted); floor: a
+    process that walks every commit the index refs reach, decodes its ops and checks its
+    signature (no order, no rules, no fold), on one core.
+g2. the same first-ever listing in-process, signatures checked on every core
+    (cob.parallel) against one core (parallel off): what the workers gained.
+g3. cold list with the verified set kept (index deleted); floor: the same walk and decode
+    without signatures.
+g4. cold list after ``git jobs cache rebuild`` (index emptied, states kept by tips).
+g5. warm list; floor: a process that reads every stored state row from the index.
+g6. cold ``git jobs status REV`` (index deleted, verified set kept); floor: ``git jobs --version``.
+g7. in-process ``Jobs.sync`` of one new change (a node's daemon); floor: a one-commit ``git
+    fetch`` between two small repositories (both over file paths).
+g8. one write (``job.run``) on the hub's 20-namespace clone, in-process; floor:
+    ``FloorWriter(index=True)`` (change + index commit + compare-and-swap) in the same repository.
+g9. memory per write of a long-lived store over 1,000 writes after 1,500 warm-up writes (a new
+    job, its run, its finish, as a node writes; RSS from /proc/self/statm after gc); floor: the
+    same number of FloorWriter writes.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pygit2
+from floor import FloorWriter
+from gen import T0, make_commits, new_uuid7
+
+import cob
+import jobs
+from cob import parallel
+
+FILES = ("git-jobs-index.sqlite3", "git-jobs-index.sqlite3-wal", "git-jobs-index.sqlite3-shm")
+SET_FILES = ("git-jobs-verified", "git-jobs-secret")
+FLOOR_WALK = r"""
+import sys, pygit2, msgspec
+sys.path.insert(0, sys.argv[3])
+from floor import _verify
+repo = pygit2.Repository(sys.argv[1])
+verify = sys.argv[2] == "1"
+walker = repo.walk(None, pygit2.enums.SortMode.NONE)
+for ref in repo.references.iterator():
+    if ref.name.startswith("refs/namespaces/"):
+        walker.push(ref.target)
+n = 0
+for commit in walker:
+    tree = commit.tree
+    if "ops" in tree:
+        msgspec.json.decode(tree["ops"].data)
+    signature, payload = commit.gpg_signature
+    if verify and signature is not None:
+        _verify(signature.decode(), payload)
+    n += 1
+print(n)
+"""
+FLOOR_WARM = r"""
+import sqlite3, sys
+rows = sqlite3.connect(sys.argv[1]).execute("SELECT data FROM evaluations").fetchall()
+print(len(rows))
+"""
+
+
+def _rm(gitdir: str, names: tuple[str, ...]) -> None:
+    for name in names:
+        Path(gitdir, name).unlink(missing_ok=True)
+
+
+def _rss_kb() -> float:
+    gc.collect()
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1024
+
+
+def case_big(scale: Any, base: Path, sizes: list[int], nodes: int, repeats: int) -> None:
+    """The rows above at each size, then the growth exponents."""
+    found: dict[str, dict[int, tuple[float, float | None]]] = {}
+    for size in sizes:
+        per = max(1, size // nodes)
+        scale.log(f"g: building {nodes} nodes x {per:,} jobs = {nodes * per:,} entries")
+        hub = scale.build(str(base / f"hub{size}"), nodes, per)
+        m = scale.clone(hub.path, base / f"m{size}.git")
+        scale.use_key(m, hub.signers[0], base / "keys", f"m{size}")
+        for name, (ours, floor) in _one_size(scale, base, hub, m, size, repeats).items():
+            found.setdefault(name, {})[size] = (ours, floor)
+    if len(sizes) >= 2:
+        lo, hi = sizes[0], sizes[-1]
+        for name, by_size in found.items():
+            if name.startswith(("g2", "g9")):  # a ratio of two timings; KB near zero
+                continue
+            (a, fa), (b, fb) = by_size[lo], by_size[hi]
+            exp = math.log(b / a) / math.log(hi / lo) if a > 0 and b > 0 else float("nan")
+            floor = ""
+            if fa and fb:
+                floor = f"floor's exponent {math.log(fb / fa) / math.log(hi / lo):.2f}"
+            scale.row(f"   growth {name} {lo:,}->{hi:,}", exp, None, "exp", floor)
+
+
+def _one_size(
+    scale: Any, base: Path, hub: Any, m: str, size: int, repeats: int
+) -> dict[str, tuple[float, float | None]]:
+    out: dict[str, tuple[float, float | None]] = {}
+    walk = [sys.executable, "-c", FLOOR_WALK, m]
+    here = str(Path(__file__).resolve().parent)
+
+    def cli(*args: str, ok: tuple[int, ...] = (0,)) -> float:
+        return float(scale.timed([scale.GIT_JOBS, *args], m, ok=ok))
+
+    def first_ever() -> float:
+        _rm(m, FILES + SET_FILES)
+        return cli("list")
+
+    def set_kept() -> float:
+        _rm(m, FILES)
+        return cli("list")
+
+    def rebuilt() -> float:
+        cob.cache.Cache(m).clear()
+        return cli("list")
+
+    def floor_verify() -> float:
+        return float(scale.timed([*walk, "1", here], m))
+
+    def floor_decode() -> float:
+        return float(scale.timed([*walk, "0", here], m))
+
+    ours, floor = scale.interleaved([first_ever, floor_verify], repeats)
+    scale.row(f"g1. cold list, first-ever, {size:,} entries", ours, floor, "s", "walk+decode+verify, 1 core")
+    out["g1 cold list first-ever"] = (ours, floor)
+    out.update(_parallel_gain(scale, m, size, repeats))
+    ours, floor = scale.interleaved([set_kept, floor_decode], repeats)
+    scale.row(f"g3. cold list, verified set kept, {size:,}", ours, floor, "s", "walk+decode, no signatures")
+    out["g3 cold list set kept"] = (ours, floor)
+    ours, floor = scale.interleaved([rebuilt, floor_decode], repeats)
+    scale.row(f"g4. list after cache rebuild, {size:,}", ours, floor, "s", "walk+decode, no signatures")
+    out["g4 list after rebuild"] = (ours, floor)
+    cli("list")
+    warm_floor = [sys.executable, "-c", FLOOR_WARM, str(Path(m, FILES[0]))]
+    ours, floor = scale.interleaved([lambda: cli("list"), lambda: float(scale.timed(warm_floor, m))], repeats)
+    scale.row(f"g5. warm list, {size:,}", ours, floor, "s", "a process reading every stored state")
+    out["g5 warm list"] = (ours, floor)
+    rev = hub.commits[len(hub.commits) // 2]
+
+    def cold_status() -> float:
+        _rm(m, FILES)
+        return cli("status", rev, ok=(0, 1, 8))
+
+    ours, floor = scale.interleaved([cold_status, lambda: cli("--version")], repeats)
+    scale.row(f"g6. cold status REV, {size:,}", ours, floor, "s", "git jobs --version")
+    out["g6 cold status"] = (ours, floor)
+    cli("list")
+    out.update(_sync_and_writes(scale, base, hub, m, size, repeats))
+    return out
+
+
+def _parallel_gain(scale: Any, m: str, size: int, repeats: int) -> dict[str, tuple[float, float | None]]:
+    def listing(on: bool) -> Callable[[], float]:
+        def run() -> float:
+            _rm(m, FILES + SET_FILES)
+            saved = parallel.MIN_CHANGES
+            parallel.MIN_CHANGES = saved if on else 10**12
+            try:
+                t = time.perf_counter()
+                n = sum(1 for _ in jobs.Jobs.open(m).all())
+                elapsed = time.perf_counter() - t
+            finally:
+                parallel.MIN_CHANGES = saved
+            assert n > 0
+            return elapsed
+
+        return run
+
+    ours, floor = scale.interleaved([listing(True), listing(False)], repeats)
+    cores = parallel.workers()
+    scale.row(f"g2. first-ever list in-process, {cores} cores, {size:,}", ours, floor, "s", "same, one core")
+    return {"g2 first-ever parallel": (ours, floor)}
+
+
+def _sync_and_writes(
+    scale: Any, base: Path, hub: Any, m: str, size: int, repeats: int
+) -> dict[str, tuple[float, float | None]]:
+    out: dict[str, tuple[float, float | None]] = {}
+    a_path = scale.clone(hub.path, base / f"a{size}.git")
+    writer = hub.signers[1]
+    a = jobs.Jobs.open(a_path, signer=writer, cache=False)
+    node = jobs.Jobs.open(m, signer=hub.signers[0])
+    small = str(base / f"small{size}")
+    make_commits(small, 1)
+    small_copy = base / f"small-copy{size}.git"
+    scale.git("clone", "-q", "--bare", small, str(small_copy))
+    counter = iter(range(10**6))
+    n = len(hub.job_ids)
+
+    def in_process() -> float:
+        i = next(counter)
+        job = a.get_mut(hub.job_ids[n - 1 - (i * 7919) % max(1, n // 20)])
+        assert job is not None
+        job.run(f"https://a.example/{i}")
+        assert a.sync(hub.path, fetch=False).ok
+        t = time.perf_counter()
+        report = node.sync(hub.path)
+        elapsed = time.perf_counter() - t
+        assert report.ok and report.fetched, report.summary()
+        return elapsed
+
+    def small_fetch() -> float:
+        tree = scale.git("rev-parse", "main^{tree}", cwd=small)
+        new = scale.git("commit-tree", tree, "-p", "main", "-m", f"c{next(counter)}", cwd=small)
+        scale.git("update-ref", "refs/heads/main", new, cwd=small)
+        return float(scale.timed(["git", "fetch", "-q", small, "refs/heads/*:refs/heads/*"], small_copy))
+
+    in_process(), small_fetch()
+    ours, floor = scale.interleaved([in_process, small_fetch], repeats)
+    scale.row(
+        f"g7. in-process Jobs.sync, 1 new change, {size:,}",
+        ours,
+        floor,
+        "s",
+        "git fetch 1 commit, small repos",
+    )
+    out["g7 in-process sync"] = (ours, floor)
+
+    signer = hub.signers[0]
+    fw = FloorWriter(pygit2.Repository(m), signer._key, signer.nid, index=True)
+    enc = msgspec.json.Encoder()
+    jobs_to_write = [node.get_mut(hub.job_ids[i % n]) for i in range(8)]
+    floor_tip: list[str | None] = [None]
+
+    def write() -> float:
+        job = jobs_to_write[next(counter) % len(jobs_to_write)]
+        assert job is not None
+        t = time.perf_counter()
+        job.run("https://ci.example/w")
+        return time.perf_counter() - t
+
+    def floor_write() -> float:
+        payload = enc.encode([{"log": "https://ci.example/", "run_id": new_uuid7(), "type": "run"}])
+        t = time.perf_counter()
+        tip = floor_tip[0]
+        floor_tip[0] = fw.write(payload, [tip] if tip else [], "refs/floor/x", tip, T0 + next(counter))
+        return time.perf_counter() - t
+
+    write(), floor_write()
+    ours, floor = scale.interleaved([write, floor_write], max(30, repeats * 10))
+    scale.row(
+        f"g8. one write on a {len(hub.signers)}-node hub, {size:,}",
+        ours * 1e3,
+        floor * 1e3,
+        "ms",
+        "FloorWriter(index=True)",
+    )
+    out["g8 write"] = (ours, floor)
+
+    def per_write(fn: Callable[[], float], warmup: int = 1500, count: int = 1000) -> float:
+        for _ in range(warmup):  # the bounded caches fill (verified changes 2 MiB, libgit2's)
+            fn()
+        before = _rss_kb()
+        for _ in range(count):
+            fn()
+        return (_rss_kb() - before) / count
+
+    current: list[Any] = [None, None]
+    steps = iter(range(10**7))
+
+    def node_write() -> float:
+        """As a node writes: a new job, a run on it, its finish (the jobs' own states do not
+        pile up in this process; what grows per write here is kept by the store)."""
+        i = next(steps)
+        if i % 3 == 0:
+            current[0] = node.create(hub.commits[i % len(hub.commits)], f"mem{i // 3}")
+        elif i % 3 == 1:
+            current[1] = current[0].run("https://ci.example/m")
+        else:
+            current[0].finish(current[1], "succeeded")
+        return 0.0
+
+    ours_kb, floor_kb = per_write(node_write), per_write(floor_write)
+    scale.row(f"g9. memory per write, {size:,}", ours_kb, floor_kb, "KB", "FloorWriter writes (RSS after gc)")
+    out["g9 memory per write"] = (max(ours_kb, 1e-3), max(floor_kb, 1e-3))
+    return out
