@@ -336,7 +336,7 @@ def read_change(
 
     Anything libgit2 or the decoders raise on a malformed object (unparseable commit, missing
     tree or blob, bad file mode, undecodable text) is an :class:`InvalidChangeError` too.
-    ``recheck``: check everything again, the signature included (``git jobs verify``).
+    ``recheck``: check everything again, the signature included (an application's full verify).
     """
     hit = None if recheck else codec.verified.get((oid, is_root))
     if hit is not None:

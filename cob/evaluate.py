@@ -232,7 +232,7 @@ def evaluate(
     A history over :data:`MAX_CHANGES` (counting what ``base`` already holds) is handed to
     :func:`_evaluate_trimmed`, which keeps a deterministic subset of the tips; ``trim=False``
     (its own inner fold) rejects what is past the limit instead of trimming again.
-    ``recheck``: check every signature again, even those checked before (``git jobs verify``).
+    ``recheck``: check every signature again, even those checked before (an application's full verify).
 
     ``base`` is only extended when that equals a full fold: every namespace's tip must have
     stayed or moved forward (a ref moved backwards or sideways, or was deleted, drops history),

@@ -4,8 +4,8 @@ Two tables of the index (:mod:`cob.cache`) hold evaluations:
 
 - ``evaluations``: per object, the last one (the base an incremental fold extends);
 - ``states``: per object, the last one *keyed by the set of tips it was folded from and the
-  type's rules* (:func:`state_key`). This table survives ``Cache.clear`` (``git jobs cache
-  rebuild``) and schema changes of the other tables, so a rebuild looks states up instead of
+  type's rules* (:func:`state_key`). This table survives ``Cache.clear`` (an application's cache
+  rebuild) and schema changes of the other tables, so a rebuild looks states up instead of
   folding: a fold is a function of the tips (the DAG they reach) and the rules, nothing else.
   One row per object (the newest replaces the older), so it grows with objects, not writes.
 

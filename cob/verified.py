@@ -3,7 +3,7 @@ index so that deleting or rebuilding the index does not mean checking them all a
 
 A change's oid names its bytes, signature included, so a signature checked once stays good:
 the load (:func:`cob.change.read_change`) asks this set before it runs Ed25519, and records
-every signature it checked. ``git jobs verify`` (``Store.load(full=True)``) asks nothing and
+every signature it checked. A full verify (``Store.load(full=True)``) asks nothing and
 checks everything again.
 
 The set must not become a way to slip a forged change in, so an entry is not the oid but a

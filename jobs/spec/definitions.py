@@ -237,12 +237,7 @@ def _job(ctx: _Ctx, name: str, value: Any) -> list[JobDef]:
     states: list[str] = []
     with ctx.check():
         needs, states = _needs(ctx, f"{key}.needs", table.get("needs", []))
-    timeout = None
-    if "timeout" in table:
-        try:
-            timeout = parse_duration(table["timeout"])
-        except DurationError as e:
-            ctx.errors.extend(ctx.error(f"{key}.timeout", str(e)).errors)
+    timeout = _timeout(ctx, key, table)
     retry = RetrySpec()
     with ctx.check():
         retry = _retry(ctx, f"{key}.retry", table["retry"]) if "retry" in table else RetrySpec()
@@ -278,6 +273,17 @@ def _job(ctx: _Ctx, name: str, value: Any) -> list[JobDef]:
     one = dataclasses.replace(one, resources=resources, condition=condition, when=when, runs_on=runs_on)
     one = dataclasses.replace(one, outputs=outputs, reuse=reuse, runner=runner, data=data, **extras, **values)
     return [_instance(ctx, key, one, combo) for combo in combos] if "matrix" in table and static else [one]
+
+
+def _timeout(ctx: _Ctx, key: str, table: Mapping[str, Any]) -> float | None:
+    """The job's ``timeout`` in seconds (None: the node's default); a wrong one is recorded."""
+    if "timeout" not in table:
+        return None
+    try:
+        return parse_duration(table["timeout"])
+    except DurationError as e:
+        ctx.errors.extend(ctx.error(f"{key}.timeout", str(e)).errors)
+        return None
 
 
 def _extras(ctx: _Ctx, key: str, table: Mapping[str, Any]) -> dict[str, Any]:
