@@ -22,8 +22,9 @@ from ..node.config import labels_config, load_config, slots_config
 from ..node.daemon import Node
 from ..node.follow import FOLLOW_ROOT, fetch
 from ..node.isolation import load_isolation
+from ..node.plan import ELSEWHERE, PlanItem
 from ..node.trigger import trigger
-from ..node.work import ELSEWHERE, PlanItem, WorkReport
+from ..node.work import WorkReport
 from ..requests import Reruns, fetch_requested, trusted_requesters
 from ..store import Jobs
 from ..text import safe

@@ -2,7 +2,9 @@
 
 - :mod:`jobs.spec` — the ``.git-jobs.toml`` language, read from a commit's own tree (its
   public names are re-exported here).
-- :mod:`.work` — ``release``, ``work any`` (plan, run, retry, skip) and crash recovery.
+- :mod:`.plan` — what a node would do now about each job (a pure function of the ledger);
+  :mod:`.work` — ``release``, ``work any`` and crash recovery; :mod:`.execute` — one attempt,
+  to its signed finish; :mod:`.process` — a job's process group, to its end.
 - :mod:`.trigger` — ``work trigger``: ask other machines to work on other commits.
 - :mod:`.daemon` — ``git jobs node``: preflights, then workers on intervals; :mod:`.tasks` —
   the ``Preflight``/``Worker`` protocols, for tasks given from Python.
@@ -33,9 +35,11 @@ if TYPE_CHECKING:
     )
     from ..spec.durations import format_duration, parse_duration
     from .daemon import Node
+    from .execute import Outcome
+    from .plan import PlanItem
     from .runners import RunContext, Runner, Runners, RunResult
     from .tasks import Preflight, Worker, preflight, worker
-    from .work import Outcome, PlanItem, WorkReport, Workshop, release
+    from .work import WorkReport, Workshop, release
 
 # Loaded on first use (PEP 562): `git jobs status` reads a commit's definitions (which jobs are
 # required, who retries) without importing the runner, the sandbox and the checkout code.
@@ -57,7 +61,9 @@ __getattr__, __dir__ = exports(
         daemon=("Node",),
         runners=("RunContext", "RunResult", "Runner", "Runners"),
         tasks=("Preflight", "Worker", "preflight", "worker"),
-        work=("Outcome", "PlanItem", "WorkReport", "Workshop", "release"),
+        execute=("Outcome",),
+        plan=("PlanItem",),
+        work=("WorkReport", "Workshop", "release"),
     ),
 )
 

@@ -48,6 +48,7 @@ from .invalid import InvalidDefinitions
 from .isolation import Isolation, IsolationError, load_isolation
 from .journal import Journal, LockedError, WorkLock
 from .logs import state_dir
+from .plan import Action
 from .preflights import PreflightError, check_remote, check_repository
 from .progress import state
 from .retry import Backoff, policies
@@ -504,11 +505,11 @@ class Node:
     def _report(self, report: WorkReport, why: str) -> None:
         if not report.defined:
             return
-        waiting = [p for p in report.plan if p.action == "wait"]
+        waiting = [p for p in report.plan if p.action == Action.WAIT]
         if waiting and not report.outcomes:
             return
         if report.outcomes:
-            done = sum(p.action == "done" for p in report.plan)
+            done = sum(p.action == Action.DONE for p in report.plan)
             self.log(
                 "worker:work",
                 f"{report.commit[:12]} ({safe(why)}): {done} of {len(report.plan)} jobs done on this node",

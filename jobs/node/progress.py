@@ -20,7 +20,7 @@ from ..model import Job
 from ..requests import Reruns
 from ..spec.definitions import Definitions, load_definitions
 from ..store import Jobs
-from .work import PlanItem, assess
+from .plan import Action, PlanItem, assess
 
 # A plan action as a person reads a commit's progress on a node.
 PROGRESS = {
@@ -39,7 +39,7 @@ PROGRESS = {
 
 def state(item: PlanItem) -> str:
     """``queued`` … ``skipped``; a failed job whose next attempt is due now is ``retrying``."""
-    if item.action == "run" and item.attempts > 0:
+    if item.action == Action.RUN and item.attempts > 0:
         return "retrying"
     return PROGRESS.get(item.action, item.action)
 

@@ -22,7 +22,7 @@ from ..policy import Policy, load_repository_policy
 from ..profile import eligibility
 from ..spec.definitions import Definitions
 from ..store import Jobs
-from .work import ELSEWHERE, PlanItem
+from .plan import ELSEWHERE, PlanItem
 
 
 @dataclass(frozen=True, slots=True)

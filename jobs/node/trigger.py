@@ -28,7 +28,9 @@ from .candidates import branches, followed, ordered, requested
 from .checkout import remove_tree
 from .follow import Follow
 from .isolation import Scratch
-from .work import WORK, Workshop
+from .plan import WORK, Action
+from .process import kill
+from .work import Workshop
 
 TRIGGER_TIMEOUT = 120.0
 
@@ -93,7 +95,7 @@ def trigger(
             continue
         if defs is None:
             continue
-        pending = [p.name for p in workshop.plan(defs) if p.action in WORK or p.action == "blocked"]
+        pending = [p.name for p in workshop.plan(defs) if p.action in WORK or p.action == Action.BLOCKED]
         if not pending:
             continue
         if not defs.trigger:
@@ -135,7 +137,7 @@ def _run(workshop: Workshop, commit: str, command: str, pending: list[str], time
             try:
                 stdout, stderr = proc.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:
-                workshop._kill(proc)  # SIGTERM its group (the reaper ends the rest), then SIGKILL
+                kill(proc, workshop.kill_grace)  # SIGTERM its group (the reaper ends the rest), then SIGKILL
                 proc.communicate()
                 return Triggered(commit, False, f"timed out after {format_duration(timeout)}", command)
         done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
