@@ -12,6 +12,8 @@ When does a verdict "change"? A watcher remembers the outcome it last saw per co
 (:class:`Watcher`). What it sees on its first look is the baseline and notifies nothing. After
 that, a commit whose outcome differs from the last one seen notifies; a commit seen for the
 first time notifies only when it already has a final outcome (its runs arrived all at once).
+A node keeps its watcher's memory in ``<gitdir>/git-jobs/notify-seen.json`` (:meth:`Watcher.load`,
+:meth:`Watcher.save`), so a verdict that changed while it was stopped notifies once it is back.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import signal
 import subprocess
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .gate import GateStatus
@@ -174,6 +177,32 @@ class Watcher:
             self.seen.pop(next(iter(self.seen)))
         self.started = True
         return changed
+
+    @classmethod
+    def load(cls, path: Path) -> Watcher:
+        """The watcher a previous process saved at ``path`` (started: its memory is the baseline);
+        a fresh one when there is none or it cannot be read (bounded: :data:`MAX_REMEMBERED`)."""
+        try:
+            if path.stat().st_size > 256 * MAX_REMEMBERED:
+                return cls()
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return cls()
+        if not isinstance(data, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and len(k) <= 64 and len(v) <= 32
+            for k, v in data.items()
+        ):
+            return cls()
+        seen = dict(list(data.items())[-MAX_REMEMBERED:])
+        return cls(seen, started=bool(seen))
+
+    def save(self, path: Path) -> None:
+        """Keep the memory for the next process (atomically; a failure only loses the baseline)."""
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            tmp.write_text(json.dumps(self.seen), encoding="utf-8")
+            os.replace(tmp, path)
 
 
 def notify_all(

@@ -34,6 +34,7 @@ import pygit2
 import cob
 from cob import sync as cob_sync
 
+from .. import paths
 from ..errors import DefinitionError, JobsError
 from ..requests import Reruns, fetch_requested, trusted_requesters
 from ..spec.definitions import load_definitions
@@ -63,6 +64,7 @@ MAX_PROGRESS = 100  # commits remembered in node.json
 
 # threading.Event.wait refuses timeouts past ~292 years; no worker sleeps more than a day.
 MAX_WAIT = 24 * 3600.0
+NOTIFY_SEEN = "notify-seen.json"  # the notify worker's last verdicts, for the next process
 
 
 @dataclass(slots=True)
@@ -453,13 +455,14 @@ class Node:
         from ..history import subject_of
         from ..notify import Change, Watcher, notify_all
 
-        watcher = Watcher()
         jobs: list[Jobs] = []
+        watchers: list[Watcher] = []
 
         def body() -> None:
             if not jobs:
                 jobs.append(self._jobs())
-            store = jobs[0]
+                watchers.append(Watcher.load(paths.state_file(jobs[0].repo, NOTIFY_SEEN)))
+            store, watcher = jobs[0], watchers[0]
             policy = store.policy()
             found = self._commits(store)[:MAX_PROGRESS]
             why = {c.commit: c.source for c in found}
@@ -471,6 +474,7 @@ class Node:
                 notify_all(
                     self.notify, changes, self.notify_timeout, lambda line: self.log("worker:notify", line)
                 )
+            watcher.save(paths.state_file(store.repo, NOTIFY_SEEN))
 
         return body
 
