@@ -1,17 +1,14 @@
 """docs/EXTENDING.md builds a worked example: its code blocks run, in order, as written.
 
-The pipeline (structured outputs, a dynamic matrix, a check) always runs; the runner and the
-worker sections run where ``jobs.node.runners`` / ``jobs.node.tasks`` exist.
+The pipeline (structured outputs, a dynamic matrix, a check), then a runner that runs a job
+and a worker given to a node.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.conftest import init_repo
 from tests.node.test_node_work import commit_defs, new_key
@@ -46,11 +43,6 @@ def test_the_pipeline_of_the_guide_runs_as_written(tmp_path: Path) -> None:
     assert [o.name for o in scope["report"].outcomes][:1] == ["plan"]
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("jobs.node.runners") is None
-    or importlib.util.find_spec("jobs.node.tasks") is None,
-    reason="runners and tasks (issue 32 items 1-2) are not in this tree",
-)
 def test_the_runner_and_the_worker_of_the_guide_run_as_written(tmp_path: Path) -> None:
     scope = run_pipeline(tmp_path)
     guide = sections()
