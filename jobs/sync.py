@@ -140,9 +140,7 @@ class SyncReport:
             + (f", untrusted refs skipped {self.skipped}" if self.scope == "trusted" else "")
         )
         if self.logs_fetched or self.logs_pushed or self.logs_deleted:
-            line += f"; log buckets fetched {len(self.logs_fetched)}, pushed {len(self.logs_pushed)}" + (
-                f", deleted {len(self.logs_deleted)}" if self.logs_deleted else ""
-            )
+            line += _buckets_line(self.logs_fetched, self.logs_pushed, self.logs_deleted)
         if self.merged:
             line += f"; jobs written on two copies of this node merged {len(self.merged)}"
         if self.remembered or self.deferred:
@@ -164,6 +162,18 @@ class SyncReport:
             f"this node's results were not published to {cob_sync.describe(self.remote)}:"
             f" {first.reason}" + (f" (and {len(refused) - 1} more refusals)" if len(refused) > 1 else "")
         )
+
+
+def _buckets_line(fetched: list[RefUpdate], pushed: list[RefUpdate], deleted: list[str]) -> str:
+    """``; log buckets fetched F, pushed P[, deleted D]``, and the artifact buckets apart."""
+    out = ""
+    for kind, label in ((logs.KIND, "log"), (artifacts.KIND, "artifact")):
+        got = sum(1 for u in fetched if _log_json(u)["kind"] == kind)
+        sent = sum(1 for u in pushed if _log_json(u)["kind"] == kind)
+        gone = sum(1 for ref in deleted if f"/refs/{kind}/" in ref)
+        if kind == logs.KIND or got or sent or gone:
+            out += f"; {label} buckets fetched {got}, pushed {sent}" + (f", deleted {gone}" if gone else "")
+    return out
 
 
 def _log_json(update: RefUpdate) -> dict[str, object]:
