@@ -37,7 +37,7 @@ from cob.family import RefFamily, family_refs
 from cob.refs import compare_and_swap
 
 from .errors import JobsError
-from .logs import BUCKET, _next_month, bucket_of, entry_path, month_of
+from .logs import BUCKET, _next_month, bucket_of, bucket_shape, entry_path, month_of
 from .model import Job, Run
 
 if TYPE_CHECKING:
@@ -53,7 +53,6 @@ PRUNED_KEY = "jobs.artifacts.prunedBefore"
 MAX_KEY = "jobs.artifactsMax"
 _TREE = pygit2.enums.FileMode.TREE
 _RUN_LEAF = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-_FAN = re.compile(r"^[0-9a-f]{2}$")
 
 
 class ArtifactError(JobsError):
@@ -99,24 +98,7 @@ def bucket_problem(repo: pygit2.Repository, name: str, tip: str) -> str | None:
 def _bucket_tree(repo: pygit2.Repository, tip: str, month: str) -> pygit2.Tree | None:
     """The bucket commit's tree when it has a bucket's shape: fan-out directories holding
     trees named by run ids of ``month`` ending in those two digits."""
-    try:
-        commit = repo[tip]
-        if not isinstance(commit, pygit2.Commit) or not commit.raw_message.startswith(MESSAGE.encode()):
-            return None
-        tree = commit.tree
-        for fan in tree:
-            sub = repo[fan.id]
-            if fan.filemode != _TREE or not _FAN.match(fan.name or "") or not isinstance(sub, pygit2.Tree):
-                return None
-            for leaf in sub:
-                name = leaf.name or ""
-                if leaf.filemode != _TREE or not _RUN_LEAF.match(name) or name[-2:] != fan.name:
-                    return None
-                if bucket_of(name) != month:
-                    return None
-        return tree
-    except (KeyError, ValueError, TypeError, OverflowError, OSError, pygit2.GitError):
-        return None
+    return bucket_shape(repo, tip, month, MESSAGE.encode(), _TREE)
 
 
 # -- publishing ------------------------------------------------------------------------------

@@ -291,12 +291,19 @@ def merge_own(repo: pygit2.Repository, signer: cob.Signer, name: str, theirs: st
 
 
 def _bucket_tree(repo: pygit2.Repository, tip: str, month: str) -> pygit2.Tree | None:
-    """The tree of bucket commit ``tip`` when it has the shape of bucket ``month`` (fan-out
-    directories of two hex digits holding blobs named by run ids of that month ending in
-    them), else None."""
+    """The tree of log bucket commit ``tip`` when it has the shape of bucket ``month``, else None."""
+    return bucket_shape(repo, tip, month, b"Log ", _FILEMODE_BLOB)
+
+
+def bucket_shape(
+    repo: pygit2.Repository, tip: str, month: str, message: bytes, leaf_mode: int
+) -> pygit2.Tree | None:
+    """The tree of bucket commit ``tip`` when it has the shape of bucket ``month`` — its message
+    starts with ``message``; fan-out directories of two hex digits hold entries of ``leaf_mode``
+    (log blobs, artifact trees) named by run ids of that month ending in them — else None."""
     try:
         commit = repo[tip]
-        if not isinstance(commit, pygit2.Commit) or not commit.raw_message.startswith(b"Log "):
+        if not isinstance(commit, pygit2.Commit) or not commit.raw_message.startswith(message):
             return None
         tree = commit.tree
         for fan in tree:
@@ -306,7 +313,7 @@ def _bucket_tree(repo: pygit2.Repository, tip: str, month: str) -> pygit2.Tree |
                 return None
             for leaf in sub:
                 name = leaf.name or ""
-                if leaf.filemode != _FILEMODE_BLOB or not _RUN_LEAF.match(name) or name[-2:] != fan.name:
+                if leaf.filemode != leaf_mode or not _RUN_LEAF.match(name) or name[-2:] != fan.name:
                     return None
                 if bucket_of(name) != month:
                     return None

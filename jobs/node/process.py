@@ -17,6 +17,7 @@ from typing import Any
 
 from ..model import Reason
 from ..spec.durations import format_duration
+from .reaper import proc_stats
 
 KILL_GRACE = 2.0
 
@@ -32,21 +33,10 @@ def group_alive(pgid: int) -> bool:
         os.killpg(pgid, 0)
     except (ProcessLookupError, PermissionError):
         return False
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
+    stats = proc_stats()
+    if stats is None:
         return True  # no /proc: only the signal can tell
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                fields = fh.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-            return True
-    return False
+    return any(len(f) > 2 and int(f[2]) == pgid and f[0] not in (b"Z", b"X") for _, f in stats)
 
 
 def wait(

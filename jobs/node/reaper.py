@@ -30,6 +30,25 @@ class _Stop(Exception):
     pass
 
 
+def proc_stats() -> list[tuple[int, list[bytes]]] | None:
+    """(pid, the fields of ``/proc/PID/stat`` after the command name: state, ppid, pgrp, …) of
+    every process; None without ``/proc``."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return None
+    out = []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                out.append((int(entry), fh.read().rsplit(b")", 1)[1].split()))
+        except (OSError, IndexError):
+            continue
+    return out
+
+
 def _stop(signum: int, frame: object) -> None:
     raise _Stop
 
@@ -58,20 +77,12 @@ def _limit(resource_name: str, value: int) -> None:
 def descendants(root: int) -> list[int]:
     """Every live process whose parent chain leads to ``root`` (from ``/proc``)."""
     children: dict[int, list[int]] = {}
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
+    stats = proc_stats()
+    if stats is None:
         return []
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                fields = fh.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
+    for pid, fields in stats:
         if len(fields) > 1 and fields[0] not in (b"Z", b"X"):
-            children.setdefault(int(fields[1]), []).append(int(entry))
+            children.setdefault(int(fields[1]), []).append(pid)
     out, todo = [], [root]
     while todo:
         for pid in children.get(todo.pop(), []):
