@@ -123,8 +123,12 @@ def test_a_maintainers_day_the_evidence_is_right(day: Day) -> None:
     for who in ("alice", "bob"):
         git(day.clones[who], "config", "--add", "jobs.secret", f"PYPI_TOKEN=file:{day.tmp / 'token'}")
     trusted = {day.nids["alice"]: "alice", day.nids["bob"]: "bob"}
+    # Before plan has run, `cover` is one job the gate expects: pending, never a pass.
+    code, data, text = day.status(good)
+    assert (code, data["outcome"]) == (8, "pending") and "cover" in data["expected"], text
     code, data, text = day.settle(good, "alice", "bob")
     assert (code, data["outcome"]) == (0, "succeeded"), text
+    assert text.splitlines()[-1] == "succeeded: 4 succeeded", text
     cells = {"cover (target=x86)": "passed", "cover (target=arm)": "passed"}
     assert _verdicts(data) == {"plan": "extra", "build": "passed", "upload": "passed", **cells}, text
     assert sorted(data["required"]) == sorted(["build", "upload", *cells]), data["required"]
@@ -206,6 +210,7 @@ def test_a_maintainers_day_the_evidence_is_right(day: Day) -> None:
     low = day.push("more targets, less coverage", **{"targets": "x86 arm riscv\n", "coverage-arm": "72\n"})
     code, data, text = day.settle(low, "alice", "bob")
     assert (code, data["outcome"]) == (1, "failed"), text
+    assert text.splitlines()[-1].startswith("failed"), text
     cells = {"cover (target=x86)": "passed", "cover (target=arm)": "failed", "cover (target=riscv)": "passed"}
     assert {n: v for n, v in _verdicts(data).items() if n.startswith("cover")} == cells, text
     assert data["counts"] == {"succeeded": 4, "failed": 1}, data["counts"]
@@ -234,7 +239,7 @@ def test_a_maintainers_day_the_evidence_is_right(day: Day) -> None:
         assert time.monotonic() < deadline, text
         day.round("alice", "bob", extra=("--requested",))
         code, data, text = day.status(theirs)
-    assert (code, data["outcome"]) == (0, "succeeded"), text
+    assert (code, data["outcome"]) == (0, "succeeded") and "succeeded" in text.splitlines()[-1], text
     (upload,) = _latest(data, "upload")
     assert upload["values"] is None and "secrets" not in (upload["evidence"]["env"] or {}), upload
     log = day.ok("maintainer", "logs", f"{theirs}:upload", "--node", upload["node"]).stdout
