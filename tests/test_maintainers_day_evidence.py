@@ -253,6 +253,14 @@ def test_a_maintainers_day_the_evidence_is_right(day: Day) -> None:
     ).stdout
     assert len(every) > 10_000 and TOKEN.encode() not in every
 
+    # A fresh clone of the hub gives the same verdicts, the expanded cells included.
+    fresh = day.tmp / "fresh"
+    git(day.tmp, "clone", "-q", str(day.hub), str(fresh))
+    day.clones["fresh"], day.keys["fresh"] = fresh, day.keys["stranger"]
+    for sha in (good, low, theirs):
+        (mine, mine_data, _), (other, other_data, _) = day.status(sha), day.status(sha, "fresh")
+        assert (mine, _verdicts(mine_data)) == (other, _verdicts(other_data)), sha
+
 
 def _bundle_reproduces(day: Day, rev: str, name: str, *, code: int, text: str, data: dict[str, Any]) -> None:
     """`bundle REV` on the maintainer's clone; `verify --bundle` in an empty directory, no remote."""
