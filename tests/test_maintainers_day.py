@@ -32,14 +32,14 @@ pytestmark = pytest.mark.slow
 CHECK = """\
 set -e
 if [ -f slow ] && [ "$GIT_JOBS_NODE" = "$(cat slow)" ]; then
-  echo $$ > "$PIDS/$GIT_JOBS_RUN_ID"; echo "hanging"; exec sleep 120
+  echo $$ > "${PIDS:?}/$GIT_JOBS_RUN_ID"; echo "hanging"; exec sleep 120
 fi
 if [ -f regression ] && [ "$1" = "3.12" ]; then echo "assert 1 == 2"; exit 1; fi
 echo "ok on python $1"
 """
 
 FLAKY = """\
-mark="$MARKS/$GIT_JOBS_NODE"  # each node's first run ever fails
+mark="${MARKS:?}/$GIT_JOBS_NODE"  # each node's first run ever fails
 if [ -e "$mark" ]; then echo "passed this time"; exit 0; fi
 touch "$mark"; echo "lost a race"; exit 1
 """
@@ -89,6 +89,8 @@ class Day:
         git(self.tmp, "clone", "-q", str(self.hub), str(path))
         git(path, "config", "jobs.isolation", "none")  # the jobs use files the test watches
         git(path, "config", "jobs.lostGrace", "1s")
+        for name in ("PIDS", "MARKS"):  # a job's environment is an allowlist: without these the
+            git(path, "config", "--add", "jobs.passEnv", name)  # jobs wrote "/$GIT_JOBS_NODE"
         self.clones[who] = path
         return path
 
@@ -259,6 +261,7 @@ def test_a_maintainers_day_every_verdict_is_right(day: Day) -> None:
         time.sleep(0.3)
     alice.send_signal(signal.SIGKILL)
     alice.wait(timeout=10)
+    assert any((day.tmp / "pids").iterdir())  # the job that hangs (the teardown kills it)
     code, data, text = day.settle(hang, "bob", timeout=120)
     assert (code, data["outcome"]) == (0, "succeeded"), text
     shown = [
