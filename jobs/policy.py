@@ -70,7 +70,8 @@ def policy_ref(repo: pygit2.Repository) -> PolicySource | None:
 
     ``jobs.policyRef`` (any ref or rev) must resolve: a configured but missing policy ref is an
     error, never a silent "no policy". Otherwise the remote's default branch as last fetched
-    (the target of ``refs/remotes/<remote>/HEAD``), else the local default branch
+    (the target of ``refs/remotes/<remote>/HEAD``; without it — a clone of a hub that was still
+    empty — the remote's ``init.defaultBranch``, ``main`` or ``master``), else the local default branch
     (``init.defaultBranch``, ``main``, ``master``). HEAD is never used: it may be the commit
     under test.
     """
@@ -78,18 +79,34 @@ def policy_ref(repo: pygit2.Repository) -> PolicySource | None:
     if chosen is not None:
         return _configured(repo, chosen)
     remote = _default_remote(repo)
-    if remote is not None:
-        head = repo.references.get(f"refs/remotes/{remote}/HEAD")
-        if head is not None and head.type == pygit2.enums.ReferenceType.SYMBOLIC:
-            target = str(head.target)
-            sha = _commit_of(repo, target)
-            if sha is not None:
-                return PolicySource(target, sha, "remote default branch")
-    for branch in dict.fromkeys(b for b in (_config(repo, "init.defaultBranch"), "main", "master") if b):
+    target = _remote_default(repo, remote) if remote is not None else None
+    sha = _commit_of(repo, target) if target is not None else None
+    if target is not None and sha is not None:
+        return PolicySource(target, sha, "remote default branch")
+    for branch in _default_branches(repo):
         name = f"refs/heads/{branch}"
         sha = _commit_of(repo, name)
         if sha is not None:
             return PolicySource(name, sha, "local default branch")
+    return None
+
+
+def _default_branches(repo: pygit2.Repository) -> list[str]:
+    return list(dict.fromkeys(b for b in (_config(repo, "init.defaultBranch"), "main", "master") if b))
+
+
+def _remote_default(repo: pygit2.Repository, remote: str) -> str | None:
+    """``remote``'s default branch as fetched: the target of ``refs/remotes/<remote>/HEAD``, or,
+    when the clone has none (it was made while the hub was empty, and ``git fetch`` never sets
+    it), the first of the default branch names it has fetched."""
+    prefix = f"refs/remotes/{remote}/"
+    head = repo.references.get(f"{prefix}HEAD")
+    if head is not None and head.type == pygit2.enums.ReferenceType.SYMBOLIC:
+        target = str(head.target)
+        return target if target.startswith(prefix) else None
+    for branch in _default_branches(repo):
+        if _commit_of(repo, prefix + branch) is not None:
+            return prefix + branch
     return None
 
 
@@ -245,6 +262,8 @@ def fetch_policy(repo: pygit2.Repository, remote: str, timeout: float = 120.0) -
     from cob import sync as cob_sync
 
     ref = _remote_policy_ref(repo, remote)
+    if ref is None and remote == _default_remote(repo) and _config(repo, POLICY_REF_KEY) is None:
+        ref = _discover_default(repo, remote, timeout)  # a clone made while the hub was empty
     if ref is None:
         return None
     branch = ref[len(f"refs/remotes/{remote}/") :]
@@ -267,6 +286,33 @@ def fetch_policy(repo: pygit2.Repository, remote: str, timeout: float = 120.0) -
     return None
 
 
+def _discover_default(repo: pygit2.Repository, remote: str, timeout: float) -> str | None:
+    """``refs/remotes/<remote>/<branch>`` for the remote's default branch, asked of the remote
+    (``ls-remote --symref``: its HEAD when that names a branch it has, else the first of
+    ``init.defaultBranch``, ``main``, ``master`` it has); None when it has none (still empty)."""
+    from cob import sync as cob_sync
+
+    wanted = [f"refs/heads/{b}" for b in _default_branches(repo)]
+    try:
+        res = cob_sync.run_git(
+            str(repo.path).rstrip("/"), ["ls-remote", "--symref", remote, "HEAD", *wanted], timeout=timeout
+        )
+    except cob.TransportError:
+        return None
+    if res.returncode != 0:
+        return None
+    symref, heads = None, set()
+    for line in res.stdout.splitlines()[:100]:
+        if line.startswith("ref: ") and line.endswith("\tHEAD"):
+            symref = line[len("ref: ") : -len("\tHEAD")]
+        elif "\t" in line:
+            heads.add(line.split("\t", 1)[1])
+    found = [symref] if symref in heads else [h for h in wanted if h in heads]
+    if not found or not pygit2.reference_is_valid_name(found[0]):
+        return None
+    return f"refs/remotes/{remote}/{found[0][len('refs/heads/') :]}"
+
+
 def _remote_policy_ref(repo: pygit2.Repository, remote: str) -> str | None:
     """The policy ref when it is ``remote``'s branch (``refs/remotes/<remote>/<branch>``)."""
     prefix = f"refs/remotes/{remote}/"
@@ -277,11 +323,7 @@ def _remote_policy_ref(repo: pygit2.Repository, remote: str) -> str | None:
         return name if ok and not name.endswith("/HEAD") else None
     if remote != _default_remote(repo):
         return None
-    head = repo.references.get(f"{prefix}HEAD")
-    if head is None or head.type != pygit2.enums.ReferenceType.SYMBOLIC:
-        return None
-    target = str(head.target)
-    return target if target.startswith(prefix) else None
+    return _remote_default(repo, remote)
 
 
 def load_policy(repo: pygit2.Repository, *, local: bool = True) -> Policy:
