@@ -17,7 +17,9 @@ There are two scopes, never mixed: ``trusted`` (commits of the branches and tags
 follows, or that its user named) and ``contributed`` (a contributor's commit, as
 :func:`.secrets.contributed` tells: one only a requester asked for, or one of a followed ref that
 is not a branch or tag, like ``refs/pull/*/head``). A run restores from and saves to its own
-scope only, so a cache written by a contributor's run never reaches a run of a followed branch.
+scope only, so a cache written by a contributor's run never reaches a run of a followed branch;
+and within ``contributed`` each contributor's ref (a commit only a requester asked for: each
+commit) has entries of its own, so one pull request cannot poison another's cache.
 Copies are made as outputs are (:mod:`.outputs`: links kept
 as links, never followed; bounded). The store holds at most ``jobs.cacheMax`` bytes (default
 2g, ``0``: caching off); the least recently used entries go first. Hits, misses and saves are
@@ -113,8 +115,11 @@ def cache_key(repo: pygit2.Repository, commit: str, spec: CacheSpec, job: str, e
 root = paths.caches_root
 
 
-def entry_dir(repo: pygit2.Repository, scope: str, key: str) -> Path:
-    return root(repo) / scope / hashlib.sha256(key.encode()).hexdigest()[:32]
+def entry_dir(repo: pygit2.Repository, scope: str, key: str, partition: str = "") -> Path:
+    """Where the entry of ``key`` is; ``partition``: whose it is within the scope (a
+    contributor's ref), so two partitions never share an entry of the same key."""
+    named = f"{partition}\0{key}" if partition else key
+    return root(repo) / scope / hashlib.sha256(named.encode()).hexdigest()[:32]
 
 
 def cache_max(repo: pygit2.Repository) -> int:
@@ -126,9 +131,9 @@ def cache_max(repo: pygit2.Repository) -> int:
         raise ValueError(str(e)) from None
 
 
-def restore(repo: pygit2.Repository, scope: str, key: str, dest: Path) -> bool:
+def restore(repo: pygit2.Repository, scope: str, key: str, dest: Path, partition: str = "") -> bool:
     """Copy the entry of ``key`` into the checkout ``dest``; False on a miss."""
-    entry = entry_dir(repo, scope, key)
+    entry = entry_dir(repo, scope, key, partition)
     data = entry / "data"
     if not (entry / "meta.json").is_file() or not data.is_dir():
         return False
@@ -138,9 +143,11 @@ def restore(repo: pygit2.Repository, scope: str, key: str, dest: Path) -> bool:
     return True
 
 
-def save(repo: pygit2.Repository, scope: str, key: str, src: Path, paths: tuple[str, ...]) -> str:
+def save(
+    repo: pygit2.Repository, scope: str, key: str, src: Path, paths: tuple[str, ...], partition: str = ""
+) -> str:
     """Keep ``paths`` of the checkout ``src`` as the entry of ``key``; a note for the log."""
-    entry = entry_dir(repo, scope, key)
+    entry = entry_dir(repo, scope, key, partition)
     if (entry / "meta.json").is_file():
         return f"cache {key}: kept as it is (an entry is never overwritten)"
     limit = cache_max(repo)
@@ -210,9 +217,15 @@ def around(
     """A cache session of one run of ``commit``, reached through ``source`` (None: no cache)."""
     if spec is None:
         return None
+    from .follow import FOLLOW_ROOT
     from .secrets import contributed
 
-    return Session(repo, spec, commit, job, SCOPES[1] if contributed(repo, commit, source) else SCOPES[0])
+    if not contributed(repo, commit, source):
+        return Session(repo, spec, commit, job, SCOPES[0])
+    # One contributor's runs never restore what another's saved: a pull request's entries are
+    # its ref's (refs/pull/7/head); a commit only a requester asked for has its own.
+    partition = source if source.startswith(FOLLOW_ROOT) else f"commit {commit}"
+    return Session(repo, spec, commit, job, SCOPES[1], partition)
 
 
 @dataclass(slots=True)
@@ -224,6 +237,7 @@ class Session:
     commit: str
     job: str
     scope: str
+    partition: str = ""  # within the contributed scope: whose entries (around)
     key: str = ""
     hit: bool = False
 
@@ -233,7 +247,7 @@ class Session:
                 return "cache off on this node (jobs.cacheMax = 0)"
             mine = pygit2.Repository(self.repo.path)  # its own: this runs in a worker thread
             self.key = cache_key(mine, self.commit, self.spec, self.job, env)
-            self.hit = restore(self.repo, self.scope, self.key, dest)
+            self.hit = restore(self.repo, self.scope, self.key, dest, self.partition)
         except (ValueError, OSError, KeyError, pygit2.GitError) as e:
             self.key = ""
             return f"cache not used: {e}"
@@ -243,4 +257,4 @@ class Session:
     def save(self, src: Path) -> str:
         if not self.key or self.hit:
             return ""
-        return save(self.repo, self.scope, self.key, src, self.spec.paths)
+        return save(self.repo, self.scope, self.key, src, self.spec.paths, self.partition)
