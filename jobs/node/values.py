@@ -260,7 +260,7 @@ def as_list(value: str) -> list[str]:
     if text.startswith("["):
         try:
             items = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # 4 KiB of "[" nests past json's recursion limit
             raise ValuesError("not a JSON list") from None
         if not isinstance(items, list) or not all(
             isinstance(x, str | int) and not isinstance(x, bool) for x in items

@@ -210,3 +210,50 @@ def test_an_artifact_naming_a_directory_and_a_link_alike_is_refused(tmp_path: Pa
         artifacts.write_tree(repo, tree, tmp_path / "out")
     assert not (tmp_path / "home" / ".bashrc").exists()
     assert os.listdir(tmp_path / "home") == []
+
+
+# -- dynamic matrix: a need's value nested deep enough to break json.loads -------------------
+DEEP = """
+[jobs.plan]
+run = 'printf "targets=%s\\\\n" "$(head -c 3000 /dev/zero | tr "\\\\0" "[")" >> "$GIT_JOBS_OUTPUT"'
+[jobs.build]
+needs = ["plan"]
+run = "echo {matrix.target}"
+matrix = { target = "{needs.plan.outputs.targets}" }
+[jobs.other]
+run = "echo other"
+"""
+
+
+def test_a_deeply_nested_list_value_fails_its_matrix_not_the_node(
+    work_repo: Path,
+    key: tuple[cob.Signer, Path],
+) -> None:
+    sha = commit_defs(work_repo, DEEP)
+    res = gj(work_repo, "work", "any", key=key[1])
+    assert res.code == 1, res.out + res.err  # `build` failed: not an internal error (3)
+    assert "Traceback" not in res.err and "internal error" not in res.err
+    store = jobs.Jobs.open(work_repo)
+    got = {j.name: j.runs_of(key[0].nid).latest() for j in store.find_by_commit(sha)}
+    assert got["other"] is not None and got["other"][1].succeeded
+    assert got["build"] is not None and got["build"][1].failed
+    assert "not a JSON list" in ok(work_repo, "logs", str(got["build"][0])).out
+
+
+# -- provenance: a bundle whose manifest nests past json's recursion limit -------------------
+def test_a_bundle_with_a_deeply_nested_manifest_is_refused_in_one_line(tmp_path: Path) -> None:
+    maker = tmp_path / "maker"
+    maker.mkdir()
+    git(maker, "init", "-q")
+    (maker / "manifest.json").write_text("[" * 200_000)
+    git(maker, "add", "manifest.json")
+    git(maker, "commit", "-qm", "git-jobs evidence bundle 1")
+    git(maker, "update-ref", "refs/git-jobs-evidence/manifest", "HEAD")
+    bundle = tmp_path / "evil.bundle"
+    git(maker, "bundle", "create", "-q", str(bundle), "refs/git-jobs-evidence/manifest")
+    res = gj(maker, "verify", "--bundle", str(bundle))
+    assert res.code == 2, res
+    assert (
+        res.err.strip()
+        == f"error: refused {bundle}: it is not a git-jobs evidence bundle (no readable manifest)"
+    )
