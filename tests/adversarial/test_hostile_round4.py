@@ -257,3 +257,38 @@ def test_a_bundle_with_a_deeply_nested_manifest_is_refused_in_one_line(tmp_path:
         res.err.strip()
         == f"error: refused {bundle}: it is not a git-jobs evidence bundle (no readable manifest)"
     )
+
+
+# -- runners: a directory in the checkout is no licence to import a module of that name ------
+NAMESPACE = """
+[jobs.zen]
+runner = "python"
+run = "this:x"
+[jobs.nodeside]
+runner = "python"
+run = "jobs.cli:main"
+"""
+
+
+def test_the_python_runner_imports_no_module_a_bare_directory_of_the_checkout_names(
+    work_repo: Path,
+    key: tuple[cob.Signer, Path],
+) -> None:
+    # A directory without __init__.py is a namespace portion: a regular package or module of
+    # that name elsewhere on sys.path (the stdlib's `this`, the node's own `jobs`) wins the import.
+    for top in ("this", "jobs"):
+        (work_repo / top).mkdir()
+        (work_repo / top / "README").write_text("not a package\n")
+        git(work_repo, "add", top)
+    sha = commit_defs(work_repo, NAMESPACE)
+    res = gj(work_repo, "work", "any", key=key[1])
+    assert res.code == 1, res.out + res.err
+    store = jobs.Jobs.open(work_repo)
+    logs = {}
+    for job in store.find_by_commit(sha):
+        latest = job.runs_of(key[0].nid).latest()
+        assert latest is not None and latest[1].failed
+        logs[job.name] = ok(work_repo, "logs", str(latest[0])).out
+    assert "Beautiful is better than ugly" not in logs["zen"]  # the stdlib's `this` never ran
+    assert "module 'this' is not in the checkout" in logs["zen"]
+    assert "module 'jobs' is not in the checkout" in logs["nodeside"]
