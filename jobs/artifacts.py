@@ -50,6 +50,7 @@ MERGE_MESSAGE = "Artifacts merge\n"
 DEFAULT_MAX = 256 * 2**20
 MAX_READ_BYTES = 512 * 2**20  # a reader writes at most this much of one artifact (peer data)
 MAX_READ_FILES = 20_000
+MAX_READ_ENTRIES = 2 * MAX_READ_FILES  # entries (files and directories) a reader visits
 PRUNED_KEY = "jobs.artifacts.prunedBefore"
 MAX_KEY = "jobs.artifactsMax"
 _TREE = pygit2.enums.FileMode.TREE
@@ -274,7 +275,7 @@ def _names_problem(tree: pygit2.Tree) -> str | None:
 def verify_tree(repo: pygit2.Repository, tree: str) -> str | None:
     """Why the objects of ``tree`` are not all here with the bytes their ids name, or None
     (every object re-hashed; bounded in bytes and files)."""
-    total = files = 0
+    total = files = entries = 0
     stack = [(tree, "tree")]
     while stack:
         oid, kind = stack.pop()
@@ -290,7 +291,12 @@ def verify_tree(repo: pygit2.Repository, tree: str) -> str | None:
             obj = repo[oid]
             if not isinstance(obj, pygit2.Tree):
                 return f"object {oid[:12]} is not a tree"
-            problem = _names_problem(obj)
+            entries += len(obj)  # a tree may name one subtree many times: count visits, not objects
+            problem = _names_problem(obj) or (
+                f"the artifact is over {MAX_READ_ENTRIES} files and directories"
+                if entries > MAX_READ_ENTRIES
+                else None
+            )
             if problem:
                 return problem
             for entry in obj:

@@ -292,3 +292,37 @@ def test_the_python_runner_imports_no_module_a_bare_directory_of_the_checkout_na
     assert "Beautiful is better than ugly" not in logs["zen"]  # the stdlib's `this` never ran
     assert "module 'this' is not in the checkout" in logs["zen"]
     assert "module 'jobs' is not in the checkout" in logs["nodeside"]
+
+
+def test_an_artifact_naming_one_subtree_many_times_is_bounded_by_visits(tmp_path: Path) -> None:
+    # Three tree objects that a reader walks as 1,000 x 1,000 directories: bounded by what is
+    # visited, not by what is stored (the empty tree holds no file, so no file bound was hit).
+    repo = pygit2.init_repository(str(tmp_path / "r"), bare=True)
+    empty = repo.TreeBuilder().write()
+    level = empty
+    for _ in range(2):
+        builder = repo.TreeBuilder()
+        for i in range(1000):
+            builder.insert(f"d{i:04}", level, pygit2.enums.FileMode.TREE)
+        level = builder.write()
+    assert "over 40000 files and directories" in (artifacts.verify_tree(repo, str(level)) or "")
+
+
+def test_comparing_an_outputs_tree_that_names_one_subtree_many_times_is_bounded(tmp_path: Path) -> None:
+    # `status` names the files where trusted nodes' outputs differ (with no policy, every
+    # node's): a diff walked the hostile tree as 1,000 x 1,000 x 1,000 directories.
+    from jobs.evidence import diff_trees
+
+    repo = pygit2.init_repository(str(tmp_path / "r"), bare=True)
+    honest = repo.TreeBuilder()
+    honest.insert("wheel.whl", repo.create_blob(b"wheel"), pygit2.enums.FileMode.BLOB)
+    level = repo.TreeBuilder().write()
+    for _ in range(2):
+        builder = repo.TreeBuilder()
+        for i in range(1000):
+            builder.insert(f"d{i:04}", level, pygit2.enums.FileMode.TREE)
+        level = builder.write()
+    assert diff_trees(repo, str(honest.write()), str(level)) is None  # by digest only
+    other = repo.TreeBuilder()
+    other.insert("wheel.whl", repo.create_blob(b"other"), pygit2.enums.FileMode.BLOB)
+    assert diff_trees(repo, str(honest.write()), str(other.write())) == ["wheel.whl"]
