@@ -32,7 +32,6 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,26 +47,99 @@ DEFAULT_MAX = 2 * 2**30
 SCOPES = ("trusted", "contributed")
 
 
-def glob_regex(glob: str) -> re.Pattern[str]:
-    """``*``/``?`` within one directory, ``**`` across them; the whole path must match."""
-    out, i = [], 0
-    while i < len(glob):
-        if glob.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif glob.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif glob[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif glob[i] == "?":
-            out.append("[^/]")
-            i += 1
-        else:
-            out.append(re.escape(glob[i]))
-            i += 1
-    return re.compile("".join(out) + r"\Z", re.S)
+MAX_MATCH_STEPS = 10_000_000  # steps all of a key's globs may take over the commit's tree
+MAX_GLOB_SETS = 4096  # sets of pattern positions one glob may meet
+_COSTLY = "hash(): its globs cost too much to match against the commit's tree"
+_WILD = ("**/", "**", "*", "?")
+
+
+class Glob:
+    """``*``/``?`` within one directory, ``**`` across them; the whole path must match.
+
+    Matched by sets of positions in the pattern moved along the path (a Thompson NFA, made a
+    DFA as it goes), never by a backtracking regex: the glob and the tree are the commit's,
+    and ``**/`` twenty times against a path twenty directories deep took a regex hours (run by
+    the node, before the job, with no time limit). Every character and every new set spends
+    from one budget (:data:`MAX_MATCH_STEPS`, about 3 s); past it, or past
+    :data:`MAX_GLOB_SETS` sets, the key cannot be computed and the cache is not used."""
+
+    def __init__(self, glob: str) -> None:
+        tokens: list[str] = []
+        i = 0
+        while i < len(glob):
+            token = next((w for w in _WILD if glob.startswith(w, i)), glob[i])
+            if not (token == "**/" and tokens and tokens[-1] == "**/"):  # **/**/ is **/
+                tokens.append(token)
+            i += len(token)
+        self.tokens = tokens
+        wild = [n for n, t in enumerate(tokens) if t in _WILD]
+        self.exact = glob if not wild else None
+        self.prefix = "".join(tokens[: wild[0]]) if wild else glob
+        self.suffix = "".join(tokens[wild[-1] + 1 :]) if wild else ""
+        self._letters = {t for t in tokens if t not in _WILD} | {"/"}
+        first = frozenset(self._closure({0}))
+        self._sets: list[frozenset[int]] = [first]
+        self._ids: dict[frozenset[int], int] = {first: 0}
+        self._moves: dict[tuple[int, str], int] = {}
+        self._start = 0
+
+    # A state is 2*i at the start of token i, or 2*i+1 inside a `**/` (some of it read: only a
+    # slash ends it there).
+    def _closure(self, states: set[int]) -> set[int]:
+        out = set()
+        for state in states:
+            out.add(state)
+            i = state // 2
+            while state % 2 == 0 and i < len(self.tokens) and self.tokens[i] in ("**/", "**", "*"):
+                i += 1  # each may be empty
+                out.add(2 * i)
+        return out
+
+    def _step(self, states: frozenset[int], c: str) -> frozenset[int]:
+        end = 2 * len(self.tokens)
+        moved: set[int] = set()
+        for state in states:
+            i = state // 2
+            token = self.tokens[i] if state < end else None
+            if token == "**/":
+                moved.update((2 * i + 1, 2 * i + 2) if c == "/" else (2 * i + 1,))
+            elif token == "**" or (token == "*" and c != "/"):
+                moved.add(state)
+            elif (token == "?" and c != "/") or token == c:
+                moved.add(2 * i + 2)
+        return frozenset(self._closure(moved))
+
+    def match(self, path: str, budget: list[int]) -> bool:
+        """Does ``path`` match? ``budget[0]``: steps left (ValueError when spent). Sets of
+        states met are numbered and their moves kept (a DFA built as it is needed), so a
+        path costs a lookup per character once the glob's few sets are known."""
+        if self.exact is not None:
+            return path == self.exact
+        if not path.startswith(self.prefix) or not path.endswith(self.suffix):
+            return False
+        if len(path) < len(self.prefix) + len(self.suffix):
+            return False
+        budget[0] -= len(path)
+        if budget[0] < 0:
+            raise ValueError(_COSTLY)
+        current = self._start
+        for c in path:
+            kind = c if c in self._letters else ""  # other characters all move alike
+            nxt = self._moves.get((current, kind))
+            if nxt is None:
+                states = self._sets[current]
+                budget[0] -= len(states)
+                if budget[0] < 0 or len(self._sets) >= MAX_GLOB_SETS:
+                    raise ValueError(_COSTLY)
+                found = self._step(states, kind or "\0")
+                nxt = self._ids.setdefault(found, len(self._sets))
+                if nxt == len(self._sets):
+                    self._sets.append(found)
+                self._moves[(current, kind)] = nxt
+            if not self._sets[nxt]:
+                return False
+            current = nxt
+        return 2 * len(self.tokens) in self._sets[current]
 
 
 def _tree_files(repo: pygit2.Repository, tree: pygit2.Tree) -> list[tuple[str, str]]:
@@ -96,6 +168,7 @@ def cache_key(repo: pygit2.Repository, commit: str, spec: CacheSpec, job: str, e
     obj = repo[commit].peel(pygit2.Commit)
     files: list[tuple[str, str]] | None = None
     out = []
+    budget = [MAX_MATCH_STEPS]
     for kind, value in parts(spec.key):
         if kind == "text":
             out.append(str(value))
@@ -103,10 +176,10 @@ def cache_key(repo: pygit2.Repository, commit: str, spec: CacheSpec, job: str, e
             out.append(job if value == "job" else env.get(str(value), ""))
         else:
             files = files if files is not None else _tree_files(repo, obj.tree)
-            patterns = [glob_regex(g) for g in value]
+            globs = [Glob(g) for g in value]
             digest = hashlib.sha256()
             for path, oid in sorted(files):
-                if any(p.match(path) for p in patterns):
+                if any(g.match(path, budget) for g in globs):
                     digest.update(f"{path}\0{oid}\n".encode())
             out.append(digest.hexdigest()[:16])
     return "".join(out)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pygit2
@@ -326,3 +327,35 @@ def test_comparing_an_outputs_tree_that_names_one_subtree_many_times_is_bounded(
     other = repo.TreeBuilder()
     other.insert("wheel.whl", repo.create_blob(b"other"), pygit2.enums.FileMode.BLOB)
     assert diff_trees(repo, str(honest.write()), str(other.write())) == ["wheel.whl"]
+
+
+# -- caches: a key's globs are the commit's, and so is the tree they are matched against ------
+def test_a_cache_key_glob_made_to_backtrack_costs_a_bounded_time(tmp_path: Path) -> None:
+    from jobs.spec.cache import parse_cache
+
+    repo_dir = tmp_path / "r"
+    deep = repo_dir.joinpath(*["a"] * 16)
+    deep.mkdir(parents=True)
+    (deep / "y").write_text("y\n")
+    (repo_dir / "x").write_text("x\n")
+    git(tmp_path, "init", "-q", str(repo_dir))
+    git(repo_dir, "add", "-A")
+    git(repo_dir, "commit", "-qm", "deep")
+    glob = "**/" * 20 + "x"
+    parse_cache({"key": f"k-{{hash('{glob}')}}", "paths": [".venv"]})  # a valid definition
+    script = (
+        "import sys, pygit2\n"
+        "from jobs.node.cache import cache_key\n"
+        "from jobs.spec.cache import parse_cache\n"
+        "repo = pygit2.Repository(sys.argv[1])\n"
+        "spec = parse_cache({'key': sys.argv[2], 'paths': ['.venv']})\n"
+        "print(cache_key(repo, str(repo.head.target), spec, 'deps', {}))\n"
+    )
+    got = subprocess.run(
+        [sys.executable, "-c", script, str(repo_dir), f"k-{{hash('{glob}')}}"],
+        capture_output=True,
+        text=True,
+        timeout=60,  # a backtracking regex took hours here, in the node, before the job
+        check=True,
+    )
+    assert got.stdout.startswith("k-") and len(got.stdout.strip()) == 18
