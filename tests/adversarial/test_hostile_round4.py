@@ -359,3 +359,45 @@ def test_a_cache_key_glob_made_to_backtrack_costs_a_bounded_time(tmp_path: Path)
         check=True,
     )
     assert got.stdout.startswith("k-") and len(got.stdout.strip()) == 18
+
+
+# -- the daemon: one commit that breaks the node's code never starves the others ------------
+def test_one_commit_that_breaks_the_work_pass_does_not_stop_the_others(
+    work_repo: Path,
+    key: tuple[cob.Signer, Path],
+) -> None:
+    import io
+
+    from jobs.node.candidates import Candidate
+    from jobs.node.daemon import Node
+    from jobs.node.work import Workshop
+
+    good = commit_defs(work_repo, '[jobs.ok]\nrun = "true"\n')
+    bad = commit_defs(work_repo, '[jobs.ok]\nrun = "echo newer"\n')
+    store = jobs.Jobs.open(work_repo, key[0])
+
+    class Breaks(Workshop):  # stands for any data no check foresaw (the deep JSON list was one)
+        def work_any(self, commit: str, **kw: object) -> jobs.node.work.WorkReport:  # type: ignore[override]
+            if commit == bad:
+                raise RecursionError("maximum recursion depth exceeded while decoding a JSON array")
+            return super().work_any(commit, **kw)  # type: ignore[arg-type]
+
+    class Both(Node):
+        def _commits(self, store: jobs.Jobs) -> list[Candidate]:
+            return [Candidate(bad, "refs/pull/1/head"), Candidate(good, "refs/heads/main")]  # newest first
+
+    out = io.StringIO()
+    node = Both(str(work_repo), key[0], [], stream=out)
+    node._work(Breaks(store))  # the pass goes on: no exception, the older commit is worked
+    ok_job = next(j for j in store.find_by_commit(good) if j.name == "ok")
+    latest = ok_job.runs_of(key[0].nid).latest()
+    assert latest is not None and latest[1].succeeded
+    assert f"{bad[:12]} (refs/pull/1/head): error: maximum recursion depth exceeded" in out.getvalue()
+    assert node.status["worker:work"].failures == 1
+
+    class Only(Node):
+        def _commits(self, store: jobs.Jobs) -> list[Candidate]:
+            return [Candidate(bad, "refs/pull/1/head")]
+
+    with pytest.raises(RecursionError):  # every commit failed: the worker backs off, as before
+        Only(str(work_repo), key[0], [], stream=io.StringIO())._work(Breaks(store))
