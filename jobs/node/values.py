@@ -275,8 +275,8 @@ class NeedValues:
 
     ``of(commit, job)``: the values of the run of ``job`` at ``commit`` a dependent reads
     (:func:`lookup`: this node's pass, else a trusted node's), None before there is one. The
-    policy is read at each call (it moves on fetch); when it does not validate only this
-    node's own values count."""
+    policy is read at each call (it moves on fetch); when it does not validate, or there is
+    none (every node would count), only this node's own values count."""
 
     def __init__(self, jobs: Jobs, nid: str) -> None:
         self.jobs = jobs
@@ -290,7 +290,9 @@ class NeedValues:
             policy = load_policy(self.jobs.repo)
         except PolicyError:
             return lambda nid: False
-        return policy.trusts
+        # With no policy every node counts for `status`, but values are inputs of this node's
+        # commands (as published outputs are, jobs.artifacts.trusted): then only its own.
+        return (lambda nid: False) if policy.everyone else policy.trusts
 
     def job(self, commit: str, name: str) -> Job | None:
         return next((j for j in self.jobs.find_by_commit(commit) if j.name == name), None)

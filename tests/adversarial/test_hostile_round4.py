@@ -27,7 +27,9 @@ from tests.clirunner import gj, ok
 from tests.conftest import git
 from tests.jobs.test_logs import Net, gjb, net, only_run
 from tests.jobs.test_logs import ok as ok_net
+from tests.node.test_node_requests import Hub, hub  # noqa: F401 - the fixture
 from tests.node.test_node_work import commit_defs, key, work_repo  # noqa: F401 - fixtures
+from tests.node.test_outputs_values import ACROSS, finishes, forge
 
 __all__ = ["net"]  # the fixture
 
@@ -401,3 +403,22 @@ def test_one_commit_that_breaks_the_work_pass_does_not_stop_the_others(
 
     with pytest.raises(RecursionError):  # every commit failed: the worker backs off, as before
         Only(str(work_repo), key[0], [], stream=io.StringIO())._work(Breaks(store))
+
+
+# -- values with no policy: a stranger's pass never feeds this node's commands ----------------
+@pytest.mark.slow
+def test_with_no_policy_a_strangers_values_never_reach_a_command(hub: Hub) -> None:
+    b_path, b, b_key = hub.node("b")
+    c_path, c, c_key = hub.node("c")  # any key that can push to the hub
+    sha = commit_defs(hub.maintainer, ACROSS)  # no [policy]: every node counts for status
+    hub.push()
+    for path in (b_path, c_path):
+        git(path, "pull", "-q", "origin", "main")
+    forge(c_path, c, c_key, sha)  # a pass of `plan` (runs_on planner) with values c chose
+    ok(b_path, "sync", "origin", key=b_key)
+    res = gj(b_path, "work", "any", key=b_key)  # b has no planner label: plan is elsewhere
+    assert res.code in (0, 8), res.out + res.err
+    store = jobs.Jobs.open(b_path)
+    assert finishes(store, sha, b.nid) == {}  # nothing ran on c's word: no `build (target=evil)`
+    base = next((j for j in store.find_by_commit(sha) if j.name == "build"), None)
+    assert base is None or b.nid not in base.fanouts()
