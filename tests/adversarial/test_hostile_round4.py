@@ -422,3 +422,31 @@ def test_with_no_policy_a_strangers_values_never_reach_a_command(hub: Hub) -> No
     assert finishes(store, sha, b.nid) == {}  # nothing ran on c's word: no `build (target=evil)`
     base = next((j for j in store.find_by_commit(sha) if j.name == "build"), None)
     assert base is None or b.nid not in base.fanouts()
+
+
+# -- handoff: a node removed from trust stops counting in the same process ---------------------
+@pytest.mark.slow
+def test_a_published_artifact_stops_counting_once_its_node_is_no_longer_trusted(
+    net: Net, tmp_path: Path
+) -> None:
+    from jobs.node.handoff import Handoff
+    from jobs.spec.definitions import load_definitions
+    from tests.jobs.test_logs import clone_m
+    from tests.jobs.test_logs import commit_defs as commit_net
+    from tests.node.test_artifacts import BUILD
+
+    sha = commit_net(net, BUILD)
+    ok_net(net.a, "work", "any", key=net.a_key)
+    ok_net(net.a, "sync", "hub", key=net.a_key)
+    m = clone_m(net)
+    ok_net(m, "sync", key=net.m_key)
+    ok_net(m, "trust", "add", net.a_nid, "--name", "a", key=net.m_key)
+    store = jobs.Jobs.open(m)
+    build = next(d for d in load_definitions(store.repo, sha) if d.name == "build")
+    handoff = Handoff(store)  # a node process: it keeps what it found
+    assert (handoff.why(sha, build) or "").startswith(f"outputs published by node {net.a_nid[:16]}")
+    ok_net(m, "trust", "remove", net.a_nid, key=net.m_key)  # a's key was stolen
+    assert handoff.why(sha, build) is None  # the node builds it itself again
+    dest = tmp_path / "checkout"
+    dest.mkdir()
+    assert handoff.provide(sha, ["build"], dest) == [] and os.listdir(dest) == []
