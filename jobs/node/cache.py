@@ -235,7 +235,7 @@ def save(
             item = os.path.join(base, rel)
             if not os.path.lexists(item) or not _inside(os.path.realpath(item), base):
                 continue
-            entries = _files(item)
+            entries = _files(item, MAX_FILES - files)
             files += len(entries)
             total += sum(os.lstat(_at(item, r)).st_size for r, k in entries if k == "file")
             if total > budget or files > MAX_FILES:

@@ -450,3 +450,17 @@ def test_a_published_artifact_stops_counting_once_its_node_is_no_longer_trusted(
     dest = tmp_path / "checkout"
     dest.mkdir()
     assert handoff.provide(sha, ["build"], dest) == [] and os.listdir(dest) == []
+
+
+# -- outputs and caches: a job's millions of files are not listed only to be refused ----------
+def test_listing_a_jobs_files_stops_past_the_bound(tmp_path: Path) -> None:
+    from jobs.node.outputs import _files
+
+    many = tmp_path / ".venv"
+    for d in range(10):
+        (many / f"d{d}").mkdir(parents=True)
+        for f in range(50):
+            (many / f"d{d}" / f"f{f}").write_text("")
+    assert len(_files(str(many))) == 1 + 10 + 500
+    cut = _files(str(many), 100)
+    assert 100 < len(cut) <= 101  # enough to refuse (over MAX_FILES), no more in memory
