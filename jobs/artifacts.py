@@ -39,6 +39,7 @@ from cob.refs import compare_and_swap
 from .errors import JobsError
 from .logs import BUCKET, _next_month, bucket_of, bucket_shape, entry_path, month_of
 from .model import Job, Run
+from .text import safe
 
 if TYPE_CHECKING:
     from .store import Jobs
@@ -49,6 +50,7 @@ MERGE_MESSAGE = "Artifacts merge\n"
 DEFAULT_MAX = 256 * 2**20
 MAX_READ_BYTES = 512 * 2**20  # a reader writes at most this much of one artifact (peer data)
 MAX_READ_FILES = 20_000
+MAX_READ_ENTRIES = 2 * MAX_READ_FILES  # entries (files and directories) a reader visits
 PRUNED_KEY = "jobs.artifacts.prunedBefore"
 MAX_KEY = "jobs.artifactsMax"
 _TREE = pygit2.enums.FileMode.TREE
@@ -238,10 +240,24 @@ def _rehash(kind: str, data: bytes) -> str:
     return hashlib.sha1(f"{kind} {len(data)}\0".encode() + data).hexdigest()
 
 
+def _names_problem(tree: pygit2.Tree) -> str | None:
+    """Why a tree's entry names are unsafe to write, or None: ``..``, ``.git``, a slash, or a
+    name twice (a directory then a link of that name: its files went through the link)."""
+    names: set[str] = set()
+    for entry in tree:
+        name = entry.name or ""
+        if name in ("", ".", "..", ".git") or "/" in name or "\0" in name:
+            return f"the artifact holds an unsafe file name {name[:40]!r}"
+        if name in names:
+            return f"the artifact names {safe(name[:40])!r} twice in one directory"
+        names.add(name)
+    return None
+
+
 def verify_tree(repo: pygit2.Repository, tree: str) -> str | None:
     """Why the objects of ``tree`` are not all here with the bytes their ids name, or None
     (every object re-hashed; bounded in bytes and files)."""
-    total = files = 0
+    total = files = entries = 0
     stack = [(tree, "tree")]
     while stack:
         oid, kind = stack.pop()
@@ -257,10 +273,15 @@ def verify_tree(repo: pygit2.Repository, tree: str) -> str | None:
             obj = repo[oid]
             if not isinstance(obj, pygit2.Tree):
                 return f"object {oid[:12]} is not a tree"
+            entries += len(obj)  # a tree may name one subtree many times: count visits, not objects
+            problem = _names_problem(obj) or (
+                f"the artifact is over {MAX_READ_ENTRIES} files and directories"
+                if entries > MAX_READ_ENTRIES
+                else None
+            )
+            if problem:
+                return problem
             for entry in obj:
-                name = entry.name or ""
-                if name in ("", ".", "..", ".git") or "/" in name or "\0" in name:
-                    return f"the artifact holds an unsafe file name {name[:40]!r}"
                 if entry.filemode == _TREE:
                     stack.append((str(entry.id), "tree"))
                 elif entry.filemode == pygit2.enums.FileMode.COMMIT:
@@ -339,6 +360,8 @@ def write_tree(repo: pygit2.Repository, tree: str, dest: Path) -> int:
     stack: list[tuple[str, Path]] = [(tree, dest)]
     while stack:
         oid, here = stack.pop()
+        if here != dest and (os.path.islink(here) or not here.is_dir()):  # replaced since: never through it
+            raise OSError(f"{here} is no longer a directory of the artifact")
         obj = repo[oid]
         assert isinstance(obj, pygit2.Tree)
         for entry in obj:

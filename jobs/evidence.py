@@ -31,6 +31,7 @@ from .text import safe
 
 MAX_FILES_SHOWN = 20  # differing files named per node
 MAX_PATH_SHOWN = 256  # characters of each (a path in a tree may be much longer)
+MAX_DIFF_ENTRIES = 100_000  # entries of both outputs trees a reader walks to name the files
 DEFINITIONS_FILE = ".git-jobs.toml"
 
 
@@ -99,12 +100,31 @@ def agreement(repo: pygit2.Repository, latest: Iterable[tuple[str, str, Run]]) -
     return Agreement(len(outs), len(groups[ref]), differs, files, dict(sorted(outs.items())))
 
 
+def _entries_within(repo: pygit2.Repository, tree: pygit2.Tree, budget: int) -> int:
+    """``budget`` less the entries a walk of ``tree`` visits (a subtree named N times is
+    visited N times, as a diff does); negative once over (the walk stops there)."""
+    stack = [tree]
+    while stack and budget >= 0:
+        here = stack.pop()
+        budget -= len(here)
+        for entry in here:
+            if entry.filemode == pygit2.enums.FileMode.TREE:
+                sub = repo[entry.id]
+                if isinstance(sub, pygit2.Tree):
+                    stack.append(sub)
+    return budget
+
+
 def diff_trees(repo: pygit2.Repository, a: str, b: str) -> list[str] | None:
     """The paths that differ between two trees (at most MAX_FILES_SHOWN), None when either
-    tree (or a subtree) is not in this repository: then only the digests say they differ."""
+    tree (or a subtree) is not in this repository, or they hold more than MAX_DIFF_ENTRIES
+    entries together: then only the digests say they differ. (A peer's outputs tree can name
+    one subtree a thousand times at each level: three tree objects a diff walks as 10^9.)"""
     try:
         ta, tb = repo.get(a), repo.get(b)
         if not isinstance(ta, pygit2.Tree) or not isinstance(tb, pygit2.Tree):
+            return None
+        if _entries_within(repo, tb, _entries_within(repo, ta, MAX_DIFF_ENTRIES)) < 0:
             return None
         diff = ta.diff_to_tree(tb)
         paths = [d.new_file.path or d.old_file.path for d in diff.deltas]

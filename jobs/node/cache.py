@@ -17,7 +17,9 @@ There are two scopes, never mixed: ``trusted`` (commits of the branches and tags
 follows, or that its user named) and ``contributed`` (a contributor's commit, as
 :func:`.secrets.contributed` tells: one only a requester asked for, or one of a followed ref that
 is not a branch or tag, like ``refs/pull/*/head``). A run restores from and saves to its own
-scope only, so a cache written by a contributor's run never reaches a run of a followed branch.
+scope only, so a cache written by a contributor's run never reaches a run of a followed branch;
+and within ``contributed`` each contributor's ref (a commit only a requester asked for: each
+commit) has entries of its own, so one pull request cannot poison another's cache.
 Copies are made as outputs are (:mod:`.outputs`: links kept
 as links, never followed; bounded). The store holds at most ``jobs.cacheMax`` bytes (default
 2g, ``0``: caching off); the least recently used entries go first. Hits, misses and saves are
@@ -30,7 +32,6 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,26 +47,99 @@ DEFAULT_MAX = 2 * 2**30
 SCOPES = ("trusted", "contributed")
 
 
-def glob_regex(glob: str) -> re.Pattern[str]:
-    """``*``/``?`` within one directory, ``**`` across them; the whole path must match."""
-    out, i = [], 0
-    while i < len(glob):
-        if glob.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif glob.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif glob[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif glob[i] == "?":
-            out.append("[^/]")
-            i += 1
-        else:
-            out.append(re.escape(glob[i]))
-            i += 1
-    return re.compile("".join(out) + r"\Z", re.S)
+MAX_MATCH_STEPS = 10_000_000  # steps all of a key's globs may take over the commit's tree
+MAX_GLOB_SETS = 4096  # sets of pattern positions one glob may meet
+_COSTLY = "hash(): its globs cost too much to match against the commit's tree"
+_WILD = ("**/", "**", "*", "?")
+
+
+class Glob:
+    """``*``/``?`` within one directory, ``**`` across them; the whole path must match.
+
+    Matched by sets of positions in the pattern moved along the path (a Thompson NFA, made a
+    DFA as it goes), never by a backtracking regex: the glob and the tree are the commit's,
+    and ``**/`` twenty times against a path twenty directories deep took a regex hours (run by
+    the node, before the job, with no time limit). Every character and every new set spends
+    from one budget (:data:`MAX_MATCH_STEPS`, about 3 s); past it, or past
+    :data:`MAX_GLOB_SETS` sets, the key cannot be computed and the cache is not used."""
+
+    def __init__(self, glob: str) -> None:
+        tokens: list[str] = []
+        i = 0
+        while i < len(glob):
+            token = next((w for w in _WILD if glob.startswith(w, i)), glob[i])
+            if not (token == "**/" and tokens and tokens[-1] == "**/"):  # **/**/ is **/
+                tokens.append(token)
+            i += len(token)
+        self.tokens = tokens
+        wild = [n for n, t in enumerate(tokens) if t in _WILD]
+        self.exact = glob if not wild else None
+        self.prefix = "".join(tokens[: wild[0]]) if wild else glob
+        self.suffix = "".join(tokens[wild[-1] + 1 :]) if wild else ""
+        self._letters = {t for t in tokens if t not in _WILD} | {"/"}
+        first = frozenset(self._closure({0}))
+        self._sets: list[frozenset[int]] = [first]
+        self._ids: dict[frozenset[int], int] = {first: 0}
+        self._moves: dict[tuple[int, str], int] = {}
+        self._start = 0
+
+    # A state is 2*i at the start of token i, or 2*i+1 inside a `**/` (some of it read: only a
+    # slash ends it there).
+    def _closure(self, states: set[int]) -> set[int]:
+        out = set()
+        for state in states:
+            out.add(state)
+            i = state // 2
+            while state % 2 == 0 and i < len(self.tokens) and self.tokens[i] in ("**/", "**", "*"):
+                i += 1  # each may be empty
+                out.add(2 * i)
+        return out
+
+    def _step(self, states: frozenset[int], c: str) -> frozenset[int]:
+        end = 2 * len(self.tokens)
+        moved: set[int] = set()
+        for state in states:
+            i = state // 2
+            token = self.tokens[i] if state < end else None
+            if token == "**/":
+                moved.update((2 * i + 1, 2 * i + 2) if c == "/" else (2 * i + 1,))
+            elif token == "**" or (token == "*" and c != "/"):
+                moved.add(state)
+            elif (token == "?" and c != "/") or token == c:
+                moved.add(2 * i + 2)
+        return frozenset(self._closure(moved))
+
+    def match(self, path: str, budget: list[int]) -> bool:
+        """Does ``path`` match? ``budget[0]``: steps left (ValueError when spent). Sets of
+        states met are numbered and their moves kept (a DFA built as it is needed), so a
+        path costs a lookup per character once the glob's few sets are known."""
+        if self.exact is not None:
+            return path == self.exact
+        if not path.startswith(self.prefix) or not path.endswith(self.suffix):
+            return False
+        if len(path) < len(self.prefix) + len(self.suffix):
+            return False
+        budget[0] -= len(path)
+        if budget[0] < 0:
+            raise ValueError(_COSTLY)
+        current = self._start
+        for c in path:
+            kind = c if c in self._letters else ""  # other characters all move alike
+            nxt = self._moves.get((current, kind))
+            if nxt is None:
+                states = self._sets[current]
+                budget[0] -= len(states)
+                if budget[0] < 0 or len(self._sets) >= MAX_GLOB_SETS:
+                    raise ValueError(_COSTLY)
+                found = self._step(states, kind or "\0")
+                nxt = self._ids.setdefault(found, len(self._sets))
+                if nxt == len(self._sets):
+                    self._sets.append(found)
+                self._moves[(current, kind)] = nxt
+            if not self._sets[nxt]:
+                return False
+            current = nxt
+        return 2 * len(self.tokens) in self._sets[current]
 
 
 def _tree_files(repo: pygit2.Repository, tree: pygit2.Tree) -> list[tuple[str, str]]:
@@ -94,6 +168,7 @@ def cache_key(repo: pygit2.Repository, commit: str, spec: CacheSpec, job: str, e
     obj = repo[commit].peel(pygit2.Commit)
     files: list[tuple[str, str]] | None = None
     out = []
+    budget = [MAX_MATCH_STEPS]
     for kind, value in parts(spec.key):
         if kind == "text":
             out.append(str(value))
@@ -101,10 +176,10 @@ def cache_key(repo: pygit2.Repository, commit: str, spec: CacheSpec, job: str, e
             out.append(job if value == "job" else env.get(str(value), ""))
         else:
             files = files if files is not None else _tree_files(repo, obj.tree)
-            patterns = [glob_regex(g) for g in value]
+            globs = [Glob(g) for g in value]
             digest = hashlib.sha256()
             for path, oid in sorted(files):
-                if any(p.match(path) for p in patterns):
+                if any(g.match(path, budget) for g in globs):
                     digest.update(f"{path}\0{oid}\n".encode())
             out.append(digest.hexdigest()[:16])
     return "".join(out)
@@ -113,8 +188,11 @@ def cache_key(repo: pygit2.Repository, commit: str, spec: CacheSpec, job: str, e
 root = paths.caches_root
 
 
-def entry_dir(repo: pygit2.Repository, scope: str, key: str) -> Path:
-    return root(repo) / scope / hashlib.sha256(key.encode()).hexdigest()[:32]
+def entry_dir(repo: pygit2.Repository, scope: str, key: str, partition: str = "") -> Path:
+    """Where the entry of ``key`` is; ``partition``: whose it is within the scope (a
+    contributor's ref), so two partitions never share an entry of the same key."""
+    named = f"{partition}\0{key}" if partition else key
+    return root(repo) / scope / hashlib.sha256(named.encode()).hexdigest()[:32]
 
 
 def cache_max(repo: pygit2.Repository) -> int:
@@ -126,9 +204,9 @@ def cache_max(repo: pygit2.Repository) -> int:
         raise ValueError(str(e)) from None
 
 
-def restore(repo: pygit2.Repository, scope: str, key: str, dest: Path) -> bool:
+def restore(repo: pygit2.Repository, scope: str, key: str, dest: Path, partition: str = "") -> bool:
     """Copy the entry of ``key`` into the checkout ``dest``; False on a miss."""
-    entry = entry_dir(repo, scope, key)
+    entry = entry_dir(repo, scope, key, partition)
     data = entry / "data"
     if not (entry / "meta.json").is_file() or not data.is_dir():
         return False
@@ -138,9 +216,11 @@ def restore(repo: pygit2.Repository, scope: str, key: str, dest: Path) -> bool:
     return True
 
 
-def save(repo: pygit2.Repository, scope: str, key: str, src: Path, paths: tuple[str, ...]) -> str:
+def save(
+    repo: pygit2.Repository, scope: str, key: str, src: Path, paths: tuple[str, ...], partition: str = ""
+) -> str:
     """Keep ``paths`` of the checkout ``src`` as the entry of ``key``; a note for the log."""
-    entry = entry_dir(repo, scope, key)
+    entry = entry_dir(repo, scope, key, partition)
     if (entry / "meta.json").is_file():
         return f"cache {key}: kept as it is (an entry is never overwritten)"
     limit = cache_max(repo)
@@ -155,7 +235,7 @@ def save(repo: pygit2.Repository, scope: str, key: str, src: Path, paths: tuple[
             item = os.path.join(base, rel)
             if not os.path.lexists(item) or not _inside(os.path.realpath(item), base):
                 continue
-            entries = _files(item)
+            entries = _files(item, MAX_FILES - files)
             files += len(entries)
             total += sum(os.lstat(_at(item, r)).st_size for r, k in entries if k == "file")
             if total > budget or files > MAX_FILES:
@@ -210,9 +290,15 @@ def around(
     """A cache session of one run of ``commit``, reached through ``source`` (None: no cache)."""
     if spec is None:
         return None
+    from .follow import FOLLOW_ROOT
     from .secrets import contributed
 
-    return Session(repo, spec, commit, job, SCOPES[1] if contributed(repo, commit, source) else SCOPES[0])
+    if not contributed(repo, commit, source):
+        return Session(repo, spec, commit, job, SCOPES[0])
+    # One contributor's runs never restore what another's saved: a pull request's entries are
+    # its ref's (refs/pull/7/head); a commit only a requester asked for has its own.
+    partition = source if source.startswith(FOLLOW_ROOT) else f"commit {commit}"
+    return Session(repo, spec, commit, job, SCOPES[1], partition)
 
 
 @dataclass(slots=True)
@@ -224,6 +310,7 @@ class Session:
     commit: str
     job: str
     scope: str
+    partition: str = ""  # within the contributed scope: whose entries (around)
     key: str = ""
     hit: bool = False
 
@@ -233,7 +320,7 @@ class Session:
                 return "cache off on this node (jobs.cacheMax = 0)"
             mine = pygit2.Repository(self.repo.path)  # its own: this runs in a worker thread
             self.key = cache_key(mine, self.commit, self.spec, self.job, env)
-            self.hit = restore(self.repo, self.scope, self.key, dest)
+            self.hit = restore(self.repo, self.scope, self.key, dest, self.partition)
         except (ValueError, OSError, KeyError, pygit2.GitError) as e:
             self.key = ""
             return f"cache not used: {e}"
@@ -243,4 +330,4 @@ class Session:
     def save(self, src: Path) -> str:
         if not self.key or self.hit:
             return ""
-        return save(self.repo, self.scope, self.key, src, self.spec.paths)
+        return save(self.repo, self.scope, self.key, src, self.spec.paths, self.partition)

@@ -10,7 +10,9 @@ the log is closed the tail follows, after a line saying how much was left out.
 Redaction comes first (``jobs.logs.redact``): every line is redacted as it arrives, before the
 cap decides what is kept, so a cut can never leave two halves of a secret that no pattern
 matches. Patterns see one line at a time (a line longer than :data:`MAX_LINE` is redacted in
-pieces of that size); :func:`jobs.logs.publish` redacts the whole log again.
+pieces of that size, each cut :data:`OVERLAP` bytes before the end of what came, so a secret
+of up to that many bytes is never cut in two); :func:`jobs.logs.publish` redacts the whole
+log again.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ..logs import cap_marker, redact
 
 CHUNK = 65536
 MAX_LINE = 65536  # bytes a redaction pattern sees at once when a line has no end
+OVERLAP = MAX_LINE // 2  # of such a line, kept back for the next look (a secret up to this long)
 DRAIN_GRACE = 5.0  # seconds to wait for a process that escaped its group to close the pipe
 
 
@@ -78,11 +81,24 @@ class CappedLog:
         self._line += chunk
         end = self._line.rfind(b"\n") + 1
         if end == 0 and len(self._line) >= MAX_LINE:
-            end = len(self._line)
+            end = self._cut(bytes(self._line))
         if end:
             ready = bytes(self._line[:end])
             del self._line[:end]
             self._take(redact(ready, self._patterns))
+
+    def _cut(self, line: bytes) -> int:
+        """Where to cut a line without an end: :data:`OVERLAP` bytes before its end (a secret
+        whose start has come and whose end has not stays whole for the next look), moved past
+        any match that spans it (a match is redacted whole, never in two pieces)."""
+        cut, moved = len(line) - OVERLAP, True
+        while moved:
+            moved = False
+            for pattern in self._patterns:
+                for m in pattern.finditer(line):
+                    if m.start() < cut < m.end():
+                        cut, moved = m.end(), True
+        return cut
 
     def _take(self, chunk: bytes) -> None:
         self._total += len(chunk)

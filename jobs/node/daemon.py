@@ -479,32 +479,53 @@ class Node:
         return body
 
     def _work(self, workshop: Workshop) -> None:
-        """One pass over the commits this node works on, newest first."""
+        """One pass over the commits this node works on, newest first. One commit that breaks
+        the node's code (a peer's or a commit's data no check foresaw) is logged and counted,
+        and the pass goes on with the others: the newest pull request never starves the rest.
+        Only when every commit failed does the pass raise (the worker backs off: the trouble is
+        likely the node's own)."""
+        failed: Exception | None = None
+        worked = False
         for c in self._commits(workshop.jobs):
-            commit, why, settled = c.commit, c.source, (c.commit, c.request)
             if self.stop.is_set():
                 return
-            if settled in self._settled:  # a newer trusted request makes it worth a look again
-                continue
-            invalid = InvalidDefinitions(workshop.jobs.repo)
-            if commit in invalid:  # found invalid before, maybe by an earlier process: a fact
-                self._settled.add(settled)
-                continue
             try:
-                report = workshop.work_any(commit, source=why)
-            except RunnerUnavailableError as e:  # this node's config, not the commit: not recorded
-                self.log("worker:work", f"{safe(e)} (not run here while this node lacks the runner)")
-                self._settled.add(settled)
-                continue
-            except DefinitionError as e:  # this commit's definitions never change: say it once
-                self.log("worker:work", f"{safe(e)} (recorded: this commit is not tried again)")
-                self._settled.add(settled)
-                invalid.add(commit)
-                continue
-            self._report(report, why)
-            self._note_progress(report, why)
-            if (self.follows or c.request) and not report.interrupted and not report.remaining:
-                self._settled.add(settled)
+                self._work_one(workshop, c)
+                worked = True
+            except Exception as e:
+                failed = failed or e
+                status = self.status.setdefault("worker:work", TaskStatus())
+                status.failures += 1
+                status.last_error = f"{c.commit[:12]}: {str(e) or type(e).__name__}"
+                line = _first_line(str(e) or type(e).__name__)
+                self.log("worker:work", f"{c.commit[:12]} ({safe(c.source)}): error: {safe(line)}")
+        if failed is not None and not worked:
+            raise failed
+
+    def _work_one(self, workshop: Workshop, c: Candidate) -> None:
+        """Work on one commit (see :meth:`_work`)."""
+        commit, why, settled = c.commit, c.source, (c.commit, c.request)
+        if settled in self._settled:  # a newer trusted request makes it worth a look again
+            return
+        invalid = InvalidDefinitions(workshop.jobs.repo)
+        if commit in invalid:  # found invalid before, maybe by an earlier process: a fact
+            self._settled.add(settled)
+            return
+        try:
+            report = workshop.work_any(commit, source=why)
+        except RunnerUnavailableError as e:  # this node's config, not the commit: not recorded
+            self.log("worker:work", f"{safe(e)} (not run here while this node lacks the runner)")
+            self._settled.add(settled)
+            return
+        except DefinitionError as e:  # this commit's definitions never change: say it once
+            self.log("worker:work", f"{safe(e)} (recorded: this commit is not tried again)")
+            self._settled.add(settled)
+            invalid.add(commit)
+            return
+        self._report(report, why)
+        self._note_progress(report, why)
+        if (self.follows or c.request) and not report.interrupted and not report.remaining:
+            self._settled.add(settled)
 
     def _report(self, report: WorkReport, why: str) -> None:
         if not report.defined:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pygit2
@@ -42,16 +42,24 @@ def publish_outputs(jobs: Jobs, d: JobDef, commit: str, run_id: uuid.UUID, reaso
 
 
 class Handoff:
-    """Published outputs of other trusted nodes, found per (commit, job) and kept for the process."""
+    """Published outputs of other trusted nodes, found per (commit, job) and kept for the process
+    — while their node stays trusted: the policy is read again at each use."""
 
     def __init__(self, jobs: Jobs) -> None:
         self.jobs = jobs
         self._found: dict[tuple[str, str], tuple[str, uuid.UUID, str]] = {}
         self._missed: dict[tuple[str, str], float] = {}  # looked for, not found: when
 
+    def _trusts(self, repo: pygit2.Repository) -> Callable[[str], bool]:
+        """Whose outputs count now (read at each use: the policy moves on fetch)."""
+        return artifacts.trusted(repo, self.jobs.signer.nid if self.jobs.signer is not None else None)
+
     def why(self, commit: str, d: JobDef) -> str | None:
         """Why ``d`` need not run here (a trusted node published its outputs), or None."""
         found = self._found.get((commit, d.name))
+        if found is not None and not self._trusts(self.jobs.repo)(found[0]):
+            del self._found[(commit, d.name)]  # the policy moved (a revoked key): look again
+            found = None
         if found is None:
             if time.monotonic() - self._missed.get((commit, d.name), -MISS_TTL) < MISS_TTL:
                 return None  # a plan is made many times a pass: look again only now and then
@@ -67,11 +75,15 @@ class Handoff:
         """Write the published outputs of ``needs`` into the checkout ``dest``."""
         out = []
         repo = None
+        trusts = None
         for need in needs:
             found = self._found.get((commit, need))
             if found is None:
                 continue
             repo = repo or pygit2.Repository(self.jobs.repo.path)  # its own: a worker thread's
+            trusts = trusts or self._trusts(repo)
+            if not trusts(found[0]):  # revoked since the plan: its outputs are not taken
+                continue
             if artifacts.verify_tree(repo, found[2]) is None:
                 artifacts.write_tree(repo, found[2], dest)
                 out.append(f"{need} (published by {found[0][:16]}…)")

@@ -106,9 +106,11 @@ def _at(root: str, rel: str) -> str:
     return os.path.normpath(os.path.join(root, rel)) if rel else root
 
 
-def _files(root: str) -> list[tuple[str, str]]:
+def _files(root: str, limit: int | None = None) -> list[tuple[str, str]]:
     """(relative path, kind) of what is under ``root``, parents first; kind is ``dir``,
-    ``file`` or ``link`` (kept as a link, never followed); FIFOs and devices are left out."""
+    ``file`` or ``link`` (kept as a link, never followed); FIFOs and devices are left out.
+    ``limit``: stop once more than that many are found (a job's millions of files are never
+    listed in the node's memory only to be refused)."""
 
     def kind(path: str) -> str | None:
         if os.path.islink(path):
@@ -127,6 +129,8 @@ def _files(root: str) -> list[tuple[str, str]]:
             k = kind(os.path.join(dirpath, name))
             if k is not None:
                 out.append((os.path.normpath(os.path.join(rel, name)), k))
+            if limit is not None and len(out) > limit:
+                return out
     return out
 
 
@@ -155,7 +159,7 @@ def collect(repo: pygit2.Repository, commit: str, job: str, src: Path, paths: It
             item = os.path.join(base, rel)
             if not os.path.lexists(item) or not _inside(os.path.realpath(item), base):
                 continue  # missing, or (through a linked parent) outside the checkout
-            entries = _files(item)
+            entries = _files(item, MAX_FILES - files)
             if not entries:
                 continue  # a FIFO, a device: nothing to keep
             files += len(entries)

@@ -144,7 +144,9 @@ def main():
         return 0
     name, _, attr = target.partition(":")
     top = name.split(".")[0]
-    if top in sys.modules or importlib.machinery.PathFinder.find_spec(top, [root]) is None:
+    spec = None if top in sys.modules else importlib.machinery.PathFinder.find_spec(top, [root])
+    # a directory without __init__.py is a namespace portion: a package elsewhere would win
+    if spec is None or spec.loader is None or spec.origin is None:
         return "git-jobs: module %r is not in the checkout" % top
     sys.path.insert(0, root)
     module = importlib.import_module(name)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,12 +37,14 @@ import pygit2
 from ..errors import JobsError
 from ..model import Evidence
 from ..spec.secrets import NAME
+from ..text import safe
 from .candidates import REQUESTED
 from .follow import FOLLOW_ROOT
 
 CONFIG = "jobs.secret"
 MAX_VALUE = 64 * 1024
 MIN_REDACTED = 4  # a shorter value is not redacted (it would blank out ordinary text)
+MIN_LINE = 8  # a shorter line of a value of several lines is not redacted on its own
 MAX_TIPS = 1000  # followed refs looked at for a requested commit's ancestry
 
 
@@ -161,8 +163,33 @@ class Given:
 
     @property
     def patterns(self) -> list[re.Pattern[bytes]]:
-        """Redaction patterns of the values (long enough to be told apart from text)."""
-        return [re.compile(re.escape(v.encode())) for v in self.env.values() if len(v) >= MIN_REDACTED]
+        """Redaction patterns of the values (long enough to be told apart from text): each
+        value whole and, for a value of several lines (a PEM key), each of its lines too — a
+        program that prints it escaped (``repr``, JSON: ``\\n`` between the lines), indented
+        or line by line between other output never shows it whole. Longest first, so a line
+        is not redacted out of a whole value before the whole is."""
+        texts = set()
+        for v in self.env.values():
+            texts.update(_pieces(v))
+        kept = sorted(texts, key=lambda t: (-len(t), t))
+        return [re.compile(re.escape(t.encode())) for t in kept]
+
+    def leaks(self, values: Mapping[str, str]) -> str | None:
+        """Why ``values`` (a run's ``$GIT_JOBS_OUTPUT``, signed into its finish and sent to
+        every peer for good) may not be recorded: one holds a secret this run was given (whole,
+        or a line of it); None when none does. Names the output and the secret, never the value."""
+        for name, value in self.env.items():
+            pieces = _pieces(value)
+            for key, text in values.items():
+                if any(p in text for p in pieces):
+                    return f"output {safe(key)!r} holds the value of secret {name}"
+        return None
+
+
+def _pieces(value: str) -> list[str]:
+    """What of a secret's value is redacted: the value, and each line of a value of several."""
+    lines = [line.strip() for line in value.splitlines()] if "\n" in value.strip() else []
+    return [value] * (len(value) >= MIN_REDACTED) + [line for line in lines if len(line) >= MIN_LINE]
 
 
 def for_run(repo: pygit2.Repository, wanted: Sequence[str], commit: str, source: str) -> Given:

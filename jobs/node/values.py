@@ -19,8 +19,8 @@ reason (a dependent must never run on half of what its need meant to say).
 Readers take a need's values **from the ledger**: the latest succeeded run of the needed job
 at the same commit by this node, else by a node the policy trusts (:func:`lookup`). So a
 job on one node reads what its need printed on another; an untrusted node's values are never
-used. In ``run`` a value is substituted shell-quoted (:func:`render_run`): a value is data,
-never shell syntax.
+used. In ``run`` a placeholder becomes a quoted expansion of a shell variable holding the value
+(:func:`render_run`): a value is data, never shell syntax, wherever the placeholder stands.
 """
 
 from __future__ import annotations
@@ -178,19 +178,75 @@ def lookup(job: Job | None, own: str, trusts: Callable[[str], bool]) -> tuple[st
     return (best[1], best[2]) if best is not None else None
 
 
+VAR = "GIT_JOBS_NEED_"  # the shell variables a rendered `run` assigns its values to
+
+
+def _quote_states(run: str) -> list[str]:
+    """The quoting ("" unquoted, "'" or '"') at each offset of ``run``, as ``sh`` reads it:
+    backslashes, single and double quotes, and ``$(…)`` (unquoted inside, whatever is around
+    it); enough to know how to write an expansion there."""
+    states: list[str] = []
+    outer: list[tuple[str, int]] = []  # the contexts around each open $( … )
+    state, parens, i = "", 0, 0
+    while i < len(run):
+        c = run[i]
+        states.append(state)
+        if state != "'" and c == "\\" and i + 1 < len(run):
+            states.append(state)
+            i += 2
+            continue
+        if state != "'" and run.startswith("$(", i):
+            states.append(state)
+            outer.append((state, parens))
+            state, parens, i = "", 0, i + 2
+            continue
+        if state == "" and c in "'\"":
+            state = c
+        elif state == c:
+            state = ""
+        elif state == "" and c == "(":
+            parens += 1
+        elif state == "" and c == ")":
+            if parens:
+                parens -= 1
+            elif outer:
+                state, parens = outer.pop()
+        i += 1
+    return states
+
+
 def render_run(run: str, values: Callable[[str, str], str | None]) -> tuple[str, list[str]]:
-    """``run`` with each placeholder replaced by its value shell-quoted (``''`` when the need
-    wrote no such output); and the placeholders that had no value (for the log)."""
+    """``run`` with each placeholder replaced by a quoted expansion of a shell variable, the
+    variables assigned (shell-quoted) in lines put before it; and the placeholders that had no
+    value (for the log; their value is ``''``).
+
+    A value never becomes text of the script: ``"${GIT_JOBS_NEED_1}"`` expands to the value
+    (unquoted, in ``$(…)``; ``${GIT_JOBS_NEED_1}`` within double quotes; inside single quotes
+    it closes and reopens them: ``'…'"${GIT_JOBS_NEED_1}"'…'``), and the shell never reads an
+    expansion's result as code — so even where this reading of the quotes is wrong (a
+    here-document shows the quotes) a value stays data. Quoting the value
+    itself into the script (``shlex.quote``) was code as soon as a placeholder was written in
+    quotes: ``echo "{needs.plan.outputs.v}"`` ran a value ``$(id)``."""
     missing: list[str] = []
+    names: dict[tuple[str, str], str] = {}
+    assigned: list[str] = []
+    states = _quote_states(run)
 
     def one(m: re.Match[str]) -> str:
-        value = values(m.group(1), m.group(2))
-        if value is None:
-            missing.append(m.group(0))
-            value = ""
-        return shlex.quote(value)
+        key = (m.group(1), m.group(2))
+        if key not in names:
+            value = values(*key)
+            if value is None:
+                missing.append(m.group(0))
+                value = ""
+            names[key] = f"{VAR}{len(names) + 1}"
+            assigned.append(f"{names[key]}={shlex.quote(value)}\n")
+        ref = f"${{{names[key]}}}"
+        quoting = states[m.start()]
+        return ref if quoting == '"' else f"'\"{ref}\"'" if quoting == "'" else f'"{ref}"'
 
-    return PLACEHOLDER.sub(one, run), missing
+    body = PLACEHOLDER.sub(one, run)
+    return "".join(assigned) + body, missing
 
 
 # -- a list of values for a dynamic matrix ---------------------------------------------------
@@ -204,7 +260,7 @@ def as_list(value: str) -> list[str]:
     if text.startswith("["):
         try:
             items = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # 4 KiB of "[" nests past json's recursion limit
             raise ValuesError("not a JSON list") from None
         if not isinstance(items, list) or not all(
             isinstance(x, str | int) and not isinstance(x, bool) for x in items
@@ -219,8 +275,8 @@ class NeedValues:
 
     ``of(commit, job)``: the values of the run of ``job`` at ``commit`` a dependent reads
     (:func:`lookup`: this node's pass, else a trusted node's), None before there is one. The
-    policy is read at each call (it moves on fetch); when it does not validate only this
-    node's own values count."""
+    policy is read at each call (it moves on fetch); when it does not validate, or there is
+    none (every node would count), only this node's own values count."""
 
     def __init__(self, jobs: Jobs, nid: str) -> None:
         self.jobs = jobs
@@ -234,7 +290,9 @@ class NeedValues:
             policy = load_policy(self.jobs.repo)
         except PolicyError:
             return lambda nid: False
-        return policy.trusts
+        # With no policy every node counts for `status`, but values are inputs of this node's
+        # commands (as published outputs are, jobs.artifacts.trusted): then only its own.
+        return (lambda nid: False) if policy.everyone else policy.trusts
 
     def job(self, commit: str, name: str) -> Job | None:
         return next((j for j in self.jobs.find_by_commit(commit) if j.name == name), None)

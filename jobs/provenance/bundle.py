@@ -261,7 +261,7 @@ def _manifest(path: Path, repo: pygit2.Repository, listed: dict[str, str]) -> di
         if size > MAX_MANIFEST_BYTES:
             raise KeyError
         doc = json.loads(repo.odb.read(entry.id)[1])
-    except (KeyError, ValueError, TypeError, pygit2.GitError):
+    except (KeyError, ValueError, TypeError, RecursionError, pygit2.GitError):
         raise _refused(path, "it is not a git-jobs evidence bundle (no readable manifest)") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("refs"), dict):
         raise _refused(path, "its manifest is not a git-jobs evidence bundle manifest")
