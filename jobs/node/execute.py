@@ -193,14 +193,25 @@ class Execution:
         return dataclasses.replace(d, run=run)
 
     def _judge(
-        self, d: JobDef, defs: Definitions, run_id: uuid.UUID, root: Path, log: Any
+        self,
+        d: JobDef,
+        defs: Definitions,
+        run_id: uuid.UUID,
+        root: Path,
+        log: Any,
+        given: Given | None = None,
     ) -> tuple[Reason, str] | None:
         """What the run wrote to ``$GIT_JOBS_OUTPUT`` (kept for its finish) and its ``check``'s
-        verdict (values.py): None when the exit status decides."""
+        verdict (values.py): None when the exit status decides. Outputs holding a secret the
+        run was given are refused: a finish is signed and reaches every peer for good."""
         try:
-            values = self._values[run_id] = read_values(root)
+            values = read_values(root)
         except ValuesError as e:
             return Reason.FAILED, f"outputs refused: {e}"
+        leak = given.leaks(values) if given is not None else None
+        if leak:
+            return Reason.FAILED, f"outputs refused: {leak}"
+        self._values[run_id] = values
         reader = lambda job, key: self.values.value(defs.commit, job, key)  # noqa: E731
         verdict = judge(d, log.exit_status, values, reader)
         if verdict is not None and verdict[1]:
@@ -305,7 +316,7 @@ class Execution:
         if result.exit_status is not None:
             log.exit_status = result.exit_status  # recorded in the finish
             if reason in (Reason.SUCCEEDED, Reason.FAILED):  # ran to its end: outputs and `check`
-                reason, detail = self._judge(d, defs, run_id, scratch.root, log) or (reason, detail)
+                reason, detail = self._judge(d, defs, run_id, scratch.root, log, given) or (reason, detail)
         if reason is Reason.SUCCEEDED:
             detail = ""
             saved = cache.save(scratch.src) if cache is not None else ""

@@ -145,7 +145,6 @@ def test_a_secret_in_the_outputs_is_named_never_signed() -> None:
 LEAKY = '[jobs.upload]\nrun = "echo token=$PYPI_TOKEN >> \\"$GIT_JOBS_OUTPUT\\""\nsecrets = ["PYPI_TOKEN"]\n'
 
 
-@pytest.mark.xfail(strict=True, reason="needs the hook in jobs/node/work.py _judge (the lead's split)")
 def test_a_secret_written_to_the_outputs_is_not_signed_into_the_finish(net: Net, tmp_path: Path) -> None:
     token = "pypi-AgEIcHlwaS5vcmcCJGE0ZjM5"
     (tmp_path / "token").write_text(token + "\n")
