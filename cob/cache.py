@@ -46,6 +46,9 @@ from .verified import repository_secret
 
 SCHEMA = 5  # 5: per-node index refs; tips of every object kept here
 FILENAME = "index.sqlite3"  # <gitdir>/<layout prefix>-index.sqlite3 (cob.layout)
+# The kept states (cob.statecache) live in a file of their own, attached to the index's
+# connection as ``kept``: deleting the index (a user's "start afresh") does not refold them.
+STATES_FILENAME = "states.sqlite3"
 # How long one query waits for a cache another process holds locked before the store reads
 # from Git instead (the cache is an accelerator); then it leaves the cache alone for BUSY_BACKOFF_S.
 BUSY_TIMEOUT_S = 2.0
@@ -80,9 +83,27 @@ def default_path(gitdir: str) -> str:
     return os.path.join(gitdir, layout.current().file(FILENAME))
 
 
+def states_path(gitdir: str) -> str:
+    """The kept states' file (:mod:`cob.statecache`), beside the index."""
+    return os.path.join(gitdir, layout.current().file(STATES_FILENAME))
+
+
 def _is_busy(e: sqlite3.Error) -> bool:
     text = str(e).lower()
     return "locked" in text or "busy" in text
+
+
+def _unlink_sidecars(path: str) -> None:
+    for suffix in ("-wal", "-shm"):
+        with contextlib.suppress(OSError):
+            os.unlink(path + suffix)
+
+
+def _unlink_all(path: str) -> None:
+    if path != ":memory:":
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        _unlink_sidecars(path)
 
 
 def is_racy(newest_mtime_ns: int, now_ns: int | None = None) -> bool:
@@ -99,6 +120,7 @@ class Cache:
 
     def __init__(self, gitdir: str, path: str | None = None, secret: bytes | None = None) -> None:
         self.path = path or default_path(gitdir)
+        self.states_path = states_path(gitdir) if path is None else f"{path}-states"
         # Seals every stored evaluation (cob.statecache): an entry nobody with it wrote is unused.
         self.secret = secret or repository_secret(gitdir) or os.urandom(32)
         self._db: sqlite3.Connection | None = None
@@ -137,8 +159,9 @@ class Cache:
                     with contextlib.suppress(sqlite3.Error):
                         db.execute("ROLLBACK")
                     raise
-            if db.execute("SELECT 1 FROM sqlite_master WHERE name='states'").fetchone() is None:
-                db.execute(statecache.STATES_DDL)
+            if db.execute("SELECT 1 FROM main.sqlite_master WHERE name='states'").fetchone():
+                db.execute("DROP TABLE main.states")  # where an older version kept them
+            self._attach(db, memory)
             # A database that opens but is damaged inside fails here, not in the middle of a query.
             db.execute("SELECT id FROM roots LIMIT 1").fetchone()
         except BaseException:
@@ -149,6 +172,35 @@ class Cache:
         except FileNotFoundError:
             self._ino = None
         return db
+
+    def _attach(self, db: sqlite3.Connection, memory: bool) -> None:
+        """Attach the kept states' file as ``kept``; a damaged one is deleted and started again
+        (every entry in it is sealed and can be folded again), one that cannot be opened is
+        kept in memory."""
+        for target in [":memory:"] if memory else [self.states_path, self.states_path, ":memory:"]:
+            if target != ":memory:" and not os.path.exists(target):
+                _unlink_sidecars(target)
+            try:
+                db.execute("ATTACH DATABASE ? AS kept", (target,))
+            except sqlite3.DatabaseError as e:
+                if _is_busy(e):
+                    raise
+                _unlink_all(target)
+                continue
+            try:
+                if target != ":memory:":
+                    db.execute("PRAGMA kept.journal_mode=WAL")
+                    db.execute("PRAGMA kept.synchronous=NORMAL")
+                db.execute(statecache.STATES_DDL)
+                db.execute("SELECT key FROM kept.states LIMIT 1").fetchone()
+                return
+            except sqlite3.DatabaseError as e:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("DETACH DATABASE kept")
+                if _is_busy(e):
+                    raise
+                _unlink_all(target)
+        raise sqlite3.DatabaseError("the kept states cannot be attached")
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -402,11 +454,61 @@ class Cache:
         if cobtype.state_type is None:
             return None
         key = statecache.state_key(cobtype, object_id, tips)
-        sql = "SELECT data FROM states WHERE typename=? AND id=? AND key=?"
+        sql = "SELECT data FROM kept.states WHERE typename=? AND id=? AND key=?"
         row = self._run(lambda db: db.execute(sql, (cobtype.typename, object_id, key)).fetchone())
         data = statecache.unseal(self.secret, key, row[0]) if row is not None else None
         ev = None if data is None else statecache.decode(codec, object_id, data, self._decoders)
         return ev if ev is not None and ev.tips == tips else None
+
+    def folded_many(
+        self, codec: Codec, tips_of: Mapping[str, Mapping[str, str]]
+    ) -> dict[str, Evaluation[Any]]:
+        """For a batch of objects (``{object id: tips as the refs are now}``), the evaluations
+        stored at exactly those tips: the last one (``evaluations``), else the one kept across
+        rebuilds (``kept.states``, then stored as the last one too, in one transaction). What
+        :meth:`get` then :meth:`state_at` give one object at a time, with a few queries for the
+        whole batch. Only complete states are returned (a curable one is folded again)."""
+        cobtype = codec.cobtype
+        if cobtype.state_type is None or not tips_of:
+            return {}
+        typename, secret, ids = cobtype.typename, self.secret, list(tips_of)
+        out: dict[str, Evaluation[Any]] = {}
+
+        def read(db: sqlite3.Connection) -> list[tuple[str, bytes]]:
+            for object_id, _, sealed in _rows(db, typename, "evaluations", ids):
+                data = statecache.unseal(secret, object_id, sealed)
+                ev = None if data is None else statecache.decode(codec, object_id, data, self._decoders)
+                if ev is not None and _usable(ev, tips_of[object_id]):
+                    out[object_id] = ev
+            restored: list[tuple[str, bytes]] = []
+            for object_id, key, sealed in _rows(
+                db, typename, "kept.states", [i for i in ids if i not in out]
+            ):
+                tips = tips_of[object_id]
+                if key != statecache.state_key(cobtype, object_id, tips):
+                    continue
+                data = statecache.unseal(secret, key, sealed)
+                if data is None:
+                    continue
+                ev = statecache.decode(codec, object_id, data, self._decoders)
+                if ev is not None and _usable(ev, tips):
+                    out[object_id] = ev
+                    restored.append((object_id, statecache.seal(secret, object_id, data)))
+            return restored
+
+        restored = self._run(read)
+        if restored:
+            self.loads += len(restored)
+
+            def write(db: sqlite3.Connection) -> None:
+                db.execute("BEGIN IMMEDIATE")
+                sql = "INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?)"
+                db.executemany(sql, [(typename, object_id, sealed) for object_id, sealed in restored])
+                db.execute("COMMIT")
+
+            with contextlib.suppress(CacheBusyError):
+                self._run(write)  # not stored: the next load restores them again
+        return out
 
     def put(self, codec: Codec, ev: Evaluation[Any]) -> None:
         cobtype = codec.cobtype
@@ -423,7 +525,7 @@ class Cache:
             db.execute("BEGIN IMMEDIATE")
             db.execute("INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?)", row)
             if state is not None:
-                db.execute("INSERT OR REPLACE INTO states VALUES (?, ?, ?, ?)", state)
+                db.execute("INSERT OR REPLACE INTO kept.states VALUES (?, ?, ?, ?)", state)
             db.execute("COMMIT")
 
         self._run(do)
@@ -478,6 +580,25 @@ class Cache:
             os.path.getsize(self.path + s) for s in ("", "-wal") if os.path.exists(self.path + s)
         )
         return out
+
+
+def _usable(ev: Evaluation[Any], tips: Mapping[str, str]) -> bool:
+    """Is ``ev`` what a load at ``tips`` gives as is (complete, at exactly these tips)?"""
+    return ev.tips == tips and ev.state is not None and not ev.curable()
+
+
+def _rows(
+    db: sqlite3.Connection, typename: str, table: str, wanted: list[str]
+) -> list[tuple[str, bytes, bytes]]:
+    """(id, key or None, sealed data) of the ``wanted`` objects' rows of ``table``."""
+    key = "key" if table == "kept.states" else "NULL"
+    found: list[tuple[str, bytes, bytes]] = []
+    for i in range(0, len(wanted), 500):
+        chunk = wanted[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        sql = f"SELECT id, {key}, data FROM {table} WHERE typename=? AND id IN ({marks})"
+        found.extend(db.execute(sql, (typename, *chunk)).fetchall())
+    return found
 
 
 def _if_current(
