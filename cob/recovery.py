@@ -71,10 +71,14 @@ def intact_index(repo: pygit2.Repository, tip: str | None) -> bool:
         return True
     if not _intact_index(repo, tip):
         return False
+    _remember_intact(repo, tip)
+    return True
+
+
+def _remember_intact(repo: pygit2.Repository, tip: str | None) -> None:
     if len(_INTACT) >= 64:
         _INTACT.clear()
-    _INTACT[key] = time.monotonic()
-    return True
+    _INTACT[(repo.path, tip or "")] = time.monotonic()
 
 
 def _intact_index(repo: pygit2.Repository, tip: str | None) -> bool:
@@ -373,6 +377,9 @@ def move(
                 return None
         new = sigrefs.write_commit(repo, signer, nid, old, updates)
         if compare_and_swap(repo, name, new, old, sigrefs.MESSAGE.strip(), updates=updates):
+            # Written here just now on an intact base: as intact as a tip checked now (the next
+            # write reads it as its base; checking it would read its whole fan-out directory).
+            _remember_intact(repo, new)
             return sigrefs.Moved(old, new)
         sigrefs.backoff(attempt)
     raise ConflictError(f"gave up updating {name} after {attempts} lost races")
