@@ -122,7 +122,7 @@ def first_load(
     here yet and neither the index nor the kept states hold a fold of these objects (a
     first-ever load)."""
     checked = store.verified
-    if not isinstance(checked, VerifiedSet) or len(ids) < 2 or len(checked) > 0:
+    if not isinstance(checked, VerifiedSet) or len(ids) < 2 or not checked.empty():
         return 0
     if store.cache is not None:
         codec = store.codec(cobtype)

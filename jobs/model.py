@@ -51,6 +51,7 @@ class Reason(enum.Enum):
 
 # Finished runs that did not pass. SKIPPED is neither a pass nor a failure.
 FAILING = frozenset({Reason.FAILED, Reason.ERROR, Reason.TIMED_OUT, Reason.CANCELLED})
+_REASON_VALUES = {r.value: r.value for r in Reason}
 
 
 class Evidence(msgspec.Struct, array_like=True, frozen=True):
@@ -206,8 +207,8 @@ class Runs(Mapping[uuid.UUID, Run]):
 
     @classmethod
     def from_state(cls, runs: Mapping[str, RunState], judge: Judge | None = None, nid: str = "") -> Runs:
-        out = cls()
-        out._runs, out._raw, out._judge, out._nid = None, runs, judge, nid
+        out = cls.__new__(cls)
+        out._runs, out._raw, out._built, out._judge, out._nid = None, runs, {}, judge, nid
         return out
 
     def _run(self, k: str) -> Run:
@@ -334,7 +335,7 @@ class Job:
             k = max(rs)  # Runs.latest's order
             s = rs[k]
             if s.reason is not None:
-                out.append((Reason(s.reason).value, False))
+                out.append((_REASON_VALUES.get(s.reason) or Reason(s.reason).value, False))
             elif judge is not None:
                 out.append((None, judge.now() >= judge.lost_at(f"{nid}/{k}", s.started_at, s.timeout)))
             else:

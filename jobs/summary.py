@@ -110,8 +110,11 @@ def job_state(job: Job) -> str:
     return "succeeded"
 
 
+_FAILING_STATES = frozenset({LOST, *(r.value for r in FAILING)})
+
+
 def _failing(state: str) -> bool:
-    return state == LOST or any(state == r.value for r in FAILING)
+    return state in _FAILING_STATES
 
 
 def job_json(job: Job, *, runs: bool = True) -> dict[str, Any]:
