@@ -317,6 +317,13 @@ class Job:
     def __repr__(self) -> str:
         return f"Job({self.id[:12]} {self.name!r} @ {self.commit[:12]})"
 
+    def run_totals(self) -> tuple[int, int]:
+        """(runs, nodes with runs): what ``runs()`` counts, without building it (a listing)."""
+        if self._runs is not None:
+            return sum(len(r) for r in self._runs.values()), len(self._runs)
+        counts = [len(rs) for rs in self._state.runs.values() if rs]
+        return sum(counts), len(counts)
+
     def latest_outcomes(self) -> list[tuple[str | None, bool]]:
         """For every node with runs, its latest run's finish reason (the value; None while it is
         started) and whether it is lost: what ``runs()[nid].latest()`` says, without building a

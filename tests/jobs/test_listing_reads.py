@@ -44,5 +44,6 @@ def test_latest_outcomes_agree_with_the_built_runs(repo: pygit2.Repository, sign
             assert [len(r) for r in fresh.runs().values()] == [
                 len(dict(r.items())) for r in one.runs().values()
             ]
+            assert fresh.run_totals() == (4, 3) == one.run_totals()
             latest = {nid: r.latest() for nid, r in fresh.runs().items()}
             assert latest == {nid: max(r.items()) for nid, r in one.runs().items()}
