@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from . import layout, sigrefs, statecache
+from . import keptstates, layout, sigrefs, statecache
 from .change import Codec, InvalidChangeError, read_change
 from .errors import CacheBusyError
 from .evaluate import Evaluation
@@ -46,9 +46,6 @@ from .verified import repository_secret
 
 SCHEMA = 5  # 5: per-node index refs; tips of every object kept here
 FILENAME = "index.sqlite3"  # <gitdir>/<layout prefix>-index.sqlite3 (cob.layout)
-# The kept states (cob.statecache) live in a file of their own, attached to the index's
-# connection as ``kept``: deleting the index (a user's "start afresh") does not refold them.
-STATES_FILENAME = "states.sqlite3"
 # How long one query waits for a cache another process holds locked before the store reads
 # from Git instead (the cache is an accelerator); then it leaves the cache alone for BUSY_BACKOFF_S.
 BUSY_TIMEOUT_S = 2.0
@@ -83,29 +80,6 @@ def default_path(gitdir: str) -> str:
     return os.path.join(gitdir, layout.current().file(FILENAME))
 
 
-def states_path(gitdir: str) -> str:
-    """The kept states' file (:mod:`cob.statecache`), beside the index."""
-    return os.path.join(gitdir, layout.current().file(STATES_FILENAME))
-
-
-def _is_busy(e: sqlite3.Error) -> bool:
-    text = str(e).lower()
-    return "locked" in text or "busy" in text
-
-
-def _unlink_sidecars(path: str) -> None:
-    for suffix in ("-wal", "-shm"):
-        with contextlib.suppress(OSError):
-            os.unlink(path + suffix)
-
-
-def _unlink_all(path: str) -> None:
-    if path != ":memory:":
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        _unlink_sidecars(path)
-
-
 def is_racy(newest_mtime_ns: int, now_ns: int | None = None) -> bool:
     """Could a ref write happen now and leave a stamp with this newest mtime unchanged?"""
     if newest_mtime_ns <= 0:
@@ -120,7 +94,7 @@ class Cache:
 
     def __init__(self, gitdir: str, path: str | None = None, secret: bytes | None = None) -> None:
         self.path = path or default_path(gitdir)
-        self.states_path = states_path(gitdir) if path is None else f"{path}-states"
+        self.states_path = keptstates.states_path(gitdir) if path is None else f"{path}-states"
         # Seals every stored evaluation (cob.statecache): an entry nobody with it wrote is unused.
         self.secret = secret or repository_secret(gitdir) or os.urandom(32)
         self._db: sqlite3.Connection | None = None
@@ -138,7 +112,7 @@ class Cache:
         if not memory and not os.path.exists(self.path):
             # A WAL or shared-memory file without its database belongs to a deleted index;
             # SQLite would replay it onto the new file.
-            self._unlink_sidecars()
+            keptstates.unlink_sidecars(self.path)
         target = ":memory:" if memory else self.path
         db = sqlite3.connect(target, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         try:
@@ -161,7 +135,7 @@ class Cache:
                     raise
             if db.execute("SELECT 1 FROM main.sqlite_master WHERE name='states'").fetchone():
                 db.execute("DROP TABLE main.states")  # where an older version kept them
-            self._attach(db, memory)
+            keptstates.attach(db, ":memory:" if memory else self.states_path)
             # A database that opens but is damaged inside fails here, not in the middle of a query.
             db.execute("SELECT id FROM roots LIMIT 1").fetchone()
         except BaseException:
@@ -172,35 +146,6 @@ class Cache:
         except FileNotFoundError:
             self._ino = None
         return db
-
-    def _attach(self, db: sqlite3.Connection, memory: bool) -> None:
-        """Attach the kept states' file as ``kept``; a damaged one is deleted and started again
-        (every entry in it is sealed and can be folded again), one that cannot be opened is
-        kept in memory."""
-        for target in [":memory:"] if memory else [self.states_path, self.states_path, ":memory:"]:
-            if target != ":memory:" and not os.path.exists(target):
-                _unlink_sidecars(target)
-            try:
-                db.execute("ATTACH DATABASE ? AS kept", (target,))
-            except sqlite3.DatabaseError as e:
-                if _is_busy(e):
-                    raise
-                _unlink_all(target)
-                continue
-            try:
-                if target != ":memory:":
-                    db.execute("PRAGMA kept.journal_mode=WAL")
-                    db.execute("PRAGMA kept.synchronous=NORMAL")
-                db.execute(statecache.STATES_DDL)
-                db.execute("SELECT key FROM kept.states LIMIT 1").fetchone()
-                return
-            except sqlite3.DatabaseError as e:
-                with contextlib.suppress(sqlite3.Error):
-                    db.execute("DETACH DATABASE kept")
-                if _is_busy(e):
-                    raise
-                _unlink_all(target)
-        raise sqlite3.DatabaseError("the kept states cannot be attached")
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -216,7 +161,7 @@ class Cache:
             try:
                 self._db = self._connect()
             except sqlite3.DatabaseError as e:
-                if _is_busy(e):
+                if keptstates.is_busy(e):
                     raise  # _run retries it
                 # A corrupt index is just deleted: everything in it can be rebuilt from Git.
                 self.remove_files()
@@ -263,7 +208,7 @@ class Cache:
             try:
                 return fn(self.db)
             except sqlite3.DatabaseError as e:
-                if not _is_busy(e):
+                if not keptstates.is_busy(e):
                     break
                 self._rollback()
                 if time.monotonic() >= deadline:
@@ -274,22 +219,15 @@ class Cache:
         try:
             return fn(self.db)
         except sqlite3.DatabaseError as e:
-            if _is_busy(e):
+            if keptstates.is_busy(e):
                 raise self._busy() from None
         self._db = self._fallback()
         return fn(self._db)
 
-    def _unlink_sidecars(self) -> None:
-        for suffix in ("-wal", "-shm"):
-            with contextlib.suppress(OSError):
-                os.unlink(self.path + suffix)
-
     def remove_files(self) -> None:
         """Delete the index (and its WAL files); the next use creates it afresh."""
         self.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
-        self._unlink_sidecars()
+        keptstates.unlink_all(self.path)
 
     def close(self) -> None:
         if self._db is not None:
@@ -460,54 +398,17 @@ class Cache:
         ev = None if data is None else statecache.decode(codec, object_id, data, self._decoders)
         return ev if ev is not None and ev.tips == tips else None
 
-    def folded_many(
-        self, codec: Codec, tips_of: Mapping[str, Mapping[str, str]]
-    ) -> dict[str, Evaluation[Any]]:
-        """For a batch of objects (``{object id: tips as the refs are now}``), the evaluations
-        stored at exactly those tips: the last one (``evaluations``), else the one kept across
-        rebuilds (``kept.states``, then stored as the last one too, in one transaction). What
-        :meth:`get` then :meth:`state_at` give one object at a time, with a few queries for the
-        whole batch. Only complete states are returned (a curable one is folded again)."""
+    def folded_many(self, codec: Codec, tips: Mapping[str, Mapping[str, str]]) -> dict[str, Evaluation[Any]]:
+        """What :meth:`get`, then :meth:`state_at`, give a batch of objects (``{id: tips as the
+        refs are now}``) at exactly those tips, in a few queries (:func:`keptstates.read_many`)."""
         cobtype = codec.cobtype
-        if cobtype.state_type is None or not tips_of:
+        if cobtype.state_type is None or not tips:
             return {}
-        typename, secret, ids = cobtype.typename, self.secret, list(tips_of)
-        out: dict[str, Evaluation[Any]] = {}
-
-        def read(db: sqlite3.Connection) -> list[tuple[str, bytes]]:
-            for object_id, _, sealed in _rows(db, typename, "evaluations", ids):
-                data = statecache.unseal(secret, object_id, sealed)
-                ev = None if data is None else statecache.decode(codec, object_id, data, self._decoders)
-                if ev is not None and _usable(ev, tips_of[object_id]):
-                    out[object_id] = ev
-            restored: list[tuple[str, bytes]] = []
-            for object_id, key, sealed in _rows(
-                db, typename, "kept.states", [i for i in ids if i not in out]
-            ):
-                tips = tips_of[object_id]
-                if key != statecache.state_key(cobtype, object_id, tips):
-                    continue
-                data = statecache.unseal(secret, key, sealed)
-                if data is None:
-                    continue
-                ev = statecache.decode(codec, object_id, data, self._decoders)
-                if ev is not None and _usable(ev, tips):
-                    out[object_id] = ev
-                    restored.append((object_id, statecache.seal(secret, object_id, data)))
-            return restored
-
-        restored = self._run(read)
-        if restored:
-            self.loads += len(restored)
-
-            def write(db: sqlite3.Connection) -> None:
-                db.execute("BEGIN IMMEDIATE")
-                sql = "INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?)"
-                db.executemany(sql, [(typename, object_id, sealed) for object_id, sealed in restored])
-                db.execute("COMMIT")
-
-            with contextlib.suppress(CacheBusyError):
-                self._run(write)  # not stored: the next load restores them again
+        typename, secret = cobtype.typename, self.secret
+        out, restored = self._run(lambda db: keptstates.read_many(db, codec, secret, tips, self._decoders))
+        self.loads += len(restored)
+        with contextlib.suppress(CacheBusyError):  # not stored: the next load restores them
+            self._run(lambda db: keptstates.store_restored(db, typename, restored))
         return out
 
     def put(self, codec: Codec, ev: Evaluation[Any]) -> None:
@@ -580,25 +481,6 @@ class Cache:
             os.path.getsize(self.path + s) for s in ("", "-wal") if os.path.exists(self.path + s)
         )
         return out
-
-
-def _usable(ev: Evaluation[Any], tips: Mapping[str, str]) -> bool:
-    """Is ``ev`` what a load at ``tips`` gives as is (complete, at exactly these tips)?"""
-    return ev.tips == tips and ev.state is not None and not ev.curable()
-
-
-def _rows(
-    db: sqlite3.Connection, typename: str, table: str, wanted: list[str]
-) -> list[tuple[str, bytes, bytes]]:
-    """(id, key or None, sealed data) of the ``wanted`` objects' rows of ``table``."""
-    key = "key" if table == "kept.states" else "NULL"
-    found: list[tuple[str, bytes, bytes]] = []
-    for i in range(0, len(wanted), 500):
-        chunk = wanted[i : i + 500]
-        marks = ",".join("?" * len(chunk))
-        sql = f"SELECT id, {key}, data FROM {table} WHERE typename=? AND id IN ({marks})"
-        found.extend(db.execute(sql, (typename, *chunk)).fetchall())
-    return found
 
 
 def _if_current(

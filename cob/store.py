@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import pygit2
 
-from . import durable, sigrefs
+from . import durable, keptstates, sigrefs
 from .cache import Cache
 from .change import (
     MAX_WRITE_TIMESTAMP,
@@ -280,27 +280,10 @@ class Store:
                 raise UnknownObjectError(f"not an object id: {object_id!r}")
         tips_of = self._tips_for(cobtype, ids)
         first_load(self, cobtype, ids, tips_of)  # nothing verified here yet: on every core
-        folded = self._folded_many(cobtype, ids, tips_of)
+        held = keptstates.folded_for(self, cobtype, ids, tips_of)  # what the index holds as is
         for object_id in ids:
-            tips = tips_of(object_id)
-            ev = folded.pop(object_id, None)
-            if ev is not None:  # what _fold gives when the index holds the state at these tips
-                self.loads += 1
-                ev.changes = []
-                yield object_id, ev
-                continue
-            yield object_id, (self._fold(cobtype, object_id, tips, None) if tips else None)
-
-    def _folded_many(
-        self, cobtype: CobType[S], ids: builtins.list[str], tips_of: Callable[[str], dict[str, str]]
-    ) -> dict[str, Evaluation[S]]:
-        """The states the index (or the kept states) holds at the current tips, in one batch."""
-        if self.cache is None or not cobtype.commutative or len(ids) < 2:
-            return {}
-        codec = self.codec(cobtype)
-        wanted = {object_id: tips for object_id in ids if (tips := tips_of(object_id))}
-        found = self._ask(lambda c: c.folded_many(codec, wanted))
-        return {} if isinstance(found, _Miss) else found
+            tips, ev = tips_of(object_id), held.pop(object_id, None)
+            yield object_id, ev or (self._fold(cobtype, object_id, tips, None) if tips else None)
 
     def _tips_for(self, cobtype: CobType[Any], ids: builtins.list[str]) -> Callable[[str], dict[str, str]]:
         """One lookup per object, or one scan of the type's entries when that is cheaper."""

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 import cob
 from cob import verified
-from cob.cache import default_path, states_path
+from cob.cache import default_path
+from cob.keptstates import states_path
 from cob.refs import common_dir
 from tests.conftest import init_repo
 from tests.toytype import TAGS, TAGS_TYPENAME, Create, Tag, manifest_bytes, point, write_raw
