@@ -5,16 +5,19 @@ node M cloned from it; every row is ours next to its floor, timed in the same ru
 medians of ``--repeats``. Then, per row, the growth exponent between the sizes
 (log(t2/t1) / log(n2/n1): 1.0 is linear, 0 is flat).
 
-g1. cold ``git jobs list``, first-ever (index, verified set and its secret deleted); floor: a
+g1. cold ``git jobs list``, first-ever (index, kept states, verified set and its secret deleted); floor: a
     process that walks every commit the index refs reach, decodes its ops and checks its
     signature (no order, no rules, no fold), on one core.
 g2. the same first-ever listing in-process, signatures checked on every core
     (cob.parallel) against one core (parallel off): what the workers gained.
-g3. cold list with the verified set kept (index deleted); floor: the same walk and decode
-    without signatures.
+g3. cold list with the verified set kept (index deleted; the kept states, a file of their own,
+    stay); floor: the same walk and decode without signatures.
 g4. cold list after ``git jobs cache rebuild`` (index emptied, states kept by tips).
 g5. warm list; floor: a process that reads every stored state row from the index.
-g6. cold ``git jobs status REV`` (index deleted, verified set kept); floor: ``git jobs --version``.
+g6. cold ``git jobs status REV`` (index deleted, verified set and kept states kept); floor:
+    ``git jobs --version``.
+g6b. ``git jobs status REV`` in a new process with its index (what a user's call costs); floor:
+    ``git jobs --version``.
 g7. in-process ``Jobs.sync`` of one new change (a node's daemon); floor: a one-commit ``git
     fetch`` between two small repositories (both over file paths).
 g8. one write (``job.run``) on the hub's 20-namespace clone, in-process; floor:
@@ -46,6 +49,8 @@ from cob import parallel
 
 FILES = ("git-jobs-index.sqlite3", "git-jobs-index.sqlite3-wal", "git-jobs-index.sqlite3-shm")
 SET_FILES = ("git-jobs-verified", "git-jobs-secret")
+# The states kept by tips (cob.statecache), which outlive the index: a first-ever load has none.
+STATE_FILES = ("git-jobs-states.sqlite3", "git-jobs-states.sqlite3-wal", "git-jobs-states.sqlite3-shm")
 FLOOR_WALK = r"""
 import sys, pygit2, msgspec
 sys.path.insert(0, sys.argv[3])
@@ -120,7 +125,7 @@ def _one_size(
         return float(scale.timed([scale.GIT_JOBS, *args], m, ok=ok))
 
     def first_ever() -> float:
-        _rm(m, FILES + SET_FILES)
+        _rm(m, FILES + SET_FILES + STATE_FILES)
         return cli("list")
 
     def set_kept() -> float:
@@ -162,6 +167,12 @@ def _one_size(
     scale.row(f"g6. cold status REV, {size:,}", ours, floor, "s", "git jobs --version")
     out["g6 cold status"] = (ours, floor)
     cli("list")
+    ours, floor = scale.interleaved(
+        [lambda: cli("status", rev, ok=(0, 1, 8)), lambda: cli("--version")], repeats
+    )
+    scale.row(f"g6b. status REV, new process, index kept, {size:,}", ours, floor, "s", "git jobs --version")
+    out["g6b status new process"] = (ours, floor)
+    cli("list")
     out.update(_sync_and_writes(scale, base, hub, m, size, repeats))
     return out
 
@@ -169,7 +180,7 @@ def _one_size(
 def _parallel_gain(scale: Any, m: str, size: int, repeats: int) -> dict[str, tuple[float, float | None]]:
     def listing(on: bool) -> Callable[[], float]:
         def run() -> float:
-            _rm(m, FILES + SET_FILES)
+            _rm(m, FILES + SET_FILES + STATE_FILES)
             saved = parallel.MIN_CHANGES
             parallel.MIN_CHANGES = saved if on else 10**12
             try:

@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from . import layout, sigrefs, statecache
+from . import keptstates, layout, sigrefs, statecache
 from .change import Codec, InvalidChangeError, read_change
 from .errors import CacheBusyError
 from .evaluate import Evaluation
@@ -80,11 +80,6 @@ def default_path(gitdir: str) -> str:
     return os.path.join(gitdir, layout.current().file(FILENAME))
 
 
-def _is_busy(e: sqlite3.Error) -> bool:
-    text = str(e).lower()
-    return "locked" in text or "busy" in text
-
-
 def is_racy(newest_mtime_ns: int, now_ns: int | None = None) -> bool:
     """Could a ref write happen now and leave a stamp with this newest mtime unchanged?"""
     if newest_mtime_ns <= 0:
@@ -99,6 +94,7 @@ class Cache:
 
     def __init__(self, gitdir: str, path: str | None = None, secret: bytes | None = None) -> None:
         self.path = path or default_path(gitdir)
+        self.states_path = keptstates.states_path(gitdir) if path is None else f"{path}-states"
         # Seals every stored evaluation (cob.statecache): an entry nobody with it wrote is unused.
         self.secret = secret or repository_secret(gitdir) or os.urandom(32)
         self._db: sqlite3.Connection | None = None
@@ -116,7 +112,7 @@ class Cache:
         if not memory and not os.path.exists(self.path):
             # A WAL or shared-memory file without its database belongs to a deleted index;
             # SQLite would replay it onto the new file.
-            self._unlink_sidecars()
+            keptstates.unlink_sidecars(self.path)
         target = ":memory:" if memory else self.path
         db = sqlite3.connect(target, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         try:
@@ -137,8 +133,9 @@ class Cache:
                     with contextlib.suppress(sqlite3.Error):
                         db.execute("ROLLBACK")
                     raise
-            if db.execute("SELECT 1 FROM sqlite_master WHERE name='states'").fetchone() is None:
-                db.execute(statecache.STATES_DDL)
+            if db.execute("SELECT 1 FROM main.sqlite_master WHERE name='states'").fetchone():
+                db.execute("DROP TABLE main.states")  # where an older version kept them
+            keptstates.attach(db, ":memory:" if memory else self.states_path)
             # A database that opens but is damaged inside fails here, not in the middle of a query.
             db.execute("SELECT id FROM roots LIMIT 1").fetchone()
         except BaseException:
@@ -164,7 +161,7 @@ class Cache:
             try:
                 self._db = self._connect()
             except sqlite3.DatabaseError as e:
-                if _is_busy(e):
+                if keptstates.is_busy(e):
                     raise  # _run retries it
                 # A corrupt index is just deleted: everything in it can be rebuilt from Git.
                 self.remove_files()
@@ -211,7 +208,7 @@ class Cache:
             try:
                 return fn(self.db)
             except sqlite3.DatabaseError as e:
-                if not _is_busy(e):
+                if not keptstates.is_busy(e):
                     break
                 self._rollback()
                 if time.monotonic() >= deadline:
@@ -222,22 +219,15 @@ class Cache:
         try:
             return fn(self.db)
         except sqlite3.DatabaseError as e:
-            if _is_busy(e):
+            if keptstates.is_busy(e):
                 raise self._busy() from None
         self._db = self._fallback()
         return fn(self._db)
 
-    def _unlink_sidecars(self) -> None:
-        for suffix in ("-wal", "-shm"):
-            with contextlib.suppress(OSError):
-                os.unlink(self.path + suffix)
-
     def remove_files(self) -> None:
         """Delete the index (and its WAL files); the next use creates it afresh."""
         self.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
-        self._unlink_sidecars()
+        keptstates.unlink_all(self.path)
 
     def close(self) -> None:
         if self._db is not None:
@@ -402,11 +392,24 @@ class Cache:
         if cobtype.state_type is None:
             return None
         key = statecache.state_key(cobtype, object_id, tips)
-        sql = "SELECT data FROM states WHERE typename=? AND id=? AND key=?"
+        sql = "SELECT data FROM kept.states WHERE typename=? AND id=? AND key=?"
         row = self._run(lambda db: db.execute(sql, (cobtype.typename, object_id, key)).fetchone())
         data = statecache.unseal(self.secret, key, row[0]) if row is not None else None
         ev = None if data is None else statecache.decode(codec, object_id, data, self._decoders)
         return ev if ev is not None and ev.tips == tips else None
+
+    def folded_many(self, codec: Codec, tips: Mapping[str, Mapping[str, str]]) -> dict[str, Evaluation[Any]]:
+        """What :meth:`get`, then :meth:`state_at`, give a batch of objects (``{id: tips as the
+        refs are now}``) at exactly those tips, in a few queries (:func:`keptstates.read_many`)."""
+        cobtype = codec.cobtype
+        if cobtype.state_type is None or not tips:
+            return {}
+        typename, secret = cobtype.typename, self.secret
+        out, restored = self._run(lambda db: keptstates.read_many(db, codec, secret, tips, self._decoders))
+        self.loads += len(restored)
+        with contextlib.suppress(CacheBusyError):  # not stored: the next load restores them
+            self._run(lambda db: keptstates.store_restored(db, typename, restored))
+        return out
 
     def put(self, codec: Codec, ev: Evaluation[Any]) -> None:
         cobtype = codec.cobtype
@@ -423,7 +426,7 @@ class Cache:
             db.execute("BEGIN IMMEDIATE")
             db.execute("INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?)", row)
             if state is not None:
-                db.execute("INSERT OR REPLACE INTO states VALUES (?, ?, ?, ?)", state)
+                db.execute("INSERT OR REPLACE INTO kept.states VALUES (?, ?, ?, ?)", state)
             db.execute("COMMIT")
 
         self._run(do)

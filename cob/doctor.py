@@ -62,7 +62,7 @@ def check(
     reader = RefReader(repo)
     raw = _raw_tips(repo, reader)
     for nid, tip in sorted(raw.items()):
-        if not recovery.intact_index(repo, tip):
+        if not recovery.intact_index(repo, tip, fresh=True):
             rec = recovery.recover(repo, nid, tip)
             who = "this node's" if nid == own else f"node {nid}'s"
             fix = (

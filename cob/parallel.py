@@ -119,11 +119,16 @@ def first_load(
     store: Store, cobtype: CobType[Any], ids: list[str], tips_of: Callable[[str], dict[str, str]]
 ) -> int:
     """For :meth:`cob.store.Store.load_many`: :func:`verify_ahead` when nothing was verified
-    here yet and the index holds no fold of these objects (a first-ever load)."""
+    here yet and neither the index nor the kept states hold a fold of these objects (a
+    first-ever load)."""
     checked = store.verified
-    if not isinstance(checked, VerifiedSet) or len(ids) < 2 or len(checked) > 0:
+    if not isinstance(checked, VerifiedSet) or len(ids) < 2 or not checked.empty():
         return 0
-    if store.cache is not None and store.cache.get(store.codec(cobtype), ids[0]) is not None:
-        return 0
+    if store.cache is not None:
+        codec = store.codec(cobtype)
+        if store.cache.get(codec, ids[0]) is not None:
+            return 0
+        if store.cache.state_at(codec, ids[0], tips_of(ids[0])) is not None:
+            return 0  # the states were kept (the index alone deleted): little to check
     tips = [tip for object_id in ids for tip in tips_of(object_id).values()]
     return verify_ahead(store.repo, tips, checked, checked.known)

@@ -59,22 +59,40 @@ INTACT_TTL = 1.0
 _INTACT: dict[tuple[str, str], float] = {}
 
 
-def intact_index(repo: pygit2.Repository, tip: str | None) -> bool:
+def intact_index(repo: pygit2.Repository, tip: str | None, *, fresh: bool = False) -> bool:
     """Whether index commit ``tip`` can be read: the commit, its parents (the previous index
     and the changes it added), its tree, each type's tree, and every fan-out tree that differs
     from its first parent's (what that commit wrote, so what a prune could have deleted with
     it). Not the rest of what the entries name: loads check those. A tip found intact less
-    than :data:`INTACT_TTL` seconds ago is not read again."""
+    than :data:`INTACT_TTL` seconds ago (or written here by :func:`move`) is not read again,
+    unless ``fresh`` (a repair, ``doctor``: what is on disk now)."""
     key = (repo.path, tip or "")
     seen = _INTACT.get(key)
-    if seen is not None and time.monotonic() - seen < INTACT_TTL:
+    if not fresh and seen is not None and time.monotonic() - seen < INTACT_TTL:
         return True
     if not _intact_index(repo, tip):
         return False
+    _remember_intact(repo, tip)
+    return True
+
+
+def _remember_intact(repo: pygit2.Repository, tip: str | None) -> None:
     if len(_INTACT) >= 64:
         _INTACT.clear()
-    _INTACT[key] = time.monotonic()
-    return True
+    _INTACT[(repo.path, tip or "")] = time.monotonic()
+
+
+# Index commits :func:`move` wrote here, by (repository, tip) -> (type, fan-out directory name)
+# of what that write changed: checking one of them reads those directories (not its type's whole
+# top directory, ~256 entries on a hub, to find which ones differ from its parent's). Nothing is
+# looked up when it is recorded (libgit2 would then serve the objects from memory after a prune).
+_WRITTEN: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
+
+
+def _remember_written(repo: pygit2.Repository, tip: str, updates: Mapping[sigrefs.Key, str | None]) -> None:
+    if len(_WRITTEN) >= 64:
+        _WRITTEN.clear()
+    _WRITTEN[(repo.path, tip)] = tuple(sorted({(t, object_id[:2]) for t, object_id in updates}))
 
 
 def _intact_index(repo: pygit2.Repository, tip: str | None) -> bool:
@@ -85,6 +103,16 @@ def _intact_index(repo: pygit2.Repository, tip: str | None) -> bool:
         commit = repo[tip]
         if not all(p in repo for p in commit.parent_ids):  # type: ignore[attr-defined]
             return False  # a change it names was pruned with it: no push could send it
+        written = _WRITTEN.get((repo.path, tip))
+        if written is not None:  # our own write: which directories it changed is known
+            for typename in sigrefs.typenames(tree):
+                repo[tree[typename].id]
+            for typename, xx in written:
+                top = repo[tree[typename].id] if typename in tree else None
+                entry = sigrefs._entry(top, xx) if isinstance(top, pygit2.Tree) else None
+                if entry is not None:
+                    repo[entry.id]
+            return True
         parent = commit.parent_ids[0] if commit.parent_ids else None  # type: ignore[attr-defined]
         before = sigrefs.tree_of(repo, str(parent)) if parent is not None else None
         for typename in sigrefs.typenames(tree):
@@ -209,7 +237,7 @@ def _published(repo: pygit2.Repository, nid: str) -> str | None:
 def broken(repo: pygit2.Repository, nid: str) -> str | None:
     """The tip of ``nid``'s index ref when it is not an intact index, else None."""
     tip = sigrefs.read_tip(repo, nid)
-    if tip is None or intact_index(repo, tip):
+    if tip is None or intact_index(repo, tip, fresh=True):
         return None
     return tip
 
@@ -373,6 +401,7 @@ def move(
                 return None
         new = sigrefs.write_commit(repo, signer, nid, old, updates)
         if compare_and_swap(repo, name, new, old, sigrefs.MESSAGE.strip(), updates=updates):
+            _remember_written(repo, new, updates)
             return sigrefs.Moved(old, new)
         sigrefs.backoff(attempt)
     raise ConflictError(f"gave up updating {name} after {attempts} lost races")

@@ -32,7 +32,18 @@ def common_dir(repo: pygit2.Repository) -> str:
     which has only that checkout's HEAD and index; everything shared is in the directory its
     ``commondir`` file names. Reading refs from ``repo.path`` showed no jobs at all there.
     """
-    gitdir = repo.path.rstrip("/")
+    found = _COMMON.get(repo.path)
+    if found is None:
+        if len(_COMMON) >= 256:
+            _COMMON.clear()
+        found = _COMMON[repo.path] = _read_common_dir(repo.path.rstrip("/"))
+    return found
+
+
+_COMMON: dict[str, str] = {}  # by repo.path: a git directory's commondir never changes (a write asks twice)
+
+
+def _read_common_dir(gitdir: str) -> str:
     try:
         with open(os.path.join(gitdir, "commondir"), encoding="utf-8") as f:
             target = f.read().strip()

@@ -1,13 +1,15 @@
 """How the index stores folded states: sealed evaluations, and states keyed by their tips.
 
-Two tables of the index (:mod:`cob.cache`) hold evaluations:
+Two tables (:mod:`cob.cache`) hold evaluations:
 
-- ``evaluations``: per object, the last one (the base an incremental fold extends);
-- ``states``: per object, the last one *keyed by the set of tips it was folded from and the
-  type's rules* (:func:`state_key`). This table survives ``Cache.clear`` (an application's cache
-  rebuild) and schema changes of the other tables, so a rebuild looks states up instead of
-  folding: a fold is a function of the tips (the DAG they reach) and the rules, nothing else.
-  One row per object (the newest replaces the older), so it grows with objects, not writes.
+- ``evaluations`` (in the index): per object, the last one (the base an incremental fold extends);
+- ``kept.states`` (a file of its own, ``<prefix>-states.sqlite3``, attached to the index's
+  connection): per object, the last one *keyed by the set of tips it was folded from and the
+  type's rules* (:func:`state_key`). It survives ``Cache.clear`` (an application's cache
+  rebuild), schema changes of the index and deleting the index file, so a rebuild looks states
+  up instead of folding: a fold is a function of the tips (the DAG they reach) and the rules,
+  nothing else. One row per object (the newest replaces the older), so it grows with objects,
+  not writes.
 
 Every stored evaluation is *sealed*: a keyed BLAKE2b-128 tag under the repository's secret
 (:func:`cob.verified.repository_secret`) over what it is stored under and its bytes. An entry
@@ -28,7 +30,7 @@ from .evaluate import Evaluation, RejectKind, Verdict
 
 TAG_BYTES = 16
 STATES_DDL = (
-    "CREATE TABLE IF NOT EXISTS states (typename TEXT NOT NULL, id TEXT NOT NULL,"
+    "CREATE TABLE IF NOT EXISTS kept.states (typename TEXT NOT NULL, id TEXT NOT NULL,"
     " key BLOB NOT NULL, data BLOB NOT NULL, PRIMARY KEY (typename, id)) WITHOUT ROWID"
 )
 

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import pygit2
 
-from . import durable, sigrefs
+from . import durable, keptstates, sigrefs
 from .cache import Cache
 from .change import (
     MAX_WRITE_TIMESTAMP,
@@ -280,9 +280,10 @@ class Store:
                 raise UnknownObjectError(f"not an object id: {object_id!r}")
         tips_of = self._tips_for(cobtype, ids)
         first_load(self, cobtype, ids, tips_of)  # nothing verified here yet: on every core
+        held = keptstates.folded_for(self, cobtype, ids, tips_of)  # what the index holds as is
         for object_id in ids:
-            tips = tips_of(object_id)
-            yield object_id, (self._fold(cobtype, object_id, tips, None) if tips else None)
+            tips, ev = tips_of(object_id), held.pop(object_id, None)
+            yield object_id, ev or (self._fold(cobtype, object_id, tips, None) if tips else None)
 
     def _tips_for(self, cobtype: CobType[Any], ids: builtins.list[str]) -> Callable[[str], dict[str, str]]:
         """One lookup per object, or one scan of the type's entries when that is cheaper."""

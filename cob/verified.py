@@ -140,6 +140,18 @@ class VerifiedSet:
             if len(self._pending) >= FLUSH_AT:
                 self.flush()
 
+    def empty(self) -> bool:
+        """Whether no signature was recorded yet (here or by another process), without reading
+        the set (a first-ever load asks this before deciding to check on every core)."""
+        if self._tags:
+            return False
+        if self.path is None:
+            return True
+        try:
+            return os.stat(self.path).st_size <= TAG_BYTES
+        except OSError:
+            return True
+
     def __len__(self) -> int:
         return len(self._tags if self._tags is not None else self._load())
 

@@ -51,6 +51,7 @@ class Reason(enum.Enum):
 
 # Finished runs that did not pass. SKIPPED is neither a pass nor a failure.
 FAILING = frozenset({Reason.FAILED, Reason.ERROR, Reason.TIMED_OUT, Reason.CANCELLED})
+_REASON_VALUES = {r.value: r.value for r in Reason}
 
 
 class Evidence(msgspec.Struct, array_like=True, frozen=True):
@@ -189,45 +190,70 @@ class Run:
 
 
 class Runs(Mapping[uuid.UUID, Run]):
-    """A node's runs, ``run_id → Run``, in uuid7 (start) order. Read-only."""
+    """A node's runs, ``run_id → Run``, in uuid7 (start) order. Read-only.
 
-    __slots__ = ("_runs",)
+    Made from a folded state (:meth:`from_state`), a run becomes a :class:`Run` only when it is
+    read: counting them or reading the latest (what a listing shows) converts one run, not all.
+    """
+
+    __slots__ = ("_built", "_judge", "_nid", "_raw", "_runs")
 
     def __init__(self, runs: Mapping[uuid.UUID, Run] | None = None) -> None:
-        self._runs: dict[uuid.UUID, Run] = dict(sorted((runs or {}).items()))
+        self._runs: dict[uuid.UUID, Run] | None = dict(sorted((runs or {}).items()))
+        self._raw: Mapping[str, RunState] = {}
+        self._built: dict[str, Run] = {}
+        self._judge: Judge | None = None
+        self._nid = ""
 
     @classmethod
     def from_state(cls, runs: Mapping[str, RunState], judge: Judge | None = None, nid: str = "") -> Runs:
-        out = cls()
-        out._runs = {uuid.UUID(k): Run.from_state(runs[k], judge, f"{nid}/{k}") for k in sorted(runs)}
+        out = cls.__new__(cls)
+        out._runs, out._raw, out._built, out._judge, out._nid = None, runs, {}, judge, nid
         return out
 
+    def _run(self, k: str) -> Run:
+        run = self._built.get(k)
+        if run is None:
+            run = self._built[k] = Run.from_state(self._raw[k], self._judge, f"{self._nid}/{k}")
+        return run
+
+    def _all(self) -> dict[uuid.UUID, Run]:
+        if self._runs is None:
+            self._runs = {uuid.UUID(k): self._run(k) for k in sorted(self._raw)}
+            self._raw, self._built = {}, {}
+        return self._runs
+
     def __getitem__(self, key: uuid.UUID | str) -> Run:
-        return self._runs[key if isinstance(key, uuid.UUID) else uuid.UUID(key)]
+        return self._all()[key if isinstance(key, uuid.UUID) else uuid.UUID(key)]
 
     def __iter__(self) -> Iterator[uuid.UUID]:
-        return iter(self._runs)
+        return iter(self._all())
 
     def __len__(self) -> int:
-        return len(self._runs)
+        return len(self._runs) if self._runs is not None else len(self._raw)
 
     def __repr__(self) -> str:
-        return f"Runs({self._runs!r})"
+        return f"Runs({self._all()!r})"
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Runs):
-            return self._runs == other._runs
+            return self._all() == other._all()
         return super().__eq__(other)
 
     __hash__ = None  # type: ignore[assignment]
 
     def _where(self, pred: Callable[[Run], bool]) -> Runs:
         out = Runs()
-        out._runs = {k: v for k, v in self._runs.items() if pred(v)}
+        out._runs = {k: v for k, v in self._all().items() if pred(v)}
         return out
 
     def latest(self) -> tuple[uuid.UUID, Run] | None:
         """The most recently started run (greatest uuid7)."""
+        if self._runs is None:
+            if not self._raw:
+                return None
+            k = max(self._raw)  # the order of from_state's keys (canonical uuids: the uuid order)
+            return uuid.UUID(k), self._run(k)
         if not self._runs:
             return None
         key = next(reversed(self._runs))
@@ -290,6 +316,38 @@ class Job:
 
     def __repr__(self) -> str:
         return f"Job({self.id[:12]} {self.name!r} @ {self.commit[:12]})"
+
+    def run_totals(self) -> tuple[int, int]:
+        """(runs, nodes with runs): what ``runs()`` counts, without building it (a listing)."""
+        if self._runs is not None:
+            return sum(len(r) for r in self._runs.values()), len(self._runs)
+        counts = [len(rs) for rs in self._state.runs.values() if rs]
+        return sum(counts), len(counts)
+
+    def latest_outcomes(self) -> list[tuple[str | None, bool]]:
+        """For every node with runs, its latest run's finish reason (the value; None while it is
+        started) and whether it is lost: what ``runs()[nid].latest()`` says, without building a
+        :class:`Run` per node (a listing reads only this)."""
+        if self._runs is not None:
+            return [
+                (run.reason.value if run.reason is not None else None, run.lost)
+                for rs in self._runs.values()
+                if (latest := rs.latest()) and (run := latest[1])
+            ]
+        out: list[tuple[str | None, bool]] = []
+        judge = self._judge
+        for nid, rs in sorted(self._state.runs.items()):
+            if not rs:
+                continue
+            k = max(rs)  # Runs.latest's order
+            s = rs[k]
+            if s.reason is not None:
+                out.append((_REASON_VALUES.get(s.reason) or Reason(s.reason).value, False))
+            elif judge is not None:
+                out.append((None, judge.now() >= judge.lost_at(f"{nid}/{k}", s.started_at, s.timeout)))
+            else:
+                out.append((None, False))
+        return out
 
     def runs(self) -> dict[str, Runs]:
         """{nid: Runs} for every node with at least one run."""

@@ -98,7 +98,7 @@ def flaky_attempts(runs: Runs) -> int:
 def job_state(job: Job) -> str:
     """One word for a job over all nodes' latest runs: queued, running, failed, skipped,
     succeeded (failure wins, then running; all-skipped is skipped)."""
-    states = {run_state(latest[1]) for runs in job.runs().values() if (latest := runs.latest())}
+    states = {reason or (LOST if lost else RUNNING) for reason, lost in job.latest_outcomes()}
     if not states:
         return QUEUED
     if any(_failing(s) for s in states):
@@ -110,8 +110,11 @@ def job_state(job: Job) -> str:
     return "succeeded"
 
 
+_FAILING_STATES = frozenset({LOST, *(r.value for r in FAILING)})
+
+
 def _failing(state: str) -> bool:
-    return state == LOST or any(state == r.value for r in FAILING)
+    return state in _FAILING_STATES
 
 
 def job_json(job: Job, *, runs: bool = True) -> dict[str, Any]:

@@ -276,9 +276,8 @@ def _list(args: argparse.Namespace) -> int:
     states = {j.id: job_state(j) for j in found}
     state_w = max(len(s) for s in states.values())
     for j in found:
-        runs = j.runs()
-        total = sum(len(r) for r in runs.values())
-        detail = f"{total} run{'s' if total != 1 else ''} on {len(runs)} node{'s' if len(runs) != 1 else ''}"
+        total, nodes = j.run_totals()
+        detail = f"{total} run{'s' if total != 1 else ''} on {nodes} node{'s' if nodes != 1 else ''}"
         if j.rejected:
             detail += style(f", {len(j.rejected)} rejected", "red")
         state = states[j.id]

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 import cob
 from cob import verified
 from cob.cache import default_path
+from cob.keptstates import states_path
 from cob.refs import common_dir
 from tests.conftest import init_repo
 from tests.toytype import TAGS, TAGS_TYPENAME, Create, Tag, manifest_bytes, point, write_raw
@@ -65,8 +66,9 @@ def test_a_signature_checked_once_is_not_checked_again_after_the_index_is_delete
     assert os.path.exists(os.path.join(gitdir, verified.set_file()))
     mode = os.stat(os.path.join(gitdir, verified.secret_file())).st_mode
     assert stat.S_IMODE(mode) == 0o600
-    for suffix in ("", "-wal", "-shm"):
+    for suffix in ("", "-wal", "-shm"):  # the index and the kept states: every change is read
         Path(default_path(gitdir) + suffix).unlink(missing_ok=True)
+        Path(states_path(gitdir) + suffix).unlink(missing_ok=True)
     again = cob.Store(path)
     assert _answer(again.load(TAGS, ev.object_id)) == answer == _fresh(path, ev.object_id)
     assert isinstance(again.verified, verified.VerifiedSet)
@@ -130,12 +132,15 @@ def test_a_sealed_state_edited_without_the_secret_is_folded_again(tmp_path: Path
     store.update(TAGS, object_id, [Tag("honest")])
     honest = _answer(cob.Store(path).load(TAGS, object_id))
     # Someone without the secret rewrites the stored states: a tag forged into the state.
-    db = sqlite3.connect(default_path(common_dir(store.repo)))
-    for table in ("evaluations", "states"):
-        for (data,) in db.execute(f"SELECT data FROM {table}").fetchall():
+    gitdir = common_dir(store.repo)
+    for file, table in ((default_path(gitdir), "evaluations"), (states_path(gitdir), "states")):
+        db = sqlite3.connect(file)
+        rows = db.execute(f"SELECT data FROM {table}").fetchall()
+        assert rows
+        for (data,) in rows:
             db.execute(f"UPDATE {table} SET data=? WHERE data=?", (data.replace(b"honest", b"forged"), data))
-    db.commit()
-    db.close()
+        db.commit()
+        db.close()
     reader = cob.Store(path)
     assert _answer(reader.load(TAGS, object_id)) == honest
     assert reader.evaluations == 1  # the edited entries were refused, and the object folded
@@ -158,8 +163,28 @@ def test_a_rebuild_looks_states_up_instead_of_folding(tmp_path: Path) -> None:
     assert after.evaluations == 0
 
 
+def test_deleting_the_index_keeps_the_states_a_list_reads(tmp_path: Path) -> None:
+    path = tmp_path / "r"
+    init_repo(path)
+    alice = cob.Store(path, cob.Signer.generate())
+    ids = [alice.create(TAGS, [Create(f"o{i}")]).object_id for i in range(3)]
+    for object_id in ids:
+        alice.update(TAGS, object_id, [Tag("a")])
+    expected = {i: _fresh(path, i) for i in ids}
+    assert {i: _answer(ev) for i, ev in cob.Store(path).load_many(TAGS, ids)} == expected
+    gitdir = common_dir(alice.repo)
+    for suffix in ("", "-wal", "-shm"):
+        Path(default_path(gitdir) + suffix).unlink()  # the index only: the kept states stay
+    reader = cob.Store(path)
+    assert {i: _answer(ev) for i, ev in reader.load_many(TAGS, ids)} == expected
+    assert reader.evaluations == 0  # looked up, not folded
+    again = cob.Store(path)  # and stored in the new index as the last evaluations
+    assert {i: _answer(ev) for i, ev in again.load_many(TAGS, ids)} == expected
+    assert again.evaluations == 0 and again.cache is not None and again.cache.loads == 0
+
+
 ACTIONS = st.sampled_from(
-    ["write", "peer", "forge", "drop-index", "drop-set", "drop-secret", "rebuild", "load"]
+    ["write", "peer", "forge", "drop-index", "drop-states", "drop-set", "drop-secret", "rebuild", "load"]
 )
 
 
@@ -189,6 +214,9 @@ def test_deleting_the_index_or_the_verified_set_changes_no_answer(
         elif action == "drop-index":
             for suffix in ("", "-wal", "-shm"):
                 Path(default_path(gitdir) + suffix).unlink(missing_ok=True)
+        elif action == "drop-states":
+            for suffix in ("", "-wal", "-shm"):
+                Path(states_path(gitdir) + suffix).unlink(missing_ok=True)
         elif action == "drop-set":
             Path(gitdir, verified.set_file()).unlink(missing_ok=True)
         elif action == "drop-secret":
@@ -199,6 +227,8 @@ def test_deleting_the_index_or_the_verified_set_changes_no_answer(
             expected = _fresh(path, one)
             assert _answer(reader.load(TAGS, one)) == expected, (action, one)
             assert _answer(cob.Store(path).load(TAGS, one)) == expected, (action, one)
+        fresh = {one: _fresh(path, one) for one in ids}  # and a batch (a listing) too
+        assert {i: _answer(ev) for i, ev in cob.Store(path).load_many(TAGS, ids)} == fresh, action
 
 
 def test_a_first_load_checks_signatures_in_worker_processes_and_records_only_good_ones(
