@@ -34,7 +34,6 @@ import pygit2
 import cob
 from cob import sync as cob_sync
 
-from .. import paths
 from ..errors import DefinitionError, JobsError
 from ..requests import Reruns, fetch_requested, trusted_requesters
 from ..spec.definitions import load_definitions
@@ -49,6 +48,7 @@ from .invalid import InvalidDefinitions
 from .isolation import Isolation, IsolationError, load_isolation
 from .journal import Journal, LockedError, WorkLock
 from .logs import state_dir
+from .periodic import notifier, scheduler
 from .plan import Action
 from .preflights import PreflightError, check_remote, check_repository
 from .progress import state
@@ -64,7 +64,6 @@ MAX_PROGRESS = 100  # commits remembered in node.json
 
 # threading.Event.wait refuses timeouts past ~292 years; no worker sleeps more than a day.
 MAX_WAIT = 24 * 3600.0
-NOTIFY_SEEN = "notify-seen.json"  # the notify worker's last verdicts, for the next process
 
 
 @dataclass(slots=True)
@@ -247,9 +246,9 @@ class Node:
             own.append(worker(f"worker:follow:{cob_sync.describe(remote)}", self._follower(remote)))
         own.append(worker("worker:release", self._releaser()))
         own.append(worker("worker:heartbeat", self._heartbeat))
-        own.append(worker("worker:schedule", self._scheduler()))
+        own.append(worker("worker:schedule", scheduler(self)))
         if self.notify:
-            own.append(worker("worker:notify", self._notifier()))
+            own.append(worker("worker:notify", notifier(self)))
         return Registry("worker", [*own, *self.workers])
 
     def _workshop(self, jobs: Jobs, task: str) -> Workshop:
@@ -426,57 +425,6 @@ class Node:
         if not self.follows:
             return [(store.resolve_commit("HEAD"), "HEAD")]
         return [(c.commit, c.source) for c in followed(store.repo, self.follows)]  # tips only
-
-    def _scheduler(self) -> Callable[[], None]:
-        """``[schedule]`` of the policy ref: due schedules rerun jobs on the followed tips."""
-        from .schedule import Scheduler
-
-        scheduler = Scheduler(self.clock)
-        jobs: list[Jobs] = []
-
-        def body() -> None:
-            if not jobs:
-                jobs.append(self._jobs())
-            store = jobs[0]
-            fired = scheduler.tick(
-                store,
-                self._tips(store),
-                lambda line: self.log("worker:schedule", line),
-                self.labels if self.labels is not None else node_labels(),
-            )
-            for f in fired:  # look at the commit again: its reruns are new work
-                self._settled = {s for s in self._settled if s[0] != f.commit}
-
-        return body
-
-    def _notifier(self) -> Callable[[], None]:
-        """``jobs.notify``: the command runs when a worked-on commit's verdict changes."""
-        from ..gate import gate_status
-        from ..history import subject_of
-        from ..notify import Change, Watcher, notify_all
-
-        jobs: list[Jobs] = []
-        watchers: list[Watcher] = []
-
-        def body() -> None:
-            if not jobs:
-                jobs.append(self._jobs())
-                watchers.append(Watcher.load(paths.state_file(jobs[0].repo, NOTIFY_SEEN)))
-            store, watcher = jobs[0], watchers[0]
-            policy = store.policy()
-            found = self._commits(store)[:MAX_PROGRESS]
-            why = {c.commit: c.source for c in found}
-            changes = [
-                Change(s, before, subject_of(store.repo, s.commit), why.get(s.commit))
-                for s, before in watcher.look(gate_status(store, c.commit, policy) for c in found)
-            ]
-            if changes and self.notify:
-                notify_all(
-                    self.notify, changes, self.notify_timeout, lambda line: self.log("worker:notify", line)
-                )
-            watcher.save(paths.state_file(store.repo, NOTIFY_SEEN))
-
-        return body
 
     def _work(self, workshop: Workshop) -> None:
         """One pass over the commits this node works on, newest first. One commit that breaks
