@@ -533,6 +533,7 @@ def hub_index_refs(hub: Path) -> dict[str, str]:
     return {n: o for n, o in (ln.split() for ln in out.splitlines()) if cob.sigrefs.parse_index_ref(n)}
 
 
+@pytest.mark.slow
 def test_a_flood_of_new_namespaces_is_bounded_per_sync_and_reported(arena: Arena, tmp_path: Path) -> None:
     """Thousands of keyless namespaces are refused without download; signed ones from
     throwaway keys are taken at most MAX_NEW_NAMESPACES per sync, the rest refused ("limit")

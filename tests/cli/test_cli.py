@@ -93,6 +93,7 @@ def test_init_makes_a_key_once_and_whoami_shows_it(tmp_path: Path, isolated_home
 
 
 # -- writing and reading one job ----------------------------------------------------------------
+@pytest.mark.slow
 def test_create_run_finish_show_list(repo: pygit2.Repository, keys: list[Path]) -> None:
     wd, a, b = workdir(repo), keys[0], keys[1]
     sha = head(repo)

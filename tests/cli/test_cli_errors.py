@@ -87,6 +87,7 @@ def test_unknown_and_ambiguous_jobs(setup: dict[str, str], repo: pygit2.Reposito
     )
 
 
+@pytest.mark.slow
 def test_bad_input_and_keys(setup: dict[str, str], tmp_path: Path) -> None:
     a = {"GIT_JOBS_KEY": setup["a"]}
     b = {"GIT_JOBS_KEY": setup["b"]}

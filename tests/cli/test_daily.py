@@ -279,6 +279,7 @@ def test_serve_badge_is_cache_friendly_and_escaped(badge_server: tuple[str, Path
     assert status == 200 and _badge(body)[0] == "unknown"
 
 
+@pytest.mark.slow
 def test_badge_renders_in_chromium(badge_server: tuple[str, Path, Path, str]) -> None:
     try:
         from playwright.sync_api import sync_playwright

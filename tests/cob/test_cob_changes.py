@@ -62,6 +62,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow
 def test_thousand_changes_reload_in_new_process(repo: pygit2.Repository, signer: cob.Signer) -> None:
     store = cob.Store(repo, signer, cache=False)
     ev = store.create(LOG, [Append("root")])

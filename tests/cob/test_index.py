@@ -212,6 +212,7 @@ def test_only_moved_objects_are_refolded_and_only_new_changes_read(
     assert ev is not None and len(ev.changes) == 1
 
 
+@pytest.mark.slow
 def test_find_by_commit_loads_only_that_commits_jobs(repo: pygit2.Repository, signer: cob.Signer) -> None:
     j = jobs.Jobs.open(repo.path, signer=signer)
     target = str(repo.head.target)

@@ -23,6 +23,7 @@ unnoticed in the fast lane.
 from __future__ import annotations
 
 import ast
+import functools
 import itertools
 import subprocess
 import sys
@@ -67,6 +68,17 @@ def _library() -> dict[str, tuple[Path, bool]]:
             is_package = parts[-1] == "__init__"
             found[".".join(parts[:-1] if is_package else parts)] = (path, is_package)
     return found
+
+
+@functools.cache
+def _tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"))
+
+
+@functools.cache
+def _imported(path: Path) -> frozenset[str]:
+    """Every dotted name a test or helper file imports (function-local imports included)."""
+    return frozenset(n for node in _import_nodes(_tree(path), module_level=False) for n in _names(node, []))
 
 
 def _base(name: str, is_package: bool) -> list[str]:
@@ -128,7 +140,7 @@ def _library_graph(library: dict[str, tuple[Path, bool]]) -> dict[str, set[str]]
     runs before its modules)."""
     graph: dict[str, set[str]] = {}
     for name, (path, is_package) in library.items():
-        tree = ast.parse(path.read_text(encoding="utf-8"))
+        tree = _tree(path)
         deps: set[str] = set()
         for node in _import_nodes(tree, module_level=False):
             deps |= _names(node, _base(name, is_package))
@@ -150,7 +162,7 @@ def _loaded_by(
     """(library modules, test helper files) that one test or helper file loads directly;
     ``runs_cli``: the file runs the CLI (it, or a helper it imports, imports tests.clirunner or
     `jobs.cli`), so a command name among a call's arguments loads the module implementing it."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    tree = _tree(path)
     loaded: set[str] = set()
     helpers: set[str] = set()
     aliases: dict[str, str] = {}
@@ -190,25 +202,24 @@ def _helpers(rel: str) -> set[str]:
     todo, seen = {rel}, set()
     while todo:
         seen.add(path := todo.pop())
-        tree = ast.parse((ROOT / path).read_text(encoding="utf-8"))
-        for node in _import_nodes(tree, module_level=False):
-            for name in _names(node, []):
-                helper = name.replace(".", "/") + ".py"
-                if name.startswith("tests.") and (ROOT / helper).exists() and helper not in seen:
-                    todo.add(helper)
+        for name in _imported(ROOT / path):
+            helper = name.replace(".", "/") + ".py"
+            if name.startswith("tests.") and (ROOT / helper).exists() and helper not in seen:
+                todo.add(helper)
     return seen
 
 
 def _reached(files: set[str], library: dict[str, tuple[Path, bool]]) -> set[str]:
     lazy = _lazy_exports(library)
     reached: set[str] = set()
+    done: dict[tuple[str, bool], set[str]] = {}
     for rel in {*files, "tests/conftest.py"}:
         group = _helpers(rel)
-        runs_cli = "tests/clirunner.py" in group or any(
-            "jobs.cli" in _loaded_by(ROOT / path, {"jobs.cli"}, lazy, False)[0] for path in group
-        )
+        runs_cli = "tests/clirunner.py" in group or any("jobs.cli" in _imported(ROOT / p) for p in group)
         for path in group:
-            reached |= _loaded_by(ROOT / path, set(library), lazy, runs_cli)[0]
+            if (path, runs_cli) not in done:
+                done[path, runs_cli] = _loaded_by(ROOT / path, set(library), lazy, runs_cli)[0]
+            reached |= done[path, runs_cli]
     graph = _library_graph(library)
     stack = list(reached)
     while stack:
@@ -239,6 +250,7 @@ def test_the_check_sees_what_a_test_file_loads(tmp_path: Path) -> None:
     assert {"jobs", "jobs.store", "cob.sync.fetching", "jobs.cli", "jobs.cli.query"} <= modules
     assert helpers == {"tests/clirunner.py"}
     assert "jobs.node.work" not in modules
+    probe = tmp_path / "test_probe_cli.py"
     probe.write_text(
         "import sys\nfrom jobs.cli import main\n\n\ndef test_y():\n"
         "    main(['cache', 'status'])\n    run([sys.executable, '-m', 'jobs', '-V'])\n"

@@ -35,6 +35,7 @@ def _tip(repo: pygit2.Repository, nid: str) -> str:
     return tip
 
 
+@pytest.mark.slow
 def test_a_pruned_index_tip_falls_back_and_the_next_write_moves_on(
     repo: pygit2.Repository, tmp_path: Path
 ) -> None:

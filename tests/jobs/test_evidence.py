@@ -126,6 +126,7 @@ reuse = "tree"
 """
 
 
+@pytest.mark.slow
 def test_a_pass_on_a_branch_is_reused_for_its_merge_with_the_same_tree(tmp_path: Path) -> None:
     path, (alice, akey), (bob, bkey) = two_nodes(tmp_path)
     marker = tmp_path / "ran.txt"

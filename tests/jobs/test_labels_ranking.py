@@ -49,6 +49,7 @@ def job_id(repo: Path, sha: str, name: str) -> str:
     return write_root(store.repo, store.store.codec(JOB_TYPE), [Request(sha, name)])
 
 
+@pytest.mark.slow
 def test_a_labelled_job_goes_to_the_node_that_has_the_label(tmp_path: Path) -> None:
     project = Project(tmp_path, ("one", "two"))
     nids = project.nids

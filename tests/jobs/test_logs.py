@@ -120,6 +120,7 @@ def local_log(repo: Path, run_id: uuid.UUID) -> bytes:
 
 
 # -- must show: A's failing run, read by M after a sync ----------------------------------------
+@pytest.mark.slow
 def test_a_failing_run_reaches_the_maintainer_byte_for_byte(net: Net) -> None:
     sha = commit_defs(net, FAILING)
     assert gjb(net.a, "work", "any", key=net.a_key).code == 1
@@ -313,6 +314,7 @@ def _bucket_refs(path: Path) -> dict[str, str]:
     return {n: o for n, o in (ln.split() for ln in out.splitlines()) if "/refs/logs/" in n}
 
 
+@pytest.mark.slow
 def test_pruning_old_logs_keeps_peers_working_and_fast_forward_only(net: Net) -> None:
     commit_defs(net, '[jobs.now]\nrun = "echo current $GIT_JOBS_RUN_ID"\n')
     old = _old_run(net.a, net.a_key, 95, b"an old log\n")

@@ -29,8 +29,7 @@ def test_the_rollup_counts_every_nodes_latest_run(
 
     build.finish(build.run("https://ci.example/a/1"), jobs.Reason.SUCCEEDED)
     theirs = jobs.Jobs.open(repo.path, signer=bob)
-    test = theirs.get(theirs.create(sha, "test").id)
-    assert test is not None
+    test = theirs.create(sha, "test")  # the same job (content-addressed), bob's handle
     test.finish(test.run("https://ci.example/b/1"), jobs.Reason.FAILED)
     status = commit_status(jobs.Jobs.open(repo.path), "HEAD")
     assert status.outcome == "failed" and status.exit_code == 1

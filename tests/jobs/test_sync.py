@@ -123,6 +123,7 @@ def daemon(world: World) -> Iterator[GitDaemon]:
 
 
 # -- the hub ---------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_three_peers_converge_through_a_git_daemon_hub(
     world: World, daemon: GitDaemon, signers: Iterator[cob.Signer]
 ) -> None:

@@ -56,6 +56,7 @@ def test_a_wheel_built_on_node_a_is_fetched_and_verified_by_the_maintainer(net: 
     assert again.code == 1 and "not an empty directory" in again.err and len(again.err.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_an_untrusted_nodes_artifact_is_not_taken(net: Net, tmp_path: Path) -> None:
     commit_defs(net, BUILD)
     ok(net.a, "work", "any", key=net.a_key)

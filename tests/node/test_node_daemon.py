@@ -130,6 +130,7 @@ def assert_ledger_sound(repo: Path) -> None:
 
 
 # -- the whole story ---------------------------------------------------------------------------
+@pytest.mark.slow
 def test_two_nodes_work_and_a_maintainer_sees_both_results_with_working_logs(world: World) -> None:
     sha = publish(world, BUILD_TEST)
     nodes = []
@@ -246,6 +247,7 @@ def test_sigterm_mid_job_finishes_it_cancelled_and_exits_cleanly(world: World) -
     assert_ledger_sound(world.maintainer)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_job_then_restart_recovers_and_reruns_an_idempotent_job(world: World) -> None:
     defs, mark, pidfile = _slow_once(world.tmp, "kill")
     sha = publish(world, defs)

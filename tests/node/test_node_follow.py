@@ -97,6 +97,7 @@ def _foreign(world: World, tmp: Path) -> str:
     return sha
 
 
+@pytest.mark.slow
 def test_a_foreign_commit_in_the_object_store_and_ledger_is_never_run(world: World) -> None:
     main = publish(world, BUILD_TEST)
     path, signer, key = world.node_repo("careful")
@@ -130,6 +131,7 @@ def test_a_foreign_commit_in_the_object_store_and_ledger_is_never_run(world: Wor
     assert (world.tmp / "foreign-ran-job").exists()
 
 
+@pytest.mark.slow
 def test_work_any_takes_revisions_and_a_one_shot_follow_with_depth(world: World) -> None:
     first = publish(world, BUILD_TEST)
     path, signer, key = world.node_repo("oneshot")

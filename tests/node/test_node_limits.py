@@ -387,6 +387,7 @@ def test_sparse_outputs_are_bounded_per_job_and_per_commit_and_stay_sparse(tmp_p
         assert fh.read(18) == b"data in the middle"
 
 
+@pytest.mark.slow
 def test_outputs_through_the_cli_cost_what_they_hold_not_their_apparent_size(tmp_path: Path) -> None:
     path = tmp_path / "node"
     init_repo(path)

@@ -52,6 +52,7 @@ NAMES = [
 ]
 
 
+@pytest.mark.slow
 def test_a_matrix_gives_the_same_named_jobs_with_the_same_ids_on_two_nodes(
     work_repo: Path,
     tmp_path: Path,

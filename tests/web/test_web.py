@@ -69,6 +69,7 @@ def verdict(status: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in status.items() if k != "progress"}
 
 
+@pytest.mark.slow
 def test_status_range_and_pages(web: WebRepo) -> None:
     res = gj(web.path, "status", "HEAD~2..HEAD")
     assert res.code == 0 and len(res.out.strip().splitlines()) == 2, res
@@ -79,6 +80,7 @@ def test_status_range_and_pages(web: WebRepo) -> None:
     assert len(second.out.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_status_branch_json_is_the_status_shape_of_each_commit(web: WebRepo) -> None:
     value = gj(web.path, "status", "--branch", "main", "--json").json
     assert value["branch"] == "main" and value["more"] is False and value["page"] == 1
@@ -88,6 +90,7 @@ def test_status_branch_json_is_the_status_shape_of_each_commit(web: WebRepo) -> 
     assert {k: v for k, v in entry.items() if k != "subject"} == one
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args",
     [
