@@ -186,6 +186,7 @@ def status(wd: Path, *args: str) -> tuple[int, dict[str, object]]:
     return r.code, r.json
 
 
+@pytest.mark.slow
 def test_status_exit_codes_follow_gh_pr_checks(repo: pygit2.Repository, keys: list[Path]) -> None:
     wd, a = workdir(repo), keys[0]
     # No jobs: not a pass (as gh: "no checks reported" exits 1).

@@ -91,6 +91,7 @@ def test_sync_through_a_bare_hub(repo: pygit2.Repository, tmp_path: Path) -> Non
     assert gj(carol, "status").code == 1
 
 
+@pytest.mark.slow
 def test_readme_quickstart_demo_works_as_written(tmp_path: Path) -> None:
     readme = (ROOT / "README.md").read_text()
     command = re.search(r"(\S*git-jobs demo)\s*$", readme, re.M)
@@ -139,6 +140,7 @@ def test_demo_json_and_keep(tmp_path: Path) -> None:
     assert Path(GIT_JOBS).exists()
 
 
+@pytest.mark.slow
 def test_a_big_first_sync_prints_a_summary_and_lists_jobs_only_when_asked(
     repo: pygit2.Repository, tmp_path: Path
 ) -> None:

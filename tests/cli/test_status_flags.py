@@ -106,6 +106,7 @@ def _outcome(value: dict[str, Any], view: str) -> str:
     return str(value["commits"][0]["outcome"] if view in ("branch", "range") else value["outcome"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flag", list(FLAGS))
 @pytest.mark.parametrize("view", list(VIEWS))
 def test_every_flag_works_with_every_view_or_is_refused(
@@ -137,6 +138,7 @@ def test_every_flag_works_with_every_view_or_is_refused(
         assert r.code == 8 and value["outcome"] == "pending" and "timed out after 1s" in r.err
 
 
+@pytest.mark.slow
 def test_text_branch_view_syncs_and_counts_every_node(world: World, tmp_path: Path) -> None:
     reader = world.reader(tmp_path, synced=False)
     plain = ok(reader, "status", "--branch", "main")

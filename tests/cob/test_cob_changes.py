@@ -128,6 +128,7 @@ def _multi_writer_history(
     return nodes, log, tags
 
 
+@pytest.mark.slow
 def test_every_change_passes_git_verify_commit_and_fsck(
     repo: pygit2.Repository, tmp_path: Path, signers: Iterator[cob.Signer]
 ) -> None:

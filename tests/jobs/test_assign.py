@@ -209,6 +209,7 @@ def test_all_runs_every_job_as_without_sharing(tmp_path: Path, how: str) -> None
     assert status(c.maintainer(), sha)[0] == 0
 
 
+@pytest.mark.slow
 def test_dry_run_and_status_say_who_a_job_is_assigned_to(tmp_path: Path) -> None:
     c = Cluster(tmp_path)
     sha = c.publish(defs(6), quorum=1)

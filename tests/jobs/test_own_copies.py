@@ -237,6 +237,7 @@ def test_two_copies_that_published_to_two_hubs_fail_loudly(tmp_path: Path) -> No
     assert sigrefs.read_tip(pygit2.Repository(str(one)), nid) == before  # nothing signed
 
 
+@pytest.mark.slow
 def test_a_node_shows_itself_degraded_until_a_push_works(tmp_path: Path) -> None:
     """`git jobs node` against a hub that refuses pushes: its log says `degraded` and node.json
     has status `degraded` with why; once the hub takes pushes again, `recovered` and `ok`."""

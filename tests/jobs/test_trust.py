@@ -264,6 +264,7 @@ def test_with_a_policy_but_no_jobs_defined_the_jobs_people_made_are_required(pro
 
 
 # -- definitions that do not parse ---------------------------------------------------------------
+@pytest.mark.slow
 def test_a_commit_whose_definitions_do_not_parse_shows_every_error(project: Project) -> None:
     broken = (
         '[jobs.build]\nrun = ""\ntimeout = "soon"\n\n[jobs.test]\nrun = "true"\nneeds = ["nope"]\n'
@@ -393,6 +394,7 @@ def test_a_node_set_to_fetch_trusted_nodes_only_never_takes_a_strangers_refs(pro
     assert "jobs.fetch" in user_error(path, "sync")
 
 
+@pytest.mark.slow
 def test_library_policy_and_gate_match_the_cli(project: Project) -> None:
     import jobs
 

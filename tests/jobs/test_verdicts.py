@@ -68,6 +68,7 @@ retry = { max = 3, on = ["error", "timed_out"] }
 """
 
 
+@pytest.mark.slow
 def test_a_failure_retry_on_does_not_cover_is_failed_everywhere_and_the_plan_agrees(tmp_path: Path) -> None:
     path, nid, key = node(tmp_path, "solo")
     sha = commit_defs(path, RETRY_ON)
@@ -110,6 +111,7 @@ matrix = { python = ["3.11", "3.12"] }
 """
 
 
+@pytest.mark.slow
 def test_required_names_a_matrix_definition_and_an_undefined_name_fails_the_gate(tmp_path: Path) -> None:
     path, nid, key = node(tmp_path, "alice")
     sha = commit_defs(path, MATRIX + policy({nid: "alice"}, 'required = ["test"]\n'))
@@ -228,6 +230,7 @@ def test_a_released_job_no_ranked_node_starts_is_not_built_after_their_takeovers
 
 
 # -- 7. "assigned to X" only where X will run it ------------------------------------------------
+@pytest.mark.slow
 def test_assigned_is_shown_only_after_a_requester_released_the_job(tmp_path: Path) -> None:
     path, alice, alice_key = node(tmp_path, "maintainer")
     bob, _ = new_key(tmp_path, "bob")

@@ -37,6 +37,7 @@ def _built(path: Path, sha: str, nid: str) -> bool:
     return reasons(jobs.Jobs.open(path), sha, nid) == DONE
 
 
+@pytest.mark.slow
 def test_a_node_started_once_builds_every_commit_pushed_to_a_followed_branch(world: World) -> None:
     first = publish(world, BUILD_TEST)
     path, signer, key = world.node_repo("follower")

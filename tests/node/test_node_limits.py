@@ -119,6 +119,7 @@ def _escape(seconds: str) -> str:
 
 
 # -- 10: no sandbox, no job -------------------------------------------------------------------------
+@pytest.mark.slow
 def test_without_bubblewrap_work_any_and_trigger_run_nothing_unless_a_person_chose_none(
     tmp_path: Path, leftovers: list[str]
 ) -> None:

@@ -211,6 +211,7 @@ def test_an_untrusted_release_or_rerun_of_a_foreign_commit_is_never_run(hub: Hub
     assert not Path(f"{ran}-job").exists() and not Path(f"{ran}-trigger").exists()
 
 
+@pytest.mark.slow
 def test_with_no_policy_no_request_is_honoured(hub: Hub) -> None:
     commit_defs(hub.maintainer, "[jobs.build]\nrun = 'true'\n")
     hub.push()
@@ -226,6 +227,7 @@ def test_with_no_policy_no_request_is_honoured(hub: Hub) -> None:
     assert wanted  # released by a node nobody vouched for: not a reason to run
 
 
+@pytest.mark.slow
 def test_a_trusted_release_of_a_commit_no_node_follows_makes_a_node_run_it(hub: Hub) -> None:
     defs = policy(hub.maintainer_nid, requesters=[hub.maintainer_nid]) + "[jobs.build]\nrun = 'true'\n"
     main = commit_defs(hub.maintainer, defs)

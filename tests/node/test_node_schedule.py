@@ -168,6 +168,7 @@ def test_jobs_2_runs_independent_jobs_at_once_and_needs_after_both(
     assert spans["after"][0] >= max(spans["one"][1], spans["two"][1])
 
 
+@pytest.mark.slow
 def test_a_resource_of_capacity_1_serialises_the_jobs_that_share_it(
     work_repo: Path,
     key: tuple[cob.Signer, Path],
@@ -219,6 +220,7 @@ needs = ["deploy"]
 """
 
 
+@pytest.mark.slow
 def test_a_condition_on_branch_skips_deploy_off_main_and_runs_it_on_main(
     work_repo: Path,
     key: tuple[cob.Signer, Path],
@@ -290,6 +292,7 @@ needs = ["gpu"]
 """
 
 
+@pytest.mark.slow
 def test_a_job_that_runs_on_gpu_is_left_alone_without_the_label_and_run_with_it(
     work_repo: Path,
     tmp_path: Path,
@@ -401,6 +404,7 @@ run = "test ! -e dist"
 
 
 # -- every error at once; an invalid file is a permanent fact ---------------------------------
+@pytest.mark.slow
 def test_a_node_records_an_invalid_file_once_and_never_retries_it(
     work_repo: Path,
     key: tuple[cob.Signer, Path],

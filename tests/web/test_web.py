@@ -50,6 +50,7 @@ def request(
 
 
 # -- status --branch / A..B -------------------------------------------------------------------
+@pytest.mark.slow
 def test_status_branch_lists_commits_newest_first_with_outcome_and_counts(web: WebRepo) -> None:
     res = gj(web.path, "status", "--branch", "main")
     assert res.code == 0, res
@@ -107,6 +108,7 @@ def test_status_branch_bad_input_is_one_line(web: WebRepo, args: tuple[str, ...]
 
 
 # -- the server over HTTP -------------------------------------------------------------------------
+@pytest.mark.slow
 def test_server_answers_only_well_formed_local_reads(web: WebRepo) -> None:
     with serving(web) as url:
         host = {"Host": urlsplit(url).netloc}
@@ -124,6 +126,7 @@ def test_server_answers_only_well_formed_local_reads(web: WebRepo) -> None:
         assert request(url, f"/node-z{'1' * 45}.html", headers=host)[0] == 404
 
 
+@pytest.mark.slow
 def test_etag_changes_when_another_process_records_a_run(web: WebRepo) -> None:
     with serving(web) as url:
         host = {"Host": urlsplit(url).netloc}
@@ -142,6 +145,7 @@ def test_etag_changes_when_another_process_records_a_run(web: WebRepo) -> None:
         assert status == 200 and headers["etag"] != tag and b"st-running" in body
 
 
+@pytest.mark.slow
 def test_json_pages_are_the_cli_shapes(web: WebRepo) -> None:
     with serving(web) as url:
         host = {"Host": urlsplit(url).netloc}
