@@ -372,6 +372,7 @@ def test_pruning_old_logs_keeps_peers_working_and_fast_forward_only(net: Net) ->
 
 
 # -- node settings: redaction, not publishing -------------------------------------------------
+@pytest.mark.slow
 def test_redaction_patterns_apply_before_publishing(net: Net) -> None:
     git(net.a, "config", "--add", "jobs.logs.redact", "s3cr[e]t[0-9]+")
     git(net.a, "config", "--add", "jobs.logs.redact", "token=[A-Za-z]+")

@@ -399,6 +399,7 @@ def test_reinstalled_node_gets_its_own_history_back(world: World, signers: Itera
 
 
 # -- hostile peers ---------------------------------------------------------------------------
+@pytest.mark.slow
 def test_hostile_peer_cannot_forge_or_rewrite(
     world: World, daemon: GitDaemon, signers: Iterator[cob.Signer]
 ) -> None:

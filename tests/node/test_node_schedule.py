@@ -155,6 +155,7 @@ needs = ["one", "two"]
 """
 
 
+@pytest.mark.slow
 def test_jobs_2_runs_independent_jobs_at_once_and_needs_after_both(
     work_repo: Path,
     key: tuple[cob.Signer, Path],
@@ -446,6 +447,7 @@ def test_a_node_records_an_invalid_file_once_and_never_retries_it(
     assert "jobs.a.if" not in again  # after a restart: neither released nor worked, not reported
 
 
+@pytest.mark.slow
 def test_the_node_runs_jobs_in_parallel_with_its_labels_and_resources(
     work_repo: Path,
     key: tuple[cob.Signer, Path],

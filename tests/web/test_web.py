@@ -159,6 +159,7 @@ def test_json_pages_are_the_cli_shapes(web: WebRepo) -> None:
         assert json.loads(body) == gj(web.path, "status", "--branch", "main", "--limit", "30", "--json").json
 
 
+@pytest.mark.slow
 def test_a_retried_cell_shows_its_attempts_and_flaky(web: WebRepo) -> None:
     for reason in ("failed", "succeeded"):
         run = gj(web.path, "run", "HEAD~1:test", "--log", f"https://ci.example/{reason}", key=web.key_b)
@@ -172,6 +173,7 @@ def test_a_retried_cell_shows_its_attempts_and_flaky(web: WebRepo) -> None:
         assert cell[1].index("st-failed") < cell[1].index("</details>")  # the earlier attempt
 
 
+@pytest.mark.slow
 def test_a_peer_log_url_never_makes_the_page_read_a_local_file(web: WebRepo, tmp_path: Path) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("TOP-SECRET-CONTENT\n")
@@ -185,6 +187,7 @@ def test_a_peer_log_url_never_makes_the_page_read_a_local_file(web: WebRepo, tmp
         assert f"<code>{secret.as_uri()}</code>".encode() in page  # shown, not linked
 
 
+@pytest.mark.slow
 def test_hostile_strings_are_escaped_in_the_html(web: WebRepo) -> None:
     with serving(web) as url:
         host = {"Host": urlsplit(url).netloc}
@@ -200,6 +203,7 @@ def test_hostile_strings_are_escaped_in_the_html(web: WebRepo) -> None:
 
 
 # -- static report ----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_report_writes_the_same_views_as_static_files(web: WebRepo, tmp_path: Path) -> None:
     out = tmp_path / "site"
     res = gj(web.path, "report", "--html", str(out), "--branch", "main", "--commits", "3", key=web.key_a)
@@ -222,6 +226,7 @@ def test_report_writes_the_same_views_as_static_files(web: WebRepo, tmp_path: Pa
                 assert (out / href).exists(), (page.name, href)
 
 
+@pytest.mark.slow
 def test_serve_and_report_bad_input_is_one_line(web: WebRepo, tmp_path: Path) -> None:
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
@@ -258,6 +263,7 @@ def test_only_http_urls_become_links() -> None:
     assert external("https://ci.example/a?b=1&c=2").startswith('<a href="https://ci.example/a?b=1&amp;c=2"')
 
 
+@pytest.mark.slow
 def test_runs_marked_not_counted_are_shown_apart(web: WebRepo) -> None:
     """The contract with the trust policy: a run object with ``"counted": false`` (what
     `status --json` gives an untrusted node's run) is rendered apart from the verdict's."""
