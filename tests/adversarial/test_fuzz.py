@@ -466,6 +466,7 @@ def _commit_of(world: World, tree: str) -> str:
     return world.w(COMMIT, f"tree {tree}\nauthor {ident}\ncommitter {ident}\n\nindex\n".encode())
 
 
+@pytest.mark.slow
 @SLOW
 @given(data=st.data())
 def test_index_trees_give_well_formed_entries_or_none(world: World, data: st.DataObject) -> None:

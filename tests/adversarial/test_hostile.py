@@ -218,6 +218,7 @@ def test_an_oversized_ops_blob_is_rejected_without_reading_it(arena: Arena) -> N
     assert any(r.change == oid for r in job.rejected)
 
 
+@pytest.mark.slow
 def test_a_change_with_thousands_of_parents_is_rejected_cheaply(arena: Arena) -> None:
     arena.many_parents(2_000)  # 10,000 in tests/stress/hostile.py
     start = time.monotonic()
@@ -227,6 +228,7 @@ def test_a_change_with_thousands_of_parents_is_rejected_cheaply(arena: Arena) ->
     assert mallory_runs(arena) == 0
 
 
+@pytest.mark.slow
 def test_a_deep_dag_is_folded_in_bounded_time(arena: Arena) -> None:
     arena.deep_chain(1_500)  # 100,000 in tests/stress/hostile.py
     report = bob_sync(arena)

@@ -130,6 +130,7 @@ def test_a_job_is_shared_by_its_creators_signed_release(arena: Arena) -> None:
     assert sorted(seen.requests()) == sorted([arena.nid("alice"), arena.nid("bob")])
 
 
+@pytest.mark.slow
 def test_the_release_command_makes_jobs_visible_to_peers(tmp_path: Path) -> None:
     """`git jobs release` then `sync`: a peer sees the jobs (they are signed, not bare roots)."""
     from tests.clirunner import ok
@@ -256,6 +257,7 @@ def assert_clean(text: str) -> None:
     assert not any(ch in text for ch in UNSAFE), repr(text)
 
 
+@pytest.mark.slow
 def test_peer_and_commit_text_reaches_the_terminal_escaped(arena: Arena) -> None:
     """The review's attack: a signed change whose unknown field name (`\\u001b` in JSON)
     set the terminal title and cleared the screen through the rejection reason; a commit
@@ -489,6 +491,7 @@ def test_init_under_umask_000_makes_a_private_key_directory(tmp_path: Path, isol
 
 
 # -- 8. linked worktrees --------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_linked_worktree_sees_and_writes_the_shared_jobs(arena: Arena) -> None:
     """`git worktree add`: `list` showed nothing and `show HEAD:ci` said "no job"."""
     from tests.clirunner import ok
@@ -533,6 +536,7 @@ def hub_index_refs(hub: Path) -> dict[str, str]:
     return {n: o for n, o in (ln.split() for ln in out.splitlines()) if cob.sigrefs.parse_index_ref(n)}
 
 
+@pytest.mark.slow
 def test_a_flood_of_new_namespaces_is_bounded_per_sync_and_reported(arena: Arena, tmp_path: Path) -> None:
     """Thousands of keyless namespaces are refused without download; signed ones from
     throwaway keys are taken at most MAX_NEW_NAMESPACES per sync, the rest refused ("limit")

@@ -41,6 +41,7 @@ def _trusted(path: Path) -> set[str]:
 
 
 # -- 3. only keys the policy names as requesters ask for work ------------------------------------
+@pytest.mark.slow
 def test_a_trusted_nodes_own_release_of_a_branch_it_follows_is_no_request(hub: Hub) -> None:
     """Node B (trusted, even a named requester) follows a contributor's branch and releases its
     jobs; node A follows only main and must not build that branch. Only B's person asking
@@ -87,6 +88,7 @@ def test_a_trusted_nodes_own_release_of_a_branch_it_follows_is_no_request(hub: H
     assert reasons(jobs.Jobs.open(a_path), feature, b.nid) == {"build": ["succeeded"]}  # B's data intact
 
 
+@pytest.mark.slow
 def test_a_trusted_node_not_named_a_requester_asks_for_nothing(hub: Hub) -> None:
     a, a_key = new_key(hub.tmp / "a.key")
     commit_defs(hub.maintainer, policy(a.nid, hub.maintainer_nid) + BUILD)  # no requesters list
@@ -153,6 +155,7 @@ def _reviewer_with_a_stranger_pass(hub: Hub) -> tuple[Path, str, str]:
     return reviewer, before, review
 
 
+@pytest.mark.slow
 def test_a_policy_rewound_on_the_hub_fails_closed_until_a_person_accepts(hub: Hub) -> None:
     reviewer, before, review = _reviewer_with_a_stranger_pass(hub)
     git(hub.maintainer, "push", "-q", "-f", "origin", f"{before}:main")  # the hub pusher's rewind
@@ -169,6 +172,7 @@ def test_a_policy_rewound_on_the_hub_fails_closed_until_a_person_accepts(hub: Hu
     assert gj(reviewer, "status", review).code == 0
 
 
+@pytest.mark.slow
 def test_a_policy_removed_or_deleted_fails_closed(hub: Hub) -> None:
     reviewer, _, review = _reviewer_with_a_stranger_pass(hub)
     commit_defs(hub.maintainer, BUILD, "drop the policy")  # a fast-forward without [policy]
@@ -203,6 +207,7 @@ def test_the_policy_ref_moves_forward_normally(hub: Hub) -> None:
 
 
 # -- 6. a pull request cannot skip its own required check --------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "pr_defs",
     [
@@ -233,6 +238,7 @@ def test_a_pull_request_skipping_its_required_job_stays_expected(hub: Hub, pr_de
 
 
 # -- 13. redaction comes before the cap -------------------------------------------------------
+@pytest.mark.slow
 def test_a_secret_cut_by_the_cap_is_never_published_in_halves(hub: Hub) -> None:
     _, key = new_key(hub.tmp / "n.key")
     token = "SECRET-" + secrets.token_hex(16)

@@ -85,6 +85,7 @@ def alice_runs_again(arena: Arena, url: str = "https://ci.example/alice/2") -> N
 JUNK = 200
 
 
+@pytest.mark.slow
 def test_junk_log_buckets_under_a_node_cost_once_and_never_stop_a_sync(arena: Arena, tmp_path: Path) -> None:
     """A keyless hub pusher points 200 log-bucket refs under Alice's namespace at an unsigned
     commit (the review used 20,000: every peer's sync failed after ~32 s, nothing fetched or

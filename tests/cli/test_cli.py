@@ -93,6 +93,7 @@ def test_init_makes_a_key_once_and_whoami_shows_it(tmp_path: Path, isolated_home
 
 
 # -- writing and reading one job ----------------------------------------------------------------
+@pytest.mark.slow
 def test_create_run_finish_show_list(repo: pygit2.Repository, keys: list[Path]) -> None:
     wd, a, b = workdir(repo), keys[0], keys[1]
     sha = head(repo)
@@ -185,6 +186,7 @@ def status(wd: Path, *args: str) -> tuple[int, dict[str, object]]:
     return r.code, r.json
 
 
+@pytest.mark.slow
 def test_status_exit_codes_follow_gh_pr_checks(repo: pygit2.Repository, keys: list[Path]) -> None:
     wd, a = workdir(repo), keys[0]
     # No jobs: not a pass (as gh: "no checks reported" exits 1).

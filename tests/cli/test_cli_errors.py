@@ -61,6 +61,7 @@ def test_outside_a_repository(tmp_path: Path) -> None:
     assert bare.code == 2 and bare.out.startswith("usage: git jobs") and bare.err == ""
 
 
+@pytest.mark.slow
 def test_unknown_and_ambiguous_jobs(setup: dict[str, str], repo: pygit2.Repository) -> None:
     # Enough jobs that two ids share a first hex digit (pigeonhole: 17 ids, 16 digits).
     store = jobs.Jobs.open(repo.path, signer=cob.Signer.from_file(setup["a"]))
@@ -87,6 +88,7 @@ def test_unknown_and_ambiguous_jobs(setup: dict[str, str], repo: pygit2.Reposito
     )
 
 
+@pytest.mark.slow
 def test_bad_input_and_keys(setup: dict[str, str], tmp_path: Path) -> None:
     a = {"GIT_JOBS_KEY": setup["a"]}
     b = {"GIT_JOBS_KEY": setup["b"]}

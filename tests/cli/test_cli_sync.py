@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pygit2
+import pytest
 
 import cob
 from tests.clirunner import GIT_JOBS, gj, ok, user_error
@@ -36,6 +37,7 @@ REPORT_KEYS = {
 }
 
 
+@pytest.mark.slow
 def test_sync_through_a_bare_hub(repo: pygit2.Repository, tmp_path: Path) -> None:
     hub = tmp_path / "hub.git"
     init_repo(hub, bare=True)
@@ -89,6 +91,7 @@ def test_sync_through_a_bare_hub(repo: pygit2.Repository, tmp_path: Path) -> Non
     assert gj(carol, "status").code == 1
 
 
+@pytest.mark.slow
 def test_readme_quickstart_demo_works_as_written(tmp_path: Path) -> None:
     readme = (ROOT / "README.md").read_text()
     command = re.search(r"(\S*git-jobs demo)\s*$", readme, re.M)
@@ -113,6 +116,7 @@ def test_readme_quickstart_demo_works_as_written(tmp_path: Path) -> None:
     assert "\x1b[" not in out
 
 
+@pytest.mark.slow
 def test_demo_json_and_keep(tmp_path: Path) -> None:
     data = ok(tmp_path, "demo", "--json").json
     assert data["converged"] is True and len(data["nodes"]) == 3
@@ -136,6 +140,7 @@ def test_demo_json_and_keep(tmp_path: Path) -> None:
     assert Path(GIT_JOBS).exists()
 
 
+@pytest.mark.slow
 def test_a_big_first_sync_prints_a_summary_and_lists_jobs_only_when_asked(
     repo: pygit2.Repository, tmp_path: Path
 ) -> None:

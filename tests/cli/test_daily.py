@@ -157,6 +157,7 @@ def test_watch_notify_receives_the_verdict_change(watched: tuple[Path, Path, str
     assert [p.name for p in inbox.iterdir() if p.suffix == ".json"] == ["succeeded.json"]
 
 
+@pytest.mark.slow
 def test_a_failing_or_slow_notify_command_is_reported_and_the_watch_goes_on(
     watched: tuple[Path, Path, str],
 ) -> None:
@@ -180,6 +181,7 @@ def test_a_failing_or_slow_notify_command_is_reported_and_the_watch_goes_on(
     assert f"{nxt[:12]} pending -> succeeded" in out  # a later change is still seen
 
 
+@pytest.mark.slow
 def test_notify_exit_status_is_reported(watched: tuple[Path, Path, str]) -> None:
     path, key, head = watched
     proc = _watch(path, "--notify", "exit 3")
@@ -191,6 +193,7 @@ def test_notify_exit_status_is_reported(watched: tuple[Path, Path, str]) -> None
     assert f"notify failed for {head[:12]} pending -> succeeded: exit status 3" in err
 
 
+@pytest.mark.slow
 def test_watch_bad_input_is_one_line(watched: tuple[Path, Path, str]) -> None:
     path, _, _ = watched
     for args in (("--branch", "nosuch"), ("--interval", "0"), ("--depth", "0"), ("--notify", " ")):
@@ -210,6 +213,7 @@ def _badge(svg: bytes | str) -> tuple[str, str]:
     return str(texts[1]), title.text
 
 
+@pytest.mark.slow
 def test_report_badge_says_pending_passing_failing(tmp_path: Path) -> None:
     path, key, head = _repo(tmp_path, '[jobs.test]\nrun = "true"\n')
     out = tmp_path / "site"
@@ -279,6 +283,7 @@ def test_serve_badge_is_cache_friendly_and_escaped(badge_server: tuple[str, Path
     assert status == 200 and _badge(body)[0] == "unknown"
 
 
+@pytest.mark.slow
 def test_badge_renders_in_chromium(badge_server: tuple[str, Path, Path, str]) -> None:
     try:
         from playwright.sync_api import sync_playwright
@@ -320,6 +325,7 @@ def _runs(path: Path, name: str) -> int:
     return len(shown.json["runs"])
 
 
+@pytest.mark.slow
 def test_a_scheduled_job_runs_at_its_time(tmp_path: Path) -> None:
     path, key, head = _repo(tmp_path, SCHEDULED)
     assert gj(path, "work", "any", key=key).code == 0
@@ -376,6 +382,7 @@ def test_a_bad_schedule_is_one_line_and_ignored(tmp_path: Path) -> None:
 SLOW_TEST = '[jobs.test]\nrun = "sleep 1.5; echo tested"\n'
 
 
+@pytest.mark.slow
 def test_the_node_runs_jobs_notify_when_a_verdict_it_works_on_changes(world: World) -> None:
     sha = publish(world, SLOW_TEST)
     path, _, key = world.node_repo("alice")

@@ -166,6 +166,7 @@ def test_a_third_party_dsse_verifier_accepts_the_envelope(evidence: Evidence) ->
         envelope.verify([wrong], 1)
 
 
+@pytest.mark.slow
 def test_attest_says_in_one_line_when_there_is_nothing_to_export(evidence: Evidence, tmp_path: Path) -> None:
     line = user_error(evidence.maint, "attest", evidence.commit, "--job", "check")
     assert "has no attestation: it kept no outputs" in line

@@ -106,6 +106,7 @@ def _outcome(value: dict[str, Any], view: str) -> str:
     return str(value["commits"][0]["outcome"] if view in ("branch", "range") else value["outcome"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flag", list(FLAGS))
 @pytest.mark.parametrize("view", list(VIEWS))
 def test_every_flag_works_with_every_view_or_is_refused(
@@ -137,6 +138,7 @@ def test_every_flag_works_with_every_view_or_is_refused(
         assert r.code == 8 and value["outcome"] == "pending" and "timed out after 1s" in r.err
 
 
+@pytest.mark.slow
 def test_text_branch_view_syncs_and_counts_every_node(world: World, tmp_path: Path) -> None:
     reader = world.reader(tmp_path, synced=False)
     plain = ok(reader, "status", "--branch", "main")
@@ -155,12 +157,28 @@ NO_WATCH = "--watch follows one commit; it does not combine with --branch or a r
     ("args", "message"),
     [
         (["--branch", "main", "HEAD"], "--branch main lists a branch; give REV or --branch, not both"),
-        (["--branch", "main", "--watch"], NO_WATCH),
-        (["HEAD~1..main", "--watch"], NO_WATCH),
-        (["--watch", "--interval", "0"], "--interval must be a number of seconds from 0 to 86400, not 0.0"),
-        (["--watch", "--timeout", "nan"], "--timeout must be a number of seconds from 0 to 604800, not nan"),
-        (["--branch", "main", "--limit", "0"], "a page holds 1 to 200 commits, not 0"),
-        (["--branch", "main", "--page", "0"], "page 0 is out of range (at most 100000 commits are walked)"),
+        pytest.param(["--branch", "main", "--watch"], NO_WATCH, marks=pytest.mark.slow),
+        pytest.param(["HEAD~1..main", "--watch"], NO_WATCH, marks=pytest.mark.slow),
+        pytest.param(
+            ["--watch", "--interval", "0"],
+            "--interval must be a number of seconds from 0 to 86400, not 0.0",
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
+            ["--watch", "--timeout", "nan"],
+            "--timeout must be a number of seconds from 0 to 604800, not nan",
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
+            ["--branch", "main", "--limit", "0"],
+            "a page holds 1 to 200 commits, not 0",
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
+            ["--branch", "main", "--page", "0"],
+            "page 0 is out of range (at most 100000 commits are walked)",
+            marks=pytest.mark.slow,
+        ),
     ],
 )
 def test_conflicting_or_bad_flags_are_one_line(

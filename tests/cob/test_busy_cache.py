@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pygit2
+import pytest
 
 import cob
 from cob.cache import default_path
@@ -55,6 +56,7 @@ def run(cwd: Path, *args: str, key: Path) -> Result:
     return result
 
 
+@pytest.mark.slow
 def test_a_locked_cache_falls_back_to_git_for_reads_and_writes(
     repo: pygit2.Repository, tmp_path: Path
 ) -> None:

@@ -62,6 +62,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow
 def test_thousand_changes_reload_in_new_process(repo: pygit2.Repository, signer: cob.Signer) -> None:
     store = cob.Store(repo, signer, cache=False)
     ev = store.create(LOG, [Append("root")])
@@ -127,6 +128,7 @@ def _multi_writer_history(
     return nodes, log, tags
 
 
+@pytest.mark.slow
 def test_every_change_passes_git_verify_commit_and_fsck(
     repo: pygit2.Repository, tmp_path: Path, signers: Iterator[cob.Signer]
 ) -> None:

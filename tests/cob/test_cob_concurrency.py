@@ -61,6 +61,7 @@ def _race(repo: pygit2.Repository, tmp_path: Path, keys: list[Path], cobtype: ob
         assert out.strip() == "done"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("same_key", [True, False], ids=["one key", "two keys"])
 def test_two_processes_append_200_each_to_a_log(
     repo: pygit2.Repository, tmp_path: Path, same_key: bool

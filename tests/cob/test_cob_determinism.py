@@ -21,6 +21,7 @@ from typing import Any
 
 import msgspec
 import pygit2
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -189,12 +190,14 @@ SETTINGS = settings(
 )
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(spec=dags(), seed=st.integers(0, 2**32))
 def test_log_folds_identically_everywhere(spec: Spec, seed: int) -> None:
     check(spec, LOG, seed)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(spec=dags(), seed=st.integers(0, 2**32))
 def test_commutative_type_folds_identically_everywhere(spec: Spec, seed: int) -> None:

@@ -37,6 +37,7 @@ def _refs_and_objects(repo: pygit2.Repository) -> tuple[dict[str, str], int]:
     return refs, sum(1 for _ in repo.odb)
 
 
+@pytest.mark.slow
 def test_a_writer_never_writes_more_parents_than_readers_accept(tmp_path: Path) -> None:
     repo = _repo(tmp_path)
     me = cob.Signer.generate()

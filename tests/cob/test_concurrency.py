@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 import msgspec
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -30,6 +31,7 @@ PROCS = int(os.environ.get("GIT_JOBS_CONCURRENCY_PROCS", "4"))
 OPS = int(os.environ.get("GIT_JOBS_CONCURRENCY_OPS", "50"))
 
 
+@pytest.mark.slow
 def test_concurrent_writers_and_syncs_lose_and_duplicate_nothing(tmp_path: Path) -> None:
     figures = concurrency.run(PROCS, OPS, tmp_path / "world", seed=5)
     print("\n".join(figures.lines()))
@@ -197,10 +199,20 @@ class ConvergingPeers(Peers):
             super().teardown()
 
 
-TestConvergence = ConvergingPeers.TestCase
+TestConvergence = pytest.mark.slow(ConvergingPeers.TestCase)
 TestConvergence.settings = settings(
     max_examples=int(os.environ.get("GIT_JOBS_CONVERGENCE_EXAMPLES", "12")),
     stateful_step_count=18,
     deadline=None,
     suppress_health_check=list(HealthCheck),
+)
+
+
+class BrieflyConvergingPeers(ConvergingPeers):
+    """The fast lane's twin (`-m "not slow"`): the same machine, two short runs."""
+
+
+TestConvergenceBriefly = BrieflyConvergingPeers.TestCase
+TestConvergenceBriefly.settings = settings(
+    max_examples=2, stateful_step_count=8, deadline=None, suppress_health_check=list(HealthCheck)
 )

@@ -31,6 +31,7 @@ from tests.stress.common import ROOT, worker_env
 ITERATIONS = int(os.environ.get("GIT_JOBS_CRASH_ITERATIONS", "30"))
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_points_loses_no_acknowledged_operation(tmp_path: Path) -> None:
     figures = crash.run(ITERATIONS, tmp_path / "world", seed=11, max_delay=0.4)
     print("\n".join(figures.lines()))
@@ -42,6 +43,7 @@ def test_sigkill_at_random_points_loses_no_acknowledged_operation(tmp_path: Path
     assert figures.next_call_failures == []
 
 
+@pytest.mark.slow
 def test_sigkill_during_index_updates_leaves_a_usable_index(tmp_path: Path) -> None:
     """Kills that mostly land in SQLite writes: the index still equals a fresh fold."""
     world = crash.World.make(tmp_path / "w")

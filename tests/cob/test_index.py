@@ -112,6 +112,7 @@ step = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=st.lists(step, min_size=3, max_size=25), settle_first=st.booleans())
 def test_index_answers_equal_a_fresh_fold(steps: list[tuple[Any, ...]], settle_first: bool) -> None:
@@ -212,6 +213,7 @@ def test_only_moved_objects_are_refolded_and_only_new_changes_read(
     assert ev is not None and len(ev.changes) == 1
 
 
+@pytest.mark.slow
 def test_find_by_commit_loads_only_that_commits_jobs(repo: pygit2.Repository, signer: cob.Signer) -> None:
     j = jobs.Jobs.open(repo.path, signer=signer)
     target = str(repo.head.target)
@@ -448,3 +450,13 @@ def test_cli_cache_without_an_action(repo: pygit2.Repository, monkeypatch: Any, 
     assert "status or rebuild" in err and len(err.strip().splitlines()) == 1
     assert cli_main(["cache", "status"]) == 0
     assert "jobs:" in capsys.readouterr().out
+
+
+# The fast lane's twin (`-m "not slow"`): the same property on three short examples.
+test_index_answers_equal_a_fresh_fold_briefly = settings(
+    max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)(
+    given(steps=st.lists(step, min_size=3, max_size=10), settle_first=st.booleans())(
+        test_index_answers_equal_a_fresh_fold.hypothesis.inner_test
+    )
+)

@@ -80,6 +80,7 @@ def _fold(repo: pygit2.Repository, root: str, tips: dict[str, str]) -> tuple[obj
     return (msgspec.to_builtins(ev.state), sorted(ev.accepted), sorted(ev.rejected.items()))
 
 
+@pytest.mark.slow
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), changes=st.integers(5, 60))
 def test_bitsets_agree_with_the_walk(seed: int, changes: int) -> None:
@@ -114,3 +115,13 @@ def test_is_ancestor_matches_brute_force(seed: int, n: int, limit: int) -> None:
         for _ in range(60):
             a, b = rng.choice(oids), rng.choice(oids)
             assert ctx.is_ancestor(a, b) == (a in ancestors[b]), (a, b)
+
+
+# The fast lane's twin (`-m "not slow"`): the same property on three small histories.
+test_bitsets_agree_with_the_walk_briefly = settings(
+    max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)(
+    given(seed=st.integers(0, 10_000), changes=st.integers(5, 20))(
+        test_bitsets_agree_with_the_walk.hypothesis.inner_test
+    )
+)

@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pygit2
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -83,6 +84,7 @@ def _update_batches(draw: st.DrawFn) -> list[dict[tuple[str, str], str | None]]:
     return out
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batches=_update_batches())
 def test_index_writes_and_diffs_match_a_plain_map(tmp_path_factory: object, batches: list[dict]) -> None:
@@ -337,6 +339,7 @@ def test_a_push_never_deletes_old_refs_its_index_does_not_hold(tmp_path: Path) -
     assert [r.reason for r in found.runs_of(key.nid).values()] == [jobs.Reason.SUCCEEDED]
 
 
+@pytest.mark.slow
 def test_entries_moved_over_a_long_history_cost_a_bounded_walk(tmp_path: Path, monkeypatch: object) -> None:
     """A signed index that moves many entries over many new commits: checking that each moved
     forward shares one walk budget; beyond it the index is refused as `limit`, not walked."""

@@ -111,6 +111,7 @@ def test_the_documented_ranking_is_sha256_of_job_id_newline_nid() -> None:
     assert rank(key, reversed(nids)) == rank(key, nids)  # the order nodes are listed in is irrelevant
 
 
+@pytest.mark.slow
 def test_three_nodes_quorum_one_each_job_runs_once_and_the_load_is_shared(tmp_path: Path) -> None:
     c = Cluster(tmp_path)
     sha = c.publish(defs(30), quorum=1)
@@ -134,6 +135,7 @@ def test_three_nodes_quorum_one_each_job_runs_once_and_the_load_is_shared(tmp_pa
     assert all(len(r) == 1 for r in c.runs(sha).values())
 
 
+@pytest.mark.slow
 def test_three_nodes_quorum_two_each_job_runs_on_exactly_two_nodes(tmp_path: Path) -> None:
     c = Cluster(tmp_path)
     sha = c.publish(defs(30), quorum=2)
@@ -146,6 +148,7 @@ def test_three_nodes_quorum_two_each_job_runs_on_exactly_two_nodes(tmp_path: Pat
     assert status(c.maintainer(), sha)[0] == 0
 
 
+@pytest.mark.slow
 def test_a_node_that_never_comes_up_is_taken_over_after_the_delay(tmp_path: Path) -> None:
     c = Cluster(tmp_path)
     sha = c.publish(defs(12), quorum=1, takeover="2s")
@@ -187,6 +190,7 @@ def test_a_node_that_never_comes_up_is_taken_over_after_the_delay(tmp_path: Path
     assert all(len(r) == 1 for r in c.runs(sha).values())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["flag", "config"])
 def test_all_runs_every_job_as_without_sharing(tmp_path: Path, how: str) -> None:
     c = Cluster(tmp_path)
@@ -205,6 +209,7 @@ def test_all_runs_every_job_as_without_sharing(tmp_path: Path, how: str) -> None
     assert status(c.maintainer(), sha)[0] == 0
 
 
+@pytest.mark.slow
 def test_dry_run_and_status_say_who_a_job_is_assigned_to(tmp_path: Path) -> None:
     c = Cluster(tmp_path)
     sha = c.publish(defs(6), quorum=1)
@@ -253,6 +258,7 @@ def test_jobs_joined_by_needs_are_one_group_keyed_by_their_first_name() -> None:
     assert found == {"build": "build", "test": "build", "deploy": "build", "lint": "lint"}
 
 
+@pytest.mark.slow
 def test_a_job_and_its_needs_run_together_on_the_same_node(tmp_path: Path) -> None:
     c = Cluster(tmp_path)
     pipeline = '[jobs.build]\nrun = "true"\n\n[jobs.test]\nrun = "true"\nneeds = ["build"]\n\n'

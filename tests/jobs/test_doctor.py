@@ -35,6 +35,7 @@ def _tip(repo: pygit2.Repository, nid: str) -> str:
     return tip
 
 
+@pytest.mark.slow
 def test_a_pruned_index_tip_falls_back_and_the_next_write_moves_on(
     repo: pygit2.Repository, tmp_path: Path
 ) -> None:
@@ -116,6 +117,7 @@ def test_a_peer_index_whose_tip_is_missing_reads_as_its_last_intact_one(
     assert [f.kind for f in findings] == [doctor.Kind.BROKEN_INDEX] and not findings[0].repairable
 
 
+@pytest.mark.slow
 def test_doctor_reports_stale_locks_and_a_cache_that_disagrees(
     repo: pygit2.Repository, tmp_path: Path
 ) -> None:

@@ -45,6 +45,7 @@ outputs = ["out/"]
 """
 
 
+@pytest.mark.slow
 def test_two_nodes_agree_on_a_deterministic_output_and_differ_on_a_timestamp(tmp_path: Path) -> None:
     path, (alice, akey), (bob, bkey) = two_nodes(tmp_path)
     sha = commit_defs(path, BUILDS + policy({alice: "alice", bob: "bob"}))
@@ -95,6 +96,7 @@ def test_two_nodes_agree_on_a_deterministic_output_and_differ_on_a_timestamp(tmp
     assert strict.json["policy"]["reproducible"] == ["stamp"]
 
 
+@pytest.mark.slow
 def test_a_job_failing_on_one_trusted_node_only_is_divergent_not_flaky(tmp_path: Path) -> None:
     path, (alice, akey), (carol, ckey) = two_nodes(tmp_path, "carol")
     commit_defs(
@@ -126,6 +128,7 @@ reuse = "tree"
 """
 
 
+@pytest.mark.slow
 def test_a_pass_on_a_branch_is_reused_for_its_merge_with_the_same_tree(tmp_path: Path) -> None:
     path, (alice, akey), (bob, bkey) = two_nodes(tmp_path)
     marker = tmp_path / "ran.txt"
@@ -168,6 +171,7 @@ def test_a_pass_on_a_branch_is_reused_for_its_merge_with_the_same_tree(tmp_path:
     assert marker.read_text() == "ran\nran\n"
 
 
+@pytest.mark.slow
 def test_an_untrusted_pass_is_never_reused(tmp_path: Path) -> None:
     path, (alice, akey), (_mallory, mkey) = two_nodes(tmp_path, "mallory")
     marker = tmp_path / "ran.txt"

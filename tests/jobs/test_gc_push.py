@@ -28,7 +28,9 @@ def _drop(repo: pygit2.Repository, oid: str) -> None:
     os.unlink(os.path.join(repo.path, "objects", oid[:2], oid[2:]))
 
 
-@pytest.mark.parametrize("pruned", ["before-the-next-write", "after-the-next-write"])
+@pytest.mark.parametrize(
+    "pruned", ["before-the-next-write", pytest.param("after-the-next-write", marks=pytest.mark.slow)]
+)
 def test_a_pruned_change_under_a_later_index_commit_does_not_stop_publishing(
     repo: pygit2.Repository, tmp_path: Path, pruned: str
 ) -> None:

@@ -234,6 +234,7 @@ def test_same_commit_and_name_give_same_id_everywhere(
         assert run_a in job.runs_of(alice.nid) and run_b in job.runs_of(bob.nid)
 
 
+@pytest.mark.slow
 def test_find_by_commit_reads_only_that_commits_jobs(repo: pygit2.Repository, signer: cob.Signer) -> None:
     store = jobs.Jobs.open(repo.path, signer=signer)
     target = head(repo)

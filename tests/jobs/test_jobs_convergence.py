@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pygit2
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,6 +32,7 @@ def _job_ids(store: cob.Store) -> list[str]:
     return store.list(jobs.JOB_TYPE)
 
 
+@pytest.mark.slow
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=st.lists(step, min_size=5, max_size=40), final_order=st.permutations([0, 1, 2]))
 def test_three_nodes_converge(steps: list[tuple[object, ...]], final_order: list[int]) -> None:
@@ -93,3 +95,13 @@ def test_three_nodes_converge(steps: list[tuple[object, ...]], final_order: list
         for node, runs in enumerate(started):
             for job_id, run_id in runs:
                 assert run_id in [rid for rid, *_ in states[0][job_id]["runs"][signers[node].nid]]
+
+
+# The fast lane's twin (`-m "not slow"`): the same property on two short examples.
+test_three_nodes_converge_on_a_few_examples = settings(
+    max_examples=2, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)(
+    given(steps=st.lists(step, min_size=5, max_size=8), final_order=st.permutations([0, 1, 2]))(
+        test_three_nodes_converge.hypothesis.inner_test
+    )
+)

@@ -49,6 +49,7 @@ def job_id(repo: Path, sha: str, name: str) -> str:
     return write_root(store.repo, store.store.codec(JOB_TYPE), [Request(sha, name)])
 
 
+@pytest.mark.slow
 def test_a_labelled_job_goes_to_the_node_that_has_the_label(tmp_path: Path) -> None:
     project = Project(tmp_path, ("one", "two"))
     nids = project.nids
@@ -101,6 +102,7 @@ def test_a_labelled_job_goes_to_the_node_that_has_the_label(tmp_path: Path) -> N
     assert "labels " in line and "slow" in line
 
 
+@pytest.mark.slow
 def test_a_node_without_a_profile_is_not_known_to_have_a_label(tmp_path: Path) -> None:
     project = Project(tmp_path, ("one", "two"))
     nids = project.nids
@@ -171,6 +173,7 @@ def test_capacity_zero_and_needs_make_a_job_unservable(tmp_path: Path) -> None:
     assert again.unservable == {} and again.outcome == "pending"
 
 
+@pytest.mark.slow
 def test_the_node_publishes_its_labels_when_it_starts(world: World) -> None:
     publish(world, BUILD_TEST)
     path, signer, key = world.node_repo("carol")

@@ -120,6 +120,7 @@ def local_log(repo: Path, run_id: uuid.UUID) -> bytes:
 
 
 # -- must show: A's failing run, read by M after a sync ----------------------------------------
+@pytest.mark.slow
 def test_a_failing_run_reaches_the_maintainer_byte_for_byte(net: Net) -> None:
     sha = commit_defs(net, FAILING)
     assert gjb(net.a, "work", "any", key=net.a_key).code == 1
@@ -141,6 +142,7 @@ def test_a_failing_run_reaches_the_maintainer_byte_for_byte(net: Net) -> None:
     assert f'"log_blob": "{run.log_blob}"'.encode() in show and b'"exit": 3' in show
 
 
+@pytest.mark.slow
 def test_on_a_terminal_the_log_is_escaped_and_raw_is_asked_for(net: Net) -> None:
     commit_defs(net, FAILING)
     gjb(net.a, "work", "any", key=net.a_key)
@@ -197,6 +199,7 @@ def _forge_bucket(hub: Path, nid: str, run_id: uuid.UUID, text: bytes, *, child:
     repo.references[name].set_target(forged)
 
 
+@pytest.mark.slow
 def test_a_tampered_log_is_refused(net: Net) -> None:
     commit_defs(net, FAILING)
     gjb(net.a, "work", "any", key=net.a_key)
@@ -227,6 +230,7 @@ def test_a_tampered_log_is_refused(net: Net) -> None:
     assert len(refused.err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_a_corrupted_log_object_is_refused(net: Net) -> None:
     commit_defs(net, FAILING)
     gjb(net.a, "work", "any", key=net.a_key)
@@ -250,6 +254,7 @@ def _size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+@pytest.mark.slow
 def test_a_50_mb_log_is_capped_head_and_tail_and_the_repositories_grow_by_the_cap(net: Net) -> None:
     cap = 1 << 20
     git(net.a, "config", "jobs.logs.maxBytes", str(cap))
@@ -313,6 +318,7 @@ def _bucket_refs(path: Path) -> dict[str, str]:
     return {n: o for n, o in (ln.split() for ln in out.splitlines()) if "/refs/logs/" in n}
 
 
+@pytest.mark.slow
 def test_pruning_old_logs_keeps_peers_working_and_fast_forward_only(net: Net) -> None:
     commit_defs(net, '[jobs.now]\nrun = "echo current $GIT_JOBS_RUN_ID"\n')
     old = _old_run(net.a, net.a_key, 95, b"an old log\n")
@@ -366,6 +372,7 @@ def test_pruning_old_logs_keeps_peers_working_and_fast_forward_only(net: Net) ->
 
 
 # -- node settings: redaction, not publishing -------------------------------------------------
+@pytest.mark.slow
 def test_redaction_patterns_apply_before_publishing(net: Net) -> None:
     git(net.a, "config", "--add", "jobs.logs.redact", "s3cr[e]t[0-9]+")
     git(net.a, "config", "--add", "jobs.logs.redact", "token=[A-Za-z]+")
@@ -380,6 +387,7 @@ def test_redaction_patterns_apply_before_publishing(net: Net) -> None:
     assert b"password [REDACTED] [REDACTED] ok" in own and b"s3cret42" not in own
 
 
+@pytest.mark.slow
 def test_a_node_that_does_not_publish_logs(net: Net) -> None:
     git(net.a, "config", "jobs.logs.publish", "false")
     commit_defs(net, '[jobs.t]\nrun = "echo private"\n')
@@ -499,6 +507,7 @@ def test_buckets_are_monthly_signed_chains_with_a_fanout(tmp_path: Path) -> None
     assert out.split() == ["G", "G", "G"]
 
 
+@pytest.mark.slow
 def test_a_run_finished_by_hand_can_publish_its_log(net: Net) -> None:
     job = ok(net.a, "create", "HEAD", "--name", "manual", key=net.a_key).out.decode().strip()
     run = ok(net.a, "run", job, "--log", "https://ci.example/42", key=net.a_key).out.decode().strip()

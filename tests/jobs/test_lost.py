@@ -226,6 +226,7 @@ def test_an_infrastructure_error_before_a_pass_is_not_flaky(store: jobs.Jobs) ->
 
 
 # -- the CLI -------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_git_jobs_run_timeout_then_nothing_shows_lost_and_exits_1(tmp_path: Path, signer: cob.Signer) -> None:
     path = tmp_path / "repo"
     init_repo(path)
@@ -252,6 +253,7 @@ def test_git_jobs_run_timeout_then_nothing_shows_lost_and_exits_1(tmp_path: Path
     assert 'st-lost">lost<' in page
 
 
+@pytest.mark.slow
 def test_a_lost_run_of_a_job_whose_retry_covers_errors_is_pending(tmp_path: Path, signer: cob.Signer) -> None:
     path = tmp_path / "repo"
     init_repo(path)
@@ -289,6 +291,7 @@ def _node_repo(tmp_path: Path, defs: str) -> tuple[Path, Path, cob.Signer]:
     return path, signer.save(tmp_path / "node.key"), signer
 
 
+@pytest.mark.slow
 def test_the_node_caps_every_job_at_jobs_max_timeout(tmp_path: Path) -> None:
     path, key, signer = _node_repo(
         tmp_path, '[jobs.forever]\nrun = "sleep 30"\n\n[jobs.year]\nrun = "sleep 30"\ntimeout = "365d"\n'

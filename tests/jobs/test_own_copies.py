@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pygit2
+import pytest
 
 import cob
 import jobs
@@ -62,6 +63,7 @@ def _hub_runs(hub: Path, job: str) -> dict[str, str | None]:
     }
 
 
+@pytest.mark.slow
 def test_a_reinstalled_node_keeps_its_old_and_new_results(tmp_path: Path) -> None:
     """The key restored on a fresh clone recreates HEAD's job (same id), runs and finishes it;
     after its first sync both runs are on the node, the hub and a fresh peer, and status
@@ -114,6 +116,7 @@ def _copy_op(path: Path, key: Path, job: str, tag: str) -> str:
     return run
 
 
+@pytest.mark.slow
 def test_two_live_copies_of_one_key_converge_through_one_hub(tmp_path: Path) -> None:
     """A node moved to a new machine while the old one still runs: both write the same jobs
     and new ones, and sync through one hub, for several rounds (in turn, then at the same
@@ -185,6 +188,7 @@ def _refusing_hub(hub: Path) -> None:
     hook.chmod(hook.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
 
+@pytest.mark.slow
 def test_a_sync_that_cannot_publish_exits_4_and_says_so(tmp_path: Path) -> None:
     """A read-only hub: the sync fetches, but this node's results are not on the remote, so
     it exits 4 with one line (and --json says `unpublished`); once pushes work again, 0."""
@@ -211,6 +215,7 @@ def test_a_sync_that_cannot_publish_exits_4_and_says_so(tmp_path: Path) -> None:
     assert back.code == 0 and back.json["published"] == "published", back
 
 
+@pytest.mark.slow
 def test_two_copies_that_published_to_two_hubs_fail_loudly(tmp_path: Path) -> None:
     """Truly impossible to merge: each copy's chain was taken by another hub (and its peers).
     The sync reports it (exit 4, one line with the remedy) and signs nothing."""
@@ -232,6 +237,7 @@ def test_two_copies_that_published_to_two_hubs_fail_loudly(tmp_path: Path) -> No
     assert sigrefs.read_tip(pygit2.Repository(str(one)), nid) == before  # nothing signed
 
 
+@pytest.mark.slow
 def test_a_node_shows_itself_degraded_until_a_push_works(tmp_path: Path) -> None:
     """`git jobs node` against a hub that refuses pushes: its log says `degraded` and node.json
     has status `degraded` with why; once the hub takes pushes again, `recovered` and `ok`."""

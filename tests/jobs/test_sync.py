@@ -123,6 +123,7 @@ def daemon(world: World) -> Iterator[GitDaemon]:
 
 
 # -- the hub ---------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_three_peers_converge_through_a_git_daemon_hub(
     world: World, daemon: GitDaemon, signers: Iterator[cob.Signer]
 ) -> None:
@@ -398,6 +399,7 @@ def test_reinstalled_node_gets_its_own_history_back(world: World, signers: Itera
 
 
 # -- hostile peers ---------------------------------------------------------------------------
+@pytest.mark.slow
 def test_hostile_peer_cannot_forge_or_rewrite(
     world: World, daemon: GitDaemon, signers: Iterator[cob.Signer]
 ) -> None:

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import msgspec
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -35,6 +36,7 @@ def _state(peer: Jobs, job_id: str) -> bytes | None:
     return msgspec.msgpack.Encoder(order="deterministic").encode(ev.state)
 
 
+@pytest.mark.slow
 @settings(
     max_examples=5,
     deadline=None,
@@ -92,3 +94,11 @@ def test_any_interleaving_converges(steps: list[tuple[str, int, object]]) -> Non
                     assert job.runs_of(nid)[run_id].is_finished == (run_id in finished[i])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# The fast lane's twin (`-m "not slow"`): the same property on one short example.
+test_an_interleaving_converges = settings(
+    max_examples=1,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)(given(st.lists(action, min_size=4, max_size=6))(test_any_interleaving_converges.hypothesis.inner_test))

@@ -103,6 +103,7 @@ def runs(data: dict[str, object]) -> list[dict[str, object]]:
 
 
 # -- a stranger changes nothing ---------------------------------------------------------------
+@pytest.mark.slow
 def test_a_strangers_failure_and_a_strangers_pass_change_nothing(project: Project) -> None:
     alice, mallory = project.nids["alice"], project.nids["mallory"]
     green = project.publish(DEFS + policy_toml({alice: "alice-linux"}), "ci: alice is trusted")
@@ -140,6 +141,7 @@ def test_a_strangers_failure_and_a_strangers_pass_change_nothing(project: Projec
 
 
 # -- required jobs, expected, quorum ------------------------------------------------------------
+@pytest.mark.slow
 def test_required_jobs_are_expected_until_a_quorum_of_trusted_nodes_passed_them(project: Project) -> None:
     alice, bob = project.nids["alice"], project.nids["bob"]
     sha = project.publish(DEFS + policy_toml({alice: "alice-linux", bob: "bob-arm"}), "ci: two nodes")
@@ -170,6 +172,7 @@ def test_required_jobs_are_expected_until_a_quorum_of_trusted_nodes_passed_them(
     assert status(project.maintainer(), sha)[0] == 1
 
 
+@pytest.mark.slow
 def test_policy_required_overrides_the_definitions_and_extras_never_block(project: Project) -> None:
     alice = project.nids["alice"]
     extra = '\n[jobs.lint]\nrun = "true"\n'
@@ -188,6 +191,7 @@ def test_policy_required_overrides_the_definitions_and_extras_never_block(projec
 
 
 # -- a pull request cannot vouch for itself ------------------------------------------------------
+@pytest.mark.slow
 def test_a_pull_request_that_adds_its_own_node_to_the_policy_is_not_trusted(project: Project) -> None:
     alice, mallory = project.nids["alice"], project.nids["mallory"]
     project.publish(DEFS + policy_toml({alice: "alice-linux"}), "ci: alice is trusted")
@@ -218,6 +222,7 @@ def test_a_pull_request_that_adds_its_own_node_to_the_policy_is_not_trusted(proj
 
 
 # -- retrying and stray jobs ---------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_job_its_node_will_retry_is_pending_and_a_stray_job_does_not_block(project: Project) -> None:
     alice = project.nids["alice"]
     defs = DEFS.replace('[jobs.test]\nrun = "true"', '[jobs.test]\nrun = "true"\nretry = 3')
@@ -247,6 +252,7 @@ def test_a_job_its_node_will_retry_is_pending_and_a_stray_job_does_not_block(pro
     assert status(project.maintainer(), bad)[0] == 1
 
 
+@pytest.mark.slow
 def test_with_a_policy_but_no_jobs_defined_the_jobs_people_made_are_required(project: Project) -> None:
     alice = project.nids["alice"]
     sha = project.publish(policy_toml({alice: "alice"}), "ci: a policy, jobs made by hand")
@@ -258,6 +264,7 @@ def test_with_a_policy_but_no_jobs_defined_the_jobs_people_made_are_required(pro
 
 
 # -- definitions that do not parse ---------------------------------------------------------------
+@pytest.mark.slow
 def test_a_commit_whose_definitions_do_not_parse_shows_every_error(project: Project) -> None:
     broken = (
         '[jobs.build]\nrun = ""\ntimeout = "soon"\n\n[jobs.test]\nrun = "true"\nneeds = ["nope"]\n'
@@ -277,6 +284,7 @@ def test_a_commit_whose_definitions_do_not_parse_shows_every_error(project: Proj
 
 
 # -- local trust ---------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_local_trust_adds_to_the_policy_for_one_person_in_git_config(project: Project) -> None:
     alice, mallory = project.nids["alice"], project.nids["mallory"]
     sha = project.publish(DEFS + policy_toml({alice: "alice-linux"}), "ci")
@@ -309,6 +317,7 @@ def test_local_trust_adds_to_the_policy_for_one_person_in_git_config(project: Pr
     assert "jobs.trust" in user_error(m, "status", sha)
 
 
+@pytest.mark.slow
 def test_with_no_policy_every_node_counts_and_it_is_said_once(project: Project) -> None:
     sha = project.publish(DEFS, "ci: jobs, and nobody says whose runs count")
     project.record("mallory", sha, "build", "succeeded")
@@ -346,6 +355,7 @@ def test_a_policy_that_does_not_validate_is_an_error_listing_every_problem(proje
 
 
 # -- watch, sync -----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_watch_with_sync_fetches_before_its_first_look_and_timeout_ends_a_wait(project: Project) -> None:
     alice = project.nids["alice"]
     sha = project.publish(DEFS + policy_toml({alice: "alice"}), "ci")
@@ -364,6 +374,7 @@ def test_watch_with_sync_fetches_before_its_first_look_and_timeout_ends_a_wait(p
     assert "--timeout goes with --watch" in user_error(m, "status", "--timeout", "5")
 
 
+@pytest.mark.slow
 def test_a_node_set_to_fetch_trusted_nodes_only_never_takes_a_strangers_refs(project: Project) -> None:
     alice, mallory = project.nids["alice"], project.nids["mallory"]
     sha = project.publish(DEFS + policy_toml({alice: "alice"}), "ci")
@@ -383,6 +394,7 @@ def test_a_node_set_to_fetch_trusted_nodes_only_never_takes_a_strangers_refs(pro
     assert "jobs.fetch" in user_error(path, "sync")
 
 
+@pytest.mark.slow
 def test_library_policy_and_gate_match_the_cli(project: Project) -> None:
     import jobs
 

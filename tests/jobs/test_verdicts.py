@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import cob
 from tests.clirunner import GIT_JOBS, Result, gj, ok
 from tests.conftest import git, init_repo
@@ -66,6 +68,7 @@ retry = { max = 3, on = ["error", "timed_out"] }
 """
 
 
+@pytest.mark.slow
 def test_a_failure_retry_on_does_not_cover_is_failed_everywhere_and_the_plan_agrees(tmp_path: Path) -> None:
     path, nid, key = node(tmp_path, "solo")
     sha = commit_defs(path, RETRY_ON)
@@ -108,6 +111,7 @@ matrix = { python = ["3.11", "3.12"] }
 """
 
 
+@pytest.mark.slow
 def test_required_names_a_matrix_definition_and_an_undefined_name_fails_the_gate(tmp_path: Path) -> None:
     path, nid, key = node(tmp_path, "alice")
     sha = commit_defs(path, MATRIX + policy({nid: "alice"}, 'required = ["test"]\n'))
@@ -140,6 +144,7 @@ run = "true"
 """
 
 
+@pytest.mark.slow
 def test_two_pushes_3s_apart_with_depth_1_both_get_a_verdict_and_history_before_ci_is_final(
     tmp_path: Path,
 ) -> None:
@@ -202,6 +207,7 @@ def test_a_node_that_never_worked_on_a_branch_starts_from_its_tip(tmp_path: Path
 
 
 # -- 6. a released job nobody starts: not built, once every ranked node had its takeover ------
+@pytest.mark.slow
 def test_a_released_job_no_ranked_node_starts_is_not_built_after_their_takeovers(tmp_path: Path) -> None:
     path, alice, alice_key = node(tmp_path, "maintainer")
     bob, _ = new_key(tmp_path, "bob")
@@ -224,6 +230,7 @@ def test_a_released_job_no_ranked_node_starts_is_not_built_after_their_takeovers
 
 
 # -- 7. "assigned to X" only where X will run it ------------------------------------------------
+@pytest.mark.slow
 def test_assigned_is_shown_only_after_a_requester_released_the_job(tmp_path: Path) -> None:
     path, alice, alice_key = node(tmp_path, "maintainer")
     bob, _ = new_key(tmp_path, "bob")
@@ -245,6 +252,7 @@ def test_assigned_is_shown_only_after_a_requester_released_the_job(tmp_path: Pat
 
 
 # -- 9. solo and small cases -------------------------------------------------------------------
+@pytest.mark.slow
 def test_solo_rerun_by_the_nodes_own_key_retries_an_exhausted_job(tmp_path: Path) -> None:
     path, nid, key = node(tmp_path, "solo")
     commit_defs(path, "[jobs.unit]\nrun = 'exit 1'\n")
@@ -314,6 +322,7 @@ def test_work_any_dry_run_on_a_node_set_to_follow_a_ref_plans_what_it_follows(tm
     assert "check" in ok(follower, "work", "any", "--dry-run", key=key).out
 
 
+@pytest.mark.slow
 def test_a_solo_node_daemon_honours_a_rerun_by_its_own_key(tmp_path: Path) -> None:
     path, _, key = node(tmp_path, "solo")
     commit_defs(path, "[jobs.unit]\nrun = 'exit 1'\n")
@@ -350,6 +359,7 @@ def wait_until(pred: Callable[[], bool], log: Path, timeout: float = 30) -> None
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_a_following_node_daemon_builds_two_pushes_3s_apart_with_depth_1(tmp_path: Path) -> None:
     hub = tmp_path / "hub.git"
     init_repo(hub, bare=True)

@@ -56,6 +56,7 @@ def test_a_wheel_built_on_node_a_is_fetched_and_verified_by_the_maintainer(net: 
     assert again.code == 1 and "not an empty directory" in again.err and len(again.err.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_an_untrusted_nodes_artifact_is_not_taken(net: Net, tmp_path: Path) -> None:
     commit_defs(net, BUILD)
     ok(net.a, "work", "any", key=net.a_key)
@@ -88,6 +89,7 @@ def _forge(repo_path: Path, nid: str, run_id: object, data: bytes) -> str:
     return str(forged)
 
 
+@pytest.mark.slow
 def test_a_tampered_artifact_is_refused(net: Net, tmp_path: Path) -> None:
     commit_defs(net, BUILD)
     ok(net.a, "work", "any", key=net.a_key)
@@ -121,6 +123,7 @@ def test_a_corrupt_object_of_an_artifact_is_refused(net: Net, tmp_path: Path) ->
     assert got.code == 1 and "does not hash to its id" in got.err, got
 
 
+@pytest.mark.slow
 def test_prune_artifacts_drops_old_buckets_and_the_reader_says_so(net: Net, tmp_path: Path) -> None:
     commit_defs(net, BUILD)
     ok(net.a, "work", "any", key=net.a_key)
@@ -137,6 +140,7 @@ def test_prune_artifacts_drops_old_buckets_and_the_reader_says_so(net: Net, tmp_
     assert got.code == 1 and "pruned" in got.err
 
 
+@pytest.mark.slow
 def test_publish_is_checked_and_capped_by_the_node(net: Net) -> None:
     bad = commit_defs(net, BUILD.replace("publish = true", 'publish = "yes"'))
     res = gjb(net.a, "release", bad, key=net.a_key)

@@ -62,6 +62,7 @@ def test_a_cache_hit_on_the_second_run(net: Net) -> None:
     assert b"cache miss: deps-" in third and b"fresh" in third and key not in third
 
 
+@pytest.mark.slow
 def test_a_contributors_cache_never_reaches_a_followed_branchs_run(net: Net) -> None:
     _commit(net, {".git-jobs.toml": DEPS, "requirements.txt": "msgspec\n"}, "one")
     git(net.a, "checkout", "-q", "-b", "pr")

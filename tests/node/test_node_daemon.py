@@ -130,6 +130,7 @@ def assert_ledger_sound(repo: Path) -> None:
 
 
 # -- the whole story ---------------------------------------------------------------------------
+@pytest.mark.slow
 def test_two_nodes_work_and_a_maintainer_sees_both_results_with_working_logs(world: World) -> None:
     sha = publish(world, BUILD_TEST)
     nodes = []
@@ -160,6 +161,7 @@ def test_two_nodes_work_and_a_maintainer_sees_both_results_with_working_logs(wor
         assert_ledger_sound(repo)
 
 
+@pytest.mark.slow
 def test_a_failing_preflight_stops_the_node_before_any_work(world: World) -> None:
     publish(world, BUILD_TEST)
     path, _, key = world.node_repo("carol")
@@ -223,6 +225,7 @@ def _alive(pidfile: Path) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_sigterm_mid_job_finishes_it_cancelled_and_exits_cleanly(world: World) -> None:
     defs, mark, pidfile = _slow_once(world.tmp, "term")
     sha = publish(world, defs)
@@ -246,6 +249,7 @@ def test_sigterm_mid_job_finishes_it_cancelled_and_exits_cleanly(world: World) -
     assert_ledger_sound(world.maintainer)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_job_then_restart_recovers_and_reruns_an_idempotent_job(world: World) -> None:
     defs, mark, pidfile = _slow_once(world.tmp, "kill")
     sha = publish(world, defs)

@@ -100,6 +100,7 @@ def test_status_watch_refuses_intervals_it_cannot_sleep(
     assert res.code == 2 and "--interval" in res.err
 
 
+@pytest.mark.slow
 def test_logs_accepts_a_run_id_without_dashes_and_held_jobs_can_be_rerun(
     node: tuple[Path, cob.Signer, Path], tmp_path: Path
 ) -> None:

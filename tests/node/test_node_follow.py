@@ -37,6 +37,7 @@ def _built(path: Path, sha: str, nid: str) -> bool:
     return reasons(jobs.Jobs.open(path), sha, nid) == DONE
 
 
+@pytest.mark.slow
 def test_a_node_started_once_builds_every_commit_pushed_to_a_followed_branch(world: World) -> None:
     first = publish(world, BUILD_TEST)
     path, signer, key = world.node_repo("follower")
@@ -97,6 +98,7 @@ def _foreign(world: World, tmp: Path) -> str:
     return sha
 
 
+@pytest.mark.slow
 def test_a_foreign_commit_in_the_object_store_and_ledger_is_never_run(world: World) -> None:
     main = publish(world, BUILD_TEST)
     path, signer, key = world.node_repo("careful")
@@ -130,6 +132,7 @@ def test_a_foreign_commit_in_the_object_store_and_ledger_is_never_run(world: Wor
     assert (world.tmp / "foreign-ran-job").exists()
 
 
+@pytest.mark.slow
 def test_work_any_takes_revisions_and_a_one_shot_follow_with_depth(world: World) -> None:
     first = publish(world, BUILD_TEST)
     path, signer, key = world.node_repo("oneshot")

@@ -272,6 +272,7 @@ def _work_any(path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[st
     )
 
 
+@pytest.mark.slow
 def test_where_bubblewrap_cannot_sandbox_the_node_refuses_to_run_jobs_and_says_why(tmp_path: Path) -> None:
     """A bwrap that fails as it does without user namespaces: one line, exit 2, nothing run."""
     fake = tmp_path / "bin"

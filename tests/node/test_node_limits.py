@@ -119,6 +119,7 @@ def _escape(seconds: str) -> str:
 
 
 # -- 10: no sandbox, no job -------------------------------------------------------------------------
+@pytest.mark.slow
 def test_without_bubblewrap_work_any_and_trigger_run_nothing_unless_a_person_chose_none(
     tmp_path: Path, leftovers: list[str]
 ) -> None:
@@ -387,6 +388,7 @@ def test_sparse_outputs_are_bounded_per_job_and_per_commit_and_stay_sparse(tmp_p
         assert fh.read(18) == b"data in the middle"
 
 
+@pytest.mark.slow
 def test_outputs_through_the_cli_cost_what_they_hold_not_their_apparent_size(tmp_path: Path) -> None:
     path = tmp_path / "node"
     init_repo(path)

@@ -108,6 +108,7 @@ def flaky_runs(path: Path, sha: str, nid: str) -> list[str]:
     return reasons(jobs.Jobs.open(path), sha, nid).get("flaky", [])
 
 
+@pytest.mark.slow
 def test_a_trusted_rerun_failed_makes_an_exhausted_job_run_again_on_every_node(hub: Hub) -> None:
     a_path, a, a_key = hub.tmp / "a", *new_key(hub.tmp / "a.key")
     b_path, b, b_key = hub.tmp / "b", *new_key(hub.tmp / "b.key")
@@ -178,6 +179,7 @@ def _foreign(hub: Hub) -> tuple[str, Path]:
     return sha, ran
 
 
+@pytest.mark.slow
 def test_an_untrusted_release_or_rerun_of_a_foreign_commit_is_never_run(hub: Hub) -> None:
     defs = policy(hub.maintainer_nid) + "[jobs.build]\nrun = 'true'\n"
     main = commit_defs(hub.maintainer, defs)
@@ -209,6 +211,7 @@ def test_an_untrusted_release_or_rerun_of_a_foreign_commit_is_never_run(hub: Hub
     assert not Path(f"{ran}-job").exists() and not Path(f"{ran}-trigger").exists()
 
 
+@pytest.mark.slow
 def test_with_no_policy_no_request_is_honoured(hub: Hub) -> None:
     commit_defs(hub.maintainer, "[jobs.build]\nrun = 'true'\n")
     hub.push()
@@ -224,6 +227,7 @@ def test_with_no_policy_no_request_is_honoured(hub: Hub) -> None:
     assert wanted  # released by a node nobody vouched for: not a reason to run
 
 
+@pytest.mark.slow
 def test_a_trusted_release_of_a_commit_no_node_follows_makes_a_node_run_it(hub: Hub) -> None:
     defs = policy(hub.maintainer_nid, requesters=[hub.maintainer_nid]) + "[jobs.build]\nrun = 'true'\n"
     main = commit_defs(hub.maintainer, defs)

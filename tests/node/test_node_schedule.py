@@ -52,6 +52,7 @@ NAMES = [
 ]
 
 
+@pytest.mark.slow
 def test_a_matrix_gives_the_same_named_jobs_with_the_same_ids_on_two_nodes(
     work_repo: Path,
     tmp_path: Path,
@@ -154,6 +155,7 @@ needs = ["one", "two"]
 """
 
 
+@pytest.mark.slow
 def test_jobs_2_runs_independent_jobs_at_once_and_needs_after_both(
     work_repo: Path,
     key: tuple[cob.Signer, Path],
@@ -167,6 +169,7 @@ def test_jobs_2_runs_independent_jobs_at_once_and_needs_after_both(
     assert spans["after"][0] >= max(spans["one"][1], spans["two"][1])
 
 
+@pytest.mark.slow
 def test_a_resource_of_capacity_1_serialises_the_jobs_that_share_it(
     work_repo: Path,
     key: tuple[cob.Signer, Path],
@@ -218,6 +221,7 @@ needs = ["deploy"]
 """
 
 
+@pytest.mark.slow
 def test_a_condition_on_branch_skips_deploy_off_main_and_runs_it_on_main(
     work_repo: Path,
     key: tuple[cob.Signer, Path],
@@ -289,6 +293,7 @@ needs = ["gpu"]
 """
 
 
+@pytest.mark.slow
 def test_a_job_that_runs_on_gpu_is_left_alone_without_the_label_and_run_with_it(
     work_repo: Path,
     tmp_path: Path,
@@ -400,6 +405,7 @@ run = "test ! -e dist"
 
 
 # -- every error at once; an invalid file is a permanent fact ---------------------------------
+@pytest.mark.slow
 def test_a_node_records_an_invalid_file_once_and_never_retries_it(
     work_repo: Path,
     key: tuple[cob.Signer, Path],
@@ -441,6 +447,7 @@ def test_a_node_records_an_invalid_file_once_and_never_retries_it(
     assert "jobs.a.if" not in again  # after a restart: neither released nor worked, not reported
 
 
+@pytest.mark.slow
 def test_the_node_runs_jobs_in_parallel_with_its_labels_and_resources(
     work_repo: Path,
     key: tuple[cob.Signer, Path],

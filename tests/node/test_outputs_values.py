@@ -112,6 +112,7 @@ if = '{needs.plan.outputs.version} >= 2'
 """
 
 
+@pytest.mark.slow
 def test_outputs_template_run_if_and_a_dynamic_matrix_on_one_node(
     work_repo: Path,
     key: tuple[cob.Signer, Path],
@@ -171,6 +172,7 @@ run = 'printf "title=\\\\033]0;pwned\\\\007\\\\n" >> "$GIT_JOBS_OUTPUT"'
 """
 
 
+@pytest.mark.slow
 def test_a_check_judges_the_run_and_bounds_refuse_outputs_with_a_clear_reason(
     work_repo: Path,
     key: tuple[cob.Signer, Path],

@@ -50,6 +50,7 @@ def request(
 
 
 # -- status --branch / A..B -------------------------------------------------------------------
+@pytest.mark.slow
 def test_status_branch_lists_commits_newest_first_with_outcome_and_counts(web: WebRepo) -> None:
     res = gj(web.path, "status", "--branch", "main")
     assert res.code == 0, res
@@ -69,6 +70,7 @@ def verdict(status: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in status.items() if k != "progress"}
 
 
+@pytest.mark.slow
 def test_status_range_and_pages(web: WebRepo) -> None:
     res = gj(web.path, "status", "HEAD~2..HEAD")
     assert res.code == 0 and len(res.out.strip().splitlines()) == 2, res
@@ -79,6 +81,7 @@ def test_status_range_and_pages(web: WebRepo) -> None:
     assert len(second.out.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_status_branch_json_is_the_status_shape_of_each_commit(web: WebRepo) -> None:
     value = gj(web.path, "status", "--branch", "main", "--json").json
     assert value["branch"] == "main" and value["more"] is False and value["page"] == 1
@@ -88,6 +91,7 @@ def test_status_branch_json_is_the_status_shape_of_each_commit(web: WebRepo) -> 
     assert {k: v for k, v in entry.items() if k != "subject"} == one
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args",
     [
@@ -104,6 +108,7 @@ def test_status_branch_bad_input_is_one_line(web: WebRepo, args: tuple[str, ...]
 
 
 # -- the server over HTTP -------------------------------------------------------------------------
+@pytest.mark.slow
 def test_server_answers_only_well_formed_local_reads(web: WebRepo) -> None:
     with serving(web) as url:
         host = {"Host": urlsplit(url).netloc}
@@ -121,6 +126,7 @@ def test_server_answers_only_well_formed_local_reads(web: WebRepo) -> None:
         assert request(url, f"/node-z{'1' * 45}.html", headers=host)[0] == 404
 
 
+@pytest.mark.slow
 def test_etag_changes_when_another_process_records_a_run(web: WebRepo) -> None:
     with serving(web) as url:
         host = {"Host": urlsplit(url).netloc}
@@ -139,6 +145,7 @@ def test_etag_changes_when_another_process_records_a_run(web: WebRepo) -> None:
         assert status == 200 and headers["etag"] != tag and b"st-running" in body
 
 
+@pytest.mark.slow
 def test_json_pages_are_the_cli_shapes(web: WebRepo) -> None:
     with serving(web) as url:
         host = {"Host": urlsplit(url).netloc}
@@ -152,6 +159,7 @@ def test_json_pages_are_the_cli_shapes(web: WebRepo) -> None:
         assert json.loads(body) == gj(web.path, "status", "--branch", "main", "--limit", "30", "--json").json
 
 
+@pytest.mark.slow
 def test_a_retried_cell_shows_its_attempts_and_flaky(web: WebRepo) -> None:
     for reason in ("failed", "succeeded"):
         run = gj(web.path, "run", "HEAD~1:test", "--log", f"https://ci.example/{reason}", key=web.key_b)
@@ -165,6 +173,7 @@ def test_a_retried_cell_shows_its_attempts_and_flaky(web: WebRepo) -> None:
         assert cell[1].index("st-failed") < cell[1].index("</details>")  # the earlier attempt
 
 
+@pytest.mark.slow
 def test_a_peer_log_url_never_makes_the_page_read_a_local_file(web: WebRepo, tmp_path: Path) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("TOP-SECRET-CONTENT\n")
@@ -178,6 +187,7 @@ def test_a_peer_log_url_never_makes_the_page_read_a_local_file(web: WebRepo, tmp
         assert f"<code>{secret.as_uri()}</code>".encode() in page  # shown, not linked
 
 
+@pytest.mark.slow
 def test_hostile_strings_are_escaped_in_the_html(web: WebRepo) -> None:
     with serving(web) as url:
         host = {"Host": urlsplit(url).netloc}
@@ -193,6 +203,7 @@ def test_hostile_strings_are_escaped_in_the_html(web: WebRepo) -> None:
 
 
 # -- static report ----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_report_writes_the_same_views_as_static_files(web: WebRepo, tmp_path: Path) -> None:
     out = tmp_path / "site"
     res = gj(web.path, "report", "--html", str(out), "--branch", "main", "--commits", "3", key=web.key_a)
@@ -215,6 +226,7 @@ def test_report_writes_the_same_views_as_static_files(web: WebRepo, tmp_path: Pa
                 assert (out / href).exists(), (page.name, href)
 
 
+@pytest.mark.slow
 def test_serve_and_report_bad_input_is_one_line(web: WebRepo, tmp_path: Path) -> None:
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
@@ -251,6 +263,7 @@ def test_only_http_urls_become_links() -> None:
     assert external("https://ci.example/a?b=1&c=2").startswith('<a href="https://ci.example/a?b=1&amp;c=2"')
 
 
+@pytest.mark.slow
 def test_runs_marked_not_counted_are_shown_apart(web: WebRepo) -> None:
     """The contract with the trust policy: a run object with ``"counted": false`` (what
     `status --json` gives an untrusted node's run) is rendered apart from the verdict's."""

@@ -66,6 +66,7 @@ def _open(browser: Any, *, js: bool = True) -> tuple[Any, Any, list[str]]:
     return context, page, dialogs
 
 
+@pytest.mark.slow
 def test_matrix_log_and_live_run_in_chromium(browser: Any, web: WebRepo) -> None:
     with serving(web) as url:
         context, page, dialogs = _open(browser)
