@@ -401,6 +401,7 @@ def test_read_change_returns_a_verified_change_or_invalid_change(world: World, d
 
 @SLOW
 @given(data=st.data())
+@pytest.mark.slow
 def test_a_load_of_fuzzed_tips_never_raises(world: World, data: st.DataObject) -> None:
     tips = {f"n{i}": data.draw(fuzzed_commit(world)) for i in range(data.draw(st.integers(1, 3)))}
     object_id = data.draw(st.sampled_from([world.job, *tips.values()]))
@@ -532,6 +533,7 @@ def fuzzed_index_commit(draw: st.DrawFn, world: World) -> str:
 
 @SLOW
 @given(data=st.data())
+@pytest.mark.slow
 def test_the_fetch_index_check_returns_a_refusal_or_none(world: World, data: st.DataObject) -> None:
     """``cob.sync.ref_problem`` decides whether a peer's index tip may be taken: a refusal, or
     None only for a commit signed by the namespace's node that fast-forwards the local index

@@ -86,6 +86,7 @@ def _change(
 
 # -- signatures ------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["corrupt", "unsigned", "authored-as-alice"])
+@pytest.mark.slow
 def test_a_forged_tip_is_refused_at_fetch(arena: Arena, kind: str) -> None:
     """The tip of Mallory's index ref (the index commit) is forged: nothing of it is taken,
     not even the valid change it names."""
@@ -105,6 +106,7 @@ def test_a_forged_tip_is_refused_at_fetch(arena: Arena, kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["corrupt", "unsigned", "authored-as-alice"])
+@pytest.mark.slow
 def test_a_forged_change_named_by_a_valid_index_is_rejected_at_load(arena: Arena, kind: str) -> None:
     """Mallory's index is her signed word, so it is taken; the forged change it names as her
     tip is only data: the load rejects it, reports it, and counts nothing of it."""
@@ -127,6 +129,7 @@ def test_a_forged_change_named_by_a_valid_index_is_rejected_at_load(arena: Arena
 
 
 @pytest.mark.parametrize("kind", ["corrupt", "unsigned", "authored-as-alice"])
+@pytest.mark.slow
 def test_a_forged_change_below_a_valid_tip_is_rejected_with_its_descendants(arena: Arena, kind: str) -> None:
     bad = _change(
         arena,
@@ -206,6 +209,7 @@ def test_duplicate_changes_and_ops_count_once(arena: Arena) -> None:
 
 
 # -- sizes -------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_an_oversized_ops_blob_is_rejected_without_reading_it(arena: Arena) -> None:
     size = 16 * MAX_OPS_BYTES  # compressible: cheap to push, 16 MiB if inflated
     oid = arena.big_ops(size)
@@ -236,6 +240,7 @@ def test_a_deep_dag_is_folded_in_bounded_time(arena: Arena) -> None:
     assert mallory_runs(arena) == 1  # 1,500 starts of one run id: one run
 
 
+@pytest.mark.slow
 def test_a_dag_over_the_limit_is_cut_and_reported(arena: Arena, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cob.evaluate, "MAX_CHANGES", 300)
     arena.deep_chain(400)
@@ -251,6 +256,7 @@ def test_a_dag_over_the_limit_is_cut_and_reported(arena: Arena, monkeypatch: pyt
     [(0, True), (221_845_392_000, True), (MAX_TIMESTAMP + 1, False), (2**62, False)],
     ids=["1970", "year-9000", "after-9999", "2^62"],
 )
+@pytest.mark.slow
 def test_timestamps_far_in_the_future_or_past(arena: Arena, timestamp: int, accepted: bool) -> None:
     oid = _change(arena, [arena.alice_tip()], timestamp=timestamp)
     arena.mallory_publish(oid)
@@ -307,6 +313,7 @@ def _blob_or_tree(arena: Arena, kind: str) -> str:
 
 
 @pytest.mark.parametrize("kind", ["blob", "tree"])
+@pytest.mark.slow
 def test_a_ref_of_our_type_pointing_at_a_blob_or_tree(arena: Arena, kind: str) -> None:
     """Mallory's index ref itself points at a blob or a tree."""
     target = _blob_or_tree(arena, kind)
@@ -333,6 +340,7 @@ def test_a_ref_of_our_type_pointing_at_a_blob_or_tree(arena: Arena, kind: str) -
 
 
 @pytest.mark.parametrize("kind", ["blob", "tree"])
+@pytest.mark.slow
 def test_an_index_entry_naming_a_blob_or_tree(arena: Arena, kind: str) -> None:
     """Mallory's validly signed index names a blob or a tree as her tip of the job (a commit
     cannot have it as a parent: the index does not reach it). The object rides in the index
@@ -367,6 +375,7 @@ def test_an_index_entry_naming_a_blob_or_tree(arena: Arena, kind: str) -> None:
 
 
 @pytest.mark.parametrize("where", ["tree", "type", "fan-out"])
+@pytest.mark.slow
 def test_an_index_tree_git_takes_but_libgit2_cannot_parse(arena: Arena, where: str) -> None:
     """Mallory's validly signed index whose tree, or its type or fan-out subtree, has a file
     mode git takes (fsck only warns: badFilemode; a fetch does not check) and libgit2 cannot
@@ -414,6 +423,7 @@ def test_an_index_naming_tips_it_does_not_reach_is_refused(arena: Arena) -> None
     assert mallory_runs(arena) == 0
 
 
+@pytest.mark.slow
 def test_a_peer_rewriting_another_nodes_ref_is_refused_everywhere(arena: Arena) -> None:
     """Mallory signs an index commit for Alice's namespace, on Alice's own index (a
     fast-forward), naming Mallory's change as Alice's tip of the job."""
@@ -455,6 +465,7 @@ def test_a_peer_rolling_back_another_nodes_ref_is_refused(arena: Arena) -> None:
     assert len(arena.bob.get(arena.job_id).runs_of(arena.nid("alice"))) == 2  # type: ignore[union-attr]
 
 
+@pytest.mark.slow
 def test_a_sideways_index_is_refused_even_validly_signed(arena: Arena) -> None:
     """An index of Alice's, signed by her key, that does not descend from the one Bob has
     (her node restored from a backup, a second machine with her key, or a hub replaying a
@@ -486,6 +497,7 @@ def test_a_sideways_index_is_refused_even_validly_signed(arena: Arena) -> None:
 
 
 @pytest.mark.parametrize("move", ["back", "sideways", "dropped"])
+@pytest.mark.slow
 def test_a_signed_index_moving_an_entry_back_or_sideways_is_refused(arena: Arena, move: str) -> None:
     """Mallory's own index, a fast-forward and validly signed, moves her entry of the job back
     to an older change, sideways to one that does not descend from it, or drops it: un-saying

@@ -193,6 +193,7 @@ def rewrap(repo: pygit2.Repository, oid: str, how: str) -> str:
 
 
 @pytest.mark.parametrize("how", ["64 columns", "trailing newline", "indented"])
+@pytest.mark.slow
 def test_a_re_armored_signature_is_refused_and_the_honest_history_still_flows(arena: Arena, how: str) -> None:
     """The review's attack: Alice's tip re-wrapped (a new oid that verified as Alice's), forced
     onto the hub as Alice's ref; a fresh peer took it, then refused Alice's real history.
@@ -349,6 +350,7 @@ def test_urls_and_names_with_control_or_bidi_characters_are_refused_when_written
 
 
 # -- 5. a nested .git-jobs.toml -------------------------------------------------------------
+@pytest.mark.slow
 def test_a_deeply_nested_definitions_file_is_one_clear_error_and_other_commits_proceed(
     tmp_path: Path,
 ) -> None:
@@ -419,6 +421,7 @@ def silent_remote() -> Iterator[str]:
 
 
 @pytest.mark.parametrize("how", ["option", "config"])
+@pytest.mark.slow
 def test_a_remote_that_never_answers_stops_the_sync_with_one_line(
     arena: Arena, silent_remote: str, how: str
 ) -> None:
@@ -444,6 +447,7 @@ def test_a_bad_idle_timeout_is_a_clear_error(arena: Arena) -> None:
     assert "jobs.idleTimeout" in user_error(arena.paths["bob"], "sync", arena.url, key=arena.keys["bob"])
 
 
+@pytest.mark.slow
 def test_the_shared_deadline_bounds_every_git_call_of_a_sync(arena: Arena, silent_remote: str) -> None:
     """The node's final sync: all its git calls share one limit (`cob.sync.deadline`)."""
     with cob.sync.deadline(1.5), pytest.raises(jobs.SyncError, match=r"timed out|used up"):
@@ -623,6 +627,7 @@ def test_concurrent_creates_write_one_release_per_node(tmp_path: Path) -> None:
     assert len(chain) == 2
 
 
+@pytest.mark.slow
 def test_sync_counts_refusals_by_kind_and_lists_them_only_when_asked(arena: Arena, tmp_path: Path) -> None:
     from tests.clirunner import ok
     from tests.stress.namespaces import flood_keyless

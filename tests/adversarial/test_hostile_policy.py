@@ -109,6 +109,7 @@ def test_a_trusted_node_not_named_a_requester_asks_for_nothing(hub: Hub) -> None
 
 
 # -- 4. revocation reaches a node that follows another branch ----------------------------------
+@pytest.mark.slow
 def test_a_node_following_release_reads_the_current_policy_every_pass(hub: Hub) -> None:
     signer, key = new_key(hub.tmp / "n.key")
     mallory = new_key(hub.tmp / "mallory.key")[0].nid
@@ -194,6 +195,7 @@ def test_a_policy_removed_or_deleted_fails_closed(hub: Hub) -> None:
     assert gj(fresh, "status", review).code == 8
 
 
+@pytest.mark.slow
 def test_the_policy_ref_moves_forward_normally(hub: Hub) -> None:
     reviewer, _, review = _reviewer_with_a_stranger_pass(hub)
     seen = json.loads((reviewer / ".git" / "git-jobs" / "policy-seen").read_text())["commit"]
@@ -278,6 +280,7 @@ def test_the_capture_redacts_a_secret_straddling_the_cut(tmp_path: Path) -> None
 
 
 # -- 16. a log page renders a bounded window -------------------------------------------------
+@pytest.mark.slow
 def test_a_log_of_two_mebibytes_of_newlines_renders_a_bounded_page(hub: Hub) -> None:
     from tests.webhelpers import WebRepo, serving
 

@@ -182,6 +182,7 @@ def _pull(net: Net, number: int, defs: str) -> None:
     git(net.a, "push", "-q", "hub", f"HEAD:refs/pull/{number}/head")
 
 
+@pytest.mark.slow
 def test_one_contributors_cache_never_reaches_another_contributors_run(net: Net) -> None:
     (net.a / "requirements.txt").write_text("msgspec\n")
     git(net.a, "add", "requirements.txt")
@@ -227,6 +228,7 @@ run = "echo other"
 """
 
 
+@pytest.mark.slow
 def test_a_deeply_nested_list_value_fails_its_matrix_not_the_node(
     work_repo: Path,
     key: tuple[cob.Signer, Path],
@@ -272,6 +274,7 @@ run = "jobs.cli:main"
 """
 
 
+@pytest.mark.slow
 def test_the_python_runner_imports_no_module_a_bare_directory_of_the_checkout_names(
     work_repo: Path,
     key: tuple[cob.Signer, Path],

@@ -130,6 +130,7 @@ def test_junk_log_buckets_under_a_node_cost_once_and_never_stop_a_sync(arena: Ar
     assert report.refused == [] and report.deferred == 0 and report.remembered == JUNK
 
 
+@pytest.mark.slow
 def test_a_junk_ref_replaced_by_a_real_bucket_is_taken(arena: Arena, tmp_path: Path) -> None:
     """A remembered refusal is keyed by the ref's value: when the node publishes a real bucket
     under a name the hub had pointed at junk, the next sync takes it."""
@@ -148,6 +149,7 @@ def test_a_junk_ref_replaced_by_a_real_bucket_is_taken(arena: Arena, tmp_path: P
     assert name in {u.ref for u in report.logs_fetched} and report.refused == []
 
 
+@pytest.mark.slow
 def test_a_broken_ref_on_the_hub_does_not_fail_the_fetch(arena: Arena, tmp_path: Path) -> None:
     """A ref the hub lists but cannot send (its object is missing there) used to fail every
     peer's whole fetch ("not our ref"). It is refused, remembered, and the rest comes."""
@@ -163,6 +165,7 @@ def test_a_broken_ref_on_the_hub_does_not_fail_the_fetch(arena: Arena, tmp_path:
     assert arena.bob.sync(arena.url, push=False).remembered == 1
 
 
+@pytest.mark.slow
 def test_our_own_push_happens_when_the_fetch_fails(arena: Arena, tmp_path: Path, isolated_home: Path) -> None:
     """The hub cannot serve a pack (its upload-pack fails): the sync says so and exits
     non-zero, but this node's own results still reach the hub."""
@@ -205,6 +208,7 @@ def stranger_index(arena: Arena, signer: cob.Signer, entries: int, chain: int = 
     return sigrefs.write_commit(r, signer, nid, base, {(jobs.TYPENAME, arena.job_id): tip})
 
 
+@pytest.mark.slow
 def test_a_strangers_index_is_bounded_and_refused_once(arena: Arena) -> None:
     """With a policy (here: Bob's local trust of Alice), a throwaway key's index over the
     untrusted bounds is refused as ``too-large`` (and remembered), while Alice's flows."""
@@ -236,6 +240,7 @@ def test_a_strangers_index_is_bounded_and_refused_once(arena: Arena) -> None:
 
 
 # -- 11. a merge's side chain never wedges a peer ----------------------------------------------
+@pytest.mark.slow
 def test_a_peer_that_took_a_side_chain_takes_the_merged_index(arena: Arena) -> None:
     """Alice's two copies wrote two chains; her index merged them (first parent one chain,
     second the other). The hub served the side chain's tip to a new peer, which took it;
@@ -276,6 +281,7 @@ def test_a_peer_that_took_a_side_chain_takes_the_merged_index(arena: Arena) -> N
 
 
 # -- 12. a log bucket has a bucket's shape -----------------------------------------------------
+@pytest.mark.slow
 def test_an_index_or_a_change_passed_off_as_a_log_bucket_is_refused(arena: Arena) -> None:
     """Any commit Alice signed used to pass as her log bucket (an index commit did), wedging
     new peers. A bucket tip must be a log commit whose tree is that month's bucket."""
@@ -302,6 +308,7 @@ def test_an_index_or_a_change_passed_off_as_a_log_bucket_is_refused(arena: Arena
 
 
 # -- 14. what a sync lists and ignores -----------------------------------------------------------
+@pytest.mark.slow
 def test_old_layout_refs_of_other_nodes_are_ignored_and_counted(arena: Arena, tmp_path: Path) -> None:
     """2,000 keyless per-object refs (the layout before the index) under other namespaces: a
     sync never takes them, keeps none of them in its listing, and says how many it ignored

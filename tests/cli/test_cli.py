@@ -63,6 +63,7 @@ def lib(repo: pygit2.Repository, key: Path) -> jobs.Jobs:
 
 
 # -- identity ---------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_init_makes_a_key_once_and_whoami_shows_it(tmp_path: Path, isolated_home: Path) -> None:
     default = isolated_home / ".config" / "git-jobs" / "key"
     first = ok(tmp_path, "init")  # outside any repository: a key is per user
@@ -351,6 +352,7 @@ def forge_change(repo: pygit2.Repository, job_id: str, nid: str) -> str:
     return forged
 
 
+@pytest.mark.slow
 def test_verify_reports_rejected_changes(repo: pygit2.Repository, keys: list[Path]) -> None:
     wd, a = workdir(repo), keys[0]
     node = lib(repo, a)
@@ -442,6 +444,7 @@ def on_a_tty(cwd: Path, *args: str, **env: str | None) -> str:
             os.close(follower)
 
 
+@pytest.mark.slow
 def test_colour_only_on_a_tty_and_never_with_no_color(repo: pygit2.Repository, keys: list[Path]) -> None:
     wd = workdir(repo)
     lib(repo, keys[0]).create("HEAD").run("https://ci.example/1")

@@ -70,6 +70,7 @@ def test_python_dash_m_jobs_is_the_cli() -> None:
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+@pytest.mark.slow
 def test_completion_scripts_list_every_command_and_its_options(shell: str, tmp_path: Path) -> None:
     res = gj(tmp_path, "completion", shell)
     assert res.code == 0, res
@@ -131,6 +132,7 @@ def _stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
     return out, err
 
 
+@pytest.mark.slow
 def test_watch_notify_receives_the_verdict_change(watched: tuple[Path, Path, str], tmp_path: Path) -> None:
     path, key, head = watched
     inbox = tmp_path / "inbox"

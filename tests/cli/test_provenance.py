@@ -111,6 +111,7 @@ def test_an_attestation_made_on_a_node_verifies_elsewhere_with_only_its_nid(
     assert as_json["signer"] == evidence.nid and as_json["commit"] == evidence.commit
 
 
+@pytest.mark.slow
 def test_a_changed_byte_in_envelope_statement_or_output_fails(evidence: Evidence, tmp_path: Path) -> None:
     data = ok(evidence.maint, "attest", evidence.commit, "--job", "build").out.encode()
     doc = json.loads(data)

@@ -317,6 +317,7 @@ UNKNOWN = "0" * 40
         ),
     ],
 )
+@pytest.mark.slow
 def test_bad_input_is_a_typed_error_and_writes_nothing(
     repo: pygit2.Repository,
     world: tuple[cob.Store, str, str],

@@ -99,6 +99,7 @@ def test_a_fresh_lock_or_a_live_writer_is_never_broken(repo: pygit2.Repository, 
     assert not lock.exists()
 
 
+@pytest.mark.slow
 def test_a_writer_killed_while_holding_the_ref_lock_blocks_it_briefly(
     repo: pygit2.Repository, signer: cob.Signer
 ) -> None:
@@ -131,6 +132,7 @@ def test_a_writer_killed_while_holding_the_ref_lock_blocks_it_briefly(
 
 
 @pytest.mark.parametrize("victim", ["run", "finish"])
+@pytest.mark.slow
 def test_a_killed_call_is_either_fully_there_or_absent(tmp_path: Path, victim: str) -> None:
     """Kill right after many calls of one kind: no half-applied op (a change is one commit and
     one ref move), and what is there folds without rejections."""

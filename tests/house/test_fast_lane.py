@@ -29,6 +29,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import cob
 import jobs
 
@@ -37,6 +39,7 @@ ROOT = TESTS.parent
 # Test files with no fast test, and the fast tests of the same code.
 ALL_SLOW = {
     "tests/test_maintainers_day.py": "a story of every command; each has fast tests in tests/cli",
+    "tests/test_maintainers_day_evidence.py": "the day's evidence; fast tests in tests/node, tests/cli",
 }
 # Modules the library runs as a script (by path), which no import statement shows.
 RUN_AS_SCRIPT = {"jobs.node.isolation": {"jobs.node.reaper"}}
@@ -229,6 +232,7 @@ def _reached(files: set[str], library: dict[str, tuple[Path, bool]]) -> set[str]
     return reached
 
 
+@pytest.mark.slow
 def test_every_test_file_keeps_a_fast_test_and_every_module_is_loaded_by_one() -> None:
     fast_files = {test.split("::")[0] for test in _fast_tests()}
     assert _test_files() - fast_files == set(ALL_SLOW)

@@ -453,6 +453,7 @@ def test_follow_streams_a_local_run_until_it_ends(net: Net) -> None:
                 proc.wait()
 
 
+@pytest.mark.slow
 def test_unknown_and_ambiguous_specs_are_one_line(net: Net) -> None:
     commit_defs(net, '[jobs.t]\nrun = "true"\n')
     ok(net.a, "work", "any", key=net.a_key)

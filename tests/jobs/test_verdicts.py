@@ -277,6 +277,7 @@ def _note(r: Result) -> list[str]:
     return [line for line in r.err.splitlines() if "will not honour" in line]
 
 
+@pytest.mark.slow
 def test_release_by_a_key_that_is_not_a_requester_says_so_in_one_line(tmp_path: Path) -> None:
     path, alice, alice_key = node(tmp_path, "maintainer")
     _, other_key = new_key(tmp_path, "other")

@@ -95,6 +95,7 @@ def _visible_python(path: Path) -> None:
         git(path, "config", "--add", "jobs.sandboxPath", where)
 
 
+@pytest.mark.slow
 def test_a_hostile_job_under_bwrap_cannot_read_the_key_write_the_git_dir_or_forge_results(
     tmp_path: Path,
 ) -> None:
@@ -208,6 +209,7 @@ def _left_behind(run_id: str) -> list[int]:
     return out
 
 
+@pytest.mark.slow
 def test_under_bwrap_a_timeout_or_the_end_of_a_run_leaves_no_process_behind(tmp_path: Path) -> None:
     path = tmp_path / "node"
     init_repo(path)

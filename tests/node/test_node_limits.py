@@ -159,6 +159,7 @@ def test_without_bubblewrap_work_any_and_trigger_run_nothing_unless_a_person_cho
     wait_for(lambda: _processes(f"sleep {seconds}") == [], 10, "leftovers killed")
 
 
+@pytest.mark.slow
 def test_a_timed_out_jobs_escaped_processes_get_sigterm_then_go(tmp_path: Path, leftovers: list[str]) -> None:
     path = tmp_path / "node"
     init_repo(path)

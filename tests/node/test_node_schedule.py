@@ -193,6 +193,7 @@ def test_a_resource_of_capacity_1_serialises_the_jobs_that_share_it(
         (["--resource", "gpu=-1"], "capacity"),
     ],
 )
+@pytest.mark.slow
 def test_bad_jobs_or_resource_flags_are_one_line_errors(
     work_repo: Path,
     key: tuple[cob.Signer, Path],

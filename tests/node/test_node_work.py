@@ -162,6 +162,7 @@ def test_invalid_definitions_at_the_cli_are_one_line_and_exit_nonzero(
 
 
 # -- release ----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_release_creates_the_defined_jobs_idempotently_and_identically_on_every_node(
     work_repo: Path, tmp_path: Path, key: tuple[cob.Signer, Path]
 ) -> None:
@@ -184,6 +185,7 @@ def test_release_without_definitions_says_so(work_repo: Path, key: tuple[cob.Sig
 
 
 # -- work any ---------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_work_any_runs_in_needs_order_with_logs_and_env(
     work_repo: Path, key: tuple[cob.Signer, Path]
 ) -> None:
@@ -324,6 +326,7 @@ def test_dry_run_prints_the_work_as_json_and_writes_nothing(
     assert not (work_repo / ".git" / "git-jobs" / "logs").exists()
 
 
+@pytest.mark.slow
 def test_dry_run_speaks_to_people_and_lists_no_waiting_retry_as_work_to_do_now(
     work_repo: Path, key: tuple[cob.Signer, Path]
 ) -> None:
@@ -389,6 +392,7 @@ def test_only_one_worker_per_repository(work_repo: Path, key: tuple[cob.Signer, 
 
 
 # -- work trigger -----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_trigger_calls_each_other_commit_once_and_survives_a_failing_one(
     work_repo: Path, key: tuple[cob.Signer, Path], tmp_path: Path
 ) -> None:

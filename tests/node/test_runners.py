@@ -127,6 +127,7 @@ def test_a_runner_the_node_enables_but_lacks_is_a_node_setting_error(
 
 
 @pytest.mark.parametrize("named", ["os", "gjtest_runner", "os.path:join", "gjtest_runner:EchoRunner", "Echo"])
+@pytest.mark.slow
 def test_a_commit_cannot_load_code_by_naming_a_module(
     work_repo: Path, key: tuple[cob.Signer, Path], plugin: Path, named: str
 ) -> None:

@@ -36,6 +36,7 @@ def _finish_env(repo: Path, nid: str) -> dict[str, str]:
     return dict(run.evidence.env)
 
 
+@pytest.mark.slow
 def test_a_followed_branchs_job_gets_the_secret_redacted_and_named_in_its_finish(
     net: Net, tmp_path: Path
 ) -> None:
