@@ -130,25 +130,3 @@ def head(repo: pygit2.Repository) -> str:
 def commits_of(repo: pygit2.Repository) -> list[str]:
     """All commits on HEAD, newest first."""
     return [str(c.id) for c in repo.walk(repo.head.target)]
-
-
-# The suite's longest stories (a minute or more each on 2 cores) start first, so under
-# `-n 2` they run beside the many short tests instead of alone at the end.
-LONG_FIRST = (
-    "tests/test_maintainers_day.py",
-    "tests/test_maintainers_day_evidence.py",
-    "tests/jobs/test_own_copies.py",
-    "tests/cli/test_daily.py",
-    "tests/jobs/test_doctor.py",
-    "tests/cob/test_crash.py",
-)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Order the long stories first (stable otherwise): a scheduling choice, not a dependency."""
-
-    def rank(item: pytest.Item) -> int:
-        path = item.nodeid.split("::", 1)[0]
-        return LONG_FIRST.index(path) if path in LONG_FIRST else len(LONG_FIRST)
-
-    items.sort(key=rank)
