@@ -37,7 +37,7 @@ from cob.family import RefFamily, family_refs
 from cob.refs import compare_and_swap
 
 from .errors import JobsError
-from .logs import BUCKET, _next_month, bucket_of, bucket_shape, entry_path, month_of
+from .logs import BUCKET, _next_month, bucket_of, bucket_shape, bucket_with, entry_path, month_of
 from .model import Job, Run
 from .text import safe
 
@@ -173,14 +173,8 @@ def _sign(
 def _bucket_commit(
     repo: pygit2.Repository, signer: cob.Signer, parent: str | None, run_id: uuid.UUID | str, tree: pygit2.Oid
 ) -> str:
-    fan, leaf = entry_path(run_id)
-    root_tree = repo[parent].peel(pygit2.Tree) if parent else None
-    sub_tree = root_tree[fan] if root_tree is not None and fan in root_tree else None
-    sub = repo.TreeBuilder(sub_tree) if isinstance(sub_tree, pygit2.Tree) else repo.TreeBuilder()
-    sub.insert(leaf, tree, _TREE)
-    root = repo.TreeBuilder(root_tree) if root_tree is not None else repo.TreeBuilder()
-    root.insert(fan, sub.write(), _TREE)
-    return _sign(repo, signer, f"{MESSAGE}{run_id}\n", root.write(), [parent] if parent else [])
+    root = bucket_with(repo, parent, run_id, tree, _TREE)
+    return _sign(repo, signer, f"{MESSAGE}{run_id}\n", root, [parent] if parent else [])
 
 
 def merge_own(repo: pygit2.Repository, signer: cob.Signer, name: str, theirs: str) -> bool:

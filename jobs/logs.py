@@ -230,18 +230,27 @@ def publish(
 def _bucket_commit(
     repo: pygit2.Repository, signer: cob.Signer, parent: str | None, run_id: uuid.UUID | str, blob: pygit2.Oid
 ) -> str:
+    root = bucket_with(repo, parent, run_id, blob, _FILEMODE_BLOB)
+    ident = pygit2.Signature(signer.nid, signer.nid, int(time.time()), 0)
+    parents: list[str | pygit2.Oid] = [pygit2.Oid(hex=parent)] if parent else []
+    buffer = cast(str, repo.create_commit_string(ident, ident, f"Log {run_id}\n", root, parents))
+    signature = sshsig.sign(signer, buffer.encode())
+    return str(repo.create_commit_with_signature(buffer, signature))
+
+
+def bucket_with(
+    repo: pygit2.Repository, parent: str | None, run_id: uuid.UUID | str, entry: pygit2.Oid, mode: int
+) -> pygit2.Oid:
+    """The tree of bucket commit ``parent`` (or an empty bucket) with ``entry`` (a log blob, an
+    artifact tree: ``mode``) under the run's fan-out directory and name."""
     fan, leaf = entry_path(run_id)
     root_tree = repo[parent].peel(pygit2.Tree) if parent else None
     sub_tree = root_tree[fan] if root_tree is not None and fan in root_tree else None
     sub = repo.TreeBuilder(sub_tree) if isinstance(sub_tree, pygit2.Tree) else repo.TreeBuilder()
-    sub.insert(leaf, blob, _FILEMODE_BLOB)
+    sub.insert(leaf, entry, mode)
     root = repo.TreeBuilder(root_tree) if root_tree is not None else repo.TreeBuilder()
     root.insert(fan, sub.write(), _FILEMODE_TREE)
-    ident = pygit2.Signature(signer.nid, signer.nid, int(time.time()), 0)
-    parents: list[str | pygit2.Oid] = [pygit2.Oid(hex=parent)] if parent else []
-    buffer = cast(str, repo.create_commit_string(ident, ident, f"Log {run_id}\n", root.write(), parents))
-    signature = sshsig.sign(signer, buffer.encode())
-    return str(repo.create_commit_with_signature(buffer, signature))
+    return root.write()
 
 
 MERGE_MESSAGE = "Log merge\n"
