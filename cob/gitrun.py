@@ -87,6 +87,11 @@ def first_error(stderr: str) -> str:
     return lines[-1] if lines else "git exited with an error"
 
 
+# A quiet fetch of named refspecs only: no tags, no FETCH_HEAD, no submodules (callers add the
+# remote and their refspecs).
+QUIET_FETCH = ("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules")
+
+
 def run_git(
     gitdir: str,
     args: Sequence[str],

@@ -267,15 +267,7 @@ def fetch_policy(repo: pygit2.Repository, remote: str, timeout: float = 120.0) -
     if ref is None:
         return None
     branch = ref[len(f"refs/remotes/{remote}/") :]
-    args = [
-        "fetch",
-        "--quiet",
-        "--no-tags",
-        "--no-write-fetch-head",
-        "--no-recurse-submodules",
-        remote,
-        f"refs/heads/{branch}:{ref}",
-    ]
+    args = [*cob_sync.QUIET_FETCH, remote, f"refs/heads/{branch}:{ref}"]
     try:
         res = cob_sync.run_git(str(repo.path).rstrip("/"), args, timeout=timeout)
     except cob.TransportError as e:

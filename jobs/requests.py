@@ -140,15 +140,7 @@ def fetch_requested(jobs: Jobs, requesters: Collection[str], remote: str) -> lis
     gitdir = str(repo.path).rstrip("/")
     fetched = []
     for commit in missing:
-        args = [
-            "fetch",
-            "--quiet",
-            "--no-tags",
-            "--no-write-fetch-head",
-            "--no-recurse-submodules",
-            remote,
-            f"{commit}:{REQUESTED_ROOT}{commit}",
-        ]
+        args = [*cob_sync.QUIET_FETCH, remote, f"{commit}:{REQUESTED_ROOT}{commit}"]
         try:
             done = cob_sync.run_git(gitdir, args, timeout=FETCH_TIMEOUT).returncode == 0
         except TransportError:

@@ -34,7 +34,16 @@ with one clear line; nothing local has changed at that point, and the next sync 
 
 from __future__ import annotations
 
-from ..gitrun import DEFAULT_IDLE, DEFAULT_TIMEOUT, deadline, describe, first_error, git_env, run_git
+from ..gitrun import (
+    DEFAULT_IDLE,
+    DEFAULT_TIMEOUT,
+    QUIET_FETCH,
+    deadline,
+    describe,
+    first_error,
+    git_env,
+    run_git,
+)
 from .checks import MAX_ANCESTRY_WALK, check_tip, index_problem, ref_problem, tip_problem
 from .fetching import fetch
 from .limits import (
@@ -62,6 +71,7 @@ __all__ = [  # the runner's names stay importable from here (cob.gitrun owns the
     "MAX_UNTRUSTED_CHAIN",
     "MAX_UNTRUSTED_ENTRIES",
     "PUSH",
+    "QUIET_FETCH",
     "REMEMBERED_KINDS",
     "FetchResult",
     "Limits",

@@ -107,16 +107,7 @@ def fetch(repo: pygit2.Repository, follows: Iterable[Follow], timeout: float = F
         by_remote.setdefault(f.remote, []).append(f)
     gitdir = str(repo.path).rstrip("/")
     for remote, fs in by_remote.items():
-        args = [
-            "fetch",
-            "--quiet",
-            "--no-tags",
-            "--prune",
-            "--no-write-fetch-head",
-            "--no-recurse-submodules",
-            remote,
-            *(f.refspec for f in fs),
-        ]
+        args = [*cob_sync.QUIET_FETCH, "--prune", remote, *(f.refspec for f in fs)]
         res = cob_sync.run_git(gitdir, args, timeout=timeout)
         if res.returncode != 0:
             why = next((ln for ln in res.stderr.splitlines() if ln.startswith(("fatal:", "error:"))), "")
