@@ -31,9 +31,10 @@ from .identity import (
 from .layout import Layout
 from .recovery import set_tip
 from .refs import object_ref
+from .repository import open_repository
 from .signer import Signer
 from .sigrefs import index_ref
-from .store import Store, open_repository
+from .store import Store
 
 __all__ = [
     "Change",

@@ -37,14 +37,14 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from . import keptstates, layout, sigrefs, statecache
-from .change import Codec, InvalidChangeError, read_change
+from . import keptstates, layout, listing, objectlist, statecache
+from .change import Codec
 from .errors import CacheBusyError
 from .evaluate import Evaluation
 from .reader import RefReader
 from .verified import repository_secret
 
-SCHEMA = 5  # 5: per-node index refs; tips of every object kept here
+SCHEMA = 6  # 5: per-node index refs; tips of every object kept here. 6: listing rows
 FILENAME = "index.sqlite3"  # <gitdir>/<layout prefix>-index.sqlite3 (cob.layout)
 # How long one query waits for a cache another process holds locked before the store reads
 # from Git instead (the cache is an accelerator); then it leaves the cache alone for BUSY_BACKOFF_S.
@@ -61,13 +61,13 @@ T = TypeVar("T")
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB);
 CREATE TABLE IF NOT EXISTS roots (
-    typename TEXT NOT NULL, id TEXT NOT NULL, valid INTEGER NOT NULL,
+    typename TEXT NOT NULL, id TEXT NOT NULL, valid INTEGER NOT NULL, tipkey BLOB,
     PRIMARY KEY (typename, id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS keys (
     typename TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, id TEXT NOT NULL,
     PRIMARY KEY (typename, key, value, id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS evaluations (
-    typename TEXT NOT NULL, id TEXT NOT NULL, data BLOB NOT NULL,
+    typename TEXT NOT NULL, id TEXT NOT NULL, data BLOB NOT NULL, tipkey BLOB, listing BLOB,
     PRIMARY KEY (typename, id));
 CREATE TABLE IF NOT EXISTS tips (
     typename TEXT NOT NULL, id TEXT NOT NULL, nid TEXT NOT NULL, tip TEXT NOT NULL,
@@ -279,7 +279,7 @@ class Cache:
             try:
                 row = db.execute("SELECT value FROM meta WHERE key=?", ("fp:" + typename,)).fetchone()
                 if row is None or row[0] != token:
-                    _sync_tips(db, codec, refs, row[0] if row else None, token)
+                    objectlist.sync_tips(db, codec, refs, row[0] if row else None, token)
                 if racy:
                     db.execute("DELETE FROM meta WHERE key=?", ("fp:" + typename,))
                 else:
@@ -306,13 +306,13 @@ class Cache:
             db.execute("BEGIN IMMEDIATE")
             try:
                 row = db.execute("SELECT value FROM meta WHERE key=?", ("fp:" + typename,)).fetchone()
-                parsed = _parse_token(row[0]) if row else None
+                parsed = objectlist.parse_token(row[0]) if row else None
                 if parsed is None or parsed[0].get(nid) != moved.old:
                     db.execute("COMMIT")  # not current before: the next refresh diffs
                     return
                 heads = {**parsed[0], nid: moved.new}
-                _set_tip(db, codec, refs, object_id, nid, tip)
-                token = _token(heads, parsed[1])  # legacy refs: our index write leaves them as they were
+                objectlist.set_tip(db, codec, refs, object_id, nid, tip)
+                token = objectlist.token(heads, parsed[1])  # legacy refs: as they were
                 db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", ("fp:" + typename, token))
                 db.execute("COMMIT")
             except BaseException:
@@ -329,16 +329,12 @@ class Cache:
 
         def read(db: sqlite3.Connection) -> dict[str, dict[str, str]]:
             out: dict[str, dict[str, str]] = {}
-            sql = "SELECT id, nid, tip FROM tips WHERE typename=? AND id=?"
-            if len(wanted) > 64:
-                sql = "SELECT id, nid, tip FROM tips WHERE typename=?"
-                want = set(wanted)
-                for object_id, nid, tip in db.execute(sql, (typename,)):
-                    if object_id in want:
-                        out.setdefault(object_id, {})[nid] = tip
-                return out
-            for one in wanted:
-                for object_id, nid, tip in db.execute(sql, (typename, one)):
+            for i in range(0, len(wanted), 500):  # a batch of a listing: its rows, not the table
+                chunk = wanted[i : i + 500]
+                sql = (
+                    f"SELECT id, nid, tip FROM tips WHERE typename=? AND id IN ({','.join('?' * len(chunk))})"
+                )
+                for object_id, nid, tip in db.execute(sql, (typename, *chunk)):
                     out.setdefault(object_id, {})[nid] = tip
             return out
 
@@ -367,6 +363,15 @@ class Cache:
         sql = "SELECT id FROM roots WHERE typename=? AND id >= ? AND id < ? ORDER BY id"
         args = (codec.cobtype.typename, prefix, prefix + "g")
         return self.refresh(codec, refs, lambda db: [i for (i,) in db.execute(sql, args)]) or []
+
+    def listing_rows(
+        self, codec: Codec, refs: RefReader, ids: Sequence[str] | None
+    ) -> tuple[list[tuple[str, Any]], list[str]]:
+        """(current listing rows, ids of objects without one), as the refs are now: one refresh
+        and one query (:func:`cob.listing.read_rows`)."""
+        secret, decoders = self.secret, self._decoders
+        found = self.refresh(codec, refs, lambda db: listing.read_rows(db, codec, secret, decoders, ids))
+        return found or ([], [])
 
     def count(self, codec: Codec) -> int:
         """How many objects of the type the index last listed (an estimate: not refreshed)."""
@@ -417,16 +422,17 @@ class Cache:
             return
         data = statecache.encode(codec, ev)
         self.loads += 1
-        row = (cobtype.typename, ev.object_id, statecache.seal(self.secret, ev.object_id, data))
         key = statecache.state_key(cobtype, ev.object_id, ev.tips)
+        sealed = statecache.seal(self.secret, ev.object_id, data)
+        row = (cobtype.typename, ev.object_id, sealed, key, listing.make_row(codec, self.secret, ev, key))
         # A result that objects arriving later could change is not a function of the tips.
-        state = None if ev.curable() else (*row[:2], key, statecache.seal(self.secret, key, data))
+        state = None if ev.curable() else (*row[:2], key, statecache.seal(self.secret, key, data), row[4])
 
         def do(db: sqlite3.Connection) -> None:
             db.execute("BEGIN IMMEDIATE")
-            db.execute("INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?)", row)
+            db.execute("INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?, ?, ?)", row)
             if state is not None:
-                db.execute("INSERT OR REPLACE INTO kept.states VALUES (?, ?, ?, ?)", state)
+                db.execute("INSERT OR REPLACE INTO kept.states VALUES (?, ?, ?, ?, ?)", state)
             db.execute("COMMIT")
 
         self._run(do)
@@ -498,102 +504,8 @@ def _if_current(
         db.execute("COMMIT")
 
 
-def _token(heads: dict[str, str], legacy: str) -> str:
-    """The stamp of :meth:`cob.refs.RefReader.stamp` for these index tips."""
-    return ",".join(f"{n}={t}" for n, t in sorted(heads.items())) + "|" + legacy
-
-
-def _parse_token(token: object) -> tuple[dict[str, str], str] | None:
-    """(index tips, legacy part) of a stored stamp; None when it is not one."""
-    if not isinstance(token, str) or "|" not in token:
-        return None
-    head_text, _, legacy = token.partition("|")
-    heads: dict[str, str] = {}
-    for part in filter(None, head_text.split(",")):
-        nid, eq, tip = part.partition("=")
-        if not eq:
-            return None
-        heads[nid] = tip
-    return heads, legacy
-
-
-def _sync_tips(db: sqlite3.Connection, codec: Codec, refs: RefReader, stored: object, token: str) -> None:
-    """Make the tips table match ``token`` (inside the caller's write transaction): by diffing
-    the index trees of the nodes whose tips moved when the stored stamp allows it, else by a
-    full rescan. Then add the roots of new objects and drop objects no node names any more."""
-    typename = codec.cobtype.typename
-    old, new = _parse_token(stored), _parse_token(token)
-    touched: set[str] = set()
-    if old is not None and new is not None and old[1] == new[1]:  # legacy refs did not move
-        for nid in old[0].keys() | new[0].keys():
-            a, b = old[0].get(nid), new[0].get(nid)
-            if a == b:
-                continue
-            old_tree = refs.tree(a) if a else None
-            if a and old_tree is None:  # that index commit is gone (rewritten by plain git, gc):
-                db.execute("DELETE FROM tips WHERE typename=? AND nid=?", (typename, nid))
-                touched.update(i for (i,) in db.execute("SELECT id FROM roots WHERE typename=?", (typename,)))
-            moved = sigrefs.diff(refs.repo, old_tree, refs.tree(b) if b else None, typename)
-            for object_id, tip in moved.items():
-                key = (typename, object_id, nid)
-                if tip is None:  # a per-object ref of the same node shows again (the index won)
-                    tip = refs.legacy_tip(typename, object_id, nid)
-                if tip is None:
-                    db.execute("DELETE FROM tips WHERE typename=? AND id=? AND nid=?", key)
-                else:
-                    db.execute("INSERT OR REPLACE INTO tips VALUES (?, ?, ?, ?)", (*key, tip))
-            touched.update(moved)
-    else:
-        touched = {i for (i,) in db.execute("SELECT id FROM roots WHERE typename=?", (typename,))}
-        db.execute("DELETE FROM tips WHERE typename=?", (typename,))
-        rows = [(typename, r.object_id, r.nid, r.target) for r in refs.refs_of_type(typename)]
-        db.executemany("INSERT OR REPLACE INTO tips VALUES (?, ?, ?, ?)", rows)
-        touched.update(r[1] for r in rows)
-    _settle(db, codec, refs, touched)
-
-
-def _settle(db: sqlite3.Connection, codec: Codec, refs: RefReader, ids: set[str]) -> None:
-    """Roots and keys for ``ids`` that some node names; nothing kept for those none names.
-
-    A root that was invalid (e.g. not fetched yet) is read again when its tips move: an entry
-    naming a job before its root arrives must not hide that job for good.
-    """
-    typename = codec.cobtype.typename
-    for object_id in sorted(ids):
-        key = (typename, object_id)
-        named = db.execute("SELECT 1 FROM tips WHERE typename=? AND id=? LIMIT 1", key).fetchone()
-        if named is None:
-            for table in ("roots", "keys", "evaluations"):
-                db.execute(f"DELETE FROM {table} WHERE typename=? AND id=?", (typename, object_id))
-            continue
-        row = db.execute("SELECT valid FROM roots WHERE typename=? AND id=?", key).fetchone()
-        if row is not None and row[0]:
-            continue
-        valid, keys = _read_root(refs, codec, object_id)
-        db.execute("INSERT OR REPLACE INTO roots VALUES (?, ?, ?)", (typename, object_id, valid))
-        db.executemany(
-            "INSERT OR IGNORE INTO keys VALUES (?, ?, ?, ?)", [(typename, k, v, object_id) for k, v in keys]
-        )
-
-
-def _set_tip(
-    db: sqlite3.Connection, codec: Codec, refs: RefReader, object_id: str, nid: str, tip: str
-) -> None:
-    typename = codec.cobtype.typename
-    db.execute("INSERT OR REPLACE INTO tips VALUES (?, ?, ?, ?)", (typename, object_id, nid, tip))
-    _settle(db, codec, refs, {object_id})
-
-
 def _schema(db: sqlite3.Connection) -> object:
     if db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone() is None:
         return None
     row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
     return None if row is None else row[0]
-
-
-def _read_root(refs: RefReader, codec: Codec, object_id: str) -> tuple[bool, list[tuple[str, str]]]:
-    try:
-        root = read_change(refs.repo, codec, object_id, is_root=True)
-        return True, list(codec.cobtype.index_keys(root))
-    except (InvalidChangeError, IndexError):
-        return False, []

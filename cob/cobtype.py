@@ -11,7 +11,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from .evaluate import Evaluation
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,3 +105,13 @@ class CobType(ABC, Generic[S]):
 
     # State (de)serialisation for the cache; the default suits msgspec-encodable states.
     state_type: ClassVar[Any] = None
+    # The msgspec type of :meth:`listing`'s rows; None: the type offers no listing rows.
+    listing_type: ClassVar[Any] = None
+
+    def listing(self, ev: Evaluation[S]) -> Any:
+        """A small row standing for a valid evaluation in a listing (:meth:`cob.Store.listing`),
+        of ``listing_type``. It is stored beside the state and read without decoding the state:
+        a listing of many objects then reads a few fields each, not every object's whole
+        history (at 100k entries the states alone were ~2 M Python objects). It must be a
+        function of the evaluation only (it is kept by the evaluation's tips)."""
+        return None

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from . import layout, statecache
+from . import layout, listing, statecache
 from .change import Codec
 from .cobtype import CobType
 from .errors import CacheBusyError
@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from .store import Store
 
 MEMORY = ":memory:"
+# A kept state restored as an object's last evaluation: (id, sealed data, tips' key, sealed
+# listing row or None, the row when it was made now for a kept state from before rows).
+Restored = tuple[str, bytes, bytes, bytes | None, bytes | None]
 FILENAME = "states.sqlite3"  # <gitdir>/<layout prefix>-states.sqlite3 (cob.layout)
 
 
@@ -71,7 +74,8 @@ def attach(db: sqlite3.Connection, path: str) -> None:
                 db.execute("PRAGMA kept.journal_mode=WAL")
                 db.execute("PRAGMA kept.synchronous=NORMAL")
             db.execute(statecache.STATES_DDL)
-            db.execute("SELECT key FROM kept.states LIMIT 1").fetchone()
+            _add_listing(db)
+            db.execute("SELECT key, listing FROM kept.states LIMIT 1").fetchone()
             return
         except sqlite3.DatabaseError as e:
             with contextlib.suppress(sqlite3.Error):
@@ -80,6 +84,13 @@ def attach(db: sqlite3.Connection, path: str) -> None:
                 raise
             unlink_all(target)
     raise sqlite3.DatabaseError("the kept states cannot be attached")
+
+
+def _add_listing(db: sqlite3.Connection) -> None:
+    """A file from before listing rows (:mod:`cob.listing`) gets their column (empty)."""
+    columns = {row[1] for row in db.execute("PRAGMA kept.table_info(states)")}
+    if "listing" not in columns:
+        db.execute("ALTER TABLE kept.states ADD COLUMN listing BLOB")
 
 
 def folded_for(
@@ -107,19 +118,19 @@ def read_many(
     secret: bytes,
     tips_of: Mapping[str, Mapping[str, str]],
     decoders: dict[str, msgspec.msgpack.Decoder[Any]],
-) -> tuple[dict[str, Evaluation[Any]], list[tuple[str, bytes]]]:
+) -> tuple[dict[str, Evaluation[Any]], list[Restored]]:
     """For :meth:`cob.cache.Cache.folded_many`: the usable evaluations of the batch (the last
     one stored, else the kept one), and the kept ones to store as the last one (sealed rows)."""
     cobtype = codec.cobtype
     ids = list(tips_of)
     out: dict[str, Evaluation[Any]] = {}
-    for object_id, _, sealed in _rows(db, cobtype.typename, "evaluations", ids):
+    for object_id, _, sealed, _ in _rows(db, cobtype.typename, "evaluations", ids):
         data = statecache.unseal(secret, object_id, sealed)
         ev = None if data is None else statecache.decode(codec, object_id, data, decoders)
         if ev is not None and _usable(ev, tips_of[object_id]):
             out[object_id] = ev
-    restored: list[tuple[str, bytes]] = []
-    for object_id, key, sealed in _rows(
+    restored: list[Restored] = []
+    for object_id, key, sealed, row in _rows(
         db, cobtype.typename, "kept.states", [i for i in ids if i not in out]
     ):
         tips = tips_of[object_id]
@@ -131,18 +142,22 @@ def read_many(
         ev = statecache.decode(codec, object_id, data, decoders)
         if ev is not None and _usable(ev, tips):
             out[object_id] = ev
-            restored.append((object_id, statecache.seal(secret, object_id, data)))
+            made = None if row else listing.make_row(codec, secret, ev, key)  # kept before rows
+            restored.append((object_id, statecache.seal(secret, object_id, data), key, row or made, made))
     return out, restored
 
 
-def store_restored(db: sqlite3.Connection, typename: str, restored: list[tuple[str, bytes]]) -> None:
-    """Store restored states as the objects' last evaluations, in one transaction."""
+def store_restored(db: sqlite3.Connection, typename: str, restored: list[Restored]) -> None:
+    """Store restored states as the objects' last evaluations, in one transaction; kept
+    states from before listing rows get theirs."""
     if not restored:
         return
     db.execute("BEGIN IMMEDIATE")
     try:
-        sql = "INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?)"
-        db.executemany(sql, [(typename, object_id, sealed) for object_id, sealed in restored])
+        sql = "INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?, ?, ?)"
+        db.executemany(sql, [(typename, *row[:4]) for row in restored])
+        sql = "UPDATE kept.states SET listing=? WHERE typename=? AND id=? AND key=?"
+        db.executemany(sql, [(made, typename, i, key) for i, _, key, _, made in restored if made])
         db.execute("COMMIT")
     except BaseException:
         with contextlib.suppress(sqlite3.Error):
@@ -157,13 +172,14 @@ def _usable(ev: Evaluation[Any], tips: Mapping[str, str]) -> bool:
 
 def _rows(
     db: sqlite3.Connection, typename: str, table: str, wanted: list[str]
-) -> list[tuple[str, bytes, bytes]]:
-    """(id, key or None, sealed data) of the ``wanted`` objects' rows of ``table``."""
+) -> list[tuple[str, bytes, bytes, bytes | None]]:
+    """(id, key or None, sealed data, sealed listing row or None) of the ``wanted`` objects'
+    rows of ``table``."""
     key = "key" if table == "kept.states" else "NULL"
-    found: list[tuple[str, bytes, bytes]] = []
+    found: list[tuple[str, bytes, bytes, bytes | None]] = []
     for i in range(0, len(wanted), 500):
         chunk = wanted[i : i + 500]
         marks = ",".join("?" * len(chunk))
-        sql = f"SELECT id, {key}, data FROM {table} WHERE typename=? AND id IN ({marks})"
+        sql = f"SELECT id, {key}, data, listing FROM {table} WHERE typename=? AND id IN ({marks})"
         found.extend(db.execute(sql, (typename, *chunk)).fetchall())
     return found

@@ -31,7 +31,7 @@ from .evaluate import Evaluation, RejectKind, Verdict
 TAG_BYTES = 16
 STATES_DDL = (
     "CREATE TABLE IF NOT EXISTS kept.states (typename TEXT NOT NULL, id TEXT NOT NULL,"
-    " key BLOB NOT NULL, data BLOB NOT NULL, PRIMARY KEY (typename, id)) WITHOUT ROWID"
+    " key BLOB NOT NULL, data BLOB NOT NULL, listing BLOB, PRIMARY KEY (typename, id)) WITHOUT ROWID"
 )
 
 

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import pygit2
 
-from . import durable, keptstates, sigrefs
+from . import durable, keptstates, listing, sigrefs
 from .cache import Cache
 from .change import (
     MAX_WRITE_TIMESTAMP,
@@ -45,6 +45,7 @@ from .parallel import first_load
 from .reader import RefReader
 from .recovery import Recovery, move, repair, republish
 from .refs import common_dir, is_oid
+from .repository import open_repository
 from .signer import Signer
 from .verified import NoneVerified, VerifiedSet
 from .writes import (
@@ -75,20 +76,6 @@ SCAN_MIN = 2_000
 
 MAX_ATTEMPTS = 200
 MAX_VANISHED = 8  # writes started again because an object vanished under them (git prune)
-
-
-def open_repository(repo: pygit2.Repository | str | os.PathLike[str]) -> pygit2.Repository:
-    """A pygit2 repository for a path (work tree or git dir), with a clear error otherwise."""
-    if isinstance(repo, pygit2.Repository):
-        return repo
-    path = os.fspath(repo)
-    try:
-        found = pygit2.discover_repository(path)
-        if found is None:
-            raise RepositoryError(f"not a git repository: {path}")
-        return pygit2.Repository(found)
-    except pygit2.GitError as e:
-        raise RepositoryError(f"not a git repository: {path} ({e})") from None
 
 
 class Store:
@@ -284,6 +271,12 @@ class Store:
         for object_id in ids:
             tips, ev = tips_of(object_id), held.pop(object_id, None)
             yield object_id, ev or (self._fold(cobtype, object_id, tips, None) if tips else None)
+
+    def listing(self, cobtype: CobType[Any], ids: Sequence[str] | None = None) -> Iterator[tuple[str, Any]]:
+        """(object id, :meth:`CobType.listing` row) of every valid object of the type (or of
+        ``ids``), by id: what loading each one gives, without decoding the states of objects
+        the index holds a current row of (:mod:`cob.listing`)."""
+        return listing.rows(self, cobtype, ids)
 
     def _tips_for(self, cobtype: CobType[Any], ids: builtins.list[str]) -> Callable[[str], dict[str, str]]:
         """One lookup per object, or one scan of the type's entries when that is cheaper."""

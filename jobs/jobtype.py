@@ -17,9 +17,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
-from cob import Change, CobType, EvalContext, Reject
+from cob import Change, CobType, EvalContext, Evaluation, Reject
 
 from .layout import ROOT_AUTHOR  # (importing it installs git-jobs' names in cob)
+from .listing import JobRow, row_of
 from .model import JobState
 from .ops import OPS, Checking, Folding, JobOp, Request, decode_type
 
@@ -48,6 +49,7 @@ class JobType(CobType[JobState]):
     ops: ClassVar[tuple[type[JobOp], ...]] = OPS
     op_type: ClassVar[Any] = decode_type(OPS)
     state_type: ClassVar[Any] = JobState
+    listing_type: ClassVar[Any] = JobRow
     content_addressed_root: ClassVar[bool] = True
     root_author: ClassVar[str] = ROOT_AUTHOR
     commutative: ClassVar[bool] = True
@@ -85,6 +87,9 @@ class JobType(CobType[JobState]):
 
     def summary(self, ops: Sequence[Any]) -> str:
         return "; ".join(op.summary() for op in ops) or "empty change"
+
+    def listing(self, ev: Evaluation[JobState]) -> JobRow:
+        return row_of(ev)
 
     def index_keys(self, root: Change) -> Iterable[tuple[str, str]]:
         req = root.ops[0]

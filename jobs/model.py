@@ -54,6 +54,11 @@ FAILING = frozenset({Reason.FAILED, Reason.ERROR, Reason.TIMED_OUT, Reason.CANCE
 _REASON_VALUES = {r.value: r.value for r in Reason}
 
 
+def reason_value(reason: str) -> str:
+    """A folded finish reason as :class:`Reason`'s value (the fold keeps what the op said)."""
+    return _REASON_VALUES.get(reason) or Reason(reason).value
+
+
 class Evidence(msgspec.Struct, array_like=True, frozen=True):
     """What a run ran under, as its signed finish says (FORMAT.md 11; every field optional):
     the definitions blob, the policy tip, the commit's tree, the outputs tree, the node's env."""
@@ -342,7 +347,7 @@ class Job:
             k = max(rs)  # Runs.latest's order
             s = rs[k]
             if s.reason is not None:
-                out.append((_REASON_VALUES.get(s.reason) or Reason(s.reason).value, False))
+                out.append((reason_value(s.reason), False))
             elif judge is not None:
                 out.append((None, judge.now() >= judge.lost_at(f"{nid}/{k}", s.started_at, s.timeout)))
             else:

@@ -34,6 +34,7 @@ from .jobtype import (
     check_run_id,
     check_values,
 )
+from .listing import JobListing
 from .model import Evidence, Job, JobState, Reason
 from .ops import FinishRun, Release, Request, Rerun, StartRun
 
@@ -211,6 +212,16 @@ class Jobs:
         """Every job named ``name``, whatever its commit (one index lookup, then a fold of
         each: what reuse by tree scans, :mod:`jobs.evidence`)."""
         return sorted(self._get_many(self.store.lookup(JOB_TYPE, "name", name)), key=lambda j: j.id)
+
+    def listing(self, commit: str | pygit2.Oid | None = None) -> list[JobListing]:
+        """Every job (or every job of ``commit``) as a listing shows it, by id: what
+        :meth:`all` and :func:`~jobs.summary.job_state` give, read from the index's small rows
+        instead of every job's whole state (:mod:`jobs.listing`); judged by :attr:`judge`."""
+        ids = None
+        if commit is not None:
+            ids = self.store.lookup(JOB_TYPE, "commit", self.resolve_commit(commit, must_exist=False))
+        judge = self.judge
+        return [JobListing.judged(i, row, judge) for i, row in self.store.listing(JOB_TYPE, ids)]
 
     def all(self) -> Iterator[Job]:
         yield from self._get_many(self.store.list(JOB_TYPE))

@@ -98,7 +98,13 @@ def flaky_attempts(runs: Runs) -> int:
 def job_state(job: Job) -> str:
     """One word for a job over all nodes' latest runs: queued, running, failed, skipped,
     succeeded (failure wins, then running; all-skipped is skipped)."""
-    states = {reason or (LOST if lost else RUNNING) for reason, lost in job.latest_outcomes()}
+    return state_word(job.latest_outcomes())
+
+
+def state_word(outcomes: list[tuple[str | None, bool]]) -> str:
+    """:func:`job_state` of a job whose nodes' latest runs are ``outcomes`` ((finish reason or
+    None while started, lost), one per node: :meth:`Job.latest_outcomes`)."""
+    states = {reason or (LOST if lost else RUNNING) for reason, lost in outcomes}
     if not states:
         return QUEUED
     if any(_failing(s) for s in states):

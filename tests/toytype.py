@@ -22,7 +22,18 @@ from typing import Any, ClassVar, cast
 import msgspec
 import pygit2
 
-from cob import Change, CobType, EvalContext, Reject, Signer, allowed_signers_line, canonical, sigrefs, sshsig
+from cob import (
+    Change,
+    CobType,
+    EvalContext,
+    Evaluation,
+    Reject,
+    Signer,
+    allowed_signers_line,
+    canonical,
+    sigrefs,
+    sshsig,
+)
 
 LOG_TYPENAME = "test.cob.log"
 TAGS_TYPENAME = "test.cob.tags"
@@ -88,12 +99,21 @@ class TagsState(msgspec.Struct):
     tags: list[str] = msgspec.field(default_factory=list)  # kept sorted and unique
 
 
+class TagsRow(msgspec.Struct, array_like=True):
+    """A listing row (:meth:`cob.Store.listing`): the name, how many tags, how many refused."""
+
+    name: str
+    count: int
+    rejected: int
+
+
 class TagsType(CobType[TagsState]):
     """A content-addressed, commutative set of tags (cacheable, folds incrementally)."""
 
     typename: ClassVar[str] = TAGS_TYPENAME
     op_type: ClassVar[Any] = TagsOp
     state_type: ClassVar[Any] = TagsState
+    listing_type: ClassVar[Any] = TagsRow
     content_addressed_root: ClassVar[bool] = True
     commutative: ClassVar[bool] = True
 
@@ -119,6 +139,10 @@ class TagsType(CobType[TagsState]):
         if len(ops) == 1 and isinstance(ops[0], Create):
             return f"Create {ops[0].name}"
         return f"Tag {len(ops)} item(s)"
+
+    def listing(self, ev: Evaluation[TagsState]) -> TagsRow:
+        assert ev.state is not None
+        return TagsRow(ev.state.name, len(ev.state.tags), len(ev.rejected))
 
     def index_keys(self, root: Change) -> Iterable[tuple[str, str]]:
         if root.ops and isinstance(root.ops[0], Create):

@@ -22,7 +22,6 @@ import cob
 from ..errors import PolicyError
 from ..evidence import evidence_lines
 from ..gate import GateStatus
-from ..model import Job
 from ..names import resolve_node
 from ..ops import help_lines
 from ..policy import Policy
@@ -255,35 +254,30 @@ def _order(store: Jobs, commits: set[str]) -> dict[str, tuple[int, int, str]]:
 def _list(args: argparse.Namespace) -> int:
     store = open_jobs(args)
     node = cob.normalize_nid(resolve_node(store, args.node)) if args.node else None  # a name too
-    found: list[Job] = (
-        store.find_by_commit(store.resolve_commit(args.commit, must_exist=False))
-        if args.commit
-        else list(store.all())
-    )
+    commit = store.resolve_commit(args.commit, must_exist=False) if args.commit else None
+    found = store.listing(commit)  # small rows, not every job's state (jobs.listing)
     if args.name:
         found = [j for j in found if j.name == args.name]
     if node:
-        found = [j for j in found if node in j.runs()]
+        found = [j for j in found if node in j.nodes]
     order = _order(store, {j.commit for j in found})
     found.sort(key=lambda j: (order[j.commit], j.name, j.id))
     if args.json:
-        print_json([job_json(j, runs=False) for j in found])
+        print_json([j.to_json() for j in found])
         return EXIT_OK
     style = Style()
     if not found:
         return EXIT_OK
     name_w = max(len(j.name) for j in found)
-    states = {j.id: job_state(j) for j in found}
-    state_w = max(len(s) for s in states.values())
+    state_w = max(len(j.state) for j in found)
     for j in found:
-        total, nodes = j.run_totals()
+        total, nodes = j.runs, len(j.nodes)
         detail = f"{total} run{'s' if total != 1 else ''} on {nodes} node{'s' if nodes != 1 else ''}"
         if j.rejected:
-            detail += style(f", {len(j.rejected)} rejected", "red")
-        state = states[j.id]
+            detail += style(f", {j.rejected} rejected", "red")
         print(
             f"{style(short(j.id), 'yellow')}  {short(j.commit)}  {safe(j.name):<{name_w}}  "
-            f"{style.state(state, f'{state:<{state_w}}')}  {detail}"
+            f"{style.state(j.state, f'{j.state:<{state_w}}')}  {detail}"
         )
     return EXIT_OK
 

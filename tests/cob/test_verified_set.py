@@ -24,7 +24,7 @@ from cob.cache import default_path
 from cob.keptstates import states_path
 from cob.refs import common_dir
 from tests.conftest import init_repo
-from tests.toytype import TAGS, TAGS_TYPENAME, Create, Tag, manifest_bytes, point, write_raw
+from tests.toytype import TAGS, TAGS_TYPENAME, Create, Tag, TagsRow, manifest_bytes, point, write_raw
 
 
 def _answer(ev: cob.Evaluation[Any] | None) -> tuple[Any, ...] | None:
@@ -37,6 +37,12 @@ def _answer(ev: cob.Evaluation[Any] | None) -> tuple[Any, ...] | None:
 def _fresh(path: Path, object_id: str) -> tuple[Any, ...] | None:
     """A full fold from scratch: no index, no verified set, every signature checked."""
     return _answer(cob.Store(path, cache=False, verified=False).load(TAGS, object_id))
+
+
+def _fresh_rows(path: Path, ids: list[str]) -> list[tuple[str, Any]]:
+    """The listing rows a full fold from scratch gives (valid objects, by id)."""
+    store = cob.Store(path, cache=False, verified=False)
+    return [(i, TAGS.listing(ev)) for i, ev in store.load_many(TAGS, sorted(ids)) if ev and ev.state]
 
 
 def _forged_tag(repo: pygit2.Repository, object_id: str, victim: cob.Signer, liar: cob.Signer) -> str:
@@ -146,6 +152,30 @@ def test_a_sealed_state_edited_without_the_secret_is_folded_again(tmp_path: Path
     assert reader.evaluations == 1  # the edited entries were refused, and the object folded
 
 
+def test_a_listing_row_edited_without_the_secret_is_not_listed(tmp_path: Path) -> None:
+    path = tmp_path / "r"
+    init_repo(path)
+    store = cob.Store(path, cob.Signer.generate())
+    object_id = store.create(TAGS, [Create("x")]).object_id
+    store.update(TAGS, object_id, [Tag("honest")])
+    honest = list(cob.Store(path).listing(TAGS))
+    assert honest == [(object_id, TagsRow("x", 1, 0))]
+    gitdir = common_dir(store.repo)
+    forged = msgspec.msgpack.encode(TagsRow("x", 99, 0))
+    for file, table in ((default_path(gitdir), "evaluations"), (states_path(gitdir), "states")):
+        db = sqlite3.connect(file)
+        rows = db.execute(f"SELECT listing FROM {table} WHERE listing IS NOT NULL").fetchall()
+        assert rows  # the row is kept in both (the index, and beside the kept state)
+        for key in (b"", b"\0" * 32):  # the old tag kept, or one under a guessed secret
+            tag = hashlib.blake2b(forged, key=key, digest_size=16).digest() if key else rows[0][0][:16]
+            db.execute(f"UPDATE {table} SET listing=?", (tag + forged,))
+            db.commit()
+            reader = cob.Store(path)
+            assert list(reader.listing(TAGS)) == honest, (table, key)
+            assert reader.evaluations == 0 or table == "evaluations"  # the kept state answers
+        db.close()
+
+
 def test_a_rebuild_looks_states_up_instead_of_folding(tmp_path: Path) -> None:
     path = tmp_path / "r"
     init_repo(path)
@@ -229,6 +259,8 @@ def test_deleting_the_index_or_the_verified_set_changes_no_answer(
             assert _answer(cob.Store(path).load(TAGS, one)) == expected, (action, one)
         fresh = {one: _fresh(path, one) for one in ids}  # and a batch (a listing) too
         assert {i: _answer(ev) for i, ev in cob.Store(path).load_many(TAGS, ids)} == fresh, action
+        rows = _fresh_rows(path, ids)  # and the listing rows, stored or kept (cob.listing)
+        assert list(reader.listing(TAGS)) == rows == list(cob.Store(path).listing(TAGS)), action
 
 
 def test_a_first_load_checks_signatures_in_worker_processes_and_records_only_good_ones(
