@@ -10,8 +10,10 @@ g1. cold ``git jobs list``, first-ever (index, kept states, verified set and its
     signature (no order, no rules, no fold), on one core.
 g2. the same first-ever listing in-process, signatures checked on every core
     (cob.parallel) against one core (parallel off): what the workers gained.
-g3. cold list with the verified set kept (index deleted; the kept states, a file of their own,
+g3. cold list, the index deleted (the verified set and the kept states, files of their own,
     stay); floor: the same walk and decode without signatures.
+g3b. cold list with only the verified set kept (index and kept states deleted: every change
+    read and folded, no signature checked); floor: as g3.
 g4. cold list after ``git jobs cache rebuild`` (index emptied, states kept by tips).
 g5. warm list; floor: a process that reads every stored state row from the index.
 g6. cold ``git jobs status REV`` (index deleted, verified set and kept states kept); floor:
@@ -22,6 +24,8 @@ g7. in-process ``Jobs.sync`` of one new change (a node's daemon); floor: a one-c
     fetch`` between two small repositories (both over file paths).
 g8. one write (``job.run``) on the hub's 20-namespace clone, in-process; floor:
     ``FloorWriter(index=True)`` (change + index commit + compare-and-swap) in the same repository.
+g1, g3, g3b, g5, g6 and g6b also give a row of CPU seconds and one of peak RSS (MB) of the
+    process against their floor's, measured by a small parent process (:data:`MEASURE`).
 g9. memory per write of a long-lived store over 1,000 writes after 1,500 warm-up writes (a new
     job, its run, its finish, as a node writes; RSS from /proc/self/statm after gc); floor: the
     same number of FloorWriter writes.
@@ -32,6 +36,8 @@ from __future__ import annotations
 import gc
 import math
 import os
+import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -72,6 +78,21 @@ for commit in walker:
     n += 1
 print(n)
 """
+# Runs a command as a child of this small process and prints its wall time, CPU seconds and
+# peak RSS (wait4's rusage of that child alone). Not from the bench itself: Linux keeps the
+# high-water mark across exec, so a child forked from the (large) bench reports the bench's.
+MEASURE = r"""
+import os, sys, time
+t = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.execvp(sys.argv[1], sys.argv[1:])
+_, status, ru = os.wait4(pid, 0)
+wall = time.perf_counter() - t
+print(wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
 FLOOR_WARM = r"""
 import sqlite3, sys
 rows = sqlite3.connect(sys.argv[1]).execute("SELECT data FROM evaluations").fetchall()
@@ -104,7 +125,7 @@ def case_big(scale: Any, base: Path, sizes: list[int], nodes: int, repeats: int)
     if len(sizes) >= 2:
         lo, hi = sizes[0], sizes[-1]
         for name, by_size in found.items():
-            if name.startswith(("g2", "g9")):  # a ratio of two timings; KB near zero
+            if name.startswith(("g2", "g9")) or name.endswith("RSS"):  # ratios; KB near zero; MB
                 continue
             (a, fa), (b, fb) = by_size[lo], by_size[hi]
             exp = math.log(b / a) / math.log(hi / lo) if a > 0 and b > 0 else float("nan")
@@ -114,64 +135,112 @@ def case_big(scale: Any, base: Path, sizes: list[int], nodes: int, repeats: int)
             scale.row(f"   growth {name} {lo:,}->{hi:,}", exp, None, "exp", floor)
 
 
+class Measured:
+    """Whole processes timed by :data:`MEASURE`: wall seconds returned, and per label the CPU
+    seconds and peak RSS (MB) of each run kept for the CPU and memory rows."""
+
+    def __init__(self, cwd: str) -> None:
+        self.cwd = cwd
+        self.cpu: dict[str, list[float]] = {}
+        self.rss: dict[str, list[float]] = {}
+
+    def __call__(self, label: str, args: list[str], ok: tuple[int, ...] = (0,)) -> float:
+        done = subprocess.run(
+            [sys.executable, "-c", MEASURE, *args], cwd=self.cwd, capture_output=True, text=True, check=True
+        )
+        wall, cpu, rss_kb, code = done.stdout.split()
+        if int(code) not in ok:
+            raise RuntimeError(f"{' '.join(args)} exited {code}: {done.stderr[-2000:]}")
+        self.cpu.setdefault(label, []).append(float(cpu))
+        self.rss.setdefault(label, []).append(int(rss_kb) / 1024)
+        return float(wall)
+
+    def rows(
+        self, scale: Any, name: str, ours: str, floor: str, size: int
+    ) -> dict[str, tuple[float, float | None]]:
+        """The CPU and peak-RSS rows of ``ours`` against ``floor`` (medians)."""
+        out: dict[str, tuple[float, float | None]] = {}
+        for what, table, unit in (("CPU", self.cpu, "s"), ("peak RSS", self.rss, "MB")):
+            a, b = statistics.median(table[ours]), statistics.median(table[floor])
+            scale.row(f"   {name} {what}, {size:,}", a, b, unit, f"{floor} {what}")
+            out[f"{name} {what}"] = (a, b)
+        return out
+
+
 def _one_size(
     scale: Any, base: Path, hub: Any, m: str, size: int, repeats: int
 ) -> dict[str, tuple[float, float | None]]:
     out: dict[str, tuple[float, float | None]] = {}
     walk = [sys.executable, "-c", FLOOR_WALK, m]
     here = str(Path(__file__).resolve().parent)
+    measure = Measured(m)
 
-    def cli(*args: str, ok: tuple[int, ...] = (0,)) -> float:
-        return float(scale.timed([scale.GIT_JOBS, *args], m, ok=ok))
+    def cli(*args: str, ok: tuple[int, ...] = (0,), label: str = "") -> float:
+        return measure(label or args[0], [scale.GIT_JOBS, *args], ok=ok)
 
     def first_ever() -> float:
         _rm(m, FILES + SET_FILES + STATE_FILES)
-        return cli("list")
+        return cli("list", label="g1")
 
     def set_kept() -> float:
         _rm(m, FILES)
-        return cli("list")
+        return cli("list", label="g3")
+
+    def set_only() -> float:
+        _rm(m, FILES + STATE_FILES)
+        return cli("list", label="g3b")
 
     def rebuilt() -> float:
         cob.cache.Cache(m).clear()
-        return cli("list")
+        return cli("list", label="g4")
 
     def floor_verify() -> float:
-        return float(scale.timed([*walk, "1", here], m))
+        return measure("walk+verify", [*walk, "1", here])
 
     def floor_decode() -> float:
-        return float(scale.timed([*walk, "0", here], m))
+        return measure("walk", [*walk, "0", here])
 
     ours, floor = scale.interleaved([first_ever, floor_verify], repeats)
     scale.row(f"g1. cold list, first-ever, {size:,} entries", ours, floor, "s", "walk+decode+verify, 1 core")
     out["g1 cold list first-ever"] = (ours, floor)
+    out.update(measure.rows(scale, "g1", "g1", "walk+verify", size))
     out.update(_parallel_gain(scale, m, size, repeats))
     ours, floor = scale.interleaved([set_kept, floor_decode], repeats)
-    scale.row(f"g3. cold list, verified set kept, {size:,}", ours, floor, "s", "walk+decode, no signatures")
-    out["g3 cold list set kept"] = (ours, floor)
+    scale.row(f"g3. cold list, index deleted, {size:,}", ours, floor, "s", "walk+decode, no signatures")
+    out["g3 cold list index deleted"] = (ours, floor)
+    out.update(measure.rows(scale, "g3", "g3", "walk", size))
+    ours, floor = scale.interleaved([set_only, floor_decode], repeats)
+    scale.row(f"g3b. cold list, only the set kept, {size:,}", ours, floor, "s", "walk+decode, no signatures")
+    out["g3b cold list only set kept"] = (ours, floor)
+    out.update(measure.rows(scale, "g3b", "g3b", "walk", size))
     ours, floor = scale.interleaved([rebuilt, floor_decode], repeats)
     scale.row(f"g4. list after cache rebuild, {size:,}", ours, floor, "s", "walk+decode, no signatures")
     out["g4 list after rebuild"] = (ours, floor)
     cli("list")
     warm_floor = [sys.executable, "-c", FLOOR_WARM, str(Path(m, FILES[0]))]
-    ours, floor = scale.interleaved([lambda: cli("list"), lambda: float(scale.timed(warm_floor, m))], repeats)
+    ours, floor = scale.interleaved(
+        [lambda: cli("list", label="g5"), lambda: measure("read rows", warm_floor)], repeats
+    )
     scale.row(f"g5. warm list, {size:,}", ours, floor, "s", "a process reading every stored state")
     out["g5 warm list"] = (ours, floor)
+    out.update(measure.rows(scale, "g5", "g5", "read rows", size))
     rev = hub.commits[len(hub.commits) // 2]
 
     def cold_status() -> float:
         _rm(m, FILES)
-        return cli("status", rev, ok=(0, 1, 8))
+        return cli("status", rev, ok=(0, 1, 8), label="g6")
 
     ours, floor = scale.interleaved([cold_status, lambda: cli("--version")], repeats)
-    scale.row(f"g6. cold status REV, {size:,}", ours, floor, "s", "git jobs --version")
+    scale.row(f"g6. cold status REV, index deleted, {size:,}", ours, floor, "s", "git jobs --version")
     out["g6 cold status"] = (ours, floor)
+    out.update(measure.rows(scale, "g6", "g6", "--version", size))
     cli("list")
     ours, floor = scale.interleaved(
-        [lambda: cli("status", rev, ok=(0, 1, 8)), lambda: cli("--version")], repeats
+        [lambda: cli("status", rev, ok=(0, 1, 8), label="g6b"), lambda: cli("--version")], repeats
     )
     scale.row(f"g6b. status REV, new process, index kept, {size:,}", ours, floor, "s", "git jobs --version")
     out["g6b status new process"] = (ours, floor)
+    out.update(measure.rows(scale, "g6b", "g6b", "--version", size))
     cli("list")
     out.update(_sync_and_writes(scale, base, hub, m, size, repeats))
     return out
