@@ -47,7 +47,9 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+# The project root last: an installed (non-editable) git-jobs wins over the source tree, so the
+# in-process rows measure what users install; only the tests' helpers come from the tree.
+sys.path.append(str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import msgspec  # noqa: E402
@@ -682,6 +684,7 @@ def main() -> int:
     parent = args.dir or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
     started = time.perf_counter()
     print(f"machine: {machine()}")
+    print(f"code: cob from {Path(cob.__file__).parent}, git-jobs {GIT_JOBS}")
     with open("/proc/loadavg") as f:
         print(f"start: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, load {f.read().strip()}")
     print(f"  {'case':<44} {'ours':>10} {'baseline':>10} {'unit':<3} {'ratio':>7}")
