@@ -18,7 +18,6 @@ wrote is not used, so the index cannot make a listing say what no fold of the re
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +26,6 @@ import msgspec
 from . import statecache
 from .change import Codec
 from .cobtype import CobType
-from .errors import CacheBusyError
 from .evaluate import Evaluation
 
 if TYPE_CHECKING:
@@ -106,12 +104,12 @@ def rows(store: Store, cobtype: CobType[Any], ids: Sequence[str] | None = None) 
     (or of ``ids``), in id order; objects whose row the index lacks are loaded in batches."""
     if cobtype.listing_type is None:
         raise TypeError(f"{cobtype.typename} has no listing rows")
-    found, missing = _from_index(store, cobtype, ids)
+    found, missing = store._listing_rows(cobtype, ids)
     made: dict[str, Any] = {}
     for i in range(0, len(missing), BATCH):
         batch = missing[i : i + BATCH]
         loaded = {object_id: ev for object_id, ev in store.load_many(cobtype, batch) if ev and ev.state}
-        stored, _ = _from_index(store, cobtype, list(loaded))  # the loads stored their rows
+        stored, _ = store._listing_rows(cobtype, list(loaded))  # the loads stored their rows
         made.update(stored)
         for object_id, ev in loaded.items():
             if object_id not in made:  # no index, or a result that may still change
@@ -122,20 +120,6 @@ def rows(store: Store, cobtype: CobType[Any], ids: Sequence[str] | None = None) 
     everything = [*found, *made.items()]
     everything.sort(key=lambda pair: pair[0])
     yield from everything
-
-
-def _from_index(
-    store: Store, cobtype: CobType[Any], ids: Sequence[str] | None
-) -> tuple[list[tuple[str, Any]], list[str]]:
-    """The index's current rows and the ids it has none of (all of them without an index, or
-    while another process holds it locked)."""
-    cache = store.cache
-    if cache is not None and time.monotonic() >= cache.busy_until:
-        try:
-            return cache.listing_rows(store.codec(cobtype), store.refs, ids)
-        except CacheBusyError:
-            pass  # loaded from Git (and the busy index said once, by the loads)
-    return [], list(ids) if ids is not None else store.list(cobtype)
 
 
 __all__ = ["BATCH", "make_row", "read_rows", "rows"]

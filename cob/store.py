@@ -274,9 +274,15 @@ class Store:
 
     def listing(self, cobtype: CobType[Any], ids: Sequence[str] | None = None) -> Iterator[tuple[str, Any]]:
         """(object id, :meth:`CobType.listing` row) of every valid object of the type (or of
-        ``ids``), by id: what loading each one gives, without decoding the states of objects
-        the index holds a current row of (:mod:`cob.listing`)."""
+        ``ids``), by id, without decoding states the index holds rows of (:mod:`cob.listing`)."""
         return listing.rows(self, cobtype, ids)
+
+    def _listing_rows(self, cobtype: CobType[Any], ids: Sequence[str] | None) -> Any:
+        """The index's current rows, and the ids it has none of (all: no index, or locked)."""
+        found = self._ask(lambda c: c.listing_rows(self.codec(cobtype), self.refs, ids))
+        if isinstance(found, _Miss):
+            return [], builtins.list(ids) if ids is not None else self.list(cobtype)
+        return found
 
     def _tips_for(self, cobtype: CobType[Any], ids: builtins.list[str]) -> Callable[[str], dict[str, str]]:
         """One lookup per object, or one scan of the type's entries when that is cheaper."""
