@@ -46,9 +46,11 @@ class Pending:
     def __init__(self, write: Callable[[Run], None]) -> None:
         self.runs: dict[tuple[str, str], Run] = {}
         # One transaction for one run (Cache._record_own), held weakly: no cycle with the cache.
-        self.write = weakref.WeakMethod(write)  # type: ignore[arg-type]
+        self.write = weakref.WeakMethod(write)
 
-    def add(self, codec: Any, refs: Any, nid: str, old: str | None, new: str, object_id: str, tip: str) -> None:
+    def add(
+        self, codec: Any, refs: Any, nid: str, old: str | None, new: str, object_id: str, tip: str
+    ) -> None:
         key = (codec.cobtype.typename, nid)
         run = self.runs.get(key)
         if run is not None and run.new != old:
@@ -67,8 +69,9 @@ class Pending:
         the index then stays behind the refs, which the next query notices."""
         runs, self.runs = list(self.runs.values()), {}
         write = self.write()
-        for run in runs if write is not None else ():
-            write(run)
+        if write is not None:
+            for run in runs:
+                write(run)
 
     def drop(self) -> None:
         self.runs = {}

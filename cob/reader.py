@@ -15,11 +15,11 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pygit2
 
-from .recovery import intact_index, recover
+from .recovery import entry_at, forget_written, intact_index, recover, written_here
 from .refs import NAMESPACES, CobRef, common_dir, is_oid, object_ref, parse_ref
 from .sigrefs import entries, index_ref, lookup, parse_index_ref, tree_of
 
@@ -141,9 +141,7 @@ class RefReader:
         self._trees.clear()
         self._present.clear()
         self._found.clear()
-        from .recovery import _INTACT
-
-        _INTACT.clear()
+        forget_written()
 
     def _intact(self, tips: dict[str, str]) -> dict[str, str]:
         """``tips`` with each one that names no readable commit (pruned by ``git gc`` next
@@ -158,7 +156,13 @@ class RefReader:
                 fallback = seen[1]
             else:
                 fallback = tip
-                if self.tree(tip) is None or (self._recent(tip) and not intact_index(self.repo, tip)):
+                if written_here(self.repo, tip):  # by this process: checked without reading it
+                    broken = not intact_index(self.repo, tip)
+                else:
+                    broken = self.tree(tip) is None or (
+                        self._recent(tip) and not intact_index(self.repo, tip)
+                    )
+                if broken:
                     self._trees.pop(tip, None)
                     fallback = recover(self.repo, nid, tip).base
                 if len(self._present) > 2 * len(tips) + 256:
@@ -190,12 +194,17 @@ class RefReader:
             else:
                 if len(found) >= 4096:
                     found.clear()
-                target = found[key] = lookup(self.repo, self.tree(tip), typename, object_id)
+                target = found[key] = entry_at(
+                    self.repo, tip, (typename, object_id), self._lookup(typename, object_id)
+                )
             if target is not None:
                 out[nid] = target
         for nid, target in self._legacy_tips(typename, object_id).items():
             out.setdefault(nid, target)
         return out
+
+    def _lookup(self, typename: str, object_id: str) -> Callable[[str], str | None]:
+        return lambda tip: lookup(self.repo, self.tree(tip), typename, object_id)
 
     def refs_of_type(self, typename: str) -> list[CobRef]:
         """Every entry of one type, in every namespace (index entries win over legacy refs)."""
