@@ -4,7 +4,8 @@ A write moves this node's index ref; the index then needs the object's new tip a
 stamp. Recording that at once cost one SQLite transaction per write (0.1-0.3 ms, a sixth of a
 write on a 20-node hub). Instead each write is kept here, in memory, and a run of them is
 written in one transaction: before this process next uses the index (so its own queries see
-its writes), when a run grows past :data:`MAX_PENDING` objects, and when the process exits.
+its writes), when a run grows past :data:`MAX_PENDING` objects, when more than
+:data:`MAX_HELD` caches hold runs, and when the process exits.
 
 Nothing is ever seen stale: until a run is written, the stamp stored in the index still names
 this node's old index tip, which differs from the ref, so any other process that queries
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,12 +41,11 @@ class Run:
 class Pending:
     """The runs of one :class:`~cob.cache.Cache` not yet written, by (type, node)."""
 
-    __slots__ = ("__weakref__", "runs", "write")
+    __slots__ = ("runs", "write")
 
     def __init__(self, write: Callable[[Run], None]) -> None:
         self.runs: dict[tuple[str, str], Run] = {}
-        # One transaction for one run (Cache._record_own), held weakly: no cycle with the cache.
-        self.write = weakref.WeakMethod(write)
+        self.write = write  # one transaction for one run (Cache._record_own)
 
     def add(
         self, codec: Any, refs: Any, nid: str, old: str | None, new: str, object_id: str, tip: str
@@ -58,7 +57,7 @@ class Pending:
             run = None
         if run is None:
             run = self.runs[key] = Run(codec, refs, nid, old, new)
-            _LIVE.add(self)
+            _hold(self)
         run.new = new
         run.tips[object_id] = tip
         if len(run.tips) >= MAX_PENDING:
@@ -68,20 +67,28 @@ class Pending:
         """Write every run (each in one transaction); runs are dropped even if that fails:
         the index then stays behind the refs, which the next query notices."""
         runs, self.runs = list(self.runs.values()), {}
-        write = self.write()
-        if write is not None:
-            for run in runs:
-                write(run)
-
-    def drop(self) -> None:
-        self.runs = {}
+        _LIVE.pop(id(self), None)
+        for run in runs:
+            self.write(run)
 
 
-_LIVE: weakref.WeakSet[Pending] = weakref.WeakSet()
+# Every Pending with runs, held (with its cache) until written: a store dropped right after a
+# write (the CLI) still gets it written at exit. At most MAX_HELD: then the oldest is written.
+MAX_HELD = 8
+_LIVE: dict[int, Pending] = {}
+
+
+def _hold(pending: Pending) -> None:
+    _LIVE[id(pending)] = pending
+    while len(_LIVE) > MAX_HELD:
+        oldest = next(iter(_LIVE.values()))
+        with contextlib.suppress(Exception):
+            oldest.flush()
+        _LIVE.pop(id(oldest), None)
 
 
 @atexit.register
 def _flush_all() -> None:
-    for pending in list(_LIVE):
-        with contextlib.suppress(Exception):
+    for pending in list(_LIVE.values()):
+        with contextlib.suppress(Exception):  # the index only lags: the next query diffs
             pending.flush()
