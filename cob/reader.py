@@ -42,6 +42,7 @@ class RefReader:
         self._packed_stat: tuple[int, int, int] | None = None
         self._packed: dict[str, str] = {}
         self._packed_nids: frozenset[str] = frozenset()  # namespaces in packed-refs, parsed once
+        self._packed_index: dict[str, str] = {}  # index refs in packed-refs, parsed once
         self._packed_legacy = False  # packed-refs holds per-object refs
         self._reftable = os.path.isdir(os.path.join(self.gitdir, "reftable"))
         self._trees: dict[str, pygit2.Tree | None] = {}
@@ -57,6 +58,7 @@ class RefReader:
             st = os.stat(path)
         except FileNotFoundError:
             self._packed_stat, self._packed, self._packed_nids = None, {}, frozenset()
+            self._packed_index = {}
             self._packed_legacy = False
             return self._packed
         key = (st.st_mtime_ns, st.st_size, st.st_ino)
@@ -71,6 +73,11 @@ class RefReader:
                 if name.startswith(NAMESPACES):
                     refs[name] = oid
             self._packed_stat, self._packed = key, refs
+            self._packed_index = {}  # {nid: tip} of the index refs, read once per parse
+            for name, target in refs.items():
+                nid = parse_index_ref(name)
+                if nid is not None and name == index_ref(nid):
+                    self._packed_index[nid] = target
             self._packed_nids = frozenset(n[len(NAMESPACES) :].split("/", 1)[0] for n in refs)
             self._packed_legacy = any("/refs/cobs/" in n for n in refs)
         return self._packed
@@ -120,10 +127,9 @@ class RefReader:
                 target = self._read_loose(os.path.join(base, nid, "refs", "sigrefs"))
                 if target is not None:
                     loose[nid] = target
-        for name, target in self._packed_refs().items():  # read *after* the loose refs
-            nid = parse_index_ref(name)
-            if nid is not None and nid not in loose and name == index_ref(nid):
-                loose[nid] = target
+        self._packed_refs()  # read *after* the loose refs
+        for nid, target in self._packed_index.items():
+            loose.setdefault(nid, target)
         return self._intact(loose)
 
     def _recent(self, tip: str) -> bool:
