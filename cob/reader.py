@@ -45,6 +45,8 @@ class RefReader:
         self._packed_index: dict[str, str] = {}  # index refs in packed-refs, parsed once
         self._packed_legacy = False  # packed-refs holds per-object refs
         self._reftable = os.path.isdir(os.path.join(self.gitdir, "reftable"))
+        self._packed_path = os.path.join(self.gitdir, "packed-refs")
+        self._namespaces_dir = os.path.join(self.gitdir, "refs", "namespaces")
         self._trees: dict[str, pygit2.Tree | None] = {}
         self._present: dict[str, tuple[float, str | None]] = {}  # tip -> (checked, what to read)
         # (index tip, type, object id) -> entry: other nodes' indexes rarely move between two
@@ -53,7 +55,7 @@ class RefReader:
 
     # -- packed-refs -------------------------------------------------------------------
     def _packed_refs(self) -> dict[str, str]:
-        path = os.path.join(self.gitdir, "packed-refs")
+        path = self._packed_path
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -121,10 +123,10 @@ class RefReader:
                     out[nid] = str(ref.target)
             return self._intact(out)
         loose: dict[str, str] = {}
-        base = os.path.join(self.gitdir, "refs", "namespaces")
+        base = self._namespaces_dir
         with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             for nid in os.listdir(base):
-                target = self._read_loose(os.path.join(base, nid, "refs", "sigrefs"))
+                target = self._read_loose(f"{base}/{nid}/refs/sigrefs")
                 if target is not None:
                     loose[nid] = target
         self._packed_refs()  # read *after* the loose refs
@@ -268,7 +270,7 @@ class RefReader:
 
     def _loose_namespace_dirs(self) -> list[str]:
         try:
-            return os.listdir(os.path.join(self.gitdir, "refs", "namespaces"))
+            return os.listdir(self._namespaces_dir)
         except (FileNotFoundError, NotADirectoryError):
             return []
 
@@ -278,7 +280,7 @@ class RefReader:
         out: dict[str, str] = {}
         for nid in self._loose_namespace_dirs():
             name = object_ref(nid, typename, object_id)
-            target = self._read_loose(os.path.join(self.gitdir, name))
+            target = self._read_loose(f"{self.gitdir}/{name}")
             if target is not None:
                 out[nid] = target
         self._packed_refs()
