@@ -232,13 +232,18 @@ def diff_all(
 class Built:
     """What writing one index commit made: the trees it wrote (new objects a prune may take
     before the ref names them: :mod:`cob.recovery` checks they are still there) and its tree
-    builders, holding that commit's root and type directories. The next write of this process
-    on that commit continues from the builders instead of reading those trees back."""
+    builders, holding that commit's root, its type directories and the fan-out directories
+    written last. The next write of this process on that commit continues from the builders
+    instead of reading those trees back."""
 
     repo: pygit2.Repository
     root: pygit2.TreeBuilder
     tops: dict[str, pygit2.TreeBuilder]
     trees: list[pygit2.Oid]
+    fans: dict[tuple[str, str], pygit2.TreeBuilder]  # the last MAX_KEPT_FANS fan-outs written
+
+
+MAX_KEPT_FANS = 64
 
 
 def _child(repo: pygit2.Repository, builder: pygit2.TreeBuilder, name: str) -> pygit2.Tree | None:
@@ -265,31 +270,44 @@ def _write_tree(
     for (typename, object_id), tip in updates.items():
         by_type.setdefault(typename, {}).setdefault(object_id[:2], {})[object_id] = tip
     if start is not None:
-        root, tops = start.root, start.tops
+        root, tops, kept = start.root, start.tops, start.fans
     else:
-        root, tops = repo.TreeBuilder(base) if base is not None else repo.TreeBuilder(), {}
+        root, tops, kept = _builder(repo, base), {}, {}
     trees: list[pygit2.Oid] = []
     for typename, fans in sorted(by_type.items()):
         top = tops.get(typename)
         if top is None:
-            top_tree = _child(repo, root, typename)
-            top = tops[typename] = repo.TreeBuilder(top_tree) if top_tree is not None else repo.TreeBuilder()
+            top = tops[typename] = _builder(repo, _child(repo, root, typename))
         for xx, leaves in sorted(fans.items()):
-            fan_tree = _child(repo, top, xx)
-            fan = repo.TreeBuilder(fan_tree) if fan_tree is not None else repo.TreeBuilder()
-            for object_id, tip in sorted(leaves.items()):
-                if tip is None:
-                    if fan.get(sys.intern(object_id)) is not None:
-                        fan.remove(object_id)
-                else:
-                    fan.insert(object_id, pygit2.Oid(hex=tip), GITLINK)
+            fan = kept.pop((typename, xx), None)
+            if fan is None:
+                fan = _builder(repo, _child(repo, top, xx))
+            _set_leaves(fan, leaves)
             _put(top, xx, fan, trees)
+            if len(fan):
+                kept[(typename, xx)] = fan  # the newest last
         _put(root, typename, top, trees)
         if not len(top):
             del tops[typename]
+            kept = {k: v for k, v in kept.items() if k[0] != typename}
+    while len(kept) > MAX_KEPT_FANS:
+        del kept[next(iter(kept))]
     oid: pygit2.Oid = root.write()
     trees.append(oid)
-    return oid, Built(repo, root, tops, trees)
+    return oid, Built(repo, root, tops, trees, kept)
+
+
+def _builder(repo: pygit2.Repository, tree: pygit2.Tree | None) -> pygit2.TreeBuilder:
+    return repo.TreeBuilder(tree) if tree is not None else repo.TreeBuilder()
+
+
+def _set_leaves(fan: pygit2.TreeBuilder, leaves: Mapping[str, str | None]) -> None:
+    for object_id, tip in sorted(leaves.items()):
+        if tip is None:
+            if fan.get(sys.intern(object_id)) is not None:
+                fan.remove(object_id)
+        else:
+            fan.insert(object_id, pygit2.Oid(hex=tip), GITLINK)
 
 
 def _put(parent: pygit2.TreeBuilder, name: str, child: pygit2.TreeBuilder, written: list[pygit2.Oid]) -> None:

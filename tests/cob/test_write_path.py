@@ -117,9 +117,20 @@ def test_entries_a_writer_derives_are_those_its_index_commits_hold(
             derived = recovery.entry_at(repo, tip, key, lambda _: None)
             assert derived == sigrefs.lookup(repo, sigrefs.tree_of(repo, tip), *key)
             assert writer.store.refs.tips(*key) == fresh.tips(*key)
-    # Stock git verifies the index commit written from kept tree builders, and fsck is clean.
+    # An entry removed, then a write next to it (same fan-out directory builders): both hold.
+    gone = made[1].id
     tip = sigrefs.read_tip(repo, signer.nid)
-    assert tip is not None
+    key = ("dev.gitjobs.job", gone)
+    assert tip is not None and recovery.set_tip(
+        repo, signer, signer.nid, *key, None, sigrefs.lookup(repo, sigrefs.tree_of(repo, tip), *key)
+    )
+    made[2].run(URL + "after")
+    tip = sigrefs.read_tip(repo, signer.nid)
+    assert tip is not None and recovery.entry_at(repo, tip, key, lambda _: "read") is None
+    fresh = RefReader(pygit2.Repository(repo.path))
+    assert gone not in {r.object_id for r in fresh.refs_of_type("dev.gitjobs.job") if r.nid == signer.nid}
+    assert writer.store.refs.tips(*key) == fresh.tips(*key) == {}
+    # Every index commit written from kept tree builders is well formed: fsck is clean.
     git(repo.path, "fsck", "--strict", "--no-dangling")
 
 
