@@ -259,6 +259,13 @@ def _child(repo: pygit2.Repository, builder: pygit2.TreeBuilder, name: str) -> p
 
 
 def _write_tree(
+    repo: pygit2.Repository, base: pygit2.Tree | None, updates: Mapping[Key, str | None]
+) -> pygit2.Oid:
+    """``base`` with ``updates`` applied; only the touched subtrees are rewritten."""
+    return _build_tree(repo, base, updates)[0]
+
+
+def _build_tree(
     repo: pygit2.Repository,
     base: pygit2.Tree | None,
     updates: Mapping[Key, str | None],
@@ -392,7 +399,7 @@ def write_next(
     it built)."""
     if start is not None and start.repo is not repo:
         start = None
-    tree, built = _write_tree(repo, tree_of(repo, parent) if start is None else None, updates, start)
+    tree, built = _build_tree(repo, tree_of(repo, parent) if start is None else None, updates, start)
     when = int(time.time()) if timestamp is None else timestamp
     new_tips = sorted({t for t in updates.values() if t is not None})
     parents = list(dict.fromkeys([*([parent] if parent else []), *also, *new_tips]))
