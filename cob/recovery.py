@@ -71,8 +71,8 @@ def intact_index(repo: pygit2.Repository, tip: str | None, *, fresh: bool = Fals
     if not fresh and seen is not None and time.monotonic() - seen < INTACT_TTL:
         return True
     known = _WRITTEN.get(key) if tip is not None else None
-    if tip is not None and known is not None and known.built is not None:
-        intact = _written_intact(repo, tip, known, known.built)
+    if tip is not None and known is not None and known.trees is not None:
+        intact = _written_intact(repo, tip, known, known.trees)
     else:
         intact = _intact_index(repo, tip)
     if not intact:
@@ -95,11 +95,12 @@ class _Written:
     parent: str | None  # the index commit it was built on
     updates: dict[sigrefs.Key, str | None]
     dirs: tuple[tuple[str, str], ...]  # (type, fan-out directory name) of what it changed
-    built: sigrefs.Built | None = None  # its trees and builders (one commit written)
+    trees: tuple[pygit2.Oid, ...] | None = None  # the trees it wrote (one commit written)
 
 
 MAX_WRITTEN = 64
 _WRITTEN: dict[tuple[str, str], _Written] = {}
+_BUILDERS: dict[tuple[str, str], sigrefs.Built] = {}  # of the newest ones (sigrefs.Built)
 
 
 def _remember_written(
@@ -112,7 +113,12 @@ def _remember_written(
     if len(_WRITTEN) >= MAX_WRITTEN:
         _WRITTEN.clear()
     dirs = tuple(sorted({(t, object_id[:2]) for t, object_id in updates}))
-    _WRITTEN[(repo.path, tip)] = _Written(parent, dict(updates), dirs, built)
+    trees = tuple(built.trees) if built is not None else None
+    _WRITTEN[(repo.path, tip)] = _Written(parent, dict(updates), dirs, trees)
+    if built is not None:  # taken whole by the next write (dict.pop: one thread gets them)
+        if len(_BUILDERS) >= 8:
+            _BUILDERS.clear()
+        _BUILDERS[(repo.path, tip)] = built
 
 
 def _reader(repo: pygit2.Repository, key: sigrefs.Key) -> Callable[[str], str | None]:
@@ -122,12 +128,13 @@ def _reader(repo: pygit2.Repository, key: sigrefs.Key) -> Callable[[str], str | 
 def written_here(repo: pygit2.Repository, tip: str) -> bool:
     """Whether :func:`move` wrote index commit ``tip`` in this process (and still knows it)."""
     known = _WRITTEN.get((repo.path, tip))
-    return known is not None and known.built is not None
+    return known is not None and known.trees is not None
 
 
 def forget_written() -> None:
     """Drop what is known of the index commits written here (objects may have vanished)."""
     _WRITTEN.clear()
+    _BUILDERS.clear()
     _INTACT.clear()
 
 
@@ -150,7 +157,9 @@ def entry_at(
     return None if tip is None else read(tip)
 
 
-def _written_intact(repo: pygit2.Repository, tip: str, known: _Written, built: sigrefs.Built) -> bool:
+def _written_intact(
+    repo: pygit2.Repository, tip: str, known: _Written, trees: tuple[pygit2.Oid, ...]
+) -> bool:
     """An index commit written here as one commit: it, its parents and the trees it wrote are
     on disk (asked of the object database, ``git_odb_exists``, never read: libgit2 serves
     objects it parsed before from memory), the rest it shares with the commit it was built on."""
@@ -158,7 +167,7 @@ def _written_intact(repo: pygit2.Repository, tip: str, known: _Written, built: s
     parents = [known.parent] if known.parent is not None else []
     try:
         odb = repo.odb
-        return all(odb.exists(o) for o in (tip, *parents, *tips)) and all(odb.exists(o) for o in built.trees)
+        return all(odb.exists(o) for o in (tip, *parents, *tips)) and all(odb.exists(o) for o in trees)
     except MALFORMED_ERRORS:
         return False
 
@@ -469,9 +478,7 @@ def move(
             if entry_at(repo, old, key, _reader(repo, key)) != want:
                 return None
         if old is not None and len(updates) <= sigrefs.MAX_NEW_PER_COMMIT:  # one commit
-            start = None
-            if mine is not None:
-                start, mine.built = mine.built, None  # its builders are changed by this write
+            start = _BUILDERS.pop((repo.path, old), None)  # changed by this write: taken
             new, built = sigrefs.write_next(repo, signer, nid, old, updates, start)
         else:
             new, built = sigrefs.write_commit(repo, signer, nid, old, updates), None

@@ -155,3 +155,36 @@ def test_a_writer_does_not_build_on_its_last_index_commit_once_a_prune_took_part
     assert {j.id for j in fresh.all()} == {j.id for j in made}
     assert _runs(fresh, made[0].id, signer.nid) == {first}
     assert _runs(fresh, made[3].id, signer.nid) == {second}
+
+
+def test_threads_of_one_process_writing_one_node_lose_no_run(
+    repo: pygit2.Repository, signer: cob.Signer
+) -> None:
+    """Writers in one process share what it knows of the index commits it wrote (and the tree
+    builders of the newest): each write takes those builders whole, or reads the trees."""
+    import threading
+
+    made = [j.id for j in (Jobs(cob.Store(repo, signer)).create(head(repo), f"job-{i}") for i in range(3))]
+    started: list[str] = []
+    errors: list[BaseException] = []
+
+    def writer(k: int) -> None:
+        try:
+            jobs = Jobs(cob.Store(pygit2.Repository(repo.path), signer))
+            for i in range(8):
+                job = jobs.get_mut(made[(k + i) % len(made)])
+                assert job is not None
+                started.append(str(job.run(f"{URL}{k}/{i}")))
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    fresh = Jobs(cob.Store(pygit2.Repository(repo.path), cache=False))
+    assert set().union(*(_runs(fresh, i, signer.nid) for i in made)) == set(started)
+    assert len(started) == 32
+    git(repo.path, "fsck", "--strict", "--no-dangling")
