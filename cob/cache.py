@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from . import keptstates, layout, listing, objectlist, statecache
+from . import keptstates, layout, listing, objectlist, ownwrites, statecache
 from .change import Codec
 from .errors import CacheBusyError
 from .evaluate import Evaluation
@@ -106,6 +106,7 @@ class Cache:
         self.in_memory = False  # True once the file could not be used (see _fallback)
         self.busy_until = 0.0  # monotonic time before which the cache is not asked (was busy)
         self.busy = 0  # times a query gave up on a locked cache (for tests)
+        self.own = ownwrites.Pending(self._record_own)  # own writes not written yet
 
     # -- connection ---------------------------------------------------------------------
     def _connect(self, memory: bool = False) -> sqlite3.Connection:
@@ -203,6 +204,8 @@ class Cache:
         """
         if time.monotonic() < self.busy_until:
             raise CacheBusyError(f"the job index {self.path} is locked by another process")
+        if self.own.runs:  # this process's own writes first, so that it sees them
+            self.own.flush()
         deadline = time.monotonic() + BUSY_TIMEOUT_S
         while True:
             try:
@@ -299,19 +302,26 @@ class Cache:
     ) -> None:
         """Record a write of our own (``moved``: our index ref's :class:`~cob.sigrefs.Moved`)
         without reading any ref: when the index was current just before it, it is current
-        after, and the next query need not refresh at all."""
-        typename = codec.cobtype.typename
+        after, and the next query need not refresh at all. Kept in memory and written in one
+        transaction with the writes that follow it (:mod:`cob.ownwrites`): until then the
+        stored stamp differs from the refs, so another process reads the difference itself."""
+        self.own.add(codec, refs, nid, moved.old, moved.new, object_id, tip)
+
+    def _record_own(self, run: ownwrites.Run) -> None:
+        """One transaction for a run of own writes, if the index was current before it."""
+        typename = run.codec.cobtype.typename
 
         def do(db: sqlite3.Connection) -> None:
             db.execute("BEGIN IMMEDIATE")
             try:
                 row = db.execute("SELECT value FROM meta WHERE key=?", ("fp:" + typename,)).fetchone()
                 parsed = objectlist.parse_token(row[0]) if row else None
-                if parsed is None or parsed[0].get(nid) != moved.old:
+                if parsed is None or parsed[0].get(run.nid) != run.old:
                     db.execute("COMMIT")  # not current before: the next refresh diffs
                     return
-                heads = {**parsed[0], nid: moved.new}
-                objectlist.set_tip(db, codec, refs, object_id, nid, tip)
+                heads = {**parsed[0], run.nid: run.new}
+                for object_id, tip in run.tips.items():
+                    objectlist.set_tip(db, run.codec, run.refs, object_id, run.nid, tip)
                 token = objectlist.token(heads, parsed[1])  # legacy refs: as they were
                 db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", ("fp:" + typename, token))
                 db.execute("COMMIT")
@@ -320,7 +330,8 @@ class Cache:
                     db.execute("ROLLBACK")
                 raise
 
-        self._run(do)
+        with contextlib.suppress(CacheBusyError):  # left behind: the next query diffs
+            self._run(do)
 
     def tips(self, codec: Codec, refs: RefReader, ids: Sequence[str]) -> dict[str, dict[str, str]]:
         """{object id: {nid: tip}} of ``ids``, as the refs are now (one refresh)."""

@@ -23,6 +23,9 @@ import pygit2
 from . import layout
 
 LIBGIT2_CACHE_BYTES = 4 << 20
+# Trees up to this size are kept in libgit2's cache (its default, 4 KiB, leaves out an index's
+# type directory of 256 fan-out entries, ~7.5 KiB, which a write reads four times).
+LIBGIT2_TREE_BYTES = 16 << 10
 _LIBGIT2_DEFAULT_CACHE = 256 << 20
 _applied: bool | None = None  # fsync on (True) or off (False), once applied
 
@@ -45,6 +48,7 @@ def apply(repo: pygit2.Repository) -> None:
     _, allowed = pygit2.settings.cached_memory
     if allowed == _LIBGIT2_DEFAULT_CACHE:
         pygit2.settings.cache_max_size(LIBGIT2_CACHE_BYTES)
+    pygit2.settings.cache_object_limit(pygit2.enums.ObjectType.TREE, LIBGIT2_TREE_BYTES)
 
 
 def fsync_enabled() -> bool | None:

@@ -15,11 +15,11 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pygit2
 
-from .recovery import intact_index, recover
+from .recovery import entry_at, forget_written, intact_index, recover, written_here
 from .refs import NAMESPACES, CobRef, common_dir, is_oid, object_ref, parse_ref
 from .sigrefs import entries, index_ref, lookup, parse_index_ref, tree_of
 
@@ -42,8 +42,11 @@ class RefReader:
         self._packed_stat: tuple[int, int, int] | None = None
         self._packed: dict[str, str] = {}
         self._packed_nids: frozenset[str] = frozenset()  # namespaces in packed-refs, parsed once
+        self._packed_index: dict[str, str] = {}  # index refs in packed-refs, parsed once
         self._packed_legacy = False  # packed-refs holds per-object refs
         self._reftable = os.path.isdir(os.path.join(self.gitdir, "reftable"))
+        self._packed_path = os.path.join(self.gitdir, "packed-refs")
+        self._namespaces_dir = os.path.join(self.gitdir, "refs", "namespaces")
         self._trees: dict[str, pygit2.Tree | None] = {}
         self._present: dict[str, tuple[float, str | None]] = {}  # tip -> (checked, what to read)
         # (index tip, type, object id) -> entry: other nodes' indexes rarely move between two
@@ -52,11 +55,12 @@ class RefReader:
 
     # -- packed-refs -------------------------------------------------------------------
     def _packed_refs(self) -> dict[str, str]:
-        path = os.path.join(self.gitdir, "packed-refs")
+        path = self._packed_path
         try:
             st = os.stat(path)
         except FileNotFoundError:
             self._packed_stat, self._packed, self._packed_nids = None, {}, frozenset()
+            self._packed_index = {}
             self._packed_legacy = False
             return self._packed
         key = (st.st_mtime_ns, st.st_size, st.st_ino)
@@ -71,6 +75,11 @@ class RefReader:
                 if name.startswith(NAMESPACES):
                     refs[name] = oid
             self._packed_stat, self._packed = key, refs
+            self._packed_index = {}  # {nid: tip} of the index refs, read once per parse
+            for name, target in refs.items():
+                nid = parse_index_ref(name)
+                if nid is not None and name == index_ref(nid):
+                    self._packed_index[nid] = target
             self._packed_nids = frozenset(n[len(NAMESPACES) :].split("/", 1)[0] for n in refs)
             self._packed_legacy = any("/refs/cobs/" in n for n in refs)
         return self._packed
@@ -114,16 +123,15 @@ class RefReader:
                     out[nid] = str(ref.target)
             return self._intact(out)
         loose: dict[str, str] = {}
-        base = os.path.join(self.gitdir, "refs", "namespaces")
+        base = self._namespaces_dir
         with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             for nid in os.listdir(base):
-                target = self._read_loose(os.path.join(base, nid, "refs", "sigrefs"))
+                target = self._read_loose(f"{base}/{nid}/refs/sigrefs")
                 if target is not None:
                     loose[nid] = target
-        for name, target in self._packed_refs().items():  # read *after* the loose refs
-            nid = parse_index_ref(name)
-            if nid is not None and nid not in loose and name == index_ref(nid):
-                loose[nid] = target
+        self._packed_refs()  # read *after* the loose refs
+        for nid, target in self._packed_index.items():
+            loose.setdefault(nid, target)
         return self._intact(loose)
 
     def _recent(self, tip: str) -> bool:
@@ -141,9 +149,7 @@ class RefReader:
         self._trees.clear()
         self._present.clear()
         self._found.clear()
-        from .recovery import _INTACT
-
-        _INTACT.clear()
+        forget_written()
 
     def _intact(self, tips: dict[str, str]) -> dict[str, str]:
         """``tips`` with each one that names no readable commit (pruned by ``git gc`` next
@@ -158,7 +164,13 @@ class RefReader:
                 fallback = seen[1]
             else:
                 fallback = tip
-                if self.tree(tip) is None or (self._recent(tip) and not intact_index(self.repo, tip)):
+                if written_here(self.repo, tip):  # by this process: checked without reading it
+                    broken = not intact_index(self.repo, tip)
+                else:
+                    broken = self.tree(tip) is None or (
+                        self._recent(tip) and not intact_index(self.repo, tip)
+                    )
+                if broken:
                     self._trees.pop(tip, None)
                     fallback = recover(self.repo, nid, tip).base
                 if len(self._present) > 2 * len(tips) + 256:
@@ -190,12 +202,17 @@ class RefReader:
             else:
                 if len(found) >= 4096:
                     found.clear()
-                target = found[key] = lookup(self.repo, self.tree(tip), typename, object_id)
+                target = found[key] = entry_at(
+                    self.repo, tip, (typename, object_id), self._lookup(typename, object_id)
+                )
             if target is not None:
                 out[nid] = target
         for nid, target in self._legacy_tips(typename, object_id).items():
             out.setdefault(nid, target)
         return out
+
+    def _lookup(self, typename: str, object_id: str) -> Callable[[str], str | None]:
+        return lambda tip: lookup(self.repo, self.tree(tip), typename, object_id)
 
     def refs_of_type(self, typename: str) -> list[CobRef]:
         """Every entry of one type, in every namespace (index entries win over legacy refs)."""
@@ -253,7 +270,7 @@ class RefReader:
 
     def _loose_namespace_dirs(self) -> list[str]:
         try:
-            return os.listdir(os.path.join(self.gitdir, "refs", "namespaces"))
+            return os.listdir(self._namespaces_dir)
         except (FileNotFoundError, NotADirectoryError):
             return []
 
@@ -263,7 +280,7 @@ class RefReader:
         out: dict[str, str] = {}
         for nid in self._loose_namespace_dirs():
             name = object_ref(nid, typename, object_id)
-            target = self._read_loose(os.path.join(self.gitdir, name))
+            target = self._read_loose(f"{self.gitdir}/{name}")
             if target is not None:
                 out[nid] = target
         self._packed_refs()

@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import pygit2
@@ -70,7 +70,12 @@ def intact_index(repo: pygit2.Repository, tip: str | None, *, fresh: bool = Fals
     seen = _INTACT.get(key)
     if not fresh and seen is not None and time.monotonic() - seen < INTACT_TTL:
         return True
-    if not _intact_index(repo, tip):
+    known = _WRITTEN.get(key) if tip is not None else None
+    if tip is not None and known is not None and known.trees is not None:
+        intact = _written_intact(repo, tip, known, known.trees)
+    else:
+        intact = _intact_index(repo, tip)
+    if not intact:
         return False
     _remember_intact(repo, tip)
     return True
@@ -82,17 +87,89 @@ def _remember_intact(repo: pygit2.Repository, tip: str | None) -> None:
     _INTACT[(repo.path, tip or "")] = time.monotonic()
 
 
-# Index commits :func:`move` wrote here, by (repository, tip) -> (type, fan-out directory name)
-# of what that write changed: checking one of them reads those directories (not its type's whole
-# top directory, ~256 entries on a hub, to find which ones differ from its parent's). Nothing is
-# looked up when it is recorded (libgit2 would then serve the objects from memory after a prune).
-_WRITTEN: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
+# Index commits :func:`move` wrote here, by (repository, tip): what each was built on and what it
+# set (so an entry of it is known without reading a tree: :func:`entry_at`), and what it wrote
+# (checked present, not read: libgit2 serves objects it read from memory, also after a prune).
+@dataclass(slots=True)
+class _Written:
+    parent: str | None  # the index commit it was built on
+    updates: dict[sigrefs.Key, str | None]
+    dirs: tuple[tuple[str, str], ...]  # (type, fan-out directory name) of what it changed
+    trees: tuple[pygit2.Oid, ...] | None = None  # the trees it wrote (one commit written)
 
 
-def _remember_written(repo: pygit2.Repository, tip: str, updates: Mapping[sigrefs.Key, str | None]) -> None:
-    if len(_WRITTEN) >= 64:
+MAX_WRITTEN = 64
+_WRITTEN: dict[tuple[str, str], _Written] = {}
+_BUILDERS: dict[tuple[str, str], sigrefs.Built] = {}  # of the newest ones (sigrefs.Built)
+
+
+def _remember_written(
+    repo: pygit2.Repository,
+    tip: str,
+    updates: Mapping[sigrefs.Key, str | None],
+    parent: str | None = None,
+    built: sigrefs.Built | None = None,
+) -> None:
+    if len(_WRITTEN) >= MAX_WRITTEN:
         _WRITTEN.clear()
-    _WRITTEN[(repo.path, tip)] = tuple(sorted({(t, object_id[:2]) for t, object_id in updates}))
+    dirs = tuple(sorted({(t, object_id[:2]) for t, object_id in updates}))
+    trees = tuple(built.trees) if built is not None else None
+    _WRITTEN[(repo.path, tip)] = _Written(parent, dict(updates), dirs, trees)
+    if built is not None:  # taken whole by the next write (dict.pop: one thread gets them)
+        if len(_BUILDERS) >= 8:
+            _BUILDERS.clear()
+        _BUILDERS[(repo.path, tip)] = built
+
+
+def _reader(repo: pygit2.Repository, key: sigrefs.Key) -> Callable[[str], str | None]:
+    return lambda tip: sigrefs.lookup(repo, sigrefs.tree_of(repo, tip), *key)
+
+
+def written_here(repo: pygit2.Repository, tip: str) -> bool:
+    """Whether :func:`move` wrote index commit ``tip`` in this process (and still knows it)."""
+    known = _WRITTEN.get((repo.path, tip))
+    return known is not None and known.trees is not None
+
+
+def forget_written() -> None:
+    """Drop what is known of the index commits written here (objects may have vanished)."""
+    _WRITTEN.clear()
+    _BUILDERS.clear()
+    _INTACT.clear()
+
+
+def entry_at(
+    repo: pygit2.Repository, tip: str | None, key: sigrefs.Key, read: Callable[[str], str | None]
+) -> str | None:
+    """The entry ``key`` of index commit ``tip``: an index commit :func:`move` wrote here is the
+    one it was built on plus what it set, so no tree is read; else ``read(tip)``."""
+    for _ in range(MAX_WRITTEN):
+        if tip is None:
+            return None
+        written = _WRITTEN.get((repo.path, tip))
+        if written is None:
+            return read(tip)
+        if key in written.updates:
+            return written.updates[key]
+        if written.parent is None:
+            return None
+        tip = written.parent
+    return None if tip is None else read(tip)
+
+
+def _written_intact(
+    repo: pygit2.Repository, tip: str, known: _Written, trees: tuple[pygit2.Oid, ...]
+) -> bool:
+    """An index commit written here as one commit: it, its parents and the trees it wrote are
+    on disk (asked of the object database, ``git_odb_exists``, never read: libgit2 serves
+    objects it parsed before from memory), the rest it shares with the commit it was built on."""
+    tips = [t for t in known.updates.values() if t is not None]
+    parents = [known.parent] if known.parent is not None else []
+    try:
+        odb = repo.odb
+        return all(odb.exists(o) for o in (tip, *parents, *tips)) and all(odb.exists(o) for o in trees)
+    except MALFORMED_ERRORS:
+        return False
 
 
 def _intact_index(repo: pygit2.Repository, tip: str | None) -> bool:
@@ -107,7 +184,7 @@ def _intact_index(repo: pygit2.Repository, tip: str | None) -> bool:
         if written is not None:  # our own write: which directories it changed is known
             for typename in sigrefs.typenames(tree):
                 repo[tree[typename].id]
-            for typename, xx in written:
+            for typename, xx in written.dirs:
                 top = repo[tree[typename].id] if typename in tree else None
                 entry = sigrefs._entry(top, xx) if isinstance(top, pygit2.Tree) else None
                 if entry is not None:
@@ -392,16 +469,21 @@ def move(
     name = sigrefs.index_ref(nid)
     for attempt in range(attempts):
         old = sigrefs.read_tip(repo, nid)
-        tree = sigrefs.tree_of(repo, old)
-        if old is not None and (tree is None or not intact_index(repo, old)):
+        mine = _WRITTEN.get((repo.path, old)) if old is not None else None
+        tree = sigrefs.tree_of(repo, old) if mine is None else None  # ours: known, not read
+        if old is not None and ((mine is None and tree is None) or not intact_index(repo, old)):
             repair(repo, signer, nid)  # pruned under us (git gc): move on from an intact index
             continue
-        for (typename, object_id), want in expect.items():
-            if sigrefs.lookup(repo, tree, typename, object_id) != want:
+        for key, want in expect.items():
+            if entry_at(repo, old, key, _reader(repo, key)) != want:
                 return None
-        new = sigrefs.write_commit(repo, signer, nid, old, updates)
+        if old is not None and len(updates) <= sigrefs.MAX_NEW_PER_COMMIT:  # one commit
+            start = _BUILDERS.pop((repo.path, old), None)  # changed by this write: taken
+            new, built = sigrefs.write_next(repo, signer, nid, old, updates, start)
+        else:
+            new, built = sigrefs.write_commit(repo, signer, nid, old, updates), None
         if compare_and_swap(repo, name, new, old, sigrefs.MESSAGE.strip(), updates=updates):
-            _remember_written(repo, new, updates)
+            _remember_written(repo, new, updates, old, built)
             return sigrefs.Moved(old, new)
         sigrefs.backoff(attempt)
     raise ConflictError(f"gave up updating {name} after {attempts} lost races")

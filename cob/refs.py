@@ -97,6 +97,19 @@ STALE_LOCK_SECONDS = 2.0
 WRITERS_LOCK = "writers.lock"  # <gitdir>/<layout prefix>-writers.lock (cob.layout)
 
 
+_LOCK_PATHS: dict[tuple[str, str], str] = {}  # by (gitdir, layout prefix)
+
+
+def _lock_path(gitdir: str) -> str:
+    name = layout.current().file(WRITERS_LOCK)
+    found = _LOCK_PATHS.get((gitdir, name))
+    if found is None:
+        if len(_LOCK_PATHS) >= 256:
+            _LOCK_PATHS.clear()
+        found = _LOCK_PATHS[(gitdir, name)] = os.path.join(gitdir, name)
+    return found
+
+
 @contextlib.contextmanager
 def _writers_lock(gitdir: str, exclusive: bool) -> Iterator[bool]:
     """flock on ``<gitdir>/<prefix>-writers.lock`` (:mod:`cob.layout`): shared while writing a ref, exclusive
@@ -108,7 +121,7 @@ def _writers_lock(gitdir: str, exclusive: bool) -> Iterator[bool]:
         yield not exclusive
         return
     try:
-        fd = os.open(os.path.join(gitdir, layout.current().file(WRITERS_LOCK)), os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(_lock_path(gitdir), os.O_RDWR | os.O_CREAT, 0o644)
     except OSError:
         yield not exclusive
         return

@@ -228,34 +228,100 @@ def diff_all(
 
 
 # -- writing ---------------------------------------------------------------------------------
+@dataclass(slots=True)
+class Built:
+    """What writing one index commit made: the trees it wrote (new objects a prune may take
+    before the ref names them: :mod:`cob.recovery` checks they are still there) and its tree
+    builders, holding that commit's root, its type directories and the fan-out directories
+    written last. The next write of this process on that commit continues from the builders
+    instead of reading those trees back."""
+
+    repo: pygit2.Repository
+    root: pygit2.TreeBuilder
+    tops: dict[str, pygit2.TreeBuilder]
+    trees: list[pygit2.Oid]
+    fans: dict[tuple[str, str], pygit2.TreeBuilder]  # the last MAX_KEPT_FANS fan-outs written
+
+
+MAX_KEPT_FANS = 64
+
+
+def _child(repo: pygit2.Repository, builder: pygit2.TreeBuilder, name: str) -> pygit2.Tree | None:
+    """The subtree ``name`` of a tree builder's entries, like :func:`_subtree`."""
+    try:
+        entry = builder.get(sys.intern(name))
+        if entry is None or entry.filemode != TREE:
+            return None
+        obj = repo[entry.id]
+    except (KeyError, *MALFORMED_ERRORS):
+        return None
+    return obj if isinstance(obj, pygit2.Tree) else None
+
+
 def _write_tree(
     repo: pygit2.Repository, base: pygit2.Tree | None, updates: Mapping[Key, str | None]
 ) -> pygit2.Oid:
     """``base`` with ``updates`` applied; only the touched subtrees are rewritten."""
+    return _build_tree(repo, base, updates)[0]
+
+
+def _build_tree(
+    repo: pygit2.Repository,
+    base: pygit2.Tree | None,
+    updates: Mapping[Key, str | None],
+    start: Built | None = None,
+) -> tuple[pygit2.Oid, Built]:
+    """``base`` with ``updates`` applied; only the touched subtrees are rewritten. ``start``:
+    the builders of ``base`` (consumed), instead of reading it."""
     by_type: dict[str, dict[str, dict[str, str | None]]] = {}
     for (typename, object_id), tip in updates.items():
         by_type.setdefault(typename, {}).setdefault(object_id[:2], {})[object_id] = tip
-    root = repo.TreeBuilder(base) if base is not None else repo.TreeBuilder()
+    if start is not None:
+        root, tops, kept = start.root, start.tops, start.fans
+    else:
+        root, tops, kept = _builder(repo, base), {}, {}
+    trees: list[pygit2.Oid] = []
     for typename, fans in sorted(by_type.items()):
-        top_tree = _subtree(repo, base, typename)
-        top = repo.TreeBuilder(top_tree) if top_tree is not None else repo.TreeBuilder()
+        top = tops.get(typename)
+        if top is None:
+            top = tops[typename] = _builder(repo, _child(repo, root, typename))
         for xx, leaves in sorted(fans.items()):
-            fan_tree = _subtree(repo, top_tree, xx)
-            fan = repo.TreeBuilder(fan_tree) if fan_tree is not None else repo.TreeBuilder()
-            for object_id, tip in sorted(leaves.items()):
-                if tip is None:
-                    if fan.get(sys.intern(object_id)) is not None:
-                        fan.remove(object_id)
-                else:
-                    fan.insert(object_id, pygit2.Oid(hex=tip), GITLINK)
-            _put(top, xx, fan)
-        _put(root, typename, top)
-    return root.write()
+            fan = kept.pop((typename, xx), None)
+            if fan is None:
+                fan = _builder(repo, _child(repo, top, xx))
+            _set_leaves(fan, leaves)
+            _put(top, xx, fan, trees)
+            if len(fan):
+                kept[(typename, xx)] = fan  # the newest last
+        _put(root, typename, top, trees)
+        if not len(top):
+            del tops[typename]
+            kept = {k: v for k, v in kept.items() if k[0] != typename}
+    while len(kept) > MAX_KEPT_FANS:
+        del kept[next(iter(kept))]
+    oid: pygit2.Oid = root.write()
+    trees.append(oid)
+    return oid, Built(repo, root, tops, trees, kept)
 
 
-def _put(parent: pygit2.TreeBuilder, name: str, child: pygit2.TreeBuilder) -> None:
+def _builder(repo: pygit2.Repository, tree: pygit2.Tree | None) -> pygit2.TreeBuilder:
+    return repo.TreeBuilder(tree) if tree is not None else repo.TreeBuilder()
+
+
+def _set_leaves(fan: pygit2.TreeBuilder, leaves: Mapping[str, str | None]) -> None:
+    for object_id, tip in sorted(leaves.items()):
+        if tip is None:
+            if fan.get(sys.intern(object_id)) is not None:
+                fan.remove(object_id)
+        else:
+            fan.insert(object_id, pygit2.Oid(hex=tip), GITLINK)
+
+
+def _put(parent: pygit2.TreeBuilder, name: str, child: pygit2.TreeBuilder, written: list[pygit2.Oid]) -> None:
     if len(child):
-        parent.insert(name, child.write(), TREE)
+        oid = child.write()
+        written.append(oid)
+        parent.insert(name, oid, TREE)
     elif parent.get(sys.intern(name)) is not None:
         parent.remove(name)
 
@@ -315,13 +381,31 @@ def _write_one(
     timestamp: int | None,
     also: Sequence[str] = (),
 ) -> str:
-    tree = _write_tree(repo, tree_of(repo, parent), updates)
+    return write_next(repo, signer, nid, parent, updates, None, timestamp, also)[0]
+
+
+def write_next(
+    repo: pygit2.Repository,
+    signer: sshsig.RawSigner,
+    nid: str,
+    parent: str | None,
+    updates: Mapping[Key, str | None],
+    start: Built | None,
+    timestamp: int | None = None,
+    also: Sequence[str] = (),
+) -> tuple[str, Built]:
+    """One index commit applying ``updates`` (at most :data:`MAX_NEW_PER_COMMIT`) on
+    ``parent``, from ``start`` (``parent``'s builders, consumed) when given; (its oid, what
+    it built)."""
+    if start is not None and start.repo is not repo:
+        start = None
+    tree, built = _build_tree(repo, tree_of(repo, parent) if start is None else None, updates, start)
     when = int(time.time()) if timestamp is None else timestamp
     new_tips = sorted({t for t in updates.values() if t is not None})
     parents = list(dict.fromkeys([*([parent] if parent else []), *also, *new_tips]))
     buffer = commit_buffer(str(tree), parents, nid, when, MESSAGE)
     signature = sshsig.sign(signer, buffer.encode())
-    return str(repo.create_commit_with_signature(buffer, signature))
+    return str(repo.create_commit_with_signature(buffer, signature)), built
 
 
 @dataclass(frozen=True, slots=True)
