@@ -80,7 +80,8 @@ def fetch(
                 for name, oid in candidates.items()
                 if _local_target(repo, name) != oid and not _has_commit(repo, oid)
             }
-            if not wanted or _download(q, remote, wanted, result, retry=attempt < 2):
+            haves = {oid for name in listed if (oid := _local_target(repo, name)) is not None}
+            if not wanted or _download(q, remote, wanted, result, retry=attempt < 2, haves=haves):
                 break
         passed = q.check(wanted, result, families, limits)
         q.migrate(passed)
@@ -139,14 +140,20 @@ MAX_UNSENDABLE_ROUNDS = 16
 
 
 def _download(
-    q: _Quarantine, remote: str, wanted: dict[str, str], result: FetchResult, *, retry: bool
+    q: _Quarantine,
+    remote: str,
+    wanted: dict[str, str],
+    result: FetchResult,
+    *,
+    retry: bool,
+    haves: Collection[str] = (),
 ) -> bool:
     """:meth:`_Quarantine.fetch`; a ref the remote lists but cannot send (it points at an
     object the hub does not have: one broken ref would fail every peer's whole fetch) is
     refused — and remembered — and the others are fetched without it."""
     for _ in range(MAX_UNSENDABLE_ROUNDS):
         try:
-            return q.fetch(remote, wanted, retry=retry)
+            return q.fetch(remote, wanted, retry=retry, haves=haves)
         except TransportError as e:
             bad = set(_NOT_OUR_REF.findall(str(e)))
             names = [n for n, o in wanted.items() if o in bad]
