@@ -75,12 +75,15 @@ def fetch(
             followed = _followed(listed, namespaces, own_nid, families)
             result = FetchResult(remote_refs=listed, skipped=len(listed) - len(followed), ignored=ignored)
             candidates = _screen(repo, result, followed, own_nid, limits, families, memory, trust)
+            ours = {name: _local_target(repo, name) for name in candidates}
             wanted = {
                 name: oid
                 for name, oid in candidates.items()
-                if _local_target(repo, name) != oid and not _has_commit(repo, oid)
+                if ours[name] != oid and not _has_commit(repo, oid)
             }
-            haves = {oid for name in listed if (oid := _local_target(repo, name)) is not None}
+            # what we tell the remote we have: our tips of the refs taken, and every index
+            haves = {oid for oid in ours.values() if oid is not None}
+            haves.update(RefReader(repo).index_tips().values())
             if not wanted or _download(q, remote, wanted, result, retry=attempt < 2, haves=haves):
                 break
         passed = q.check(wanted, result, families, limits)
