@@ -68,11 +68,22 @@ def normalize_nid(nid: str) -> str:
     return nid_from_public_key(public_key_from_nid(nid))
 
 
+_KNOWN_NIDS: set[str] = set()  # canonical NIDs seen, so a sync's listing is not decoded again
+_MAX_KNOWN_NIDS = 1 << 16
+
+
 def is_nid(text: str) -> bool:
+    if text in _KNOWN_NIDS:
+        return True
     try:
-        return normalize_nid(text) == text
+        valid = normalize_nid(text) == text
     except InvalidNidError:
         return False
+    if valid:
+        if len(_KNOWN_NIDS) >= _MAX_KNOWN_NIDS:
+            _KNOWN_NIDS.clear()
+        _KNOWN_NIDS.add(text)
+    return valid
 
 
 def ssh_wire_public_key(public_key: bytes) -> bytes:

@@ -355,6 +355,8 @@ def missing_since_published(repo: pygit2.Repository, nid: str) -> list[str]:
     if tip is None or not present(repo, tip):
         return []
     published = _published(repo, nid)
+    if published == tip:  # nothing since: the walk would be empty (a process per sync saved)
+        return []
     args = ["rev-list", "--objects", "--missing=print", tip, *(["--not", published] if published else [])]
     res = run_git(common_dir(repo), args, timeout=600)
     missing = [line[1:41] for line in res.stdout.splitlines() if line.startswith("?")]

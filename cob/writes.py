@@ -122,10 +122,24 @@ def moved_between(refs: RefReader, typename: str, before: Snapshot, after: Snaps
     return moved
 
 
-def tips_at(refs: RefReader, typename: str, snap: Snapshot, object_id: str) -> dict[str, str]:
-    """{nid: tip} of one object as a snapshot has it."""
+def tips_at(
+    refs: RefReader,
+    typename: str,
+    snap: Snapshot,
+    object_id: str,
+    known: Snapshot | None = None,
+    known_tips: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """{nid: tip} of one object as a snapshot has it; ``known_tips``: the object's tips at
+    the snapshot ``known``, reused for every node whose index did not move since (a sync's
+    fetch moves a few of them: the others are not looked up again)."""
     out: dict[str, str] = {}
+    reuse = known is not None and known_tips is not None and not known.legacy and not snap.legacy
     for nid, tip in snap.heads.items():
+        if reuse and known is not None and known_tips is not None and known.heads.get(nid) == tip:
+            if nid in known_tips:
+                out[nid] = known_tips[nid]
+            continue
         target = sigrefs.lookup(refs.repo, refs.tree(tip), typename, object_id)
         if target is not None:
             out[nid] = target
@@ -140,7 +154,7 @@ def changed_since(store: Store, cobtype: CobType[Any], before: Snapshot) -> Chan
     after = store.snapshot(cobtype)
     for object_id in sorted(moved_between(store.refs, cobtype.typename, before, after)):
         old_tips = tips_at(store.refs, cobtype.typename, before, object_id)
-        new_tips = tips_at(store.refs, cobtype.typename, after, object_id)
+        new_tips = tips_at(store.refs, cobtype.typename, after, object_id, before, old_tips)
         if old_tips == new_tips or not new_tips:
             continue
         old_ev = store.load_at(cobtype, object_id, old_tips)

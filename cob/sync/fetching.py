@@ -75,12 +75,16 @@ def fetch(
             followed = _followed(listed, namespaces, own_nid, families)
             result = FetchResult(remote_refs=listed, skipped=len(listed) - len(followed), ignored=ignored)
             candidates = _screen(repo, result, followed, own_nid, limits, families, memory, trust)
+            ours = {name: _local_target(repo, name) for name in candidates}
             wanted = {
                 name: oid
                 for name, oid in candidates.items()
-                if _local_target(repo, name) != oid and not _has_commit(repo, oid)
+                if ours[name] != oid and not _has_commit(repo, oid)
             }
-            if not wanted or _download(q, remote, wanted, result, retry=attempt < 2):
+            # what we tell the remote we have: our tips of the refs taken, and every index
+            haves = {oid for oid in ours.values() if oid is not None}
+            haves.update(RefReader(repo).index_tips().values())
+            if not wanted or _download(q, remote, wanted, result, retry=attempt < 2, haves=haves):
                 break
         passed = q.check(wanted, result, families, limits)
         q.migrate(passed)
@@ -139,14 +143,20 @@ MAX_UNSENDABLE_ROUNDS = 16
 
 
 def _download(
-    q: _Quarantine, remote: str, wanted: dict[str, str], result: FetchResult, *, retry: bool
+    q: _Quarantine,
+    remote: str,
+    wanted: dict[str, str],
+    result: FetchResult,
+    *,
+    retry: bool,
+    haves: Collection[str] = (),
 ) -> bool:
     """:meth:`_Quarantine.fetch`; a ref the remote lists but cannot send (it points at an
     object the hub does not have: one broken ref would fail every peer's whole fetch) is
     refused — and remembered — and the others are fetched without it."""
     for _ in range(MAX_UNSENDABLE_ROUNDS):
         try:
-            return q.fetch(remote, wanted, retry=retry)
+            return q.fetch(remote, wanted, retry=retry, haves=haves)
         except TransportError as e:
             bad = set(_NOT_OUR_REF.findall(str(e)))
             names = [n for n, o in wanted.items() if o in bad]

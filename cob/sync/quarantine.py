@@ -15,6 +15,7 @@ from .. import layout
 from ..errors import TransportError
 from ..family import RefFamily, family_of
 from ..gitrun import describe, first_error, run_git
+from ..refs import is_oid
 from ..sigrefs import (
     parse_index_ref,
 )
@@ -109,11 +110,20 @@ class _Quarantine:
             f.write(
                 f'[include]\n\tpath = "{_config_quote(os.path.join(main, "config"))}"\n'
                 "[core]\n\trepositoryformatversion = 0\n\tbare = true\n"
+                # No listing of the borrowed repository's refs (a git process, twice per
+                # fetch): the tips to negotiate with are our own refs (_write_haves). `true`
+                # prints no tip; were it missing, git would go on without alternate tips.
+                "\talternateRefsCommand = true\n"
             )
 
-    def fetch(self, remote: str, wanted: Mapping[str, str], *, retry: bool) -> bool:
-        """Download ``wanted`` into the quarantine; False when a ref vanished (list again)."""
+    def fetch(
+        self, remote: str, wanted: Mapping[str, str], *, retry: bool, haves: Iterable[str] = ()
+    ) -> bool:
+        """Download ``wanted`` into the quarantine; False when a ref vanished (list again).
+        ``haves``: the tips this repository holds of the refs the remote lists (what git
+        tells the remote we have)."""
         self._create()
+        self._write_haves(haves)
         names = sorted(wanted)
         # Staging refs are flat (refs/<prefix>-staging/<n>): one directory to create and delete.
         staging = layout.current().staging_refs
@@ -137,6 +147,17 @@ class _Quarantine:
             if target is not None:
                 self.staged[name] = target
         return True
+
+    def _write_haves(self, haves: Iterable[str]) -> None:
+        """The tips git negotiates with, as the quarantine's own refs (``refs/<prefix>-have/``,
+        one packed-refs file). Git would otherwise ask the borrowed repository for every ref it
+        holds, by running ``git for-each-ref`` there twice per fetch (to negotiate, then for
+        the connectivity check): ``core.alternateRefsCommand`` (see :meth:`_create`) turns that
+        off. Git still checks that what it received connects to these tips."""
+        base = f"refs/{layout.current().prefix}-have/"
+        lines = [f"{oid} {base}{i}\n" for i, oid in enumerate(sorted(set(haves))) if is_oid(oid)]
+        with open(os.path.join(self.gitdir, "packed-refs"), "w") as f:
+            f.write("# pack-refs with: peeled fully-peeled sorted \n" + "".join(sorted(lines, key=_ref_name)))
 
     def _copy_reached(self, tips: Iterable[str]) -> bool:
         try:
@@ -204,6 +225,10 @@ class _Quarantine:
         )
         if res.returncode != 0:
             raise TransportError(f"cannot keep the fetched objects: {first_error(res.stderr)}")
+
+
+def _ref_name(line: str) -> str:
+    return line.split(" ", 1)[1]
 
 
 MAX_COPIED_OBJECTS = 2_000  # beyond this many new objects, or bytes, migrate() lets git fetch them
