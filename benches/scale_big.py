@@ -20,8 +20,11 @@ g6. cold ``git jobs status REV`` (index deleted, verified set and kept states ke
     ``git jobs --version``.
 g6b. ``git jobs status REV`` in a new process with its index (what a user's call costs); floor:
     ``git jobs --version``.
-g7. in-process ``Jobs.sync`` of one new change (a node's daemon); floor: a one-commit ``git
+g7. in-process ``Jobs.sync`` of one new change (a node's daemon) on a job the writer changed
+    just before (its other changes are recent: CI on a new commit); floor: a one-commit ``git
     fetch`` between two small repositories (both over file paths).
+g7b. the same for the writer's first change on an old job (its parents, the job's changes from
+    every node, were written long before: git's negotiation walks back to them).
 g8. one write (``job.run``) on the hub's 20-namespace clone, in-process; floor:
     ``FloorWriter(index=True)`` (change + index commit + compare-and-swap) in the same repository.
 g1, g3, g3b, g5, g6 and g6b also give a row of CPU seconds and one of peak RSS (MB) of the
@@ -284,9 +287,12 @@ def _sync_and_writes(
     counter = iter(range(10**6))
     n = len(hub.job_ids)
 
-    def in_process() -> float:
+    def in_process(hot: bool) -> float:
         i = next(counter)
-        job = a.get_mut(hub.job_ids[n - 1 - (i * 7919) % max(1, n // 20)])
+        if hot:  # one of 4 jobs `a` wrote just before: CI on a new commit
+            job = a.get_mut(hub.job_ids[n - 1 - i % 4])
+        else:  # `a`'s first change on one of the last 5 % of the ledger's jobs
+            job = a.get_mut(hub.job_ids[n - 5 - (i * 7919) % max(1, n // 20 - 4)])
         assert job is not None
         job.run(f"https://a.example/{i}")
         assert a.sync(hub.path, fetch=False).ok
@@ -302,16 +308,15 @@ def _sync_and_writes(
         scale.git("update-ref", "refs/heads/main", new, cwd=small)
         return float(scale.timed(["git", "fetch", "-q", small, "refs/heads/*:refs/heads/*"], small_copy))
 
-    in_process(), small_fetch()
-    ours, floor = scale.interleaved([in_process, small_fetch], repeats)
-    scale.row(
-        f"g7. in-process Jobs.sync, 1 new change, {size:,}",
-        ours,
-        floor,
-        "s",
-        "git fetch 1 commit, small repos",
-    )
+    for _ in range(5):  # the 4 hot jobs written once, and git's first fetch
+        in_process(True)
+    small_fetch()
+    ours, floor = scale.interleaved([lambda: in_process(True), small_fetch], max(5, repeats))
+    scale.row(f"g7. in-process Jobs.sync, 1 new change, {size:,}", ours, floor, "s", "git fetch 1 commit")
     out["g7 in-process sync"] = (ours, floor)
+    ours, floor = scale.interleaved([lambda: in_process(False), small_fetch], max(5, repeats))
+    scale.row(f"g7b. the same, an old job's first change, {size:,}", ours, floor, "s", "git fetch 1 commit")
+    out["g7b in-process sync old job"] = (ours, floor)
 
     signer = hub.signers[0]
     fw = FloorWriter(pygit2.Repository(m), signer._key, signer.nid, index=True)
