@@ -275,11 +275,17 @@ def _parallel_gain(scale: Any, m: str, size: int, repeats: int) -> dict[str, tup
 def _sync_and_writes(
     scale: Any, base: Path, hub: Any, m: str, size: int, repeats: int
 ) -> dict[str, tuple[float, float | None]]:
+    node = jobs.Jobs.open(m, signer=hub.signers[0])
+    return {**_syncs(scale, base, hub, node, size, repeats), **_writes(scale, hub, node, m, size, repeats)}
+
+
+def _syncs(
+    scale: Any, base: Path, hub: Any, node: jobs.Jobs, size: int, repeats: int
+) -> dict[str, tuple[float, float | None]]:
     out: dict[str, tuple[float, float | None]] = {}
     a_path = scale.clone(hub.path, base / f"a{size}.git")
     writer = hub.signers[1]
     a = jobs.Jobs.open(a_path, signer=writer, cache=False)
-    node = jobs.Jobs.open(m, signer=hub.signers[0])
     small = str(base / f"small{size}")
     make_commits(small, 1)
     small_copy = base / f"small-copy{size}.git"
@@ -317,7 +323,15 @@ def _sync_and_writes(
     ours, floor = scale.interleaved([lambda: in_process(False), small_fetch], max(5, repeats))
     scale.row(f"g7b. the same, an old job's first change, {size:,}", ours, floor, "s", "git fetch 1 commit")
     out["g7b in-process sync old job"] = (ours, floor)
+    return out
 
+
+def _writes(
+    scale: Any, hub: Any, node: jobs.Jobs, m: str, size: int, repeats: int
+) -> dict[str, tuple[float, float | None]]:
+    out: dict[str, tuple[float, float | None]] = {}
+    counter = iter(range(10**6))
+    n = len(hub.job_ids)
     signer = hub.signers[0]
     fw = FloorWriter(pygit2.Repository(m), signer._key, signer.nid, index=True)
     enc = msgspec.json.Encoder()
