@@ -100,3 +100,33 @@ def test_pending_writes_of_more_threads_than_held_keep_the_index(
         assert c is not None and c.resets == 0
     reader = Jobs(cob.Store(repo))
     assert all(len(reader.get(job.id).runs_of(signer.nid)) == 1 for job in jobs)  # type: ignore[union-attr]
+
+
+def test_a_kept_listing_row_that_fails_its_seal_is_made_again(
+    repo: pygit2.Repository, signer: cob.Signer
+) -> None:
+    """Another user who can write the kept states' file (not read the secret) puts bytes in a
+    job's listing row: the listing is still right, and the row is made again from the state
+    restored with it, not copied into the index to be refolded on every listing."""
+    from cob import keptstates
+    from jobs.jobtype import JOB_TYPE
+
+    writer = Jobs(cob.Store(repo, signer))
+    job = writer.create(head(repo), "build")
+    job.run(URL)
+    other = writer.create(head(repo), "test")  # two: a batch is read from the kept states
+    want = sorted([(job.id, "running", 1), (other.id, "queued", 0)])
+    assert [(j.id, j.state, j.runs) for j in Jobs(cob.Store(repo)).listing()] == want
+    cache = writer.store.cache
+    assert cache is not None
+    states = keptstates.states_path(os.path.dirname(cache.path))
+    db = sqlite3.connect(states)
+    assert db.execute("UPDATE states SET listing = ?", (b"\x00" * 40,)).rowcount == 2
+    db.commit()
+    db.close()
+    keptstates.unlink_all(cache.path)  # the index is gone; the kept states outlive it
+    first = Jobs(cob.Store(repo))
+    assert [(j.id, j.state, j.runs) for j in first.listing()] == want
+    again = cob.Store(repo)
+    found, missing = again._listing_rows(JOB_TYPE, None)
+    assert sorted(i for i, _ in found) == sorted([job.id, other.id]) and missing == []
