@@ -5,7 +5,8 @@ stamp. Recording that at once cost one SQLite transaction per write (0.1-0.3 ms,
 write on a 20-node hub). Instead each write is kept here, in memory, and a run of them is
 written in one transaction: before this process next uses the index (so its own queries see
 its writes), when a run grows past :data:`MAX_PENDING` objects, when more than
-:data:`MAX_HELD` caches hold runs, and when the process exits.
+:data:`MAX_HELD` caches hold runs, and when the process exits — each by the thread that wrote
+it (a cache's SQLite connection is its thread's alone); another thread's runs are left to it.
 
 Nothing is ever seen stale: until a run is written, the stamp stored in the index still names
 this node's old index tip, which differs from the ref, so any other process that queries
