@@ -142,8 +142,9 @@ def read_many(
         ev = statecache.decode(codec, object_id, data, decoders)
         if ev is not None and _usable(ev, tips):
             out[object_id] = ev
-            made = None if row else listing.make_row(codec, secret, ev, key)  # kept before rows
-            restored.append((object_id, statecache.seal(secret, object_id, data), key, row or made, made))
+            # Kept before rows, or bytes that are not one (another user wrote the file): made now
+            made = None if listing.sealed_row(secret, key, row) else listing.make_row(codec, secret, ev, key)
+            restored.append((object_id, statecache.seal(secret, object_id, data), key, made or row, made))
     return out, restored
 
 

@@ -57,6 +57,11 @@ def make_row(codec: Codec, secret: bytes, ev: Evaluation[Any], key: bytes) -> by
     return statecache.seal(secret, _where(key), _encoder.encode(cobtype.listing(ev)))
 
 
+def sealed_row(secret: bytes, key: bytes, sealed: bytes | None) -> bool:
+    """Whether ``sealed`` is a row sealed under ``secret`` for the tips whose key is ``key``."""
+    return bool(sealed) and statecache.unseal(secret, _where(key), sealed or b"") is not None
+
+
 def read_rows(
     db: sqlite3.Connection,
     codec: Codec,
