@@ -19,21 +19,31 @@ import pytest
 from jobs.web.ansi import to_html
 from jobs.web.page import external
 from tests.clirunner import gj
-from tests.conftest import git
+from tests.conftest import git, isolated_env
 from tests.webhelpers import (
     HOSTILE_LOG_LINE,
     HOSTILE_SUBJECT,
     HOSTILE_URL,
     SYNCED_LOG_LINE,
     WebRepo,
+    copy_web_repo,
     make_web_repo,
     serving,
 )
 
 
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> WebRepo:
+    """The world, built once for this module (two nodes' runs take seconds to make)."""
+    root = tmp_path_factory.mktemp("web")
+    with isolated_env(root / "home"):
+        return make_web_repo(root)
+
+
 @pytest.fixture
-def web(tmp_path: Path) -> WebRepo:
-    return make_web_repo(tmp_path)
+def web(pristine: WebRepo, tmp_path: Path) -> WebRepo:
+    """This test's own copy of the world."""
+    return copy_web_repo(pristine, tmp_path / "web")
 
 
 def request(

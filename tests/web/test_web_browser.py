@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.clirunner import gj
+from tests.conftest import isolated_env
 from tests.webhelpers import (
     HOSTILE_LOG_LINE,
     HOSTILE_NAME,
@@ -26,6 +27,7 @@ from tests.webhelpers import (
     HOSTILE_URL,
     SYNCED_LOG_LINE,
     WebRepo,
+    copy_web_repo,
     make_web_repo,
     serving,
 )
@@ -49,9 +51,18 @@ def browser() -> Iterator[Any]:
             b.close()
 
 
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> WebRepo:
+    """The world, built once for this module (two nodes' runs take seconds to make)."""
+    root = tmp_path_factory.mktemp("web")
+    with isolated_env(root / "home"):
+        return make_web_repo(root)
+
+
 @pytest.fixture
-def web(tmp_path: Path) -> WebRepo:
-    return make_web_repo(tmp_path)
+def web(pristine: WebRepo, tmp_path: Path) -> WebRepo:
+    """This test's own copy of the world."""
+    return copy_web_repo(pristine, tmp_path / "web")
 
 
 def _not_pwned(page: Any) -> None:
