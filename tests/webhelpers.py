@@ -81,6 +81,8 @@ def copy_web_repo(repo: WebRepo, dest: Path) -> WebRepo:
     """A private copy of a world built once per module: a test that changes it (records a run,
     serves it) changes only its copy."""
     root = repo.path.parent
+    open_caches = sorted(p.name for p in root.rglob("*.sqlite3-wal"))
+    assert open_caches == [], f"a cache of the world is still open, it could vanish mid-copy: {open_caches}"
     shutil.copytree(root, dest, symlinks=True)
 
     def moved(path: Path) -> Path:

@@ -6,6 +6,7 @@ browser-level checks (script execution, live refresh) are in test_web_browser.py
 
 from __future__ import annotations
 
+import gc
 import http.client
 import json
 import re
@@ -37,7 +38,9 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> WebRepo:
     """The world, built once for this module (two nodes' runs take seconds to make)."""
     root = tmp_path_factory.mktemp("web")
     with isolated_env(root / "home"):
-        return make_web_repo(root)
+        world = make_web_repo(root)
+    gc.collect()  # close the builder's cache connections now, not while a test copies the files
+    return world
 
 
 @pytest.fixture
