@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tests.sourceless  # noqa: F401  (first: the package under test is the installed one)
 
+import contextlib
 import functools
 import shutil
 import subprocess
@@ -50,7 +51,19 @@ def pytest_report_header() -> str:
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path_factory.mktemp("home")
+    return _isolate(tmp_path_factory.mktemp("home"), monkeypatch)
+
+
+@contextlib.contextmanager
+def isolated_env(home: Path) -> Iterator[Path]:
+    """What `isolated_home` sets up, for a fixture wider than one test (a world built once per
+    module): the environment is restored at the end of the block."""
+    home.mkdir(parents=True, exist_ok=True)
+    with pytest.MonkeyPatch.context() as mp:
+        yield _isolate(home, mp)
+
+
+def _isolate(home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (home / ".gitconfig").write_text(
         "[user]\n\tname = Test User\n\temail = test@example.invalid\n"
         "[init]\n\tdefaultBranch = main\n"

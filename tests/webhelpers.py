@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -73,6 +75,20 @@ def make_web_repo(root: Path) -> WebRepo:
     git(path, "commit", "-q", "-am", "invalid definitions")
     bad = git(path, "rev-parse", "HEAD").strip()
     return WebRepo(path, key_a, key_b, nid_a, nid_b, head, bad)
+
+
+def copy_web_repo(repo: WebRepo, dest: Path) -> WebRepo:
+    """A private copy of a world built once per module: a test that changes it (records a run,
+    serves it) changes only its copy."""
+    root = repo.path.parent
+    open_caches = sorted(p.name for p in root.rglob("*.sqlite3-wal"))
+    assert open_caches == [], f"a cache of the world is still open, it could vanish mid-copy: {open_caches}"
+    shutil.copytree(root, dest, symlinks=True)
+
+    def moved(path: Path) -> Path:
+        return dest / path.relative_to(root)
+
+    return dataclasses.replace(repo, path=moved(repo.path), key_a=moved(repo.key_a), key_b=moved(repo.key_b))
 
 
 def _node_b_publishes(root: Path, path: Path, head: str, key_a: Path, key_b: Path) -> None:

@@ -25,6 +25,7 @@ import jobs
 from cob import recovery, sigrefs, sshsig
 from cob.change import Codec, commit_buffer, write_change, write_merge
 from cob.evaluate import evaluate
+from jobs import logs
 from jobs.sync import Publication
 from tests.clirunner import GIT_JOBS, env_with, gj, ok
 from tests.conftest import git, init_repo
@@ -124,7 +125,8 @@ def test_two_live_copies_of_one_key_converge_through_one_hub(tmp_path: Path) -> 
     every acknowledged run is on every replica, and a peer that followed along took every
     index as a fast-forward (it never refused this node's index)."""
     hub = _hub(tmp_path)
-    key = cob.Signer.generate().save(tmp_path / "node.key")
+    signer = cob.Signer.generate()
+    key = signer.save(tmp_path / "node.key")
     nid = ok(tmp_path, "whoami", "--nid", key=key).line
     a, b, peer = (_clone(tmp_path, hub, n) for n in ("a", "b", "peer"))
     shared = ok(a, "create", "HEAD", "--name", "test", key=key).line
@@ -135,9 +137,9 @@ def test_two_live_copies_of_one_key_converge_through_one_hub(tmp_path: Path) -> 
     refused: list[object] = []  # the peer's refusals of this node's index
     for round_ in range(4):
         for name, copy in (("a", a), ("b", b)):
-            acked.add(_copy_op(copy, key, shared, f"{name}{round_}"))
-            own = ok(copy, "create", "HEAD~1", "--name", f"{name}{round_}", key=key).line
-            acked.add(_copy_op(copy, key, own, f"{name}{round_}own"))
+            acked.add(_api_op(copy, signer, shared, f"{name}{round_}"))
+            own = _api_store(copy, signer).create("HEAD~1", f"{name}{round_}").id
+            acked.add(_api_op(copy, signer, own, f"{name}{round_}own"))
         for copy in (b, a) if round_ % 2 else (a, b):  # either copy syncs first
             report = gj(copy, "sync", "--json", key=key)
             syncs.append((report.code, report.json.get("published")))
@@ -145,7 +147,7 @@ def test_two_live_copies_of_one_key_converge_through_one_hub(tmp_path: Path) -> 
         refused.extend(r for r in got["refused"] if nid in r["ref"])
     for round_ in range(4, 6):  # both copies sync at the same moment: one loses the race
         for name, copy in (("a", a), ("b", b)):
-            acked.add(_copy_op(copy, key, shared, f"{name}{round_}"))
+            acked.add(_api_op(copy, signer, shared, f"{name}{round_}"))
         racing = [
             subprocess.Popen(
                 [GIT_JOBS, "sync", "--json"],
@@ -169,15 +171,38 @@ def test_two_live_copies_of_one_key_converge_through_one_hub(tmp_path: Path) -> 
     every = {}
     for where in (a, b, peer):
         ok(where, "sync", key=key if where != peer else None)
-        every[where.name] = {run for j in ok(where, "list", "--json").json for run in _runs(where, j["id"])}
+        listed = {j["id"] for j in ok(where, "list", "--json").json}
+        every[where.name] = {run for job in listed for run in _hub_runs(where, job)}
     for name, runs in every.items():
         assert acked <= runs, (name, acked - runs)
-    for run in acked:  # and every log, verified against its signed finish, on every replica
-        for where in (a, b, peer):
-            assert gj(where, "logs", run).out.startswith("log of "), (where.name, run)
+    for where in (a, b, peer):  # and every log, verified against its signed finish, on every replica
+        store = jobs.Jobs.open(str(where), cache=False)
+        for run in acked:
+            found = logs.locate(store, run)
+            got_log = logs.read(store.repo, found.nid, found.run_id, found.run)
+            assert got_log.status is logs.LogStatus.SHOWN, (where.name, run, got_log)
+            assert got_log.data is not None and got_log.data.startswith(b"log of "), (where.name, run)
     assert acked <= {r for j in jobs.Jobs.open(str(hub), cache=False).all() for r in _hub_runs(hub, j.id)}
     tip = git(hub, "rev-parse", cob.index_ref(nid)).strip()
     assert sigrefs.read_tip(pygit2.Repository(str(peer)), nid) == tip
+    assert gj(peer, "logs", sorted(acked)[0]).out.startswith("log of ")  # and the CLI shows one
+
+
+def _api_store(path: Path, signer: cob.Signer) -> jobs.Jobs:
+    """This copy's store, opened afresh as each CLI command opens it."""
+    return jobs.Jobs.open(str(path), signer)
+
+
+def _api_op(path: Path, signer: cob.Signer, job: str, tag: str) -> str:
+    """What `_copy_op` does through the CLI, in-process (the setup of the sync test): a run
+    started and finished with its log published in this month's bucket."""
+    store = _api_store(path, signer)
+    mut = store.resolve_mut(job)
+    run = mut.run(f"https://ci.example/{tag}")
+    blob = logs.publish(store.repo, signer, run, f"log of {tag}\n".encode())
+    assert blob is not None
+    mut.finish(run, "succeeded", log_blob=blob)
+    return str(run)
 
 
 def _refusing_hub(hub: Path) -> None:

@@ -1,9 +1,9 @@
 """Trust as a maintainer relies on it: whose results count, and what "passed" means.
 
 Every test goes through the installed `git-jobs` script and a real bare hub (a path): volunteer
-nodes record runs in their own clones and sync them through the hub; the maintainer syncs and
-asks `status`, whose exit code is the merge gate. The policy lives in `.git-jobs.toml` on the
-hub's default branch — never in the commit under test.
+nodes record runs in their own clones (through the library, in-process) and sync them through
+the hub; the maintainer syncs and asks `status`, whose exit code is the merge gate. The policy
+lives in `.git-jobs.toml` on the hub's default branch — never in the commit under test.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import cob
+import jobs
 from tests.clirunner import gj, ok, user_error
 from tests.conftest import git, init_repo
 
@@ -74,10 +75,11 @@ class Project:
     def record(self, node: str, sha: str, name: str, *reasons: str) -> None:
         """``node`` runs job ``name`` on ``sha`` once per reason, and syncs with the hub."""
         path, key = self.clone(node), self.keys[node]
-        job = ok(path, "create", sha, "--name", name, key=key).line
+        # In-process, as the node's own process writes (the CLI's create/run/finish have their
+        # own tests); what is under test here is what the sync carries and `status` reads.
+        job = jobs.Jobs.open(str(path), cob.Signer.from_file(key)).create(sha, name)
         for i, reason in enumerate(reasons):
-            run = ok(path, "run", job, "--log", f"https://ci.example/{node}/{name}/{i}", key=key).line
-            ok(path, "finish", job, run, reason, key=key)
+            job.finish(job.run(f"https://ci.example/{node}/{name}/{i}"), reason)
         ok(path, "sync", key=key)
 
     def maintainer(self) -> Path:

@@ -9,6 +9,7 @@ name, log URL, log line or commit subject ever runs a script (each payload would
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.clirunner import gj
+from tests.conftest import isolated_env
 from tests.webhelpers import (
     HOSTILE_LOG_LINE,
     HOSTILE_NAME,
@@ -26,6 +28,7 @@ from tests.webhelpers import (
     HOSTILE_URL,
     SYNCED_LOG_LINE,
     WebRepo,
+    copy_web_repo,
     make_web_repo,
     serving,
 )
@@ -49,9 +52,20 @@ def browser() -> Iterator[Any]:
             b.close()
 
 
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> WebRepo:
+    """The world, built once for this module (two nodes' runs take seconds to make)."""
+    root = tmp_path_factory.mktemp("web")
+    with isolated_env(root / "home"):
+        world = make_web_repo(root)
+    gc.collect()  # close the builder's cache connections now, not while a test copies the files
+    return world
+
+
 @pytest.fixture
-def web(tmp_path: Path) -> WebRepo:
-    return make_web_repo(tmp_path)
+def web(pristine: WebRepo, tmp_path: Path) -> WebRepo:
+    """This test's own copy of the world."""
+    return copy_web_repo(pristine, tmp_path / "web")
 
 
 def _not_pwned(page: Any) -> None:
