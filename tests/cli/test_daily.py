@@ -399,7 +399,8 @@ def test_the_node_runs_jobs_notify_when_a_verdict_it_works_on_changes(world: Wor
     )
     change = json.loads(inbox.read_text().splitlines()[0])
     assert (change["commit"], change["previous"], change["outcome"]) == (sha, "pending", "succeeded")
-    assert f"worker:notify notified {sha[:12]} pending -> succeeded" in world.node_log(path)
+    said = f"worker:notify notified {sha[:12]} pending -> succeeded"  # logged once the command exits
+    wait_for(lambda: said in world.node_log(path), 30, "the notify line", lambda: world.node_log(path))
 
 
 @pytest.mark.slow
