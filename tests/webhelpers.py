@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import re
 import shutil
@@ -21,7 +22,7 @@ import jobs
 from cob.change import Codec, write_change
 
 from .clirunner import GIT_JOBS, gj
-from .conftest import git, init_repo
+from .conftest import git, init_repo, isolated_env
 
 # Each payload sets window.__pwned if it ever runs; the browser test checks it never does.
 HOSTILE_LOG_LINE = "<img src=x onerror=window.__pwned=1><script>window.__pwned=2</script>"
@@ -75,6 +76,15 @@ def make_web_repo(root: Path) -> WebRepo:
     git(path, "commit", "-q", "-am", "invalid definitions")
     bad = git(path, "rev-parse", "HEAD").strip()
     return WebRepo(path, key_a, key_b, nid_a, nid_b, head, bad)
+
+
+def pristine_web_repo(root: Path) -> WebRepo:
+    """The world, built once per test module (two nodes' runs take seconds to make); each test
+    works on a :func:`copy_web_repo` of it."""
+    with isolated_env(root / "home"):
+        world = make_web_repo(root)
+    gc.collect()  # close the builder's cache connections now, not while a test copies the files
+    return world
 
 
 def copy_web_repo(repo: WebRepo, dest: Path) -> WebRepo:

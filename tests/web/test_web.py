@@ -6,7 +6,6 @@ browser-level checks (script execution, live refresh) are in test_web_browser.py
 
 from __future__ import annotations
 
-import gc
 import http.client
 import json
 import re
@@ -20,7 +19,7 @@ import pytest
 from jobs.web.ansi import to_html
 from jobs.web.page import external
 from tests.clirunner import gj
-from tests.conftest import git, isolated_env
+from tests.conftest import git
 from tests.webhelpers import (
     HOSTILE_LOG_LINE,
     HOSTILE_SUBJECT,
@@ -28,19 +27,14 @@ from tests.webhelpers import (
     SYNCED_LOG_LINE,
     WebRepo,
     copy_web_repo,
-    make_web_repo,
+    pristine_web_repo,
     serving,
 )
 
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> WebRepo:
-    """The world, built once for this module (two nodes' runs take seconds to make)."""
-    root = tmp_path_factory.mktemp("web")
-    with isolated_env(root / "home"):
-        world = make_web_repo(root)
-    gc.collect()  # close the builder's cache connections now, not while a test copies the files
-    return world
+    return pristine_web_repo(tmp_path_factory.mktemp("web"))
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ name, log URL, log line or commit subject ever runs a script (each payload would
 
 from __future__ import annotations
 
-import gc
 import os
 import shutil
 from collections.abc import Iterator
@@ -19,7 +18,6 @@ from typing import Any
 import pytest
 
 from tests.clirunner import gj
-from tests.conftest import isolated_env
 from tests.webhelpers import (
     HOSTILE_LOG_LINE,
     HOSTILE_NAME,
@@ -29,7 +27,7 @@ from tests.webhelpers import (
     SYNCED_LOG_LINE,
     WebRepo,
     copy_web_repo,
-    make_web_repo,
+    pristine_web_repo,
     serving,
 )
 
@@ -54,12 +52,7 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> WebRepo:
-    """The world, built once for this module (two nodes' runs take seconds to make)."""
-    root = tmp_path_factory.mktemp("web")
-    with isolated_env(root / "home"):
-        world = make_web_repo(root)
-    gc.collect()  # close the builder's cache connections now, not while a test copies the files
-    return world
+    return pristine_web_repo(tmp_path_factory.mktemp("web"))
 
 
 @pytest.fixture
