@@ -105,6 +105,17 @@ def _latest(data: dict[str, Any], name: str) -> list[dict[str, Any]]:
     return [c for c in job["latest"] if c["counted"]]
 
 
+def _all_done(day: Day, rev: str, data: dict[str, Any], text: str) -> tuple[int, dict[str, Any], str]:
+    """Rounds until no job of ``rev`` is left to run (bounded): a failed verdict is final at
+    once, while the commit's other jobs may still be expected or running."""
+    code, deadline = 1, time.monotonic() + 120
+    while set(data["counts"]) - {"succeeded", "failed"}:
+        assert time.monotonic() < deadline, f"{rev} still has jobs to run:\n{text}"
+        day.round("alice", "bob")
+        code, data, text = day.status(rev)
+    return code, data, text
+
+
 def _airgap(day: Day, name: str) -> Path:
     path = day.tmp / name
     path.mkdir()
@@ -209,6 +220,8 @@ def test_a_maintainers_day_the_evidence_is_right(day: Day) -> None:
     # fails it. The gate says failed (exit 1), and so does its bundle.
     low = day.push("more targets, less coverage", **{"targets": "x86 arm riscv\n", "coverage-arm": "72\n"})
     code, data, text = day.settle(low, "alice", "bob")
+    assert (code, data["outcome"]) == (1, "failed"), text
+    code, data, text = _all_done(day, low, data, text)  # failure wins at once; the rest still run
     assert (code, data["outcome"]) == (1, "failed"), text
     assert text.splitlines()[-1].startswith("failed"), text
     cells = {"cover (target=x86)": "passed", "cover (target=arm)": "failed", "cover (target=riscv)": "passed"}
