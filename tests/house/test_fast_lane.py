@@ -31,8 +31,7 @@ from pathlib import Path
 
 import pytest
 
-import cob
-import jobs
+from tests.house.test_layers import _modules
 
 TESTS = Path(__file__).resolve().parents[1]
 ROOT = TESTS.parent
@@ -63,14 +62,7 @@ def _test_files() -> set[str]:
 
 def _library() -> dict[str, tuple[Path, bool]]:
     """Every module of the installed `cob` and `jobs`: ``{name: (path, is_package)}``."""
-    found: dict[str, tuple[Path, bool]] = {}
-    for package in (cob, jobs):
-        top = Path(package.__file__ or "").parent
-        for path in top.rglob("*.py"):
-            parts = [top.name, *path.relative_to(top).with_suffix("").parts]
-            is_package = parts[-1] == "__init__"
-            found[".".join(parts[:-1] if is_package else parts)] = (path, is_package)
-    return found
+    return _modules()
 
 
 @functools.cache

@@ -21,17 +21,22 @@ from tests.conftest import git, init_repo
 POLICY = '[policy]\nnodes = { "z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK" = "alice" }\n'
 
 
-def _node_cloned_before_the_first_push(tmp_path: Path) -> Path:
-    hub = tmp_path / "hub.git"
-    init_repo(hub, bare=True)
-    node = tmp_path / "node"
-    git(tmp_path, "clone", "-q", str(hub), str(node))  # "You appear to have cloned an empty repository"
+def _maintainer_pushes_the_policy(tmp_path: Path, hub: Path) -> None:
+    """The maintainer's first push: a commit whose `.git-jobs.toml` holds the policy."""
     maintainer = tmp_path / "maintainer"
     init_repo(maintainer)
     (maintainer / ".git-jobs.toml").write_text(POLICY)
     git(maintainer, "add", ".git-jobs.toml")
     git(maintainer, "commit", "-q", "-m", "ci")
     git(maintainer, "push", "-q", str(hub), "HEAD:main")
+
+
+def _node_cloned_before_the_first_push(tmp_path: Path) -> Path:
+    hub = tmp_path / "hub.git"
+    init_repo(hub, bare=True)
+    node = tmp_path / "node"
+    git(tmp_path, "clone", "-q", str(hub), str(node))  # "You appear to have cloned an empty repository"
+    _maintainer_pushes_the_policy(tmp_path, hub)
     git(node, "fetch", "-q", "origin")
     return node
 
@@ -63,12 +68,7 @@ def test_a_sync_of_a_node_cloned_from_an_empty_hub_fetches_the_hubs_policy(tmp_p
     git(tmp_path, "clone", "-q", str(hub), str(node))
     repo = pygit2.Repository(str(node))
     assert fetch_policy(repo, "origin") is None  # the hub is still empty: nothing to say
-    maintainer = tmp_path / "maintainer"
-    init_repo(maintainer)
-    (maintainer / ".git-jobs.toml").write_text(POLICY)
-    git(maintainer, "add", ".git-jobs.toml")
-    git(maintainer, "commit", "-q", "-m", "ci")
-    git(maintainer, "push", "-q", str(hub), "HEAD:main")
+    _maintainer_pushes_the_policy(tmp_path, hub)
     assert fetch_policy(repo, "origin") is None  # no `git fetch` by anyone: the sync's own
     source = policy_ref(pygit2.Repository(str(node)))
     assert source is not None and source.ref == "refs/remotes/origin/main"
