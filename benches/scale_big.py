@@ -23,6 +23,8 @@ g6b. ``git jobs status REV`` in a new process with its index (what a user's call
 g7. in-process ``Jobs.sync`` of one new change (a node's daemon) on a job the writer changed
     just before (its other changes are recent: CI on a new commit); floor: a one-commit ``git
     fetch`` between two small repositories (both over file paths).
+g7n. g7 with the hub served by ``git daemon`` on 127.0.0.1 (git lists and fetches; a hub on a
+    local path is read in place, cob.sync.localhub); floor: the same fetch over ``git://``.
 g7b. the same for the writer's first change on an old job (its parents, the job's changes from
     every node, were written long before: git's negotiation walks back to them).
 g8. one write (``job.run``) on the hub's 20-namespace clone, in-process; floor:
@@ -55,6 +57,7 @@ from gen import T0, make_commits, new_uuid7
 import cob
 import jobs
 from cob import parallel
+from tests.gitdaemon import GitDaemon
 
 FILES = ("git-jobs-index.sqlite3", "git-jobs-index.sqlite3-wal", "git-jobs-index.sqlite3-shm")
 SET_FILES = ("git-jobs-verified", "git-jobs-secret")
@@ -293,7 +296,7 @@ def _syncs(
     counter = iter(range(10**6))
     n = len(hub.job_ids)
 
-    def in_process(hot: bool) -> float:
+    def in_process(hot: bool, remote: str = hub.path) -> float:
         i = next(counter)
         if hot:  # one of 4 jobs `a` wrote just before: CI on a new commit
             job = a.get_mut(hub.job_ids[n - 1 - i % 4])
@@ -303,16 +306,16 @@ def _syncs(
         job.run(f"https://a.example/{i}")
         assert a.sync(hub.path, fetch=False).ok
         t = time.perf_counter()
-        report = node.sync(hub.path)
+        report = node.sync(remote)
         elapsed = time.perf_counter() - t
         assert report.ok and report.fetched, report.summary()
         return elapsed
 
-    def small_fetch() -> float:
+    def small_fetch(remote: str = small) -> float:
         tree = scale.git("rev-parse", "main^{tree}", cwd=small)
         new = scale.git("commit-tree", tree, "-p", "main", "-m", f"c{next(counter)}", cwd=small)
         scale.git("update-ref", "refs/heads/main", new, cwd=small)
-        return float(scale.timed(["git", "fetch", "-q", small, "refs/heads/*:refs/heads/*"], small_copy))
+        return float(scale.timed(["git", "fetch", "-q", remote, "refs/heads/*:refs/heads/*"], small_copy))
 
     for _ in range(5):  # the 4 hot jobs written once, and git's first fetch
         in_process(True)
@@ -323,6 +326,16 @@ def _syncs(
     ours, floor = scale.interleaved([lambda: in_process(False), small_fetch], max(5, repeats))
     scale.row(f"g7b. the same, an old job's first change, {size:,}", ours, floor, "s", "git fetch 1 commit")
     out["g7b in-process sync old job"] = (ours, floor)
+    with GitDaemon(base) as daemon:  # g7n: both over git:// on loopback
+        hub_url = daemon.url(os.path.relpath(hub.path, base))
+        small_url = daemon.url(os.path.relpath(small, base))
+        in_process(True, hub_url)
+        small_fetch(small_url)
+        ours, floor = scale.interleaved(
+            [lambda: in_process(True, hub_url), lambda: small_fetch(small_url)], max(5, repeats)
+        )
+    scale.row(f"g7n. g7 over git daemon, {size:,}", ours, floor, "s", "git fetch 1 commit, git://")
+    out["g7n in-process sync over git daemon"] = (ours, floor)
     return out
 
 

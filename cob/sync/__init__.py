@@ -15,6 +15,9 @@ ref decision itself, in-process:
   moves an entry back, or is malformed). These checks read only what is new. Only the objects
   of accepted tips leave the quarantine. Local refs move only by compare-and-swap; nothing is
   ever force-updated.
+* **A hub on a local path** is read in place (:mod:`cob.sync.localhub`): listed without
+  ``ls-remote``, its objects borrowed by the quarantine instead of fetched, when nothing could
+  make git's answer differ; otherwise git runs as for any remote.
 * **Push** sends the node's own namespace only (its index ref), never forced; git's own
   rejections (non-fast-forward, hooks) come back as refusals.
 * **Ref families** (:mod:`cob.family`, e.g. run-log buckets) ride along in the same listing,

@@ -29,6 +29,7 @@ from .checks import (
 )
 from .limits import Limits
 from .listing import _gitdir, _listing, _owner, _pruned
+from .localhub import local_hub
 from .quarantine import _clean_stale, _Quarantine
 from .results import FETCH, REMEMBERED_KINDS, FetchResult, RefUpdate, Refusal, RefusalKind
 
@@ -69,9 +70,10 @@ def fetch(
     _clean_stale(repo, timeout)
     memory = RefusedMemory(_gitdir(repo))
     trust = None if trusted is None else {*trusted, *([own_nid] if own_nid else [])}
-    with _Quarantine(repo, timeout, idle, own_nid, trust) as q:
+    hub = local_hub(repo, remote)
+    with _Quarantine(repo, timeout, idle, own_nid, trust, hub) as q:
         for attempt in range(3):
-            listed, ignored = _listing(repo, remote, typenames, timeout, idle, families, own_nid or "")
+            listed, ignored = _listing(repo, remote, typenames, timeout, idle, families, own_nid or "", hub)
             followed = _followed(listed, namespaces, own_nid, families)
             result = FetchResult(remote_refs=listed, skipped=len(listed) - len(followed), ignored=ignored)
             candidates = _screen(repo, result, followed, own_nid, limits, families, memory, trust)

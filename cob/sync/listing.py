@@ -13,6 +13,7 @@ from ..refs import NAMESPACES, common_dir, is_oid, parse_ref
 from ..sigrefs import (
     parse_index_ref,
 )
+from .localhub import listed, local_hub
 
 
 def _gitdir(repo: pygit2.Repository) -> str:
@@ -31,7 +32,7 @@ def ls_remote(
 ) -> dict[str, str]:
     """{ref: oid} of the remote's cob refs (of ``typenames``, or of every type), and of
     ``families`` (every leaf, pruned ones too: push deletes our own)."""
-    return _listing(repo, remote, typenames, timeout, idle, families, None)[0]
+    return _listing(repo, remote, typenames, timeout, idle, families, None, local_hub(repo, remote))[0]
 
 
 def _listing(
@@ -42,23 +43,19 @@ def _listing(
     idle: float | None,
     families: tuple[RefFamily, ...],
     legacy_of: str | None,
+    hub: pygit2.Repository | None = None,
 ) -> tuple[dict[str, str], int]:
     """:func:`ls_remote`, and how many listed refs were ignored. ``legacy_of``: keep per-object
     refs (the layout before the index) of that namespace only — the only ones a sync uses (our
     own, for push to delete) — so a hub's 200,000 old-layout refs cost a line each, not a
     parse, a dict entry and a check each. (Git's ``ls-remote`` sends no protocol v2
-    ``ref-prefix`` for a pattern, so the remote still sends every name under the prefix.)"""
+    ``ref-prefix`` for a pattern, so the remote still sends every name under the prefix.)
+    ``hub``: the remote opened in place (:mod:`cob.sync.localhub`), read without git."""
     _check_remote(remote)
-    res = run_git(
-        _gitdir(repo), ["ls-remote", "--refs", remote, NAMESPACES + "*"], timeout=timeout, idle=idle
-    )
-    if res.returncode != 0:
-        raise TransportError(f"cannot list {describe(remote)}: {first_error(res.stderr)}")
     out: dict[str, str] = {}
     ignored = 0
     own_legacy = None if legacy_of is None else f"{NAMESPACES}{legacy_of}/refs/cobs/"
-    for line in res.stdout.splitlines():
-        oid, _, name = line.partition("\t")
+    for oid, name in _lines(repo, remote, timeout, idle) if hub is None else listed(hub):
         if own_legacy is not None and "/refs/cobs/" in name and not name.startswith(own_legacy):
             ignored += 1  # another node's per-object ref: never fetched
             continue
@@ -77,6 +74,18 @@ def _listing(
             continue
         out[name] = oid
     return out, ignored
+
+
+def _lines(
+    repo: pygit2.Repository, remote: str, timeout: float | None, idle: float | None
+) -> list[tuple[str, str]]:
+    """(oid, name) of the remote's refs under ``refs/namespaces/``, listed by ``git ls-remote``."""
+    res = run_git(
+        _gitdir(repo), ["ls-remote", "--refs", remote, NAMESPACES + "*"], timeout=timeout, idle=idle
+    )
+    if res.returncode != 0:
+        raise TransportError(f"cannot list {describe(remote)}: {first_error(res.stderr)}")
+    return [(oid, name) for oid, _, name in (line.partition("\t") for line in res.stdout.splitlines())]
 
 
 def _check_remote(remote: str) -> None:

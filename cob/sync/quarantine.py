@@ -25,6 +25,7 @@ from .checks import (
 )
 from .limits import Limits
 from .listing import _gitdir, _owner
+from .localhub import objects_dir
 from .results import FETCH, FetchResult, Refusal, RefusalKind
 
 QUARANTINE = "quarantine"  # <gitdir>/<layout prefix>-quarantine/<pid>-<hex>/: see _Quarantine
@@ -69,8 +70,10 @@ class _Quarantine:
         idle: float | None,
         own_nid: str | None = None,
         trust: set[str] | None = None,
+        hub: pygit2.Repository | None = None,
     ) -> None:
         self.repo = repo
+        self.hub = hub  # the remote, opened in place (cob.sync.localhub): borrowed, not fetched
         self.own_nid = own_nid
         self.trust = trust
         self.timeout = timeout
@@ -92,16 +95,17 @@ class _Quarantine:
         with contextlib.suppress(OSError):
             os.rmdir(os.path.dirname(self.gitdir))
 
-    def _create(self) -> None:
+    def _create(self, borrowed: str | None = None) -> None:
         """The smallest bare repository git accepts, written by hand: ``git init`` copies its
-        templates (sample hooks), which cost more to create and delete than a small fetch."""
+        templates (sample hooks), which cost more to create and delete than a small fetch.
+        ``borrowed``: a local hub's object directory, read through ``alternates`` too."""
         if os.path.isdir(self.gitdir):
             return
         main = os.path.abspath(_gitdir(self.repo))
         os.makedirs(os.path.join(self.gitdir, "objects", "info"))
         os.makedirs(os.path.join(self.gitdir, "refs"))
         with open(os.path.join(self.gitdir, "objects", "info", "alternates"), "w") as f:
-            f.write(os.path.join(main, "objects") + "\n")
+            f.write(os.path.join(main, "objects") + "\n" + (f"{borrowed}\n" if borrowed else ""))
         with open(os.path.join(self.gitdir, "HEAD"), "w") as f:
             f.write("ref: refs/heads/main\n")
         # The repository's own config first (remote names, insteadOf, credential helpers),
@@ -122,6 +126,8 @@ class _Quarantine:
         """Download ``wanted`` into the quarantine; False when a ref vanished (list again).
         ``haves``: the tips this repository holds of the refs the remote lists (what git
         tells the remote we have)."""
+        if self.hub is not None and self._borrow(wanted):
+            return True
         self._create()
         self._write_haves(haves)
         names = sorted(wanted)
@@ -146,6 +152,23 @@ class _Quarantine:
             target = _local_target(scratch, self._staging[name])
             if target is not None:
                 self.staged[name] = target
+        return True
+
+    def _borrow(self, wanted: Mapping[str, str]) -> bool:
+        """Take ``wanted`` from the local hub in place (:mod:`cob.sync.localhub`): the
+        quarantine reads the hub's objects too. What the tips reach and this repository lacks
+        must all be there, within the copy's bounds; otherwise (False) the quarantine is made
+        again without the hub, and git fetches."""
+        assert self.hub is not None
+        self._create(objects_dir(self.hub))
+        names = sorted(wanted)
+        if not _reached(self.scratch(), self.repo, [wanted[n] for n in names]):
+            self.hub = None
+            self.__exit__()
+            return False
+        staging = layout.current().staging_refs
+        self._staging = {n: f"{staging}{i}" for i, n in enumerate(names)}
+        self.staged.update(wanted)
         return True
 
     def _write_haves(self, haves: Iterable[str]) -> None:
@@ -207,6 +230,9 @@ class _Quarantine:
         cost more than the first), else by a local fetch."""
         if not passed or self._copy_reached(passed.values()):
             return
+        scratch = self.scratch()
+        for name in sorted(passed):  # git fetches by name; a borrowing quarantine has no refs
+            scratch.references.create(self._staging[name], passed[name], force=True)
         lines = "".join(f"{self._staging[n]}\n" for n in sorted(passed))
         res = run_git(
             _gitdir(self.repo),
@@ -235,15 +261,40 @@ MAX_COPIED_OBJECTS = 2_000  # beyond this many new objects, or bytes, migrate() 
 MAX_COPIED_BYTES = 1 << 20
 
 
+def _reached(scratch: pygit2.Repository, main: pygit2.Repository, tips: Iterable[str]) -> bool:
+    """Whether every object ``tips`` reach that ``main`` lacks is in ``scratch``, within
+    :func:`_copy_objects`' bounds: the connectivity check ``git fetch`` makes, for objects
+    borrowed rather than received."""
+    try:
+        return _walk(scratch, main, tips) is not None
+    except (KeyError, ValueError, pygit2.GitError):
+        return False
+
+
 def _copy_objects(scratch: pygit2.Repository, main: pygit2.Repository, tips: Iterable[str]) -> bool:
     """Copy into ``main`` every object ``tips`` reach in ``scratch`` that ``main`` lacks; False
     (having copied nothing) when that is more than :data:`MAX_COPIED_OBJECTS` objects or
     :data:`MAX_COPIED_BYTES` bytes. A commit or tree ``main`` already has is not entered: what
     it reaches is there too (git's own assumption), which holds because every object is
     written after everything it names (a crash midway leaves no commit without its parents)."""
+    roots = [pygit2.Oid(hex=t) for t in tips]
+    children = _walk(scratch, main, roots)
+    if children is None:
+        return False
+    for oid in _dependencies_first(roots, children):
+        kind, data = scratch.odb.read(oid)
+        main.odb.write(kind, data)
+    return True
+
+
+def _walk(
+    scratch: pygit2.Repository, main: pygit2.Repository, tips: Iterable[str | pygit2.Oid]
+) -> dict[pygit2.Oid, list[pygit2.Oid]] | None:
+    """{object: the objects it names} of what ``tips`` reach in ``scratch`` and ``main``
+    lacks; None beyond :data:`MAX_COPIED_OBJECTS` objects or :data:`MAX_COPIED_BYTES` bytes.
+    KeyError: an object is missing."""
     children: dict[pygit2.Oid, list[pygit2.Oid]] = {}
-    stack = [pygit2.Oid(hex=t) for t in tips]
-    roots = list(stack)
+    stack = [t if isinstance(t, pygit2.Oid) else pygit2.Oid(hex=t) for t in tips]
     budget = MAX_COPIED_BYTES
     while stack:
         oid = stack.pop()
@@ -252,7 +303,7 @@ def _copy_objects(scratch: pygit2.Repository, main: pygit2.Repository, tips: Ite
         kind, size = scratch.odb.read_header(oid)  # from the header: a big blob is never inflated
         budget -= size
         if len(children) >= MAX_COPIED_OBJECTS or budget < 0:
-            return False
+            return None
         named: list[pygit2.Oid] = []
         if kind != pygit2.enums.ObjectType.BLOB:
             obj = scratch[oid]
@@ -262,10 +313,7 @@ def _copy_objects(scratch: pygit2.Repository, main: pygit2.Repository, tips: Ite
                 named = [e.id for e in obj if e.filemode != pygit2.enums.FileMode.COMMIT]
         children[oid] = named
         stack.extend(named)
-    for oid in _dependencies_first(roots, children):
-        kind, data = scratch.odb.read(oid)
-        main.odb.write(kind, data)
-    return True
+    return children
 
 
 def _dependencies_first(

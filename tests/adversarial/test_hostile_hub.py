@@ -22,11 +22,16 @@ from tests.stress.common import git
 from tests.stress.hostile import Arena, forge, forge_index, ops_bytes, tree_of
 
 
-@pytest.fixture
-def arena(tmp_path: Path) -> Iterator[Arena]:
+@pytest.fixture(params=["git daemon", "path"])
+def arena(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Arena]:
+    """The hub served by ``git daemon`` on loopback (git lists and fetches), or on a local
+    path (read in place: cob.sync.localhub): every attack is replayed through both."""
     served = tmp_path / "served"
     served.mkdir()
     git(tmp_path, "init", "-q", "--bare", str(served / "hub.git"))
+    if request.param == "path":
+        yield Arena(tmp_path / "arena", str(served / "hub.git"))
+        return
     with GitDaemon(served) as daemon:
         yield Arena(tmp_path / "arena", daemon.url("hub.git"))
 
