@@ -3,11 +3,13 @@ badges, schedules, shell completion and ``python -m jobs`` — through the insta
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import xml.etree.ElementTree as ET
@@ -22,6 +24,7 @@ import cob
 import jobs
 import jobs.identity
 from jobs import Jobs
+from jobs.node import Node
 from jobs.node.schedule import ScheduleError, Scheduler, load_schedules
 from tests.clirunner import GIT_JOBS, gj
 from tests.conftest import git, init_repo
@@ -403,21 +406,49 @@ def test_the_node_runs_jobs_notify_when_a_verdict_it_works_on_changes(world: Wor
     wait_for(lambda: said in world.node_log(path), 30, "the notify line", lambda: world.node_log(path))
 
 
-@pytest.mark.slow
 def test_the_node_runs_a_scheduled_job_at_its_time(world: World) -> None:
-    """A real node and the real clock: `* * * * *` fires at the next minute (up to 60 s)."""
-    every_minute = SCHEDULED.replace("0 3 * * *", "* * * * *")
-    sha = publish(world, every_minute)
-    path, signer, key = world.node_repo("alice")
-    world.start_node(path, key)
+    """The real node (in-process, so the test is its clock: ``Node.clock``) fires ``0 3 * * *``
+    once the clock passes 03:00, not before, and once: the scheduled job runs again, only it."""
+    sha = publish(world, SCHEDULED)
+    path, _, key = world.node_repo("alice")
+    signer = cob.Signer.from_file(key)
+    now = [_at("02:59:00")]
+    stream = io.StringIO()
+    node = Node(str(path), signer, ["origin"], 0.2, stream=stream, clock=lambda: now[0])
+    thread = threading.Thread(target=node.run, daemon=True)
+    thread.start()
 
     def tests() -> int:
-        job = jobs.Jobs.open(path).find_by_commit(sha)
-        return sum(len(j.runs_of(signer.nid)) for j in job if j.name == "test")
+        found = jobs.Jobs.open(path).find_by_commit(sha)
+        return sum(len(j.runs_of(signer.nid)) for j in found if j.name == "test")
 
-    wait_for(lambda: tests() >= 1, 60, "the first run", lambda: world.node_log(path))
-    wait_for(lambda: tests() >= 2, 90, "the scheduled run", lambda: world.node_log(path))
-    log = world.node_log(path)
-    assert "worker:schedule schedule nightly (* * * * *) due " in log and f"rerun test on {sha[:12]}" in log
+    def passes(n: int, task: str = "worker:schedule") -> None:  # n more passes of a worker
+        status = node.status.get(task)
+        seen = status.runs if status else 0
+        wait_for(
+            lambda: (s := node.status.get(task)) is not None and s.runs >= seen + n,
+            30,
+            f"{n} passes of {task}",
+            stream.getvalue,
+        )
+
+    try:
+        wait_for(lambda: tests() >= 1, 60, "the first run", stream.getvalue)
+        passes(2)
+        now[0] = _at("02:59:59")
+        passes(3)
+        assert tests() == 1 and "worker:schedule" not in stream.getvalue()  # not before its time
+        now[0] = _at("03:00:01")
+        wait_for(lambda: tests() >= 2, 60, "the scheduled run", stream.getvalue)
+        passes(3)
+        passes(3, "worker:work")
+    finally:
+        node.stop.set()
+        thread.join(timeout=60)
+    log = stream.getvalue()
+    due = "worker:schedule schedule nightly (0 3 * * *) due 2026-03-01T03:00:00Z: "
+    assert log.count("worker:schedule") == 1 and f"{due}rerun test on {sha[:12]} (HEAD)" in log, log
+    assert tests() == 2  # once, not once a look
     builds = [j for j in jobs.Jobs.open(path).find_by_commit(sha) if j.name == "build"]
     assert len(builds[0].runs_of(signer.nid)) == 1  # only the scheduled job ran again
+    assert "stopped cleanly" in log and not thread.is_alive()
