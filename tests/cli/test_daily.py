@@ -135,6 +135,41 @@ def _stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
     return out, err
 
 
+class _Lines:
+    """A watch's stdout and stderr read as they come, so a test waits for a line, not a time."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self.readers = [
+            threading.Thread(target=self._read, args=(f, to), daemon=True)
+            for f, to in ((proc.stdout, self.out), (proc.stderr, self.err))
+        ]
+        for t in self.readers:
+            t.start()
+
+    @staticmethod
+    def _read(stream: Any, into: list[str]) -> None:
+        for line in stream:
+            into.append(line)
+
+    def wait_err(self, text: str) -> None:
+        _wait_for(lambda: any(text in line for line in self.err) or self.proc.poll() is not None)
+
+    def wait_out(self, text: str) -> None:
+        _wait_for(lambda: any(text in line for line in self.out) or self.proc.poll() is not None)
+
+    def stop(self) -> tuple[str, str]:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        for t in self.readers:
+            t.join(timeout=10)
+        out, err = "".join(self.out), "".join(self.err)
+        assert "Traceback" not in err, err
+        return out, err
+
+
 @pytest.mark.slow
 def test_watch_notify_receives_the_verdict_change(watched: tuple[Path, Path, str], tmp_path: Path) -> None:
     path, key, head = watched
@@ -169,19 +204,18 @@ def test_a_failing_or_slow_notify_command_is_reported_and_the_watch_goes_on(
     path, key, head = watched
     git(path, "config", "jobs.notify", "sleep 30")  # from config when no --notify is given
     git(path, "config", "jobs.notifyTimeout", "0.5")
-    proc = _watch(path)
+    watch = _Lines(_watch(path))
     try:
         _record(path, key, head, "test", "failed")
-        started = time.monotonic()
         (path / "file.txt").write_text("next\n")
         git(path, "commit", "-qam", "next")
         nxt = git(path, "rev-parse", "HEAD").strip()
-        time.sleep(1.5)
-        _record(path, key, nxt, "test", "succeeded")
-        _wait_for(lambda: proc.poll() is not None or time.monotonic() - started > 5)
-        assert proc.poll() is None, "the watch ended"
+        watch.wait_err("notify failed for")  # the slow command was killed; the watch looks again
+        _record(path, key, nxt, "test", "succeeded")  # seen pending while this records
+        watch.wait_out(f"{nxt[:12]} pending -> succeeded")
+        assert watch.proc.poll() is None, "the watch ended"
     finally:
-        out, err = _stop(proc)
+        out, err = watch.stop()
     assert f"notify failed for {head[:12]} pending -> failed: timed out after 0.5s (killed)" in err
     assert f"{nxt[:12]} pending -> succeeded" in out  # a later change is still seen
 
@@ -189,12 +223,12 @@ def test_a_failing_or_slow_notify_command_is_reported_and_the_watch_goes_on(
 @pytest.mark.slow
 def test_notify_exit_status_is_reported(watched: tuple[Path, Path, str]) -> None:
     path, key, head = watched
-    proc = _watch(path, "--notify", "exit 3")
+    watch = _Lines(_watch(path, "--notify", "exit 3"))
     try:
         _record(path, key, head, "test", "succeeded")
-        time.sleep(1.5)
+        watch.wait_err("notify failed for")
     finally:
-        _, err = _stop(proc)
+        _, err = watch.stop()
     assert f"notify failed for {head[:12]} pending -> succeeded: exit status 3" in err
 
 
