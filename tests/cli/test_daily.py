@@ -438,6 +438,7 @@ def test_the_node_runs_jobs_notify_when_a_verdict_it_works_on_changes(world: Wor
     wait_for(lambda: said in world.node_log(path), 30, "the notify line", lambda: world.node_log(path))
 
 
+@pytest.mark.slow
 def test_the_node_runs_a_scheduled_job_at_its_time(world: World) -> None:
     """The real node (in-process, so the test is its clock: ``Node.clock``) fires ``0 3 * * *``
     once the clock passes 03:00, not before, and once: the scheduled job runs again, only it."""
