@@ -94,15 +94,21 @@ class Day:
         self.clones[who] = path
         return path
 
-    def push(self, message: str, **files: str | None) -> str:
-        """The maintainer commits these files (None: delete) and pushes main."""
+    def push(self, message: str, later: int = 0, **files: str | None) -> str:
+        """The maintainer commits these files (None: delete) and pushes main; ``later``: the
+        commit is dated that many seconds after the previous one (as if made that much later)."""
         for name, text in files.items():
             if text is None:
                 git(self.maintainer, "rm", "-q", name)
             else:
                 (self.maintainer / name).write_text(text)
                 git(self.maintainer, "add", name)
-        git(self.maintainer, "commit", "-q", "--allow-empty", "-m", message)
+        env = dict(os.environ)
+        if later:
+            when = f"@{int(git(self.maintainer, 'log', '-1', '--format=%ct')) + later} +0000"
+            env.update(GIT_AUTHOR_DATE=when, GIT_COMMITTER_DATE=when)
+        commit = ["git", "commit", "-q", "--allow-empty", "-m", message]
+        subprocess.run(commit, cwd=self.maintainer, env=env, check=True, capture_output=True)
         git(self.maintainer, "push", "-q", "origin", "HEAD:main")
         return git(self.maintainer, "rev-parse", "HEAD").strip()
 
@@ -229,8 +235,7 @@ def test_a_maintainers_day_every_verdict_is_right(day: Day) -> None:
 
     # Two quick pushes, 3 s apart; the nodes look only once, at depth 1. Both get a verdict.
     first = day.push("fix on main", regression=None)
-    time.sleep(3)
-    second = day.push("docs", **{"NOTES": "more\n"})
+    second = day.push("docs", later=3, **{"NOTES": "more\n"})
     day.round("alice", "bob", extra=("--follow", "origin:refs/heads/main", "--depth", "1"))
     for sha in (first, second):
         code, data, text = day.settle(sha, "alice", "bob")

@@ -17,9 +17,10 @@ run again through the ordinary work loop — same sandbox, logs and retries. Oth
 them too only if this node may request work under their policy.
 
 Times are checked each node interval against the clock (:class:`Scheduler`'s ``clock``, which
-a test replaces): a schedule fires once when one of its times passed since the last check; times
-missed while the node was not running are not caught up. The table itself is
-:mod:`jobs.spec.schedule`.
+the node passes from ``Node.clock``: ``time.time``, replaced only from Python, e.g. by a test
+that runs a node in-process; no option, setting or commit sets it): a schedule fires once
+when one of its times passed since the last check; times missed while the node was not
+running are not caught up. The table itself is :mod:`jobs.spec.schedule`.
 """
 
 from __future__ import annotations

@@ -3,11 +3,13 @@ badges, schedules, shell completion and ``python -m jobs`` — through the insta
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import xml.etree.ElementTree as ET
@@ -22,6 +24,7 @@ import cob
 import jobs
 import jobs.identity
 from jobs import Jobs
+from jobs.node import Node
 from jobs.node.schedule import ScheduleError, Scheduler, load_schedules
 from tests.clirunner import GIT_JOBS, gj
 from tests.conftest import git, init_repo
@@ -43,12 +46,10 @@ def _repo(root: Path, definitions: str) -> tuple[Path, Path, str]:
 
 
 def _record(path: Path, key: Path, rev: str, name: str, reason: str) -> None:
-    """A run of ``rev:name`` recorded by this node, finished with ``reason``."""
-    assert gj(path, "create", rev, "--name", name, key=key).code == 0
-    run = gj(path, "run", f"{rev}:{name}", "--log", "https://ci.example/log", key=key)
-    assert run.code == 0, run
-    done = gj(path, "finish", f"{rev}:{name}", run.line, reason, key=key)
-    assert done.code == 0, done
+    """A run of ``rev:name`` recorded by this node, finished with ``reason`` (in-process, as
+    a node's own process writes: the CLI's create/run/finish have their own tests)."""
+    job = Jobs.open(str(path), cob.Signer.from_file(key)).create(rev, name)
+    job.finish(job.run("https://ci.example/log"), reason)
 
 
 def _wait_for(check: Any, timeout: float = 30.0) -> Any:
@@ -132,6 +133,41 @@ def _stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
     return out, err
 
 
+class _Lines:
+    """A watch's stdout and stderr read as they come, so a test waits for a line, not a time."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self.readers = [
+            threading.Thread(target=self._read, args=(f, to), daemon=True)
+            for f, to in ((proc.stdout, self.out), (proc.stderr, self.err))
+        ]
+        for t in self.readers:
+            t.start()
+
+    @staticmethod
+    def _read(stream: Any, into: list[str]) -> None:
+        for line in stream:
+            into.append(line)
+
+    def wait_err(self, text: str) -> None:
+        _wait_for(lambda: any(text in line for line in self.err) or self.proc.poll() is not None)
+
+    def wait_out(self, text: str) -> None:
+        _wait_for(lambda: any(text in line for line in self.out) or self.proc.poll() is not None)
+
+    def stop(self) -> tuple[str, str]:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        for t in self.readers:
+            t.join(timeout=10)
+        out, err = "".join(self.out), "".join(self.err)
+        assert "Traceback" not in err, err
+        return out, err
+
+
 @pytest.mark.slow
 def test_watch_notify_receives_the_verdict_change(watched: tuple[Path, Path, str], tmp_path: Path) -> None:
     path, key, head = watched
@@ -166,19 +202,18 @@ def test_a_failing_or_slow_notify_command_is_reported_and_the_watch_goes_on(
     path, key, head = watched
     git(path, "config", "jobs.notify", "sleep 30")  # from config when no --notify is given
     git(path, "config", "jobs.notifyTimeout", "0.5")
-    proc = _watch(path)
+    (path / "file.txt").write_text("next\n")
+    git(path, "commit", "-qam", "next")
+    nxt = git(path, "rev-parse", "HEAD").strip()
+    watch = _Lines(_watch(path))  # its first look saw both commits pending
     try:
         _record(path, key, head, "test", "failed")
-        started = time.monotonic()
-        (path / "file.txt").write_text("next\n")
-        git(path, "commit", "-qam", "next")
-        nxt = git(path, "rev-parse", "HEAD").strip()
-        time.sleep(1.5)
+        watch.wait_err("notify failed for")  # the slow command was killed; the watch goes on
         _record(path, key, nxt, "test", "succeeded")
-        _wait_for(lambda: proc.poll() is not None or time.monotonic() - started > 5)
-        assert proc.poll() is None, "the watch ended"
+        watch.wait_out(f"{nxt[:12]} pending -> succeeded")
+        assert watch.proc.poll() is None, "the watch ended"
     finally:
-        out, err = _stop(proc)
+        out, err = watch.stop()
     assert f"notify failed for {head[:12]} pending -> failed: timed out after 0.5s (killed)" in err
     assert f"{nxt[:12]} pending -> succeeded" in out  # a later change is still seen
 
@@ -186,12 +221,12 @@ def test_a_failing_or_slow_notify_command_is_reported_and_the_watch_goes_on(
 @pytest.mark.slow
 def test_notify_exit_status_is_reported(watched: tuple[Path, Path, str]) -> None:
     path, key, head = watched
-    proc = _watch(path, "--notify", "exit 3")
+    watch = _Lines(_watch(path, "--notify", "exit 3"))
     try:
         _record(path, key, head, "test", "succeeded")
-        time.sleep(1.5)
+        watch.wait_err("notify failed for")
     finally:
-        _, err = _stop(proc)
+        _, err = watch.stop()
     assert f"notify failed for {head[:12]} pending -> succeeded: exit status 3" in err
 
 
@@ -405,19 +440,48 @@ def test_the_node_runs_jobs_notify_when_a_verdict_it_works_on_changes(world: Wor
 
 @pytest.mark.slow
 def test_the_node_runs_a_scheduled_job_at_its_time(world: World) -> None:
-    """A real node and the real clock: `* * * * *` fires at the next minute (up to 60 s)."""
-    every_minute = SCHEDULED.replace("0 3 * * *", "* * * * *")
-    sha = publish(world, every_minute)
-    path, signer, key = world.node_repo("alice")
-    world.start_node(path, key)
+    """The real node (in-process, so the test is its clock: ``Node.clock``) fires ``0 3 * * *``
+    once the clock passes 03:00, not before, and once: the scheduled job runs again, only it."""
+    sha = publish(world, SCHEDULED)
+    path, _, key = world.node_repo("alice")
+    signer = cob.Signer.from_file(key)
+    now = [_at("02:59:00")]
+    stream = io.StringIO()
+    node = Node(str(path), signer, ["origin"], 0.2, stream=stream, clock=lambda: now[0])
+    thread = threading.Thread(target=node.run, daemon=True)
+    thread.start()
 
     def tests() -> int:
-        job = jobs.Jobs.open(path).find_by_commit(sha)
-        return sum(len(j.runs_of(signer.nid)) for j in job if j.name == "test")
+        found = jobs.Jobs.open(path).find_by_commit(sha)
+        return sum(len(j.runs_of(signer.nid)) for j in found if j.name == "test")
 
-    wait_for(lambda: tests() >= 1, 60, "the first run", lambda: world.node_log(path))
-    wait_for(lambda: tests() >= 2, 90, "the scheduled run", lambda: world.node_log(path))
-    log = world.node_log(path)
-    assert "worker:schedule schedule nightly (* * * * *) due " in log and f"rerun test on {sha[:12]}" in log
+    def passes(n: int, task: str = "worker:schedule") -> None:  # n more passes of a worker
+        status = node.status.get(task)
+        seen = status.runs if status else 0
+        wait_for(
+            lambda: (s := node.status.get(task)) is not None and s.runs >= seen + n,
+            30,
+            f"{n} passes of {task}",
+            stream.getvalue,
+        )
+
+    try:
+        wait_for(lambda: tests() >= 1, 60, "the first run", stream.getvalue)
+        passes(2)
+        now[0] = _at("02:59:59")
+        passes(3)
+        assert tests() == 1 and "worker:schedule" not in stream.getvalue()  # not before its time
+        now[0] = _at("03:00:01")
+        wait_for(lambda: tests() >= 2, 60, "the scheduled run", stream.getvalue)
+        passes(3)
+        passes(3, "worker:work")
+    finally:
+        node.stop.set()
+        thread.join(timeout=60)
+    log = stream.getvalue()
+    due = "worker:schedule schedule nightly (0 3 * * *) due 2026-03-01T03:00:00Z: "
+    assert log.count("worker:schedule") == 1 and f"{due}rerun test on {sha[:12]} (HEAD)" in log, log
+    assert tests() == 2  # once, not once a look
     builds = [j for j in jobs.Jobs.open(path).find_by_commit(sha) if j.name == "build"]
     assert len(builds[0].runs_of(signer.nid)) == 1  # only the scheduled job ran again
+    assert "stopped cleanly" in log and not thread.is_alive()

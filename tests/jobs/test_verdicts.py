@@ -164,8 +164,7 @@ def test_two_pushes_3s_apart_with_depth_1_both_get_a_verdict_and_history_before_
     # Two pushes 3 s apart; the node looks once, after both (it missed the first).
     second = commit_defs(dev, SLOW_OK + "# 2\n", "second")
     git(dev, "push", "-q", "origin", "main")
-    time.sleep(3)
-    third = commit_defs(dev, SLOW_OK + "# 3\n", "third")
+    third = _commit_later(dev, 3, SLOW_OK + "# 3\n", "third")  # made 3 s after the second
     git(dev, "push", "-q", "origin", "main")
     worked = ok(follower, *follow, "--json", key=key).json
     assert [c["commit"] for c in worked["commits"]] == [third, second]  # newest first
@@ -186,6 +185,16 @@ def test_two_pushes_3s_apart_with_depth_1_both_get_a_verdict_and_history_before_
     # The next pass finds nothing new to look back for: only the tip (already done).
     again = ok(follower, *follow, "--dry-run", "--json", key=key).json
     assert [c["commit"] for c in again["commits"]] == [third]
+
+
+def _commit_later(path: Path, seconds: int, text: str, message: str) -> str:
+    """Commit ``.git-jobs.toml`` dated ``seconds`` after HEAD, as if made that much later."""
+    when = f"@{int(git(path, 'log', '-1', '--format=%ct')) + seconds} +0000"
+    (path / ".git-jobs.toml").write_text(text)
+    git(path, "add", ".git-jobs.toml")
+    env = dict(os.environ, GIT_AUTHOR_DATE=when, GIT_COMMITTER_DATE=when)
+    subprocess.run(["git", "commit", "-q", "-m", message], cwd=path, env=env, check=True, capture_output=True)
+    return git(path, "rev-parse", "HEAD").strip()
 
 
 def test_a_node_that_never_worked_on_a_branch_starts_from_its_tip(tmp_path: Path) -> None:

@@ -424,6 +424,14 @@ def test_a_node_records_an_invalid_file_once_and_never_retries_it(
     git(work_repo.parent, "clone", "-q", "--bare", str(work_repo), str(hub))
     git(work_repo, "remote", "add", "origin", str(hub))
 
+    def _passes(pid: int) -> int:
+        """Passes of the work worker of the node process ``pid`` (its heartbeat file)."""
+        try:
+            beat = json.loads((work_repo / ".git" / "git-jobs" / "node.json").read_text())
+            return int(beat["workers"]["worker:work"]["runs"]) if beat["pid"] == pid else 0
+        except (OSError, ValueError, KeyError):
+            return 0
+
     def run_node_until(pred: str) -> str:
         env = dict(os.environ, GIT_JOBS_KEY=str(key[1]))
         with open(log, "wb") as fh:
@@ -434,7 +442,10 @@ def test_a_node_records_an_invalid_file_once_and_never_retries_it(
             while pred not in log.read_text():
                 assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
                 time.sleep(0.1)
-            time.sleep(3)  # several more passes
+            seen = _passes(proc.pid)
+            while _passes(proc.pid) < seen + 6:  # several more passes of this process's work
+                assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
+                time.sleep(0.1)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
