@@ -366,7 +366,8 @@ def _writes(
         return time.perf_counter() - t
 
     write(), floor_write()
-    ours, floor = scale.interleaved([write, floor_write], max(200, repeats * 60))  # medians of a few ms: many pairs
+    # medians of a few milliseconds, moved by the load: many pairs
+    ours, floor = scale.interleaved([write, floor_write], max(200, repeats * 60))
     scale.row(
         f"g8. one write on a {len(hub.signers)}-node hub, {size:,}",
         ours * 1e3,
