@@ -27,12 +27,22 @@ command its configuration names), which ``upload-pack`` on a local path may.
 from __future__ import annotations
 
 import os
+import stat
 
 import pygit2
 
+from ..errors import TransportError
+from ..gitrun import describe
 from ..refs import NAMESPACES, common_dir
 
 _HIDING = ("uploadpack.hiderefs", "transfer.hiderefs")
+# What libgit2 opens, in this process and with no time bound, to open a hub, list its refs and
+# read its objects: each must be a regular file (a FIFO blocks an open for good; git reads the
+# hub under the sync's timeout). A hub whose files point elsewhere is git's to read.
+_READ = ("config", "config.worktree", "HEAD", "packed-refs", "shallow", "info/grafts")
+_READ_OBJECTS = ("objects/pack/multi-pack-index",)
+_ELSEWHERE = ("commondir", "objects/info/alternates")
+MAX_CONFIG = 64 << 10
 
 
 def local_hub(repo: pygit2.Repository, remote: str) -> pygit2.Repository | None:
@@ -41,7 +51,7 @@ def local_hub(repo: pygit2.Repository, remote: str) -> pygit2.Repository | None:
     if not remote or remote.startswith("-") or "\n" in remote or "\0" in remote:
         return None  # refused by the listing, with its message
     path = _local_path(repo, remote)
-    if path is None:
+    if path is None or not _plain(path):
         return None
     try:
         hub = pygit2.Repository(path, pygit2.enums.RepositoryOpenFlag.NO_SEARCH)
@@ -63,15 +73,79 @@ def listed(hub: pygit2.Repository) -> list[tuple[str, str]]:
     """(oid, name) of the hub's refs under ``refs/namespaces/``, as ``git ls-remote --refs``
     prints them: symbolic refs resolved, broken ones left out."""
     out: list[tuple[str, str]] = []
-    for ref in hub.references.iterator():
-        if not ref.name.startswith(NAMESPACES):
-            continue
-        try:
-            target = ref.resolve().target
-        except (pygit2.GitError, KeyError, ValueError):
-            continue
-        out.append((str(target), ref.name))
+    try:
+        for ref in hub.references.iterator():
+            if not ref.name.startswith(NAMESPACES):
+                continue
+            try:
+                target = ref.resolve().target
+            except (pygit2.GitError, KeyError, ValueError):
+                continue
+            out.append((str(target), ref.name))
+    except (pygit2.GitError, OSError, ValueError) as e:  # e.g. a corrupt packed-refs: as git's refusal
+        why = (str(e).splitlines() or ["unreadable refs"])[0][:200]
+        raise TransportError(f"cannot list {describe(hub.path.rstrip('/'))}: {why}") from None
     return out
+
+
+def _plain(path: str) -> bool:
+    """Whether libgit2 may open the repository at ``path`` here without blocking on it: what
+    it reads there (:data:`_READ`) is regular files, its config includes nothing and is
+    small, and it names no other directory (:data:`_ELSEWHERE`, whose files would need the
+    same care and may name our own repository). An attacker can still swap a file for a FIFO
+    after this look: that is a residual risk, see SECURITY.md."""
+    for gitdir in (path, os.path.join(path, ".git")):
+        if not os.path.isdir(gitdir):
+            if gitdir != path and os.path.lexists(gitdir):
+                return False  # a gitfile: git follows it
+            continue
+        if any(os.path.lexists(os.path.join(gitdir, name)) for name in _ELSEWHERE):
+            return False
+        for name in (*_READ, *_READ_OBJECTS):
+            found = os.path.join(gitdir, name)
+            if os.path.lexists(found) and not _regular(found):
+                return False
+        if not _plain_config(os.path.join(gitdir, "config")):
+            return False
+    return True
+
+
+def _regular(path: str) -> bool:
+    """Whether ``path`` is, or links to, a regular file (not a FIFO, device or directory)."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def _plain_config(path: str) -> bool:
+    """Whether the config file at ``path`` is absent, or a regular file of at most
+    :data:`MAX_CONFIG` bytes that includes no other file (read without blocking)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        text = os.read(fd, MAX_CONFIG + 1)
+    finally:
+        os.close(fd)
+    return len(text) <= MAX_CONFIG and b"include" not in text.lower()
+
+
+def loose_is_regular(objects: str, oid: str) -> bool:
+    """Whether the loose copy of ``oid`` in ``objects`` is a regular file, or absent (packed,
+    or not there: the odb says so)."""
+    found = os.path.join(objects, oid[:2], oid[2:])
+    try:
+        return stat.S_ISREG(os.stat(found).st_mode)
+    except FileNotFoundError:
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def _local_path(repo: pygit2.Repository, remote: str) -> str | None:
