@@ -14,14 +14,21 @@ directly; so does a sync, when nothing could make git's answer differ from what 
   names no ``uploadpack`` program;
 * the hub opens with libgit2 (which refuses a repository another user owns, as git's
   ``safe.directory`` does), is not shallow and hides no refs (``uploadpack.hideRefs``,
-  ``transfer.hideRefs``).
+  ``transfer.hideRefs``);
+* no configuration only git reads (``git -c``, ``GIT_CONFIG_COUNT``, ``GIT_CONFIG_GLOBAL``,
+  ``GIT_CONFIG_SYSTEM``) is set;
+* what libgit2 opens there is regular files (no FIFO: it would block this process for good,
+  where git runs under a timeout), the hub's config includes nothing, and it names no other
+  directory (``commondir``, ``objects/info/alternates``).
 
 Otherwise git runs, as before. Nothing else changes: the quarantine borrows the hub's objects
 (one more line in its ``alternates``) instead of receiving a pack; what the wanted tips reach
 is walked first, so a hub that lacks an object, or an update bigger than the copy's bounds,
 goes through ``git fetch`` instead; the checks run on the quarantine; only what the accepted
 tips reach is copied into the repository. Reading a hub runs nothing of its own (no hook, no
-command its configuration names), which ``upload-pack`` on a local path may.
+command its configuration names), which ``upload-pack`` on a local path may. Git never reads
+a quarantine that borrows a hub: it would take the hub's commit-graph, bitmaps and
+multi-pack-index as true (a forged parent makes it send objects no accepted tip reaches).
 """
 
 from __future__ import annotations
@@ -43,6 +50,9 @@ _READ = ("config", "config.worktree", "HEAD", "packed-refs", "shallow", "info/gr
 _READ_OBJECTS = ("objects/pack/multi-pack-index",)
 _ELSEWHERE = ("commondir", "objects/info/alternates")
 MAX_CONFIG = 64 << 10
+# Configuration from the environment that git reads and libgit2 does not (``git -c``,
+# ``GIT_CONFIG_COUNT``, another global or system file): it could forbid or rewrite the URL.
+_GIT_ONLY_CONFIG = ("GIT_CONFIG_PARAMETERS", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM")
 
 
 def local_hub(repo: pygit2.Repository, remote: str) -> pygit2.Repository | None:
@@ -152,6 +162,11 @@ def _local_path(repo: pygit2.Repository, remote: str) -> str | None:
     """The absolute path ``remote`` names on this machine, or None (a URL of another scheme,
     or anything git might read otherwise)."""
     config = repo.config
+    if (
+        any(os.environ.get(name) for name in _GIT_ONLY_CONFIG)
+        or os.environ.get("GIT_CONFIG_COUNT", "0") != "0"
+    ):
+        return None  # configuration git reads and libgit2 does not (git -c, env): git decides
     if not _file_allowed(config) or _rewrites_urls(config):
         return None
     url = remote

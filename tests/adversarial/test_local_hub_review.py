@@ -185,3 +185,28 @@ except cob.TransportError as e:
 """
     assert run_python(code, 30) == "1 line"
     assert list(node.all()) == []
+
+
+# -- 4. configuration only git reads ----------------------------------------------------------
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "protocol.file.allow", "GIT_CONFIG_VALUE_0": "never"},
+        {"GIT_CONFIG_PARAMETERS": "'protocol.file.allow'='never'"},
+        {"GIT_CONFIG_GLOBAL": "{never}"},
+    ],
+)
+def test_a_policy_given_to_git_by_the_environment_is_git_s_to_apply(
+    world: World, signers: Iterator[cob.Signer], monkeypatch: pytest.MonkeyPatch, env: dict[str, str]
+) -> None:
+    """``git -c`` (``GIT_CONFIG_PARAMETERS``), ``GIT_CONFIG_COUNT`` and another global file
+    are read by git, not by libgit2: a local path they forbid was read in place anyway."""
+    _, node = two_peers(world, signers)
+    never = world.tmp / "never.gitconfig"
+    never.write_text("[protocol]\n\tallow = never\n")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value.format(never=never))
+    with pytest.raises(cob.TransportError) as e:
+        node.sync(str(world.hub))
+    assert "\n" not in str(e.value) and "file" in str(e.value)
+    assert list(node.all()) == []
