@@ -50,6 +50,8 @@ _READ = ("config", "config.worktree", "HEAD", "packed-refs", "shallow", "info/gr
 _READ_OBJECTS = ("objects/pack/multi-pack-index",)
 _ELSEWHERE = ("commondir", "objects/info/alternates")
 MAX_CONFIG = 64 << 10
+MAX_REF_FILE = 4 << 10  # a loose ref is 41 bytes ("ref: " and a name for a symbolic one)
+MAX_PACKED_REFS = 256 << 20  # 2 million refs; libgit2 reads the file whole, into memory
 # Configuration from the environment that git reads and libgit2 does not (``git -c``,
 # ``GIT_CONFIG_COUNT``, another global or system file): it could forbid or rewrite the URL.
 _GIT_ONLY_CONFIG = ("GIT_CONFIG_PARAMETERS", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM")
@@ -116,6 +118,30 @@ def _plain(path: str) -> bool:
             if os.path.lexists(found) and not _regular(found):
                 return False
         if not _plain_config(os.path.join(gitdir, "config")):
+            return False
+        if not _small_files(os.path.join(gitdir, "refs"), MAX_REF_FILE):
+            return False
+        packed = os.path.join(gitdir, "packed-refs")
+        if os.path.lexists(packed) and os.stat(packed).st_size > MAX_PACKED_REFS:
+            return False
+    return True
+
+
+def _small_files(root: str, limit: int) -> bool:
+    """Whether every file under ``root`` (libgit2 reads each loose ref whole, into memory) is
+    a regular file of at most ``limit`` bytes, and no directory there is a symbolic link."""
+    stack = [root]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as found:
+                for entry in found:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif not entry.is_file() or entry.stat().st_size > limit:
+                        return False
+        except FileNotFoundError:
+            continue
+        except OSError:
             return False
     return True
 

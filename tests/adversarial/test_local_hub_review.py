@@ -19,6 +19,7 @@ import pygit2
 import pytest
 
 import cob
+from cob.sync import localhub
 from tests.conftest import git
 from tests.jobs.test_sync import LOG, World, index_tip
 from tests.jobs.test_sync_local_hub import two_peers
@@ -153,6 +154,7 @@ def test_a_fifo_in_the_hub_does_not_hang_the_process(
         os.mkfifo(world.hub / fifo)
     code = f"""
 import pygit2
+from cob.sync import localhub
 hub = localhub.local_hub(pygit2.Repository({node.repo.path!r}), {str(world.hub)!r})
 if hub is not None:
     localhub.listed(hub)
@@ -210,3 +212,17 @@ def test_a_policy_given_to_git_by_the_environment_is_git_s_to_apply(
         node.sync(str(world.hub))
     assert "\n" not in str(e.value) and "file" in str(e.value)
     assert list(node.all()) == []
+
+
+# -- 5. memory the hub decides ----------------------------------------------------------------
+@pytest.mark.parametrize("name", ["refs/namespaces/z6Mkhuge/refs/sigrefs", "packed-refs"])
+def test_a_huge_ref_file_is_left_to_git(world: World, signers: Iterator[cob.Signer], name: str) -> None:
+    """libgit2 reads a loose ref, and packed-refs, whole into this process's memory: a sparse
+    file of gigabytes costs the daemon gigabytes (git's process would die alone). Beyond a
+    bound, git reads the hub. (Here 300 MiB, sparse: the read is not attempted.)"""
+    node = world.peer("node", next(signers))
+    path = world.hub / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as f:
+        f.truncate(300 << 20)
+    assert localhub.local_hub(node.repo, str(world.hub)) is None
