@@ -25,7 +25,7 @@ from .checks import (
 )
 from .limits import Limits
 from .listing import _gitdir, _owner
-from .localhub import objects_dir
+from .localhub import loose_is_regular, objects_dir
 from .results import FETCH, FetchResult, Refusal, RefusalKind
 
 QUARANTINE = "quarantine"  # <gitdir>/<layout prefix>-quarantine/<pid>-<hex>/: see _Quarantine
@@ -160,9 +160,10 @@ class _Quarantine:
         must all be there, within the copy's bounds; otherwise (False) the quarantine is made
         again without the hub, and git fetches."""
         assert self.hub is not None
-        self._create(objects_dir(self.hub))
+        borrowed = objects_dir(self.hub)
+        self._create(borrowed)
         names = sorted(wanted)
-        if not _reached(self.scratch(), self.repo, [wanted[n] for n in names]):
+        if not _reached(self.scratch(), self.repo, [wanted[n] for n in names], borrowed):
             self.hub = None
             self.__exit__()
             return False
@@ -230,6 +231,11 @@ class _Quarantine:
         cost more than the first), else by a local fetch."""
         if not passed or self._copy_reached(passed.values()):
             return
+        if self.hub is not None:
+            # Never git on a quarantine that borrows the hub: git would take the hub's
+            # commit-graph, bitmaps and multi-pack-index as true, and a forged one makes it
+            # send objects no accepted tip reaches (an unsigned commit parked here).
+            raise TransportError("cannot keep the fetched objects: the hub's objects cannot be read in place")
         scratch = self.scratch()
         for name in sorted(passed):  # git fetches by name; a borrowing quarantine has no refs
             scratch.references.create(self._staging[name], passed[name], force=True)
@@ -261,12 +267,15 @@ MAX_COPIED_OBJECTS = 2_000  # beyond this many new objects, or bytes, migrate() 
 MAX_COPIED_BYTES = 1 << 20
 
 
-def _reached(scratch: pygit2.Repository, main: pygit2.Repository, tips: Iterable[str]) -> bool:
+def _reached(
+    scratch: pygit2.Repository, main: pygit2.Repository, tips: Iterable[str], borrowed: str | None = None
+) -> bool:
     """Whether every object ``tips`` reach that ``main`` lacks is in ``scratch``, within
     :func:`_copy_objects`' bounds: the connectivity check ``git fetch`` makes, for objects
-    borrowed rather than received."""
+    borrowed rather than received. ``borrowed``: the hub's object directory, whose loose
+    objects must be regular files (libgit2 would block on a FIFO for good)."""
     try:
-        return _walk(scratch, main, tips) is not None
+        return _walk(scratch, main, tips, borrowed) is not None
     except (KeyError, ValueError, pygit2.GitError):
         return False
 
@@ -288,11 +297,14 @@ def _copy_objects(scratch: pygit2.Repository, main: pygit2.Repository, tips: Ite
 
 
 def _walk(
-    scratch: pygit2.Repository, main: pygit2.Repository, tips: Iterable[str | pygit2.Oid]
+    scratch: pygit2.Repository,
+    main: pygit2.Repository,
+    tips: Iterable[str | pygit2.Oid],
+    borrowed: str | None = None,
 ) -> dict[pygit2.Oid, list[pygit2.Oid]] | None:
     """{object: the objects it names} of what ``tips`` reach in ``scratch`` and ``main``
     lacks; None beyond :data:`MAX_COPIED_OBJECTS` objects or :data:`MAX_COPIED_BYTES` bytes.
-    KeyError: an object is missing."""
+    KeyError: an object is missing (or, in ``borrowed``, not a regular file)."""
     children: dict[pygit2.Oid, list[pygit2.Oid]] = {}
     stack = [t if isinstance(t, pygit2.Oid) else pygit2.Oid(hex=t) for t in tips]
     budget = MAX_COPIED_BYTES
@@ -300,6 +312,8 @@ def _walk(
         oid = stack.pop()
         if oid in children or oid in main.odb:
             continue
+        if borrowed is not None and not loose_is_regular(borrowed, str(oid)):
+            raise KeyError(str(oid))
         kind, size = scratch.odb.read_header(oid)  # from the header: a big blob is never inflated
         budget -= size
         if len(children) >= MAX_COPIED_OBJECTS or budget < 0:
