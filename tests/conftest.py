@@ -11,6 +11,7 @@ import tests.sourceless  # noqa: F401  (first: the package under test is the ins
 
 import contextlib
 import functools
+import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -52,6 +53,11 @@ def pytest_report_header() -> str:
 # The longest stories start first: under `pytest -n 2` the other worker runs the rest of the
 # suite meanwhile, instead of one worker finishing a long story alone at the end.
 LONGEST_FIRST = ("test_maintainers_day.py", "test_maintainers_day_evidence.py")
+
+# Repositories the tests make are writable by their user alone, whatever the caller's umask
+# (a hub others can write is read by git, not in place: cob.sync.localhub; tests of that
+# say so themselves).
+os.umask(0o022)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

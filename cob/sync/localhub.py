@@ -17,6 +17,9 @@ directly; so does a sync, when nothing could make git's answer differ from what 
   ``transfer.hideRefs``);
 * no configuration only git reads (``git -c``, ``GIT_CONFIG_COUNT``, ``GIT_CONFIG_GLOBAL``,
   ``GIT_CONFIG_SYSTEM``) is set;
+* only this user can write the hub (its git, ``objects`` and ``refs`` directories are ours and
+  writable by no group or other user, no ``core.sharedRepository``): its files were written by
+  git or by us, and a peer reaches it only through ``receive-pack``;
 * what libgit2 opens there is regular files (no FIFO: it would block this process for good,
   where git runs under a timeout), the hub's config includes nothing, and it names no other
   directory (``commondir``, ``objects/info/alternates``).
@@ -104,8 +107,10 @@ def _plain(path: str) -> bool:
     """Whether libgit2 may open the repository at ``path`` here without blocking on it: what
     it reads there (:data:`_READ`) is regular files, its config includes nothing and is
     small, and it names no other directory (:data:`_ELSEWHERE`, whose files would need the
-    same care and may name our own repository). An attacker can still swap a file for a FIFO
-    after this look: that is a residual risk, see SECURITY.md."""
+    same care and may name our own repository); and only this user can create files there
+    (:func:`_ours_alone`), so that nothing can be swapped in after this look."""
+    if not any(_ours_alone(d) for d in (path, os.path.join(path, ".git"))):
+        return False
     for gitdir in (path, os.path.join(path, ".git")):
         if not os.path.isdir(gitdir):
             if gitdir != path and os.path.lexists(gitdir):
@@ -125,6 +130,28 @@ def _plain(path: str) -> bool:
         if os.path.lexists(packed) and os.stat(packed).st_size > MAX_PACKED_REFS:
             return False
     return True
+
+
+_OWN_DIRS = ("", "objects", "objects/pack", "objects/info", "refs")
+
+
+def _ours_alone(gitdir: str) -> bool:
+    """Whether ``gitdir`` is a git directory only this user (or root) can write: it and its
+    ``objects`` and ``refs`` directories are ours, writable by no group and no other user,
+    none a symbolic link, and git is not told to share it (``core.sharedRepository``). What
+    is there was then written by git or by this user: a peer reaches such a hub only through
+    ``receive-pack``, which writes no FIFO, no oversized ref and no commit-graph of its own,
+    and cannot swap a file in after :func:`_plain` looked. A hub others write to directly (a
+    shared directory) is git's to read, under its timeouts, as before."""
+    uid = os.geteuid()
+    for name in _OWN_DIRS:
+        try:
+            st = os.lstat(os.path.join(gitdir, name) if name else gitdir)
+        except (OSError, ValueError):
+            return False
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid or st.st_mode & 0o022:
+            return False
+    return True  # core.sharedRepository: _plain_config
 
 
 def _small_files(root: str, limit: int) -> bool:
@@ -156,7 +183,8 @@ def _regular(path: str) -> bool:
 
 def _plain_config(path: str) -> bool:
     """Whether the config file at ``path`` is absent, or a regular file of at most
-    :data:`MAX_CONFIG` bytes that includes no other file (read without blocking)."""
+    :data:`MAX_CONFIG` bytes that includes no other file and shares nothing with a group
+    (``core.sharedRepository``; read without blocking)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -169,7 +197,8 @@ def _plain_config(path: str) -> bool:
         text = os.read(fd, MAX_CONFIG + 1)
     finally:
         os.close(fd)
-    return len(text) <= MAX_CONFIG and b"include" not in text.lower()
+    lowered = text.lower()  # git shares the files it creates with a group: not ours alone
+    return len(text) <= MAX_CONFIG and b"include" not in lowered and b"sharedrepository" not in lowered
 
 
 def loose_is_regular(objects: str, oid: str) -> bool:

@@ -208,3 +208,31 @@ def test_a_refused_tip_read_in_place_leaves_nothing_here(world: World, signers: 
     assert [r.ref for r in report.refused] == [index_ref(a.signer.nid)]
     assert forged not in pygit2.Repository(node.repo.path).odb
     assert index_tip(node.repo.path, a.signer.nid) is None
+
+
+# -- who can write the hub --------------------------------------------------------------------
+@pytest.mark.parametrize("how", ["objects group-writable", "refs world-writable", "shared"])
+def test_a_hub_others_can_write_is_read_by_git(
+    world: World, signers: Iterator[cob.Signer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """Another user who can write the hub's files could swap one for a FIFO (this process
+    would block on it for good) after any look: such a hub is listed and fetched by git."""
+    a, node = two_peers(world, signers)
+    hub = Path(str(world.hub))
+    if how == "objects group-writable":
+        os.chmod(hub / "objects", 0o775)
+    elif how == "refs world-writable":
+        os.chmod(hub / "refs", 0o757)
+    else:
+        git(hub, "config", "core.sharedRepository", "group")
+    assert localhub.local_hub(node.repo, str(hub)) is None
+    names = traced_sync(node, str(hub), tmp_path / "trace.json", monkeypatch)
+    assert names.count("ls-remote") == 1 and names.count("fetch") == 1
+    assert {j.id for j in node.all()} == {j.id for j in a.all()}
+
+
+def test_a_hub_only_we_write_is_read_in_place(world: World, signers: Iterator[cob.Signer]) -> None:
+    _, node = two_peers(world, signers)
+    assert localhub.local_hub(node.repo, str(world.hub)) is not None
+    os.chmod(Path(str(world.hub)) / "objects", 0o700)  # narrower than git's: still ours alone
+    assert localhub.local_hub(node.repo, str(world.hub)) is not None
