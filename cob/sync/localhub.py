@@ -72,7 +72,8 @@ def local_hub(repo: pygit2.Repository, remote: str) -> pygit2.Repository | None:
         hub = pygit2.Repository(path, pygit2.enums.RepositoryOpenFlag.NO_SEARCH)
         if hub.is_shallow or any(_values(hub.config, key) for key in _HIDING):
             return None
-        if "\n" in objects_dir(hub) or objects_dir(hub).startswith('"'):
+        borrowed = objects_dir(hub)
+        if "\n" in borrowed or borrowed.startswith('"'):
             return None  # not a line of an alternates file
     except (pygit2.GitError, KeyError, ValueError, OSError):
         return None  # not a repository libgit2 opens here: git says what it makes of it

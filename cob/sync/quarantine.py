@@ -167,8 +167,6 @@ class _Quarantine:
             self.hub = None
             self.__exit__()
             return False
-        staging = layout.current().staging_refs
-        self._staging = {n: f"{staging}{i}" for i, n in enumerate(names)}
         self.staged.update(wanted)
         return True
 
@@ -236,9 +234,6 @@ class _Quarantine:
             # commit-graph, bitmaps and multi-pack-index as true, and a forged one makes it
             # send objects no accepted tip reaches (an unsigned commit parked here).
             raise TransportError("cannot keep the fetched objects: the hub's objects cannot be read in place")
-        scratch = self.scratch()
-        for name in sorted(passed):  # git fetches by name; a borrowing quarantine has no refs
-            scratch.references.create(self._staging[name], passed[name], force=True)
         lines = "".join(f"{self._staging[n]}\n" for n in sorted(passed))
         res = run_git(
             _gitdir(self.repo),
